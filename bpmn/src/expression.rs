@@ -1,0 +1,322 @@
+//! Expressions in a model: static values, or FEEL (a leading `=`, as in Camunda 8).
+//!
+//! FEEL is parsed at deploy time with `dsntk-feel-parser`, so that a syntax error is a
+//! validation error naming the element, and the engine gets a parsed tree it never re-parses.
+//!
+//! Camunda 8 (feel-scala) never lets a variable name contain spaces or operators, but DMN FEEL
+//! does (`Income / Expenses` can be one name), and dsntk decides what is a name from the names
+//! in scope. At deploy time the variables are unknown, so the parser is handed a scope with
+//! every identifier that occurs in the expression, plus the multi-word built-in functions.
+//! That makes `price * 2` a product (as in Camunda 8) rather than one name `price*2`.
+//! Backtick-quoted names (`` `order id` ``) are a feel-scala extension; they are unquoted and
+//! declared as names.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use dsntk_feel::context::FeelContext;
+use dsntk_feel::{FeelScope, Name};
+use dsntk_feel_parser::AstNode;
+
+use crate::limits::EXPRESSION_BYTES_MAX;
+
+/// A value in a model attribute that is either fixed or computed by FEEL.
+#[derive(Clone, Debug)]
+pub enum Expression {
+    /// A literal value (no leading `=`).
+    Static(String),
+    /// A FEEL expression (the text had a leading `=`).
+    Feel(FeelExpression),
+}
+
+impl Expression {
+    /// Parses an attribute value: `=...` is FEEL, anything else is a static value.
+    pub fn parse(raw: &str) -> Result<Expression, String> {
+        match raw.trim_start().strip_prefix('=') {
+            Some(source) => FeelExpression::parse(source).map(Expression::Feel),
+            None => Ok(Expression::Static(raw.to_string())),
+        }
+    }
+
+    /// The static value, if this is not FEEL.
+    pub fn as_static(&self) -> Option<&str> {
+        match self {
+            Expression::Static(value) => Some(value),
+            Expression::Feel(_) => None,
+        }
+    }
+
+    /// Whether this is a FEEL expression.
+    pub fn is_feel(&self) -> bool {
+        matches!(self, Expression::Feel(_))
+    }
+}
+
+impl fmt::Display for Expression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expression::Static(value) => f.write_str(value),
+            Expression::Feel(feel) => write!(f, "={}", feel.source()),
+        }
+    }
+}
+
+/// A parsed FEEL expression with its source text.
+#[derive(Clone)]
+pub struct FeelExpression {
+    source: Box<str>,
+    ast: AstNode,
+}
+
+impl fmt::Debug for FeelExpression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FeelExpression({:?})", self.source)
+    }
+}
+
+/// Words FEEL reserves; they are never declared as names.
+const KEYWORDS: &[&str] = &[
+    "if",
+    "then",
+    "else",
+    "for",
+    "in",
+    "return",
+    "some",
+    "every",
+    "satisfies",
+    "and",
+    "or",
+    "not",
+    "between",
+    "instance",
+    "of",
+    "true",
+    "false",
+    "null",
+    "function",
+];
+
+/// Built-in functions whose names contain spaces, from the DMN standard and feel-scala.
+const MULTI_WORD_FUNCTIONS: &[&str] = &[
+    "date and time",
+    "years and months duration",
+    "context merge",
+    "context put",
+    "day of week",
+    "day of year",
+    "distinct values",
+    "duplicate values",
+    "ends with",
+    "finished by",
+    "from json",
+    "get entries",
+    "get or else",
+    "get value",
+    "index of",
+    "insert before",
+    "is blank",
+    "is defined",
+    "is empty",
+    "last day of month",
+    "list contains",
+    "list replace",
+    "lower case",
+    "met by",
+    "month of year",
+    "overlaps after",
+    "overlaps before",
+    "round down",
+    "round half down",
+    "round half up",
+    "round up",
+    "started by",
+    "starts with",
+    "string join",
+    "string length",
+    "substring after",
+    "substring before",
+    "to json",
+    "upper case",
+    "week of year",
+];
+
+impl FeelExpression {
+    /// Parses FEEL source text (without the leading `=`).
+    pub fn parse(source: &str) -> Result<FeelExpression, String> {
+        if source.len() > EXPRESSION_BYTES_MAX {
+            return Err(format!(
+                "the expression is {} bytes, over EXPRESSION_BYTES_MAX ({EXPRESSION_BYTES_MAX})",
+                source.len()
+            ));
+        }
+        let trimmed = source.trim();
+        if trimmed.is_empty() {
+            return Err("the expression after `=` is empty".to_string());
+        }
+        let (text, scope) = prepare(trimmed)?;
+        // The parser is third-party code fed with user input: a panic inside it must become a
+        // validation error, never take the process down.
+        let parsed = catch_unwind(AssertUnwindSafe(|| {
+            dsntk_feel_parser::parse_expression(&scope, &text, false)
+        }));
+        match parsed {
+            Ok(Ok(ast)) => Ok(FeelExpression {
+                source: trimmed.into(),
+                ast,
+            }),
+            Ok(Err(_)) => Err(format!("`{trimmed}` is not a valid FEEL expression")),
+            Err(_) => Err(format!(
+                "`{trimmed}` could not be parsed (the FEEL parser failed)"
+            )),
+        }
+    }
+
+    /// The FEEL source, without the leading `=`.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The parsed syntax tree, for the evaluator.
+    pub fn ast(&self) -> &AstNode {
+        &self.ast
+    }
+}
+
+/// Declares every identifier of `source` as a name, and unquotes backtick names.
+fn prepare(source: &str) -> Result<(String, FeelScope), String> {
+    let mut context = FeelContext::default();
+    for name in MULTI_WORD_FUNCTIONS {
+        context.set_null(Name::from(*name));
+    }
+    let mut text = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(character) = rest.chars().next() {
+        if character == '"' {
+            let end = string_literal_end(rest);
+            text.push_str(&rest[..end]);
+            rest = &rest[end..];
+        } else if character == '`' {
+            let Some(close) = rest[1..].find('`') else {
+                return Err(format!("`{source}`: a backtick-quoted name is not closed"));
+            };
+            let name = &rest[1..1 + close];
+            context.set_null(Name::from(name));
+            text.push_str(name);
+            rest = &rest[close + 2..];
+        } else if is_name_start(character) {
+            if let Some(function) = MULTI_WORD_FUNCTIONS
+                .iter()
+                .find(|f| starts_with_words(rest, f))
+            {
+                text.push_str(function);
+                rest = &rest[function.len()..];
+                continue;
+            }
+            // The first character is a name start, and every name start is a name part, so the
+            // word is never empty and the loop always advances.
+            let end = rest.find(|c: char| !is_name_part(c)).unwrap_or(rest.len());
+            assert!(end > 0, "a name start is a name part");
+            let word = &rest[..end];
+            if !KEYWORDS.contains(&word) {
+                context.set_null(Name::from(word));
+            }
+            text.push_str(word);
+            rest = &rest[end..];
+        } else {
+            text.push(character);
+            rest = &rest[character.len_utf8()..];
+        }
+    }
+    Ok((text, FeelScope::from(context)))
+}
+
+fn starts_with_words(text: &str, words: &str) -> bool {
+    text.starts_with(words) && !text[words.len()..].starts_with(is_name_part)
+}
+
+fn string_literal_end(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut index = 1;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 2,
+            b'"' => return index + 1,
+            _ => index += 1,
+        }
+    }
+    text.len()
+}
+
+fn is_name_start(character: char) -> bool {
+    character.is_alphabetic() || character == '_' || character == '$'
+}
+
+fn is_name_part(character: char) -> bool {
+    character.is_alphanumeric() || character == '_' || character == '$'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ast(source: &str) -> String {
+        match FeelExpression::parse(source) {
+            Ok(expression) => format!("{:?}", expression.ast()),
+            Err(error) => panic!("{source:?}: {error}"),
+        }
+    }
+
+    #[test]
+    fn operators_are_not_part_of_names() {
+        assert!(ast("price * 2").starts_with("Mul("));
+        assert!(ast("a-b").starts_with("Sub("));
+        assert!(ast("order.total > 100").starts_with("Gt(Path("));
+    }
+
+    #[test]
+    fn camunda_constructs_parse() {
+        for source in [
+            "if x > 1 then \"big\" else \"small\"",
+            "some item in items satisfies item.price > 10",
+            "for i in 1..3 return i * 2",
+            "is defined(x)",
+            "get or else(x, 1)",
+            "string join(names, \", \")",
+            "date and time(\"2019-10-01T12:00:00Z\")",
+            "{a: x.y, b: count(z)}",
+            "items[price > 10].name",
+            "`order id` + 1",
+            "now() + duration(\"PT5M\")",
+        ] {
+            ast(source);
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        for source in ["1 +", "((", "a ?? b", "\"open", "`open", "", "   "] {
+            assert!(
+                FeelExpression::parse(source).is_err(),
+                "{source:?} should not parse"
+            );
+        }
+    }
+
+    #[test]
+    fn static_and_feel_are_told_apart() {
+        assert_eq!(
+            Expression::parse("payment").expect("static").as_static(),
+            Some("payment")
+        );
+        assert!(Expression::parse("= orderId").expect("feel").is_feel());
+        assert!(Expression::parse("=").is_err());
+    }
+
+    #[test]
+    fn oversized_expressions_are_rejected() {
+        let source = format!("{}a", "a + ".repeat(EXPRESSION_BYTES_MAX / 4 + 1));
+        let error = FeelExpression::parse(&source).expect_err("too long");
+        assert!(error.contains("EXPRESSION_BYTES_MAX"), "{error}");
+    }
+}

@@ -1,0 +1,344 @@
+//! Rules about the shape of a compiled process: start events per scope, what may have
+//! incoming and outgoing flows, gateways, links, and that every flow node can be reached.
+
+use crate::compile::Compiler;
+use crate::diagnostic::{Diagnostic, DiagnosticKind as K};
+use crate::elements::UNRESOLVED;
+use crate::model::*;
+
+impl Compiler<'_> {
+    fn report_element(&mut self, kind: K, element: &Element, message: String) {
+        self.diagnostics.push(Diagnostic {
+            kind,
+            position: element.position,
+            element_id: Some(element.id.clone()),
+            message,
+        });
+    }
+
+    fn report_flow(&mut self, kind: K, flow: &SequenceFlow, message: String) {
+        self.diagnostics.push(Diagnostic {
+            kind,
+            position: flow.position,
+            element_id: Some(flow.id.clone()),
+            message,
+        });
+    }
+}
+
+/// `failed[i]` is the BPMN element name of element `i` when its own definition failed.
+pub(crate) fn check(
+    compiler: &mut Compiler<'_>,
+    definition: &mut ProcessDefinition,
+    failed: &[Option<&'static str>],
+) {
+    let before = compiler.diagnostics.len();
+    for index in 0..definition.elements.len() {
+        if failed[index].is_some() {
+            continue;
+        }
+        let index = ElementIndex(index as u32);
+        // A scope with a start event that failed to compile has been reported already.
+        let failed_start = definition
+            .children(index)
+            .iter()
+            .any(|child| failed[child.0 as usize] == Some("startEvent"));
+        if !failed_start {
+            check_scope_starts(compiler, definition, index);
+        }
+        let gateway_target_failed = definition
+            .outgoing(index)
+            .iter()
+            .any(|flow| failed[definition.flow(*flow).target.0 as usize].is_some());
+        if !(gateway_target_failed
+            && matches!(
+                definition.element(index).kind,
+                ElementKind::EventBasedGateway
+            ))
+        {
+            check_flows_of(compiler, definition, index);
+        }
+    }
+    check_conditions(compiler, definition, failed);
+    resolve_links(compiler, definition);
+    // Reachability is only meaningful on a graph whose other rules hold.
+    if compiler.diagnostics.len() == before {
+        check_reachability(compiler, definition, failed);
+    }
+}
+
+fn check_scope_starts(
+    compiler: &mut Compiler<'_>,
+    definition: &ProcessDefinition,
+    scope: ElementIndex,
+) {
+    let element = definition.element(scope);
+    let starts = definition.start_events(scope);
+    let none_starts = starts
+        .iter()
+        .filter(|start| {
+            matches!(
+                definition.element(**start).kind,
+                ElementKind::StartEvent {
+                    trigger: StartTrigger::None,
+                    ..
+                }
+            )
+        })
+        .count();
+    match element.kind {
+        ElementKind::Process => {
+            if starts.is_empty() {
+                let text = "the process has no start event";
+                compiler.report_element(K::MissingStartEvent, element, text.to_string());
+            } else if none_starts > 1 {
+                let text = format!("the process has {none_starts} none start events; at most one");
+                compiler.report_element(K::InvalidStartEvent, element, text);
+            }
+        }
+        ElementKind::SubProcess => {
+            if starts.is_empty() {
+                let text =
+                    "the subprocess has no start event; it needs exactly one none start event";
+                compiler.report_element(K::MissingStartEvent, element, text.to_string());
+            } else if starts.len() > 1 || none_starts != 1 {
+                let text = "a subprocess needs exactly one start event, a none start event";
+                compiler.report_element(K::InvalidStartEvent, element, text.to_string());
+            }
+        }
+        ElementKind::EventSubProcess => {
+            if starts.is_empty() {
+                let text = "the event subprocess has no start event";
+                compiler.report_element(K::MissingStartEvent, element, text.to_string());
+            } else if starts.len() > 1 || none_starts > 0 {
+                let text = "an event subprocess needs exactly one start event with a message, \
+                            timer, signal, error or escalation event definition";
+                compiler.report_element(K::InvalidStartEvent, element, text.to_string());
+            }
+            if !definition.incoming(scope).is_empty() || !definition.outgoing(scope).is_empty() {
+                let text = "an event subprocess has no incoming or outgoing sequence flows";
+                compiler.report_element(K::InvalidFlow, element, text.to_string());
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_flows_of(
+    compiler: &mut Compiler<'_>,
+    definition: &ProcessDefinition,
+    index: ElementIndex,
+) {
+    let element = definition.element(index);
+    let incoming = definition.incoming(index).len();
+    let outgoing = definition.outgoing(index).len();
+    let problem = match &element.kind {
+        ElementKind::StartEvent { .. } if incoming > 0 => {
+            Some("a start event cannot have incoming sequence flows")
+        }
+        ElementKind::EndEvent(_) if outgoing > 0 => {
+            Some("an end event cannot have outgoing sequence flows")
+        }
+        ElementKind::BoundaryEvent { .. } if incoming > 0 => {
+            Some("a boundary event cannot have incoming sequence flows")
+        }
+        ElementKind::BoundaryEvent {
+            trigger: BoundaryTrigger::Compensation { .. },
+            ..
+        } if outgoing > 0 => Some(
+            "a compensation boundary event has no outgoing flows; it is associated with its handler",
+        ),
+        ElementKind::BoundaryEvent { trigger, .. }
+            if outgoing == 0 && !matches!(trigger, BoundaryTrigger::Compensation { .. }) =>
+        {
+            Some("a boundary event needs an outgoing sequence flow")
+        }
+        _ if element.for_compensation && incoming + outgoing > 0 => {
+            Some("a compensation handler cannot have sequence flows")
+        }
+        ElementKind::EventBasedGateway => check_event_gateway(definition, index),
+        _ => None,
+    };
+    if let Some(text) = problem {
+        let kind = if matches!(element.kind, ElementKind::EventBasedGateway) {
+            K::InvalidGateway
+        } else {
+            K::InvalidFlow
+        };
+        compiler.report_element(kind, element, text.to_string());
+    }
+}
+
+fn check_event_gateway(
+    definition: &ProcessDefinition,
+    index: ElementIndex,
+) -> Option<&'static str> {
+    let outgoing = definition.outgoing(index);
+    if outgoing.len() < 2 {
+        return Some("an event-based gateway needs at least two outgoing sequence flows");
+    }
+    let all_catch = outgoing.iter().all(|flow| {
+        let target = definition.element(definition.flow(*flow).target);
+        matches!(
+            target.kind,
+            ElementKind::IntermediateCatchEvent(
+                CatchTrigger::Message(_) | CatchTrigger::Timer(_) | CatchTrigger::Signal(_)
+            )
+        )
+    });
+    (!all_catch).then_some(
+        "every flow leaving an event-based gateway must lead to an intermediate message, timer \
+         or signal catch event",
+    )
+}
+
+fn check_conditions(
+    compiler: &mut Compiler<'_>,
+    definition: &ProcessDefinition,
+    failed: &[Option<&'static str>],
+) {
+    for flow in &definition.flows {
+        if failed[flow.source.0 as usize].is_some() {
+            continue;
+        }
+        let source = definition.element(flow.source);
+        let (branching, default) = match source.kind {
+            ElementKind::ExclusiveGateway { default }
+            | ElementKind::InclusiveGateway { default } => (true, default),
+            _ => (false, None),
+        };
+        if !branching {
+            if flow.condition.is_some() {
+                let text = format!(
+                    "conditions are only evaluated on flows leaving exclusive and inclusive \
+                     gateways, and this flow leaves a {}",
+                    source.kind.bpmn_name()
+                );
+                compiler.report_flow(K::InvalidFlow, flow, text);
+            }
+            continue;
+        }
+        let forks = definition.outgoing(flow.source).len() > 1;
+        let is_default = default.is_some_and(|d| definition.flow(d).id == flow.id);
+        if forks && !is_default && flow.condition.is_none() {
+            let text = format!(
+                "the flow leaves the {} `{}` among several and has no condition; give it a \
+                 condition or make it the gateway's default flow",
+                source.kind.bpmn_name(),
+                source.id
+            );
+            compiler.report_flow(K::InvalidGateway, flow, text);
+        }
+    }
+}
+
+fn resolve_links(compiler: &mut Compiler<'_>, definition: &mut ProcessDefinition) {
+    let mut catches: Vec<(Option<ElementIndex>, String, ElementIndex)> = Vec::new();
+    for (index, element) in definition.elements.iter().enumerate() {
+        if let ElementKind::IntermediateCatchEvent(CatchTrigger::Link(name)) = &element.kind {
+            let index = ElementIndex(index as u32);
+            if catches
+                .iter()
+                .any(|(scope, known, _)| *scope == element.scope && known == name)
+            {
+                let text = format!("two link catch events in one scope are named `{name}`");
+                compiler.report_element(K::InvalidEventDefinition, element, text);
+            }
+            catches.push((element.scope, name.clone(), index));
+        }
+    }
+    for index in 0..definition.elements.len() {
+        let element = &definition.elements[index];
+        let ElementKind::IntermediateThrowEvent(ThrowResult::Link { name, target }) = &element.kind
+        else {
+            continue;
+        };
+        debug_assert_eq!(*target, UNRESOLVED);
+        let found = catches
+            .iter()
+            .find(|(scope, known, _)| *scope == element.scope && known == name)
+            .map(|(_, _, catch)| *catch);
+        match found {
+            Some(catch) => {
+                if let ElementKind::IntermediateThrowEvent(ThrowResult::Link { target, .. }) =
+                    &mut definition.elements[index].kind
+                {
+                    *target = catch;
+                }
+            }
+            None => {
+                let text = format!("no link catch event named `{name}` in the same scope");
+                let element = definition.elements[index].clone();
+                compiler.report_element(K::InvalidReference, &element, text);
+            }
+        }
+    }
+}
+
+/// Marks what can be reached from the start events, boundary events, event subprocesses,
+/// link jumps and compensation handlers, and reports every flow node that cannot.
+fn check_reachability(
+    compiler: &mut Compiler<'_>,
+    definition: &ProcessDefinition,
+    failed: &[Option<&'static str>],
+) {
+    let count = definition.elements.len();
+    let mut reached = vec![false; count];
+    let mut work = vec![ProcessDefinition::ROOT];
+    reached[0] = true;
+    // An element that failed to compile was reported; what follows it is not reported again.
+    for (index, failed) in failed.iter().enumerate() {
+        if failed.is_some() && !reached[index] {
+            reached[index] = true;
+            work.push(ElementIndex(index as u32));
+        }
+    }
+    let visit = |index: ElementIndex, reached: &mut Vec<bool>, work: &mut Vec<ElementIndex>| {
+        if !reached[index.0 as usize] {
+            reached[index.0 as usize] = true;
+            work.push(index);
+        }
+    };
+    while let Some(index) = work.pop() {
+        let element = definition.element(index);
+        match &element.kind {
+            ElementKind::Process | ElementKind::SubProcess | ElementKind::EventSubProcess => {
+                for child in definition.start_events(index) {
+                    visit(*child, &mut reached, &mut work);
+                }
+                for child in definition.event_subprocesses(index) {
+                    visit(*child, &mut reached, &mut work);
+                }
+            }
+            ElementKind::IntermediateThrowEvent(ThrowResult::Link { target, .. }) => {
+                visit(*target, &mut reached, &mut work);
+            }
+            ElementKind::BoundaryEvent {
+                trigger:
+                    BoundaryTrigger::Compensation {
+                        handler: Some(handler),
+                    },
+                ..
+            } => visit(*handler, &mut reached, &mut work),
+            _ => {}
+        }
+        for boundary in definition.boundary_events(index) {
+            visit(*boundary, &mut reached, &mut work);
+        }
+        for flow in definition.outgoing(index) {
+            visit(definition.flow(*flow).target, &mut reached, &mut work);
+        }
+    }
+    for (index, element) in definition.elements.iter().enumerate() {
+        // Only the outermost unreachable element is reported; what it contains follows.
+        let scope_reached = element.scope.is_none_or(|scope| reached[scope.0 as usize]);
+        if !reached[index] && scope_reached {
+            let text = format!(
+                "no start event reaches this {}: it has no incoming sequence flow from \
+                 anything that runs",
+                element.kind.bpmn_name()
+            );
+            compiler.report_element(K::Unreachable, element, text);
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Timer definitions: ISO 8601 durations, date-times and repeating intervals.
+//!
+//! | BPMN element    | accepted forms                                   | example                 |
+//! |-----------------|--------------------------------------------------|-------------------------|
+//! | `timeDuration`  | `PnYnMnWnDTnHnMnS` (fractional seconds allowed)  | `PT15M`, `P1DT12H`      |
+//! | `timeDate`      | `YYYY-MM-DDThh:mm[:ss[.fff]]` with `Z` or offset | `2026-12-01T09:00:00Z`  |
+//! | `timeCycle`     | `R[n]/duration`, `R[n]/start/duration`           | `R5/PT10S`, `R/P1D`     |
+//! | any of them     | a FEEL expression (`=...`) evaluated at runtime  | `=reminderInterval`     |
+//!
+//! Date-times must carry a zone offset: a bare local time would fire at a different instant
+//! on each server. Zone region ids (`@Europe/Berlin`) and cron cycles are not supported yet and
+//! are rejected with a message that says so.
+
+use crate::expression::FeelExpression;
+
+/// An ISO 8601 duration. Years and months are kept apart from the exact part because their
+/// length depends on the date they are added to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IsoDuration {
+    /// Calendar years.
+    pub years: u32,
+    /// Calendar months.
+    pub months: u32,
+    /// Days (weeks are folded in as 7 days). Days are taken as 24 hours: offsets, not zones.
+    pub days: u32,
+    /// Hours, minutes and seconds, in milliseconds.
+    pub millis: u64,
+}
+
+impl IsoDuration {
+    /// The length in milliseconds, when it does not depend on the calendar (no years or months).
+    pub fn fixed_millis(&self) -> Option<u64> {
+        if self.years == 0 && self.months == 0 {
+            Some(u64::from(self.days) * 86_400_000 + self.millis)
+        } else {
+            None
+        }
+    }
+}
+
+/// A repeating interval: `R[n]/[start/]duration`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cycle {
+    /// How often it fires; `None` means without end (`R/...`).
+    pub repetitions: Option<u32>,
+    /// When the first interval starts, in milliseconds since the Unix epoch; `None` means when
+    /// the timer is created.
+    pub start_millis: Option<i64>,
+    /// The interval between firings.
+    pub interval: IsoDuration,
+}
+
+/// A value that is fixed in the model or computed by FEEL when the timer is created.
+#[derive(Clone, Debug)]
+pub enum TimerValue<T> {
+    /// Parsed at deploy time.
+    Fixed(T),
+    /// Evaluated when the timer is created; the result is parsed with the same rules.
+    Expression(FeelExpression),
+}
+
+/// What a timer event waits for.
+#[derive(Clone, Debug)]
+pub enum TimerDefinition {
+    /// Fire once after a duration.
+    Duration(TimerValue<IsoDuration>),
+    /// Fire once at a date-time (milliseconds since the Unix epoch).
+    Date(TimerValue<i64>),
+    /// Fire repeatedly.
+    Cycle(TimerValue<Cycle>),
+}
+
+/// Parses `PnYnMnWnDTnHnMnS`.
+pub fn parse_duration(text: &str) -> Result<IsoDuration, String> {
+    let text = text.trim();
+    let invalid = || {
+        format!("`{text}` is not an ISO 8601 duration (expected e.g. PT30S, PT15M, P1DT12H, P2W)")
+    };
+    let body = text.strip_prefix('P').ok_or_else(invalid)?;
+    if body.is_empty() || body == "T" || body.ends_with('T') {
+        return Err(invalid());
+    }
+    let (date_part, time_part) = match body.split_once('T') {
+        Some((date, time)) => (date, Some(time)),
+        None => (body, None),
+    };
+    let mut duration = IsoDuration {
+        years: 0,
+        months: 0,
+        days: 0,
+        millis: 0,
+    };
+    let mut order = 0;
+    for (number, unit) in components(date_part).map_err(|_| invalid())? {
+        let rank = match unit {
+            'Y' => 1,
+            'M' => 2,
+            'W' => 3,
+            'D' => 4,
+            _ => return Err(invalid()),
+        };
+        if rank <= order || number.fraction.is_some() {
+            return Err(invalid());
+        }
+        order = rank;
+        let value = u32::try_from(number.whole).map_err(|_| invalid())?;
+        match unit {
+            'Y' => duration.years = value,
+            'M' => duration.months = value,
+            'W' => duration.days = value.checked_mul(7).ok_or_else(invalid)?,
+            _ => duration.days = duration.days.checked_add(value).ok_or_else(invalid)?,
+        }
+    }
+    if let Some(time_part) = time_part {
+        let mut order = 0;
+        for (number, unit) in components(time_part).map_err(|_| invalid())? {
+            let (rank, unit_millis) = match unit {
+                'H' => (1, 3_600_000),
+                'M' => (2, 60_000),
+                'S' => (3, 1_000),
+                _ => return Err(invalid()),
+            };
+            if rank <= order || (number.fraction.is_some() && unit != 'S') {
+                return Err(invalid());
+            }
+            order = rank;
+            let millis = number
+                .whole
+                .checked_mul(unit_millis)
+                .and_then(|value| value.checked_add(number.fraction.unwrap_or(0)))
+                .and_then(|value| duration.millis.checked_add(value))
+                .ok_or_else(invalid)?;
+            duration.millis = millis;
+        }
+    }
+    Ok(duration)
+}
+
+struct Number {
+    whole: u64,
+    /// Milliseconds from a fractional part (only meaningful for seconds).
+    fraction: Option<u64>,
+}
+
+fn components(text: &str) -> Result<Vec<(Number, char)>, ()> {
+    let mut result = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
+            .ok_or(())?;
+        if end == 0 {
+            return Err(());
+        }
+        let digits = &rest[..end];
+        let unit = rest[end..].chars().next().ok_or(())?;
+        let (whole, fraction) = match digits.split_once(['.', ',']) {
+            Some((whole, fraction)) => {
+                if whole.is_empty() || fraction.is_empty() || fraction.len() > 9 {
+                    return Err(());
+                }
+                if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(());
+                }
+                let millis: String = fraction.chars().chain("000".chars()).take(3).collect();
+                (whole, Some(millis.parse::<u64>().map_err(|_| ())?))
+            }
+            None => (digits, None),
+        };
+        let whole = whole.parse::<u64>().map_err(|_| ())?;
+        result.push((Number { whole, fraction }, unit));
+        rest = &rest[end + unit.len_utf8()..];
+    }
+    Ok(result)
+}
+
+/// Parses `YYYY-MM-DDThh:mm[:ss[.fff]](Z|±hh:mm)` into milliseconds since the Unix epoch.
+pub fn parse_date_time(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let invalid = || {
+        format!(
+            "`{text}` is not an ISO 8601 date-time with a zone offset \
+             (expected e.g. 2026-12-01T09:00:00Z or 2026-12-01T09:00:00+01:00)"
+        )
+    };
+    if text.contains('@') || text.contains('[') {
+        return Err(format!(
+            "`{text}`: time zone region ids are not supported yet; write the offset instead \
+             (e.g. 2026-12-01T09:00:00+01:00)"
+        ));
+    }
+    let (date, time) = text.split_once('T').ok_or_else(invalid)?;
+    let mut date_parts = date.split('-');
+    let year = fixed_digits(date_parts.next(), 4).ok_or_else(invalid)?;
+    let month = fixed_digits(date_parts.next(), 2).ok_or_else(invalid)?;
+    let day = fixed_digits(date_parts.next(), 2).ok_or_else(invalid)?;
+    if date_parts.next().is_some() || !(1..=12).contains(&month) {
+        return Err(invalid());
+    }
+    if day < 1 || day > days_in_month(year, month) {
+        return Err(invalid());
+    }
+    let (clock, offset_minutes) = split_offset(time).ok_or_else(|| {
+        format!("`{text}` has no zone offset; add Z (UTC) or an offset such as +01:00")
+    })?;
+    let (hms, fraction) = match clock.split_once('.') {
+        Some((hms, fraction)) => (hms, Some(fraction)),
+        None => (clock, None),
+    };
+    let mut clock_parts = hms.split(':');
+    let hour = fixed_digits(clock_parts.next(), 2).ok_or_else(invalid)?;
+    let minute = fixed_digits(clock_parts.next(), 2).ok_or_else(invalid)?;
+    let second = match clock_parts.next() {
+        Some(part) => fixed_digits(Some(part), 2).ok_or_else(invalid)?,
+        None => 0,
+    };
+    if clock_parts.next().is_some() || hour > 23 || minute > 59 || second > 59 {
+        return Err(invalid());
+    }
+    let millis = match fraction {
+        None => 0,
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            let padded: String = digits.chars().chain("000".chars()).take(3).collect();
+            padded.parse::<i64>().map_err(|_| invalid())?
+        }
+        Some(_) => return Err(invalid()),
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Ok(seconds * 1_000 + millis)
+}
+
+fn fixed_digits(part: Option<&str>, width: usize) -> Option<i64> {
+    let part = part?;
+    if part.len() != width || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    part.parse().ok()
+}
+
+fn split_offset(time: &str) -> Option<(&str, i64)> {
+    if let Some(clock) = time.strip_suffix('Z') {
+        return Some((clock, 0));
+    }
+    let sign_at = time.rfind(['+', '-'])?;
+    let (clock, offset) = time.split_at(sign_at);
+    let sign = if offset.starts_with('-') { -1 } else { 1 };
+    let (hours, minutes) = offset[1..].split_once(':').unwrap_or((&offset[1..], "00"));
+    let hours = fixed_digits(Some(hours), 2)?;
+    let minutes = fixed_digits(Some(minutes), 2)?;
+    if hours > 18 || minutes > 59 {
+        return None;
+    }
+    Some((clock, sign * (hours * 60 + minutes)))
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Parses `R[n]/duration` or `R[n]/start/duration`.
+pub fn parse_cycle(text: &str) -> Result<Cycle, String> {
+    let text = text.trim();
+    if !text.starts_with('R') && text.split_whitespace().count() >= 5 {
+        return Err(format!(
+            "`{text}` looks like a cron expression; cron cycles are not supported yet, use an \
+             ISO 8601 repeating interval such as R/P1D"
+        ));
+    }
+    let invalid = || {
+        format!("`{text}` is not an ISO 8601 repeating interval (expected e.g. R5/PT10S, R/P1D)")
+    };
+    let mut parts = text.split('/');
+    let repeat = parts
+        .next()
+        .and_then(|part| part.strip_prefix('R'))
+        .ok_or_else(invalid)?;
+    let repetitions = if repeat.is_empty() {
+        None
+    } else {
+        Some(repeat.parse::<u32>().map_err(|_| invalid())?)
+    };
+    let first = parts.next().ok_or_else(invalid)?;
+    let (start_millis, interval) = match parts.next() {
+        None => (None, parse_duration(first)?),
+        Some(second) => (Some(parse_date_time(first)?), parse_duration(second)?),
+    };
+    if parts.next().is_some() {
+        return Err(invalid());
+    }
+    if interval.fixed_millis() == Some(0) {
+        return Err(format!(
+            "`{text}`: the interval of a cycle must be longer than zero"
+        ));
+    }
+    Ok(Cycle {
+        repetitions,
+        start_millis,
+        interval,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let duration = parse_duration("PT1H30M").expect("valid");
+        assert_eq!(duration.fixed_millis(), Some(5_400_000));
+        assert_eq!(parse_duration("PT0.1S").expect("valid").millis, 100);
+        assert_eq!(parse_duration("P2W").expect("valid").days, 14);
+        assert_eq!(
+            parse_duration("P1DT1S").expect("valid").fixed_millis(),
+            Some(86_401_000)
+        );
+        let calendar = parse_duration("P1Y2M").expect("valid");
+        assert_eq!(
+            (calendar.years, calendar.months, calendar.fixed_millis()),
+            (1, 2, None)
+        );
+        for bad in [
+            "", "P", "PT", "1H", "PT1H1H", "PT1M1H", "P1.5D", "PTxS", "P1DT", "-PT1S",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn date_times() {
+        assert_eq!(parse_date_time("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_date_time("1970-01-01T01:00:00+01:00"), Ok(0));
+        assert_eq!(
+            parse_date_time("2000-03-01T00:00:00.5Z"),
+            Ok(951_868_800_500)
+        );
+        assert_eq!(parse_date_time("2024-02-29T12:00Z"), Ok(1_709_208_000_000));
+        for bad in [
+            "2019-10-01T12:00:00",
+            "2019-13-01T12:00:00Z",
+            "2023-02-29T12:00:00Z",
+            "2019-10-01 12:00:00Z",
+            "2019-10-01T25:00:00Z",
+        ] {
+            assert!(parse_date_time(bad).is_err(), "{bad:?} should be rejected");
+        }
+        let region = parse_date_time("2019-10-01T12:00:00@Europe/Berlin").expect_err("region");
+        assert!(region.contains("region"), "{region}");
+    }
+
+    #[test]
+    fn cycles() {
+        let cycle = parse_cycle("R5/PT10S").expect("valid");
+        assert_eq!(cycle.repetitions, Some(5));
+        assert_eq!(cycle.interval.fixed_millis(), Some(10_000));
+        assert_eq!(parse_cycle("R/P1D").expect("valid").repetitions, None);
+        let started = parse_cycle("R3/2026-01-01T00:00:00Z/PT1H").expect("valid");
+        assert_eq!(started.start_millis, Some(1_767_225_600_000));
+        assert!(parse_cycle("R5").is_err());
+        assert!(parse_cycle("R/PT0S").is_err());
+        let cron = parse_cycle("0 0 9-17 * * MON-FRI").expect_err("cron");
+        assert!(cron.contains("cron"), "{cron}");
+    }
+}
