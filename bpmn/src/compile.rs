@@ -215,6 +215,8 @@ pub(crate) struct ProcessBuild<'d> {
     /// Elements whose own definition failed (reported): graph rules skip them, so that one
     /// mistake is not reported again as a missing start event or a broken gateway.
     pub failed: Vec<bool>,
+    /// Flows whose condition failed to parse (reported), by flow index.
+    pub broken_conditions: Vec<bool>,
     pub over_limit: bool,
 }
 
@@ -404,6 +406,7 @@ impl<'d> Compiler<'d> {
             boundaries: Vec::new(),
             associations: Vec::new(),
             failed: Vec::new(),
+            broken_conditions: Vec::new(),
             over_limit: false,
         };
         self.add_element(&mut build, node, "process", None);
@@ -426,8 +429,9 @@ impl<'d> Compiler<'d> {
             .zip(&build.drafts)
             .map(|(failed, draft)| failed.then_some(draft.local))
             .collect();
+        let broken_conditions = build.broken_conditions.clone();
         let mut definition = self.assemble(build, node);
-        crate::graph::check(self, &mut definition, &failed);
+        crate::graph::check(self, &mut definition, &failed, &broken_conditions);
         (self.diagnostics.len() == diagnostics_before).then_some(definition)
     }
 
@@ -529,28 +533,33 @@ impl<'d> Compiler<'d> {
 
     fn resolve_flows(&mut self, build: &mut ProcessBuild<'d>, flows: &[(usize, ElementIndex)]) {
         for &(node, scope) in flows {
-            let id = self.id(node).unwrap_or("");
-            if id.is_empty() {
-                self.report(
-                    K::MissingAttribute,
-                    node,
-                    "<sequenceFlow> has no id".to_string(),
-                );
-            }
+            // BPMN makes `id` optional, and Camunda 7 models often leave it off sequence flows.
+            // Nothing can refer to a flow without an id, so one is made from its position,
+            // which no XML id can equal (an XML id cannot contain `@`).
+            let position = self.position(self.doc.node(node).offset as usize);
+            let id = match self.id(node) {
+                Some(id) if !id.is_empty() => id.to_string(),
+                _ => format!("sequenceFlow@{position}"),
+            };
             let source = self.flow_end(build, node, scope, "sourceRef");
             let target = self.flow_end(build, node, scope, "targetRef");
+            let errors_before = self.diagnostics.len();
             let condition = self.flow_condition(node);
+            let broken_condition = self.diagnostics.len() > errors_before;
             let (Some(source), Some(target)) = (source, target) else {
                 continue;
             };
+            build.broken_conditions.push(broken_condition);
             let index = FlowIndex(build.flows.len() as u32);
-            build.flow_ids.entry(id).or_insert(index);
+            if let Some(id) = self.id(node) {
+                build.flow_ids.entry(id).or_insert(index);
+            }
             build.flows.push(SequenceFlow {
-                id: id.to_string(),
+                id,
                 source,
                 target,
                 condition,
-                position: self.position(self.doc.node(node).offset as usize),
+                position,
             });
         }
     }

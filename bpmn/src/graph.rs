@@ -31,6 +31,7 @@ pub(crate) fn check(
     compiler: &mut Compiler<'_>,
     definition: &mut ProcessDefinition,
     failed: &[Option<&'static str>],
+    broken_conditions: &[bool],
 ) {
     let before = compiler.diagnostics.len();
     for index in 0..definition.elements.len() {
@@ -59,7 +60,7 @@ pub(crate) fn check(
             check_flows_of(compiler, definition, index);
         }
     }
-    check_conditions(compiler, definition, failed);
+    check_conditions(compiler, definition, failed, broken_conditions);
     resolve_links(compiler, definition);
     // Reachability is only meaningful on a graph whose other rules hold.
     if compiler.diagnostics.len() == before {
@@ -196,8 +197,12 @@ fn check_conditions(
     compiler: &mut Compiler<'_>,
     definition: &ProcessDefinition,
     failed: &[Option<&'static str>],
+    broken_conditions: &[bool],
 ) {
-    for flow in &definition.flows {
+    for (index, flow) in definition.flows.iter().enumerate() {
+        if broken_conditions[index] {
+            continue;
+        }
         if failed[flow.source.0 as usize].is_some() {
             continue;
         }
@@ -282,36 +287,58 @@ fn check_reachability(
     definition: &ProcessDefinition,
     failed: &[Option<&'static str>],
 ) {
-    let count = definition.elements.len();
-    let mut reached = vec![false; count];
-    let mut work = vec![ProcessDefinition::ROOT];
-    reached[0] = true;
+    let mut reached = vec![false; definition.elements.len()];
+    let mut roots = vec![ProcessDefinition::ROOT];
     // An element that failed to compile was reported; what follows it is not reported again.
-    for (index, failed) in failed.iter().enumerate() {
-        if failed.is_some() && !reached[index] {
-            reached[index] = true;
-            work.push(ElementIndex(index as u32));
+    roots.extend(
+        (0..failed.len())
+            .filter(|i| failed[*i].is_some())
+            .map(|i| ElementIndex(i as u32)),
+    );
+    spread(definition, &mut reached, roots);
+    // One report per unreachable island: entry points (no incoming flow) first, then the rest
+    // in document order; each report covers everything reachable from the reported node.
+    let mut candidates: Vec<usize> = (0..reached.len()).filter(|i| !reached[*i]).collect();
+    candidates.sort_by_key(|i| !definition.incoming(ElementIndex(*i as u32)).is_empty());
+    let mut reported = Vec::new();
+    for index in candidates {
+        if reached[index] {
+            continue;
+        }
+        spread(definition, &mut reached, vec![ElementIndex(index as u32)]);
+        reported.push(index);
+    }
+    reported.sort_unstable();
+    for index in reported {
+        let element = &definition.elements[index];
+        let text = format!(
+            "no start event reaches this {}: it has no incoming sequence flow from anything \
+             that runs",
+            element.kind.bpmn_name()
+        );
+        compiler.report_element(K::Unreachable, element, text);
+    }
+}
+
+/// Marks everything that runs once `roots` run: flow successors, the start events and event
+/// subprocesses of scopes, boundary events, link targets and compensation handlers.
+fn spread(definition: &ProcessDefinition, reached: &mut [bool], roots: Vec<ElementIndex>) {
+    let mut work = Vec::new();
+    for root in roots {
+        if !reached[root.0 as usize] {
+            reached[root.0 as usize] = true;
+            work.push(root);
         }
     }
-    let visit = |index: ElementIndex, reached: &mut Vec<bool>, work: &mut Vec<ElementIndex>| {
-        if !reached[index.0 as usize] {
-            reached[index.0 as usize] = true;
-            work.push(index);
-        }
-    };
     while let Some(index) = work.pop() {
-        let element = definition.element(index);
-        match &element.kind {
+        let mut next: Vec<ElementIndex> = Vec::new();
+        match &definition.element(index).kind {
             ElementKind::Process | ElementKind::SubProcess | ElementKind::EventSubProcess => {
-                for child in definition.start_events(index) {
-                    visit(*child, &mut reached, &mut work);
-                }
-                for child in definition.event_subprocesses(index) {
-                    visit(*child, &mut reached, &mut work);
-                }
+                next.extend_from_slice(definition.start_events(index));
+                next.extend_from_slice(definition.event_subprocesses(index));
             }
             ElementKind::IntermediateThrowEvent(ThrowResult::Link { target, .. }) => {
-                visit(*target, &mut reached, &mut work);
+                next.push(*target);
             }
             ElementKind::BoundaryEvent {
                 trigger:
@@ -319,26 +346,21 @@ fn check_reachability(
                         handler: Some(handler),
                     },
                 ..
-            } => visit(*handler, &mut reached, &mut work),
+            } => next.push(*handler),
             _ => {}
         }
-        for boundary in definition.boundary_events(index) {
-            visit(*boundary, &mut reached, &mut work);
-        }
-        for flow in definition.outgoing(index) {
-            visit(definition.flow(*flow).target, &mut reached, &mut work);
-        }
-    }
-    for (index, element) in definition.elements.iter().enumerate() {
-        // Only the outermost unreachable element is reported; what it contains follows.
-        let scope_reached = element.scope.is_none_or(|scope| reached[scope.0 as usize]);
-        if !reached[index] && scope_reached {
-            let text = format!(
-                "no start event reaches this {}: it has no incoming sequence flow from \
-                 anything that runs",
-                element.kind.bpmn_name()
-            );
-            compiler.report_element(K::Unreachable, element, text);
+        next.extend_from_slice(definition.boundary_events(index));
+        next.extend(
+            definition
+                .outgoing(index)
+                .iter()
+                .map(|flow| definition.flow(*flow).target),
+        );
+        for element in next {
+            if !reached[element.0 as usize] {
+                reached[element.0 as usize] = true;
+                work.push(element);
+            }
         }
     }
 }

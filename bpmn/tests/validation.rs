@@ -1,0 +1,457 @@
+//! Validation rules, one small model each, asserting the exact problems reported.
+
+use ringflow_bpmn::{DiagnosticKind as K, ElementKind, Model, ModelError, parse};
+
+/// Wraps process content in `definitions`, with the zeebe namespace bound.
+fn model(process: &str, definitions: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="defs" targetNamespace="urn:test">
+  <bpmn:process id="p" isExecutable="true">
+{process}
+  </bpmn:process>
+{definitions}
+</bpmn:definitions>"#
+    )
+}
+
+fn job(id: &str, job_type: &str) -> String {
+    format!(
+        r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements>
+           <zeebe:taskDefinition type="{job_type}"/></bpmn:extensionElements></bpmn:serviceTask>"#
+    )
+}
+
+fn ok(process: &str, definitions: &str) -> Model {
+    match parse(model(process, definitions).as_bytes()) {
+        Ok(model) => model,
+        Err(error) => panic!("expected a valid model, got:\n{error}"),
+    }
+}
+
+fn errors(process: &str, definitions: &str) -> ModelError {
+    match parse(model(process, definitions).as_bytes()) {
+        Ok(_) => panic!("expected errors for:\n{process}"),
+        Err(error) => error,
+    }
+}
+
+/// The (code, element id) pairs reported, in order.
+fn codes(error: &ModelError) -> Vec<(K, String)> {
+    error
+        .diagnostics
+        .iter()
+        .map(|d| (d.kind, d.element_id.clone().unwrap_or_default()))
+        .collect()
+}
+
+fn has(error: &ModelError, kind: K, id: &str) {
+    assert!(
+        codes(error).iter().any(|(k, i)| *k == kind && i == id),
+        "expected {kind} on `{id}`, got:\n{error}"
+    );
+}
+
+const LINEAR: &str = r#"
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="task"/>
+    TASK
+    <bpmn:sequenceFlow id="f2" sourceRef="task" targetRef="end"/>
+    <bpmn:endEvent id="end"/>"#;
+
+#[test]
+fn a_linear_process_compiles_to_dense_indexes() {
+    let model = ok(&LINEAR.replace("TASK", &job("task", "charge")), "");
+    let process = &model.processes[0];
+    assert_eq!(process.bpmn_process_id, "p");
+    let start = process.find("start").expect("start");
+    let task = process.find("task").expect("task");
+    let end = process.find("end").expect("end");
+    assert_eq!(process.outgoing(start).len(), 1);
+    assert_eq!(process.flow(process.outgoing(start)[0]).target, task);
+    assert_eq!(process.flow(process.outgoing(task)[0]).target, end);
+    assert_eq!(process.incoming(end).len(), 1);
+    assert_eq!(
+        process.start_events(ringflow_bpmn::ProcessDefinition::ROOT),
+        &[start]
+    );
+    match &process.element(task).kind {
+        ElementKind::ServiceTask(job) => {
+            assert_eq!(job.job_type.as_static(), Some("charge"));
+            assert_eq!(job.retries.as_static(), Some("3"));
+        }
+        other => panic!("expected a service task, got {other:?}"),
+    }
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let error = errors(
+        r#"
+        <bpmn:serviceTask id="noType"/>
+        <bpmn:sequenceFlow id="f1" sourceRef="noType" targetRef="ghost"/>
+        <bpmn:boundaryEvent id="loose"><bpmn:timerEventDefinition>
+          <bpmn:timeDuration>PT1M</bpmn:timeDuration></bpmn:timerEventDefinition>
+        </bpmn:boundaryEvent>
+        <bpmn:intermediateCatchEvent id="twice">
+          <bpmn:messageEventDefinition messageRef="m"/><bpmn:timerEventDefinition/>
+        </bpmn:intermediateCatchEvent>
+        <bpmn:task id="twice"/>"#,
+        r#"<bpmn:message id="m" name="paid"/>"#,
+    );
+    has(&error, K::MissingJobType, "noType");
+    has(&error, K::UnknownReference, "f1");
+    has(&error, K::MissingAttribute, "loose");
+    has(&error, K::MultipleEventDefinitions, "twice");
+    has(&error, K::DuplicateId, "twice");
+    has(&error, K::MissingStartEvent, "p");
+    assert!(error.diagnostics.len() >= 6, "{error}");
+    // Diagnostics come in document order, each with a line and column.
+    let positions: Vec<_> = error.diagnostics.iter().map(|d| d.position).collect();
+    let mut sorted = positions.clone();
+    sorted.sort();
+    assert_eq!(positions, sorted);
+    assert!(positions.iter().all(|p| p.line > 0 && p.column > 0));
+}
+
+#[test]
+fn unreachable_nodes_are_reported_once_per_island() {
+    let error = errors(
+        &format!(
+            r#"{}
+            {}
+            <bpmn:sequenceFlow id="f3" sourceRef="island" targetRef="island-end"/>
+            <bpmn:endEvent id="island-end"/>"#,
+            LINEAR.replace("TASK", &job("task", "a")),
+            job("island", "b")
+        ),
+        "",
+    );
+    assert_eq!(
+        codes(&error),
+        vec![(K::Unreachable, "island".to_string())],
+        "{error}"
+    );
+}
+
+#[test]
+fn message_catches_need_a_name_and_a_correlation_key() {
+    let catch = |reference: &str| {
+        LINEAR.replace(
+            "TASK",
+            &format!(
+                r#"<bpmn:intermediateCatchEvent id="task">
+                   <bpmn:messageEventDefinition {reference}/></bpmn:intermediateCatchEvent>"#
+            ),
+        )
+    };
+    let no_ref = errors(&catch(""), "");
+    assert_eq!(
+        codes(&no_ref),
+        vec![(K::MissingMessageName, "task".to_string())]
+    );
+    let no_name = errors(&catch(r#"messageRef="m""#), r#"<bpmn:message id="m"/>"#);
+    assert_eq!(
+        codes(&no_name),
+        vec![(K::MissingMessageName, "task".to_string())]
+    );
+    let no_key = errors(
+        &catch(r#"messageRef="m""#),
+        r#"<bpmn:message id="m" name="paid"/>"#,
+    );
+    assert_eq!(
+        codes(&no_key),
+        vec![(K::MissingCorrelationKey, "task".to_string())]
+    );
+    let good = ok(
+        &catch(r#"messageRef="m""#),
+        r#"<bpmn:message id="m" name="paid"><bpmn:extensionElements>
+             <zeebe:subscription correlationKey="=orderId"/></bpmn:extensionElements></bpmn:message>"#,
+    );
+    assert_eq!(good.processes.len(), 1);
+}
+
+#[test]
+fn boundary_events_must_be_attached_to_an_activity_in_scope() {
+    let process = |attached: &str| {
+        format!(
+            r#"{}
+            <bpmn:boundaryEvent id="b" {attached}><bpmn:timerEventDefinition>
+              <bpmn:timeDuration>PT5M</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>
+            <bpmn:sequenceFlow id="f3" sourceRef="b" targetRef="late"/>
+            <bpmn:endEvent id="late"/>"#,
+            LINEAR.replace("TASK", &job("task", "a"))
+        )
+    };
+    assert_eq!(
+        codes(&errors(&process(""), "")),
+        vec![(K::MissingAttribute, "b".to_string())]
+    );
+    let unknown = errors(&process(r#"attachedToRef="nope""#), "");
+    assert_eq!(
+        codes(&unknown),
+        vec![(K::UnknownReference, "b".to_string())]
+    );
+    let to_event = errors(&process(r#"attachedToRef="end""#), "");
+    assert_eq!(
+        codes(&to_event),
+        vec![(K::InvalidReference, "b".to_string())]
+    );
+    let model = ok(&process(r#"attachedToRef="task""#), "");
+    let definition = &model.processes[0];
+    let task = definition.find("task").expect("task");
+    assert_eq!(
+        definition.boundary_events(task),
+        &[definition.find("b").expect("b")]
+    );
+}
+
+#[test]
+fn unsupported_elements_are_named() {
+    let error = errors(
+        &LINEAR.replace("TASK", r#"<bpmn:complexGateway id="task"/>"#),
+        "",
+    );
+    has(&error, K::UnsupportedElement, "task");
+    let message = &error.diagnostics[0].message;
+    assert!(message.contains("complexGateway"), "{message}");
+    let error = errors(
+        &LINEAR.replace(
+            "TASK",
+            r#"<bpmn:task id="task"><bpmn:standardLoopCharacteristics/></bpmn:task>"#,
+        ),
+        "",
+    );
+    has(&error, K::UnsupportedElement, "task");
+}
+
+#[test]
+fn gateways_need_conditions_or_a_default() {
+    let process = |default: &str, condition: &str| {
+        format!(
+            r#"<bpmn:startEvent id="start"/>
+            <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="gw"/>
+            <bpmn:exclusiveGateway id="gw" {default}/>
+            <bpmn:sequenceFlow id="yes" sourceRef="gw" targetRef="a">
+              <bpmn:conditionExpression>{condition}</bpmn:conditionExpression></bpmn:sequenceFlow>
+            <bpmn:sequenceFlow id="no" sourceRef="gw" targetRef="b"/>
+            <bpmn:endEvent id="a"/><bpmn:endEvent id="b"/>"#
+        )
+    };
+    let missing = errors(&process("", "=amount &gt; 100"), "");
+    assert_eq!(codes(&missing), vec![(K::InvalidGateway, "no".to_string())]);
+    let model = ok(&process(r#"default="no""#, "=amount &gt; 100"), "");
+    let definition = &model.processes[0];
+    let gateway = definition.find("gw").expect("gw");
+    let ElementKind::ExclusiveGateway {
+        default: Some(default),
+    } = definition.element(gateway).kind
+    else {
+        panic!("expected a default flow");
+    };
+    assert_eq!(definition.flow(default).id, "no");
+    let juel = errors(&process(r#"default="no""#, "${amount > 100}"), "");
+    assert_eq!(
+        codes(&juel),
+        vec![(K::InvalidExpression, "yes".to_string())]
+    );
+    assert!(juel.diagnostics[0].message.contains("JUEL"));
+    let syntax = errors(&process(r#"default="no""#, "=amount &gt;"), "");
+    assert_eq!(
+        codes(&syntax),
+        vec![(K::InvalidExpression, "yes".to_string())]
+    );
+}
+
+#[test]
+fn timers_are_parsed_and_placed() {
+    let catch = |definition: &str| {
+        LINEAR.replace(
+            "TASK",
+            &format!(
+                r#"<bpmn:intermediateCatchEvent id="task"><bpmn:timerEventDefinition>
+                   {definition}</bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>"#
+            ),
+        )
+    };
+    ok(&catch("<bpmn:timeDuration>PT15M</bpmn:timeDuration>"), "");
+    ok(
+        &catch("<bpmn:timeDate>2026-12-01T09:00:00Z</bpmn:timeDate>"),
+        "",
+    );
+    ok(
+        &catch("<bpmn:timeDuration>=reminder</bpmn:timeDuration>"),
+        "",
+    );
+    let bad = errors(
+        &catch("<bpmn:timeDuration>15 minutes</bpmn:timeDuration>"),
+        "",
+    );
+    assert_eq!(codes(&bad), vec![(K::InvalidTimer, "task".to_string())]);
+    let cycle = errors(&catch("<bpmn:timeCycle>R3/PT1M</bpmn:timeCycle>"), "");
+    assert_eq!(codes(&cycle), vec![(K::InvalidTimer, "task".to_string())]);
+    let empty = errors(&catch(""), "");
+    assert_eq!(codes(&empty), vec![(K::InvalidTimer, "task".to_string())]);
+}
+
+#[test]
+fn subprocesses_need_one_none_start_event() {
+    let process = |inner: &str| {
+        LINEAR.replace(
+            "TASK",
+            &format!(r#"<bpmn:subProcess id="task">{inner}</bpmn:subProcess>"#),
+        )
+    };
+    let empty = errors(&process(""), "");
+    assert_eq!(
+        codes(&empty),
+        vec![(K::MissingStartEvent, "task".to_string())]
+    );
+    let model = ok(
+        &process(
+            r#"<bpmn:startEvent id="s2"/><bpmn:sequenceFlow id="g" sourceRef="s2" targetRef="e2"/>
+               <bpmn:endEvent id="e2"/>"#,
+        ),
+        "",
+    );
+    let definition = &model.processes[0];
+    let sub = definition.find("task").expect("subprocess");
+    assert_eq!(definition.children(sub).len(), 2);
+    let crossing = errors(
+        &process(
+            r#"<bpmn:startEvent id="s2"/><bpmn:sequenceFlow id="g" sourceRef="s2" targetRef="end"/>"#,
+        ),
+        "",
+    );
+    has(&crossing, K::InvalidReference, "g");
+}
+
+#[test]
+fn link_events_jump_within_their_scope() {
+    let process = |catch_name: &str| {
+        format!(
+            r#"<bpmn:startEvent id="start"/>
+            <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="throw"/>
+            <bpmn:intermediateThrowEvent id="throw"><bpmn:linkEventDefinition name="A"/>
+            </bpmn:intermediateThrowEvent>
+            <bpmn:intermediateCatchEvent id="catch"><bpmn:linkEventDefinition name="{catch_name}"/>
+            </bpmn:intermediateCatchEvent>
+            <bpmn:sequenceFlow id="f2" sourceRef="catch" targetRef="end"/>
+            <bpmn:endEvent id="end"/>"#
+        )
+    };
+    ok(&process("A"), "");
+    let error = errors(&process("B"), "");
+    assert_eq!(
+        codes(&error),
+        vec![(K::InvalidReference, "throw".to_string())]
+    );
+}
+
+#[test]
+fn camunda_extensions_are_read() {
+    let model = ok(
+        &LINEAR.replace(
+            "TASK",
+            r#"<bpmn:callActivity id="task"><bpmn:extensionElements>
+                 <zeebe:calledElement processId="=childId" propagateAllChildVariables="false"/>
+                 <zeebe:ioMapping><zeebe:input source="=order.id" target="orderId"/>
+                   <zeebe:output source="=result" target="outcome"/></zeebe:ioMapping>
+                 <zeebe:properties><zeebe:property name="team" value="blue"/></zeebe:properties>
+               </bpmn:extensionElements>
+               <bpmn:multiInstanceLoopCharacteristics isSequential="true">
+                 <bpmn:extensionElements><zeebe:loopCharacteristics inputCollection="=items"
+                   inputElement="item" outputCollection="results" outputElement="=out"/>
+                 </bpmn:extensionElements>
+                 <bpmn:completionCondition>=count(results) &gt;= 2</bpmn:completionCondition>
+               </bpmn:multiInstanceLoopCharacteristics></bpmn:callActivity>"#,
+        ),
+        "",
+    );
+    let definition = &model.processes[0];
+    let task = definition.element(definition.find("task").expect("call activity"));
+    let ElementKind::CallActivity(called) = &task.kind else {
+        panic!("{:?}", task.kind)
+    };
+    assert!(called.process_id.is_feel());
+    assert!(!called.propagate_all_child_variables);
+    assert!(called.propagate_all_parent_variables);
+    assert_eq!(task.io_mapping.inputs[0].target, "orderId");
+    assert_eq!(task.io_mapping.outputs[0].target, "outcome");
+    assert_eq!(
+        task.properties,
+        vec![("team".to_string(), "blue".to_string())]
+    );
+    let multi = task.multi_instance.as_ref().expect("multi-instance");
+    assert!(multi.sequential);
+    assert_eq!(multi.input_collection.source(), "items");
+    assert_eq!(multi.output_collection.as_deref(), Some("results"));
+    assert!(multi.completion_condition.is_some());
+}
+
+#[test]
+fn listeners_are_refused_not_ignored() {
+    let error = errors(
+        &LINEAR.replace(
+            "TASK",
+            r#"<bpmn:task id="task"><bpmn:extensionElements><zeebe:executionListeners>
+                 <zeebe:executionListener eventType="start" type="audit"/>
+               </zeebe:executionListeners></bpmn:extensionElements></bpmn:task>"#,
+        ),
+        "",
+    );
+    assert_eq!(
+        codes(&error),
+        vec![(K::UnsupportedElement, "task".to_string())]
+    );
+}
+
+#[test]
+fn non_executable_processes_are_listed_not_compiled() {
+    let xml = model("", "").replace("isExecutable=\"true\"", "isExecutable=\"false\"");
+    let error = parse(xml.as_bytes()).expect_err("nothing executable");
+    assert_eq!(error.diagnostics[0].kind, K::NoExecutableProcess);
+    let collaboration = format!(
+        r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+             xmlns:zeebe="http://camunda.org/schema/zeebe/1.0">
+           <bpmn:process id="other"/>
+           <bpmn:process id="p" isExecutable="true">{}</bpmn:process></bpmn:definitions>"#,
+        LINEAR.replace("TASK", &job("task", "a"))
+    );
+    let model = parse(collaboration.as_bytes()).expect("one executable process");
+    assert_eq!(model.processes.len(), 1);
+    assert_eq!(model.non_executable, vec!["other".to_string()]);
+}
+
+#[test]
+fn default_namespace_and_prerelease_namespace_are_accepted() {
+    for namespace in [
+        "http://www.omg.org/spec/BPMN/20100524/MODEL",
+        "http://schema.omg.org/spec/BPMN/2.0",
+    ] {
+        let xml = format!(
+            r#"<definitions xmlns="{namespace}"><process id="p" isExecutable="true">
+                 <startEvent id="s"/><sequenceFlow id="f" sourceRef="s" targetRef="e"/>
+                 <endEvent id="e"/></process></definitions>"#
+        );
+        let model = parse(xml.as_bytes()).expect("valid");
+        assert_eq!(
+            model.processes[0].element_counts(),
+            vec![("endEvent", 1), ("sequenceFlow", 1), ("startEvent", 1)]
+        );
+    }
+}
+
+#[test]
+fn references_may_be_qualified_names() {
+    let xml = model(
+        &LINEAR.replace(
+            "TASK",
+            r#"<bpmn:receiveTask id="task" messageRef="tns:m"/>"#,
+        ),
+        r#"<bpmn:message id="m" name="paid"><bpmn:extensionElements>
+             <zeebe:subscription correlationKey="=orderId"/></bpmn:extensionElements></bpmn:message>"#,
+    );
+    parse(xml.as_bytes()).expect("tns:m resolves to m");
+}
