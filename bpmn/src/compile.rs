@@ -217,6 +217,8 @@ pub(crate) struct ProcessBuild<'d> {
     pub failed: Vec<bool>,
     /// Flows whose condition failed to parse (reported), by flow index.
     pub broken_conditions: Vec<bool>,
+    /// Targets of flows that leave an unsupported element (reported): they count as reached.
+    pub orphans: Vec<ElementIndex>,
     pub over_limit: bool,
 }
 
@@ -407,6 +409,7 @@ impl<'d> Compiler<'d> {
             associations: Vec::new(),
             failed: Vec::new(),
             broken_conditions: Vec::new(),
+            orphans: Vec::new(),
             over_limit: false,
         };
         self.add_element(&mut build, node, "process", None);
@@ -429,9 +432,13 @@ impl<'d> Compiler<'d> {
             .zip(&build.drafts)
             .map(|(failed, draft)| failed.then_some(draft.local))
             .collect();
-        let broken_conditions = build.broken_conditions.clone();
+        let skips = crate::graph::Skips {
+            failed,
+            broken_conditions: build.broken_conditions.clone(),
+            orphans: build.orphans.clone(),
+        };
         let mut definition = self.assemble(build, node);
-        crate::graph::check(self, &mut definition, &failed, &broken_conditions);
+        crate::graph::check(self, &mut definition, &skips);
         (self.diagnostics.len() == diagnostics_before).then_some(definition)
     }
 
@@ -547,6 +554,13 @@ impl<'d> Compiler<'d> {
             let condition = self.flow_condition(node);
             let broken_condition = self.diagnostics.len() > errors_before;
             let (Some(source), Some(target)) = (source, target) else {
+                let unsupported_source = self
+                    .doc
+                    .attr(node, Ns::None, "sourceRef")
+                    .is_some_and(|source| build.unsupported_ids.contains(&source));
+                if let (true, Some(target)) = (unsupported_source, target) {
+                    build.orphans.push(target);
+                }
                 continue;
             };
             build.broken_conditions.push(broken_condition);

@@ -26,13 +26,19 @@ impl Compiler<'_> {
     }
 }
 
-/// `failed[i]` is the BPMN element name of element `i` when its own definition failed.
-pub(crate) fn check(
-    compiler: &mut Compiler<'_>,
-    definition: &mut ProcessDefinition,
-    failed: &[Option<&'static str>],
-    broken_conditions: &[bool],
-) {
+/// What earlier steps already reported, so that the graph rules do not report it again.
+pub(crate) struct Skips {
+    /// `failed[i]` is the BPMN element name of element `i` when its own definition failed.
+    pub failed: Vec<Option<&'static str>>,
+    /// `broken_conditions[f]` when flow `f` had a condition that did not parse.
+    pub broken_conditions: Vec<bool>,
+    /// Targets of flows from unsupported elements.
+    pub orphans: Vec<ElementIndex>,
+}
+
+pub(crate) fn check(compiler: &mut Compiler<'_>, definition: &mut ProcessDefinition, skips: &Skips) {
+    let failed = &skips.failed[..];
+    let broken_conditions = &skips.broken_conditions[..];
     let before = compiler.diagnostics.len();
     for index in 0..definition.elements.len() {
         if failed[index].is_some() {
@@ -64,7 +70,7 @@ pub(crate) fn check(
     resolve_links(compiler, definition);
     // Reachability is only meaningful on a graph whose other rules hold.
     if compiler.diagnostics.len() == before {
-        check_reachability(compiler, definition, failed);
+        check_reachability(compiler, definition, failed, &skips.orphans);
     }
 }
 
@@ -286,9 +292,11 @@ fn check_reachability(
     compiler: &mut Compiler<'_>,
     definition: &ProcessDefinition,
     failed: &[Option<&'static str>],
+    orphans: &[ElementIndex],
 ) {
     let mut reached = vec![false; definition.elements.len()];
     let mut roots = vec![ProcessDefinition::ROOT];
+    roots.extend_from_slice(orphans);
     // An element that failed to compile was reported; what follows it is not reported again.
     roots.extend(
         (0..failed.len())
