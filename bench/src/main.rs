@@ -1,1 +1,41 @@
-fn main() {}
+//! `ringflow-bench`: ringflow's benchmarks. Figures quoted anywhere come from here, with the
+//! machine and date this prints next to them (see `bench/RESULTS.md`).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod machine;
+mod parse;
+
+/// ringflow benchmarks and load generator.
+#[derive(Debug, Parser)]
+#[command(name = "ringflow-bench", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// BPMN parsing and validation speed over a folder of models, on one core.
+    ///
+    /// Parses every .bpmn/.xml file in the folder again and again for the given time, on
+    /// the calling thread, and reports MB/s and models/s, for all files and for the valid
+    /// ones alone.
+    Parse(parse::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Parse(args) => parse::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringflow-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

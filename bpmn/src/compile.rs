@@ -341,7 +341,7 @@ impl<'d> Compiler<'d> {
 
     fn finish(self, processes: Vec<ProcessDefinition>, non_executable: Vec<String>) -> Compiled {
         let mut diagnostics = self.diagnostics;
-        diagnostics.sort_by(|a, b| a.position.cmp(&b.position));
+        diagnostics.sort_by_key(|diagnostic| diagnostic.position);
         let processes = if diagnostics.is_empty() {
             processes
         } else {

@@ -530,11 +530,13 @@ fn check_declaration(text: &str) -> Result<(), DomError> {
         names.push(name.to_string());
         body = &value[1 + close + 1..];
     }
-    let order_ok = match names.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["version"] | ["version", "encoding"] | ["version", "standalone"] => true,
-        ["version", "encoding", "standalone"] => true,
-        _ => false,
-    };
+    let order_ok = matches!(
+        names.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ["version"]
+            | ["version", "encoding"]
+            | ["version", "standalone"]
+            | ["version", "encoding", "standalone"]
+    );
     if order_ok {
         Ok(())
     } else {

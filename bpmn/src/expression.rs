@@ -65,7 +65,8 @@ impl fmt::Display for Expression {
 #[derive(Clone)]
 pub struct FeelExpression {
     source: Box<str>,
-    ast: AstNode,
+    /// Boxed: syntax trees are large, and expressions sit inside every element kind.
+    ast: Box<AstNode>,
 }
 
 impl fmt::Debug for FeelExpression {
@@ -163,7 +164,7 @@ impl FeelExpression {
         match parsed {
             Ok(Ok(ast)) => Ok(FeelExpression {
                 source: trimmed.into(),
-                ast,
+                ast: Box::new(ast),
             }),
             Ok(Err(_)) => Err(format!("`{trimmed}` is not a valid FEEL expression")),
             Err(_) => Err(format!(

@@ -36,7 +36,11 @@ pub(crate) struct Skips {
     pub orphans: Vec<ElementIndex>,
 }
 
-pub(crate) fn check(compiler: &mut Compiler<'_>, definition: &mut ProcessDefinition, skips: &Skips) {
+pub(crate) fn check(
+    compiler: &mut Compiler<'_>,
+    definition: &mut ProcessDefinition,
+    skips: &Skips,
+) {
     let failed = &skips.failed[..];
     let broken_conditions = &skips.broken_conditions[..];
     let before = compiler.diagnostics.len();
