@@ -453,25 +453,28 @@ fn resolve_reference(
 /// Checks an element or attribute name against the XML Name production (ASCII part strictly;
 /// every non-ASCII character is accepted as a name character).
 fn check_name(name: &str, offset: usize, what: &str) -> Result<(), DomError> {
-    let bytes = name.as_bytes();
-    let valid_start = |byte: u8| byte.is_ascii_alphabetic() || byte == b'_' || byte >= 0x80;
-    let valid_rest = |byte: u8| {
-        byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b':') || byte >= 0x80
-    };
-    let mut parts = name.split(':');
-    let well_formed = !bytes.is_empty()
-        && name.matches(':').count() <= 1
-        && parts.all(|part| {
-            let part = part.as_bytes();
-            !part.is_empty() && valid_start(part[0]) && part.iter().all(|byte| valid_rest(*byte))
-        });
-    if well_formed {
+    // One pass over the bytes: this runs for every element and attribute of the document.
+    let mut colons = 0;
+    let mut at_part_start = true;
+    let mut well_formed = !name.is_empty();
+    for &byte in name.as_bytes() {
+        if byte == b':' {
+            colons += 1;
+            well_formed &= !at_part_start;
+            at_part_start = true;
+        } else if at_part_start {
+            well_formed &= byte.is_ascii_alphabetic() || byte == b'_' || byte >= 0x80;
+            at_part_start = false;
+        } else {
+            well_formed &= byte.is_ascii_alphanumeric()
+                || matches!(byte, b'_' | b'-' | b'.')
+                || byte >= 0x80;
+        }
+    }
+    if well_formed && colons <= 1 && !at_part_start {
         Ok(())
     } else {
-        Err(xml_error(
-            offset,
-            format!("`{name}` is not a valid XML {what} name"),
-        ))
+        Err(xml_error(offset, format!("`{name}` is not a valid XML {what} name")))
     }
 }
 
@@ -654,6 +657,16 @@ mod tests {
                 "{text:?}: expected {needle:?} in {:?}",
                 error.message
             );
+        }
+    }
+
+    #[test]
+    fn names_follow_the_xml_name_rules() {
+        for good in ["a", "bpmn:process", "_x", "a-b.c_d1", "\u{e4}rger", "x:\u{e4}"] {
+            assert!(check_name(good, 0, "element").is_ok(), "{good:?}");
+        }
+        for bad in ["", ":a", "a:", "a:b:c", "1a", ".a", "-a", "a b", "a:1b", "a/"] {
+            assert!(check_name(bad, 0, "element").is_err(), "{bad:?}");
         }
     }
 
