@@ -295,7 +295,7 @@ impl<'d> Compiler<'d> {
             self.report(K::NotBpmn, root, message);
             return self.finish(Vec::new(), Vec::new());
         }
-        self.collect_ids(root);
+        self.collect_ids();
         self.collect_definitions(root);
         let mut processes = Vec::new();
         let mut non_executable = Vec::new();
@@ -359,21 +359,18 @@ impl<'d> Compiler<'d> {
         node.ns == Ns::Bpmn && &*node.local == local
     }
 
-    fn collect_ids(&mut self, root: usize) {
-        let mut stack = vec![root];
-        while let Some(node) = stack.pop() {
-            if let Some(id) = self.id(node) {
-                if let Some(first) = self.ids.get(id).copied() {
-                    let first = self.position(self.doc.node(first).offset as usize);
-                    let message = format!("the id `{id}` is already used at line {first}");
-                    self.report(K::DuplicateId, node, message);
-                } else {
-                    self.ids.insert(id, node);
-                }
+    /// The arena holds elements in document order, so the first of two equal ids is the one
+    /// that keeps it and the second is reported.
+    fn collect_ids(&mut self) {
+        for node in 0..self.doc.len() {
+            let Some(id) = self.id(node) else { continue };
+            if let Some(first) = self.ids.get(id).copied() {
+                let first = self.position(self.doc.node(first).offset as usize);
+                let message = format!("the id `{id}` is already used at line {first}");
+                self.report(K::DuplicateId, node, message);
+            } else {
+                self.ids.insert(id, node);
             }
-            let mut children: Vec<usize> = self.doc.children(node).collect();
-            children.reverse();
-            stack.extend(children);
         }
     }
 
@@ -758,10 +755,6 @@ impl<'d> Compiler<'d> {
 
     /// Reads the event definitions of an event; reports more than one.
     pub(crate) fn event_definition(&mut self, node: usize) -> EventDef {
-        self.event_definition_of(node)
-    }
-
-    fn event_definition_of(&mut self, node: usize) -> EventDef {
         let definitions: Vec<usize> = self
             .doc
             .children(node)
@@ -1103,20 +1096,11 @@ impl<'d> Compiler<'d> {
     }
 
     pub(crate) fn boolean(&mut self, node: usize, attribute: &str, default: bool) -> bool {
-        match self.doc.attr(node, Ns::None, attribute).map(str::trim) {
-            None => default,
-            Some("true") => true,
-            Some("false") => false,
-            Some(other) => {
-                let message = format!("{attribute}=\"{other}\" is not a boolean (true or false)");
-                self.report(K::InvalidValue, node, message);
-                default
-            }
-        }
+        self.boolean_of(node, node, attribute, default)
     }
 
-    /// Like [`boolean`](Self::boolean), for attributes in the zeebe namespace's plain form.
-    pub(crate) fn zeebe_boolean(
+    /// Reads a boolean attribute of `node`, reporting a bad value on the element `owner`.
+    pub(crate) fn boolean_of(
         &mut self,
         owner: usize,
         node: usize,
@@ -1129,7 +1113,7 @@ impl<'d> Compiler<'d> {
             Some("false") => false,
             Some(other) => {
                 let message = format!("{attribute}=\"{other}\" is not a boolean (true or false)");
-                self.report(K::InvalidValue, owner, message);
+                self.report_at(K::InvalidValue, node, owner, message);
                 default
             }
         }

@@ -87,7 +87,7 @@ impl Document {
         &self.nodes[index]
     }
 
-    #[cfg(test)]
+    /// How many elements are kept; indexes `0..len()` are in document order.
     pub(crate) fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -466,15 +466,17 @@ fn check_name(name: &str, offset: usize, what: &str) -> Result<(), DomError> {
             well_formed &= byte.is_ascii_alphabetic() || byte == b'_' || byte >= 0x80;
             at_part_start = false;
         } else {
-            well_formed &= byte.is_ascii_alphanumeric()
-                || matches!(byte, b'_' | b'-' | b'.')
-                || byte >= 0x80;
+            well_formed &=
+                byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.') || byte >= 0x80;
         }
     }
     if well_formed && colons <= 1 && !at_part_start {
         Ok(())
     } else {
-        Err(xml_error(offset, format!("`{name}` is not a valid XML {what} name")))
+        Err(xml_error(
+            offset,
+            format!("`{name}` is not a valid XML {what} name"),
+        ))
     }
 }
 
@@ -662,10 +664,19 @@ mod tests {
 
     #[test]
     fn names_follow_the_xml_name_rules() {
-        for good in ["a", "bpmn:process", "_x", "a-b.c_d1", "\u{e4}rger", "x:\u{e4}"] {
+        for good in [
+            "a",
+            "bpmn:process",
+            "_x",
+            "a-b.c_d1",
+            "\u{e4}rger",
+            "x:\u{e4}",
+        ] {
             assert!(check_name(good, 0, "element").is_ok(), "{good:?}");
         }
-        for bad in ["", ":a", "a:", "a:b:c", "1a", ".a", "-a", "a b", "a:1b", "a/"] {
+        for bad in [
+            "", ":a", "a:", "a:b:c", "1a", ".a", "-a", "a b", "a:1b", "a/",
+        ] {
             assert!(check_name(bad, 0, "element").is_err(), "{bad:?}");
         }
     }

@@ -614,8 +614,8 @@ impl<'d> Compiler<'d> {
         }
         let process_id = process_id.to_string();
         let process_id = self.expression(node, &process_id, "called process id")?;
-        let child = self.zeebe_boolean(node, called, "propagateAllChildVariables", true);
-        let parent = self.zeebe_boolean(node, called, "propagateAllParentVariables", true);
+        let child = self.boolean_of(node, called, "propagateAllChildVariables", true);
+        let parent = self.boolean_of(node, called, "propagateAllParentVariables", true);
         let binding = match self
             .doc
             .attr(called, Ns::None, "bindingType")

@@ -455,3 +455,44 @@ fn references_may_be_qualified_names() {
     );
     parse(xml.as_bytes()).expect("tns:m resolves to m");
 }
+
+#[test]
+fn encodings_are_decoded_end_to_end() {
+    let xml = model(
+        &LINEAR.replace("TASK", r#"<bpmn:task id="task" name="Käse prüfen"/>"#),
+        "",
+    );
+    // UTF-16LE with a byte order mark, declaring itself as UTF-16.
+    let utf16 = xml.replace(r#"encoding="UTF-8""#, r#"encoding="UTF-16""#);
+    let mut bytes = vec![0xFF, 0xFE];
+    for unit in utf16.encode_utf16() {
+        bytes.extend_from_slice(&unit.to_le_bytes());
+    }
+    let model = parse(&bytes).expect("UTF-16LE");
+    let task = model.processes[0].find("task").expect("task");
+    assert_eq!(
+        model.processes[0].element(task).name.as_deref(),
+        Some("Käse prüfen")
+    );
+    // ISO-8859-1, declared.
+    let latin1_text = xml.replace(r#"encoding="UTF-8""#, r#"encoding="ISO-8859-1""#);
+    let latin1: Vec<u8> = latin1_text
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).expect("Latin-1"))
+        .collect();
+    let model = parse(&latin1).expect("ISO-8859-1");
+    let task = model.processes[0].find("task").expect("task");
+    assert_eq!(
+        model.processes[0].element(task).name.as_deref(),
+        Some("Käse prüfen")
+    );
+    // The same Latin-1 bytes declared as UTF-8 are rejected at the first bad byte.
+    let wrong = latin1_text.replace("ISO-8859-1", "UTF-8");
+    let wrong: Vec<u8> = wrong
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).expect("Latin-1"))
+        .collect();
+    let error = parse(&wrong).expect_err("not UTF-8");
+    assert_eq!(error.diagnostics[0].kind, K::Encoding);
+    assert!(error.diagnostics[0].message.contains("0xE4"), "{error}");
+}
