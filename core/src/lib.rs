@@ -1,10 +1,33 @@
 //! # ringflow-core
 //!
-//! The deterministic engine: `process(&mut State, Command, &Ctx) -> Result<Outcome, Rejection>`
-//! over the instance table, with no I/O, clock, randomness or threads (see `DESIGN.md`).
+//! The deterministic engine (see `DESIGN.md`, "The engine"):
 //!
-//! **Status:** not built yet. This crate holds its place in the workspace; the engine arrives
-//! with the "Engine core I" issue. It depends only on `ringflow-bpmn`, whose compiled
-//! [`ProcessDefinition`](ringflow_bpmn::ProcessDefinition) it will execute.
+//! ```text
+//! process(&mut State, Command, &Ctx) -> Result<Outcome, Rejection>
+//! ```
+//!
+//! No I/O, no clock, no randomness, no threads: the time and the first free key come in
+//! through [`Ctx`], so replaying the journal of accepted commands with their contexts rebuilds
+//! the [`State`] byte for byte ([`State::encode`]). A [`Rejection`] changes nothing. Maps are
+//! `BTreeMap`s, so nothing depends on hash iteration order.
+//!
+//! **Status:** the engine is being built (issue "Engine core I"). Implemented so far: keys
+//! ([`key`]), the command/outcome/rejection shape, the `Deploy` command with versioning per
+//! BPMN process id and idempotent redeploys, and the deterministic snapshot of that state.
+//! Process instances, jobs, variables and incidents come next.
 
+mod deploy;
+mod engine;
+pub mod key;
+pub mod limits;
+mod snapshot;
+mod state;
+
+pub use engine::{
+    Command, Ctx, DeployedProcess, Deployment, Effect, Event, Outcome, Rejection, RejectionCode,
+    Resource, Response, process,
+};
+pub use key::Key;
 pub use ringflow_bpmn::ProcessDefinition;
+pub use snapshot::SnapshotError;
+pub use state::{ProcessVersion, State};

@@ -1,0 +1,188 @@
+//! `Deploy`: one or more BPMN resources in one atomic step.
+//!
+//! Every resource is parsed and validated first; if any is invalid, or two resources define
+//! the same process id, nothing is deployed. Then each process gets a new version, unless its
+//! resource is byte for byte the resource of the latest version, in which case the existing
+//! version is returned (a duplicate) and nothing new is made.
+
+use std::sync::Arc;
+
+use crate::engine::{
+    Ctx, DeployedProcess, Deployment, Event, Keys, Outcome, Rejection, RejectionCode, Resource,
+    Response,
+};
+use crate::limits::{
+    DEPLOYMENT_BYTES_MAX, DEPLOYMENT_RESOURCES_MAX, PROCESS_VERSIONS_MAX, RESOURCE_NAME_BYTES_MAX,
+};
+use crate::state::{ProcessVersion, State};
+
+use RejectionCode::{InvalidArgument, InvalidModel, LimitExceeded};
+
+pub(crate) fn deploy(
+    state: &mut State,
+    resources: Vec<Resource>,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    check_request(&resources)?;
+    let mut parsed = Vec::with_capacity(resources.len());
+    for resource in &resources {
+        let model = ringflow_bpmn::parse(&resource.content).map_err(|error| {
+            let lines: Vec<String> = error
+                .diagnostics
+                .iter()
+                .map(|diagnostic| format!("{}:{diagnostic}", resource.name))
+                .collect();
+            Rejection::new(InvalidModel, lines.join("\n"))
+        })?;
+        parsed.push(model);
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for (resource, model) in resources.iter().zip(&parsed) {
+        for process in &model.processes {
+            if seen.contains(&process.bpmn_process_id.as_str()) {
+                return Err(Rejection::new(
+                    InvalidArgument,
+                    format!(
+                        "the process id `{}` is defined twice in one deployment (again in {})",
+                        process.bpmn_process_id, resource.name
+                    ),
+                ));
+            }
+            seen.push(&process.bpmn_process_id);
+        }
+    }
+    // Nothing below can fail except running out of keys or versions, which is checked before
+    // the state changes.
+    let mut keys = Keys::new(ctx);
+    let deployment_key = keys.take()?;
+    let mut plan = Vec::new();
+    for (resource, model) in resources.iter().zip(parsed) {
+        for definition in model.processes {
+            let latest = state.latest_process(&definition.bpmn_process_id);
+            let duplicate = latest.is_some_and(|latest| latest.resource == resource.content);
+            let version = match (latest, duplicate) {
+                (Some(latest), true) => latest.version,
+                (Some(latest), false) => latest.version + 1,
+                (None, _) => 1,
+            };
+            if version > PROCESS_VERSIONS_MAX {
+                return Err(Rejection::new(
+                    LimitExceeded,
+                    format!(
+                        "`{}` already has PROCESS_VERSIONS_MAX ({PROCESS_VERSIONS_MAX}) versions",
+                        definition.bpmn_process_id
+                    ),
+                ));
+            }
+            let key = match (latest, duplicate) {
+                (Some(latest), true) => latest.key,
+                _ => keys.take()?,
+            };
+            plan.push((resource, definition, version, key, duplicate));
+        }
+    }
+    let mut events = Vec::new();
+    let mut processes = Vec::new();
+    for (resource, definition, version, key, duplicate) in plan {
+        processes.push(DeployedProcess {
+            bpmn_process_id: definition.bpmn_process_id.clone(),
+            version,
+            process_definition_key: key,
+            resource_name: resource.name.clone(),
+            duplicate,
+        });
+        if duplicate {
+            continue;
+        }
+        events.push(Event::ProcessDeployed {
+            key,
+            bpmn_process_id: definition.bpmn_process_id.clone(),
+            version,
+            deployment_key,
+        });
+        state
+            .versions
+            .entry(definition.bpmn_process_id.clone())
+            .or_default()
+            .push(key);
+        let previous = state.processes.insert(
+            key,
+            ProcessVersion {
+                key,
+                bpmn_process_id: definition.bpmn_process_id.clone(),
+                version,
+                deployment_key,
+                resource_name: resource.name.clone(),
+                resource: Arc::clone(&resource.content),
+                definition: Arc::new(definition),
+            },
+        );
+        assert!(
+            previous.is_none(),
+            "process definition key {key} handed out twice"
+        );
+    }
+    Ok(Outcome {
+        response: Response::Deployed(Deployment {
+            key: deployment_key,
+            processes,
+        }),
+        events,
+        effects: Vec::new(),
+        next_key: keys.next(),
+    })
+}
+
+fn check_request(resources: &[Resource]) -> Result<(), Rejection> {
+    if resources.is_empty() {
+        return Err(Rejection::new(
+            InvalidArgument,
+            "the deployment has no resources",
+        ));
+    }
+    if resources.len() > DEPLOYMENT_RESOURCES_MAX {
+        return Err(Rejection::new(
+            LimitExceeded,
+            format!(
+                "the deployment has {} resources, over DEPLOYMENT_RESOURCES_MAX \
+                 ({DEPLOYMENT_RESOURCES_MAX})",
+                resources.len()
+            ),
+        ));
+    }
+    let bytes: usize = resources
+        .iter()
+        .map(|resource| resource.content.len())
+        .sum();
+    if bytes > DEPLOYMENT_BYTES_MAX {
+        return Err(Rejection::new(
+            LimitExceeded,
+            format!(
+                "the deployment has {bytes} bytes, over DEPLOYMENT_BYTES_MAX \
+                 ({DEPLOYMENT_BYTES_MAX})"
+            ),
+        ));
+    }
+    for (index, resource) in resources.iter().enumerate() {
+        if resource.name.is_empty() || resource.name.len() > RESOURCE_NAME_BYTES_MAX {
+            return Err(Rejection::new(
+                InvalidArgument,
+                format!(
+                    "resource {index} has a name of {} bytes; names are 1 to \
+                     RESOURCE_NAME_BYTES_MAX ({RESOURCE_NAME_BYTES_MAX}) bytes",
+                    resource.name.len()
+                ),
+            ));
+        }
+        if resources[..index]
+            .iter()
+            .any(|other| other.name == resource.name)
+        {
+            return Err(Rejection::new(
+                InvalidArgument,
+                format!("the resource name `{}` is used twice", resource.name),
+            ));
+        }
+    }
+    Ok(())
+}

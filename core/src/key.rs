@@ -1,0 +1,82 @@
+//! 64-bit keys that say which shard owns them.
+//!
+//! | bits   | meaning                                            |
+//! |--------|----------------------------------------------------|
+//! | 63..52 | shard id (0..=4095), matching the 4096 routing slots |
+//! | 51..0  | a per-shard counter, starting at 1                 |
+//!
+//! So `4503599627370497` is shard 1, counter 1. Instance, job, deployment and subscription
+//! keys all have this form, so any of them routes to its shard with no lookup. A shard hands
+//! out keys in increasing order; the counter never wraps (2^52 keys at a million per second
+//! last 142 years), and running out is a rejection, not a wrap.
+
+use std::fmt;
+
+/// Bits of a key that hold the counter.
+pub const KEY_COUNTER_BITS: u32 = 52;
+/// The largest shard id a key can carry.
+pub const SHARD_ID_MAX: u16 = (1 << (64 - KEY_COUNTER_BITS)) - 1;
+/// The largest counter value a key can carry.
+pub const KEY_COUNTER_MAX: u64 = (1 << KEY_COUNTER_BITS) - 1;
+
+const _: () = assert!(SHARD_ID_MAX == 4095);
+
+/// A key: shard id in the top 12 bits, counter in the low 52.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Key(pub u64);
+
+impl Key {
+    /// The first key a shard hands out.
+    pub fn first(shard: u16) -> Key {
+        Key::new(shard, 1)
+    }
+
+    /// A key from its parts. Panics on a shard id or counter out of range: both come from the
+    /// shard's own configuration and generator, never from input.
+    pub fn new(shard: u16, counter: u64) -> Key {
+        assert!(shard <= SHARD_ID_MAX, "shard id {shard} over SHARD_ID_MAX");
+        assert!(
+            counter <= KEY_COUNTER_MAX,
+            "key counter {counter} over KEY_COUNTER_MAX"
+        );
+        Key((u64::from(shard) << KEY_COUNTER_BITS) | counter)
+    }
+
+    /// The shard that owns this key.
+    pub fn shard(self) -> u16 {
+        (self.0 >> KEY_COUNTER_BITS) as u16
+    }
+
+    /// The per-shard counter.
+    pub fn counter(self) -> u64 {
+        self.0 & KEY_COUNTER_MAX
+    }
+
+    /// The next key of the same shard, or `None` when the counter is exhausted.
+    pub fn next(self) -> Option<Key> {
+        (self.counter() < KEY_COUNTER_MAX).then(|| Key(self.0 + 1))
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shard_is_in_the_top_bits() {
+        let key = Key::first(1);
+        assert_eq!(key.0, 4_503_599_627_370_497);
+        assert_eq!((key.shard(), key.counter()), (1, 1));
+        let last = Key::new(SHARD_ID_MAX, KEY_COUNTER_MAX);
+        assert_eq!(last.0, u64::MAX);
+        assert_eq!(last.shard(), SHARD_ID_MAX);
+        assert_eq!(last.next(), None);
+        assert_eq!(Key::new(7, 41).next(), Some(Key::new(7, 42)));
+    }
+}
