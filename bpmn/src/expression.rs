@@ -194,7 +194,22 @@ fn prepare(source: &str) -> Result<(String, FeelScope), String> {
     let mut rest = source;
     while let Some(character) = rest.chars().next() {
         if character == '"' {
-            let end = string_literal_end(rest);
+            // The FEEL parser takes an unterminated string at the very end for the end of
+            // input, so `a "b` would parse as `a`: unterminated strings are caught here.
+            let Some(end) = string_literal_end(rest) else {
+                return Err(format!("`{source}`: a string literal is not closed"));
+            };
+            text.push_str(&rest[..end]);
+            rest = &rest[end..];
+        } else if rest.starts_with("//") {
+            let end = rest.find('\n').unwrap_or(rest.len());
+            text.push_str(&rest[..end]);
+            rest = &rest[end..];
+        } else if rest.starts_with("/*") {
+            let Some(close) = rest[2..].find("*/") else {
+                return Err(format!("`{source}`: a /* comment is not closed"));
+            };
+            let end = 2 + close + 2;
             text.push_str(&rest[..end]);
             rest = &rest[end..];
         } else if character == '`' {
@@ -236,17 +251,18 @@ fn starts_with_words(text: &str, words: &str) -> bool {
     text.starts_with(words) && !text[words.len()..].starts_with(is_name_part)
 }
 
-fn string_literal_end(text: &str) -> usize {
+/// The end of the string literal that `text` starts with, or `None` when it is not closed.
+fn string_literal_end(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut index = 1;
     while index < bytes.len() {
         match bytes[index] {
             b'\\' => index += 2,
-            b'"' => return index + 1,
+            b'"' => return Some(index + 1),
             _ => index += 1,
         }
     }
-    text.len()
+    None
 }
 
 fn is_name_start(character: char) -> bool {
@@ -296,12 +312,22 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_reported() {
-        for source in ["1 +", "((", "a ?? b", "\"open", "`open", "", "   "] {
+        let unclosed = ["a \"b", "a \"", "a /* c", "\"x\\\""];
+        for source in ["1 +", "((", "a ?? b", "\"open", "`open", "", "   "]
+            .iter()
+            .chain(&unclosed)
+        {
             assert!(
                 FeelExpression::parse(source).is_err(),
                 "{source:?} should not parse"
             );
         }
+    }
+
+    #[test]
+    fn comments_are_allowed_and_do_not_declare_names() {
+        assert!(ast("a // the total").starts_with("Name("));
+        assert!(ast("a /* the total */ + 1").starts_with("Add("));
     }
 
     #[test]
