@@ -24,6 +24,53 @@ pub enum Command {
         /// The resources, in the order given.
         resources: Vec<Resource>,
     },
+    /// Start an instance of a deployed process.
+    CreateInstance {
+        /// Which process version.
+        process: ProcessRef,
+        /// Variables of the new instance (its root scope).
+        variables: Variables,
+        /// An optional business key, kept with the instance.
+        business_key: Option<String>,
+        /// Whether the caller waits for the instance to complete
+        /// ([`Effect::InstanceResult`] answers it).
+        await_result: bool,
+    },
+    /// Cancel a running process instance.
+    CancelInstance {
+        /// The process instance key.
+        key: Key,
+    },
+    /// Hand out up to `max_jobs` ready jobs of one type to a worker.
+    ActivateJobs {
+        /// The job type.
+        job_type: String,
+        /// The worker's name, kept with each job.
+        worker: String,
+        /// At most this many jobs (capped by `JOBS_PER_ACTIVATION_MAX`).
+        max_jobs: u32,
+        /// How long the worker holds each job before it is handed out again.
+        lease_millis: u64,
+    },
+    /// A worker finished a job.
+    CompleteJob {
+        /// The job key.
+        key: Key,
+        /// Variables the job produced.
+        variables: Variables,
+    },
+}
+
+/// Variables: a JSON object.
+pub type Variables = serde_json::Map<String, serde_json::Value>;
+
+/// Which version of a process to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessRef {
+    /// The latest version of a BPMN process id.
+    Latest(String),
+    /// One process definition version, by key.
+    Key(Key),
 }
 
 /// One named BPMN file of a deployment.
@@ -49,10 +96,58 @@ pub struct Outcome {
 }
 
 /// The answer to a command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Response {
     /// A deployment was made.
     Deployed(Deployment),
+    /// A process instance was started.
+    InstanceCreated {
+        /// The process instance key.
+        process_instance_key: Key,
+        /// The process definition version it runs.
+        process_definition_key: Key,
+        /// The BPMN process id.
+        bpmn_process_id: String,
+        /// The version.
+        version: u32,
+    },
+    /// A process instance was cancelled.
+    InstanceCanceled {
+        /// The process instance key.
+        process_instance_key: Key,
+    },
+    /// Jobs handed to a worker (possibly none).
+    JobsActivated(Vec<ActivatedJob>),
+    /// A job was completed.
+    JobCompleted {
+        /// The job key.
+        key: Key,
+    },
+}
+
+/// A job as a worker receives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivatedJob {
+    /// The job key.
+    pub key: Key,
+    /// The job type.
+    pub job_type: String,
+    /// The process instance it belongs to.
+    pub process_instance_key: Key,
+    /// The BPMN process id.
+    pub bpmn_process_id: String,
+    /// The id of the task (or event) in the model.
+    pub element_id: String,
+    /// The element instance it belongs to.
+    pub element_instance_key: Key,
+    /// Tries left.
+    pub retries: u32,
+    /// When the lease runs out, in milliseconds since the Unix epoch.
+    pub deadline_millis: i64,
+    /// The task headers from the model.
+    pub custom_headers: Vec<(String, String)>,
+    /// The variables visible at the task, innermost scope winning.
+    pub variables: Variables,
 }
 
 /// The result of a deployment.
@@ -82,6 +177,51 @@ pub struct DeployedProcess {
 /// Something that happened, for history and export.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A flow node (or the process) was entered.
+    ElementActivated {
+        /// The element instance key.
+        key: Key,
+        /// The process instance key.
+        process_instance_key: Key,
+        /// The element's id in the model.
+        element_id: String,
+    },
+    /// A flow node (or the process) completed normally.
+    ElementCompleted {
+        /// The element instance key.
+        key: Key,
+        /// The process instance key.
+        process_instance_key: Key,
+        /// The element's id in the model.
+        element_id: String,
+    },
+    /// A flow node (or the process) was ended early: cancelled or terminated.
+    ElementTerminated {
+        /// The element instance key.
+        key: Key,
+        /// The process instance key.
+        process_instance_key: Key,
+        /// The element's id in the model.
+        element_id: String,
+    },
+    /// A job was created and is ready for workers.
+    JobCreated {
+        /// The job key.
+        key: Key,
+        /// The job type.
+        job_type: String,
+        /// The element instance it belongs to.
+        element_instance_key: Key,
+    },
+    /// An element cannot go on until a person resolves the problem.
+    IncidentCreated {
+        /// The incident key.
+        key: Key,
+        /// The element instance it stopped.
+        element_instance_key: Key,
+        /// What went wrong.
+        message: String,
+    },
     /// A new process definition version exists.
     ProcessDeployed {
         /// The process definition key.
@@ -95,10 +235,29 @@ pub enum Event {
     },
 }
 
-/// Work for the shard once the command that caused it is durable. None exist yet: deploying
-/// has no effect beyond its response.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Effect {}
+/// Work for the shard once the command that caused it is durable.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// New jobs of this type are ready: wake subscribed workers.
+    JobsAvailable {
+        /// The job type.
+        job_type: String,
+    },
+    /// Arm a timer that sends `JobLeaseExpired` at the deadline.
+    JobLease {
+        /// The job key.
+        key: Key,
+        /// When the lease runs out, in milliseconds since the Unix epoch.
+        deadline_millis: i64,
+    },
+    /// Answer a create-with-result caller: the instance completed.
+    InstanceResult {
+        /// The process instance key.
+        process_instance_key: Key,
+        /// The instance's variables at its end.
+        variables: Variables,
+    },
+}
 
 /// Why a command was refused. A rejection changes nothing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +280,14 @@ pub enum RejectionCode {
     LimitExceeded,
     /// The shard has handed out every key it can.
     KeysExhausted,
+    /// No deployed process matches.
+    ProcessNotFound,
+    /// No running process instance has this key.
+    InstanceNotFound,
+    /// No open job has this key.
+    JobNotFound,
+    /// The job exists but is not in a state that allows this.
+    InvalidState,
 }
 
 impl RejectionCode {
@@ -131,6 +298,10 @@ impl RejectionCode {
             RejectionCode::InvalidModel => "INVALID_MODEL",
             RejectionCode::LimitExceeded => "LIMIT_EXCEEDED",
             RejectionCode::KeysExhausted => "KEYS_EXHAUSTED",
+            RejectionCode::ProcessNotFound => "PROCESS_NOT_FOUND",
+            RejectionCode::InstanceNotFound => "INSTANCE_NOT_FOUND",
+            RejectionCode::JobNotFound => "JOB_NOT_FOUND",
+            RejectionCode::InvalidState => "INVALID_STATE",
         }
     }
 }
@@ -190,6 +361,22 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
     );
     let outcome = match command {
         Command::Deploy { resources } => crate::deploy::deploy(state, resources, ctx)?,
+        Command::CreateInstance {
+            process,
+            variables,
+            business_key,
+            await_result,
+        } => crate::create::create(state, process, variables, business_key, await_result, ctx)?,
+        Command::CancelInstance { key } => crate::cancel::cancel(state, key, ctx)?,
+        Command::ActivateJobs {
+            job_type,
+            worker,
+            max_jobs,
+            lease_millis,
+        } => crate::jobs::activate(state, &job_type, &worker, max_jobs, lease_millis, ctx)?,
+        Command::CompleteJob { key, variables } => {
+            crate::jobs::complete(state, key, variables, ctx)?
+        }
     };
     if outcome.next_key > ctx.next_key {
         state.set_last_key(Key(outcome.next_key.0 - 1));

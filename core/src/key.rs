@@ -19,7 +19,12 @@ pub const SHARD_ID_MAX: u16 = (1 << (64 - KEY_COUNTER_BITS)) - 1;
 /// The largest counter value a key can carry.
 pub const KEY_COUNTER_MAX: u64 = (1 << KEY_COUNTER_BITS) - 1;
 
+/// Keys a shard keeps in reserve: a command is refused once fewer remain, so that no command
+/// can run out halfway (one command uses at most a few keys per step, and steps are capped).
+pub const KEYS_RESERVE: u64 = 1 << 40;
+
 const _: () = assert!(SHARD_ID_MAX == 4095);
+const _: () = assert!(KEYS_RESERVE < KEY_COUNTER_MAX / 1000);
 
 /// A key: shard id in the top 12 bits, counter in the low 52.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -16,16 +16,22 @@
 //! BPMN process id and idempotent redeploys, and the deterministic snapshot of that state.
 //! Process instances, jobs, variables and incidents come next.
 
+mod cancel;
+mod create;
 mod deploy;
 mod engine;
+pub mod instance;
+mod jobs;
 pub mod key;
 pub mod limits;
+mod run;
 mod snapshot;
 mod state;
+mod variables;
 
 pub use engine::{
-    Command, Ctx, DeployedProcess, Deployment, Effect, Event, Outcome, Rejection, RejectionCode,
-    Resource, Response, process,
+    ActivatedJob, Command, Ctx, DeployedProcess, Deployment, Effect, Event, Outcome, ProcessRef,
+    Rejection, RejectionCode, Resource, Response, Variables, process,
 };
 pub use key::Key;
 pub use ringflow_bpmn::ProcessDefinition;

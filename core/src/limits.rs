@@ -15,3 +15,23 @@ pub const RESOURCE_NAME_BYTES_MAX: usize = 1024;
 pub const PROCESS_VERSIONS_MAX: u32 = 1_000_000;
 
 const _: () = assert!(DEPLOYMENT_BYTES_MAX >= ringflow_bpmn::limits::MODEL_BYTES_MAX);
+
+/// Most live process instances on one shard.
+pub const LIVE_INSTANCES_MAX: usize = 10_000_000;
+
+/// Most jobs one `ActivateJobs` hands out.
+pub const JOBS_PER_ACTIVATION_MAX: u32 = 1_000;
+
+/// Most element instances alive at once in one process instance: stops a model that forks
+/// without end from eating the shard's memory.
+pub const ELEMENT_INSTANCES_PER_INSTANCE_MAX: u32 = 100_000;
+
+/// Most element activations and completions one command may run. A loop of pass-through
+/// elements never waits; past this limit it stops with an incident instead of running on.
+pub const COMMAND_STEPS_MAX: u32 = 100_000;
+
+/// Largest variable document (one scope's variables as JSON), in bytes.
+pub const VARIABLE_DOCUMENT_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Longest job type, worker name or business key, in bytes.
+pub const NAME_BYTES_MAX: usize = 1024;

@@ -10,13 +10,26 @@
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
+//! | process instances | u32 count, then key, definition key, business key (optional text), await-result u8, live elements u32 |
+//! | element instances | u32 count, then key, instance key, element u32, scope (optional key), tokens u32, job and incident (optional keys) |
+//! | variables | u32 count, then scope key and the scope's document as JSON bytes |
+//! | join tokens | u32 count, then scope key, gateway element u32, counts (u32 length + u32s) |
+//! | jobs | u32 count, then key, type, element instance key, instance key, retries u32, state u8 (0 ready, 1 leased + worker + deadline i64) |
+//! | incidents | u32 count, then key, instance key, element instance key, message |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
+//!
+//! Optional values are a u8 flag (0 or 1) and the value. The children index and the ready-job
+//! queues are derived from element instances and jobs on restore, not stored.
 //!
 //! All integers are little-endian.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use ringflow_bpmn::ElementIndex;
+
+use crate::engine::Variables;
+use crate::instance::{ElementInstance, Incident, Job, JobState, ProcessInstance};
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
@@ -65,6 +78,7 @@ impl State {
             put_bytes(&mut out, process.resource_name.as_bytes());
             put_bytes(&mut out, &process.resource);
         }
+        self.encode_runtime(&mut out);
         let checksum = crc32fast::hash(&out);
         out.extend_from_slice(&checksum.to_le_bytes());
         out
@@ -89,6 +103,9 @@ impl State {
             offset: MAGIC.len(),
         };
         let shard = u16::from_le_bytes(reader.array()?);
+        if shard > crate::key::SHARD_ID_MAX {
+            return Err(corrupt(format!("shard id {shard} is over SHARD_ID_MAX")));
+        }
         let last_key = Key(u64::from_le_bytes(reader.array()?));
         let mut state = State::new(shard);
         if last_key.shard() != shard {
@@ -111,12 +128,6 @@ impl State {
                 ));
             }
         }
-        if reader.offset != reader.bytes.len() {
-            return Err(corrupt(format!(
-                "{} bytes after the last field",
-                reader.bytes.len() - reader.offset
-            )));
-        }
         for (id, mut list) in versions {
             list.sort_unstable();
             let contiguous = list
@@ -131,6 +142,13 @@ impl State {
             state
                 .versions
                 .insert(id, list.into_iter().map(|(_, key)| key).collect());
+        }
+        decode_runtime(&mut reader, &mut state)?;
+        if reader.offset != reader.bytes.len() {
+            return Err(corrupt(format!(
+                "{} bytes after the last field",
+                reader.bytes.len() - reader.offset
+            )));
         }
         Ok(state)
     }
@@ -177,6 +195,205 @@ fn read_process(
     })
 }
 
+impl State {
+    fn encode_runtime(&self, out: &mut Vec<u8>) {
+        put_count(out, self.instances.len());
+        for instance in self.instances.values() {
+            put_key(out, instance.key);
+            put_key(out, instance.process_definition_key);
+            put_optional_text(out, instance.business_key.as_deref());
+            out.push(u8::from(instance.await_result));
+            out.extend_from_slice(&instance.live_elements.to_le_bytes());
+        }
+        put_count(out, self.elements.len());
+        for element in self.elements.values() {
+            put_key(out, element.key);
+            put_key(out, element.process_instance_key);
+            out.extend_from_slice(&element.element.0.to_le_bytes());
+            put_optional_key(out, element.scope);
+            out.extend_from_slice(&element.tokens.to_le_bytes());
+            put_optional_key(out, element.job);
+            put_optional_key(out, element.incident);
+        }
+        put_count(out, self.variables.len());
+        for (scope, document) in &self.variables {
+            put_key(out, *scope);
+            let json = serde_json::to_vec(document).expect("JSON maps always serialize");
+            put_bytes(out, &json);
+        }
+        put_count(out, self.joins.len());
+        for ((scope, gateway), counts) in &self.joins {
+            put_key(out, *scope);
+            out.extend_from_slice(&gateway.0.to_le_bytes());
+            put_count(out, counts.len());
+            for count in counts {
+                out.extend_from_slice(&count.to_le_bytes());
+            }
+        }
+        put_count(out, self.jobs.len());
+        for job in self.jobs.values() {
+            put_key(out, job.key);
+            put_bytes(out, job.job_type.as_bytes());
+            put_key(out, job.element_instance_key);
+            put_key(out, job.process_instance_key);
+            out.extend_from_slice(&job.retries.to_le_bytes());
+            match &job.state {
+                JobState::Activatable => out.push(0),
+                JobState::Activated {
+                    worker,
+                    deadline_millis,
+                } => {
+                    out.push(1);
+                    put_bytes(out, worker.as_bytes());
+                    out.extend_from_slice(&deadline_millis.to_le_bytes());
+                }
+            }
+        }
+        put_count(out, self.incidents.len());
+        for incident in self.incidents.values() {
+            put_key(out, incident.key);
+            put_key(out, incident.process_instance_key);
+            put_key(out, incident.element_instance_key);
+            put_bytes(out, incident.message.as_bytes());
+        }
+    }
+}
+
+fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), SnapshotError> {
+    for _ in 0..reader.count()? {
+        let instance = ProcessInstance {
+            key: reader.key()?,
+            process_definition_key: reader.key()?,
+            business_key: reader.optional_text()?,
+            await_result: reader.flag()?,
+            live_elements: u32::from_le_bytes(reader.array()?),
+        };
+        if !state
+            .processes
+            .contains_key(&instance.process_definition_key)
+        {
+            return Err(corrupt(format!(
+                "instance {} runs an unknown process",
+                instance.key
+            )));
+        }
+        state.instances.insert(instance.key, instance);
+    }
+    for _ in 0..reader.count()? {
+        let element = ElementInstance {
+            key: reader.key()?,
+            process_instance_key: reader.key()?,
+            element: ElementIndex(u32::from_le_bytes(reader.array()?)),
+            scope: reader.optional_key()?,
+            tokens: u32::from_le_bytes(reader.array()?),
+            job: reader.optional_key()?,
+            incident: reader.optional_key()?,
+        };
+        let Some(instance) = state.instances.get(&element.process_instance_key) else {
+            return Err(corrupt(format!(
+                "element {} of an unknown instance",
+                element.key
+            )));
+        };
+        let definition = &state.processes[&instance.process_definition_key].definition;
+        if element.element.0 as usize >= definition.elements().len() {
+            return Err(corrupt(format!(
+                "element {} names no element of its process",
+                element.key
+            )));
+        }
+        if let Some(scope) = element.scope {
+            state.children.insert((scope, element.key));
+        }
+        state.elements.insert(element.key, element);
+    }
+    for _ in 0..reader.count()? {
+        let scope = reader.key()?;
+        let json = reader.bytes()?;
+        let document: Variables = serde_json::from_slice(json)
+            .map_err(|error| corrupt(format!("the variables of scope {scope}: {error}")))?;
+        state.variables.insert(scope, document);
+    }
+    for _ in 0..reader.count()? {
+        let scope = reader.key()?;
+        let gateway = ElementIndex(u32::from_le_bytes(reader.array()?));
+        let counts = (0..reader.count()?)
+            .map(|_| reader.array().map(u32::from_le_bytes))
+            .collect::<Result<Vec<u32>, _>>()?;
+        state.joins.insert((scope, gateway), counts);
+    }
+    for _ in 0..reader.count()? {
+        let key = reader.key()?;
+        let job_type = reader.string()?;
+        let element_instance_key = reader.key()?;
+        let process_instance_key = reader.key()?;
+        let retries = u32::from_le_bytes(reader.array()?);
+        let job_state = match reader.array::<1>()?[0] {
+            0 => JobState::Activatable,
+            1 => JobState::Activated {
+                worker: reader.string()?,
+                deadline_millis: i64::from_le_bytes(reader.array()?),
+            },
+            other => return Err(corrupt(format!("job {key} has state tag {other}"))),
+        };
+        if job_state == JobState::Activatable {
+            state
+                .ready_jobs
+                .entry(job_type.clone())
+                .or_default()
+                .insert(key);
+        }
+        let job = Job {
+            key,
+            job_type,
+            element_instance_key,
+            process_instance_key,
+            retries,
+            state: job_state,
+        };
+        state.jobs.insert(key, job);
+    }
+    for _ in 0..reader.count()? {
+        let incident = Incident {
+            key: reader.key()?,
+            process_instance_key: reader.key()?,
+            element_instance_key: reader.key()?,
+            message: reader.string()?,
+        };
+        state.incidents.insert(incident.key, incident);
+    }
+    Ok(())
+}
+
+fn put_count(out: &mut Vec<u8>, count: usize) {
+    let count = u32::try_from(count).expect("counts are capped far below u32::MAX");
+    out.extend_from_slice(&count.to_le_bytes());
+}
+
+fn put_key(out: &mut Vec<u8>, key: Key) {
+    out.extend_from_slice(&key.0.to_le_bytes());
+}
+
+fn put_optional_key(out: &mut Vec<u8>, key: Option<Key>) {
+    match key {
+        Some(key) => {
+            out.push(1);
+            put_key(out, key);
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_optional_text(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => {
+            out.push(1);
+            put_bytes(out, text.as_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).expect("resources are capped far below 4 GiB");
     out.extend_from_slice(&len.to_le_bytes());
@@ -213,6 +430,41 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Result<&'a [u8], SnapshotError> {
         let len = u32::from_le_bytes(self.array()?) as usize;
         self.take(len)
+    }
+
+    fn count(&mut self) -> Result<u32, SnapshotError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn key(&mut self) -> Result<Key, SnapshotError> {
+        Ok(Key(u64::from_le_bytes(self.array()?)))
+    }
+
+    fn flag(&mut self) -> Result<bool, SnapshotError> {
+        let offset = self.offset;
+        match self.array::<1>()?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(corrupt(format!(
+                "byte {offset} is a flag of {other}, not 0 or 1"
+            ))),
+        }
+    }
+
+    fn optional_key(&mut self) -> Result<Option<Key>, SnapshotError> {
+        Ok(if self.flag()? {
+            Some(self.key()?)
+        } else {
+            None
+        })
+    }
+
+    fn optional_text(&mut self) -> Result<Option<String>, SnapshotError> {
+        Ok(if self.flag()? {
+            Some(self.string()?)
+        } else {
+            None
+        })
     }
 
     fn string(&mut self) -> Result<String, SnapshotError> {

@@ -1,10 +1,12 @@
 //! The engine's state: everything a shard knows, changed only by [`crate::process`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ringflow_bpmn::ProcessDefinition;
+use ringflow_bpmn::{ElementIndex, ProcessDefinition};
 
+use crate::engine::Variables;
+use crate::instance::{ElementInstance, Incident, Job, ProcessInstance};
 use crate::key::Key;
 
 /// One deployed version of a process.
@@ -35,6 +37,22 @@ pub struct State {
     pub(crate) processes: BTreeMap<Key, ProcessVersion>,
     /// Process definition keys of each BPMN process id, by version (index 0 is version 1).
     pub(crate) versions: BTreeMap<String, Vec<Key>>,
+    /// Running process instances.
+    pub(crate) instances: BTreeMap<Key, ProcessInstance>,
+    /// Live element instances, the roots of process instances included.
+    pub(crate) elements: BTreeMap<Key, ElementInstance>,
+    /// (scope, child) pairs: the live children of each scope, in key order.
+    pub(crate) children: BTreeSet<(Key, Key)>,
+    /// One variable document per scope that has variables.
+    pub(crate) variables: BTreeMap<Key, Variables>,
+    /// Tokens waiting at parallel joins: (scope, gateway) to a count per incoming flow.
+    pub(crate) joins: BTreeMap<(Key, ElementIndex), Vec<u32>>,
+    /// Open jobs.
+    pub(crate) jobs: BTreeMap<Key, Job>,
+    /// Activatable jobs of each type, oldest first.
+    pub(crate) ready_jobs: BTreeMap<String, BTreeSet<Key>>,
+    /// Open incidents.
+    pub(crate) incidents: BTreeMap<Key, Incident>,
 }
 
 impl State {
@@ -45,6 +63,14 @@ impl State {
             last_key: Key::new(shard, 0),
             processes: BTreeMap::new(),
             versions: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            elements: BTreeMap::new(),
+            children: BTreeSet::new(),
+            variables: BTreeMap::new(),
+            joins: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            ready_jobs: BTreeMap::new(),
+            incidents: BTreeMap::new(),
         }
     }
 
@@ -84,5 +110,54 @@ impl State {
     /// Every process version, in key order.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessVersion> {
         self.processes.values()
+    }
+
+    /// A running process instance.
+    pub fn instance(&self, key: Key) -> Option<&ProcessInstance> {
+        self.instances.get(&key)
+    }
+
+    /// Running process instances, in key order.
+    pub fn instances(&self) -> impl Iterator<Item = &ProcessInstance> {
+        self.instances.values()
+    }
+
+    /// A live element instance.
+    pub fn element_instance(&self, key: Key) -> Option<&ElementInstance> {
+        self.elements.get(&key)
+    }
+
+    /// Live element instances, in key order.
+    pub fn element_instances(&self) -> impl Iterator<Item = &ElementInstance> {
+        self.elements.values()
+    }
+
+    /// An open job.
+    pub fn job(&self, key: Key) -> Option<&Job> {
+        self.jobs.get(&key)
+    }
+
+    /// Open jobs, in key order.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    /// Open incidents, in key order.
+    pub fn incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.incidents.values()
+    }
+
+    /// The variables of one scope (an element instance key).
+    pub fn variables(&self, scope: Key) -> Option<&Variables> {
+        self.variables.get(&scope)
+    }
+
+    /// The live children of a scope.
+    pub(crate) fn children_of(&self, scope: Key) -> Vec<Key> {
+        let range = (scope, Key(0))..=(scope, Key(u64::MAX));
+        self.children
+            .range(range)
+            .map(|(_, child)| *child)
+            .collect()
     }
 }

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use ringflow_core::{
-    Command, Ctx, Event, Key, Outcome, Rejection, RejectionCode, Resource, Response, SnapshotError,
-    State, process,
+    Command, Ctx, Event, Key, Rejection, RejectionCode, Resource, Response, SnapshotError, State,
+    process,
 };
 
-const SHARD: u16 = 3;
+use common::SHARD;
 
 fn model(process_id: &str, job_type: &str) -> Arc<[u8]> {
     format!(
@@ -31,42 +31,26 @@ fn resource(name: &str, content: Arc<[u8]>) -> Resource {
     }
 }
 
-/// Runs commands like a shard does: the context's key continues where the last one stopped.
-struct Shard {
-    state: State,
-    next_key: Key,
-    now_millis: i64,
-    log: Vec<(Command, Ctx)>,
+mod common;
+
+use common::Shard;
+
+trait Deploy {
+    fn deploy_all(
+        &mut self,
+        resources: Vec<Resource>,
+    ) -> Result<ringflow_core::Deployment, Rejection>;
 }
 
-impl Shard {
-    fn new() -> Shard {
-        Shard {
-            state: State::new(SHARD),
-            next_key: Key::first(SHARD),
-            now_millis: 1_000,
-            log: Vec::new(),
+impl Deploy for Shard {
+    fn deploy_all(
+        &mut self,
+        resources: Vec<Resource>,
+    ) -> Result<ringflow_core::Deployment, Rejection> {
+        match self.run(Command::Deploy { resources })?.response {
+            Response::Deployed(deployment) => Ok(deployment),
+            other => panic!("unexpected response {other:?}"),
         }
-    }
-
-    fn run(&mut self, command: Command) -> Result<Outcome, Rejection> {
-        let ctx = Ctx {
-            now_millis: self.now_millis,
-            next_key: self.next_key,
-        };
-        self.now_millis += 7;
-        let result = process(&mut self.state, command.clone(), &ctx);
-        if let Ok(outcome) = &result {
-            self.next_key = outcome.next_key;
-            self.log.push((command, ctx));
-        }
-        result
-    }
-
-    fn deploy(&mut self, resources: Vec<Resource>) -> Result<ringflow_core::Deployment, Rejection> {
-        let outcome = self.run(Command::Deploy { resources })?;
-        let Response::Deployed(deployment) = outcome.response;
-        Ok(deployment)
     }
 }
 
@@ -74,7 +58,7 @@ impl Shard {
 fn versions_count_up_and_identical_xml_is_a_duplicate() {
     let mut shard = Shard::new();
     let first = shard
-        .deploy(vec![resource("a.bpmn", model("pay", "charge"))])
+        .deploy_all(vec![resource("a.bpmn", model("pay", "charge"))])
         .expect("v1");
     assert_eq!(first.key, Key::new(SHARD, 1));
     assert_eq!(first.processes[0].version, 1);
@@ -85,7 +69,7 @@ fn versions_count_up_and_identical_xml_is_a_duplicate() {
     assert!(!first.processes[0].duplicate);
 
     let again = shard
-        .deploy(vec![resource("a.bpmn", model("pay", "charge"))])
+        .deploy_all(vec![resource("a.bpmn", model("pay", "charge"))])
         .expect("same");
     assert_eq!(again.processes[0].version, 1);
     assert_eq!(
@@ -95,7 +79,7 @@ fn versions_count_up_and_identical_xml_is_a_duplicate() {
     assert!(again.processes[0].duplicate);
 
     let changed = shard
-        .deploy(vec![resource("a.bpmn", model("pay", "charge-v2"))])
+        .deploy_all(vec![resource("a.bpmn", model("pay", "charge-v2"))])
         .expect("v2");
     assert_eq!(changed.processes[0].version, 2);
     assert!(!changed.processes[0].duplicate);
@@ -116,7 +100,7 @@ fn a_deployment_is_atomic() {
     let mut shard = Shard::new();
     let broken: Arc<[u8]> = b"<bpmn:definitions".to_vec().into();
     let rejection = shard
-        .deploy(vec![
+        .deploy_all(vec![
             resource("good.bpmn", model("pay", "a")),
             resource("bad.bpmn", broken),
         ])
@@ -138,7 +122,7 @@ fn a_deployment_is_atomic() {
     );
 
     let twice = shard
-        .deploy(vec![
+        .deploy_all(vec![
             resource("a.bpmn", model("pay", "a")),
             resource("b.bpmn", model("pay", "b")),
         ])
@@ -151,13 +135,13 @@ fn a_deployment_is_atomic() {
 fn bad_requests_are_refused_with_named_limits() {
     let mut shard = Shard::new();
     assert_eq!(
-        shard.deploy(vec![]).expect_err("empty").code,
+        shard.deploy_all(vec![]).expect_err("empty").code,
         RejectionCode::InvalidArgument
     );
     let many: Vec<Resource> = (0..=ringflow_core::limits::DEPLOYMENT_RESOURCES_MAX)
         .map(|i| resource(&format!("r{i}.bpmn"), model(&format!("p{i}"), "a")))
         .collect();
-    let rejection = shard.deploy(many).expect_err("too many");
+    let rejection = shard.deploy_all(many).expect_err("too many");
     assert_eq!(rejection.code, RejectionCode::LimitExceeded);
     assert!(rejection.message.contains("DEPLOYMENT_RESOURCES_MAX"));
     let same_name = vec![
@@ -165,12 +149,12 @@ fn bad_requests_are_refused_with_named_limits() {
         resource("a.bpmn", model("q", "a")),
     ];
     assert_eq!(
-        shard.deploy(same_name).expect_err("names").code,
+        shard.deploy_all(same_name).expect_err("names").code,
         RejectionCode::InvalidArgument
     );
     assert_eq!(
         shard
-            .deploy(vec![resource("", model("p", "a"))])
+            .deploy_all(vec![resource("", model("p", "a"))])
             .expect_err("name")
             .code,
         RejectionCode::InvalidArgument
@@ -207,10 +191,10 @@ fn replay_and_snapshots_give_identical_bytes() {
     let mut shard = Shard::new();
     for (round, job_type) in ["a", "b", "b", "c"].iter().enumerate() {
         shard
-            .deploy(vec![resource("pay.bpmn", model("pay", job_type))])
+            .deploy_all(vec![resource("pay.bpmn", model("pay", job_type))])
             .expect("deploy");
         shard
-            .deploy(vec![resource(
+            .deploy_all(vec![resource(
                 &format!("x{round}.bpmn"),
                 model(&format!("x{round}"), "x"),
             )])
@@ -244,7 +228,7 @@ fn replay_and_snapshots_give_identical_bytes() {
 fn damaged_snapshots_are_refused() {
     let mut shard = Shard::new();
     shard
-        .deploy(vec![resource("pay.bpmn", model("pay", "a"))])
+        .deploy_all(vec![resource("pay.bpmn", model("pay", "a"))])
         .expect("deploy");
     let bytes = shard.state.encode();
     assert_eq!(

@@ -1,0 +1,33 @@
+//! `CancelInstance`: end a running process instance and everything in it.
+
+use crate::engine::{Ctx, Event, Keys, Outcome, Rejection, RejectionCode, Response};
+use crate::key::Key;
+use crate::run::Run;
+use crate::state::State;
+
+pub(crate) fn cancel(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, Rejection> {
+    if !state.instances.contains_key(&key) {
+        return Err(Rejection::new(
+            RejectionCode::InstanceNotFound,
+            format!("process instance {key} does not exist or has already ended"),
+        ));
+    }
+    let mut run = Run::new(state, Keys::new(ctx));
+    run.terminate_children(key, None);
+    run.element_event(key, |key, process_instance_key, element_id| {
+        Event::ElementTerminated {
+            key,
+            process_instance_key,
+            element_id,
+        }
+    });
+    run.finish_canceled(key);
+    Ok(Outcome {
+        response: Response::InstanceCanceled {
+            process_instance_key: key,
+        },
+        events: run.events,
+        effects: run.effects,
+        next_key: run.keys.next(),
+    })
+}

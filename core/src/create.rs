@@ -1,0 +1,129 @@
+//! `CreateInstance`: start a process at its none start event.
+
+use crate::engine::{
+    Ctx, Keys, Outcome, ProcessRef, Rejection, RejectionCode, Response, Variables,
+};
+use crate::instance::{ElementInstance, ProcessInstance};
+use crate::limits::{LIVE_INSTANCES_MAX, NAME_BYTES_MAX};
+use crate::run::Run;
+use crate::state::State;
+use crate::variables::check_document_size;
+
+use ringflow_bpmn::{ElementKind, ProcessDefinition, StartTrigger};
+
+pub(crate) fn create(
+    state: &mut State,
+    process: ProcessRef,
+    variables: Variables,
+    business_key: Option<String>,
+    await_result: bool,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let version = match &process {
+        ProcessRef::Latest(id) => state.latest_process(id).ok_or_else(|| {
+            Rejection::new(
+                RejectionCode::ProcessNotFound,
+                format!("no process with id `{id}` is deployed"),
+            )
+        })?,
+        ProcessRef::Key(key) => state.process(*key).ok_or_else(|| {
+            Rejection::new(
+                RejectionCode::ProcessNotFound,
+                format!("no process definition has the key {key}"),
+            )
+        })?,
+    };
+    let definition = std::sync::Arc::clone(&version.definition);
+    let (process_definition_key, bpmn_process_id, number) = (
+        version.key,
+        version.bpmn_process_id.clone(),
+        version.version,
+    );
+    if !has_none_start(&definition) {
+        return Err(Rejection::new(
+            RejectionCode::InvalidArgument,
+            format!(
+                "the process `{bpmn_process_id}` has no none start event; it is started by its \
+                 messages, signals or timers"
+            ),
+        ));
+    }
+    if business_key
+        .as_ref()
+        .is_some_and(|key| key.len() > NAME_BYTES_MAX)
+    {
+        return Err(Rejection::new(
+            RejectionCode::LimitExceeded,
+            format!("the business key is over NAME_BYTES_MAX ({NAME_BYTES_MAX}) bytes"),
+        ));
+    }
+    check_document_size(&variables)?;
+    if state.instances.len() >= LIVE_INSTANCES_MAX {
+        return Err(Rejection::new(
+            RejectionCode::LimitExceeded,
+            format!("the shard runs LIVE_INSTANCES_MAX ({LIVE_INSTANCES_MAX}) instances already"),
+        ));
+    }
+    let mut run = Run::new(state, Keys::new(ctx));
+    let key = run.key();
+    run.state.instances.insert(
+        key,
+        ProcessInstance {
+            key,
+            process_definition_key,
+            business_key,
+            await_result,
+            live_elements: 1,
+        },
+    );
+    run.state.elements.insert(
+        key,
+        ElementInstance {
+            key,
+            process_instance_key: key,
+            element: ProcessDefinition::ROOT,
+            scope: None,
+            tokens: 0,
+            job: None,
+            incident: None,
+        },
+    );
+    if !variables.is_empty() {
+        run.state.variables.insert(key, variables);
+    }
+    run.element_event(key, |key, process_instance_key, element_id| {
+        crate::engine::Event::ElementActivated {
+            key,
+            process_instance_key,
+            element_id,
+        }
+    });
+    run.start_scope(&definition, key);
+    run.run();
+    Ok(Outcome {
+        response: Response::InstanceCreated {
+            process_instance_key: key,
+            process_definition_key,
+            bpmn_process_id,
+            version: number,
+        },
+        events: run.events,
+        effects: run.effects,
+        next_key: run.keys.next(),
+    })
+}
+
+fn has_none_start(definition: &ProcessDefinition) -> bool {
+    definition
+        .start_events(ProcessDefinition::ROOT)
+        .iter()
+        .any(|start| {
+            matches!(
+                definition.element(*start).kind,
+                ElementKind::StartEvent {
+                    trigger: StartTrigger::None,
+                    ..
+                }
+            )
+        })
+}

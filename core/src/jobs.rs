@@ -1,0 +1,145 @@
+//! Job commands: `ActivateJobs` and `CompleteJob`.
+
+use crate::engine::{
+    ActivatedJob, Ctx, Effect, Keys, Outcome, Rejection, RejectionCode, Response, Variables,
+};
+use crate::instance::JobState;
+use crate::key::Key;
+use crate::limits::{JOBS_PER_ACTIVATION_MAX, NAME_BYTES_MAX};
+use crate::run::Run;
+use crate::state::State;
+use crate::variables::plan_propagation;
+
+use RejectionCode::{InvalidArgument, JobNotFound, LimitExceeded};
+
+pub(crate) fn activate(
+    state: &mut State,
+    job_type: &str,
+    worker: &str,
+    max_jobs: u32,
+    lease_millis: u64,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    if job_type.is_empty() || job_type.len() > NAME_BYTES_MAX || worker.len() > NAME_BYTES_MAX {
+        return Err(Rejection::new(
+            InvalidArgument,
+            format!(
+                "the job type must be 1 to NAME_BYTES_MAX ({NAME_BYTES_MAX}) bytes, the worker name at most that"
+            ),
+        ));
+    }
+    if max_jobs == 0 || max_jobs > JOBS_PER_ACTIVATION_MAX {
+        return Err(Rejection::new(
+            LimitExceeded,
+            format!(
+                "max_jobs is {max_jobs}; ask for 1 to JOBS_PER_ACTIVATION_MAX ({JOBS_PER_ACTIVATION_MAX})"
+            ),
+        ));
+    }
+    let lease = i64::try_from(lease_millis)
+        .ok()
+        .filter(|lease| *lease > 0)
+        .ok_or_else(|| {
+            Rejection::new(
+                InvalidArgument,
+                format!("the lease of {lease_millis} ms is not a positive time"),
+            )
+        })?;
+    let deadline_millis = ctx.now_millis.saturating_add(lease);
+    let chosen: Vec<Key> = state
+        .ready_jobs
+        .get(job_type)
+        .map(|ready| ready.iter().take(max_jobs as usize).copied().collect())
+        .unwrap_or_default();
+    let run = Run::new(state, Keys::new(ctx));
+    let mut jobs = Vec::with_capacity(chosen.len());
+    let mut effects = Vec::with_capacity(chosen.len());
+    for key in chosen {
+        let job = run.state.jobs.get_mut(&key).expect("ready jobs are open");
+        job.state = JobState::Activated {
+            worker: worker.to_string(),
+            deadline_millis,
+        };
+        let job = job.clone();
+        let element = run.state.elements[&job.element_instance_key].clone();
+        let definition = run.definition_of(job.element_instance_key);
+        let model = definition.element(element.element);
+        let custom_headers = match &model.kind {
+            ringflow_bpmn::ElementKind::UserTask(task) => task.job.headers.clone(),
+            ringflow_bpmn::ElementKind::ServiceTask(job)
+            | ringflow_bpmn::ElementKind::SendTask(job) => job.headers.clone(),
+            _ => Vec::new(),
+        };
+        jobs.push(ActivatedJob {
+            key,
+            job_type: job.job_type.clone(),
+            process_instance_key: job.process_instance_key,
+            bpmn_process_id: definition.bpmn_process_id.clone(),
+            element_id: model.id.clone(),
+            element_instance_key: job.element_instance_key,
+            retries: job.retries,
+            deadline_millis,
+            custom_headers,
+            variables: run.visible_variables(job.element_instance_key),
+        });
+        effects.push(Effect::JobLease {
+            key,
+            deadline_millis,
+        });
+    }
+    let next_key = run.keys.next();
+    if let Some(ready) = state.ready_jobs.get_mut(job_type) {
+        for job in &jobs {
+            ready.remove(&job.key);
+        }
+        if ready.is_empty() {
+            state.ready_jobs.remove(job_type);
+        }
+    }
+    Ok(Outcome {
+        response: Response::JobsActivated(jobs),
+        events: Vec::new(),
+        effects,
+        next_key,
+    })
+}
+
+pub(crate) fn complete(
+    state: &mut State,
+    key: Key,
+    variables: Variables,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let Some(job) = state.jobs.get(&key) else {
+        return Err(Rejection::new(
+            JobNotFound,
+            format!("job {key} does not exist or was already completed"),
+        ));
+    };
+    let element_instance_key = job.element_instance_key;
+    let documents = plan_propagation(state, element_instance_key, variables)?;
+    let mut run = Run::new(state, Keys::new(ctx));
+    for (scope, document) in documents {
+        run.state.variables.insert(scope, document);
+    }
+    let job = run.state.jobs.remove(&key).expect("checked above");
+    if let Some(ready) = run.state.ready_jobs.get_mut(&job.job_type) {
+        ready.remove(&key);
+        if ready.is_empty() {
+            run.state.ready_jobs.remove(&job.job_type);
+        }
+    }
+    run.state
+        .elements
+        .get_mut(&element_instance_key)
+        .expect("a job's element is live")
+        .job = None;
+    run.complete_later(element_instance_key);
+    run.run();
+    Ok(Outcome {
+        response: Response::JobCompleted { key },
+        events: run.events,
+        effects: run.effects,
+        next_key: run.keys.next(),
+    })
+}

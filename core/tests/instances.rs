@@ -1,0 +1,310 @@
+//! Process instances: tokens through tasks, gateways and subprocesses; jobs; variables;
+//! cancellation; and that every run replays to the same bytes.
+
+mod common;
+
+use common::{Shard, flow, model, service_task, vars};
+use ringflow_core::{Command, Effect, Event, Key, RejectionCode, Response};
+
+fn one_task() -> String {
+    model(
+        "one-task",
+        &format!(
+            r#"<bpmn:startEvent id="start"/>{}{}{}<bpmn:endEvent id="end"/>"#,
+            flow("f1", "start", "task"),
+            service_task("task", "work"),
+            flow("f2", "task", "end")
+        ),
+    )
+}
+
+fn element_ids(events: &[Event], pick: fn(&Event) -> Option<&String>) -> Vec<String> {
+    events.iter().filter_map(pick).cloned().collect()
+}
+
+fn activated(event: &Event) -> Option<&String> {
+    match event {
+        Event::ElementActivated { element_id, .. } => Some(element_id),
+        _ => None,
+    }
+}
+
+fn completed(event: &Event) -> Option<&String> {
+    match event {
+        Event::ElementCompleted { element_id, .. } => Some(element_id),
+        _ => None,
+    }
+}
+
+#[test]
+fn one_task_runs_from_start_to_end() {
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    let (instance, created) = shard.create("one-task", vars(r#"{"orderId": "A-1"}"#));
+    assert_eq!(
+        element_ids(&created.events, activated),
+        ["one-task", "start", "task"]
+    );
+    assert_eq!(element_ids(&created.events, completed), ["start"]);
+    assert!(created.effects.contains(&Effect::JobsAvailable {
+        job_type: "work".to_string()
+    }));
+    assert_eq!(shard.state.jobs().count(), 1);
+
+    let jobs = shard.activate("work", 10);
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!(job.process_instance_key, instance);
+    assert_eq!(job.element_id, "task");
+    assert_eq!(job.retries, 5);
+    assert_eq!(job.custom_headers, vec![("k".to_string(), "v".to_string())]);
+    assert_eq!(job.variables, vars(r#"{"orderId": "A-1"}"#));
+    assert!(
+        shard.activate("work", 10).is_empty(),
+        "a leased job is not handed out twice"
+    );
+
+    let done = shard.complete(job.key, vars(r#"{"paid": true}"#));
+    assert_eq!(
+        element_ids(&done.events, completed),
+        ["task", "end", "one-task"]
+    );
+    assert!(
+        shard.state.instance(instance).is_none(),
+        "the instance is gone"
+    );
+    assert_eq!(shard.state.element_instances().count(), 0);
+    assert_eq!(shard.state.jobs().count(), 0);
+    shard.check_replay();
+}
+
+#[test]
+fn unknown_and_finished_jobs_are_rejected_clearly() {
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    shard.create("one-task", vars("{}"));
+    let job = shard.activate("work", 1).remove(0);
+    shard.complete(job.key, vars("{}"));
+    let again = shard.run(Command::CompleteJob {
+        key: job.key,
+        variables: vars("{}"),
+    });
+    let rejection = again.expect_err("completed already");
+    assert_eq!(rejection.code, RejectionCode::JobNotFound);
+    assert_eq!(
+        rejection.to_string(),
+        format!(
+            "JOB_NOT_FOUND: job {} does not exist or was already completed",
+            job.key
+        )
+    );
+    let missing = shard.run(Command::CompleteJob {
+        key: Key(4_503_599_627_370_497),
+        variables: vars("{}"),
+    });
+    assert_eq!(
+        missing.expect_err("never existed").code,
+        RejectionCode::JobNotFound
+    );
+    let unknown = shard.run(Command::CreateInstance {
+        process: ringflow_core::ProcessRef::Latest("nope".to_string()),
+        variables: vars("{}"),
+        business_key: None,
+        await_result: false,
+    });
+    assert_eq!(
+        unknown.expect_err("not deployed").code,
+        RejectionCode::ProcessNotFound
+    );
+    let zero = shard.run(Command::ActivateJobs {
+        job_type: "work".to_string(),
+        worker: "w".to_string(),
+        max_jobs: 0,
+        lease_millis: 1_000,
+    });
+    assert_eq!(zero.expect_err("max 0").code, RejectionCode::LimitExceeded);
+}
+
+#[test]
+fn parallel_split_and_join() {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}<bpmn:parallelGateway id="split"/>{}{}{}{}{}{}
+           <bpmn:parallelGateway id="join"/>{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "split"),
+        flow("f2", "split", "a"),
+        flow("f3", "split", "b"),
+        service_task("a", "left"),
+        service_task("b", "right"),
+        flow("f4", "a", "join"),
+        flow("f5", "b", "join"),
+        flow("f6", "join", "end"),
+    );
+    let mut shard = Shard::new();
+    shard.deploy("p.bpmn", &model("parallel", &body));
+    let (instance, _) = shard.create("parallel", vars("{}"));
+    let left = shard.activate("left", 1).remove(0);
+    let right = shard.activate("right", 1).remove(0);
+    let first = shard.complete(left.key, vars(r#"{"a": 1}"#));
+    assert!(
+        !element_ids(&first.events, activated).contains(&"join".to_string()),
+        "join waits"
+    );
+    assert!(shard.state.instance(instance).is_some());
+    let second = shard.complete(right.key, vars(r#"{"b": 2}"#));
+    assert_eq!(element_ids(&second.events, activated), ["join", "end"]);
+    assert!(shard.state.instance(instance).is_none());
+    shard.check_replay();
+}
+
+#[test]
+fn subprocess_scopes_and_variables() {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}
+           <bpmn:subProcess id="sub"><bpmn:startEvent id="s2"/>{}{}{}<bpmn:endEvent id="e2"/>
+           </bpmn:subProcess>{}{}{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "sub"),
+        flow("g1", "s2", "inner"),
+        service_task("inner", "inner"),
+        flow("g2", "inner", "e2"),
+        flow("f2", "sub", "after"),
+        service_task("after", "after"),
+        flow("f3", "after", "end"),
+    );
+    let mut shard = Shard::new();
+    shard.deploy("s.bpmn", &model("with-sub", &body));
+    let (instance, created) = shard.create("with-sub", vars(r#"{"x": 1}"#));
+    assert_eq!(
+        element_ids(&created.events, activated),
+        ["with-sub", "start", "sub", "s2", "inner"]
+    );
+    let inner = shard.activate("inner", 1).remove(0);
+    assert_eq!(inner.variables, vars(r#"{"x": 1}"#));
+    shard.complete(inner.key, vars(r#"{"x": 2, "y": "new"}"#));
+    // New and existing variables propagate to the root scope.
+    assert_eq!(
+        shard.state.variables(instance),
+        Some(&vars(r#"{"x": 2, "y": "new"}"#))
+    );
+    let after = shard.activate("after", 1).remove(0);
+    assert_eq!(after.variables, vars(r#"{"x": 2, "y": "new"}"#));
+    shard.complete(after.key, vars("{}"));
+    assert!(shard.state.instance(instance).is_none());
+    shard.check_replay();
+}
+
+#[test]
+fn terminate_end_event_ends_the_other_branches() {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}<bpmn:parallelGateway id="split"/>{}{}{}{}{}
+           <bpmn:endEvent id="stop"><bpmn:terminateEventDefinition/></bpmn:endEvent>
+           {}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "split"),
+        flow("f2", "split", "slow"),
+        flow("f3", "split", "fast"),
+        service_task("slow", "slow"),
+        service_task("fast", "fast"),
+        flow("f4", "fast", "stop"),
+        flow("f5", "slow", "end"),
+    );
+    let mut shard = Shard::new();
+    shard.deploy("t.bpmn", &model("terminate", &body));
+    let (instance, _) = shard.create("terminate", vars("{}"));
+    let fast = shard.activate("fast", 1).remove(0);
+    let done = shard.complete(fast.key, vars("{}"));
+    assert!(done.events.iter().any(|event| matches!(event,
+        Event::ElementTerminated { element_id, .. } if element_id == "slow")));
+    assert!(shard.state.instance(instance).is_none());
+    assert_eq!(
+        shard.state.jobs().count(),
+        0,
+        "the slow branch's job is gone"
+    );
+    assert!(shard.activate("slow", 1).is_empty());
+    shard.check_replay();
+}
+
+#[test]
+fn cancel_ends_everything() {
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    let (instance, _) = shard.create("one-task", vars("{}"));
+    let outcome = shard
+        .run(Command::CancelInstance { key: instance })
+        .expect("cancel");
+    assert_eq!(
+        outcome.response,
+        Response::InstanceCanceled {
+            process_instance_key: instance
+        }
+    );
+    assert!(shard.state.instance(instance).is_none());
+    assert_eq!(shard.state.jobs().count(), 0);
+    assert_eq!(shard.state.element_instances().count(), 0);
+    let again = shard.run(Command::CancelInstance { key: instance });
+    assert_eq!(
+        again.expect_err("gone").code,
+        RejectionCode::InstanceNotFound
+    );
+    shard.check_replay();
+}
+
+#[test]
+fn a_loop_without_wait_states_stops_with_an_incident() {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}<bpmn:manualTask id="a"/>{}<bpmn:manualTask id="b"/>{}"#,
+        flow("f1", "start", "a"),
+        flow("f2", "a", "b"),
+        flow("f3", "b", "a"),
+    );
+    let mut shard = Shard::new();
+    shard.deploy("loop.bpmn", &model("loop", &body));
+    let (instance, created) = shard.create("loop", vars("{}"));
+    let incident = created.events.iter().find_map(|event| match event {
+        Event::IncidentCreated { message, .. } => Some(message.clone()),
+        _ => None,
+    });
+    assert!(incident.expect("an incident").contains("COMMAND_STEPS_MAX"));
+    assert!(
+        shard.state.instance(instance).is_some(),
+        "the instance waits at the incident"
+    );
+    assert_eq!(shard.state.incidents().count(), 1);
+    shard.check_replay();
+}
+
+#[test]
+fn await_result_answers_with_the_variables() {
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    let outcome = shard
+        .run(Command::CreateInstance {
+            process: ringflow_core::ProcessRef::Latest("one-task".to_string()),
+            variables: vars(r#"{"a": 1}"#),
+            business_key: Some("order-7".to_string()),
+            await_result: true,
+        })
+        .expect("create");
+    let Response::InstanceCreated {
+        process_instance_key,
+        ..
+    } = outcome.response
+    else {
+        panic!("{:?}", outcome.response)
+    };
+    assert_eq!(
+        shard
+            .state
+            .instance(process_instance_key)
+            .expect("live")
+            .business_key
+            .as_deref(),
+        Some("order-7")
+    );
+    let job = shard.activate("work", 1).remove(0);
+    let done = shard.complete(job.key, vars(r#"{"b": 2}"#));
+    assert!(done.effects.contains(&Effect::InstanceResult {
+        process_instance_key,
+        variables: vars(r#"{"a": 1, "b": 2}"#),
+    }));
+    shard.check_replay();
+}
