@@ -5,8 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod alloc_counter;
+mod engine;
 mod machine;
 mod parse;
+
+#[global_allocator]
+static ALLOCATOR: alloc_counter::Counting = alloc_counter::Counting;
 
 /// ringflow benchmarks and load generator.
 #[derive(Debug, Parser)]
@@ -24,12 +29,18 @@ enum Command {
     /// the calling thread, and reports MB/s and models/s, for all files and for the valid
     /// ones alone.
     Parse(parse::Args),
+    /// The engine alone (no I/O) running the one-task process on one core.
+    ///
+    /// Three commands per instance: CreateInstance, ActivateJobs, CompleteJob. Reports
+    /// instances/s, commands/s and heap allocations per instance.
+    Engine(engine::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Parse(args) => parse::run(&args),
+        Command::Engine(args) => engine::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

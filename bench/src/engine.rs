@@ -1,0 +1,122 @@
+//! `ringflow-bench engine`: the deterministic engine alone, no I/O, on one core.
+//!
+//! Runs the one-task process (start, service task, end) the way a shard would drive it:
+//! CreateInstance, ActivateJobs (one job), CompleteJob, i.e. three commands per instance,
+//! with contexts made like the shard makes them. Counts heap allocations with a counting
+//! global allocator.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ringflow_core::{Command, Ctx, Key, ProcessRef, Resource, Response, State, Variables, process};
+
+use crate::alloc_counter;
+
+/// Arguments of `ringflow-bench engine`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How long to measure, in seconds, after a warm-up of 10,000 instances.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+const ONE_TASK: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="one-task" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="task"/>
+    <bpmn:serviceTask id="task"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="work"/></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="task" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+struct Engine {
+    state: State,
+    ctx: Ctx,
+    commands: u64,
+}
+
+impl Engine {
+    fn run(&mut self, command: Command) -> anyhow::Result<Response> {
+        let outcome = process(&mut self.state, command, &self.ctx)
+            .map_err(|rejection| anyhow::anyhow!("{rejection}"))?;
+        self.ctx.next_key = outcome.next_key;
+        self.ctx.now_millis += 1;
+        self.commands += 1;
+        Ok(outcome.response)
+    }
+
+    fn one_instance(&mut self) -> anyhow::Result<()> {
+        self.run(Command::CreateInstance {
+            process: ProcessRef::Latest("one-task".to_string()),
+            variables: Variables::new(),
+            business_key: None,
+            await_result: false,
+        })?;
+        let Response::JobsActivated(jobs) = self.run(Command::ActivateJobs {
+            job_type: "work".to_string(),
+            worker: "bench".to_string(),
+            max_jobs: 1,
+            lease_millis: 60_000,
+        })?
+        else {
+            bail!("ActivateJobs did not answer with jobs");
+        };
+        let job = jobs.first().context("no job was ready")?;
+        self.run(Command::CompleteJob {
+            key: job.key,
+            variables: Variables::new(),
+        })?;
+        Ok(())
+    }
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let mut engine = Engine {
+        state: State::new(0),
+        ctx: Ctx {
+            now_millis: 1_700_000_000_000,
+            next_key: Key::first(0),
+        },
+        commands: 0,
+    };
+    let resource = Resource {
+        name: "one-task.bpmn".to_string(),
+        content: Arc::from(ONE_TASK.as_bytes()),
+    };
+    engine.run(Command::Deploy {
+        resources: vec![resource],
+    })?;
+    for _ in 0..10_000 {
+        engine.one_instance()?;
+    }
+    let commands_before = engine.commands;
+    let allocations_before = alloc_counter::allocations();
+    let started = Instant::now();
+    let mut instances = 0u64;
+    while started.elapsed() < Duration::from_secs(args.seconds) {
+        for _ in 0..1_000 {
+            engine.one_instance()?;
+        }
+        instances += 1_000;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let commands = engine.commands - commands_before;
+    let allocations = alloc_counter::allocations() - allocations_before;
+    if engine.state.instances().count() != 0 {
+        bail!("instances were left running: the benchmark did not complete them");
+    }
+    println!("machine: {}", crate::machine::describe());
+    println!("engine, one-task process (create, activate, complete), one thread:");
+    println!("  instances/s      {:>12.0}", instances as f64 / elapsed);
+    println!("  commands/s       {:>12.0}", commands as f64 / elapsed);
+    println!(
+        "  allocations/inst {:>12.1}",
+        allocations as f64 / instances as f64
+    );
+    println!("  instances        {instances:>12} in {elapsed:.1} s");
+    Ok(())
+}
