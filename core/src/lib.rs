@@ -11,10 +11,14 @@
 //! the [`State`] byte for byte ([`State::encode`]). A [`Rejection`] changes nothing. Maps are
 //! `BTreeMap`s, so nothing depends on hash iteration order.
 //!
-//! **Status:** the engine is being built (issue "Engine core I"). Implemented so far: keys
-//! ([`key`]), the command/outcome/rejection shape, the `Deploy` command with versioning per
-//! BPMN process id and idempotent redeploys, and the deterministic snapshot of that state.
-//! Process instances, jobs, variables and incidents come next.
+//! **Status:** the engine is being built (issue "Engine core I"). Implemented: keys
+//! ([`key`]); `Deploy` with versions per BPMN process id and idempotent redeploys;
+//! `CreateInstance`, `CancelInstance`, `ActivateJobs` and `CompleteJob`; the token machine for
+//! none start/end and terminate end events, job-based tasks and events, manual and undefined
+//! tasks, parallel fork and join and embedded subprocesses; variables as one JSON document per
+//! scope with Camunda 8 propagation; incidents for what is not executed yet; and the
+//! deterministic snapshot of all of it. FEEL evaluation, job failure and retries, BPMN errors
+//! and the remaining commands come next. The README's element table says which elements run.
 
 mod cancel;
 mod create;

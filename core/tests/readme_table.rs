@@ -1,8 +1,13 @@
 //! Keeps the element table in the repository README true: every row gets a small model that
-//! uses the element, and the "Model" column must match what `ringflow_bpmn::parse` does with
-//! it. A row without a model here fails the test, so the table and the code move together.
+//! uses the element. The "Model" column must match what `ringflow_bpmn::parse` does with it,
+//! and every row marked "yes" in the "Engine" column must run to its end in the engine
+//! (completing every job it creates) without an incident. A row without a model here fails
+//! the test, so the table and the code move together.
+
+mod common;
 
 use ringflow_bpmn::{DiagnosticKind, parse};
+use ringflow_core::Command;
 
 const MESSAGE: &str = r#"<bpmn:message id="m" name="paid"><bpmn:extensionElements>
     <zeebe:subscription correlationKey="=orderId"/></bpmn:extensionElements></bpmn:message>
@@ -258,7 +263,7 @@ fn the_readme_element_table_matches_the_model_crate() {
             break;
         }
         let columns: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
-        let (element, model_column) = (columns[0], columns[1]);
+        let (element, model_column, engine_column) = (columns[0], columns[1], columns[2]);
         rows += 1;
         let Some(xml) = model_for(element) else {
             failures.push(format!("`{element}`: no model in readme_table.rs"));
@@ -286,7 +291,47 @@ fn the_readme_element_table_matches_the_model_crate() {
             }
             (other, _) => failures.push(format!("`{element}`: unknown Model value `{other}`")),
         }
+        match engine_column {
+            "yes" => {
+                if let Err(problem) = runs_to_the_end(&xml) {
+                    failures.push(format!("`{element}` is marked as executed, but {problem}"));
+                }
+            }
+            "not yet" | "not supported" => {}
+            other => failures.push(format!("`{element}`: unknown Engine value `{other}`")),
+        }
     }
     assert!(rows >= 40, "only {rows} rows read from the README table");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Deploys the model, starts an instance and completes every job until the instance ends.
+fn runs_to_the_end(xml: &str) -> Result<(), String> {
+    let mut shard = common::Shard::new();
+    shard.deploy("row.bpmn", xml);
+    let (instance, _) = shard.create("p", serde_json::Map::new());
+    for _ in 0..100 {
+        if let Some(incident) = shard.state.incidents().next() {
+            return Err(format!(
+                "the engine raised an incident: {}",
+                incident.message
+            ));
+        }
+        if shard.state.instance(instance).is_none() {
+            return Ok(());
+        }
+        let jobs: Vec<_> = shard.state.jobs().map(|job| job.key).collect();
+        if jobs.is_empty() {
+            return Err("the instance waits for something other than a job".to_string());
+        }
+        for key in jobs {
+            shard
+                .run(Command::CompleteJob {
+                    key,
+                    variables: serde_json::Map::new(),
+                })
+                .map_err(|rejection| rejection.to_string())?;
+        }
+    }
+    Err("the instance did not end after 100 rounds of jobs".to_string())
 }
