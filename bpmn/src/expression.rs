@@ -9,7 +9,8 @@
 //! every identifier that occurs in the expression, plus the multi-word built-in functions.
 //! That makes `price * 2` a product (as in Camunda 8) rather than one name `price*2`.
 //! Backtick-quoted names (`` `order id` ``) are a feel-scala extension; they are unquoted and
-//! declared as names.
+//! declared as names. `now()` and `today()` are parsed as reads of reserved names that the
+//! engine binds to the command's time, so that evaluation never reads a clock.
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -234,6 +235,13 @@ fn prepare(source: &str) -> Result<(String, FeelScope), String> {
             let end = rest.find(|c: char| !is_name_part(c)).unwrap_or(rest.len());
             assert!(end > 0, "a name start is a name part");
             let word = &rest[..end];
+            if let Some((replacement, call_end)) = clock_call(word, &rest[end..]) {
+                context.set_null(Name::from(CLOCK_NOW));
+                context.set_null(Name::from(CLOCK_TODAY));
+                text.push_str(replacement);
+                rest = &rest[end + call_end..];
+                continue;
+            }
             if !KEYWORDS.contains(&word) {
                 context.set_null(Name::from(word));
             }
@@ -245,6 +253,28 @@ fn prepare(source: &str) -> Result<(String, FeelScope), String> {
         }
     }
     Ok((text, FeelScope::from(context)))
+}
+
+/// The name the engine binds to the command's time as an ISO 8601 UTC date-time string.
+pub const CLOCK_NOW: &str = "ringflow now";
+/// The name the engine binds to the command's date as an ISO 8601 date string.
+pub const CLOCK_TODAY: &str = "ringflow today";
+
+/// `now()` and `today()` read the clock; the engine must not. They are parsed as conversions
+/// of the reserved names [`CLOCK_NOW`] and [`CLOCK_TODAY`], which the engine binds to the
+/// command's time. (Neither name can be written in Camunda 8 FEEL: names have no spaces.)
+fn clock_call(word: &str, after: &str) -> Option<(&'static str, usize)> {
+    let replacement = match word {
+        "now" => "date and time(ringflow now)",
+        "today" => "date(ringflow today)",
+        _ => return None,
+    };
+    let open = after.len() - after.trim_start().len();
+    let inner = after[open..].strip_prefix('(')?;
+    let close = inner.len() - inner.trim_start().len();
+    inner[close..]
+        .starts_with(')')
+        .then_some((replacement, open + 1 + close + 1))
 }
 
 fn starts_with_words(text: &str, words: &str) -> bool {
@@ -328,6 +358,18 @@ mod tests {
     fn comments_are_allowed_and_do_not_declare_names() {
         assert!(ast("a // the total").starts_with("Name("));
         assert!(ast("a /* the total */ + 1").starts_with("Add("));
+    }
+
+    #[test]
+    fn the_clock_functions_read_reserved_names() {
+        let now = ast("now() + duration(\"PT1H\")");
+        assert!(now.contains("ringflow now"), "{now}");
+        let today = ast("today ( )");
+        assert!(today.contains("ringflow today"), "{today}");
+        assert!(
+            !ast("now").contains("ringflow"),
+            "a variable called now stays a variable"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub(crate) fn cancel(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, 
             format!("process instance {key} does not exist or has already ended"),
         ));
     }
-    let mut run = Run::new(state, Keys::new(ctx));
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     run.terminate_children(key, None);
     run.element_event(key, |key, process_instance_key, element_id| {
         Event::ElementTerminated {

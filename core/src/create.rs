@@ -64,7 +64,7 @@ pub(crate) fn create(
             format!("the shard runs LIVE_INSTANCES_MAX ({LIVE_INSTANCES_MAX}) instances already"),
         ));
     }
-    let mut run = Run::new(state, Keys::new(ctx));
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     let key = run.key();
     run.state.instances.insert(
         key,

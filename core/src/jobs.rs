@@ -8,7 +8,7 @@ use crate::key::Key;
 use crate::limits::{JOBS_PER_ACTIVATION_MAX, NAME_BYTES_MAX};
 use crate::run::Run;
 use crate::state::State;
-use crate::variables::plan_propagation;
+use crate::variables::{check_document_size, plan_propagation};
 
 use RejectionCode::{InvalidArgument, JobNotFound, LimitExceeded};
 
@@ -51,7 +51,7 @@ pub(crate) fn activate(
         .get(job_type)
         .map(|ready| ready.iter().take(max_jobs as usize).copied().collect())
         .unwrap_or_default();
-    let run = Run::new(state, Keys::new(ctx));
+    let run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     let mut jobs = Vec::with_capacity(chosen.len());
     let mut effects = Vec::with_capacity(chosen.len());
     for key in chosen {
@@ -117,8 +117,20 @@ pub(crate) fn complete(
         ));
     };
     let element_instance_key = job.element_instance_key;
-    let documents = plan_propagation(state, element_instance_key, variables)?;
-    let mut run = Run::new(state, Keys::new(ctx));
+    let documents = if has_outputs(state, element_instance_key) {
+        // Output mappings decide what leaves the task: the job's variables stay local.
+        let mut local = state
+            .variables
+            .get(&element_instance_key)
+            .cloned()
+            .unwrap_or_default();
+        local.extend(variables);
+        check_document_size(&local)?;
+        vec![(element_instance_key, local)]
+    } else {
+        plan_propagation(state, element_instance_key, variables)?
+    };
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     for (scope, document) in documents {
         run.state.variables.insert(scope, document);
     }
@@ -142,4 +154,15 @@ pub(crate) fn complete(
         effects: run.effects,
         next_key: run.keys.next(),
     })
+}
+
+fn has_outputs(state: &State, element_instance_key: Key) -> bool {
+    let element = &state.elements[&element_instance_key];
+    let instance = &state.instances[&element.process_instance_key];
+    let definition = &state.processes[&instance.process_definition_key].definition;
+    !definition
+        .element(element.element)
+        .io_mapping
+        .outputs
+        .is_empty()
 }

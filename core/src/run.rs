@@ -5,7 +5,7 @@
 //! plus tokens waiting at parallel joins; a token on a sequence flow is counted from the
 //! moment its source completes, so a scope never sees zero while work is still moving in it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use ringflow_bpmn::{
@@ -14,10 +14,12 @@ use ringflow_bpmn::{
 };
 
 use crate::engine::{Effect, Event, Keys, Variables};
+use crate::feel;
 use crate::instance::{ElementInstance, Incident, Job, JobState};
 use crate::key::Key;
 use crate::limits::{COMMAND_STEPS_MAX, ELEMENT_INSTANCES_PER_INSTANCE_MAX};
 use crate::state::State;
+use crate::variables::plan_propagation;
 
 enum Step {
     /// Enter `element` inside the scope element instance `scope`. `counted`: the token is
@@ -38,19 +40,24 @@ pub(crate) struct Run<'s> {
     pub keys: Keys,
     pub events: Vec<Event>,
     pub effects: Vec<Effect>,
+    now_millis: i64,
     work: VecDeque<Step>,
     steps: u32,
+    /// Flows a gateway chose, for its completion; without an entry, every outgoing flow.
+    chosen: BTreeMap<Key, Vec<FlowIndex>>,
 }
 
 impl<'s> Run<'s> {
-    pub(crate) fn new(state: &'s mut State, keys: Keys) -> Self {
+    pub(crate) fn new(state: &'s mut State, keys: Keys, now_millis: i64) -> Self {
         Run {
             state,
             keys,
             events: Vec::new(),
             effects: Vec::new(),
+            now_millis,
             work: VecDeque::new(),
             steps: 0,
+            chosen: BTreeMap::new(),
         }
     }
 
@@ -185,7 +192,84 @@ impl<'s> Run<'s> {
             );
             return self.incident(key, message);
         }
-        self.behave(key, element);
+        if self.apply_inputs(key, element) {
+            self.behave(key, element);
+        }
+    }
+
+    /// Evaluates a mapping source or other value: static text, or FEEL against what the
+    /// element instance `key` sees.
+    fn value_at(&self, key: Key, expression: &Expression) -> Result<serde_json::Value, String> {
+        match expression {
+            Expression::Static(text) => Ok(serde_json::Value::String(text.clone())),
+            Expression::Feel(feel) => {
+                let variables = self.visible_variables(key);
+                feel::evaluate(feel, &variables, self.now_millis).map(|evaluated| evaluated.value)
+            }
+        }
+    }
+
+    /// Input mappings create local variables of the element instance, in order, each seeing
+    /// the ones before it. Returns false when one failed (an incident was raised).
+    fn apply_inputs(&mut self, key: Key, element: ElementIndex) -> bool {
+        let definition = self.definition_of(key);
+        for mapping in &definition.element(element).io_mapping.inputs {
+            match self.value_at(key, &mapping.source) {
+                Ok(value) => {
+                    let local = self.state.variables.entry(key).or_default();
+                    set_path(local, &mapping.target, value);
+                }
+                Err(error) => {
+                    self.incident(
+                        key,
+                        format!("input mapping to `{}`: {error}", mapping.target),
+                    );
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Output mappings: evaluated when the element completes, propagated from its scope.
+    /// Returns false when one failed (an incident was raised and the element stays).
+    fn apply_outputs(&mut self, key: Key, element: ElementIndex, scope: Key) -> bool {
+        let definition = self.definition_of(key);
+        let outputs = &definition.element(element).io_mapping.outputs;
+        if outputs.is_empty() {
+            return true;
+        }
+        let mut results = Variables::new();
+        for mapping in outputs {
+            match self.value_at(key, &mapping.source) {
+                Ok(value) => set_path(&mut results, &mapping.target, value),
+                Err(error) => {
+                    self.incident(
+                        key,
+                        format!("output mapping to `{}`: {error}", mapping.target),
+                    );
+                    return false;
+                }
+            }
+        }
+        self.propagate(key, scope, results)
+    }
+
+    /// Stores variables from `from` outwards, Camunda 8 style; an incident on `element` when
+    /// a document would grow past its limit.
+    pub(crate) fn propagate(&mut self, element: Key, from: Key, variables: Variables) -> bool {
+        match plan_propagation(self.state, from, variables) {
+            Ok(documents) => {
+                for (scope, document) in documents {
+                    self.state.variables.insert(scope, document);
+                }
+                true
+            }
+            Err(rejection) => {
+                self.incident(element, rejection.message);
+                false
+            }
+        }
     }
 
     /// What an element does once entered.
@@ -209,19 +293,22 @@ impl<'s> Run<'s> {
                 self.terminate_children(scope, Some(key));
                 self.complete_later(key);
             }
-            ElementKind::ExclusiveGateway { .. } | ElementKind::InclusiveGateway { .. } => {
-                let outgoing = definition.outgoing(element);
-                let unconditional =
-                    outgoing.len() == 1 && definition.flow(outgoing[0]).condition.is_none();
-                if unconditional {
-                    self.complete_later(key);
-                } else {
-                    self.incident(
-                        key,
-                        "gateway conditions are FEEL, which this engine version does not evaluate yet"
-                            .to_string(),
-                    );
+            ElementKind::ExclusiveGateway { default } => {
+                self.choose(key, &definition, element, *default, true);
+            }
+            ElementKind::InclusiveGateway { default } => {
+                if definition.incoming(element).len() > 1 {
+                    let message = "inclusive gateways that join are not executed by this engine \
+                                   version yet";
+                    return self.incident(key, message.to_string());
                 }
+                self.choose(key, &definition, element, *default, false);
+            }
+            ElementKind::ScriptTask(ScriptTask::Expression {
+                expression,
+                result_variable,
+            }) => {
+                self.run_script(key, element, &definition, expression, result_variable);
             }
             ElementKind::SubProcess => self.start_scope(&definition, key),
             ElementKind::ServiceTask(job)
@@ -243,17 +330,108 @@ impl<'s> Run<'s> {
         }
     }
 
-    fn create_job(&mut self, element_instance_key: Key, definition: &JobDefinition) {
-        let (Expression::Static(job_type), Expression::Static(retries)) =
-            (&definition.job_type, &definition.retries)
-        else {
-            let message = "FEEL job types and retries are not evaluated by this engine version yet";
-            return self.incident(element_instance_key, message.to_string());
+    /// A script task: evaluates its FEEL expression into its result variable.
+    fn run_script(
+        &mut self,
+        key: Key,
+        element: ElementIndex,
+        definition: &ProcessDefinition,
+        expression: &ringflow_bpmn::FeelExpression,
+        result_variable: &str,
+    ) {
+        let variables = self.visible_variables(key);
+        let evaluated = match feel::evaluate(expression, &variables, self.now_millis) {
+            Ok(evaluated) => evaluated,
+            Err(error) => return self.incident(key, format!("script: {error}")),
         };
-        let retries: u32 = retries
-            .trim()
-            .parse()
-            .expect("static retries were validated as u32");
+        let mut result = Variables::new();
+        result.insert(result_variable.to_string(), evaluated.value);
+        // With output mappings the result stays local, for them to map.
+        let stored = if definition.element(element).io_mapping.outputs.is_empty() {
+            self.propagate(key, key, result)
+        } else {
+            self.state.variables.entry(key).or_default().extend(result);
+            true
+        };
+        if stored {
+            self.complete_later(key);
+        }
+    }
+
+    /// A gateway picks its outgoing flows: the first (exclusive) or every (inclusive) flow
+    /// whose condition holds, else the default flow, else an incident.
+    fn choose(
+        &mut self,
+        key: Key,
+        definition: &ProcessDefinition,
+        element: ElementIndex,
+        default: Option<FlowIndex>,
+        first_only: bool,
+    ) {
+        let variables = self.visible_variables(key);
+        let mut chosen = Vec::new();
+        for flow in definition.outgoing(element) {
+            if Some(*flow) == default {
+                continue;
+            }
+            let holds = match &definition.flow(*flow).condition {
+                None => Ok(true),
+                Some(condition) => feel::condition(condition, &variables, self.now_millis),
+            };
+            match holds {
+                Ok(true) => {
+                    chosen.push(*flow);
+                    if first_only {
+                        break;
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => return self.incident(key, error),
+            }
+        }
+        if chosen.is_empty() {
+            let Some(default) = default else {
+                let id = &definition.element(element).id;
+                let message = format!(
+                    "no condition of the flows leaving `{id}` holds, and it has no default flow"
+                );
+                return self.incident(key, message);
+            };
+            chosen.push(default);
+        }
+        self.chosen.insert(key, chosen);
+        self.complete_later(key);
+    }
+
+    fn create_job(&mut self, element_instance_key: Key, definition: &JobDefinition) {
+        let job_type = match self.value_at(element_instance_key, &definition.job_type) {
+            Ok(serde_json::Value::String(job_type)) if !job_type.is_empty() => job_type,
+            Ok(other) => {
+                let message = format!(
+                    "the job type `{}` gave {other}, not a non-empty string",
+                    definition.job_type
+                );
+                return self.incident(element_instance_key, message);
+            }
+            Err(error) => return self.incident(element_instance_key, format!("job type: {error}")),
+        };
+        let retries = match &definition.retries {
+            Expression::Static(text) => text.trim().parse::<u32>().ok(),
+            feel => match self.value_at(element_instance_key, feel) {
+                Ok(value) => value.as_u64().and_then(|n| u32::try_from(n).ok()),
+                Err(error) => {
+                    return self.incident(element_instance_key, format!("job retries: {error}"));
+                }
+            },
+        };
+        let Some(retries) = retries else {
+            let message = format!(
+                "the job retries `{}` are not a whole number",
+                definition.retries
+            );
+            return self.incident(element_instance_key, message);
+        };
+        let job_type = &job_type;
         let key = self.key();
         let process_instance_key = self.state.elements[&element_instance_key].process_instance_key;
         self.state.jobs.insert(
@@ -317,6 +495,11 @@ impl<'s> Run<'s> {
     fn complete(&mut self, key: Key) {
         let definition = self.definition_of(key);
         let element = self.state.elements[&key].clone();
+        if let Some(scope) = element.scope
+            && !self.apply_outputs(key, element.element, scope)
+        {
+            return;
+        }
         self.element_event(key, |key, process_instance_key, element_id| {
             Event::ElementCompleted {
                 key,
@@ -327,11 +510,14 @@ impl<'s> Run<'s> {
         let Some(scope) = element.scope else {
             return self.finish_instance(key);
         };
-        let outgoing = definition.outgoing(element.element);
+        let outgoing = match self.chosen.remove(&key) {
+            Some(chosen) => chosen,
+            None => definition.outgoing(element.element).to_vec(),
+        };
         let scope_instance = self.state.elements.get_mut(&scope).expect("scope is live");
         scope_instance.tokens += outgoing.len() as u32;
         for flow in outgoing {
-            self.work.push_back(Step::Arrive { flow: *flow, scope });
+            self.work.push_back(Step::Arrive { flow, scope });
         }
         self.remove_element(key);
         let scope_instance = self.state.elements.get_mut(&scope).expect("scope is live");
@@ -498,5 +684,24 @@ impl<'s> Run<'s> {
             }
         }
         merged
+    }
+}
+
+/// Writes `value` at a dotted path (`order.total`), creating objects on the way.
+pub(crate) fn set_path(document: &mut Variables, path: &str, value: serde_json::Value) {
+    match path.split_once('.') {
+        None => {
+            document.insert(path.to_string(), value);
+        }
+        Some((first, rest)) => {
+            let entry = document
+                .entry(first.to_string())
+                .or_insert_with(|| serde_json::json!({}));
+            if !entry.is_object() {
+                *entry = serde_json::json!({});
+            }
+            let inner = entry.as_object_mut().expect("made an object above");
+            set_path(inner, rest, value);
+        }
     }
 }

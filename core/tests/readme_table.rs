@@ -236,7 +236,7 @@ fn gateway(kind: &str, conditions: bool) -> String {
     let (default, condition) = if conditions {
         (
             r#" default="f3""#,
-            "<bpmn:conditionExpression>=a</bpmn:conditionExpression>",
+            "<bpmn:conditionExpression>=1 &gt; 0</bpmn:conditionExpression>",
         )
     } else {
         ("", "")

@@ -1,0 +1,243 @@
+//! FEEL evaluation against JSON variables, with the clock taken from the command.
+//!
+//! Values cross between JSON (how variables are stored) and dsntk's FEEL values at this one
+//! boundary. The parser (in `ringflow-bpmn`) turned `now()` and `today()` into reads of two
+//! reserved names; they are bound here to the command's time, so evaluation is a pure
+//! function of the variables and `Ctx::now_millis`.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::str::FromStr;
+
+use dsntk_feel::context::FeelContext;
+use dsntk_feel::values::Value;
+use dsntk_feel::{FeelNumber, FeelScope, Name};
+use ringflow_bpmn::FeelExpression;
+use ringflow_bpmn::expression::{CLOCK_NOW, CLOCK_TODAY};
+use serde_json::Value as Json;
+
+use crate::engine::Variables;
+
+/// The result of an evaluation: as in Camunda 8, a missing variable or a failing operation
+/// gives `null`, and `why_null` keeps the reason for the message of an incident it may cause.
+pub(crate) struct Evaluated {
+    pub value: Json,
+    pub why_null: Option<String>,
+}
+
+/// Evaluates `expression` with `variables` in scope at the instant `now_millis`. An error is a
+/// result that cannot be stored as JSON, or a failure inside the evaluator.
+pub(crate) fn evaluate(
+    expression: &FeelExpression,
+    variables: &Variables,
+    now_millis: i64,
+) -> Result<Evaluated, String> {
+    let mut context = FeelContext::default();
+    for (name, value) in variables {
+        context.set_entry(&Name::from(name.as_str()), to_feel(value));
+    }
+    let (date, time) = utc(now_millis);
+    context.set_entry(
+        &Name::from(CLOCK_NOW),
+        Value::String(format!("{date}T{time}Z")),
+    );
+    context.set_entry(&Name::from(CLOCK_TODAY), Value::String(date));
+    let scope = FeelScope::from(context);
+    // Third-party code on user data: a panic becomes an error, never a crashed shard.
+    let value = catch_unwind(AssertUnwindSafe(|| {
+        dsntk_feel_evaluator::evaluate(&scope, expression.ast())
+    }))
+    .map_err(|_| {
+        format!(
+            "evaluating `{}` failed inside the FEEL evaluator",
+            expression.source()
+        )
+    })?;
+    match value {
+        Value::Null(reason) => Ok(Evaluated {
+            value: Json::Null,
+            why_null: reason,
+        }),
+        other => to_json(&other)
+            .map(|value| Evaluated {
+                value,
+                why_null: None,
+            })
+            .map_err(|what| {
+                format!(
+                    "`{}` gave {what}, which cannot be stored",
+                    expression.source()
+                )
+            }),
+    }
+}
+
+/// Evaluates a condition: it must give a boolean.
+pub(crate) fn condition(
+    expression: &FeelExpression,
+    variables: &Variables,
+    now_millis: i64,
+) -> Result<bool, String> {
+    let evaluated = evaluate(expression, variables, now_millis)?;
+    match evaluated.value {
+        Json::Bool(value) => Ok(value),
+        other => {
+            let why = evaluated
+                .why_null
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default();
+            Err(format!(
+                "the condition `{}` gave {other}, not a boolean{why}",
+                expression.source()
+            ))
+        }
+    }
+}
+
+fn to_feel(value: &Json) -> Value {
+    match value {
+        Json::Null => Value::Null(None),
+        Json::Bool(value) => Value::Boolean(*value),
+        Json::Number(number) => match FeelNumber::from_str(&number.to_string()) {
+            Ok(number) => Value::Number(number),
+            Err(_) => Value::Null(Some(format!("the number {number} is out of FEEL's range"))),
+        },
+        Json::String(text) => Value::String(text.clone()),
+        Json::Array(items) => Value::List(items.iter().map(to_feel).collect()),
+        Json::Object(map) => {
+            let mut context = FeelContext::default();
+            for (name, value) in map {
+                context.set_entry(&Name::from(name.as_str()), to_feel(value));
+            }
+            Value::Context(context)
+        }
+    }
+}
+
+fn to_json(value: &Value) -> Result<Json, String> {
+    Ok(match value {
+        Value::Null(_) => Json::Null,
+        Value::Boolean(value) => Json::Bool(*value),
+        Value::Number(number) => {
+            let text = number.to_string();
+            match serde_json::from_str::<serde_json::Number>(&text) {
+                Ok(number) => Json::Number(number),
+                Err(_) => return Err(format!("the number {text}")),
+            }
+        }
+        Value::String(text) => Json::String(text.clone()),
+        Value::List(items) => Json::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
+        Value::Context(context) => {
+            let mut map = Variables::new();
+            for (name, value) in context.iter() {
+                map.insert(name.to_string(), to_json(value)?);
+            }
+            Json::Object(map)
+        }
+        Value::Date(date) => Json::String(date.to_string()),
+        Value::DateTime(date_time) => Json::String(date_time.to_string()),
+        Value::Time(time) => Json::String(time.to_string()),
+        Value::DaysAndTimeDuration(duration) => Json::String(duration.to_string()),
+        Value::YearsAndMonthsDuration(duration) => Json::String(duration.to_string()),
+        other => return Err(format!("a value of type {}", other.type_of())),
+    })
+}
+
+/// The UTC date (`YYYY-MM-DD`) and time (`hh:mm:ss.fff`) of an instant.
+fn utc(millis: i64) -> (String, String) {
+    let days = millis.div_euclid(86_400_000);
+    let of_day = millis.rem_euclid(86_400_000);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let date = format!("{year:04}-{month:02}-{day:02}");
+    let time = format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        of_day / 3_600_000,
+        of_day / 60_000 % 60,
+        of_day / 1_000 % 60,
+        of_day % 1_000
+    );
+    (date, time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feel(source: &str) -> FeelExpression {
+        FeelExpression::parse(source).expect("valid FEEL")
+    }
+
+    fn vars(json: &str) -> Variables {
+        match serde_json::from_str(json).expect("JSON") {
+            Json::Object(map) => map,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn arithmetic_paths_and_lists_over_json() {
+        let variables = vars(r#"{"order": {"total": 120.5, "items": [1, 2, 3]}, "name": "Ann"}"#);
+        let value = |source| {
+            evaluate(&feel(source), &variables, 0)
+                .expect("evaluates")
+                .value
+        };
+        assert_eq!(value("order.total > 100"), Json::Bool(true));
+        assert_eq!(value("count(order.items)"), serde_json::json!(3));
+        assert_eq!(value("order.items[item > 1]"), serde_json::json!([2, 3]));
+        assert_eq!(value("\"Hi \" + name"), Json::String("Hi Ann".to_string()));
+        assert_eq!(
+            value("{a: 1, b: [true, null]}"),
+            serde_json::json!({"a": 1, "b": [true, null]})
+        );
+        assert_eq!(value("missing"), Json::Null);
+    }
+
+    #[test]
+    fn the_clock_is_the_command_time() {
+        let at = 1_767_225_600_000 + 3_723_004; // 2026-01-01T01:02:03.004Z
+        let variables = Variables::new();
+        let value = |source| {
+            evaluate(&feel(source), &variables, at)
+                .expect("evaluates")
+                .value
+        };
+        let today = value("string(today())");
+        assert_eq!(today, Json::String("2026-01-01".to_string()));
+        assert_eq!(value("now().year"), serde_json::json!(2026));
+        assert_eq!(value("now().second"), serde_json::json!(3));
+    }
+
+    #[test]
+    fn conditions_must_be_booleans() {
+        let variables = vars(r#"{"x": 5}"#);
+        assert_eq!(condition(&feel("x > 3"), &variables, 0), Ok(true));
+        let error = condition(&feel("x + 1"), &variables, 0).expect_err("a number");
+        assert!(error.contains("not a boolean"), "{error}");
+        let error = condition(&feel("y > 1"), &variables, 0).expect_err("y is missing");
+        assert!(error.contains("gave null"), "{error}");
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(
+            utc(0),
+            ("1970-01-01".to_string(), "00:00:00.000".to_string())
+        );
+        assert_eq!(utc(951_868_800_500).0, "2000-03-01");
+        assert_eq!(utc(-1).0, "1969-12-31");
+    }
+}
