@@ -163,6 +163,12 @@ impl FeelExpression {
             dsntk_feel_parser::parse_expression(&scope, &text, false)
         }));
         match parsed {
+            // External (Java, PMML) functions would call out of the engine, over the
+            // network, while it processes a command: never allowed.
+            Ok(Ok(ast)) if ast.trace().contains("FunctionBody (external)") => Err(format!(
+                "`{trimmed}` defines an external function; ringflow evaluates FEEL only, \
+                 with no calls out of the engine"
+            )),
             Ok(Ok(ast)) => Ok(FeelExpression {
                 source: trimmed.into(),
                 ast: Box::new(ast),
@@ -352,6 +358,17 @@ mod tests {
                 "{source:?} should not parse"
             );
         }
+    }
+
+    #[test]
+    fn external_functions_are_refused() {
+        let source = r#"{f: function(a) external {java: {class: "java.lang.Math", method signature: "max(int,int)"}}}"#;
+        let error = FeelExpression::parse(source).expect_err("external");
+        assert!(error.contains("external function"), "{error}");
+        assert!(
+            FeelExpression::parse("{f: function(a) a + 1}").is_ok(),
+            "FEEL functions are fine"
+        );
     }
 
     #[test]

@@ -59,6 +59,49 @@ pub enum Command {
         /// Variables the job produced.
         variables: Variables,
     },
+    /// A worker could not do a job. With retries left it is handed out again (after the
+    /// backoff); with none, an incident stops the element.
+    FailJob {
+        /// The job key.
+        key: Key,
+        /// Tries left after this failure.
+        retries: u32,
+        /// How long to wait before the job is handed out again, in milliseconds.
+        retry_backoff_millis: u64,
+        /// What went wrong, for the incident.
+        message: String,
+    },
+    /// The shard's timer: a job's lease ran out without completion or failure.
+    JobLeaseExpired {
+        /// The job key.
+        key: Key,
+    },
+    /// The shard's timer: a failed job's backoff is over.
+    JobRetryDue {
+        /// The job key.
+        key: Key,
+    },
+    /// Sets a job's retries (to let a failed job be tried again once its incident is resolved).
+    UpdateJobRetries {
+        /// The job key.
+        key: Key,
+        /// The new number of tries left.
+        retries: u32,
+    },
+    /// Retries what an incident stopped.
+    ResolveIncident {
+        /// The incident key.
+        key: Key,
+    },
+    /// Sets variables in a scope (a process instance or an element instance).
+    SetVariables {
+        /// The scope's element instance key (the process instance key for the root).
+        scope: Key,
+        /// The variables.
+        variables: Variables,
+        /// Only in this scope (`true`), or propagated outwards as in Camunda 8 (`false`).
+        local: bool,
+    },
 }
 
 /// Variables: a JSON object.
@@ -122,6 +165,21 @@ pub enum Response {
     JobCompleted {
         /// The job key.
         key: Key,
+    },
+    /// A command about a job was carried out (fail, lease expiry, retry, retries update).
+    JobUpdated {
+        /// The job key.
+        key: Key,
+    },
+    /// An incident was resolved and its element retried.
+    IncidentResolved {
+        /// The incident key.
+        key: Key,
+    },
+    /// Variables were set.
+    VariablesSet {
+        /// The scope.
+        scope: Key,
     },
 }
 
@@ -243,6 +301,13 @@ pub enum Effect {
         /// The job type.
         job_type: String,
     },
+    /// Arm a timer that sends `JobRetryDue` when a failed job's backoff is over.
+    JobBackoff {
+        /// The job key.
+        key: Key,
+        /// When it may be handed out again, in milliseconds since the Unix epoch.
+        due_millis: i64,
+    },
     /// Arm a timer that sends `JobLeaseExpired` at the deadline.
     JobLease {
         /// The job key.
@@ -288,6 +353,8 @@ pub enum RejectionCode {
     JobNotFound,
     /// The job exists but is not in a state that allows this.
     InvalidState,
+    /// No open incident has this key.
+    IncidentNotFound,
 }
 
 impl RejectionCode {
@@ -302,6 +369,7 @@ impl RejectionCode {
             RejectionCode::InstanceNotFound => "INSTANCE_NOT_FOUND",
             RejectionCode::JobNotFound => "JOB_NOT_FOUND",
             RejectionCode::InvalidState => "INVALID_STATE",
+            RejectionCode::IncidentNotFound => "INCIDENT_NOT_FOUND",
         }
     }
 }
@@ -377,6 +445,23 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
         Command::CompleteJob { key, variables } => {
             crate::jobs::complete(state, key, variables, ctx)?
         }
+        Command::FailJob {
+            key,
+            retries,
+            retry_backoff_millis,
+            message,
+        } => crate::failures::fail(state, key, retries, retry_backoff_millis, message, ctx)?,
+        Command::JobLeaseExpired { key } => crate::failures::lease_expired(state, key, ctx)?,
+        Command::JobRetryDue { key } => crate::failures::retry_due(state, key, ctx)?,
+        Command::UpdateJobRetries { key, retries } => {
+            crate::failures::update_retries(state, key, retries, ctx)?
+        }
+        Command::ResolveIncident { key } => crate::failures::resolve(state, key, ctx)?,
+        Command::SetVariables {
+            scope,
+            variables,
+            local,
+        } => crate::failures::set_variables(state, scope, variables, local, ctx)?,
     };
     if outcome.next_key > ctx.next_key {
         state.set_last_key(Key(outcome.next_key.0 - 1));

@@ -51,6 +51,13 @@ pub enum JobState {
         /// When the lease runs out, in milliseconds since the Unix epoch.
         deadline_millis: i64,
     },
+    /// Failed with retries left and a backoff: activatable again at `due_millis`.
+    Backoff {
+        /// When it may be handed out again.
+        due_millis: i64,
+    },
+    /// Failed with no retries left: an incident waits for a person.
+    Failed,
 }
 
 /// A unit of work for an external worker.
@@ -81,4 +88,17 @@ pub struct Incident {
     pub element_instance_key: Key,
     /// What went wrong.
     pub message: String,
+    /// What resolving it retries.
+    pub retry: IncidentRetry,
+}
+
+/// What resolving an incident does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncidentRetry {
+    /// Runs the element's activation again (input mappings and behaviour).
+    Activation,
+    /// Runs the element's completion again (output mappings and outgoing flows).
+    Completion,
+    /// Makes the element's failed job activatable again (its retries must be raised first).
+    Job,
 }

@@ -116,6 +116,12 @@ pub(crate) fn complete(
             format!("job {key} does not exist or was already completed"),
         ));
     };
+    if matches!(job.state, JobState::Failed | JobState::Backoff { .. }) {
+        return Err(Rejection::new(
+            RejectionCode::InvalidState,
+            format!("job {key} failed and waits for a retry; it cannot be completed now"),
+        ));
+    }
     let element_instance_key = job.element_instance_key;
     let documents = if has_outputs(state, element_instance_key) {
         // Output mappings decide what leaves the task: the job's variables stay local.

@@ -24,6 +24,7 @@ mod cancel;
 mod create;
 mod deploy;
 mod engine;
+mod failures;
 mod feel;
 pub mod instance;
 mod jobs;

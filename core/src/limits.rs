@@ -35,3 +35,6 @@ pub const VARIABLE_DOCUMENT_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// Longest job type, worker name or business key, in bytes.
 pub const NAME_BYTES_MAX: usize = 1024;
+
+/// Longest failure or error message kept with a job or incident, in bytes.
+pub const MESSAGE_BYTES_MAX: usize = 8 * 1024;

@@ -15,7 +15,7 @@ use ringflow_bpmn::{
 
 use crate::engine::{Effect, Event, Keys, Variables};
 use crate::feel;
-use crate::instance::{ElementInstance, Incident, Job, JobState};
+use crate::instance::{ElementInstance, Incident, IncidentRetry, Job, JobState};
 use crate::key::Key;
 use crate::limits::{COMMAND_STEPS_MAX, ELEMENT_INSTANCES_PER_INSTANCE_MAX};
 use crate::state::State;
@@ -211,7 +211,7 @@ impl<'s> Run<'s> {
 
     /// Input mappings create local variables of the element instance, in order, each seeing
     /// the ones before it. Returns false when one failed (an incident was raised).
-    fn apply_inputs(&mut self, key: Key, element: ElementIndex) -> bool {
+    pub(crate) fn apply_inputs(&mut self, key: Key, element: ElementIndex) -> bool {
         let definition = self.definition_of(key);
         for mapping in &definition.element(element).io_mapping.inputs {
             match self.value_at(key, &mapping.source) {
@@ -244,20 +244,24 @@ impl<'s> Run<'s> {
             match self.value_at(key, &mapping.source) {
                 Ok(value) => set_path(&mut results, &mapping.target, value),
                 Err(error) => {
-                    self.incident(
-                        key,
-                        format!("output mapping to `{}`: {error}", mapping.target),
-                    );
+                    let message = format!("output mapping to `{}`: {error}", mapping.target);
+                    self.incident_with(key, message, IncidentRetry::Completion);
                     return false;
                 }
             }
         }
-        self.propagate(key, scope, results)
+        self.propagate(key, scope, results, IncidentRetry::Completion)
     }
 
     /// Stores variables from `from` outwards, Camunda 8 style; an incident on `element` when
     /// a document would grow past its limit.
-    pub(crate) fn propagate(&mut self, element: Key, from: Key, variables: Variables) -> bool {
+    pub(crate) fn propagate(
+        &mut self,
+        element: Key,
+        from: Key,
+        variables: Variables,
+        retry: IncidentRetry,
+    ) -> bool {
         match plan_propagation(self.state, from, variables) {
             Ok(documents) => {
                 for (scope, document) in documents {
@@ -266,14 +270,14 @@ impl<'s> Run<'s> {
                 true
             }
             Err(rejection) => {
-                self.incident(element, rejection.message);
+                self.incident_with(element, rejection.message, retry);
                 false
             }
         }
     }
 
     /// What an element does once entered.
-    fn behave(&mut self, key: Key, element: ElementIndex) {
+    pub(crate) fn behave(&mut self, key: Key, element: ElementIndex) {
         let definition = self.definition_of(key);
         let kind = &definition.element(element).kind;
         match kind {
@@ -348,7 +352,7 @@ impl<'s> Run<'s> {
         result.insert(result_variable.to_string(), evaluated.value);
         // With output mappings the result stays local, for them to map.
         let stored = if definition.element(element).io_mapping.outputs.is_empty() {
-            self.propagate(key, key, result)
+            self.propagate(key, key, result, IncidentRetry::Activation)
         } else {
             self.state.variables.entry(key).or_default().extend(result);
             true
@@ -468,18 +472,27 @@ impl<'s> Run<'s> {
         }
     }
 
+    /// Stops an element at its activation until the incident is resolved.
     pub(crate) fn incident(&mut self, element_instance_key: Key, message: String) {
+        self.incident_with(element_instance_key, message, IncidentRetry::Activation);
+    }
+
+    pub(crate) fn incident_with(
+        &mut self,
+        element_instance_key: Key,
+        message: String,
+        retry: IncidentRetry,
+    ) {
         let key = self.key();
         let process_instance_key = self.state.elements[&element_instance_key].process_instance_key;
-        self.state.incidents.insert(
+        let incident = Incident {
             key,
-            Incident {
-                key,
-                process_instance_key,
-                element_instance_key,
-                message: message.clone(),
-            },
-        );
+            process_instance_key,
+            element_instance_key,
+            message: message.clone(),
+            retry,
+        };
+        self.state.incidents.insert(key, incident);
         self.state
             .elements
             .get_mut(&element_instance_key)

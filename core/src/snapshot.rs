@@ -14,8 +14,8 @@
 //! | element instances | u32 count, then key, instance key, element u32, scope (optional key), tokens u32, job and incident (optional keys) |
 //! | variables | u32 count, then scope key and the scope's document as JSON bytes |
 //! | join tokens | u32 count, then scope key, gateway element u32, counts (u32 length + u32s) |
-//! | jobs | u32 count, then key, type, element instance key, instance key, retries u32, state u8 (0 ready, 1 leased + worker + deadline i64) |
-//! | incidents | u32 count, then key, instance key, element instance key, message |
+//! | jobs | u32 count, then key, type, element instance key, instance key, retries u32, state u8 (0 ready, 1 leased + worker + deadline i64, 2 backoff + due i64, 3 failed) |
+//! | incidents | u32 count, then key, instance key, element instance key, message, retry u8 (0 activation, 1 completion, 2 job) |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index and the ready-job
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use ringflow_bpmn::ElementIndex;
 
 use crate::engine::Variables;
-use crate::instance::{ElementInstance, Incident, Job, JobState, ProcessInstance};
+use crate::instance::{ElementInstance, Incident, IncidentRetry, Job, JobState, ProcessInstance};
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
@@ -247,6 +247,11 @@ impl State {
                     put_bytes(out, worker.as_bytes());
                     out.extend_from_slice(&deadline_millis.to_le_bytes());
                 }
+                JobState::Backoff { due_millis } => {
+                    out.push(2);
+                    out.extend_from_slice(&due_millis.to_le_bytes());
+                }
+                JobState::Failed => out.push(3),
             }
         }
         put_count(out, self.incidents.len());
@@ -255,6 +260,11 @@ impl State {
             put_key(out, incident.process_instance_key);
             put_key(out, incident.element_instance_key);
             put_bytes(out, incident.message.as_bytes());
+            out.push(match incident.retry {
+                IncidentRetry::Activation => 0,
+                IncidentRetry::Completion => 1,
+                IncidentRetry::Job => 2,
+            });
         }
     }
 }
@@ -334,6 +344,10 @@ fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snap
                 worker: reader.string()?,
                 deadline_millis: i64::from_le_bytes(reader.array()?),
             },
+            2 => JobState::Backoff {
+                due_millis: i64::from_le_bytes(reader.array()?),
+            },
+            3 => JobState::Failed,
             other => return Err(corrupt(format!("job {key} has state tag {other}"))),
         };
         if job_state == JobState::Activatable {
@@ -359,6 +373,12 @@ fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snap
             process_instance_key: reader.key()?,
             element_instance_key: reader.key()?,
             message: reader.string()?,
+            retry: match reader.array::<1>()?[0] {
+                0 => IncidentRetry::Activation,
+                1 => IncidentRetry::Completion,
+                2 => IncidentRetry::Job,
+                other => return Err(corrupt(format!("incident retry tag {other}"))),
+            },
         };
         state.incidents.insert(incident.key, incident);
     }

@@ -152,6 +152,16 @@ impl State {
         self.variables.get(&scope)
     }
 
+    /// Puts a job in its type's ready queue, as activatable.
+    pub(crate) fn make_ready(&mut self, key: Key) {
+        let job = self.jobs.get_mut(&key).expect("the job is open");
+        job.state = crate::instance::JobState::Activatable;
+        self.ready_jobs
+            .entry(job.job_type.clone())
+            .or_default()
+            .insert(key);
+    }
+
     /// The live children of a scope.
     pub(crate) fn children_of(&self, scope: Key) -> Vec<Key> {
         let range = (scope, Key(0))..=(scope, Key(u64::MAX));

@@ -1,0 +1,218 @@
+//! Job failures, retries with backoff, lease expiry, incidents and their resolution, and
+//! variables set from outside.
+
+mod common;
+
+use common::{Shard, flow, model, service_task, vars};
+use ringflow_core::{Command, Effect, Event, Key, RejectionCode};
+
+fn one_task() -> String {
+    model(
+        "one-task",
+        &format!(
+            r#"<bpmn:startEvent id="start"/>{}{}{}<bpmn:endEvent id="end"/>"#,
+            flow("f1", "start", "task"),
+            service_task("task", "work"),
+            flow("f2", "task", "end")
+        ),
+    )
+}
+
+fn fail(shard: &mut Shard, key: Key, retries: u32, backoff: u64) -> ringflow_core::Outcome {
+    shard
+        .run(Command::FailJob {
+            key,
+            retries,
+            retry_backoff_millis: backoff,
+            message: "the card was declined".to_string(),
+        })
+        .expect("fail")
+}
+
+#[test]
+fn a_failed_job_with_retries_is_handed_out_again() {
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    shard.create("one-task", vars("{}"));
+    let job = shard.activate("work", 1).remove(0);
+    let outcome = fail(&mut shard, job.key, 4, 0);
+    assert!(outcome.effects.contains(&Effect::JobsAvailable {
+        job_type: "work".to_string()
+    }));
+    let again = shard.activate("work", 1).remove(0);
+    assert_eq!((again.key, again.retries), (job.key, 4));
+    shard.check_replay();
+}
+
+#[test]
+fn backoff_holds_the_job_until_its_timer() {
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    shard.create("one-task", vars("{}"));
+    let job = shard.activate("work", 1).remove(0);
+    let outcome = fail(&mut shard, job.key, 2, 5_000);
+    let due = outcome.effects.iter().find_map(|effect| match effect {
+        Effect::JobBackoff { key, due_millis } if *key == job.key => Some(*due_millis),
+        _ => None,
+    });
+    let due = due.expect("a backoff timer");
+    assert!(
+        shard.activate("work", 1).is_empty(),
+        "not before the backoff"
+    );
+    let early = shard.run(Command::JobRetryDue { key: job.key });
+    assert_eq!(
+        early.expect_err("too early").code,
+        RejectionCode::InvalidState
+    );
+    shard.now_millis = due;
+    shard
+        .run(Command::JobRetryDue { key: job.key })
+        .expect("due");
+    assert_eq!(shard.activate("work", 1).len(), 1);
+    shard.check_replay();
+}
+
+#[test]
+fn no_retries_left_raises_an_incident_that_can_be_resolved() {
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    let (instance, _) = shard.create("one-task", vars("{}"));
+    let job = shard.activate("work", 1).remove(0);
+    let outcome = fail(&mut shard, job.key, 0, 0);
+    let incident = outcome.events.iter().find_map(|event| match event {
+        Event::IncidentCreated { key, message, .. } => Some((*key, message.clone())),
+        _ => None,
+    });
+    let (incident, message) = incident.expect("an incident");
+    assert!(message.contains("the card was declined"), "{message}");
+    assert!(
+        shard.activate("work", 1).is_empty(),
+        "a failed job is not handed out"
+    );
+
+    let premature = shard.run(Command::ResolveIncident { key: incident });
+    assert_eq!(
+        premature.expect_err("no retries").code,
+        RejectionCode::InvalidState
+    );
+    shard
+        .run(Command::UpdateJobRetries {
+            key: job.key,
+            retries: 1,
+        })
+        .expect("retries");
+    shard
+        .run(Command::ResolveIncident { key: incident })
+        .expect("resolve");
+    assert_eq!(shard.state.incidents().count(), 0);
+    let retried = shard.activate("work", 1).remove(0);
+    shard.complete(retried.key, vars("{}"));
+    assert!(shard.state.instance(instance).is_none());
+    let gone = shard.run(Command::ResolveIncident { key: incident });
+    assert_eq!(
+        gone.expect_err("resolved").code,
+        RejectionCode::IncidentNotFound
+    );
+    shard.check_replay();
+}
+
+#[test]
+fn an_expired_lease_frees_the_job() {
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    shard.create("one-task", vars("{}"));
+    let job = shard.activate("work", 1).remove(0);
+    let early = shard.run(Command::JobLeaseExpired { key: job.key });
+    assert_eq!(
+        early.expect_err("not yet").code,
+        RejectionCode::InvalidState
+    );
+    shard.now_millis = job.deadline_millis;
+    shard
+        .run(Command::JobLeaseExpired { key: job.key })
+        .expect("expired");
+    assert_eq!(shard.activate("work", 1)[0].key, job.key);
+    shard.check_replay();
+}
+
+#[test]
+fn an_expression_incident_is_retried_after_the_data_is_fixed() {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}<bpmn:exclusiveGateway id="gw" default="no"/>
+           <bpmn:sequenceFlow id="yes" sourceRef="gw" targetRef="a">
+             <bpmn:conditionExpression>=amount &gt; 10</bpmn:conditionExpression></bpmn:sequenceFlow>
+           <bpmn:sequenceFlow id="no" sourceRef="gw" targetRef="b"/>{}{}{}{}
+           <bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "gw"),
+        service_task("a", "big"),
+        service_task("b", "small"),
+        flow("fa", "a", "end"),
+        flow("fb", "b", "end"),
+    );
+    let mut shard = Shard::new();
+    shard.deploy("gw.bpmn", &model("routing", &body));
+    let (instance, created) = shard.create("routing", vars("{}"));
+    let incident = created.events.iter().find_map(|event| match event {
+        Event::IncidentCreated { key, .. } => Some(*key),
+        _ => None,
+    });
+    let incident = incident.expect("amount is missing: an incident");
+    shard
+        .run(Command::SetVariables {
+            scope: instance,
+            variables: vars(r#"{"amount": 50}"#),
+            local: false,
+        })
+        .expect("set variables");
+    shard
+        .run(Command::ResolveIncident { key: incident })
+        .expect("resolve");
+    assert_eq!(
+        shard.activate("big", 1).len(),
+        1,
+        "the gateway ran again with the new data"
+    );
+    shard.check_replay();
+}
+
+#[test]
+fn set_variables_local_and_propagated() {
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    let (instance, _) = shard.create("one-task", vars(r#"{"a": 1}"#));
+    let job = shard.activate("work", 1).remove(0);
+    let task = job.element_instance_key;
+    shard
+        .run(Command::SetVariables {
+            scope: task,
+            variables: vars(r#"{"local": true}"#),
+            local: true,
+        })
+        .expect("local");
+    shard
+        .run(Command::SetVariables {
+            scope: task,
+            variables: vars(r#"{"a": 2, "b": 3}"#),
+            local: false,
+        })
+        .expect("propagate");
+    assert_eq!(
+        shard.state.variables(task),
+        Some(&vars(r#"{"local": true}"#))
+    );
+    assert_eq!(
+        shard.state.variables(instance),
+        Some(&vars(r#"{"a": 2, "b": 3}"#))
+    );
+    let missing = shard.run(Command::SetVariables {
+        scope: Key(1),
+        variables: vars("{}"),
+        local: true,
+    });
+    assert_eq!(
+        missing.expect_err("no scope").code,
+        RejectionCode::InstanceNotFound
+    );
+    shard.check_replay();
+}
