@@ -71,6 +71,16 @@ pub enum Command {
         /// What went wrong, for the incident.
         message: String,
     },
+    /// A worker reports a BPMN error: the nearest matching error catch takes over, else an
+    /// incident.
+    ThrowError {
+        /// The job key.
+        key: Key,
+        /// The error code, matched against error catch events.
+        error_code: String,
+        /// What happened, for the incident when nothing catches it.
+        message: String,
+    },
     /// The shard's timer: a job's lease ran out without completion or failure.
     JobLeaseExpired {
         /// The job key.
@@ -451,6 +461,11 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
             retry_backoff_millis,
             message,
         } => crate::failures::fail(state, key, retries, retry_backoff_millis, message, ctx)?,
+        Command::ThrowError {
+            key,
+            error_code,
+            message,
+        } => crate::errors::throw(state, key, error_code, message, ctx)?,
         Command::JobLeaseExpired { key } => crate::failures::lease_expired(state, key, ctx)?,
         Command::JobRetryDue { key } => crate::failures::retry_due(state, key, ctx)?,
         Command::UpdateJobRetries { key, retries } => {

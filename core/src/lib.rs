@@ -12,18 +12,22 @@
 //! `BTreeMap`s, so nothing depends on hash iteration order.
 //!
 //! **Status:** the engine is being built (issue "Engine core I"). Implemented: keys
-//! ([`key`]); `Deploy` with versions per BPMN process id and idempotent redeploys;
-//! `CreateInstance`, `CancelInstance`, `ActivateJobs` and `CompleteJob`; the token machine for
-//! none start/end and terminate end events, job-based tasks and events, manual and undefined
-//! tasks, parallel fork and join and embedded subprocesses; variables as one JSON document per
-//! scope with Camunda 8 propagation; incidents for what is not executed yet; and the
-//! deterministic snapshot of all of it. FEEL evaluation, job failure and retries, BPMN errors
-//! and the remaining commands come next. The README's element table says which elements run.
+//! ([`key`]); `Deploy` with versions and idempotent redeploys; `CreateInstance`,
+//! `CancelInstance`, `ActivateJobs`, `CompleteJob`, `FailJob` (retries, backoff),
+//! `JobLeaseExpired`, `JobRetryDue`, `UpdateJobRetries`, `ThrowError`, `ResolveIncident` and
+//! `SetVariables`; the token machine for none, terminate and error end events, job-based
+//! tasks and events, script tasks, manual and undefined tasks, exclusive gateways,
+//! inclusive forks, parallel fork and join, embedded subprocesses, error boundary events and
+//! error event subprocesses; FEEL conditions and input/output mappings evaluated against
+//! JSON variables (one document per scope) with the clock from [`Ctx`]; incidents for what
+//! is not executed yet; and the deterministic snapshot of all of it. The README's element
+//! table says which elements run.
 
 mod cancel;
 mod create;
 mod deploy;
 mod engine;
+mod errors;
 mod failures;
 mod feel;
 pub mod instance;

@@ -199,7 +199,11 @@ impl<'s> Run<'s> {
 
     /// Evaluates a mapping source or other value: static text, or FEEL against what the
     /// element instance `key` sees.
-    fn value_at(&self, key: Key, expression: &Expression) -> Result<serde_json::Value, String> {
+    pub(crate) fn value_at(
+        &self,
+        key: Key,
+        expression: &Expression,
+    ) -> Result<serde_json::Value, String> {
         match expression {
             Expression::Static(text) => Ok(serde_json::Value::String(text.clone())),
             Expression::Feel(feel) => {
@@ -315,6 +319,32 @@ impl<'s> Run<'s> {
                 self.run_script(key, element, &definition, expression, result_variable);
             }
             ElementKind::SubProcess => self.start_scope(&definition, key),
+            ElementKind::EventSubProcess => {
+                // Entered because its start event's trigger happened: that start runs now.
+                let start = definition.start_events(element)[0];
+                self.work.push_back(Step::Activate {
+                    element: start,
+                    scope: key,
+                    counted: false,
+                });
+            }
+            ElementKind::StartEvent { .. } => self.complete_later(key),
+            ElementKind::BoundaryEvent { .. } => self.complete_later(key),
+            ElementKind::EndEvent(EndResult::Error(code)) => {
+                let code = match self.value_at(key, code) {
+                    Ok(serde_json::Value::String(code)) => code,
+                    Ok(other) => {
+                        return self
+                            .incident(key, format!("the error code gave {other}, not a string"));
+                    }
+                    Err(error) => return self.incident(key, format!("error code: {error}")),
+                };
+                if !self.throw_error(key, &code) {
+                    let message =
+                        format!("an error with code `{code}` was thrown and nothing catches it");
+                    self.incident(key, message);
+                }
+            }
             ElementKind::ServiceTask(job)
             | ElementKind::SendTask(job)
             | ElementKind::ScriptTask(ScriptTask::Job(job))
@@ -583,6 +613,50 @@ impl<'s> Run<'s> {
                 counted: true,
             });
         }
+    }
+
+    /// Ends one element instance (and everything inside it) early.
+    pub(crate) fn terminate(&mut self, key: Key) {
+        self.terminate_children(key, None);
+        self.element_event(key, |key, process_instance_key, element_id| {
+            Event::ElementTerminated {
+                key,
+                process_instance_key,
+                element_id,
+            }
+        });
+        let scope = self.state.elements[&key].scope;
+        self.remove_element(key);
+        if let Some(scope) = scope {
+            self.state
+                .elements
+                .get_mut(&scope)
+                .expect("scope is live")
+                .tokens -= 1;
+        }
+    }
+
+    /// Enters `element` in `scope` with a token the scope already counts.
+    pub(crate) fn activate_counted(&mut self, element: ElementIndex, scope: Key) {
+        self.state
+            .elements
+            .get_mut(&scope)
+            .expect("scope is live")
+            .tokens += 1;
+        self.work.push_back(Step::Activate {
+            element,
+            scope,
+            counted: true,
+        });
+    }
+
+    /// Enters `element` in `scope` with a new token.
+    pub(crate) fn activate_uncounted(&mut self, element: ElementIndex, scope: Key) {
+        self.work.push_back(Step::Activate {
+            element,
+            scope,
+            counted: false,
+        });
     }
 
     /// Ends every live child of `scope` (and their descendants), except `keep`.

@@ -98,7 +98,11 @@ fn model_for(element: &str) -> Option<String> {
         "signal start event" => start(r#"<bpmn:signalEventDefinition signalRef="sig"/>"#),
         "none end event" => end(""),
         "terminate end event" => end("<bpmn:terminateEventDefinition/>"),
-        "error end event" => end(r#"<bpmn:errorEventDefinition errorRef="err"/>"#),
+        "error end event" => event_subprocess(r#"<bpmn:errorEventDefinition errorRef="err"/>"#)
+            .replace(
+                r#"<bpmn:endEvent id="e"/>"#,
+                r#"<bpmn:endEvent id="e"><bpmn:errorEventDefinition errorRef="err"/></bpmn:endEvent>"#,
+            ),
         "escalation end event" => end(r#"<bpmn:escalationEventDefinition escalationRef="esc"/>"#),
         "signal end event" => end(r#"<bpmn:signalEventDefinition signalRef="sig"/>"#),
         "message end event (a job, as in Camunda 8)" => {

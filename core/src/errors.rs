@@ -1,0 +1,165 @@
+//! BPMN errors: thrown by a worker (`ThrowError`) or by an error end event, caught by the
+//! nearest matching catch, innermost first.
+//!
+//! From the element that threw, outwards: first the error boundary events of the element
+//! itself; then, for each enclosing scope, its error event subprocesses (which take
+//! precedence, as in Camunda), then the error boundary events attached to the scope. A catch
+//! without an error reference catches every code. Nothing catching it is an incident.
+
+use ringflow_bpmn::{BoundaryTrigger, ElementIndex, ElementKind, Expression, StartTrigger};
+
+use crate::engine::{Ctx, Keys, Outcome, Rejection, RejectionCode, Response};
+use crate::instance::{IncidentRetry, JobState};
+use crate::key::Key;
+use crate::limits::{MESSAGE_BYTES_MAX, NAME_BYTES_MAX};
+use crate::run::Run;
+use crate::state::State;
+
+pub(crate) fn throw(
+    state: &mut State,
+    key: Key,
+    error_code: String,
+    message: String,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let job = state.jobs.get(&key).ok_or_else(|| {
+        Rejection::new(
+            RejectionCode::JobNotFound,
+            format!("job {key} does not exist or was already completed"),
+        )
+    })?;
+    if !matches!(job.state, JobState::Activated { .. }) {
+        return Err(Rejection::new(
+            RejectionCode::InvalidState,
+            format!("job {key} is not activated; only a job a worker holds can throw an error"),
+        ));
+    }
+    if error_code.is_empty()
+        || error_code.len() > NAME_BYTES_MAX
+        || message.len() > MESSAGE_BYTES_MAX
+    {
+        return Err(Rejection::new(
+            RejectionCode::InvalidArgument,
+            format!(
+                "the error code must be 1 to NAME_BYTES_MAX ({NAME_BYTES_MAX}) bytes and the \
+                 message at most MESSAGE_BYTES_MAX ({MESSAGE_BYTES_MAX})"
+            ),
+        ));
+    }
+    let element = job.element_instance_key;
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+    if !run.throw_error(element, &error_code) {
+        run.state.jobs.get_mut(&key).expect("checked").state = JobState::Failed;
+        let text = if message.is_empty() {
+            format!("an error with code `{error_code}` was thrown and nothing catches it")
+        } else {
+            format!(
+                "an error with code `{error_code}` was thrown and nothing catches it: {message}"
+            )
+        };
+        run.incident_with(element, text, IncidentRetry::Job);
+    }
+    run.run();
+    Ok(Outcome {
+        response: Response::JobUpdated { key },
+        events: run.events,
+        effects: run.effects,
+        next_key: run.keys.next(),
+    })
+}
+
+/// Where an error is caught.
+enum Catch {
+    /// By this boundary event, attached to this live activity instance.
+    Boundary {
+        activity: Key,
+        boundary: ElementIndex,
+    },
+    /// By this event subprocess, inside this live scope instance.
+    EventSubProcess {
+        scope: Key,
+        subprocess: ElementIndex,
+    },
+}
+
+impl Run<'_> {
+    /// Throws `code` from the element instance `from`. Returns whether something caught it
+    /// (and the catch has been set in motion).
+    pub(crate) fn throw_error(&mut self, from: Key, code: &str) -> bool {
+        let Some(catch) = self.find_catch(from, code) else {
+            return false;
+        };
+        match catch {
+            Catch::Boundary { activity, boundary } => {
+                let scope = self.state.elements[&activity]
+                    .scope
+                    .expect("activities have a scope");
+                self.terminate(activity);
+                // The activity's token moves on to the boundary event.
+                self.activate_counted(boundary, scope);
+            }
+            Catch::EventSubProcess { scope, subprocess } => {
+                self.terminate_children(scope, None);
+                self.activate_uncounted(subprocess, scope);
+            }
+        }
+        true
+    }
+
+    fn find_catch(&self, from: Key, code: &str) -> Option<Catch> {
+        let definition = self.definition_of(from);
+        let mut current = from;
+        let mut first = true;
+        loop {
+            let instance = &self.state.elements[&current];
+            let element = instance.element;
+            // Event subprocesses of a scope catch errors from inside it (not from itself).
+            if !first {
+                for subprocess in definition.event_subprocesses(element) {
+                    let starts = definition.start_events(*subprocess);
+                    let catches =
+                        starts
+                            .iter()
+                            .any(|start| match &definition.element(*start).kind {
+                                ElementKind::StartEvent {
+                                    trigger: StartTrigger::Error(wanted),
+                                    ..
+                                } => self.code_matches(current, wanted.as_ref(), code),
+                                _ => false,
+                            });
+                    if catches {
+                        return Some(Catch::EventSubProcess {
+                            scope: current,
+                            subprocess: *subprocess,
+                        });
+                    }
+                }
+            }
+            for boundary in definition.boundary_events(element) {
+                if let ElementKind::BoundaryEvent {
+                    trigger: BoundaryTrigger::Error(wanted),
+                    ..
+                } = &definition.element(*boundary).kind
+                    && self.code_matches(current, wanted.as_ref(), code)
+                {
+                    return Some(Catch::Boundary {
+                        activity: current,
+                        boundary: *boundary,
+                    });
+                }
+            }
+            current = instance.scope?;
+            first = false;
+        }
+    }
+
+    fn code_matches(&self, at: Key, wanted: Option<&Expression>, code: &str) -> bool {
+        match wanted {
+            None => true,
+            Some(Expression::Static(wanted)) => wanted == code,
+            Some(feel) => {
+                matches!(self.value_at(at, feel), Ok(serde_json::Value::String(wanted)) if wanted == code)
+            }
+        }
+    }
+}
