@@ -43,6 +43,7 @@ pub use engine::{
     ActivatedJob, Command, Ctx, DeployedProcess, Deployment, Effect, Event, Outcome, ProcessRef,
     Rejection, RejectionCode, Resource, Response, Variables, process,
 };
+pub use instance::{ElementInstance, Incident, IncidentRetry, Job, JobState, ProcessInstance};
 pub use key::Key;
 pub use ringflow_bpmn::ProcessDefinition;
 pub use snapshot::SnapshotError;

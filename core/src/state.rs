@@ -152,6 +152,24 @@ impl State {
         self.variables.get(&scope)
     }
 
+    /// Tokens waiting at parallel joins inside the scope `scope`.
+    pub fn waiting_join_tokens(&self, scope: Key) -> u32 {
+        let range = (scope, ElementIndex(0))..=(scope, ElementIndex(u32::MAX));
+        self.joins
+            .range(range)
+            .map(|(_, counts)| counts.iter().sum::<u32>())
+            .sum()
+    }
+
+    /// Whether the job is in its type's ready queue.
+    pub fn is_ready(&self, key: Key) -> bool {
+        self.jobs.get(&key).is_some_and(|job| {
+            self.ready_jobs
+                .get(&job.job_type)
+                .is_some_and(|r| r.contains(&key))
+        })
+    }
+
     /// Puts a job in its type's ready queue, as activatable.
     pub(crate) fn make_ready(&mut self, key: Key) {
         let job = self.jobs.get_mut(&key).expect("the job is open");
