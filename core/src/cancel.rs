@@ -1,6 +1,6 @@
 //! `CancelInstance`: end a running process instance and everything in it.
 
-use crate::engine::{Ctx, Event, Keys, Outcome, Rejection, RejectionCode, Response};
+use crate::engine::{Ctx, Keys, Outcome, Rejection, RejectionCode, Response};
 use crate::key::Key;
 use crate::run::Run;
 use crate::state::State;
@@ -13,15 +13,7 @@ pub(crate) fn cancel(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, 
         ));
     }
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
-    run.terminate_children(key, None);
-    run.element_event(key, |key, process_instance_key, element_id| {
-        Event::ElementTerminated {
-            key,
-            process_instance_key,
-            element_id,
-        }
-    });
-    run.finish_canceled(key);
+    run.terminate(key);
     Ok(Outcome {
         response: Response::InstanceCanceled {
             process_instance_key: key,

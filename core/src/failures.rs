@@ -86,37 +86,38 @@ pub(crate) fn fail(
 }
 
 pub(crate) fn lease_expired(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, Rejection> {
-    let job = state.jobs.get(&key).ok_or_else(|| job_not_found(key))?;
-    match job.state {
-        JobState::Activated {
-            deadline_millis, ..
-        } if deadline_millis <= ctx.now_millis => {
-            let job_type = job.job_type.clone();
-            state.make_ready(key);
-            let effects = vec![Effect::JobsAvailable { job_type }];
-            Ok(outcome(Response::JobUpdated { key }, effects, ctx))
-        }
-        _ => Err(Rejection::new(
-            InvalidState,
-            format!("job {key} holds no lease that has run out (a stale timer)"),
-        )),
-    }
+    let expired = |job: &JobState| matches!(job, JobState::Activated { deadline_millis, .. } if *deadline_millis <= ctx.now_millis);
+    ready_again(state, key, ctx, expired, "holds no lease that has run out")
 }
 
 pub(crate) fn retry_due(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, Rejection> {
+    let due = |job: &JobState| matches!(job, JobState::Backoff { due_millis } if *due_millis <= ctx.now_millis);
+    ready_again(state, key, ctx, due, "waits for no backoff that is over")
+}
+
+/// A timer fired for a job: when `fired` holds for its state, it is handed out again;
+/// otherwise the timer is stale (the job moved on meanwhile) and the command is refused.
+fn ready_again(
+    state: &mut State,
+    key: Key,
+    ctx: &Ctx,
+    fired: impl Fn(&JobState) -> bool,
+    stale: &str,
+) -> Result<Outcome, Rejection> {
     let job = state.jobs.get(&key).ok_or_else(|| job_not_found(key))?;
-    match job.state {
-        JobState::Backoff { due_millis } if due_millis <= ctx.now_millis => {
-            let job_type = job.job_type.clone();
-            state.make_ready(key);
-            let effects = vec![Effect::JobsAvailable { job_type }];
-            Ok(outcome(Response::JobUpdated { key }, effects, ctx))
-        }
-        _ => Err(Rejection::new(
+    if !fired(&job.state) {
+        return Err(Rejection::new(
             InvalidState,
-            format!("job {key} waits for no backoff that is over (a stale timer)"),
-        )),
+            format!("job {key} {stale} (a stale timer)"),
+        ));
     }
+    let job_type = job.job_type.clone();
+    state.make_ready(key);
+    Ok(outcome(
+        Response::JobUpdated { key },
+        vec![Effect::JobsAvailable { job_type }],
+        ctx,
+    ))
 }
 
 pub(crate) fn update_retries(

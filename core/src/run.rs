@@ -615,7 +615,8 @@ impl<'s> Run<'s> {
         }
     }
 
-    /// Ends one element instance (and everything inside it) early.
+    /// Ends one element instance (and everything inside it) early; ending a process
+    /// instance's root ends the instance.
     pub(crate) fn terminate(&mut self, key: Key) {
         self.terminate_children(key, None);
         self.element_event(key, |key, process_instance_key, element_id| {
@@ -627,12 +628,21 @@ impl<'s> Run<'s> {
         });
         let scope = self.state.elements[&key].scope;
         self.remove_element(key);
-        if let Some(scope) = scope {
-            self.state
-                .elements
-                .get_mut(&scope)
-                .expect("scope is live")
-                .tokens -= 1;
+        match scope {
+            Some(scope) => {
+                self.state
+                    .elements
+                    .get_mut(&scope)
+                    .expect("scope is live")
+                    .tokens -= 1;
+            }
+            None => {
+                let instance = self.state.instances.remove(&key).expect("live");
+                assert_eq!(
+                    instance.live_elements, 0,
+                    "an ended instance has no live elements"
+                );
+            }
         }
     }
 
@@ -741,16 +751,6 @@ impl<'s> Run<'s> {
         assert_eq!(
             instance.live_elements, 0,
             "a finished instance has no live elements"
-        );
-    }
-
-    /// The instance was cancelled: its root is gone, and nobody gets a result.
-    pub(crate) fn finish_canceled(&mut self, root: Key) {
-        self.remove_element(root);
-        let instance = self.state.instances.remove(&root).expect("live");
-        assert_eq!(
-            instance.live_elements, 0,
-            "a cancelled instance has no live elements"
         );
     }
 

@@ -3,20 +3,8 @@
 
 mod common;
 
-use common::{Shard, flow, model, service_task, vars};
+use common::{Shard, flow, model, one_task, service_task, vars};
 use ringflow_core::{Command, Effect, Event, Key, RejectionCode, Response};
-
-fn one_task() -> String {
-    model(
-        "one-task",
-        &format!(
-            r#"<bpmn:startEvent id="start"/>{}{}{}<bpmn:endEvent id="end"/>"#,
-            flow("f1", "start", "task"),
-            service_task("task", "work"),
-            flow("f2", "task", "end")
-        ),
-    )
-}
 
 fn element_ids(events: &[Event], pick: fn(&Event) -> Option<&String>) -> Vec<String> {
     events.iter().filter_map(pick).cloned().collect()

@@ -152,3 +152,16 @@ pub fn service_task(id: &str, job_type: &str) -> String {
 pub fn flow(id: &str, from: &str, to: &str) -> String {
     format!(r#"<bpmn:sequenceFlow id="{id}" sourceRef="{from}" targetRef="{to}"/>"#)
 }
+
+/// start -> service task `task` (job type `work`) -> end, as process `one-task`.
+pub fn one_task() -> String {
+    model(
+        "one-task",
+        &format!(
+            r#"<bpmn:startEvent id="start"/>{}{}{}<bpmn:endEvent id="end"/>"#,
+            flow("f1", "start", "task"),
+            service_task("task", "work"),
+            flow("f2", "task", "end")
+        ),
+    )
+}
