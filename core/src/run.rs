@@ -105,6 +105,16 @@ impl<'s> Run<'s> {
 
     /// Runs queued steps until there are none.
     pub(crate) fn run(&mut self) {
+        loop {
+            self.drain();
+            // Once no token moves, an inclusive join can tell which tokens can still arrive.
+            if !self.fire_inclusive_joins() {
+                return;
+            }
+        }
+    }
+
+    fn drain(&mut self) {
         while let Some(step) = self.work.pop_front() {
             // A step inside a scope that was terminated meanwhile has nothing left to do.
             let live = match &step {
@@ -305,11 +315,6 @@ impl<'s> Run<'s> {
                 self.choose(key, &definition, element, *default, true);
             }
             ElementKind::InclusiveGateway { default } => {
-                if definition.incoming(element).len() > 1 {
-                    let message = "inclusive gateways that join are not executed by this engine \
-                                   version yet";
-                    return self.incident(key, message.to_string());
-                }
                 self.choose(key, &definition, element, *default, false);
             }
             ElementKind::ScriptTask(ScriptTask::Expression {
@@ -574,10 +579,16 @@ impl<'s> Run<'s> {
         let definition = self.definition_of(scope);
         let target = definition.flow(flow).target;
         let incoming = definition.incoming(target);
-        let is_join = matches!(
+        let inclusive = matches!(
             definition.element(target).kind,
-            ElementKind::ParallelGateway
-        ) && incoming.len() > 1;
+            ElementKind::InclusiveGateway { .. }
+        );
+        let is_join = (inclusive
+            || matches!(
+                definition.element(target).kind,
+                ElementKind::ParallelGateway
+            ))
+            && incoming.len() > 1;
         if !is_join {
             return self.work.push_back(Step::Activate {
                 element: target,
@@ -595,6 +606,10 @@ impl<'s> Run<'s> {
             .entry((scope, target))
             .or_insert_with(|| vec![0; incoming.len()]);
         counts[slot] += 1;
+        if inclusive {
+            // An inclusive join decides when nothing else moves: see `fire_inclusive_joins`.
+            return;
+        }
         if counts.iter().all(|count| *count > 0) {
             counts.iter_mut().for_each(|count| *count -= 1);
             if counts.iter().all(|count| *count == 0) {
@@ -613,6 +628,86 @@ impl<'s> Run<'s> {
                 counted: true,
             });
         }
+    }
+
+    /// Fires every waiting inclusive join that no other token can still reach through an
+    /// incoming flow that has no token yet (BPMN's rule). Returns whether one fired.
+    fn fire_inclusive_joins(&mut self) -> bool {
+        let waiting: Vec<(Key, ElementIndex)> = self.state.joins.keys().copied().collect();
+        let mut fired = false;
+        for (scope, gateway) in waiting {
+            if !self.state.elements.contains_key(&scope) {
+                continue;
+            }
+            let definition = self.definition_of(scope);
+            if !matches!(
+                definition.element(gateway).kind,
+                ElementKind::InclusiveGateway { .. }
+            ) {
+                continue;
+            }
+            if self.inclusive_can_fire(&definition, scope, gateway) {
+                let counts = self
+                    .state
+                    .joins
+                    .get_mut(&(scope, gateway))
+                    .expect("waiting");
+                let mut consumed = 0;
+                for count in counts.iter_mut().filter(|count| **count > 0) {
+                    *count -= 1;
+                    consumed += 1;
+                }
+                if counts.iter().all(|count| *count == 0) {
+                    self.state.joins.remove(&(scope, gateway));
+                }
+                self.state
+                    .elements
+                    .get_mut(&scope)
+                    .expect("scope is live")
+                    .tokens -= consumed - 1;
+                self.work.push_back(Step::Activate {
+                    element: gateway,
+                    scope,
+                    counted: true,
+                });
+                fired = true;
+            }
+        }
+        fired
+    }
+
+    fn inclusive_can_fire(
+        &self,
+        definition: &ProcessDefinition,
+        scope: Key,
+        gateway: ElementIndex,
+    ) -> bool {
+        let counts = &self.state.joins[&(scope, gateway)];
+        let empty_sources: Vec<ElementIndex> = definition
+            .incoming(gateway)
+            .iter()
+            .zip(counts)
+            .filter(|(_, count)| **count == 0)
+            .map(|(flow, _)| definition.flow(*flow).source)
+            .collect();
+        if empty_sources.is_empty() {
+            return true;
+        }
+        let mut positions: Vec<ElementIndex> = self
+            .state
+            .children_of(scope)
+            .iter()
+            .map(|child| self.state.elements[child].element)
+            .collect();
+        let range = (scope, ElementIndex(0))..=(scope, ElementIndex(u32::MAX));
+        for ((_, other), counts) in self.state.joins.range(range) {
+            if *other != gateway && counts.iter().any(|count| *count > 0) {
+                positions.push(*other);
+            }
+        }
+        !positions
+            .into_iter()
+            .any(|from| reaches(definition, from, &empty_sources, gateway))
     }
 
     /// Ends one element instance (and everything inside it) early; ending a process
@@ -791,4 +886,32 @@ pub(crate) fn set_path(document: &mut Variables, path: &str, value: serde_json::
             set_path(inner, rest, value);
         }
     }
+}
+
+/// Whether a token at `from` can reach one of `targets` along sequence flows (and boundary
+/// events), without passing through `avoid`.
+fn reaches(
+    definition: &ProcessDefinition,
+    from: ElementIndex,
+    targets: &[ElementIndex],
+    avoid: ElementIndex,
+) -> bool {
+    let mut seen = vec![false; definition.elements().len()];
+    let mut stack = vec![from];
+    while let Some(element) = stack.pop() {
+        if targets.contains(&element) {
+            return true;
+        }
+        if element == avoid || std::mem::replace(&mut seen[element.0 as usize], true) {
+            continue;
+        }
+        stack.extend(
+            definition
+                .outgoing(element)
+                .iter()
+                .map(|flow| definition.flow(*flow).target),
+        );
+        stack.extend_from_slice(definition.boundary_events(element));
+    }
+    false
 }

@@ -58,7 +58,7 @@ impl Generator<'_> {
     }
 
     fn block(&mut self, depth: u32) -> (String, String) {
-        let choice = if depth >= 3 { 0 } else { self.rng.below(5) };
+        let choice = if depth >= 3 { 0 } else { self.rng.below(6) };
         match choice {
             0 | 1 => {
                 let id = self.id("task");
@@ -85,6 +85,25 @@ impl Generator<'_> {
                     self.flow(&exit, &join, None);
                 }
                 (split, join)
+            }
+            5 => {
+                let fork = self.id("or");
+                let merge = self.id("orjoin");
+                let default_branch = self.id("f");
+                self.xml.push_str(&format!(
+                    r#"<bpmn:inclusiveGateway id="{fork}" default="{default_branch}"/><bpmn:inclusiveGateway id="{merge}"/>"#
+                ));
+                let (d_in, d_out) = self.block(depth + 1);
+                self.xml.push_str(&format!(
+                    r#"<bpmn:sequenceFlow id="{default_branch}" sourceRef="{fork}" targetRef="{d_in}"/>"#
+                ));
+                self.flow(&d_out, &merge, None);
+                for condition in ["=r &gt; 0.3", "=r &lt; 0.7"] {
+                    let (entry, exit) = self.block(depth + 1);
+                    self.flow(&fork, &entry, Some(condition));
+                    self.flow(&exit, &merge, None);
+                }
+                (fork, merge)
             }
             _ => {
                 let choose = self.id("xor");
@@ -305,7 +324,7 @@ fn one_run(seed: u64, seen: &mut Seen) {
                     }
                     ringflow_core::Event::IncidentCreated { .. } => seen.incidents += 1,
                     ringflow_core::Event::ElementActivated { element_id, .. }
-                        if element_id.starts_with("join") =>
+                        if element_id.starts_with("join") || element_id.starts_with("orjoin") =>
                     {
                         seen.joins += 1;
                     }
@@ -315,7 +334,63 @@ fn one_run(seed: u64, seen: &mut Seen) {
         }
         check_invariants(&shard.state);
     }
+    drain(&mut shard);
     shard.check_replay();
+}
+
+/// Liveness: fixing every incident and completing every job must end every instance. An
+/// instance left waiting would mean a token stuck somewhere, such as a join that never fires.
+fn drain(shard: &mut Shard) {
+    for _ in 0..1_000 {
+        if shard.state.instances().next().is_none() {
+            return;
+        }
+        let incidents: Vec<(Key, Key)> = shard
+            .state
+            .incidents()
+            .map(|i| (i.key, i.element_instance_key))
+            .collect();
+        for (incident, element) in incidents {
+            if let Some(job) = shard.state.element_instance(element).and_then(|e| e.job) {
+                shard
+                    .run(Command::UpdateJobRetries {
+                        key: job,
+                        retries: 1,
+                    })
+                    .expect("retries");
+            }
+            shard
+                .run(Command::ResolveIncident { key: incident })
+                .expect("resolve");
+            check_invariants(&shard.state);
+        }
+        let jobs: Vec<Key> = shard.state.jobs().map(|job| job.key).collect();
+        for job in jobs {
+            if shard
+                .state
+                .job(job)
+                .is_some_and(|j| j.state == JobState::Activatable)
+            {
+                shard
+                    .run(Command::ActivateJobs {
+                        job_type: "t".into(),
+                        worker: "w".into(),
+                        max_jobs: 1_000,
+                        lease_millis: 10_000,
+                    })
+                    .expect("activate");
+            }
+            if shard.state.job(job).is_some() {
+                let _ = shard.run(Command::CompleteJob {
+                    key: job,
+                    variables: vars(r#"{"r": 0.5}"#),
+                });
+            }
+            check_invariants(&shard.state);
+        }
+    }
+    let left: Vec<Key> = shard.state.instances().map(|i| i.key).collect();
+    panic!("instances {left:?} never ended although every job was completed");
 }
 
 #[test]
