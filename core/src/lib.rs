@@ -17,7 +17,7 @@
 //! `JobLeaseExpired`, `JobRetryDue`, `UpdateJobRetries`, `ThrowError`, `ResolveIncident` and
 //! `SetVariables`; the token machine for none, terminate and error end events, job-based
 //! tasks and events, script tasks, manual and undefined tasks, exclusive gateways,
-//! inclusive forks, parallel fork and join, embedded subprocesses, error boundary events and
+//! inclusive fork and join, parallel fork and join, embedded subprocesses, error boundary events and
 //! error event subprocesses; FEEL conditions and input/output mappings evaluated against
 //! JSON variables (one document per scope) with the clock from [`Ctx`]; incidents for what
 //! is not executed yet; and the deterministic snapshot of all of it. The README's element
