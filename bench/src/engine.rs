@@ -19,6 +19,10 @@ pub struct Args {
     /// How long to measure, in seconds, after a warm-up of 10,000 instances.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Run the FEEL variant instead: an input and an output mapping on the task and an
+    /// exclusive gateway with a FEEL condition after it (three FEEL evaluations per instance).
+    #[arg(long)]
+    feel: bool,
 }
 
 const ONE_TASK: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -33,10 +37,30 @@ const ONE_TASK: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/
   </bpmn:process>
 </bpmn:definitions>"#;
 
+const FEEL_TASK: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="one-task" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="task"/>
+    <bpmn:serviceTask id="task"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="work"/>
+      <zeebe:ioMapping><zeebe:input source="=order.total * 2" target="doubled"/>
+        <zeebe:output source="=doubled" target="result"/></zeebe:ioMapping>
+    </bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="task" targetRef="gw"/>
+    <bpmn:exclusiveGateway id="gw" default="small"/>
+    <bpmn:sequenceFlow id="big" sourceRef="gw" targetRef="end-big">
+      <bpmn:conditionExpression>=result &gt; 10</bpmn:conditionExpression></bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="small" sourceRef="gw" targetRef="end-small"/>
+    <bpmn:endEvent id="end-big"/><bpmn:endEvent id="end-small"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
 struct Engine {
     state: State,
     ctx: Ctx,
     commands: u64,
+    variables: Variables,
 }
 
 impl Engine {
@@ -52,7 +76,7 @@ impl Engine {
     fn one_instance(&mut self) -> anyhow::Result<()> {
         self.run(Command::CreateInstance {
             process: ProcessRef::Latest("one-task".to_string()),
-            variables: Variables::new(),
+            variables: self.variables.clone(),
             business_key: None,
             await_result: false,
         })?;
@@ -82,10 +106,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             next_key: Key::first(0),
         },
         commands: 0,
+        variables: Variables::new(),
     };
+    let model = if args.feel { FEEL_TASK } else { ONE_TASK };
+    if args.feel {
+        engine.variables = serde_json::from_str(r#"{"order": {"total": 10}}"#)?;
+    }
     let resource = Resource {
         name: "one-task.bpmn".to_string(),
-        content: Arc::from(ONE_TASK.as_bytes()),
+        content: Arc::from(model.as_bytes()),
     };
     engine.run(Command::Deploy {
         resources: vec![resource],
@@ -110,7 +139,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("instances were left running: the benchmark did not complete them");
     }
     println!("machine: {}", crate::machine::describe());
-    println!("engine, one-task process (create, activate, complete), one thread:");
+    let variant = if args.feel {
+        "with FEEL mappings and a condition"
+    } else {
+        "plain"
+    };
+    println!("engine, one-task process ({variant}; create, activate, complete), one thread:");
     println!("  instances/s      {:>12.0}", instances as f64 / elapsed);
     println!("  commands/s       {:>12.0}", commands as f64 / elapsed);
     println!(

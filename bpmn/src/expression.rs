@@ -12,8 +12,10 @@
 //! declared as names. `now()` and `today()` are parsed as reads of reserved names that the
 //! engine binds to the command's time, so that evaluation never reads a clock.
 
+use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
 
 use dsntk_feel::context::FeelContext;
 use dsntk_feel::{FeelScope, Name};
@@ -68,6 +70,10 @@ pub struct FeelExpression {
     source: Box<str>,
     /// Boxed: syntax trees are large, and expressions sit inside every element kind.
     ast: Box<AstNode>,
+    /// What the engine compiles this expression into, built on first use and shared by every
+    /// clone. Typed `Any` so that this crate needs no evaluator (the evaluator's dependencies
+    /// stay out of the model crate).
+    compiled: Arc<OnceLock<Box<dyn Any + Send + Sync>>>,
 }
 
 impl fmt::Debug for FeelExpression {
@@ -172,6 +178,7 @@ impl FeelExpression {
             Ok(Ok(ast)) => Ok(FeelExpression {
                 source: trimmed.into(),
                 ast: Box::new(ast),
+                compiled: Arc::new(OnceLock::new()),
             }),
             Ok(Err(_)) => Err(format!("`{trimmed}` is not a valid FEEL expression")),
             Err(_) => Err(format!(
@@ -188,6 +195,18 @@ impl FeelExpression {
     /// The parsed syntax tree, for the evaluator.
     pub fn ast(&self) -> &AstNode {
         &self.ast
+    }
+
+    /// The engine's compiled form of this expression: `compile` runs once, on first use, and
+    /// every later call (from any clone) returns the same value. Returns `None` if the cache
+    /// already holds a value of another type.
+    pub fn compiled<T: Any + Send + Sync>(
+        &self,
+        compile: impl FnOnce(&AstNode) -> T,
+    ) -> Option<&T> {
+        self.compiled
+            .get_or_init(|| Box::new(compile(&self.ast)))
+            .downcast_ref::<T>()
     }
 }
 

@@ -43,8 +43,13 @@ pub(crate) fn evaluate(
     context.set_entry(&Name::from(CLOCK_TODAY), Value::String(date));
     let scope = FeelScope::from(context);
     // Third-party code on user data: a panic becomes an error, never a crashed shard.
+    // The evaluator is built from the syntax tree once per deployed expression and cached
+    // on it; each evaluation only runs it.
     let value = catch_unwind(AssertUnwindSafe(|| {
-        dsntk_feel_evaluator::evaluate(&scope, expression.ast())
+        let evaluator = expression
+            .compiled(dsntk_feel_evaluator::prepare)
+            .expect("only the engine fills the cache, always with an Evaluator");
+        evaluator(&scope)
     }))
     .map_err(|_| {
         format!(
