@@ -247,7 +247,11 @@ fn one_run(seed: u64, seen: &mut Seen) {
     let mut rng = Rng(seed | 1);
     let mut shard = Shard::new();
     shard.deploy("random.bpmn", &random_process(&mut rng));
-    for _ in 0..COMMANDS_PER_RUN {
+    let mut snapshot: Option<(Vec<u8>, usize)> = None;
+    for step in 0..COMMANDS_PER_RUN {
+        if step == COMMANDS_PER_RUN / 2 {
+            snapshot = Some((shard.state.encode(), shard.log.len()));
+        }
         let jobs: Vec<Key> = shard.state.jobs().map(|job| job.key).collect();
         let pick = |rng: &mut Rng, keys: &[Key]| keys[rng.below(keys.len() as u64) as usize];
         let command = match rng.below(10) {
@@ -336,6 +340,17 @@ fn one_run(seed: u64, seen: &mut Seen) {
     }
     drain(&mut shard);
     shard.check_replay();
+    // Snapshot, restore and continue equals the uninterrupted run.
+    let (bytes, from) = snapshot.expect("taken halfway");
+    let mut restored = State::decode(&bytes).expect("the snapshot restores");
+    for (command, ctx) in &shard.log[from..] {
+        ringflow_core::process(&mut restored, command.clone(), ctx).expect("accepted again");
+    }
+    assert_eq!(
+        restored.encode(),
+        shard.state.encode(),
+        "restore-and-continue differs"
+    );
 }
 
 /// Liveness: fixing every incident and completing every job must end every instance. An
