@@ -8,3 +8,4 @@
 //! `ringflow validate`.
 
 pub mod cli;
+pub mod journal;
