@@ -6,3 +6,4 @@
 //! (issue "The shard").
 
 pub mod record;
+pub mod scan;
