@@ -7,3 +7,5 @@
 
 pub mod record;
 pub mod scan;
+pub mod storage;
+pub mod writer;

@@ -4,7 +4,7 @@
 //! |-------:|-----------|--------|------------------------------------------------------------|
 //! | 0      | magic     | u32 LE | `RECORD_MAGIC`, so a stray page is not taken for a record  |
 //! | 4      | version   | u16 LE | `RECORD_VERSION`                                           |
-//! | 6      | flags     | u16 LE | 0; reserved                                                |
+//! | 6      | flags     | u16 LE | bit 0: `FLAG_BATCH_START`, the first record of a batch     |
 //! | 8      | length    | u32 LE | payload bytes                                              |
 //! | 12     | shard     | u16 LE | the shard that wrote it: a misdirected record is caught    |
 //! | 14     | reserved  | u16 LE | 0                                                          |
@@ -22,6 +22,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"RFJ1");
 /// The record format version this code writes and reads.
 pub const RECORD_VERSION: u16 = 1;
+/// Flag of the first record of a batch. A batch is written only after the one before it was
+/// synced, so a valid batch start after damaged bytes proves the damage is not a torn write.
+pub const FLAG_BATCH_START: u16 = 1;
 /// Bytes of the fixed header.
 pub const RECORD_HEADER_BYTES: usize = 32;
 /// Largest payload of one record. A command's payload is far smaller (a deployment is the
@@ -101,9 +104,10 @@ pub enum RecordError {
     },
 }
 
-/// Appends one record to `out`. Panics on a payload over `RECORD_PAYLOAD_BYTES_MAX`: callers
-/// check their limits first, so reaching it is a bug.
-pub fn encode(out: &mut Vec<u8>, shard: u16, lsn: u64, payload: &[u8]) {
+/// Appends one record to `out`, flagged as the start of a batch when `batch_start`. Panics on
+/// a payload over `RECORD_PAYLOAD_BYTES_MAX`: callers check their limits first, so reaching
+/// it is a bug.
+pub fn encode(out: &mut Vec<u8>, shard: u16, lsn: u64, payload: &[u8], batch_start: bool) {
     assert!(
         payload.len() <= RECORD_PAYLOAD_BYTES_MAX,
         "payload over RECORD_PAYLOAD_BYTES_MAX"
@@ -111,7 +115,7 @@ pub fn encode(out: &mut Vec<u8>, shard: u16, lsn: u64, payload: &[u8]) {
     let mut header = RecordHeader {
         magic: RECORD_MAGIC.into(),
         version: RECORD_VERSION.into(),
-        flags: 0.into(),
+        flags: if batch_start { FLAG_BATCH_START } else { 0 }.into(),
         length: (payload.len() as u32).into(),
         shard: shard.into(),
         reserved: 0.into(),
@@ -146,6 +150,8 @@ pub struct Record<'a> {
     pub payload: &'a [u8],
     /// Header plus payload bytes.
     pub total_bytes: usize,
+    /// Whether it is the first record of a batch.
+    pub batch_start: bool,
 }
 
 /// Reads the record at the start of `bytes`, which must be of `shard` with LSN `lsn`.
@@ -192,10 +198,12 @@ pub fn decode(bytes: &[u8], shard: u16, lsn: u64) -> Result<Record<'_>, RecordEr
             found: header.lsn.get(),
         });
     }
+    let batch_start = header.flags.get() & FLAG_BATCH_START != 0;
     Ok(Record {
         lsn,
         payload,
         total_bytes: RECORD_HEADER_BYTES + length as usize,
+        batch_start,
     })
 }
 
@@ -206,9 +214,9 @@ mod tests {
     #[test]
     fn records_round_trip_in_sequence() {
         let mut log = Vec::new();
-        encode(&mut log, 7, 1, b"first");
-        encode(&mut log, 7, 2, b"");
-        encode(&mut log, 7, 3, &[0xAB; 1000]);
+        encode(&mut log, 7, 1, b"first", false);
+        encode(&mut log, 7, 2, b"", false);
+        encode(&mut log, 7, 3, &[0xAB; 1000], false);
         let mut offset = 0;
         for (lsn, expected) in [(1, &b"first"[..]), (2, &b""[..]), (3, &[0xAB; 1000][..])] {
             let record = decode(&log[offset..], 7, lsn).expect("valid");
@@ -228,7 +236,7 @@ mod tests {
     #[test]
     fn every_kind_of_damage_is_caught() {
         let mut log = Vec::new();
-        encode(&mut log, 7, 5, b"payload");
+        encode(&mut log, 7, 5, b"payload", false);
         // Every single bit flip anywhere in the record is detected.
         for bit in 0..log.len() * 8 {
             let mut damaged = log.clone();

@@ -12,8 +12,10 @@
 //! | anything else, and no valid later record        | a write torn by a crash       | stop: torn tail |
 //! | anything else, and a valid later record exists  | damage in the middle          | stop: corrupt   |
 //!
-//! A "later record" is a valid record of this shard with a higher LSN at a later block
-//! boundary: only then is the damage provably before data that was written after it.
+//! A "later record" is a valid record of this shard with a higher LSN, flagged as the start
+//! of a batch, at a later block boundary. Batches are written only after the one before was
+//! synced, so only then is the damage provably in data that was durable: a torn last batch
+//! can contain valid records after a damaged sector, but never the start of a later batch.
 
 use super::record::{self, RecordError};
 
@@ -84,6 +86,20 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
                 },
             };
         }
+        // A record never starts with a zero byte (the magic is not zero), so zeros up to the
+        // next boundary are padding, or the end of what was ever written.
+        if zeros_to_boundary(bytes, offset) {
+            if offset % BLOCK_BYTES == 0 {
+                return Scan {
+                    records,
+                    end: End::Clean {
+                        next_write_offset: offset,
+                    },
+                };
+            }
+            offset = next_boundary(offset + 1);
+            continue;
+        }
         match record::decode(&bytes[offset..], shard, lsn) {
             Ok(record) => {
                 records.push(Found {
@@ -93,20 +109,6 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
                 });
                 offset += record.total_bytes;
                 lsn += 1;
-            }
-            Err(RecordError::BadMagic { found: 0 }) if zeros_to_boundary(bytes, offset) => {
-                let boundary = next_boundary(offset + 1).min(bytes.len());
-                let at_boundary = offset % BLOCK_BYTES == 0;
-                if at_boundary {
-                    // A batch would start here: nothing was ever written past this point.
-                    return Scan {
-                        records,
-                        end: End::Clean {
-                            next_write_offset: offset,
-                        },
-                    };
-                }
-                offset = boundary;
             }
             Err(error) => {
                 let end = if later_record_exists(bytes, offset, shard, lsn) {
@@ -134,7 +136,7 @@ fn later_record_exists(bytes: &[u8], offset: usize, shard: u16, lsn: u64) -> boo
         // through a decode with the right shard and any LSN above the damaged one.
         if let Some(found) = header_lsn(&bytes[boundary..])
             && found > lsn
-            && record::decode(&bytes[boundary..], shard, found).is_ok()
+            && record::decode(&bytes[boundary..], shard, found).is_ok_and(|r| r.batch_start)
         {
             return true;
         }
@@ -158,8 +160,8 @@ mod tests {
         let mut bytes = Vec::new();
         let mut lsn = 1;
         for batch in batches {
-            for payload in *batch {
-                record::encode(&mut bytes, shard, lsn, payload);
+            for (index, payload) in batch.iter().enumerate() {
+                record::encode(&mut bytes, shard, lsn, payload, index == 0);
                 lsn += 1;
             }
             bytes.resize(next_boundary(bytes.len()), 0);
