@@ -39,18 +39,7 @@ fn one_task_with_variables() -> String {
 
 fn parallel_with_failures() -> String {
     let mut shard = Shard::new();
-    let body = format!(
-        r#"<bpmn:startEvent id="start"/>{}<bpmn:parallelGateway id="split"/>{}{}{}{}{}{}
-           <bpmn:parallelGateway id="join"/>{}<bpmn:endEvent id="end"/>"#,
-        flow("f1", "start", "split"),
-        flow("f2", "split", "a"),
-        flow("f3", "split", "b"),
-        service_task("a", "left"),
-        service_task("b", "right"),
-        flow("f4", "a", "join"),
-        flow("f5", "b", "join"),
-        flow("f6", "join", "end"),
-    );
+    let body = common::parallel_body();
     shard.deploy("par.bpmn", &model("par", &body));
     shard.create("par", vars("{}"));
     shard.create("par", vars("{}"));

@@ -115,18 +115,7 @@ fn unknown_and_finished_jobs_are_rejected_clearly() {
 
 #[test]
 fn parallel_split_and_join() {
-    let body = format!(
-        r#"<bpmn:startEvent id="start"/>{}<bpmn:parallelGateway id="split"/>{}{}{}{}{}{}
-           <bpmn:parallelGateway id="join"/>{}<bpmn:endEvent id="end"/>"#,
-        flow("f1", "start", "split"),
-        flow("f2", "split", "a"),
-        flow("f3", "split", "b"),
-        service_task("a", "left"),
-        service_task("b", "right"),
-        flow("f4", "a", "join"),
-        flow("f5", "b", "join"),
-        flow("f6", "join", "end"),
-    );
+    let body = common::parallel_body();
     let mut shard = Shard::new();
     shard.deploy("p.bpmn", &model("parallel", &body));
     let (instance, _) = shard.create("parallel", vars("{}"));

@@ -165,3 +165,19 @@ pub fn one_task() -> String {
         ),
     )
 }
+
+/// start -> parallel split -> tasks `a` (type `left`) and `b` (type `right`) -> join -> end.
+pub fn parallel_body() -> String {
+    format!(
+        r#"<bpmn:startEvent id="start"/>{}<bpmn:parallelGateway id="split"/>{}{}{}{}{}{}
+           <bpmn:parallelGateway id="join"/>{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "split"),
+        flow("f2", "split", "a"),
+        flow("f3", "split", "b"),
+        service_task("a", "left"),
+        service_task("b", "right"),
+        flow("f4", "a", "join"),
+        flow("f5", "b", "join"),
+        flow("f6", "join", "end"),
+    )
+}
