@@ -9,3 +9,4 @@
 
 pub mod cli;
 pub mod journal;
+pub mod storage;

@@ -7,20 +7,23 @@
 //! | found at the expected position                  | meaning                       | action          |
 //! |-------------------------------------------------|-------------------------------|-----------------|
 //! | a valid record with the next LSN                | a record                      | take it, go on  |
-//! | zeros (no magic)                                | padding, or the end           | next boundary   |
-//! | zeros at a boundary, or the end of the bytes    | the end of the log            | stop: clean     |
+//! | zeros (no magic) within a block                 | padding                       | next boundary   |
+//! | zeros at a boundary, only zeros after           | the end of the log            | stop: clean     |
+//! | zeros at a boundary, later a record of this shard with this LSN or higher | a misdirected or lost write | stop: corrupt |
+//! | zeros at a boundary, other bytes after          | a write torn by a crash       | stop: torn tail |
 //! | anything else, and no valid later record        | a write torn by a crash       | stop: torn tail |
 //! | anything else, and a valid later record exists  | damage in the middle          | stop: corrupt   |
 //!
-//! A "later record" is a valid record of this shard with a higher LSN, flagged as the start
-//! of a batch, at a later block boundary. Batches are written only after the one before was
-//! synced, so only then is the damage provably in data that was durable: a torn last batch
-//! can contain valid records after a damaged sector, but never the start of a later batch.
+//! A "later record" after damage is a valid record of this shard with a higher LSN, flagged
+//! as the start of a batch, at a later block boundary. Batches are written only after the one
+//! before was synced, so only then is the damage provably in data that was durable: a torn
+//! last batch can contain valid records after a damaged sector, but never the start of a
+//! later batch. Past the end of the log there must be nothing but zeros (recovery zeroes a
+//! torn tail): a record there was written somewhere it did not belong, and the records that
+//! belong at the end may have been acknowledged, so that is corruption, not a tail to cut.
 
 use super::record::{self, RecordError};
-
-/// Writes (and so batches) start on multiples of this many bytes: the O_DIRECT alignment.
-pub const BLOCK_BYTES: usize = 4096;
+pub use crate::storage::BLOCK_BYTES;
 
 /// One record found by [`scan`].
 #[derive(Debug, PartialEq, Eq)]
@@ -43,19 +46,21 @@ pub enum End {
     },
     /// The last write was torn; everything from `offset` on is to be discarded.
     TornTail {
-        /// Where the torn record starts (the log is cut here).
+        /// Where the torn record starts (the log is cut here, at a block boundary or inside
+        /// the last batch).
         offset: usize,
         /// Why the bytes there are not a record.
         error: RecordError,
     },
-    /// Damage before records that were written later: never truncated, the shard stops.
+    /// Damage before records that were written later, or a record past the end: never
+    /// truncated, the shard stops.
     Corrupt {
-        /// Where the damaged record starts.
+        /// Where the damaged (or missing) record starts.
         offset: usize,
         /// The LSN expected there.
         lsn: u64,
-        /// Why the bytes there are not that record.
-        error: RecordError,
+        /// What is wrong, for a person.
+        reason: String,
     },
 }
 
@@ -90,12 +95,8 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
         // next boundary are padding, or the end of what was ever written.
         if zeros_to_boundary(bytes, offset) {
             if offset % BLOCK_BYTES == 0 {
-                return Scan {
-                    records,
-                    end: End::Clean {
-                        next_write_offset: offset,
-                    },
-                };
+                let end = end_at(bytes, offset, shard, lsn);
+                return Scan { records, end };
             }
             offset = next_boundary(offset + 1);
             continue;
@@ -110,11 +111,28 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
                 offset += record.total_bytes;
                 lsn += 1;
             }
+            Err(error @ (RecordError::WrongLsn { .. } | RecordError::WrongShard { .. })) => {
+                // A whole, valid record that does not belong here: no torn write makes one,
+                // so it was written to the wrong place (or the file to the wrong shard).
+                let reason = format!("{error}: a whole record that does not belong here");
+                let end = End::Corrupt {
+                    offset,
+                    lsn,
+                    reason,
+                };
+                return Scan { records, end };
+            }
             Err(error) => {
-                let end = if later_record_exists(bytes, offset, shard, lsn) {
-                    End::Corrupt { offset, lsn, error }
-                } else {
-                    End::TornTail { offset, error }
+                let end = match later_batch(bytes, offset, shard, lsn + 1) {
+                    Some((later_offset, later_lsn)) => End::Corrupt {
+                        offset,
+                        lsn,
+                        reason: format!(
+                            "{error}; a later batch (LSN {later_lsn} at offset {later_offset}) \
+                             was written after it, so this is damage, not a torn write"
+                        ),
+                    },
+                    None => End::TornTail { offset, error },
                 };
                 return Scan { records, end };
             }
@@ -125,24 +143,70 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
 /// Whether everything from `offset` to the next block boundary is zero.
 fn zeros_to_boundary(bytes: &[u8], offset: usize) -> bool {
     let end = next_boundary(offset + 1).min(bytes.len());
-    bytes[offset..end].iter().all(|byte| *byte == 0)
+    all_zero(&bytes[offset..end])
 }
 
-/// Whether a valid record of `shard` with an LSN above `lsn` starts at a later boundary.
-fn later_record_exists(bytes: &[u8], offset: usize, shard: u16, lsn: u64) -> bool {
+/// How the log ends at `offset`, a block boundary with zeros where LSN `lsn` would be.
+fn end_at(bytes: &[u8], offset: usize, shard: u16, lsn: u64) -> End {
+    if let Some((later_offset, later_lsn)) = later_batch(bytes, offset, shard, lsn) {
+        return End::Corrupt {
+            offset,
+            lsn,
+            reason: format!(
+                "the log ends here, but a batch with LSN {later_lsn} is at offset \
+                 {later_offset}: a write went to the wrong place or was lost"
+            ),
+        };
+    }
+    if all_zero(&bytes[offset..]) {
+        End::Clean {
+            next_write_offset: offset,
+        }
+    } else {
+        End::TornTail {
+            offset,
+            error: RecordError::BadMagic { found: 0 },
+        }
+    }
+}
+
+/// The first valid batch start of `shard` with an LSN of at least `lsn_min` at a block
+/// boundary after `offset`: its offset and LSN.
+fn later_batch(bytes: &[u8], offset: usize, shard: u16, lsn_min: u64) -> Option<(usize, u64)> {
     let mut boundary = next_boundary(offset + 1);
     while boundary < bytes.len() {
-        // The LSN there is unknown; try the plausible ones by reading the header's LSN
-        // through a decode with the right shard and any LSN above the damaged one.
+        // The LSN there is unknown: take the header's word for it, then check the record.
         if let Some(found) = header_lsn(&bytes[boundary..])
-            && found > lsn
+            && found >= lsn_min
             && record::decode(&bytes[boundary..], shard, found).is_ok_and(|r| r.batch_start)
         {
-            return true;
+            return Some((boundary, found));
         }
         boundary += BLOCK_BYTES;
     }
-    false
+    None
+}
+
+/// Whether every byte is zero, sixteen at a time (recovery checks whole segments).
+pub fn all_zero(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(16);
+    let words_zero = chunks
+        .by_ref()
+        .all(|chunk| u128::from_ne_bytes(chunk.try_into().expect("16 bytes")) == 0);
+    words_zero && chunks.remainder().iter().all(|byte| *byte == 0)
+}
+
+/// The end of the last non-zero byte, rounded up to `BLOCK_BYTES` (0 for all zeros).
+pub fn dirty_end(bytes: &[u8]) -> usize {
+    let mut end = bytes.len().div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+    while end > 0 {
+        let start = end - BLOCK_BYTES;
+        if !all_zero(&bytes[start..end.min(bytes.len())]) {
+            return end;
+        }
+        end = start;
+    }
+    0
 }
 
 /// The LSN field of what may be a record header (bytes 16..24), if there are enough bytes.
@@ -225,25 +289,64 @@ mod tests {
         let scan = scan(&bytes, 1, 1);
         assert_eq!(lsns(&scan), [1, 2]);
         match scan.end {
-            End::Corrupt { offset, lsn, error } => {
+            End::Corrupt {
+                offset,
+                lsn,
+                reason,
+            } => {
                 assert_eq!((offset, lsn), (BLOCK_BYTES, 3));
-                assert!(matches!(error, RecordError::ChecksumMismatch { .. }));
+                assert!(reason.contains("checksum mismatch"), "{reason}");
             }
             other => panic!("expected corruption, got {other:?}"),
         }
     }
 
     #[test]
-    fn records_of_another_shard_are_never_taken() {
+    fn records_of_another_shard_or_lsn_are_never_taken() {
         let bytes = log(&[&[b"a"]], 2);
         let scan = scan(&bytes, 1, 1);
         assert!(scan.records.is_empty());
-        assert!(matches!(
-            scan.end,
-            End::TornTail {
-                error: RecordError::WrongShard { .. },
-                ..
+        assert!(matches!(scan.end, End::Corrupt { ref reason, .. } if reason.contains("shard 2")));
+        // A later batch written over the last one (a misdirected write) is not a torn tail.
+        let two = log(&[&[b"a"], &[b"b"]], 1);
+        let mut over = two[..BLOCK_BYTES].to_vec();
+        let mut later = Vec::new();
+        record::encode(&mut later, 1, 7, b"g", true);
+        over.extend_from_slice(&later);
+        over.resize(3 * BLOCK_BYTES, 0);
+        assert!(matches!(scan_fn(&over).end, End::Corrupt { lsn: 2, .. }));
+    }
+
+    fn scan_fn(bytes: &[u8]) -> Scan {
+        scan(bytes, 1, 1)
+    }
+
+    #[test]
+    fn a_record_past_the_end_is_corruption_and_garbage_past_it_a_torn_tail() {
+        let one = log(&[&[b"a"]], 1);
+        let two = log(&[&[b"a"], &[b"b"]], 1);
+        // Batch 2 landed two blocks too far: where it belongs there are zeros.
+        let mut misdirected = one.clone();
+        misdirected.resize(3 * BLOCK_BYTES, 0);
+        misdirected.extend_from_slice(&two[BLOCK_BYTES..]);
+        misdirected.resize(6 * BLOCK_BYTES, 0);
+        match scan(&misdirected, 1, 1).end {
+            End::Corrupt {
+                offset,
+                lsn,
+                reason,
+            } => {
+                assert_eq!((offset, lsn), (BLOCK_BYTES, 2));
+                assert!(reason.contains("wrong place"), "{reason}");
             }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        let mut garbage = one;
+        garbage.resize(2 * BLOCK_BYTES, 0);
+        garbage.extend_from_slice(&[0x77; 512]);
+        assert!(matches!(
+            scan(&garbage, 1, 1).end,
+            End::TornTail { offset, .. } if offset == BLOCK_BYTES
         ));
     }
 }

@@ -1,161 +1,486 @@
-//! Appending to a journal segment with group commit, and opening one again after a crash.
+//! The journal's segments: opening them after a crash, and committing batches to them.
 //!
-//! Records are appended to the open batch in memory; [`Journal::commit`] writes the batch,
-//! padded with zeros to a block boundary, at the end of the log with one write and one sync.
-//! Only when the sync returns are the batch's LSNs acknowledged, in order. A failed write or
-//! sync is never retried: the journal refuses all further work, and the shard recovers from
-//! disk ([`Journal::open`]).
+//! A segment is a file `<first LSN, 20 digits>.seg` in the journal directory, reserved at its
+//! full size when created. Batches are written at the end of the newest segment; a batch that
+//! does not fit opens a new segment named after the batch's first LSN (and the directory is
+//! fsynced before anything is written to it).
+//!
+//! [`Journal::commit`] writes one batch with one write and one fdatasync; only when the sync
+//! returns are its LSNs durable. A failed write or sync is never retried: the journal refuses
+//! all further work, and the shard recovers from disk ([`Journal::open`]).
+//!
+//! Recovery ([`Journal::open`]) reads every segment, in LSN order:
+//!
+//! | what it finds | what it does |
+//! |---|---|
+//! | segments whose names do not follow on from the one before | stops: corrupt |
+//! | a torn tail in the last segment holding records | zeroes it, syncs, appends after it |
+//! | a torn tail in an earlier segment | stops: corrupt (later segments were written after it) |
+//! | damage before later records, or a record past the end | stops: corrupt |
+//! | segments at the end with no records | removes them (they were created just before a crash) |
+//! | a first segment that starts after the snapshot's LSN + 1 | stops: records are missing |
+//!
+//! A read that shows damage is read again: a bit flipped on the way (not on the disk) must
+//! not be taken for a torn tail and cut off, since that would lose acknowledged records.
 
+use super::batch::{Batch, BatchLimits};
 use super::record;
 use super::scan::{self, BLOCK_BYTES, End, Found};
-use super::storage::{Storage, StorageError};
+use crate::storage::{Dir, File, StorageError};
 
-/// Most records in one batch.
-pub const BATCH_RECORDS_MAX: usize = 4096;
-/// Most bytes in one batch (records plus padding).
-pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Default size of one segment file.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Default cap on records in one batch.
+pub const BATCH_RECORDS_MAX_DEFAULT: usize = 4096;
+/// Default cap on bytes in one batch.
+pub const BATCH_BYTES_MAX_DEFAULT: usize = 4 * 1024 * 1024;
+/// Most reads of a segment that looks damaged while looking for two reads in a row that
+/// agree (to tell a bit flipped on the way from damage on the disk).
+pub const READS_MAX: usize = 8;
+/// Bytes per read at recovery (and per write when zeroing a torn tail).
+const IO_CHUNK_BYTES: usize = 1024 * 1024;
+
+const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(IO_CHUNK_BYTES.is_multiple_of(BLOCK_BYTES));
+
+/// How a journal is laid out and batched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// The shard that owns it: every record carries it.
+    pub shard: u16,
+    /// Bytes of one segment file (a multiple of 4 KiB, at least `batch.bytes_max` rounded up).
+    pub segment_bytes: u64,
+    /// The caps of one batch.
+    pub batch: BatchLimits,
+}
+
+impl JournalConfig {
+    /// The defaults for `shard`: 64 MiB segments, batches of at most 4096 records and 4 MiB.
+    pub fn new(shard: u16) -> JournalConfig {
+        JournalConfig {
+            shard,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            batch: BatchLimits {
+                records_max: BATCH_RECORDS_MAX_DEFAULT,
+                bytes_max: BATCH_BYTES_MAX_DEFAULT,
+            },
+        }
+    }
+
+    /// Checks that the sizes fit together; says what to change when they do not.
+    pub fn check(&self) -> Result<(), String> {
+        let padded_batch = (self.batch.bytes_max.div_ceil(BLOCK_BYTES) * BLOCK_BYTES) as u64;
+        if !self.segment_bytes.is_multiple_of(BLOCK_BYTES as u64) {
+            return Err(format!(
+                "segment size {} bytes is not a multiple of {BLOCK_BYTES}",
+                self.segment_bytes
+            ));
+        }
+        if self.segment_bytes < padded_batch {
+            return Err(format!(
+                "segment size {} bytes is smaller than the largest batch ({padded_batch} bytes)",
+                self.segment_bytes
+            ));
+        }
+        if self.batch.records_max == 0 || self.batch.bytes_max <= record::RECORD_HEADER_BYTES {
+            return Err("a batch must hold at least one record".to_string());
+        }
+        Ok(())
+    }
+}
 
 /// Why the journal cannot go on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum JournalError {
-    /// A write or sync failed; the journal refuses further work until it is opened again.
+    /// A read, write or sync failed; the journal refuses further work until it is opened
+    /// again.
     #[error("journal stopped: {0}; restart the shard to recover from disk")]
     Storage(#[from] StorageError),
     /// An earlier failure stopped the journal.
     #[error("journal stopped by an earlier failure; restart the shard to recover from disk")]
     Stopped,
-    /// The batch is full: commit first.
-    #[error("the batch is full (BATCH_RECORDS_MAX or BATCH_BYTES_MAX); commit it first")]
-    BatchFull,
-    /// Damage in the middle of the log: recovery stops here rather than lose later records.
+    /// Damage that recovery must not cut off: the shard does not start.
     #[error(
-        "journal corrupt at offset {offset}, LSN {lsn}: {reason}; inspect it with `ringflow \
-         journal inspect`"
+        "journal corrupt in segment `{segment}` at offset {offset}, LSN {lsn}: {reason}; \
+         inspect it with `ringflow journal inspect`"
     )]
     Corrupt {
-        /// Where the damaged record starts.
+        /// The segment file.
+        segment: String,
+        /// Where in it.
         offset: usize,
         /// The LSN expected there.
         lsn: u64,
-        /// What is wrong with it.
+        /// What is wrong.
         reason: String,
     },
 }
 
-/// One shard's journal over one storage file.
-pub struct Journal<S: Storage> {
-    storage: S,
+/// The file name of the segment whose first record has LSN `first_lsn`.
+pub fn segment_name(first_lsn: u64) -> String {
+    format!("{first_lsn:020}.seg")
+}
+
+/// The first LSN of a segment file name, or `None` for other files.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// One segment as recovery found it.
+#[derive(Debug)]
+pub struct SegmentScan {
+    /// File name.
+    pub name: String,
+    /// LSN of its first record, from the name.
+    pub first_lsn: u64,
+    /// The scan of its bytes (records and how it ends).
+    pub scan: scan::Scan,
+    /// Bytes up to the last non-zero byte, rounded up to a block.
+    pub dirty_bytes: usize,
+    /// For a torn tail: the block it starts in, as read (the part before the tail is kept).
+    pub torn_block: Vec<u8>,
+}
+
+/// Reads and scans one segment. A scan that is not clean is trusted only when two reads in
+/// a row gave the same bytes: a bit flipped on the way (not on the disk) must not be taken for
+/// a torn tail and cut off. (A flip cannot make a damaged segment look clean: every record is
+/// checksummed and everything past the end must be zero.)
+pub async fn scan_segment<D: Dir>(
+    dir: &D,
+    name: &str,
     shard: u16,
-    next_lsn: u64,
+) -> Result<SegmentScan, JournalError> {
+    let first_lsn = parse_segment_name(name).expect("a segment name");
+    let file = dir.open(name).await?;
+    let mut bytes = crate::storage::read_whole(&file, IO_CHUNK_BYTES).await?;
+    let mut found = scan::scan(&bytes, shard, first_lsn);
+    let mut reads = 1;
+    while !matches!(found.end, End::Clean { .. }) {
+        let again = crate::storage::read_whole(&file, IO_CHUNK_BYTES).await?;
+        if again == bytes {
+            break;
+        }
+        reads += 1;
+        if reads > READS_MAX {
+            return Err(JournalError::Storage(StorageError::Io {
+                operation: "read",
+                name: name.to_string(),
+                message: format!("{READS_MAX} reads in a row gave different bytes"),
+            }));
+        }
+        bytes = again;
+        found = scan::scan(&bytes, shard, first_lsn);
+    }
+    let dirty_bytes = scan::dirty_end(&bytes);
+    let torn_block = match found.end {
+        End::TornTail { offset, .. } => {
+            let start = offset / BLOCK_BYTES * BLOCK_BYTES;
+            let mut block =
+                bytes[start.min(bytes.len())..(start + BLOCK_BYTES).min(bytes.len())].to_vec();
+            block.resize(BLOCK_BYTES, 0);
+            block
+        }
+        _ => Vec::new(),
+    };
+    Ok(SegmentScan {
+        name: name.to_string(),
+        first_lsn,
+        scan: found,
+        dirty_bytes,
+        torn_block,
+    })
+}
+
+/// The segment files of a journal directory, in LSN order.
+pub async fn segment_names<D: Dir>(dir: &D) -> Result<Vec<(u64, String)>, StorageError> {
+    let mut segments: Vec<(u64, String)> = dir
+        .list()
+        .await?
+        .into_iter()
+        .filter_map(|name| parse_segment_name(&name).map(|lsn| (lsn, name)))
+        .collect();
+    segments.sort();
+    Ok(segments)
+}
+
+struct Current<F> {
+    file: F,
     write_offset: u64,
-    batch: Vec<u8>,
-    batch_records: usize,
-    durable_lsn: u64,
+}
+
+/// One shard's journal.
+pub struct Journal<D: Dir> {
+    dir: D,
+    config: JournalConfig,
+    current: Option<Current<D::File>>,
+    /// (first LSN, name) of every segment, oldest first.
+    segments: Vec<(u64, String)>,
+    next_lsn: u64,
     stopped: bool,
 }
 
-impl<S: Storage> Journal<S> {
-    /// Opens the journal in `storage` (empty or written before), recovering what is there:
-    /// returns the journal ready to append and every record found, in order. A torn tail is
-    /// cut off (and zeroed, so later batches do not sit behind garbage); damage in the middle
-    /// is an error. On an error the storage comes back with it, to be opened again later.
-    #[allow(clippy::type_complexity)]
-    pub fn open(mut storage: S, shard: u16) -> Result<(Journal<S>, Vec<Found>), (JournalError, S)> {
-        let bytes = match storage.read_all() {
-            Ok(bytes) => bytes,
-            Err(error) => return Err((error.into(), storage)),
-        };
-        let scan = scan::scan(&bytes, shard, 1);
-        let next_write_offset = match scan.end {
-            End::Clean { next_write_offset } => next_write_offset,
-            End::TornTail { offset, .. } => {
-                let end = bytes.len().max(offset);
-                let zeros = vec![0; end - offset];
-                let cut = storage
-                    .write(offset as u64, &zeros)
-                    .and_then(|()| storage.sync());
-                if let Err(error) = cut {
-                    return Err((error.into(), storage));
+/// What [`Journal::open`] found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The records after the snapshot's LSN, in order.
+    pub records: Vec<Found>,
+    /// Whether a torn tail was cut off (and where: segment, offset).
+    pub torn_tail: Option<(String, usize)>,
+    /// Empty segments at the end that were removed.
+    pub removed_empty: Vec<String>,
+}
+
+impl<D: Dir> Journal<D> {
+    /// Opens the journal in `dir`, recovering what is there (see the module docs). Records up
+    /// to `snapshot_lsn` (0 without a snapshot) are covered by the snapshot and skipped.
+    pub async fn open(
+        dir: D,
+        config: JournalConfig,
+        snapshot_lsn: u64,
+    ) -> Result<(Journal<D>, Recovered), JournalError> {
+        config
+            .check()
+            .expect("the configuration was checked at startup");
+        let names = segment_names(&dir).await?;
+        let mut scans = Vec::with_capacity(names.len());
+        for (_, name) in &names {
+            scans.push(scan_segment(&dir, name, config.shard).await?);
+        }
+        let mut removed_empty = Vec::new();
+        // A segment with no records at the end was created just before a crash (its first
+        // batch, if any, was torn and never acknowledged). Corruption is never removed.
+        while scans.last().is_some_and(|last| {
+            last.scan.records.is_empty() && !matches!(last.scan.end, End::Corrupt { .. })
+        }) {
+            let last = scans.pop().expect("checked");
+            dir.remove(&last.name).await?;
+            removed_empty.push(last.name);
+        }
+        if !removed_empty.is_empty() {
+            dir.sync().await?;
+        }
+        check_sequence(&scans, snapshot_lsn)?;
+        let mut torn_tail = None;
+        let mut current = None;
+        if let Some(last) = scans.last() {
+            let file = dir.open(&last.name).await?;
+            let write_offset = match &last.scan.end {
+                End::Clean { next_write_offset } => *next_write_offset,
+                End::TornTail { offset, .. } => {
+                    zero_tail(&file, *offset, last.dirty_bytes, &last.torn_block).await?;
+                    file.sync().await?;
+                    torn_tail = Some((last.name.clone(), *offset));
+                    offset.div_ceil(BLOCK_BYTES) * BLOCK_BYTES
                 }
-                offset.div_ceil(BLOCK_BYTES) * BLOCK_BYTES
-            }
-            End::Corrupt { offset, lsn, error } => {
-                let error = JournalError::Corrupt {
-                    offset,
-                    lsn,
-                    reason: error.to_string(),
-                };
-                return Err((error, storage));
-            }
-        };
-        let next_lsn = scan.records.last().map_or(1, |record| record.lsn + 1);
+                End::Corrupt { .. } => unreachable!("check_sequence refuses corruption"),
+            };
+            current = Some(Current {
+                file,
+                write_offset: write_offset as u64,
+            });
+        }
+        let last_lsn = scans
+            .last()
+            .and_then(|last| last.scan.records.last())
+            .map_or(0, |record| record.lsn);
+        let next_lsn = last_lsn.max(snapshot_lsn) + 1;
+        let segments = scans
+            .iter()
+            .map(|scan| (scan.first_lsn, scan.name.clone()))
+            .collect();
+        let records = scans
+            .into_iter()
+            .flat_map(|scan| scan.scan.records)
+            .filter(|record| record.lsn > snapshot_lsn)
+            .collect();
         let journal = Journal {
-            storage,
-            shard,
+            dir,
+            config,
+            current,
+            segments,
             next_lsn,
-            write_offset: next_write_offset as u64,
-            batch: Vec::new(),
-            batch_records: 0,
-            durable_lsn: next_lsn - 1,
             stopped: false,
         };
-        Ok((journal, scan.records))
+        let recovered = Recovered {
+            records,
+            torn_tail,
+            removed_empty,
+        };
+        Ok((journal, recovered))
     }
 
-    /// Adds a record to the open batch; returns its LSN (not durable until committed).
-    pub fn append(&mut self, payload: &[u8]) -> Result<u64, JournalError> {
+    /// An empty batch for the next records.
+    pub fn first_batch(&self) -> Batch {
+        Batch::new(self.config.shard, self.config.batch, self.next_lsn)
+    }
+
+    /// Writes and syncs `batch`, which must start at the next LSN. Returns the highest
+    /// durable LSN: every record up to it may be acknowledged now, in LSN order.
+    pub async fn commit(&mut self, batch: Batch) -> Result<u64, JournalError> {
         if self.stopped {
             return Err(JournalError::Stopped);
         }
-        let size = record::RECORD_HEADER_BYTES + payload.len();
-        if self.batch_records >= BATCH_RECORDS_MAX || self.batch.len() + size > BATCH_BYTES_MAX {
-            return Err(JournalError::BatchFull);
+        assert_eq!(batch.first_lsn(), self.next_lsn, "batches out of order");
+        if batch.is_empty() {
+            return Ok(self.next_lsn - 1);
         }
-        let lsn = self.next_lsn;
-        record::encode(
-            &mut self.batch,
-            self.shard,
-            lsn,
-            payload,
-            self.batch_records == 0,
-        );
-        self.next_lsn += 1;
-        self.batch_records += 1;
-        Ok(lsn)
-    }
-
-    /// Writes and syncs the open batch. Returns the highest durable LSN: every record up to
-    /// it may be acknowledged now, in LSN order.
-    pub fn commit(&mut self) -> Result<u64, JournalError> {
-        if self.stopped {
-            return Err(JournalError::Stopped);
-        }
-        if self.batch_records == 0 {
-            return Ok(self.durable_lsn);
-        }
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.resize(batch.len().div_ceil(BLOCK_BYTES) * BLOCK_BYTES, 0);
-        let result = self
-            .storage
-            .write(self.write_offset, &batch)
-            .and_then(|()| self.storage.sync());
+        let next_lsn = batch.next_lsn();
+        let first_lsn = batch.first_lsn();
+        let bytes = batch.into_padded_bytes();
+        let result = self.write(first_lsn, &bytes).await;
         if let Err(error) = result {
             self.stopped = true;
-            return Err(error.into());
+            return Err(error);
         }
-        self.write_offset += batch.len() as u64;
-        self.durable_lsn = self.next_lsn - 1;
-        self.batch_records = 0;
-        Ok(self.durable_lsn)
+        self.next_lsn = next_lsn;
+        Ok(next_lsn - 1)
     }
 
-    /// The highest LSN made durable.
+    async fn write(&mut self, first_lsn: u64, bytes: &[u8]) -> Result<(), JournalError> {
+        let fits = self.current.as_ref().is_some_and(|current| {
+            current.write_offset + bytes.len() as u64 <= self.config.segment_bytes
+        });
+        if !fits {
+            let name = segment_name(first_lsn);
+            let file = self.dir.create(&name, self.config.segment_bytes).await?;
+            self.dir.sync().await?;
+            self.segments.push((first_lsn, name));
+            self.current = Some(Current {
+                file,
+                write_offset: 0,
+            });
+        }
+        let current = self.current.as_mut().expect("a current segment");
+        current.file.write_at(current.write_offset, bytes).await?;
+        current.file.sync().await?;
+        current.write_offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The highest durable LSN.
     pub fn durable_lsn(&self) -> u64 {
-        self.durable_lsn
+        self.next_lsn - 1
     }
 
-    /// Gives the storage back (to crash it, in tests).
-    pub fn into_storage(self) -> S {
-        self.storage
+    /// Removes the segments whose records all have LSNs up to `lsn` (a snapshot covers them);
+    /// the newest segment is always kept. Returns the names removed.
+    pub async fn remove_covered(&mut self, lsn: u64) -> Result<Vec<String>, JournalError> {
+        let mut removed = Vec::new();
+        // Segment i holds LSNs [first_i, first_{i+1}): covered when first_{i+1} - 1 <= lsn.
+        while self.segments.len() > 1 && self.segments[1].0 <= lsn + 1 {
+            let (_, name) = self.segments.remove(0);
+            self.dir.remove(&name).await?;
+            removed.push(name);
+        }
+        if !removed.is_empty() {
+            self.dir.sync().await?;
+        }
+        Ok(removed)
     }
+
+    /// The segments, oldest first: (first LSN, file name).
+    pub fn segments(&self) -> &[(u64, String)] {
+        &self.segments
+    }
+
+    /// The directory (tests crash it).
+    pub fn dir(&self) -> &D {
+        &self.dir
+    }
+}
+
+/// Checks that the segments follow on from each other and from the snapshot, and that only
+/// the last one has a torn tail.
+fn check_sequence(scans: &[SegmentScan], snapshot_lsn: u64) -> Result<(), JournalError> {
+    if let Some(first) = scans.first()
+        && first.first_lsn > snapshot_lsn + 1
+    {
+        return Err(corrupt(
+            first,
+            0,
+            first.first_lsn,
+            format!(
+                "the journal starts at LSN {} but the snapshot covers only up to LSN \
+                 {snapshot_lsn}: records are missing",
+                first.first_lsn
+            ),
+        ));
+    }
+    for (index, segment) in scans.iter().enumerate() {
+        let last = index + 1 == scans.len();
+        match &segment.scan.end {
+            End::Clean { .. } => {}
+            End::TornTail { offset, error } if !last => {
+                let lsn = segment.first_lsn + segment.scan.records.len() as u64;
+                let reason = format!("{error}, in a segment followed by later segments");
+                return Err(corrupt(segment, *offset, lsn, reason));
+            }
+            End::TornTail { .. } => {}
+            End::Corrupt {
+                offset,
+                lsn,
+                reason,
+            } => return Err(corrupt(segment, *offset, *lsn, reason.clone())),
+        }
+        if let Some(next) = scans.get(index + 1) {
+            let end = segment.first_lsn + segment.scan.records.len() as u64;
+            if next.first_lsn != end {
+                let reason = format!(
+                    "this segment ends before LSN {end}, but the next one, `{}`, starts at \
+                     LSN {}",
+                    next.name, next.first_lsn
+                );
+                return Err(corrupt(segment, 0, end, reason));
+            }
+        }
+    }
+    let end = scans
+        .last()
+        .map(|last| last.first_lsn + last.scan.records.len() as u64 - 1);
+    if let Some(end) = end
+        && end < snapshot_lsn
+    {
+        let last = scans.last().expect("checked");
+        let reason = format!("the journal ends at LSN {end}, before the snapshot's {snapshot_lsn}");
+        return Err(corrupt(last, 0, end + 1, reason));
+    }
+    Ok(())
+}
+
+fn corrupt(segment: &SegmentScan, offset: usize, lsn: u64, reason: String) -> JournalError {
+    JournalError::Corrupt {
+        segment: segment.name.clone(),
+        offset,
+        lsn,
+        reason,
+    }
+}
+
+/// Writes zeros over `[from, to)`. The block `from` is in is rewritten from `block` (the
+/// bytes the scan checked, not a fresh read that could differ) with its tail zeroed.
+async fn zero_tail<F: File>(
+    file: &F,
+    from: usize,
+    to: usize,
+    block: &[u8],
+) -> Result<(), StorageError> {
+    let start = from / BLOCK_BYTES * BLOCK_BYTES;
+    if to <= start {
+        return Ok(());
+    }
+    let mut head = block.to_vec();
+    head[from - start..].fill(0);
+    file.write_at(start as u64, &head).await?;
+    let mut offset = start + BLOCK_BYTES;
+    let zeros = vec![0; IO_CHUNK_BYTES];
+    while offset < to {
+        let len = IO_CHUNK_BYTES.min(to - offset);
+        file.write_at(offset as u64, &zeros[..len]).await?;
+        offset += len;
+    }
+    Ok(())
 }

@@ -1,0 +1,430 @@
+//! A simulated directory that injects faults by seed, so that a failing seed reproduces.
+//!
+//! Each file keeps two images: what is durable, and the writes issued since its last
+//! successful sync. The directory keeps two name tables the same way. A [`SimDir::crash`]
+//! keeps what is durable and does something to each unsynced write:
+//!
+//! | chance | what happens to an unsynced write at a crash |
+//! |---|---|
+//! | 1/4 | lost |
+//! | 1/4 | landed whole |
+//! | 1/4 | torn: only its first sectors landed |
+//! | 1/4 | landed with some sectors replaced by garbage |
+//!
+//! Unsynced name changes (create, rename, remove) are all lost or all kept. Besides crashes,
+//! [`Faults`] sets the chances of fdatasync failing with EIO (the pending writes then land in
+//! part, as at a crash), of a write landing at the wrong offset (a misdirected write), of a
+//! read returning a flipped bit (transient: the next read is right), and the capacity past
+//! which writes fail with ENOSPC.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use super::{BLOCK_BYTES, Dir, File, StorageError};
+
+/// Sector size of the simulated device: the unit in which a crash tears a write.
+pub const SECTOR_BYTES: usize = 512;
+
+/// Which faults the simulation injects; chances are per operation, in parts per million.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Chance that an fdatasync fails with EIO.
+    pub sync_eio_per_million: u32,
+    /// Chance that a write lands one to four blocks away from where it was aimed.
+    pub misdirect_per_million: u32,
+    /// Chance that a read returns one flipped bit.
+    pub read_flip_per_million: u32,
+    /// Bytes the device holds, over all files: writes past it fail with ENOSPC. 0: no limit.
+    pub capacity_bytes: u64,
+}
+
+/// How many faults of each kind were injected (tests say what they exercised).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Injected {
+    /// fdatasyncs that failed.
+    pub sync_eio: u64,
+    /// Writes that landed elsewhere.
+    pub misdirected: u64,
+    /// Reads that returned a flipped bit.
+    pub read_flips: u64,
+    /// Writes refused for space.
+    pub no_space: u64,
+    /// Unsynced writes torn or garbled at a crash.
+    pub torn: u64,
+}
+
+/// A small seeded random source (xorshift64*), so a failing seed reproduces exactly.
+#[derive(Clone, Debug)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> SimRng {
+        SimRng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number below `bound` (0 when `bound` is 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        if bound == 0 {
+            0
+        } else {
+            self.next_u64() % bound
+        }
+    }
+
+    /// True with a chance of `per_million` in a million.
+    pub fn chance(&mut self, per_million: u32) -> bool {
+        self.below(1_000_000) < u64::from(per_million)
+    }
+}
+
+#[derive(Default)]
+struct Data {
+    durable: Vec<u8>,
+    unsynced: Vec<(usize, Vec<u8>)>,
+}
+
+impl Data {
+    fn size(&self) -> usize {
+        let pending = self
+            .unsynced
+            .iter()
+            .map(|(offset, bytes)| offset + bytes.len());
+        pending.fold(self.durable.len(), usize::max)
+    }
+}
+
+struct Fs {
+    files: Vec<Data>,
+    names: BTreeMap<String, usize>,
+    durable_names: BTreeMap<String, usize>,
+    faults: Faults,
+    rng: SimRng,
+    injected: Injected,
+}
+
+impl Fs {
+    fn used_bytes(&self) -> u64 {
+        self.names
+            .values()
+            .map(|id| self.files[*id].size() as u64)
+            .sum()
+    }
+
+    fn id(&self, operation: &'static str, name: &str) -> Result<usize, StorageError> {
+        self.names
+            .get(name)
+            .copied()
+            .ok_or_else(|| StorageError::NotFound {
+                operation,
+                name: name.to_string(),
+            })
+    }
+
+    /// What a crash (or a failed fdatasync) does to one file's unsynced writes.
+    fn settle(&mut self, id: usize) {
+        for (offset, bytes) in std::mem::take(&mut self.files[id].unsynced) {
+            let durable = &mut self.files[id].durable;
+            match self.rng.below(4) {
+                0 => {}
+                1 => apply(durable, offset, &bytes),
+                2 => {
+                    let sectors = bytes.len().div_ceil(SECTOR_BYTES) as u64;
+                    let kept =
+                        (self.rng.below(sectors + 1) as usize * SECTOR_BYTES).min(bytes.len());
+                    apply(durable, offset, &bytes[..kept]);
+                    self.injected.torn += 1;
+                }
+                _ => {
+                    let mut damaged = bytes;
+                    for sector in damaged.chunks_mut(SECTOR_BYTES) {
+                        if self.rng.below(3) == 0 {
+                            sector
+                                .iter_mut()
+                                .for_each(|byte| *byte = self.rng.next_u64() as u8);
+                        }
+                    }
+                    apply(durable, offset, &damaged);
+                    self.injected.torn += 1;
+                }
+            }
+        }
+    }
+}
+
+fn apply(image: &mut Vec<u8>, offset: usize, bytes: &[u8]) {
+    if image.len() < offset + bytes.len() {
+        image.resize(offset + bytes.len(), 0);
+    }
+    image[offset..offset + bytes.len()].copy_from_slice(bytes);
+}
+
+/// The simulated directory. Clones share the same files.
+#[derive(Clone)]
+pub struct SimDir(Rc<RefCell<Fs>>);
+
+impl SimDir {
+    /// An empty directory with these faults and this seed.
+    pub fn new(faults: Faults, seed: u64) -> SimDir {
+        SimDir(Rc::new(RefCell::new(Fs {
+            files: Vec::new(),
+            names: BTreeMap::new(),
+            durable_names: BTreeMap::new(),
+            faults,
+            rng: SimRng::new(seed),
+            injected: Injected::default(),
+        })))
+    }
+
+    /// A crash: see the module docs. Files opened before keep working on what survived.
+    pub fn crash(&self) {
+        let mut fs = self.0.borrow_mut();
+        for id in 0..fs.files.len() {
+            fs.settle(id);
+        }
+        if fs.rng.below(2) == 0 {
+            fs.names = fs.durable_names.clone();
+        } else {
+            fs.durable_names = fs.names.clone();
+        }
+    }
+
+    /// Changes the faults from now on (a test turns them off to recover cleanly).
+    pub fn set_faults(&self, faults: Faults) {
+        self.0.borrow_mut().faults = faults;
+    }
+
+    /// Flips a durable bit of `name` at `offset` (bit rot, for corruption tests).
+    pub fn flip_durable_bit(&self, name: &str, offset: usize, bit: u8) {
+        let mut fs = self.0.borrow_mut();
+        let id = fs.names[name];
+        fs.files[id].durable[offset] ^= 1 << (bit % 8);
+    }
+
+    /// The durable bytes of `name`.
+    pub fn durable(&self, name: &str) -> Vec<u8> {
+        let fs = self.0.borrow();
+        fs.files[fs.names[name]].durable.clone()
+    }
+
+    /// The faults injected so far.
+    pub fn injected(&self) -> Injected {
+        self.0.borrow().injected
+    }
+}
+
+/// A file of a [`SimDir`].
+pub struct SimFile {
+    fs: Rc<RefCell<Fs>>,
+    id: usize,
+    name: String,
+}
+
+impl Dir for SimDir {
+    type File = SimFile;
+
+    async fn create(&self, name: &str, size_bytes: u64) -> Result<SimFile, StorageError> {
+        let mut fs = self.0.borrow_mut();
+        let capacity = fs.faults.capacity_bytes;
+        if capacity != 0 && fs.used_bytes() + size_bytes > capacity {
+            fs.injected.no_space += 1;
+            return Err(StorageError::NoSpace {
+                operation: "create",
+                name: name.to_string(),
+            });
+        }
+        assert!(!fs.names.contains_key(name), "create of existing `{name}`");
+        let id = fs.files.len();
+        fs.files.push(Data {
+            durable: vec![0; size_bytes as usize],
+            unsynced: Vec::new(),
+        });
+        fs.names.insert(name.to_string(), id);
+        Ok(SimFile {
+            fs: self.0.clone(),
+            id,
+            name: name.to_string(),
+        })
+    }
+
+    async fn open(&self, name: &str) -> Result<SimFile, StorageError> {
+        let id = self.0.borrow().id("open", name)?;
+        Ok(SimFile {
+            fs: self.0.clone(),
+            id,
+            name: name.to_string(),
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<String>, StorageError> {
+        Ok(self.0.borrow().names.keys().cloned().collect())
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), StorageError> {
+        let mut fs = self.0.borrow_mut();
+        fs.id("remove", name)?;
+        fs.names.remove(name);
+        Ok(())
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        let mut fs = self.0.borrow_mut();
+        let id = fs.id("rename", from)?;
+        fs.names.remove(from);
+        fs.names.insert(to.to_string(), id);
+        Ok(())
+    }
+
+    async fn sync(&self) -> Result<(), StorageError> {
+        let mut fs = self.0.borrow_mut();
+        fs.durable_names = fs.names.clone();
+        Ok(())
+    }
+}
+
+impl File for SimFile {
+    async fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        assert!(
+            (offset as usize).is_multiple_of(BLOCK_BYTES)
+                && bytes.len().is_multiple_of(BLOCK_BYTES),
+            "unaligned write"
+        );
+        let mut guard = self.fs.borrow_mut();
+        let fs = &mut *guard;
+        let end = offset as usize + bytes.len();
+        let growth = end.saturating_sub(fs.files[self.id].size()) as u64;
+        let capacity = fs.faults.capacity_bytes;
+        if capacity != 0 && fs.used_bytes() + growth > capacity {
+            fs.injected.no_space += 1;
+            return Err(StorageError::NoSpace {
+                operation: "write",
+                name: self.name.clone(),
+            });
+        }
+        let mut target = offset as usize;
+        if fs.rng.chance(fs.faults.misdirect_per_million) {
+            let shift = (1 + fs.rng.below(4) as usize) * BLOCK_BYTES;
+            target = if fs.rng.below(2) == 0 {
+                target + shift
+            } else {
+                target.saturating_sub(shift)
+            };
+            fs.injected.misdirected += 1;
+        }
+        fs.files[self.id].unsynced.push((target, bytes.to_vec()));
+        Ok(())
+    }
+
+    async fn sync(&self) -> Result<(), StorageError> {
+        let mut guard = self.fs.borrow_mut();
+        let fs = &mut *guard;
+        if fs.rng.chance(fs.faults.sync_eio_per_million) {
+            // After a failed fdatasync nothing is known about the pages: some may be on disk.
+            fs.settle(self.id);
+            fs.injected.sync_eio += 1;
+            return Err(StorageError::Io {
+                operation: "fdatasync",
+                name: self.name.clone(),
+                message: "simulated EIO".to_string(),
+            });
+        }
+        let data = &mut fs.files[self.id];
+        for (offset, bytes) in std::mem::take(&mut data.unsynced) {
+            apply(&mut data.durable, offset, &bytes);
+        }
+        Ok(())
+    }
+
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+        let mut guard = self.fs.borrow_mut();
+        let fs = &mut *guard;
+        let data = &fs.files[self.id];
+        let start = (offset as usize).min(data.size());
+        let end = (start + len).min(data.size());
+        let mut out = vec![0; end - start];
+        let durable_end = data.durable.len().clamp(start, end);
+        out[..durable_end - start].copy_from_slice(&data.durable[start..durable_end]);
+        for (at, bytes) in &data.unsynced {
+            // Overlay the part of each pending write that falls in [start, end).
+            let from = (*at).max(start);
+            let to = (at + bytes.len()).min(end);
+            if from < to {
+                out[from - start..to - start].copy_from_slice(&bytes[from - at..to - at]);
+            }
+        }
+        if !out.is_empty() && fs.rng.chance(fs.faults.read_flip_per_million) {
+            let bit = fs.rng.below(out.len() as u64 * 8) as usize;
+            out[bit / 8] ^= 1 << (bit % 8);
+            fs.injected.read_flips += 1;
+        }
+        Ok(out)
+    }
+
+    async fn size(&self) -> Result<u64, StorageError> {
+        Ok(self.fs.borrow().files[self.id].size() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::block_on;
+
+    #[test]
+    fn unsynced_writes_and_names_may_be_lost_synced_ones_never() {
+        for seed in 0..64 {
+            let dir = SimDir::new(Faults::default(), seed);
+            block_on(async {
+                let file = dir.create("a", 8192).await.expect("create");
+                dir.sync().await.expect("dir sync");
+                file.write_at(0, &[1; 4096]).await.expect("write");
+                file.sync().await.expect("sync");
+                file.write_at(4096, &[2; 4096]).await.expect("write");
+                dir.create("b", 0).await.expect("create");
+            });
+            dir.crash();
+            let durable = dir.durable("a");
+            assert_eq!(&durable[..4096], &[1; 4096][..], "seed {seed}");
+            let names = block_on(dir.list()).expect("list");
+            assert!(
+                names == ["a"] || names == ["a", "b"],
+                "seed {seed}: {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn faults_are_injected_and_counted() {
+        let faults = Faults {
+            sync_eio_per_million: 1_000_000,
+            read_flip_per_million: 1_000_000,
+            capacity_bytes: 8192,
+            misdirect_per_million: 0,
+        };
+        let dir = SimDir::new(faults, 1);
+        block_on(async {
+            let file = dir.create("a", 4096).await.expect("create");
+            assert!(matches!(
+                file.write_at(4096, &[1; 8192]).await,
+                Err(StorageError::NoSpace { .. })
+            ));
+            file.write_at(0, &[0; 4096]).await.expect("write");
+            assert!(matches!(file.sync().await, Err(StorageError::Io { .. })));
+            let fresh = dir.create("b", 4096).await.expect("create");
+            let read = fresh.read_at(0, 4096).await.expect("read");
+            assert_eq!(read.iter().map(|b| b.count_ones()).sum::<u32>(), 1);
+        });
+        let injected = dir.injected();
+        assert_eq!((injected.no_space, injected.sync_eio), (1, 1));
+        assert_eq!(injected.read_flips, 1);
+    }
+}
