@@ -24,6 +24,7 @@
 //! table says which elements run.
 
 mod cancel;
+pub mod codec;
 mod create;
 mod deploy;
 mod engine;

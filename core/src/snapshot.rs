@@ -385,16 +385,16 @@ fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snap
     Ok(())
 }
 
-fn put_count(out: &mut Vec<u8>, count: usize) {
+pub(crate) fn put_count(out: &mut Vec<u8>, count: usize) {
     let count = u32::try_from(count).expect("counts are capped far below u32::MAX");
     out.extend_from_slice(&count.to_le_bytes());
 }
 
-fn put_key(out: &mut Vec<u8>, key: Key) {
+pub(crate) fn put_key(out: &mut Vec<u8>, key: Key) {
     out.extend_from_slice(&key.0.to_le_bytes());
 }
 
-fn put_optional_key(out: &mut Vec<u8>, key: Option<Key>) {
+pub(crate) fn put_optional_key(out: &mut Vec<u8>, key: Option<Key>) {
     match key {
         Some(key) => {
             out.push(1);
@@ -404,7 +404,7 @@ fn put_optional_key(out: &mut Vec<u8>, key: Option<Key>) {
     }
 }
 
-fn put_optional_text(out: &mut Vec<u8>, text: Option<&str>) {
+pub(crate) fn put_optional_text(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
         Some(text) => {
             out.push(1);
@@ -414,7 +414,7 @@ fn put_optional_text(out: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).expect("resources are capped far below 4 GiB");
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(bytes);
@@ -424,13 +424,21 @@ fn corrupt(message: String) -> SnapshotError {
     SnapshotError::Corrupt(message)
 }
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     offset: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], SnapshotError> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, offset: 0 }
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len() - self.offset
+    }
+
+    pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8], SnapshotError> {
         let end = self
             .offset
             .checked_add(len)
@@ -443,24 +451,24 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
         Ok(self.take(N)?.try_into().expect("take returns N bytes"))
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], SnapshotError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], SnapshotError> {
         let len = u32::from_le_bytes(self.array()?) as usize;
         self.take(len)
     }
 
-    fn count(&mut self) -> Result<u32, SnapshotError> {
+    pub(crate) fn count(&mut self) -> Result<u32, SnapshotError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
-    fn key(&mut self) -> Result<Key, SnapshotError> {
+    pub(crate) fn key(&mut self) -> Result<Key, SnapshotError> {
         Ok(Key(u64::from_le_bytes(self.array()?)))
     }
 
-    fn flag(&mut self) -> Result<bool, SnapshotError> {
+    pub(crate) fn flag(&mut self) -> Result<bool, SnapshotError> {
         let offset = self.offset;
         match self.array::<1>()?[0] {
             0 => Ok(false),
@@ -471,7 +479,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn optional_key(&mut self) -> Result<Option<Key>, SnapshotError> {
+    pub(crate) fn optional_key(&mut self) -> Result<Option<Key>, SnapshotError> {
         Ok(if self.flag()? {
             Some(self.key()?)
         } else {
@@ -479,7 +487,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn optional_text(&mut self) -> Result<Option<String>, SnapshotError> {
+    pub(crate) fn optional_text(&mut self) -> Result<Option<String>, SnapshotError> {
         Ok(if self.flag()? {
             Some(self.string()?)
         } else {
@@ -487,7 +495,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn string(&mut self) -> Result<String, SnapshotError> {
+    pub(crate) fn string(&mut self) -> Result<String, SnapshotError> {
         let offset = self.offset;
         let bytes = self.bytes()?;
         String::from_utf8(bytes.to_vec())

@@ -9,4 +9,5 @@
 
 pub mod cli;
 pub mod journal;
+pub mod snapshot;
 pub mod storage;

@@ -117,6 +117,7 @@ fn config(rng: &mut SimRng) -> JournalConfig {
         batch: BatchLimits {
             records_max: 1 + rng.below(16) as usize,
             bytes_max: (2 + rng.below(segment_blocks as u64 - 1) as usize) * BLOCK_BYTES,
+            record_bytes_max: 2 * BLOCK_BYTES,
         },
     }
 }
@@ -222,6 +223,7 @@ fn damage_in_the_middle_is_reported_not_truncated() {
             batch: BatchLimits {
                 records_max: 16,
                 bytes_max: 16 * BLOCK_BYTES,
+                record_bytes_max: 16 * BLOCK_BYTES,
             },
             ..JournalConfig::new(SHARD)
         };
@@ -267,6 +269,7 @@ fn segments_roll_over_and_covered_ones_are_removed() {
         batch: BatchLimits {
             records_max: 2,
             bytes_max: 2 * BLOCK_BYTES,
+            record_bytes_max: 2 * BLOCK_BYTES,
         },
     };
     let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");

@@ -18,8 +18,22 @@ pub struct BatchFull {
 pub struct BatchLimits {
     /// Most records in one batch.
     pub records_max: usize,
-    /// Most bytes in one batch, headers included, before padding to a block.
+    /// Most bytes in one batch, headers included, before padding to a block. A single
+    /// record larger than this goes alone in its batch.
     pub bytes_max: usize,
+    /// Most bytes of one record, header included.
+    pub record_bytes_max: usize,
+}
+
+/// Whether a record can join the open batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// It fits now.
+    Now,
+    /// It fits in a later batch: commit this one first.
+    AfterCommit,
+    /// It is over `record_bytes_max` and never fits.
+    Never,
 }
 
 /// Records with consecutive LSNs, framed, to be written with one write and one fdatasync.
@@ -44,11 +58,26 @@ impl Batch {
         }
     }
 
+    /// Whether a record with a payload of `payload_bytes` can be appended.
+    pub fn room_for(&self, payload_bytes: usize) -> Room {
+        let size = record::RECORD_HEADER_BYTES.saturating_add(payload_bytes);
+        if size > self.limits.record_bytes_max {
+            Room::Never
+        } else if self.is_empty() {
+            Room::Now
+        } else if self.records() >= self.limits.records_max
+            || self.bytes.len() + size > self.limits.bytes_max
+        {
+            Room::AfterCommit
+        } else {
+            Room::Now
+        }
+    }
+
     /// Appends a record; returns its LSN (durable only once the batch is committed).
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, BatchFull> {
-        let size = record::RECORD_HEADER_BYTES + payload.len();
         let records = self.records();
-        if records >= self.limits.records_max || self.bytes.len() + size > self.limits.bytes_max {
+        if self.room_for(payload.len()) != Room::Now {
             return Err(BatchFull {
                 records,
                 bytes: self.bytes.len(),
@@ -60,9 +89,9 @@ impl Batch {
         Ok(lsn)
     }
 
-    /// Whether a payload of `payload_bytes` can ever be appended (to an empty batch).
-    pub fn fits_empty(&self, payload_bytes: usize) -> bool {
-        record::RECORD_HEADER_BYTES + payload_bytes <= self.limits.bytes_max
+    /// Bytes of the framed records so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
     }
 
     /// The empty batch that follows this one.

@@ -11,5 +11,5 @@ pub mod record;
 pub mod scan;
 pub mod writer;
 
-pub use batch::{Batch, BatchFull, BatchLimits};
+pub use batch::{Batch, BatchFull, BatchLimits, Room};
 pub use writer::{Journal, JournalConfig, JournalError, Recovered};

@@ -34,6 +34,9 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 pub const BATCH_RECORDS_MAX_DEFAULT: usize = 4096;
 /// Default cap on bytes in one batch.
 pub const BATCH_BYTES_MAX_DEFAULT: usize = 4 * 1024 * 1024;
+/// Default cap on one record, header included: the largest command (a deployment of
+/// `DEPLOYMENT_BYTES_MAX` with its resource names) fits.
+pub const RECORD_BYTES_MAX_DEFAULT: usize = 40 * 1024 * 1024;
 /// Most reads of a segment that looks damaged while looking for two reads in a row that
 /// agree (to tell a bit flipped on the way from damage on the disk).
 pub const READS_MAX: usize = 8;
@@ -41,6 +44,15 @@ pub const READS_MAX: usize = 8;
 const IO_CHUNK_BYTES: usize = 1024 * 1024;
 
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(RECORD_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(RECORD_BYTES_MAX_DEFAULT <= record::RECORD_PAYLOAD_BYTES_MAX);
+const _: () = assert!(
+    RECORD_BYTES_MAX_DEFAULT
+        >= ringflow_core::limits::DEPLOYMENT_BYTES_MAX
+            + ringflow_core::limits::DEPLOYMENT_RESOURCES_MAX
+                * (ringflow_core::limits::RESOURCE_NAME_BYTES_MAX + 8)
+            + 4096
+);
 const _: () = assert!(IO_CHUNK_BYTES.is_multiple_of(BLOCK_BYTES));
 
 /// How a journal is laid out and batched.
@@ -55,7 +67,8 @@ pub struct JournalConfig {
 }
 
 impl JournalConfig {
-    /// The defaults for `shard`: 64 MiB segments, batches of at most 4096 records and 4 MiB.
+    /// The defaults for `shard`: 64 MiB segments, batches of at most 4096 records and 4 MiB,
+    /// records of at most 40 MiB.
     pub fn new(shard: u16) -> JournalConfig {
         JournalConfig {
             shard,
@@ -63,13 +76,15 @@ impl JournalConfig {
             batch: BatchLimits {
                 records_max: BATCH_RECORDS_MAX_DEFAULT,
                 bytes_max: BATCH_BYTES_MAX_DEFAULT,
+                record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
             },
         }
     }
 
     /// Checks that the sizes fit together; says what to change when they do not.
     pub fn check(&self) -> Result<(), String> {
-        let padded_batch = (self.batch.bytes_max.div_ceil(BLOCK_BYTES) * BLOCK_BYTES) as u64;
+        let largest = self.batch.bytes_max.max(self.batch.record_bytes_max);
+        let padded_batch = (largest.div_ceil(BLOCK_BYTES) * BLOCK_BYTES) as u64;
         if !self.segment_bytes.is_multiple_of(BLOCK_BYTES as u64) {
             return Err(format!(
                 "segment size {} bytes is not a multiple of {BLOCK_BYTES}",
@@ -82,7 +97,10 @@ impl JournalConfig {
                 self.segment_bytes
             ));
         }
-        if self.batch.records_max == 0 || self.batch.bytes_max <= record::RECORD_HEADER_BYTES {
+        if self.batch.records_max == 0
+            || self.batch.bytes_max <= record::RECORD_HEADER_BYTES
+            || self.batch.record_bytes_max > record::RECORD_PAYLOAD_BYTES_MAX
+        {
             return Err("a batch must hold at least one record".to_string());
         }
         Ok(())
