@@ -9,5 +9,9 @@
 
 pub mod cli;
 pub mod journal;
+pub mod preflight;
+pub mod runtime;
+pub mod shard;
 pub mod snapshot;
 pub mod storage;
+pub mod wait;

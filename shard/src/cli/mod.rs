@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod crash_load;
+pub mod journal;
 pub mod validate;
 
 /// ringflow: a BPMN 2.0 workflow engine that runs at the speed of a persistent log.
@@ -22,6 +24,11 @@ enum Command {
     /// invalid one, prints every problem as FILE:LINE:COLUMN: ELEMENT-ID: message. Exits 0
     /// only when every file is valid, 1 when any is not (or cannot be read).
     Validate(validate::Args),
+    /// Look at a shard's journal and snapshots.
+    Journal(journal::Args),
+    /// A load for the kill -9 test (development aid until the wire protocol exists).
+    #[command(hide = true)]
+    CrashLoad(crash_load::Args),
 }
 
 /// Runs the command line and returns the process exit status.
@@ -29,6 +36,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Journal(args) => journal::run(&args),
+        Command::CrashLoad(args) => crash_load::run(&args),
     };
     match result {
         Ok(code) => code,

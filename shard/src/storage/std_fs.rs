@@ -22,6 +22,20 @@ impl StdDir {
         })
     }
 
+    /// The directory at `path`, which must exist (for read-only tools).
+    pub fn existing(path: &Path) -> Result<StdDir, StorageError> {
+        if !path.is_dir() {
+            let name = path.display().to_string();
+            return Err(StorageError::NotFound {
+                operation: "open of the directory",
+                name,
+            });
+        }
+        Ok(StdDir {
+            path: path.to_path_buf(),
+        })
+    }
+
     /// The directory's path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,0 +1,627 @@
+//! One shard: the engine's state, the open batch, and the tasks that make commands durable.
+//!
+//! ```text
+//! submit(command) ─▶ encode with Ctx ─▶ engine.process ─▶ append to the open batch ─┐
+//!                                                                                    │
+//! committer task:  take the open batch ─▶ write + fdatasync ─▶ durable LSN ◀──────────┘
+//!                  ─▶ in LSN order: arm timers (effects), hand each caller its answer
+//! timer task:      due job leases and backoffs ─▶ submit(JobLeaseExpired / JobRetryDue)
+//! snapshot task:   (low priority) encode the state ─▶ wait until durable ─▶ write file
+//!                  ─▶ the committer removes the segments the older kept snapshot covers
+//! ```
+//!
+//! The committer runs one commit at a time, so at most one fdatasync is in flight while the
+//! next batch fills. Nothing leaves the shard before the record that caused it is durable:
+//! not an answer, not a rejection (a rejection waits for the records it was judged against),
+//! not a timer. A failed write or fdatasync stops the shard: every waiting caller gets
+//! [`SubmitError::Stopped`], later submissions too, and the error ends the committer; the
+//! process exits and recovers from disk when restarted.
+//!
+//! The answer's effects are applied by the committer, not by the caller, so a caller that
+//! goes away does not lose a timer.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ringflow_core::codec::{decode_command, encode_command};
+use ringflow_core::{
+    Command, Ctx, Effect, JobState, Key, Outcome, Rejection, RejectionCode, State, process,
+};
+
+use crate::journal::{Batch, Journal, JournalConfig, JournalError, Room};
+use crate::snapshot::SnapshotStore;
+use crate::storage::{Dir, StorageError};
+use crate::wait::{Notify, Slot, WaitList};
+
+/// Default: a snapshot after this many records since the last one.
+pub const SNAPSHOT_EVERY_RECORDS_DEFAULT: u64 = 1_000_000;
+/// Default: a snapshot after this many journal bytes since the last one.
+pub const SNAPSHOT_EVERY_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+/// Longest the timer task sleeps before looking at its timers again, in milliseconds (it is
+/// woken earlier when a sooner timer is armed).
+pub const TIMER_SLEEP_MILLIS_MAX: u64 = 1_000;
+
+/// How one shard runs.
+#[derive(Clone, Copy, Debug)]
+pub struct ShardConfig {
+    /// The journal's layout and batch caps.
+    pub journal: JournalConfig,
+    /// Take a snapshot after this many records (0: never).
+    pub snapshot_every_records: u64,
+    /// Take a snapshot after this many journal bytes (0: never).
+    pub snapshot_every_bytes: u64,
+}
+
+impl ShardConfig {
+    /// The defaults for `shard`.
+    pub fn new(shard: u16) -> ShardConfig {
+        ShardConfig {
+            journal: JournalConfig::new(shard),
+            snapshot_every_records: SNAPSHOT_EVERY_RECORDS_DEFAULT,
+            snapshot_every_bytes: SNAPSHOT_EVERY_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// Why a command got no answer from the engine.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The engine refused it; nothing changed.
+    #[error("{0}")]
+    Rejected(Rejection),
+    /// The shard stopped (a write or fdatasync failed); restart it to recover from disk.
+    #[error("shard stopped: {0}")]
+    Stopped(String),
+}
+
+/// Why a shard could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// Reading or writing the data directory failed.
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    /// The journal is damaged or does not fit the snapshot.
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    /// A journaled command did not replay: the data is from an incompatible version or the
+    /// engine is not deterministic (a bug).
+    #[error("replay failed at LSN {lsn}: {reason}; inspect it with `ringflow journal inspect`")]
+    Replay {
+        /// The record.
+        lsn: u64,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// What recovery did, for the startup log.
+#[derive(Debug, Default)]
+pub struct RecoveryReport {
+    /// The snapshot loaded (file name and LSN).
+    pub snapshot: Option<(String, u64)>,
+    /// Snapshots skipped as damaged, with the reason.
+    pub skipped_snapshots: Vec<(String, String)>,
+    /// Journal records replayed after the snapshot.
+    pub replayed: usize,
+    /// A torn tail cut off: segment and offset.
+    pub torn_tail: Option<(String, usize)>,
+    /// The highest durable LSN.
+    pub durable_lsn: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Lease,
+    Retry,
+}
+
+/// A caller waiting for its record to be durable.
+struct Pending {
+    lsn: u64,
+    answer: Result<Outcome, Rejection>,
+    slot: Slot<Result<Outcome, SubmitError>>,
+}
+
+struct Inner {
+    state: State,
+    batch: Batch,
+    applied_lsn: u64,
+    durable_lsn: u64,
+    pending: VecDeque<Pending>,
+    stopped: Option<String>,
+    last_now_millis: i64,
+    timers: BTreeSet<(i64, Key, TimerKind)>,
+    since_snapshot_records: u64,
+    since_snapshot_bytes: u64,
+    snapshot_running: bool,
+    remove_segments_up_to: u64,
+    encoded: Vec<u8>,
+    /// Waiters for a durable LSN (the snapshot task): true when reached, false on a stop.
+    durable_waiters: VecDeque<(u64, Slot<bool>)>,
+}
+
+/// One shard. Shared by its tasks through `Rc`; never leaves its thread.
+pub struct Shard<D: Dir> {
+    inner: RefCell<Inner>,
+    config: ShardConfig,
+    work: Notify,
+    timer_armed: Notify,
+    snapshot_due: Notify,
+    room: WaitList,
+    snapshots: SnapshotStore<D>,
+    journal: RefCell<Option<Journal<D>>>,
+}
+
+/// Recovers a shard from its journal and snapshot directories.
+pub async fn recover<D: Dir>(
+    journal_dir: D,
+    snapshot_dir: D,
+    config: ShardConfig,
+) -> Result<(Shard<D>, RecoveryReport), RecoveryError> {
+    let shard = config.journal.shard;
+    let snapshots = SnapshotStore::new(snapshot_dir, shard);
+    let load = snapshots.load().await?;
+    let mut report = RecoveryReport {
+        skipped_snapshots: load.skipped,
+        ..RecoveryReport::default()
+    };
+    let (mut state, snapshot_lsn, mut now_millis) = match load.loaded {
+        Some(loaded) => {
+            report.snapshot = Some((loaded.name, loaded.lsn));
+            (loaded.state, loaded.lsn, loaded.now_millis)
+        }
+        None => (State::new(shard), 0, 0),
+    };
+    let (journal, recovered) = Journal::open(journal_dir, config.journal, snapshot_lsn).await?;
+    report.torn_tail = recovered.torn_tail;
+    for record in &recovered.records {
+        let (command, ctx) =
+            decode_command(&record.payload).map_err(|error| RecoveryError::Replay {
+                lsn: record.lsn,
+                reason: error.to_string(),
+            })?;
+        let valid_key = ctx.next_key.shard() == shard && ctx.next_key > state.last_key();
+        if !valid_key {
+            return Err(RecoveryError::Replay {
+                lsn: record.lsn,
+                reason: format!("the record's next key {} does not follow on", ctx.next_key),
+            });
+        }
+        process(&mut state, command, &ctx).map_err(|rejection| RecoveryError::Replay {
+            lsn: record.lsn,
+            reason: format!("the engine refused a journaled command: {rejection}"),
+        })?;
+        now_millis = now_millis.max(ctx.now_millis);
+    }
+    report.replayed = recovered.records.len();
+    report.durable_lsn = journal.durable_lsn();
+    let timers = timers_of(&state);
+    let inner = Inner {
+        state,
+        batch: journal.first_batch(),
+        applied_lsn: journal.durable_lsn(),
+        durable_lsn: journal.durable_lsn(),
+        pending: VecDeque::new(),
+        stopped: None,
+        last_now_millis: now_millis,
+        timers,
+        since_snapshot_records: report.replayed as u64,
+        since_snapshot_bytes: recovered
+            .records
+            .iter()
+            .map(|record| record.payload.len() as u64)
+            .sum(),
+        snapshot_running: false,
+        remove_segments_up_to: 0,
+        encoded: Vec::new(),
+        durable_waiters: VecDeque::new(),
+    };
+    let shard = Shard {
+        inner: RefCell::new(inner),
+        config,
+        work: Notify::default(),
+        timer_armed: Notify::default(),
+        snapshot_due: Notify::default(),
+        room: WaitList::default(),
+        snapshots,
+        journal: RefCell::new(Some(journal)),
+    };
+    Ok((shard, report))
+}
+
+/// The timers a recovered state needs: every leased job's deadline and every backoff.
+fn timers_of(state: &State) -> BTreeSet<(i64, Key, TimerKind)> {
+    state
+        .jobs()
+        .filter_map(|job| match job.state {
+            JobState::Activated {
+                deadline_millis, ..
+            } => Some((deadline_millis, job.key, TimerKind::Lease)),
+            JobState::Backoff { due_millis } => Some((due_millis, job.key, TimerKind::Retry)),
+            JobState::Activatable | JobState::Failed => None,
+        })
+        .collect()
+}
+
+fn wall_clock_millis() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    since_epoch.as_millis() as i64
+}
+
+impl<D: Dir> Shard<D> {
+    /// The shard id.
+    pub fn id(&self) -> u16 {
+        self.config.journal.shard
+    }
+
+    /// The highest durable LSN.
+    pub fn durable_lsn(&self) -> u64 {
+        self.inner.borrow().durable_lsn
+    }
+
+    /// Reads the state (for queries; the state includes commands not yet durable).
+    pub fn with_state<T>(&self, read: impl FnOnce(&State) -> T) -> T {
+        read(&self.inner.borrow().state)
+    }
+
+    /// Runs `command` and answers once its record is durable. A rejection changes nothing and
+    /// is answered once everything it was judged against is durable.
+    pub async fn submit(&self, command: Command) -> Result<Outcome, SubmitError> {
+        let mut command = Some(command);
+        loop {
+            match self.try_submit(&mut command) {
+                Ok(slot) => return slot.await,
+                Err(Full) => {
+                    // The open batch is full: the committer takes it when its commit returns.
+                    self.work.notify();
+                    self.room.wait().await;
+                }
+            }
+        }
+    }
+
+    fn try_submit(
+        &self,
+        command: &mut Option<Command>,
+    ) -> Result<Slot<Result<Outcome, SubmitError>>, Full> {
+        let slot = Slot::default();
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        if let Some(reason) = &inner.stopped {
+            slot.fill(Err(SubmitError::Stopped(reason.clone())));
+            return Ok(slot);
+        }
+        let now_millis = wall_clock_millis().max(inner.last_now_millis);
+        let Some(next_key) = inner.state.last_key().next() else {
+            let rejection = Rejection {
+                code: RejectionCode::KeysExhausted,
+                message: format!("shard {} has handed out every key", self.id()),
+            };
+            self.answer_after_durable(inner, Err(rejection), &slot);
+            return Ok(slot);
+        };
+        let ctx = Ctx {
+            now_millis,
+            next_key,
+        };
+        let pending_command = command.as_ref().expect("a command to submit");
+        inner.encoded.clear();
+        encode_command(pending_command, &ctx, &mut inner.encoded);
+        match inner.batch.room_for(inner.encoded.len()) {
+            Room::Now => {}
+            Room::AfterCommit => return Err(Full),
+            Room::Never => {
+                let rejection = Rejection {
+                    code: RejectionCode::LimitExceeded,
+                    message: format!(
+                        "the command takes {} bytes in the journal, over record_bytes_max ({})",
+                        inner.encoded.len(),
+                        self.config.journal.batch.record_bytes_max
+                    ),
+                };
+                self.answer_after_durable(inner, Err(rejection), &slot);
+                return Ok(slot);
+            }
+        }
+        let command = command.take().expect("a command to submit");
+        match process(&mut inner.state, command, &ctx) {
+            Ok(outcome) => {
+                let lsn = inner
+                    .batch
+                    .append(&inner.encoded)
+                    .expect("room was checked before the state changed");
+                inner.applied_lsn = lsn;
+                inner.last_now_millis = now_millis;
+                inner.since_snapshot_records += 1;
+                inner.since_snapshot_bytes += inner.encoded.len() as u64;
+                inner.pending.push_back(Pending {
+                    lsn,
+                    answer: Ok(outcome),
+                    slot: slot.clone(),
+                });
+                self.work.notify();
+            }
+            Err(rejection) => self.answer_after_durable(inner, Err(rejection), &slot),
+        }
+        Ok(slot)
+    }
+
+    /// Answers at once when everything applied is durable, else after the commit.
+    fn answer_after_durable(
+        &self,
+        inner: &mut Inner,
+        answer: Result<Outcome, Rejection>,
+        slot: &Slot<Result<Outcome, SubmitError>>,
+    ) {
+        if inner.applied_lsn == inner.durable_lsn && inner.pending.is_empty() {
+            slot.fill(answer.map_err(SubmitError::Rejected));
+        } else {
+            inner.pending.push_back(Pending {
+                lsn: inner.applied_lsn,
+                answer,
+                slot: slot.clone(),
+            });
+        }
+    }
+
+    /// The committer: commits whatever is in the open batch, one commit at a time, until the
+    /// journal fails. Returns that failure.
+    pub async fn run_committer(self: Rc<Self>) -> JournalError {
+        let mut journal = self
+            .journal
+            .borrow_mut()
+            .take()
+            .expect("one committer per shard");
+        loop {
+            let batch = {
+                let mut inner = self.inner.borrow_mut();
+                if inner.batch.is_empty() {
+                    None
+                } else {
+                    let next = inner.batch.successor();
+                    Some(std::mem::replace(&mut inner.batch, next))
+                }
+            };
+            let Some(batch) = batch else {
+                if let Err(error) = self.remove_covered(&mut journal).await {
+                    return error;
+                }
+                self.work.notified().await;
+                continue;
+            };
+            self.room.wake_all();
+            let result = journal.commit(batch).await;
+            let durable = match result {
+                Ok(durable) => durable,
+                Err(error) => {
+                    self.stop(&error.to_string());
+                    return error;
+                }
+            };
+            self.release(durable);
+            self.maybe_snapshot();
+            if let Err(error) = self.remove_covered(&mut journal).await {
+                return error;
+            }
+        }
+    }
+
+    /// Removes the segments the oldest kept snapshot covers, when a snapshot asked for it.
+    async fn remove_covered(&self, journal: &mut Journal<D>) -> Result<(), JournalError> {
+        let up_to = std::mem::take(&mut self.inner.borrow_mut().remove_segments_up_to);
+        if up_to == 0 {
+            return Ok(());
+        }
+        match journal.remove_covered(up_to).await {
+            Ok(removed) => {
+                if !removed.is_empty() {
+                    tracing::debug!(shard = self.id(), ?removed, "removed covered segments");
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.stop(&error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    /// After a commit: applies the effects and answers the callers, in LSN order.
+    fn release(&self, durable: u64) {
+        let mut released = Vec::new();
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.durable_lsn = durable;
+            while inner.pending.front().is_some_and(|p| p.lsn <= durable) {
+                released.push(inner.pending.pop_front().expect("checked"));
+            }
+            while inner
+                .durable_waiters
+                .front()
+                .is_some_and(|w| w.0 <= durable)
+            {
+                let (_, slot) = inner.durable_waiters.pop_front().expect("checked");
+                slot.fill(true);
+            }
+            let mut armed = false;
+            for pending in &released {
+                if let Ok(outcome) = &pending.answer {
+                    armed |= arm_timers(&mut inner.timers, &outcome.effects);
+                }
+            }
+            if armed {
+                self.timer_armed.notify();
+            }
+        }
+        for pending in released {
+            pending
+                .slot
+                .fill(pending.answer.map_err(SubmitError::Rejected));
+        }
+    }
+
+    fn stop(&self, reason: &str) {
+        tracing::error!(shard = self.id(), %reason, "the shard stops");
+        let pending = {
+            let mut inner = self.inner.borrow_mut();
+            inner.stopped = Some(reason.to_string());
+            for (_, slot) in inner.durable_waiters.drain(..) {
+                slot.fill(false);
+            }
+            std::mem::take(&mut inner.pending)
+        };
+        self.snapshot_due.notify();
+        for waiting in pending {
+            waiting
+                .slot
+                .fill(Err(SubmitError::Stopped(reason.to_string())));
+        }
+        self.room.wake_all();
+    }
+
+    /// Whether the shard stopped, and why.
+    pub fn stopped(&self) -> Option<String> {
+        self.inner.borrow().stopped.clone()
+    }
+
+    fn maybe_snapshot(&self) {
+        let inner = self.inner.borrow();
+        let records = self.config.snapshot_every_records;
+        let bytes = self.config.snapshot_every_bytes;
+        let due = (records > 0 && inner.since_snapshot_records >= records)
+            || (bytes > 0 && inner.since_snapshot_bytes >= bytes);
+        if due && !inner.snapshot_running {
+            self.snapshot_due.notify();
+        }
+    }
+
+    /// The snapshot task: takes a snapshot whenever the records or bytes since the last one
+    /// reach the configured thresholds. Run it in a low-priority task queue. Returns when the
+    /// shard stops, or with the error of a failed snapshot write (which stops the shard).
+    pub async fn run_snapshots(self: Rc<Self>) {
+        loop {
+            self.snapshot_due.notified().await;
+            if self.stopped().is_some() {
+                return;
+            }
+            if let Err(error) = self.snapshot().await {
+                self.stop(&format!("snapshot failed: {error}"));
+                return;
+            }
+        }
+    }
+
+    /// Takes a snapshot of the durable state now and lets the committer remove the segments
+    /// the older kept snapshot covers. Encoding the state takes the shard's thread for a
+    /// moment (the state is not copied on write); the file is written while commands go on.
+    /// Returns the LSN the snapshot covers.
+    pub async fn snapshot(&self) -> Result<u64, StorageError> {
+        let (lsn, now_millis, bytes, reached) = {
+            let mut inner = self.inner.borrow_mut();
+            inner.snapshot_running = true;
+            inner.since_snapshot_records = 0;
+            inner.since_snapshot_bytes = 0;
+            let lsn = inner.applied_lsn;
+            // The snapshot may only cover durable records: wait for the commit of `lsn`.
+            let reached = Slot::default();
+            if inner.durable_lsn >= lsn {
+                reached.fill(true);
+            } else {
+                inner.durable_waiters.push_back((lsn, reached.clone()));
+            }
+            (lsn, inner.last_now_millis, inner.state.encode(), reached)
+        };
+        let written = if reached.await {
+            self.snapshots.write(lsn, now_millis, &bytes).await
+        } else {
+            Err(StorageError::Io {
+                operation: "snapshot",
+                name: format!("shard {}", self.id()),
+                message: "the shard stopped before the snapshot's records were durable".to_string(),
+            })
+        };
+        let mut inner = self.inner.borrow_mut();
+        inner.snapshot_running = false;
+        inner.remove_segments_up_to = written?;
+        drop(inner);
+        self.work.notify();
+        Ok(lsn)
+    }
+
+    /// The timer task: fires due job leases and backoffs as journaled commands, from the
+    /// shard's own clock. Runs until the shard stops.
+    pub async fn run_timers(self: Rc<Self>) {
+        loop {
+            if self.stopped().is_some() {
+                return;
+            }
+            let now = wall_clock_millis();
+            let due = {
+                let mut inner = self.inner.borrow_mut();
+                match inner.timers.first().copied() {
+                    Some(timer) if timer.0 <= now => {
+                        inner.timers.pop_first();
+                        Some(Ok(timer))
+                    }
+                    Some(timer) => Some(Err(timer.0 - now)),
+                    None => None,
+                }
+            };
+            match due {
+                Some(Ok((_, key, kind))) => {
+                    let command = match kind {
+                        TimerKind::Lease => Command::JobLeaseExpired { key },
+                        TimerKind::Retry => Command::JobRetryDue { key },
+                    };
+                    // A stale timer (the job moved on) is refused by the engine: nothing to do.
+                    let _ = self.submit(command).await;
+                }
+                Some(Err(wait_millis)) => {
+                    let wait = (wait_millis as u64).min(TIMER_SLEEP_MILLIS_MAX);
+                    self.sleep_or_armed(wait).await;
+                }
+                None => self.sleep_or_armed(TIMER_SLEEP_MILLIS_MAX).await,
+            }
+        }
+    }
+
+    async fn sleep_or_armed(&self, millis: u64) {
+        let sleep = glommio::timer::sleep(Duration::from_millis(millis.max(1)));
+        futures_lite::future::or(sleep, self.timer_armed.notified()).await;
+    }
+
+    /// Due timers, for tests and the inspector: (due, job key, is it a lease).
+    pub fn timers(&self) -> Vec<(i64, Key, bool)> {
+        let inner = self.inner.borrow();
+        let timers = inner.timers.iter();
+        timers
+            .map(|(due, key, kind)| (*due, *key, *kind == TimerKind::Lease))
+            .collect()
+    }
+}
+
+struct Full;
+
+/// Arms the timers the effects ask for; returns whether any was armed.
+fn arm_timers(timers: &mut BTreeSet<(i64, Key, TimerKind)>, effects: &[Effect]) -> bool {
+    let mut armed = false;
+    for effect in effects {
+        match effect {
+            Effect::JobLease {
+                key,
+                deadline_millis,
+            } => {
+                armed |= timers.insert((*deadline_millis, *key, TimerKind::Lease));
+            }
+            Effect::JobBackoff { key, due_millis } => {
+                armed |= timers.insert((*due_millis, *key, TimerKind::Retry));
+            }
+            Effect::JobsAvailable { .. } | Effect::InstanceResult { .. } => {}
+        }
+    }
+    armed
+}
