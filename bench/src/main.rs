@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod alloc_counter;
 mod engine;
+mod journal;
 mod machine;
 mod parse;
 
@@ -34,6 +35,9 @@ enum Command {
     /// Three commands per instance: CreateInstance, ActivateJobs, CompleteJob. Reports
     /// instances/s, commands/s and heap allocations per instance.
     Engine(engine::Args),
+    /// The journal alone: appends/s, MB/s, records per fdatasync and latency histograms for
+    /// each shard count, beside the raw device measured in the same run.
+    Journal(journal::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Parse(args) => parse::run(&args),
         Command::Engine(args) => engine::run(&args),
+        Command::Journal(args) => journal::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

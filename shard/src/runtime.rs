@@ -90,6 +90,11 @@ where
         return Err(format!("--shards must be 1 to {SHARDS_MAX}, not {shards}"));
     }
     config.shard.journal.check()?;
+    let problems = crate::preflight::check_all(shards, config.io_memory_bytes);
+    if !problems.is_empty() {
+        let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(format!("cannot start the shards:\n{}", listed.join("\n")));
+    }
     let mut config = config;
     // glommio opens directories relative to no descriptor: give it an absolute path.
     std::fs::create_dir_all(&config.data_dir)

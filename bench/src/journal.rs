@@ -1,0 +1,366 @@
+//! `ringflow-bench journal`: the journal alone (no engine), one pinned glommio executor per
+//! shard, against the raw device measured in the same run.
+//!
+//! Per shard, a producer task appends records of `--record-bytes` into the open batch, and a
+//! committer task commits whatever is there (one write + one fdatasync), exactly as a shard's
+//! committer does: at most one fdatasync in flight while the next batch fills.
+//!
+//! - Closed loop (no `--rate`): the producer keeps the open batch full. Gives appends/s, MB/s
+//!   and records per fdatasync at saturation.
+//! - Open loop (`--rate R`, records/s per shard): records are due at fixed intervals; each
+//!   record's commit latency runs from when it was due (not when it was appended), so a
+//!   stalled producer does not hide latency (coordinated omission).
+//! - Raw: the same executor writes `--raw-write-kib` blocks with O_DIRECT and fdatasyncs after
+//!   each, on a preallocated file: the device limit for this write pattern.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
+use hdrhistogram::Histogram;
+use ringflow_shard::journal::{Batch, Journal, JournalConfig, Room};
+use ringflow_shard::storage::dma::DmaDir;
+use ringflow_shard::storage::{Dir, File};
+
+/// Arguments of `ringflow-bench journal`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory for the journals (a real filesystem: tmpfs ignores O_DIRECT and fdatasync).
+    #[arg(long, default_value = "bench-journal-data")]
+    dir: PathBuf,
+    /// Shard counts to run, e.g. 1,2.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    shards: Vec<usize>,
+    /// Payload bytes per record (the 32-byte header comes on top).
+    #[arg(long, default_value_t = 1024)]
+    record_bytes: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Records per second per shard (open loop); without it, closed loop.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Segment size in MiB.
+    #[arg(long, default_value_t = 64)]
+    segment_mib: u64,
+    /// Bytes per write of the raw device measurement, in KiB.
+    #[arg(long, default_value_t = 4096)]
+    raw_write_kib: usize,
+}
+
+#[derive(Default)]
+struct Stats {
+    records: u64,
+    bytes: u64,
+    commits: u64,
+    commit_micros: Option<Histogram<u64>>,
+    latency_micros: Option<Histogram<u64>>,
+    elapsed: Duration,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+fn check_filesystem(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
+    // SAFETY: statfs writes the struct we own; the path is NUL-terminated.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut stat) } != 0 {
+        bail!(
+            "statfs {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    if stat.f_type as i64 == TMPFS_MAGIC {
+        bail!(
+            "{} is on tmpfs, which ignores O_DIRECT and fdatasync: use a real disk",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `ringflow-bench journal`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    check_filesystem(&args.dir)?;
+    let dir = std::fs::canonicalize(&args.dir)?;
+    let cpus = ringflow_shard::runtime::usable_cpus();
+    println!("machine: {}", crate::machine::describe());
+    println!("directory: {}", dir.display());
+    let mode = match args.rate {
+        Some(rate) => format!("open loop, {rate} records/s per shard"),
+        None => "closed loop".to_string(),
+    };
+    println!(
+        "records: {} payload bytes + 32 header bytes; {mode}; {} s per run\n",
+        args.record_bytes, args.seconds
+    );
+    println!(
+        "| shards | raw MB/s | journal MB/s | % of raw | records/s | records/fdatasync | fdatasync p50 µs | p99 µs | max µs | commit latency p50 µs | p99 µs | p99.9 µs |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &shards in &args.shards {
+        if shards == 0 || shards > cpus.len() {
+            bail!(
+                "{shards} shards: this machine has {} usable CPUs",
+                cpus.len()
+            );
+        }
+        let raw = on_shards(&cpus[..shards], &dir, args, Measure::Raw)?;
+        let journal = on_shards(&cpus[..shards], &dir, args, Measure::Journal)?;
+        print_row(shards, &raw, &journal);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Measure {
+    Raw,
+    Journal,
+}
+
+fn on_shards(
+    cpus: &[usize],
+    dir: &Path,
+    args: &Args,
+    measure: Measure,
+) -> anyhow::Result<Vec<Stats>> {
+    let online = CpuSet::online().map_err(|error| anyhow::anyhow!("listing CPUs: {error}"))?;
+    let sets = cpus
+        .iter()
+        .map(|cpu| online.clone().filter(|location| location.cpu == *cpu))
+        .collect();
+    let (dir, seconds, record_bytes, rate) = (
+        dir.to_path_buf(),
+        args.seconds,
+        args.record_bytes,
+        args.rate,
+    );
+    let segment_bytes = args.segment_mib << 20;
+    let raw_write_bytes = args.raw_write_kib * 1024;
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Custom(sets))
+        .io_memory(ringflow_shard::runtime::IO_MEMORY_BYTES_DEFAULT)
+        .on_all_shards(move || async move {
+            let index = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let shard_dir = dir.join(format!("bench-{index}"));
+            let _ = std::fs::remove_dir_all(&shard_dir);
+            let duration = Duration::from_secs(seconds);
+            let result = match measure {
+                Measure::Raw => raw(&shard_dir, raw_write_bytes, duration).await,
+                Measure::Journal => {
+                    let mut config = JournalConfig::new(index as u16);
+                    config.segment_bytes = segment_bytes;
+                    journal(&shard_dir, config, record_bytes, rate, duration).await
+                }
+            };
+            let _ = std::fs::remove_dir_all(&shard_dir);
+            result.map_err(|error| error.to_string())
+        })
+        .map_err(|error| anyhow::anyhow!("starting the executors: {error}"))?;
+    let mut all = Vec::new();
+    for joined in handles.join_all() {
+        let stats = joined.map_err(|error| anyhow::anyhow!("{error}"))?;
+        all.push(stats.map_err(anyhow::Error::msg)?);
+    }
+    Ok(all)
+}
+
+async fn raw(dir: &Path, write_bytes: usize, duration: Duration) -> anyhow::Result<Stats> {
+    let store = DmaDir::open(dir).await?;
+    let file_bytes = 1u64 << 30;
+    let file = store.create("raw", file_bytes).await?;
+    let block = vec![0xA5u8; write_bytes];
+    let mut stats = Stats {
+        commit_micros: Some(histogram()),
+        ..Stats::default()
+    };
+    let start = Instant::now();
+    let mut offset = 0u64;
+    while start.elapsed() < duration {
+        if offset + write_bytes as u64 > file_bytes {
+            offset = 0;
+        }
+        let began = Instant::now();
+        file.write_at(offset, &block).await?;
+        file.sync().await?;
+        record(&mut stats.commit_micros, began.elapsed());
+        offset += write_bytes as u64;
+        stats.bytes += write_bytes as u64;
+        stats.commits += 1;
+    }
+    stats.elapsed = start.elapsed();
+    Ok(stats)
+}
+
+fn record(histogram: &mut Option<Histogram<u64>>, elapsed: Duration) {
+    if let Some(histogram) = histogram {
+        let micros = (elapsed.as_micros() as u64).clamp(1, 60_000_000);
+        histogram.record(micros).expect("within bounds");
+    }
+}
+
+struct Open {
+    batch: Batch,
+    due: Vec<Instant>,
+    room: Rc<ringflow_shard::wait::WaitList>,
+    work: Rc<ringflow_shard::wait::Notify>,
+}
+
+async fn journal(
+    dir: &Path,
+    config: JournalConfig,
+    record_bytes: usize,
+    rate: Option<u64>,
+    duration: Duration,
+) -> anyhow::Result<Stats> {
+    let store = DmaDir::open(dir).await?;
+    let (mut journal, _) = Journal::open(store, config, 0).await?;
+    let open = Rc::new(RefCell::new(Open {
+        batch: journal.first_batch(),
+        due: Vec::new(),
+        room: Rc::new(ringflow_shard::wait::WaitList::default()),
+        work: Rc::new(ringflow_shard::wait::Notify::default()),
+    }));
+    let work = open.borrow().work.clone();
+    let payload = vec![0x5Au8; record_bytes];
+    let start = Instant::now();
+    let producer = glommio::spawn_local(produce(open.clone(), payload, rate, start, duration));
+    let mut stats = Stats {
+        commit_micros: Some(histogram()),
+        latency_micros: Some(histogram()),
+        ..Stats::default()
+    };
+    while start.elapsed() < duration {
+        let (batch, due) = {
+            let mut open = open.borrow_mut();
+            let next = open.batch.successor();
+            (
+                std::mem::replace(&mut open.batch, next),
+                std::mem::take(&mut open.due),
+            )
+        };
+        open.borrow().room.wake_all();
+        if batch.is_empty() {
+            // Wait for the producer, as a shard's committer does (no spinning).
+            let idle = glommio::timer::sleep(Duration::from_millis(10));
+            futures_lite::future::or(idle, work.notified()).await;
+            continue;
+        }
+        let records = batch.records() as u64;
+        let bytes = batch.bytes() as u64;
+        let began = Instant::now();
+        journal.commit(batch).await?;
+        let done = Instant::now();
+        record(&mut stats.commit_micros, done - began);
+        for due in due {
+            record(
+                &mut stats.latency_micros,
+                done.saturating_duration_since(due),
+            );
+        }
+        stats.records += records;
+        stats.bytes += bytes;
+        stats.commits += 1;
+    }
+    stats.elapsed = start.elapsed();
+    producer.cancel().await;
+    Ok(stats)
+}
+
+async fn produce(
+    open: Rc<RefCell<Open>>,
+    payload: Vec<u8>,
+    rate: Option<u64>,
+    start: Instant,
+    duration: Duration,
+) {
+    let mut produced = 0u64;
+    while start.elapsed() < duration {
+        let due_now = match rate {
+            Some(rate) => (start.elapsed().as_nanos() * rate as u128 / 1_000_000_000) as u64,
+            None => u64::MAX,
+        };
+        let mut full = false;
+        {
+            let mut open = open.borrow_mut();
+            while produced < due_now {
+                if open.batch.room_for(payload.len()) != Room::Now {
+                    full = true;
+                    break;
+                }
+                open.batch.append(&payload).expect("room checked");
+                let due = match rate {
+                    Some(rate) => start + Duration::from_nanos(produced * 1_000_000_000 / rate),
+                    None => Instant::now(),
+                };
+                open.due.push(due);
+                produced += 1;
+            }
+            open.work.notify();
+        }
+        if full {
+            let room = open.borrow().room.clone();
+            room.wait().await;
+        } else {
+            glommio::timer::sleep(Duration::from_micros(50)).await;
+        }
+    }
+}
+
+fn percentile(stats: &[Stats], pick: fn(&Stats) -> &Option<Histogram<u64>>, q: f64) -> u64 {
+    let mut merged = histogram();
+    for stat in stats {
+        if let Some(histogram) = pick(stat) {
+            merged.add(histogram).expect("same bounds");
+        }
+    }
+    if merged.is_empty() {
+        0
+    } else {
+        merged.value_at_quantile(q)
+    }
+}
+
+fn print_row(shards: usize, raw: &[Stats], journal: &[Stats]) {
+    let mb_per_s = |stats: &[Stats]| {
+        stats
+            .iter()
+            .map(|s| s.bytes as f64 / s.elapsed.as_secs_f64() / 1e6)
+            .sum::<f64>()
+    };
+    let raw_mb = mb_per_s(raw);
+    let journal_mb = mb_per_s(journal);
+    let records: f64 = journal
+        .iter()
+        .map(|s| s.records as f64 / s.elapsed.as_secs_f64())
+        .sum();
+    let commits: u64 = journal.iter().map(|s| s.commits).sum();
+    let total_records: u64 = journal.iter().map(|s| s.records).sum();
+    let per_sync = total_records as f64 / commits.max(1) as f64;
+    let commit = |q| percentile(journal, |s| &s.commit_micros, q);
+    let latency = |q| percentile(journal, |s| &s.latency_micros, q);
+    let max = journal
+        .iter()
+        .filter_map(|s| s.commit_micros.as_ref().map(Histogram::max))
+        .max()
+        .unwrap_or(0);
+    println!(
+        "| {shards} | {raw_mb:.1} | {journal_mb:.1} | {:.0}% | {records:.0} | {per_sync:.1} | {} | {} | {max} | {} | {} | {} |",
+        100.0 * journal_mb / raw_mb.max(f64::MIN_POSITIVE),
+        commit(0.5),
+        commit(0.99),
+        latency(0.5),
+        latency(0.99),
+        latency(0.999),
+    );
+}
