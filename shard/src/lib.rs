@@ -4,8 +4,13 @@
 //! recovery, snapshots, timers, job push and the exporter (see `DESIGN.md`). It also holds the
 //! `ringflow` binary, whose subcommands live in [`cli`].
 //!
-//! **Status:** the runtime arrives with the shard issue. Today the binary offers
-//! `ringflow validate`.
+//! Modules, from the bottom up: [`storage`] (the seam: glommio `DmaFile`s, blocking std
+//! files for tools, and a fault-injecting simulation), [`journal`] (records, batches,
+//! segments, recovery), [`snapshot`] (snapshot files), [`shard`] (the engine over the
+//! journal: submit, group commit, acknowledgements, timers, snapshots), [`runtime`] (one
+//! pinned executor per shard), [`preflight`] (kernel, io_uring and memlock checks) and
+//! [`cli`]. The binary offers `ringflow validate` and `ringflow journal inspect`; the server
+//! arrives with the wire protocol.
 
 pub mod cli;
 pub mod journal;

@@ -139,8 +139,8 @@ pub fn memlock_problem(limit_bytes: u64, shards: usize, io_memory_bytes: usize) 
         ),
         fix: format!(
             "raise it: `ulimit -l {needed_kib}` in this shell, LimitMEMLOCK={needed} in the \
-             systemd unit, or `memlock` in /etc/security/limits.conf; or lower \
-             --io-memory-kib or --shards"
+             systemd unit, or `memlock` in /etc/security/limits.conf; or lower the I/O memory \
+             per shard or the number of shards"
         ),
     })
 }
