@@ -250,3 +250,63 @@ fn timers_are_rebuilt_from_the_state_and_a_snapshot_covers_only_durable_records(
         assert_eq!(shard.durable_lsn(), lsn);
     });
 }
+
+#[test]
+fn an_expired_lease_fires_as_a_journaled_command_and_survives_a_crash() {
+    executor().run(async {
+        let journal = SimDir::new(Faults::default(), 5);
+        let snapshots = SimDir::new(Faults::default(), 6);
+        let config = ShardConfig::new(SHARD);
+        let shard = Rc::new(open(&journal, &snapshots, config).await.expect("open"));
+        let committer = glommio::spawn_local(shard.clone().run_committer());
+        let timers = glommio::spawn_local(shard.clone().run_timers());
+        let deploy = Command::Deploy {
+            resources: vec![Resource {
+                name: "p.bpmn".to_string(),
+                content: Arc::from(MODEL.as_bytes()),
+            }],
+        };
+        shard.submit(deploy).await.expect("deploy");
+        let create = Command::CreateInstance {
+            process: ProcessRef::Latest("p".to_string()),
+            variables: Variables::new(),
+            business_key: None,
+            await_result: false,
+        };
+        shard.submit(create).await.expect("create");
+        let activate = Command::ActivateJobs {
+            job_type: "t".to_string(),
+            worker: "w".to_string(),
+            max_jobs: 1,
+            lease_millis: 30,
+        };
+        let outcome = shard.submit(activate).await.expect("activate");
+        let Response::JobsActivated(jobs) = outcome.response else {
+            panic!("no jobs");
+        };
+        let job = jobs[0].key;
+        assert!(!shard.with_state(|state| state.is_ready(job)));
+        let before = shard.durable_lsn();
+        // The lease runs out after 30 ms; the timer task journals JobLeaseExpired.
+        for _ in 0..100 {
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            if shard.with_state(|state| state.is_ready(job)) {
+                break;
+            }
+        }
+        assert!(
+            shard.with_state(|state| state.is_ready(job)),
+            "the lease never expired"
+        );
+        assert_eq!(shard.durable_lsn(), before + 1, "one journaled command");
+        assert!(shard.timers().is_empty());
+        drop((committer, timers, shard));
+        journal.crash();
+        snapshots.crash();
+        let shard = open(&journal, &snapshots, config).await.expect("reopen");
+        assert!(
+            shard.with_state(|state| state.is_ready(job)),
+            "the expiry was durable"
+        );
+    });
+}

@@ -41,9 +41,9 @@ pub struct Args {
     /// The data directory.
     #[arg(long)]
     data: PathBuf,
-    /// Shards to run (one per CPU, from the first usable CPU).
-    #[arg(long, default_value_t = 1)]
-    shards: usize,
+    /// Shards to run, one per CPU from the first usable CPU [default: the usable CPUs].
+    #[arg(long)]
+    shards: Option<usize>,
     /// Business keys are PREFIX-SHARD-N.
     #[arg(long)]
     prefix: String,
@@ -64,7 +64,8 @@ pub struct Args {
 /// Runs `ringflow crash-load`.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let cpus = runtime::usable_cpus();
-    if args.shards == 0 || args.shards > cpus.len() {
+    let shards = args.shards.unwrap_or(cpus.len());
+    if shards == 0 || shards > cpus.len() {
         bail!("--shards must be 1 to {} (the usable CPUs)", cpus.len());
     }
     let mut shard = ShardConfig::new(0);
@@ -78,7 +79,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     shard.snapshot_every_records = args.snapshot_every_records;
     let config = RuntimeConfig {
         data_dir: args.data.clone(),
-        cpus: cpus[..args.shards].to_vec(),
+        cpus: cpus[..shards].to_vec(),
         io_memory_bytes: runtime::IO_MEMORY_BYTES_DEFAULT,
         ring_depth: runtime::RING_DEPTH_DEFAULT,
         shard,
