@@ -27,18 +27,37 @@ thread_local! {
 }
 const SHARD: u16 = 3;
 
-const MODEL: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
-    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="defs">
-  <bpmn:process id="p" isExecutable="true">
-    <bpmn:startEvent id="start"/>
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="task"/>
-    <bpmn:serviceTask id="task">
-      <bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements>
-    </bpmn:serviceTask>
-    <bpmn:sequenceFlow id="f2" sourceRef="task" targetRef="end"/>
-    <bpmn:endEvent id="end"/>
-  </bpmn:process>
-</bpmn:definitions>"#;
+/// The process: start, a service task of type `crash-test`, end (the one crash-load runs).
+const MODEL: &str = ringflow_shard::cli::crash_load::MODEL;
+const PROCESS: &str = "crash-load";
+const JOB_TYPE: &str = "crash-test";
+
+fn deploy() -> Command {
+    Command::Deploy {
+        resources: vec![Resource {
+            name: "p.bpmn".to_string(),
+            content: Arc::from(MODEL.as_bytes()),
+        }],
+    }
+}
+
+fn create(business_key: Option<String>) -> Command {
+    Command::CreateInstance {
+        process: ProcessRef::Latest(PROCESS.to_string()),
+        variables: Variables::new(),
+        business_key,
+        await_result: false,
+    }
+}
+
+fn activate(max_jobs: u32, lease_millis: u64) -> Command {
+    Command::ActivateJobs {
+        job_type: JOB_TYPE.to_string(),
+        worker: "w".to_string(),
+        max_jobs,
+        lease_millis,
+    }
+}
 
 fn config(rng: &mut SimRng) -> ShardConfig {
     let mut config = ShardConfig::new(SHARD);
@@ -97,13 +116,7 @@ async fn one_round(
 ) {
     let committer = glommio::spawn_local(shard.clone().run_committer());
     let snapshots = glommio::spawn_local(shard.clone().run_snapshots());
-    let deploy = Command::Deploy {
-        resources: vec![Resource {
-            name: "p.bpmn".to_string(),
-            content: Arc::from(MODEL.as_bytes()),
-        }],
-    };
-    if shard.submit(deploy).await.is_err() {
+    if shard.submit(deploy()).await.is_err() {
         return;
     }
     let mut tasks = Vec::new();
@@ -113,13 +126,7 @@ async fn one_round(
         tasks.push(glommio::spawn_local(async move {
             for n in 0..creations {
                 let business_key = format!("r{round}-w{worker}-{n}");
-                let create = Command::CreateInstance {
-                    process: ProcessRef::Latest("p".to_string()),
-                    variables: Variables::new(),
-                    business_key: Some(business_key.clone()),
-                    await_result: false,
-                };
-                match shard.submit(create).await {
+                match shard.submit(create(Some(business_key.clone()))).await {
                     Ok(outcome) => {
                         let Response::InstanceCreated {
                             process_instance_key,
@@ -214,29 +221,14 @@ fn timers_are_rebuilt_from_the_state_and_a_snapshot_covers_only_durable_records(
         let config = ShardConfig::new(SHARD);
         let shard = Rc::new(open(&journal, &snapshots, config).await.expect("open"));
         let committer = glommio::spawn_local(shard.clone().run_committer());
-        let deploy = Command::Deploy {
-            resources: vec![Resource {
-                name: "p.bpmn".to_string(),
-                content: Arc::from(MODEL.as_bytes()),
-            }],
-        };
-        shard.submit(deploy).await.expect("deploy");
+        shard.submit(deploy()).await.expect("deploy");
         for _ in 0..3 {
-            let create = Command::CreateInstance {
-                process: ProcessRef::Latest("p".to_string()),
-                variables: Variables::new(),
-                business_key: Some("b".to_string()),
-                await_result: false,
-            };
-            shard.submit(create).await.expect("create");
+            shard
+                .submit(create(Some("b".to_string())))
+                .await
+                .expect("create");
         }
-        let activate = Command::ActivateJobs {
-            job_type: "t".to_string(),
-            worker: "w".to_string(),
-            max_jobs: 2,
-            lease_millis: 60_000,
-        };
-        shard.submit(activate).await.expect("activate");
+        shard.submit(activate(2, 60_000)).await.expect("activate");
         let leases = shard.timers();
         assert_eq!(leases.len(), 2, "two leases armed after the commit");
         let lsn = shard.snapshot().await.expect("snapshot");
@@ -260,27 +252,9 @@ fn an_expired_lease_fires_as_a_journaled_command_and_survives_a_crash() {
         let shard = Rc::new(open(&journal, &snapshots, config).await.expect("open"));
         let committer = glommio::spawn_local(shard.clone().run_committer());
         let timers = glommio::spawn_local(shard.clone().run_timers());
-        let deploy = Command::Deploy {
-            resources: vec![Resource {
-                name: "p.bpmn".to_string(),
-                content: Arc::from(MODEL.as_bytes()),
-            }],
-        };
-        shard.submit(deploy).await.expect("deploy");
-        let create = Command::CreateInstance {
-            process: ProcessRef::Latest("p".to_string()),
-            variables: Variables::new(),
-            business_key: None,
-            await_result: false,
-        };
-        shard.submit(create).await.expect("create");
-        let activate = Command::ActivateJobs {
-            job_type: "t".to_string(),
-            worker: "w".to_string(),
-            max_jobs: 1,
-            lease_millis: 30,
-        };
-        let outcome = shard.submit(activate).await.expect("activate");
+        shard.submit(deploy()).await.expect("deploy");
+        shard.submit(create(None)).await.expect("create");
+        let outcome = shard.submit(activate(1, 30)).await.expect("activate");
         let Response::JobsActivated(jobs) = outcome.response else {
             panic!("no jobs");
         };
