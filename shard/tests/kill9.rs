@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ringflow_core::Key;
-use ringflow_shard::shard::{ShardConfig, recover};
+use ringflow_shard::cli::crash_load::shard_config;
+use ringflow_shard::shard::recover;
 use ringflow_shard::storage::block_on;
 use ringflow_shard::storage::sim::SimRng;
 use ringflow_shard::storage::std_fs::StdDir;
@@ -23,6 +24,7 @@ use ringflow_shard::storage::std_fs::StdDir;
 const CYCLES_DEFAULT: u64 = 24;
 const SHARDS: usize = 2;
 const SEGMENT_KIB: u64 = 256;
+const SNAPSHOT_EVERY_RECORDS: u64 = 3000;
 
 fn data_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kill9-data");
@@ -46,7 +48,10 @@ fn one_cycle(data: &Path, cycle: u64, run_millis: u64) -> (Vec<(String, Key)>, b
         ])
         .args(["--count", "4000", "--concurrency", "64"])
         .args(["--segment-kib", &SEGMENT_KIB.to_string()])
-        .args(["--snapshot-every-records", "3000"])
+        .args([
+            "--snapshot-every-records",
+            &SNAPSHOT_EVERY_RECORDS.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -91,11 +96,7 @@ fn recovered_instances(data: &Path) -> BTreeMap<String, (Key, bool)> {
     let mut instances = BTreeMap::new();
     for index in 0..SHARDS {
         let dir = data.join(format!("shard-{index}"));
-        let mut config = ShardConfig::new(index as u16);
-        config.journal.segment_bytes = SEGMENT_KIB * 1024;
-        config.journal.batch.bytes_max =
-            (SEGMENT_KIB as usize * 512).min(config.journal.batch.bytes_max);
-        config.journal.batch.record_bytes_max = config.journal.batch.bytes_max;
+        let config = shard_config(index as u16, SEGMENT_KIB, SNAPSHOT_EVERY_RECORDS);
         let journal = StdDir::open(&dir.join("journal")).expect("journal dir");
         let snapshots = StdDir::open(&dir.join("snapshots")).expect("snapshot dir");
         let (shard, _report) = block_on(recover(journal, snapshots, config))

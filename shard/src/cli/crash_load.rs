@@ -61,6 +61,18 @@ pub struct Args {
     snapshot_every_records: u64,
 }
 
+/// The shard settings crash-load runs with (the kill -9 checker recovers with the same):
+/// segments of `segment_kib`, batches of at most half a segment.
+pub fn shard_config(shard: u16, segment_kib: u64, snapshot_every_records: u64) -> ShardConfig {
+    let mut config = ShardConfig::new(shard);
+    config.journal.segment_bytes = segment_kib * 1024;
+    let half_segment = segment_kib as usize * 512;
+    config.journal.batch.bytes_max = config.journal.batch.bytes_max.min(half_segment);
+    config.journal.batch.record_bytes_max = config.journal.batch.bytes_max;
+    config.snapshot_every_records = snapshot_every_records;
+    config
+}
+
 /// Runs `ringflow crash-load`.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let cpus = runtime::usable_cpus();
@@ -68,15 +80,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if shards == 0 || shards > cpus.len() {
         bail!("--shards must be 1 to {} (the usable CPUs)", cpus.len());
     }
-    let mut shard = ShardConfig::new(0);
-    shard.journal.segment_bytes = args.segment_kib * 1024;
-    shard.journal.batch.bytes_max = shard
-        .journal
-        .batch
-        .bytes_max
-        .min(args.segment_kib as usize * 512);
-    shard.journal.batch.record_bytes_max = shard.journal.batch.bytes_max;
-    shard.snapshot_every_records = args.snapshot_every_records;
+    let shard = shard_config(0, args.segment_kib, args.snapshot_every_records);
     let config = RuntimeConfig {
         data_dir: args.data.clone(),
         cpus: cpus[..shards].to_vec(),
