@@ -161,6 +161,11 @@ impl State {
             .sum()
     }
 
+    /// How many jobs of a type are ready to be handed out.
+    pub fn ready_job_count(&self, job_type: &str) -> usize {
+        self.ready_jobs.get(job_type).map_or(0, BTreeSet::len)
+    }
+
     /// Whether the job is in its type's ready queue.
     pub fn is_ready(&self, key: Key) -> bool {
         self.jobs.get(&key).is_some_and(|job| {

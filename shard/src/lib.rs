@@ -16,6 +16,7 @@ pub mod cli;
 pub mod journal;
 pub mod preflight;
 pub mod runtime;
+pub mod server;
 pub mod shard;
 pub mod snapshot;
 pub mod storage;

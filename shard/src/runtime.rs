@@ -29,6 +29,8 @@ pub const IO_MEMORY_BYTES_DEFAULT: usize = 1024 * 1024;
 pub const RING_DEPTH_DEFAULT: usize = 128;
 /// Most shards one node runs (shard ids are 12 bits; a node runs at most one per CPU).
 pub const SHARDS_MAX: usize = 1024;
+/// Most shards in a cluster (shard ids are the top 12 bits of every key).
+pub const SHARDS_MAX_CLUSTER: usize = 4096;
 /// Shares of the critical task queue (commits, timers, requests).
 pub const CRITICAL_SHARES: usize = 1000;
 /// Shares of the background task queue (snapshots, later the exporter).
@@ -37,8 +39,11 @@ pub const BACKGROUND_SHARES: usize = 50;
 /// How the node runs its shards.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
-    /// The data directory: shard `i` keeps `shard-i/journal/` and `shard-i/snapshots/`.
+    /// The data directory: shard `s` keeps `shard-s/journal/` and `shard-s/snapshots/`.
     pub data_dir: PathBuf,
+    /// The cluster-wide id of this node's first shard: the shard on `cpus[i]` has the id
+    /// `first_shard + i` (0 on a single node).
+    pub first_shard: u16,
     /// The CPU of each shard: `cpus[i]` runs shard `i`; its length is the shard count.
     pub cpus: Vec<usize>,
     /// I/O memory per shard, in bytes.
@@ -144,8 +149,17 @@ where
     G: FnOnce(Rc<Shard<DmaDir>>) -> F,
     F: Future<Output = Result<(), String>> + 'static,
 {
-    let id = u16::try_from(index).map_err(|_| "shard index over u16".to_string())?;
-    let dir = shard_dir(&config.data_dir, index);
+    let id = u16::try_from(index)
+        .ok()
+        .and_then(|index| config.first_shard.checked_add(index))
+        .filter(|id| usize::from(*id) < SHARDS_MAX_CLUSTER)
+        .ok_or_else(|| {
+            format!(
+                "shard {index} of first shard {} is past the last shard id",
+                config.first_shard
+            )
+        })?;
+    let dir = shard_dir(&config.data_dir, usize::from(id));
     let journal_dir = DmaDir::open(&dir.join("journal"))
         .await
         .map_err(|e| e.to_string())?;
@@ -156,9 +170,9 @@ where
     shard_config.journal.shard = id;
     let (shard, report) = recover(journal_dir, snapshot_dir, shard_config)
         .await
-        .map_err(|error| format!("shard {index} ({}): {error}", dir.display()))?;
+        .map_err(|error| format!("shard {id} ({}): {error}", dir.display()))?;
     tracing::info!(
-        shard = index,
+        shard = id,
         snapshot = ?report.snapshot,
         replayed = report.replayed,
         torn_tail = ?report.torn_tail,
@@ -166,7 +180,7 @@ where
         "recovered"
     );
     for (name, reason) in &report.skipped_snapshots {
-        tracing::warn!(shard = index, %name, %reason, "skipped a damaged snapshot");
+        tracing::warn!(shard = id, %name, %reason, "skipped a damaged snapshot");
     }
     let shard = Rc::new(shard);
     let executor = glommio::executor();
@@ -192,8 +206,8 @@ where
     let driven = glommio::spawn_local_into(driver(shard.clone()), critical).map_err(spawn_error)?;
     let ended = futures_lite::future::or(async { Err(committer.await.to_string()) }, driven).await;
     match (ended, shard.stopped()) {
-        (Err(error), _) => Err(format!("shard {index}: {error}")),
-        (Ok(()), Some(reason)) => Err(format!("shard {index}: {reason}")),
+        (Err(error), _) => Err(format!("shard {id}: {error}")),
+        (Ok(()), Some(reason)) => Err(format!("shard {id}: {reason}")),
         (Ok(()), None) => Ok(()),
     }
 }

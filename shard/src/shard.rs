@@ -26,8 +26,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ringflow_core::codec::{decode_command, encode_command};
+use std::collections::HashMap;
+
 use ringflow_core::{
-    Command, Ctx, Effect, JobState, Key, Outcome, Rejection, RejectionCode, State, process,
+    Command, Ctx, Effect, JobState, Key, Outcome, Rejection, RejectionCode, State, Variables,
+    process,
 };
 
 use crate::journal::{Batch, Journal, JournalConfig, JournalError, Room};
@@ -140,7 +143,14 @@ struct Inner {
     encoded: Vec<u8>,
     /// Waiters for a durable LSN (the snapshot task): true when reached, false on a stop.
     durable_waiters: VecDeque<(u64, Slot<bool>)>,
+    /// Callers waiting for an instance to complete (create with await-result), by instance.
+    result_waiters: HashMap<Key, Slot<Variables>>,
 }
+
+/// The end of an instance created with `await_result`: its variables, once the command that
+/// completed it is durable. Dropping it stops nothing; call [`Shard::forget_result`] when the
+/// caller gives up.
+pub type ResultSlot = Slot<Variables>;
 
 /// One shard. Shared by its tasks through `Rc`; never leaves its thread.
 pub struct Shard<D: Dir> {
@@ -150,6 +160,7 @@ pub struct Shard<D: Dir> {
     timer_armed: Notify,
     snapshot_due: Notify,
     room: WaitList,
+    jobs_available: WaitList,
     snapshots: SnapshotStore<D>,
     journal: RefCell<Option<Journal<D>>>,
 }
@@ -217,6 +228,7 @@ pub async fn recover<D: Dir>(
         remove_segments_up_to: 0,
         encoded: Vec::new(),
         durable_waiters: VecDeque::new(),
+        result_waiters: HashMap::new(),
     };
     let shard = Shard {
         inner: RefCell::new(inner),
@@ -225,6 +237,7 @@ pub async fn recover<D: Dir>(
         timer_armed: Notify::default(),
         snapshot_due: Notify::default(),
         room: WaitList::default(),
+        jobs_available: WaitList::default(),
         snapshots,
         journal: RefCell::new(Some(journal)),
     };
@@ -271,10 +284,48 @@ impl<D: Dir> Shard<D> {
     /// Runs `command` and answers once its record is durable. A rejection changes nothing and
     /// is answered once everything it was judged against is durable.
     pub async fn submit(&self, command: Command) -> Result<Outcome, SubmitError> {
+        let (outcome, result) = self.submit_awaiting(command).await?;
+        if result.is_some()
+            && let ringflow_core::Response::InstanceCreated {
+                process_instance_key,
+                ..
+            } = &outcome.response
+        {
+            self.forget_result(*process_instance_key);
+        }
+        Ok(outcome)
+    }
+
+    /// [`Shard::submit`], and for a `CreateInstance` with `await_result` also the slot that
+    /// receives the instance's variables when it completes.
+    pub async fn submit_awaiting(
+        &self,
+        command: Command,
+    ) -> Result<(Outcome, Option<ResultSlot>), SubmitError> {
+        let awaiting = matches!(
+            command,
+            Command::CreateInstance {
+                await_result: true,
+                ..
+            }
+        );
         let mut command = Some(command);
         loop {
             match self.try_submit(&mut command) {
-                Ok(slot) => return slot.await,
+                Ok(slot) => {
+                    let outcome = slot.await?;
+                    let result = match (&outcome.response, awaiting) {
+                        (
+                            ringflow_core::Response::InstanceCreated {
+                                process_instance_key,
+                                ..
+                            },
+                            true,
+                        ) => self.result_slot(*process_instance_key),
+                        _ => None,
+                    };
+                    return Ok((outcome, result));
+                }
                 Err(Full) => {
                     // The open batch is full: the committer takes it when its commit returns.
                     self.work.notify();
@@ -328,8 +379,28 @@ impl<D: Dir> Shard<D> {
             }
         }
         let command = command.take().expect("a command to submit");
+        let awaiting = matches!(
+            command,
+            Command::CreateInstance {
+                await_result: true,
+                ..
+            }
+        );
         match process(&mut inner.state, command, &ctx) {
             Ok(outcome) => {
+                if let (
+                    ringflow_core::Response::InstanceCreated {
+                        process_instance_key,
+                        ..
+                    },
+                    true,
+                ) = (&outcome.response, awaiting)
+                {
+                    // Registered now, before any later command can complete the instance.
+                    inner
+                        .result_waiters
+                        .insert(*process_instance_key, Slot::default());
+                }
                 let lsn = inner
                     .batch
                     .append(&inner.encoded)
@@ -348,6 +419,29 @@ impl<D: Dir> Shard<D> {
             Err(rejection) => self.answer_after_durable(inner, Err(rejection), &slot),
         }
         Ok(slot)
+    }
+
+    /// The result slot registered for an awaited instance (filled already if the instance
+    /// completed meanwhile). It stays registered until [`Shard::forget_result`].
+    fn result_slot(&self, instance: Key) -> Option<ResultSlot> {
+        self.inner.borrow().result_waiters.get(&instance).cloned()
+    }
+
+    /// Stops waiting for an awaited instance: call it once the result came or the caller
+    /// gave up.
+    pub fn forget_result(&self, instance: Key) {
+        self.inner.borrow_mut().result_waiters.remove(&instance);
+    }
+
+    /// How many jobs of a type are ready to be handed out now.
+    pub fn ready_jobs(&self, job_type: &str) -> usize {
+        self.inner.borrow().state.ready_job_count(job_type)
+    }
+
+    /// Waits until new jobs may be ready (after a commit that made some activatable). Create
+    /// the future before looking at [`Shard::ready_jobs`] so that no wake-up is missed.
+    pub fn jobs_available(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.jobs_available.wait()
     }
 
     /// Answers at once when everything applied is durable, else after the commit.
@@ -448,13 +542,33 @@ impl<D: Dir> Shard<D> {
                 slot.fill(true);
             }
             let mut armed = false;
+            let mut jobs = false;
             for pending in &released {
                 if let Ok(outcome) = &pending.answer {
                     armed |= arm_timers(&mut inner.timers, &outcome.effects);
+                    for effect in &outcome.effects {
+                        match effect {
+                            Effect::JobsAvailable { .. } => jobs = true,
+                            Effect::InstanceResult {
+                                process_instance_key,
+                                variables,
+                            } => {
+                                if let Some(slot) =
+                                    inner.result_waiters.get(process_instance_key).cloned()
+                                {
+                                    slot.fill(variables.clone());
+                                }
+                            }
+                            Effect::JobBackoff { .. } | Effect::JobLease { .. } => {}
+                        }
+                    }
                 }
             }
             if armed {
                 self.timer_armed.notify();
+            }
+            if jobs {
+                self.jobs_available.wake_all();
             }
         }
         for pending in released {

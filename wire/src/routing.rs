@@ -154,6 +154,11 @@ impl SlotTable {
     pub fn shards(&self) -> usize {
         self.shards
     }
+
+    /// The shard of every slot, in slot order (as the topology carries it).
+    pub fn as_slice(&self) -> &[u16] {
+        &self.shard_of_slot
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let shard = shard_config(0, args.segment_kib, args.snapshot_every_records);
     let config = RuntimeConfig {
+        first_shard: 0,
         data_dir: args.data.clone(),
         cpus: cpus[..shards].to_vec(),
         io_memory_bytes: runtime::IO_MEMORY_BYTES_DEFAULT,

@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod client;
 pub mod crash_load;
 pub mod journal;
+pub mod serve;
 pub mod validate;
 
 /// ringflow: a BPMN 2.0 workflow engine that runs at the speed of a persistent log.
@@ -24,6 +26,28 @@ enum Command {
     /// invalid one, prints every problem as FILE:LINE:COLUMN: ELEMENT-ID: message. Exits 0
     /// only when every file is valid, 1 when any is not (or cannot be read).
     Validate(validate::Args),
+    /// Run a node: one shard per CPU, serving the binary protocol.
+    Serve(serve::Args),
+    /// Print the cluster's nodes, shards and addresses.
+    Topology(client::TopologyArgs),
+    /// Deploy BPMN files (to every shard).
+    Deploy(client::DeployArgs),
+    /// Start a process instance.
+    Create(client::CreateArgs),
+    /// Cancel a process instance.
+    Cancel(client::KeyArgs),
+    /// Publish a message.
+    Publish(client::PublishArgs),
+    /// Work with jobs by hand.
+    #[command(subcommand)]
+    Jobs(client::JobsCommand),
+    /// Work on jobs of a type until interrupted.
+    Worker(client::WorkerArgs),
+    /// Set variables in a scope.
+    SetVariables(client::SetVariablesArgs),
+    /// Work with incidents.
+    #[command(subcommand)]
+    Incidents(client::IncidentsCommand),
     /// Look at a shard's journal and snapshots.
     Journal(journal::Args),
     /// A load for the kill -9 test (development aid until the wire protocol exists).
@@ -36,6 +60,16 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Topology(args) => client::topology(&args),
+        Command::Deploy(args) => client::deploy(&args),
+        Command::Create(args) => client::create(&args),
+        Command::Cancel(args) => client::cancel(&args),
+        Command::Publish(args) => client::publish(&args),
+        Command::Jobs(command) => client::jobs(&command),
+        Command::Worker(args) => client::worker(&args),
+        Command::SetVariables(args) => client::set_variables(&args),
+        Command::Incidents(client::IncidentsCommand::Resolve(args)) => client::resolve(&args),
         Command::Journal(args) => journal::run(&args),
         Command::CrashLoad(args) => crash_load::run(&args),
     };

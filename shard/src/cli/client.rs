@@ -1,0 +1,684 @@
+//! The client subcommands: `topology`, `deploy`, `create`, `cancel`, `publish`, `jobs ...`,
+//! `worker`, `set-variables`, `incidents resolve`. Each connects with the wire client, prints
+//! one readable result (or JSON with `--json`), and on an error prints one line and exits 1.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, bail};
+use ringflow_wire::client::{Client, ClientConfig, DEFAULT_ADDR, JobOutcome, JobWorker};
+use ringflow_wire::{ActivateJobs, CreateInstance, Job, PublishMessage, Request, Resource};
+use serde_json::{Value, json};
+
+/// Where the server is and how to print.
+#[derive(Debug, clap::Args)]
+pub struct Conn {
+    /// Any shard's address of any node (the client learns the rest).
+    #[arg(long, default_value = DEFAULT_ADDR, global = true)]
+    addr: String,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Conn {
+    fn client(&self) -> anyhow::Result<Client> {
+        Client::connect(&self.addr)
+            .with_context(|| format!("cannot reach ringflow at {}", self.addr))
+    }
+
+    fn print(&self, value: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", human());
+        }
+    }
+}
+
+fn check_json_object(text: &str, what: &str) -> anyhow::Result<String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(_)) => Ok(text.to_string()),
+        Ok(_) => bail!("{what} must be a JSON object, like '{{\"amount\": 5}}'"),
+        Err(error) => bail!("{what} is not valid JSON: {error}"),
+    }
+}
+
+fn vars(text: &Option<String>) -> anyhow::Result<String> {
+    match text {
+        Some(text) => check_json_object(text, "--vars"),
+        None => Ok(String::new()),
+    }
+}
+
+/// Parses a duration like `500ms`, `30s`, `1m`, `2h`, `1d`, or a number of milliseconds.
+pub fn parse_millis(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 1m, 2h"))?;
+    let factor = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+fn job_json(job: &Job) -> Value {
+    let variables: Value = serde_json::from_str(&job.variables).unwrap_or(Value::Null);
+    let headers: serde_json::Map<String, Value> = job
+        .custom_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    json!({
+        "key": job.key,
+        "type": job.job_type,
+        "processInstanceKey": job.process_instance_key,
+        "bpmnProcessId": job.bpmn_process_id,
+        "elementId": job.element_id,
+        "elementInstanceKey": job.element_instance_key,
+        "retries": job.retries,
+        "deadline": job.deadline_ms,
+        "customHeaders": headers,
+        "variables": variables,
+    })
+}
+
+/// `ringflow topology`.
+#[derive(Debug, clap::Args)]
+pub struct TopologyArgs {
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow topology`: the nodes, their shards and addresses.
+pub fn topology(args: &TopologyArgs) -> anyhow::Result<ExitCode> {
+    let client = args.conn.client()?;
+    let topology = client.topology();
+    let nodes: Vec<Value> = topology
+        .nodes
+        .iter()
+        .map(|node| {
+            json!({
+                "id": node.id,
+                "host": node.host,
+                "basePort": node.base_port,
+                "firstShard": node.first_shard,
+                "shards": node.shard_count,
+            })
+        })
+        .collect();
+    let value =
+        json!({"version": topology.version, "shards": topology.shard_count(), "nodes": nodes});
+    args.conn.print(value, || {
+        let mut text = format!(
+            "{} shards on {} nodes (topology version {:#x})",
+            topology.shard_count(),
+            topology.nodes.len(),
+            topology.version
+        );
+        for node in &topology.nodes {
+            let last = node.first_shard + node.shard_count - 1;
+            let last_port = u32::from(node.base_port) + u32::from(node.shard_count) - 1;
+            text.push_str(&format!(
+                "\nnode {}: shards {}..={} on {}:{}..={}",
+                node.id, node.first_shard, last, node.host, node.base_port, last_port
+            ));
+        }
+        text
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringflow deploy`.
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// BPMN files to deploy together.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow deploy FILE...`: deploys to every shard.
+pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    let mut resources = Vec::with_capacity(args.files.len());
+    for file in &args.files {
+        let content =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        resources.push(Resource { name, content });
+    }
+    let mut client = args.conn.client()?;
+    let deployed = client.deploy(resources)?;
+    let processes: Vec<Value> = deployed
+        .processes
+        .iter()
+        .map(|p| {
+            json!({
+                "bpmnProcessId": p.bpmn_process_id,
+                "version": p.version,
+                "processDefinitionKey": p.process_definition_key,
+                "resourceName": p.resource_name,
+                "duplicate": p.duplicate,
+            })
+        })
+        .collect();
+    let value = json!({"deploymentKey": deployed.deployment_key, "processes": processes});
+    args.conn.print(value, || {
+        let lines: Vec<String> = deployed
+            .processes
+            .iter()
+            .map(|p| {
+                let note = if p.duplicate { " (unchanged)" } else { "" };
+                format!(
+                    "deployed {} version {}{note} from {} to {} shards",
+                    p.bpmn_process_id,
+                    p.version,
+                    p.resource_name,
+                    client.topology().shard_count()
+                )
+            })
+            .collect();
+        lines.join("\n")
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringflow create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The BPMN process id; its latest version starts.
+    process_id: String,
+    /// Variables, as a JSON object.
+    #[arg(long)]
+    vars: Option<String>,
+    /// A business key: the instance goes to this key's shard.
+    #[arg(long)]
+    key: Option<String>,
+    /// Wait for the instance to complete and print its variables.
+    #[arg(long)]
+    with_result: bool,
+    /// How long --with-result waits (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_millis)]
+    timeout: u64,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow create PROCESS_ID`.
+pub fn create(args: &CreateArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.conn.client()?;
+    let create = CreateInstance {
+        bpmn_process_id: args.process_id.clone(),
+        variables: vars(&args.vars)?,
+        business_key: args.key.clone().unwrap_or_default(),
+        await_timeout_ms: u32::try_from(args.timeout).context("--timeout is too long")?,
+        ..CreateInstance::default()
+    };
+    if args.with_result {
+        let result = client.create_instance_with_result(create)?;
+        let variables: Value = serde_json::from_str(&result.variables).unwrap_or(Value::Null);
+        let created = &result.created;
+        let value = json!({
+            "processInstanceKey": created.process_instance_key,
+            "bpmnProcessId": created.bpmn_process_id,
+            "version": created.version,
+            "variables": variables,
+        });
+        args.conn.print(value, || {
+            format!(
+                "instance {} of {} version {} completed with {}",
+                created.process_instance_key,
+                created.bpmn_process_id,
+                created.version,
+                result.variables
+            )
+        });
+    } else {
+        let created = client.create_instance(create)?;
+        let value = json!({
+            "processInstanceKey": created.process_instance_key,
+            "processDefinitionKey": created.process_definition_key,
+            "bpmnProcessId": created.bpmn_process_id,
+            "version": created.version,
+        });
+        args.conn.print(value, || {
+            format!(
+                "created instance {} of {} version {}",
+                created.process_instance_key, created.bpmn_process_id, created.version
+            )
+        });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A command on one key.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// The key.
+    key: u64,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+fn done(conn: &Conn, request: Request, what: &str) -> anyhow::Result<ExitCode> {
+    let mut client = conn.client()?;
+    let key = client.done(&request)?;
+    conn.print(json!({"key": key}), || format!("{what} {key}"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringflow cancel KEY`.
+pub fn cancel(args: &KeyArgs) -> anyhow::Result<ExitCode> {
+    let request = Request::CancelInstance {
+        process_instance_key: args.key,
+    };
+    done(&args.conn, request, "canceled instance")
+}
+
+/// `ringflow incidents resolve KEY`.
+pub fn resolve(args: &KeyArgs) -> anyhow::Result<ExitCode> {
+    let request = Request::ResolveIncident {
+        incident_key: args.key,
+    };
+    done(&args.conn, request, "resolved incident")
+}
+
+/// `ringflow publish`.
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// The message name.
+    name: String,
+    /// The correlation key: the message goes to this key's shard.
+    #[arg(long)]
+    correlation_key: String,
+    /// Variables, as a JSON object.
+    #[arg(long)]
+    vars: Option<String>,
+    /// How long the message waits for a subscription (e.g. 1m).
+    #[arg(long, default_value = "0ms", value_parser = parse_millis)]
+    ttl: u64,
+    /// Deduplicates the message while it lives.
+    #[arg(long)]
+    message_id: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow publish NAME --correlation-key K`.
+pub fn publish(args: &PublishArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.conn.client()?;
+    let key = client.publish_message(PublishMessage {
+        name: args.name.clone(),
+        correlation_key: args.correlation_key.clone(),
+        variables: vars(&args.vars)?,
+        ttl_ms: args.ttl,
+        message_id: args.message_id.clone().unwrap_or_default(),
+    })?;
+    args.conn
+        .print(json!({"key": key}), || format!("published message {key}"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringflow set-variables`.
+#[derive(Debug, clap::Args)]
+pub struct SetVariablesArgs {
+    /// The scope: a process instance key or an element instance key.
+    key: u64,
+    /// Variables, as a JSON object.
+    #[arg(long)]
+    vars: String,
+    /// Only in this scope (else they propagate to where they are defined).
+    #[arg(long)]
+    local: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow set-variables KEY --vars JSON`.
+pub fn set_variables(args: &SetVariablesArgs) -> anyhow::Result<ExitCode> {
+    let request = Request::SetVariables {
+        scope_key: args.key,
+        variables: check_json_object(&args.vars, "--vars")?,
+        local: args.local,
+    };
+    done(&args.conn, request, "set variables in scope")
+}
+
+/// `ringflow jobs ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum JobsCommand {
+    /// Take up to --max ready jobs of a type and print them.
+    Activate(ActivateArgs),
+    /// Complete a job.
+    Complete(CompleteArgs),
+    /// Fail a job: with retries left it is tried again, with none it becomes an incident.
+    Fail(FailArgs),
+    /// Throw a BPMN error from a job.
+    ThrowError(ThrowErrorArgs),
+    /// Set a job's retries (before resolving its incident).
+    UpdateRetries(RetriesArgs),
+}
+
+/// `ringflow jobs activate`.
+#[derive(Debug, clap::Args)]
+pub struct ActivateArgs {
+    /// The job type.
+    job_type: String,
+    /// At most this many jobs.
+    #[arg(long, default_value_t = 10)]
+    max: u32,
+    /// How long the jobs are yours (e.g. 5m).
+    #[arg(long, default_value = "5m", value_parser = parse_millis)]
+    lease: u64,
+    /// Wait this long for a job when none is ready (e.g. 10s).
+    #[arg(long, default_value = "0ms", value_parser = parse_millis)]
+    wait: u64,
+    /// The worker name kept with the jobs.
+    #[arg(long, default_value = "ringflow-cli")]
+    worker: String,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow jobs complete`.
+#[derive(Debug, clap::Args)]
+pub struct CompleteArgs {
+    /// The job key.
+    key: u64,
+    /// Variables, as a JSON object.
+    #[arg(long)]
+    vars: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow jobs fail`.
+#[derive(Debug, clap::Args)]
+pub struct FailArgs {
+    /// The job key.
+    key: u64,
+    /// Tries left after this failure.
+    #[arg(long)]
+    retries: u32,
+    /// What went wrong.
+    #[arg(long, default_value = "")]
+    message: String,
+    /// Wait this long before the next try (e.g. 10s).
+    #[arg(long, default_value = "0ms", value_parser = parse_millis)]
+    backoff: u64,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow jobs throw-error`.
+#[derive(Debug, clap::Args)]
+pub struct ThrowErrorArgs {
+    /// The job key.
+    key: u64,
+    /// The BPMN error code.
+    #[arg(long)]
+    code: String,
+    /// What happened.
+    #[arg(long, default_value = "")]
+    message: String,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow jobs update-retries`.
+#[derive(Debug, clap::Args)]
+pub struct RetriesArgs {
+    /// The job key.
+    key: u64,
+    /// The new retries.
+    #[arg(long)]
+    retries: u32,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow jobs ...`.
+pub fn jobs(command: &JobsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        JobsCommand::Activate(args) => {
+            let mut client = args.conn.client()?;
+            let jobs = client.activate_jobs(ActivateJobs {
+                job_type: args.job_type.clone(),
+                worker: args.worker.clone(),
+                max_jobs: args.max,
+                lease_ms: args.lease,
+                long_poll_ms: u32::try_from(args.wait).context("--wait is too long")?,
+            })?;
+            let list: Vec<Value> = jobs.iter().map(job_json).collect();
+            args.conn.print(json!({"jobs": list}), || {
+                if jobs.is_empty() {
+                    return format!("no {} jobs ready", args.job_type);
+                }
+                let lines: Vec<String> = jobs
+                    .iter()
+                    .map(|job| {
+                        format!(
+                            "job {} ({} at {} in instance {}, {} retries) variables {}",
+                            job.key,
+                            job.job_type,
+                            job.element_id,
+                            job.process_instance_key,
+                            job.retries,
+                            job.variables
+                        )
+                    })
+                    .collect();
+                lines.join("\n")
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Complete(args) => {
+            let request = Request::CompleteJob {
+                job_key: args.key,
+                variables: vars(&args.vars)?,
+            };
+            done(&args.conn, request, "completed job")
+        }
+        JobsCommand::Fail(args) => {
+            let request = Request::FailJob {
+                job_key: args.key,
+                retries: args.retries,
+                retry_backoff_ms: args.backoff,
+                message: args.message.clone(),
+            };
+            done(&args.conn, request, "failed job")
+        }
+        JobsCommand::ThrowError(args) => {
+            let request = Request::ThrowError {
+                job_key: args.key,
+                error_code: args.code.clone(),
+                message: args.message.clone(),
+            };
+            done(&args.conn, request, "threw an error from job")
+        }
+        JobsCommand::UpdateRetries(args) => {
+            let request = Request::UpdateJobRetries {
+                job_key: args.key,
+                retries: args.retries,
+            };
+            done(&args.conn, request, "updated retries of job")
+        }
+    }
+}
+
+/// `ringflow incidents ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum IncidentsCommand {
+    /// Retry what an incident stopped.
+    Resolve(KeyArgs),
+}
+
+/// `ringflow worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The job type to work on.
+    job_type: String,
+    /// Run this shell command per job: the job's variables arrive as JSON on its stdin; a
+    /// JSON object on its stdout becomes the completion's variables; a nonzero exit fails
+    /// the job (one retry fewer) with its stderr as the message. Without --exec, every job
+    /// is completed with no variables.
+    #[arg(long)]
+    exec: Option<String>,
+    /// Jobs pushed ahead per shard.
+    #[arg(long, default_value_t = 32)]
+    credits: u32,
+    /// How long a job is the worker's before it is handed to another (e.g. 5m).
+    #[arg(long, default_value = "5m", value_parser = parse_millis)]
+    lease: u64,
+    /// Stop after this many jobs (default: run until interrupted).
+    #[arg(long)]
+    count: Option<u64>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+fn run_exec(command: &str, job: &Job) -> JobOutcome {
+    let fail = |message: String| JobOutcome::Fail {
+        message,
+        retry_backoff_ms: 0,
+    };
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("RINGFLOW_JOB_KEY", job.key.to_string())
+        .env("RINGFLOW_JOB_TYPE", &job.job_type)
+        .env(
+            "RINGFLOW_PROCESS_INSTANCE_KEY",
+            job.process_instance_key.to_string(),
+        )
+        .env("RINGFLOW_ELEMENT_ID", &job.element_id)
+        .env("RINGFLOW_RETRIES", job.retries.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) => return fail(format!("cannot run {command:?}: {error}")),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its input is fine.
+        let _ = stdin.write_all(job.variables.as_bytes());
+    }
+    let output = match child.wait_with_output() {
+        Ok(output) => output,
+        Err(error) => return fail(format!("{command:?} failed: {error}")),
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: String = stderr
+            .trim()
+            .chars()
+            .rev()
+            .take(2000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return fail(format!("{command:?} exited with {}: {tail}", output.status));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = stdout.trim();
+    if stdout.is_empty() {
+        return JobOutcome::Complete {
+            variables: String::new(),
+        };
+    }
+    match serde_json::from_str::<Value>(stdout) {
+        Ok(Value::Object(_)) => JobOutcome::Complete {
+            variables: stdout.to_string(),
+        },
+        _ => fail(format!(
+            "{command:?} printed something that is not a JSON object: {stdout:.200}"
+        )),
+    }
+}
+
+/// `ringflow worker TYPE [--exec CMD]`.
+pub fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    let client = args.conn.client()?;
+    let mut worker = JobWorker::new(&args.job_type);
+    worker.credits = args.credits;
+    worker.lease_ms = args.lease;
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, worker.stop.clone())
+            .context("cannot install the signal handlers")?;
+    }
+    let handled = AtomicU64::new(0);
+    let stop = worker.stop.clone();
+    let json = args.conn.json;
+    eprintln!(
+        "ringflow: working on {} jobs on {} shards",
+        args.job_type,
+        client.topology().shard_count()
+    );
+    worker.run(client.topology(), &ClientConfig::default(), |job| {
+        let outcome = match &args.exec {
+            Some(command) => run_exec(command, job),
+            None => JobOutcome::Complete {
+                variables: String::new(),
+            },
+        };
+        let verdict = match &outcome {
+            JobOutcome::Complete { .. } => "completed",
+            JobOutcome::Fail { .. } => "failed",
+            JobOutcome::ThrowError { .. } => "threw an error",
+        };
+        if json {
+            println!(
+                "{}",
+                json!({"key": job.key, "outcome": verdict, "job": job_json(job)})
+            );
+        } else {
+            println!(
+                "job {} ({} in instance {}): {verdict}",
+                job.key, job.element_id, job.process_instance_key
+            );
+        }
+        let count = handled.fetch_add(1, Ordering::Relaxed) + 1;
+        if args.count.is_some_and(|max| count >= max) {
+            stop.store(true, Ordering::Relaxed);
+        }
+        outcome
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_millis;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_millis("500ms"), Ok(500));
+        assert_eq!(parse_millis("30s"), Ok(30_000));
+        assert_eq!(parse_millis("1m"), Ok(60_000));
+        assert_eq!(parse_millis("2h"), Ok(7_200_000));
+        assert_eq!(parse_millis("250"), Ok(250));
+        assert!(parse_millis("1y").unwrap_err().contains("unknown unit"));
+        assert!(parse_millis("soon").is_err());
+    }
+}

@@ -1,0 +1,676 @@
+//! One client connection: a reader task, a writer task, a task per request in flight and
+//! one per job subscription, all on the shard's executor.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+use ringflow_core::limits::{JOBS_PER_ACTIVATION_MAX, NAME_BYTES_MAX};
+use ringflow_core::{Command, Key, Response as Answer};
+use ringflow_wire::frame::{FrameReader, LENGTH_PREFIX_BYTES};
+use ringflow_wire::{
+    ActivateJobs, CreateInstance, ErrorCode, FrameEncoder, InstanceResult, Message, Request,
+    Response, SubscribeJobs, WireError,
+};
+
+use super::convert;
+use super::{FrameLease, ShardServer};
+use crate::wait::{Notify, WaitList};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// Answers gathered into one frame are sent once they reach this size.
+const FRAME_FLUSH_BYTES: usize = 1024 * 1024;
+
+struct Subscription {
+    job_type: String,
+    worker: String,
+    lease_ms: u64,
+    credits: Cell<u64>,
+    granted: Notify,
+    ended: Cell<bool>,
+}
+
+pub(crate) struct Conn {
+    server: Rc<ShardServer>,
+    stream: RefCell<TcpStream>,
+    encoder: RefCell<FrameEncoder>,
+    out: RefCell<Vec<u8>>,
+    out_ready: Notify,
+    inflight: Cell<usize>,
+    /// No more requests are read: the peer closed, a frame was bad, or shutdown began.
+    closed: Cell<bool>,
+    closed_event: WaitList,
+    subscriptions: RefCell<HashMap<u64, Rc<Subscription>>>,
+}
+
+/// Starts serving an accepted connection.
+pub(crate) fn start(server: Rc<ShardServer>, stream: TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "set_nodelay failed");
+    }
+    let conn = Rc::new(Conn {
+        server: server.clone(),
+        stream: RefCell::new(stream),
+        encoder: RefCell::new(FrameEncoder::default()),
+        out: RefCell::new(Vec::new()),
+        out_ready: Notify::default(),
+        inflight: Cell::new(0),
+        closed: Cell::new(false),
+        closed_event: WaitList::default(),
+        subscriptions: RefCell::new(HashMap::new()),
+    });
+    server.connections.set(server.connections.get() + 1);
+    if server.connections.get() > server.config.limits.connections_per_shard_max {
+        let limit = server.config.limits.connections_per_shard_max;
+        conn.respond(
+            0,
+            &Response::Error(busy(
+                &server,
+                format!(
+                    "shard {} has connections_per_shard_max ({limit}) connections open",
+                    server.shard.id()
+                ),
+            )),
+        );
+        conn.close();
+    } else {
+        glommio::spawn_local(conn.clone().read_loop()).detach();
+    }
+    glommio::spawn_local(conn.write_loop()).detach();
+}
+
+fn busy(server: &ShardServer, message: String) -> WireError {
+    WireError {
+        retry_after_ms: server.config.limits.busy_retry_after_ms,
+        ..WireError::new(ErrorCode::Busy, message)
+    }
+}
+
+impl Conn {
+    fn close(&self) {
+        if !self.closed.replace(true) {
+            self.closed_event.wake_all();
+            for subscription in self.subscriptions.borrow().values() {
+                subscription.ended.set(true);
+                subscription.granted.notify();
+            }
+            self.out_ready.notify();
+        }
+    }
+
+    /// Resolves once the connection stops taking requests.
+    async fn until_closed(&self) {
+        loop {
+            let event = self.closed_event.wait();
+            if self.closed.get() {
+                return;
+            }
+            event.await;
+        }
+    }
+
+    /// Queues an answer; the writer sends it with others that are ready.
+    fn respond(&self, request_id: u64, response: &Response) {
+        let mut encoder = self.encoder.borrow_mut();
+        encoder.push_response(request_id, response);
+        if encoder.pending_bytes() >= FRAME_FLUSH_BYTES {
+            encoder.finish_into(&mut self.out.borrow_mut());
+        }
+        drop(encoder);
+        self.out_ready.notify();
+    }
+
+    async fn read_loop(self: Rc<Self>) {
+        let limits = &self.server.config.limits;
+        let mut reader = FrameReader::new(limits.frame_bytes_max);
+        let mut lease: Option<FrameLease> = None;
+        loop {
+            if self.server.is_closing() {
+                break;
+            }
+            // Before the body of a frame is read, take its bytes from the shard's budget.
+            if lease.is_none()
+                && let Some(length) = reader.announced()
+                && length <= limits.frame_bytes_max
+            {
+                lease = Some(self.server.lease(length + LENGTH_PREFIX_BYTES).await);
+            }
+            match reader.next_frame() {
+                Ok(Some(envelopes)) => {
+                    let lease = Rc::new(lease.take().expect("a lease for every whole frame"));
+                    for envelope in envelopes {
+                        match envelope.message {
+                            Message::Request(request) => {
+                                self.dispatch(envelope.request_id, request, &lease);
+                            }
+                            Message::Response(_) => self.respond(
+                                envelope.request_id,
+                                &Response::Error(WireError::new(
+                                    ErrorCode::Malformed,
+                                    "a client sends requests, not responses",
+                                )),
+                            ),
+                        }
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(shard = self.server.shard.id(), %error, "bad frame");
+                    self.respond(
+                        0,
+                        &Response::Error(WireError::new(error.code(), error.to_string())),
+                    );
+                    break;
+                }
+            }
+            let buffer = reader.spare(READ_CHUNK);
+            let read = futures_lite::future::or(
+                async { Some(read_some(&self.stream, buffer).await) },
+                async {
+                    self.server.closing().await;
+                    None
+                },
+            )
+            .await;
+            let count = match &read {
+                Some(Ok(count)) => *count,
+                _ => 0,
+            };
+            reader.filled(READ_CHUNK, count);
+            match read {
+                Some(Ok(0)) | None => break,
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "read failed");
+                    break;
+                }
+            }
+        }
+        self.close();
+    }
+
+    async fn write_loop(self: Rc<Self>) {
+        let mut sending = Vec::new();
+        loop {
+            {
+                let mut encoder = self.encoder.borrow_mut();
+                let mut out = self.out.borrow_mut();
+                if !encoder.is_empty() {
+                    encoder.finish_into(&mut out);
+                }
+                std::mem::swap(&mut *out, &mut sending);
+            }
+            if !sending.is_empty() {
+                if let Err(error) = write_all(&self.stream, &sending).await {
+                    tracing::debug!(%error, "write failed");
+                    self.close();
+                    break;
+                }
+                sending.clear();
+                continue;
+            }
+            if self.closed.get() && self.inflight.get() == 0 {
+                break;
+            }
+            self.out_ready.notified().await;
+        }
+        // Ends the reader too, if it still waits for bytes. The descriptor closes when the
+        // last task holding the connection ends.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.stream.borrow());
+        // SAFETY: shutdown(2) on a socket descriptor this connection owns and has not closed.
+        unsafe {
+            libc::shutdown(fd, libc::SHUT_RDWR);
+        }
+        let server = &self.server;
+        server.connections.set(server.connections.get() - 1);
+    }
+
+    /// Starts one request: checks the in-flight limits, then runs it in its own task.
+    fn dispatch(self: &Rc<Self>, request_id: u64, request: Request, lease: &Rc<FrameLease>) {
+        let server = &self.server;
+        let limits = &server.config.limits;
+        match request {
+            Request::Topology => {
+                let topology = server.config.topology.clone();
+                self.respond(request_id, &Response::Topology(topology));
+                return;
+            }
+            Request::SubscribeJobs(subscribe) => {
+                self.subscribe(request_id, subscribe);
+                return;
+            }
+            Request::JobCredits {
+                subscription_request_id,
+                credits,
+            } => {
+                let subscription = self
+                    .subscriptions
+                    .borrow()
+                    .get(&subscription_request_id)
+                    .cloned();
+                let response = match subscription {
+                    Some(subscription) => {
+                        let total = subscription
+                            .credits
+                            .get()
+                            .saturating_add(u64::from(credits));
+                        subscription.credits.set(total);
+                        subscription.granted.notify();
+                        Response::Done {
+                            key: subscription_request_id,
+                        }
+                    }
+                    None => Response::Error(WireError::new(
+                        ErrorCode::InvalidArgument,
+                        format!(
+                            "no subscription opened by request {subscription_request_id} on this connection"
+                        ),
+                    )),
+                };
+                self.respond(request_id, &response);
+                return;
+            }
+            _ => {}
+        }
+        if self.inflight.get() >= limits.inflight_per_connection_max {
+            let message = format!(
+                "{} requests in flight on this connection (inflight_per_connection_max)",
+                self.inflight.get()
+            );
+            self.respond(request_id, &Response::Error(busy(server, message)));
+            return;
+        }
+        if server.inflight.get() >= limits.inflight_per_shard_max {
+            let message = format!(
+                "{} requests in flight on shard {} (inflight_per_shard_max)",
+                server.inflight.get(),
+                server.shard.id()
+            );
+            self.respond(request_id, &Response::Error(busy(server, message)));
+            return;
+        }
+        self.inflight.set(self.inflight.get() + 1);
+        server.inflight.set(server.inflight.get() + 1);
+        let conn = self.clone();
+        let lease = lease.clone();
+        glommio::spawn_local(async move {
+            let response = match conn.handle(request).await {
+                Ok(response) => response,
+                Err(error) => Response::Error(error),
+            };
+            conn.respond(request_id, &response);
+            drop(lease);
+            conn.inflight.set(conn.inflight.get() - 1);
+            let server = &conn.server;
+            server.inflight.set(server.inflight.get() - 1);
+            conn.out_ready.notify();
+        })
+        .detach();
+    }
+
+    fn wrong_shard(&self, owner: u16, what: &str) -> WireError {
+        let server = &self.server;
+        WireError {
+            topology: Some(server.config.topology.clone()),
+            ..WireError::new(
+                ErrorCode::WrongShard,
+                format!(
+                    "{what} belongs to shard {owner}, not shard {}",
+                    server.shard.id()
+                ),
+            )
+        }
+    }
+
+    fn check_key(&self, key: u64, what: &str) -> Result<Key, WireError> {
+        let key = Key(key);
+        if key.shard() != self.server.shard.id() {
+            return Err(self.wrong_shard(key.shard(), &format!("{what} {}", key.0)));
+        }
+        Ok(key)
+    }
+
+    fn check_text_key(&self, key: &str, what: &str) -> Result<(), WireError> {
+        let owner = self.server.config.topology.shard_of_text(key);
+        if owner != self.server.shard.id() {
+            return Err(self.wrong_shard(owner, &format!("{what} {key:?}")));
+        }
+        Ok(())
+    }
+
+    async fn submit(&self, command: Command) -> Result<Answer, WireError> {
+        let outcome = self.server.shard.submit(command).await;
+        outcome
+            .map(|outcome| outcome.response)
+            .map_err(convert::submit_error)
+    }
+
+    async fn handle(&self, request: Request) -> Result<Response, WireError> {
+        let command = match request {
+            Request::Deploy { resources } => Command::Deploy {
+                resources: convert::resources(resources),
+            },
+            Request::CreateInstance(create) => return self.create(create).await,
+            Request::CancelInstance {
+                process_instance_key,
+            } => Command::CancelInstance {
+                key: self.check_key(process_instance_key, "process instance")?,
+            },
+            Request::PublishMessage(publish) => {
+                self.check_text_key(&publish.correlation_key, "correlation key")?;
+                return Err(WireError::new(
+                    ErrorCode::Unsupported,
+                    "message correlation is not carried out yet (it arrives with messages and timers in the engine); the request reached the correlation key's shard",
+                ));
+            }
+            Request::ActivateJobs(activate) => return self.activate(activate).await,
+            Request::CompleteJob { job_key, variables } => Command::CompleteJob {
+                key: self.check_key(job_key, "job")?,
+                variables: convert::variables(&variables)?,
+            },
+            Request::FailJob {
+                job_key,
+                retries,
+                retry_backoff_ms,
+                message,
+            } => Command::FailJob {
+                key: self.check_key(job_key, "job")?,
+                retries,
+                retry_backoff_millis: retry_backoff_ms,
+                message,
+            },
+            Request::ThrowError {
+                job_key,
+                error_code,
+                message,
+            } => Command::ThrowError {
+                key: self.check_key(job_key, "job")?,
+                error_code,
+                message,
+            },
+            Request::UpdateJobRetries { job_key, retries } => Command::UpdateJobRetries {
+                key: self.check_key(job_key, "job")?,
+                retries,
+            },
+            Request::SetVariables {
+                scope_key,
+                variables,
+                local,
+            } => Command::SetVariables {
+                scope: self.check_key(scope_key, "scope")?,
+                variables: convert::variables(&variables)?,
+                local,
+            },
+            Request::ResolveIncident { incident_key } => Command::ResolveIncident {
+                key: self.check_key(incident_key, "incident")?,
+            },
+            Request::Topology | Request::SubscribeJobs(_) | Request::JobCredits { .. } => {
+                unreachable!("answered in dispatch")
+            }
+        };
+        Ok(convert::answer(self.submit(command).await?))
+    }
+
+    async fn create(&self, create: CreateInstance) -> Result<Response, WireError> {
+        let limits = &self.server.config.limits;
+        if !create.business_key.is_empty() {
+            self.check_text_key(&create.business_key, "business key")?;
+        }
+        if create.process_definition_key != 0 {
+            self.check_key(create.process_definition_key, "process definition")?;
+        }
+        let timeout_ms = match create.await_timeout_ms {
+            0 => limits.await_timeout_default_ms,
+            asked if asked > limits.await_timeout_max_ms => {
+                return Err(WireError::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "await_timeout_ms {asked} is over await_timeout_max_ms ({})",
+                        limits.await_timeout_max_ms
+                    ),
+                ));
+            }
+            asked => asked,
+        };
+        let command = Command::CreateInstance {
+            process: convert::process_ref(create.bpmn_process_id, create.process_definition_key)?,
+            variables: convert::variables(&create.variables)?,
+            business_key: (!create.business_key.is_empty()).then_some(create.business_key),
+            await_result: create.await_result,
+        };
+        let shard = &self.server.shard;
+        let (outcome, result) = shard
+            .submit_awaiting(command)
+            .await
+            .map_err(convert::submit_error)?;
+        let created = convert::created(&outcome.response);
+        let (Some(result), Some(created)) = (result, created) else {
+            return Ok(convert::answer(outcome.response));
+        };
+        let instance = Key(created.process_instance_key);
+        let timeout = glommio::timer::sleep(Duration::from_millis(u64::from(timeout_ms)));
+        let waited = futures_lite::future::or(async { Some(result.await) }, async {
+            futures_lite::future::or(timeout, self.server.closing()).await;
+            None
+        })
+        .await;
+        shard.forget_result(instance);
+        match waited {
+            Some(variables) => Ok(Response::InstanceResult(InstanceResult {
+                created,
+                variables: convert::variables_text(&variables),
+            })),
+            None if self.server.is_closing() => Err(WireError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the server is shutting down; instance {} was created and goes on running",
+                    instance.0
+                ),
+            )),
+            None => Err(WireError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "instance {} did not complete within {timeout_ms} ms; it was created and goes on running",
+                    instance.0
+                ),
+            )),
+        }
+    }
+
+    async fn activate(&self, activate: ActivateJobs) -> Result<Response, WireError> {
+        let limits = &self.server.config.limits;
+        check_job_type(&activate.job_type, &activate.worker)?;
+        if activate.max_jobs == 0 || activate.max_jobs > JOBS_PER_ACTIVATION_MAX {
+            return Err(WireError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "max_jobs is {}; ask for 1 to JOBS_PER_ACTIVATION_MAX ({JOBS_PER_ACTIVATION_MAX})",
+                    activate.max_jobs
+                ),
+            ));
+        }
+        if activate.long_poll_ms > limits.long_poll_max_ms {
+            return Err(WireError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "long_poll_ms {} is over long_poll_max_ms ({})",
+                    activate.long_poll_ms, limits.long_poll_max_ms
+                ),
+            ));
+        }
+        let lease_ms = match activate.lease_ms {
+            0 => limits.lease_default_ms,
+            lease => lease,
+        };
+        let shard = &self.server.shard;
+        let deadline = Instant::now() + Duration::from_millis(u64::from(activate.long_poll_ms));
+        loop {
+            let available = shard.jobs_available();
+            if shard.ready_jobs(&activate.job_type) > 0 {
+                let answer = self
+                    .submit(Command::ActivateJobs {
+                        job_type: activate.job_type.clone(),
+                        worker: activate.worker.clone(),
+                        max_jobs: activate.max_jobs,
+                        lease_millis: lease_ms,
+                    })
+                    .await?;
+                if matches!(&answer, Answer::JobsActivated(jobs) if !jobs.is_empty()) {
+                    return Ok(convert::answer(answer));
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.server.is_closing() {
+                return Ok(Response::Jobs(Vec::new()));
+            }
+            let sleep = glommio::timer::sleep(left);
+            futures_lite::future::or(
+                available,
+                futures_lite::future::or(sleep, self.server.closing()),
+            )
+            .await;
+        }
+    }
+
+    fn subscribe(self: &Rc<Self>, request_id: u64, subscribe: SubscribeJobs) {
+        let limits = &self.server.config.limits;
+        let refused = if let Err(error) = check_job_type(&subscribe.job_type, &subscribe.worker) {
+            Some(error)
+        } else if self.subscriptions.borrow().contains_key(&request_id) {
+            Some(WireError::new(
+                ErrorCode::InvalidArgument,
+                format!("request id {request_id} already names a subscription on this connection"),
+            ))
+        } else if self.subscriptions.borrow().len() >= limits.subscriptions_per_connection_max {
+            Some(WireError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "this connection has subscriptions_per_connection_max ({}) subscriptions",
+                    limits.subscriptions_per_connection_max
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            self.respond(request_id, &Response::Error(error));
+            return;
+        }
+        let subscription = Rc::new(Subscription {
+            job_type: subscribe.job_type,
+            worker: subscribe.worker,
+            lease_ms: match subscribe.lease_ms {
+                0 => limits.lease_default_ms,
+                lease => lease,
+            },
+            credits: Cell::new(u64::from(subscribe.credits)),
+            granted: Notify::default(),
+            ended: Cell::new(false),
+        });
+        self.subscriptions
+            .borrow_mut()
+            .insert(request_id, subscription.clone());
+        glommio::spawn_local(self.clone().push_jobs(request_id, subscription)).detach();
+    }
+
+    /// A subscription's task: while it has credits and jobs of its type are ready, activates
+    /// them and pushes them with the subscription's request id.
+    async fn push_jobs(self: Rc<Self>, request_id: u64, subscription: Rc<Subscription>) {
+        let shard = self.server.shard.clone();
+        loop {
+            if subscription.ended.get() || self.closed.get() || self.server.is_closing() {
+                break;
+            }
+            let available = shard.jobs_available();
+            let credits = subscription.credits.get();
+            if credits == 0 || shard.ready_jobs(&subscription.job_type) == 0 {
+                let woken = async {
+                    if credits > 0 {
+                        futures_lite::future::or(available, subscription.granted.notified()).await;
+                    } else {
+                        subscription.granted.notified().await;
+                    }
+                };
+                futures_lite::future::or(woken, self.until_closed()).await;
+                continue;
+            }
+            let max_jobs = credits.min(u64::from(JOBS_PER_ACTIVATION_MAX)) as u32;
+            let answer = self
+                .submit(Command::ActivateJobs {
+                    job_type: subscription.job_type.clone(),
+                    worker: subscription.worker.clone(),
+                    max_jobs,
+                    lease_millis: subscription.lease_ms,
+                })
+                .await;
+            match answer {
+                Ok(Answer::JobsActivated(jobs)) => {
+                    if jobs.is_empty() {
+                        continue;
+                    }
+                    let pushed = jobs.len() as u64;
+                    subscription
+                        .credits
+                        .set(subscription.credits.get().saturating_sub(pushed));
+                    let jobs = jobs.into_iter().map(convert::job).collect();
+                    self.respond(request_id, &Response::Jobs(jobs));
+                }
+                Ok(other) => {
+                    tracing::error!(?other, "ActivateJobs answered with something else");
+                    break;
+                }
+                Err(error) => {
+                    self.respond(request_id, &Response::Error(error));
+                    break;
+                }
+            }
+        }
+        self.subscriptions.borrow_mut().remove(&request_id);
+        if self.server.is_closing() && !self.closed.get() {
+            self.respond(
+                request_id,
+                &Response::Error(WireError::new(
+                    ErrorCode::Unavailable,
+                    "the server is shutting down; the subscription ends",
+                )),
+            );
+        }
+    }
+}
+
+fn check_job_type(job_type: &str, worker: &str) -> Result<(), WireError> {
+    if job_type.is_empty() || job_type.len() > NAME_BYTES_MAX || worker.len() > NAME_BYTES_MAX {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "the job type must be 1 to NAME_BYTES_MAX ({NAME_BYTES_MAX}) bytes, the worker name at most that"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn read_some(stream: &RefCell<TcpStream>, buffer: &mut [u8]) -> std::io::Result<usize> {
+    poll_fn(|context| Pin::new(&mut *stream.borrow_mut()).poll_read(context, buffer)).await
+}
+
+async fn write_all(stream: &RefCell<TcpStream>, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let written =
+            poll_fn(|context| Pin::new(&mut *stream.borrow_mut()).poll_write(context, bytes))
+                .await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written..];
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! Between the wire's messages and the engine's commands and answers.
+
+use std::sync::Arc;
+
+use ringflow_core::{ActivatedJob, Key, ProcessRef, Rejection, Response as Answer, Variables};
+use ringflow_wire::{
+    Deployed, DeployedProcess, ErrorCode, InstanceCreated, Job, Resource, Response, WireError,
+};
+
+use crate::shard::SubmitError;
+
+/// Parses variables: empty text is no variables; anything else must be a JSON object.
+pub(crate) fn variables(text: &str) -> Result<Variables, WireError> {
+    if text.trim().is_empty() {
+        return Ok(Variables::new());
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(other) => Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!("variables must be a JSON object, not {}", json_kind(&other)),
+        )),
+        Err(error) => Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!("variables are not valid JSON: {error}"),
+        )),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+pub(crate) fn variables_text(variables: &Variables) -> String {
+    serde_json::to_string(variables).unwrap_or_else(|_| "{}".to_string())
+}
+
+pub(crate) fn resources(resources: Vec<Resource>) -> Vec<ringflow_core::Resource> {
+    resources
+        .into_iter()
+        .map(|resource| ringflow_core::Resource {
+            name: resource.name,
+            content: Arc::from(resource.content),
+        })
+        .collect()
+}
+
+pub(crate) fn process_ref(
+    bpmn_process_id: String,
+    process_definition_key: u64,
+) -> Result<ProcessRef, WireError> {
+    if process_definition_key != 0 {
+        Ok(ProcessRef::Key(Key(process_definition_key)))
+    } else if bpmn_process_id.is_empty() {
+        Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            "CreateInstance names neither a bpmn_process_id nor a process_definition_key",
+        ))
+    } else {
+        Ok(ProcessRef::Latest(bpmn_process_id))
+    }
+}
+
+/// The wire error for a refused command.
+pub(crate) fn rejection(rejection: Rejection) -> WireError {
+    WireError::new(
+        ErrorCode::from_name(rejection.code.code()),
+        rejection.message,
+    )
+}
+
+pub(crate) fn submit_error(error: SubmitError) -> WireError {
+    match error {
+        SubmitError::Rejected(refused) => rejection(refused),
+        SubmitError::Stopped(reason) => WireError::new(
+            ErrorCode::Unavailable,
+            format!("the shard stopped: {reason}; it recovers when the server restarts"),
+        ),
+    }
+}
+
+pub(crate) fn job(job: ActivatedJob) -> Job {
+    Job {
+        key: job.key.0,
+        job_type: job.job_type,
+        process_instance_key: job.process_instance_key.0,
+        bpmn_process_id: job.bpmn_process_id,
+        element_id: job.element_id,
+        element_instance_key: job.element_instance_key.0,
+        retries: job.retries,
+        deadline_ms: job.deadline_millis,
+        custom_headers: job.custom_headers,
+        variables: variables_text(&job.variables),
+    }
+}
+
+pub(crate) fn created(answer: &Answer) -> Option<InstanceCreated> {
+    match answer {
+        Answer::InstanceCreated {
+            process_instance_key,
+            process_definition_key,
+            bpmn_process_id,
+            version,
+        } => Some(InstanceCreated {
+            process_instance_key: process_instance_key.0,
+            process_definition_key: process_definition_key.0,
+            bpmn_process_id: bpmn_process_id.clone(),
+            version: *version,
+        }),
+        _ => None,
+    }
+}
+
+/// The wire answer for an engine answer.
+pub(crate) fn answer(answer: Answer) -> Response {
+    match answer {
+        Answer::Deployed(deployment) => Response::Deployed(Deployed {
+            deployment_key: deployment.key.0,
+            processes: deployment
+                .processes
+                .into_iter()
+                .map(|process| DeployedProcess {
+                    bpmn_process_id: process.bpmn_process_id,
+                    version: process.version,
+                    process_definition_key: process.process_definition_key.0,
+                    resource_name: process.resource_name,
+                    duplicate: process.duplicate,
+                })
+                .collect(),
+        }),
+        Answer::InstanceCreated { .. } => {
+            Response::InstanceCreated(created(&answer).expect("an InstanceCreated answer"))
+        }
+        Answer::InstanceCanceled {
+            process_instance_key,
+        } => Response::Done {
+            key: process_instance_key.0,
+        },
+        Answer::JobsActivated(jobs) => Response::Jobs(jobs.into_iter().map(job).collect()),
+        Answer::JobCompleted { key }
+        | Answer::JobUpdated { key }
+        | Answer::IncidentResolved { key } => Response::Done { key: key.0 },
+        Answer::VariablesSet { scope } => Response::Done { key: scope.0 },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_must_be_an_object() {
+        assert!(variables("").expect("empty is none").is_empty());
+        assert_eq!(variables(r#"{"a":1}"#).expect("object")["a"], 1);
+        let error = variables("[1]").expect_err("array");
+        assert_eq!(error.code, ErrorCode::InvalidArgument);
+        assert_eq!(
+            error.message,
+            "variables must be a JSON object, not an array"
+        );
+        let error = variables("{").expect_err("broken");
+        assert!(
+            error.message.starts_with("variables are not valid JSON"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn every_engine_rejection_code_has_a_wire_code() {
+        use ringflow_core::RejectionCode as R;
+        for code in [
+            R::InvalidArgument,
+            R::InvalidModel,
+            R::LimitExceeded,
+            R::KeysExhausted,
+            R::ProcessNotFound,
+            R::InstanceNotFound,
+            R::JobNotFound,
+            R::InvalidState,
+            R::IncidentNotFound,
+        ] {
+            let wire = ErrorCode::from_name(code.code());
+            assert_ne!(wire, ErrorCode::Unknown, "{code}");
+            assert_eq!(wire.name(), code.code());
+        }
+    }
+}

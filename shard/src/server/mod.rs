@@ -1,0 +1,264 @@
+//! The network server: each shard listens on its own port and serves its connections on its
+//! own executor, so a request never crosses cores on its way to the engine.
+//!
+//! ```text
+//! client ──frame──▶ shard i's port (base_port + i)
+//!   reader task: FrameReader ─▶ verify ─▶ per request: limits (BUSY) ─▶ handler task
+//!   handler task: wire request ─▶ core Command ─▶ Shard::submit ─▶ durable ─▶ answer
+//!   writer task: answers gathered into one frame per write
+//! ```
+//!
+//! Limits ([`ServerLimits`], all named and enforced): frames over `frame_bytes_max` end the
+//! connection with `FRAME_TOO_LARGE`; frames wait for room in a per-shard byte budget before
+//! they are read (so the memory frames hold is bounded whatever the clients send); requests
+//! over the per-connection or per-shard in-flight counts are answered `BUSY` with a
+//! retry-after; connections over the per-shard count are refused with `BUSY`.
+
+mod conn;
+mod convert;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use ringflow_wire::Topology;
+
+use crate::shard::Shard;
+use crate::storage::dma::DmaDir;
+use crate::wait::WaitList;
+
+/// Default base port: shard `i` listens on `26500 + i`.
+pub const BASE_PORT_DEFAULT: u16 = 26500;
+
+/// The server's limits and defaults. Every one is enforced; the README lists them.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Longest frame accepted, in bytes after the length prefix.
+    pub frame_bytes_max: usize,
+    /// Bytes of frames one shard holds at once (being read, or with requests not yet
+    /// answered). A frame waits for room before it is read.
+    pub frame_budget_bytes: usize,
+    /// Requests in flight on one shard; more are answered BUSY.
+    pub inflight_per_shard_max: usize,
+    /// Requests in flight on one connection; more are answered BUSY.
+    pub inflight_per_connection_max: usize,
+    /// Open connections per shard; more are refused with BUSY.
+    pub connections_per_shard_max: usize,
+    /// Job subscriptions per connection.
+    pub subscriptions_per_connection_max: usize,
+    /// The retry-after sent with BUSY, in milliseconds.
+    pub busy_retry_after_ms: u32,
+    /// How long an awaited result is waited for when the request says 0, in milliseconds.
+    pub await_timeout_default_ms: u32,
+    /// The longest awaited-result wait a request may ask for, in milliseconds.
+    pub await_timeout_max_ms: u32,
+    /// The longest long poll, in milliseconds.
+    pub long_poll_max_ms: u32,
+    /// A job's lease when the request says 0, in milliseconds.
+    pub lease_default_ms: u64,
+    /// How long a shutdown waits for in-flight requests before it answers the rest
+    /// UNAVAILABLE, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            frame_bytes_max: ringflow_wire::frame::FRAME_BYTES_MAX_DEFAULT,
+            frame_budget_bytes: 256 * 1024 * 1024,
+            inflight_per_shard_max: 65_536,
+            inflight_per_connection_max: 8_192,
+            connections_per_shard_max: 1_024,
+            subscriptions_per_connection_max: 64,
+            busy_retry_after_ms: 10,
+            await_timeout_default_ms: 30_000,
+            await_timeout_max_ms: 600_000,
+            long_poll_max_ms: 60_000,
+            lease_default_ms: 300_000,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+impl ServerLimits {
+    /// Checks that the limits fit together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.frame_budget_bytes
+            < self.frame_bytes_max + ringflow_wire::frame::LENGTH_PREFIX_BYTES
+        {
+            return Err(format!(
+                "frame_budget_bytes ({}) must hold at least one frame of frame_bytes_max ({})",
+                self.frame_budget_bytes, self.frame_bytes_max
+            ));
+        }
+        let counts = [
+            self.inflight_per_shard_max,
+            self.inflight_per_connection_max,
+            self.connections_per_shard_max,
+            self.subscriptions_per_connection_max,
+        ];
+        if counts.contains(&0) {
+            return Err("in-flight, connection and subscription limits must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// What every shard of a node needs to serve.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The address to bind (this node's host in the topology, or 0.0.0.0).
+    pub bind_host: String,
+    /// Shard `first_shard + i` of this node listens on `base_port + i`.
+    pub base_port: u16,
+    /// The cluster-wide id of this node's first shard.
+    pub first_shard: u16,
+    /// The whole cluster, for Topology answers and WRONG_SHARD.
+    pub topology: Topology,
+    /// Limits and defaults.
+    pub limits: ServerLimits,
+}
+
+/// One shard's server state, shared by its connections (all on the shard's thread).
+pub(crate) struct ShardServer {
+    pub(crate) shard: Rc<Shard<DmaDir>>,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) inflight: Cell<usize>,
+    pub(crate) connections: Cell<usize>,
+    budget: Cell<usize>,
+    budget_freed: WaitList,
+    closing: Cell<bool>,
+    closing_event: WaitList,
+}
+
+/// Bytes of the frame budget held by one frame until its last request is answered.
+pub(crate) struct FrameLease {
+    server: Rc<ShardServer>,
+    bytes: usize,
+}
+
+impl Drop for FrameLease {
+    fn drop(&mut self) {
+        let server = &self.server;
+        server.budget.set(server.budget.get() + self.bytes);
+        server.budget_freed.wake_all();
+    }
+}
+
+impl ShardServer {
+    /// Waits until `bytes` of the frame budget are free and takes them.
+    pub(crate) async fn lease(self: &Rc<Self>, bytes: usize) -> FrameLease {
+        loop {
+            let freed = self.budget_freed.wait();
+            let available = self.budget.get();
+            if available >= bytes {
+                self.budget.set(available - bytes);
+                return FrameLease {
+                    server: self.clone(),
+                    bytes,
+                };
+            }
+            freed.await;
+        }
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// Resolves once shutdown begins.
+    pub(crate) async fn closing(&self) {
+        loop {
+            let event = self.closing_event.wait();
+            if self.closing.get() {
+                return;
+            }
+            event.await;
+        }
+    }
+}
+
+/// Serves one shard until `shutdown` is raised: listens on its port, serves connections,
+/// and on shutdown stops accepting, lets in-flight requests finish (up to the grace time),
+/// takes a snapshot and returns.
+pub async fn serve_shard(
+    shard: Rc<Shard<DmaDir>>,
+    config: Arc<ServerConfig>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let index = shard
+        .id()
+        .checked_sub(config.first_shard)
+        .ok_or_else(|| format!("shard {} is not on this node", shard.id()))?;
+    let port = config.base_port.checked_add(index).ok_or_else(|| {
+        format!(
+            "base port {} + shard {index} is past 65535",
+            config.base_port
+        )
+    })?;
+    let addr = format!("{}:{port}", config.bind_host);
+    let listener = TcpListener::bind(addr.as_str())
+        .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+    eprintln!("ringflow: shard {} listening on {addr}", shard.id());
+    let server = Rc::new(ShardServer {
+        shard: shard.clone(),
+        budget: Cell::new(config.limits.frame_budget_bytes),
+        config,
+        inflight: Cell::new(0),
+        connections: Cell::new(0),
+        budget_freed: WaitList::default(),
+        closing: Cell::new(false),
+        closing_event: WaitList::default(),
+    });
+    let watcher = {
+        let server = server.clone();
+        glommio::spawn_local(async move {
+            loop {
+                if shutdown.load(Ordering::Relaxed) || server.shard.stopped().is_some() {
+                    server.closing.set(true);
+                    server.closing_event.wake_all();
+                    return;
+                }
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            server.closing().await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else { break };
+        match accepted {
+            Ok(stream) => conn::start(server.clone(), stream),
+            Err(error) => {
+                tracing::warn!(shard = shard.id(), %error, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    watcher.await;
+    // Let requests in flight finish, up to the grace time.
+    let grace = Duration::from_millis(server.config.limits.shutdown_grace_ms);
+    let started = std::time::Instant::now();
+    while (server.inflight.get() > 0 || server.connections.get() > 0) && started.elapsed() < grace {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    if let Some(reason) = shard.stopped() {
+        return Err(reason);
+    }
+    let lsn = shard
+        .snapshot()
+        .await
+        .map_err(|error| format!("final snapshot failed: {error}"))?;
+    eprintln!(
+        "ringflow: shard {} stopped; snapshot at LSN {lsn}",
+        shard.id()
+    );
+    Ok(())
+}
