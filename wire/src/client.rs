@@ -606,7 +606,7 @@ impl Client {
     /// Sends a command whose answer is `Done` and returns the key it names.
     pub fn done(&mut self, request: &Request) -> Result<u64, ClientError> {
         match self.request(request)? {
-            Response::Done { key } => Ok(key),
+            Response::Done { key, .. } => Ok(key),
             other => Err(self.unexpected(request.name(), &other)),
         }
     }

@@ -113,7 +113,13 @@ mod tests {
     #[test]
     fn frames_split_across_reads_come_out_whole() {
         let mut bytes = request_frame(&[(1, Request::Topology)]);
-        bytes.extend(response_frame(2, &Response::Done { key: 9 }));
+        bytes.extend(response_frame(
+            2,
+            &Response::Done {
+                key: 9,
+                incident_key: 0,
+            },
+        ));
         let mut reader = FrameReader::new(1024);
         let mut frames = Vec::new();
         for byte in &bytes {

@@ -460,6 +460,8 @@ pub enum Response {
     Done {
         /// The key the command was about.
         key: u64,
+        /// FailJob, ThrowError: the incident the command raised, or 0.
+        incident_key: u64,
     },
     /// `Jobs`: activated or pushed jobs.
     Jobs(Vec<Job>),
@@ -863,8 +865,12 @@ fn encode_response(b: &mut Fbb, response: &Response) -> (fb::Body, Union) {
             let t = fb::InstanceResult::create(b, &args);
             (fb::Body::InstanceResult, t.as_union_value())
         }
-        Response::Done { key } => {
-            let t = fb::Done::create(b, &fb::DoneArgs { key: *key });
+        Response::Done { key, incident_key } => {
+            let args = fb::DoneArgs {
+                key: *key,
+                incident_key: *incident_key,
+            };
+            let t = fb::Done::create(b, &args);
             (fb::Body::Done, t.as_union_value())
         }
         Response::Jobs(jobs) => {
@@ -1150,7 +1156,10 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
         }
         B::Done => {
             let done = envelope.body_as_done().ok_or_else(missing)?;
-            response(Response::Done { key: done.key() })
+            response(Response::Done {
+                key: done.key(),
+                incident_key: done.incident_key(),
+            })
         }
         B::Jobs => {
             let jobs = envelope.body_as_jobs().ok_or_else(missing)?;
@@ -1227,6 +1236,275 @@ mod tests {
             LENGTH_PREFIX_BYTES + u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize
         );
         frame
+    }
+
+    fn topology() -> Topology {
+        Topology::uniform(vec![
+            Node {
+                id: 0,
+                host: "127.0.0.1".into(),
+                base_port: 26500,
+                first_shard: 0,
+                shard_count: 2,
+            },
+            Node {
+                id: 1,
+                host: "127.0.0.2".into(),
+                base_port: 26500,
+                first_shard: 2,
+                shard_count: 1,
+            },
+        ])
+        .expect("valid")
+    }
+
+    fn every_request() -> Vec<Request> {
+        vec![
+            Request::Topology,
+            Request::Deploy {
+                resources: vec![
+                    Resource {
+                        name: "a.bpmn".into(),
+                        content: b"<xml/>".to_vec(),
+                    },
+                    Resource {
+                        name: "b.bpmn".into(),
+                        content: vec![0, 1, 2, 255],
+                    },
+                ],
+            },
+            Request::CreateInstance(CreateInstance {
+                bpmn_process_id: "order".into(),
+                process_definition_key: 5,
+                variables: r#"{"a":1}"#.into(),
+                business_key: "order-4711".into(),
+                await_result: true,
+                await_timeout_ms: 1500,
+            }),
+            Request::CreateInstance(CreateInstance::default()),
+            Request::CancelInstance {
+                process_instance_key: u64::MAX,
+            },
+            Request::PublishMessage(PublishMessage {
+                name: "paid".into(),
+                correlation_key: "Größe".into(),
+                variables: "{}".into(),
+                ttl_ms: 60_000,
+                message_id: "m-1".into(),
+            }),
+            Request::ActivateJobs(ActivateJobs {
+                job_type: "pay".into(),
+                worker: "w".into(),
+                max_jobs: 10,
+                lease_ms: 1000,
+                long_poll_ms: 200,
+            }),
+            Request::SubscribeJobs(SubscribeJobs {
+                job_type: "pay".into(),
+                worker: String::new(),
+                credits: 32,
+                lease_ms: 0,
+            }),
+            Request::JobCredits {
+                subscription_request_id: 3,
+                credits: 7,
+            },
+            Request::CompleteJob {
+                job_key: 9,
+                variables: r#"{"ok":true}"#.into(),
+            },
+            Request::FailJob {
+                job_key: 9,
+                retries: 2,
+                retry_backoff_ms: 100,
+                message: "boom".into(),
+            },
+            Request::ThrowError {
+                job_key: 9,
+                error_code: "E1".into(),
+                message: String::new(),
+            },
+            Request::UpdateJobRetries {
+                job_key: 9,
+                retries: 3,
+            },
+            Request::SetVariables {
+                scope_key: 4,
+                variables: r#"{"x":[1,2]}"#.into(),
+                local: true,
+            },
+            Request::ResolveIncident { incident_key: 11 },
+        ]
+    }
+
+    fn every_response() -> Vec<Response> {
+        let created = InstanceCreated {
+            process_instance_key: 1,
+            process_definition_key: 2,
+            bpmn_process_id: "order".into(),
+            version: 3,
+        };
+        vec![
+            Response::Topology(topology()),
+            Response::Deployed(Deployed {
+                deployment_key: 1,
+                processes: vec![DeployedProcess {
+                    bpmn_process_id: "order".into(),
+                    version: 2,
+                    process_definition_key: 3,
+                    resource_name: "a.bpmn".into(),
+                    duplicate: true,
+                }],
+            }),
+            Response::InstanceCreated(created.clone()),
+            Response::InstanceResult(InstanceResult {
+                created,
+                variables: r#"{"a":1}"#.into(),
+            }),
+            Response::Done {
+                key: 5,
+                incident_key: 6,
+            },
+            Response::Jobs(vec![Job {
+                key: 1,
+                job_type: "pay".into(),
+                process_instance_key: 2,
+                bpmn_process_id: "order".into(),
+                element_id: "task".into(),
+                element_instance_key: 3,
+                retries: 3,
+                deadline_ms: -5,
+                custom_headers: vec![("h".into(), "v".into())],
+                variables: "{}".into(),
+            }]),
+            Response::Jobs(Vec::new()),
+            Response::Error(WireError {
+                code: ErrorCode::Busy,
+                message: "busy".into(),
+                retry_after_ms: 10,
+                topology: None,
+            }),
+            Response::Error(WireError {
+                code: ErrorCode::WrongShard,
+                message: "elsewhere".into(),
+                retry_after_ms: 0,
+                topology: Some(topology()),
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_in_one_batch_frame() {
+        let mut encoder = FrameEncoder::default();
+        let mut expected = Vec::new();
+        for (id, request) in every_request().into_iter().enumerate() {
+            encoder.push_request(id as u64, &request);
+            expected.push(Envelope {
+                request_id: id as u64,
+                message: Message::Request(request),
+            });
+        }
+        for (id, response) in every_response().into_iter().enumerate() {
+            encoder.push_response(1000 + id as u64, &response);
+            expected.push(Envelope {
+                request_id: 1000 + id as u64,
+                message: Message::Response(response),
+            });
+        }
+        let mut frame = Vec::new();
+        encoder.finish_into(&mut frame);
+        assert_eq!(decode_frame(body(&frame)).expect("valid"), expected);
+        // The encoder is reusable: a second frame decodes on its own.
+        encoder.push_request(1, &Request::Topology);
+        let mut second = Vec::new();
+        encoder.finish_into(&mut second);
+        assert_eq!(decode_frame(&second).expect("valid").len(), 1);
+    }
+
+    #[test]
+    fn every_error_code_has_a_distinct_name_and_number() {
+        let mut names = std::collections::BTreeSet::new();
+        let mut numbers = std::collections::BTreeSet::new();
+        for (code, fb_code, name) in ErrorCode::ALL {
+            assert!(names.insert(name));
+            assert!(numbers.insert(fb_code.0));
+            assert_eq!(code.name(), name);
+            assert_eq!(ErrorCode::from_fb(fb_code), code);
+            assert_eq!(code.to_fb(), fb_code);
+            assert_eq!(fb_code.variant_name(), Some(name));
+        }
+        assert_eq!(numbers.len(), fb::ErrorCode::ENUM_VALUES.len());
+        assert_eq!(ErrorCode::from_fb(fb::ErrorCode(999)), ErrorCode::Unknown);
+    }
+
+    /// Damaged frames are refused or decode to something; they never panic.
+    #[test]
+    fn damaged_frames_never_panic() {
+        let mut encoder = FrameEncoder::default();
+        for (id, request) in every_request().into_iter().enumerate() {
+            encoder.push_request(id as u64, &request);
+        }
+        for response in every_response() {
+            encoder.push_response(0, &response);
+        }
+        let mut frame = Vec::new();
+        encoder.finish_into(&mut frame);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut refused, mut decoded) = (0, 0);
+        for _ in 0..20_000 {
+            let mut damaged = frame.clone();
+            for _ in 0..=(next() % 4) {
+                let at =
+                    LENGTH_PREFIX_BYTES + (next() as usize) % (damaged.len() - LENGTH_PREFIX_BYTES);
+                damaged[at] = next() as u8;
+            }
+            if next() % 8 == 0 {
+                let keep =
+                    LENGTH_PREFIX_BYTES + (next() as usize) % (damaged.len() - LENGTH_PREFIX_BYTES);
+                damaged.truncate(keep);
+                let length = (keep - LENGTH_PREFIX_BYTES) as u32;
+                damaged[..4].copy_from_slice(&length.to_le_bytes());
+            }
+            match decode_frame(&damaged) {
+                Ok(_) => decoded += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        // Both outcomes happen: a flipped string byte still decodes, a broken offset does not.
+        assert!(refused > 1000, "refused {refused}");
+        assert!(decoded > 100, "decoded {decoded}");
+    }
+
+    #[test]
+    fn a_wrong_version_is_named() {
+        let mut builder = FlatBufferBuilder::new();
+        let body = fb::TopologyRequest::create(&mut builder, &fb::TopologyRequestArgs {});
+        let envelope = fb::Envelope::create(
+            &mut builder,
+            &fb::EnvelopeArgs {
+                request_id: 1,
+                body_type: fb::Body::TopologyRequest,
+                body: Some(body.as_union_value()),
+            },
+        );
+        let envelopes = builder.create_vector(&[envelope]);
+        let frame = fb::Frame::create(
+            &mut builder,
+            &fb::FrameArgs {
+                version: 2,
+                envelopes: Some(envelopes),
+            },
+        );
+        fb::finish_size_prefixed_frame_buffer(&mut builder, frame);
+        let error = decode_frame(builder.finished_data()).expect_err("version 2");
+        assert_eq!(error, FrameError::UnsupportedVersion { version: 2 });
+        assert_eq!(error.code(), ErrorCode::UnsupportedVersion);
     }
 
     #[test]

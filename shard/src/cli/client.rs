@@ -280,8 +280,17 @@ pub struct KeyArgs {
 
 fn done(conn: &Conn, request: Request, what: &str) -> anyhow::Result<ExitCode> {
     let mut client = conn.client()?;
-    let key = client.done(&request)?;
-    conn.print(json!({"key": key}), || format!("{what} {key}"));
+    let (key, incident_key) = match client.request(&request)? {
+        ringflow_wire::Response::Done { key, incident_key } => (key, incident_key),
+        other => bail!("unexpected answer to {}: {other:?}", request.name()),
+    };
+    if incident_key == 0 {
+        conn.print(json!({"key": key}), || format!("{what} {key}"));
+    } else {
+        conn.print(json!({"key": key, "incidentKey": incident_key}), || {
+            format!("{what} {key}; incident {incident_key} raised")
+        });
+    }
     Ok(ExitCode::SUCCESS)
 }
 

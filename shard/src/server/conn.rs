@@ -265,6 +265,7 @@ impl Conn {
                         subscription.granted.notify();
                         Response::Done {
                             key: subscription_request_id,
+                            incident_key: 0,
                         }
                     }
                     None => Response::Error(WireError::new(
@@ -352,6 +353,11 @@ impl Conn {
             .map_err(convert::submit_error)
     }
 
+    async fn submit_outcome(&self, command: Command) -> Result<Response, WireError> {
+        let outcome = self.server.shard.submit(command).await;
+        outcome.map(convert::outcome).map_err(convert::submit_error)
+    }
+
     async fn handle(&self, request: Request) -> Result<Response, WireError> {
         let command = match request {
             Request::Deploy { resources } => Command::Deploy {
@@ -415,7 +421,7 @@ impl Conn {
                 unreachable!("answered in dispatch")
             }
         };
-        Ok(convert::answer(self.submit(command).await?))
+        self.submit_outcome(command).await
     }
 
     async fn create(&self, create: CreateInstance) -> Result<Response, WireError> {

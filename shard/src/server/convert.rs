@@ -118,8 +118,28 @@ pub(crate) fn created(answer: &Answer) -> Option<InstanceCreated> {
     }
 }
 
+/// The wire answer for an engine outcome.
+pub(crate) fn outcome(outcome: ringflow_core::Outcome) -> Response {
+    let incident_key = outcome
+        .events
+        .iter()
+        .find_map(|event| match event {
+            ringflow_core::Event::IncidentCreated { key, .. } => Some(key.0),
+            _ => None,
+        })
+        .unwrap_or(0);
+    match answer(outcome.response) {
+        Response::Done { key, .. } => Response::Done { key, incident_key },
+        other => other,
+    }
+}
+
 /// The wire answer for an engine answer.
 pub(crate) fn answer(answer: Answer) -> Response {
+    let done = |key: Key| Response::Done {
+        key: key.0,
+        incident_key: 0,
+    };
     match answer {
         Answer::Deployed(deployment) => Response::Deployed(Deployed {
             deployment_key: deployment.key.0,
@@ -140,14 +160,12 @@ pub(crate) fn answer(answer: Answer) -> Response {
         }
         Answer::InstanceCanceled {
             process_instance_key,
-        } => Response::Done {
-            key: process_instance_key.0,
-        },
+        } => done(process_instance_key),
         Answer::JobsActivated(jobs) => Response::Jobs(jobs.into_iter().map(job).collect()),
         Answer::JobCompleted { key }
         | Answer::JobUpdated { key }
-        | Answer::IncidentResolved { key } => Response::Done { key: key.0 },
-        Answer::VariablesSet { scope } => Response::Done { key: scope.0 },
+        | Answer::IncidentResolved { key } => done(key),
+        Answer::VariablesSet { scope } => done(scope),
     }
 }
 

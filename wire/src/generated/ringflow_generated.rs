@@ -3169,6 +3169,7 @@ impl<'a> flatbuffers::Follow<'a> for Done<'a> {
 
 impl<'a> Done<'a> {
   pub const VT_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_INCIDENT_KEY: flatbuffers::VOffsetT = 6;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -3180,6 +3181,7 @@ impl<'a> Done<'a> {
     args: &'args DoneArgs
   ) -> flatbuffers::WIPOffset<Done<'bldr>> {
     let mut builder = DoneBuilder::new(_fbb);
+    builder.add_incident_key(args.incident_key);
     builder.add_key(args.key);
     builder.finish()
   }
@@ -3192,6 +3194,13 @@ impl<'a> Done<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Done::VT_KEY, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn incident_key(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Done::VT_INCIDENT_KEY, Some(0)).unwrap()}
+  }
 }
 
 impl flatbuffers::Verifiable for Done<'_> {
@@ -3202,18 +3211,21 @@ impl flatbuffers::Verifiable for Done<'_> {
     use self::flatbuffers::Verifiable;
     v.visit_table(pos)?
      .visit_field::<u64>("key", Self::VT_KEY, false)?
+     .visit_field::<u64>("incident_key", Self::VT_INCIDENT_KEY, false)?
      .finish();
     Ok(())
   }
 }
 pub struct DoneArgs {
     pub key: u64,
+    pub incident_key: u64,
 }
 impl<'a> Default for DoneArgs {
   #[inline]
   fn default() -> Self {
     DoneArgs {
       key: 0,
+      incident_key: 0,
     }
   }
 }
@@ -3226,6 +3238,10 @@ impl<'a: 'b, 'b> DoneBuilder<'a, 'b> {
   #[inline]
   pub fn add_key(&mut self, key: u64) {
     self.fbb_.push_slot::<u64>(Done::VT_KEY, key, 0);
+  }
+  #[inline]
+  pub fn add_incident_key(&mut self, incident_key: u64) {
+    self.fbb_.push_slot::<u64>(Done::VT_INCIDENT_KEY, incident_key, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DoneBuilder<'a, 'b> {
@@ -3246,6 +3262,7 @@ impl core::fmt::Debug for Done<'_> {
   fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     let mut ds = f.debug_struct("Done");
       ds.field("key", &self.key());
+      ds.field("incident_key", &self.incident_key());
       ds.finish()
   }
 }
