@@ -59,8 +59,9 @@ pub struct ServerLimits {
     pub long_poll_max_ms: u32,
     /// A job's lease when the request says 0, in milliseconds.
     pub lease_default_ms: u64,
-    /// How long a shutdown waits for in-flight requests before it answers the rest
-    /// UNAVAILABLE, in milliseconds.
+    /// How long a shutdown waits for in-flight requests to be answered before it closes the
+    /// connections, in milliseconds. (Awaited results, long polls and subscriptions are
+    /// answered at once when the shutdown begins.)
     pub shutdown_grace_ms: u64,
 }
 
