@@ -748,3 +748,121 @@ fn the_client_reports_a_server_that_is_not_there() {
         Ok(_) => panic!("nothing listens there"),
     }
 }
+
+#[test]
+fn subscriptions_push_no_more_jobs_than_their_credits_and_long_polls_wait_for_jobs() {
+    let data = data_dir("credits");
+    let port = free_ports(1);
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    deploy_one_task(&mut client);
+    for n in 0..5 {
+        client
+            .create_instance(create("one-task", &format!(r#"{{"n": {n}}}"#), ""))
+            .expect("create");
+    }
+    let config = ClientConfig::default();
+    let mut connection = Connection::open(&addr, &config).expect("connect");
+    let subscription = connection
+        .send(&Request::SubscribeJobs(ringflow_wire::SubscribeJobs {
+            job_type: "e2e-work".into(),
+            worker: "credits".into(),
+            credits: 2,
+            lease_ms: 60_000,
+        }))
+        .expect("subscribe");
+    let mut pushed = Vec::new();
+    // Exactly two jobs arrive, then nothing while no credit is granted.
+    while pushed.len() < 2 {
+        let (id, response) = connection.recv().expect("a push");
+        assert_eq!(id, subscription);
+        match response {
+            Response::Jobs(jobs) => pushed.extend(jobs),
+            other => panic!("expected jobs, got {other:?}"),
+        }
+    }
+    assert_eq!(pushed.len(), 2);
+    assert!(
+        connection
+            .recv_timeout(Duration::from_millis(300))
+            .expect("no error")
+            .is_none(),
+        "a job was pushed without credit"
+    );
+    // Three more credits: the other three jobs.
+    let grant = connection
+        .send(&Request::JobCredits {
+            subscription_request_id: subscription,
+            credits: 3,
+        })
+        .expect("grant");
+    let mut done = false;
+    while pushed.len() < 5 || !done {
+        let (id, response) = connection.recv().expect("an answer");
+        match response {
+            Response::Jobs(jobs) if id == subscription => pushed.extend(jobs),
+            Response::Done { key, .. } if id == grant => {
+                assert_eq!(key, subscription);
+                done = true;
+            }
+            other => panic!("unexpected answer {id}: {other:?}"),
+        }
+    }
+    let keys: std::collections::BTreeSet<u64> = pushed.iter().map(|job| job.key).collect();
+    assert_eq!(keys.len(), 5, "every job pushed once");
+    // Credits for an unknown subscription are refused.
+    match connection
+        .call(&Request::JobCredits {
+            subscription_request_id: 999,
+            credits: 1,
+        })
+        .expect("an answer")
+    {
+        Response::Error(error) => assert_eq!(error.code, ErrorCode::InvalidArgument),
+        other => panic!("expected an error, got {other:?}"),
+    }
+
+    // A long poll on a type with no ready job waits until one is created.
+    let poller_addr = addr.clone();
+    let poller = std::thread::spawn(move || {
+        let mut connection =
+            Connection::open(&poller_addr, &ClientConfig::default()).expect("connect");
+        connection
+            .call(&Request::ActivateJobs(ActivateJobs {
+                job_type: "e2e-work".into(),
+                worker: "poller".into(),
+                max_jobs: 1,
+                lease_ms: 60_000,
+                long_poll_ms: 30_000,
+            }))
+            .expect("an answer")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // The subscription above still holds credits 0, so the new job goes to the poller.
+    let created = client
+        .create_instance(create("one-task", "", ""))
+        .expect("create");
+    // A job in the answer means the poll ended because of the new job: at its timeout it
+    // would have been empty.
+    match poller.join().expect("poller") {
+        Response::Jobs(jobs) => {
+            assert_eq!(jobs.len(), 1);
+            assert_eq!(jobs[0].process_instance_key, created.process_instance_key);
+        }
+        other => panic!("expected a job, got {other:?}"),
+    }
+    // A long poll with nothing to find ends empty at its timeout.
+    let mut connection = Connection::open(&addr, &config).expect("connect");
+    let answer = connection
+        .call(&Request::ActivateJobs(ActivateJobs {
+            job_type: "nobody-makes-these".into(),
+            worker: String::new(),
+            max_jobs: 1,
+            lease_ms: 0,
+            long_poll_ms: 100,
+        }))
+        .expect("an answer");
+    assert_eq!(answer, Response::Jobs(Vec::new()));
+    drop(server);
+}
