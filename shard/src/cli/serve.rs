@@ -40,6 +40,13 @@ pub struct Args {
     /// The address of shard 0; shard i listens on PORT+i.
     #[arg(long, default_value = "127.0.0.1:26500", conflicts_with = "cluster")]
     listen: String,
+    /// The host clients are told to use (in the topology) [default: the --listen host, or
+    /// the node's host in the cluster file]. Needed when listening on 0.0.0.0.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Bind this host instead of the one clients use (for example 0.0.0.0 in a container).
+    #[arg(long)]
+    bind: Option<String>,
     /// The CPUs to run the shards on, comma-separated (shard i on the i-th) [default: the
     /// first usable CPUs].
     #[arg(long, value_delimiter = ',')]
@@ -127,6 +134,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     topology.nodes.len() - 1
                 );
             }
+            if args.advertise.is_some() {
+                bail!("--advertise: with --cluster, each node's host comes from the cluster file");
+            }
             (topology, node)
         }
         _ => {
@@ -140,7 +150,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
             let node = Node {
                 id: 0,
-                host,
+                host: args.advertise.clone().unwrap_or(host),
                 base_port: port,
                 first_shard: 0,
                 shard_count: shards as u16,
@@ -189,8 +199,19 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ring_depth: runtime::RING_DEPTH_DEFAULT,
         shard,
     };
+    let bind_host = match (&args.bind, &args.cluster) {
+        (Some(bind), _) => bind.clone(),
+        (None, Some(_)) => me.host.clone(),
+        (None, None) => split_listen(&args.listen)?.0,
+    };
+    if me.host == "0.0.0.0" || me.host == "::" {
+        bail!(
+            "clients cannot connect to {}: name the address they should use with --advertise",
+            me.host
+        );
+    }
     let server = Arc::new(ServerConfig {
-        bind_host: me.host.clone(),
+        bind_host,
         base_port: me.base_port,
         first_shard: me.first_shard,
         topology: topology.clone(),
