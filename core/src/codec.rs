@@ -29,6 +29,8 @@
 //! | 10 | UpdateJobRetries | key, retries u32 |
 //! | 11 | ResolveIncident | key |
 //! | 12 | SetVariables | scope key, variables, local (flag) |
+//! | 13 | PublishMessage | name, correlation key, variables, TTL u64 ms, message id (optional text) |
+//! | 14 | ExpireMessage | key |
 
 use std::sync::Arc;
 
@@ -132,6 +134,21 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             put_variables(out, variables);
             out.push(u8::from(*local));
         }
+        Command::PublishMessage {
+            name,
+            correlation_key,
+            variables,
+            ttl_millis,
+            message_id,
+        } => {
+            out.push(13);
+            put_bytes(out, name.as_bytes());
+            put_bytes(out, correlation_key.as_bytes());
+            put_variables(out, variables);
+            out.extend_from_slice(&ttl_millis.to_le_bytes());
+            put_optional_text(out, message_id.as_deref());
+        }
+        Command::ExpireMessage { key } => tagged_key(out, 14, *key),
     }
 }
 
@@ -217,6 +234,14 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
             variables: read_variables(reader)?,
             local: reader.flag()?,
         },
+        13 => Command::PublishMessage {
+            name: reader.string()?,
+            correlation_key: reader.string()?,
+            variables: read_variables(reader)?,
+            ttl_millis: u64::from_le_bytes(reader.array()?),
+            message_id: reader.optional_text()?,
+        },
+        14 => Command::ExpireMessage { key: reader.key()? },
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
     Ok((
@@ -313,6 +338,21 @@ mod tests {
                 variables: variables(),
                 local: true,
             },
+            Command::PublishMessage {
+                name: "paid".to_string(),
+                correlation_key: "order-1".to_string(),
+                variables: variables(),
+                ttl_millis: 60_000,
+                message_id: Some("m-1".to_string()),
+            },
+            Command::PublishMessage {
+                name: "paid".to_string(),
+                correlation_key: String::new(),
+                variables: Variables::new(),
+                ttl_millis: 0,
+                message_id: None,
+            },
+            Command::ExpireMessage { key },
         ]
     }
 

@@ -103,6 +103,24 @@ pub enum Command {
         /// The incident key.
         key: Key,
     },
+    /// Publishes a message: buffered for `ttl_millis` (not at all when 0).
+    PublishMessage {
+        /// The message name.
+        name: String,
+        /// The correlation key.
+        correlation_key: String,
+        /// The message's variables.
+        variables: Variables,
+        /// How long the message is buffered, in milliseconds.
+        ttl_millis: u64,
+        /// Deduplicates the message while it is buffered.
+        message_id: Option<String>,
+    },
+    /// The shard's timer: a buffered message's time to live is over.
+    ExpireMessage {
+        /// The message key.
+        key: Key,
+    },
     /// Sets variables in a scope (a process instance or an element instance).
     SetVariables {
         /// The scope's element instance key (the process instance key for the root).
@@ -190,6 +208,16 @@ pub enum Response {
     VariablesSet {
         /// The scope.
         scope: Key,
+    },
+    /// A message was published.
+    MessagePublished {
+        /// The message key.
+        key: Key,
+    },
+    /// A buffered message expired.
+    MessageExpired {
+        /// The message key.
+        key: Key,
     },
 }
 
@@ -290,6 +318,20 @@ pub enum Event {
         /// What went wrong.
         message: String,
     },
+    /// A message was published.
+    MessagePublished {
+        /// The message key.
+        key: Key,
+        /// The message name.
+        name: String,
+        /// The correlation key.
+        correlation_key: String,
+    },
+    /// A buffered message's time to live ran out.
+    MessageExpired {
+        /// The message key.
+        key: Key,
+    },
     /// A new process definition version exists.
     ProcessDeployed {
         /// The process definition key.
@@ -323,6 +365,13 @@ pub enum Effect {
         /// The job key.
         key: Key,
         /// When the lease runs out, in milliseconds since the Unix epoch.
+        deadline_millis: i64,
+    },
+    /// Arm a timer that sends `ExpireMessage` when a buffered message's time to live is over.
+    MessageTtl {
+        /// The message key.
+        key: Key,
+        /// When it expires, in milliseconds since the Unix epoch.
         deadline_millis: i64,
     },
     /// Answer a create-with-result caller: the instance completed.
@@ -365,6 +414,8 @@ pub enum RejectionCode {
     InvalidState,
     /// No open incident has this key.
     IncidentNotFound,
+    /// A buffered message with the same name, correlation key and message id exists.
+    AlreadyExists,
 }
 
 impl RejectionCode {
@@ -380,6 +431,7 @@ impl RejectionCode {
             RejectionCode::JobNotFound => "JOB_NOT_FOUND",
             RejectionCode::InvalidState => "INVALID_STATE",
             RejectionCode::IncidentNotFound => "INCIDENT_NOT_FOUND",
+            RejectionCode::AlreadyExists => "ALREADY_EXISTS",
         }
     }
 }
@@ -477,6 +529,22 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
             variables,
             local,
         } => crate::failures::set_variables(state, scope, variables, local, ctx)?,
+        Command::PublishMessage {
+            name,
+            correlation_key,
+            variables,
+            ttl_millis,
+            message_id,
+        } => crate::messages::publish(
+            state,
+            name,
+            correlation_key,
+            variables,
+            ttl_millis,
+            message_id,
+            ctx,
+        )?,
+        Command::ExpireMessage { key } => crate::messages::expire(state, key, ctx)?,
     };
     if outcome.next_key > ctx.next_key {
         state.set_last_key(Key(outcome.next_key.0 - 1));

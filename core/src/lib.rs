@@ -15,7 +15,8 @@
 //! ([`key`]); `Deploy` with versions and idempotent redeploys; `CreateInstance`,
 //! `CancelInstance`, `ActivateJobs`, `CompleteJob`, `FailJob` (retries, backoff),
 //! `JobLeaseExpired`, `JobRetryDue`, `UpdateJobRetries`, `ThrowError`, `ResolveIncident` and
-//! `SetVariables`; the token machine for none, terminate and error end events, job-based
+//! `SetVariables`, `PublishMessage` and `ExpireMessage` (messages are buffered, not yet
+//! correlated); the token machine for none, terminate and error end events, job-based
 //! tasks and events, script tasks, manual and undefined tasks, exclusive gateways,
 //! inclusive fork and join, parallel fork and join, embedded subprocesses, error boundary events and
 //! error event subprocesses; FEEL conditions and input/output mappings evaluated against
@@ -35,6 +36,7 @@ pub mod instance;
 mod jobs;
 pub mod key;
 pub mod limits;
+pub mod messages;
 mod run;
 mod snapshot;
 mod state;

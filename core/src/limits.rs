@@ -38,3 +38,9 @@ pub const NAME_BYTES_MAX: usize = 1024;
 
 /// Longest failure or error message kept with a job or incident, in bytes.
 pub const MESSAGE_BYTES_MAX: usize = 8 * 1024;
+
+/// Most messages buffered on one shard at once.
+pub const BUFFERED_MESSAGES_MAX: usize = 10_000_000;
+
+/// The longest time to live of a message, in milliseconds (one year).
+pub const MESSAGE_TTL_MILLIS_MAX: u64 = 365 * 24 * 3_600_000;

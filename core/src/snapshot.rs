@@ -6,7 +6,7 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x01` |
+//! | magic | `RFSNAP` then format version `0x00 0x02` |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
@@ -16,6 +16,7 @@
 //! | join tokens | u32 count, then scope key, gateway element u32, counts (u32 length + u32s) |
 //! | jobs | u32 count, then key, type, element instance key, instance key, retries u32, state u8 (0 ready, 1 leased + worker + deadline i64, 2 backoff + due i64, 3 failed) |
 //! | incidents | u32 count, then key, instance key, element instance key, message, retry u8 (0 activation, 1 completion, 2 job) |
+//! | messages | u32 count, then key, name, correlation key, variables (JSON bytes), deadline i64, message id (optional text) |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index and the ready-job
@@ -33,14 +34,14 @@ use crate::instance::{ElementInstance, Incident, IncidentRetry, Job, JobState, P
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
-const MAGIC: &[u8; 8] = b"RFSNAP\x00\x01";
+const MAGIC: &[u8; 8] = b"RFSNAP\x00\x02";
 
 /// Why a snapshot could not be restored. Any of these means the file is damaged or from an
 /// incompatible version; the shard stops and says which.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
     /// The bytes do not start with the snapshot magic and format version.
-    #[error("not a ringflow snapshot of format 1 (bad magic)")]
+    #[error("not a ringflow snapshot of format 2 (bad magic)")]
     BadMagic,
     /// The checksum does not match: the snapshot is corrupt.
     #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -266,6 +267,16 @@ impl State {
                 IncidentRetry::Job => 2,
             });
         }
+        put_count(out, self.messages.len());
+        for message in self.messages.values() {
+            put_key(out, message.key);
+            put_bytes(out, message.name.as_bytes());
+            put_bytes(out, message.correlation_key.as_bytes());
+            let json = serde_json::to_vec(&message.variables).expect("a JSON map serializes");
+            put_bytes(out, &json);
+            out.extend_from_slice(&message.deadline_millis.to_le_bytes());
+            put_optional_text(out, message.message_id.as_deref());
+        }
     }
 }
 
@@ -381,6 +392,28 @@ fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snap
             },
         };
         state.incidents.insert(incident.key, incident);
+    }
+    for _ in 0..reader.count()? {
+        let message = crate::messages::Message {
+            key: reader.key()?,
+            name: reader.string()?,
+            correlation_key: reader.string()?,
+            variables: serde_json::from_slice(reader.bytes()?)
+                .map_err(|error| corrupt(format!("message variables: {error}")))?,
+            deadline_millis: i64::from_le_bytes(reader.array()?),
+            message_id: reader.optional_text()?,
+        };
+        if let Some(id_key) = message.id_key()
+            && state.message_ids.insert(id_key, message.key).is_some()
+        {
+            return Err(corrupt(format!(
+                "message {} repeats a message id",
+                message.key
+            )));
+        }
+        if state.messages.insert(message.key, message).is_some() {
+            return Err(corrupt("a message key repeats".to_string()));
+        }
     }
     Ok(())
 }

@@ -53,6 +53,10 @@ pub struct State {
     pub(crate) ready_jobs: BTreeMap<String, BTreeSet<Key>>,
     /// Open incidents.
     pub(crate) incidents: BTreeMap<Key, Incident>,
+    /// Buffered messages.
+    pub(crate) messages: BTreeMap<Key, crate::messages::Message>,
+    /// (name, correlation key, message id) of buffered messages with an id.
+    pub(crate) message_ids: BTreeMap<(String, String, String), Key>,
 }
 
 impl State {
@@ -71,6 +75,8 @@ impl State {
             jobs: BTreeMap::new(),
             ready_jobs: BTreeMap::new(),
             incidents: BTreeMap::new(),
+            messages: BTreeMap::new(),
+            message_ids: BTreeMap::new(),
         }
     }
 
@@ -159,6 +165,11 @@ impl State {
             .range(range)
             .map(|(_, counts)| counts.iter().sum::<u32>())
             .sum()
+    }
+
+    /// Buffered messages, in key order.
+    pub fn messages(&self) -> impl Iterator<Item = &crate::messages::Message> {
+        self.messages.values()
     }
 
     /// How many jobs of a type are ready to be handed out.

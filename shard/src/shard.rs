@@ -118,6 +118,7 @@ pub struct RecoveryReport {
 enum TimerKind {
     Lease,
     Retry,
+    MessageTtl,
 }
 
 /// A caller waiting for its record to be durable.
@@ -244,8 +245,12 @@ pub async fn recover<D: Dir>(
     Ok((shard, report))
 }
 
-/// The timers a recovered state needs: every leased job's deadline and every backoff.
+/// The timers a recovered state needs: every leased job's deadline, every backoff and every
+/// buffered message's expiry.
 fn timers_of(state: &State) -> BTreeSet<(i64, Key, TimerKind)> {
+    let messages = state
+        .messages()
+        .map(|message| (message.deadline_millis, message.key, TimerKind::MessageTtl));
     state
         .jobs()
         .filter_map(|job| match job.state {
@@ -255,6 +260,7 @@ fn timers_of(state: &State) -> BTreeSet<(i64, Key, TimerKind)> {
             JobState::Backoff { due_millis } => Some((due_millis, job.key, TimerKind::Retry)),
             JobState::Activatable | JobState::Failed => None,
         })
+        .chain(messages)
         .collect()
 }
 
@@ -559,7 +565,9 @@ impl<D: Dir> Shard<D> {
                                     slot.fill(variables.clone());
                                 }
                             }
-                            Effect::JobBackoff { .. } | Effect::JobLease { .. } => {}
+                            Effect::JobBackoff { .. }
+                            | Effect::JobLease { .. }
+                            | Effect::MessageTtl { .. } => {}
                         }
                     }
                 }
@@ -690,6 +698,7 @@ impl<D: Dir> Shard<D> {
                     let command = match kind {
                         TimerKind::Lease => Command::JobLeaseExpired { key },
                         TimerKind::Retry => Command::JobRetryDue { key },
+                        TimerKind::MessageTtl => Command::ExpireMessage { key },
                     };
                     // A stale timer (the job moved on) is refused by the engine: nothing to do.
                     let _ = self.submit(command).await;
@@ -733,6 +742,12 @@ fn arm_timers(timers: &mut BTreeSet<(i64, Key, TimerKind)>, effects: &[Effect]) 
             }
             Effect::JobBackoff { key, due_millis } => {
                 armed |= timers.insert((*due_millis, *key, TimerKind::Retry));
+            }
+            Effect::MessageTtl {
+                key,
+                deadline_millis,
+            } => {
+                armed |= timers.insert((*deadline_millis, *key, TimerKind::MessageTtl));
             }
             Effect::JobsAvailable { .. } | Effect::InstanceResult { .. } => {}
         }

@@ -226,6 +226,39 @@ fn deploy_create_work_and_await_the_result() {
     let owner = client.topology().shard_of_text("order-4711");
     assert_eq!(instance >> 52, u64::from(owner));
 
+    // Messages from the CLI: buffered with a TTL; the same message id again is refused.
+    let published = cli_json(
+        &addr,
+        &[
+            "publish",
+            "paid",
+            "--correlation-key",
+            "order-4711",
+            "--ttl",
+            "1m",
+            "--message-id",
+            "p-1",
+        ],
+    );
+    let message_key = published["key"].as_u64().expect("a message key");
+    assert_eq!(message_key >> 52, u64::from(owner));
+    let output = cli(
+        &addr,
+        &[
+            "publish",
+            "paid",
+            "--correlation-key",
+            "order-4711",
+            "--ttl",
+            "1m",
+            "--message-id",
+            "p-1",
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("ringflow: ALREADY_EXISTS: "), "{stderr}");
+
     // A worker from the CLI runs a command per job; its stdout completes the job.
     let worker = cli_json(
         &addr,
@@ -624,6 +657,14 @@ fn a_restart_keeps_every_acknowledged_instance() {
         }
     }
     assert_eq!(acknowledged.len(), 400);
+    let message = PublishMessage {
+        name: "paid".into(),
+        correlation_key: "order-9".into(),
+        variables: r#"{"amount": 3}"#.into(),
+        ttl_ms: 600_000,
+        message_id: "pay-9".into(),
+    };
+    client.publish_message(message.clone()).expect("published");
     server.kill9();
 
     let server = Server::start(&data, &addr, &["--shards", "2"]);
@@ -646,6 +687,9 @@ fn a_restart_keeps_every_acknowledged_instance() {
     }
     let lost: Vec<_> = acknowledged.difference(&found).collect();
     assert!(lost.is_empty(), "acknowledged instances lost: {lost:?}");
+    // The buffered message survived too: its id still deduplicates.
+    let again = client.publish_message(message).expect_err("still buffered");
+    assert_eq!(again.code(), Some(ErrorCode::AlreadyExists), "{again}");
     drop(server);
 }
 
@@ -695,18 +739,46 @@ fn two_nodes_serve_one_cluster_and_the_client_routes_to_both() {
         per_shard[shard as usize] += 1;
     }
     assert!(per_shard[0] > 0 && per_shard[1] > 0, "{per_shard:?}");
-    // Messages go to their correlation key's shard: each node accepts them as its own (no
-    // WRONG_SHARD); correlation itself is not carried out yet, which the answer says.
-    for n in 0..10 {
-        let error = client
+    // Messages go to their correlation key's shard, on either node: the message key carries
+    // the shard that buffered it.
+    let mut messages_per_shard = [0usize; 2];
+    for n in 0..40 {
+        let correlation_key = format!("customer-{n}");
+        let key = client
             .publish_message(PublishMessage {
                 name: "paid".into(),
-                correlation_key: format!("customer-{n}"),
+                correlation_key: correlation_key.clone(),
+                ttl_ms: 60_000,
+                message_id: format!("payment-{n}"),
                 ..PublishMessage::default()
             })
-            .expect_err("not carried out yet");
-        assert_eq!(error.code(), Some(ErrorCode::Unsupported), "{error}");
+            .expect("published");
+        let shard = key >> 52;
+        assert_eq!(
+            shard,
+            u64::from(client.topology().shard_of_text(&correlation_key))
+        );
+        messages_per_shard[shard as usize] += 1;
     }
+    assert!(
+        messages_per_shard[0] > 0 && messages_per_shard[1] > 0,
+        "{messages_per_shard:?}"
+    );
+    // The message id deduplicates on whichever node owns the key.
+    let duplicate = client
+        .publish_message(PublishMessage {
+            name: "paid".into(),
+            correlation_key: "customer-3".into(),
+            ttl_ms: 60_000,
+            message_id: "payment-3".into(),
+            ..PublishMessage::default()
+        })
+        .expect_err("a duplicate");
+    assert_eq!(
+        duplicate.code(),
+        Some(ErrorCode::AlreadyExists),
+        "{duplicate}"
+    );
     // Jobs of both nodes are handed out through the one client.
     let mut jobs_per_shard = [0usize; 2];
     loop {

@@ -284,3 +284,57 @@ fn an_expired_lease_fires_as_a_journaled_command_and_survives_a_crash() {
         );
     });
 }
+
+#[test]
+fn a_message_expires_by_the_shard_timer_and_the_expiry_survives_a_crash() {
+    executor().run(async {
+        let journal = SimDir::new(Faults::default(), 7);
+        let snapshots = SimDir::new(Faults::default(), 8);
+        let config = ShardConfig::new(SHARD);
+        let shard = Rc::new(open(&journal, &snapshots, config).await.expect("open"));
+        let committer = glommio::spawn_local(shard.clone().run_committer());
+        let timers = glommio::spawn_local(shard.clone().run_timers());
+        let publish = |ttl_millis| Command::PublishMessage {
+            name: "paid".to_string(),
+            correlation_key: "order-1".to_string(),
+            variables: Variables::new(),
+            ttl_millis,
+            message_id: None,
+        };
+        shard.submit(publish(30)).await.expect("short-lived");
+        shard.submit(publish(3_600_000)).await.expect("long-lived");
+        assert_eq!(shard.with_state(|state| state.messages().count()), 2);
+        assert_eq!(
+            shard.timers().len(),
+            2,
+            "one expiry timer per buffered message"
+        );
+        let before = shard.durable_lsn();
+        for _ in 0..100 {
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            if shard.with_state(|state| state.messages().count()) == 1 {
+                break;
+            }
+        }
+        assert_eq!(
+            shard.with_state(|state| state.messages().count()),
+            1,
+            "the short-lived message never expired"
+        );
+        assert_eq!(
+            shard.durable_lsn(),
+            before + 1,
+            "one journaled ExpireMessage"
+        );
+        drop((committer, timers, shard));
+        journal.crash();
+        snapshots.crash();
+        let shard = open(&journal, &snapshots, config).await.expect("reopen");
+        assert_eq!(shard.with_state(|state| state.messages().count()), 1);
+        assert_eq!(
+            shard.timers().len(),
+            1,
+            "the long-lived message's timer is rebuilt"
+        );
+    });
+}

@@ -51,12 +51,14 @@ pub enum ErrorCode {
     Unsupported,
     /// The shard stopped or is shutting down.
     Unavailable,
-    /// An awaited result or a long poll did not come in time.
+    /// An awaited result did not come in time.
     Timeout,
+    /// A buffered message with the same name, correlation key and message id exists.
+    AlreadyExists,
 }
 
 impl ErrorCode {
-    const ALL: [(ErrorCode, fb::ErrorCode, &'static str); 18] = [
+    const ALL: [(ErrorCode, fb::ErrorCode, &'static str); 19] = [
         (ErrorCode::Unknown, fb::ErrorCode::UNKNOWN, "UNKNOWN"),
         (
             ErrorCode::InvalidArgument,
@@ -131,6 +133,11 @@ impl ErrorCode {
             "UNAVAILABLE",
         ),
         (ErrorCode::Timeout, fb::ErrorCode::TIMEOUT, "TIMEOUT"),
+        (
+            ErrorCode::AlreadyExists,
+            fb::ErrorCode::ALREADY_EXISTS,
+            "ALREADY_EXISTS",
+        ),
     ];
 
     /// The stable name, as in the schema (`BUSY`, `WRONG_SHARD`, ...).

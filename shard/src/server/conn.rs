@@ -371,10 +371,13 @@ impl Conn {
             },
             Request::PublishMessage(publish) => {
                 self.check_text_key(&publish.correlation_key, "correlation key")?;
-                return Err(WireError::new(
-                    ErrorCode::Unsupported,
-                    "message correlation is not carried out yet (it arrives with messages and timers in the engine); the request reached the correlation key's shard",
-                ));
+                Command::PublishMessage {
+                    name: publish.name,
+                    correlation_key: publish.correlation_key,
+                    variables: convert::variables(&publish.variables)?,
+                    ttl_millis: publish.ttl_ms,
+                    message_id: (!publish.message_id.is_empty()).then_some(publish.message_id),
+                }
             }
             Request::ActivateJobs(activate) => return self.activate(activate).await,
             Request::CompleteJob { job_key, variables } => Command::CompleteJob {

@@ -166,6 +166,7 @@ pub(crate) fn answer(answer: Answer) -> Response {
         | Answer::JobUpdated { key }
         | Answer::IncidentResolved { key } => done(key),
         Answer::VariablesSet { scope } => done(scope),
+        Answer::MessagePublished { key } | Answer::MessageExpired { key } => done(key),
     }
 }
 
@@ -204,6 +205,7 @@ mod tests {
             R::JobNotFound,
             R::InvalidState,
             R::IncidentNotFound,
+            R::AlreadyExists,
         ] {
             let wire = ErrorCode::from_name(code.code());
             assert_ne!(wire, ErrorCode::Unknown, "{code}");

@@ -37,10 +37,10 @@ pub mod fb {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 17;
+pub const ENUM_MAX_ERROR_CODE: u16 = 18;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 18] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 19] = [
   ErrorCode::UNKNOWN,
   ErrorCode::INVALID_ARGUMENT,
   ErrorCode::INVALID_MODEL,
@@ -59,6 +59,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 18] = [
   ErrorCode::UNSUPPORTED,
   ErrorCode::UNAVAILABLE,
   ErrorCode::TIMEOUT,
+  ErrorCode::ALREADY_EXISTS,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -84,9 +85,10 @@ impl ErrorCode {
   pub const UNSUPPORTED: Self = Self(15);
   pub const UNAVAILABLE: Self = Self(16);
   pub const TIMEOUT: Self = Self(17);
+  pub const ALREADY_EXISTS: Self = Self(18);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 17;
+  pub const ENUM_MAX: u16 = 18;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::UNKNOWN,
     Self::INVALID_ARGUMENT,
@@ -106,6 +108,7 @@ impl ErrorCode {
     Self::UNSUPPORTED,
     Self::UNAVAILABLE,
     Self::TIMEOUT,
+    Self::ALREADY_EXISTS,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -128,6 +131,7 @@ impl ErrorCode {
       Self::UNSUPPORTED => Some("UNSUPPORTED"),
       Self::UNAVAILABLE => Some("UNAVAILABLE"),
       Self::TIMEOUT => Some("TIMEOUT"),
+      Self::ALREADY_EXISTS => Some("ALREADY_EXISTS"),
       _ => None,
     }
   }
