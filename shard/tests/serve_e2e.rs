@@ -227,34 +227,20 @@ fn deploy_create_work_and_await_the_result() {
     assert_eq!(instance >> 52, u64::from(owner));
 
     // Messages from the CLI: buffered with a TTL; the same message id again is refused.
-    let published = cli_json(
-        &addr,
-        &[
-            "publish",
-            "paid",
-            "--correlation-key",
-            "order-4711",
-            "--ttl",
-            "1m",
-            "--message-id",
-            "p-1",
-        ],
-    );
+    let publish = [
+        "publish",
+        "paid",
+        "--correlation-key",
+        "order-4711",
+        "--ttl",
+        "1m",
+        "--message-id",
+        "p-1",
+    ];
+    let published = cli_json(&addr, &publish);
     let message_key = published["key"].as_u64().expect("a message key");
     assert_eq!(message_key >> 52, u64::from(owner));
-    let output = cli(
-        &addr,
-        &[
-            "publish",
-            "paid",
-            "--correlation-key",
-            "order-4711",
-            "--ttl",
-            "1m",
-            "--message-id",
-            "p-1",
-        ],
-    );
+    let output = cli(&addr, &publish);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("ringflow: ALREADY_EXISTS: "), "{stderr}");
