@@ -194,6 +194,26 @@ fn create(process: &str, variables: &str, key: &str) -> CreateInstance {
     }
 }
 
+/// Activates every ready `e2e-work` job of the cluster (leased for a minute).
+fn activate_all(client: &mut Client) -> Vec<ringflow_wire::Job> {
+    let mut all = Vec::new();
+    loop {
+        let jobs = client
+            .activate_jobs(ActivateJobs {
+                job_type: "e2e-work".into(),
+                worker: "check".into(),
+                max_jobs: 1000,
+                lease_ms: 60_000,
+                long_poll_ms: 0,
+            })
+            .expect("activate");
+        if jobs.is_empty() {
+            return all;
+        }
+        all.extend(jobs);
+    }
+}
+
 #[test]
 fn deploy_create_work_and_await_the_result() {
     let data = data_dir("happy");
@@ -655,22 +675,10 @@ fn a_restart_keeps_every_acknowledged_instance() {
 
     let server = Server::start(&data, &addr, &["--shards", "2"]);
     let mut client = server.client();
-    let mut found = std::collections::BTreeSet::new();
-    loop {
-        let jobs = client
-            .activate_jobs(ActivateJobs {
-                job_type: "e2e-work".into(),
-                worker: "check".into(),
-                max_jobs: 1000,
-                lease_ms: 60_000,
-                long_poll_ms: 0,
-            })
-            .expect("activate");
-        if jobs.is_empty() {
-            break;
-        }
-        found.extend(jobs.iter().map(|job| job.process_instance_key));
-    }
+    let found: std::collections::BTreeSet<u64> = activate_all(&mut client)
+        .iter()
+        .map(|job| job.process_instance_key)
+        .collect();
     let lost: Vec<_> = acknowledged.difference(&found).collect();
     assert!(lost.is_empty(), "acknowledged instances lost: {lost:?}");
     // The buffered message survived too: its id still deduplicates.
@@ -767,28 +775,14 @@ fn two_nodes_serve_one_cluster_and_the_client_routes_to_both() {
     );
     // Jobs of both nodes are handed out through the one client.
     let mut jobs_per_shard = [0usize; 2];
-    loop {
-        let jobs = client
-            .activate_jobs(ActivateJobs {
-                job_type: "e2e-work".into(),
-                worker: "w".into(),
-                max_jobs: 100,
-                lease_ms: 60_000,
-                long_poll_ms: 0,
+    for job in activate_all(&mut client) {
+        jobs_per_shard[(job.key >> 52) as usize] += 1;
+        client
+            .done(&Request::CompleteJob {
+                job_key: job.key,
+                variables: String::new(),
             })
-            .expect("activate");
-        if jobs.is_empty() {
-            break;
-        }
-        for job in jobs {
-            jobs_per_shard[(job.key >> 52) as usize] += 1;
-            client
-                .done(&Request::CompleteJob {
-                    job_key: job.key,
-                    variables: String::new(),
-                })
-                .expect("complete on the job's node");
-        }
+            .expect("complete on the job's node");
     }
     assert_eq!(jobs_per_shard, per_shard);
     let (status0, stderr0) = node0.terminate();
