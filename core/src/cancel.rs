@@ -12,6 +12,16 @@ pub(crate) fn cancel(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, 
             format!("process instance {key} does not exist or has already ended"),
         ));
     }
+    if let Some(parent) = state.instances[&key].parent {
+        let root = state.elements[&parent].process_instance_key;
+        return Err(Rejection::new(
+            RejectionCode::InvalidState,
+            format!(
+                "process instance {key} was started by a call activity of instance {root}; \
+                 cancel that instance instead"
+            ),
+        ));
+    }
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     run.terminate(key);
     Ok(Outcome {

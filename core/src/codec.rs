@@ -31,6 +31,7 @@
 //! | 12 | SetVariables | scope key, variables, local (flag) |
 //! | 13 | PublishMessage | name, correlation key, variables, TTL u64 ms, message id (optional text) |
 //! | 14 | ExpireMessage | key |
+//! | 15 | TriggerTimer | key |
 
 use std::sync::Arc;
 
@@ -149,6 +150,7 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             put_optional_text(out, message_id.as_deref());
         }
         Command::ExpireMessage { key } => tagged_key(out, 14, *key),
+        Command::TriggerTimer { key } => tagged_key(out, 15, *key),
     }
 }
 
@@ -242,6 +244,7 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
             message_id: reader.optional_text()?,
         },
         14 => Command::ExpireMessage { key: reader.key()? },
+        15 => Command::TriggerTimer { key: reader.key()? },
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
     Ok((
@@ -353,6 +356,7 @@ mod tests {
                 message_id: None,
             },
             Command::ExpireMessage { key },
+            Command::TriggerTimer { key },
         ]
     }
 

@@ -3,7 +3,6 @@
 use crate::engine::{
     Ctx, Keys, Outcome, ProcessRef, Rejection, RejectionCode, Response, Variables,
 };
-use crate::instance::{ElementInstance, ProcessInstance};
 use crate::limits::{LIVE_INSTANCES_MAX, NAME_BYTES_MAX};
 use crate::run::Run;
 use crate::state::State;
@@ -65,39 +64,7 @@ pub(crate) fn create(
         ));
     }
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
-    let key = run.key();
-    run.state.instances.insert(
-        key,
-        ProcessInstance {
-            key,
-            process_definition_key,
-            business_key,
-            await_result,
-            live_elements: 1,
-        },
-    );
-    run.state.elements.insert(
-        key,
-        ElementInstance {
-            key,
-            process_instance_key: key,
-            element: ProcessDefinition::ROOT,
-            scope: None,
-            tokens: 0,
-            job: None,
-            incident: None,
-        },
-    );
-    if !variables.is_empty() {
-        run.state.variables.insert(key, variables);
-    }
-    run.element_event(key, |key, process_instance_key, element_id| {
-        crate::engine::Event::ElementActivated {
-            key,
-            process_instance_key,
-            element_id,
-        }
-    });
+    let key = run.new_instance(process_definition_key, variables, business_key, await_result);
     run.start_scope(&definition, key);
     run.run();
     Ok(Outcome {

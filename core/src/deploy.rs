@@ -14,6 +14,7 @@ use crate::engine::{
 use crate::limits::{
     DEPLOYMENT_BYTES_MAX, DEPLOYMENT_RESOURCES_MAX, PROCESS_VERSIONS_MAX, RESOURCE_NAME_BYTES_MAX,
 };
+use crate::run::Run;
 use crate::state::{ProcessVersion, State};
 
 use RejectionCode::{InvalidArgument, InvalidModel, LimitExceeded};
@@ -34,6 +35,15 @@ pub(crate) fn deploy(
                 .collect();
             Rejection::new(InvalidModel, lines.join("\n"))
         })?;
+        let problems: Vec<String> = model
+            .processes
+            .iter()
+            .flat_map(|process| crate::support::unsupported(process, ctx.now_millis))
+            .map(|problem| format!("{}:{problem}", resource.name))
+            .collect();
+        if !problems.is_empty() {
+            return Err(Rejection::new(InvalidModel, problems.join("\n")));
+        }
         parsed.push(model);
     }
     let mut seen: Vec<&str> = Vec::new();
@@ -83,6 +93,7 @@ pub(crate) fn deploy(
     }
     let mut events = Vec::new();
     let mut processes = Vec::new();
+    let mut new_latest = Vec::new();
     for (resource, definition, version, key, duplicate) in plan {
         processes.push(DeployedProcess {
             bpmn_process_id: definition.bpmn_process_id.clone(),
@@ -100,11 +111,12 @@ pub(crate) fn deploy(
             version,
             deployment_key,
         });
-        state
+        let versions = state
             .versions
             .entry(definition.bpmn_process_id.clone())
-            .or_default()
-            .push(key);
+            .or_default();
+        new_latest.push((versions.last().copied(), key));
+        versions.push(key);
         let previous = state.processes.insert(
             key,
             ProcessVersion {
@@ -122,14 +134,33 @@ pub(crate) fn deploy(
             "process definition key {key} handed out twice"
         );
     }
+    if new_latest.is_empty() {
+        return Ok(Outcome {
+            response: Response::Deployed(Deployment {
+                key: deployment_key,
+                processes,
+            }),
+            events,
+            effects: Vec::new(),
+            next_key: keys.next(),
+        });
+    }
+    // New latest versions: their message start events take over routing and their timer
+    // start events are armed, replacing the previous version's.
+    state.rebuild_message_starts();
+    let mut run = Run::new(state, keys, ctx.now_millis);
+    run.events = events;
+    for (previous, latest) in new_latest {
+        run.replace_start_timers(previous, latest);
+    }
     Ok(Outcome {
         response: Response::Deployed(Deployment {
             key: deployment_key,
             processes,
         }),
-        events,
-        effects: Vec::new(),
-        next_key: keys.next(),
+        events: run.events,
+        effects: run.effects,
+        next_key: run.keys.next(),
     })
 }
 

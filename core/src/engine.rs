@@ -121,6 +121,11 @@ pub enum Command {
         /// The message key.
         key: Key,
     },
+    /// The shard's timer: a timer event's timer is due.
+    TriggerTimer {
+        /// The timer key.
+        key: Key,
+    },
     /// Sets variables in a scope (a process instance or an element instance).
     SetVariables {
         /// The scope's element instance key (the process instance key for the root).
@@ -217,6 +222,11 @@ pub enum Response {
     /// A buffered message expired.
     MessageExpired {
         /// The message key.
+        key: Key,
+    },
+    /// A timer fired.
+    TimerTriggered {
+        /// The timer key.
         key: Key,
     },
 }
@@ -332,6 +342,24 @@ pub enum Event {
         /// The message key.
         key: Key,
     },
+    /// A message was correlated: to a waiting element, or it started an instance.
+    MessageCorrelated {
+        /// The message key .
+        message_key: Option<Key>,
+        /// The subscription it went to (`Key(0)` when it started an instance).
+        subscription_key: Key,
+        /// The process instance.
+        process_instance_key: Key,
+        /// The element instance that waited (the instance's root when it started one).
+        element_instance_key: Key,
+    },
+    /// A timer fired.
+    TimerTriggered {
+        /// The timer key.
+        key: Key,
+        /// The element instance that waited; `None` for a process start timer.
+        element_instance_key: Option<Key>,
+    },
     /// A new process definition version exists.
     ProcessDeployed {
         /// The process definition key.
@@ -373,6 +401,13 @@ pub enum Effect {
         key: Key,
         /// When it expires, in milliseconds since the Unix epoch.
         deadline_millis: i64,
+    },
+    /// Arm a timer that sends `TriggerTimer` when a timer event is due.
+    Timer {
+        /// The timer key.
+        key: Key,
+        /// When it is due, in milliseconds since the Unix epoch.
+        due_millis: i64,
     },
     /// Answer a create-with-result caller: the instance completed.
     InstanceResult {
@@ -545,6 +580,7 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
             ctx,
         )?,
         Command::ExpireMessage { key } => crate::messages::expire(state, key, ctx)?,
+        Command::TriggerTimer { key } => crate::timers::trigger(state, key, ctx)?,
     };
     if outcome.next_key > ctx.next_key {
         state.set_last_key(Key(outcome.next_key.0 - 1));

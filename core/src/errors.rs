@@ -3,13 +3,16 @@
 //!
 //! From the element that threw, outwards: first the error boundary events of the element
 //! itself; then, for each enclosing scope, its error event subprocesses (which take
-//! precedence, as in Camunda), then the error boundary events attached to the scope. A catch
-//! without an error reference catches every code. Nothing catching it is an incident.
+//! precedence, as in Camunda), then the error boundary events attached to the scope; past a
+//! process instance's root, on from the call activity that started it. A catch without an
+//! error reference catches every code. Nothing catching it is an incident. Escalations are
+//! looked for the same way; they may be caught without interrupting, and an escalation that
+//! nothing catches is not an incident.
 
 use ringflow_bpmn::{BoundaryTrigger, ElementIndex, ElementKind, Expression, StartTrigger};
 
 use crate::engine::{Ctx, Keys, Outcome, Rejection, RejectionCode, Response};
-use crate::instance::{IncidentRetry, JobState};
+use crate::instance::{ElementRole, IncidentRetry, JobState};
 use crate::key::Key;
 use crate::limits::{MESSAGE_BYTES_MAX, NAME_BYTES_MAX};
 use crate::run::Run;
@@ -68,87 +71,161 @@ pub(crate) fn throw(
     })
 }
 
-/// Where an error is caught.
+/// Where an error or escalation is caught.
 enum Catch {
     /// By this boundary event, attached to this live activity instance.
     Boundary {
         activity: Key,
         boundary: ElementIndex,
+        interrupting: bool,
     },
     /// By this event subprocess, inside this live scope instance.
     EventSubProcess {
         scope: Key,
         subprocess: ElementIndex,
+        interrupting: bool,
     },
+}
+
+/// Which kind of throw is looked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Thrown {
+    Error,
+    Escalation,
 }
 
 impl Run<'_> {
     /// Throws `code` from the element instance `from`. Returns whether something caught it
     /// (and the catch has been set in motion).
     pub(crate) fn throw_error(&mut self, from: Key, code: &str) -> bool {
-        let Some(catch) = self.find_catch(from, code) else {
-            return false;
-        };
+        match self.find_catch(from, code, Thrown::Error) {
+            Some(catch) => {
+                self.take_catch(catch);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Throws an escalation from `from`. Not being caught is not a problem (Camunda 8): the
+    /// throw event just goes on. A non-interrupting catch lets the thrower go on too.
+    pub(crate) fn throw_escalation(&mut self, from: Key, code: &str) {
+        if let Some(catch) = self.find_catch(from, code, Thrown::Escalation) {
+            self.take_catch(catch);
+        }
+    }
+
+    fn take_catch(&mut self, catch: Catch) {
         match catch {
-            Catch::Boundary { activity, boundary } => {
+            Catch::Boundary {
+                activity,
+                boundary,
+                interrupting,
+            } => {
                 let scope = self.state.elements[&activity]
                     .scope
                     .expect("activities have a scope");
-                self.terminate(activity);
-                // The activity's token moves on to the boundary event.
-                self.activate_counted(boundary, scope);
+                if interrupting {
+                    self.terminate(activity);
+                    // The activity's token moves on to the boundary event.
+                    self.activate_counted(boundary, scope);
+                } else {
+                    self.activate_uncounted(boundary, scope);
+                }
             }
-            Catch::EventSubProcess { scope, subprocess } => {
-                self.terminate_children(scope, None);
+            Catch::EventSubProcess {
+                scope,
+                subprocess,
+                interrupting,
+            } => {
+                if interrupting {
+                    self.terminate_children(scope, None);
+                }
                 self.activate_uncounted(subprocess, scope);
             }
         }
-        true
     }
 
-    fn find_catch(&self, from: Key, code: &str) -> Option<Catch> {
-        let definition = self.definition_of(from);
+    /// From `from` outwards: the boundary events of each activity, the event subprocesses of
+    /// each enclosing scope (they come first, as in Camunda), and past a process instance's
+    /// root the call activity that started it.
+    fn find_catch(&self, from: Key, code: &str, thrown: Thrown) -> Option<Catch> {
         let mut current = from;
         let mut first = true;
         loop {
+            let definition = self.definition_of(current);
             let instance = &self.state.elements[&current];
             let element = instance.element;
-            // Event subprocesses of a scope catch errors from inside it (not from itself).
-            if !first {
+            // Event subprocesses of a scope catch throws from inside it (not from itself); a
+            // multi-instance body's are its inner instances'.
+            if !first && instance.role != ElementRole::Body {
                 for subprocess in definition.event_subprocesses(element) {
-                    let starts = definition.start_events(*subprocess);
-                    let catches =
-                        starts
-                            .iter()
-                            .any(|start| match &definition.element(*start).kind {
-                                ElementKind::StartEvent {
-                                    trigger: StartTrigger::Error(wanted),
-                                    ..
-                                } => self.code_matches(current, wanted.as_ref(), code),
-                                _ => false,
-                            });
-                    if catches {
+                    let start = definition.start_events(*subprocess)[0];
+                    let found = match (&definition.element(start).kind, thrown) {
+                        (
+                            ElementKind::StartEvent {
+                                trigger: StartTrigger::Error(wanted),
+                                interrupting,
+                            },
+                            Thrown::Error,
+                        )
+                        | (
+                            ElementKind::StartEvent {
+                                trigger: StartTrigger::Escalation(wanted),
+                                interrupting,
+                            },
+                            Thrown::Escalation,
+                        ) => Some((wanted, *interrupting)),
+                        _ => None,
+                    };
+                    if let Some((wanted, interrupting)) = found
+                        && self.code_matches(current, wanted.as_ref(), code)
+                    {
                         return Some(Catch::EventSubProcess {
                             scope: current,
                             subprocess: *subprocess,
+                            interrupting: interrupting || thrown == Thrown::Error,
                         });
                     }
                 }
             }
-            for boundary in definition.boundary_events(element) {
-                if let ElementKind::BoundaryEvent {
-                    trigger: BoundaryTrigger::Error(wanted),
-                    ..
-                } = &definition.element(*boundary).kind
-                    && self.code_matches(current, wanted.as_ref(), code)
-                {
-                    return Some(Catch::Boundary {
-                        activity: current,
-                        boundary: *boundary,
-                    });
+            // An inner instance's boundary events are its body's.
+            if !matches!(instance.role, ElementRole::Inner { .. }) {
+                for boundary in definition.boundary_events(element) {
+                    let found = match (&definition.element(*boundary).kind, thrown) {
+                        (
+                            ElementKind::BoundaryEvent {
+                                trigger: BoundaryTrigger::Error(wanted),
+                                interrupting,
+                                ..
+                            },
+                            Thrown::Error,
+                        )
+                        | (
+                            ElementKind::BoundaryEvent {
+                                trigger: BoundaryTrigger::Escalation(wanted),
+                                interrupting,
+                                ..
+                            },
+                            Thrown::Escalation,
+                        ) => Some((wanted, *interrupting)),
+                        _ => None,
+                    };
+                    if let Some((wanted, interrupting)) = found
+                        && self.code_matches(current, wanted.as_ref(), code)
+                    {
+                        return Some(Catch::Boundary {
+                            activity: current,
+                            boundary: *boundary,
+                            interrupting: interrupting || thrown == Thrown::Error,
+                        });
+                    }
                 }
             }
-            current = instance.scope?;
+            current = match instance.scope {
+                Some(scope) => scope,
+                None => self.state.instances[&current].parent?,
+            };
             first = false;
         }
     }

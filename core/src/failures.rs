@@ -169,9 +169,7 @@ pub(crate) fn resolve(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
         }
         IncidentRetry::Activation => {
             let element = run.state.elements[&element_key].element;
-            if run.apply_inputs(element_key, element) {
-                run.behave(element_key, element);
-            }
+            run.enter(element_key, element);
         }
         IncidentRetry::Completion => run.complete_later(element_key),
     }

@@ -17,6 +17,11 @@ pub struct ProcessInstance {
     pub await_result: bool,
     /// Element instances alive in it, the root included.
     pub live_elements: u32,
+    /// The call activity instance (in the parent process instance) that started it.
+    pub parent: Option<Key>,
+    /// The correlation key of the message that started it at a message start event: while
+    /// it runs, no other message with this key starts the same process.
+    pub message_start_key: Option<String>,
 }
 
 /// One activation of a flow node (or of the process itself).
@@ -37,6 +42,80 @@ pub struct ElementInstance {
     pub job: Option<Key>,
     /// The incident that stopped it, if any.
     pub incident: Option<Key>,
+    /// Its part in a multi-instance activity.
+    pub role: ElementRole,
+    /// For a call activity: the child process instance it waits for.
+    pub called: Option<Key>,
+}
+
+/// The part an element instance plays in a multi-instance activity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElementRole {
+    /// An ordinary element instance.
+    Plain,
+    /// The multi-instance body: it holds the inner instances and the boundary events.
+    Body,
+    /// One inner instance of a multi-instance activity, counted from 1.
+    Inner {
+        /// `loopCounter`: which item of the input collection it works on, from 1.
+        loop_counter: u32,
+    },
+}
+
+/// What a multi-instance body keeps between its inner instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultiBody {
+    /// The input collection, as evaluated when the body was entered.
+    pub items: Vec<serde_json::Value>,
+    /// Inner instances started so far.
+    pub started: u32,
+    /// Inner instances that completed.
+    pub completed: u32,
+    /// Inner instances that were terminated (by the completion condition).
+    pub terminated: u32,
+}
+
+/// A timer of a timer event: a catch event, a boundary event, an event subprocess start or a
+/// process start event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timer {
+    /// The timer key.
+    pub key: Key,
+    /// When it fires, in milliseconds since the Unix epoch.
+    pub due_millis: i64,
+    /// The process definition the event belongs to.
+    pub process_definition_key: Key,
+    /// The timer event in the model.
+    pub element: ElementIndex,
+    /// The element instance that waits (the catch event, the activity a boundary event is
+    /// attached to, the scope of an event subprocess, the event-based gateway); `None` for a
+    /// process start event.
+    pub owner: Option<Key>,
+    /// Firings left for a cycle, this one included (`None`: without end); `Some(1)` for a
+    /// timer that fires once.
+    pub repetitions: Option<u32>,
+    /// The cycle's interval, for the next firing.
+    pub interval: Option<ringflow_bpmn::timer::IsoDuration>,
+}
+
+/// A message subscription: an element instance waits for a message with this name and
+/// correlation key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// The subscription key.
+    pub key: Key,
+    /// The message name.
+    pub name: String,
+    /// The correlation key, as evaluated when the subscription opened.
+    pub correlation_key: String,
+    /// The process definition the event belongs to.
+    pub process_definition_key: Key,
+    /// The message event (or receive task) in the model.
+    pub element: ElementIndex,
+    /// The element instance that waits (see [`Timer::owner`]).
+    pub owner: Key,
+    /// The process instance.
+    pub process_instance_key: Key,
 }
 
 /// Where a job stands.

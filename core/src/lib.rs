@@ -38,6 +38,11 @@ pub mod key;
 pub mod limits;
 pub mod messages;
 mod run;
+mod call;
+mod multi;
+pub mod timers;
+mod waits;
+mod support;
 mod snapshot;
 mod state;
 mod variables;
@@ -46,7 +51,10 @@ pub use engine::{
     ActivatedJob, Command, Ctx, DeployedProcess, Deployment, Effect, Event, Outcome, ProcessRef,
     Rejection, RejectionCode, Resource, Response, Variables, process,
 };
-pub use instance::{ElementInstance, Incident, IncidentRetry, Job, JobState, ProcessInstance};
+pub use instance::{
+    ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, MultiBody,
+    ProcessInstance, Subscription, Timer,
+};
 pub use key::Key;
 pub use ringflow_bpmn::ProcessDefinition;
 pub use snapshot::SnapshotError;

@@ -44,3 +44,7 @@ pub const BUFFERED_MESSAGES_MAX: usize = 10_000_000;
 
 /// The longest time to live of a message, in milliseconds (one year).
 pub const MESSAGE_TTL_MILLIS_MAX: u64 = 365 * 24 * 3_600_000;
+
+/// Most items in a multi-instance activity's input collection: each becomes an element
+/// instance, so this is the per-instance element limit.
+pub const MULTI_INSTANCE_ITEMS_MAX: usize = ELEMENT_INSTANCES_PER_INSTANCE_MAX as usize;

@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use ringflow_bpmn::{
-    BusinessRuleTask, ElementIndex, ElementKind, EndResult, Expression, FlowIndex, JobDefinition,
-    ProcessDefinition, ScriptTask, StartTrigger, ThrowResult,
+    BusinessRuleTask, CatchTrigger, ElementIndex, ElementKind, EndResult, Expression, FlowIndex,
+    JobDefinition, ProcessDefinition, ScriptTask, StartTrigger, ThrowResult,
 };
 
 use crate::engine::{Effect, Event, Keys, Variables};
 use crate::feel;
-use crate::instance::{ElementInstance, Incident, IncidentRetry, Job, JobState};
+use crate::instance::{ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState};
 use crate::key::Key;
 use crate::limits::{COMMAND_STEPS_MAX, ELEMENT_INSTANCES_PER_INSTANCE_MAX};
 use crate::state::State;
@@ -33,6 +33,8 @@ enum Step {
     Complete { key: Key },
     /// A token reaches the target of `flow` inside `scope`.
     Arrive { flow: FlowIndex, scope: Key },
+    /// A subscription just opened: correlate the oldest buffered message for it, if any.
+    Correlate { subscription: Key },
 }
 
 pub(crate) struct Run<'s> {
@@ -44,7 +46,10 @@ pub(crate) struct Run<'s> {
     work: VecDeque<Step>,
     steps: u32,
     /// Flows a gateway chose, for its completion; without an entry, every outgoing flow.
-    chosen: BTreeMap<Key, Vec<FlowIndex>>,
+    pub(crate) chosen: BTreeMap<Key, Vec<FlowIndex>>,
+    /// Events that already happened, by (scope, event element), with their variables: when
+    /// the event is entered there it completes at once instead of waiting.
+    pub(crate) triggered: BTreeMap<(Key, ElementIndex), Variables>,
 }
 
 impl<'s> Run<'s> {
@@ -58,7 +63,72 @@ impl<'s> Run<'s> {
             work: VecDeque::new(),
             steps: 0,
             chosen: BTreeMap::new(),
+            triggered: BTreeMap::new(),
         }
+    }
+
+    /// The command's time.
+    pub(crate) fn now_millis(&self) -> i64 {
+        self.now_millis
+    }
+
+    /// The process definition version an element instance runs.
+    pub(crate) fn process_definition_of(&self, element_instance: Key) -> Key {
+        let element = &self.state.elements[&element_instance];
+        self.state.instances[&element.process_instance_key].process_definition_key
+    }
+
+    pub(crate) fn queue_correlation(&mut self, subscription: Key) {
+        self.work.push_back(Step::Correlate { subscription });
+    }
+
+    /// Makes a new process instance with its root element instance (nothing started in it
+    /// yet). The caller checked `LIVE_INSTANCES_MAX`.
+    pub(crate) fn new_instance(
+        &mut self,
+        process_definition_key: Key,
+        variables: Variables,
+        business_key: Option<String>,
+        await_result: bool,
+    ) -> Key {
+        let key = self.key();
+        self.state.instances.insert(
+            key,
+            crate::instance::ProcessInstance {
+                key,
+                process_definition_key,
+                business_key,
+                await_result,
+                live_elements: 1,
+                parent: None,
+                message_start_key: None,
+            },
+        );
+        self.state.elements.insert(
+            key,
+            ElementInstance {
+                key,
+                process_instance_key: key,
+                element: ProcessDefinition::ROOT,
+                scope: None,
+                tokens: 0,
+                job: None,
+                incident: None,
+                role: ElementRole::Plain,
+                called: None,
+            },
+        );
+        if !variables.is_empty() {
+            self.state.variables.insert(key, variables);
+        }
+        self.element_event(key, |key, process_instance_key, element_id| {
+            Event::ElementActivated {
+                key,
+                process_instance_key,
+                element_id,
+            }
+        });
+        key
     }
 
     /// A key for something this command creates. `process` checked up front that the shard
@@ -77,26 +147,50 @@ impl<'s> Run<'s> {
 
     /// Starts the none start event of the scope `scope` (a process or subprocess instance).
     pub(crate) fn start_scope(&mut self, definition: &ProcessDefinition, scope: Key) {
+        self.start_scope_at(definition, scope, None);
+    }
+
+    /// Enters a scope: opens the waits of its event subprocesses' timer and message starts,
+    /// then starts `start` (or its none start event). A scope with no such start (a process
+    /// started only by messages or timers, retried after an incident) completes.
+    pub(crate) fn start_scope_at(
+        &mut self,
+        definition: &ProcessDefinition,
+        scope: Key,
+        start: Option<ElementIndex>,
+    ) {
         let element = self.state.elements[&scope].element;
-        let start = definition
-            .start_events(element)
+        let esp_starts: Vec<ElementIndex> = definition
+            .event_subprocesses(element)
             .iter()
-            .copied()
-            .find(|start| {
-                matches!(
-                    definition.element(*start).kind,
-                    ElementKind::StartEvent {
-                        trigger: StartTrigger::None,
-                        ..
-                    }
-                )
-            });
-        let start = start.expect("validated scopes have a none start event");
-        self.work.push_back(Step::Activate {
-            element: start,
-            scope,
-            counted: false,
+            .flat_map(|esp| definition.start_events(*esp).iter().copied())
+            .collect();
+        if !esp_starts.is_empty() && !self.open_waits(scope, &esp_starts) {
+            return;
+        }
+        let start = start.or_else(|| {
+            definition
+                .start_events(element)
+                .iter()
+                .copied()
+                .find(|start| {
+                    matches!(
+                        definition.element(*start).kind,
+                        ElementKind::StartEvent {
+                            trigger: StartTrigger::None,
+                            ..
+                        }
+                    )
+                })
         });
+        match start {
+            Some(start) => self.work.push_back(Step::Activate {
+                element: start,
+                scope,
+                counted: false,
+            }),
+            None => self.complete_later(scope),
+        }
     }
 
     pub(crate) fn complete_later(&mut self, key: Key) {
@@ -120,6 +214,11 @@ impl<'s> Run<'s> {
             let live = match &step {
                 Step::Activate { scope, .. } | Step::Arrive { scope, .. } => *scope,
                 Step::Complete { key } => *key,
+                Step::Correlate { subscription } => {
+                    let subscription = *subscription;
+                    self.correlate_now(subscription);
+                    continue;
+                }
             };
             if !self.state.elements.contains_key(&live) {
                 continue;
@@ -133,6 +232,7 @@ impl<'s> Run<'s> {
                 } => self.activate(element, scope, counted),
                 Step::Complete { key } => self.complete(key),
                 Step::Arrive { flow, scope } => self.arrive(flow, scope),
+                Step::Correlate { .. } => unreachable!("handled above"),
             }
         }
     }
@@ -161,6 +261,7 @@ impl<'s> Run<'s> {
             .live_elements;
         *live += 1;
         let over_limit = *live > ELEMENT_INSTANCES_PER_INSTANCE_MAX;
+        let role = self.role_for(element, scope);
         self.state.elements.insert(
             key,
             ElementInstance {
@@ -171,6 +272,8 @@ impl<'s> Run<'s> {
                 tokens: 0,
                 job: None,
                 incident: None,
+                role,
+                called: None,
             },
         );
         self.state.children.insert((scope, key));
@@ -202,9 +305,71 @@ impl<'s> Run<'s> {
             );
             return self.incident(key, message);
         }
-        if self.apply_inputs(key, element) {
-            self.behave(key, element);
+        if let Some(mut variables) = self.triggered.remove(&(scope, element)) {
+            let definition = self.definition_of(key);
+            if matches!(definition.element(element).kind, ElementKind::EventSubProcess) {
+                // The event subprocess's start event is what happened.
+                let start = definition.start_events(element)[0];
+                self.triggered
+                    .insert((key, start), std::mem::take(&mut variables));
+            } else {
+                if self.apply_inputs(key, element) && self.accept_result(key, element, variables)
+                {
+                    self.complete_later(key);
+                }
+                return;
+            }
         }
+        self.enter(key, element);
+    }
+
+    /// The role of a new instance of `element` inside `scope`: the body of a multi-instance
+    /// activity, one of its inner instances, or plain.
+    fn role_for(&mut self, element: ElementIndex, scope: Key) -> ElementRole {
+        let definition = self.definition_of(scope);
+        if definition.element(element).multi_instance.is_none() {
+            return ElementRole::Plain;
+        }
+        let parent = &self.state.elements[&scope];
+        if parent.element == element && parent.role == ElementRole::Body {
+            let body = self.state.multi.get_mut(&scope).expect("a body has its state");
+            body.started += 1;
+            ElementRole::Inner {
+                loop_counter: body.started,
+            }
+        } else {
+            ElementRole::Body
+        }
+    }
+
+    /// Runs an element's activation: input mappings, the waits of its boundary events, then
+    /// its behaviour. Also what resolving an activation incident runs again.
+    pub(crate) fn enter(&mut self, key: Key, element: ElementIndex) {
+        match self.state.elements[&key].role {
+            ElementRole::Body => {
+                if self.open_boundary_waits(key, element) {
+                    self.start_multi(key, element);
+                }
+            }
+            ElementRole::Inner { loop_counter } => {
+                self.set_loop_variables(key, element, loop_counter);
+                if self.apply_inputs(key, element) {
+                    self.behave(key, element);
+                }
+            }
+            ElementRole::Plain => {
+                if self.apply_inputs(key, element) && self.open_boundary_waits(key, element) {
+                    self.behave(key, element);
+                }
+            }
+        }
+    }
+
+    /// Opens the timer and message waits of an activity's boundary events.
+    fn open_boundary_waits(&mut self, key: Key, element: ElementIndex) -> bool {
+        let definition = self.definition_of(key);
+        let boundaries = definition.boundary_events(element);
+        boundaries.is_empty() || self.open_waits(key, boundaries)
     }
 
     /// Evaluates a mapping source or other value: static text, or FEEL against what the
@@ -323,16 +488,45 @@ impl<'s> Run<'s> {
             }) => {
                 self.run_script(key, element, &definition, expression, result_variable);
             }
-            ElementKind::SubProcess => self.start_scope(&definition, key),
+            ElementKind::Process | ElementKind::SubProcess => self.start_scope(&definition, key),
             ElementKind::EventSubProcess => {
                 // Entered because its start event's trigger happened: that start runs now.
                 let start = definition.start_events(element)[0];
-                self.work.push_back(Step::Activate {
-                    element: start,
-                    scope: key,
-                    counted: false,
-                });
+                self.start_scope_at(&definition, key, Some(start));
             }
+            ElementKind::IntermediateCatchEvent(CatchTrigger::Message(_) | CatchTrigger::Timer(_))
+            | ElementKind::ReceiveTask(_) => {
+                self.open_waits(key, &[element]);
+            }
+            ElementKind::IntermediateCatchEvent(CatchTrigger::Link(_))
+            | ElementKind::IntermediateThrowEvent(ThrowResult::Link { .. }) => {
+                self.complete_later(key);
+            }
+            ElementKind::EventBasedGateway => {
+                let targets: Vec<ElementIndex> = definition
+                    .outgoing(element)
+                    .iter()
+                    .map(|flow| definition.flow(*flow).target)
+                    .collect();
+                self.open_waits(key, &targets);
+            }
+            ElementKind::IntermediateThrowEvent(ThrowResult::Escalation(code))
+            | ElementKind::EndEvent(EndResult::Escalation(code)) => {
+                let code = match self.value_at(key, code) {
+                    Ok(serde_json::Value::String(code)) => code,
+                    Ok(other) => {
+                        let message = format!("the escalation code gave {other}, not a string");
+                        return self.incident(key, message);
+                    }
+                    Err(error) => return self.incident(key, format!("escalation code: {error}")),
+                };
+                self.throw_escalation(key, &code);
+                // Unless an interrupting catch ended it, the throw event goes on.
+                if self.state.elements.contains_key(&key) {
+                    self.complete_later(key);
+                }
+            }
+            ElementKind::CallActivity(called) => self.call(key, element, called),
             ElementKind::StartEvent { .. } => self.complete_later(key),
             ElementKind::BoundaryEvent { .. } => self.complete_later(key),
             ElementKind::EndEvent(EndResult::Error(code)) => {
@@ -543,10 +737,16 @@ impl<'s> Run<'s> {
     fn complete(&mut self, key: Key) {
         let definition = self.definition_of(key);
         let element = self.state.elements[&key].clone();
-        if let Some(scope) = element.scope
-            && !self.apply_outputs(key, element.element, scope)
-        {
+        let stored = match (element.role, element.scope) {
+            (ElementRole::Body, Some(scope)) => self.propagate_output_collection(key, scope),
+            (_, Some(scope)) => self.apply_outputs(key, element.element, scope),
+            (_, None) => true,
+        };
+        if !stored {
             return;
+        }
+        if let ElementRole::Inner { loop_counter } = element.role {
+            return self.complete_inner(key, &element, loop_counter);
         }
         self.element_event(key, |key, process_instance_key, element_id| {
             Event::ElementCompleted {
@@ -566,6 +766,12 @@ impl<'s> Run<'s> {
         scope_instance.tokens += outgoing.len() as u32;
         for flow in outgoing {
             self.work.push_back(Step::Arrive { flow, scope });
+        }
+        if let ElementKind::IntermediateThrowEvent(ThrowResult::Link { target, .. }) =
+            definition.element(element.element).kind
+        {
+            // The token jumps to the link's catch event in the same scope.
+            self.activate_counted(target, scope);
         }
         self.remove_element(key);
         let scope_instance = self.state.elements.get_mut(&scope).expect("scope is live");
@@ -731,13 +937,7 @@ impl<'s> Run<'s> {
                     .expect("scope is live")
                     .tokens -= 1;
             }
-            None => {
-                let instance = self.state.instances.remove(&key).expect("live");
-                assert_eq!(
-                    instance.live_elements, 0,
-                    "an ended instance has no live elements"
-                );
-            }
+            None => self.end_instance(key),
         }
     }
 
@@ -785,7 +985,7 @@ impl<'s> Run<'s> {
             Step::Activate { scope: inside, .. } | Step::Arrive { scope: inside, .. } => {
                 *inside != scope
             }
-            Step::Complete { .. } => true,
+            Step::Complete { .. } | Step::Correlate { .. } => true,
         });
         let joins: Vec<(Key, ElementIndex)> = self
             .state
@@ -800,8 +1000,19 @@ impl<'s> Run<'s> {
         scope_instance.tokens = u32::from(keep.is_some());
     }
 
-    /// Forgets an element instance with its job, incident and local variables.
-    fn remove_element(&mut self, key: Key) {
+    /// Removes an element instance whose token ends here, uncounting it in its scope.
+    pub(crate) fn remove_element_counted(&mut self, key: Key) {
+        let scope = self.state.elements[&key].scope.expect("a flow node has a scope");
+        self.remove_element(key);
+        self.state
+            .elements
+            .get_mut(&scope)
+            .expect("scope is live")
+            .tokens -= 1;
+    }
+
+    /// Forgets an element instance with its job, incident, waits and local variables.
+    pub(crate) fn remove_element(&mut self, key: Key) {
         let element = self.state.elements.remove(&key).expect("live");
         if let Some(job_key) = element.job {
             let job = self
@@ -818,6 +1029,14 @@ impl<'s> Run<'s> {
         }
         if let Some(incident) = element.incident {
             self.state.incidents.remove(&incident);
+        }
+        self.close_waits(key);
+        self.state.multi.remove(&key);
+        if let Some(child) = element.called
+            && self.state.instances.contains_key(&child)
+        {
+            // Cancelling a call activity cancels the instance it called.
+            self.terminate(child);
         }
         self.state.variables.remove(&key);
         if let Some(scope) = element.scope {
@@ -841,12 +1060,45 @@ impl<'s> Run<'s> {
                 variables,
             });
         }
+        let child_variables = match instance.parent {
+            Some(_) => self.state.variables.get(&root).cloned().unwrap_or_default(),
+            None => Variables::new(),
+        };
         self.remove_element(root);
+        self.end_instance(root);
+        if let Some(parent) = instance.parent
+            && self.state.elements.contains_key(&parent)
+        {
+            self.state
+                .elements
+                .get_mut(&parent)
+                .expect("checked")
+                .called = None;
+            if self.accept_child_result(parent, child_variables) {
+                self.complete_later(parent);
+            }
+        }
+    }
+
+    /// Forgets an ended process instance. When a message had started it, a buffered message
+    /// with the same correlation key may now start the next instance.
+    fn end_instance(&mut self, root: Key) {
         let instance = self.state.instances.remove(&root).expect("live");
         assert_eq!(
             instance.live_elements, 0,
-            "a finished instance has no live elements"
+            "an ended instance has no live elements"
         );
+        if let Some(correlation_key) = instance.message_start_key {
+            let process_id = self
+                .state
+                .process_id_of(instance.process_definition_key)
+                .to_string();
+            self.state
+                .index
+                .message_started
+                .remove(&(process_id.clone(), correlation_key.clone()));
+            self.start_from_buffer(&process_id, &correlation_key);
+        }
     }
 
     /// The variables visible from `scope` up to the root, the innermost winning.

@@ -6,21 +6,25 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x02` |
+//! | magic | `RFSNAP` then format version `0x00 0x03` |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
-//! | process instances | u32 count, then key, definition key, business key (optional text), await-result u8, live elements u32 |
-//! | element instances | u32 count, then key, instance key, element u32, scope (optional key), tokens u32, job and incident (optional keys) |
+//! | process instances | u32 count, then key, definition key, business key (optional text), await-result u8, live elements u32, parent call activity (optional key), message start correlation key (optional text) |
+//! | element instances | u32 count, then key, instance key, element u32, scope (optional key), tokens u32, job and incident (optional keys), role u8 (0 plain, 1 multi-instance body, 2 inner + loop counter u32), called instance (optional key) |
 //! | variables | u32 count, then scope key and the scope's document as JSON bytes |
 //! | join tokens | u32 count, then scope key, gateway element u32, counts (u32 length + u32s) |
 //! | jobs | u32 count, then key, type, element instance key, instance key, retries u32, state u8 (0 ready, 1 leased + worker + deadline i64, 2 backoff + due i64, 3 failed) |
 //! | incidents | u32 count, then key, instance key, element instance key, message, retry u8 (0 activation, 1 completion, 2 job) |
-//! | messages | u32 count, then key, name, correlation key, variables (JSON bytes), deadline i64, message id (optional text) |
+//! | messages | u32 count, then key, name, correlation key, variables (JSON bytes), deadline i64, message id (optional text), correlated process ids (u32 count + texts) |
+//! | timers | u32 count, then key, due i64, definition key, element u32, owner (optional key), repetitions (optional u32), interval (optional: years u32, months u32, days u32, millis u64) |
+//! | subscriptions | u32 count, then key, name, correlation key, definition key, element u32, owner key, instance key |
+//! | multi-instance bodies | u32 count, then key, items (JSON array bytes), started u32, completed u32, terminated u32 |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
-//! Optional values are a u8 flag (0 or 1) and the value. The children index and the ready-job
-//! queues are derived from element instances and jobs on restore, not stored.
+//! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
+//! queues and the lookups of `state::Indexes` (waits by owner, subscriptions and messages by
+//! name, message and timer starts) are derived on restore, not stored.
 //!
 //! All integers are little-endian.
 
@@ -30,18 +34,23 @@ use std::sync::Arc;
 use ringflow_bpmn::ElementIndex;
 
 use crate::engine::Variables;
-use crate::instance::{ElementInstance, Incident, IncidentRetry, Job, JobState, ProcessInstance};
+use ringflow_bpmn::timer::IsoDuration;
+
+use crate::instance::{
+    ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, MultiBody,
+    ProcessInstance, Subscription, Timer,
+};
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
-const MAGIC: &[u8; 8] = b"RFSNAP\x00\x02";
+const MAGIC: &[u8; 8] = b"RFSNAP\x00\x03";
 
 /// Why a snapshot could not be restored. Any of these means the file is damaged or from an
 /// incompatible version; the shard stops and says which.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
     /// The bytes do not start with the snapshot magic and format version.
-    #[error("not a ringflow snapshot of format 2 (bad magic)")]
+    #[error("not a ringflow snapshot of format 3 (bad magic)")]
     BadMagic,
     /// The checksum does not match: the snapshot is corrupt.
     #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -205,6 +214,8 @@ impl State {
             put_optional_text(out, instance.business_key.as_deref());
             out.push(u8::from(instance.await_result));
             out.extend_from_slice(&instance.live_elements.to_le_bytes());
+            put_optional_key(out, instance.parent);
+            put_optional_text(out, instance.message_start_key.as_deref());
         }
         put_count(out, self.elements.len());
         for element in self.elements.values() {
@@ -215,6 +226,15 @@ impl State {
             out.extend_from_slice(&element.tokens.to_le_bytes());
             put_optional_key(out, element.job);
             put_optional_key(out, element.incident);
+            match element.role {
+                ElementRole::Plain => out.push(0),
+                ElementRole::Body => out.push(1),
+                ElementRole::Inner { loop_counter } => {
+                    out.push(2);
+                    out.extend_from_slice(&loop_counter.to_le_bytes());
+                }
+            }
+            put_optional_key(out, element.called);
         }
         put_count(out, self.variables.len());
         for (scope, document) in &self.variables {
@@ -276,6 +296,58 @@ impl State {
             put_bytes(out, &json);
             out.extend_from_slice(&message.deadline_millis.to_le_bytes());
             put_optional_text(out, message.message_id.as_deref());
+            put_count(out, message.correlated.len());
+            for process_id in &message.correlated {
+                put_bytes(out, process_id.as_bytes());
+            }
+        }
+        self.encode_waits(out);
+    }
+
+    fn encode_waits(&self, out: &mut Vec<u8>) {
+        put_count(out, self.timers.len());
+        for timer in self.timers.values() {
+            put_key(out, timer.key);
+            out.extend_from_slice(&timer.due_millis.to_le_bytes());
+            put_key(out, timer.process_definition_key);
+            out.extend_from_slice(&timer.element.0.to_le_bytes());
+            put_optional_key(out, timer.owner);
+            match timer.repetitions {
+                Some(left) => {
+                    out.push(1);
+                    out.extend_from_slice(&left.to_le_bytes());
+                }
+                None => out.push(0),
+            }
+            match &timer.interval {
+                Some(interval) => {
+                    out.push(1);
+                    out.extend_from_slice(&interval.years.to_le_bytes());
+                    out.extend_from_slice(&interval.months.to_le_bytes());
+                    out.extend_from_slice(&interval.days.to_le_bytes());
+                    out.extend_from_slice(&interval.millis.to_le_bytes());
+                }
+                None => out.push(0),
+            }
+        }
+        put_count(out, self.subscriptions.len());
+        for subscription in self.subscriptions.values() {
+            put_key(out, subscription.key);
+            put_bytes(out, subscription.name.as_bytes());
+            put_bytes(out, subscription.correlation_key.as_bytes());
+            put_key(out, subscription.process_definition_key);
+            out.extend_from_slice(&subscription.element.0.to_le_bytes());
+            put_key(out, subscription.owner);
+            put_key(out, subscription.process_instance_key);
+        }
+        put_count(out, self.multi.len());
+        for (key, body) in &self.multi {
+            put_key(out, *key);
+            let json = serde_json::to_vec(&body.items).expect("JSON values serialize");
+            put_bytes(out, &json);
+            out.extend_from_slice(&body.started.to_le_bytes());
+            out.extend_from_slice(&body.completed.to_le_bytes());
+            out.extend_from_slice(&body.terminated.to_le_bytes());
         }
     }
 }
@@ -288,6 +360,8 @@ fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snap
             business_key: reader.optional_text()?,
             await_result: reader.flag()?,
             live_elements: u32::from_le_bytes(reader.array()?),
+            parent: reader.optional_key()?,
+            message_start_key: reader.optional_text()?,
         };
         if !state
             .processes
@@ -309,6 +383,15 @@ fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snap
             tokens: u32::from_le_bytes(reader.array()?),
             job: reader.optional_key()?,
             incident: reader.optional_key()?,
+            role: match reader.array::<1>()?[0] {
+                0 => ElementRole::Plain,
+                1 => ElementRole::Body,
+                2 => ElementRole::Inner {
+                    loop_counter: u32::from_le_bytes(reader.array()?),
+                },
+                other => return Err(corrupt(format!("element role tag {other}"))),
+            },
+            called: reader.optional_key()?,
         };
         let Some(instance) = state.instances.get(&element.process_instance_key) else {
             return Err(corrupt(format!(
@@ -402,6 +485,9 @@ fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snap
                 .map_err(|error| corrupt(format!("message variables: {error}")))?,
             deadline_millis: i64::from_le_bytes(reader.array()?),
             message_id: reader.optional_text()?,
+            correlated: (0..reader.count()?)
+                .map(|_| reader.string())
+                .collect::<Result<_, _>>()?,
         };
         if let Some(id_key) = message.id_key()
             && state.message_ids.insert(id_key, message.key).is_some()
@@ -414,6 +500,91 @@ fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snap
         if state.messages.insert(message.key, message).is_some() {
             return Err(corrupt("a message key repeats".to_string()));
         }
+    }
+    decode_waits(reader, state)?;
+    state.rebuild_indexes();
+    Ok(())
+}
+
+fn decode_waits(reader: &mut Reader<'_>, state: &mut State) -> Result<(), SnapshotError> {
+    for _ in 0..reader.count()? {
+        let timer = Timer {
+            key: reader.key()?,
+            due_millis: i64::from_le_bytes(reader.array()?),
+            process_definition_key: reader.key()?,
+            element: ElementIndex(u32::from_le_bytes(reader.array()?)),
+            owner: reader.optional_key()?,
+            repetitions: if reader.flag()? {
+                Some(u32::from_le_bytes(reader.array()?))
+            } else {
+                None
+            },
+            interval: if reader.flag()? {
+                Some(IsoDuration {
+                    years: u32::from_le_bytes(reader.array()?),
+                    months: u32::from_le_bytes(reader.array()?),
+                    days: u32::from_le_bytes(reader.array()?),
+                    millis: u64::from_le_bytes(reader.array()?),
+                })
+            } else {
+                None
+            },
+        };
+        check_waiter(state, timer.key, timer.process_definition_key, timer.element, timer.owner)?;
+        state.timers.insert(timer.key, timer);
+    }
+    for _ in 0..reader.count()? {
+        let subscription = Subscription {
+            key: reader.key()?,
+            name: reader.string()?,
+            correlation_key: reader.string()?,
+            process_definition_key: reader.key()?,
+            element: ElementIndex(u32::from_le_bytes(reader.array()?)),
+            owner: reader.key()?,
+            process_instance_key: reader.key()?,
+        };
+        let (key, definition, element) = (
+            subscription.key,
+            subscription.process_definition_key,
+            subscription.element,
+        );
+        check_waiter(state, key, definition, element, Some(subscription.owner))?;
+        state.subscriptions.insert(key, subscription);
+    }
+    for _ in 0..reader.count()? {
+        let key = reader.key()?;
+        let items: Vec<serde_json::Value> = serde_json::from_slice(reader.bytes()?)
+            .map_err(|error| corrupt(format!("multi-instance items of {key}: {error}")))?;
+        let body = MultiBody {
+            items,
+            started: u32::from_le_bytes(reader.array()?),
+            completed: u32::from_le_bytes(reader.array()?),
+            terminated: u32::from_le_bytes(reader.array()?),
+        };
+        if !state.elements.contains_key(&key) {
+            return Err(corrupt(format!("multi-instance body {key} is not a live element")));
+        }
+        state.multi.insert(key, body);
+    }
+    Ok(())
+}
+
+/// A timer or subscription must belong to a live element and name an element of its process.
+fn check_waiter(
+    state: &State,
+    key: Key,
+    process_definition_key: Key,
+    element: ElementIndex,
+    owner: Option<Key>,
+) -> Result<(), SnapshotError> {
+    let Some(process) = state.processes.get(&process_definition_key) else {
+        return Err(corrupt(format!("wait {key} names an unknown process")));
+    };
+    if element.0 as usize >= process.definition.elements().len() {
+        return Err(corrupt(format!("wait {key} names no element of its process")));
+    }
+    if owner.is_some_and(|owner| !state.elements.contains_key(&owner)) {
+        return Err(corrupt(format!("wait {key} belongs to no live element")));
     }
     Ok(())
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use ringflow_bpmn::{ElementIndex, ProcessDefinition};
 
 use crate::engine::Variables;
-use crate::instance::{ElementInstance, Incident, Job, ProcessInstance};
+use crate::instance::{
+    ElementInstance, Incident, Job, MultiBody, ProcessInstance, Subscription, Timer,
+};
 use crate::key::Key;
 
 /// One deployed version of a process.
@@ -57,6 +59,32 @@ pub struct State {
     pub(crate) messages: BTreeMap<Key, crate::messages::Message>,
     /// (name, correlation key, message id) of buffered messages with an id.
     pub(crate) message_ids: BTreeMap<(String, String, String), Key>,
+    /// Armed timers.
+    pub(crate) timers: BTreeMap<Key, Timer>,
+    /// Open message subscriptions.
+    pub(crate) subscriptions: BTreeMap<Key, Subscription>,
+    /// Multi-instance bodies, by element instance key.
+    pub(crate) multi: BTreeMap<Key, MultiBody>,
+    /// Derived indexes: rebuilt from the fields above on restore, never encoded.
+    pub(crate) index: Indexes,
+}
+
+/// Lookups derived from the state, kept up to date by the `insert_*`/`remove_*` methods and
+/// rebuilt by [`State::rebuild_indexes`] after a restore.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Indexes {
+    /// (owner element instance, timer or subscription key).
+    pub waits: BTreeSet<(Key, Key)>,
+    /// (process definition key, timer key) of process start timers.
+    pub start_timers: BTreeSet<(Key, Key)>,
+    /// Open subscriptions by (message name, correlation key), oldest first.
+    pub subscriptions: BTreeMap<(String, String), BTreeSet<Key>>,
+    /// Buffered messages by (name, correlation key), oldest first.
+    pub messages: BTreeMap<(String, String), BTreeSet<Key>>,
+    /// Message name to the BPMN process ids whose latest version it starts.
+    pub message_starts: BTreeMap<String, BTreeSet<String>>,
+    /// (BPMN process id, correlation key) of running instances a message started.
+    pub message_started: BTreeMap<(String, String), Key>,
 }
 
 impl State {
@@ -77,6 +105,10 @@ impl State {
             incidents: BTreeMap::new(),
             messages: BTreeMap::new(),
             message_ids: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            multi: BTreeMap::new(),
+            index: Indexes::default(),
         }
     }
 
@@ -203,5 +235,186 @@ impl State {
             .range(range)
             .map(|(_, child)| *child)
             .collect()
+    }
+
+    /// Armed timers, in key order.
+    pub fn timers(&self) -> impl Iterator<Item = &Timer> {
+        self.timers.values()
+    }
+
+    /// Open message subscriptions, in key order.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Subscription> {
+        self.subscriptions.values()
+    }
+
+    /// The multi-instance body state of an element instance.
+    pub fn multi_body(&self, key: Key) -> Option<&MultiBody> {
+        self.multi.get(&key)
+    }
+
+    /// Open incidents of a process instance and of every instance its call activities
+    /// started, recursively: what the parent shows of its children's trouble.
+    pub fn incidents_in_tree(&self, process_instance_key: Key) -> Vec<&Incident> {
+        let mut tree = vec![process_instance_key];
+        let mut next = 0;
+        while next < tree.len() {
+            let instance = tree[next];
+            next += 1;
+            for element in self.elements.values() {
+                if element.process_instance_key == instance
+                    && let Some(child) = element.called
+                {
+                    tree.push(child);
+                }
+            }
+        }
+        self.incidents
+            .values()
+            .filter(|incident| tree.contains(&incident.process_instance_key))
+            .collect()
+    }
+
+    pub(crate) fn insert_timer(&mut self, timer: Timer) {
+        match timer.owner {
+            Some(owner) => self.index.waits.insert((owner, timer.key)),
+            None => self
+                .index
+                .start_timers
+                .insert((timer.process_definition_key, timer.key)),
+        };
+        self.timers.insert(timer.key, timer);
+    }
+
+    pub(crate) fn remove_timer(&mut self, key: Key) -> Option<Timer> {
+        let timer = self.timers.remove(&key)?;
+        match timer.owner {
+            Some(owner) => self.index.waits.remove(&(owner, key)),
+            None => self
+                .index
+                .start_timers
+                .remove(&(timer.process_definition_key, key)),
+        };
+        Some(timer)
+    }
+
+    pub(crate) fn insert_subscription(&mut self, subscription: Subscription) {
+        let key = subscription.key;
+        self.index.waits.insert((subscription.owner, key));
+        self.index
+            .subscriptions
+            .entry((
+                subscription.name.clone(),
+                subscription.correlation_key.clone(),
+            ))
+            .or_default()
+            .insert(key);
+        self.subscriptions.insert(key, subscription);
+    }
+
+    pub(crate) fn remove_subscription(&mut self, key: Key) -> Option<Subscription> {
+        let subscription = self.subscriptions.remove(&key)?;
+        self.index.waits.remove(&(subscription.owner, key));
+        let name = (
+            subscription.name.clone(),
+            subscription.correlation_key.clone(),
+        );
+        if let Some(keys) = self.index.subscriptions.get_mut(&name) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.index.subscriptions.remove(&name);
+            }
+        }
+        Some(subscription)
+    }
+
+    pub(crate) fn insert_message(&mut self, message: crate::messages::Message) {
+        if let Some(id_key) = message.id_key() {
+            self.message_ids.insert(id_key, message.key);
+        }
+        self.index
+            .messages
+            .entry((message.name.clone(), message.correlation_key.clone()))
+            .or_default()
+            .insert(message.key);
+        self.messages.insert(message.key, message);
+    }
+
+    pub(crate) fn remove_message(&mut self, key: Key) -> Option<crate::messages::Message> {
+        let message = self.messages.remove(&key)?;
+        if let Some(id_key) = message.id_key() {
+            self.message_ids.remove(&id_key);
+        }
+        let name = (message.name.clone(), message.correlation_key.clone());
+        if let Some(keys) = self.index.messages.get_mut(&name) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.index.messages.remove(&name);
+            }
+        }
+        Some(message)
+    }
+
+    /// The timer and subscription keys an element instance owns.
+    pub(crate) fn waits_of(&self, owner: Key) -> Vec<Key> {
+        let range = (owner, Key(0))..=(owner, Key(u64::MAX));
+        self.index.waits.range(range).map(|(_, wait)| *wait).collect()
+    }
+
+    /// The BPMN process id of a process definition.
+    pub(crate) fn process_id_of(&self, process_definition_key: Key) -> &str {
+        &self.processes[&process_definition_key].bpmn_process_id
+    }
+
+    /// Rebuilds the message start index from the latest version of every process.
+    pub(crate) fn rebuild_message_starts(&mut self) {
+        let mut starts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for keys in self.versions.values() {
+            let latest = &self.processes[keys.last().expect("a process id has versions")];
+            for name in crate::timers::message_start_names(&latest.definition) {
+                starts
+                    .entry(name)
+                    .or_default()
+                    .insert(latest.bpmn_process_id.clone());
+            }
+        }
+        self.index.message_starts = starts;
+    }
+
+    /// Rebuilds every derived index from the state (after a restore).
+    pub(crate) fn rebuild_indexes(&mut self) {
+        self.index = Indexes::default();
+        let timers: Vec<Timer> = self.timers.values().cloned().collect();
+        for timer in timers {
+            self.insert_timer(timer);
+        }
+        let subscriptions: Vec<Subscription> = self.subscriptions.values().cloned().collect();
+        for subscription in subscriptions {
+            self.insert_subscription(subscription);
+        }
+        for message in self.messages.values() {
+            self.index
+                .messages
+                .entry((message.name.clone(), message.correlation_key.clone()))
+                .or_default()
+                .insert(message.key);
+        }
+        for instance in self.instances.values() {
+            if let Some(correlation_key) = &instance.message_start_key {
+                let id = self.processes[&instance.process_definition_key]
+                    .bpmn_process_id
+                    .clone();
+                self.index
+                    .message_started
+                    .insert((id, correlation_key.clone()), instance.key);
+            }
+        }
+        self.rebuild_message_starts();
+    }
+
+    /// Whether the derived indexes agree with a fresh rebuild: for tests.
+    pub fn indexes_consistent(&self) -> bool {
+        let mut rebuilt = self.clone();
+        rebuilt.rebuild_indexes();
+        rebuilt.index == self.index
     }
 }
