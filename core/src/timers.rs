@@ -324,3 +324,56 @@ pub(crate) fn trigger(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
         next_key: run.keys.next(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn millis(text: &str) -> i64 {
+        ringflow_bpmn::timer::parse_date_time(text).expect("a date-time")
+    }
+
+    #[test]
+    fn calendar_durations_clamp_to_the_month() {
+        let month = IsoDuration {
+            years: 0,
+            months: 1,
+            days: 0,
+            millis: 0,
+        };
+        let cases = [
+            ("2026-01-31T10:00:00Z", "2026-02-28T10:00:00Z"),
+            ("2028-01-31T10:00:00Z", "2028-02-29T10:00:00Z"),
+            ("2026-12-15T00:00:00Z", "2027-01-15T00:00:00Z"),
+            ("1969-12-31T23:59:59Z", "1970-01-31T23:59:59Z"),
+        ];
+        for (from, to) in cases {
+            assert_eq!(add_duration(millis(from), &month), Ok(millis(to)), "{from}");
+        }
+        let mixed = IsoDuration {
+            years: 1,
+            months: 2,
+            days: 3,
+            millis: 4_000,
+        };
+        assert_eq!(
+            add_duration(millis("2026-11-21T12:00:00Z"), &mixed),
+            Ok(millis("2028-01-24T12:00:04Z"))
+        );
+        let far = IsoDuration {
+            years: 10_000,
+            months: 0,
+            days: 0,
+            millis: 0,
+        };
+        assert!(add_duration(0, &far).is_err());
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for days in (-1_000_000..1_000_000).step_by(997) {
+            let (year, month, day) = civil_from_days(days);
+            assert_eq!(days_from_civil(year, month, day), days);
+        }
+    }
+}

@@ -120,6 +120,78 @@ impl Shard {
         );
         let restored = State::decode(&live).expect("snapshot restores");
         assert_eq!(restored.encode(), live, "snapshot round trip differs");
+        assert!(self.state.indexes_consistent(), "the live indexes disagree with a rebuild");
+    }
+}
+
+impl Shard {
+    /// Publishes a message.
+    pub fn publish(&mut self, name: &str, correlation_key: &str, variables: &str, ttl: u64) -> Outcome {
+        let command = Command::PublishMessage {
+            name: name.to_string(),
+            correlation_key: correlation_key.to_string(),
+            variables: vars(variables),
+            ttl_millis: ttl,
+            message_id: None,
+        };
+        match self.run(command) {
+            Ok(outcome) => outcome,
+            Err(rejection) => panic!("publish failed: {rejection}"),
+        }
+    }
+
+    /// Moves the clock to `millis` and fires every timer due by then, oldest first (as the
+    /// shard's timer task does), including timers armed by those firings. Returns how many
+    /// fired.
+    pub fn fire_timers_until(&mut self, millis: i64) -> usize {
+        let mut fired = 0;
+        loop {
+            let due = self
+                .state
+                .timers()
+                .filter(|timer| timer.due_millis <= millis)
+                .min_by_key(|timer| (timer.due_millis, timer.key))
+                .map(|timer| (timer.key, timer.due_millis));
+            let Some((key, due_millis)) = due else {
+                break;
+            };
+            self.now_millis = self.now_millis.max(due_millis);
+            self.run(Command::TriggerTimer { key }).expect("a due timer fires");
+            fired += 1;
+        }
+        self.now_millis = self.now_millis.max(millis);
+        fired
+    }
+
+    /// The element ids of the live element instances of an instance, sorted.
+    pub fn live_element_ids(&self, instance: Key) -> Vec<String> {
+        let Some(process) = self.state.instance(instance) else {
+            return Vec::new();
+        };
+        let definition = &self.state.process(process.process_definition_key).unwrap().definition;
+        let mut ids: Vec<String> = self
+            .state
+            .element_instances()
+            .filter(|element| element.process_instance_key == instance && element.scope.is_some())
+            .map(|element| definition.element(element.element).id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Asserts that nothing waits for an ended instance: no element, job, timer,
+    /// subscription, incident or variable document is left, and the indexes agree.
+    pub fn assert_clean(&self) {
+        assert!(self.state.instances().next().is_none(), "instances left");
+        assert!(self.state.element_instances().next().is_none(), "elements left");
+        assert!(self.state.jobs().next().is_none(), "jobs left");
+        assert!(self.state.subscriptions().next().is_none(), "subscriptions left");
+        assert!(
+            self.state.timers().all(|timer| timer.owner.is_none()),
+            "element timers left"
+        );
+        assert!(self.state.incidents().next().is_none(), "incidents left");
+        assert!(self.state.indexes_consistent(), "indexes disagree");
     }
 }
 
