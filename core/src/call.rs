@@ -25,7 +25,7 @@ use crate::run::Run;
 
 impl Run<'_> {
     /// A call activity was entered: start the child.
-    pub(crate) fn call(&mut self, key: Key, element: ElementIndex, called: &CalledElement) {
+    pub(crate) fn call(&mut self, key: Key, called: &CalledElement) {
         let process_id = match self.value_at(key, &called.process_id) {
             Ok(serde_json::Value::String(id)) if !id.is_empty() => id,
             Ok(other) => {
@@ -55,9 +55,12 @@ impl Run<'_> {
         } else {
             self.state.variables.get(&key).cloned().unwrap_or_default()
         };
-        let _ = element;
         let child = self.new_instance(version, variables, None, false);
-        self.state.instances.get_mut(&child).expect("just made").parent = Some(key);
+        self.state
+            .instances
+            .get_mut(&child)
+            .expect("just made")
+            .parent = Some(key);
         self.state.elements.get_mut(&key).expect("live").called = Some(child);
         self.start_scope(&definition, child);
     }

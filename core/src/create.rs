@@ -64,7 +64,12 @@ pub(crate) fn create(
         ));
     }
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
-    let key = run.new_instance(process_definition_key, variables, business_key, await_result);
+    let key = run.new_instance(
+        process_definition_key,
+        variables,
+        business_key,
+        await_result,
+    );
     run.start_scope(&definition, key);
     run.run();
     Ok(Outcome {

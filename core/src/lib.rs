@@ -24,6 +24,7 @@
 //! is not executed yet; and the deterministic snapshot of all of it. The README's element
 //! table says which elements run.
 
+mod call;
 mod cancel;
 pub mod codec;
 mod create;
@@ -37,15 +38,14 @@ mod jobs;
 pub mod key;
 pub mod limits;
 pub mod messages;
-mod run;
-mod call;
 mod multi;
-pub mod timers;
-mod waits;
-mod support;
+mod run;
 mod snapshot;
 mod state;
+mod support;
+pub mod timers;
 mod variables;
+mod waits;
 
 pub use engine::{
     ActivatedJob, Command, Ctx, DeployedProcess, Deployment, Effect, Event, Outcome, ProcessRef,

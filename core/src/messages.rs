@@ -111,7 +111,10 @@ pub(crate) fn publish(
         let Some(open) = run.state.subscriptions.get(&subscription) else {
             continue;
         };
-        let process_id = run.state.process_id_of(open.process_definition_key).to_string();
+        let process_id = run
+            .state
+            .process_id_of(open.process_definition_key)
+            .to_string();
         if message.correlated.insert(process_id) {
             run.correlate(subscription, Some(key), message.variables.clone());
         }
@@ -179,7 +182,11 @@ impl Run<'_> {
     }
 
     /// Starts `process_id` for a message if the Camunda 8 rules allow it; true when started.
-    pub(crate) fn start_process_by_message(&mut self, process_id: &str, message: &mut Message) -> bool {
+    pub(crate) fn start_process_by_message(
+        &mut self,
+        process_id: &str,
+        message: &mut Message,
+    ) -> bool {
         if message.correlated.contains(process_id) {
             return false;
         }
@@ -210,8 +217,10 @@ impl Run<'_> {
                 ringflow_bpmn::ElementKind::StartEvent {
                     trigger: ringflow_bpmn::StartTrigger::Message(reference),
                     ..
-                } => crate::timers::static_text(&reference.name).as_deref()
-                    == Some(message.name.as_str()),
+                } => {
+                    crate::timers::static_text(&reference.name).as_deref()
+                        == Some(message.name.as_str())
+                }
                 _ => false,
             })
             .expect("the start index matches the definition");
@@ -243,7 +252,10 @@ impl Run<'_> {
         let Some(open) = self.state.subscriptions.get(&subscription) else {
             return;
         };
-        let process_id = self.state.process_id_of(open.process_definition_key).to_string();
+        let process_id = self
+            .state
+            .process_id_of(open.process_definition_key)
+            .to_string();
         let name = (open.name.clone(), open.correlation_key.clone());
         let now = self.now_millis();
         let Some(candidates) = self.state.index.messages.get(&name) else {

@@ -4,8 +4,8 @@
 //! the input collection (it must be a list), sets the output collection (if any) to a list
 //! of `null`s as its local variable, opens the waits of the activity's boundary events, and
 //! starts inner instances of the activity inside itself: all at once (parallel) or one after
-//! the other (sequential). Each inner instance gets the local variables `loopCounter` (from
-//! 1) and the input element (the item), then runs the activity with its input and output
+//! the other (sequential). Each inner instance gets the local variables `loopCounter`
+//! (from 1) and the input element (the item), then runs the activity with its input and output
 //! mappings. When an inner instance completes, the output element is evaluated in it and
 //! written at its position in the output collection, and the completion condition is
 //! evaluated with `numberOfInstances`, `numberOfActiveInstances`,
@@ -38,7 +38,8 @@ impl Run<'_> {
             Ok(evaluated) => match evaluated.value {
                 serde_json::Value::Array(items) => items,
                 other => {
-                    let message = format!("the input collection `{source}` gave {other}, not a list");
+                    let message =
+                        format!("the input collection `{source}` gave {other}, not a list");
                     return self.incident(body, message);
                 }
             },
@@ -83,7 +84,9 @@ impl Run<'_> {
             .multi_instance
             .as_ref()
             .expect("an inner instance belongs to a multi-instance activity");
-        let body = self.state.elements[&key].scope.expect("an inner instance has its body");
+        let body = self.state.elements[&key]
+            .scope
+            .expect("an inner instance has its body");
         let item = self.state.multi[&body].items[(counter - 1) as usize].clone();
         let local = self.state.variables.entry(key).or_default();
         if let Some(input_element) = &multi.input_element {

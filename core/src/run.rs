@@ -307,14 +307,16 @@ impl<'s> Run<'s> {
         }
         if let Some(mut variables) = self.triggered.remove(&(scope, element)) {
             let definition = self.definition_of(key);
-            if matches!(definition.element(element).kind, ElementKind::EventSubProcess) {
+            if matches!(
+                definition.element(element).kind,
+                ElementKind::EventSubProcess
+            ) {
                 // The event subprocess's start event is what happened.
                 let start = definition.start_events(element)[0];
                 self.triggered
                     .insert((key, start), std::mem::take(&mut variables));
             } else {
-                if self.apply_inputs(key, element) && self.accept_result(key, element, variables)
-                {
+                if self.apply_inputs(key, element) && self.accept_result(key, element, variables) {
                     self.complete_later(key);
                 }
                 return;
@@ -332,7 +334,11 @@ impl<'s> Run<'s> {
         }
         let parent = &self.state.elements[&scope];
         if parent.element == element && parent.role == ElementRole::Body {
-            let body = self.state.multi.get_mut(&scope).expect("a body has its state");
+            let body = self
+                .state
+                .multi
+                .get_mut(&scope)
+                .expect("a body has its state");
             body.started += 1;
             ElementRole::Inner {
                 loop_counter: body.started,
@@ -494,7 +500,9 @@ impl<'s> Run<'s> {
                 let start = definition.start_events(element)[0];
                 self.start_scope_at(&definition, key, Some(start));
             }
-            ElementKind::IntermediateCatchEvent(CatchTrigger::Message(_) | CatchTrigger::Timer(_))
+            ElementKind::IntermediateCatchEvent(
+                CatchTrigger::Message(_) | CatchTrigger::Timer(_),
+            )
             | ElementKind::ReceiveTask(_) => {
                 self.open_waits(key, &[element]);
             }
@@ -526,7 +534,7 @@ impl<'s> Run<'s> {
                     self.complete_later(key);
                 }
             }
-            ElementKind::CallActivity(called) => self.call(key, element, called),
+            ElementKind::CallActivity(called) => self.call(key, called),
             ElementKind::StartEvent { .. } => self.complete_later(key),
             ElementKind::BoundaryEvent { .. } => self.complete_later(key),
             ElementKind::EndEvent(EndResult::Error(code)) => {
@@ -1002,7 +1010,9 @@ impl<'s> Run<'s> {
 
     /// Removes an element instance whose token ends here, uncounting it in its scope.
     pub(crate) fn remove_element_counted(&mut self, key: Key) {
-        let scope = self.state.elements[&key].scope.expect("a flow node has a scope");
+        let scope = self.state.elements[&key]
+            .scope
+            .expect("a flow node has a scope");
         self.remove_element(key);
         self.state
             .elements

@@ -530,7 +530,13 @@ fn decode_waits(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snapsh
                 None
             },
         };
-        check_waiter(state, timer.key, timer.process_definition_key, timer.element, timer.owner)?;
+        check_waiter(
+            state,
+            timer.key,
+            timer.process_definition_key,
+            timer.element,
+            timer.owner,
+        )?;
         state.timers.insert(timer.key, timer);
     }
     for _ in 0..reader.count()? {
@@ -562,7 +568,9 @@ fn decode_waits(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snapsh
             terminated: u32::from_le_bytes(reader.array()?),
         };
         if !state.elements.contains_key(&key) {
-            return Err(corrupt(format!("multi-instance body {key} is not a live element")));
+            return Err(corrupt(format!(
+                "multi-instance body {key} is not a live element"
+            )));
         }
         state.multi.insert(key, body);
     }
@@ -581,7 +589,9 @@ fn check_waiter(
         return Err(corrupt(format!("wait {key} names an unknown process")));
     };
     if element.0 as usize >= process.definition.elements().len() {
-        return Err(corrupt(format!("wait {key} names no element of its process")));
+        return Err(corrupt(format!(
+            "wait {key} names no element of its process"
+        )));
     }
     if owner.is_some_and(|owner| !state.elements.contains_key(&owner)) {
         return Err(corrupt(format!("wait {key} belongs to no live element")));

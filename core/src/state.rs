@@ -357,7 +357,11 @@ impl State {
     /// The timer and subscription keys an element instance owns.
     pub(crate) fn waits_of(&self, owner: Key) -> Vec<Key> {
         let range = (owner, Key(0))..=(owner, Key(u64::MAX));
-        self.index.waits.range(range).map(|(_, wait)| *wait).collect()
+        self.index
+            .waits
+            .range(range)
+            .map(|(_, wait)| *wait)
+            .collect()
     }
 
     /// The BPMN process id of a process definition.

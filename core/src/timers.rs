@@ -56,9 +56,7 @@ pub(crate) fn schedule(
         TimerDefinition::Duration(value) => {
             let duration = match value {
                 TimerValue::Fixed(duration) => *duration,
-                TimerValue::Expression(feel) => {
-                    ringflow_bpmn::timer::parse_duration(&text(feel)?)?
-                }
+                TimerValue::Expression(feel) => ringflow_bpmn::timer::parse_duration(&text(feel)?)?,
             };
             Ok(once(add_duration(now_millis, &duration)?))
         }
@@ -97,8 +95,8 @@ pub(crate) fn add_duration(millis: i64, duration: &IsoDuration) -> Result<i64, S
     if duration.years > 0 || duration.months > 0 {
         let day_millis = millis.rem_euclid(86_400_000);
         let (year, month, day) = civil_from_days(millis.div_euclid(86_400_000));
-        let months = year * 12 + (month - 1) + i64::from(duration.years) * 12
-            + i64::from(duration.months);
+        let months =
+            year * 12 + (month - 1) + i64::from(duration.years) * 12 + i64::from(duration.months);
         let (year, month) = (months.div_euclid(12), months.rem_euclid(12) + 1);
         if year > 9999 {
             return Err(overflow());

@@ -36,7 +36,10 @@ pub(crate) enum Trigger<'d> {
 }
 
 /// The timer or message an event element waits for, if any.
-pub(crate) fn trigger_of(definition: &ProcessDefinition, event: ElementIndex) -> Option<Trigger<'_>> {
+pub(crate) fn trigger_of(
+    definition: &ProcessDefinition,
+    event: ElementIndex,
+) -> Option<Trigger<'_>> {
     match &definition.element(event).kind {
         ElementKind::StartEvent {
             trigger: StartTrigger::Timer(timer),
@@ -94,7 +97,11 @@ impl Run<'_> {
                 Ok(plan) => planned.push(plan),
                 Err(error) => {
                     let id = &definition.element(*event).id;
-                    self.incident_with(owner, format!("`{id}`: {error}"), IncidentRetry::Activation);
+                    self.incident_with(
+                        owner,
+                        format!("`{id}`: {error}"),
+                        IncidentRetry::Activation,
+                    );
                     return false;
                 }
             }
@@ -129,7 +136,11 @@ impl Run<'_> {
     fn message_of(&self, owner: Key, message: &MessageRef) -> Result<(String, String), String> {
         let name = match self.value_at(owner, &message.name)? {
             serde_json::Value::String(name) if !name.is_empty() => name,
-            other => return Err(format!("the message name gave {other}, not a non-empty text")),
+            other => {
+                return Err(format!(
+                    "the message name gave {other}, not a non-empty text"
+                ));
+            }
         };
         let Some(correlation_key) = &message.correlation_key else {
             return Err(format!("the message `{name}` has no correlation key"));
@@ -268,7 +279,11 @@ impl Run<'_> {
         if definition.element(element).io_mapping.outputs.is_empty() {
             self.propagate(key, key, variables, IncidentRetry::Activation)
         } else {
-            self.state.variables.entry(key).or_default().extend(variables);
+            self.state
+                .variables
+                .entry(key)
+                .or_default()
+                .extend(variables);
             true
         }
     }
@@ -303,7 +318,12 @@ impl Run<'_> {
 
     /// Correlates a message to a subscription: marks the message as taken by the process,
     /// fires the event, and closes the subscription unless its event repeats.
-    pub(crate) fn correlate(&mut self, subscription: Key, message: Option<Key>, variables: Variables) {
+    pub(crate) fn correlate(
+        &mut self,
+        subscription: Key,
+        message: Option<Key>,
+        variables: Variables,
+    ) {
         let subscription = self.state.subscriptions[&subscription].clone();
         if !self.event_repeats(subscription.process_definition_key, subscription.element) {
             self.state.remove_subscription(subscription.key);

@@ -80,7 +80,12 @@ fn the_output_collection_reaches_the_process_and_the_completion_condition_stops_
     )
     .replace(
         &flow("f2", "task", "end"),
-        &format!("{}{}{}", flow("f2", "task", "check"), service_task("check", "check"), flow("f3", "check", "end")),
+        &format!(
+            "{}{}{}",
+            flow("f2", "task", "check"),
+            service_task("check", "check"),
+            flow("f3", "check", "end")
+        ),
     );
     shard.deploy("multi.bpmn", &xml);
     let (instance, _) = shard.create("multi", vars(r#"{"items": [1, 2, 3, 4]}"#));
@@ -107,10 +112,17 @@ fn empty_and_bad_input_collections() {
     let mut shard = Shard::new();
     shard.deploy("multi.bpmn", &multi_task(false, ""));
     let (empty, _) = shard.create("multi", vars(r#"{"items": []}"#));
-    assert!(shard.state.instance(empty).is_none(), "nothing to do: done at once");
+    assert!(
+        shard.state.instance(empty).is_none(),
+        "nothing to do: done at once"
+    );
     let (bad, _) = shard.create("multi", vars(r#"{"items": "not a list"}"#));
     let incident = shard.state.incidents().next().expect("an incident").clone();
-    assert!(incident.message.contains("not a list"), "{}", incident.message);
+    assert!(
+        incident.message.contains("not a list"),
+        "{}",
+        incident.message
+    );
     shard
         .run(Command::SetVariables {
             scope: bad,
@@ -118,7 +130,9 @@ fn empty_and_bad_input_collections() {
             local: false,
         })
         .expect("set");
-    shard.run(Command::ResolveIncident { key: incident.key }).expect("resolved");
+    shard
+        .run(Command::ResolveIncident { key: incident.key })
+        .expect("resolved");
     let job = shard.activate("item", 10).remove(0);
     assert_eq!(item_of(&job), 5);
     shard.complete(job.key, vars(r#"{"result": 1}"#));
@@ -155,7 +169,10 @@ fn a_multi_instance_subprocess_with_an_interrupting_timer_on_its_body() {
     assert_eq!(jobs.len(), 3);
     shard.complete(jobs[0].key, vars("{}"));
     shard.fire_timers_until(shard.now_millis + 60_000);
-    assert!(shard.state.instance(instance).is_none(), "the body and every inner instance ended");
+    assert!(
+        shard.state.instance(instance).is_none(),
+        "the body and every inner instance ended"
+    );
     shard.assert_clean();
     shard.check_replay();
 }
@@ -213,14 +230,25 @@ fn a_call_activity_runs_the_child_and_takes_its_variables_back() {
     let child = child_of(&shard, parent);
     let job = shard.activate("child-work", 1).remove(0);
     assert_eq!(job.process_instance_key, child);
-    assert_eq!(job.variables["order"], serde_json::json!(1), "parent variables copied in");
+    assert_eq!(
+        job.variables["order"],
+        serde_json::json!(1),
+        "parent variables copied in"
+    );
     // A child cannot be cancelled on its own.
     let refused = shard.run(Command::CancelInstance { key: child });
-    assert_eq!(refused.expect_err("refused").code, RejectionCode::InvalidState);
+    assert_eq!(
+        refused.expect_err("refused").code,
+        RejectionCode::InvalidState
+    );
     shard.complete(job.key, vars(r#"{"shipped": true}"#));
     assert!(shard.state.instance(child).is_none());
     let after = shard.activate("after", 1).remove(0);
-    assert_eq!(after.variables["shipped"], serde_json::json!(true), "child variables back");
+    assert_eq!(
+        after.variables["shipped"],
+        serde_json::json!(true),
+        "child variables back"
+    );
     shard.complete(after.key, vars("{}"));
     shard.assert_clean();
     shard.check_replay();
@@ -238,11 +266,18 @@ fn variables_follow_the_propagation_flags_and_mappings() {
     );
     shard.create("parent", vars(r#"{"order": 1, "secret": "x"}"#));
     let job = shard.activate("child-work", 1).remove(0);
-    assert_eq!(job.variables, vars(r#"{"next": 2}"#), "only the input mappings go in");
+    assert_eq!(
+        job.variables,
+        vars(r#"{"next": 2}"#),
+        "only the input mappings go in"
+    );
     shard.complete(job.key, vars(r#"{"shipped": "yes", "noise": 1}"#));
     let after = shard.activate("after", 1).remove(0);
     assert_eq!(after.variables["wasShipped"], serde_json::json!("yes"));
-    assert!(after.variables.get("noise").is_none(), "output mappings decide");
+    assert!(
+        after.variables.get("noise").is_none(),
+        "output mappings decide"
+    );
     assert!(after.variables.get("shipped").is_none());
     shard.check_replay();
 }
@@ -266,7 +301,9 @@ fn cancelling_the_parent_cancels_the_child_and_child_incidents_show_in_the_paren
     let seen = shard.state.incidents_in_tree(parent);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].process_instance_key, child);
-    shard.run(Command::CancelInstance { key: parent }).expect("cancelled");
+    shard
+        .run(Command::CancelInstance { key: parent })
+        .expect("cancelled");
     assert!(shard.state.instance(child).is_none());
     shard.assert_clean();
     shard.check_replay();
@@ -286,7 +323,10 @@ fn an_error_not_caught_in_the_child_is_caught_at_the_call_activity() {
             message: String::new(),
         })
         .expect("thrown");
-    assert!(shard.state.instance(parent).is_none(), "caught, then the parent ended");
+    assert!(
+        shard.state.instance(parent).is_none(),
+        "caught, then the parent ended"
+    );
     shard.assert_clean();
     shard.check_replay();
 }
@@ -309,14 +349,21 @@ fn bindings_choose_the_called_version() {
     );
     shard.create("parent", vars("{}"));
     assert_eq!(shard.activate("from-v1", 1).len(), 1);
-    shard.deploy("parent.bpmn", &parent_process(r#"bindingType="versionTag" versionTag="v9""#, ""));
+    shard.deploy(
+        "parent.bpmn",
+        &parent_process(r#"bindingType="versionTag" versionTag="v9""#, ""),
+    );
     let (parent, _) = shard.create("parent", vars("{}"));
     let incident = shard
         .state
         .incidents()
         .find(|incident| incident.process_instance_key == parent)
         .expect("an incident");
-    assert!(incident.message.contains("version tag `v9`"), "{}", incident.message);
+    assert!(
+        incident.message.contains("version tag `v9`"),
+        "{}",
+        incident.message
+    );
     shard.deploy("parent.bpmn", &parent_process("", ""));
     shard.create("parent", vars("{}"));
     assert_eq!(shard.activate("from-v2", 1).len(), 1, "latest by default");
@@ -350,7 +397,10 @@ fn escalations_are_caught_without_interrupting_or_pass_by() {
     );
     shard.deploy("escalating.bpmn", &xml);
     let (instance, _) = shard.create("escalating", vars("{}"));
-    assert_eq!(shard.live_element_ids(instance), vec!["inner", "note", "sub"]);
+    assert_eq!(
+        shard.live_element_ids(instance),
+        vec!["inner", "note", "sub"]
+    );
     for job_type in ["note", "inner"] {
         let job = shard.activate(job_type, 1).remove(0);
         shard.complete(job.key, vars("{}"));

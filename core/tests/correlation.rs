@@ -46,7 +46,10 @@ fn a_catch_event_takes_the_message_and_its_variables() {
     let (instance, _) = shard.create("catch", vars(r#"{"orderId": 42}"#));
     let subscription = shard.state.subscriptions().next().expect("open").clone();
     assert_eq!(
-        (subscription.name.as_str(), subscription.correlation_key.as_str()),
+        (
+            subscription.name.as_str(),
+            subscription.correlation_key.as_str()
+        ),
         ("paid", "42"),
         "a number correlation key is used as its text"
     );
@@ -70,7 +73,10 @@ fn a_buffered_message_correlates_when_the_subscription_opens_once_per_process() 
     shard.deploy("other.bpmn", &catch_process("other"));
     shard.publish("paid", "7", r#"{"amount": 3}"#, 60_000);
     let (first, _) = shard.create("catch", vars(r#"{"orderId": "7", "amount": 0}"#));
-    assert!(shard.state.instance(first).is_none(), "the buffered message came at once");
+    assert!(
+        shard.state.instance(first).is_none(),
+        "the buffered message came at once"
+    );
     // The same process does not get the same message twice.
     let (second, _) = shard.create("catch", vars(r#"{"orderId": "7"}"#));
     assert!(shard.state.instance(second).is_some(), "still waiting");
@@ -92,7 +98,10 @@ fn one_message_goes_to_one_waiting_instance_of_a_process() {
     let (a, _) = shard.create("catch", vars(r#"{"orderId": "x"}"#));
     let (b, _) = shard.create("catch", vars(r#"{"orderId": "x"}"#));
     shard.publish("paid", "x", "{}", 0);
-    assert!(shard.state.instance(a).is_none(), "the oldest subscription first");
+    assert!(
+        shard.state.instance(a).is_none(),
+        "the oldest subscription first"
+    );
     assert!(shard.state.instance(b).is_some());
     shard.publish("paid", "x", "{}", 0);
     assert!(shard.state.instance(b).is_none());
@@ -106,7 +115,11 @@ fn a_correlation_key_that_is_not_text_or_number_is_an_incident_until_fixed() {
     shard.deploy("catch.bpmn", &catch_process("catch"));
     let (instance, _) = shard.create("catch", vars(r#"{"orderId": [1]}"#));
     let incident = shard.state.incidents().next().expect("incident").clone();
-    assert!(incident.message.contains("correlation key"), "{}", incident.message);
+    assert!(
+        incident.message.contains("correlation key"),
+        "{}",
+        incident.message
+    );
     assert_eq!(shard.state.subscriptions().count(), 0);
     shard
         .run(Command::SetVariables {
@@ -146,7 +159,11 @@ fn a_message_start_event_starts_one_instance_per_correlation_key_at_a_time() {
     assert_eq!(shard.state.instances().count(), 1);
     let instance = shard.state.instances().next().expect("one").key;
     assert_eq!(
-        shard.state.variables(instance).and_then(|v| v.get("item")).cloned(),
+        shard
+            .state
+            .variables(instance)
+            .and_then(|v| v.get("item"))
+            .cloned(),
         Some(serde_json::json!("a")),
         "the message's variables are the instance's"
     );
@@ -171,7 +188,11 @@ fn a_message_start_event_starts_one_instance_per_correlation_key_at_a_time() {
         .max()
         .expect("an instance");
     assert_eq!(
-        shard.state.variables(next).and_then(|v| v.get("item")).cloned(),
+        shard
+            .state
+            .variables(next)
+            .and_then(|v| v.get("item"))
+            .cloned(),
         Some(serde_json::json!("b"))
     );
     // A message-only process cannot be created by hand.
@@ -181,7 +202,10 @@ fn a_message_start_event_starts_one_instance_per_correlation_key_at_a_time() {
         business_key: None,
         await_result: false,
     });
-    assert_eq!(by_hand.expect_err("refused").code, RejectionCode::InvalidArgument);
+    assert_eq!(
+        by_hand.expect_err("refused").code,
+        RejectionCode::InvalidArgument
+    );
     shard.check_replay();
 }
 
@@ -211,7 +235,10 @@ fn message_boundary_events_interrupt_or_run_beside_the_task() {
     shard.deploy("guarded.bpmn", &boundary_process(true));
     let (instance, _) = shard.create("guarded", vars(r#"{"orderId": "o"}"#));
     shard.publish("cancel", "o", r#"{"reason": "customer"}"#, 0);
-    assert!(shard.state.instance(instance).is_none(), "interrupted and ended");
+    assert!(
+        shard.state.instance(instance).is_none(),
+        "interrupted and ended"
+    );
     shard.assert_clean();
 
     let mut shard = Shard::new();
@@ -255,7 +282,10 @@ fn a_receive_task_and_a_message_event_subprocess() {
     shard.publish("paid", "p", r#"{"total": 9}"#, 0);
     assert!(shard.state.instance(paid).is_none());
     shard.publish("cancel", "c", "{}", 0);
-    assert!(shard.state.instance(cancelled).is_none(), "interrupted by the subprocess");
+    assert!(
+        shard.state.instance(cancelled).is_none(),
+        "interrupted by the subprocess"
+    );
     shard.assert_clean();
     shard.check_replay();
 }
@@ -302,13 +332,22 @@ fn the_first_event_after_an_event_based_gateway_wins() {
         })
         .collect();
     assert_eq!(completed, vec!["gate", "paid", "done", "race"]);
-    assert_eq!(shard.state.timers().count(), 1, "the losing timer is disarmed");
+    assert_eq!(
+        shard.state.timers().count(),
+        1,
+        "the losing timer is disarmed"
+    );
     shard.fire_timers_until(shard.now_millis + 3_600_000);
     assert!(shard.state.instance(by_timer).is_none());
     shard.assert_clean();
     // The losing subscription was closed: a late message has nowhere to go.
     let late = shard.publish("paid", "t", "{}", 0);
-    assert!(!late.events.iter().any(|e| matches!(e, Event::MessageCorrelated { .. })));
+    assert!(
+        !late
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::MessageCorrelated { .. }))
+    );
     assert!(matches!(late.response, Response::MessagePublished { .. }));
     shard.check_replay();
 }

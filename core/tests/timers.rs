@@ -29,7 +29,10 @@ fn wait_process(definition: &str) -> String {
 #[test]
 fn an_intermediate_timer_waits_its_duration_and_fires_once() {
     let mut shard = Shard::new();
-    shard.deploy("wait.bpmn", &wait_process("<bpmn:timeDuration>PT10S</bpmn:timeDuration>"));
+    shard.deploy(
+        "wait.bpmn",
+        &wait_process("<bpmn:timeDuration>PT10S</bpmn:timeDuration>"),
+    );
     let created_at = shard.now_millis;
     let (instance, outcome) = shard.create("wait", vars("{}"));
     let (key, due) = match outcome.effects.as_slice() {
@@ -39,11 +42,16 @@ fn an_intermediate_timer_waits_its_duration_and_fires_once() {
     assert_eq!(due, created_at + 10_000);
     assert_eq!(shard.live_element_ids(instance), vec!["timer"]);
     // Early: refused, nothing changes.
-    let early = shard.run(Command::TriggerTimer { key }).expect_err("not due");
+    let early = shard
+        .run(Command::TriggerTimer { key })
+        .expect_err("not due");
     assert_eq!(early.code, RejectionCode::InvalidState);
     shard.now_millis = due;
     shard.run(Command::TriggerTimer { key }).expect("due");
-    assert!(shard.state.instance(instance).is_none(), "the instance completed");
+    assert!(
+        shard.state.instance(instance).is_none(),
+        "the instance completed"
+    );
     // Firing again (a duplicate from the shard after a restart) is refused.
     let again = shard.run(Command::TriggerTimer { key }).expect_err("gone");
     assert_eq!(again.code, RejectionCode::InvalidState);
@@ -62,12 +70,18 @@ fn dates_in_the_past_are_due_at_once_and_feel_values_are_parsed() {
     let (instance, outcome) = shard.create("wait", vars("{}"));
     assert!(matches!(
         outcome.effects.as_slice(),
-        [Effect::Timer { due_millis: 1_577_836_800_000, .. }]
+        [Effect::Timer {
+            due_millis: 1_577_836_800_000,
+            ..
+        }]
     ));
     assert_eq!(shard.fire_timers_until(shard.now_millis), 1);
     assert!(shard.state.instance(instance).is_none());
 
-    shard.deploy("wait.bpmn", &wait_process("<bpmn:timeDuration>=delay</bpmn:timeDuration>"));
+    shard.deploy(
+        "wait.bpmn",
+        &wait_process("<bpmn:timeDuration>=delay</bpmn:timeDuration>"),
+    );
     let start = shard.now_millis;
     let (instance, outcome) = shard.create("wait", vars(r#"{"delay": "PT1M"}"#));
     match outcome.effects.as_slice() {
@@ -82,7 +96,10 @@ fn dates_in_the_past_are_due_at_once_and_feel_values_are_parsed() {
         .find(|incident| incident.process_instance_key == broken)
         .expect("an incident");
     assert!(incident.message.contains("`timer`"), "{}", incident.message);
-    assert!(shard.state.timers().count() == 1, "no timer for the broken one");
+    assert!(
+        shard.state.timers().count() == 1,
+        "no timer for the broken one"
+    );
     shard.fire_timers_until(start + 60_000);
     assert!(shard.state.instance(instance).is_none());
     shard.check_replay();
@@ -145,7 +162,11 @@ fn a_non_interrupting_cycle_fires_its_repetitions_while_the_task_runs() {
         shard.live_element_ids(instance),
         vec!["remind", "remind", "remind", "task"]
     );
-    assert_eq!(shard.state.timers().count(), 0, "three repetitions, then done");
+    assert_eq!(
+        shard.state.timers().count(),
+        0,
+        "three repetitions, then done"
+    );
     for job in shard.activate("remind", 10) {
         shard.complete(job.key, vars("{}"));
     }
@@ -168,7 +189,11 @@ fn completing_the_task_closes_an_unbounded_cycle() {
     assert_eq!(shard.state.timers().count(), 1, "the cycle goes on");
     let job = shard.activate("work", 1).remove(0);
     shard.complete(job.key, vars("{}"));
-    assert_eq!(shard.state.timers().count(), 0, "the task's end closed its timer");
+    assert_eq!(
+        shard.state.timers().count(),
+        0,
+        "the task's end closed its timer"
+    );
     assert_eq!(shard.live_element_ids(instance), vec!["remind", "remind"]);
     shard.check_replay();
 }
@@ -188,7 +213,10 @@ fn cancelling_an_instance_disarms_its_timers() {
     shard.assert_clean();
     shard.now_millis += 120_000;
     let stale = shard.run(Command::TriggerTimer { key: timer });
-    assert_eq!(stale.expect_err("disarmed").code, RejectionCode::InvalidState);
+    assert_eq!(
+        stale.expect_err("disarmed").code,
+        RejectionCode::InvalidState
+    );
     shard.check_replay();
 }
 
@@ -213,7 +241,12 @@ fn a_timer_start_event_starts_instances_and_a_new_version_replaces_its_timer() {
         "ticker.bpmn",
         &start_timer_process("ticker", "<bpmn:timeCycle>R2/PT1H</bpmn:timeCycle>"),
     );
-    let timer = shard.state.timers().next().expect("armed at deploy").clone();
+    let timer = shard
+        .state
+        .timers()
+        .next()
+        .expect("armed at deploy")
+        .clone();
     assert!(timer.owner.is_none());
     assert_eq!(timer.due_millis, deployed_at + 3_600_000);
     // A process with only a timer start cannot be created by hand.
@@ -223,7 +256,10 @@ fn a_timer_start_event_starts_instances_and_a_new_version_replaces_its_timer() {
         business_key: None,
         await_result: false,
     });
-    assert_eq!(by_hand.expect_err("no none start").code, RejectionCode::InvalidArgument);
+    assert_eq!(
+        by_hand.expect_err("no none start").code,
+        RejectionCode::InvalidArgument
+    );
     assert_eq!(shard.fire_timers_until(deployed_at + 10 * 3_600_000), 2);
     assert_eq!(shard.state.instances().count(), 2, "R2: two instances");
     assert_eq!(shard.state.timers().count(), 0);
@@ -236,7 +272,10 @@ fn a_timer_start_event_starts_instances_and_a_new_version_replaces_its_timer() {
     let second = shard.state.timers().next().expect("armed").key;
     shard.deploy(
         "ticker.bpmn",
-        &start_timer_process("ticker", "<bpmn:timeDate>2030-01-01T00:00:00Z</bpmn:timeDate>"),
+        &start_timer_process(
+            "ticker",
+            "<bpmn:timeDate>2030-01-01T00:00:00Z</bpmn:timeDate>",
+        ),
     );
     let timers: Vec<_> = shard.state.timers().collect();
     assert_eq!(timers.len(), 1, "the old version's timer is gone");
@@ -245,7 +284,10 @@ fn a_timer_start_event_starts_instances_and_a_new_version_replaces_its_timer() {
     // Redeploying the same XML changes nothing.
     shard.deploy(
         "ticker.bpmn",
-        &start_timer_process("ticker", "<bpmn:timeDate>2030-01-01T00:00:00Z</bpmn:timeDate>"),
+        &start_timer_process(
+            "ticker",
+            "<bpmn:timeDate>2030-01-01T00:00:00Z</bpmn:timeDate>",
+        ),
     );
     assert_eq!(shard.state.timers().count(), 1);
     shard.check_replay();

@@ -5,7 +5,8 @@
 //!                                                                                    │
 //! committer task:  take the open batch ─▶ write + fdatasync ─▶ durable LSN ◀──────────┘
 //!                  ─▶ in LSN order: arm timers (effects), hand each caller its answer
-//! timer task:      due job leases and backoffs ─▶ submit(JobLeaseExpired / JobRetryDue)
+//! timer task:      due job leases, backoffs, message TTLs and timer events
+//!                  ─▶ submit(JobLeaseExpired / JobRetryDue / ExpireMessage / TriggerTimer)
 //! snapshot task:   (low priority) encode the state ─▶ wait until durable ─▶ write file
 //!                  ─▶ the committer removes the segments the older kept snapshot covers
 //! ```
@@ -119,6 +120,7 @@ enum TimerKind {
     Lease,
     Retry,
     MessageTtl,
+    Bpmn,
 }
 
 /// A caller waiting for its record to be durable.
@@ -245,12 +247,18 @@ pub async fn recover<D: Dir>(
     Ok((shard, report))
 }
 
-/// The timers a recovered state needs: every leased job's deadline, every backoff and every
-/// buffered message's expiry.
+/// The timers a recovered state needs: every leased job's deadline, every backoff, every
+/// buffered message's expiry and every armed timer event. Those that came due while the
+/// server was down fire at once, each once: a fired timer is gone from the state.
 fn timers_of(state: &State) -> BTreeSet<(i64, Key, TimerKind)> {
     let messages = state
         .messages()
-        .map(|message| (message.deadline_millis, message.key, TimerKind::MessageTtl));
+        .map(|message| (message.deadline_millis, message.key, TimerKind::MessageTtl))
+        .chain(
+            state
+                .timers()
+                .map(|timer| (timer.due_millis, timer.key, TimerKind::Bpmn)),
+        );
     state
         .jobs()
         .filter_map(|job| match job.state {
@@ -567,7 +575,8 @@ impl<D: Dir> Shard<D> {
                             }
                             Effect::JobBackoff { .. }
                             | Effect::JobLease { .. }
-                            | Effect::MessageTtl { .. } => {}
+                            | Effect::MessageTtl { .. }
+                            | Effect::Timer { .. } => {}
                         }
                     }
                 }
@@ -699,9 +708,16 @@ impl<D: Dir> Shard<D> {
                         TimerKind::Lease => Command::JobLeaseExpired { key },
                         TimerKind::Retry => Command::JobRetryDue { key },
                         TimerKind::MessageTtl => Command::ExpireMessage { key },
+                        TimerKind::Bpmn => Command::TriggerTimer { key },
                     };
                     // A stale timer (the job moved on) is refused by the engine: nothing to do.
-                    let _ = self.submit(command).await;
+                    // A start timer refused because the shard is full tries again later.
+                    if let Err(SubmitError::Rejected(rejection)) = self.submit(command).await
+                        && rejection.code == RejectionCode::LimitExceeded
+                    {
+                        let retry = wall_clock_millis() + TIMER_SLEEP_MILLIS_MAX as i64;
+                        self.inner.borrow_mut().timers.insert((retry, key, kind));
+                    }
                 }
                 Some(Err(wait_millis)) => {
                     let wait = (wait_millis as u64).min(TIMER_SLEEP_MILLIS_MAX);
@@ -748,6 +764,9 @@ fn arm_timers(timers: &mut BTreeSet<(i64, Key, TimerKind)>, effects: &[Effect]) 
                 deadline_millis,
             } => {
                 armed |= timers.insert((*deadline_millis, *key, TimerKind::MessageTtl));
+            }
+            Effect::Timer { key, due_millis } => {
+                armed |= timers.insert((*due_millis, *key, TimerKind::Bpmn));
             }
             Effect::JobsAvailable { .. } | Effect::InstanceResult { .. } => {}
         }

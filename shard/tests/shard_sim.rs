@@ -338,3 +338,82 @@ fn a_message_expires_by_the_shard_timer_and_the_expiry_survives_a_crash() {
         );
     });
 }
+
+#[test]
+fn a_timer_event_due_while_the_shard_was_down_fires_once_after_recovery() {
+    const TIMER_MODEL: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">
+      <bpmn:process id="waits" isExecutable="true">
+        <bpmn:startEvent id="start"/>
+        <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="pause"/>
+        <bpmn:intermediateCatchEvent id="pause"><bpmn:timerEventDefinition>
+          <bpmn:timeDuration>PT0.2S</bpmn:timeDuration></bpmn:timerEventDefinition>
+        </bpmn:intermediateCatchEvent>
+        <bpmn:sequenceFlow id="f2" sourceRef="pause" targetRef="end"/>
+        <bpmn:endEvent id="end"/>
+      </bpmn:process></bpmn:definitions>"#;
+    executor().run(async {
+        let journal = SimDir::new(Faults::default(), 9);
+        let snapshots = SimDir::new(Faults::default(), 10);
+        let config = ShardConfig::new(SHARD);
+        let shard = Rc::new(open(&journal, &snapshots, config).await.expect("open"));
+        let committer = glommio::spawn_local(shard.clone().run_committer());
+        shard
+            .submit(Command::Deploy {
+                resources: vec![Resource {
+                    name: "waits.bpmn".to_string(),
+                    content: Arc::from(TIMER_MODEL.as_bytes()),
+                }],
+            })
+            .await
+            .expect("deployed");
+        shard
+            .submit(Command::CreateInstance {
+                process: ProcessRef::Latest("waits".to_string()),
+                variables: Variables::new(),
+                business_key: None,
+                await_result: false,
+            })
+            .await
+            .expect("created");
+        assert_eq!(shard.with_state(|state| state.timers().count()), 1);
+        // The server goes down before the timer is due (no timer task ran) and stays down
+        // past the due time.
+        drop((committer, shard));
+        journal.crash();
+        snapshots.crash();
+        glommio::timer::sleep(std::time::Duration::from_millis(300)).await;
+        let shard = Rc::new(open(&journal, &snapshots, config).await.expect("reopen"));
+        assert_eq!(
+            shard.timers().len(),
+            1,
+            "the timer event is re-armed from the state"
+        );
+        let before = shard.durable_lsn();
+        let committer = glommio::spawn_local(shard.clone().run_committer());
+        let timers = glommio::spawn_local(shard.clone().run_timers());
+        for _ in 0..100 {
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            if shard.with_state(|state| state.instances().count()) == 0 {
+                break;
+            }
+        }
+        assert_eq!(
+            shard.with_state(|state| state.instances().count()),
+            0,
+            "the overdue timer fired promptly"
+        );
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(shard.durable_lsn(), before + 1, "exactly one TriggerTimer");
+        drop((committer, timers, shard));
+        journal.crash();
+        snapshots.crash();
+        let shard = open(&journal, &snapshots, config)
+            .await
+            .expect("reopen again");
+        assert_eq!(shard.with_state(|state| state.instances().count()), 0);
+        assert!(
+            shard.timers().is_empty(),
+            "a fired timer is not armed again"
+        );
+    });
+}

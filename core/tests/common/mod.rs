@@ -120,13 +120,22 @@ impl Shard {
         );
         let restored = State::decode(&live).expect("snapshot restores");
         assert_eq!(restored.encode(), live, "snapshot round trip differs");
-        assert!(self.state.indexes_consistent(), "the live indexes disagree with a rebuild");
+        assert!(
+            self.state.indexes_consistent(),
+            "the live indexes disagree with a rebuild"
+        );
     }
 }
 
 impl Shard {
     /// Publishes a message.
-    pub fn publish(&mut self, name: &str, correlation_key: &str, variables: &str, ttl: u64) -> Outcome {
+    pub fn publish(
+        &mut self,
+        name: &str,
+        correlation_key: &str,
+        variables: &str,
+        ttl: u64,
+    ) -> Outcome {
         let command = Command::PublishMessage {
             name: name.to_string(),
             correlation_key: correlation_key.to_string(),
@@ -156,7 +165,8 @@ impl Shard {
                 break;
             };
             self.now_millis = self.now_millis.max(due_millis);
-            self.run(Command::TriggerTimer { key }).expect("a due timer fires");
+            self.run(Command::TriggerTimer { key })
+                .expect("a due timer fires");
             fired += 1;
         }
         self.now_millis = self.now_millis.max(millis);
@@ -168,7 +178,11 @@ impl Shard {
         let Some(process) = self.state.instance(instance) else {
             return Vec::new();
         };
-        let definition = &self.state.process(process.process_definition_key).unwrap().definition;
+        let definition = &self
+            .state
+            .process(process.process_definition_key)
+            .unwrap()
+            .definition;
         let mut ids: Vec<String> = self
             .state
             .element_instances()
@@ -183,9 +197,15 @@ impl Shard {
     /// subscription, incident or variable document is left, and the indexes agree.
     pub fn assert_clean(&self) {
         assert!(self.state.instances().next().is_none(), "instances left");
-        assert!(self.state.element_instances().next().is_none(), "elements left");
+        assert!(
+            self.state.element_instances().next().is_none(),
+            "elements left"
+        );
         assert!(self.state.jobs().next().is_none(), "jobs left");
-        assert!(self.state.subscriptions().next().is_none(), "subscriptions left");
+        assert!(
+            self.state.subscriptions().next().is_none(),
+            "subscriptions left"
+        );
         assert!(
             self.state.timers().all(|timer| timer.owner.is_none()),
             "element timers left"

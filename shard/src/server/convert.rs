@@ -166,7 +166,9 @@ pub(crate) fn answer(answer: Answer) -> Response {
         | Answer::JobUpdated { key }
         | Answer::IncidentResolved { key } => done(key),
         Answer::VariablesSet { scope } => done(scope),
-        Answer::MessagePublished { key } | Answer::MessageExpired { key } => done(key),
+        Answer::MessagePublished { key }
+        | Answer::MessageExpired { key }
+        | Answer::TimerTriggered { key } => done(key),
     }
 }
 
