@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use ringflow_bpmn::{Binding, CalledElement, ElementIndex, ElementKind};
+use ringflow_bpmn::{Binding, CalledElement, ElementKind};
 
 use crate::engine::Variables;
 use crate::key::Key;
