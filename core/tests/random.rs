@@ -1,6 +1,8 @@
-//! Randomized: generated processes (nested sequences, parallel and exclusive gateways,
-//! subprocesses, tasks) driven by random commands in any order (create, complete, fail,
-//! throw, cancel, resolve). After every command the state's invariants must hold; at the end
+//! Randomized: generated processes (nested sequences, parallel, exclusive, inclusive and
+//! event-based gateways, subprocesses, tasks, timer and message catch events, timer, message
+//! and error boundary events, multi-instance tasks, call activities) driven by random
+//! commands in any order (create, complete, fail, throw, cancel, resolve, publish, time
+//! passing and timers firing). After every command the state's invariants must hold; at the end
 //! replaying the accepted commands must give the same bytes. Seeded and reproducible:
 //! `RINGFLOW_RANDOM_SEED=<n> cargo test -p ringflow-core --test random`; more runs with
 //! `RINGFLOW_RANDOM_RUNS=<n>`.
@@ -58,8 +60,53 @@ impl Generator<'_> {
     }
 
     fn block(&mut self, depth: u32) -> (String, String) {
-        let choice = if depth >= 3 { 0 } else { self.rng.below(6) };
+        let choice = if depth >= 3 { 0 } else { self.rng.below(12) };
         match choice {
+            6 => {
+                let id = self.id("timer");
+                let seconds = 1 + self.rng.below(60);
+                self.xml.push_str(&format!(
+                    r#"<bpmn:intermediateCatchEvent id="{id}"><bpmn:timerEventDefinition><bpmn:timeDuration>PT{seconds}S</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>"#
+                ));
+                (id.clone(), id)
+            }
+            7 => {
+                let id = self.id("msg");
+                self.xml.push_str(&format!(
+                    r#"<bpmn:intermediateCatchEvent id="{id}"><bpmn:messageEventDefinition messageRef="m"/></bpmn:intermediateCatchEvent>"#
+                ));
+                (id.clone(), id)
+            }
+            8 => self.guarded_task(),
+            9 => {
+                let id = self.id("multi");
+                let sequential = self.rng.below(2) == 0;
+                self.xml.push_str(&format!(
+                    r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements><bpmn:multiInstanceLoopCharacteristics isSequential="{sequential}"><bpmn:extensionElements><zeebe:loopCharacteristics inputCollection="=[1,2,3]" inputElement="item" outputCollection="out" outputElement="=item"/></bpmn:extensionElements><bpmn:completionCondition>=r &gt; 0.9</bpmn:completionCondition></bpmn:multiInstanceLoopCharacteristics></bpmn:serviceTask>"#
+                ));
+                (id.clone(), id)
+            }
+            10 => {
+                let gate = self.id("ebg");
+                let merge = self.id("merge");
+                let on_message = self.id("msg");
+                let on_timer = self.id("timer");
+                self.xml.push_str(&format!(
+                    r#"<bpmn:eventBasedGateway id="{gate}"/><bpmn:exclusiveGateway id="{merge}"/><bpmn:intermediateCatchEvent id="{on_message}"><bpmn:messageEventDefinition messageRef="m"/></bpmn:intermediateCatchEvent><bpmn:intermediateCatchEvent id="{on_timer}"><bpmn:timerEventDefinition><bpmn:timeDuration>PT30S</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>"#
+                ));
+                for event in [&on_message, &on_timer] {
+                    self.flow(&gate, event, None);
+                    self.flow(event, &merge, None);
+                }
+                (gate, merge)
+            }
+            11 => {
+                let id = self.id("call");
+                self.xml.push_str(&format!(
+                    r#"<bpmn:callActivity id="{id}"><bpmn:extensionElements><zeebe:calledElement processId="child"/></bpmn:extensionElements></bpmn:callActivity>"#
+                ));
+                (id.clone(), id)
+            }
             0 | 1 => {
                 let id = self.id("task");
                 self.xml.push_str(&format!(
@@ -126,6 +173,59 @@ impl Generator<'_> {
     }
 }
 
+impl Generator<'_> {
+    /// A task with a boundary event. An interrupting one's path merges back after the task
+    /// (exactly one token leaves the block); a non-interrupting one's path ends on its own.
+    fn guarded_task(&mut self) -> (String, String) {
+        let task = self.id("task");
+        let boundary = self.id("bound");
+        let merge = self.id("merge");
+        self.xml.push_str(&format!(
+            r#"<bpmn:serviceTask id="{task}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements></bpmn:serviceTask><bpmn:exclusiveGateway id="{merge}"/>"#
+        ));
+        let (interrupting, definition) = match self.rng.below(4) {
+            0 => (
+                true,
+                r#"<bpmn:timerEventDefinition><bpmn:timeDuration>PT20S</bpmn:timeDuration></bpmn:timerEventDefinition>"#,
+            ),
+            1 => (
+                false,
+                r#"<bpmn:timerEventDefinition><bpmn:timeCycle>R2/PT10S</bpmn:timeCycle></bpmn:timerEventDefinition>"#,
+            ),
+            2 => (
+                self.rng.below(2) == 0,
+                r#"<bpmn:messageEventDefinition messageRef="stop"/>"#,
+            ),
+            _ => (true, r#"<bpmn:errorEventDefinition errorRef="err"/>"#),
+        };
+        self.xml.push_str(&format!(
+            r#"<bpmn:boundaryEvent id="{boundary}" attachedToRef="{task}" cancelActivity="{interrupting}">{definition}</bpmn:boundaryEvent>"#
+        ));
+        self.flow(&task, &merge, None);
+        if interrupting {
+            self.flow(&boundary, &merge, None);
+        } else {
+            let end = self.id("bend");
+            self.xml
+                .push_str(&format!(r#"<bpmn:endEvent id="{end}"/>"#));
+            self.flow(&boundary, &end, None);
+        }
+        (task, merge)
+    }
+}
+
+/// The process call activities call: one task.
+const CHILD: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="c">
+  <bpmn:process id="child" isExecutable="true">
+    <bpmn:startEvent id="cs"/><bpmn:sequenceFlow id="c1" sourceRef="cs" targetRef="ct"/>
+    <bpmn:serviceTask id="ct"><bpmn:extensionElements><zeebe:taskDefinition type="t"/>
+    </bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="c2" sourceRef="ct" targetRef="ce"/><bpmn:endEvent id="ce"/>
+  </bpmn:process></bpmn:definitions>"#;
+
+const MESSAGES: &str = r#"<bpmn:message id="m" name="go"><bpmn:extensionElements><zeebe:subscription correlationKey="=ck"/></bpmn:extensionElements></bpmn:message><bpmn:message id="stop" name="stop"><bpmn:extensionElements><zeebe:subscription correlationKey="=ck"/></bpmn:extensionElements></bpmn:message><bpmn:error id="err" errorCode="E"/>"#;
+
 fn random_process(rng: &mut Rng) -> String {
     let mut generator = Generator {
         rng,
@@ -158,6 +258,7 @@ fn random_process(rng: &mut Rng) -> String {
     generator.flow("start", &entry, None);
     generator.flow(&exit, "end", None);
     common::model("random", &generator.xml)
+        .replace("</bpmn:process>", &format!("</bpmn:process>{MESSAGES}"))
 }
 
 /// Everything that must hold between commands.
@@ -233,6 +334,47 @@ fn check_invariants(state: &State) {
             .expect("incident element live");
         assert_eq!(element.incident, Some(incident.key));
     }
+    for timer in state.timers() {
+        let owner = timer.owner.expect("no start timers in these processes");
+        assert!(
+            state.element_instance(owner).is_some(),
+            "timer {} of a dead element",
+            timer.key
+        );
+    }
+    for subscription in state.subscriptions() {
+        assert!(
+            state.element_instance(subscription.owner).is_some(),
+            "subscription {} of a dead element",
+            subscription.key
+        );
+    }
+    for element in state.element_instances() {
+        assert_eq!(
+            state.multi_body(element.key).is_some(),
+            element.role == ringflow_core::ElementRole::Body,
+            "multi-instance state of {}",
+            element.key
+        );
+        if let Some(child) = element.called {
+            assert_eq!(
+                state.instance(child).and_then(|c| c.parent),
+                Some(element.key)
+            );
+        }
+    }
+    for instance in state.instances() {
+        if let Some(parent) = instance.parent {
+            let call = state
+                .element_instance(parent)
+                .expect("a child's call activity is live");
+            assert_eq!(call.called, Some(instance.key));
+        }
+    }
+    assert!(
+        state.indexes_consistent(),
+        "derived indexes disagree with a rebuild"
+    );
 }
 
 /// What the runs did, to check that they reach the interesting states at all.
@@ -241,11 +383,16 @@ struct Seen {
     instances_ended: u64,
     incidents: u64,
     joins: u64,
+    timers_fired: u64,
+    correlations: u64,
+    multi_instance: u64,
+    calls: u64,
 }
 
 fn one_run(seed: u64, seen: &mut Seen) {
     let mut rng = Rng(seed | 1);
     let mut shard = Shard::new();
+    shard.deploy("child.bpmn", CHILD);
     shard.deploy("random.bpmn", &random_process(&mut rng));
     let mut snapshot: Option<(Vec<u8>, usize)> = None;
     for step in 0..COMMANDS_PER_RUN {
@@ -254,10 +401,39 @@ fn one_run(seed: u64, seen: &mut Seen) {
         }
         let jobs: Vec<Key> = shard.state.jobs().map(|job| job.key).collect();
         let pick = |rng: &mut Rng, keys: &[Key]| keys[rng.below(keys.len() as u64) as usize];
-        let command = match rng.below(10) {
+        let command = match rng.below(13) {
+            10 => Command::PublishMessage {
+                name: ["go", "stop"][rng.below(2) as usize].to_string(),
+                correlation_key: ["a", "b"][rng.below(2) as usize].to_string(),
+                variables: vars(&format!(r#"{{"r": {}}}"#, rng.below(100) as f64 / 100.0)),
+                ttl_millis: [0, 5_000][rng.below(2) as usize],
+                message_id: None,
+            },
+            11 => {
+                // Time passes; the shard fires what came due, oldest first.
+                let until = shard.now_millis + rng.below(30_000) as i64;
+                let fired = shard.fire_timers_until(until);
+                seen.timers_fired += fired as u64;
+                check_invariants(&shard.state);
+                continue;
+            }
+            12 => {
+                // A timer fired too early (or a stale one) is refused and changes nothing.
+                let timers: Vec<Key> = shard.state.timers().map(|t| t.key).collect();
+                if timers.is_empty() {
+                    continue;
+                }
+                Command::TriggerTimer {
+                    key: pick(&mut rng, &timers),
+                }
+            }
             0 | 1 => Command::CreateInstance {
                 process: ProcessRef::Latest("random".to_string()),
-                variables: vars(&format!(r#"{{"r": {}}}"#, rng.below(100) as f64 / 100.0)),
+                variables: vars(&format!(
+                    r#"{{"r": {}, "ck": "{}"}}"#,
+                    rng.below(100) as f64 / 100.0,
+                    ["a", "b"][rng.below(2) as usize]
+                )),
                 business_key: None,
                 await_result: rng.below(2) == 0,
             },
@@ -304,7 +480,12 @@ fn one_run(seed: u64, seen: &mut Seen) {
                 Command::ResolveIncident { key: incident }
             }
             9 => {
-                let instances: Vec<Key> = shard.state.instances().map(|i| i.key).collect();
+                let instances: Vec<Key> = shard
+                    .state
+                    .instances()
+                    .filter(|i| i.parent.is_none())
+                    .map(|i| i.key)
+                    .collect();
                 if instances.is_empty() || rng.below(3) != 0 {
                     continue;
                 }
@@ -327,10 +508,21 @@ fn one_run(seed: u64, seen: &mut Seen) {
                         seen.instances_ended += 1;
                     }
                     ringflow_core::Event::IncidentCreated { .. } => seen.incidents += 1,
+                    ringflow_core::Event::MessageCorrelated { .. } => seen.correlations += 1,
                     ringflow_core::Event::ElementActivated { element_id, .. }
                         if element_id.starts_with("join") || element_id.starts_with("orjoin") =>
                     {
                         seen.joins += 1;
+                    }
+                    ringflow_core::Event::ElementCompleted { element_id, .. }
+                        if element_id.starts_with("multi") =>
+                    {
+                        seen.multi_instance += 1;
+                    }
+                    ringflow_core::Event::ElementCompleted { element_id, .. }
+                        if element_id.starts_with("call") =>
+                    {
+                        seen.calls += 1;
                     }
                     _ => {}
                 }
@@ -379,6 +571,19 @@ fn drain(shard: &mut Shard) {
                 .expect("resolve");
             check_invariants(&shard.state);
         }
+        // Every waiting message catch gets its message; time runs on past every timer.
+        let waiting: Vec<(String, String)> = shard
+            .state
+            .subscriptions()
+            .map(|s| (s.name.clone(), s.correlation_key.clone()))
+            .collect();
+        for (name, correlation_key) in waiting {
+            shard.publish(&name, &correlation_key, "{}", 0);
+            check_invariants(&shard.state);
+        }
+        let later = shard.now_millis + 3_600_000;
+        shard.fire_timers_until(later);
+        check_invariants(&shard.state);
         let jobs: Vec<Key> = shard.state.jobs().map(|job| job.key).collect();
         for job in jobs {
             if shard
@@ -437,5 +642,12 @@ fn random_processes_and_commands_keep_the_invariants() {
         assert!(seen.instances_ended > 0, "no instance ever ended");
         assert!(seen.incidents > 0, "no incident was ever raised");
         assert!(seen.joins > 0, "no parallel join ever fired");
+        assert!(seen.timers_fired > 0, "no timer ever fired");
+        assert!(seen.correlations > 0, "no message ever correlated");
+        assert!(
+            seen.multi_instance > 0,
+            "no multi-instance task ever completed"
+        );
+        assert!(seen.calls > 0, "no call activity ever completed");
     }
 }
