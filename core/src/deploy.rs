@@ -38,8 +38,8 @@ pub(crate) fn deploy(
         let problems: Vec<String> = model
             .processes
             .iter()
-            .flat_map(|process| crate::support::unsupported(process, ctx.now_millis))
-            .map(|problem| format!("{}:{problem}", resource.name))
+            .flat_map(|process| crate::support::refusals(process, ctx.now_millis))
+            .map(|refusal| format!("{}:{refusal}", resource.name))
             .collect();
         if !problems.is_empty() {
             return Err(Rejection::new(InvalidModel, problems.join("\n")));

@@ -11,18 +11,18 @@
 //! the [`State`] byte for byte ([`State::encode`]). A [`Rejection`] changes nothing. Maps are
 //! `BTreeMap`s, so nothing depends on hash iteration order.
 //!
-//! **Status:** the engine is being built (issue "Engine core I"). Implemented: keys
-//! ([`key`]); `Deploy` with versions and idempotent redeploys; `CreateInstance`,
-//! `CancelInstance`, `ActivateJobs`, `CompleteJob`, `FailJob` (retries, backoff),
-//! `JobLeaseExpired`, `JobRetryDue`, `UpdateJobRetries`, `ThrowError`, `ResolveIncident` and
-//! `SetVariables`, `PublishMessage` and `ExpireMessage` (messages are buffered, not yet
-//! correlated); the token machine for none, terminate and error end events, job-based
-//! tasks and events, script tasks, manual and undefined tasks, exclusive gateways,
-//! inclusive fork and join, parallel fork and join, embedded subprocesses, error boundary events and
-//! error event subprocesses; FEEL conditions and input/output mappings evaluated against
-//! JSON variables (one document per scope) with the clock from [`Ctx`]; incidents for what
-//! is not executed yet; and the deterministic snapshot of all of it. The README's element
-//! table says which elements run.
+//! **Status:** implemented: keys ([`key`]); `Deploy` with versions and idempotent redeploys
+//! (models using signals, compensation or DMN decisions are refused with a reason);
+//! `CreateInstance`, `CancelInstance`, `ActivateJobs`, `CompleteJob`, `FailJob` (retries,
+//! backoff), `JobLeaseExpired`, `JobRetryDue`, `UpdateJobRetries`, `ThrowError`,
+//! `ResolveIncident`, `SetVariables`, `PublishMessage` (correlation under the Camunda 8
+//! rules, buffering, deduplication), `ExpireMessage` and `TriggerTimer`; the token machine
+//! for every element the README's table marks "yes": events (none, message, timer, error,
+//! escalation, link, terminate), tasks, gateways (exclusive, parallel, inclusive,
+//! event-based), embedded and event subprocesses, multi-instance activities and call
+//! activities; FEEL conditions and mappings against JSON variables with the clock from
+//! [`Ctx`]; and the deterministic snapshot of all of it. Module docs: `waits` (what element
+//! instances wait for), [`timers`], `messages`, `multi`, `call`, `errors`, `support`.
 
 mod call;
 mod cancel;
@@ -59,3 +59,4 @@ pub use key::Key;
 pub use ringflow_bpmn::ProcessDefinition;
 pub use snapshot::SnapshotError;
 pub use state::{ProcessVersion, State};
+pub use support::{Refusal, refusals};

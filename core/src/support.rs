@@ -14,8 +14,31 @@ use ringflow_bpmn::{
     StartTrigger, ThrowResult,
 };
 
-/// Every reason `definition` cannot run on this engine, one line each, naming the element.
-pub(crate) fn unsupported(definition: &ProcessDefinition, now_millis: i64) -> Vec<String> {
+/// Why the engine refuses an element of a model that parses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Where the element starts in the source document.
+    pub position: ringflow_bpmn::Position,
+    /// The element's BPMN id.
+    pub element_id: String,
+    /// Why it is refused, for a person.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: `{}`: {}",
+            self.position, self.element_id, self.reason
+        )
+    }
+}
+
+/// Every reason `definition` cannot run on this engine (empty: it can), each naming the
+/// element. `Deploy` refuses a model with any; `ringflow validate` reports them. `now_millis`
+/// is when start timers would be armed.
+pub fn refusals(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusal> {
     let mut problems = Vec::new();
     for element in definition.elements() {
         let why = match &element.kind {
@@ -51,15 +74,19 @@ pub(crate) fn unsupported(definition: &ProcessDefinition, now_millis: i64) -> Ve
             }
             _ => None,
         };
-        if let Some(why) = why {
-            problems.push(format!("{}: `{}`: {why}", element.position, element.id));
+        if let Some(reason) = why {
+            problems.push(Refusal {
+                position: element.position,
+                element_id: element.id.clone(),
+                reason,
+            });
         }
     }
     problems.extend(start_problems(definition, now_millis));
     problems
 }
 
-fn start_problems(definition: &ProcessDefinition, now_millis: i64) -> Vec<String> {
+fn start_problems(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusal> {
     let mut problems = Vec::new();
     for start in definition.start_events(ProcessDefinition::ROOT) {
         let element = definition.element(*start);
@@ -73,20 +100,25 @@ fn start_problems(definition: &ProcessDefinition, now_millis: i64) -> Vec<String
                         .map(|evaluated| evaluated.value)
                 };
                 if let Err(error) = crate::timers::schedule(timer, now_millis, evaluate) {
-                    problems.push(format!(
-                        "{}: `{}`: the start timer cannot be worked out without variables: {error}",
-                        element.position, element.id
-                    ));
+                    problems.push(Refusal {
+                        position: element.position,
+                        element_id: element.id.clone(),
+                        reason: format!(
+                            "the start timer cannot be worked out without variables: {error}"
+                        ),
+                    });
                 }
             }
             ElementKind::StartEvent {
                 trigger: StartTrigger::Message(message),
                 ..
             } if crate::timers::static_text(&message.name).is_none() => {
-                problems.push(format!(
-                    "{}: `{}`: a message start event's name must be known without variables",
-                    element.position, element.id
-                ));
+                problems.push(Refusal {
+                    position: element.position,
+                    element_id: element.id.clone(),
+                    reason: "a message start event's name must be known without variables"
+                        .to_string(),
+                });
             }
             _ => {}
         }

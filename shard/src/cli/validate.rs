@@ -97,7 +97,35 @@ fn check(path: &Path) -> FileReport {
         }
     };
     match ringflow_bpmn::parse(&bytes) {
-        Ok(model) => valid_report(file, model),
+        Ok(model) => {
+            // A model that parses may still use what the engine refuses at deploy.
+            let now_millis = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as i64);
+            let refusals: Vec<ErrorReport> = model
+                .processes
+                .iter()
+                .flat_map(|process| ringflow_core::refusals(process, now_millis))
+                .map(|refusal| ErrorReport {
+                    line: refusal.position.line,
+                    column: refusal.position.column,
+                    element_id: Some(refusal.element_id),
+                    code: "refused_by_engine",
+                    message: refusal.reason,
+                })
+                .collect();
+            if refusals.is_empty() {
+                valid_report(file, model)
+            } else {
+                FileReport {
+                    file,
+                    valid: false,
+                    processes: Vec::new(),
+                    non_executable: Vec::new(),
+                    errors: refusals,
+                }
+            }
+        }
         Err(error) => FileReport {
             file,
             valid: false,
