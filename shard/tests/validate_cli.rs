@@ -150,7 +150,7 @@ fn what_the_engine_refuses_at_deploy_is_reported_by_validate_too() {
     );
     let json = ringflow(&["validate", "--json", &path]);
     assert!(
-        stdout(&json).contains(r#""code":"refused_by_engine""#),
+        stdout(&json).contains(r#""code": "refused_by_engine""#),
         "{json:?}"
     );
 }
