@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use crate::engine::{
-    Ctx, DeployedProcess, Deployment, Event, Keys, Outcome, Rejection, RejectionCode, Resource,
-    Response,
+    Ctx, DeployedDecision, DeployedProcess, Deployment, Event, Keys, Outcome, Rejection,
+    RejectionCode, Resource, Response,
 };
 use crate::limits::{
     DEPLOYMENT_BYTES_MAX, DEPLOYMENT_RESOURCES_MAX, PROCESS_VERSIONS_MAX, RESOURCE_NAME_BYTES_MAX,
@@ -26,7 +26,15 @@ pub(crate) fn deploy(
 ) -> Result<Outcome, Rejection> {
     check_request(&resources)?;
     let mut parsed = Vec::with_capacity(resources.len());
+    let mut dmn = Vec::new();
     for resource in &resources {
+        if crate::decisions::is_dmn(&resource.name) {
+            let model = crate::decisions::parse(&resource.content).map_err(|error| {
+                Rejection::new(InvalidModel, format!("{}: {error}", resource.name))
+            })?;
+            dmn.push((resource, model));
+            continue;
+        }
         let model = ringflow_bpmn::parse(&resource.content).map_err(|error| {
             let lines: Vec<String> = error
                 .diagnostics
@@ -46,8 +54,13 @@ pub(crate) fn deploy(
         }
         parsed.push(model);
     }
+    let bpmn_resources: Vec<&Resource> = resources
+        .iter()
+        .filter(|resource| !crate::decisions::is_dmn(&resource.name))
+        .collect();
+    check_decision_ids(&dmn)?;
     let mut seen: Vec<&str> = Vec::new();
-    for (resource, model) in resources.iter().zip(&parsed) {
+    for (resource, model) in bpmn_resources.iter().zip(&parsed) {
         for process in &model.processes {
             if seen.contains(&process.bpmn_process_id.as_str()) {
                 return Err(Rejection::new(
@@ -65,8 +78,9 @@ pub(crate) fn deploy(
     // the state changes.
     let mut keys = Keys::new(ctx);
     let deployment_key = keys.take()?;
+    let decision_plan = plan_decisions(state, &dmn, &mut keys)?;
     let mut plan = Vec::new();
-    for (resource, model) in resources.iter().zip(parsed) {
+    for (resource, model) in bpmn_resources.into_iter().zip(parsed) {
         for definition in model.processes {
             let latest = state.latest_process(&definition.bpmn_process_id);
             let duplicate = latest.is_some_and(|latest| latest.resource == resource.content);
@@ -134,11 +148,13 @@ pub(crate) fn deploy(
             "process definition key {key} handed out twice"
         );
     }
+    let decisions = store_decisions(state, decision_plan, deployment_key, &mut events);
     if new_latest.is_empty() {
         return Ok(Outcome {
             response: Response::Deployed(Deployment {
                 key: deployment_key,
                 processes,
+                decisions,
             }),
             events,
             effects: Vec::new(),
@@ -157,11 +173,119 @@ pub(crate) fn deploy(
         response: Response::Deployed(Deployment {
             key: deployment_key,
             processes,
+            decisions,
         }),
         events: run.events,
         effects: run.effects,
         next_key: run.keys.next(),
     })
+}
+
+type DmnResource<'r> = (&'r Resource, crate::decisions::DmnModel);
+
+/// A decision id may appear once per deployment.
+fn check_decision_ids(dmn: &[DmnResource<'_>]) -> Result<(), Rejection> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (resource, model) in dmn {
+        for (id, _) in model.decisions() {
+            if seen.contains(&id.as_str()) {
+                return Err(Rejection::new(
+                    InvalidArgument,
+                    format!(
+                        "the decision id `{id}` is defined twice in one deployment (again in {})",
+                        resource.name
+                    ),
+                ));
+            }
+            seen.push(id);
+        }
+    }
+    Ok(())
+}
+
+struct DecisionPlan {
+    deployed: DeployedDecision,
+    resource: Arc<[u8]>,
+    model: crate::decisions::DmnModel,
+}
+
+/// Versions and keys of the deployment's decisions, before anything changes.
+fn plan_decisions(
+    state: &State,
+    dmn: &[DmnResource<'_>],
+    keys: &mut Keys,
+) -> Result<Vec<DecisionPlan>, Rejection> {
+    let mut plan = Vec::new();
+    for (resource, model) in dmn {
+        for (id, name) in model.decisions() {
+            let latest = state.latest_decision(id);
+            let duplicate = latest.is_some_and(|latest| latest.resource == resource.content);
+            let (version, key) = match (latest, duplicate) {
+                (Some(latest), true) => (latest.version, latest.key),
+                (Some(latest), false) => (latest.version + 1, keys.take()?),
+                (None, _) => (1, keys.take()?),
+            };
+            if version > PROCESS_VERSIONS_MAX {
+                return Err(Rejection::new(
+                    LimitExceeded,
+                    format!("decision `{id}` already has PROCESS_VERSIONS_MAX versions"),
+                ));
+            }
+            plan.push(DecisionPlan {
+                deployed: DeployedDecision {
+                    decision_id: id.clone(),
+                    name: name.clone(),
+                    version,
+                    decision_key: key,
+                    resource_name: resource.name.clone(),
+                    duplicate,
+                },
+                resource: Arc::clone(&resource.content),
+                model: model.clone(),
+            });
+        }
+    }
+    Ok(plan)
+}
+
+fn store_decisions(
+    state: &mut State,
+    plan: Vec<DecisionPlan>,
+    deployment_key: crate::key::Key,
+    events: &mut Vec<Event>,
+) -> Vec<DeployedDecision> {
+    let mut deployed = Vec::new();
+    for decision in plan {
+        let info = decision.deployed;
+        if !info.duplicate {
+            events.push(Event::DecisionDeployed {
+                key: info.decision_key,
+                decision_id: info.decision_id.clone(),
+                version: info.version,
+                deployment_key,
+            });
+            state
+                .decision_versions
+                .entry(info.decision_id.clone())
+                .or_default()
+                .push(info.decision_key);
+            state.decisions.insert(
+                info.decision_key,
+                crate::decisions::DecisionVersion {
+                    key: info.decision_key,
+                    decision_id: info.decision_id.clone(),
+                    name: info.name.clone(),
+                    version: info.version,
+                    deployment_key,
+                    resource_name: info.resource_name.clone(),
+                    resource: decision.resource,
+                    model: decision.model,
+                },
+            );
+        }
+        deployed.push(info);
+    }
+    deployed
 }
 
 fn check_request(resources: &[Resource]) -> Result<(), Rejection> {

@@ -263,6 +263,25 @@ pub struct Deployment {
     pub key: Key,
     /// Every process of every resource, in order.
     pub processes: Vec<DeployedProcess>,
+    /// Every decision of every DMN resource, in order.
+    pub decisions: Vec<DeployedDecision>,
+}
+
+/// One decision of a deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployedDecision {
+    /// The decision id.
+    pub decision_id: String,
+    /// The decision's name.
+    pub name: String,
+    /// Its version: 1 for the first deployment of this id.
+    pub version: u32,
+    /// The key of this decision version.
+    pub decision_key: Key,
+    /// The resource it came from.
+    pub resource_name: String,
+    /// Whether this exact DMN was the latest version already, so no version was made.
+    pub duplicate: bool,
 }
 
 /// One process of a deployment.
@@ -359,6 +378,17 @@ pub enum Event {
         key: Key,
         /// The element instance that waited; `None` for a process start timer.
         element_instance_key: Option<Key>,
+    },
+    /// A new decision version exists.
+    DecisionDeployed {
+        /// The decision definition key.
+        key: Key,
+        /// The decision id.
+        decision_id: String,
+        /// The version.
+        version: u32,
+        /// The deployment it came with.
+        deployment_key: Key,
     },
     /// A new process definition version exists.
     ProcessDeployed {

@@ -98,7 +98,7 @@ pub(crate) fn condition(
     }
 }
 
-fn to_feel(value: &Json) -> Value {
+pub(crate) fn to_feel(value: &Json) -> Value {
     match value {
         Json::Null => Value::Null(None),
         Json::Bool(value) => Value::Boolean(*value),
@@ -118,7 +118,7 @@ fn to_feel(value: &Json) -> Value {
     }
 }
 
-fn to_json(value: &Value) -> Result<Json, String> {
+pub(crate) fn to_json(value: &Value) -> Result<Json, String> {
     Ok(match value {
         Value::Null(_) => Json::Null,
         Value::Boolean(value) => Json::Bool(*value),

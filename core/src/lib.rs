@@ -28,6 +28,7 @@ mod call;
 mod cancel;
 pub mod codec;
 mod create;
+pub mod decisions;
 mod deploy;
 mod engine;
 mod errors;
@@ -48,8 +49,8 @@ mod variables;
 mod waits;
 
 pub use engine::{
-    ActivatedJob, Command, Ctx, DeployedProcess, Deployment, Effect, Event, Outcome, ProcessRef,
-    Rejection, RejectionCode, Resource, Response, Variables, process,
+    ActivatedJob, Command, Ctx, DeployedDecision, DeployedProcess, Deployment, Effect, Event,
+    Outcome, ProcessRef, Rejection, RejectionCode, Resource, Response, Variables, process,
 };
 pub use instance::{
     ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, MultiBody,

@@ -535,6 +535,10 @@ impl<'s> Run<'s> {
                 }
             }
             ElementKind::CallActivity(called) => self.call(key, called),
+            ElementKind::BusinessRuleTask(BusinessRuleTask::Decision {
+                decision_id,
+                result_variable,
+            }) => self.run_decision(key, element, decision_id, result_variable),
             ElementKind::StartEvent { .. } => self.complete_later(key),
             ElementKind::BoundaryEvent { .. } => self.complete_later(key),
             ElementKind::EndEvent(EndResult::Error(code)) => {
@@ -588,6 +592,49 @@ impl<'s> Run<'s> {
         let mut result = Variables::new();
         result.insert(result_variable.to_string(), evaluated.value);
         // With output mappings the result stays local, for them to map.
+        let stored = if definition.element(element).io_mapping.outputs.is_empty() {
+            self.propagate(key, key, result, IncidentRetry::Activation)
+        } else {
+            self.state.variables.entry(key).or_default().extend(result);
+            true
+        };
+        if stored {
+            self.complete_later(key);
+        }
+    }
+
+    /// A business rule task with `zeebe:calledDecision`: evaluates the latest version of the
+    /// decision into its result variable.
+    fn run_decision(
+        &mut self,
+        key: Key,
+        element: ElementIndex,
+        decision_id: &Expression,
+        result_variable: &str,
+    ) {
+        let decision_id = match self.value_at(key, decision_id) {
+            Ok(serde_json::Value::String(id)) if !id.is_empty() => id,
+            Ok(other) => {
+                let message = format!("the decision id gave {other}, not a non-empty text");
+                return self.incident(key, message);
+            }
+            Err(error) => return self.incident(key, format!("decision id: {error}")),
+        };
+        let Some(decision) = self.state.latest_decision(&decision_id) else {
+            return self.incident(key, format!("no decision `{decision_id}` is deployed"));
+        };
+        let (model, name) = (decision.model.clone(), decision.name.clone());
+        let variables = self.visible_variables(key);
+        let value = match model.evaluate(&name, &variables) {
+            Ok(value) => value,
+            Err(error) => {
+                let message = format!("evaluating decision `{decision_id}` failed: {error}");
+                return self.incident(key, message);
+            }
+        };
+        let mut result = Variables::new();
+        result.insert(result_variable.to_string(), value);
+        let definition = self.definition_of(key);
         let stored = if definition.element(element).io_mapping.outputs.is_empty() {
             self.propagate(key, key, result, IncidentRetry::Activation)
         } else {

@@ -20,6 +20,7 @@
 //! | timers | u32 count, then key, due i64, definition key, element u32, owner (optional key), repetitions (optional u32), interval (optional: years u32, months u32, days u32, millis u64) |
 //! | subscriptions | u32 count, then key, name, correlation key, definition key, element u32, owner key, instance key |
 //! | multi-instance bodies | u32 count, then key, items (JSON array bytes), started u32, completed u32, terminated u32 |
+//! | decision versions | u32 count, then per version in key order: key, version u32, deployment key, decision id, resource name, resource (restored by parsing the DMN again) |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -349,6 +350,15 @@ impl State {
             out.extend_from_slice(&body.completed.to_le_bytes());
             out.extend_from_slice(&body.terminated.to_le_bytes());
         }
+        put_count(out, self.decisions.len());
+        for decision in self.decisions.values() {
+            put_key(out, decision.key);
+            out.extend_from_slice(&decision.version.to_le_bytes());
+            put_key(out, decision.deployment_key);
+            put_bytes(out, decision.decision_id.as_bytes());
+            put_bytes(out, decision.resource_name.as_bytes());
+            put_bytes(out, &decision.resource);
+        }
     }
 }
 
@@ -573,6 +583,59 @@ fn decode_waits(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snapsh
             )));
         }
         state.multi.insert(key, body);
+    }
+    decode_decisions(reader, state)
+}
+
+fn decode_decisions(reader: &mut Reader<'_>, state: &mut State) -> Result<(), SnapshotError> {
+    // Decisions of one resource share its parsed model.
+    let mut parsed: Vec<(Arc<[u8]>, crate::decisions::DmnModel)> = Vec::new();
+    for _ in 0..reader.count()? {
+        let key = reader.key()?;
+        let version = u32::from_le_bytes(reader.array()?);
+        let deployment_key = reader.key()?;
+        let decision_id = reader.string()?;
+        let resource_name = reader.string()?;
+        let bytes = reader.bytes()?;
+        let (resource, model) = match parsed.iter().find(|(known, _)| &known[..] == bytes) {
+            Some((resource, model)) => (Arc::clone(resource), model.clone()),
+            None => {
+                let model = crate::decisions::parse(bytes).map_err(|error| {
+                    corrupt(format!(
+                        "the DMN resource {resource_name} no longer parses: {error}"
+                    ))
+                })?;
+                let resource: Arc<[u8]> = Arc::from(bytes);
+                parsed.push((Arc::clone(&resource), model.clone()));
+                (resource, model)
+            }
+        };
+        let Some((_, name)) = model.decisions().iter().find(|(id, _)| *id == decision_id) else {
+            return Err(corrupt(format!(
+                "the DMN resource {resource_name} has no decision `{decision_id}`"
+            )));
+        };
+        let versions = state
+            .decision_versions
+            .entry(decision_id.clone())
+            .or_default();
+        if versions.len() + 1 != version as usize {
+            return Err(corrupt(format!(
+                "the versions of decision `{decision_id}` are not 1, 2, 3, ..."
+            )));
+        }
+        versions.push(key);
+        let decision = crate::decisions::DecisionVersion {
+            key,
+            decision_id,
+            name: name.clone(),
+            version,
+            deployment_key,
+            resource_name,
+            resource,
+            model,
+        };
+        state.decisions.insert(key, decision);
     }
     Ok(())
 }

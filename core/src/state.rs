@@ -65,6 +65,10 @@ pub struct State {
     pub(crate) subscriptions: BTreeMap<Key, Subscription>,
     /// Multi-instance bodies, by element instance key.
     pub(crate) multi: BTreeMap<Key, MultiBody>,
+    /// Every decision version, by decision definition key.
+    pub(crate) decisions: BTreeMap<Key, crate::decisions::DecisionVersion>,
+    /// Decision definition keys of each decision id, by version (index 0 is version 1).
+    pub(crate) decision_versions: BTreeMap<String, Vec<Key>>,
     /// Derived indexes: rebuilt from the fields above on restore, never encoded.
     pub(crate) index: Indexes,
 }
@@ -108,6 +112,8 @@ impl State {
             timers: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             multi: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+            decision_versions: BTreeMap::new(),
             index: Indexes::default(),
         }
     }
@@ -235,6 +241,17 @@ impl State {
             .range(range)
             .map(|(_, child)| *child)
             .collect()
+    }
+
+    /// The latest version of a decision id.
+    pub fn latest_decision(&self, decision_id: &str) -> Option<&crate::decisions::DecisionVersion> {
+        let key = self.decision_versions.get(decision_id)?.last()?;
+        self.decisions.get(key)
+    }
+
+    /// Every decision version, in key order.
+    pub fn decisions(&self) -> impl Iterator<Item = &crate::decisions::DecisionVersion> {
+        self.decisions.values()
     }
 
     /// Armed timers, in key order.

@@ -5,13 +5,12 @@
 //! |---|---|
 //! | signal events (start, catch, boundary, throw, end) | a signal is a broadcast to every instance on every shard; the shard-to-shard channel that needs is not built yet |
 //! | compensation (boundary events, throw and end events, `isForCompensation` handlers) | not built yet |
-//! | business rule tasks with `zeebe:calledDecision` | DMN decisions are not evaluated yet; use a job worker (`zeebe:taskDefinition`) |
 //! | timer start events whose value needs variables | a start timer is armed at deploy, when there are none |
 //! | message start events whose name needs variables | the name is needed at deploy to route messages to the process |
 
 use ringflow_bpmn::{
-    BoundaryTrigger, BusinessRuleTask, CatchTrigger, ElementKind, EndResult, ProcessDefinition,
-    StartTrigger, ThrowResult,
+    BoundaryTrigger, CatchTrigger, ElementKind, EndResult, ProcessDefinition, StartTrigger,
+    ThrowResult,
 };
 
 /// Why the engine refuses an element of a model that parses.
@@ -64,11 +63,6 @@ pub fn refusals(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusal>
             | ElementKind::EndEvent(EndResult::Compensation(_)) => {
                 Some("compensation events are not supported yet".to_string())
             }
-            ElementKind::BusinessRuleTask(BusinessRuleTask::Decision { .. }) => Some(
-                "DMN decisions (zeebe:calledDecision) are not evaluated yet; use a job worker \
-                 (zeebe:taskDefinition)"
-                    .to_string(),
-            ),
             _ if element.for_compensation => {
                 Some("compensation handlers are not supported yet".to_string())
             }

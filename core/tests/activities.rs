@@ -433,7 +433,7 @@ fn a_link_throw_jumps_to_its_catch() {
 }
 
 #[test]
-fn signals_compensation_and_decisions_are_refused_at_deploy_with_the_element() {
+fn signals_and_compensation_are_refused_at_deploy_with_the_element() {
     let mut shard = Shard::new();
     let cases = [
         (
@@ -443,11 +443,10 @@ fn signals_compensation_and_decisions_are_refused_at_deploy_with_the_element() {
             "signal events are not supported yet",
         ),
         (
-            r#"<bpmn:businessRuleTask id="decide"><bpmn:extensionElements>
-                 <zeebe:calledDecision decisionId="d" resultVariable="r"/>
-               </bpmn:extensionElements></bpmn:businessRuleTask>"#,
-            "decide",
-            "DMN decisions",
+            r#"<bpmn:intermediateThrowEvent id="undo"><bpmn:compensateEventDefinition/>
+               </bpmn:intermediateThrowEvent>"#,
+            "undo",
+            "compensation events are not supported yet",
         ),
     ];
     for (element, id, why) in cases {

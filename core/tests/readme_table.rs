@@ -181,7 +181,7 @@ fn model_for(element: &str) -> Option<String> {
         ),
         "business rule task (`zeebe:calledDecision`, or a job)" => between(
             r#"<bpmn:businessRuleTask id="x"><bpmn:extensionElements><zeebe:calledDecision
-                 decisionId="d" resultVariable="r"/></bpmn:extensionElements></bpmn:businessRuleTask>"#,
+                 decisionId="discount" resultVariable="r"/></bpmn:extensionElements></bpmn:businessRuleTask>"#,
         ),
         "manual task" => between(r#"<bpmn:manualTask id="x"/>"#),
         "undefined task" => between(r#"<bpmn:task id="x"/>"#),
@@ -326,6 +326,7 @@ const CHILD: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPM
 fn runs_to_the_end(xml: &str) -> Result<(), String> {
     let mut shard = common::Shard::new();
     shard.deploy("child.bpmn", CHILD);
+    shard.deploy("discount.dmn", include_str!("fixtures/discount.dmn"));
     shard.deploy("row.bpmn", xml);
     let variables = common::vars(r#"{"orderId": "o", "items": [1, 2]}"#);
     let created = shard.run(Command::CreateInstance {

@@ -262,9 +262,10 @@ fn an_expired_lease_fires_as_a_journaled_command_and_survives_a_crash() {
         assert!(!shard.with_state(|state| state.is_ready(job)));
         let before = shard.durable_lsn();
         // The lease runs out after 30 ms; the timer task journals JobLeaseExpired.
-        for _ in 0..100 {
+        // The state shows a command before it is durable: wait for both.
+        for _ in 0..500 {
             glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-            if shard.with_state(|state| state.is_ready(job)) {
+            if shard.with_state(|state| state.is_ready(job)) && shard.durable_lsn() > before {
                 break;
             }
         }
@@ -310,9 +311,12 @@ fn a_message_expires_by_the_shard_timer_and_the_expiry_survives_a_crash() {
             "one expiry timer per buffered message"
         );
         let before = shard.durable_lsn();
-        for _ in 0..100 {
+        // The state shows a command before it is durable: wait for both.
+        for _ in 0..500 {
             glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-            if shard.with_state(|state| state.messages().count()) == 1 {
+            if shard.with_state(|state| state.messages().count()) == 1
+                && shard.durable_lsn() > before
+            {
                 break;
             }
         }
@@ -391,9 +395,12 @@ fn a_timer_event_due_while_the_shard_was_down_fires_once_after_recovery() {
         let before = shard.durable_lsn();
         let committer = glommio::spawn_local(shard.clone().run_committer());
         let timers = glommio::spawn_local(shard.clone().run_timers());
-        for _ in 0..100 {
+        // The state shows a command before it is durable: wait for both.
+        for _ in 0..500 {
             glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-            if shard.with_state(|state| state.instances().count()) == 0 {
+            if shard.with_state(|state| state.instances().count()) == 0
+                && shard.durable_lsn() > before
+            {
                 break;
             }
         }

@@ -1,0 +1,160 @@
+//! DMN decisions for business rule tasks with `zeebe:calledDecision`.
+//!
+//! A deployment resource whose name ends in `.dmn` is a DMN 1.x model, parsed and made
+//! evaluable with the dsntk DMN engine (`dsntk-model`, `dsntk-model-evaluator`). Every
+//! decision in it is versioned by its decision id, as processes are by process id: the
+//! same bytes again are a duplicate, other bytes a new version. A business rule task
+//! evaluates the latest version of the decision `decisionId` (static or FEEL) with the
+//! variables it sees as the input data (a decision table that requires nothing, as Camunda
+//! Modeler draws it, sees every variable by name; a decision with requirements is evaluated
+//! through its decision requirements graph, which sees the declared input data), and stores the decision's result in
+//! `resultVariable` the way a script task stores its result. A decision that is not deployed,
+//! or whose evaluation fails (a `null` with a reason from dsntk, or a panic inside it), is an
+//! incident naming the decision and why.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use dsntk_feel::FeelScope;
+use dsntk_feel::context::FeelContext;
+use dsntk_feel::values::Value;
+use dsntk_model::{DmnElement, ExpressionInstance, NamedElement};
+use dsntk_model_evaluator::{ModelEvaluator, build_decision_table_evaluator};
+
+use crate::engine::Variables;
+use crate::key::Key;
+
+/// A parsed DMN resource, ready to evaluate its decisions.
+#[derive(Clone)]
+pub struct DmnModel {
+    evaluator: Arc<ModelEvaluator>,
+    namespace: String,
+    model_name: String,
+    /// (decision id, decision name), in document order.
+    decisions: Vec<(String, String)>,
+    /// Decisions that are a decision table and require nothing, as Camunda Modeler draws
+    /// them: evaluated directly with every variable in scope (the DRG evaluator would see only
+    /// declared input data). By decision name.
+    tables: Vec<(String, Arc<dsntk_feel::Evaluator>)>,
+}
+
+impl fmt::Debug for DmnModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmnModel")
+            .field("namespace", &self.namespace)
+            .field("model_name", &self.model_name)
+            .field("decisions", &self.decisions)
+            .finish()
+    }
+}
+
+/// One deployed version of a decision.
+#[derive(Clone, Debug)]
+pub struct DecisionVersion {
+    /// The decision definition key.
+    pub key: Key,
+    /// The decision id (`<decision id="...">`), which versions are kept under.
+    pub decision_id: String,
+    /// The decision's name.
+    pub name: String,
+    /// 1 for the first deployment of this id, then counting up.
+    pub version: u32,
+    /// The deployment that brought it.
+    pub deployment_key: Key,
+    /// The name of the resource it came from.
+    pub resource_name: String,
+    /// The resource's bytes: the source of truth, from which a snapshot restores it.
+    pub resource: Arc<[u8]>,
+    /// The parsed model.
+    pub model: DmnModel,
+}
+
+/// Whether a resource is a DMN model (by its name, as Camunda 8 decides).
+pub(crate) fn is_dmn(resource_name: &str) -> bool {
+    resource_name.to_ascii_lowercase().ends_with(".dmn")
+}
+
+/// Parses a DMN resource; the error says what is wrong with it.
+pub(crate) fn parse(bytes: &[u8]) -> Result<DmnModel, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the DMN file is not UTF-8".to_string())?;
+    // Third-party code on user data: a panic becomes an error, never a crashed shard.
+    let parsed = catch_unwind(AssertUnwindSafe(|| {
+        let definitions = dsntk_model::parse(text).map_err(|error| error.to_string())?;
+        let evaluator =
+            ModelEvaluator::new(std::slice::from_ref(&definitions)).map_err(|e| e.to_string())?;
+        let decisions: Vec<(String, String)> = definitions
+            .decisions()
+            .iter()
+            .map(|decision| (decision.id().clone(), decision.name().to_string()))
+            .collect();
+        let mut tables = Vec::new();
+        for decision in definitions.decisions() {
+            let standalone = decision.information_requirements().is_empty()
+                && decision.knowledge_requirements().is_empty();
+            if let (true, Some(ExpressionInstance::DecisionTable(table))) =
+                (standalone, decision.decision_logic())
+            {
+                let table = build_decision_table_evaluator(&FeelScope::default(), table)
+                    .map_err(|error| format!("decision `{}`: {error}", decision.id()))?;
+                tables.push((decision.name().to_string(), Arc::new(table)));
+            }
+        }
+        Ok::<_, String>(DmnModel {
+            evaluator,
+            namespace: definitions.namespace().to_string(),
+            model_name: definitions.name().to_string(),
+            decisions,
+            tables,
+        })
+    }))
+    .map_err(|_| "the DMN parser failed on this file".to_string())??;
+    if parsed.decisions.is_empty() {
+        return Err("the DMN file defines no decision".to_string());
+    }
+    Ok(parsed)
+}
+
+impl DmnModel {
+    /// The (decision id, decision name) pairs of the model, in document order.
+    pub fn decisions(&self) -> &[(String, String)] {
+        &self.decisions
+    }
+
+    /// Evaluates the decision named `name` with `variables` as its input data.
+    pub(crate) fn evaluate(
+        &self,
+        name: &str,
+        variables: &Variables,
+    ) -> Result<serde_json::Value, String> {
+        let mut input = FeelContext::default();
+        for (variable, value) in variables {
+            input.set_entry(
+                &dsntk_feel::Name::from(variable.as_str()),
+                crate::feel::to_feel(value),
+            );
+        }
+        let table = self
+            .tables
+            .iter()
+            .find(|(table, _)| table == name)
+            .map(|(_, table)| table);
+        let value = catch_unwind(AssertUnwindSafe(|| match table {
+            Some(table) => table(&FeelScope::from(input.clone())),
+            None => {
+                self.evaluator
+                    .evaluate_invocable(&self.namespace, &self.model_name, name, &input)
+            }
+        }))
+        .map_err(|_| "the DMN evaluator failed".to_string())?;
+        match value {
+            // No rule matched (and no default output): `null`, as in Camunda 8.
+            Value::Null(Some(reason)) if reason.starts_with("no rules matched") => {
+                Ok(serde_json::Value::Null)
+            }
+            Value::Null(Some(reason)) => Err(reason),
+            other => crate::feel::to_json(&other)
+                .map_err(|what| format!("the decision gave {what}, which cannot be stored")),
+        }
+    }
+}

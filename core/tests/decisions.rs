@@ -1,0 +1,148 @@
+//! Business rule tasks with `zeebe:calledDecision`: DMN resources deploy beside BPMN, are
+//! versioned by decision id, and decisions are evaluated with the variables as input data.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Shard, flow, model, vars};
+use ringflow_core::{Command, Outcome, RejectionCode, Resource, Response};
+
+const DISCOUNT: &str = include_str!("fixtures/discount.dmn");
+
+fn rule_task_process(decision: &str) -> String {
+    model(
+        "pricing",
+        &format!(
+            r#"<bpmn:startEvent id="start"/>{}
+               <bpmn:businessRuleTask id="decide"><bpmn:extensionElements>
+                 <zeebe:calledDecision decisionId="{decision}" resultVariable="discount"/>
+               </bpmn:extensionElements></bpmn:businessRuleTask>{}
+               <bpmn:userTask id="look"/>{}<bpmn:endEvent id="end"/>"#,
+            flow("f1", "start", "decide"),
+            flow("f2", "decide", "look"),
+            flow("f3", "look", "end"),
+        ),
+    )
+}
+
+fn deploy_both(shard: &mut Shard, dmn: &str, decision: &str) -> Outcome {
+    shard
+        .run(Command::Deploy {
+            resources: vec![
+                Resource {
+                    name: "discount.dmn".into(),
+                    content: Arc::from(dmn.as_bytes()),
+                },
+                Resource {
+                    name: "pricing.bpmn".into(),
+                    content: Arc::from(rule_task_process(decision).as_bytes()),
+                },
+            ],
+        })
+        .expect("deployed")
+}
+
+fn discount_for(shard: &mut Shard, variables: &str) -> serde_json::Value {
+    shard.create("pricing", vars(variables));
+    let job = shard.activate("io.camunda.zeebe:userTask", 1).remove(0);
+    shard.complete(job.key, vars("{}"));
+    job.variables["discount"].clone()
+}
+
+#[test]
+fn a_business_rule_task_evaluates_the_latest_decision_version() {
+    let mut shard = Shard::new();
+    let outcome = deploy_both(&mut shard, DISCOUNT, "discount");
+    let Response::Deployed(deployment) = outcome.response else {
+        panic!("not a deployment");
+    };
+    assert_eq!(deployment.decisions.len(), 1);
+    assert_eq!(deployment.decisions[0].decision_id, "discount");
+    assert_eq!(deployment.decisions[0].version, 1);
+    assert_eq!(
+        discount_for(&mut shard, r#"{"customer": "gold", "total": 150}"#),
+        serde_json::json!(0.2)
+    );
+    assert_eq!(
+        discount_for(&mut shard, r#"{"customer": "gold", "total": 50}"#),
+        serde_json::json!(0.1)
+    );
+    assert_eq!(
+        discount_for(&mut shard, r#"{"customer": "silver", "total": 50}"#),
+        serde_json::json!(0)
+    );
+    // The same DMN again is a duplicate; a changed one is version 2 and is used from now on.
+    let again = deploy_both(&mut shard, DISCOUNT, "discount");
+    let Response::Deployed(again) = again.response else {
+        panic!("not a deployment");
+    };
+    assert!(again.decisions[0].duplicate);
+    let richer = DISCOUNT.replace("<text>0.2</text>", "<text>0.3</text>");
+    deploy_both(&mut shard, &richer, "discount");
+    assert_eq!(
+        discount_for(&mut shard, r#"{"customer": "gold", "total": 150}"#),
+        serde_json::json!(0.3)
+    );
+    shard.check_replay();
+}
+
+#[test]
+fn a_missing_decision_is_an_incident_and_a_broken_dmn_is_refused() {
+    let mut shard = Shard::new();
+    deploy_both(&mut shard, DISCOUNT, "nope");
+    let (instance, _) = shard.create("pricing", vars(r#"{"customer": "gold", "total": 1}"#));
+    let incident = shard
+        .state
+        .incidents()
+        .find(|incident| incident.process_instance_key == instance)
+        .expect("an incident");
+    assert!(
+        incident.message.contains("no decision `nope`"),
+        "{}",
+        incident.message
+    );
+    // Two rules match under the UNIQUE hit policy: the evaluation fails, an incident says why.
+    let overlapping = DISCOUNT.replace(r#"<text>&lt; 100</text>"#, "<text>-</text>");
+    deploy_both(&mut shard, &overlapping, "discount");
+    let (instance, _) = shard.create("pricing", vars(r#"{"customer": "gold", "total": 150}"#));
+    let incident = shard
+        .state
+        .incidents()
+        .find(|incident| incident.process_instance_key == instance)
+        .expect("an incident");
+    assert!(
+        incident
+            .message
+            .contains("err_multiple_rules_match_in_unique_hit_policy"),
+        "{}",
+        incident.message
+    );
+    let broken = shard.run(Command::Deploy {
+        resources: vec![Resource {
+            name: "broken.dmn".into(),
+            content: Arc::from(&b"<definitions>"[..]),
+        }],
+    });
+    let rejection = broken.expect_err("refused");
+    assert_eq!(rejection.code, RejectionCode::InvalidModel);
+    assert!(
+        rejection.message.starts_with("broken.dmn: "),
+        "{}",
+        rejection.message
+    );
+    shard.check_replay();
+}
+
+#[test]
+fn no_matching_rule_gives_null_as_in_camunda() {
+    let mut shard = Shard::new();
+    let only_gold = DISCOUNT.replace(r#"<text>not("gold")</text>"#, r#"<text>"platinum"</text>"#);
+    deploy_both(&mut shard, &only_gold, "discount");
+    assert_eq!(
+        discount_for(&mut shard, r#"{"customer": "bronze", "total": 5}"#),
+        serde_json::Value::Null
+    );
+    shard.assert_clean();
+    shard.check_replay();
+}
