@@ -918,3 +918,73 @@ fn subscriptions_push_no_more_jobs_than_their_credits_and_long_polls_wait_for_jo
     assert_eq!(answer, Response::Jobs(Vec::new()));
     drop(server);
 }
+
+/// start -> wait for message `approved` (correlation key `=orderId`) -> timer 300 ms -> end.
+const APPROVAL: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="approval" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait"/>
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:messageEventDefinition messageRef="m"/>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="pause"/>
+    <bpmn:intermediateCatchEvent id="pause"><bpmn:timerEventDefinition>
+      <bpmn:timeDuration>PT0.3S</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f3" sourceRef="pause" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+  <bpmn:message id="m" name="approved"><bpmn:extensionElements>
+    <zeebe:subscription correlationKey="=orderId"/></bpmn:extensionElements></bpmn:message>
+</bpmn:definitions>"#;
+
+#[test]
+fn a_published_message_and_a_timer_complete_an_awaited_instance() {
+    let data = data_dir("events");
+    let port = free_ports(2);
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start(&data, &addr, &["--shards", "2"]);
+    let mut client = server.client();
+    client
+        .deploy(vec![Resource {
+            name: "approval.bpmn".into(),
+            content: APPROVAL.as_bytes().to_vec(),
+        }])
+        .expect("deploy");
+    // The instance lives on the shard of its business key, the message goes to the shard of
+    // its correlation key: the same text, so the same shard.
+    let waiting = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut client = Client::connect(&addr).expect("connect");
+            let mut request = create("approval", r#"{"orderId": "order-77"}"#, "order-77");
+            request.await_timeout_ms = 30_000;
+            client.create_instance_with_result(request)
+        })
+    };
+    // Buffered for a minute: it correlates whether the instance subscribes before or after.
+    let published = cli_json(
+        &addr,
+        &[
+            "publish",
+            "approved",
+            "--correlation-key",
+            "order-77",
+            "--vars",
+            r#"{"approvedBy": "ann"}"#,
+            "--ttl",
+            "1m",
+        ],
+    );
+    assert!(published["key"].as_u64().is_some());
+    let result = waiting
+        .join()
+        .expect("the waiting thread")
+        .expect("a result");
+    let variables: Value = serde_json::from_str(&result.variables).expect("JSON");
+    assert_eq!(variables["approvedBy"], "ann", "{variables}");
+    assert_eq!(variables["orderId"], "order-77");
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
