@@ -988,3 +988,52 @@ fn a_published_message_and_a_timer_complete_an_awaited_instance() {
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn the_cli_deploys_a_dmn_decision_that_a_business_rule_task_evaluates() {
+    let data = data_dir("dmn");
+    let port = free_ports(1);
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let dmn = data.join("discount.dmn");
+    std::fs::write(&dmn, include_str!("../../core/tests/fixtures/discount.dmn")).expect("write");
+    let bpmn = data.join("pricing.bpmn");
+    std::fs::write(
+        &bpmn,
+        r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+             xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+           <bpmn:process id="pricing" isExecutable="true"><bpmn:startEvent id="s"/>
+             <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="decide"/>
+             <bpmn:businessRuleTask id="decide"><bpmn:extensionElements>
+               <zeebe:calledDecision decisionId="discount" resultVariable="discount"/>
+             </bpmn:extensionElements></bpmn:businessRuleTask>
+             <bpmn:sequenceFlow id="f2" sourceRef="decide" targetRef="e"/><bpmn:endEvent id="e"/>
+           </bpmn:process></bpmn:definitions>"#,
+    )
+    .expect("write");
+    let deployed = cli_json(
+        &addr,
+        &[
+            "deploy",
+            dmn.to_str().expect("utf-8"),
+            bpmn.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(
+        deployed["decisions"][0]["decisionId"], "discount",
+        "{deployed}"
+    );
+    assert_eq!(deployed["processes"][0]["bpmnProcessId"], "pricing");
+    let result = cli_json(
+        &addr,
+        &[
+            "create",
+            "pricing",
+            "--vars",
+            r#"{"customer": "gold", "total": 120}"#,
+            "--with-result",
+        ],
+    );
+    assert_eq!(result["variables"]["discount"], 0.2, "{result}");
+    drop(server);
+}

@@ -25,8 +25,8 @@ pub mod topology;
 
 pub use client::{Client, ClientConfig, ClientError, Connection, JobOutcome, JobWorker};
 pub use message::{
-    ActivateJobs, CreateInstance, Deployed, DeployedProcess, Envelope, ErrorCode, FrameEncoder,
-    FrameError, InstanceCreated, InstanceResult, Job, Message, PROTOCOL_VERSION, PublishMessage,
-    Request, Resource, Response, SubscribeJobs, WireError,
+    ActivateJobs, CreateInstance, Deployed, DeployedDecision, DeployedProcess, Envelope, ErrorCode,
+    FrameEncoder, FrameError, InstanceCreated, InstanceResult, Job, Message, PROTOCOL_VERSION,
+    PublishMessage, Request, Resource, Response, SubscribeJobs, WireError,
 };
 pub use topology::{Node, Topology};

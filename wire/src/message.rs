@@ -363,6 +363,23 @@ pub struct DeployedProcess {
     pub duplicate: bool,
 }
 
+/// One DMN decision of a deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployedDecision {
+    /// The decision id.
+    pub decision_id: String,
+    /// The decision's name.
+    pub name: String,
+    /// Its version.
+    pub version: u32,
+    /// The decision key (on the shard that answered).
+    pub decision_key: u64,
+    /// The resource it came from.
+    pub resource_name: String,
+    /// Whether this DMN was already the latest version.
+    pub duplicate: bool,
+}
+
 /// `DeployResponse`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deployed {
@@ -370,6 +387,8 @@ pub struct Deployed {
     pub deployment_key: u64,
     /// Every process of every resource.
     pub processes: Vec<DeployedProcess>,
+    /// Every decision of every DMN resource.
+    pub decisions: Vec<DeployedDecision>,
 }
 
 /// `InstanceCreated`.
@@ -840,9 +859,26 @@ fn encode_response(b: &mut Fbb, response: &Response) -> (fb::Body, Union) {
                 })
                 .collect();
             let processes = Some(b.create_vector(&processes));
+            let decisions: Vec<_> = deployed
+                .decisions
+                .iter()
+                .map(|decision| {
+                    let args = fb::DeployedDecisionArgs {
+                        decision_id: Some(b.create_string(&decision.decision_id)),
+                        name: Some(b.create_string(&decision.name)),
+                        version: decision.version,
+                        decision_key: decision.decision_key,
+                        resource_name: Some(b.create_string(&decision.resource_name)),
+                        duplicate: decision.duplicate,
+                    };
+                    fb::DeployedDecision::create(b, &args)
+                })
+                .collect();
+            let decisions = Some(b.create_vector(&decisions));
             let args = fb::DeployResponseArgs {
                 deployment_key: deployed.deployment_key,
                 processes,
+                decisions,
             };
             let t = fb::DeployResponse::create(b, &args);
             (fb::Body::DeployResponse, t.as_union_value())
@@ -1135,9 +1171,26 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
                     duplicate: process.duplicate(),
                 })
                 .collect();
+            let decisions = deployed
+                .decisions()
+                .map(|decisions| {
+                    decisions
+                        .iter()
+                        .map(|decision| DeployedDecision {
+                            decision_id: decision.decision_id().to_string(),
+                            name: decision.name().to_string(),
+                            version: decision.version(),
+                            decision_key: decision.decision_key(),
+                            resource_name: decision.resource_name().to_string(),
+                            duplicate: decision.duplicate(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             response(Response::Deployed(Deployed {
                 deployment_key: deployed.deployment_key(),
                 processes,
+                decisions,
             }))
         }
         B::InstanceCreated => {
@@ -1361,6 +1414,14 @@ mod tests {
                     process_definition_key: 3,
                     resource_name: "a.bpmn".into(),
                     duplicate: true,
+                }],
+                decisions: vec![DeployedDecision {
+                    decision_id: "discount".into(),
+                    name: "Discount".into(),
+                    version: 1,
+                    decision_key: 4,
+                    resource_name: "d.dmn".into(),
+                    duplicate: false,
                 }],
             }),
             Response::InstanceCreated(created.clone()),

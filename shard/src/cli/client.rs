@@ -146,7 +146,7 @@ pub fn topology(args: &TopologyArgs) -> anyhow::Result<ExitCode> {
 /// `ringflow deploy`.
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
-    /// BPMN files to deploy together.
+    /// BPMN files (and DMN files, named *.dmn) to deploy together, all or none.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[command(flatten)]
@@ -180,23 +180,42 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
             })
         })
         .collect();
-    let value = json!({"deploymentKey": deployed.deployment_key, "processes": processes});
-    args.conn.print(value, || {
-        let lines: Vec<String> = deployed
-            .processes
-            .iter()
-            .map(|p| {
-                let note = if p.duplicate { " (unchanged)" } else { "" };
-                format!(
-                    "deployed {} version {}{note} from {} to {} shards",
-                    p.bpmn_process_id,
-                    p.version,
-                    p.resource_name,
-                    client.topology().shard_count()
-                )
+    let decisions: Vec<Value> = deployed
+        .decisions
+        .iter()
+        .map(|d| {
+            json!({
+                "decisionId": d.decision_id,
+                "name": d.name,
+                "version": d.version,
+                "decisionKey": d.decision_key,
+                "resourceName": d.resource_name,
+                "duplicate": d.duplicate,
             })
-            .collect();
-        lines.join("\n")
+        })
+        .collect();
+    let value = json!({
+        "deploymentKey": deployed.deployment_key,
+        "processes": processes,
+        "decisions": decisions,
+    });
+    args.conn.print(value, || {
+        let shards = client.topology().shard_count();
+        let processes = deployed.processes.iter().map(|p| {
+            let note = if p.duplicate { " (unchanged)" } else { "" };
+            format!(
+                "deployed {} version {}{note} from {} to {shards} shards",
+                p.bpmn_process_id, p.version, p.resource_name,
+            )
+        });
+        let decisions = deployed.decisions.iter().map(|d| {
+            let note = if d.duplicate { " (unchanged)" } else { "" };
+            format!(
+                "deployed decision {} version {}{note} from {} to {shards} shards",
+                d.decision_id, d.version, d.resource_name,
+            )
+        });
+        processes.chain(decisions).collect::<Vec<_>>().join("\n")
     });
     Ok(ExitCode::SUCCESS)
 }

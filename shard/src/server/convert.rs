@@ -154,6 +154,18 @@ pub(crate) fn answer(answer: Answer) -> Response {
                     duplicate: process.duplicate,
                 })
                 .collect(),
+            decisions: deployment
+                .decisions
+                .into_iter()
+                .map(|decision| ringflow_wire::DeployedDecision {
+                    decision_id: decision.decision_id,
+                    name: decision.name,
+                    version: decision.version,
+                    decision_key: decision.decision_key.0,
+                    resource_name: decision.resource_name,
+                    duplicate: decision.duplicate,
+                })
+                .collect(),
         }),
         Answer::InstanceCreated { .. } => {
             Response::InstanceCreated(created(&answer).expect("an InstanceCreated answer"))

@@ -2725,6 +2725,191 @@ impl core::fmt::Debug for DeployedProcess<'_> {
       ds.finish()
   }
 }
+pub enum DeployedDecisionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeployedDecision<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DeployedDecision<'a> {
+  type Inner = DeployedDecision<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DeployedDecision<'a> {
+  pub const VT_DECISION_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_NAME: flatbuffers::VOffsetT = 6;
+  pub const VT_VERSION: flatbuffers::VOffsetT = 8;
+  pub const VT_DECISION_KEY: flatbuffers::VOffsetT = 10;
+  pub const VT_RESOURCE_NAME: flatbuffers::VOffsetT = 12;
+  pub const VT_DUPLICATE: flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DeployedDecision { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DeployedDecisionArgs<'args>
+  ) -> flatbuffers::WIPOffset<DeployedDecision<'bldr>> {
+    let mut builder = DeployedDecisionBuilder::new(_fbb);
+    builder.add_decision_key(args.decision_key);
+    if let Some(x) = args.resource_name { builder.add_resource_name(x); }
+    builder.add_version(args.version);
+    if let Some(x) = args.name { builder.add_name(x); }
+    if let Some(x) = args.decision_id { builder.add_decision_id(x); }
+    builder.add_duplicate(args.duplicate);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn decision_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeployedDecision::VT_DECISION_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeployedDecision::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn version(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(DeployedDecision::VT_VERSION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn decision_key(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(DeployedDecision::VT_DECISION_KEY, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn resource_name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeployedDecision::VT_RESOURCE_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn duplicate(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(DeployedDecision::VT_DUPLICATE, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DeployedDecision<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("decision_id", Self::VT_DECISION_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<u32>("version", Self::VT_VERSION, false)?
+     .visit_field::<u64>("decision_key", Self::VT_DECISION_KEY, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("resource_name", Self::VT_RESOURCE_NAME, true)?
+     .visit_field::<bool>("duplicate", Self::VT_DUPLICATE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeployedDecisionArgs<'a> {
+    pub decision_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub version: u32,
+    pub decision_key: u64,
+    pub resource_name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub duplicate: bool,
+}
+impl<'a> Default for DeployedDecisionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeployedDecisionArgs {
+      decision_id: None, // required field
+      name: None, // required field
+      version: 0,
+      decision_key: 0,
+      resource_name: None, // required field
+      duplicate: false,
+    }
+  }
+}
+
+pub struct DeployedDecisionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DeployedDecisionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_decision_id(&mut self, decision_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeployedDecision::VT_DECISION_ID, decision_id);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeployedDecision::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_version(&mut self, version: u32) {
+    self.fbb_.push_slot::<u32>(DeployedDecision::VT_VERSION, version, 0);
+  }
+  #[inline]
+  pub fn add_decision_key(&mut self, decision_key: u64) {
+    self.fbb_.push_slot::<u64>(DeployedDecision::VT_DECISION_KEY, decision_key, 0);
+  }
+  #[inline]
+  pub fn add_resource_name(&mut self, resource_name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeployedDecision::VT_RESOURCE_NAME, resource_name);
+  }
+  #[inline]
+  pub fn add_duplicate(&mut self, duplicate: bool) {
+    self.fbb_.push_slot::<bool>(DeployedDecision::VT_DUPLICATE, duplicate, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeployedDecisionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DeployedDecisionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DeployedDecision<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DeployedDecision::VT_DECISION_ID,"decision_id");
+    self.fbb_.required(o, DeployedDecision::VT_NAME,"name");
+    self.fbb_.required(o, DeployedDecision::VT_RESOURCE_NAME,"resource_name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DeployedDecision<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DeployedDecision");
+      ds.field("decision_id", &self.decision_id());
+      ds.field("name", &self.name());
+      ds.field("version", &self.version());
+      ds.field("decision_key", &self.decision_key());
+      ds.field("resource_name", &self.resource_name());
+      ds.field("duplicate", &self.duplicate());
+      ds.finish()
+  }
+}
 pub enum DeployResponseOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2743,6 +2928,7 @@ impl<'a> flatbuffers::Follow<'a> for DeployResponse<'a> {
 impl<'a> DeployResponse<'a> {
   pub const VT_DEPLOYMENT_KEY: flatbuffers::VOffsetT = 4;
   pub const VT_PROCESSES: flatbuffers::VOffsetT = 6;
+  pub const VT_DECISIONS: flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -2755,6 +2941,7 @@ impl<'a> DeployResponse<'a> {
   ) -> flatbuffers::WIPOffset<DeployResponse<'bldr>> {
     let mut builder = DeployResponseBuilder::new(_fbb);
     builder.add_deployment_key(args.deployment_key);
+    if let Some(x) = args.decisions { builder.add_decisions(x); }
     if let Some(x) = args.processes { builder.add_processes(x); }
     builder.finish()
   }
@@ -2774,6 +2961,13 @@ impl<'a> DeployResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<DeployedProcess>>>>(DeployResponse::VT_PROCESSES, None).unwrap()}
   }
+  #[inline]
+  pub fn decisions(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<DeployedDecision<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<DeployedDecision>>>>(DeployResponse::VT_DECISIONS, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for DeployResponse<'_> {
@@ -2785,6 +2979,7 @@ impl flatbuffers::Verifiable for DeployResponse<'_> {
     v.visit_table(pos)?
      .visit_field::<u64>("deployment_key", Self::VT_DEPLOYMENT_KEY, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<DeployedProcess>>>>("processes", Self::VT_PROCESSES, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<DeployedDecision>>>>("decisions", Self::VT_DECISIONS, false)?
      .finish();
     Ok(())
   }
@@ -2792,6 +2987,7 @@ impl flatbuffers::Verifiable for DeployResponse<'_> {
 pub struct DeployResponseArgs<'a> {
     pub deployment_key: u64,
     pub processes: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<DeployedProcess<'a>>>>>,
+    pub decisions: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<DeployedDecision<'a>>>>>,
 }
 impl<'a> Default for DeployResponseArgs<'a> {
   #[inline]
@@ -2799,6 +2995,7 @@ impl<'a> Default for DeployResponseArgs<'a> {
     DeployResponseArgs {
       deployment_key: 0,
       processes: None, // required field
+      decisions: None,
     }
   }
 }
@@ -2815,6 +3012,10 @@ impl<'a: 'b, 'b> DeployResponseBuilder<'a, 'b> {
   #[inline]
   pub fn add_processes(&mut self, processes: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<DeployedProcess<'b >>>>) {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeployResponse::VT_PROCESSES, processes);
+  }
+  #[inline]
+  pub fn add_decisions(&mut self, decisions: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<DeployedDecision<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeployResponse::VT_DECISIONS, decisions);
   }
   #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeployResponseBuilder<'a, 'b> {
@@ -2837,6 +3038,7 @@ impl core::fmt::Debug for DeployResponse<'_> {
     let mut ds = f.debug_struct("DeployResponse");
       ds.field("deployment_key", &self.deployment_key());
       ds.field("processes", &self.processes());
+      ds.field("decisions", &self.decisions());
       ds.finish()
   }
 }
