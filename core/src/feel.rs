@@ -151,21 +151,7 @@ pub(crate) fn to_json(value: &Value) -> Result<Json, String> {
 fn utc(millis: i64) -> (String, String) {
     let days = millis.div_euclid(86_400_000);
     let of_day = millis.rem_euclid(86_400_000);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = ringflow_bpmn::timer::civil_from_days(days);
     let date = format!("{year:04}-{month:02}-{day:02}");
     let time = format!(
         "{:02}:{:02}:{:02}.{:03}",

@@ -16,7 +16,7 @@
 //! while the server was down fire once, promptly, and a cycle is re-armed from the time it
 //! actually fired, so a long outage does not replay every missed repetition.
 
-use ringflow_bpmn::timer::{Cycle, IsoDuration, TimerDefinition, TimerValue};
+use ringflow_bpmn::timer::{Cycle, IsoDuration, TimerDefinition, TimerValue, add_duration};
 use ringflow_bpmn::{ElementIndex, ElementKind, Expression, ProcessDefinition, StartTrigger};
 
 use crate::engine::{Ctx, Effect, Event, Keys, Outcome, Rejection, RejectionCode, Response};
@@ -85,66 +85,6 @@ pub(crate) fn schedule(
             })
         }
     }
-}
-
-/// `millis` plus an ISO 8601 duration: years and months by the calendar (the day clamped to
-/// the month's length, in UTC), the rest exactly.
-pub(crate) fn add_duration(millis: i64, duration: &IsoDuration) -> Result<i64, String> {
-    let overflow = || format!("the timer lies beyond the year 9999 ({duration:?})");
-    let mut result = millis;
-    if duration.years > 0 || duration.months > 0 {
-        let day_millis = millis.rem_euclid(86_400_000);
-        let (year, month, day) = civil_from_days(millis.div_euclid(86_400_000));
-        let months =
-            year * 12 + (month - 1) + i64::from(duration.years) * 12 + i64::from(duration.months);
-        let (year, month) = (months.div_euclid(12), months.rem_euclid(12) + 1);
-        if year > 9999 {
-            return Err(overflow());
-        }
-        let day = day.min(days_in_month(year, month));
-        result = days_from_civil(year, month, day) * 86_400_000 + day_millis;
-    }
-    let exact = i64::from(duration.days) * 86_400_000 + duration.millis as i64;
-    result.checked_add(exact).ok_or_else(overflow)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The date of a day number since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The message names of a process's message start events (static names; a FEEL name is
@@ -321,57 +261,4 @@ pub(crate) fn trigger(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
         effects: run.effects,
         next_key: run.keys.next(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn millis(text: &str) -> i64 {
-        ringflow_bpmn::timer::parse_date_time(text).expect("a date-time")
-    }
-
-    #[test]
-    fn calendar_durations_clamp_to_the_month() {
-        let month = IsoDuration {
-            years: 0,
-            months: 1,
-            days: 0,
-            millis: 0,
-        };
-        let cases = [
-            ("2026-01-31T10:00:00Z", "2026-02-28T10:00:00Z"),
-            ("2028-01-31T10:00:00Z", "2028-02-29T10:00:00Z"),
-            ("2026-12-15T00:00:00Z", "2027-01-15T00:00:00Z"),
-            ("1969-12-31T23:59:59Z", "1970-01-31T23:59:59Z"),
-        ];
-        for (from, to) in cases {
-            assert_eq!(add_duration(millis(from), &month), Ok(millis(to)), "{from}");
-        }
-        let mixed = IsoDuration {
-            years: 1,
-            months: 2,
-            days: 3,
-            millis: 4_000,
-        };
-        assert_eq!(
-            add_duration(millis("2026-11-21T12:00:00Z"), &mixed),
-            Ok(millis("2028-01-24T12:00:04Z"))
-        );
-        let far = IsoDuration {
-            years: 10_000,
-            months: 0,
-            days: 0,
-            millis: 0,
-        };
-        assert!(add_duration(0, &far).is_err());
-    }
-
-    #[test]
-    fn civil_dates_round_trip() {
-        for days in (-1_000_000..1_000_000).step_by(997) {
-            let (year, month, day) = civil_from_days(days);
-            assert_eq!(days_from_civil(year, month, day), days);
-        }
-    }
 }
