@@ -161,23 +161,7 @@ impl Run<'_> {
             if !first && instance.role != ElementRole::Body {
                 for subprocess in definition.event_subprocesses(element) {
                     let start = definition.start_events(*subprocess)[0];
-                    let found = match (&definition.element(start).kind, thrown) {
-                        (
-                            ElementKind::StartEvent {
-                                trigger: StartTrigger::Error(wanted),
-                                interrupting,
-                            },
-                            Thrown::Error,
-                        )
-                        | (
-                            ElementKind::StartEvent {
-                                trigger: StartTrigger::Escalation(wanted),
-                                interrupting,
-                            },
-                            Thrown::Escalation,
-                        ) => Some((wanted, *interrupting)),
-                        _ => None,
-                    };
+                    let found = catch_of(&definition.element(start).kind, thrown);
                     if let Some((wanted, interrupting)) = found
                         && self.code_matches(current, wanted.as_ref(), code)
                     {
@@ -192,25 +176,7 @@ impl Run<'_> {
             // An inner instance's boundary events are its body's.
             if !matches!(instance.role, ElementRole::Inner { .. }) {
                 for boundary in definition.boundary_events(element) {
-                    let found = match (&definition.element(*boundary).kind, thrown) {
-                        (
-                            ElementKind::BoundaryEvent {
-                                trigger: BoundaryTrigger::Error(wanted),
-                                interrupting,
-                                ..
-                            },
-                            Thrown::Error,
-                        )
-                        | (
-                            ElementKind::BoundaryEvent {
-                                trigger: BoundaryTrigger::Escalation(wanted),
-                                interrupting,
-                                ..
-                            },
-                            Thrown::Escalation,
-                        ) => Some((wanted, *interrupting)),
-                        _ => None,
-                    };
+                    let found = catch_of(&definition.element(*boundary).kind, thrown);
                     if let Some((wanted, interrupting)) = found
                         && self.code_matches(current, wanted.as_ref(), code)
                     {
@@ -238,5 +204,43 @@ impl Run<'_> {
                 matches!(self.value_at(at, feel), Ok(serde_json::Value::String(wanted)) if wanted == code)
             }
         }
+    }
+}
+
+/// What a start or boundary event catches of this kind of throw: its code (none: every
+/// code) and whether it interrupts.
+fn catch_of(kind: &ElementKind, thrown: Thrown) -> Option<(&Option<Expression>, bool)> {
+    match (kind, thrown) {
+        (
+            ElementKind::StartEvent {
+                trigger: StartTrigger::Error(wanted),
+                interrupting,
+            },
+            Thrown::Error,
+        )
+        | (
+            ElementKind::StartEvent {
+                trigger: StartTrigger::Escalation(wanted),
+                interrupting,
+            },
+            Thrown::Escalation,
+        )
+        | (
+            ElementKind::BoundaryEvent {
+                trigger: BoundaryTrigger::Error(wanted),
+                interrupting,
+                ..
+            },
+            Thrown::Error,
+        )
+        | (
+            ElementKind::BoundaryEvent {
+                trigger: BoundaryTrigger::Escalation(wanted),
+                interrupting,
+                ..
+            },
+            Thrown::Escalation,
+        ) => Some((wanted, *interrupting)),
+        _ => None,
     }
 }

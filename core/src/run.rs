@@ -492,7 +492,7 @@ impl<'s> Run<'s> {
                 expression,
                 result_variable,
             }) => {
-                self.run_script(key, element, &definition, expression, result_variable);
+                self.run_script(key, element, expression, result_variable);
             }
             ElementKind::Process | ElementKind::SubProcess => self.start_scope(&definition, key),
             ElementKind::EventSubProcess => {
@@ -580,7 +580,6 @@ impl<'s> Run<'s> {
         &mut self,
         key: Key,
         element: ElementIndex,
-        definition: &ProcessDefinition,
         expression: &ringflow_bpmn::FeelExpression,
         result_variable: &str,
     ) {
@@ -592,13 +591,7 @@ impl<'s> Run<'s> {
         let mut result = Variables::new();
         result.insert(result_variable.to_string(), evaluated.value);
         // With output mappings the result stays local, for them to map.
-        let stored = if definition.element(element).io_mapping.outputs.is_empty() {
-            self.propagate(key, key, result, IncidentRetry::Activation)
-        } else {
-            self.state.variables.entry(key).or_default().extend(result);
-            true
-        };
-        if stored {
+        if self.accept_result(key, element, result) {
             self.complete_later(key);
         }
     }
@@ -634,14 +627,7 @@ impl<'s> Run<'s> {
         };
         let mut result = Variables::new();
         result.insert(result_variable.to_string(), value);
-        let definition = self.definition_of(key);
-        let stored = if definition.element(element).io_mapping.outputs.is_empty() {
-            self.propagate(key, key, result, IncidentRetry::Activation)
-        } else {
-            self.state.variables.entry(key).or_default().extend(result);
-            true
-        };
-        if stored {
+        if self.accept_result(key, element, result) {
             self.complete_later(key);
         }
     }
