@@ -351,3 +351,45 @@ fn the_first_event_after_an_event_based_gateway_wins() {
     assert!(matches!(late.response, Response::MessagePublished { .. }));
     shard.check_replay();
 }
+
+#[test]
+fn a_non_interrupting_message_event_subprocess_runs_for_every_message() {
+    let mut shard = Shard::new();
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}{}{}<bpmn:endEvent id="end"/>
+           <bpmn:subProcess id="on-note" triggeredByEvent="true">
+             <bpmn:startEvent id="note-start" isInterrupting="false">
+               <bpmn:messageEventDefinition messageRef="m-note"/></bpmn:startEvent>
+             {}{}{}<bpmn:endEvent id="note-end"/></bpmn:subProcess>"#,
+        flow("f1", "start", "task"),
+        service_task("task", "work"),
+        flow("f2", "task", "end"),
+        flow("f3", "note-start", "record"),
+        service_task("record", "record"),
+        flow("f4", "record", "note-end"),
+    );
+    let xml = model("noted", &body).replace(
+        "</bpmn:process>",
+        &format!(
+            "</bpmn:process><bpmn:message id=\"m-note\" name=\"note\">{}</bpmn:message>",
+            subscription("=orderId")
+        ),
+    );
+    shard.deploy("noted.bpmn", &xml);
+    let (instance, _) = shard.create("noted", vars(r#"{"orderId": "n"}"#));
+    shard.publish("note", "n", r#"{"text": "one"}"#, 0);
+    shard.publish("note", "n", r#"{"text": "two"}"#, 0);
+    assert_eq!(
+        shard.live_element_ids(instance),
+        vec!["on-note", "on-note", "record", "record", "task"]
+    );
+    assert_eq!(shard.state.subscriptions().count(), 1, "still listening");
+    for job in shard.activate("record", 10) {
+        shard.complete(job.key, vars("{}"));
+    }
+    let job = shard.activate("work", 1).remove(0);
+    shard.complete(job.key, vars("{}"));
+    assert!(shard.state.instance(instance).is_none());
+    shard.assert_clean();
+    shard.check_replay();
+}
