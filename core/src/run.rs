@@ -261,7 +261,9 @@ impl<'s> Run<'s> {
             .live_elements;
         *live += 1;
         let over_limit = *live > ELEMENT_INSTANCES_PER_INSTANCE_MAX;
-        let role = self.role_for(element, scope);
+        // One definition lookup for the whole activation.
+        let definition = self.definition_of(scope);
+        let role = self.role_for(&definition, element, scope);
         self.state.elements.insert(
             key,
             ElementInstance {
@@ -306,7 +308,6 @@ impl<'s> Run<'s> {
             return self.incident(key, message);
         }
         if let Some(mut variables) = self.triggered.remove(&(scope, element)) {
-            let definition = self.definition_of(key);
             if matches!(
                 definition.element(element).kind,
                 ElementKind::EventSubProcess
@@ -327,8 +328,12 @@ impl<'s> Run<'s> {
 
     /// The role of a new instance of `element` inside `scope`: the body of a multi-instance
     /// activity, one of its inner instances, or plain.
-    fn role_for(&mut self, element: ElementIndex, scope: Key) -> ElementRole {
-        let definition = self.definition_of(scope);
+    fn role_for(
+        &mut self,
+        definition: &ProcessDefinition,
+        element: ElementIndex,
+        scope: Key,
+    ) -> ElementRole {
         if definition.element(element).multi_instance.is_none() {
             return ElementRole::Plain;
         }
