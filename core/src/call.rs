@@ -55,12 +55,7 @@ impl Run<'_> {
         } else {
             self.state.variables.get(&key).cloned().unwrap_or_default()
         };
-        let child = self.new_instance(version, variables, None, false);
-        self.state
-            .instances
-            .get_mut(&child)
-            .expect("just made")
-            .parent = Some(key);
+        let child = self.new_instance(version, variables, None, false, Some(key));
         self.state.elements.get_mut(&key).expect("live").called = Some(child);
         self.start_scope(&definition, child);
     }

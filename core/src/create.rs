@@ -69,6 +69,7 @@ pub(crate) fn create(
         variables,
         business_key,
         await_result,
+        None,
     );
     run.start_scope(&definition, key);
     run.run();

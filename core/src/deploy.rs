@@ -124,6 +124,8 @@ pub(crate) fn deploy(
             bpmn_process_id: definition.bpmn_process_id.clone(),
             version,
             deployment_key,
+            resource_name: resource.name.clone(),
+            resource: Arc::clone(&resource.content),
         });
         let versions = state
             .versions
@@ -263,6 +265,8 @@ fn store_decisions(
                 decision_id: info.decision_id.clone(),
                 version: info.version,
                 deployment_key,
+                resource_name: info.resource_name.clone(),
+                resource: Arc::clone(&decision.resource),
             });
             state
                 .decision_versions

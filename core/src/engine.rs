@@ -329,6 +329,17 @@ pub enum Event {
         /// The element's id in the model.
         element_id: String,
     },
+    /// A process instance began (its root `ElementActivated` follows).
+    InstanceCreated {
+        /// The process instance key.
+        key: Key,
+        /// The process definition version it runs.
+        process_definition_key: Key,
+        /// The business key it was created with.
+        business_key: Option<String>,
+        /// The call activity instance that called it, for a child instance.
+        parent: Option<Key>,
+    },
     /// A job was created and is ready for workers.
     JobCreated {
         /// The job key.
@@ -338,14 +349,59 @@ pub enum Event {
         /// The element instance it belongs to.
         element_instance_key: Key,
     },
+    /// A worker completed a job.
+    JobCompleted {
+        /// The job key.
+        key: Key,
+    },
+    /// A worker reported a failure; with retries left the job is handed out again.
+    JobFailed {
+        /// The job key.
+        key: Key,
+        /// Retries left.
+        retries: u32,
+        /// The worker's message.
+        message: String,
+    },
+    /// A worker threw a BPMN error from a job.
+    JobErrorThrown {
+        /// The job key.
+        key: Key,
+        /// The error code.
+        error_code: String,
+    },
+    /// A job's retries were set from outside.
+    JobRetriesUpdated {
+        /// The job key.
+        key: Key,
+        /// The new retries.
+        retries: u32,
+    },
     /// An element cannot go on until a person resolves the problem.
     IncidentCreated {
         /// The incident key.
         key: Key,
+        /// The process instance.
+        process_instance_key: Key,
         /// The element instance it stopped.
         element_instance_key: Key,
         /// What went wrong.
         message: String,
+    },
+    /// An incident was resolved and the element tries again.
+    IncidentResolved {
+        /// The incident key.
+        key: Key,
+    },
+    /// A scope's variable document changed during the command: its whole document as the
+    /// command left it (emitted once per command and scope, or when the scope ends).
+    VariablesUpdated {
+        /// The scope: a process instance or an element instance.
+        scope_key: Key,
+        /// The process instance.
+        process_instance_key: Key,
+        /// The document.
+        variables: Variables,
     },
     /// A message was published.
     MessagePublished {
@@ -389,6 +445,10 @@ pub enum Event {
         version: u32,
         /// The deployment it came with.
         deployment_key: Key,
+        /// The resource it came from.
+        resource_name: String,
+        /// The resource's bytes (the DMN XML).
+        resource: Arc<[u8]>,
     },
     /// A new process definition version exists.
     ProcessDeployed {
@@ -400,6 +460,10 @@ pub enum Event {
         version: u32,
         /// The deployment it came with.
         deployment_key: Key,
+        /// The resource it came from.
+        resource_name: String,
+        /// The resource's bytes (the BPMN XML).
+        resource: Arc<[u8]>,
     },
 }
 
@@ -554,6 +618,55 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
         "keys go backwards: {:?}",
         ctx.next_key
     );
+    state.variables_dirty.clear();
+    let leading = leading_event(&command);
+    let mut outcome = match run_command(state, command, ctx) {
+        Ok(outcome) => outcome,
+        Err(rejection) => {
+            state.variables_dirty.clear();
+            return Err(rejection);
+        }
+    };
+    if let Some(event) = leading {
+        outcome.events.insert(0, event);
+    }
+    state.flush_variable_events(&mut outcome.events);
+    if outcome.next_key > ctx.next_key {
+        state.set_last_key(Key(outcome.next_key.0 - 1));
+    }
+    Ok(outcome)
+}
+
+/// The event that a job or incident command adds in front of what it caused.
+fn leading_event(command: &Command) -> Option<Event> {
+    match command {
+        Command::CompleteJob { key, .. } => Some(Event::JobCompleted { key: *key }),
+        Command::FailJob {
+            key,
+            retries,
+            message,
+            ..
+        } => Some(Event::JobFailed {
+            key: *key,
+            retries: *retries,
+            message: message.clone(),
+        }),
+        Command::ThrowError {
+            key, error_code, ..
+        } => Some(Event::JobErrorThrown {
+            key: *key,
+            error_code: error_code.clone(),
+        }),
+        Command::UpdateJobRetries { key, retries } => Some(Event::JobRetriesUpdated {
+            key: *key,
+            retries: *retries,
+        }),
+        Command::ResolveIncident { key } => Some(Event::IncidentResolved { key: *key }),
+        _ => None,
+    }
+}
+
+fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome, Rejection> {
     let outcome = match command {
         Command::Deploy { resources } => crate::deploy::deploy(state, resources, ctx)?,
         Command::CreateInstance {
@@ -612,8 +725,5 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
         Command::ExpireMessage { key } => crate::messages::expire(state, key, ctx)?,
         Command::TriggerTimer { key } => crate::timers::trigger(state, key, ctx)?,
     };
-    if outcome.next_key > ctx.next_key {
-        state.set_last_key(Key(outcome.next_key.0 - 1));
-    }
     Ok(outcome)
 }

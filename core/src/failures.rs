@@ -204,7 +204,7 @@ pub(crate) fn set_variables(
         plan_propagation(state, scope, variables)?
     };
     for (owner, document) in documents {
-        state.variables.insert(owner, document);
+        state.store_variables(owner, document);
     }
     Ok(outcome(Response::VariablesSet { scope }, Vec::new(), ctx))
 }

@@ -56,7 +56,7 @@ impl Run<'_> {
         let count = items.len();
         if let Some(output) = &multi.output_collection {
             let nulls = serde_json::Value::Array(vec![serde_json::Value::Null; count]);
-            crate::run::set_path(self.state.variables.entry(body).or_default(), output, nulls);
+            crate::run::set_path(self.state.variables_mut(body), output, nulls);
         }
         self.state.multi.insert(
             body,
@@ -88,7 +88,7 @@ impl Run<'_> {
             .scope
             .expect("an inner instance has its body");
         let item = self.state.multi[&body].items[(counter - 1) as usize].clone();
-        let local = self.state.variables.entry(key).or_default();
+        let local = self.state.variables_mut(key);
         if let Some(input_element) = &multi.input_element {
             crate::run::set_path(local, input_element, item);
         }
@@ -182,7 +182,7 @@ impl Run<'_> {
         counter: u32,
         value: serde_json::Value,
     ) -> bool {
-        let Some(local) = self.state.variables.get_mut(&body) else {
+        let Some(local) = self.state.existing_variables_mut(body) else {
             return false;
         };
         match slot_at(local, collection) {

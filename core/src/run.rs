@@ -90,6 +90,7 @@ impl<'s> Run<'s> {
         variables: Variables,
         business_key: Option<String>,
         await_result: bool,
+        parent: Option<Key>,
     ) -> Key {
         let key = self.key();
         self.state.instances.insert(
@@ -100,7 +101,7 @@ impl<'s> Run<'s> {
                 business_key,
                 await_result,
                 live_elements: 1,
-                parent: None,
+                parent,
                 message_start_key: None,
             },
         );
@@ -118,8 +119,14 @@ impl<'s> Run<'s> {
                 called: None,
             },
         );
+        self.events.push(Event::InstanceCreated {
+            key,
+            process_definition_key,
+            business_key: self.state.instances[&key].business_key.clone(),
+            parent,
+        });
         if !variables.is_empty() {
-            self.state.variables.insert(key, variables);
+            self.state.store_variables(key, variables);
         }
         self.element_event(key, |key, process_instance_key, element_id| {
             Event::ElementActivated {
@@ -406,8 +413,7 @@ impl<'s> Run<'s> {
         for mapping in &definition.element(element).io_mapping.inputs {
             match self.value_at(key, &mapping.source) {
                 Ok(value) => {
-                    let local = self.state.variables.entry(key).or_default();
-                    set_path(local, &mapping.target, value);
+                    set_path(self.state.variables_mut(key), &mapping.target, value);
                 }
                 Err(error) => {
                     self.incident(
@@ -455,7 +461,7 @@ impl<'s> Run<'s> {
         match plan_propagation(self.state, from, variables) {
             Ok(documents) => {
                 for (scope, document) in documents {
-                    self.state.variables.insert(scope, document);
+                    self.state.store_variables(scope, document);
                 }
                 true
             }
@@ -775,6 +781,7 @@ impl<'s> Run<'s> {
             .incident = Some(key);
         self.events.push(Event::IncidentCreated {
             key,
+            process_instance_key,
             element_instance_key,
             message,
         });
@@ -1086,7 +1093,8 @@ impl<'s> Run<'s> {
             // Cancelling a call activity cancels the instance it called.
             self.terminate(child);
         }
-        self.state.variables.remove(&key);
+        self.state
+            .drop_variables(key, element.process_instance_key, &mut self.events);
         if let Some(scope) = element.scope {
             self.state.children.remove(&(scope, key));
         }

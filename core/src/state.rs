@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ringflow_bpmn::{ElementIndex, ProcessDefinition};
 
-use crate::engine::Variables;
+use crate::engine::{Event, Variables};
 use crate::instance::{
     ElementInstance, Incident, Job, MultiBody, ProcessInstance, Subscription, Timer,
 };
@@ -71,6 +71,9 @@ pub struct State {
     pub(crate) decision_versions: BTreeMap<String, Vec<Key>>,
     /// Derived indexes: rebuilt from the fields above on restore, never encoded.
     pub(crate) index: Indexes,
+    /// Scopes whose variables the running command changed, in the order of their first
+    /// change: each gets one `VariablesUpdated` event. Empty between commands.
+    pub(crate) variables_dirty: Vec<Key>,
 }
 
 /// Lookups derived from the state, kept up to date by the `insert_*`/`remove_*` methods and
@@ -115,6 +118,70 @@ impl State {
             decisions: BTreeMap::new(),
             decision_versions: BTreeMap::new(),
             index: Indexes::default(),
+            variables_dirty: Vec::new(),
+        }
+    }
+
+    fn mark_variables(&mut self, scope: Key) {
+        if !self.variables_dirty.contains(&scope) {
+            self.variables_dirty.push(scope);
+        }
+    }
+
+    /// The variable document of `scope` to change (made when missing).
+    pub(crate) fn variables_mut(&mut self, scope: Key) -> &mut Variables {
+        self.mark_variables(scope);
+        self.variables.entry(scope).or_default()
+    }
+
+    /// The variable document of `scope` to change, if it has one.
+    pub(crate) fn existing_variables_mut(&mut self, scope: Key) -> Option<&mut Variables> {
+        if self.variables.contains_key(&scope) {
+            self.mark_variables(scope);
+        }
+        self.variables.get_mut(&scope)
+    }
+
+    /// Replaces the variable document of `scope`.
+    pub(crate) fn store_variables(&mut self, scope: Key, document: Variables) {
+        self.mark_variables(scope);
+        self.variables.insert(scope, document);
+    }
+
+    /// Forgets the variables of an ended scope; if the command changed them, they leave as
+    /// an event first, so history sees the scope's last values.
+    pub(crate) fn drop_variables(
+        &mut self,
+        scope: Key,
+        process_instance_key: Key,
+        events: &mut Vec<Event>,
+    ) {
+        let document = self.variables.remove(&scope);
+        if let Some(position) = self.variables_dirty.iter().position(|key| *key == scope) {
+            self.variables_dirty.remove(position);
+            if let Some(variables) = document {
+                events.push(Event::VariablesUpdated {
+                    scope_key: scope,
+                    process_instance_key,
+                    variables,
+                });
+            }
+        }
+    }
+
+    /// One `VariablesUpdated` per scope the command changed that is still live.
+    pub(crate) fn flush_variable_events(&mut self, events: &mut Vec<Event>) {
+        for scope in std::mem::take(&mut self.variables_dirty) {
+            let (Some(variables), Some(element)) =
+                (self.variables.get(&scope), self.elements.get(&scope))
+            else {
+                continue;
+            };
+            events.push(Event::VariablesUpdated {
+                scope_key: scope,
+                process_instance_key: element.process_instance_key,
+                variables: variables.clone(),
+            });
         }
     }
 

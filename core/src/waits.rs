@@ -297,7 +297,7 @@ impl Run<'_> {
         variables: Variables,
         message_start_key: Option<String>,
     ) -> Key {
-        let key = self.new_instance(process_definition_key, Variables::new(), None, false);
+        let key = self.new_instance(process_definition_key, Variables::new(), None, false, None);
         if let Some(correlation_key) = message_start_key {
             let id = self.state.process_id_of(process_definition_key).to_string();
             self.state

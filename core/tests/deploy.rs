@@ -176,6 +176,8 @@ fn events_name_new_versions_only() {
             bpmn_process_id: "pay".to_string(),
             version: 1,
             deployment_key: Key::new(SHARD, 1),
+            resource_name: "a.bpmn".to_string(),
+            resource: model("pay", "a"),
         }]
     );
     let duplicate = shard
