@@ -346,8 +346,12 @@ pub enum Event {
         key: Key,
         /// The job type.
         job_type: String,
+        /// The process instance.
+        process_instance_key: Key,
         /// The element instance it belongs to.
         element_instance_key: Key,
+        /// Its retries.
+        retries: u32,
     },
     /// A worker completed a job.
     JobCompleted {

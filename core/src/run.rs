@@ -743,7 +743,9 @@ impl<'s> Run<'s> {
         self.events.push(Event::JobCreated {
             key,
             job_type: job_type.clone(),
+            process_instance_key,
             element_instance_key,
+            retries,
         });
         let available = Effect::JobsAvailable {
             job_type: job_type.clone(),

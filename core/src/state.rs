@@ -185,6 +185,16 @@ impl State {
         }
     }
 
+    /// How many process instances run.
+    pub fn instance_count(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// How many jobs are open.
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// The shard this state belongs to.
     pub fn shard(&self) -> u16 {
         self.shard

@@ -8,12 +8,14 @@
 //! files for tools, and a fault-injecting simulation), [`journal`] (records, batches,
 //! segments, recovery), [`snapshot`] (snapshot files), [`shard`] (the engine over the
 //! journal: submit, group commit, acknowledgements, timers, snapshots), [`runtime`] (one
-//! pinned executor per shard), [`preflight`] (kernel, io_uring and memlock checks) and
-//! [`cli`]. The binary offers `ringflow validate` and `ringflow journal inspect`; the server
-//! arrives with the wire protocol.
+//! pinned executor per shard), [`preflight`] (kernel, io_uring and memlock checks),
+//! [`server`] (the wire protocol's server), [`cold`] (the cold store and its exporter),
+//! [`metrics`] (counters and the Prometheus endpoint) and [`cli`].
 
 pub mod cli;
+pub mod cold;
 pub mod journal;
+pub mod metrics;
 pub mod preflight;
 pub mod runtime;
 pub mod server;

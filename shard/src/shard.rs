@@ -34,7 +34,12 @@ use ringflow_core::{
     process,
 };
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::cold::{ExportQueue, ExportRecord};
 use crate::journal::{Batch, Journal, JournalConfig, JournalError, Room};
+use crate::metrics::ShardMetrics;
 use crate::snapshot::SnapshotStore;
 use crate::storage::{Dir, StorageError};
 use crate::wait::{Notify, Slot, WaitList};
@@ -47,6 +52,32 @@ pub const SNAPSHOT_EVERY_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 /// woken earlier when a sooner timer is armed).
 pub const TIMER_SLEEP_MILLIS_MAX: u64 = 1_000;
 
+/// Default: the exporter lag (durable records not yet in the cold store) at which the shard
+/// logs a warning.
+pub const EXPORT_LAG_WARN_RECORDS_DEFAULT: u64 = 100_000;
+/// Default: the exporter lag at which the shard refuses new work (create instance, publish
+/// message, deploy) with BUSY. The events of that many records wait in memory (a one-task
+/// instance takes about 1 KiB over its three records).
+pub const EXPORT_LAG_MAX_RECORDS_DEFAULT: u64 = 1_000_000;
+
+/// How far the cold store may fall behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportLimits {
+    /// Log a warning (and raise `ringflow_exporter_lag_alarm`) past this many records.
+    pub warn_lag_records: u64,
+    /// Refuse new work with BUSY past this many records.
+    pub max_lag_records: u64,
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        ExportLimits {
+            warn_lag_records: EXPORT_LAG_WARN_RECORDS_DEFAULT,
+            max_lag_records: EXPORT_LAG_MAX_RECORDS_DEFAULT,
+        }
+    }
+}
+
 /// How one shard runs.
 #[derive(Clone, Copy, Debug)]
 pub struct ShardConfig {
@@ -56,6 +87,8 @@ pub struct ShardConfig {
     pub snapshot_every_records: u64,
     /// Take a snapshot after this many journal bytes (0: never).
     pub snapshot_every_bytes: u64,
+    /// The exporter's lag limits (used when the shard has a cold store).
+    pub export: ExportLimits,
 }
 
 impl ShardConfig {
@@ -65,6 +98,7 @@ impl ShardConfig {
             journal: JournalConfig::new(shard),
             snapshot_every_records: SNAPSHOT_EVERY_RECORDS_DEFAULT,
             snapshot_every_bytes: SNAPSHOT_EVERY_BYTES_DEFAULT,
+            export: ExportLimits::default(),
         }
     }
 }
@@ -78,6 +112,9 @@ pub enum SubmitError {
     /// The shard stopped (a write or fdatasync failed); restart it to recover from disk.
     #[error("shard stopped: {0}")]
     Stopped(String),
+    /// The shard refuses new work for now (the cold store is too far behind); try later.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 /// Why a shard could not start.
@@ -113,6 +150,11 @@ pub struct RecoveryReport {
     pub torn_tail: Option<(String, usize)>,
     /// The highest durable LSN.
     pub durable_lsn: u64,
+    /// With a cold store: its position, and the records handed to the exporter again.
+    pub exported: Option<(u64, usize)>,
+    /// Records the cold store will never have (its position was behind every snapshot and
+    /// the journal no longer had them): (first LSN, last LSN).
+    pub export_gap: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -126,6 +168,7 @@ enum TimerKind {
 /// A caller waiting for its record to be durable.
 struct Pending {
     lsn: u64,
+    now_millis: i64,
     answer: Result<Outcome, Rejection>,
     slot: Slot<Result<Outcome, SubmitError>>,
 }
@@ -148,6 +191,10 @@ struct Inner {
     durable_waiters: VecDeque<(u64, Slot<bool>)>,
     /// Callers waiting for an instance to complete (create with await-result), by instance.
     result_waiters: HashMap<Key, Slot<Variables>>,
+    /// Whether the exporter lag alarm is raised.
+    lag_alarm: bool,
+    /// When the first record went into the open batch (commit latency).
+    batch_opened: Option<std::time::Instant>,
 }
 
 /// The end of an instance created with `await_result`: its variables, once the command that
@@ -166,19 +213,44 @@ pub struct Shard<D: Dir> {
     jobs_available: WaitList,
     snapshots: SnapshotStore<D>,
     journal: RefCell<Option<Journal<D>>>,
+    export: Option<Arc<ExportQueue>>,
+    metrics: Arc<ShardMetrics>,
 }
 
-/// Recovers a shard from its journal and snapshot directories.
+/// Recovers a shard from its journal and snapshot directories, without a cold store.
 pub async fn recover<D: Dir>(
     journal_dir: D,
     snapshot_dir: D,
     config: ShardConfig,
 ) -> Result<(Shard<D>, RecoveryReport), RecoveryError> {
+    recover_exporting(journal_dir, snapshot_dir, config, None).await
+}
+
+/// Recovers a shard whose events go to a cold store through `export`: it starts from a
+/// snapshot at or before the store's position and hands the events of every later record to
+/// the exporter again.
+pub async fn recover_exporting<D: Dir>(
+    journal_dir: D,
+    snapshot_dir: D,
+    config: ShardConfig,
+    export: Option<Arc<ExportQueue>>,
+) -> Result<(Shard<D>, RecoveryReport), RecoveryError> {
     let shard = config.journal.shard;
     let snapshots = SnapshotStore::new(snapshot_dir, shard);
-    let load = snapshots.load().await?;
+    let exported = export.as_ref().map(|queue| queue.exported());
+    let mut load = snapshots.load_at_most(exported).await?;
+    let mut export_gap = None;
+    if load.loaded.is_none() && exported.is_some() && !snapshots.list().await?.is_empty() {
+        // The store is behind every snapshot (it was replaced or lost its data): what the
+        // journal no longer has cannot be exported again.
+        load = snapshots.load_at_most(None).await?;
+        if let Some(loaded) = &load.loaded {
+            export_gap = Some((exported.unwrap_or(0) + 1, loaded.lsn));
+        }
+    }
     let mut report = RecoveryReport {
         skipped_snapshots: load.skipped,
+        export_gap,
         ..RecoveryReport::default()
     };
     let (mut state, snapshot_lsn, mut now_millis) = match load.loaded {
@@ -190,6 +262,8 @@ pub async fn recover<D: Dir>(
     };
     let (journal, recovered) = Journal::open(journal_dir, config.journal, snapshot_lsn).await?;
     report.torn_tail = recovered.torn_tail;
+    let export_from = exported.map(|lsn| lsn.max(snapshot_lsn));
+    let mut again = Vec::new();
     for record in &recovered.records {
         let (command, ctx) =
             decode_command(&record.payload).map_err(|error| RecoveryError::Replay {
@@ -203,14 +277,26 @@ pub async fn recover<D: Dir>(
                 reason: format!("the record's next key {} does not follow on", ctx.next_key),
             });
         }
-        process(&mut state, command, &ctx).map_err(|rejection| RecoveryError::Replay {
-            lsn: record.lsn,
-            reason: format!("the engine refused a journaled command: {rejection}"),
-        })?;
+        let outcome =
+            process(&mut state, command, &ctx).map_err(|rejection| RecoveryError::Replay {
+                lsn: record.lsn,
+                reason: format!("the engine refused a journaled command: {rejection}"),
+            })?;
         now_millis = now_millis.max(ctx.now_millis);
+        if export_from.is_some_and(|from| record.lsn > from) && !outcome.events.is_empty() {
+            again.push(ExportRecord {
+                lsn: record.lsn,
+                now_millis: ctx.now_millis,
+                events: outcome.events,
+            });
+        }
     }
     report.replayed = recovered.records.len();
     report.durable_lsn = journal.durable_lsn();
+    if let (Some(queue), Some(from)) = (&export, export_from) {
+        report.exported = Some((from, again.len()));
+        queue.push(again, journal.durable_lsn());
+    }
     let timers = timers_of(&state);
     let inner = Inner {
         state,
@@ -232,6 +318,8 @@ pub async fn recover<D: Dir>(
         encoded: Vec::new(),
         durable_waiters: VecDeque::new(),
         result_waiters: HashMap::new(),
+        lag_alarm: false,
+        batch_opened: None,
     };
     let shard = Shard {
         inner: RefCell::new(inner),
@@ -243,6 +331,8 @@ pub async fn recover<D: Dir>(
         jobs_available: WaitList::default(),
         snapshots,
         journal: RefCell::new(Some(journal)),
+        export,
+        metrics: Arc::new(ShardMetrics::new(config.journal.shard)),
     };
     Ok((shard, report))
 }
@@ -360,6 +450,11 @@ impl<D: Dir> Shard<D> {
             slot.fill(Err(SubmitError::Stopped(reason.clone())));
             return Ok(slot);
         }
+        if let Some(busy) = self.export_refusal(command.as_ref()) {
+            self.metrics.busy.fetch_add(1, Relaxed);
+            slot.fill(Err(SubmitError::Busy(busy)));
+            return Ok(slot);
+        }
         let now_millis = wall_clock_millis().max(inner.last_now_millis);
         let Some(next_key) = inner.state.last_key().next() else {
             let rejection = Rejection {
@@ -393,6 +488,7 @@ impl<D: Dir> Shard<D> {
             }
         }
         let command = command.take().expect("a command to submit");
+        let outcome_kind = crate::metrics::command_kind(&command);
         let awaiting = matches!(
             command,
             Command::CreateInstance {
@@ -419,18 +515,26 @@ impl<D: Dir> Shard<D> {
                     .batch
                     .append(&inner.encoded)
                     .expect("room was checked before the state changed");
+                if inner.batch_opened.is_none() {
+                    inner.batch_opened = Some(std::time::Instant::now());
+                }
+                self.metrics.record_command(&outcome_kind);
                 inner.applied_lsn = lsn;
                 inner.last_now_millis = now_millis;
                 inner.since_snapshot_records += 1;
                 inner.since_snapshot_bytes += inner.encoded.len() as u64;
                 inner.pending.push_back(Pending {
                     lsn,
+                    now_millis,
                     answer: Ok(outcome),
                     slot: slot.clone(),
                 });
                 self.work.notify();
             }
-            Err(rejection) => self.answer_after_durable(inner, Err(rejection), &slot),
+            Err(rejection) => {
+                self.metrics.record_rejection(rejection.code);
+                self.answer_after_durable(inner, Err(rejection), &slot)
+            }
         }
         Ok(slot)
     }
@@ -470,6 +574,7 @@ impl<D: Dir> Shard<D> {
         } else {
             inner.pending.push_back(Pending {
                 lsn: inner.applied_lsn,
+                now_millis: inner.last_now_millis,
                 answer,
                 slot: slot.clone(),
             });
@@ -502,6 +607,8 @@ impl<D: Dir> Shard<D> {
                 continue;
             };
             self.room.wake_all();
+            let records = batch.records();
+            let opened = self.inner.borrow_mut().batch_opened.take();
             let result = journal.commit(batch).await;
             let durable = match result {
                 Ok(durable) => durable,
@@ -510,6 +617,7 @@ impl<D: Dir> Shard<D> {
                     return error;
                 }
             };
+            self.metrics.record_commit(records, journal.last_sync_micros(), opened);
             self.release(durable);
             self.maybe_snapshot();
             if let Err(error) = self.remove_covered(&mut journal).await {
@@ -546,6 +654,14 @@ impl<D: Dir> Shard<D> {
             inner.durable_lsn = durable;
             while inner.pending.front().is_some_and(|p| p.lsn <= durable) {
                 released.push(inner.pending.pop_front().expect("checked"));
+            }
+            self.metrics.record_state(
+                durable,
+                inner.state.instance_count(),
+                inner.state.job_count(),
+            );
+            if let Some(queue) = &self.export {
+                self.export_released(queue, &mut released, durable, &mut inner.lag_alarm);
             }
             while inner
                 .durable_waiters
@@ -593,6 +709,94 @@ impl<D: Dir> Shard<D> {
                 .slot
                 .fill(pending.answer.map_err(SubmitError::Rejected));
         }
+    }
+
+    /// Hands the events of newly durable records to the exporter. The answers keep only their
+    /// `IncidentCreated` events (the server reports the incident key); the rest move.
+    fn export_released(
+        &self,
+        queue: &ExportQueue,
+        released: &mut [Pending],
+        durable: u64,
+        lag_alarm: &mut bool,
+    ) {
+        let mut records = Vec::new();
+        let mut last_lsn = 0;
+        for pending in released.iter_mut() {
+            let Ok(outcome) = &mut pending.answer else {
+                continue;
+            };
+            // Only the first answer of an LSN carries its record's events (rejections reuse
+            // the LSN they waited for and have none).
+            if pending.lsn == last_lsn || outcome.events.is_empty() {
+                continue;
+            }
+            last_lsn = pending.lsn;
+            let events = std::mem::take(&mut outcome.events);
+            outcome.events = events
+                .iter()
+                .filter(|event| matches!(event, ringflow_core::Event::IncidentCreated { .. }))
+                .cloned()
+                .collect();
+            records.push(ExportRecord {
+                lsn: pending.lsn,
+                now_millis: pending.now_millis,
+                events,
+            });
+        }
+        queue.push(records, durable);
+        let lag = queue.lag();
+        let limits = self.config.export;
+        if !*lag_alarm && lag > limits.warn_lag_records {
+            *lag_alarm = true;
+            self.metrics.lag_alarm.store(1, Relaxed);
+            tracing::warn!(
+                shard = self.id(),
+                lag,
+                warn = limits.warn_lag_records,
+                refuse_at = limits.max_lag_records,
+                failing = queue.failing(),
+                "the cold store exporter is falling behind"
+            );
+        } else if *lag_alarm && lag <= limits.warn_lag_records / 2 {
+            *lag_alarm = false;
+            self.metrics.lag_alarm.store(0, Relaxed);
+            tracing::info!(shard = self.id(), lag, "the cold store exporter caught up");
+        }
+    }
+
+    /// Why new work is refused now, if it is: the exporter is past its hard lag limit.
+    fn export_refusal(&self, command: Option<&Command>) -> Option<String> {
+        let queue = self.export.as_ref()?;
+        let new_work = matches!(
+            command?,
+            Command::CreateInstance { .. } | Command::PublishMessage { .. } | Command::Deploy { .. }
+        );
+        let lag = queue.lag();
+        let max = self.config.export.max_lag_records;
+        if !new_work || lag <= max {
+            return None;
+        }
+        let cause = if queue.failing() {
+            "the cold store refuses writes (see the server log)"
+        } else {
+            "the cold store cannot keep up"
+        };
+        Some(format!(
+            "shard {} refuses new work: {lag} durable records are not in the cold store yet, over \
+             the exporter lag limit of {max} records; {cause}",
+            self.id()
+        ))
+    }
+
+    /// The shard's counters, for the metrics endpoint.
+    pub fn metrics(&self) -> Arc<ShardMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// The exporter queue, when the shard has a cold store.
+    pub fn export_queue(&self) -> Option<Arc<ExportQueue>> {
+        self.export.clone()
     }
 
     fn stop(&self, reason: &str) {
@@ -667,7 +871,8 @@ impl<D: Dir> Shard<D> {
             (lsn, inner.last_now_millis, inner.state.encode(), reached)
         };
         let written = if reached.await {
-            self.snapshots.write(lsn, now_millis, &bytes).await
+            let floor = self.export.as_ref().map(|queue| queue.exported());
+            self.snapshots.write(lsn, now_millis, &bytes, floor).await
         } else {
             Err(StorageError::Io {
                 operation: "snapshot",

@@ -154,6 +154,12 @@ impl<D: Dir> SnapshotStore<D> {
 
     /// Removes unfinished `.tmp` files a crash left, then loads the newest valid snapshot.
     pub async fn load(&self) -> Result<LoadReport, StorageError> {
+        self.load_at_most(None).await
+    }
+
+    /// [`SnapshotStore::load`], considering only snapshots at or before `max_lsn` (the cold
+    /// store's position: events after it must be derived again).
+    pub async fn load_at_most(&self, max_lsn: Option<u64>) -> Result<LoadReport, StorageError> {
         let mut removed = false;
         for name in self.dir.list().await? {
             if name.starts_with("snapshot-") && name.ends_with(".tmp") {
@@ -166,6 +172,9 @@ impl<D: Dir> SnapshotStore<D> {
         }
         let mut skipped = Vec::new();
         for (lsn, name) in self.list().await? {
+            if max_lsn.is_some_and(|max| lsn > max) {
+                continue;
+            }
             let file = self.dir.open(&name).await?;
             let bytes = read_whole(&file, 1 << 20).await?;
             match decode(&bytes, self.shard, lsn) {
@@ -191,13 +200,15 @@ impl<D: Dir> SnapshotStore<D> {
     }
 
     /// Writes a snapshot at `lsn` (durable before this returns) and removes all but the
-    /// newest [`SNAPSHOTS_KEPT`]. Returns the LSN that the journal may remove segments up to:
-    /// the oldest snapshot kept.
+    /// newest [`SNAPSHOTS_KEPT`] and, with a `floor` (the cold store's position), the newest
+    /// at or before it. Returns the LSN that the journal may remove segments up to: the oldest
+    /// snapshot kept, or 0 (nothing) when the floor is behind every snapshot.
     pub async fn write(
         &self,
         lsn: u64,
         now_millis: i64,
         state_bytes: &[u8],
+        floor: Option<u64>,
     ) -> Result<u64, StorageError> {
         let bytes = encode(self.shard, lsn, now_millis, state_bytes);
         let final_name = snapshot_name(lsn);
@@ -209,14 +220,24 @@ impl<D: Dir> SnapshotStore<D> {
         self.dir.rename(&temporary, &final_name).await?;
         self.dir.sync().await?;
         let snapshots = self.list().await?;
-        for (_, name) in snapshots.iter().skip(SNAPSHOTS_KEPT) {
-            self.dir.remove(name).await?;
+        // Newest first: the newest at or before the floor stays too.
+        let base = floor.and_then(|floor| snapshots.iter().position(|(at, _)| *at <= floor));
+        let keep = |index: usize| index < SNAPSHOTS_KEPT || Some(index) == base;
+        let mut removed = false;
+        for (index, (_, name)) in snapshots.iter().enumerate() {
+            if !keep(index) {
+                self.dir.remove(name).await?;
+                removed = true;
+            }
         }
-        if snapshots.len() > SNAPSHOTS_KEPT {
+        if removed {
             self.dir.sync().await?;
         }
-        let kept = snapshots.iter().take(SNAPSHOTS_KEPT);
-        Ok(kept.map(|(lsn, _)| *lsn).min().unwrap_or(lsn))
+        if floor.is_some() && base.is_none() {
+            return Ok(0);
+        }
+        let kept = snapshots.iter().enumerate().filter(|(index, _)| keep(*index));
+        Ok(kept.map(|(_, (lsn, _))| *lsn).min().unwrap_or(lsn))
     }
 }
 
@@ -232,9 +253,9 @@ mod tests {
         let store = SnapshotStore::new(dir.clone(), 2);
         let state = State::new(2);
         let bytes = state.encode();
-        assert_eq!(block_on(store.write(10, 1_000, &bytes)).expect("write"), 10);
-        assert_eq!(block_on(store.write(20, 2_000, &bytes)).expect("write"), 10);
-        assert_eq!(block_on(store.write(30, 3_000, &bytes)).expect("write"), 20);
+        assert_eq!(block_on(store.write(10, 1_000, &bytes, None)).expect("write"), 10);
+        assert_eq!(block_on(store.write(20, 2_000, &bytes, None)).expect("write"), 10);
+        assert_eq!(block_on(store.write(30, 3_000, &bytes, None)).expect("write"), 20);
         let names: Vec<u64> = block_on(store.list())
             .expect("list")
             .iter()

@@ -239,6 +239,7 @@ pub struct Journal<D: Dir> {
     segments: Vec<(u64, String)>,
     next_lsn: u64,
     stopped: bool,
+    last_sync_micros: u64,
 }
 
 /// What [`Journal::open`] found.
@@ -322,6 +323,7 @@ impl<D: Dir> Journal<D> {
             segments,
             next_lsn,
             stopped: false,
+            last_sync_micros: 0,
         };
         let recovered = Recovered {
             records,
@@ -374,9 +376,16 @@ impl<D: Dir> Journal<D> {
         }
         let current = self.current.as_mut().expect("a current segment");
         current.file.write_at(current.write_offset, bytes).await?;
+        let syncing = std::time::Instant::now();
         current.file.sync().await?;
+        self.last_sync_micros = syncing.elapsed().as_micros() as u64;
         current.write_offset += bytes.len() as u64;
         Ok(())
+    }
+
+    /// How long the last commit's fdatasync took, in microseconds.
+    pub fn last_sync_micros(&self) -> u64 {
+        self.last_sync_micros
     }
 
     /// The highest durable LSN.

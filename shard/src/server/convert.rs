@@ -68,6 +68,10 @@ pub(crate) fn process_ref(
     }
 }
 
+/// The retry-after sent with BUSY when the cold store is too far behind: the exporter needs
+/// time to catch up, so clients back off longer than for a full connection budget.
+pub const EXPORT_BUSY_RETRY_AFTER_MS: u32 = 500;
+
 /// The wire error for a refused command.
 pub(crate) fn rejection(rejection: Rejection) -> WireError {
     WireError::new(
@@ -79,6 +83,10 @@ pub(crate) fn rejection(rejection: Rejection) -> WireError {
 pub(crate) fn submit_error(error: SubmitError) -> WireError {
     match error {
         SubmitError::Rejected(refused) => rejection(refused),
+        SubmitError::Busy(reason) => WireError {
+            retry_after_ms: EXPORT_BUSY_RETRY_AFTER_MS,
+            ..WireError::new(ErrorCode::Busy, reason)
+        },
         SubmitError::Stopped(reason) => WireError::new(
             ErrorCode::Unavailable,
             format!("the shard stopped: {reason}; it recovers when the server restarts"),

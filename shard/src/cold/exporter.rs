@@ -1,0 +1,319 @@
+//! The exporter of one shard: a thread of its own, at low priority, that takes the events of
+//! durable journal records from the shard's [`ExportQueue`] and writes them to the cold store
+//! in batched transactions, each with the shard's exporter position.
+//!
+//! ```text
+//! shard thread (committer, after fdatasync):  queue.push(records, durable LSN)   one lock per commit
+//! exporter thread:  take ≤ EXPORT_BATCH_RECORDS ─▶ fold into row changes ─▶ BEGIN; rows;
+//!                   position := LSN; COMMIT ─▶ exported LSN (read by the shard: segment removal,
+//!                   lag alarm, BUSY)
+//! ```
+//!
+//! The database never blocks the shard: the shard only appends to the queue. A failing or
+//! unreachable database is retried with backoff (`EXPORT_RETRY_MILLIS_MAX` at most between
+//! tries) while the queue grows; the shard raises the alarm and finally refuses new work
+//! when the lag passes its limits (see [`crate::shard::ExportLimits`]).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::delta::{Delta, ExportRecord};
+use super::sql::{ColdError, Conn, Param, Target};
+
+/// Most journal records one transaction covers.
+pub const EXPORT_BATCH_RECORDS: usize = 4_096;
+/// Longest pause between tries when the database fails.
+pub const EXPORT_RETRY_MILLIS_MAX: u64 = 10_000;
+/// The exporter thread's nice value (higher is lower priority).
+pub const EXPORTER_NICE: i32 = 10;
+
+struct Queued {
+    records: VecDeque<ExportRecord>,
+    /// Every record up to this LSN is durable and in `records` (or had no events).
+    watermark: u64,
+    closed: bool,
+}
+
+/// What a shard hands its exporter, and what the exporter reports back.
+pub struct ExportQueue {
+    shard: u16,
+    queued: Mutex<Queued>,
+    ready: Condvar,
+    exported: AtomicU64,
+    watermark: AtomicU64,
+    failing: AtomicBool,
+    failures: AtomicU64,
+    transactions: AtomicU64,
+}
+
+impl ExportQueue {
+    /// A queue for `shard` whose store holds everything up to `exported`.
+    pub fn new(shard: u16, exported: u64) -> Arc<ExportQueue> {
+        Arc::new(ExportQueue {
+            shard,
+            queued: Mutex::new(Queued {
+                records: VecDeque::new(),
+                watermark: exported,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            exported: AtomicU64::new(exported),
+            watermark: AtomicU64::new(exported),
+            failing: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
+            transactions: AtomicU64::new(0),
+        })
+    }
+
+    /// The shard.
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+
+    /// The highest LSN the store holds (committed with its position).
+    pub fn exported(&self) -> u64 {
+        self.exported.load(Ordering::Acquire)
+    }
+
+    /// Durable records not yet in the store.
+    pub fn lag(&self) -> u64 {
+        self.watermark
+            .load(Ordering::Acquire)
+            .saturating_sub(self.exported())
+    }
+
+    /// Whether the last try to write failed.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// Failed tries so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Transactions committed so far.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
+    }
+
+    /// Hands over the events of newly durable records (those with events; records in
+    /// between had none) and the durable LSN.
+    pub fn push(&self, records: impl IntoIterator<Item = ExportRecord>, durable: u64) {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        queued.records.extend(records);
+        if durable > queued.watermark {
+            queued.watermark = durable;
+            self.watermark.store(durable, Ordering::Release);
+        }
+        drop(queued);
+        self.ready.notify_one();
+    }
+
+    /// Ends the exporter once it has written what is queued.
+    pub fn close(&self) {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.ready.notify_all();
+    }
+
+    /// Waits until the store holds everything up to `lsn`, at most `timeout`; returns
+    /// whether it does.
+    pub fn wait_exported(&self, lsn: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.exported() < lsn {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// Takes up to `max` records and the LSN they reach; `None` once closed and empty.
+    fn take(&self, max: usize) -> Option<(Vec<ExportRecord>, u64)> {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if queued.watermark > self.exported() || !queued.records.is_empty() {
+                let count = queued.records.len().min(max);
+                let records: Vec<ExportRecord> = queued.records.drain(..count).collect();
+                let reach = match queued.records.front() {
+                    Some(next) => next.lsn - 1,
+                    None => queued.watermark,
+                };
+                return Some((records, reach));
+            }
+            if queued.closed {
+                return None;
+            }
+            queued = self.ready.wait(queued).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Writes batches for one shard: skips what the store already holds, and commits each batch
+/// with the shard's position.
+pub struct Exporter {
+    conn: Conn,
+    shard: u16,
+    position: u64,
+    /// Tests: the next export writes its rows, then fails before it commits (as a crash
+    /// would).
+    pub fail_before_commit: bool,
+}
+
+impl Exporter {
+    /// Connects and reads the shard's position.
+    pub fn open(target: &Target, shard: u16) -> Result<Exporter, ColdError> {
+        let mut conn = Conn::open(target)?;
+        let position = position(&mut conn, shard)?.0;
+        Ok(Exporter {
+            conn,
+            shard,
+            position,
+            fail_before_commit: false,
+        })
+    }
+
+    /// The highest LSN the store holds for this shard.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Writes `records` (those after the position) and moves the position to `reach`, in
+    /// one transaction. On an error nothing was written.
+    pub fn export(&mut self, records: &[ExportRecord], reach: u64) -> Result<(), ColdError> {
+        if reach <= self.position {
+            return Ok(());
+        }
+        let mut delta = Delta::default();
+        for record in records.iter().filter(|r| r.lsn > self.position) {
+            delta.add(record);
+        }
+        self.conn.batch("BEGIN")?;
+        match self.write(&delta, reach) {
+            Ok(()) => {
+                self.conn.batch("COMMIT")?;
+                self.position = reach;
+                Ok(())
+            }
+            Err(error) => {
+                let _ = self.conn.batch("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+
+    fn write(&mut self, delta: &Delta, reach: u64) -> Result<(), ColdError> {
+        if std::mem::take(&mut self.fail_before_commit) {
+            delta.write(&mut self.conn, self.shard)?;
+            return Err(ColdError {
+                target: self.conn.target().to_string(),
+                message: "injected failure".to_string(),
+            });
+        }
+        delta.write(&mut self.conn, self.shard)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.conn.execute(
+            "INSERT INTO exporter_positions (shard, lsn, records, updated_millis) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (shard) DO UPDATE SET lsn = excluded.lsn, \
+             records = exporter_positions.records + excluded.records, \
+             updated_millis = excluded.updated_millis",
+            &[
+                Param::Int(Some(i64::from(self.shard))),
+                Param::Int(Some(reach as i64)),
+                Param::Int(Some(delta.records as i64)),
+                Param::Int(Some(now)),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// A shard's exporter position: (LSN, records exported); (0, 0) when it has none.
+pub fn position(conn: &mut Conn, shard: u16) -> Result<(u64, u64), ColdError> {
+    let rows = conn.query(
+        "SELECT lsn, records FROM exporter_positions WHERE shard = $1",
+        &[Param::Int(Some(i64::from(shard)))],
+    )?;
+    Ok(rows
+        .first()
+        .map(|row| {
+            (
+                row[0].int().unwrap_or(0) as u64,
+                row[1].int().unwrap_or(0) as u64,
+            )
+        })
+        .unwrap_or((0, 0)))
+}
+
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take plain integers and change only this thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, EXPORTER_NICE);
+    }
+}
+
+/// Starts the exporter thread of a shard. It runs until the queue is closed and drained.
+pub fn spawn(
+    target: Target,
+    queue: Arc<ExportQueue>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("ringflow-export-{}", queue.shard()))
+        .spawn(move || {
+            lower_priority();
+            run(&target, &queue);
+        })
+}
+
+fn run(target: &Target, queue: &ExportQueue) {
+    let shard = queue.shard();
+    let mut backoff = 100u64;
+    let mut exporter = loop {
+        match Exporter::open(target, shard) {
+            Ok(exporter) => break exporter,
+            Err(error) => {
+                retry_pause(queue, &error, &mut backoff);
+                if queue.queued.lock().is_ok_and(|q| q.closed) {
+                    return;
+                }
+            }
+        }
+    };
+    while let Some((records, reach)) = queue.take(EXPORT_BATCH_RECORDS) {
+        loop {
+            match exporter.export(&records, reach) {
+                Ok(()) => {
+                    backoff = 100;
+                    if queue.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!(shard, "the cold store accepts writes again");
+                    }
+                    queue.transactions.fetch_add(1, Ordering::Relaxed);
+                    queue.exported.store(exporter.position(), Ordering::Release);
+                    break;
+                }
+                Err(error) => {
+                    retry_pause(queue, &error, &mut backoff);
+                    if let Ok(reopened) = Exporter::open(target, shard) {
+                        exporter = reopened;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn retry_pause(queue: &ExportQueue, error: &ColdError, backoff: &mut u64) {
+    queue.failures.fetch_add(1, Ordering::Relaxed);
+    if !queue.failing.swap(true, Ordering::Relaxed) {
+        tracing::error!(shard = queue.shard(), %error, "the exporter cannot write; retrying");
+    }
+    std::thread::sleep(Duration::from_millis(*backoff));
+    *backoff = (*backoff * 2).min(EXPORT_RETRY_MILLIS_MAX);
+}

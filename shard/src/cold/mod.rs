@@ -1,0 +1,48 @@
+//! The second level: the cold store, a real database that holds history (deployments,
+//! process instances, element instances, jobs, incidents, variables) for people and tools to
+//! query, written off the critical path.
+//!
+//! - [`sql`]: one connection, SQLite (the default, `DATA/cold.db`) or PostgreSQL;
+//! - [`schema`]: the versioned schema and its migrations;
+//! - [`delta`]: a batch of records' events folded into row changes;
+//! - [`exporter`]: the per-shard queue and exporter thread;
+//! - [`query`]: what the CLI reads back.
+//!
+//! # Positions, retention and recovery
+//!
+//! Each shard's exporter position (the highest journal LSN whose events are in the store) is
+//! written in the same transaction as the rows it covers, so a batch is applied once or not
+//! at all, and a restarted exporter resumes right after it. The events themselves are not
+//! journaled: they are derived by the engine from the journaled commands. So the shard keeps
+//! what re-deriving them needs: a snapshot at or before the exporter position (besides the
+//! two newest), and the journal segments after it. At startup the shard recovers from that
+//! snapshot and hands the events of every record after the position to the exporter again.
+//! A store that lost its data (deleted, or replaced by an empty one) gets what the journal
+//! still has; the startup log says which LSNs could not be exported.
+
+pub mod delta;
+pub mod exporter;
+pub mod query;
+pub mod schema;
+pub mod sql;
+
+pub use delta::ExportRecord;
+pub use exporter::{ExportQueue, Exporter};
+pub use sql::{ColdError, Conn, Target};
+
+/// The cold store's file name in the data directory (SQLite, the default).
+pub const SQLITE_FILE: &str = "cold.db";
+
+/// Opens the store, brings its schema up to date and reads the position of each of
+/// `shards`. Returns the positions in the order given.
+pub fn prepare(target: &Target, shards: &[u16]) -> Result<Vec<u64>, ColdError> {
+    let mut conn = Conn::open(target)?;
+    let applied = schema::migrate(&mut conn)?;
+    if !applied.is_empty() {
+        tracing::info!(store = %target.describe(), ?applied, "cold store schema migrated");
+    }
+    shards
+        .iter()
+        .map(|shard| exporter::position(&mut conn, *shard).map(|(lsn, _)| lsn))
+        .collect()
+}

@@ -1,0 +1,261 @@
+//! Reading the cold store back: what `ringflow instances` and `ringflow instance KEY` show.
+
+use ringflow_core::Key;
+
+use super::delta::{db_key, key_of};
+use super::sql::{ColdError, Conn, Param, Value};
+
+/// Most rows `ringflow instances` lists unless told otherwise.
+pub const INSTANCES_LIMIT_DEFAULT: u64 = 50;
+
+/// Which instances to list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Running.
+    Active,
+    /// Ended normally.
+    Completed,
+    /// Cancelled or terminated.
+    Terminated,
+    /// Running with at least one open incident.
+    Incident,
+}
+
+impl StateFilter {
+    /// Reads `--state`.
+    pub fn parse(text: &str) -> Result<StateFilter, String> {
+        match text {
+            "active" => Ok(StateFilter::Active),
+            "completed" => Ok(StateFilter::Completed),
+            "terminated" => Ok(StateFilter::Terminated),
+            "incident" => Ok(StateFilter::Incident),
+            other => Err(format!(
+                "`{other}` is not a state: active, completed, terminated or incident"
+            )),
+        }
+    }
+}
+
+/// One process instance row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceRow {
+    /// The instance key.
+    pub key: Key,
+    /// The shard that owns it.
+    pub shard: u16,
+    /// The BPMN process id (empty if its definition is not in the store).
+    pub bpmn_process_id: String,
+    /// The version.
+    pub version: u32,
+    /// `active`, `completed` or `terminated`.
+    pub state: String,
+    /// Open incidents.
+    pub open_incidents: u64,
+    /// The business key.
+    pub business_key: Option<String>,
+    /// The calling element instance, for a child instance.
+    pub parent: Option<Key>,
+    /// Start, ms since the epoch.
+    pub start_millis: i64,
+    /// End, ms since the epoch.
+    pub end_millis: Option<i64>,
+}
+
+const INSTANCE_COLUMNS: &str = "i.key, i.shard, COALESCE(d.bpmn_process_id, ''), \
+     COALESCE(d.version, 0), i.state, \
+     (SELECT COUNT(*) FROM incidents n WHERE n.process_instance_key = i.key AND n.state = 'open'), \
+     i.business_key, i.parent_element_instance_key, i.start_millis, i.end_millis \
+     FROM process_instances i LEFT JOIN process_definitions d ON d.key = i.process_definition_key";
+
+fn instance_row(row: &[Value]) -> InstanceRow {
+    InstanceRow {
+        key: key_of(row[0].int().unwrap_or(0)),
+        shard: row[1].int().unwrap_or(0) as u16,
+        bpmn_process_id: row[2].text().unwrap_or("").to_string(),
+        version: row[3].int().unwrap_or(0) as u32,
+        state: row[4].text().unwrap_or("").to_string(),
+        open_incidents: row[5].int().unwrap_or(0) as u64,
+        business_key: row[6].text().map(str::to_string),
+        parent: row[7].int().map(key_of),
+        start_millis: row[8].int().unwrap_or(0),
+        end_millis: row[9].int(),
+    }
+}
+
+/// Instances, newest first.
+pub fn instances(
+    conn: &mut Conn,
+    state: Option<StateFilter>,
+    process: Option<&str>,
+    limit: u64,
+) -> Result<Vec<InstanceRow>, ColdError> {
+    let state_clause = match state {
+        None => "",
+        Some(StateFilter::Active) => " AND i.state = 'active'",
+        Some(StateFilter::Completed) => " AND i.state = 'completed'",
+        Some(StateFilter::Terminated) => " AND i.state = 'terminated'",
+        Some(StateFilter::Incident) => {
+            " AND i.state = 'active' AND EXISTS (SELECT 1 FROM incidents n \
+             WHERE n.process_instance_key = i.key AND n.state = 'open')"
+        }
+    };
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} WHERE ($1 = '' OR d.bpmn_process_id = $1){state_clause} \
+         ORDER BY i.start_millis DESC, i.key DESC LIMIT $2"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn.query(
+        &sql,
+        &[Param::Text(Some(process.unwrap_or(""))), Param::Int(Some(limit))],
+    )?;
+    Ok(rows.iter().map(|row| instance_row(row)).collect())
+}
+
+/// One element instance of an instance's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElementRow {
+    /// The element instance key.
+    pub key: Key,
+    /// The element's id.
+    pub element_id: String,
+    /// `active`, `completed` or `terminated`.
+    pub state: String,
+    /// Activated, ms since the epoch.
+    pub activated_millis: i64,
+    /// Ended, ms since the epoch.
+    pub ended_millis: Option<i64>,
+}
+
+/// A job of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRow {
+    /// The job key.
+    pub key: Key,
+    /// Its element instance.
+    pub element_instance_key: Key,
+    /// The job type.
+    pub job_type: String,
+    /// Its state.
+    pub state: String,
+    /// Retries left.
+    pub retries: i64,
+    /// The last error.
+    pub error_message: Option<String>,
+}
+
+/// An incident of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentRow {
+    /// The incident key.
+    pub key: Key,
+    /// The element instance it stopped.
+    pub element_instance_key: Key,
+    /// What went wrong.
+    pub message: String,
+    /// `open`, `resolved` or `closed`.
+    pub state: String,
+    /// Created, ms since the epoch.
+    pub created_millis: i64,
+}
+
+/// A variable of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariableRow {
+    /// Its scope (the instance key for instance variables).
+    pub scope_key: Key,
+    /// Its name.
+    pub name: String,
+    /// The value as JSON.
+    pub value: String,
+}
+
+/// Everything the store holds about one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceDetail {
+    /// The instance.
+    pub instance: InstanceRow,
+    /// Its element instances in order of activation.
+    pub elements: Vec<ElementRow>,
+    /// Its jobs.
+    pub jobs: Vec<JobRow>,
+    /// Its incidents.
+    pub incidents: Vec<IncidentRow>,
+    /// Its variables.
+    pub variables: Vec<VariableRow>,
+}
+
+/// One instance with its history; `None` when the store does not have it.
+pub fn instance(conn: &mut Conn, key: Key) -> Result<Option<InstanceDetail>, ColdError> {
+    let id = [Param::Int(Some(db_key(key)))];
+    let rows = conn.query(&format!("SELECT {INSTANCE_COLUMNS} WHERE i.key = $1"), &id)?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let instance = instance_row(row);
+    let elements = conn
+        .query(
+            "SELECT key, element_id, state, activated_millis, ended_millis FROM element_instances \
+             WHERE process_instance_key = $1 ORDER BY activated_millis, key",
+            &id,
+        )?
+        .iter()
+        .map(|row| ElementRow {
+            key: key_of(row[0].int().unwrap_or(0)),
+            element_id: row[1].text().unwrap_or("").to_string(),
+            state: row[2].text().unwrap_or("").to_string(),
+            activated_millis: row[3].int().unwrap_or(0),
+            ended_millis: row[4].int(),
+        })
+        .collect();
+    let jobs = conn
+        .query(
+            "SELECT key, element_instance_key, job_type, state, retries, error_message FROM jobs \
+             WHERE process_instance_key = $1 ORDER BY key",
+            &id,
+        )?
+        .iter()
+        .map(|row| JobRow {
+            key: key_of(row[0].int().unwrap_or(0)),
+            element_instance_key: key_of(row[1].int().unwrap_or(0)),
+            job_type: row[2].text().unwrap_or("").to_string(),
+            state: row[3].text().unwrap_or("").to_string(),
+            retries: row[4].int().unwrap_or(0),
+            error_message: row[5].text().map(str::to_string),
+        })
+        .collect();
+    let incidents = conn
+        .query(
+            "SELECT key, element_instance_key, message, state, created_millis FROM incidents \
+             WHERE process_instance_key = $1 ORDER BY key",
+            &id,
+        )?
+        .iter()
+        .map(|row| IncidentRow {
+            key: key_of(row[0].int().unwrap_or(0)),
+            element_instance_key: key_of(row[1].int().unwrap_or(0)),
+            message: row[2].text().unwrap_or("").to_string(),
+            state: row[3].text().unwrap_or("").to_string(),
+            created_millis: row[4].int().unwrap_or(0),
+        })
+        .collect();
+    let variables = conn
+        .query(
+            "SELECT scope_key, name, value FROM variables WHERE process_instance_key = $1 \
+             ORDER BY scope_key, name",
+            &id,
+        )?
+        .iter()
+        .map(|row| VariableRow {
+            scope_key: key_of(row[0].int().unwrap_or(0)),
+            name: row[1].text().unwrap_or("").to_string(),
+            value: row[2].text().unwrap_or("").to_string(),
+        })
+        .collect();
+    Ok(Some(InstanceDetail {
+        instance,
+        elements,
+        jobs,
+        incidents,
+        variables,
+    }))
+}

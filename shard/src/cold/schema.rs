@@ -1,0 +1,173 @@
+//! The cold store's schema, versioned: migration `n` takes a store from version `n - 1` to
+//! `n`, in one transaction with the version row. A store newer than this build is refused.
+//!
+//! Keys are stored as `BIGINT`, the key's 64 bits read as a signed number (keys of shards
+//! 2048 and up come out negative; `ringflow instance` converts back). Times are milliseconds
+//! since the Unix epoch from the command that caused the change (the engine's clock).
+//!
+//! | table | one row per | holds |
+//! |---|---|---|
+//! | `ringflow_schema` | store | the schema version |
+//! | `exporter_positions` | shard | the last journal LSN exported and how many records that was |
+//! | `process_definitions` | process version and shard | BPMN process id, version, deployment, resource name, the XML |
+//! | `decision_definitions` | decision version and shard | decision id, version, deployment, resource name, the DMN XML |
+//! | `process_instances` | process instance | definition, shard, business key, caller, `active` / `completed` / `terminated`, start and end |
+//! | `element_instances` | element instance | element id, `active` / `completed` / `terminated`, activation and end |
+//! | `jobs` | job | type, `created` / `failed` / `completed` / `error_thrown` / `canceled`, retries, last error |
+//! | `incidents` | incident | message, `open` / `resolved` / `closed` (its element ended), times |
+//! | `variables` | scope and name | the JSON value as the last command that changed it left it |
+
+use super::sql::{ColdError, Conn, Param};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const V1: &str = "
+CREATE TABLE exporter_positions (
+    shard BIGINT PRIMARY KEY,
+    lsn BIGINT NOT NULL,
+    records BIGINT NOT NULL,
+    updated_millis BIGINT NOT NULL
+);
+CREATE TABLE process_definitions (
+    key BIGINT PRIMARY KEY,
+    shard BIGINT NOT NULL,
+    bpmn_process_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    deployment_key BIGINT NOT NULL,
+    resource_name TEXT NOT NULL,
+    resource {BLOB} NOT NULL,
+    deployed_millis BIGINT NOT NULL
+);
+CREATE INDEX process_definitions_id ON process_definitions (bpmn_process_id, version);
+CREATE TABLE decision_definitions (
+    key BIGINT PRIMARY KEY,
+    shard BIGINT NOT NULL,
+    decision_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    deployment_key BIGINT NOT NULL,
+    resource_name TEXT NOT NULL,
+    resource {BLOB} NOT NULL,
+    deployed_millis BIGINT NOT NULL
+);
+CREATE TABLE process_instances (
+    key BIGINT PRIMARY KEY,
+    shard BIGINT NOT NULL,
+    process_definition_key BIGINT NOT NULL,
+    business_key TEXT,
+    parent_element_instance_key BIGINT,
+    state TEXT NOT NULL,
+    start_millis BIGINT NOT NULL,
+    end_millis BIGINT
+);
+CREATE INDEX process_instances_state ON process_instances (state, process_definition_key);
+CREATE TABLE element_instances (
+    key BIGINT PRIMARY KEY,
+    process_instance_key BIGINT NOT NULL,
+    element_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    activated_millis BIGINT NOT NULL,
+    ended_millis BIGINT
+);
+CREATE INDEX element_instances_instance ON element_instances (process_instance_key);
+CREATE TABLE jobs (
+    key BIGINT PRIMARY KEY,
+    process_instance_key BIGINT NOT NULL,
+    element_instance_key BIGINT NOT NULL,
+    job_type TEXT NOT NULL,
+    state TEXT NOT NULL,
+    retries BIGINT NOT NULL,
+    error_message TEXT,
+    created_millis BIGINT NOT NULL,
+    updated_millis BIGINT NOT NULL
+);
+CREATE INDEX jobs_element ON jobs (element_instance_key);
+CREATE INDEX jobs_instance ON jobs (process_instance_key);
+CREATE TABLE incidents (
+    key BIGINT PRIMARY KEY,
+    process_instance_key BIGINT NOT NULL,
+    element_instance_key BIGINT NOT NULL,
+    message TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_millis BIGINT NOT NULL,
+    ended_millis BIGINT
+);
+CREATE INDEX incidents_element ON incidents (element_instance_key);
+CREATE INDEX incidents_instance ON incidents (process_instance_key, state);
+CREATE TABLE variables (
+    scope_key BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    process_instance_key BIGINT NOT NULL,
+    value TEXT NOT NULL,
+    updated_millis BIGINT NOT NULL,
+    PRIMARY KEY (scope_key, name)
+);
+CREATE INDEX variables_instance ON variables (process_instance_key);
+";
+
+/// The migrations, in order: `MIGRATIONS[n - 1]` makes version `n`. `{BLOB}` is the byte
+/// string type of the dialect.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The store's schema version (0 for an empty store).
+pub fn version(conn: &mut Conn) -> Result<i64, ColdError> {
+    conn.batch("CREATE TABLE IF NOT EXISTS ringflow_schema (version BIGINT NOT NULL)")?;
+    let rows = conn.query("SELECT version FROM ringflow_schema", &[])?;
+    Ok(rows.first().and_then(|row| row[0].int()).unwrap_or(0))
+}
+
+/// Brings the store to [`SCHEMA_VERSION`]; returns the versions it applied. Two nodes that
+/// migrate the same PostgreSQL store at once are serialized by an advisory lock; SQLite by
+/// its write lock.
+pub fn migrate(conn: &mut Conn) -> Result<Vec<i64>, ColdError> {
+    let postgres = conn.is_postgres();
+    conn.batch("CREATE TABLE IF NOT EXISTS ringflow_schema (version BIGINT NOT NULL)")?;
+    conn.batch(if postgres {
+        "BEGIN; SELECT pg_advisory_xact_lock(7433401)"
+    } else {
+        "BEGIN IMMEDIATE"
+    })?;
+    let result = apply(conn, postgres);
+    match result {
+        Ok(applied) => {
+            conn.batch("COMMIT")?;
+            Ok(applied)
+        }
+        Err(error) => {
+            let _ = conn.batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+fn apply(conn: &mut Conn, postgres: bool) -> Result<Vec<i64>, ColdError> {
+    let rows = conn.query("SELECT version FROM ringflow_schema", &[])?;
+    let current = rows.first().and_then(|row| row[0].int()).unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(ColdError {
+            target: conn.target().to_string(),
+            message: format!(
+                "the store has schema version {current}, newer than this ringflow's \
+                 {SCHEMA_VERSION}: upgrade ringflow"
+            ),
+        });
+    }
+    if rows.is_empty() {
+        conn.execute("INSERT INTO ringflow_schema (version) VALUES (0)", &[])?;
+    }
+    let blob = if postgres { "BYTEA" } else { "BLOB" };
+    let mut applied = Vec::new();
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        let version = index as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        conn.batch(&migration.replace("{BLOB}", blob))?;
+        conn.execute(
+            "UPDATE ringflow_schema SET version = $1",
+            &[Param::Int(Some(version))],
+        )?;
+        applied.push(version);
+    }
+    Ok(applied)
+}
