@@ -1,7 +1,9 @@
 //! One connection to the cold store, SQLite or PostgreSQL, behind the few calls the exporter
-//! and the CLI need. Statements are written once, with `$1`, `$2`, ... placeholders numbered
-//! in order of first use: PostgreSQL reads them natively, SQLite as named parameters bound by
-//! position. Every integer column is `BIGINT` so that both hand back `i64`.
+//! and the CLI need. Statements are written once, with `$1`, `$2`, ... placeholders:
+//! PostgreSQL reads them natively; for SQLite they become `?1`, `?2`, ..., its numbered
+//! parameters (SQLite would take `$1` as a *named* parameter and number it by first use).
+//! Statements must not hold a `$` anywhere else. Every integer column is `BIGINT` so that both
+//! hand back `i64`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -235,7 +237,7 @@ impl Conn {
     pub fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, ColdError> {
         let result = match &mut self.kind {
             Kind::Sqlite(conn) => conn
-                .prepare_cached(sql)
+                .prepare_cached(&sqlite_sql(sql))
                 .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(params)))
                 .map(|rows| rows as u64)
                 .map_err(|e| e.to_string()),
@@ -273,6 +275,11 @@ impl Conn {
     }
 }
 
+/// `$n` placeholders as SQLite's numbered `?n`.
+fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
 fn first_line(sql: &str) -> &str {
     sql.trim().lines().next().unwrap_or("")
 }
@@ -282,7 +289,7 @@ fn sqlite_query(
     sql: &str,
     params: &[Param<'_>],
 ) -> rusqlite::Result<Vec<Vec<Value>>> {
-    let mut statement = conn.prepare_cached(sql)?;
+    let mut statement = conn.prepare_cached(&sqlite_sql(sql))?;
     let columns = statement.column_count();
     let mut rows = statement.query(rusqlite::params_from_iter(params))?;
     let mut out = Vec::new();

@@ -1,0 +1,549 @@
+//! The cold store against the engine: seeded random workloads over the bundled order model
+//! (gateways, a parallel split, a message wait with a timer boundary, a call activity),
+//! exported with crashes at random moments (before a commit, and after a commit before the
+//! shard learns of it), must leave the store matching the engine's state: every live
+//! instance, element, job, incident and variable, every ended instance with its history, and
+//! every record applied exactly once.
+//!
+//! Every test runs on SQLite and on PostgreSQL. PostgreSQL needs `RINGFLOW_TEST_POSTGRES`
+//! (a connection URL; `.ci/test` installs and starts a server and sets it); without it the
+//! PostgreSQL half is skipped with a message, unless `RINGFLOW_REQUIRE_POSTGRES=1`, in which
+//! case it fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringflow_core::{
+    Command, Ctx, Event, JobState, Key, ProcessRef, Resource, State, Variables, process,
+};
+use ringflow_shard::cold::sql::{Conn, Param, Target};
+use ringflow_shard::cold::{ExportQueue, ExportRecord, Exporter, exporter, query, schema};
+
+const SHARD: u16 = 1;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+fn order_model() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpmn/models/order-process.bpmn");
+    std::fs::read_to_string(path).expect("the bundled order model")
+}
+
+const PARENT_MODEL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="parent-defs">
+  <bpmn:process id="parent" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="call"/>
+    <bpmn:callActivity id="call">
+      <bpmn:extensionElements>
+        <zeebe:calledElement processId="order-process" propagateAllChildVariables="true"/>
+      </bpmn:extensionElements>
+    </bpmn:callActivity>
+    <bpmn:sequenceFlow id="f2" sourceRef="call" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// A workload: the engine's final state and the export records of its accepted commands.
+struct Workload {
+    state: State,
+    records: Vec<ExportRecord>,
+}
+
+fn vars(json: &str) -> Variables {
+    serde_json::from_str(json).expect("test variables")
+}
+
+fn workload(seed: u64, commands: usize) -> Workload {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut state = State::new(SHARD);
+    let mut now = 1_700_000_000_000i64;
+    let mut records = Vec::new();
+    let mut lsn = 0u64;
+    let mut run = |state: &mut State, now: i64, command: Command, records: &mut Vec<_>| {
+        let ctx = Ctx {
+            now_millis: now,
+            next_key: state.last_key().next().expect("keys"),
+        };
+        if let Ok(outcome) = process(state, command, &ctx) {
+            lsn += 1;
+            records.push(ExportRecord {
+                lsn,
+                now_millis: now,
+                events: outcome.events,
+            });
+        }
+    };
+    let resources = vec![
+        Resource {
+            name: "order-process.bpmn".to_string(),
+            content: Arc::from(order_model().as_bytes()),
+        },
+        Resource {
+            name: "parent.bpmn".to_string(),
+            content: Arc::from(PARENT_MODEL.as_bytes()),
+        },
+    ];
+    run(&mut state, now, Command::Deploy { resources }, &mut records);
+    let job_types = [
+        "check-stock",
+        "charge-payment",
+        "reserve-items",
+        "notify-customer",
+        "escalate-shipment",
+    ];
+    let mut order_ids = 0u64;
+    for _ in 0..commands {
+        now += rng.below(400) as i64;
+        let command = match rng.below(100) {
+            0..=17 => {
+                order_ids += 1;
+                let process = if rng.chance(25) { "parent" } else { "order-process" };
+                Command::CreateInstance {
+                    process: ProcessRef::Latest(process.to_string()),
+                    variables: vars(&format!(
+                        r#"{{"orderId": "o-{order_ids}", "amount": {}}}"#,
+                        rng.below(500)
+                    )),
+                    business_key: rng.chance(30).then(|| format!("b-{order_ids}")),
+                    await_result: false,
+                }
+            }
+            18..=39 => Command::ActivateJobs {
+                job_type: job_types[rng.below(job_types.len() as u64) as usize].to_string(),
+                worker: "w".to_string(),
+                max_jobs: 1 + rng.below(4) as u32,
+                lease_millis: 60_000,
+            },
+            40..=64 => {
+                let Some(key) = pick(&mut rng, activated_jobs(&state)) else {
+                    continue;
+                };
+                let in_stock = !rng.chance(15);
+                Command::CompleteJob {
+                    key,
+                    variables: vars(&format!(
+                        r#"{{"inStock": {in_stock}, "step{}": "done"}}"#,
+                        rng.below(3)
+                    )),
+                }
+            }
+            65..=71 => {
+                let Some(key) = pick(&mut rng, activated_jobs(&state)) else {
+                    continue;
+                };
+                Command::FailJob {
+                    key,
+                    retries: rng.below(2) as u32,
+                    retry_backoff_millis: 0,
+                    message: "worker failed".to_string(),
+                }
+            }
+            72..=76 => {
+                let failed: Vec<Key> = state
+                    .jobs()
+                    .filter(|job| matches!(job.state, JobState::Failed))
+                    .map(|job| job.key)
+                    .collect();
+                let Some(key) = pick(&mut rng, failed) else {
+                    continue;
+                };
+                Command::UpdateJobRetries { key, retries: 2 }
+            }
+            77..=81 => {
+                let incidents: Vec<Key> = state.incidents().map(|i| i.key).collect();
+                let Some(key) = pick(&mut rng, incidents) else {
+                    continue;
+                };
+                Command::ResolveIncident { key }
+            }
+            82..=91 => Command::PublishMessage {
+                name: "shipment-confirmed".to_string(),
+                correlation_key: format!("o-{}", 1 + rng.below(order_ids.max(1))),
+                variables: vars(r#"{"shipped": true}"#),
+                ttl_millis: if rng.chance(50) { 0 } else { 10_000 },
+                message_id: None,
+            },
+            92..=95 => {
+                let roots: Vec<Key> = state
+                    .instances()
+                    .filter(|instance| instance.parent.is_none())
+                    .map(|instance| instance.key)
+                    .collect();
+                let Some(key) = pick(&mut rng, roots) else {
+                    continue;
+                };
+                Command::CancelInstance { key }
+            }
+            96..=97 => {
+                let roots: Vec<Key> = state.instances().map(|instance| instance.key).collect();
+                let Some(scope) = pick(&mut rng, roots) else {
+                    continue;
+                };
+                Command::SetVariables {
+                    scope,
+                    variables: vars(&format!(r#"{{"note": "n{}"}}"#, rng.below(100))),
+                    local: false,
+                }
+            }
+            _ => {
+                // An hour passes: shipment timers fire.
+                now += 3_600_001;
+                let due: Vec<Key> = state
+                    .timers()
+                    .filter(|timer| timer.due_millis <= now)
+                    .map(|timer| timer.key)
+                    .collect();
+                for key in due {
+                    run(&mut state, now, Command::TriggerTimer { key }, &mut records);
+                }
+                continue;
+            }
+        };
+        run(&mut state, now, command, &mut records);
+    }
+    Workload { state, records }
+}
+
+fn activated_jobs(state: &State) -> Vec<Key> {
+    state
+        .jobs()
+        .filter(|job| matches!(job.state, JobState::Activated { .. }))
+        .map(|job| job.key)
+        .collect()
+}
+
+fn pick(rng: &mut Rng, keys: Vec<Key>) -> Option<Key> {
+    if keys.is_empty() {
+        return None;
+    }
+    Some(keys[rng.below(keys.len() as u64) as usize])
+}
+
+/// Test stores: a fresh SQLite file, and a fresh PostgreSQL schema when a server is given.
+fn targets(name: &str) -> Vec<(Target, Option<tempdir::Dir>)> {
+    let dir = tempdir::Dir::new(name);
+    let mut targets = vec![(Target::Sqlite(dir.path().join("cold.db")), Some(dir))];
+    match std::env::var("RINGFLOW_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => targets.push((postgres_schema(&url, name), None)),
+        _ => {
+            assert!(
+                std::env::var("RINGFLOW_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "RINGFLOW_REQUIRE_POSTGRES=1 but RINGFLOW_TEST_POSTGRES is not set"
+            );
+            eprintln!("{name}: PostgreSQL skipped (set RINGFLOW_TEST_POSTGRES to run it)");
+        }
+    }
+    targets
+}
+
+fn postgres_schema(url: &str, name: &str) -> Target {
+    let schema = format!(
+        "t_{}_{}_{}",
+        name,
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let mut conn = Conn::open(&Target::Postgres(url.to_string())).expect("PostgreSQL reachable");
+    conn.batch(&format!("CREATE SCHEMA {schema}"))
+        .expect("create schema");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Target::Postgres(format!(
+        "{url}{separator}options=-csearch_path%3D{schema}"
+    ))
+}
+
+/// Compares the store with the engine's state and the records' events.
+fn assert_store_matches(target: &Target, workload: &Workload) {
+    let mut conn = Conn::open(target).expect("open");
+    let last = workload.records.last().map_or(0, |r| r.lsn);
+    let (lsn, records) = exporter::position(&mut conn, SHARD).expect("position");
+    assert_eq!(lsn, last, "the position reaches the last record");
+    assert_eq!(
+        records,
+        workload.records.len() as u64,
+        "every record applied exactly once"
+    );
+    let state = &workload.state;
+    let set = |conn: &mut Conn, sql: &str| -> BTreeSet<u64> {
+        conn.query(sql, &[])
+            .expect(sql)
+            .iter()
+            .map(|row| row[0].int().expect("key") as u64)
+            .collect()
+    };
+    let live: BTreeSet<u64> = state.instances().map(|i| i.key.0).collect();
+    assert_eq!(
+        set(&mut conn, "SELECT key FROM process_instances WHERE state = 'active'"),
+        live,
+        "active instances"
+    );
+    let created = workload
+        .records
+        .iter()
+        .flat_map(|r| &r.events)
+        .filter(|e| matches!(e, Event::InstanceCreated { .. }))
+        .count();
+    assert_eq!(
+        set(&mut conn, "SELECT key FROM process_instances").len(),
+        created,
+        "every instance ever created"
+    );
+    let ended_elements_open = set(
+        &mut conn,
+        "SELECT e.key FROM element_instances e JOIN process_instances i \
+         ON i.key = e.process_instance_key WHERE i.state <> 'active' AND e.state = 'active'",
+    );
+    assert!(
+        ended_elements_open.is_empty(),
+        "ended instances have no active elements: {ended_elements_open:?}"
+    );
+    let completed = set(&mut conn, "SELECT key FROM process_instances WHERE state = 'completed'");
+    assert!(!completed.is_empty(), "the workload completes instances");
+    for key in completed.iter().take(20) {
+        let detail = query::instance(&mut conn, Key(*key))
+            .expect("query")
+            .expect("a completed instance is in the store");
+        assert!(detail.elements.len() >= 3, "history of {key}: {detail:?}");
+        assert!(detail.instance.end_millis.is_some());
+    }
+    let elements: BTreeSet<u64> = state.element_instances().map(|e| e.key.0).collect();
+    assert_eq!(
+        set(&mut conn, "SELECT key FROM element_instances WHERE state = 'active'"),
+        elements,
+        "active element instances"
+    );
+    let jobs: BTreeMap<u64, i64> = state
+        .jobs()
+        .map(|job| (job.key.0, i64::from(job.retries)))
+        .collect();
+    let stored_jobs: BTreeMap<u64, i64> = conn
+        .query(
+            "SELECT key, retries FROM jobs WHERE state IN ('created', 'failed')",
+            &[],
+        )
+        .expect("jobs")
+        .iter()
+        .map(|row| (row[0].int().expect("key") as u64, row[1].int().expect("retries")))
+        .collect();
+    assert_eq!(stored_jobs, jobs, "open jobs and their retries");
+    let incidents: BTreeSet<u64> = state.incidents().map(|i| i.key.0).collect();
+    assert_eq!(
+        set(&mut conn, "SELECT key FROM incidents WHERE state = 'open'"),
+        incidents,
+        "open incidents"
+    );
+    let mut checked = 0;
+    for element in state.element_instances() {
+        let Some(document) = state.variables(element.key) else {
+            continue;
+        };
+        for (name, value) in document {
+            let rows = conn
+                .query(
+                    "SELECT value FROM variables WHERE scope_key = $1 AND name = $2",
+                    &[Param::Int(Some(element.key.0 as i64)), Param::Text(Some(name))],
+                )
+                .expect("variables");
+            let stored = rows
+                .first()
+                .and_then(|row| row[0].text())
+                .unwrap_or_else(|| panic!("variable {name} of {} missing", element.key));
+            let stored: serde_json::Value = serde_json::from_str(stored).expect("JSON");
+            assert_eq!(&stored, value, "variable {name} of scope {}", element.key);
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "the workload leaves variables to compare");
+}
+
+#[test]
+fn exports_with_crashes_match_the_engine() {
+    for seed in 1..=3u64 {
+        let workload = workload(seed, 600);
+        for (target, _dir) in targets(&format!("crash{seed}")) {
+            let mut conn = Conn::open(&target).expect("open");
+            schema::migrate(&mut conn).expect("migrate");
+            drop(conn);
+            let mut rng = Rng(seed * 7919);
+            let records = &workload.records;
+            let last = records.last().expect("records").lsn;
+            let mut exporter = Exporter::open(&target, SHARD).expect("exporter");
+            let mut next = 0usize;
+            let (mut crashes, mut replays) = (0, 0);
+            while exporter.position() < last {
+                let count = 1 + rng.below(40) as usize;
+                let batch = &records[next..(next + count).min(records.len())];
+                let reach = batch.last().expect("a record").lsn;
+                if rng.chance(15) && reach > exporter.position() {
+                    // Crash before the commit: nothing of the batch may stay.
+                    exporter.fail_before_commit = true;
+                    assert!(exporter.export(batch, reach).is_err());
+                    exporter = Exporter::open(&target, SHARD).expect("restart");
+                    crashes += 1;
+                } else {
+                    exporter.export(batch, reach).expect("export");
+                    if rng.chance(10) {
+                        // Crash after the commit, before the shard heard of it: the shard
+                        // sends from its older position again.
+                        exporter = Exporter::open(&target, SHARD).expect("restart");
+                        next = next.saturating_sub(rng.below(60) as usize);
+                        replays += 1;
+                        continue;
+                    }
+                }
+                next = records.partition_point(|r| r.lsn <= exporter.position());
+            }
+            assert!(crashes > 0 && replays > 0, "the seed exercises both crashes");
+            assert_store_matches(&target, &workload);
+        }
+    }
+}
+
+#[test]
+fn the_exporter_thread_drains_its_queue_and_resumes_from_its_position() {
+    let workload = workload(11, 400);
+    for (target, _dir) in targets("thread") {
+        let mut conn = Conn::open(&target).expect("open");
+        schema::migrate(&mut conn).expect("migrate");
+        drop(conn);
+        let records = &workload.records;
+        let half = records.len() / 2;
+        // First run: half the records, in commit-sized pushes.
+        let queue = ExportQueue::new(SHARD, 0);
+        let thread = exporter::spawn(target.clone(), Arc::clone(&queue)).expect("spawn");
+        for chunk in records[..half].chunks(7) {
+            queue.push(chunk.to_vec(), chunk.last().expect("chunk").lsn);
+        }
+        let half_lsn = records[half - 1].lsn;
+        assert!(queue.wait_exported(half_lsn, Duration::from_secs(60)));
+        queue.close();
+        thread.join().expect("the exporter thread ends");
+        // Second run: the shard resends from an older point; the store keeps each once.
+        let mut conn = Conn::open(&target).expect("open");
+        let (position, _) = exporter::position(&mut conn, SHARD).expect("position");
+        assert_eq!(position, half_lsn);
+        let queue = ExportQueue::new(SHARD, position);
+        let thread = exporter::spawn(target.clone(), Arc::clone(&queue)).expect("spawn");
+        queue.push(records[half / 2..].to_vec(), records.last().expect("last").lsn);
+        assert!(queue.wait_exported(records.last().expect("last").lsn, Duration::from_secs(60)));
+        assert_eq!(queue.lag(), 0);
+        queue.close();
+        thread.join().expect("the exporter thread ends");
+        assert_store_matches(&target, &workload);
+    }
+}
+
+#[test]
+fn schema_is_versioned_and_a_newer_store_is_refused() {
+    for (target, _dir) in targets("schema") {
+        let mut conn = Conn::open(&target).expect("open");
+        assert_eq!(schema::version(&mut conn).expect("version"), 0);
+        assert_eq!(schema::migrate(&mut conn).expect("migrate"), [1]);
+        assert!(schema::migrate(&mut conn).expect("again").is_empty());
+        assert_eq!(schema::version(&mut conn).expect("version"), schema::SCHEMA_VERSION);
+        conn.execute("UPDATE ringflow_schema SET version = 99", &[])
+            .expect("pretend a newer ringflow wrote it");
+        let error = schema::migrate(&mut conn).expect_err("newer store");
+        assert!(error.to_string().contains("schema version 99"), "{error}");
+    }
+}
+
+/// A temporary directory removed on drop (std only).
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(name: &str) -> Dir {
+            let path = std::env::temp_dir().join(format!(
+                "ringflow-cold-{name}-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            ));
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A temporary directory removed on drop (std only).
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(name: &str) -> Dir {
+            let path = std::env::temp_dir().join(format!(
+                "ringflow-cold-{name}-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            ));
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[test]
+fn debug_events() {
+    let workload = workload(11, 400);
+    for (target, _dir) in targets("dbg") {
+        let mut conn = Conn::open(&target).expect("open");
+        schema::migrate(&mut conn).expect("migrate");
+        let mut exporter = Exporter::open(&target, SHARD).expect("exporter");
+        let last = workload.records.last().unwrap().lsn;
+        exporter.export(&workload.records, last).expect("export");
+        let rows = conn.query("SELECT state, end_millis FROM process_instances WHERE key = 4503599627370559", &[]).unwrap();
+        println!("{target:?} {rows:?}");
+        let rows = conn.query("SELECT count(*) FROM process_instances", &[]).unwrap();
+        println!("{target:?} {rows:?}");
+    }
+}
