@@ -215,6 +215,12 @@ pub struct Registry {
     shards: Mutex<Vec<(Arc<ShardMetrics>, Option<Arc<ExportQueue>>)>>,
 }
 
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Registry")
+    }
+}
+
 impl Registry {
     /// Adds a shard.
     pub fn register(&self, metrics: Arc<ShardMetrics>, export: Option<Arc<ExportQueue>>) {
@@ -230,7 +236,12 @@ impl Registry {
         let header = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        header(&mut out, "ringflow_commands_total", "counter", "Accepted commands by type.");
+        header(
+            &mut out,
+            "ringflow_commands_total",
+            "counter",
+            "Accepted commands by type.",
+        );
         for (metrics, _) in shards.iter() {
             for (index, name) in COMMAND_KINDS.iter().enumerate() {
                 let value = metrics.commands[index].load(Relaxed);
@@ -241,7 +252,12 @@ impl Registry {
                 );
             }
         }
-        header(&mut out, "ringflow_rejections_total", "counter", "Refused commands by code.");
+        header(
+            &mut out,
+            "ringflow_rejections_total",
+            "counter",
+            "Refused commands by code.",
+        );
         for (metrics, _) in shards.iter() {
             for (index, code) in REJECTION_CODES.iter().enumerate() {
                 let value = metrics.rejections[index].load(Relaxed);
@@ -254,30 +270,52 @@ impl Registry {
             }
         }
         let gauges: [(&str, &str, &str, fn(&ShardMetrics) -> u64); 4] = [
-            ("ringflow_busy_rejections_total", "counter", "New work refused with BUSY.", |m| {
-                m.busy.load(Relaxed)
+            (
+                "ringflow_busy_rejections_total",
+                "counter",
+                "New work refused with BUSY.",
+                |m| m.busy.load(Relaxed),
+            ),
+            (
+                "ringflow_durable_lsn",
+                "gauge",
+                "Highest durable journal LSN.",
+                |m| m.durable_lsn.load(Relaxed),
+            ),
+            (
+                "ringflow_live_instances",
+                "gauge",
+                "Running process instances.",
+                |m| m.live_instances.load(Relaxed),
+            ),
+            ("ringflow_open_jobs", "gauge", "Open jobs.", |m| {
+                m.open_jobs.load(Relaxed)
             }),
-            ("ringflow_durable_lsn", "gauge", "Highest durable journal LSN.", |m| {
-                m.durable_lsn.load(Relaxed)
-            }),
-            ("ringflow_live_instances", "gauge", "Running process instances.", |m| {
-                m.live_instances.load(Relaxed)
-            }),
-            ("ringflow_open_jobs", "gauge", "Open jobs.", |m| m.open_jobs.load(Relaxed)),
         ];
         for (name, kind, help, read) in gauges {
             header(&mut out, name, kind, help);
             for (metrics, _) in shards.iter() {
-                let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", metrics.shard, read(metrics));
+                let _ = writeln!(
+                    out,
+                    "{name}{{shard=\"{}\"}} {}",
+                    metrics.shard,
+                    read(metrics)
+                );
             }
         }
         let histograms: [(&str, &str, f64, fn(&ShardMetrics) -> &Histogram); 3] = [
-            ("ringflow_journal_batch_records", "Records per group commit.", 1.0, |m| {
-                &m.batch_records
-            }),
-            ("ringflow_journal_fdatasync_seconds", "fdatasync of one commit.", 1e6, |m| {
-                &m.fdatasync_micros
-            }),
+            (
+                "ringflow_journal_batch_records",
+                "Records per group commit.",
+                1.0,
+                |m| &m.batch_records,
+            ),
+            (
+                "ringflow_journal_fdatasync_seconds",
+                "fdatasync of one commit.",
+                1e6,
+                |m| &m.fdatasync_micros,
+            ),
             (
                 "ringflow_commit_latency_seconds",
                 "From the first record of a batch to durable.",
@@ -293,9 +331,12 @@ impl Registry {
             }
         }
         let exporters: [(&str, &str, &str, fn(&ShardMetrics, &ExportQueue) -> u64); 5] = [
-            ("ringflow_exporter_position", "gauge", "Highest LSN in the cold store.", |_, q| {
-                q.exported()
-            }),
+            (
+                "ringflow_exporter_position",
+                "gauge",
+                "Highest LSN in the cold store.",
+                |_, q| q.exported(),
+            ),
             (
                 "ringflow_exporter_lag_records",
                 "gauge",
@@ -365,7 +406,10 @@ pub fn serve(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<Socke
                 let (status, body) = if line.starts_with("GET /metrics ") {
                     ("200 OK", registry.render())
                 } else {
-                    ("404 Not Found", "only GET /metrics is served here\n".to_string())
+                    (
+                        "404 Not Found",
+                        "only GET /metrics is served here\n".to_string(),
+                    )
                 };
                 let response = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\

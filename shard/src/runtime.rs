@@ -20,7 +20,12 @@ use std::time::Duration;
 
 use glommio::{CpuSet, Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
 
-use crate::shard::{Shard, ShardConfig, recover};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::cold::{ExportQueue, Target};
+use crate::metrics::Registry;
+use crate::shard::{Shard, ShardConfig, recover_exporting};
 use crate::storage::dma::DmaDir;
 
 /// Default I/O memory per shard.
@@ -52,7 +57,15 @@ pub struct RuntimeConfig {
     pub ring_depth: usize,
     /// The journal and snapshot settings; the shard id is filled in per shard.
     pub shard: ShardConfig,
+    /// The cold store, if any: each shard gets an exporter thread writing to it.
+    pub cold_store: Option<Target>,
+    /// Where each shard registers its metrics, if anywhere.
+    pub metrics: Option<Arc<Registry>>,
 }
+
+/// How long a stopping node waits for its exporters to write what is queued; the rest is
+/// exported again after the restart.
+pub const EXPORT_DRAIN_SECONDS_MAX: u64 = 10;
 
 /// The CPUs this process may run on, in ascending order.
 pub fn usable_cpus() -> Vec<usize> {
@@ -106,6 +119,13 @@ where
         .and_then(|()| std::fs::canonicalize(&config.data_dir))
         .map(|absolute| config.data_dir = absolute)
         .map_err(|error| format!("data directory {}: {error}", config.data_dir.display()))?;
+    let exporters = start_exporters(&config)?;
+    let queues: Arc<HashMap<u16, Arc<ExportQueue>>> = Arc::new(
+        exporters
+            .iter()
+            .map(|(queue, _)| (queue.shard(), Arc::clone(queue)))
+            .collect(),
+    );
     let online = CpuSet::online().map_err(|error| format!("cannot list the CPUs: {error}"))?;
     let mut sets = Vec::with_capacity(shards);
     for cpu in &config.cpus {
@@ -128,12 +148,14 @@ where
                     Err("a shard thread is not on its CPU".to_string()),
                 );
             };
-            let result = run_shard(&config, index, driver).await;
+            let result = run_shard(&config, index, &queues, driver).await;
             (index, result)
         })
         .map_err(|error| format!("cannot start the executors: {error}"))?;
+    let joined = handles.join_all();
+    stop_exporters(exporters);
     let mut results: Vec<ShardResult> = vec![Err("did not run".to_string()); shards];
-    for joined in handles.join_all() {
+    for joined in joined {
         match joined {
             Ok((index, result)) if index < shards => results[index] = result,
             Ok((_, Err(error))) => return Err(error),
@@ -144,7 +166,65 @@ where
     Ok(results)
 }
 
-async fn run_shard<G, F>(config: &RuntimeConfig, index: usize, driver: G) -> ShardResult
+/// The ids of the shards a node runs.
+fn shard_ids(config: &RuntimeConfig) -> Vec<u16> {
+    (0..config.cpus.len())
+        .filter_map(|index| u16::try_from(index).ok())
+        .filter_map(|index| config.first_shard.checked_add(index))
+        .collect()
+}
+
+type Exporters = Vec<(Arc<ExportQueue>, std::thread::JoinHandle<()>)>;
+
+/// Prepares the cold store (schema, positions) and starts one exporter thread per shard.
+fn start_exporters(config: &RuntimeConfig) -> Result<Exporters, String> {
+    let Some(target) = &config.cold_store else {
+        return Ok(Vec::new());
+    };
+    let shards = shard_ids(config);
+    let positions = crate::cold::prepare(target, &shards).map_err(|error| {
+        format!(
+            "{error}\nthe cold store must be reachable at startup (the shards resume from its \
+             positions): start it, fix --cold-store, or run with --cold-store none"
+        )
+    })?;
+    let mut exporters = Vec::new();
+    for (shard, position) in shards.into_iter().zip(positions) {
+        let queue = ExportQueue::new(shard, position);
+        let thread = crate::cold::exporter::spawn(target.clone(), Arc::clone(&queue))
+            .map_err(|error| format!("cannot start the exporter of shard {shard}: {error}"))?;
+        exporters.push((queue, thread));
+    }
+    Ok(exporters)
+}
+
+/// Lets the exporters write what is queued (for at most [`EXPORT_DRAIN_SECONDS_MAX`]).
+fn stop_exporters(exporters: Exporters) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(EXPORT_DRAIN_SECONDS_MAX);
+    for (queue, _) in &exporters {
+        queue.close();
+    }
+    for (queue, thread) in exporters {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let target = queue.exported() + queue.lag();
+        if queue.wait_exported(target, left) {
+            let _ = thread.join();
+        } else {
+            tracing::warn!(
+                shard = queue.shard(),
+                lag = queue.lag(),
+                "the exporter did not finish in time; the rest is exported after the restart"
+            );
+        }
+    }
+}
+
+async fn run_shard<G, F>(
+    config: &RuntimeConfig,
+    index: usize,
+    queues: &HashMap<u16, Arc<ExportQueue>>,
+    driver: G,
+) -> ShardResult
 where
     G: FnOnce(Rc<Shard<DmaDir>>) -> F,
     F: Future<Output = Result<(), String>> + 'static,
@@ -168,9 +248,25 @@ where
         .map_err(|e| e.to_string())?;
     let mut shard_config = config.shard;
     shard_config.journal.shard = id;
-    let (shard, report) = recover(journal_dir, snapshot_dir, shard_config)
+    let export = queues.get(&id).cloned();
+    let (shard, report) = recover_exporting(journal_dir, snapshot_dir, shard_config, export)
         .await
         .map_err(|error| format!("shard {id} ({}): {error}", dir.display()))?;
+    if let Some((position, again)) = report.exported {
+        tracing::info!(shard = id, position, again, "cold store exporter resumes");
+    }
+    if let Some((first, last)) = report.export_gap {
+        tracing::warn!(
+            shard = id,
+            first,
+            last,
+            "the cold store is behind every snapshot: LSNs first..=last cannot be exported \
+             (was the store replaced?)"
+        );
+    }
+    if let Some(registry) = &config.metrics {
+        registry.register(shard.metrics(), shard.export_queue());
+    }
     tracing::info!(
         shard = id,
         snapshot = ?report.snapshot,

@@ -617,7 +617,8 @@ impl<D: Dir> Shard<D> {
                     return error;
                 }
             };
-            self.metrics.record_commit(records, journal.last_sync_micros(), opened);
+            self.metrics
+                .record_commit(records, journal.last_sync_micros(), opened);
             self.release(durable);
             self.maybe_snapshot();
             if let Err(error) = self.remove_covered(&mut journal).await {
@@ -770,7 +771,9 @@ impl<D: Dir> Shard<D> {
         let queue = self.export.as_ref()?;
         let new_work = matches!(
             command?,
-            Command::CreateInstance { .. } | Command::PublishMessage { .. } | Command::Deploy { .. }
+            Command::CreateInstance { .. }
+                | Command::PublishMessage { .. }
+                | Command::Deploy { .. }
         );
         let lag = queue.lag();
         let max = self.config.export.max_lag_records;

@@ -236,7 +236,10 @@ impl<D: Dir> SnapshotStore<D> {
         if floor.is_some() && base.is_none() {
             return Ok(0);
         }
-        let kept = snapshots.iter().enumerate().filter(|(index, _)| keep(*index));
+        let kept = snapshots
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| keep(*index));
         Ok(kept.map(|(_, (lsn, _))| *lsn).min().unwrap_or(lsn))
     }
 }
@@ -253,9 +256,18 @@ mod tests {
         let store = SnapshotStore::new(dir.clone(), 2);
         let state = State::new(2);
         let bytes = state.encode();
-        assert_eq!(block_on(store.write(10, 1_000, &bytes, None)).expect("write"), 10);
-        assert_eq!(block_on(store.write(20, 2_000, &bytes, None)).expect("write"), 10);
-        assert_eq!(block_on(store.write(30, 3_000, &bytes, None)).expect("write"), 20);
+        assert_eq!(
+            block_on(store.write(10, 1_000, &bytes, None)).expect("write"),
+            10
+        );
+        assert_eq!(
+            block_on(store.write(20, 2_000, &bytes, None)).expect("write"),
+            10
+        );
+        assert_eq!(
+            block_on(store.write(30, 3_000, &bytes, None)).expect("write"),
+            20
+        );
         let names: Vec<u64> = block_on(store.list())
             .expect("list")
             .iter()

@@ -40,7 +40,10 @@ impl Rng {
 }
 
 fn order_model() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpmn/models/order-process.bpmn");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../bpmn/models/order-process.bpmn"
+    );
     std::fs::read_to_string(path).expect("the bundled order model")
 }
 
@@ -114,7 +117,11 @@ fn workload(seed: u64, commands: usize) -> Workload {
         let command = match rng.below(100) {
             0..=17 => {
                 order_ids += 1;
-                let process = if rng.chance(25) { "parent" } else { "order-process" };
+                let process = if rng.chance(25) {
+                    "parent"
+                } else {
+                    "order-process"
+                };
                 Command::CreateInstance {
                     process: ProcessRef::Latest(process.to_string()),
                     variables: vars(&format!(
@@ -267,9 +274,7 @@ fn postgres_schema(url: &str, name: &str) -> Target {
     conn.batch(&format!("CREATE SCHEMA {schema}"))
         .expect("create schema");
     let separator = if url.contains('?') { '&' } else { '?' };
-    Target::Postgres(format!(
-        "{url}{separator}options=-csearch_path%3D{schema}"
-    ))
+    Target::Postgres(format!("{url}{separator}options=-csearch_path%3D{schema}"))
 }
 
 /// Compares the store with the engine's state and the records' events.
@@ -293,7 +298,10 @@ fn assert_store_matches(target: &Target, workload: &Workload) {
     };
     let live: BTreeSet<u64> = state.instances().map(|i| i.key.0).collect();
     assert_eq!(
-        set(&mut conn, "SELECT key FROM process_instances WHERE state = 'active'"),
+        set(
+            &mut conn,
+            "SELECT key FROM process_instances WHERE state = 'active'"
+        ),
         live,
         "active instances"
     );
@@ -317,7 +325,10 @@ fn assert_store_matches(target: &Target, workload: &Workload) {
         ended_elements_open.is_empty(),
         "ended instances have no active elements: {ended_elements_open:?}"
     );
-    let completed = set(&mut conn, "SELECT key FROM process_instances WHERE state = 'completed'");
+    let completed = set(
+        &mut conn,
+        "SELECT key FROM process_instances WHERE state = 'completed'",
+    );
     assert!(!completed.is_empty(), "the workload completes instances");
     for key in completed.iter().take(20) {
         let detail = query::instance(&mut conn, Key(*key))
@@ -328,7 +339,10 @@ fn assert_store_matches(target: &Target, workload: &Workload) {
     }
     let elements: BTreeSet<u64> = state.element_instances().map(|e| e.key.0).collect();
     assert_eq!(
-        set(&mut conn, "SELECT key FROM element_instances WHERE state = 'active'"),
+        set(
+            &mut conn,
+            "SELECT key FROM element_instances WHERE state = 'active'"
+        ),
         elements,
         "active element instances"
     );
@@ -343,7 +357,12 @@ fn assert_store_matches(target: &Target, workload: &Workload) {
         )
         .expect("jobs")
         .iter()
-        .map(|row| (row[0].int().expect("key") as u64, row[1].int().expect("retries")))
+        .map(|row| {
+            (
+                row[0].int().expect("key") as u64,
+                row[1].int().expect("retries"),
+            )
+        })
         .collect();
     assert_eq!(stored_jobs, jobs, "open jobs and their retries");
     let incidents: BTreeSet<u64> = state.incidents().map(|i| i.key.0).collect();
@@ -361,7 +380,10 @@ fn assert_store_matches(target: &Target, workload: &Workload) {
             let rows = conn
                 .query(
                     "SELECT value FROM variables WHERE scope_key = $1 AND name = $2",
-                    &[Param::Int(Some(element.key.0 as i64)), Param::Text(Some(name))],
+                    &[
+                        Param::Int(Some(element.key.0 as i64)),
+                        Param::Text(Some(name)),
+                    ],
                 )
                 .expect("variables");
             let stored = rows
@@ -413,7 +435,10 @@ fn exports_with_crashes_match_the_engine() {
                 }
                 next = records.partition_point(|r| r.lsn <= exporter.position());
             }
-            assert!(crashes > 0 && replays > 0, "the seed exercises both crashes");
+            assert!(
+                crashes > 0 && replays > 0,
+                "the seed exercises both crashes"
+            );
             assert_store_matches(&target, &workload);
         }
     }
@@ -444,7 +469,10 @@ fn the_exporter_thread_drains_its_queue_and_resumes_from_its_position() {
         assert_eq!(position, half_lsn);
         let queue = ExportQueue::new(SHARD, position);
         let thread = exporter::spawn(target.clone(), Arc::clone(&queue)).expect("spawn");
-        queue.push(records[half / 2..].to_vec(), records.last().expect("last").lsn);
+        queue.push(
+            records[half / 2..].to_vec(),
+            records.last().expect("last").lsn,
+        );
         assert!(queue.wait_exported(records.last().expect("last").lsn, Duration::from_secs(60)));
         assert_eq!(queue.lag(), 0);
         queue.close();
@@ -460,7 +488,10 @@ fn schema_is_versioned_and_a_newer_store_is_refused() {
         assert_eq!(schema::version(&mut conn).expect("version"), 0);
         assert_eq!(schema::migrate(&mut conn).expect("migrate"), [1]);
         assert!(schema::migrate(&mut conn).expect("again").is_empty());
-        assert_eq!(schema::version(&mut conn).expect("version"), schema::SCHEMA_VERSION);
+        assert_eq!(
+            schema::version(&mut conn).expect("version"),
+            schema::SCHEMA_VERSION
+        );
         conn.execute("UPDATE ringflow_schema SET version = 99", &[])
             .expect("pretend a newer ringflow wrote it");
         let error = schema::migrate(&mut conn).expect_err("newer store");
@@ -541,9 +572,16 @@ fn debug_events() {
         let mut exporter = Exporter::open(&target, SHARD).expect("exporter");
         let last = workload.records.last().unwrap().lsn;
         exporter.export(&workload.records, last).expect("export");
-        let rows = conn.query("SELECT state, end_millis FROM process_instances WHERE key = 4503599627370559", &[]).unwrap();
+        let rows = conn
+            .query(
+                "SELECT state, end_millis FROM process_instances WHERE key = 4503599627370559",
+                &[],
+            )
+            .unwrap();
         println!("{target:?} {rows:?}");
-        let rows = conn.query("SELECT count(*) FROM process_instances", &[]).unwrap();
+        let rows = conn
+            .query("SELECT count(*) FROM process_instances", &[])
+            .unwrap();
         println!("{target:?} {rows:?}");
     }
 }

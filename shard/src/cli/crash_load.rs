@@ -88,6 +88,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         io_memory_bytes: runtime::IO_MEMORY_BYTES_DEFAULT,
         ring_depth: runtime::RING_DEPTH_DEFAULT,
         shard,
+        cold_store: None,
+        metrics: None,
     };
     let prefix = Arc::new(args.prefix.clone());
     let (count, concurrency) = (args.count, args.concurrency.max(1));

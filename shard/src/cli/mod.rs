@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod client;
 pub mod crash_load;
+pub mod history;
 pub mod journal;
 pub mod serve;
 pub mod validate;
@@ -48,6 +49,14 @@ enum Command {
     /// Work with incidents.
     #[command(subcommand)]
     Incidents(client::IncidentsCommand),
+    /// List process instances from the cold store (history; no server needed).
+    ///
+    /// Reads DATA/cold.db (or --cold-store) read-only, newest first. It trails the engine by
+    /// the exporter's lag (usually milliseconds).
+    Instances(history::InstancesArgs),
+    /// Show one process instance from the cold store: its history, where it waits, its jobs,
+    /// incidents and variables. Exits 1 when the store does not have it.
+    Instance(history::InstanceArgs),
     /// Look at a shard's journal and snapshots.
     Journal(journal::Args),
     /// A load for the kill -9 test (development aid until the wire protocol exists).
@@ -70,6 +79,8 @@ pub fn main() -> ExitCode {
         Command::Worker(args) => client::worker(&args),
         Command::SetVariables(args) => client::set_variables(&args),
         Command::Incidents(client::IncidentsCommand::Resolve(args)) => client::resolve(&args),
+        Command::Instances(args) => history::instances(&args),
+        Command::Instance(args) => history::instance(&args),
         Command::Journal(args) => journal::run(&args),
         Command::CrashLoad(args) => crash_load::run(&args),
     };

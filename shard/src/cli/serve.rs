@@ -8,9 +8,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, bail};
 use ringflow_wire::{Node, Topology};
 
+use crate::cold::Target;
 use crate::journal::JournalConfig;
+use crate::metrics::Registry;
 use crate::runtime::{self, RuntimeConfig};
 use crate::server::{ServerConfig, ServerLimits, serve_shard};
+use crate::shard::ExportLimits;
 use crate::shard::ShardConfig;
 
 /// Runs a node: one shard per CPU, each listening on its own port.
@@ -72,6 +75,33 @@ pub struct Args {
     /// Requests in flight per connection before BUSY.
     #[arg(long, default_value_t = ServerLimits::default().inflight_per_connection_max)]
     inflight_per_connection_max: usize,
+    /// Where history goes: `none`, `sqlite:PATH` (or a path ending in .db), or a
+    /// `postgres://user:password@host/db` URL [default: SQLite in DATA/cold.db].
+    #[arg(long)]
+    cold_store: Option<String>,
+    /// Warn (log and the ringflow_exporter_lag_alarm metric) when this many durable journal
+    /// records of a shard are not in the cold store yet.
+    #[arg(long, default_value_t = crate::shard::EXPORT_LAG_WARN_RECORDS_DEFAULT)]
+    export_lag_warn_records: u64,
+    /// Refuse new work (create instance, publish message, deploy) with BUSY when this many
+    /// durable records of a shard are not in the cold store yet. Their events wait in memory.
+    #[arg(long, default_value_t = crate::shard::EXPORT_LAG_MAX_RECORDS_DEFAULT)]
+    export_lag_max_records: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (for example 127.0.0.1:9600)
+    /// [default: off].
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+}
+
+/// The cold store `serve` uses: `--cold-store`, or SQLite in the data directory.
+pub fn cold_store_target(data: &Path, cold_store: Option<&str>) -> anyhow::Result<Option<Target>> {
+    match cold_store {
+        None => Ok(Some(Target::Sqlite(data.join(crate::cold::SQLITE_FILE)))),
+        Some("none") => Ok(None),
+        Some(text) => Target::parse(text)
+            .map(Some)
+            .map_err(|error| anyhow::anyhow!("--cold-store: {error}")),
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -186,11 +216,36 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .segment_mib
         .checked_mul(1024 * 1024)
         .context("--segment-mib is too large")?;
+    if args.export_lag_warn_records == 0
+        || args.export_lag_max_records < args.export_lag_warn_records
+    {
+        bail!(
+            "--export-lag-warn-records must be at least 1 and at most --export-lag-max-records \
+             ({} and {} given)",
+            args.export_lag_warn_records,
+            args.export_lag_max_records
+        );
+    }
     let shard = ShardConfig {
         journal,
         snapshot_every_records: args.snapshot_every_records,
+        export: ExportLimits {
+            warn_lag_records: args.export_lag_warn_records,
+            max_lag_records: args.export_lag_max_records,
+        },
         ..ShardConfig::new(me.first_shard)
     };
+    let cold_store = cold_store_target(&args.data, args.cold_store.as_deref())?;
+    let registry = Arc::new(Registry::default());
+    if let Some(addr) = args.metrics {
+        let bound = crate::metrics::serve(addr, Arc::clone(&registry))
+            .with_context(|| format!("--metrics {addr}: cannot listen"))?;
+        eprintln!("ringflow: metrics at http://{bound}/metrics");
+    }
+    match &cold_store {
+        Some(target) => eprintln!("ringflow: cold store: {}", target.describe()),
+        None => eprintln!("ringflow: no cold store (--cold-store none): history is not kept"),
+    }
     let config = RuntimeConfig {
         data_dir: args.data.clone(),
         first_shard: me.first_shard,
@@ -198,6 +253,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         io_memory_bytes: runtime::IO_MEMORY_BYTES_DEFAULT,
         ring_depth: runtime::RING_DEPTH_DEFAULT,
         shard,
+        cold_store,
+        metrics: Some(registry),
     };
     let bind_host = match (&args.bind, &args.cluster) {
         (Some(bind), _) => bind.clone(),

@@ -106,7 +106,10 @@ pub fn instances(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = conn.query(
         &sql,
-        &[Param::Text(Some(process.unwrap_or(""))), Param::Int(Some(limit))],
+        &[
+            Param::Text(Some(process.unwrap_or(""))),
+            Param::Int(Some(limit)),
+        ],
     )?;
     Ok(rows.iter().map(|row| instance_row(row)).collect())
 }

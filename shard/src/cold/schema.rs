@@ -116,6 +116,15 @@ pub fn version(conn: &mut Conn) -> Result<i64, ColdError> {
     Ok(rows.first().and_then(|row| row[0].int()).unwrap_or(0))
 }
 
+/// The store's schema version without changing anything (0 when it has no schema table).
+pub fn version_read_only(conn: &mut Conn) -> Result<i64, ColdError> {
+    match conn.query("SELECT version FROM ringflow_schema", &[]) {
+        Ok(rows) => Ok(rows.first().and_then(|row| row[0].int()).unwrap_or(0)),
+        Err(error) if error.message.contains("ringflow_schema") => Ok(0),
+        Err(error) => Err(error),
+    }
+}
+
 /// Brings the store to [`SCHEMA_VERSION`]; returns the versions it applied. Two nodes that
 /// migrate the same PostgreSQL store at once are serialized by an advisory lock; SQLite by
 /// its write lock.

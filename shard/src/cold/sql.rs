@@ -193,11 +193,10 @@ impl Conn {
             });
         }
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-        let conn =
-            rusqlite::Connection::open_with_flags(path, flags).map_err(|e| ColdError {
-                target: described.clone(),
-                message: e.to_string(),
-            })?;
+        let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| ColdError {
+            target: described.clone(),
+            message: e.to_string(),
+        })?;
         let _ = conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MILLIS));
         Ok(Conn {
             target: described,
@@ -241,16 +240,15 @@ impl Conn {
                 .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(params)))
                 .map(|rows| rows as u64)
                 .map_err(|e| e.to_string()),
-            Kind::Postgres { client, prepared } => {
-                postgres_statement(client, prepared, sql).and_then(|statement| {
+            Kind::Postgres { client, prepared } => postgres_statement(client, prepared, sql)
+                .and_then(|statement| {
                     let values = postgres_params(params);
                     let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                         values.iter().map(|value| value.as_ref()).collect();
                     client
                         .execute(&statement, &refs)
                         .map_err(|e| postgres_message(&e))
-                })
-            }
+                }),
         };
         result.map_err(|message| self.error(format!("{message} (in `{}`)", first_line(sql))))
     }
@@ -259,8 +257,8 @@ impl Conn {
     pub fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Vec<Value>>, ColdError> {
         let result = match &mut self.kind {
             Kind::Sqlite(conn) => sqlite_query(conn, sql, params).map_err(|e| e.to_string()),
-            Kind::Postgres { client, prepared } => {
-                postgres_statement(client, prepared, sql).and_then(|statement| {
+            Kind::Postgres { client, prepared } => postgres_statement(client, prepared, sql)
+                .and_then(|statement| {
                     let values = postgres_params(params);
                     let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                         values.iter().map(|value| value.as_ref()).collect();
@@ -268,8 +266,7 @@ impl Conn {
                         .query(&statement, &refs)
                         .map_err(|e| postgres_message(&e))?;
                     rows.iter().map(postgres_row).collect()
-                })
-            }
+                }),
         };
         result.map_err(|message| self.error(format!("{message} (in `{}`)", first_line(sql))))
     }
@@ -349,14 +346,17 @@ fn postgres_row(row: &postgres::Row) -> Result<Vec<Value>, String> {
     for (index, column) in row.columns().iter().enumerate() {
         let kind = column.type_();
         let value = if *kind == Type::INT8 {
-            row.try_get::<_, Option<i64>>(index).map(|v| v.map(Value::Int))
+            row.try_get::<_, Option<i64>>(index)
+                .map(|v| v.map(Value::Int))
         } else if *kind == Type::INT4 {
             row.try_get::<_, Option<i32>>(index)
                 .map(|v| v.map(|v| Value::Int(i64::from(v))))
         } else if *kind == Type::BYTEA {
-            row.try_get::<_, Option<Vec<u8>>>(index).map(|v| v.map(Value::Bytes))
+            row.try_get::<_, Option<Vec<u8>>>(index)
+                .map(|v| v.map(Value::Bytes))
         } else {
-            row.try_get::<_, Option<String>>(index).map(|v| v.map(Value::Text))
+            row.try_get::<_, Option<String>>(index)
+                .map(|v| v.map(Value::Text))
         };
         values.push(
             value

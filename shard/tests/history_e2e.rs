@@ -1,0 +1,499 @@
+//! End to end: the real server exports history to its cold store, `ringflow instances` and
+//! `ringflow instance KEY` read it back, `--metrics` serves Prometheus text, and an exporter
+//! that cannot write makes the shard refuse new work with BUSY, saying why.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ringflow_shard::cold::{Conn, Target};
+use ringflow_wire::client::{Client, ClientConfig, ClientError};
+use ringflow_wire::{ActivateJobs, CreateInstance, ErrorCode, Request, Resource};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringflow");
+
+const ONE_TASK: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="e2e">
+  <bpmn:process id="one-task" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="task"/>
+    <bpmn:serviceTask id="task">
+      <bpmn:extensionElements><zeebe:taskDefinition type="h-work"/></bpmn:extensionElements>
+    </bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="task" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+fn data_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("history-e2e")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the data directory");
+    dir
+}
+
+fn free_port() -> u16 {
+    loop {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let port = probe.local_addr().expect("address").port();
+        drop(probe);
+        if port < 65000 {
+            return port;
+        }
+    }
+}
+
+struct Server(Child);
+
+impl Server {
+    fn start(data: &Path, addr: &str, extra: &[&str]) -> Server {
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", addr, "--shards", "1"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ringflow serve");
+        let mut server = Server(child);
+        let started = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            if let Some(status) = server.0.try_wait().expect("try_wait") {
+                panic!("ringflow serve exited with {status}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no server");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn history(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run the ringflow CLI")
+}
+
+/// Runs a history command until it succeeds with output that `ready` accepts (the exporter
+/// trails the engine), for at most 30 s.
+fn history_json(args: &[&str], ready: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let output = history(args);
+        if output.status.success()
+            && let Ok(value) = serde_json::from_slice::<Value>(&output.stdout)
+            && ready(&value)
+        {
+            return value;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "ringflow {args:?}: {} {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn scrape(addr: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    response
+}
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name_and_labels} in the metrics"))
+}
+
+fn deploy(client: &mut Client) {
+    client
+        .deploy(vec![Resource {
+            name: "one-task.bpmn".into(),
+            content: ONE_TASK.as_bytes().to_vec(),
+        }])
+        .expect("deploy");
+}
+
+fn create(client: &mut Client, variables: &str, business_key: &str) -> Result<u64, ClientError> {
+    client
+        .create_instance(CreateInstance {
+            bpmn_process_id: "one-task".into(),
+            variables: variables.into(),
+            business_key: business_key.into(),
+            ..CreateInstance::default()
+        })
+        .map(|created| created.process_instance_key)
+}
+
+fn activate(client: &mut Client) -> Vec<ringflow_wire::Job> {
+    client
+        .activate_jobs(ActivateJobs {
+            job_type: "h-work".into(),
+            worker: "w".into(),
+            max_jobs: 10,
+            lease_ms: 60_000,
+            long_poll_ms: 0,
+        })
+        .expect("activate")
+}
+
+#[test]
+fn history_is_exported_and_the_cli_reads_it_back_and_metrics_count_the_work() {
+    let data = data_dir("history");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let _server = Server::start(&data, &addr, &["--metrics", &metrics_addr]);
+    let mut client = Client::connect(&addr).expect("connect");
+    deploy(&mut client);
+    let done = create(&mut client, r#"{"order": "A-1"}"#, "biz-1").expect("create");
+    let waiting = create(&mut client, r#"{"order": "A-2"}"#, "").expect("create");
+    let jobs = activate(&mut client);
+    assert_eq!(jobs.len(), 2);
+    let first = jobs
+        .iter()
+        .find(|job| job.process_instance_key == done)
+        .expect("the job of the first instance");
+    let other = jobs
+        .iter()
+        .find(|job| job.process_instance_key == waiting)
+        .expect("the job of the second instance");
+    client
+        .done(&Request::FailJob {
+            job_key: first.key,
+            retries: 1,
+            retry_backoff_ms: 0,
+            message: "try again".into(),
+        })
+        .expect("fail");
+    let again = activate(&mut client);
+    assert_eq!(again.len(), 1);
+    client
+        .done(&Request::CompleteJob {
+            job_key: first.key,
+            variables: r#"{"paid": true}"#.into(),
+        })
+        .expect("complete");
+    // The second instance fails for good: an incident.
+    client
+        .done(&Request::FailJob {
+            job_key: other.key,
+            retries: 0,
+            retry_backoff_ms: 0,
+            message: "out of stock".into(),
+        })
+        .expect("fail");
+    let data_arg = data.to_str().expect("utf-8");
+
+    let completed = history_json(
+        &[
+            "instances",
+            "--data",
+            data_arg,
+            "--state",
+            "completed",
+            "--json",
+        ],
+        |value| value.as_array().is_some_and(|list| !list.is_empty()),
+    );
+    assert_eq!(completed.as_array().expect("list").len(), 1, "{completed}");
+    assert_eq!(completed[0]["key"], done);
+    assert_eq!(completed[0]["bpmnProcessId"], "one-task");
+    assert_eq!(completed[0]["businessKey"], "biz-1");
+    let incident = history_json(
+        &[
+            "instances",
+            "--data",
+            data_arg,
+            "--state",
+            "incident",
+            "--json",
+        ],
+        |value| value.as_array().is_some_and(|list| !list.is_empty()),
+    );
+    assert_eq!(incident[0]["key"], waiting, "{incident}");
+    assert_eq!(incident[0]["openIncidents"], 1);
+    let all = history_json(
+        &[
+            "instances",
+            "--data",
+            data_arg,
+            "--process",
+            "one-task",
+            "--json",
+        ],
+        |value| value.as_array().is_some_and(|list| list.len() == 2),
+    );
+    assert_eq!(all.as_array().expect("list").len(), 2);
+    let none = history_json(
+        &[
+            "instances",
+            "--data",
+            data_arg,
+            "--process",
+            "other",
+            "--json",
+        ],
+        |_| true,
+    );
+    assert_eq!(none, Value::Array(Vec::new()));
+
+    let detail = history_json(
+        &["instance", &done.to_string(), "--data", data_arg, "--json"],
+        |value| value["instance"]["state"] == "completed",
+    );
+    let elements: Vec<(&str, &str)> = detail["elements"]
+        .as_array()
+        .expect("elements")
+        .iter()
+        .map(|e| {
+            (
+                e["elementId"].as_str().unwrap(),
+                e["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("one-task", "completed"),
+        ("start", "completed"),
+        ("task", "completed"),
+        ("end", "completed"),
+    ] {
+        assert!(elements.contains(&expected), "{expected:?} in {elements:?}");
+    }
+    assert_eq!(detail["jobs"][0]["state"], "completed");
+    assert_eq!(detail["jobs"][0]["retries"], 1);
+    assert_eq!(detail["jobs"][0]["errorMessage"], "try again");
+    let variables: Vec<(&str, &Value)> = detail["variables"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), &v["value"]))
+        .collect();
+    assert!(
+        variables.contains(&("order", &Value::from("A-1"))),
+        "{variables:?}"
+    );
+    assert!(
+        variables.contains(&("paid", &Value::from(true))),
+        "{variables:?}"
+    );
+
+    let waiting_detail = history_json(
+        &[
+            "instance",
+            &waiting.to_string(),
+            "--data",
+            data_arg,
+            "--json",
+        ],
+        |value| !value["incidents"].as_array().is_none_or(Vec::is_empty),
+    );
+    assert_eq!(waiting_detail["instance"]["state"], "active");
+    assert_eq!(waiting_detail["incidents"][0]["state"], "open");
+    let message = waiting_detail["incidents"][0]["message"].as_str().unwrap();
+    assert!(message.contains("out of stock"), "{message}");
+    // The table form names where it waits.
+    let text = history(&["instance", &waiting.to_string(), "--data", data_arg]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("waits at: task"), "{text}");
+    // An unknown key: exit 1 and a message.
+    let unknown = history(&["instance", "12345", "--data", data_arg]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not in the cold store"));
+    // No store at all: exit 2, naming the file.
+    let empty = data_dir("no-store");
+    let missing = history(&["instances", "--data", empty.to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cold.db"));
+
+    let text = scrape(&metrics_addr);
+    let shard = "{shard=\"0\"";
+    assert_eq!(
+        metric(
+            &text,
+            &format!("ringflow_commands_total{shard},command=\"create_instance\"}}")
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("ringflow_commands_total{shard},command=\"fail_job\"}}")
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("ringflow_commands_total{shard},command=\"complete_job\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(metric(&text, "ringflow_live_instances{shard=\"0\"}"), 1.0);
+    assert_eq!(metric(&text, "ringflow_open_jobs{shard=\"0\"}"), 1.0);
+    assert!(metric(&text, "ringflow_journal_batch_records_count{shard=\"0\"}") >= 1.0);
+    assert!(
+        metric(
+            &text,
+            "ringflow_journal_fdatasync_seconds_count{shard=\"0\"}"
+        ) >= 1.0
+    );
+    assert!(metric(&text, "ringflow_exporter_transactions_total{shard=\"0\"}") >= 1.0);
+    assert_eq!(
+        metric(&text, "ringflow_exporter_lag_records{shard=\"0\"}"),
+        0.0
+    );
+    assert_eq!(
+        metric(&text, "ringflow_exporter_position{shard=\"0\"}"),
+        metric(&text, "ringflow_durable_lsn{shard=\"0\"}")
+    );
+    // A refused command is counted by its code.
+    let refused = client.done(&Request::CompleteJob {
+        job_key: first.key,
+        variables: "{}".into(),
+    });
+    assert!(refused.is_err());
+    let text = scrape(&metrics_addr);
+    assert_eq!(
+        metric(
+            &text,
+            &format!("ringflow_rejections_total{shard},code=\"JOB_NOT_FOUND\"}}")
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn an_unreachable_cold_store_stops_the_start_with_a_message() {
+    let data = data_dir("unreachable");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let output = Command::new(BIN)
+        .arg("serve")
+        .arg("--data")
+        .arg(&data)
+        .args(["--listen", &addr, "--shards", "1"])
+        .args([
+            "--cold-store",
+            "postgres://nobody:nothing@127.0.0.1:1/nothing",
+        ])
+        .output()
+        .expect("run ringflow serve");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cold store (PostgreSQL postgres://…@127.0.0.1:1/nothing)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--cold-store none"), "{stderr}");
+    assert!(
+        !stderr.contains("nothing@"),
+        "the password is not printed: {stderr}"
+    );
+}
+
+#[test]
+fn a_cold_store_that_cannot_be_written_makes_the_shard_refuse_new_work_with_busy() {
+    let data = data_dir("busy");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let _server = Server::start(
+        &data,
+        &addr,
+        &[
+            "--export-lag-warn-records",
+            "2",
+            "--export-lag-max-records",
+            "4",
+            "--metrics",
+            &metrics_addr,
+        ],
+    );
+    let config = ClientConfig {
+        busy_retries: 0,
+        ..ClientConfig::default()
+    };
+    // Another writer holds the SQLite store's write lock: the exporter waits, then fails
+    // and retries, while durable records pile up.
+    let store = Target::Sqlite(data.join("cold.db"));
+    let mut blocker = Conn::open(&store).expect("open the store");
+    blocker
+        .batch("BEGIN EXCLUSIVE")
+        .expect("take the write lock");
+    let mut client = Client::connect_with(&addr, config).expect("connect");
+    deploy(&mut client);
+    let mut created = 0;
+    let error = loop {
+        match create(&mut client, "{}", "") {
+            Ok(_) => created += 1,
+            Err(error) => break error,
+        }
+        assert!(created < 10, "never refused");
+    };
+    // Deploy and four creations make five records not exported: over the limit of four.
+    assert_eq!(created, 4);
+    let ClientError::Server(error) = error else {
+        panic!("not a server error: {error}");
+    };
+    assert_eq!(error.code, ErrorCode::Busy);
+    assert!(error.message.contains("cold store"), "{}", error.message);
+    assert!(
+        error.message.contains("over the exporter lag limit of 4"),
+        "{}",
+        error.message
+    );
+    // Work already running goes on: its job can be completed.
+    let jobs = activate(&mut client);
+    assert_eq!(jobs.len(), 4);
+    client
+        .done(&Request::CompleteJob {
+            job_key: jobs[0].key,
+            variables: "{}".into(),
+        })
+        .expect("completing running work is not refused");
+    let text = scrape(&metrics_addr);
+    assert!(metric(&text, "ringflow_busy_rejections_total{shard=\"0\"}") >= 1.0);
+    assert_eq!(
+        metric(&text, "ringflow_exporter_lag_alarm{shard=\"0\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "ringflow_exporter_position{shard=\"0\"}"),
+        0.0
+    );
+    // The lock goes: the exporter catches up and new work is taken again.
+    blocker.batch("ROLLBACK").expect("release the write lock");
+    let started = Instant::now();
+    while create(&mut client, "{}", "").is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "still refused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let instances = history_json(
+        &["instances", "--data", data.to_str().unwrap(), "--json"],
+        |value| value.as_array().is_some_and(|list| list.len() == 5),
+    );
+    assert_eq!(instances.as_array().expect("list").len(), 5);
+}
