@@ -209,10 +209,33 @@ impl ShardMetrics {
     }
 }
 
+type Registered = (Arc<ShardMetrics>, Option<Arc<ExportQueue>>);
+/// A metric read from a shard: (name, type, help, read).
+type ShardGauge = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ShardMetrics) -> u64,
+);
+/// A histogram of a shard: (name, help, unit divisor, read).
+type ShardHistogram = (
+    &'static str,
+    &'static str,
+    f64,
+    fn(&ShardMetrics) -> &Histogram,
+);
+/// A metric read from a shard and its exporter: (name, type, help, read).
+type ExporterGauge = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ShardMetrics, &ExportQueue) -> u64,
+);
+
 /// The node's metrics: every shard's, with its exporter queue.
 #[derive(Default)]
 pub struct Registry {
-    shards: Mutex<Vec<(Arc<ShardMetrics>, Option<Arc<ExportQueue>>)>>,
+    shards: Mutex<Vec<Registered>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -269,7 +292,7 @@ impl Registry {
                 );
             }
         }
-        let gauges: [(&str, &str, &str, fn(&ShardMetrics) -> u64); 4] = [
+        let gauges: [ShardGauge; 4] = [
             (
                 "ringflow_busy_rejections_total",
                 "counter",
@@ -303,7 +326,7 @@ impl Registry {
                 );
             }
         }
-        let histograms: [(&str, &str, f64, fn(&ShardMetrics) -> &Histogram); 3] = [
+        let histograms: [ShardHistogram; 3] = [
             (
                 "ringflow_journal_batch_records",
                 "Records per group commit.",
@@ -330,7 +353,7 @@ impl Registry {
                 read(metrics).render(&mut out, name, &labels, scale);
             }
         }
-        let exporters: [(&str, &str, &str, fn(&ShardMetrics, &ExportQueue) -> u64); 5] = [
+        let exporters: [ExporterGauge; 5] = [
             (
                 "ringflow_exporter_position",
                 "gauge",

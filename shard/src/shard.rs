@@ -443,6 +443,7 @@ impl<D: Dir> Shard<D> {
         &self,
         command: &mut Option<Command>,
     ) -> Result<Slot<Result<Outcome, SubmitError>>, Full> {
+        let _span = tracing::trace_span!("command", shard = self.id()).entered();
         let slot = Slot::default();
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
@@ -609,7 +610,8 @@ impl<D: Dir> Shard<D> {
             self.room.wake_all();
             let records = batch.records();
             let opened = self.inner.borrow_mut().batch_opened.take();
-            let result = journal.commit(batch).await;
+            let span = tracing::trace_span!("group_commit", shard = self.id(), records);
+            let result = tracing::Instrument::instrument(journal.commit(batch), span).await;
             let durable = match result {
                 Ok(durable) => durable,
                 Err(error) => {

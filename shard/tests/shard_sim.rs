@@ -144,6 +144,7 @@ async fn one_round(
                         return;
                     }
                     Err(SubmitError::Rejected(rejection)) => panic!("rejected: {rejection}"),
+                    Err(SubmitError::Busy(reason)) => panic!("busy without a cold store: {reason}"),
                 }
             }
         }));
