@@ -240,12 +240,19 @@ pub async fn recover_exporting<D: Dir>(
     let exported = export.as_ref().map(|queue| queue.exported());
     let mut load = snapshots.load_at_most(exported).await?;
     let mut export_gap = None;
-    if load.loaded.is_none() && exported.is_some() && !snapshots.list().await?.is_empty() {
-        // The store is behind every snapshot (it was replaced or lost its data): what the
-        // journal no longer has cannot be exported again.
-        load = snapshots.load_at_most(None).await?;
-        if let Some(loaded) = &load.loaded {
-            export_gap = Some((exported.unwrap_or(0) + 1, loaded.lsn));
+    if load.loaded.is_none() && exported.is_some() {
+        // No snapshot at or before the store's position: the journal from LSN 1 serves if it
+        // is all there; otherwise the store is behind what this shard kept (it was replaced
+        // or lost its data), and what the journal no longer has cannot be exported again.
+        let first_segment = crate::journal::writer::segment_names(&journal_dir)
+            .await?
+            .first()
+            .map(|(lsn, _)| *lsn);
+        if first_segment.is_some_and(|first| first > 1) {
+            load = snapshots.load_at_most(None).await?;
+            if let Some(loaded) = &load.loaded {
+                export_gap = Some((exported.unwrap_or(0) + 1, loaded.lsn));
+            }
         }
     }
     let mut report = RecoveryReport {

@@ -290,6 +290,56 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_snapshot_at_or_before_the_cold_store_position_is_kept() {
+        let dir = SimDir::new(Faults::default(), 3);
+        let store = SnapshotStore::new(dir.clone(), 2);
+        let bytes = State::new(2).encode();
+        let lsns = |store: &SnapshotStore<SimDir>| -> Vec<u64> {
+            let listed = block_on(store.list()).expect("list");
+            listed.iter().map(|(lsn, _)| *lsn).collect()
+        };
+        // The exporter is at 0: no snapshot is at or before it, so no segment may go.
+        assert_eq!(
+            block_on(store.write(10, 1, &bytes, Some(0))).expect("write"),
+            0
+        );
+        assert_eq!(
+            block_on(store.write(20, 2, &bytes, Some(0))).expect("write"),
+            0
+        );
+        assert_eq!(
+            block_on(store.write(30, 3, &bytes, Some(0))).expect("write"),
+            0
+        );
+        assert_eq!(lsns(&store), [30, 20]);
+        // The exporter reached 25: 20 is its base and stays while newer ones come.
+        assert_eq!(
+            block_on(store.write(40, 4, &bytes, Some(25))).expect("write"),
+            20
+        );
+        assert_eq!(
+            block_on(store.write(50, 5, &bytes, Some(25))).expect("write"),
+            20
+        );
+        assert_eq!(lsns(&store), [50, 40, 20]);
+        // It caught up: back to the two newest.
+        assert_eq!(
+            block_on(store.write(60, 6, &bytes, Some(60))).expect("write"),
+            50
+        );
+        assert_eq!(lsns(&store), [60, 50]);
+        // Recovery looks only at snapshots at or before the position.
+        let report = block_on(store.load_at_most(Some(55))).expect("load");
+        assert_eq!(report.loaded.expect("a snapshot").lsn, 50);
+        assert!(
+            block_on(store.load_at_most(Some(49)))
+                .expect("load")
+                .loaded
+                .is_none()
+        );
+    }
+
+    #[test]
     fn a_snapshot_of_another_shard_or_lsn_is_refused() {
         let bytes = encode(1, 5, 0, &State::new(1).encode());
         assert!(decode(&bytes, 1, 5).is_ok());

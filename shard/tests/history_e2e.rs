@@ -497,3 +497,83 @@ fn a_cold_store_that_cannot_be_written_makes_the_shard_refuse_new_work_with_busy
     );
     assert_eq!(instances.as_array().expect("list").len(), 5);
 }
+
+#[test]
+fn after_kill_9_with_the_exporter_behind_every_snapshot_the_history_is_complete_and_single() {
+    let data = data_dir("kill9");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let flags = ["--snapshot-every-records", "15"];
+    let mut server = Server::start(&data, &addr, &flags);
+    // The exporter stays stuck while snapshots pass it.
+    let store = Target::Sqlite(data.join("cold.db"));
+    let mut blocker = Conn::open(&store).expect("open the store");
+    blocker
+        .batch("BEGIN EXCLUSIVE")
+        .expect("take the write lock");
+    let mut client = Client::connect(&addr).expect("connect");
+    deploy(&mut client);
+    let mut created = Vec::new();
+    for n in 0..30 {
+        created.push(create(&mut client, &format!(r#"{{"n": {n}}}"#), "").expect("create"));
+    }
+    let mut completed = Vec::new();
+    for job in activate(&mut client) {
+        client
+            .done(&Request::CompleteJob {
+                job_key: job.key,
+                variables: r#"{"done": true}"#.into(),
+            })
+            .expect("complete");
+        completed.push(job.process_instance_key);
+    }
+    assert_eq!(completed.len(), 10);
+    let snapshots = std::fs::read_dir(data.join("shard-0").join("snapshots"))
+        .expect("snapshots")
+        .count();
+    assert!(snapshots >= 2, "snapshots were taken ({snapshots})");
+    server.0.kill().expect("kill -9");
+    let _ = server.0.wait();
+    blocker.batch("ROLLBACK").expect("release");
+    drop(blocker);
+
+    let _server = Server::start(&data, &addr, &flags);
+    let data_arg = data.to_str().expect("utf-8");
+    let all = history_json(
+        &["instances", "--data", data_arg, "--limit", "1000", "--json"],
+        |value| value.as_array().is_some_and(|list| list.len() >= 30),
+    );
+    let keys: std::collections::BTreeSet<u64> = all
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|row| row["key"].as_u64().expect("key"))
+        .collect();
+    assert_eq!(
+        keys,
+        created.iter().copied().collect(),
+        "every instance, once"
+    );
+    let done = history_json(
+        &[
+            "instances",
+            "--data",
+            data_arg,
+            "--state",
+            "completed",
+            "--limit",
+            "1000",
+            "--json",
+        ],
+        |value| value.as_array().is_some_and(|list| list.len() >= 10),
+    );
+    assert_eq!(done.as_array().expect("list").len(), 10);
+    for key in completed {
+        let detail = history_json(
+            &["instance", &key.to_string(), "--data", data_arg, "--json"],
+            |_| true,
+        );
+        assert_eq!(detail["instance"]["state"], "completed");
+        assert_eq!(detail["elements"].as_array().expect("elements").len(), 4);
+        assert_eq!(detail["jobs"][0]["state"], "completed");
+    }
+}
