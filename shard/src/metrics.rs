@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | `ringflow_commands_total` | counter | shard, command | accepted commands, by type |
 //! | `ringflow_rejections_total` | counter | shard, code | refused commands, by rejection code |
-//! | `ringflow_busy_rejections_total` | counter | shard | new work refused with BUSY (exporter lag) |
+//! | `ringflow_busy_rejections_total` | counter | shard, cause | requests refused with BUSY: `exporter_lag` (new work while the cold store lags) or `inflight` (the server's in-flight and connection limits) |
 //! | `ringflow_journal_batch_records` | histogram | shard | records per group commit |
 //! | `ringflow_journal_fdatasync_seconds` | histogram | shard | fdatasync of one commit |
 //! | `ringflow_commit_latency_seconds` | histogram | shard | from the first record of a batch to durable |
@@ -141,8 +141,10 @@ pub struct ShardMetrics {
     shard: u16,
     commands: [AtomicU64; COMMAND_KINDS.len()],
     rejections: [AtomicU64; REJECTION_CODES.len()],
-    /// New work refused with BUSY.
+    /// New work refused with BUSY because the exporter lags.
     pub busy: AtomicU64,
+    /// Requests refused with BUSY by the server's in-flight and connection limits.
+    pub server_busy: AtomicU64,
     /// Records per group commit.
     pub batch_records: Histogram,
     /// fdatasync per commit, µs.
@@ -164,6 +166,7 @@ impl ShardMetrics {
             commands: std::array::from_fn(|_| AtomicU64::new(0)),
             rejections: std::array::from_fn(|_| AtomicU64::new(0)),
             busy: AtomicU64::new(0),
+            server_busy: AtomicU64::new(0),
             batch_records: Histogram::new(BATCH_RECORD_BOUNDS),
             fdatasync_micros: Histogram::new(LATENCY_MICROS_BOUNDS),
             commit_micros: Histogram::new(LATENCY_MICROS_BOUNDS),
@@ -292,13 +295,25 @@ impl Registry {
                 );
             }
         }
-        let gauges: [ShardGauge; 4] = [
-            (
-                "ringflow_busy_rejections_total",
-                "counter",
-                "New work refused with BUSY.",
-                |m| m.busy.load(Relaxed),
-            ),
+        header(
+            &mut out,
+            "ringflow_busy_rejections_total",
+            "counter",
+            "Requests refused with BUSY (backpressure), by cause.",
+        );
+        for (metrics, _) in shards.iter() {
+            for (cause, value) in [
+                ("exporter_lag", metrics.busy.load(Relaxed)),
+                ("inflight", metrics.server_busy.load(Relaxed)),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "ringflow_busy_rejections_total{{shard=\"{}\",cause=\"{cause}\"}} {value}",
+                    metrics.shard
+                );
+            }
+        }
+        let gauges: [ShardGauge; 3] = [
             (
                 "ringflow_durable_lsn",
                 "gauge",

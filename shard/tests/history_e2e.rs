@@ -38,12 +38,17 @@ fn data_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A free port no other test of this binary got (the tests run in parallel, and a port is
+/// free until its server binds it).
 fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
         let port = probe.local_addr().expect("address").port();
         drop(probe);
-        if port < 65000 {
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if port < 65000 && !given.contains(&port) {
+            given.push(port);
             return port;
         }
     }
@@ -51,8 +56,25 @@ fn free_port() -> u16 {
 
 struct Server(Child);
 
+/// The log of the server on `data` (its stderr), for failure messages.
+fn server_log(data: &Path) -> String {
+    std::fs::read_to_string(data.join("server.log")).unwrap_or_default()
+}
+
+/// Connects, or fails showing the server's log.
+fn connect(addr: &str, data: &Path) -> Client {
+    Client::connect(addr).unwrap_or_else(|error| {
+        panic!("connect {addr}: {error}\nserver log:\n{}", server_log(data))
+    })
+}
+
 impl Server {
     fn start(data: &Path, addr: &str, extra: &[&str]) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("server.log"))
+            .expect("server log");
         let child = Command::new(BIN)
             .arg("serve")
             .arg("--data")
@@ -60,14 +82,14 @@ impl Server {
             .args(["--listen", addr, "--shards", "1"])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start ringflow serve");
         let mut server = Server(child);
         let started = Instant::now();
         while TcpStream::connect(addr).is_err() {
             if let Some(status) = server.0.try_wait().expect("try_wait") {
-                panic!("ringflow serve exited with {status}");
+                panic!("ringflow serve exited with {status}: {}", server_log(data));
             }
             assert!(started.elapsed() < Duration::from_secs(60), "no server");
             std::thread::sleep(Duration::from_millis(50));
@@ -167,7 +189,7 @@ fn history_is_exported_and_the_cli_reads_it_back_and_metrics_count_the_work() {
     let addr = format!("127.0.0.1:{}", free_port());
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let _server = Server::start(&data, &addr, &["--metrics", &metrics_addr]);
-    let mut client = Client::connect(&addr).expect("connect");
+    let mut client = connect(&addr, &data);
     deploy(&mut client);
     let done = create(&mut client, r#"{"order": "A-1"}"#, "biz-1").expect("create");
     let waiting = create(&mut client, r#"{"order": "A-2"}"#, "").expect("create");
@@ -475,7 +497,12 @@ fn a_cold_store_that_cannot_be_written_makes_the_shard_refuse_new_work_with_busy
         })
         .expect("completing running work is not refused");
     let text = scrape(&metrics_addr);
-    assert!(metric(&text, "ringflow_busy_rejections_total{shard=\"0\"}") >= 1.0);
+    assert!(
+        metric(
+            &text,
+            "ringflow_busy_rejections_total{shard=\"0\",cause=\"exporter_lag\"}"
+        ) >= 1.0
+    );
     assert_eq!(
         metric(&text, "ringflow_exporter_lag_alarm{shard=\"0\"}"),
         1.0
@@ -510,7 +537,7 @@ fn after_kill_9_with_the_exporter_behind_every_snapshot_the_history_is_complete_
     blocker
         .batch("BEGIN EXCLUSIVE")
         .expect("take the write lock");
-    let mut client = Client::connect(&addr).expect("connect");
+    let mut client = connect(&addr, &data);
     deploy(&mut client);
     let mut created = Vec::new();
     for n in 0..30 {

@@ -86,6 +86,11 @@ pub(crate) fn start(server: Rc<ShardServer>, stream: TcpStream) {
 }
 
 fn busy(server: &ShardServer, message: String) -> WireError {
+    server
+        .shard
+        .metrics()
+        .server_busy
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     WireError {
         retry_after_ms: server.config.limits.busy_retry_after_ms,
         ..WireError::new(ErrorCode::Busy, message)
