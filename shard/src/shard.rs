@@ -393,7 +393,8 @@ impl<D: Dir> Shard<D> {
     }
 
     /// Runs `command` and answers once its record is durable. A rejection changes nothing and
-    /// is answered once everything it was judged against is durable.
+    /// is answered once everything it was judged against is durable. With a cold store, the
+    /// answer's events are only its `IncidentCreated` ones: the rest went to the exporter.
     pub async fn submit(&self, command: Command) -> Result<Outcome, SubmitError> {
         let (outcome, result) = self.submit_awaiting(command).await?;
         if result.is_some()
