@@ -19,19 +19,8 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringflow");
 
-const ONE_TASK: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
-    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="e2e">
-  <bpmn:process id="one-task" isExecutable="true">
-    <bpmn:startEvent id="start"/>
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="task"/>
-    <bpmn:serviceTask id="task">
-      <bpmn:extensionElements><zeebe:taskDefinition type="e2e-work"/></bpmn:extensionElements>
-    </bpmn:serviceTask>
-    <bpmn:sequenceFlow id="f2" sourceRef="task" targetRef="end"/>
-    <bpmn:endEvent id="end"/>
-  </bpmn:process>
-</bpmn:definitions>"#;
+/// One service task of type `e2e-work` (shared with history_e2e.rs).
+const ONE_TASK: &str = include_str!("fixtures/one-task.bpmn");
 
 fn data_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
