@@ -178,8 +178,8 @@ impl ShardMetrics {
     }
 
     /// Counts an accepted command of type `kind` ([`command_kind`]).
-    pub fn record_command(&self, kind: &usize) {
-        self.commands[*kind].fetch_add(1, Relaxed);
+    pub fn record_command(&self, kind: usize) {
+        self.commands[kind].fetch_add(1, Relaxed);
     }
 
     /// Accepted commands of a type so far.

@@ -527,7 +527,7 @@ impl<D: Dir> Shard<D> {
                 if inner.batch_opened.is_none() {
                     inner.batch_opened = Some(std::time::Instant::now());
                 }
-                self.metrics.record_command(&outcome_kind);
+                self.metrics.record_command(outcome_kind);
                 inner.applied_lsn = lsn;
                 inner.last_now_millis = now_millis;
                 inner.since_snapshot_records += 1;
