@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod alloc_counter;
 mod engine;
 mod journal;
+mod load;
 mod machine;
 mod parse;
 
@@ -38,6 +39,18 @@ enum Command {
     /// The journal alone: appends/s, MB/s, records per fdatasync and latency histograms for
     /// each shard count, beside the raw device measured in the same run.
     Journal(journal::Args),
+    /// One load measurement against a server over the binary protocol.
+    ///
+    /// Without --addr it starts `ringflow serve` as its own process on a fresh data
+    /// directory, pinned to the first --shards CPUs, and pins the generator to the others.
+    /// It deploys the scenario's model, keeps --inflight instances in flight (closed loop) or
+    /// starts --rate instances per second (open loop, latency corrected for coordinated
+    /// omission), completes every job at once, and reports completed instances/s and the
+    /// end-to-end latency (create to completion) percentiles.
+    Run(load::RunArgs),
+    /// Runs `run` over shard counts (closed loop) and rates (open loop); writes CSV, a
+    /// Markdown table and SVG plots (throughput against shards, latency against rate).
+    Sweep(load::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +59,8 @@ fn main() -> ExitCode {
         Command::Parse(args) => parse::run(&args),
         Command::Engine(args) => engine::run(&args),
         Command::Journal(args) => journal::run(&args),
+        Command::Run(args) => load::run(&args),
+        Command::Sweep(args) => load::sweep(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

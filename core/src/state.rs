@@ -282,6 +282,22 @@ impl State {
             .sum()
     }
 
+    /// A buffered message.
+    pub fn message(&self, key: Key) -> Option<&crate::messages::Message> {
+        self.messages.get(&key)
+    }
+
+    /// An armed timer event.
+    pub fn timer(&self, key: Key) -> Option<&Timer> {
+        self.timers.get(&key)
+    }
+
+    /// An upper bound of the timers the shard must keep for this state: open jobs (a lease or
+    /// a backoff each, at most), buffered messages and armed timer events. O(1).
+    pub fn timer_bound(&self) -> usize {
+        self.jobs.len() + self.messages.len() + self.timers.len()
+    }
+
     /// Buffered messages, in key order.
     pub fn messages(&self) -> impl Iterator<Item = &crate::messages::Message> {
         self.messages.values()

@@ -13,6 +13,7 @@
 //! | `ringflow_durable_lsn` | gauge | shard | highest durable journal LSN |
 //! | `ringflow_live_instances` | gauge | shard | running process instances |
 //! | `ringflow_open_jobs` | gauge | shard | open jobs |
+//! | `ringflow_timers` | gauge | shard | entries of the shard's timer set (leases, backoffs, message TTLs, timer events; stale ones until compaction) |
 //! | `ringflow_exporter_position` | gauge | shard | highest LSN in the cold store |
 //! | `ringflow_exporter_lag_records` | gauge | shard | durable records not in the cold store |
 //! | `ringflow_exporter_lag_alarm` | gauge | shard | 1 while the lag is past the warning limit |
@@ -154,6 +155,7 @@ pub struct ShardMetrics {
     durable_lsn: AtomicU64,
     live_instances: AtomicU64,
     open_jobs: AtomicU64,
+    timers: AtomicU64,
     /// 1 while the exporter lag is past the warning limit.
     pub lag_alarm: AtomicU64,
 }
@@ -173,6 +175,7 @@ impl ShardMetrics {
             durable_lsn: AtomicU64::new(0),
             live_instances: AtomicU64::new(0),
             open_jobs: AtomicU64::new(0),
+            timers: AtomicU64::new(0),
             lag_alarm: AtomicU64::new(0),
         }
     }
@@ -205,10 +208,17 @@ impl ShardMetrics {
     }
 
     /// Sets the gauges after a commit.
-    pub fn record_state(&self, durable_lsn: u64, live_instances: usize, open_jobs: usize) {
+    pub fn record_state(
+        &self,
+        durable_lsn: u64,
+        live_instances: usize,
+        open_jobs: usize,
+        timers: usize,
+    ) {
         self.durable_lsn.store(durable_lsn, Relaxed);
         self.live_instances.store(live_instances as u64, Relaxed);
         self.open_jobs.store(open_jobs as u64, Relaxed);
+        self.timers.store(timers as u64, Relaxed);
     }
 }
 
@@ -313,7 +323,7 @@ impl Registry {
                 );
             }
         }
-        let gauges: [ShardGauge; 3] = [
+        let gauges: [ShardGauge; 4] = [
             (
                 "ringflow_durable_lsn",
                 "gauge",
@@ -329,6 +339,12 @@ impl Registry {
             ("ringflow_open_jobs", "gauge", "Open jobs.", |m| {
                 m.open_jobs.load(Relaxed)
             }),
+            (
+                "ringflow_timers",
+                "gauge",
+                "Entries of the shard's timer set.",
+                |m| m.timers.load(Relaxed),
+            ),
         ];
         for (name, kind, help, read) in gauges {
             header(&mut out, name, kind, help);

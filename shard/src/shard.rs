@@ -157,6 +157,13 @@ pub struct RecoveryReport {
     pub export_gap: Option<(u64, u64)>,
 }
 
+/// The shard's timer set keeps an entry until it comes due, even when what it was armed for
+/// ended first (a job completed before its lease ran out, a boundary timer whose task
+/// completed). When the set holds at least this many entries and more than twice what the
+/// state can still need ([`State::timer_bound`]), it is rebuilt from the state, so its memory
+/// stays within twice the live timers plus this many.
+pub const TIMERS_COMPACT_MIN: usize = 65_536;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
     Lease,
@@ -367,6 +374,24 @@ fn timers_of(state: &State) -> BTreeSet<(i64, Key, TimerKind)> {
         })
         .chain(messages)
         .collect()
+}
+
+/// Whether a timer entry still stands for something in the state: a stale one (the job
+/// completed, the message was correlated, the timer event was cancelled) is dropped without
+/// submitting a command.
+fn timer_live(state: &State, due: i64, key: Key, kind: TimerKind) -> bool {
+    match kind {
+        TimerKind::Lease => state.job(key).is_some_and(|job| {
+            matches!(job.state, JobState::Activated { deadline_millis, .. } if deadline_millis == due)
+        }),
+        TimerKind::Retry => state.job(key).is_some_and(
+            |job| matches!(job.state, JobState::Backoff { due_millis } if due_millis == due),
+        ),
+        TimerKind::MessageTtl => state.message(key).is_some(),
+        // A start timer refused while the shard was full is put back with a later due time,
+        // so only its presence is checked.
+        TimerKind::Bpmn => state.timer(key).is_some(),
+    }
 }
 
 fn wall_clock_millis() -> i64 {
@@ -670,6 +695,7 @@ impl<D: Dir> Shard<D> {
                 durable,
                 inner.state.instance_count(),
                 inner.state.job_count(),
+                inner.timers.len(),
             );
             if let Some(queue) = &self.export {
                 self.export_released(queue, &mut released, durable, &mut inner.lag_alarm);
@@ -707,6 +733,11 @@ impl<D: Dir> Shard<D> {
                         }
                     }
                 }
+            }
+            if inner.timers.len() >= TIMERS_COMPACT_MIN
+                && inner.timers.len() > 2 * inner.state.timer_bound()
+            {
+                inner.timers = timers_of(&inner.state);
             }
             if armed {
                 self.timer_armed.notify();
@@ -904,6 +935,7 @@ impl<D: Dir> Shard<D> {
     /// The timer task: fires due job leases and backoffs as journaled commands, from the
     /// shard's own clock. Runs until the shard stops.
     pub async fn run_timers(self: Rc<Self>) {
+        let mut stale = 0u64;
         loop {
             if self.stopped().is_some() {
                 return;
@@ -914,10 +946,15 @@ impl<D: Dir> Shard<D> {
                 match inner.timers.first().copied() {
                     Some(timer) if timer.0 <= now => {
                         inner.timers.pop_first();
-                        Some(Ok(timer))
+                        if timer_live(&inner.state, timer.0, timer.1, timer.2) {
+                            Some(Ok(timer))
+                        } else {
+                            stale += 1;
+                            None
+                        }
                     }
                     Some(timer) => Some(Err(timer.0 - now)),
-                    None => None,
+                    None => Some(Err(TIMER_SLEEP_MILLIS_MAX as i64)),
                 }
             };
             match due {
@@ -941,7 +978,12 @@ impl<D: Dir> Shard<D> {
                     let wait = (wait_millis as u64).min(TIMER_SLEEP_MILLIS_MAX);
                     self.sleep_or_armed(wait).await;
                 }
-                None => self.sleep_or_armed(TIMER_SLEEP_MILLIS_MAX).await,
+                // A stale entry was dropped: go on, letting other tasks run now and then.
+                None => {
+                    if stale.is_multiple_of(1024) {
+                        glommio::yield_if_needed().await;
+                    }
+                }
             }
         }
     }

@@ -1,0 +1,595 @@
+//! The load generator's event loop: one thread, non-blocking sockets, `poll(2)`.
+//!
+//! Per shard it keeps two connections, as real deployments do: a *starter* that creates
+//! instances (each with `await_result`, so that the answer arrives when the instance
+//! completes) and publishes their messages, and a *worker* that subscribes to the job type
+//! and completes every pushed job at once, granting the credits back. Everything one loop
+//! iteration produces for a connection goes out in one frame and one `write`.
+//!
+//! Latency is measured end to end, from the moment a create was due to the moment its
+//! result arrived. In the closed loop an instance is due when the one before it in its slot
+//! finished; in the open loop it is due on the schedule `start + i / rate`, whether or not
+//! the generator could send it then, which corrects for coordinated omission: when the
+//! server stalls, the instances that should have started meanwhile are sent late but timed
+//! from when they were due.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use ringflow_wire::frame::FrameReader;
+use ringflow_wire::{
+    CreateInstance, FrameEncoder, Message, PublishMessage, Request, Response, SubscribeJobs,
+    Topology,
+};
+
+use super::scenario::{self, Scenario};
+
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 256 * 1024;
+/// The longest frame the generator accepts from the server.
+const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// How long an awaited result may take before the server answers with a timeout.
+const AWAIT_TIMEOUT_MS: u32 = 120_000;
+/// The lease of a pushed job: long, since the worker completes it at once.
+const LEASE_MS: u64 = 120_000;
+
+/// How instances are started.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// Keep this many instances in flight (spread over the shards).
+    Closed {
+        /// Instances in flight.
+        inflight: usize,
+    },
+    /// Start instances at this rate per second, never more than `inflight_max` in flight
+    /// (what is due beyond that waits, and its latency counts the wait).
+    Open {
+        /// Instances per second.
+        rate: f64,
+        /// The cap on instances in flight.
+        inflight_max: usize,
+    },
+}
+
+/// What one measurement does.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The server's topology.
+    pub topology: Topology,
+    /// Closed or open loop.
+    pub mode: Mode,
+    /// Run this long before measuring.
+    pub warmup: Duration,
+    /// Measure this long.
+    pub duration: Duration,
+    /// After the measurement, wait at most this long for the instances still in flight.
+    pub drain: Duration,
+    /// Jobs the server may push ahead to each worker connection.
+    pub credits: u32,
+    /// Print a progress line every second (to stderr).
+    pub progress: bool,
+}
+
+/// What one measurement saw.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Instances that completed within the measured window.
+    pub completed: u64,
+    /// Jobs completed in the measured window.
+    pub jobs: u64,
+    /// The measured window.
+    pub window: Duration,
+    /// End-to-end latency of the instances completed in the window, in microseconds.
+    pub latency_us: Histogram<u64>,
+    /// Refusals and failures by kind (`create: BUSY`, `job: NOT_FOUND`, ...).
+    pub errors: HashMap<String, u64>,
+    /// Instances still unfinished when the drain ended.
+    pub unfinished: u64,
+    /// Open loop: the most that were due but not yet sent at once (the backlog).
+    pub backlog_max: u64,
+}
+
+impl Outcome {
+    /// Completed instances per second in the window.
+    pub fn throughput_per_s(&self) -> f64 {
+        self.completed as f64 / self.window.as_secs_f64()
+    }
+}
+
+struct Link {
+    addr: String,
+    stream: TcpStream,
+    reader: FrameReader,
+    encoder: FrameEncoder,
+    out: Vec<u8>,
+    written: usize,
+    closed: bool,
+}
+
+impl Link {
+    fn open(addr: &str) -> anyhow::Result<Link> {
+        let stream =
+            TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        Ok(Link {
+            addr: addr.to_string(),
+            stream,
+            reader: FrameReader::new(FRAME_BYTES_MAX),
+            encoder: FrameEncoder::default(),
+            out: Vec::new(),
+            written: 0,
+            closed: false,
+        })
+    }
+
+    fn wants_write(&self) -> bool {
+        self.written < self.out.len() || !self.encoder.is_empty()
+    }
+
+    /// Finishes the pending frame and writes what the socket takes.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.encoder.is_empty() {
+            if self.written == self.out.len() {
+                self.out.clear();
+                self.written = 0;
+            }
+            self.encoder.finish_into(&mut self.out);
+        }
+        while self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => bail!("{}: the server closed the connection", self.addr),
+                Ok(count) => self.written += count,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => return Err(error).with_context(|| format!("write to {}", self.addr)),
+            }
+        }
+        if self.written == self.out.len() {
+            self.out.clear();
+            self.written = 0;
+        }
+        Ok(())
+    }
+
+    /// Reads what has arrived and hands back the messages of the whole frames.
+    fn receive(&mut self, into: &mut Vec<(u64, Response)>) -> anyhow::Result<()> {
+        loop {
+            let spare = self.reader.spare(READ_CHUNK);
+            match self.stream.read(spare) {
+                Ok(0) => {
+                    self.reader.filled(READ_CHUNK, 0);
+                    self.closed = true;
+                    break;
+                }
+                Ok(count) => {
+                    self.reader.filled(READ_CHUNK, count);
+                    if count < READ_CHUNK {
+                        break;
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    self.reader.filled(READ_CHUNK, 0);
+                    break;
+                }
+                Err(error) if error.kind() == ErrorKind::Interrupted => {
+                    self.reader.filled(READ_CHUNK, 0);
+                }
+                Err(error) => {
+                    self.reader.filled(READ_CHUNK, 0);
+                    return Err(error).with_context(|| format!("read from {}", self.addr));
+                }
+            }
+        }
+        while let Some(envelopes) = self
+            .reader
+            .next_frame()
+            .with_context(|| format!("a bad frame from {}", self.addr))?
+        {
+            for envelope in envelopes {
+                match envelope.message {
+                    Message::Response(response) => into.push((envelope.request_id, response)),
+                    Message::Request(request) => {
+                        bail!("{} sent a request: {}", self.addr, request.name())
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Pending {
+    /// When the instance was due, in nanoseconds since the run began.
+    due_ns: u64,
+    /// Which shard it went to (for re-sends after BUSY).
+    shard: usize,
+    /// Its number (its correlation key and variables derive from it).
+    n: u64,
+}
+
+struct Generator<'a> {
+    config: &'a Config,
+    process_id: String,
+    begin: Instant,
+    starters: Vec<Link>,
+    workers: Vec<Link>,
+    subscriptions: Vec<u64>,
+    next_id: u64,
+    next_n: u64,
+    round_robin: usize,
+    pending: HashMap<u64, Pending>,
+    /// Creates refused with BUSY, to send again: (due_ns, shard, n).
+    retry: Vec<(u64, usize, u64)>,
+    // Measurement.
+    window_start_ns: u64,
+    window_end_ns: u64,
+    completed: u64,
+    jobs: u64,
+    latency: Histogram<u64>,
+    errors: HashMap<String, u64>,
+    // Progress, per second.
+    second: Histogram<u64>,
+    second_completed: u64,
+    second_jobs: u64,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Runs one measurement against a running server.
+pub fn run(config: &Config) -> anyhow::Result<Outcome> {
+    let shards = config.topology.shard_count();
+    let mut starters = Vec::with_capacity(shards);
+    let mut workers = Vec::with_capacity(shards);
+    for shard in 0..shards {
+        let (host, port) = config
+            .topology
+            .address_of(shard as u16)
+            .context("a shard without an address in the topology")?;
+        let addr = format!("{host}:{port}");
+        starters.push(Link::open(&addr)?);
+        if config.scenario.jobs_per_instance() > 0.0 {
+            workers.push(Link::open(&addr)?);
+        }
+    }
+    let warmup_ns = config.warmup.as_nanos() as u64;
+    let mut generator = Generator {
+        config,
+        process_id: config.scenario.process_id(),
+        begin: Instant::now(),
+        starters,
+        workers,
+        subscriptions: Vec::new(),
+        next_id: 1,
+        next_n: 0,
+        round_robin: 0,
+        pending: HashMap::new(),
+        retry: Vec::new(),
+        window_start_ns: warmup_ns,
+        window_end_ns: warmup_ns + config.duration.as_nanos() as u64,
+        completed: 0,
+        jobs: 0,
+        latency: histogram(),
+        errors: HashMap::new(),
+        second: histogram(),
+        second_completed: 0,
+        second_jobs: 0,
+    };
+    generator.subscribe();
+    generator.run()
+}
+
+impl Generator<'_> {
+    fn now_ns(&self) -> u64 {
+        self.begin.elapsed().as_nanos() as u64
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn subscribe(&mut self) {
+        for index in 0..self.workers.len() {
+            let id = self.id();
+            self.workers[index].encoder.push_request(
+                id,
+                &Request::SubscribeJobs(SubscribeJobs {
+                    job_type: scenario::JOB_TYPE.to_string(),
+                    worker: format!("ringflow-bench-{}", std::process::id()),
+                    credits: self.config.credits,
+                    lease_ms: LEASE_MS,
+                }),
+            );
+            self.subscriptions.push(id);
+        }
+    }
+
+    /// Queues the create (and message) of instance `n`, due at `due_ns`.
+    fn start(&mut self, due_ns: u64, shard: Option<usize>, n: u64) {
+        let scenario = self.config.scenario;
+        let key = format!("bench-{}-{n}", std::process::id());
+        let shard = match shard {
+            Some(shard) => shard,
+            None if scenario.publishes_message() => {
+                usize::from(self.config.topology.shard_of_text(&key))
+            }
+            None => {
+                self.round_robin = (self.round_robin + 1) % self.starters.len();
+                self.round_robin
+            }
+        };
+        let id = self.id();
+        let create = Request::CreateInstance(CreateInstance {
+            bpmn_process_id: self.process_id.clone(),
+            variables: scenario.variables(n, &key),
+            business_key: if scenario.publishes_message() {
+                key.clone()
+            } else {
+                String::new()
+            },
+            await_result: true,
+            await_timeout_ms: AWAIT_TIMEOUT_MS,
+            ..CreateInstance::default()
+        });
+        self.starters[shard].encoder.push_request(id, &create);
+        if scenario.publishes_message() {
+            let message_id = self.id();
+            self.starters[shard].encoder.push_request(
+                message_id,
+                &Request::PublishMessage(PublishMessage {
+                    name: scenario::MESSAGE_NAME.to_string(),
+                    correlation_key: key,
+                    variables: String::new(),
+                    ttl_ms: scenario::MESSAGE_TTL_MS,
+                    message_id: String::new(),
+                }),
+            );
+        }
+        self.pending.insert(id, Pending { due_ns, shard, n });
+    }
+
+    fn run(mut self) -> anyhow::Result<Outcome> {
+        let mut responses = Vec::new();
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        let mut next_progress_ns = 1_000_000_000u64;
+        let mut last_progress = (0u64, 0u64);
+        let drain_end_ns = self.window_end_ns + self.config.drain.as_nanos() as u64;
+        // Open loop: the schedule.
+        let mut scheduled = 0u64;
+        let mut backlog_max = 0u64;
+        loop {
+            let now = self.now_ns();
+            let measuring = now < self.window_end_ns;
+            if !measuring && (self.pending.is_empty() || now >= drain_end_ns) {
+                break;
+            }
+            // Start what is due.
+            if measuring {
+                for (due_ns, shard, n) in std::mem::take(&mut self.retry) {
+                    self.start(due_ns, Some(shard), n);
+                }
+                match self.config.mode {
+                    Mode::Closed { inflight } => {
+                        while self.pending.len() < inflight {
+                            let n = self.next_n;
+                            self.next_n += 1;
+                            self.start(now, None, n);
+                        }
+                    }
+                    Mode::Open { rate, inflight_max } => {
+                        let due_total = (now as f64 / 1e9 * rate) as u64;
+                        backlog_max = backlog_max.max(due_total.saturating_sub(scheduled));
+                        while scheduled < due_total && self.pending.len() < inflight_max {
+                            let due_ns = (scheduled as f64 * 1e9 / rate) as u64;
+                            let n = self.next_n;
+                            self.next_n += 1;
+                            scheduled += 1;
+                            self.start(due_ns, None, n);
+                        }
+                    }
+                }
+            }
+            for link in self.starters.iter_mut().chain(self.workers.iter_mut()) {
+                link.flush()?;
+            }
+            // Wait for answers, or until the next instance is due.
+            let timeout_ns = match self.config.mode {
+                Mode::Open { rate, .. } if measuring => {
+                    let next_due = ((scheduled + 1) as f64 * 1e9 / rate) as u64;
+                    next_due.saturating_sub(self.now_ns()).min(10_000_000)
+                }
+                _ => 10_000_000,
+            };
+            fds.clear();
+            for link in self.starters.iter().chain(self.workers.iter()) {
+                let mut events = libc::POLLIN;
+                if link.wants_write() {
+                    events |= libc::POLLOUT;
+                }
+                fds.push(libc::pollfd {
+                    fd: link.stream.as_raw_fd(),
+                    events,
+                    revents: 0,
+                });
+            }
+            let timeout = libc::timespec {
+                tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+            };
+            // SAFETY: fds is a live slice of pollfd of the length given; timeout outlives the
+            // call; a null signal mask leaves the mask unchanged.
+            let ready = unsafe {
+                libc::ppoll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    &timeout,
+                    std::ptr::null(),
+                )
+            };
+            if ready < 0 {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != ErrorKind::Interrupted {
+                    return Err(error).context("poll");
+                }
+                continue;
+            }
+            let starters = self.starters.len();
+            for (index, fd) in fds.iter().enumerate() {
+                if fd.revents == 0 {
+                    continue;
+                }
+                if fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                    responses.clear();
+                    if index < starters {
+                        self.starters[index].receive(&mut responses)?;
+                        if self.starters[index].closed {
+                            bail!("{} closed the connection", self.starters[index].addr);
+                        }
+                        for (id, response) in responses.drain(..) {
+                            self.on_starter_answer(id, response);
+                        }
+                    } else {
+                        let worker = index - starters;
+                        self.workers[worker].receive(&mut responses)?;
+                        if self.workers[worker].closed {
+                            bail!("{} closed the connection", self.workers[worker].addr);
+                        }
+                        for (id, response) in responses.drain(..) {
+                            self.on_worker_answer(worker, id, response)?;
+                        }
+                    }
+                }
+            }
+            if self.config.progress && self.now_ns() >= next_progress_ns {
+                next_progress_ns += 1_000_000_000;
+                let phase = if self.now_ns() < self.window_start_ns {
+                    "warm-up"
+                } else if self.now_ns() < self.window_end_ns {
+                    "measuring"
+                } else {
+                    "draining"
+                };
+                eprintln!(
+                    "  {:>3}s {phase:<9} {:>9} inst/s {:>9} jobs/s  in flight {:>6}  p50 {:>7} µs  p99 {:>7} µs",
+                    next_progress_ns / 1_000_000_000 - 1,
+                    self.second_completed - last_progress.0,
+                    self.second_jobs - last_progress.1,
+                    self.pending.len(),
+                    self.second.value_at_quantile(0.5),
+                    self.second.value_at_quantile(0.99),
+                );
+                last_progress = (self.second_completed, self.second_jobs);
+                self.second.reset();
+            }
+        }
+        Ok(Outcome {
+            completed: self.completed,
+            jobs: self.jobs,
+            window: self.config.duration,
+            latency_us: self.latency,
+            errors: self.errors,
+            unfinished: self.pending.len() as u64,
+            backlog_max,
+        })
+    }
+
+    fn in_window(&self, now: u64) -> bool {
+        (self.window_start_ns..self.window_end_ns).contains(&now)
+    }
+
+    fn error(&mut self, what: &str, code: &str) {
+        *self.errors.entry(format!("{what}: {code}")).or_default() += 1;
+    }
+
+    fn on_starter_answer(&mut self, id: u64, response: Response) {
+        let Some(pending) = self.pending.remove(&id) else {
+            // A published message's answer.
+            if let Response::Error(error) = response {
+                self.error("publish", error.code.name());
+            }
+            return;
+        };
+        match response {
+            Response::InstanceResult(_) => {
+                let now = self.now_ns();
+                let micros = (now.saturating_sub(pending.due_ns) / 1_000).max(1);
+                self.second.saturating_record(micros);
+                self.second_completed += 1;
+                if self.in_window(now) {
+                    self.completed += 1;
+                    self.latency.saturating_record(micros);
+                }
+            }
+            Response::Error(error) => {
+                self.error("create", error.code.name());
+                if error.code == ringflow_wire::ErrorCode::Busy {
+                    // Sent again on the next turn, still timed from when it was due.
+                    self.retry.push((pending.due_ns, pending.shard, pending.n));
+                }
+            }
+            other => self.error("create", &format!("unexpected {other:?}")),
+        }
+    }
+
+    fn on_worker_answer(
+        &mut self,
+        worker: usize,
+        id: u64,
+        response: Response,
+    ) -> anyhow::Result<()> {
+        if id == self.subscriptions[worker] {
+            match response {
+                Response::Jobs(jobs) => {
+                    let result = self.config.scenario.job_result();
+                    let now = self.now_ns();
+                    let count = jobs.len() as u32;
+                    for job in jobs {
+                        let id = self.id();
+                        self.workers[worker].encoder.push_request(
+                            id,
+                            &Request::CompleteJob {
+                                job_key: job.key,
+                                variables: result.to_string(),
+                            },
+                        );
+                    }
+                    let id = self.id();
+                    self.workers[worker].encoder.push_request(
+                        id,
+                        &Request::JobCredits {
+                            subscription_request_id: self.subscriptions[worker],
+                            credits: count,
+                        },
+                    );
+                    self.second_jobs += u64::from(count);
+                    if self.in_window(now) {
+                        self.jobs += u64::from(count);
+                    }
+                }
+                Response::Error(error) => {
+                    bail!(
+                        "the job subscription on {} failed: {error}",
+                        self.workers[worker].addr
+                    )
+                }
+                other => bail!("unexpected answer to SubscribeJobs: {other:?}"),
+            }
+            return Ok(());
+        }
+        if let Response::Error(error) = response {
+            self.error("job", error.code.name());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,515 @@
+//! Reports of the load generator: JSON per run, a Markdown table, CSV and SVG plots.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::driver::{Mode, Outcome};
+use super::scenario::Scenario;
+use crate::machine::Machine;
+
+/// End-to-end latency percentiles, in microseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// The largest.
+    pub max: u64,
+    /// The mean.
+    pub mean: f64,
+}
+
+/// The server side of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerSide {
+    /// The address measured.
+    pub addr: String,
+    /// Whether the generator started it (else `--addr` named a running one).
+    pub started_by_generator: bool,
+    /// The CPUs it was pinned to (empty when not started by the generator).
+    pub cpus: Vec<usize>,
+    /// Its cold store setting.
+    pub cold_store: String,
+    /// CPU seconds the server process used during the whole run (warm-up and drain too).
+    pub cpu_seconds: Option<f64>,
+    /// Its data directory, when kept.
+    pub data: Option<PathBuf>,
+}
+
+/// One measurement.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: &'static str,
+    /// `closed` or `open`.
+    pub mode: &'static str,
+    /// Open loop: the target rate.
+    pub rate_per_s: Option<f64>,
+    /// Closed loop: instances in flight.
+    pub inflight: Option<usize>,
+    /// Shards of the server.
+    pub shards: usize,
+    /// The measured window, in seconds.
+    pub duration_s: f64,
+    /// The warm-up before it, in seconds.
+    pub warmup_s: f64,
+    /// Completed instances per second in the window.
+    pub throughput_per_s: f64,
+    /// Completed jobs per second in the window.
+    pub jobs_per_s: f64,
+    /// Instances completed in the window.
+    pub completed: u64,
+    /// End-to-end latency, from when an instance was due to its completion.
+    pub latency_us: Latency,
+    /// Refusals and failures by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Instances still unfinished after the drain.
+    pub unfinished: u64,
+    /// Open loop: the largest backlog of due but unsent instances.
+    pub backlog_max: u64,
+    /// The server.
+    pub server: ServerSide,
+    /// The generator's CPUs.
+    pub generator_cpus: Vec<usize>,
+    /// The machine, kernel, commit and date.
+    pub machine: Machine,
+}
+
+/// What [`Report::new`] takes.
+pub struct Inputs {
+    pub scenario: Scenario,
+    pub mode: Mode,
+    pub shards: usize,
+    pub warmup: Duration,
+    pub addr: String,
+    pub server_started: bool,
+    pub server_cpus: Vec<usize>,
+    pub generator_cpus: Vec<usize>,
+    pub cold_store: String,
+    pub data: Option<PathBuf>,
+    pub server_cpu: Option<Duration>,
+    pub machine: Machine,
+    pub outcome: Outcome,
+}
+
+/// "closed loop, 2048 in flight" or "open loop at 50,000/s".
+pub fn describe_mode(mode: Mode) -> String {
+    match mode {
+        Mode::Closed { inflight } => format!("closed loop, {inflight} in flight"),
+        Mode::Open { rate, .. } => format!("open loop at {}/s", thousands(rate as u64)),
+    }
+}
+
+impl Report {
+    /// Builds the report of one run.
+    pub fn new(inputs: Inputs) -> Report {
+        let outcome = &inputs.outcome;
+        let histogram = &outcome.latency_us;
+        let empty = histogram.is_empty();
+        let at = |quantile: f64| {
+            if empty {
+                0
+            } else {
+                histogram.value_at_quantile(quantile)
+            }
+        };
+        let (mode, rate_per_s, inflight) = match inputs.mode {
+            Mode::Closed { inflight } => ("closed", None, Some(inflight)),
+            Mode::Open { rate, .. } => ("open", Some(rate), None),
+        };
+        Report {
+            scenario: inputs.scenario.name(),
+            mode,
+            rate_per_s,
+            inflight,
+            shards: inputs.shards,
+            duration_s: outcome.window.as_secs_f64(),
+            warmup_s: inputs.warmup.as_secs_f64(),
+            throughput_per_s: outcome.throughput_per_s(),
+            jobs_per_s: outcome.jobs as f64 / outcome.window.as_secs_f64(),
+            completed: outcome.completed,
+            latency_us: Latency {
+                p50: at(0.5),
+                p90: at(0.9),
+                p99: at(0.99),
+                p999: at(0.999),
+                max: if empty { 0 } else { histogram.max() },
+                mean: if empty { 0.0 } else { histogram.mean() },
+            },
+            errors: outcome
+                .errors
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            unfinished: outcome.unfinished,
+            backlog_max: outcome.backlog_max,
+            server: ServerSide {
+                addr: inputs.addr,
+                started_by_generator: inputs.server_started,
+                cpus: inputs.server_cpus,
+                cold_store: inputs.cold_store,
+                cpu_seconds: inputs.server_cpu.map(|cpu| cpu.as_secs_f64()),
+                data: inputs.data,
+            },
+            generator_cpus: inputs.generator_cpus,
+            machine: inputs.machine,
+        }
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report serializes") + "\n"
+    }
+
+    fn mode_text(&self) -> String {
+        match (self.rate_per_s, self.inflight) {
+            (Some(rate), _) => format!("open {}/s", thousands(rate as u64)),
+            (None, Some(inflight)) => format!("closed {inflight}"),
+            _ => self.mode.to_string(),
+        }
+    }
+}
+
+/// Thousands separated by commas.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A Markdown table of the runs, with the machine line under it.
+pub fn markdown(reports: &[Report]) -> String {
+    let mut out = String::from(
+        "| scenario | shards | load | cold store | instances/s | jobs/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU s |\n\
+         |---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for report in reports {
+        let latency = &report.latency_us;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            report.scenario,
+            report.shards,
+            report.mode_text(),
+            report.server.cold_store,
+            thousands(report.throughput_per_s.round() as u64),
+            thousands(report.jobs_per_s.round() as u64),
+            thousands(latency.p50),
+            thousands(latency.p90),
+            thousands(latency.p99),
+            thousands(latency.p999),
+            thousands(latency.max),
+            thousands(report.errors.values().sum()),
+            report
+                .server
+                .cpu_seconds
+                .map_or("-".to_string(), |s| format!("{s:.1}")),
+        );
+    }
+    if let Some(first) = reports.first() {
+        let _ = writeln!(
+            out,
+            "\n{}; {} s measured after {} s warm-up; server CPUs {:?}, generator CPUs {:?}.",
+            first.machine,
+            first.duration_s,
+            first.warmup_s,
+            first.server.cpus,
+            first.generator_cpus
+        );
+        let errors: BTreeMap<&String, u64> = reports
+            .iter()
+            .flat_map(|report| report.errors.iter())
+            .fold(BTreeMap::new(), |mut all, (kind, count)| {
+                *all.entry(kind).or_default() += count;
+                all
+            });
+        if !errors.is_empty() {
+            let _ = writeln!(out, "Errors: {errors:?}.");
+        }
+    }
+    out
+}
+
+/// One CSV line per run.
+pub fn csv(reports: &[Report]) -> String {
+    let mut out = String::from(
+        "scenario,shards,mode,rate_per_s,inflight,cold_store,throughput_per_s,jobs_per_s,p50_us,p90_us,p99_us,p999_us,max_us,errors,unfinished,server_cpu_s\n",
+    );
+    for r in reports {
+        let l = &r.latency_us;
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{:.1},{:.1},{},{},{},{},{},{},{},{}",
+            r.scenario,
+            r.shards,
+            r.mode,
+            r.rate_per_s.map_or(String::new(), |v| format!("{v}")),
+            r.inflight.map_or(String::new(), |v| v.to_string()),
+            r.server.cold_store,
+            r.throughput_per_s,
+            r.jobs_per_s,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max,
+            r.errors.values().sum::<u64>(),
+            r.unfinished,
+            r.server
+                .cpu_seconds
+                .map_or(String::new(), |s| format!("{s:.2}")),
+        );
+    }
+    out
+}
+
+/// A line plot: series of (x, y) points, axes from zero.
+struct Plot<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+];
+
+impl Plot<'_> {
+    fn svg(&self) -> String {
+        let (width, height) = (640.0, 400.0);
+        let (left, right, top, bottom) = (80.0, 20.0, 40.0, 60.0);
+        let points = self.series.iter().flat_map(|(_, points)| points.iter());
+        let x_max = nice(points.clone().map(|p| p.0).fold(0.0, f64::max));
+        let y_max = nice(points.map(|p| p.1).fold(0.0, f64::max));
+        let sx = |x: f64| left + x / x_max * (width - left - right);
+        let sy = |y: f64| height - bottom - y / y_max * (height - top - bottom);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{}</text>"#,
+            width / 2.0,
+            escape(self.title)
+        );
+        for tick in 0..=4 {
+            let fraction = f64::from(tick) / 4.0;
+            let (x, y) = (sx(x_max * fraction), sy(y_max * fraction));
+            let _ = writeln!(
+                out,
+                r##"<line x1="{left}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+                width - right,
+                left - 6.0,
+                y + 4.0,
+                short(y_max * fraction)
+            );
+            let _ = writeln!(
+                out,
+                r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#,
+                height - bottom + 18.0,
+                short(x_max * fraction)
+            );
+        }
+        let _ = writeln!(
+            out,
+            r#"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{0}" stroke="black"/>"#,
+            height - bottom,
+            width - right
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            (left + width - right) / 2.0,
+            height - 15.0,
+            escape(self.x_label)
+        );
+        let _ = writeln!(
+            out,
+            r#"<text transform="translate(18,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
+            (top + height - bottom) / 2.0,
+            escape(self.y_label)
+        );
+        for (index, (name, points)) in self.series.iter().enumerate() {
+            let color = COLORS[index % COLORS.len()];
+            let path: Vec<String> = points
+                .iter()
+                .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+                .collect();
+            let _ = writeln!(
+                out,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                path.join(" ")
+            );
+            for (x, y) in points {
+                let _ = writeln!(
+                    out,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
+                    sx(*x),
+                    sy(*y)
+                );
+            }
+            let legend_y = top + 16.0 * index as f64;
+            let _ = writeln!(
+                out,
+                r#"<rect x="{}" y="{}" width="12" height="3" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
+                left + 12.0,
+                legend_y + 4.0,
+                left + 30.0,
+                legend_y + 9.0,
+                escape(name)
+            );
+        }
+        out.push_str("</svg>\n");
+        out
+    }
+}
+
+/// Throughput (closed loop) against shards, with the linear ideal from one shard.
+pub fn throughput_svg(reports: &[Report]) -> String {
+    let mut measured: Vec<(f64, f64)> = reports
+        .iter()
+        .filter(|r| r.mode == "closed")
+        .map(|r| (r.shards as f64, r.throughput_per_s))
+        .collect();
+    measured.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut series = vec![("measured".to_string(), measured.clone())];
+    if let Some(&(shards, throughput)) = measured.first() {
+        let per_shard = throughput / shards;
+        series.push((
+            "linear from the first point".to_string(),
+            measured.iter().map(|(x, _)| (*x, x * per_shard)).collect(),
+        ));
+    }
+    let scenario = reports.first().map_or("", |r| r.scenario);
+    Plot {
+        title: &format!("{scenario}: throughput against shards (closed loop)"),
+        x_label: "shards",
+        y_label: "completed instances/s",
+        series,
+    }
+    .svg()
+}
+
+/// p50 and p99 latency (open loop) against the rate, one pair of lines per shard count.
+pub fn latency_svg(reports: &[Report]) -> String {
+    let mut by_shards: BTreeMap<usize, Vec<&Report>> = BTreeMap::new();
+    for report in reports.iter().filter(|r| r.mode == "open") {
+        by_shards.entry(report.shards).or_default().push(report);
+    }
+    let mut series = Vec::new();
+    for (shards, mut runs) in by_shards {
+        runs.sort_by(|a, b| {
+            a.rate_per_s
+                .unwrap_or(0.0)
+                .total_cmp(&b.rate_per_s.unwrap_or(0.0))
+        });
+        for (name, pick) in [("p50", 0usize), ("p99", 1)] {
+            series.push((
+                format!("{shards} shard(s) {name}"),
+                runs.iter()
+                    .map(|r| {
+                        let value = if pick == 0 {
+                            r.latency_us.p50
+                        } else {
+                            r.latency_us.p99
+                        };
+                        (r.rate_per_s.unwrap_or(0.0), value as f64 / 1000.0)
+                    })
+                    .collect(),
+            ));
+        }
+    }
+    let scenario = reports.first().map_or("", |r| r.scenario);
+    Plot {
+        title: &format!("{scenario}: end-to-end latency against rate (open loop)"),
+        x_label: "target instances/s",
+        y_label: "latency, ms",
+        series,
+    }
+    .svg()
+}
+
+/// The next "round" number at or above `value` (1, 2 or 5 times a power of ten).
+fn nice(value: f64) -> f64 {
+    if value <= 0.0 || !value.is_finite() {
+        return 1.0;
+    }
+    let power = 10f64.powf(value.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|candidate| *candidate >= value)
+        .unwrap_or(10.0 * power)
+}
+
+fn short(value: f64) -> String {
+    if value >= 1_000_000.0 {
+        format!("{:.1}M", value / 1_000_000.0)
+    } else if value >= 1_000.0 {
+        format!("{:.0}k", value / 1_000.0)
+    } else if value >= 10.0 || value == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(nice(0.0), 1.0);
+        assert_eq!(nice(3.0), 5.0);
+        assert_eq!(nice(120_000.0), 200_000.0);
+        assert_eq!(nice(1000.0), 1000.0);
+    }
+
+    #[test]
+    fn a_plot_is_an_svg_with_one_polyline_per_series() {
+        let svg = Plot {
+            title: "t <1>",
+            x_label: "x",
+            y_label: "y",
+            series: vec![
+                ("a".into(), vec![(1.0, 10.0), (2.0, 19.0)]),
+                ("b".into(), vec![(1.0, 10.0), (2.0, 20.0)]),
+            ],
+        }
+        .svg();
+        assert!(svg.starts_with("<svg "));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("t &lt;1&gt;"));
+    }
+}

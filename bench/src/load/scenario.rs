@@ -1,0 +1,247 @@
+//! The load scenarios, shaped like the ones of Zeebe's published load tests so that figures
+//! compare: each is a BPMN model, the job types its workers serve, and what the generator
+//! sends with every instance.
+
+use std::fmt::Write as _;
+
+/// The job type every scenario's service tasks use.
+pub const JOB_TYPE: &str = "bench-task";
+/// The message the message scenarios wait for.
+pub const MESSAGE_NAME: &str = "bench-go";
+/// How long a published message is buffered when it arrives before its subscription.
+pub const MESSAGE_TTL_MS: u64 = 60_000;
+/// The timer of the `timer` scenario.
+pub const TIMER_DURATION: &str = "PT0.1S";
+/// Bytes of the payload variable of the `realistic` scenario.
+pub const REALISTIC_PAYLOAD_BYTES: usize = 10 * 1024;
+
+/// One scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Start, one service task, end.
+    #[value(name = "one_task")]
+    OneTask,
+    /// Ten service tasks in a row.
+    #[value(name = "ten_tasks")]
+    TenTasks,
+    /// A parallel split into four service tasks and a join.
+    #[value(name = "four_parallel")]
+    FourParallel,
+    /// The instance waits for a published message, then runs one service task.
+    #[value(name = "msg_one_task")]
+    MsgOneTask,
+    /// A 100 ms timer, then the end.
+    #[value(name = "timer")]
+    Timer,
+    /// An order flow with about 10 KiB of variables: a task, an exclusive gateway (half the
+    /// orders take an extra review task), a parallel split of two tasks, a message wait.
+    #[value(name = "realistic")]
+    Realistic,
+}
+
+impl Scenario {
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::OneTask => "one_task",
+            Scenario::TenTasks => "ten_tasks",
+            Scenario::FourParallel => "four_parallel",
+            Scenario::MsgOneTask => "msg_one_task",
+            Scenario::Timer => "timer",
+            Scenario::Realistic => "realistic",
+        }
+    }
+
+    /// The BPMN process id of its model.
+    pub fn process_id(self) -> String {
+        format!("bench-{}", self.name().replace('_', "-"))
+    }
+
+    /// Whether each instance needs a message published for it (correlated by its key).
+    pub fn publishes_message(self) -> bool {
+        matches!(self, Scenario::MsgOneTask | Scenario::Realistic)
+    }
+
+    /// Jobs one instance runs on average.
+    pub fn jobs_per_instance(self) -> f64 {
+        match self {
+            Scenario::OneTask | Scenario::MsgOneTask => 1.0,
+            Scenario::TenTasks => 10.0,
+            Scenario::FourParallel => 4.0,
+            Scenario::Timer => 0.0,
+            // validate, half take review, charge, reserve.
+            Scenario::Realistic => 3.5,
+        }
+    }
+
+    /// The variables of instance `n` (JSON object text, or empty), whose correlation key is
+    /// `key`.
+    pub fn variables(self, n: u64, key: &str) -> String {
+        match self {
+            Scenario::MsgOneTask => format!(r#"{{"key":"{key}"}}"#),
+            Scenario::Realistic => {
+                let mut text = String::with_capacity(REALISTIC_PAYLOAD_BYTES + 256);
+                let amount = (n * 7919) % 1000;
+                let _ = write!(
+                    text,
+                    r#"{{"orderId":"{key}","amount":{amount},"customer":{{"id":"c-{n}","tier":"gold"}},"payload":""#
+                );
+                while text.len() < REALISTIC_PAYLOAD_BYTES {
+                    text.push_str("0123456789abcdef");
+                }
+                text.push_str(r#""}"#);
+                text
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// The variables a worker completes a job with.
+    pub fn job_result(self) -> &'static str {
+        match self {
+            Scenario::Realistic => r#"{"checked":true}"#,
+            _ => "",
+        }
+    }
+
+    /// The BPMN XML of its model.
+    pub fn bpmn(self) -> String {
+        let id = self.process_id();
+        let task = |id: &str| {
+            format!(
+                r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="{JOB_TYPE}"/></bpmn:extensionElements></bpmn:serviceTask>"#
+            )
+        };
+        let flow = |id: &str, from: &str, to: &str| {
+            format!(r#"<bpmn:sequenceFlow id="{id}" sourceRef="{from}" targetRef="{to}"/>"#)
+        };
+        let mut body = String::new();
+        let mut message = String::new();
+        match self {
+            Scenario::OneTask => {
+                body.push_str(r#"<bpmn:startEvent id="start"/>"#);
+                body.push_str(&task("task"));
+                body.push_str(r#"<bpmn:endEvent id="end"/>"#);
+                body.push_str(&flow("f1", "start", "task"));
+                body.push_str(&flow("f2", "task", "end"));
+            }
+            Scenario::TenTasks => {
+                body.push_str(r#"<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>"#);
+                let mut previous = "start".to_string();
+                for i in 1..=10 {
+                    let name = format!("task{i}");
+                    body.push_str(&task(&name));
+                    body.push_str(&flow(&format!("f{i}"), &previous, &name));
+                    previous = name;
+                }
+                body.push_str(&flow("f11", &previous, "end"));
+            }
+            Scenario::FourParallel => {
+                body.push_str(r#"<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>"#);
+                body.push_str(
+                    r#"<bpmn:parallelGateway id="fork"/><bpmn:parallelGateway id="join"/>"#,
+                );
+                body.push_str(&flow("f0", "start", "fork"));
+                for i in 1..=4 {
+                    let name = format!("task{i}");
+                    body.push_str(&task(&name));
+                    body.push_str(&flow(&format!("a{i}"), "fork", &name));
+                    body.push_str(&flow(&format!("b{i}"), &name, "join"));
+                }
+                body.push_str(&flow("f9", "join", "end"));
+            }
+            Scenario::MsgOneTask => {
+                body.push_str(r#"<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>"#);
+                body.push_str(
+                    r#"<bpmn:intermediateCatchEvent id="wait"><bpmn:messageEventDefinition messageRef="msg"/></bpmn:intermediateCatchEvent>"#,
+                );
+                body.push_str(&task("task"));
+                body.push_str(&flow("f1", "start", "wait"));
+                body.push_str(&flow("f2", "wait", "task"));
+                body.push_str(&flow("f3", "task", "end"));
+                message = message_definition("=key");
+            }
+            Scenario::Timer => {
+                body.push_str(r#"<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>"#);
+                let _ = write!(
+                    body,
+                    r#"<bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition><bpmn:timeDuration>{TIMER_DURATION}</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>"#
+                );
+                body.push_str(&flow("f1", "start", "wait"));
+                body.push_str(&flow("f2", "wait", "end"));
+            }
+            Scenario::Realistic => {
+                body.push_str(r#"<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>"#);
+                body.push_str(&task("validate"));
+                body.push_str(r#"<bpmn:exclusiveGateway id="big" default="small"/>"#);
+                body.push_str(&task("review"));
+                body.push_str(r#"<bpmn:exclusiveGateway id="merge"/>"#);
+                body.push_str(
+                    r#"<bpmn:parallelGateway id="fork"/><bpmn:parallelGateway id="join"/>"#,
+                );
+                body.push_str(&task("charge"));
+                body.push_str(&task("reserve"));
+                body.push_str(
+                    r#"<bpmn:intermediateCatchEvent id="shipped"><bpmn:messageEventDefinition messageRef="msg"/></bpmn:intermediateCatchEvent>"#,
+                );
+                body.push_str(&flow("f1", "start", "validate"));
+                body.push_str(&flow("f2", "validate", "big"));
+                body.push_str(
+                    r#"<bpmn:sequenceFlow id="large" sourceRef="big" targetRef="review"><bpmn:conditionExpression>=amount &gt;= 500</bpmn:conditionExpression></bpmn:sequenceFlow>"#,
+                );
+                body.push_str(&flow("small", "big", "merge"));
+                body.push_str(&flow("f3", "review", "merge"));
+                body.push_str(&flow("f4", "merge", "fork"));
+                body.push_str(&flow("f5", "fork", "charge"));
+                body.push_str(&flow("f6", "fork", "reserve"));
+                body.push_str(&flow("f7", "charge", "join"));
+                body.push_str(&flow("f8", "reserve", "join"));
+                body.push_str(&flow("f9", "join", "shipped"));
+                body.push_str(&flow("f10", "shipped", "end"));
+                message = message_definition("=orderId");
+            }
+        }
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="definitions-{name}" targetNamespace="https://ringflow.dev/bench">
+<bpmn:process id="{id}" isExecutable="true">{body}</bpmn:process>{message}
+</bpmn:definitions>
+"#,
+            name = self.name()
+        )
+    }
+}
+
+fn message_definition(correlation_key: &str) -> String {
+    format!(
+        r#"<bpmn:message id="msg" name="{MESSAGE_NAME}"><bpmn:extensionElements><zeebe:subscription correlationKey="{correlation_key}"/></bpmn:extensionElements></bpmn:message>"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_model_compiles_with_the_expected_process_id() {
+        for &scenario in <Scenario as clap::ValueEnum>::value_variants() {
+            let xml = scenario.bpmn();
+            let parsed = ringflow_bpmn::parse(xml.as_bytes())
+                .unwrap_or_else(|error| panic!("{}: {error}", scenario.name()));
+            let ids: Vec<&str> = parsed
+                .processes
+                .iter()
+                .map(|process| process.bpmn_process_id.as_str())
+                .collect();
+            assert_eq!(ids, [scenario.process_id().as_str()], "{}", scenario.name());
+        }
+    }
+
+    #[test]
+    fn realistic_variables_are_about_ten_kib_of_valid_json() {
+        let text = Scenario::Realistic.variables(3, "k-3");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(value["orderId"], "k-3");
+        assert!((REALISTIC_PAYLOAD_BYTES..REALISTIC_PAYLOAD_BYTES + 256).contains(&text.len()));
+    }
+}

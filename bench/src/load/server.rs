@@ -1,0 +1,268 @@
+//! The server under test as its own process: `ringflow serve` on a fresh data directory,
+//! pinned to its own CPUs (the process and every thread it starts, exporters included), so
+//! that the generator, pinned to the other CPUs, never competes with it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ringflow_wire::{Client, Topology};
+
+/// How long the server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stopping server may take before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to start the server.
+#[derive(Clone, Debug)]
+pub struct Spawn {
+    /// The `ringflow` binary.
+    pub binary: PathBuf,
+    /// Shards, one per CPU of `cpus`.
+    pub cpus: Vec<usize>,
+    /// The parent of the fresh data directory (a real filesystem: O_DIRECT, fdatasync).
+    pub data_root: PathBuf,
+    /// The port of shard 0.
+    pub port: u16,
+    /// `--cold-store` (`none`, or empty for the default SQLite file).
+    pub cold_store: String,
+    /// Keep the data directory afterwards.
+    pub keep_data: bool,
+}
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    /// Its data directory.
+    pub data: PathBuf,
+    /// Its log (stderr), in the data directory's parent.
+    pub log: PathBuf,
+    /// Its address (shard 0).
+    pub addr: String,
+    keep_data: bool,
+}
+
+/// The `ringflow` binary beside this one (both are built by `cargo build --release`).
+pub fn default_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("ringflow")))
+        .unwrap_or_else(|| PathBuf::from("ringflow"))
+}
+
+impl Server {
+    /// Starts the server and waits until every shard answers.
+    pub fn start(spawn: &Spawn) -> anyhow::Result<(Server, Topology)> {
+        if !spawn.binary.exists() {
+            bail!(
+                "the server binary {} does not exist: build it with `cargo build --release -p ringflow-shard` or pass --server-bin",
+                spawn.binary.display()
+            );
+        }
+        std::fs::create_dir_all(&spawn.data_root)
+            .with_context(|| format!("cannot create {}", spawn.data_root.display()))?;
+        let data = spawn.data_root.join(format!(
+            "run-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        ));
+        if data.exists() {
+            std::fs::remove_dir_all(&data)?;
+        }
+        let log = data.with_extension("log");
+        let addr = format!("127.0.0.1:{}", spawn.port);
+        let cpus: Vec<String> = spawn.cpus.iter().map(usize::to_string).collect();
+        let mut command = Command::new(&spawn.binary);
+        command
+            .arg("serve")
+            .arg("--data")
+            .arg(&data)
+            .arg("--listen")
+            .arg(&addr)
+            .arg("--shards")
+            .arg(spawn.cpus.len().to_string())
+            .arg("--cpus")
+            .arg(cpus.join(","));
+        if !spawn.cold_store.is_empty() {
+            command.arg("--cold-store").arg(&spawn.cold_store);
+        }
+        let log_file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        let set = cpu_set(&spawn.cpus)?;
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // sched_setaffinity, which is async-signal-safe, on a cpu_set_t copied into it.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", spawn.binary.display()))?;
+        let mut server = Server {
+            child: Some(child),
+            data,
+            log,
+            addr,
+            keep_data: spawn.keep_data,
+        };
+        let topology = server.wait_ready()?;
+        Ok((server, topology))
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<Topology> {
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "the server exited at start ({status}); its log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if let Ok(client) = Client::connect(&self.addr) {
+                let topology = client.topology().clone();
+                // Every shard must answer, not only the first.
+                let mut all = true;
+                for shard in 0..topology.shard_count() as u16 {
+                    let (host, port) = topology.address_of(shard).context("shard address")?;
+                    if std::net::TcpStream::connect((host, port)).is_err() {
+                        all = false;
+                    }
+                }
+                if all {
+                    return Ok(topology);
+                }
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!(
+                    "the server did not answer on {} within {START_TIMEOUT:?}; its log: {}",
+                    self.addr,
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after a timeout) and removes its data unless
+    /// asked to keep it.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > STOP_TIMEOUT {
+                child.kill()?;
+                break child.wait()?;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !self.keep_data {
+            let _ = std::fs::remove_dir_all(&self.data);
+            if status.success() {
+                let _ = std::fs::remove_file(&self.log);
+            }
+        }
+        if !status.success() {
+            bail!(
+                "the server exited with {status}; its log: {}",
+                self.log.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown() {
+            eprintln!("ringflow-bench: {error:#}");
+        }
+    }
+}
+
+/// A `cpu_set_t` with these CPUs.
+pub fn cpu_set(cpus: &[usize]) -> anyhow::Result<libc::cpu_set_t> {
+    // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET writes within it for CPUs
+    // below CPU_SETSIZE, checked first.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                bail!("CPU {cpu} is beyond CPU_SETSIZE");
+            }
+            libc::CPU_SET(cpu, &mut set);
+        }
+        Ok(set)
+    }
+}
+
+/// Pins the calling thread to these CPUs.
+pub fn pin_current_thread(cpus: &[usize]) -> anyhow::Result<()> {
+    let set = cpu_set(cpus)?;
+    // SAFETY: sched_setaffinity reads the cpu_set_t we own.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+    }
+    Ok(())
+}
+
+/// The CPUs this process may use, in ascending order.
+pub fn usable_cpus() -> Vec<usize> {
+    ringflow_shard::runtime::usable_cpus()
+}
+
+/// CPU time (user + system) a process has used so far.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / per_second))
+}
+
+/// Whether `path` is on tmpfs (where O_DIRECT and fdatasync mean nothing).
+pub fn on_tmpfs(path: &Path) -> bool {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into the struct we own; the path is NUL-terminated.
+    unsafe {
+        let mut stat: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type == libc::TMPFS_MAGIC
+    }
+}
