@@ -209,7 +209,7 @@ fn read_process(
 impl State {
     fn encode_runtime(&self, out: &mut Vec<u8>) {
         put_count(out, self.instances.len());
-        for instance in self.instances.values() {
+        for instance in crate::key::sorted_values(&self.instances) {
             put_key(out, instance.key);
             put_key(out, instance.process_definition_key);
             put_optional_text(out, instance.business_key.as_deref());
@@ -219,7 +219,7 @@ impl State {
             put_optional_text(out, instance.message_start_key.as_deref());
         }
         put_count(out, self.elements.len());
-        for element in self.elements.values() {
+        for element in crate::key::sorted_values(&self.elements) {
             put_key(out, element.key);
             put_key(out, element.process_instance_key);
             out.extend_from_slice(&element.element.0.to_le_bytes());
@@ -238,7 +238,7 @@ impl State {
             put_optional_key(out, element.called);
         }
         put_count(out, self.variables.len());
-        for (scope, document) in &self.variables {
+        for (scope, document) in crate::key::sorted_entries(&self.variables) {
             put_key(out, *scope);
             let json = serde_json::to_vec(document).expect("JSON maps always serialize");
             put_bytes(out, &json);
@@ -253,7 +253,7 @@ impl State {
             }
         }
         put_count(out, self.jobs.len());
-        for job in self.jobs.values() {
+        for job in crate::key::sorted_values(&self.jobs) {
             put_key(out, job.key);
             put_bytes(out, job.job_type.as_bytes());
             put_key(out, job.element_instance_key);

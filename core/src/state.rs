@@ -9,7 +9,7 @@ use crate::engine::{Event, Variables};
 use crate::instance::{
     ElementInstance, Incident, Job, MultiBody, ProcessInstance, Subscription, Timer,
 };
-use crate::key::Key;
+use crate::key::{Key, KeyMap, sorted_values};
 
 /// One deployed version of a process.
 #[derive(Clone, Debug)]
@@ -40,17 +40,17 @@ pub struct State {
     /// Process definition keys of each BPMN process id, by version (index 0 is version 1).
     pub(crate) versions: BTreeMap<String, Vec<Key>>,
     /// Running process instances.
-    pub(crate) instances: BTreeMap<Key, ProcessInstance>,
+    pub(crate) instances: KeyMap<ProcessInstance>,
     /// Live element instances, the roots of process instances included.
-    pub(crate) elements: BTreeMap<Key, ElementInstance>,
+    pub(crate) elements: KeyMap<ElementInstance>,
     /// (scope, child) pairs: the live children of each scope, in key order.
     pub(crate) children: BTreeSet<(Key, Key)>,
     /// One variable document per scope that has variables.
-    pub(crate) variables: BTreeMap<Key, Variables>,
+    pub(crate) variables: KeyMap<Variables>,
     /// Tokens waiting at parallel joins: (scope, gateway) to a count per incoming flow.
     pub(crate) joins: BTreeMap<(Key, ElementIndex), Vec<u32>>,
     /// Open jobs.
-    pub(crate) jobs: BTreeMap<Key, Job>,
+    pub(crate) jobs: KeyMap<Job>,
     /// Activatable jobs of each type, oldest first.
     pub(crate) ready_jobs: BTreeMap<String, BTreeSet<Key>>,
     /// Open incidents.
@@ -102,12 +102,12 @@ impl State {
             last_key: Key::new(shard, 0),
             processes: BTreeMap::new(),
             versions: BTreeMap::new(),
-            instances: BTreeMap::new(),
-            elements: BTreeMap::new(),
+            instances: KeyMap::default(),
+            elements: KeyMap::default(),
             children: BTreeSet::new(),
-            variables: BTreeMap::new(),
+            variables: KeyMap::default(),
             joins: BTreeMap::new(),
-            jobs: BTreeMap::new(),
+            jobs: KeyMap::default(),
             ready_jobs: BTreeMap::new(),
             incidents: BTreeMap::new(),
             messages: BTreeMap::new(),
@@ -240,7 +240,7 @@ impl State {
 
     /// Running process instances, in key order.
     pub fn instances(&self) -> impl Iterator<Item = &ProcessInstance> {
-        self.instances.values()
+        sorted_values(&self.instances).into_iter()
     }
 
     /// A live element instance.
@@ -250,7 +250,7 @@ impl State {
 
     /// Live element instances, in key order.
     pub fn element_instances(&self) -> impl Iterator<Item = &ElementInstance> {
-        self.elements.values()
+        sorted_values(&self.elements).into_iter()
     }
 
     /// An open job.
@@ -260,7 +260,7 @@ impl State {
 
     /// Open jobs, in key order.
     pub fn jobs(&self) -> impl Iterator<Item = &Job> {
-        self.jobs.values()
+        sorted_values(&self.jobs).into_iter()
     }
 
     /// Open incidents, in key order.

@@ -51,6 +51,9 @@ pub const SNAPSHOT_EVERY_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 /// Longest the timer task sleeps before looking at its timers again, in milliseconds (it is
 /// woken earlier when a sooner timer is armed).
 pub const TIMER_SLEEP_MILLIS_MAX: u64 = 1_000;
+/// Due timers fired together in one round (submitted at once, sharing group commits); the
+/// next round starts when they are durable.
+pub const TIMER_FIRES_PER_ROUND_MAX: usize = 4_096;
 
 /// Default: the exporter lag (durable records not yet in the cold store) at which the shard
 /// logs a warning.
@@ -934,57 +937,72 @@ impl<D: Dir> Shard<D> {
 
     /// The timer task: fires due job leases and backoffs as journaled commands, from the
     /// shard's own clock. Runs until the shard stops.
-    pub async fn run_timers(self: Rc<Self>) {
-        let mut stale = 0u64;
+    pub async fn run_timers(self: Rc<Self>)
+    where
+        D: 'static,
+    {
+        let mut due = Vec::new();
         loop {
             if self.stopped().is_some() {
                 return;
             }
             let now = wall_clock_millis();
-            let due = {
+            let mut wait_millis = TIMER_SLEEP_MILLIS_MAX as i64;
+            {
                 let mut inner = self.inner.borrow_mut();
-                match inner.timers.first().copied() {
-                    Some(timer) if timer.0 <= now => {
-                        inner.timers.pop_first();
-                        if timer_live(&inner.state, timer.0, timer.1, timer.2) {
-                            Some(Ok(timer))
-                        } else {
-                            stale += 1;
-                            None
+                while due.len() < TIMER_FIRES_PER_ROUND_MAX {
+                    match inner.timers.first().copied() {
+                        Some(timer) if timer.0 <= now => {
+                            inner.timers.pop_first();
+                            // A stale entry (the job completed, the message was correlated)
+                            // is dropped without a command.
+                            if timer_live(&inner.state, timer.0, timer.1, timer.2) {
+                                due.push(timer);
+                            }
                         }
-                    }
-                    Some(timer) => Some(Err(timer.0 - now)),
-                    None => Some(Err(TIMER_SLEEP_MILLIS_MAX as i64)),
-                }
-            };
-            match due {
-                Some(Ok((_, key, kind))) => {
-                    let command = match kind {
-                        TimerKind::Lease => Command::JobLeaseExpired { key },
-                        TimerKind::Retry => Command::JobRetryDue { key },
-                        TimerKind::MessageTtl => Command::ExpireMessage { key },
-                        TimerKind::Bpmn => Command::TriggerTimer { key },
-                    };
-                    // A stale timer (the job moved on) is refused by the engine: nothing to do.
-                    // A start timer refused because the shard is full tries again later.
-                    if let Err(SubmitError::Rejected(rejection)) = self.submit(command).await
-                        && rejection.code == RejectionCode::LimitExceeded
-                    {
-                        let retry = wall_clock_millis() + TIMER_SLEEP_MILLIS_MAX as i64;
-                        self.inner.borrow_mut().timers.insert((retry, key, kind));
-                    }
-                }
-                Some(Err(wait_millis)) => {
-                    let wait = (wait_millis as u64).min(TIMER_SLEEP_MILLIS_MAX);
-                    self.sleep_or_armed(wait).await;
-                }
-                // A stale entry was dropped: go on, letting other tasks run now and then.
-                None => {
-                    if stale.is_multiple_of(1024) {
-                        glommio::yield_if_needed().await;
+                        Some(timer) => {
+                            wait_millis = timer.0 - now;
+                            break;
+                        }
+                        None => break,
                     }
                 }
             }
+            if due.is_empty() {
+                let wait = (wait_millis.max(0) as u64).min(TIMER_SLEEP_MILLIS_MAX);
+                self.sleep_or_armed(wait).await;
+                continue;
+            }
+            // Every due timer is submitted at once, so that they share group commits; the
+            // round ends when all are durable.
+            let fired: Vec<_> = due
+                .drain(..)
+                .map(|(_, key, kind)| {
+                    let shard = self.clone();
+                    glommio::spawn_local(async move { shard.fire(key, kind).await })
+                })
+                .collect();
+            for task in fired {
+                task.await;
+            }
+        }
+    }
+
+    async fn fire(&self, key: Key, kind: TimerKind) {
+        let command = match kind {
+            TimerKind::Lease => Command::JobLeaseExpired { key },
+            TimerKind::Retry => Command::JobRetryDue { key },
+            TimerKind::MessageTtl => Command::ExpireMessage { key },
+            TimerKind::Bpmn => Command::TriggerTimer { key },
+        };
+        // A timer that went stale meanwhile is refused by the engine: nothing to do. A start
+        // timer refused because the shard is full tries again later.
+        if let Err(SubmitError::Rejected(rejection)) = self.submit(command).await
+            && rejection.code == RejectionCode::LimitExceeded
+        {
+            let retry = wall_clock_millis() + TIMER_SLEEP_MILLIS_MAX as i64;
+            self.inner.borrow_mut().timers.insert((retry, key, kind));
+            self.timer_armed.notify();
         }
     }
 

@@ -256,8 +256,10 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
     }
     let pid = server.as_ref().map(server::Server::pid);
     let cpu_before = pid.and_then(server::cpu_time);
+    let own_before = server::cpu_time(std::process::id());
     let outcome = driver::run(&config);
     let cpu_after = pid.and_then(server::cpu_time);
+    let own_after = server::cpu_time(std::process::id());
     let data = server.as_ref().map(|server| server.data.clone());
     if let Some(server) = server {
         server.stop()?;
@@ -283,6 +285,10 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         cold_store: common.cold_store.clone(),
         data: data.filter(|_| common.keep_data),
         server_cpu,
+        generator_cpu: match (own_before, own_after) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            _ => None,
+        },
         machine,
         outcome,
     }))

@@ -80,6 +80,8 @@ pub struct Report {
     pub server: ServerSide,
     /// The generator's CPUs.
     pub generator_cpus: Vec<usize>,
+    /// CPU seconds the generator used during the run (warm-up and drain too).
+    pub generator_cpu_seconds: Option<f64>,
     /// The machine, kernel, commit and date.
     pub machine: Machine,
 }
@@ -97,6 +99,7 @@ pub struct Inputs {
     pub cold_store: String,
     pub data: Option<PathBuf>,
     pub server_cpu: Option<Duration>,
+    pub generator_cpu: Option<Duration>,
     pub machine: Machine,
     pub outcome: Outcome,
 }
@@ -161,6 +164,7 @@ impl Report {
                 data: inputs.data,
             },
             generator_cpus: inputs.generator_cpus,
+            generator_cpu_seconds: inputs.generator_cpu.map(|cpu| cpu.as_secs_f64()),
             machine: inputs.machine,
         }
     }
@@ -195,14 +199,14 @@ pub fn thousands(value: u64) -> String {
 /// A Markdown table of the runs, with the machine line under it.
 pub fn markdown(reports: &[Report]) -> String {
     let mut out = String::from(
-        "| scenario | shards | load | cold store | instances/s | jobs/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU s |\n\
-         |---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | shards | load | cold store | instances/s | jobs/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU s | generator CPU s |\n\
+         |---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for report in reports {
         let latency = &report.latency_us;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             report.scenario,
             report.shards,
             report.mode_text(),
@@ -218,6 +222,9 @@ pub fn markdown(reports: &[Report]) -> String {
             report
                 .server
                 .cpu_seconds
+                .map_or("-".to_string(), |s| format!("{s:.1}")),
+            report
+                .generator_cpu_seconds
                 .map_or("-".to_string(), |s| format!("{s:.1}")),
         );
     }
@@ -248,13 +255,13 @@ pub fn markdown(reports: &[Report]) -> String {
 /// One CSV line per run.
 pub fn csv(reports: &[Report]) -> String {
     let mut out = String::from(
-        "scenario,shards,mode,rate_per_s,inflight,cold_store,throughput_per_s,jobs_per_s,p50_us,p90_us,p99_us,p999_us,max_us,errors,unfinished,server_cpu_s\n",
+        "scenario,shards,mode,rate_per_s,inflight,cold_store,throughput_per_s,jobs_per_s,p50_us,p90_us,p99_us,p999_us,max_us,errors,unfinished,server_cpu_s,generator_cpu_s\n",
     );
     for r in reports {
         let l = &r.latency_us;
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{:.1},{:.1},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{:.1},{:.1},{},{},{},{},{},{},{},{},{}",
             r.scenario,
             r.shards,
             r.mode,
@@ -272,6 +279,8 @@ pub fn csv(reports: &[Report]) -> String {
             r.unfinished,
             r.server
                 .cpu_seconds
+                .map_or(String::new(), |s| format!("{s:.2}")),
+            r.generator_cpu_seconds
                 .map_or(String::new(), |s| format!("{s:.2}")),
         );
     }
