@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod cold;
 pub mod journal;
+pub mod load;
 pub mod metrics;
 pub mod preflight;
 pub mod runtime;

@@ -7,7 +7,6 @@
 //! shard counts (closed loop: throughput against shards) and rates (open loop: latency
 //! against rate) and writes CSV and SVG plots.
 
-pub mod driver;
 pub mod report;
 pub mod scenario;
 pub mod server;
@@ -19,8 +18,8 @@ use anyhow::{Context, bail};
 use ringflow_wire::{Client, Resource};
 
 use crate::machine::Machine;
-use driver::Mode;
 use report::Report;
+use ringflow_shard::load::{self as driver, Mode};
 use scenario::Scenario;
 
 /// Where fresh data directories go by default: a real filesystem (`/tmp` may be tmpfs).
@@ -229,13 +228,15 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
     let mut client = Client::connect(&addr).with_context(|| format!("cannot reach {addr}"))?;
     client
         .deploy(vec![Resource {
-            name: format!("{}.bpmn", plan.scenario.process_id()),
+            name: format!(
+                "{}.bpmn",
+                ringflow_shard::load::Workload::process_id(&plan.scenario)
+            ),
             content: plan.scenario.bpmn().into_bytes(),
         }])
         .with_context(|| format!("cannot deploy the {} model", plan.scenario.name()))?;
     drop(client);
     let config = driver::Config {
-        scenario: plan.scenario,
         topology: topology.clone(),
         mode: plan.mode,
         warmup: common.warmup,
@@ -257,7 +258,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
     let pid = server.as_ref().map(server::Server::pid);
     let cpu_before = pid.and_then(server::cpu_time);
     let own_before = server::cpu_time(std::process::id());
-    let outcome = driver::run(&config);
+    let outcome = driver::run(&config, &plan.scenario);
     let cpu_after = pid.and_then(server::cpu_time);
     let own_after = server::cpu_time(std::process::id());
     let data = server.as_ref().map(|server| server.data.clone());

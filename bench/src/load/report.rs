@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::driver::{Mode, Outcome};
 use super::scenario::Scenario;
 use crate::machine::Machine;
+use ringflow_shard::load::{Mode, Outcome};
 
 /// End-to-end latency percentiles, in microseconds.
 #[derive(Clone, Debug, Serialize)]

@@ -4,6 +4,9 @@
 
 use std::fmt::Write as _;
 
+use ringflow_shard::load::{InstanceSpec, Workload};
+use ringflow_wire::{Job, PublishMessage};
+
 /// The job type every scenario's service tasks use.
 pub const JOB_TYPE: &str = "bench-task";
 /// The message the message scenarios wait for.
@@ -52,11 +55,6 @@ impl Scenario {
         }
     }
 
-    /// The BPMN process id of its model.
-    pub fn process_id(self) -> String {
-        format!("bench-{}", self.name().replace('_', "-"))
-    }
-
     /// Whether each instance needs a message published for it (correlated by its key).
     pub fn publishes_message(self) -> bool {
         matches!(self, Scenario::MsgOneTask | Scenario::Realistic)
@@ -96,17 +94,9 @@ impl Scenario {
         }
     }
 
-    /// The variables a worker completes a job with.
-    pub fn job_result(self) -> &'static str {
-        match self {
-            Scenario::Realistic => r#"{"checked":true}"#,
-            _ => "",
-        }
-    }
-
     /// The BPMN XML of its model.
     pub fn bpmn(self) -> String {
-        let id = self.process_id();
+        let id = Workload::process_id(&self).to_string();
         let task = |id: &str| {
             format!(
                 r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="{JOB_TYPE}"/></bpmn:extensionElements></bpmn:serviceTask>"#
@@ -212,6 +202,55 @@ impl Scenario {
     }
 }
 
+impl Workload for Scenario {
+    fn process_id(&self) -> &str {
+        match self {
+            Scenario::OneTask => "bench-one-task",
+            Scenario::TenTasks => "bench-ten-tasks",
+            Scenario::FourParallel => "bench-four-parallel",
+            Scenario::MsgOneTask => "bench-msg-one-task",
+            Scenario::Timer => "bench-timer",
+            Scenario::Realistic => "bench-realistic",
+        }
+    }
+
+    fn job_types(&self) -> Vec<String> {
+        if self.jobs_per_instance() > 0.0 {
+            vec![JOB_TYPE.to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn instance(&self, n: u64) -> InstanceSpec {
+        if !self.publishes_message() {
+            return InstanceSpec {
+                variables: self.variables(n, ""),
+                ..InstanceSpec::default()
+            };
+        }
+        let key = format!("bench-{}-{n}", std::process::id());
+        InstanceSpec {
+            variables: self.variables(n, &key),
+            business_key: key.clone(),
+            messages: vec![PublishMessage {
+                name: MESSAGE_NAME.to_string(),
+                correlation_key: key,
+                variables: String::new(),
+                ttl_ms: MESSAGE_TTL_MS,
+                message_id: String::new(),
+            }],
+        }
+    }
+
+    fn job_result(&self, _job: &Job) -> String {
+        match self {
+            Scenario::Realistic => r#"{"checked":true}"#.to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
 fn message_definition(correlation_key: &str) -> String {
     format!(
         r#"<bpmn:message id="msg" name="{MESSAGE_NAME}"><bpmn:extensionElements><zeebe:subscription correlationKey="{correlation_key}"/></bpmn:extensionElements></bpmn:message>"#
@@ -233,7 +272,12 @@ mod tests {
                 .iter()
                 .map(|process| process.bpmn_process_id.as_str())
                 .collect();
-            assert_eq!(ids, [scenario.process_id().as_str()], "{}", scenario.name());
+            assert_eq!(
+                ids,
+                [Workload::process_id(&scenario)],
+                "{}",
+                scenario.name()
+            );
         }
     }
 

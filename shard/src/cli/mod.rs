@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod client;
 pub mod crash_load;
+pub mod demo;
 pub mod history;
 pub mod journal;
 pub mod serve;
@@ -21,6 +22,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run everything on its defaults: a server (a shard per CPU, a fresh data directory, the
+    /// SQLite cold store), the bundled order process, built-in workers and a load of orders
+    /// with a progress line; then a summary and the commands to look at the result.
+    ///
+    /// Takes about 25 seconds with the defaults (15 s of load). Exits 0 when every order
+    /// that was started completed and the cold store has them all.
+    Demo(demo::Args),
     /// Check BPMN files the way a deployment would, and show what ringflow would run.
     ///
     /// For each valid file, prints each executable process with its element counts. For each
@@ -68,6 +76,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Topology(args) => client::topology(&args),

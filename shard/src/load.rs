@@ -1,10 +1,12 @@
-//! The load generator's event loop: one thread, non-blocking sockets, `poll(2)`.
+//! A load driver over the binary protocol, used by `ringflow demo` and `ringflow-bench run`:
+//! one thread, non-blocking sockets, `poll(2)`.
 //!
 //! Per shard it keeps two connections, as real deployments do: a *starter* that creates
 //! instances (each with `await_result`, so that the answer arrives when the instance
-//! completes) and publishes their messages, and a *worker* that subscribes to the job type
-//! and completes every pushed job at once, granting the credits back. Everything one loop
-//! iteration produces for a connection goes out in one frame and one `write`.
+//! completes) and publishes their messages, and a *worker* that subscribes to the
+//! [`Workload`]'s job types and completes every pushed job at once, granting the credits
+//! back. Everything one loop iteration produces for a connection goes out in one frame and
+//! one `write`.
 //!
 //! Latency is measured end to end, from the moment a create was due to the moment its
 //! result arrived. In the closed loop an instance is due when the one before it in its slot
@@ -23,11 +25,33 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use ringflow_wire::frame::FrameReader;
 use ringflow_wire::{
-    CreateInstance, FrameEncoder, Message, PublishMessage, Request, Response, SubscribeJobs,
+    CreateInstance, FrameEncoder, Job, Message, PublishMessage, Request, Response, SubscribeJobs,
     Topology,
 };
 
-use super::scenario::{self, Scenario};
+/// What to run: the process, what each instance carries, and how jobs are completed.
+pub trait Workload {
+    /// The BPMN process id to start.
+    fn process_id(&self) -> &str;
+    /// The job types to subscribe to (empty when the process has no jobs).
+    fn job_types(&self) -> Vec<String>;
+    /// Instance number `n`: its variables, business key and messages.
+    fn instance(&self, n: u64) -> InstanceSpec;
+    /// The variables a job is completed with (JSON object text, or empty).
+    fn job_result(&self, job: &Job) -> String;
+}
+
+/// One instance to start.
+#[derive(Clone, Debug, Default)]
+pub struct InstanceSpec {
+    /// JSON object text, or empty.
+    pub variables: String,
+    /// Routes the instance to this key's shard (and its messages must use it as their
+    /// correlation key to reach it); empty spreads instances round-robin.
+    pub business_key: String,
+    /// Published right after the create, on the same connection.
+    pub messages: Vec<PublishMessage>,
+}
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -59,8 +83,6 @@ pub enum Mode {
 /// What one measurement does.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The scenario.
-    pub scenario: Scenario,
     /// The server's topology.
     pub topology: Topology,
     /// Closed or open loop.
@@ -94,6 +116,10 @@ pub struct Outcome {
     pub unfinished: u64,
     /// Open loop: the most that were due but not yet sent at once (the backlog).
     pub backlog_max: u64,
+    /// Instances completed in total, warm-up and drain included.
+    pub completed_total: u64,
+    /// The key of one completed instance (to look at afterwards).
+    pub sample_instance: Option<u64>,
 }
 
 impl Outcome {
@@ -217,11 +243,13 @@ struct Pending {
 
 struct Generator<'a> {
     config: &'a Config,
+    workload: &'a dyn Workload,
     process_id: String,
     begin: Instant,
     starters: Vec<Link>,
     workers: Vec<Link>,
-    subscriptions: Vec<u64>,
+    /// Per worker connection: the request ids of its subscriptions.
+    subscriptions: Vec<Vec<u64>>,
     next_id: u64,
     next_n: u64,
     round_robin: usize,
@@ -239,6 +267,7 @@ struct Generator<'a> {
     second: Histogram<u64>,
     second_completed: u64,
     second_jobs: u64,
+    sample_instance: Option<u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -246,7 +275,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// Runs one measurement against a running server.
-pub fn run(config: &Config) -> anyhow::Result<Outcome> {
+pub fn run(config: &Config, workload: &dyn Workload) -> anyhow::Result<Outcome> {
     let shards = config.topology.shard_count();
     let mut starters = Vec::with_capacity(shards);
     let mut workers = Vec::with_capacity(shards);
@@ -257,14 +286,15 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
             .context("a shard without an address in the topology")?;
         let addr = format!("{host}:{port}");
         starters.push(Link::open(&addr)?);
-        if config.scenario.jobs_per_instance() > 0.0 {
+        if !workload.job_types().is_empty() {
             workers.push(Link::open(&addr)?);
         }
     }
     let warmup_ns = config.warmup.as_nanos() as u64;
     let mut generator = Generator {
         config,
-        process_id: config.scenario.process_id(),
+        workload,
+        process_id: workload.process_id().to_string(),
         begin: Instant::now(),
         starters,
         workers,
@@ -283,6 +313,7 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
         second: histogram(),
         second_completed: 0,
         second_jobs: 0,
+        sample_instance: None,
     };
     generator.subscribe();
     generator.run()
@@ -300,29 +331,33 @@ impl Generator<'_> {
     }
 
     fn subscribe(&mut self) {
+        let job_types = self.workload.job_types();
         for index in 0..self.workers.len() {
-            let id = self.id();
-            self.workers[index].encoder.push_request(
-                id,
-                &Request::SubscribeJobs(SubscribeJobs {
-                    job_type: scenario::JOB_TYPE.to_string(),
-                    worker: format!("ringflow-bench-{}", std::process::id()),
-                    credits: self.config.credits,
-                    lease_ms: LEASE_MS,
-                }),
-            );
-            self.subscriptions.push(id);
+            let mut ids = Vec::with_capacity(job_types.len());
+            for job_type in &job_types {
+                let id = self.id();
+                self.workers[index].encoder.push_request(
+                    id,
+                    &Request::SubscribeJobs(SubscribeJobs {
+                        job_type: job_type.clone(),
+                        worker: format!("ringflow-load-{}", std::process::id()),
+                        credits: self.config.credits,
+                        lease_ms: LEASE_MS,
+                    }),
+                );
+                ids.push(id);
+            }
+            self.subscriptions.push(ids);
         }
     }
 
-    /// Queues the create (and message) of instance `n`, due at `due_ns`.
+    /// Queues the create (and messages) of instance `n`, due at `due_ns`.
     fn start(&mut self, due_ns: u64, shard: Option<usize>, n: u64) {
-        let scenario = self.config.scenario;
-        let key = format!("bench-{}-{n}", std::process::id());
+        let spec = self.workload.instance(n);
         let shard = match shard {
             Some(shard) => shard,
-            None if scenario.publishes_message() => {
-                usize::from(self.config.topology.shard_of_text(&key))
+            None if !spec.business_key.is_empty() => {
+                usize::from(self.config.topology.shard_of_text(&spec.business_key))
             }
             None => {
                 self.round_robin = (self.round_robin + 1) % self.starters.len();
@@ -332,29 +367,18 @@ impl Generator<'_> {
         let id = self.id();
         let create = Request::CreateInstance(CreateInstance {
             bpmn_process_id: self.process_id.clone(),
-            variables: scenario.variables(n, &key),
-            business_key: if scenario.publishes_message() {
-                key.clone()
-            } else {
-                String::new()
-            },
+            variables: spec.variables,
+            business_key: spec.business_key,
             await_result: true,
             await_timeout_ms: AWAIT_TIMEOUT_MS,
             ..CreateInstance::default()
         });
         self.starters[shard].encoder.push_request(id, &create);
-        if scenario.publishes_message() {
+        for message in spec.messages {
             let message_id = self.id();
-            self.starters[shard].encoder.push_request(
-                message_id,
-                &Request::PublishMessage(PublishMessage {
-                    name: scenario::MESSAGE_NAME.to_string(),
-                    correlation_key: key,
-                    variables: String::new(),
-                    ttl_ms: scenario::MESSAGE_TTL_MS,
-                    message_id: String::new(),
-                }),
-            );
+            self.starters[shard]
+                .encoder
+                .push_request(message_id, &Request::PublishMessage(message));
         }
         self.pending.insert(id, Pending { due_ns, shard, n });
     }
@@ -481,13 +505,14 @@ impl Generator<'_> {
                     "draining"
                 };
                 eprintln!(
-                    "  {:>3}s {phase:<9} {:>9} inst/s {:>9} jobs/s  in flight {:>6}  p50 {:>7} µs  p99 {:>7} µs",
+                    "  {:>3}s {phase:<9} {:>8} inst/s {:>9} jobs/s  completed {:>9}  in flight {:>6}  p50 {:>6.1} ms  p99 {:>6.1} ms",
                     next_progress_ns / 1_000_000_000 - 1,
                     self.second_completed - last_progress.0,
                     self.second_jobs - last_progress.1,
+                    self.second_completed,
                     self.pending.len(),
-                    self.second.value_at_quantile(0.5),
-                    self.second.value_at_quantile(0.99),
+                    self.second.value_at_quantile(0.5) as f64 / 1000.0,
+                    self.second.value_at_quantile(0.99) as f64 / 1000.0,
                 );
                 last_progress = (self.second_completed, self.second_jobs);
                 self.second.reset();
@@ -501,6 +526,8 @@ impl Generator<'_> {
             errors: self.errors,
             unfinished: self.pending.len() as u64,
             backlog_max,
+            completed_total: self.second_completed,
+            sample_instance: self.sample_instance,
         })
     }
 
@@ -521,7 +548,8 @@ impl Generator<'_> {
             return;
         };
         match response {
-            Response::InstanceResult(_) => {
+            Response::InstanceResult(result) => {
+                self.sample_instance = Some(result.created.process_instance_key);
                 let now = self.now_ns();
                 let micros = (now.saturating_sub(pending.due_ns) / 1_000).max(1);
                 self.second.saturating_record(micros);
@@ -548,19 +576,20 @@ impl Generator<'_> {
         id: u64,
         response: Response,
     ) -> anyhow::Result<()> {
-        if id == self.subscriptions[worker] {
+        if self.subscriptions[worker].contains(&id) {
+            let subscription = id;
             match response {
                 Response::Jobs(jobs) => {
-                    let result = self.config.scenario.job_result();
                     let now = self.now_ns();
                     let count = jobs.len() as u32;
                     for job in jobs {
                         let id = self.id();
+                        let variables = self.workload.job_result(&job);
                         self.workers[worker].encoder.push_request(
                             id,
                             &Request::CompleteJob {
                                 job_key: job.key,
-                                variables: result.to_string(),
+                                variables,
                             },
                         );
                     }
@@ -568,7 +597,7 @@ impl Generator<'_> {
                     self.workers[worker].encoder.push_request(
                         id,
                         &Request::JobCredits {
-                            subscription_request_id: self.subscriptions[worker],
+                            subscription_request_id: subscription,
                             credits: count,
                         },
                     );

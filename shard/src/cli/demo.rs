@@ -1,0 +1,425 @@
+//! `ringflow demo`: the whole engine on its embedded defaults, in one command.
+//!
+//! Starts `ringflow serve` as a child process (a shard per CPU, a fresh data directory, the
+//! SQLite cold store), deploys the bundled order process (`bpmn/models/order-process.bpmn`:
+//! an exclusive gateway, a parallel split, a message wait with a timer on it), runs built-in
+//! workers for its four job types and a closed-loop load of orders with a progress line per
+//! second, stops the server (which writes the rest of the history to the cold store), and
+//! prints a summary with the paths and the commands to look at what happened.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ringflow_wire::{Client, Job, PublishMessage, Resource};
+
+use crate::cold::{Conn, SQLITE_FILE, Target};
+use crate::load::{self, InstanceSpec, Mode, Workload};
+
+/// The bundled example.
+pub const ORDER_PROCESS: &[u8] = include_bytes!("../../../bpmn/models/order-process.bpmn");
+/// Its process id.
+pub const ORDER_PROCESS_ID: &str = "order-process";
+/// How long the server may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server may take to stop (it drains the exporters for up to 10 s).
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the demo waits for the cold store to catch up after the load.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs the engine on its defaults with a bundled example and a load, then summarizes.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The data directory, which must not exist yet [default: ringflow-demo-<time> in the
+    /// current directory].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// How long the load runs, in seconds.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Orders kept in flight.
+    #[arg(long, default_value_t = 512)]
+    inflight: usize,
+    /// Shards [default: one per CPU].
+    #[arg(long)]
+    shards: Option<usize>,
+    /// The port of shard 0 (shard i uses PORT+i).
+    #[arg(long, default_value_t = 26550)]
+    port: u16,
+}
+
+/// The order load: every order is in stock but one in twenty; each gets its
+/// `shipment-confirmed` message right after it is created (buffered until the order waits).
+struct Orders {
+    run: u32,
+}
+
+impl Workload for Orders {
+    fn process_id(&self) -> &str {
+        ORDER_PROCESS_ID
+    }
+
+    fn job_types(&self) -> Vec<String> {
+        [
+            "check-stock",
+            "charge-payment",
+            "reserve-items",
+            "notify-customer",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn instance(&self, n: u64) -> InstanceSpec {
+        let order = format!("order-{}-{n}", self.run);
+        InstanceSpec {
+            variables: format!(
+                r#"{{"orderId":"{order}","items":[{{"sku":"A-{}","quantity":{}}}],"total":{}.{:02}}}"#,
+                n % 97,
+                1 + n % 3,
+                10 + n % 490,
+                n % 100
+            ),
+            business_key: order.clone(),
+            messages: vec![PublishMessage {
+                name: "shipment-confirmed".to_string(),
+                correlation_key: order,
+                variables: r#"{"carrier":"demo-post"}"#.to_string(),
+                ttl_ms: 60_000,
+                message_id: String::new(),
+            }],
+        }
+    }
+
+    fn job_result(&self, job: &Job) -> String {
+        match job.job_type.as_str() {
+            "check-stock" => format!(
+                r#"{{"inStock":{}}}"#,
+                !job.process_instance_key.is_multiple_of(20)
+            ),
+            "charge-payment" => r#"{"paid":true}"#.to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
+struct Server {
+    child: Option<Child>,
+}
+
+impl Server {
+    fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!("the server exited with {status}");
+                }
+                return Ok(());
+            }
+            if started.elapsed() > STOP_TIMEOUT {
+                child.kill()?;
+                child.wait()?;
+                bail!("the server did not stop within {STOP_TIMEOUT:?} and was killed");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Runs `ringflow demo`.
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.seconds == 0 || args.inflight == 0 {
+        bail!("--seconds and --inflight must be at least 1");
+    }
+    let data = match &args.data {
+        Some(path) => path.clone(),
+        None => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            PathBuf::from(format!("ringflow-demo-{stamp}"))
+        }
+    };
+    if data.exists() {
+        bail!(
+            "{} already exists: the demo starts from a fresh directory (pass another --data)",
+            data.display()
+        );
+    }
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    let data = data.canonicalize()?;
+    let log = data.join("server.log");
+    let addr = format!("127.0.0.1:{}", args.port);
+    let metrics = format!(
+        "127.0.0.1:{}",
+        args.port
+            .checked_sub(100)
+            .context("--port must be at least 100")?
+    );
+    println!("ringflow demo");
+    println!("  data directory: {}", data.display());
+    let exe = std::env::current_exe().context("cannot find the ringflow binary")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("serve")
+        .arg("--data")
+        .arg(&data)
+        .arg("--listen")
+        .arg(&addr)
+        .arg("--metrics")
+        .arg(&metrics);
+    if let Some(shards) = args.shards {
+        command.arg("--shards").arg(shards.to_string());
+    }
+    let log_file =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
+    let mut server = Server {
+        child: Some(command.spawn().context("cannot start ringflow serve")?),
+    };
+    let mut client = wait_ready(&mut server, &addr, &log)?;
+    let topology = client.topology().clone();
+    println!(
+        "  server: {} shard(s) on {addr} (log: {})",
+        topology.shard_count(),
+        log.display()
+    );
+    let deployed = client
+        .deploy(vec![Resource {
+            name: "order-process.bpmn".to_string(),
+            content: ORDER_PROCESS.to_vec(),
+        }])
+        .context("cannot deploy the order process")?;
+    let version = deployed
+        .processes
+        .iter()
+        .find(|process| process.bpmn_process_id == ORDER_PROCESS_ID)
+        .map_or(0, |process| process.version);
+    println!(
+        "  deployed: order-process version {version} (check stock, in-stock gateway, payment and reservation in parallel, wait for shipment-confirmed with a 1 h timer, notify)"
+    );
+    drop(client);
+    println!(
+        "  load: {} orders in flight for {} s; workers complete check-stock (1 in 20 out of stock), charge-payment, reserve-items, notify-customer",
+        args.inflight, args.seconds
+    );
+    let config = load::Config {
+        topology,
+        mode: Mode::Closed {
+            inflight: args.inflight,
+        },
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(args.seconds),
+        drain: Duration::from_secs(10),
+        credits: 1024,
+        progress: true,
+    };
+    let orders = Orders {
+        run: std::process::id(),
+    };
+    let outcome = load::run(&config, &orders);
+    if outcome.is_ok() {
+        wait_for_cold_store(&metrics)?;
+    }
+    println!("  stopping the server");
+    let stopped = server.stop();
+    let outcome = outcome?;
+    stopped?;
+    let latency = &outcome.latency_us;
+    let quantile = |q: f64| {
+        if latency.is_empty() {
+            0.0
+        } else {
+            latency.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    println!();
+    println!("summary");
+    println!(
+        "  orders completed: {} in {} s ({:.0}/s), {} still running at the end",
+        outcome.completed,
+        args.seconds,
+        outcome.throughput_per_s(),
+        outcome.unfinished
+    );
+    println!(
+        "  end-to-end latency (create to completion): p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
+        quantile(0.5),
+        quantile(0.99),
+        quantile(0.999),
+        if latency.is_empty() {
+            0.0
+        } else {
+            latency.max() as f64 / 1000.0
+        }
+    );
+    let errors: u64 = outcome.errors.values().sum();
+    if errors > 0 {
+        println!("  errors: {:?}", outcome.errors);
+    }
+    let store = data.join(SQLITE_FILE);
+    let counts = count_instances(&store)?;
+    println!("  cold store: {}", store.display());
+    for (state, count) in &counts {
+        println!("    {state:<11} {count}");
+    }
+    let total: i64 = counts.iter().map(|(_, count)| count).sum();
+    println!("  journal and snapshots: {}/shard-*/", data.display());
+    println!();
+    println!("look around");
+    println!("  ringflow instances --data {} --limit 10", data.display());
+    if let Some(key) = outcome.sample_instance {
+        println!("  ringflow instance {key} --data {}", data.display());
+    }
+    println!(
+        "  ringflow journal --data {} (the shard's log)",
+        data.display()
+    );
+    println!(
+        "  ringflow serve --data {} (restarts from where the demo stopped)",
+        data.display()
+    );
+    let completed_in_store = counts
+        .iter()
+        .find(|(state, _)| state == "completed")
+        .map_or(0, |(_, count)| *count);
+    if outcome.completed == 0 || errors > 0 || outcome.unfinished > 0 {
+        eprintln!(
+            "ringflow demo: the load did not run cleanly (see above and {})",
+            log.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if completed_in_store < outcome.completed_total as i64 || total < completed_in_store {
+        eprintln!(
+            "ringflow demo: the cold store has {completed_in_store} completed instances, fewer than the {} that completed",
+            outcome.completed_total
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn wait_ready(server: &mut Server, addr: &str, log: &Path) -> anyhow::Result<Client> {
+    let started = Instant::now();
+    loop {
+        if let Some(child) = server.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            server.child = None;
+            bail!(
+                "the server exited at start ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if let Ok(client) = Client::connect(addr) {
+            let topology = client.topology().clone();
+            let all = (0..topology.shard_count() as u16).all(|shard| {
+                topology
+                    .address_of(shard)
+                    .is_some_and(|(host, port)| std::net::TcpStream::connect((host, port)).is_ok())
+            });
+            if all {
+                return Ok(client);
+            }
+        }
+        if started.elapsed() > START_TIMEOUT {
+            bail!(
+                "the server did not answer on {addr} within {START_TIMEOUT:?}; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until every shard's exporter has written all durable records to the cold store,
+/// printing the lag once a second.
+fn wait_for_cold_store(metrics: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut last_print = None::<Instant>;
+    loop {
+        let lag = exporter_lag(metrics)
+            .with_context(|| format!("cannot read the server's metrics at {metrics}"))?;
+        if lag == 0 {
+            println!(
+                "  cold store caught up ({:.1} s after the load)",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if last_print.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            println!("  waiting for the cold store: {lag} journal records still to export");
+            last_print = Some(Instant::now());
+        }
+        if started.elapsed() > CATCH_UP_TIMEOUT {
+            println!(
+                "  the cold store is still {lag} records behind after {CATCH_UP_TIMEOUT:?}; the server exports them when it next starts"
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The sum of `ringflow_exporter_lag_records` over the shards.
+fn exporter_lag(metrics: &str) -> anyhow::Result<u64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(metrics)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: ringflow\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let mut lag = 0;
+    let mut seen = false;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("ringflow_exporter_lag_records{")
+            && let Some((_, value)) = rest.rsplit_once(' ')
+        {
+            lag += value
+                .trim()
+                .parse::<u64>()
+                .context("a lag that is not a number")?;
+            seen = true;
+        }
+    }
+    if !seen {
+        bail!("no ringflow_exporter_lag_records in the metrics");
+    }
+    Ok(lag)
+}
+
+/// Instances in the cold store by state.
+fn count_instances(store: &Path) -> anyhow::Result<Vec<(String, i64)>> {
+    let mut conn = Conn::open_read_only(&Target::Sqlite(store.to_path_buf()))
+        .with_context(|| format!("cannot open the cold store {}", store.display()))?;
+    let rows = conn
+        .query(
+            "SELECT state, COUNT(*) FROM process_instances GROUP BY state ORDER BY state",
+            &[],
+        )
+        .context("cannot count the instances in the cold store")?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| Some((row.first()?.text()?.to_string(), row.get(1)?.int()?)))
+        .collect())
+}

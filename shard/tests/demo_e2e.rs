@@ -1,0 +1,104 @@
+//! End to end: `ringflow demo`, the README's main command, runs a server on its defaults,
+//! runs the order load, exits 0, and leaves a data directory whose cold store the CLI reads.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringflow");
+
+/// A free port whose neighbours (shard 1 on PORT+1, metrics on PORT-100) are likely free too.
+fn free_port() -> u16 {
+    loop {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let port = probe.local_addr().expect("address").port();
+        drop(probe);
+        if (1100..65000).contains(&port)
+            && TcpListener::bind(("127.0.0.1", port - 100)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+#[test]
+fn the_demo_runs_the_order_load_and_leaves_history_the_cli_reads() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-e2e");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("create the test folder");
+    let data = root.join("demo");
+    let port = free_port();
+    let output = Command::new(BIN)
+        .args(["demo", "--seconds", "2", "--inflight", "32", "--port"])
+        .arg(port.to_string())
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .expect("run ringflow demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "demo failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{log}",
+        output.status
+    );
+    // The progress line came once a second, with rates and latency.
+    assert!(
+        stderr.contains("inst/s") && stderr.contains("p99"),
+        "{stderr}"
+    );
+    let completed: u64 = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("orders completed: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no completed count in:\n{stdout}"));
+    assert!(completed > 0, "{stdout}");
+    assert!(stdout.contains("cold store caught up"), "{stdout}");
+    // The cold store holds at least every order the summary counted, all completed.
+    let in_store: u64 = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("completed "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cold store count in:\n{stdout}"));
+    assert!(in_store >= completed, "{in_store} < {completed}\n{stdout}");
+    assert!(
+        !stdout.contains("active "),
+        "orders left running:\n{stdout}"
+    );
+    // The command it suggests for one instance works and shows the whole order flow.
+    let key = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("ringflow instance "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no instance command in:\n{stdout}"))
+        .to_string();
+    let shown = Command::new(BIN)
+        .args(["instance", &key, "--data"])
+        .arg(&data)
+        .output()
+        .expect("run ringflow instance");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text}");
+    assert!(
+        text.contains("order-process") && text.contains("completed"),
+        "{text}"
+    );
+    for element in ["Task_CheckStock", "Gateway_InStock"] {
+        assert!(text.contains(element), "{element} missing:\n{text}");
+    }
+    // A second run refuses the same directory rather than mixing two runs.
+    let again = Command::new(BIN)
+        .args(["demo", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run ringflow demo again");
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
