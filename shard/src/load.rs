@@ -254,8 +254,9 @@ struct Generator<'a> {
     next_n: u64,
     round_robin: usize,
     pending: HashMap<u64, Pending>,
-    /// Creates refused with BUSY, to send again: (due_ns, shard, n).
-    retry: Vec<(u64, usize, u64)>,
+    /// Creates refused with BUSY, to send again once the server's retry-after has passed:
+    /// (not before, due_ns, shard, n).
+    retry: Vec<(u64, u64, usize, u64)>,
     // Measurement.
     window_start_ns: u64,
     window_end_ns: u64,
@@ -400,12 +401,16 @@ impl Generator<'_> {
             }
             // Start what is due.
             if measuring {
-                for (due_ns, shard, n) in std::mem::take(&mut self.retry) {
+                let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry)
+                    .into_iter()
+                    .partition(|retry| retry.0 <= now);
+                self.retry = later;
+                for (_, due_ns, shard, n) in ready {
                     self.start(due_ns, Some(shard), n);
                 }
                 match self.config.mode {
                     Mode::Closed { inflight } => {
-                        while self.pending.len() < inflight {
+                        while self.pending.len() + self.retry.len() < inflight {
                             let n = self.next_n;
                             self.next_n += 1;
                             self.start(now, None, n);
@@ -414,7 +419,9 @@ impl Generator<'_> {
                     Mode::Open { rate, inflight_max } => {
                         let due_total = (now as f64 / 1e9 * rate) as u64;
                         backlog_max = backlog_max.max(due_total.saturating_sub(scheduled));
-                        while scheduled < due_total && self.pending.len() < inflight_max {
+                        while scheduled < due_total
+                            && self.pending.len() + self.retry.len() < inflight_max
+                        {
                             let due_ns = (scheduled as f64 * 1e9 / rate) as u64;
                             let n = self.next_n;
                             self.next_n += 1;
@@ -562,8 +569,12 @@ impl Generator<'_> {
             Response::Error(error) => {
                 self.error("create", error.code.name());
                 if error.code == ringflow_wire::ErrorCode::Busy {
-                    // Sent again on the next turn, still timed from when it was due.
-                    self.retry.push((pending.due_ns, pending.shard, pending.n));
+                    // Sent again after the server's retry-after, still timed from when it was
+                    // due; it keeps its place in flight meanwhile.
+                    let not_before =
+                        self.now_ns() + u64::from(error.retry_after_ms.max(1)) * 1_000_000;
+                    self.retry
+                        .push((not_before, pending.due_ns, pending.shard, pending.n));
                 }
             }
             other => self.error("create", &format!("unexpected {other:?}")),

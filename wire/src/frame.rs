@@ -135,6 +135,28 @@ mod tests {
     }
 
     #[test]
+    fn reads_into_spare_room_across_compactions_keep_every_frame_whole() {
+        let mut stream = Vec::new();
+        for id in 0..5000u64 {
+            stream.extend(request_frame(&[(id, Request::Topology)]));
+        }
+        let mut reader = FrameReader::new(1024);
+        let mut next_id = 0u64;
+        // Odd read sizes, so frames straddle reads and compactions.
+        for chunk in stream.chunks(997) {
+            let room = reader.spare(4096);
+            room[..chunk.len()].copy_from_slice(chunk);
+            reader.filled(4096, chunk.len());
+            while let Some(frame) = reader.next_frame().expect("valid") {
+                assert_eq!(frame[0].request_id, next_id);
+                next_id += 1;
+            }
+        }
+        assert_eq!(next_id, 5000);
+        assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
     fn an_oversized_prefix_is_refused_before_the_body_arrives() {
         let mut reader = FrameReader::new(100);
         reader.push(&1000u32.to_le_bytes());

@@ -72,6 +72,10 @@ pub struct Common {
     /// Keep the server's data directory and log.
     #[arg(long)]
     keep_data: bool,
+    /// An extra argument for `ringflow serve` (repeat it: `--server-arg=--snapshot-every-records
+    /// --server-arg=5000000`).
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -217,6 +221,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
                 port: common.port,
                 cold_store,
                 keep_data: common.keep_data,
+                extra_args: common.server_args.clone(),
             };
             let (server, topology) = server::Server::start(&spawn)?;
             let addr = server.addr.clone();

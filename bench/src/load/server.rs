@@ -29,6 +29,8 @@ pub struct Spawn {
     pub cold_store: String,
     /// Keep the data directory afterwards.
     pub keep_data: bool,
+    /// More arguments for `ringflow serve`.
+    pub extra_args: Vec<String>,
 }
 
 /// A running server.
@@ -90,6 +92,7 @@ impl Server {
         if !spawn.cold_store.is_empty() {
             command.arg("--cold-store").arg(&spawn.cold_store);
         }
+        command.args(&spawn.extra_args);
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         command
@@ -237,9 +240,14 @@ pub fn pin_current_thread(cpus: &[usize]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CPUs this process may use, in ascending order.
+/// The CPUs this process may use, in ascending order, as they were at the first call (the
+/// generator pins its thread afterwards, which must not shrink the set for the next run of a
+/// sweep).
 pub fn usable_cpus() -> Vec<usize> {
-    ringflow_shard::runtime::usable_cpus()
+    static USABLE: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    USABLE
+        .get_or_init(ringflow_shard::runtime::usable_cpus)
+        .clone()
 }
 
 /// CPU time (user + system) a process has used so far.
