@@ -633,3 +633,111 @@ impl Generator<'_> {
         Ok(())
     }
 }
+
+/// A `ringflow serve` started as a child process (by `ringflow demo` and `ringflow-bench`):
+/// waits until every shard answers, and stops it with SIGTERM (SIGKILL after a timeout).
+pub struct ServerProcess {
+    child: Option<std::process::Child>,
+    addr: String,
+    log: std::path::PathBuf,
+}
+
+impl ServerProcess {
+    /// Spawns `command` (whose output goes to `log`) and waits up to `timeout` until the
+    /// node at `addr` and every shard of its topology accept connections.
+    pub fn start(
+        mut command: std::process::Command,
+        addr: &str,
+        log: &std::path::Path,
+        timeout: Duration,
+    ) -> anyhow::Result<(ServerProcess, ringflow_wire::Client)> {
+        let child = command.spawn().context("cannot start ringflow serve")?;
+        let mut server = ServerProcess {
+            child: Some(child),
+            addr: addr.to_string(),
+            log: log.to_path_buf(),
+        };
+        let client = server.wait_ready(timeout)?;
+        Ok((server, client))
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<ringflow_wire::Client> {
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                bail!(
+                    "the server exited at start ({status}); its log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if let Ok(client) = ringflow_wire::Client::connect(&self.addr) {
+                let topology = client.topology();
+                let all = (0..topology.shard_count() as u16).all(|shard| {
+                    topology
+                        .address_of(shard)
+                        .is_some_and(|(host, port)| TcpStream::connect((host, port)).is_ok())
+                });
+                if all {
+                    return Ok(client);
+                }
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "the server did not answer on {} within {timeout:?}; its log: {}",
+                    self.addr,
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's process id (0 once stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Stops the server: SIGTERM, then SIGKILL when it takes longer than `timeout`. An exit
+    /// status other than 0 is an error.
+    pub fn stop(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "the server exited with {status}; its log: {}",
+                        self.log.display()
+                    );
+                }
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                child.kill()?;
+                child.wait()?;
+                bail!(
+                    "the server did not stop within {timeout:?} and was killed; its log: {}",
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Err(error) = self.stop(Duration::from_secs(30)) {
+            eprintln!("{error:#}");
+        }
+    }
+}

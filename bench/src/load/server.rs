@@ -3,11 +3,12 @@
 //! that the generator, pinned to the other CPUs, never competes with it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ringflow_wire::{Client, Topology};
+use ringflow_shard::load::ServerProcess;
+use ringflow_wire::Topology;
 
 /// How long the server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,7 +36,7 @@ pub struct Spawn {
 
 /// A running server.
 pub struct Server {
-    child: Option<Child>,
+    process: ServerProcess,
     /// Its data directory.
     pub data: PathBuf,
     /// Its log (stderr), in the data directory's parent.
@@ -110,107 +111,33 @@ impl Server {
                 Ok(())
             });
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", spawn.binary.display()))?;
-        let mut server = Server {
-            child: Some(child),
+        let (process, client) = ServerProcess::start(command, &addr, &log, START_TIMEOUT)?;
+        let server = Server {
+            process,
             data,
             log,
             addr,
             keep_data: spawn.keep_data,
         };
-        let topology = server.wait_ready()?;
-        Ok((server, topology))
-    }
-
-    fn wait_ready(&mut self) -> anyhow::Result<Topology> {
-        let started = Instant::now();
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!(
-                    "the server exited at start ({status}); its log:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            if let Ok(client) = Client::connect(&self.addr) {
-                let topology = client.topology().clone();
-                // Every shard must answer, not only the first.
-                let mut all = true;
-                for shard in 0..topology.shard_count() as u16 {
-                    let (host, port) = topology.address_of(shard).context("shard address")?;
-                    if std::net::TcpStream::connect((host, port)).is_err() {
-                        all = false;
-                    }
-                }
-                if all {
-                    return Ok(topology);
-                }
-            }
-            if started.elapsed() > START_TIMEOUT {
-                bail!(
-                    "the server did not answer on {} within {START_TIMEOUT:?}; its log: {}",
-                    self.addr,
-                    self.log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Ok((server, client.topology().clone()))
     }
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.process.pid()
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after a timeout) and removes its data unless
-    /// asked to keep it.
+    /// asked to keep it (its log is kept when it failed).
     pub fn stop(mut self) -> anyhow::Result<()> {
-        self.shutdown()
-    }
-
-    fn shutdown(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if started.elapsed() > STOP_TIMEOUT {
-                child.kill()?;
-                break child.wait()?;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let stopped = self.process.stop(STOP_TIMEOUT);
         if !self.keep_data {
             let _ = std::fs::remove_dir_all(&self.data);
-            if status.success() {
+            if stopped.is_ok() {
                 let _ = std::fs::remove_file(&self.log);
             }
         }
-        if !status.success() {
-            bail!(
-                "the server exited with {status}; its log: {}",
-                self.log.display()
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Err(error) = self.shutdown() {
-            eprintln!("ringflow-bench: {error:#}");
-        }
+        stopped
     }
 }
 

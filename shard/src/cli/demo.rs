@@ -8,14 +8,14 @@
 //! prints a summary with the paths and the commands to look at what happened.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ringflow_wire::{Client, Job, PublishMessage, Resource};
+use ringflow_wire::{Job, PublishMessage, Resource};
 
 use crate::cold::{Conn, SQLITE_FILE, Target};
-use crate::load::{self, InstanceSpec, Mode, Workload};
+use crate::load::{self, InstanceSpec, Mode, ServerProcess, Workload};
 
 /// The bundled example.
 pub const ORDER_PROCESS: &[u8] = include_bytes!("../../../bpmn/models/order-process.bpmn");
@@ -104,43 +104,6 @@ impl Workload for Orders {
     }
 }
 
-struct Server {
-    child: Option<Child>,
-}
-
-impl Server {
-    fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait()? {
-                if !status.success() {
-                    bail!("the server exited with {status}");
-                }
-                return Ok(());
-            }
-            if started.elapsed() > STOP_TIMEOUT {
-                child.kill()?;
-                child.wait()?;
-                bail!("the server did not stop within {STOP_TIMEOUT:?} and was killed");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
 /// Runs `ringflow demo`.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.seconds == 0 || args.inflight == 0 {
@@ -193,10 +156,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
-    let mut server = Server {
-        child: Some(command.spawn().context("cannot start ringflow serve")?),
-    };
-    let mut client = wait_ready(&mut server, &addr, &log)?;
+    let (mut server, mut client) = ServerProcess::start(command, &addr, &log, START_TIMEOUT)?;
     let topology = client.topology().clone();
     println!(
         "  server: {} shard(s) on {addr} (log: {})",
@@ -241,7 +201,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         wait_for_cold_store(&metrics)?;
     }
     println!("  stopping the server");
-    let stopped = server.stop();
+    let stopped = server.stop(STOP_TIMEOUT);
     let outcome = outcome?;
     stopped?;
     let latency = &outcome.latency_us;
@@ -317,39 +277,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn wait_ready(server: &mut Server, addr: &str, log: &Path) -> anyhow::Result<Client> {
-    let started = Instant::now();
-    loop {
-        if let Some(child) = server.child.as_mut()
-            && let Some(status) = child.try_wait()?
-        {
-            server.child = None;
-            bail!(
-                "the server exited at start ({status}):\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        if let Ok(client) = Client::connect(addr) {
-            let topology = client.topology().clone();
-            let all = (0..topology.shard_count() as u16).all(|shard| {
-                topology
-                    .address_of(shard)
-                    .is_some_and(|(host, port)| std::net::TcpStream::connect((host, port)).is_ok())
-            });
-            if all {
-                return Ok(client);
-            }
-        }
-        if started.elapsed() > START_TIMEOUT {
-            bail!(
-                "the server did not answer on {addr} within {START_TIMEOUT:?}; see {}",
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Waits until every shard's exporter has written all durable records to the cold store,
