@@ -109,6 +109,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.seconds == 0 || args.inflight == 0 {
         bail!("--seconds and --inflight must be at least 1");
     }
+    if args.port < 1024 {
+        bail!("--port must be at least 1024 (the metrics listen on --port minus 100)");
+    }
     let data = match &args.data {
         Some(path) => path.clone(),
         None => {
@@ -129,12 +132,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let data = data.canonicalize()?;
     let log = data.join("server.log");
     let addr = format!("127.0.0.1:{}", args.port);
-    let metrics = format!(
-        "127.0.0.1:{}",
-        args.port
-            .checked_sub(100)
-            .context("--port must be at least 100")?
-    );
+    let metrics = format!("127.0.0.1:{}", args.port - 100);
     println!("ringflow demo");
     println!("  data directory: {}", data.display());
     let exe = std::env::current_exe().context("cannot find the ringflow binary")?;
