@@ -193,7 +193,13 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         }
     };
     if common.addr.is_none()
-        && server::on_tmpfs(common.data_root.parent().unwrap_or(&common.data_root))
+        && server::on_tmpfs(
+            common
+                .data_root
+                .ancestors()
+                .find(|dir| dir.exists())
+                .unwrap_or(&common.data_root),
+        )
     {
         bail!(
             "{} is on tmpfs, where O_DIRECT and fdatasync mean nothing: pass --data-root on a real filesystem",

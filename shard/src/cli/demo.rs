@@ -240,7 +240,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for (state, count) in &counts {
         println!("    {state:<11} {count}");
     }
-    let total: i64 = counts.iter().map(|(_, count)| count).sum();
     println!("  journal and snapshots: {}/shard-*/", data.display());
     println!();
     println!("look around");
@@ -267,7 +266,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    if completed_in_store < outcome.completed_total as i64 || total < completed_in_store {
+    if completed_in_store < outcome.completed_total as i64 {
         eprintln!(
             "ringflow demo: the cold store has {completed_in_store} completed instances, fewer than the {} that completed",
             outcome.completed_total
