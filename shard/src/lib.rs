@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod cold;
+pub mod config;
 pub mod journal;
 pub mod load;
 pub mod metrics;

@@ -157,9 +157,497 @@ pub fn check_all(shards: usize, io_memory_bytes: usize) -> Vec<Problem> {
     .collect()
 }
 
+/// How serious a finding of `ringflow doctor` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// The server runs, but slower or less safely than it could.
+    Warn,
+    /// The server would not start, or would not keep what it acknowledged.
+    Fail,
+}
+
+impl Level {
+    /// The label `ringflow doctor` prints.
+    pub fn label(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        }
+    }
+}
+
+/// One finding of `ringflow doctor`: what was checked, what was seen, and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// How serious it is.
+    pub level: Level,
+    /// The check's name (kernel, io_uring, memlock, filesystem, o_direct, disk, cpus, clock).
+    pub check: &'static str,
+    /// What was seen.
+    pub what: String,
+    /// What to do about it (empty when fine).
+    pub fix: String,
+}
+
+impl Finding {
+    fn ok(check: &'static str, what: String) -> Finding {
+        Finding {
+            level: Level::Ok,
+            check,
+            what,
+            fix: String::new(),
+        }
+    }
+
+    fn from_problem(check: &'static str, level: Level, problem: Problem) -> Finding {
+        Finding {
+            level,
+            check,
+            what: problem.what,
+            fix: problem.fix,
+        }
+    }
+}
+
+/// What `ringflow doctor` checks against: the node's shards and settings.
+#[derive(Debug, Clone)]
+pub struct DoctorInput {
+    /// The data directory (it may not exist yet).
+    pub data_dir: std::path::PathBuf,
+    /// This node's shards.
+    pub shards: usize,
+    /// The CPUs the shards run on.
+    pub cpus: Vec<usize>,
+    /// The CPUs this process may use.
+    pub usable_cpus: Vec<usize>,
+    /// I/O memory per shard, in bytes.
+    pub io_memory_bytes: usize,
+    /// Journal segment size, in bytes.
+    pub segment_bytes: u64,
+}
+
+/// Segments each shard needs room for on disk before it can run at all (the open one and
+/// the next, which is reserved ahead).
+pub const DISK_SEGMENTS_FAIL: u64 = 2;
+/// Segments per shard below which free disk is worth a warning: a few snapshots and
+/// segments between compactions.
+pub const DISK_SEGMENTS_WARN: u64 = 16;
+
+/// Runs every check of `ringflow doctor`.
+pub fn doctor(input: &DoctorInput) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    findings.push(match check_kernel() {
+        Ok(()) => {
+            let release = kernel_version().map(|(_, _, release)| release);
+            Finding::ok(
+                "kernel",
+                format!(
+                    "Linux {} (io_uring as glommio uses it needs {}.{} or later)",
+                    release.unwrap_or_default(),
+                    KERNEL_VERSION_MIN.0,
+                    KERNEL_VERSION_MIN.1
+                ),
+            )
+        }
+        Err(problem) => Finding::from_problem("kernel", Level::Fail, problem),
+    });
+    findings.push(match check_io_uring() {
+        Ok(()) => Finding::ok(
+            "io_uring",
+            "io_uring_setup works (not disabled by sysctl, not blocked by seccomp)".to_string(),
+        ),
+        Err(problem) => Finding::from_problem("io_uring", Level::Fail, problem),
+    });
+    findings.push(match check_memlock(input.shards, input.io_memory_bytes) {
+        Ok(()) => Finding::ok(
+            "memlock",
+            format!(
+                "RLIMIT_MEMLOCK {} covers the {} KiB {} shard(s) lock",
+                memlock_limit_text(),
+                memlock_needed_bytes(input.shards, input.io_memory_bytes).div_ceil(1024),
+                input.shards
+            ),
+        ),
+        Err(problem) => Finding::from_problem("memlock", Level::Fail, problem),
+    });
+    let (existing, exists) = nearest_existing(&input.data_dir);
+    findings.push(filesystem_finding(&input.data_dir, &existing, exists));
+    findings.push(o_direct_finding(&input.data_dir, &existing));
+    findings.push(disk_finding(&existing, input.shards, input.segment_bytes));
+    findings.push(cpus_finding(&input.cpus, &input.usable_cpus));
+    findings.push(clock_finding(
+        std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+            .ok()
+            .as_deref()
+            .map(str::trim),
+        std::fs::read_to_string(
+            "/sys/devices/system/clocksource/clocksource0/available_clocksource",
+        )
+        .ok()
+        .as_deref()
+        .unwrap_or(""),
+    ));
+    findings
+}
+
+fn memlock_limit_text() -> String {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return "(unreadable)".to_string();
+    }
+    if limit.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        format!("{} KiB", limit.rlim_cur / 1024)
+    }
+}
+
+/// The path itself if it exists, else its nearest existing ancestor (the data directory is
+/// created at the first start); and whether the path itself exists.
+fn nearest_existing(path: &std::path::Path) -> (std::path::PathBuf, bool) {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut at = absolute.as_path();
+    let mut exists = true;
+    loop {
+        if at.exists() {
+            return (at.to_path_buf(), exists);
+        }
+        exists = false;
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => return (std::path::PathBuf::from("/"), false),
+        }
+    }
+}
+
+fn statfs_type(path: &std::path::Path) -> Option<i64> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statfs writes into the struct we own; the path is NUL-terminated.
+    unsafe {
+        let mut stat: libc::statfs = std::mem::zeroed();
+        (libc::statfs(c_path.as_ptr(), &mut stat) == 0).then_some(stat.f_type as i64)
+    }
+}
+
+/// The name of a filesystem by its statfs magic number.
+pub fn filesystem_name(magic: i64) -> String {
+    match magic {
+        0xEF53 => "ext4 (or ext2/ext3)".to_string(),
+        0x5846_5342 => "xfs".to_string(),
+        0x9123_683E => "btrfs".to_string(),
+        0xF2F5_2010 => "f2fs".to_string(),
+        0x2FC1_2FC1 => "zfs".to_string(),
+        0x0102_1994 => "tmpfs".to_string(),
+        0x8584_58F6 => "ramfs".to_string(),
+        0x794C_7630 => "overlayfs".to_string(),
+        0x6969 => "nfs".to_string(),
+        0xFF53_4D42 => "cifs".to_string(),
+        0x6573_5546 => "fuse".to_string(),
+        other => format!("filesystem 0x{other:x}"),
+    }
+}
+
+/// The verdict on a filesystem, by its statfs magic number.
+pub fn filesystem_level(magic: i64) -> (Level, &'static str) {
+    match magic {
+        // Memory filesystems: an fdatasync there survives nothing, so acknowledged work is
+        // lost at the next reboot.
+        0x0102_1994 | 0x8584_58F6 => (
+            Level::Fail,
+            "keeps data in memory only: acknowledged instances are lost at a reboot; put the \
+             data directory on a disk (ext4 or xfs)",
+        ),
+        // A container's writable layer: slow, and gone with the container.
+        0x794C_7630 => (
+            Level::Warn,
+            "is a container's writable layer: mount a volume (a persistent volume in \
+             Kubernetes) at the data directory",
+        ),
+        0x6969 | 0xFF53_4D42 | 0x6573_5546 => (
+            Level::Warn,
+            "is a network or user-space filesystem: O_DIRECT and fdatasync latency there is \
+             unpredictable; use a local disk",
+        ),
+        _ => (Level::Ok, ""),
+    }
+}
+
+fn filesystem_finding(data: &std::path::Path, existing: &std::path::Path, exists: bool) -> Finding {
+    let Some(magic) = statfs_type(existing) else {
+        return Finding {
+            level: Level::Fail,
+            check: "filesystem",
+            what: format!("cannot statfs {}", existing.display()),
+            fix: "check that the data directory's parent exists and is readable".to_string(),
+        };
+    };
+    let name = filesystem_name(magic);
+    let place = if exists {
+        format!("{} is on {name}", data.display())
+    } else {
+        format!(
+            "{} does not exist yet (created at the first start); {} is on {name}",
+            data.display(),
+            existing.display()
+        )
+    };
+    match filesystem_level(magic) {
+        (Level::Ok, _) => Finding::ok("filesystem", place),
+        (level, fix) => Finding {
+            level,
+            check: "filesystem",
+            what: place,
+            fix: format!("{name} {fix}"),
+        },
+    }
+}
+
+/// Writes, fdatasyncs and removes one 4 KiB block with O_DIRECT in `existing`, the way the
+/// journal writes.
+fn o_direct_finding(data: &std::path::Path, existing: &std::path::Path) -> Finding {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = existing.join(format!(".ringflow-doctor-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)?;
+        let layout = std::alloc::Layout::from_size_align(4096, 4096).expect("valid layout");
+        // SAFETY: the layout is non-zero; the block is freed below; zeroed memory is a valid
+        // byte buffer.
+        let block = unsafe { std::alloc::alloc_zeroed(layout) };
+        if block.is_null() {
+            return Err(std::io::Error::from(std::io::ErrorKind::OutOfMemory));
+        }
+        // SAFETY: `block` points to 4096 initialized bytes we own until the dealloc.
+        let written = std::os::unix::fs::FileExt::write_at(
+            &file,
+            unsafe { std::slice::from_raw_parts(block, 4096) },
+            0,
+        );
+        // SAFETY: allocated above with the same layout.
+        unsafe { std::alloc::dealloc(block, layout) };
+        if written? != 4096 {
+            return Err(std::io::Error::other("short O_DIRECT write"));
+        }
+        file.sync_data()
+    })();
+    let _ = std::fs::remove_file(&probe);
+    match result {
+        Ok(()) => Finding::ok(
+            "o_direct",
+            format!(
+                "an O_DIRECT write and fdatasync in {} work",
+                existing.display()
+            ),
+        ),
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => Finding {
+            level: Level::Fail,
+            check: "o_direct",
+            what: format!("{} does not support O_DIRECT ({error})", existing.display()),
+            fix: format!(
+                "put the data directory ({}) on ext4 or xfs on a local disk",
+                data.display()
+            ),
+        },
+        Err(error) => Finding {
+            level: Level::Fail,
+            check: "o_direct",
+            what: format!(
+                "cannot write a test block in {}: {error}",
+                existing.display()
+            ),
+            fix: "give the user that runs ringflow write access to the data directory (or \
+                  its parent, for the first start)"
+                .to_string(),
+        },
+    }
+}
+
+/// The verdict on `free_bytes` of free disk for `shards` shards with `segment_bytes` segments.
+pub fn disk_level(free_bytes: u64, shards: usize, segment_bytes: u64) -> Level {
+    let per_segment = (shards as u64).saturating_mul(segment_bytes);
+    if free_bytes < per_segment.saturating_mul(DISK_SEGMENTS_FAIL) {
+        Level::Fail
+    } else if free_bytes < per_segment.saturating_mul(DISK_SEGMENTS_WARN) {
+        Level::Warn
+    } else {
+        Level::Ok
+    }
+}
+
+fn disk_finding(existing: &std::path::Path, shards: usize, segment_bytes: u64) -> Finding {
+    let Ok(c_path) = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()) else {
+        return Finding::ok("disk", "path not checked".to_string());
+    };
+    // SAFETY: statvfs writes into the struct we own; the path is NUL-terminated.
+    let free = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c_path.as_ptr(), &mut stat) == 0)
+            .then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+    };
+    let Some(free) = free else {
+        return Finding {
+            level: Level::Fail,
+            check: "disk",
+            what: format!("cannot statvfs {}", existing.display()),
+            fix: "check the data directory's path".to_string(),
+        };
+    };
+    let mib = |bytes: u64| bytes >> 20;
+    let what = format!(
+        "{} MiB free in {}; {shards} shard(s) with {} MiB segments",
+        mib(free),
+        existing.display(),
+        mib(segment_bytes)
+    );
+    match disk_level(free, shards, segment_bytes) {
+        Level::Ok => Finding::ok("disk", what),
+        level => Finding {
+            level,
+            check: "disk",
+            what,
+            fix: format!(
+                "free disk space: each shard needs room for {DISK_SEGMENTS_FAIL} segments to \
+                 start and should have room for {DISK_SEGMENTS_WARN} (journal and snapshots \
+                 between compactions); or use smaller segments (segment-mib)"
+            ),
+        },
+    }
+}
+
+/// The verdict on running shards on `cpus` when the process may use `usable`.
+pub fn cpus_finding(cpus: &[usize], usable: &[usize]) -> Finding {
+    let unusable: Vec<usize> = cpus
+        .iter()
+        .copied()
+        .filter(|cpu| !usable.contains(cpu))
+        .collect();
+    if !unusable.is_empty() {
+        return Finding {
+            level: Level::Fail,
+            check: "cpus",
+            what: format!(
+                "{} shard(s) on CPUs {cpus:?}, but this process may use only {usable:?} \
+                 (not {unusable:?})",
+                cpus.len()
+            ),
+            fix: "run fewer shards, name usable CPUs (cpus), or widen the CPU affinity \
+                  (taskset, CPUAffinity= in the systemd unit, the pod's CPU request)"
+                .to_string(),
+        };
+    }
+    if cpus.len() == usable.len() && usable.len() > 1 {
+        return Finding {
+            level: Level::Warn,
+            check: "cpus",
+            what: format!(
+                "{} shard(s) on all {} usable CPUs: the cold-store exporter threads and the \
+                 kernel's interrupts share the shards' cores",
+                cpus.len(),
+                usable.len()
+            ),
+            fix: "for the lowest latency leave a core free: shards = CPUs - 1 (see \
+                  deploy/tuning.md); fine for a trial"
+                .to_string(),
+        };
+    }
+    Finding::ok(
+        "cpus",
+        format!(
+            "{} shard(s) on CPUs {cpus:?} of the usable {usable:?}",
+            cpus.len()
+        ),
+    )
+}
+
+/// The verdict on the clock source (`current`), given the `available` ones.
+pub fn clock_finding(current: Option<&str>, available: &str) -> Finding {
+    match current {
+        Some(
+            source @ ("tsc" | "kvm-clock" | "arch_sys_counter" | "hyperv_clocksource_tsc_page"),
+        ) => Finding::ok(
+            "clock",
+            format!("clock source {source}: clock_gettime stays in user space"),
+        ),
+        Some(source) => {
+            let fix = if available.split_whitespace().any(|name| name == "tsc") {
+                "switch to tsc: echo tsc > \
+                 /sys/devices/system/clocksource/clocksource0/current_clocksource (and \
+                 clocksource=tsc on the kernel command line)"
+                    .to_string()
+            } else {
+                "use a machine or VM type with a stable TSC (see dmesg for `TSC unstable`)"
+                    .to_string()
+            };
+            Finding {
+                level: Level::Warn,
+                check: "clock",
+                what: format!(
+                    "clock source {source}: every timestamp (timers, latency histograms, \
+                     group-commit timing) is a system call"
+                ),
+                fix,
+            }
+        }
+        None => Finding {
+            level: Level::Warn,
+            check: "clock",
+            what: "cannot read the clock source from /sys".to_string(),
+            fix: "mount sysfs to let the check run".to_string(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doctor_verdicts_on_filesystems_disk_cpus_and_clocks() {
+        assert_eq!(filesystem_level(libc::TMPFS_MAGIC).0, Level::Fail);
+        assert_eq!(filesystem_level(0x794C_7630).0, Level::Warn);
+        assert_eq!(filesystem_level(0xEF53).0, Level::Ok);
+        assert_eq!(filesystem_level(0x5846_5342).0, Level::Ok);
+        assert_eq!(filesystem_name(libc::TMPFS_MAGIC), "tmpfs");
+        let segment = 64 << 20;
+        assert_eq!(disk_level(100 << 20, 1, segment), Level::Fail);
+        assert_eq!(disk_level(128 << 20, 1, segment), Level::Warn);
+        assert_eq!(disk_level(1 << 30, 1, segment), Level::Ok);
+        assert_eq!(disk_level(1 << 30, 8, segment), Level::Warn);
+        assert_eq!(cpus_finding(&[0, 5], &[0, 1, 2, 3]).level, Level::Fail);
+        assert_eq!(cpus_finding(&[0, 1], &[0, 1]).level, Level::Warn);
+        assert_eq!(cpus_finding(&[0], &[0, 1]).level, Level::Ok);
+        assert_eq!(cpus_finding(&[0], &[0]).level, Level::Ok);
+        assert_eq!(clock_finding(Some("tsc"), "tsc hpet").level, Level::Ok);
+        let hpet = clock_finding(Some("hpet"), "tsc hpet acpi_pm");
+        assert_eq!(hpet.level, Level::Warn);
+        assert!(hpet.fix.contains("echo tsc"), "{hpet:?}");
+        assert!(
+            !clock_finding(Some("hpet"), "hpet acpi_pm")
+                .fix
+                .contains("echo tsc")
+        );
+    }
+
+    #[test]
+    fn doctor_on_a_missing_data_directory_checks_its_nearest_parent() {
+        let base = std::env::temp_dir();
+        let missing = base.join(format!("ringflow-doctor-{}/a/b", std::process::id()));
+        let (existing, exists) = nearest_existing(&missing);
+        assert!(!exists);
+        assert_eq!(existing, std::path::absolute(&base).unwrap());
+        let finding = filesystem_finding(&missing, &existing, exists);
+        assert!(finding.what.contains("does not exist yet"), "{finding:?}");
+    }
 
     #[test]
     fn memlock_need_grows_with_shards_and_the_fix_names_the_number() {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod client;
 pub mod crash_load;
 pub mod demo;
+pub mod doctor;
 pub mod history;
 pub mod journal;
 pub mod serve;
@@ -37,6 +38,13 @@ enum Command {
     Validate(validate::Args),
     /// Run a node: one shard per CPU, serving the binary protocol.
     Serve(serve::Args),
+    /// Check that this machine can run the configured node: kernel, io_uring, the
+    /// locked-memory limit, the data directory's filesystem (O_DIRECT, not tmpfs), free
+    /// disk, CPUs and the clock source; each finding with its fix.
+    ///
+    /// Exits 1 when something would stop the server or lose acknowledged data, 0 otherwise
+    /// (warnings included).
+    Doctor(doctor::Args),
     /// Print the cluster's nodes, shards and addresses.
     Topology(client::TopologyArgs),
     /// Deploy BPMN files (to every shard).
@@ -79,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
         Command::Topology(args) => client::topology(&args),
         Command::Deploy(args) => client::deploy(&args),
         Command::Create(args) => client::create(&args),

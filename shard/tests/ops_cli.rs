@@ -1,0 +1,199 @@
+//! Operations as a user meets them: `ringflow doctor`, `ringflow serve --config` and
+//! `--print-config`, and the files in deploy/ (each checked against the binary that runs
+//! them).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ringflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringflow"))
+        .args(args)
+        .output()
+        .expect("ringflow runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A fresh folder on the build's filesystem (not /tmp, which may be tmpfs).
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ops-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+#[test]
+fn doctor_passes_on_a_disk_directory_and_names_every_check() {
+    let dir = scratch("doctor-ok");
+    let data = dir.join("data");
+    let output = ringflow(&["doctor", "--data", data.to_str().unwrap(), "--shards", "1"]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    for check in [
+        "kernel",
+        "io_uring",
+        "memlock",
+        "filesystem",
+        "o_direct",
+        "disk",
+        "cpus",
+        "clock",
+    ] {
+        assert!(
+            out.lines()
+                .any(|line| line.split_whitespace().nth(1) == Some(check)),
+            "no {check} line in:\n{out}"
+        );
+    }
+    assert!(out.contains("does not exist yet"), "{out}");
+    assert!(!data.exists(), "doctor must not create the data directory");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(leftovers.is_empty(), "the O_DIRECT probe was left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn doctor_fails_on_tmpfs_with_the_fix() {
+    // /dev/shm is tmpfs on every Linux this runs on; if it is not, say so rather than pass.
+    let output = Command::new("stat")
+        .args(["-f", "-c", "%T", "/dev/shm"])
+        .output()
+        .expect("stat runs");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "tmpfs",
+        "this test needs /dev/shm on tmpfs"
+    );
+    let output = ringflow(&[
+        "doctor",
+        "--data",
+        "/dev/shm/ringflow-doctor",
+        "--shards",
+        "1",
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let line = out
+        .lines()
+        .find(|line| line.starts_with("FAIL") && line.contains("filesystem"))
+        .unwrap_or_else(|| panic!("no filesystem failure:\n{out}"));
+    assert!(line.contains("tmpfs"), "{line}");
+    assert!(
+        out.contains("fix: tmpfs keeps data in memory only"),
+        "{out}"
+    );
+}
+
+#[test]
+fn doctor_fails_on_a_low_memlock_limit_and_too_many_shards() {
+    let dir = scratch("doctor-memlock");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringflow"));
+    command.args(["doctor", "--data", dir.to_str().unwrap(), "--shards", "1"]);
+    // SAFETY: setrlimit is async-signal-safe; it lowers only the child's own limit.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64 * 1024,
+                rlim_max: 64 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = command.output().expect("ringflow runs");
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("RLIMIT_MEMLOCK is 64 KiB"), "{out}");
+    assert!(out.contains("ulimit -l 3328"), "{out}");
+
+    let too_many = (usable_cpus() + 1).to_string();
+    let output = ringflow(&[
+        "doctor",
+        "--data",
+        dir.to_str().unwrap(),
+        "--shards",
+        &too_many,
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|line| line.starts_with("FAIL") && line.contains("cpus")),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn doctor_and_serve_reject_a_bad_configuration_file_by_key_and_line() {
+    let dir = scratch("bad-config");
+    let config = dir.join("ringflow.toml");
+    std::fs::write(&config, "data = \"d\"\nsegment-mb = 64\n").unwrap();
+    for command in ["doctor", "serve"] {
+        let output = ringflow(&[command, "--config", config.to_str().unwrap()]);
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{command}: {out}");
+        assert!(
+            out.contains("segment-mb") && out.contains("line 2"),
+            "{command}: {out}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn print_config_shows_the_file_overridden_by_flags_and_does_not_start() {
+    let dir = scratch("print-config");
+    let config = dir.join("ringflow.toml");
+    std::fs::write(
+        &config,
+        "data = \"node-data\"\nshards = 1\nring-depth = 256\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let output = ringflow(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--ring-depth",
+        "64",
+        "--print-config",
+    ]);
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let data = dir.join("node-data");
+    assert!(
+        out.contains(&format!("data = \"{}\"", data.display())),
+        "{out}"
+    );
+    assert!(out.contains("\nring-depth = 64\n"), "the flag wins:\n{out}");
+    assert!(out.contains("\nshards = 1\n"), "{out}");
+    assert!(out.contains("# Unit: entries. Default: 128."), "{out}");
+    assert!(out.contains("\n# cold-store =\n"), "{out}");
+    assert!(!data.exists(), "--print-config must not start the server");
+    // What it prints is itself a configuration file that gives the same configuration.
+    let printed = dir.join("printed.toml");
+    std::fs::write(&printed, &out).unwrap();
+    let again = ringflow(&[
+        "serve",
+        "--config",
+        printed.to_str().unwrap(),
+        "--print-config",
+    ]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(String::from_utf8_lossy(&again.stdout), out);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
