@@ -197,3 +197,93 @@ fn print_config_shows_the_file_overridden_by_flags_and_does_not_start() {
     assert_eq!(String::from_utf8_lossy(&again.stdout), out);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The value of every `Key=` line of a systemd unit.
+fn unit_values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
+    unit.lines()
+        .filter_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+        .collect()
+}
+
+#[test]
+fn the_systemd_install_stages_a_unit_whose_commands_this_binary_accepts() {
+    let stage = scratch("systemd");
+    let output = Command::new(repo().join("deploy/systemd/install.sh"))
+        .args(["--binary", env!("CARGO_BIN_EXE_ringflow")])
+        .args(["--root", stage.to_str().unwrap(), "--cpus", "0"])
+        .output()
+        .expect("install.sh runs");
+    assert!(output.status.success(), "{}", text(&output));
+    let unit_path = stage.join("etc/systemd/system/ringflow.service");
+    let unit = std::fs::read_to_string(&unit_path).expect("the unit is installed");
+    assert_eq!(unit_values(&unit, "CPUAffinity"), ["0"]);
+    assert_eq!(unit_values(&unit, "LimitMEMLOCK"), ["infinity"]);
+    assert_eq!(unit_values(&unit, "Restart"), ["on-failure"]);
+    assert_eq!(unit_values(&unit, "User"), ["ringflow"]);
+    assert_eq!(unit_values(&unit, "StateDirectory"), ["ringflow"]);
+    assert!(stage.join("usr/local/bin/ringflow").exists());
+    assert!(stage.join("var/lib/ringflow").is_dir());
+    let config = stage.join("etc/ringflow/ringflow.toml");
+    let config_text = config.to_str().unwrap();
+
+    // Each command of the unit, run with the staged configuration: the configuration is one
+    // serve accepts, and doctor runs on it.
+    let binary = env!("CARGO_BIN_EXE_ringflow");
+    for (key, extra) in [("ExecStart", "--print-config"), ("ExecStartPre", "")] {
+        let [command] = unit_values(&unit, key)[..] else {
+            panic!("one {key} expected in\n{unit}");
+        };
+        let mut words = command.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/local/bin/ringflow"), "{command}");
+        let args: Vec<&str> = words
+            .map(|word| {
+                if word == "/etc/ringflow/ringflow.toml" {
+                    config_text
+                } else {
+                    word
+                }
+            })
+            .chain((!extra.is_empty()).then_some(extra))
+            .collect();
+        let output = ringflow(&args);
+        let out = text(&output);
+        match key {
+            "ExecStart" => {
+                assert_eq!(output.status.code(), Some(0), "{command}: {out}");
+                assert!(out.contains("data = \"/var/lib/ringflow\""), "{out}");
+            }
+            _ => {
+                assert!(
+                    out.starts_with("ringflow doctor: node 0"),
+                    "{command}: {out}"
+                );
+                assert_ne!(output.status.code(), Some(2), "{command}: {out}");
+            }
+        }
+    }
+
+    // systemd's own check of the unit, where systemd is installed (it needs the commands to
+    // exist, so they point at this build).
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let checked = stage.join("ringflow.service");
+        std::fs::write(&checked, unit.replace("/usr/local/bin/ringflow", binary)).unwrap();
+        let output = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&checked)
+            .output()
+            .expect("systemd-analyze runs");
+        assert!(output.status.success(), "{}", text(&output));
+        assert!(text(&output).trim().is_empty(), "{}", text(&output));
+    } else {
+        eprintln!("systemd-analyze is not installed: the unit's syntax was not verified");
+    }
+    std::fs::remove_dir_all(&stage).unwrap();
+}
