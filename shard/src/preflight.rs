@@ -117,9 +117,26 @@ pub fn check_memlock(shards: usize, io_memory_bytes: usize) -> Result<(), Proble
         });
     }
     match memlock_problem(limit.rlim_cur, shards, io_memory_bytes) {
+        // With CAP_IPC_LOCK the kernel does not count io_uring's registered memory against
+        // RLIMIT_MEMLOCK (io_uring/rsrc.c accounts only for processes without it).
+        Some(_) if has_cap_ipc_lock() => Ok(()),
         Some(problem) => Err(problem),
         None => Ok(()),
     }
+}
+
+/// CAP_IPC_LOCK's bit in the capability sets.
+const CAP_IPC_LOCK: u32 = 14;
+
+/// Whether this process has CAP_IPC_LOCK in its effective set (read from /proc/self/status).
+pub fn has_cap_ipc_lock() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("CapEff:"))?;
+            u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+        })
+        .is_some_and(|effective| effective & (1 << CAP_IPC_LOCK) != 0)
 }
 
 /// What is wrong with a locked-memory limit of `limit_bytes` (`RLIM_INFINITY`: none) for
@@ -265,8 +282,13 @@ pub fn doctor(input: &DoctorInput) -> Vec<Finding> {
         Ok(()) => Finding::ok(
             "memlock",
             format!(
-                "RLIMIT_MEMLOCK {} covers the {} KiB {} shard(s) lock",
+                "RLIMIT_MEMLOCK {} {} the {} KiB {} shard(s) lock",
                 memlock_limit_text(),
+                if has_cap_ipc_lock() {
+                    "does not apply (CAP_IPC_LOCK) to"
+                } else {
+                    "covers"
+                },
                 memlock_needed_bytes(input.shards, input.io_memory_bytes).div_ceil(1024),
                 input.shards
             ),

@@ -96,12 +96,28 @@ fn doctor_fails_on_tmpfs_with_the_fix() {
     );
 }
 
+/// Drops CAP_IPC_LOCK (which makes io_uring ignore RLIMIT_MEMLOCK, and which root has) from
+/// the bounding set, so that the program this process executes does not get it, root or not.
+fn drop_cap_ipc_lock() -> std::io::Result<()> {
+    const CAP_IPC_LOCK: libc::c_ulong = 14;
+    // SAFETY: prctl with PR_CAPBSET_DROP takes two integers and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0) } != 0 {
+        let error = std::io::Error::last_os_error();
+        // Without CAP_SETPCAP (not root) the process has no CAP_IPC_LOCK to drop either.
+        if error.raw_os_error() != Some(libc::EPERM) {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn doctor_fails_on_a_low_memlock_limit_and_too_many_shards() {
     let dir = scratch("doctor-memlock");
     let mut command = Command::new(env!("CARGO_BIN_EXE_ringflow"));
     command.args(["doctor", "--data", dir.to_str().unwrap(), "--shards", "1"]);
-    // SAFETY: setrlimit is async-signal-safe; it lowers only the child's own limit.
+    // SAFETY: setrlimit and prctl are plain system calls on the child's own limits and
+    // capabilities, safe between fork and exec.
     unsafe {
         command.pre_exec(|| {
             let limit = libc::rlimit {
@@ -111,7 +127,7 @@ fn doctor_fails_on_a_low_memlock_limit_and_too_many_shards() {
             if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            drop_cap_ipc_lock()
         });
     }
     let output = command.output().expect("ringflow runs");
