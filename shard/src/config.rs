@@ -495,6 +495,14 @@ impl ServeConfig {
                 if cpus.len() != shards {
                     bail!("cpus names {} CPUs for {shards} shards", cpus.len());
                 }
+                let mut sorted = cpus.clone();
+                sorted.sort_unstable();
+                if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+                    bail!(
+                        "cpus names CPU {} twice: each shard needs a CPU of its own",
+                        pair[0]
+                    );
+                }
                 (cpus.clone(), false)
             }
         };
@@ -777,6 +785,7 @@ mod tests {
         assert!(error(&["--shards", "3"]).contains("3 shards but"));
         assert!(error(&["--shards", "0"]).contains("shards must be 1"));
         assert!(error(&["--cpus", "0,1", "--shards", "1"]).contains("cpus names 2"));
+        assert!(error(&["--cpus", "1,1", "--shards", "2"]).contains("CPU 1 twice"));
         assert!(error(&["--node", "1"]).contains("cluster is not"));
         assert!(error(&["--listen", "nowhere"]).contains("HOST:PORT"));
         assert!(error(&["--listen", "0.0.0.0:1"]).contains("advertise"));
