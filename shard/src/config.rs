@@ -696,6 +696,18 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_option() {
+        let readme = include_str!("../../README.md");
+        for option in OPTIONS {
+            assert!(
+                readme.contains(&format!("| `{}` |", option.key)),
+                "README.md's option table lacks {}",
+                option.key
+            );
+        }
+    }
+
+    #[test]
     fn flags_override_the_file_which_overrides_the_defaults() {
         let dir = std::env::temp_dir().join(format!("ringflow-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
