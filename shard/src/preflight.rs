@@ -246,8 +246,8 @@ pub struct DoctorInput {
     pub segment_bytes: u64,
 }
 
-/// Segments each shard needs room for on disk before it can run at all (the open one and
-/// the next, which is reserved ahead).
+/// Segments each shard needs room for on disk to run at all (the open one, and the next,
+/// which is created and preallocated when the open one fills).
 pub const DISK_SEGMENTS_FAIL: u64 = 2;
 /// Segments per shard below which free disk is worth a warning: a few snapshots and
 /// segments between compactions.

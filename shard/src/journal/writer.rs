@@ -232,7 +232,8 @@ struct Current<F> {
 
 /// One shard's journal.
 pub struct Journal<D: Dir> {
-    dir: D,
+    /// Shared with the task that removes covered segments off the commit path.
+    dir: std::rc::Rc<D>,
     config: JournalConfig,
     current: Option<Current<D::File>>,
     /// (first LSN, name) of every segment, oldest first.
@@ -317,7 +318,7 @@ impl<D: Dir> Journal<D> {
             .filter(|record| record.lsn > snapshot_lsn)
             .collect();
         let journal = Journal {
-            dir,
+            dir: std::rc::Rc::new(dir),
             config,
             current,
             segments,
@@ -396,17 +397,27 @@ impl<D: Dir> Journal<D> {
     /// Removes the segments whose records all have LSNs up to `lsn` (a snapshot covers them);
     /// the newest segment is always kept. Returns the names removed.
     pub async fn remove_covered(&mut self, lsn: u64) -> Result<Vec<String>, JournalError> {
-        let mut removed = Vec::new();
+        let removed = self.take_covered(lsn);
+        remove_segments(&*self.dir, &removed).await?;
+        Ok(removed)
+    }
+
+    /// Forgets the segments a snapshot at `lsn` covers and returns their names, for
+    /// [`remove_segments`] to delete (possibly in another task, off the commit path: the
+    /// journal never touches them again, and recovery skips covered segments left behind).
+    pub fn take_covered(&mut self, lsn: u64) -> Vec<String> {
+        let mut taken = Vec::new();
         // Segment i holds LSNs [first_i, first_{i+1}): covered when first_{i+1} - 1 <= lsn.
         while self.segments.len() > 1 && self.segments[1].0 <= lsn + 1 {
             let (_, name) = self.segments.remove(0);
-            self.dir.remove(&name).await?;
-            removed.push(name);
+            taken.push(name);
         }
-        if !removed.is_empty() {
-            self.dir.sync().await?;
-        }
-        Ok(removed)
+        taken
+    }
+
+    /// The journal's directory, shared (for [`remove_segments`] in another task).
+    pub fn dir_handle(&self) -> std::rc::Rc<D> {
+        std::rc::Rc::clone(&self.dir)
     }
 
     /// The segments, oldest first: (first LSN, file name).
@@ -418,6 +429,18 @@ impl<D: Dir> Journal<D> {
     pub fn dir(&self) -> &D {
         &self.dir
     }
+}
+
+/// Removes segment files that [`Journal::take_covered`] gave up, then makes the removal
+/// durable.
+pub async fn remove_segments<D: Dir>(dir: &D, names: &[String]) -> Result<(), JournalError> {
+    for name in names {
+        dir.remove(name).await?;
+    }
+    if !names.is_empty() {
+        dir.sync().await?;
+    }
+    Ok(())
 }
 
 /// Checks that the segments follow on from each other and from the snapshot, and that only
