@@ -667,8 +667,9 @@ impl<D: Dir> Shard<D> {
     /// Removes the segments the oldest kept snapshot covers, when a snapshot asked for it.
     /// The journal forgets them at once; the files are deleted (and the directory synced) by
     /// a task of their own, so that the next commit does not wait for an unlink and a
-    /// directory fsync. (Snapshots coincide with most commit stalls of 20 to 100 ms in the
-    /// open loop at 50,000 instances/s; this alone did not remove them: bench/RESULTS.md.)
+    /// directory fsync. (In single runs, commit stalls of 20 to 100 ms in the open loop at
+    /// 50,000 instances/s went with the snapshots; this alone did not remove them, and the
+    /// spread between runs is large: bench/RESULTS.md.)
     /// A failure there stops the shard.
     fn remove_covered(self: &Rc<Self>, journal: &mut Journal<D>)
     where
