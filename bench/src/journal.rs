@@ -65,21 +65,16 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-
 fn check_filesystem(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
-    // SAFETY: statfs writes the struct we own; the path is NUL-terminated.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut stat) } != 0 {
+    if ringflow_shard::preflight::filesystem_magic(dir).is_none() {
         bail!(
             "statfs {}: {}",
             dir.display(),
             std::io::Error::last_os_error()
         );
     }
-    if stat.f_type as i64 == TMPFS_MAGIC {
+    if ringflow_shard::preflight::on_memory_filesystem(dir) {
         bail!(
             "{} is on tmpfs, which ignores O_DIRECT and fdatasync: use a real disk",
             dir.display()

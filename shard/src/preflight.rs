@@ -349,7 +349,8 @@ fn nearest_existing(path: &std::path::Path) -> (std::path::PathBuf, bool) {
     }
 }
 
-fn statfs_type(path: &std::path::Path) -> Option<i64> {
+/// The statfs magic number of the filesystem `path` is on (None when statfs fails).
+pub fn filesystem_magic(path: &std::path::Path) -> Option<i64> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: statfs writes into the struct we own; the path is NUL-terminated.
     unsafe {
@@ -374,6 +375,11 @@ pub fn filesystem_name(magic: i64) -> String {
         0x6573_5546 => "fuse".to_string(),
         other => format!("filesystem 0x{other:x}"),
     }
+}
+
+/// Whether `path` is on tmpfs or ramfs, where O_DIRECT and fdatasync keep nothing.
+pub fn on_memory_filesystem(path: &std::path::Path) -> bool {
+    filesystem_magic(path).is_some_and(|magic| matches!(magic, 0x0102_1994 | 0x8584_58F6))
 }
 
 /// The verdict on a filesystem, by its statfs magic number.
@@ -402,7 +408,7 @@ pub fn filesystem_level(magic: i64) -> (Level, &'static str) {
 }
 
 fn filesystem_finding(data: &std::path::Path, existing: &std::path::Path, exists: bool) -> Finding {
-    let Some(magic) = statfs_type(existing) else {
+    let Some(magic) = filesystem_magic(existing) else {
         return Finding {
             level: Level::Fail,
             check: "filesystem",

@@ -190,14 +190,7 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_nanos(ticks * 1_000_000_000 / per_second))
 }
 
-/// Whether `path` is on tmpfs (where O_DIRECT and fdatasync mean nothing).
+/// Whether `path` is on tmpfs or ramfs (where O_DIRECT and fdatasync mean nothing).
 pub fn on_tmpfs(path: &Path) -> bool {
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs writes into the struct we own; the path is NUL-terminated.
-    unsafe {
-        let mut stat: libc::statfs = std::mem::zeroed();
-        libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type == libc::TMPFS_MAGIC
-    }
+    ringflow_shard::preflight::on_memory_filesystem(path)
 }
