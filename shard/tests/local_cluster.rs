@@ -2,12 +2,15 @@
 //! cluster file; a client that knows one address works with all three, a graceful stop keeps
 //! everything, and a restart of the cluster recovers it.
 
+mod common;
+use common::{activate_all, text};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ringflow_wire::client::Client;
-use ringflow_wire::{ActivateJobs, CreateInstance, Request, Resource};
+use ringflow_wire::{CreateInstance, Request, Resource};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringflow");
@@ -38,14 +41,6 @@ fn run(args: &[&str]) -> Output {
         .expect("local-cluster.sh runs")
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// Stops the cluster when the test ends, passed or not.
 struct Cluster {
     dir: PathBuf,
@@ -71,25 +66,6 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.command("stop", &[]);
-    }
-}
-
-fn activate_all(client: &mut Client) -> Vec<ringflow_wire::Job> {
-    let mut all = Vec::new();
-    loop {
-        let jobs = client
-            .activate_jobs(ActivateJobs {
-                job_type: "e2e-work".into(),
-                worker: "local-cluster".into(),
-                max_jobs: 1000,
-                lease_ms: 60_000,
-                long_poll_ms: 0,
-            })
-            .expect("activate");
-        if jobs.is_empty() {
-            return all;
-        }
-        all.extend(jobs);
     }
 }
 
@@ -188,7 +164,7 @@ fn three_nodes_on_loopback_addresses_serve_one_cluster_and_restart() {
         per_node[(key >> 52) as usize] += 1;
     }
     assert!(per_node.iter().all(|&count| count > 0), "{per_node:?}");
-    let jobs = activate_all(&mut client);
+    let jobs = activate_all(&mut client, "local-cluster");
     assert_eq!(jobs.len(), 60);
     complete(&mut client, &jobs);
     // Nine more that wait in their task across the restart.
@@ -227,7 +203,7 @@ fn three_nodes_on_loopback_addresses_serve_one_cluster_and_restart() {
     assert!(output.status.success(), "{}", text(&output));
     let mut client = Client::connect(&format!("127.0.0.3:{port}")).expect("connect");
     assert_eq!(client.topology(), &topology);
-    let jobs = activate_all(&mut client);
+    let jobs = activate_all(&mut client, "local-cluster");
     let mut of_jobs: Vec<u64> = jobs.iter().map(|job| job.process_instance_key).collect();
     of_jobs.sort_unstable();
     assert_eq!(of_jobs, waiting);

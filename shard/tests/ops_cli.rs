@@ -2,6 +2,9 @@
 //! `--print-config`, and the files in deploy/ (each checked against the binary that runs
 //! them).
 
+mod common;
+use common::text;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,14 +14,6 @@ fn ringflow(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("ringflow runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// A fresh folder on the build's filesystem (not /tmp, which may be tmpfs).

@@ -1,6 +1,9 @@
 //! End to end: the real `ringflow serve` binary on a data directory on a real filesystem,
 //! driven through the wire client and the `ringflow` CLI.
 
+mod common;
+use common::activate_all;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -180,26 +183,6 @@ fn create(process: &str, variables: &str, key: &str) -> CreateInstance {
         variables: variables.into(),
         business_key: key.into(),
         ..CreateInstance::default()
-    }
-}
-
-/// Activates every ready `e2e-work` job of the cluster (leased for a minute).
-fn activate_all(client: &mut Client) -> Vec<ringflow_wire::Job> {
-    let mut all = Vec::new();
-    loop {
-        let jobs = client
-            .activate_jobs(ActivateJobs {
-                job_type: "e2e-work".into(),
-                worker: "check".into(),
-                max_jobs: 1000,
-                lease_ms: 60_000,
-                long_poll_ms: 0,
-            })
-            .expect("activate");
-        if jobs.is_empty() {
-            return all;
-        }
-        all.extend(jobs);
     }
 }
 
@@ -664,7 +647,7 @@ fn a_restart_keeps_every_acknowledged_instance() {
 
     let server = Server::start(&data, &addr, &["--shards", "2"]);
     let mut client = server.client();
-    let found: std::collections::BTreeSet<u64> = activate_all(&mut client)
+    let found: std::collections::BTreeSet<u64> = activate_all(&mut client, "check")
         .iter()
         .map(|job| job.process_instance_key)
         .collect();
@@ -764,7 +747,7 @@ fn two_nodes_serve_one_cluster_and_the_client_routes_to_both() {
     );
     // Jobs of both nodes are handed out through the one client.
     let mut jobs_per_shard = [0usize; 2];
-    for job in activate_all(&mut client) {
+    for job in activate_all(&mut client, "check") {
         jobs_per_shard[(job.key >> 52) as usize] += 1;
         client
             .done(&Request::CompleteJob {

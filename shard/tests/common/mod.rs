@@ -1,0 +1,36 @@
+//! Helpers shared by the end-to-end tests (each test file includes what it uses).
+#![allow(dead_code)]
+
+use std::process::Output;
+
+use ringflow_wire::ActivateJobs;
+use ringflow_wire::client::Client;
+
+/// Activates every ready `e2e-work` job of the cluster (leased for a minute) for `worker`.
+pub fn activate_all(client: &mut Client, worker: &str) -> Vec<ringflow_wire::Job> {
+    let mut all = Vec::new();
+    loop {
+        let jobs = client
+            .activate_jobs(ActivateJobs {
+                job_type: "e2e-work".into(),
+                worker: worker.into(),
+                max_jobs: 1000,
+                lease_ms: 60_000,
+                long_poll_ms: 0,
+            })
+            .expect("activate");
+        if jobs.is_empty() {
+            return all;
+        }
+        all.extend(jobs);
+    }
+}
+
+/// A process's stdout and stderr, for assertion messages and searches.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
