@@ -640,11 +640,25 @@ impl<'d> Compiler<'d> {
                 return None;
             }
         };
+        let business_key = match self
+            .properties(node)
+            .into_iter()
+            .find(|(name, _)| name == CHILD_BUSINESS_KEY_PROPERTY)
+        {
+            None => None,
+            Some((_, value)) if value.trim().is_empty() => {
+                let text = format!("the property `{CHILD_BUSINESS_KEY_PROPERTY}` has no value");
+                self.report(K::InvalidValue, node, text);
+                return None;
+            }
+            Some((_, value)) => Some(self.expression(node, value.trim(), "child business key")?),
+        };
         Some(ElementKind::CallActivity(CalledElement {
             process_id,
             propagate_all_child_variables: child,
             propagate_all_parent_variables: parent,
             binding,
+            business_key,
         }))
     }
 

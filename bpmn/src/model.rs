@@ -456,7 +456,15 @@ pub struct CalledElement {
     pub propagate_all_parent_variables: bool,
     /// Which version to start.
     pub binding: Binding,
+    /// The child's business key, from the extension property `ringflow:businessKey` (static
+    /// or FEEL). The child is placed on the shard that key routes to, as a created instance
+    /// with that business key would be; without it the child runs on the parent's shard.
+    pub business_key: Option<Expression>,
 }
+
+/// The `zeebe:property` name of a call activity that gives its child's business key (see
+/// [`CalledElement::business_key`]).
+pub const CHILD_BUSINESS_KEY_PROPERTY: &str = "ringflow:businessKey";
 
 /// `zeebe:ioMapping`.
 #[derive(Clone, Debug, Default)]

@@ -12,7 +12,12 @@
 //! | incidents | an incident in the child stops the child; the parent sees it with [`State::incidents_in_tree`](crate::State::incidents_in_tree) |
 //! | errors and escalations | one not caught in the child is looked for at the call activity, outwards in the parent |
 //!
-//! In this version the child runs on the parent's shard.
+//! | placement | on the parent's shard; with the extension property `ringflow:businessKey` (static or FEEL, giving a text or a number), the child gets that business key and runs on the shard it routes to, which may be another shard ([`crate::remote`]) |
+//!
+//! A child on another shard: its start, completion and cancellation travel as mail
+//! ([`crate::remote`]); an incident in it stays on its shard ([`State::incidents_in_tree`]
+//! shows children on the parent's shard only); an error or escalation it does not catch is
+//! an incident in the child; `bindingType="deployment"` is an incident on the call activity.
 
 use std::sync::Arc;
 
@@ -34,6 +39,58 @@ impl Run<'_> {
             }
             Err(error) => return self.incident(key, format!("called process id: {error}")),
         };
+        let business_key = match &called.business_key {
+            None => None,
+            Some(expression) => match self.value_at(key, expression) {
+                Ok(serde_json::Value::String(text)) => Some(text),
+                Ok(serde_json::Value::Number(number)) => Some(number.to_string()),
+                Ok(other) => {
+                    let message = format!(
+                        "the child business key (ringflow:businessKey) gave {other}, not a text \
+                         or a number"
+                    );
+                    return self.incident(key, message);
+                }
+                Err(error) => {
+                    return self.incident(key, format!("child business key: {error}"));
+                }
+            },
+        };
+        if let Some(business_key) = &business_key {
+            if business_key.len() > crate::limits::NAME_BYTES_MAX {
+                let message = format!(
+                    "the child business key is {} bytes, over NAME_BYTES_MAX ({})",
+                    business_key.len(),
+                    crate::limits::NAME_BYTES_MAX
+                );
+                return self.incident(key, message);
+            }
+            let owner = self.state.owner_of_text(business_key);
+            if owner != self.state.shard() {
+                let version_tag = match &called.binding {
+                    Binding::Latest => None,
+                    Binding::VersionTag(tag) => Some(tag.clone()),
+                    Binding::Deployment => {
+                        let message = format!(
+                            "the child's business key places it on shard {owner}, and \
+                             bindingType=\"deployment\" cannot name a version there (deployments \
+                             are per shard); use latest or versionTag"
+                        );
+                        return self.incident(key, message);
+                    }
+                };
+                let variables = self.child_variables(key, called);
+                let business_key = business_key.clone();
+                return self.call_remote(
+                    key,
+                    owner,
+                    process_id,
+                    version_tag,
+                    business_key,
+                    variables,
+                );
+            }
+        }
         let Some(version) = self.called_version(key, &process_id, &called.binding) else {
             let how = match &called.binding {
                 Binding::Latest => String::new(),
@@ -50,14 +107,19 @@ impl Run<'_> {
             return self.incident(key, message);
         }
         let definition = Arc::clone(&self.state.processes[&version].definition);
-        let variables = if called.propagate_all_parent_variables {
-            self.visible_variables(key)
-        } else {
-            self.state.variables.get(&key).cloned().unwrap_or_default()
-        };
-        let child = self.new_instance(version, variables, None, false, Some(key));
+        let variables = self.child_variables(key, called);
+        let child = self.new_instance(version, variables, business_key, false, Some(key));
         self.state.elements.get_mut(&key).expect("live").called = Some(child);
         self.start_scope(&definition, child);
+    }
+
+    /// The variables the child starts with.
+    fn child_variables(&self, call: Key, called: &CalledElement) -> Variables {
+        if called.propagate_all_parent_variables {
+            self.visible_variables(call)
+        } else {
+            self.state.variables.get(&call).cloned().unwrap_or_default()
+        }
     }
 
     fn called_version(&self, caller: Key, process_id: &str, binding: &Binding) -> Option<Key> {

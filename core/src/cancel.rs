@@ -13,6 +13,16 @@ pub(crate) fn cancel(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, 
         ));
     }
     if let Some(parent) = state.instances[&key].parent {
+        if parent.shard() != state.shard() {
+            return Err(Rejection::new(
+                RejectionCode::InvalidState,
+                format!(
+                    "process instance {key} was started by call activity {parent} on shard {}; \
+                     cancel that instance instead",
+                    parent.shard()
+                ),
+            ));
+        }
         let root = state.elements[&parent].process_instance_key;
         return Err(Rejection::new(
             RejectionCode::InvalidState,

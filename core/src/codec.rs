@@ -32,6 +32,8 @@
 //! | 13 | PublishMessage | name, correlation key, variables, TTL u64 ms, message id (optional text) |
 //! | 14 | ExpireMessage | key |
 //! | 15 | TriggerTimer | key |
+//! | 16 | Receive | from u16, number u64, the mail (`remote::encode_mail`) |
+//! | 17 | Acknowledge | to u16, number u64 |
 
 use std::sync::Arc;
 
@@ -151,6 +153,17 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
         }
         Command::ExpireMessage { key } => tagged_key(out, 14, *key),
         Command::TriggerTimer { key } => tagged_key(out, 15, *key),
+        Command::Receive { from, seq, mail } => {
+            out.push(16);
+            out.extend_from_slice(&from.to_le_bytes());
+            out.extend_from_slice(&seq.to_le_bytes());
+            crate::remote::encode_mail(mail, out);
+        }
+        Command::Acknowledge { to, seq } => {
+            out.push(17);
+            out.extend_from_slice(&to.to_le_bytes());
+            out.extend_from_slice(&seq.to_le_bytes());
+        }
     }
 }
 
@@ -245,6 +258,15 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
         },
         14 => Command::ExpireMessage { key: reader.key()? },
         15 => Command::TriggerTimer { key: reader.key()? },
+        16 => Command::Receive {
+            from: u16::from_le_bytes(reader.array()?),
+            seq: u64::from_le_bytes(reader.array()?),
+            mail: crate::remote::read_mail(reader)?,
+        },
+        17 => Command::Acknowledge {
+            to: u16::from_le_bytes(reader.array()?),
+            seq: u64::from_le_bytes(reader.array()?),
+        },
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
     Ok((
@@ -357,6 +379,66 @@ mod tests {
             },
             Command::ExpireMessage { key },
             Command::TriggerTimer { key },
+            Command::Acknowledge { to: 2, seq: 9 },
+        ]
+        .into_iter()
+        .chain(
+            all_mail()
+                .into_iter()
+                .enumerate()
+                .map(|(i, mail)| Command::Receive {
+                    from: 1,
+                    seq: i as u64 + 1,
+                    mail,
+                }),
+        )
+        .collect()
+    }
+
+    fn all_mail() -> Vec<crate::Mail> {
+        use crate::Mail;
+        let key = Key::new(1, 5);
+        vec![
+            Mail::Subscribe {
+                subscription: key,
+                name: "paid".to_string(),
+                correlation_key: "order-1".to_string(),
+                process_id: "order".to_string(),
+            },
+            Mail::Unsubscribe { subscription: key },
+            Mail::Correlate {
+                subscription: key,
+                message: Key::new(2, 9),
+                process_id: "order".to_string(),
+                variables: variables(),
+            },
+            Mail::Correlated {
+                subscription: key,
+                message: Key::new(2, 9),
+                process_id: "order".to_string(),
+                accepted: true,
+            },
+            Mail::CreateChild {
+                call: key,
+                process_id: "child".to_string(),
+                version_tag: Some("v1".to_string()),
+                business_key: "customer-1".to_string(),
+                variables: variables(),
+            },
+            Mail::ChildCreated {
+                call: key,
+                child: Key::new(2, 3),
+            },
+            Mail::ChildFailed {
+                call: key,
+                reason: "no process".to_string(),
+            },
+            Mail::ChildCompleted {
+                call: key,
+                child: Key::new(2, 3),
+                variables: variables(),
+            },
+            Mail::CancelChild { call: key },
         ]
     }
 

@@ -135,6 +135,22 @@ pub enum Command {
         /// Only in this scope (`true`), or propagated outwards as in Camunda 8 (`false`).
         local: bool,
     },
+    /// The runtime: the next mail from another shard (see [`crate::remote`]).
+    Receive {
+        /// The sending shard.
+        from: u16,
+        /// The mail's number in what `from` sent to this shard (1, 2, 3, ...).
+        seq: u64,
+        /// The mail.
+        mail: crate::remote::Mail,
+    },
+    /// The runtime: shard `to` took this shard's mail up to `seq`; it leaves the outbox.
+    Acknowledge {
+        /// The receiving shard.
+        to: u16,
+        /// The highest number it took.
+        seq: u64,
+    },
 }
 
 /// Variables: a JSON object.
@@ -228,6 +244,20 @@ pub enum Response {
     TimerTriggered {
         /// The timer key.
         key: Key,
+    },
+    /// Mail from another shard was taken.
+    MailTaken {
+        /// The sending shard.
+        from: u16,
+        /// Its number.
+        seq: u64,
+    },
+    /// Mail to another shard left the outbox.
+    MailAcknowledged {
+        /// The receiving shard.
+        to: u16,
+        /// Up to this number.
+        seq: u64,
     },
 }
 
@@ -507,6 +537,15 @@ pub enum Effect {
         /// When it is due, in milliseconds since the Unix epoch.
         due_millis: i64,
     },
+    /// Send the outbox entry `(to, seq)` to shard `to` (and again until it is acknowledged).
+    Send {
+        /// The destination shard.
+        to: u16,
+        /// The mail's number.
+        seq: u64,
+        /// The mail (also kept in the state's outbox).
+        mail: crate::remote::Mail,
+    },
     /// Answer a create-with-result caller: the instance completed.
     InstanceResult {
         /// The process instance key.
@@ -728,6 +767,10 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
         )?,
         Command::ExpireMessage { key } => crate::messages::expire(state, key, ctx)?,
         Command::TriggerTimer { key } => crate::timers::trigger(state, key, ctx)?,
+        Command::Receive { from, seq, mail } => {
+            crate::remote::receive(state, from, seq, mail, ctx)?
+        }
+        Command::Acknowledge { to, seq } => crate::remote::acknowledge(state, to, seq, ctx)?,
     };
     Ok(outcome)
 }

@@ -190,7 +190,10 @@ impl Run<'_> {
             }
             current = match instance.scope {
                 Some(scope) => scope,
-                None => self.state.instances[&current].parent?,
+                // A parent on another shard is not searched (see `remote`): an incident.
+                None => self.state.instances[&current]
+                    .parent
+                    .filter(|parent| parent.shard() == self.state.shard())?,
             };
             first = false;
         }

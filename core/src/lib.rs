@@ -40,6 +40,7 @@ pub mod key;
 pub mod limits;
 pub mod messages;
 mod multi;
+pub mod remote;
 mod run;
 mod snapshot;
 mod state;
@@ -57,6 +58,7 @@ pub use instance::{
     ProcessInstance, Subscription, Timer,
 };
 pub use key::Key;
+pub use remote::{Mail, RemoteSubscription};
 pub use ringflow_bpmn::ProcessDefinition;
 pub use snapshot::SnapshotError;
 pub use state::{ProcessVersion, State};

@@ -119,6 +119,8 @@ pub(crate) fn publish(
             run.correlate(subscription, Some(key), message.variables.clone());
         }
     }
+    // Instances on other shards that wait for it: each gets Correlate mail.
+    run.offer_remote(&mut message);
     if buffered {
         run.effects.push(Effect::MessageTtl {
             key,

@@ -93,6 +93,11 @@ impl<'s> Run<'s> {
         parent: Option<Key>,
     ) -> Key {
         let key = self.key();
+        if let Some(call) = parent
+            && call.shard() != self.state.shard()
+        {
+            self.state.index.remote_children.insert(call, key);
+        }
         self.state.instances.insert(
             key,
             crate::instance::ProcessInstance {
@@ -1089,11 +1094,17 @@ impl<'s> Run<'s> {
         }
         self.close_waits(key);
         self.state.multi.remove(&key);
-        if let Some(child) = element.called
-            && self.state.instances.contains_key(&child)
-        {
-            // Cancelling a call activity cancels the instance it called.
-            self.terminate(child);
+        if let Some(child) = element.called {
+            if child.shard() != self.state.shard() {
+                // The child runs on another shard (or is being started there).
+                self.send(
+                    child.shard(),
+                    crate::remote::Mail::CancelChild { call: key },
+                );
+            } else if self.state.instances.contains_key(&child) {
+                // Cancelling a call activity cancels the instance it called.
+                self.terminate(child);
+            }
         }
         self.state
             .drop_variables(key, element.process_instance_key, &mut self.events);
@@ -1125,6 +1136,15 @@ impl<'s> Run<'s> {
         self.remove_element(root);
         self.end_instance(root);
         if let Some(parent) = instance.parent
+            && parent.shard() != self.state.shard()
+        {
+            let mail = crate::remote::Mail::ChildCompleted {
+                call: parent,
+                child: root,
+                variables: child_variables,
+            };
+            self.send(parent.shard(), mail);
+        } else if let Some(parent) = instance.parent
             && self.state.elements.contains_key(&parent)
         {
             self.state
@@ -1142,6 +1162,11 @@ impl<'s> Run<'s> {
     /// with the same correlation key may now start the next instance.
     fn end_instance(&mut self, root: Key) {
         let instance = self.state.instances.remove(&root).expect("live");
+        if let Some(call) = instance.parent
+            && call.shard() != self.state.shard()
+        {
+            self.state.index.remote_children.remove(&call);
+        }
         assert_eq!(
             instance.live_elements, 0,
             "an ended instance has no live elements"

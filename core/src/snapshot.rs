@@ -6,7 +6,7 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x03` |
+//! | magic | `RFSNAP` then format version `0x00 0x04` (format 3, without the cross-shard fields, is still read) |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
@@ -21,6 +21,7 @@
 //! | subscriptions | u32 count, then key, name, correlation key, definition key, element u32, owner key, instance key |
 //! | multi-instance bodies | u32 count, then key, items (JSON array bytes), started u32, completed u32, terminated u32 |
 //! | decision versions | u32 count, then per version in key order: key, version u32, deployment key, decision id, resource name, resource (restored by parsing the DMN again) |
+//! | cross shard (format 4) | cluster shard count u16; mail numbers sent and taken (each u32 count, then shard u16 and number u64); outbox (u32 count, then destination u16, number u64, the mail as `remote::encode_mail` writes it); remote subscriptions (u32 count, then key, name, correlation key, process id, the message being correlated (optional key)) |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -44,14 +45,16 @@ use crate::instance::{
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
-const MAGIC: &[u8; 8] = b"RFSNAP\x00\x03";
+const MAGIC: &[u8; 8] = b"RFSNAP\x00\x04";
+/// Format 3 (before the cross-shard fields): still read, as a state with an empty outbox.
+const MAGIC_3: &[u8; 8] = b"RFSNAP\x00\x03";
 
 /// Why a snapshot could not be restored. Any of these means the file is damaged or from an
 /// incompatible version; the shard stops and says which.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
     /// The bytes do not start with the snapshot magic and format version.
-    #[error("not a ringflow snapshot of format 3 (bad magic)")]
+    #[error("not a ringflow snapshot of format 3 or 4 (bad magic)")]
     BadMagic,
     /// The checksum does not match: the snapshot is corrupt.
     #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -97,9 +100,14 @@ impl State {
 
     /// Restores a state from [`State::encode`]'s bytes, checking everything it reads.
     pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        if bytes.len() < MAGIC.len() {
             return Err(SnapshotError::BadMagic);
         }
+        let with_remote = match &bytes[..MAGIC.len()] {
+            magic if magic == MAGIC => true,
+            magic if magic == MAGIC_3 => false,
+            _ => return Err(SnapshotError::BadMagic),
+        };
         let body_len = bytes
             .len()
             .checked_sub(4)
@@ -154,7 +162,7 @@ impl State {
                 .versions
                 .insert(id, list.into_iter().map(|(_, key)| key).collect());
         }
-        decode_runtime(&mut reader, &mut state)?;
+        decode_runtime(&mut reader, &mut state, with_remote)?;
         if reader.offset != reader.bytes.len() {
             return Err(corrupt(format!(
                 "{} bytes after the last field",
@@ -303,6 +311,7 @@ impl State {
             }
         }
         self.encode_waits(out);
+        crate::remote::encode_remote(self, out);
     }
 
     fn encode_waits(&self, out: &mut Vec<u8>) {
@@ -362,7 +371,11 @@ impl State {
     }
 }
 
-fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), SnapshotError> {
+fn decode_runtime(
+    reader: &mut Reader<'_>,
+    state: &mut State,
+    with_remote: bool,
+) -> Result<(), SnapshotError> {
     for _ in 0..reader.count()? {
         let instance = ProcessInstance {
             key: reader.key()?,
@@ -512,6 +525,9 @@ fn decode_runtime(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snap
         }
     }
     decode_waits(reader, state)?;
+    if with_remote {
+        crate::remote::decode_remote(reader, state)?;
+    }
     state.rebuild_indexes();
     Ok(())
 }
@@ -777,5 +793,30 @@ impl<'a> Reader<'a> {
         let bytes = self.bytes()?;
         String::from_utf8(bytes.to_vec())
             .map_err(|_| corrupt(format!("the text at byte {offset} is not UTF-8")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_format_3_snapshot_is_read_as_a_state_with_no_cross_shard_fields() {
+        let mut state = State::new(2);
+        state.set_last_key(Key::new(2, 40));
+        let v4 = state.encode();
+        // Format 3 is format 4 without the cross-shard section, which for this state is the
+        // shard count (u16) and four empty counts (u32 each).
+        let section = 2 + 4 * 4;
+        let body = &v4[..v4.len() - 4 - section];
+        let mut v3 = body.to_vec();
+        v3[..MAGIC_3.len()].copy_from_slice(MAGIC_3);
+        let checksum = crc32fast::hash(&v3);
+        v3.extend_from_slice(&checksum.to_le_bytes());
+        let restored = State::decode(&v3).expect("format 3 is read");
+        assert_eq!(restored.encode(), v4);
+        let mut other = v3.clone();
+        other[7] = 2;
+        assert_eq!(State::decode(&other).unwrap_err(), SnapshotError::BadMagic);
     }
 }

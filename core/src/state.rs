@@ -69,6 +69,16 @@ pub struct State {
     pub(crate) decisions: BTreeMap<Key, crate::decisions::DecisionVersion>,
     /// Decision definition keys of each decision id, by version (index 0 is version 1).
     pub(crate) decision_versions: BTreeMap<String, Vec<Key>>,
+    /// How many shards the cluster has (0: not set, every key is local).
+    pub(crate) cluster_shards: u16,
+    /// Mail not yet acknowledged, by (destination shard, number).
+    pub(crate) outbox: BTreeMap<(u16, u64), crate::remote::Mail>,
+    /// The last mail number given out per destination shard.
+    pub(crate) sent: BTreeMap<u16, u64>,
+    /// The last mail number taken per sending shard.
+    pub(crate) received: BTreeMap<u16, u64>,
+    /// Subscriptions of instances on other shards whose correlation key lives here.
+    pub(crate) remote_subscriptions: BTreeMap<Key, crate::remote::RemoteSubscription>,
     /// Derived indexes: rebuilt from the fields above on restore, never encoded.
     pub(crate) index: Indexes,
     /// Scopes whose variables the running command changed, in the order of their first
@@ -92,6 +102,10 @@ pub(crate) struct Indexes {
     pub message_starts: BTreeMap<String, BTreeSet<String>>,
     /// (BPMN process id, correlation key) of running instances a message started.
     pub message_started: BTreeMap<(String, String), Key>,
+    /// Remote subscriptions by (message name, correlation key), by key.
+    pub remote_subscriptions: BTreeMap<(String, String), BTreeSet<Key>>,
+    /// Children started here for a call activity on another shard: call activity to child.
+    pub remote_children: BTreeMap<Key, Key>,
 }
 
 impl State {
@@ -117,6 +131,11 @@ impl State {
             multi: BTreeMap::new(),
             decisions: BTreeMap::new(),
             decision_versions: BTreeMap::new(),
+            cluster_shards: 0,
+            outbox: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            received: BTreeMap::new(),
+            remote_subscriptions: BTreeMap::new(),
             index: Indexes::default(),
             variables_dirty: Vec::new(),
         }
@@ -512,7 +531,16 @@ impl State {
                 .or_default()
                 .insert(message.key);
         }
+        let remote: Vec<_> = self.remote_subscriptions.values().cloned().collect();
+        for subscription in remote {
+            self.insert_remote_subscription(subscription);
+        }
         for instance in self.instances.values() {
+            if let Some(call) = instance.parent
+                && call.shard() != self.shard
+            {
+                self.index.remote_children.insert(call, instance.key);
+            }
             if let Some(correlation_key) = &instance.message_start_key {
                 let id = self.processes[&instance.process_definition_key]
                     .bpmn_process_id

@@ -116,6 +116,7 @@ impl Run<'_> {
                 }
                 Planned::Message(event, name, correlation_key) => {
                     let key = self.key();
+                    let remote = self.subscription_is_remote(&correlation_key);
                     self.state.insert_subscription(Subscription {
                         key,
                         name,
@@ -125,7 +126,12 @@ impl Run<'_> {
                         owner,
                         process_instance_key,
                     });
-                    self.correlate_buffered(key);
+                    if remote {
+                        // The messages live on the correlation key's shard: register there.
+                        self.subscribe_remote(key);
+                    } else {
+                        self.correlate_buffered(key);
+                    }
                 }
             }
         }
@@ -167,7 +173,7 @@ impl Run<'_> {
     pub(crate) fn close_waits(&mut self, owner: Key) {
         for wait in self.state.waits_of(owner) {
             if self.state.remove_timer(wait).is_none() {
-                self.state.remove_subscription(wait);
+                self.close_subscription(wait);
             }
         }
     }
@@ -180,7 +186,7 @@ impl Run<'_> {
                 None => self.state.subscriptions[&wait].element,
             };
             if events.contains(&event) && self.state.remove_timer(wait).is_none() {
-                self.state.remove_subscription(wait);
+                self.close_subscription(wait);
             }
         }
     }
@@ -326,7 +332,7 @@ impl Run<'_> {
     ) {
         let subscription = self.state.subscriptions[&subscription].clone();
         if !self.event_repeats(subscription.process_definition_key, subscription.element) {
-            self.state.remove_subscription(subscription.key);
+            self.close_subscription(subscription.key);
         }
         self.events.push(Event::MessageCorrelated {
             message_key: message,

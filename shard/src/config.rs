@@ -563,6 +563,8 @@ impl ServeConfig {
                 warn_lag_records: self.export_lag_warn_records,
                 max_lag_records: self.export_lag_max_records,
             },
+            cluster_shards: u16::try_from(topology.shard_count())
+                .context("the cluster has more shards than keys can name")?,
         };
         let cold_store = cold_store_target(&self.data, self.cold_store.as_deref())?;
         let bind_host = match (&self.bind, &self.cluster) {

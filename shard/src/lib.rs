@@ -9,7 +9,8 @@
 //! segments, recovery), [`snapshot`] (snapshot files), [`shard`] (the engine over the
 //! journal: submit, group commit, acknowledgements, timers, snapshots), [`runtime`] (one
 //! pinned executor per shard), [`preflight`] (kernel, io_uring and memlock checks),
-//! [`server`] (the wire protocol's server), [`cold`] (the cold store and its exporter),
+//! [`mail`] (mail between shards: couriers and desks), [`server`] (the wire protocol's
+//! server), [`cold`] (the cold store and its exporter),
 //! [`metrics`] (counters and the Prometheus endpoint) and [`cli`].
 
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod cold;
 pub mod config;
 pub mod journal;
 pub mod load;
+pub mod mail;
 pub mod metrics;
 pub mod preflight;
 pub mod runtime;

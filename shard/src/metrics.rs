@@ -35,7 +35,7 @@ use ringflow_core::{Command, RejectionCode};
 use crate::cold::ExportQueue;
 
 /// The command types, as the `command` label says them.
-pub const COMMAND_KINDS: [&str; 15] = [
+pub const COMMAND_KINDS: [&str; 17] = [
     "deploy",
     "create_instance",
     "cancel_instance",
@@ -51,6 +51,8 @@ pub const COMMAND_KINDS: [&str; 15] = [
     "publish_message",
     "expire_message",
     "trigger_timer",
+    "receive",
+    "acknowledge",
 ];
 
 /// The index of a command's type in [`COMMAND_KINDS`].
@@ -71,6 +73,8 @@ pub fn command_kind(command: &Command) -> usize {
         Command::PublishMessage { .. } => 12,
         Command::ExpireMessage { .. } => 13,
         Command::TriggerTimer { .. } => 14,
+        Command::Receive { .. } => 15,
+        Command::Acknowledge { .. } => 16,
     }
 }
 

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cold::{ExportQueue, Target};
+use crate::mail::{NodeLink, ShardChannels, channel_mesh, run_post};
 use crate::metrics::Registry;
 use crate::shard::{Shard, ShardConfig, recover_exporting};
 use crate::storage::dma::DmaDir;
@@ -61,6 +62,9 @@ pub struct RuntimeConfig {
     pub cold_store: Option<Target>,
     /// Where each shard registers its metrics, if anywhere.
     pub metrics: Option<Arc<Registry>>,
+    /// The cluster, when the node is part of one: where the shards of other nodes are, for
+    /// mail between shards. Without it the cluster is this node's shards.
+    pub topology: Option<ringflow_wire::Topology>,
 }
 
 /// How long a stopping node waits for its exporters to write what is queued; the rest is
@@ -126,6 +130,10 @@ where
             .map(|(queue, _)| (queue.shard(), Arc::clone(queue)))
             .collect(),
     );
+    let count = u16::try_from(shards).map_err(|_| "too many shards".to_string())?;
+    let mesh: Arc<std::sync::Mutex<std::collections::BTreeMap<u16, ShardChannels>>> = Arc::new(
+        std::sync::Mutex::new(channel_mesh(config.first_shard, count)),
+    );
     let online = CpuSet::online().map_err(|error| format!("cannot list the CPUs: {error}"))?;
     let mut sets = Vec::with_capacity(shards);
     for cpu in &config.cpus {
@@ -148,7 +156,7 @@ where
                     Err("a shard thread is not on its CPU".to_string()),
                 );
             };
-            let result = run_shard(&config, index, &queues, driver).await;
+            let result = run_shard(&config, index, &queues, &mesh, driver).await;
             (index, result)
         })
         .map_err(|error| format!("cannot start the executors: {error}"))?;
@@ -223,6 +231,7 @@ async fn run_shard<G, F>(
     config: &RuntimeConfig,
     index: usize,
     queues: &HashMap<u16, Arc<ExportQueue>>,
+    mesh: &std::sync::Mutex<std::collections::BTreeMap<u16, ShardChannels>>,
     driver: G,
 ) -> ShardResult
 where
@@ -248,6 +257,11 @@ where
         .map_err(|e| e.to_string())?;
     let mut shard_config = config.shard;
     shard_config.journal.shard = id;
+    shard_config.cluster_shards = match &config.topology {
+        Some(topology) => u16::try_from(topology.shard_count())
+            .map_err(|_| "the cluster has too many shards".to_string())?,
+        None => config.first_shard + u16::try_from(config.cpus.len()).unwrap_or(u16::MAX),
+    };
     let export = queues.get(&id).cloned();
     let (shard, report) = recover_exporting(journal_dir, snapshot_dir, shard_config, export)
         .await
@@ -297,6 +311,15 @@ where
         .map_err(spawn_error)?
         .detach();
     glommio::spawn_local_into(shard.clone().run_snapshots(), background)
+        .map_err(spawn_error)?
+        .detach();
+    let channels = mesh
+        .lock()
+        .map_err(|_| "the channel mesh is poisoned".to_string())?
+        .remove(&id)
+        .ok_or_else(|| format!("shard {id} has no channels"))?;
+    let link = NodeLink::start(shard.clone(), channels, config.topology.clone());
+    glommio::spawn_local_into(run_post(shard.clone(), Rc::new(link)), critical)
         .map_err(spawn_error)?
         .detach();
     let driven = glommio::spawn_local_into(driver(shard.clone()), critical).map_err(spawn_error)?;

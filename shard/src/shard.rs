@@ -22,7 +22,7 @@
 //! goes away does not lose a timer.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -92,6 +92,9 @@ pub struct ShardConfig {
     pub snapshot_every_bytes: u64,
     /// The exporter's lag limits (used when the shard has a cold store).
     pub export: ExportLimits,
+    /// How many shards the cluster has, so that the engine knows which correlation and
+    /// business keys live on other shards (0: every key is local).
+    pub cluster_shards: u16,
 }
 
 impl ShardConfig {
@@ -102,6 +105,7 @@ impl ShardConfig {
             snapshot_every_records: SNAPSHOT_EVERY_RECORDS_DEFAULT,
             snapshot_every_bytes: SNAPSHOT_EVERY_BYTES_DEFAULT,
             export: ExportLimits::default(),
+            cluster_shards: 0,
         }
     }
 }
@@ -129,6 +133,17 @@ pub enum RecoveryError {
     /// The journal is damaged or does not fit the snapshot.
     #[error("{0}")]
     Journal(#[from] JournalError),
+    /// The data was written by a cluster of another size.
+    #[error(
+        "the snapshot was written in a cluster of {stored} shards, this node is configured for \
+         {configured}; a cluster cannot change its shard count (the keys would route elsewhere)"
+    )]
+    ClusterSize {
+        /// The count in the snapshot.
+        stored: u16,
+        /// The count configured.
+        configured: u16,
+    },
     /// A journaled command did not replay: the data is from an incompatible version or the
     /// engine is not deterministic (a bug).
     #[error("replay failed at LSN {lsn}: {reason}; inspect it with `ringflow journal inspect`")]
@@ -205,6 +220,9 @@ struct Inner {
     lag_alarm: bool,
     /// When the first record went into the open batch (commit latency).
     batch_opened: Option<std::time::Instant>,
+    /// Durable mail not yet acknowledged, by destination shard and number: what the couriers
+    /// send (see [`crate::mail`]).
+    mail_out: BTreeMap<u16, BTreeMap<u64, ringflow_core::Mail>>,
 }
 
 /// The end of an instance created with `await_result`: its variables, once the command that
@@ -221,6 +239,7 @@ pub struct Shard<D: Dir> {
     snapshot_due: Notify,
     room: WaitList,
     jobs_available: WaitList,
+    mail_ready: WaitList,
     snapshots: SnapshotStore<D>,
     journal: RefCell<Option<Journal<D>>>,
     export: Option<Arc<ExportQueue>>,
@@ -277,6 +296,14 @@ pub async fn recover_exporting<D: Dir>(
         }
         None => (State::new(shard), 0, 0),
     };
+    let stored = state.cluster_shards();
+    if stored != 0 && stored != config.cluster_shards {
+        return Err(RecoveryError::ClusterSize {
+            stored,
+            configured: config.cluster_shards,
+        });
+    }
+    state.set_cluster_shards(config.cluster_shards);
     let (journal, recovered) = Journal::open(journal_dir, config.journal, snapshot_lsn).await?;
     report.torn_tail = recovered.torn_tail;
     let export_from = exported.map(|lsn| lsn.max(snapshot_lsn));
@@ -315,6 +342,10 @@ pub async fn recover_exporting<D: Dir>(
         queue.push(again, journal.durable_lsn());
     }
     let timers = timers_of(&state);
+    let mut mail_out: BTreeMap<u16, BTreeMap<u64, ringflow_core::Mail>> = BTreeMap::new();
+    for (to, seq, mail) in state.outbox() {
+        mail_out.entry(to).or_default().insert(seq, mail.clone());
+    }
     let inner = Inner {
         state,
         batch: journal.first_batch(),
@@ -337,6 +368,7 @@ pub async fn recover_exporting<D: Dir>(
         result_waiters: HashMap::new(),
         lag_alarm: false,
         batch_opened: None,
+        mail_out,
     };
     let shard = Shard {
         inner: RefCell::new(inner),
@@ -346,6 +378,7 @@ pub async fn recover_exporting<D: Dir>(
         snapshot_due: Notify::default(),
         room: WaitList::default(),
         jobs_available: WaitList::default(),
+        mail_ready: WaitList::default(),
         snapshots,
         journal: RefCell::new(Some(journal)),
         export,
@@ -724,6 +757,7 @@ impl<D: Dir> Shard<D> {
             }
             let mut armed = false;
             let mut jobs = false;
+            let mut mail = false;
             for pending in &released {
                 if let Ok(outcome) = &pending.answer {
                     armed |= arm_timers(&mut inner.timers, &outcome.effects);
@@ -739,6 +773,16 @@ impl<D: Dir> Shard<D> {
                                 {
                                     slot.fill(variables.clone());
                                 }
+                            }
+                            Effect::Send {
+                                to,
+                                seq,
+                                mail: sent,
+                            } => {
+                                // Durable now: the courier may send it.
+                                let outbox = inner.mail_out.entry(*to).or_default();
+                                outbox.insert(*seq, sent.clone());
+                                mail = true;
                             }
                             Effect::JobBackoff { .. }
                             | Effect::JobLease { .. }
@@ -758,6 +802,9 @@ impl<D: Dir> Shard<D> {
             }
             if jobs {
                 self.jobs_available.wake_all();
+            }
+            if mail {
+                self.mail_ready.wake_all();
             }
         }
         for pending in released {
@@ -868,6 +915,7 @@ impl<D: Dir> Shard<D> {
             std::mem::take(&mut inner.pending)
         };
         self.snapshot_due.notify();
+        self.mail_ready.wake_all();
         for waiting in pending {
             waiting
                 .slot
@@ -1032,6 +1080,116 @@ impl<D: Dir> Shard<D> {
     }
 }
 
+/// Mail between shards: what the couriers and desks of [`crate::mail`] call.
+impl<D: Dir> Shard<D> {
+    /// The destinations that have durable mail not yet acknowledged.
+    pub fn mail_destinations(&self) -> Vec<u16> {
+        let inner = self.inner.borrow();
+        let destinations = inner.mail_out.iter();
+        destinations
+            .filter(|(_, entries)| !entries.is_empty())
+            .map(|(to, _)| *to)
+            .collect()
+    }
+
+    /// Up to `max` durable, unacknowledged mails for `to`, oldest first, encoded.
+    pub fn mail_for(&self, to: u16, max: usize) -> Vec<(u64, Vec<u8>)> {
+        let inner = self.inner.borrow();
+        let Some(entries) = inner.mail_out.get(&to) else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .take(max)
+            .map(|(seq, mail)| {
+                let mut bytes = Vec::new();
+                ringflow_core::remote::encode_mail(mail, &mut bytes);
+                (*seq, bytes)
+            })
+            .collect()
+    }
+
+    /// Waits until new mail became durable (or the shard stopped). Create the future before
+    /// looking at [`Shard::mail_destinations`] so that no wake-up is missed.
+    pub fn mail_ready(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.mail_ready.wait()
+    }
+
+    /// Wakes the postmaster (a courier ended while mail was waiting).
+    pub fn wake_mail(&self) {
+        self.mail_ready.wake_all();
+    }
+
+    /// Takes mail from shard `from`, in order, and answers the highest number taken from it
+    /// once that is durable here: the number the sender may drop its mail up to. Mail it had
+    /// already is not taken twice; mail after a gap is left for the sender to send again.
+    pub async fn take_mail(
+        &self,
+        from: u16,
+        mails: Vec<(u64, Vec<u8>)>,
+    ) -> Result<u64, SubmitError> {
+        let mut commands = Vec::with_capacity(mails.len());
+        for (seq, bytes) in mails {
+            let mail = ringflow_core::remote::decode_mail(&bytes).map_err(|error| {
+                SubmitError::Rejected(Rejection {
+                    code: RejectionCode::InvalidArgument,
+                    message: format!("mail {seq} from shard {from} does not decode: {error}"),
+                })
+            })?;
+            commands.push(Command::Receive { from, seq, mail });
+        }
+        let mut slots = Vec::with_capacity(commands.len());
+        for command in commands {
+            let mut command = Some(command);
+            loop {
+                match self.try_submit(&mut command) {
+                    Ok(slot) => break slots.push(slot),
+                    Err(Full) => {
+                        self.work.notify();
+                        self.room.wait().await;
+                    }
+                }
+            }
+        }
+        // Everything applied now is durable once the last answer came (answers come in
+        // journal order), so this number is safe to hand out then.
+        let taken = self.inner.borrow().state.received_from(from);
+        for slot in slots {
+            match slot.await {
+                Ok(_) => {}
+                Err(SubmitError::Rejected(rejection))
+                    if matches!(
+                        rejection.code,
+                        RejectionCode::AlreadyExists | RejectionCode::InvalidState
+                    ) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Shard `to` took this shard's mail up to `seq`: it leaves the couriers' queue now and
+    /// the outbox with the journaled `Acknowledge`.
+    pub async fn mail_acknowledged(&self, to: u16, seq: u64) -> Result<(), SubmitError> {
+        {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(entries) = inner.mail_out.get_mut(&to) {
+                entries.retain(|number, _| *number > seq);
+            }
+        }
+        match self.submit(Command::Acknowledge { to, seq }).await {
+            Ok(_) => Ok(()),
+            // Acknowledged already (a duplicate answer).
+            Err(SubmitError::Rejected(rejection))
+                if rejection.code == RejectionCode::AlreadyExists =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
 struct Full;
 
 /// Arms the timers the effects ask for; returns whether any was armed.
@@ -1057,7 +1215,7 @@ fn arm_timers(timers: &mut BTreeSet<(i64, Key, TimerKind)>, effects: &[Effect]) 
             Effect::Timer { key, due_millis } => {
                 armed |= timers.insert((*due_millis, *key, TimerKind::Bpmn));
             }
-            Effect::JobsAvailable { .. } | Effect::InstanceResult { .. } => {}
+            Effect::JobsAvailable { .. } | Effect::InstanceResult { .. } | Effect::Send { .. } => {}
         }
     }
     armed

@@ -377,6 +377,7 @@ pub fn route(topology: &Topology, request: &Request) -> Route {
         | Request::UpdateJobRetries { job_key, .. } => key(*job_key),
         Request::SetVariables { scope_key, .. } => key(*scope_key),
         Request::ResolveIncident { incident_key } => key(*incident_key),
+        Request::ShardMail { to_shard, .. } => Route::Shard(*to_shard),
     }
 }
 

@@ -324,6 +324,15 @@ pub enum Request {
         /// The incident key.
         incident_key: u64,
     },
+    /// `ShardMailRequest`: between shards only.
+    ShardMail {
+        /// The sending shard.
+        from_shard: u16,
+        /// The receiving shard.
+        to_shard: u16,
+        /// The mail, in order: (number, encoded mail).
+        mails: Vec<(u64, Vec<u8>)>,
+    },
 }
 
 impl Request {
@@ -344,6 +353,7 @@ impl Request {
             Request::UpdateJobRetries { .. } => "UpdateJobRetries",
             Request::SetVariables { .. } => "SetVariables",
             Request::ResolveIncident { .. } => "ResolveIncident",
+            Request::ShardMail { .. } => "ShardMail",
         }
     }
 }
@@ -792,6 +802,27 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
             let t = fb::ResolveIncidentRequest::create(b, &args);
             (fb::Body::ResolveIncidentRequest, t.as_union_value())
         }
+        Request::ShardMail {
+            from_shard,
+            to_shard,
+            mails,
+        } => {
+            let items: Vec<_> = mails
+                .iter()
+                .map(|(seq, mail)| {
+                    let mail = Some(b.create_vector(mail));
+                    fb::ShardMail::create(b, &fb::ShardMailArgs { seq: *seq, mail })
+                })
+                .collect();
+            let mails = Some(b.create_vector(&items));
+            let args = fb::ShardMailRequestArgs {
+                from_shard: *from_shard,
+                to_shard: *to_shard,
+                mails,
+            };
+            let t = fb::ShardMailRequest::create(b, &args);
+            (fb::Body::ShardMailRequest, t.as_union_value())
+        }
     }
 }
 
@@ -1146,6 +1177,18 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
                 local: set.local(),
             })
         }
+        B::ShardMailRequest => {
+            let mail = envelope.body_as_shard_mail_request().ok_or_else(missing)?;
+            request(Request::ShardMail {
+                from_shard: mail.from_shard(),
+                to_shard: mail.to_shard(),
+                mails: mail
+                    .mails()
+                    .iter()
+                    .map(|entry| (entry.seq(), entry.mail().bytes().to_vec()))
+                    .collect(),
+            })
+        }
         B::ResolveIncidentRequest => {
             let resolve = envelope
                 .body_as_resolve_incident_request()
@@ -1394,6 +1437,11 @@ mod tests {
                 local: true,
             },
             Request::ResolveIncident { incident_key: 11 },
+            Request::ShardMail {
+                from_shard: 1,
+                to_shard: 2,
+                mails: vec![(7, vec![1, 2, 3]), (8, Vec::new())],
+            },
         ]
     }
 

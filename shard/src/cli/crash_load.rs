@@ -90,6 +90,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         shard,
         cold_store: None,
         metrics: None,
+        topology: None,
     };
     let prefix = Arc::new(args.prefix.clone());
     let (count, concurrency) = (args.count, args.concurrency.max(1));

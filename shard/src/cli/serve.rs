@@ -66,6 +66,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         shard: plan.shard,
         cold_store,
         metrics: Some(registry),
+        topology: Some(topology.clone()),
     };
     let server = Arc::new(ServerConfig {
         bind_host: plan.bind_host.clone(),

@@ -425,11 +425,45 @@ impl Conn {
             Request::ResolveIncident { incident_key } => Command::ResolveIncident {
                 key: self.check_key(incident_key, "incident")?,
             },
+            Request::ShardMail {
+                from_shard,
+                to_shard,
+                mails,
+            } => return self.take_mail(from_shard, to_shard, mails).await,
             Request::Topology | Request::SubscribeJobs(_) | Request::JobCredits { .. } => {
                 unreachable!("answered in dispatch")
             }
         };
         self.submit_outcome(command).await
+    }
+
+    /// Mail from a shard of another node (see `crate::mail`): answered with the highest
+    /// number this shard has taken from the sender, once that is durable.
+    async fn take_mail(
+        &self,
+        from: u16,
+        to: u16,
+        mails: Vec<(u64, Vec<u8>)>,
+    ) -> Result<Response, WireError> {
+        let shard = &self.server.shard;
+        if to != shard.id() {
+            return Err(self.wrong_shard(to, &format!("mail for shard {to}")));
+        }
+        let shards = self.server.config.topology.shard_count();
+        if usize::from(from) >= shards || from == to {
+            return Err(WireError::new(
+                ringflow_wire::ErrorCode::InvalidArgument,
+                format!("mail from shard {from}, which is not another shard of this cluster"),
+            ));
+        }
+        let taken = shard
+            .take_mail(from, mails)
+            .await
+            .map_err(convert::submit_error)?;
+        Ok(Response::Done {
+            key: taken,
+            incident_key: 0,
+        })
     }
 
     async fn create(&self, create: CreateInstance) -> Result<Response, WireError> {

@@ -189,6 +189,11 @@ pub(crate) fn answer(answer: Answer) -> Response {
         Answer::MessagePublished { key }
         | Answer::MessageExpired { key }
         | Answer::TimerTriggered { key } => done(key),
+        // Mail between shards is not a client request; its answers never reach a client.
+        Answer::MailTaken { seq, .. } | Answer::MailAcknowledged { seq, .. } => Response::Done {
+            key: seq,
+            incident_key: 0,
+        },
     }
 }
 

@@ -190,10 +190,10 @@ impl flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 21;
+pub const ENUM_MAX_BODY: u8 = 22;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 22] = [
+pub const ENUM_VALUES_BODY: [Body; 23] = [
   Body::NONE,
   Body::TopologyRequest,
   Body::DeployRequest,
@@ -216,6 +216,7 @@ pub const ENUM_VALUES_BODY: [Body; 22] = [
   Body::Done,
   Body::Jobs,
   Body::Error,
+  Body::ShardMailRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -245,9 +246,10 @@ impl Body {
   pub const Done: Self = Self(19);
   pub const Jobs: Self = Self(20);
   pub const Error: Self = Self(21);
+  pub const ShardMailRequest: Self = Self(22);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 21;
+  pub const ENUM_MAX: u8 = 22;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::TopologyRequest,
@@ -271,6 +273,7 @@ impl Body {
     Self::Done,
     Self::Jobs,
     Self::Error,
+    Self::ShardMailRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -297,6 +300,7 @@ impl Body {
       Self::Done => Some("Done"),
       Self::Jobs => Some("Jobs"),
       Self::Error => Some("Error"),
+      Self::ShardMailRequest => Some("ShardMailRequest"),
       _ => None,
     }
   }
@@ -2256,6 +2260,253 @@ impl core::fmt::Debug for ResolveIncidentRequest<'_> {
   fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     let mut ds = f.debug_struct("ResolveIncidentRequest");
       ds.field("incident_key", &self.incident_key());
+      ds.finish()
+  }
+}
+pub enum ShardMailOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ShardMail<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ShardMail<'a> {
+  type Inner = ShardMail<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ShardMail<'a> {
+  pub const VT_SEQ: flatbuffers::VOffsetT = 4;
+  pub const VT_MAIL: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ShardMail { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ShardMailArgs<'args>
+  ) -> flatbuffers::WIPOffset<ShardMail<'bldr>> {
+    let mut builder = ShardMailBuilder::new(_fbb);
+    builder.add_seq(args.seq);
+    if let Some(x) = args.mail { builder.add_mail(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn seq(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardMail::VT_SEQ, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn mail(&self) -> flatbuffers::Vector<'a, u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u8>>>(ShardMail::VT_MAIL, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ShardMail<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<u64>("seq", Self::VT_SEQ, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u8>>>("mail", Self::VT_MAIL, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ShardMailArgs<'a> {
+    pub seq: u64,
+    pub mail: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for ShardMailArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ShardMailArgs {
+      seq: 0,
+      mail: None, // required field
+    }
+  }
+}
+
+pub struct ShardMailBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ShardMailBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_seq(&mut self, seq: u64) {
+    self.fbb_.push_slot::<u64>(ShardMail::VT_SEQ, seq, 0);
+  }
+  #[inline]
+  pub fn add_mail(&mut self, mail: flatbuffers::WIPOffset<flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardMail::VT_MAIL, mail);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ShardMailBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ShardMailBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ShardMail<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ShardMail::VT_MAIL,"mail");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ShardMail<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ShardMail");
+      ds.field("seq", &self.seq());
+      ds.field("mail", &self.mail());
+      ds.finish()
+  }
+}
+pub enum ShardMailRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ShardMailRequest<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ShardMailRequest<'a> {
+  type Inner = ShardMailRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ShardMailRequest<'a> {
+  pub const VT_FROM_SHARD: flatbuffers::VOffsetT = 4;
+  pub const VT_TO_SHARD: flatbuffers::VOffsetT = 6;
+  pub const VT_MAILS: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ShardMailRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ShardMailRequestArgs<'args>
+  ) -> flatbuffers::WIPOffset<ShardMailRequest<'bldr>> {
+    let mut builder = ShardMailRequestBuilder::new(_fbb);
+    if let Some(x) = args.mails { builder.add_mails(x); }
+    builder.add_to_shard(args.to_shard);
+    builder.add_from_shard(args.from_shard);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn from_shard(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(ShardMailRequest::VT_FROM_SHARD, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn to_shard(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(ShardMailRequest::VT_TO_SHARD, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn mails(&self) -> flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ShardMail<'a>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ShardMail>>>>(ShardMailRequest::VT_MAILS, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ShardMailRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<u16>("from_shard", Self::VT_FROM_SHARD, false)?
+     .visit_field::<u16>("to_shard", Self::VT_TO_SHARD, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<ShardMail>>>>("mails", Self::VT_MAILS, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ShardMailRequestArgs<'a> {
+    pub from_shard: u16,
+    pub to_shard: u16,
+    pub mails: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ShardMail<'a>>>>>,
+}
+impl<'a> Default for ShardMailRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ShardMailRequestArgs {
+      from_shard: 0,
+      to_shard: 0,
+      mails: None, // required field
+    }
+  }
+}
+
+pub struct ShardMailRequestBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ShardMailRequestBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_from_shard(&mut self, from_shard: u16) {
+    self.fbb_.push_slot::<u16>(ShardMailRequest::VT_FROM_SHARD, from_shard, 0);
+  }
+  #[inline]
+  pub fn add_to_shard(&mut self, to_shard: u16) {
+    self.fbb_.push_slot::<u16>(ShardMailRequest::VT_TO_SHARD, to_shard, 0);
+  }
+  #[inline]
+  pub fn add_mails(&mut self, mails: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<ShardMail<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardMailRequest::VT_MAILS, mails);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ShardMailRequestBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ShardMailRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ShardMailRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ShardMailRequest::VT_MAILS,"mails");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ShardMailRequest<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ShardMailRequest");
+      ds.field("from_shard", &self.from_shard());
+      ds.field("to_shard", &self.to_shard());
+      ds.field("mails", &self.mails());
       ds.finish()
   }
 }
@@ -4462,6 +4713,21 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_shard_mail_request(&self) -> Option<ShardMailRequest<'a>> {
+    if self.body_type() == Body::ShardMailRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ShardMailRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Envelope<'_> {
@@ -4495,6 +4761,7 @@ impl flatbuffers::Verifiable for Envelope<'_> {
           Body::Done => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Done>>("Body::Done", pos),
           Body::Jobs => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Jobs>>("Body::Jobs", pos),
           Body::Error => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Error>>("Body::Error", pos),
+          Body::ShardMailRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ShardMailRequest>>("Body::ShardMailRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -4698,6 +4965,13 @@ impl core::fmt::Debug for Envelope<'_> {
         },
         Body::Error => {
           if let Some(x) = self.body_as_error() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::ShardMailRequest => {
+          if let Some(x) = self.body_as_shard_mail_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -1,0 +1,296 @@
+//! End to end across shards: two nodes (one shard each) on 127.0.0.1 and 127.0.0.2 with one
+//! cluster file. Instances wait for messages whose correlation keys live on the other node,
+//! and parents call children placed on the other node by a business key. One node is killed
+//! with SIGKILL in the middle and restarted. Every instance completes, and each node's cold
+//! store has exactly its own instances.
+
+mod common;
+use common::text;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use ringflow_wire::client::Client;
+use ringflow_wire::{CreateInstance, PublishMessage, Resource};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringflow");
+const WAITER: &str = include_str!("fixtures/cross-waiter.bpmn");
+const CALL: &str = include_str!("fixtures/cross-call.bpmn");
+const WAITERS: usize = 20;
+const PARENTS: usize = 10;
+
+/// A port free on 127.0.0.1 and 127.0.0.2.
+fn free_port() -> u16 {
+    for _ in 0..200 {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let port = probe.local_addr().expect("address").port();
+        drop(probe);
+        if (1..=2).all(|host| TcpListener::bind((format!("127.0.0.{host}"), port)).is_ok()) {
+            return port;
+        }
+    }
+    panic!("no port free on 127.0.0.1 and 127.0.0.2");
+}
+
+struct Node {
+    index: usize,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn start(&mut self, port: u16) {
+        let log = std::fs::File::create(self.dir.join(format!("node-{}.log", self.index)))
+            .expect("log file");
+        let child = Command::new(BIN)
+            .args(["serve", "--cluster"])
+            .arg(self.dir.join("cluster.toml"))
+            .args(["--node", &self.index.to_string(), "--data"])
+            .arg(self.data())
+            .args(["--cpus", &(self.index % 2).to_string()])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("ringflow serve starts");
+        self.child = Some(child);
+        let addr = format!("127.0.0.{}:{port}", self.index + 1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Client::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not start",
+                self.index
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join(format!("node-{}", self.index))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let status = Command::new("kill").args(["-TERM", &pid]).status();
+            assert!(status.is_ok_and(|status| status.success()));
+            let status = child.wait().expect("the node exits");
+            assert!(status.success(), "node {} exited with {status}", self.index);
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("node-{}.log", self.index)))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// (instance key, state, BPMN process id) of every instance in a node's cold store.
+fn history(data: &Path) -> Vec<(u64, String, String)> {
+    let output = Command::new(BIN)
+        .args(["instances", "--json", "--limit", "10000", "--data"])
+        .arg(data)
+        .output()
+        .expect("ringflow instances runs");
+    assert!(output.status.success(), "{}", text(&output));
+    let list: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|row| {
+            (
+                row["key"].as_u64().expect("key"),
+                row["state"].as_str().expect("state").to_string(),
+                row["bpmnProcessId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn publish(client: &mut Client, name: &str, key: &str) {
+    client
+        .publish_message(PublishMessage {
+            name: name.into(),
+            correlation_key: key.into(),
+            variables: r#"{"paid": true}"#.into(),
+            ttl_ms: 600_000,
+            message_id: String::new(),
+        })
+        .expect("publish on the key's node");
+}
+
+#[test]
+fn messages_and_call_activities_cross_two_nodes_and_survive_a_kill() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cross-shard-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test folder");
+    let port = free_port();
+    let cluster = (0..2)
+        .map(|node| {
+            format!(
+                "[[node]]\nhost = \"127.0.0.{}\"\nport = {port}\nshards = 1\n",
+                node + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("cluster.toml"), cluster).expect("cluster file");
+    let mut nodes: Vec<Node> = (0..2)
+        .map(|index| Node {
+            index,
+            dir: dir.clone(),
+            child: None,
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start(port);
+    }
+    let mut client = Client::connect(&format!("127.0.0.1:{port}")).expect("connect");
+    let topology = client.topology().clone();
+    assert_eq!(topology.shard_count(), 2);
+    client
+        .deploy(vec![
+            Resource {
+                name: "cross-waiter.bpmn".into(),
+                content: WAITER.as_bytes().to_vec(),
+            },
+            Resource {
+                name: "cross-call.bpmn".into(),
+                content: CALL.as_bytes().to_vec(),
+            },
+        ])
+        .expect("deploy to both nodes");
+
+    // Waiters: placed by business key w-N, waiting for `paid` with key o-N. Half of the
+    // messages come first (buffered), half after the instance waits.
+    let mut crossing = 0;
+    for n in 0..WAITERS {
+        let (business_key, order) = (format!("w-{n}"), format!("o-{n}"));
+        if topology.shard_of_text(&business_key) != topology.shard_of_text(&order) {
+            crossing += 1;
+        }
+        if n % 2 == 0 {
+            publish(&mut client, "paid", &order);
+        }
+        client
+            .create_instance(CreateInstance {
+                bpmn_process_id: "cross-waiter".into(),
+                business_key,
+                variables: format!(r#"{{"orderId": "{order}"}}"#),
+                ..CreateInstance::default()
+            })
+            .expect("create a waiter");
+    }
+    assert!(crossing >= 5, "only {crossing} waiters wait across nodes");
+    // Parents on p-N, children on c-N, waiting for `ship` with key s-N.
+    let mut crossing = 0;
+    for n in 0..PARENTS {
+        let (business_key, customer) = (format!("p-{n}"), format!("c-{n}"));
+        if topology.shard_of_text(&business_key) != topology.shard_of_text(&customer) {
+            crossing += 1;
+        }
+        client
+            .create_instance(CreateInstance {
+                bpmn_process_id: "cross-parent".into(),
+                business_key,
+                variables: format!(r#"{{"customer": "{customer}", "shipment": "s-{n}"}}"#),
+                ..CreateInstance::default()
+            })
+            .expect("create a parent");
+    }
+    assert!(
+        crossing >= 2,
+        "only {crossing} children are placed across nodes"
+    );
+
+    // A crash of node 1 in the middle of the exchanges; it comes back from its journal.
+    nodes[1].kill();
+    nodes[1].start(port);
+    let mut client = Client::connect(&format!("127.0.0.2:{port}")).expect("reconnect");
+    for n in (1..WAITERS).step_by(2) {
+        publish(&mut client, "paid", &format!("o-{n}"));
+    }
+    for n in 0..PARENTS {
+        publish(&mut client, "ship", &format!("s-{n}"));
+    }
+    drop(client);
+
+    // Everything completes: 20 waiters, 10 parents and their 10 children.
+    let expected = WAITERS + 2 * PARENTS;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let completed = loop {
+        let completed: usize = nodes
+            .iter()
+            .map(|node| {
+                history(&node.data())
+                    .iter()
+                    .filter(|(_, state, _)| state == "completed")
+                    .count()
+            })
+            .sum();
+        if completed == expected || Instant::now() > deadline {
+            break completed;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        completed,
+        expected,
+        "node 0 log:\n{}\nnode 1 log:\n{}",
+        nodes[0].log(),
+        nodes[1].log()
+    );
+    for node in &mut nodes {
+        node.stop();
+    }
+    let mut by_process = std::collections::BTreeMap::<String, usize>::new();
+    for node in &nodes {
+        for (key, state, process) in history(&node.data()) {
+            assert_eq!(
+                (key >> 52) as usize,
+                node.index,
+                "instance {key} in node {}",
+                node.index
+            );
+            assert_eq!(state, "completed", "instance {key} ({process})");
+            *by_process.entry(process).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        by_process.get("cross-waiter"),
+        Some(&WAITERS),
+        "{by_process:?}"
+    );
+    assert_eq!(
+        by_process.get("cross-parent"),
+        Some(&PARENTS),
+        "{by_process:?}"
+    );
+    assert_eq!(
+        by_process.get("cross-child"),
+        Some(&PARENTS),
+        "{by_process:?}"
+    );
+    drop(nodes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
