@@ -93,7 +93,8 @@ pub struct ShardConfig {
     /// The exporter's lag limits (used when the shard has a cold store).
     pub export: ExportLimits,
     /// How many shards the cluster has, so that the engine knows which correlation and
-    /// business keys live on other shards (0: every key is local).
+    /// business keys live on other shards. 0: as the snapshot says (tools that only read the
+    /// data), or every key local when there is none.
     pub cluster_shards: u16,
 }
 
@@ -296,14 +297,17 @@ pub async fn recover_exporting<D: Dir>(
         }
         None => (State::new(shard), 0, 0),
     };
+    // 0 configured (tools that only read the data): whatever the snapshot says.
     let stored = state.cluster_shards();
-    if stored != 0 && stored != config.cluster_shards {
+    if stored != 0 && config.cluster_shards != 0 && stored != config.cluster_shards {
         return Err(RecoveryError::ClusterSize {
             stored,
             configured: config.cluster_shards,
         });
     }
-    state.set_cluster_shards(config.cluster_shards);
+    if config.cluster_shards != 0 {
+        state.set_cluster_shards(config.cluster_shards);
+    }
     let (journal, recovered) = Journal::open(journal_dir, config.journal, snapshot_lsn).await?;
     report.torn_tail = recovered.torn_tail;
     let export_from = exported.map(|lsn| lsn.max(snapshot_lsn));

@@ -1,8 +1,9 @@
-//! End to end across shards: two nodes (one shard each) on 127.0.0.1 and 127.0.0.2 with one
-//! cluster file. Instances wait for messages whose correlation keys live on the other node,
-//! and parents call children placed on the other node by a business key. One node is killed
-//! with SIGKILL in the middle and restarted. Every instance completes, and each node's cold
-//! store has exactly its own instances.
+//! End to end across shards, over TCP between two nodes (one shard each, on 127.0.0.1 and
+//! 127.0.0.2, one cluster file) and over the channels within one node (two shards).
+//! Instances wait for messages whose correlation keys live on the other shard, and parents
+//! call children placed on the other shard by a business key. A node is killed with SIGKILL
+//! in the middle and restarted. Every instance completes, and each node's cold store has
+//! exactly its own instances.
 
 mod common;
 use common::text;
@@ -37,6 +38,7 @@ fn free_port() -> u16 {
 
 struct Node {
     index: usize,
+    shards: usize,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -50,7 +52,7 @@ impl Node {
             .arg(self.dir.join("cluster.toml"))
             .args(["--node", &self.index.to_string(), "--data"])
             .arg(self.data())
-            .args(["--cpus", &(self.index % 2).to_string()])
+            .args(["--cpus", &self.cpus()])
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -66,6 +68,15 @@ impl Node {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The nodes share this machine's CPUs round-robin.
+    fn cpus(&self) -> String {
+        let count = std::thread::available_parallelism().map_or(1, usize::from);
+        (0..self.shards)
+            .map(|shard| ((self.index * self.shards + shard) % count).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn data(&self) -> PathBuf {
@@ -140,24 +151,35 @@ fn publish(client: &mut Client, name: &str, key: &str) {
 
 #[test]
 fn messages_and_call_activities_cross_two_nodes_and_survive_a_kill() {
+    across(2, 1, "nodes");
+}
+
+#[test]
+fn messages_and_call_activities_cross_the_shards_of_one_node_and_survive_a_kill() {
+    across(1, 2, "shards");
+}
+
+/// `node_count` nodes of `shards` shards each; the last node is killed in the middle.
+fn across(node_count: usize, shards: usize, name: &str) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("cross-shard-e2e-{}", std::process::id()));
+        .join(format!("cross-shard-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("test folder");
     let port = free_port();
-    let cluster = (0..2)
+    let cluster = (0..node_count)
         .map(|node| {
             format!(
-                "[[node]]\nhost = \"127.0.0.{}\"\nport = {port}\nshards = 1\n",
+                "[[node]]\nhost = \"127.0.0.{}\"\nport = {port}\nshards = {shards}\n",
                 node + 1
             )
         })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(dir.join("cluster.toml"), cluster).expect("cluster file");
-    let mut nodes: Vec<Node> = (0..2)
+    let mut nodes: Vec<Node> = (0..node_count)
         .map(|index| Node {
             index,
+            shards,
             dir: dir.clone(),
             child: None,
         })
@@ -223,10 +245,12 @@ fn messages_and_call_activities_cross_two_nodes_and_survive_a_kill() {
         "only {crossing} children are placed across nodes"
     );
 
-    // A crash of node 1 in the middle of the exchanges; it comes back from its journal.
-    nodes[1].kill();
-    nodes[1].start(port);
-    let mut client = Client::connect(&format!("127.0.0.2:{port}")).expect("reconnect");
+    // A crash of the last node in the middle of the exchanges; it comes back from its
+    // journal.
+    let last = node_count - 1;
+    nodes[last].kill();
+    nodes[last].start(port);
+    let mut client = Client::connect(&format!("127.0.0.{}:{port}", last + 1)).expect("reconnect");
     for n in (1..WAITERS).step_by(2) {
         publish(&mut client, "paid", &format!("o-{n}"));
     }
@@ -267,7 +291,7 @@ fn messages_and_call_activities_cross_two_nodes_and_survive_a_kill() {
     for node in &nodes {
         for (key, state, process) in history(&node.data()) {
             assert_eq!(
-                (key >> 52) as usize,
+                (key >> 52) as usize / shards,
                 node.index,
                 "instance {key} in node {}",
                 node.index
