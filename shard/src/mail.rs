@@ -393,9 +393,16 @@ impl RemoteConnection {
 /// A link that hands mail straight to shards of the same executor: for tests and
 /// simulations, where every shard runs on one thread. A shard missing from the map (not
 /// started, or crashed and not yet back) fails the delivery.
-#[derive(Default)]
 pub struct DirectLink<D: Dir> {
     shards: RefCell<BTreeMap<u16, Rc<Shard<D>>>>,
+}
+
+impl<D: Dir> Default for DirectLink<D> {
+    fn default() -> Self {
+        DirectLink {
+            shards: RefCell::default(),
+        }
+    }
 }
 
 impl<D: Dir + 'static> DirectLink<D> {

@@ -908,6 +908,13 @@ impl<D: Dir> Shard<D> {
         self.export.clone()
     }
 
+    /// Stops the shard as a failed write would: every waiting caller and every later
+    /// submission gets [`SubmitError::Stopped`], and its tasks end. For simulations of a
+    /// crash (the process would exit here and recover from disk).
+    pub fn halt(&self, reason: &str) {
+        self.stop(reason);
+    }
+
     fn stop(&self, reason: &str) {
         tracing::error!(shard = self.id(), %reason, "the shard stops");
         let pending = {
