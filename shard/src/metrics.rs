@@ -14,6 +14,7 @@
 //! | `ringflow_live_instances` | gauge | shard | running process instances |
 //! | `ringflow_open_jobs` | gauge | shard | open jobs |
 //! | `ringflow_timers` | gauge | shard | entries of the shard's timer set (leases, backoffs, message TTLs, timer events; stale ones until compaction) |
+//! | `ringflow_mail_unacknowledged` | gauge | shard | durable mail to other shards not yet acknowledged by them |
 //! | `ringflow_exporter_position` | gauge | shard | highest LSN in the cold store |
 //! | `ringflow_exporter_lag_records` | gauge | shard | durable records not in the cold store |
 //! | `ringflow_exporter_lag_alarm` | gauge | shard | 1 while the lag is past the warning limit |
@@ -160,6 +161,8 @@ pub struct ShardMetrics {
     live_instances: AtomicU64,
     open_jobs: AtomicU64,
     timers: AtomicU64,
+    /// Durable mail to other shards not yet acknowledged.
+    pub mail_unacknowledged: AtomicU64,
     /// 1 while the exporter lag is past the warning limit.
     pub lag_alarm: AtomicU64,
 }
@@ -180,6 +183,7 @@ impl ShardMetrics {
             live_instances: AtomicU64::new(0),
             open_jobs: AtomicU64::new(0),
             timers: AtomicU64::new(0),
+            mail_unacknowledged: AtomicU64::new(0),
             lag_alarm: AtomicU64::new(0),
         }
     }
@@ -327,7 +331,7 @@ impl Registry {
                 );
             }
         }
-        let gauges: [ShardGauge; 4] = [
+        let gauges: [ShardGauge; 5] = [
             (
                 "ringflow_durable_lsn",
                 "gauge",
@@ -348,6 +352,12 @@ impl Registry {
                 "gauge",
                 "Entries of the shard's timer set.",
                 |m| m.timers.load(Relaxed),
+            ),
+            (
+                "ringflow_mail_unacknowledged",
+                "gauge",
+                "Durable mail to other shards not yet acknowledged by them.",
+                |m| m.mail_unacknowledged.load(Relaxed),
             ),
         ];
         for (name, kind, help, read) in gauges {

@@ -388,6 +388,17 @@ pub async fn recover_exporting<D: Dir>(
         export,
         metrics: Arc::new(ShardMetrics::new(config.journal.shard)),
     };
+    let unacknowledged = shard
+        .inner
+        .borrow()
+        .mail_out
+        .values()
+        .map(BTreeMap::len)
+        .sum::<usize>();
+    shard
+        .metrics
+        .mail_unacknowledged
+        .store(unacknowledged as u64, Relaxed);
     Ok((shard, report))
 }
 
@@ -808,6 +819,10 @@ impl<D: Dir> Shard<D> {
                 self.jobs_available.wake_all();
             }
             if mail {
+                let unacknowledged = inner.mail_out.values().map(BTreeMap::len).sum::<usize>();
+                self.metrics
+                    .mail_unacknowledged
+                    .store(unacknowledged as u64, Relaxed);
                 self.mail_ready.wake_all();
             }
         }
@@ -1187,6 +1202,10 @@ impl<D: Dir> Shard<D> {
             if let Some(entries) = inner.mail_out.get_mut(&to) {
                 entries.retain(|number, _| *number > seq);
             }
+            let unacknowledged = inner.mail_out.values().map(BTreeMap::len).sum::<usize>();
+            self.metrics
+                .mail_unacknowledged
+                .store(unacknowledged as u64, Relaxed);
         }
         match self.submit(Command::Acknowledge { to, seq }).await {
             Ok(_) => Ok(()),

@@ -13,6 +13,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use ringflow_core::{Command, RejectionCode, Resource, Variables};
@@ -190,6 +191,7 @@ fn one_seed(seed: u64) -> u64 {
         }
         let owner = |text: &str| ringflow_core::remote::shard_of_text(text, SHARDS);
         let mut crossing = 0;
+        let mut most_unacknowledged = 0;
         for n in 0..INSTANCES {
             let (go, order) = (format!("k-{n}"), format!("o-{n}"));
             if owner(&go) != owner(&order) {
@@ -211,6 +213,10 @@ fn one_seed(seed: u64) -> u64 {
                 crashes.set(crashes.get() + 1);
             }
             until_done(&shards, &disks, &link, second.0, second.1).await;
+            for life in shards.borrow().iter() {
+                let gauge = life.shard.metrics().mail_unacknowledged.load(Relaxed);
+                most_unacknowledged = most_unacknowledged.max(gauge);
+            }
             // Let some mail go out before the next crash.
             glommio::timer::sleep(Duration::from_millis(rng.below(3))).await;
         }
@@ -232,6 +238,10 @@ fn one_seed(seed: u64) -> u64 {
             if settled {
                 break;
             }
+            for life in shards.borrow().iter() {
+                let gauge = life.shard.metrics().mail_unacknowledged.load(Relaxed);
+                most_unacknowledged = most_unacknowledged.max(gauge);
+            }
             // A shard stopped by a failed fdatasync is restarted, as systemd would.
             for id in 0..SHARDS {
                 if shards.borrow()[usize::from(id)].shard.stopped().is_some() {
@@ -243,6 +253,15 @@ fn one_seed(seed: u64) -> u64 {
                 "seed {seed}: the shards did not settle"
             );
             glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        // The gauge saw mail waiting for its acknowledgement, and none is left.
+        assert!(
+            most_unacknowledged > 0,
+            "seed {seed}: the mail gauge never moved"
+        );
+        for life in shards.borrow().iter() {
+            let gauge = life.shard.metrics().mail_unacknowledged.load(Relaxed);
+            assert_eq!(gauge, 0, "seed {seed}: the mail gauge stays up");
         }
         // Every message went to the process once: `go` started one instance, `paid` was
         // taken by it.
