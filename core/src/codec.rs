@@ -172,7 +172,7 @@ fn tagged_key(out: &mut Vec<u8>, tag: u8, key: Key) {
     put_key(out, key);
 }
 
-fn put_variables(out: &mut Vec<u8>, variables: &Variables) {
+pub(crate) fn put_variables(out: &mut Vec<u8>, variables: &Variables) {
     let json = serde_json::to_vec(variables).expect("a JSON map always serializes");
     put_bytes(out, &json);
 }
@@ -292,7 +292,7 @@ fn read_create(reader: &mut Reader<'_>) -> ReadResult<Command> {
     })
 }
 
-fn read_variables(reader: &mut Reader<'_>) -> ReadResult<Variables> {
+pub(crate) fn read_variables(reader: &mut Reader<'_>) -> ReadResult<Variables> {
     let bytes = reader.bytes()?;
     serde_json::from_slice(bytes).map_err(|error| invalid(format!("variables: {error}")))
 }

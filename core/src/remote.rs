@@ -67,6 +67,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::codec::{put_variables, read_variables};
 use crate::engine::{Ctx, Effect, Keys, Outcome, Rejection, RejectionCode, Response, Variables};
 use crate::key::Key;
 use crate::limits::LIVE_INSTANCES_MAX;
@@ -761,17 +762,6 @@ pub fn encode_mail(mail: &Mail, out: &mut Vec<u8>) {
             put_key(out, *call);
         }
     }
-}
-
-fn put_variables(out: &mut Vec<u8>, variables: &Variables) {
-    let json = serde_json::to_vec(variables).expect("a JSON map always serializes");
-    put_bytes(out, &json);
-}
-
-fn read_variables(reader: &mut Reader<'_>) -> Result<Variables, SnapshotError> {
-    let bytes = reader.bytes()?;
-    serde_json::from_slice(bytes)
-        .map_err(|error| SnapshotError::Corrupt(format!("mail variables: {error}")))
 }
 
 pub(crate) fn read_mail(reader: &mut Reader<'_>) -> Result<Mail, SnapshotError> {
