@@ -259,15 +259,7 @@ impl Run<'_> {
             .process_id_of(open.process_definition_key)
             .to_string();
         let name = (open.name.clone(), open.correlation_key.clone());
-        let now = self.now_millis();
-        let Some(candidates) = self.state.index.messages.get(&name) else {
-            return;
-        };
-        let found = candidates.iter().copied().find(|key| {
-            let message = &self.state.messages[key];
-            message.deadline_millis > now && !message.correlated.contains(&process_id)
-        });
-        let Some(message_key) = found else {
+        let Some(message_key) = self.oldest_buffered(&name, &process_id) else {
             return;
         };
         let message = self
@@ -278,6 +270,17 @@ impl Run<'_> {
         message.correlated.insert(process_id);
         let variables = message.variables.clone();
         self.correlate(subscription, Some(message_key), variables);
+    }
+
+    /// The oldest buffered message of this (name, correlation key) that has not expired and
+    /// has not gone to the process yet.
+    pub(crate) fn oldest_buffered(&self, name: &(String, String), process_id: &str) -> Option<Key> {
+        let now = self.now_millis();
+        let candidates = self.state.index.messages.get(name)?;
+        candidates.iter().copied().find(|key| {
+            let message = &self.state.messages[key];
+            message.deadline_millis > now && !message.correlated.contains(process_id)
+        })
     }
 
     /// A message-started instance ended: a buffered message for one of the process's message

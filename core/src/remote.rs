@@ -352,15 +352,7 @@ impl Run<'_> {
         }
         let pair = (open.name.clone(), open.correlation_key.clone());
         let process_id = open.process_id.clone();
-        let now = self.now_millis();
-        let Some(candidates) = self.state.index.messages.get(&pair) else {
-            return;
-        };
-        let found = candidates.iter().copied().find(|key| {
-            let message = &self.state.messages[key];
-            message.deadline_millis > now && !message.correlated.contains(&process_id)
-        });
-        let Some(message_key) = found else {
+        let Some(message_key) = self.oldest_buffered(&pair, &process_id) else {
             return;
         };
         let message = self

@@ -18,7 +18,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use common::{flow, model, vars};
+use common::{Rng, flow, model, vars};
 use ringflow_core::{
     Command, Ctx, Effect, Event, Key, Mail, Outcome, ProcessRef, RejectionCode, Resource, Response,
     State, process,
@@ -85,22 +85,6 @@ fn deployments() -> Vec<Command> {
             }],
         })
         .collect()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// What a client asked for, resubmitted until its record is durable.

@@ -11,28 +11,13 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Shard, vars};
+use common::{Rng, Shard, vars};
 use ringflow_core::{Command, JobState, Key, ProcessRef, State};
 
 /// Runs and commands per run: enough to reach joins, incidents and cancellations often,
 /// while the whole test stays a few seconds in a debug build.
 const RUNS: u64 = 40;
 const COMMANDS_PER_RUN: usize = 300;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-}
 
 /// Emits a block with one entry and one exit node; returns (entry, exit).
 struct Generator<'r> {

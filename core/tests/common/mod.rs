@@ -273,3 +273,20 @@ pub fn parallel_body() -> String {
         flow("f6", "join", "end"),
     )
 }
+
+/// xorshift64*: tiny, seedable, and good enough for seeded test runs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number below `bound` (0 for a bound of 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+}
