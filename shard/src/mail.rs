@@ -6,7 +6,8 @@
 //! shard A                                              shard B
 //! command ─▶ engine puts mail in the outbox ─▶ journal ─▶ durable
 //!   release: mail_out[B] += (seq, mail) ─▶ courier for B
-//!   courier: up to MAIL_BATCH_MAX mails, oldest first ──deliver──▶ desk / ShardMail request
+//!   courier: up to MAIL_BATCH_MAX mails      ──deliver──▶ desk (channel) or
+//!            and MAIL_BATCH_BYTES_MAX bytes                 ShardMailRequest (TCP)
 //!                                                         take_mail: Receive per mail
 //!                                                         (journaled, in order, duplicates
 //!                                                         and gaps refused) ─▶ durable
@@ -44,6 +45,9 @@ use crate::storage::Dir;
 
 /// Most mails in one delivery.
 pub const MAIL_BATCH_MAX: usize = 256;
+/// Most bytes of mail in one delivery (one mail alone may be larger: it fit in a journal
+/// record, so it fits in a frame).
+pub const MAIL_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// First wait after a failed delivery, in milliseconds.
 pub const MAIL_RETRY_MILLIS_MIN: u64 = 50;
 /// Longest wait between tries, in milliseconds.
@@ -98,7 +102,7 @@ async fn courier<D: Dir + 'static>(
         if shard.stopped().is_some() {
             break;
         }
-        let batch = shard.mail_for(to, MAIL_BATCH_MAX);
+        let batch = shard.mail_for(to, MAIL_BATCH_MAX, MAIL_BATCH_BYTES_MAX);
         let Some(first) = batch.first().map(|(seq, _)| *seq) else {
             break;
         };

@@ -1118,21 +1118,25 @@ impl<D: Dir> Shard<D> {
             .collect()
     }
 
-    /// Up to `max` durable, unacknowledged mails for `to`, oldest first, encoded.
-    pub fn mail_for(&self, to: u16, max: usize) -> Vec<(u64, Vec<u8>)> {
+    /// Durable, unacknowledged mails for `to`, oldest first, encoded: at most `max` of them
+    /// and no more than `bytes_max` bytes together (but always the first).
+    pub fn mail_for(&self, to: u16, max: usize, bytes_max: usize) -> Vec<(u64, Vec<u8>)> {
         let inner = self.inner.borrow();
         let Some(entries) = inner.mail_out.get(&to) else {
             return Vec::new();
         };
-        entries
-            .iter()
-            .take(max)
-            .map(|(seq, mail)| {
-                let mut bytes = Vec::new();
-                ringflow_core::remote::encode_mail(mail, &mut bytes);
-                (*seq, bytes)
-            })
-            .collect()
+        let mut batch = Vec::new();
+        let mut bytes_total = 0;
+        for (seq, mail) in entries.iter().take(max) {
+            let mut bytes = Vec::new();
+            ringflow_core::remote::encode_mail(mail, &mut bytes);
+            bytes_total += bytes.len();
+            if !batch.is_empty() && bytes_total > bytes_max {
+                break;
+            }
+            batch.push((*seq, bytes));
+        }
+        batch
     }
 
     /// Waits until new mail became durable (or the shard stopped). Create the future before
