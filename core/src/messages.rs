@@ -99,28 +99,7 @@ pub(crate) fn publish(
         correlation_key: message.correlation_key.clone(),
     });
     run.start_by_message(&mut message);
-    let waiting: Vec<Key> = run
-        .state
-        .index
-        .subscriptions
-        .get(&(message.name.clone(), message.correlation_key.clone()))
-        .map(|keys| keys.iter().copied().collect())
-        .unwrap_or_default();
-    for subscription in waiting {
-        // An earlier correlation in this loop may have ended this subscription's instance.
-        let Some(open) = run.state.subscriptions.get(&subscription) else {
-            continue;
-        };
-        let process_id = run
-            .state
-            .process_id_of(open.process_definition_key)
-            .to_string();
-        if message.correlated.insert(process_id) {
-            run.correlate(subscription, Some(key), message.variables.clone());
-        }
-    }
-    // Instances on other shards that wait for it: each gets Correlate mail.
-    run.offer_remote(&mut message);
+    run.offer(&mut message);
     if buffered {
         run.effects.push(Effect::MessageTtl {
             key,
@@ -170,6 +149,33 @@ fn check_publish(
 }
 
 impl Run<'_> {
+    /// Offers a message to the open subscriptions of its name and correlation key: this
+    /// shard's, oldest first, then those of instances on other shards (as Correlate mail);
+    /// at most one per BPMN process id that has not taken it yet.
+    pub(crate) fn offer(&mut self, message: &mut Message) {
+        let waiting: Vec<Key> = self
+            .state
+            .index
+            .subscriptions
+            .get(&(message.name.clone(), message.correlation_key.clone()))
+            .map(|keys| keys.iter().copied().collect())
+            .unwrap_or_default();
+        for subscription in waiting {
+            // An earlier correlation in this loop may have ended this subscription's instance.
+            let Some(open) = self.state.subscriptions.get(&subscription) else {
+                continue;
+            };
+            let process_id = self
+                .state
+                .process_id_of(open.process_definition_key)
+                .to_string();
+            if message.correlated.insert(process_id) {
+                self.correlate(subscription, Some(message.key), message.variables.clone());
+            }
+        }
+        self.offer_remote(message);
+    }
+
     /// Starts an instance of every process whose latest version has a message start event
     /// for this message, unless the message went to that process already or (with a
     /// correlation key) an instance it started with the same key still runs.

@@ -385,27 +385,7 @@ impl Run<'_> {
         if message.deadline_millis <= self.now_millis() {
             return;
         }
-        let pair = (message.name.clone(), message.correlation_key.clone());
-        let local: Vec<Key> = self
-            .state
-            .index
-            .subscriptions
-            .get(&pair)
-            .map(|keys| keys.iter().copied().collect())
-            .unwrap_or_default();
-        for subscription in local {
-            let Some(open) = self.state.subscriptions.get(&subscription) else {
-                continue;
-            };
-            let process_id = self
-                .state
-                .process_id_of(open.process_definition_key)
-                .to_string();
-            if message.correlated.insert(process_id) {
-                self.correlate(subscription, Some(message_key), message.variables.clone());
-            }
-        }
-        self.offer_remote(&mut message);
+        self.offer(&mut message);
         self.state.messages.insert(message_key, message);
     }
 

@@ -6,7 +6,7 @@
 //! exactly its own instances.
 
 mod common;
-use common::text;
+use common::stored_instances;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use ringflow_wire::client::Client;
 use ringflow_wire::{CreateInstance, PublishMessage, Resource};
-use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringflow");
 const WAITER: &str = include_str!("fixtures/cross-waiter.bpmn");
@@ -114,15 +113,7 @@ impl Drop for Node {
 
 /// (instance key, state, BPMN process id) of every instance in a node's cold store.
 fn history(data: &Path) -> Vec<(u64, String, String)> {
-    let output = Command::new(BIN)
-        .args(["instances", "--json", "--limit", "10000", "--data"])
-        .arg(data)
-        .output()
-        .expect("ringflow instances runs");
-    assert!(output.status.success(), "{}", text(&output));
-    let list: Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    list.as_array()
-        .expect("a list")
+    stored_instances(data)
         .iter()
         .map(|row| {
             (

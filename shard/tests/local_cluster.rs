@@ -3,7 +3,7 @@
 //! everything, and a restart of the cluster recovers it.
 
 mod common;
-use common::{activate_all, text};
+use common::{activate_all, stored_instances, text};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,6 @@ use std::process::{Command, Output};
 
 use ringflow_wire::client::Client;
 use ringflow_wire::{CreateInstance, Request, Resource};
-use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringflow");
 const ONE_TASK: &str = include_str!("fixtures/one-task.bpmn");
@@ -82,16 +81,7 @@ fn complete(client: &mut Client, jobs: &[ringflow_wire::Job]) {
 
 /// The instances in node `node`'s cold store, by state.
 fn history(dir: &Path, node: usize) -> Vec<(u64, String)> {
-    let data = dir.join(format!("node-{node}"));
-    let output = Command::new(BIN)
-        .args(["instances", "--json", "--limit", "10000", "--data"])
-        .arg(&data)
-        .output()
-        .expect("ringflow instances runs");
-    assert!(output.status.success(), "{}", text(&output));
-    let list: Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    list.as_array()
-        .expect("a list")
+    stored_instances(&dir.join(format!("node-{node}")))
         .iter()
         .map(|row| {
             (

@@ -34,3 +34,16 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// The instances in the cold store of the data folder `data`, as `ringflow instances --json`
+/// lists them (newest first).
+pub fn stored_instances(data: &std::path::Path) -> Vec<serde_json::Value> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringflow"))
+        .args(["instances", "--json", "--limit", "10000", "--data"])
+        .arg(data)
+        .output()
+        .expect("ringflow instances runs");
+    assert!(output.status.success(), "{}", text(&output));
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    list.as_array().expect("a list").clone()
+}
