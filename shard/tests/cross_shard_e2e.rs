@@ -57,15 +57,18 @@ impl Node {
             .spawn()
             .expect("ringflow serve starts");
         self.child = Some(child);
-        let addr = format!("127.0.0.{}:{port}", self.index + 1);
+        // Ready once every shard of the node listens (each has its own port).
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Client::connect(&addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "node {} did not start",
-                self.index
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        for shard in 0..self.shards {
+            let addr = format!("127.0.0.{}:{}", self.index + 1, port + shard as u16);
+            while Client::connect(&addr).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} did not start",
+                    self.index
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 
