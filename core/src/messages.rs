@@ -265,16 +265,9 @@ impl Run<'_> {
             .process_id_of(open.process_definition_key)
             .to_string();
         let name = (open.name.clone(), open.correlation_key.clone());
-        let Some(message_key) = self.oldest_buffered(&name, &process_id) else {
+        let Some((message_key, variables)) = self.take_oldest_buffered(&name, &process_id) else {
             return;
         };
-        let message = self
-            .state
-            .messages
-            .get_mut(&message_key)
-            .expect("indexed messages are buffered");
-        message.correlated.insert(process_id);
-        let variables = message.variables.clone();
         self.correlate(subscription, Some(message_key), variables);
     }
 
@@ -287,6 +280,22 @@ impl Run<'_> {
             let message = &self.state.messages[key];
             message.deadline_millis > now && !message.correlated.contains(process_id)
         })
+    }
+
+    /// [`Run::oldest_buffered`], marked as taken by the process: its key and variables.
+    pub(crate) fn take_oldest_buffered(
+        &mut self,
+        name: &(String, String),
+        process_id: &str,
+    ) -> Option<(Key, Variables)> {
+        let key = self.oldest_buffered(name, process_id)?;
+        let message = self
+            .state
+            .messages
+            .get_mut(&key)
+            .expect("indexed messages are buffered");
+        message.correlated.insert(process_id.to_string());
+        Some((key, message.variables.clone()))
     }
 
     /// A message-started instance ended: a buffered message for one of the process's message

@@ -352,16 +352,9 @@ impl Run<'_> {
         }
         let pair = (open.name.clone(), open.correlation_key.clone());
         let process_id = open.process_id.clone();
-        let Some(message_key) = self.oldest_buffered(&pair, &process_id) else {
+        let Some((message_key, variables)) = self.take_oldest_buffered(&pair, &process_id) else {
             return;
         };
-        let message = self
-            .state
-            .messages
-            .get_mut(&message_key)
-            .expect("indexed messages are buffered");
-        message.correlated.insert(process_id.clone());
-        let variables = message.variables.clone();
         self.state
             .remote_subscriptions
             .get_mut(&subscription)
