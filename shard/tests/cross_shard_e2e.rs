@@ -14,7 +14,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use ringflow_wire::client::Client;
-use ringflow_wire::{CreateInstance, PublishMessage, Resource};
+use ringflow_wire::{CreateInstance, ErrorCode, PublishMessage, Request, Resource};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringflow");
 const WAITER: &str = include_str!("fixtures/cross-waiter.bpmn");
@@ -196,6 +196,20 @@ fn across(node_count: usize, shards: usize, name: &str) {
             },
         ])
         .expect("deploy to both nodes");
+
+    // Bad mail is refused with a reason and takes nothing: mail from the shard to itself,
+    // and bytes that are no mail.
+    for (from, what) in [(0, "not another shard"), (1, "does not decode")] {
+        let error = client
+            .request(&Request::ShardMail {
+                from_shard: from,
+                to_shard: 0,
+                mails: vec![(1, vec![250, 1, 2])],
+            })
+            .expect_err("bad mail is refused");
+        assert_eq!(error.code(), Some(ErrorCode::InvalidArgument), "{error}");
+        assert!(error.to_string().contains(what), "{error}");
+    }
 
     // Waiters: placed by business key w-N, waiting for `paid` with key o-N. Half of the
     // messages come first (buffered), half after the instance waits.
