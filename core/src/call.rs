@@ -14,10 +14,11 @@
 //!
 //! | placement | on the parent's shard; with the extension property `ringflow:businessKey` (static or FEEL, giving a text or a number), the child gets that business key and runs on the shard it routes to, which may be another shard ([`crate::remote`]) |
 //!
-//! A child on another shard: its start, completion and cancellation travel as mail
-//! ([`crate::remote`]); an incident in it stays on its shard ([`State::incidents_in_tree`]
-//! shows children on the parent's shard only); an error or escalation it does not catch is
-//! an incident in the child; `bindingType="deployment"` is an incident on the call activity.
+//! A child on another shard: its start, completion, cancellation, incidents and uncaught
+//! errors and escalations travel as mail ([`crate::remote`]), with the same rules as above.
+//! `bindingType="deployment"` there starts the latest version whose resource bytes are those
+//! of the caller's deployment's version on the parent's shard (deployment keys are per
+//! shard; `ringflow deploy` sends the same files to every shard).
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use ringflow_bpmn::{Binding, CalledElement, ElementKind};
 use crate::engine::Variables;
 use crate::key::Key;
 use crate::limits::LIVE_INSTANCES_MAX;
+use crate::remote::{ChildVersion, resource_digest};
 use crate::run::Run;
 
 impl Run<'_> {
@@ -67,28 +69,25 @@ impl Run<'_> {
             }
             let owner = self.state.owner_of_text(business_key);
             if owner != self.state.shard() {
-                let version_tag = match &called.binding {
-                    Binding::Latest => None,
-                    Binding::VersionTag(tag) => Some(tag.clone()),
+                let version = match &called.binding {
+                    Binding::Latest => ChildVersion::Latest,
+                    Binding::VersionTag(tag) => ChildVersion::Tag(tag.clone()),
                     Binding::Deployment => {
-                        let message = format!(
-                            "the child's business key places it on shard {owner}, and \
-                             bindingType=\"deployment\" cannot name a version there (deployments \
-                             are per shard); use latest or versionTag"
-                        );
-                        return self.incident(key, message);
+                        let Some(own) = self.called_version(key, &process_id, &called.binding)
+                        else {
+                            let message = format!(
+                                "no process `{process_id}` is deployed in the caller's deployment"
+                            );
+                            return self.incident(key, message);
+                        };
+                        ChildVersion::Resource(resource_digest(
+                            &self.state.processes[&own].resource,
+                        ))
                     }
                 };
                 let variables = self.child_variables(key, called);
                 let business_key = business_key.clone();
-                return self.call_remote(
-                    key,
-                    owner,
-                    process_id,
-                    version_tag,
-                    business_key,
-                    variables,
-                );
+                return self.call_remote(key, owner, process_id, version, business_key, variables);
             }
         }
         let Some(version) = self.called_version(key, &process_id, &called.binding) else {

@@ -421,7 +421,21 @@ mod tests {
             Mail::CreateChild {
                 call: key,
                 process_id: "child".to_string(),
-                version_tag: Some("v1".to_string()),
+                version: crate::remote::ChildVersion::Tag("v1".to_string()),
+                business_key: "customer-1".to_string(),
+                variables: variables(),
+            },
+            Mail::CreateChild {
+                call: key,
+                process_id: "child".to_string(),
+                version: crate::remote::ChildVersion::Latest,
+                business_key: "customer-1".to_string(),
+                variables: variables(),
+            },
+            Mail::CreateChild {
+                call: key,
+                process_id: "child".to_string(),
+                version: crate::remote::ChildVersion::Resource(0x0123_4567_89ab_cdef),
                 business_key: "customer-1".to_string(),
                 variables: variables(),
             },
@@ -439,6 +453,30 @@ mod tests {
                 variables: variables(),
             },
             Mail::CancelChild { call: key },
+            Mail::ChildIncident {
+                call: key,
+                incident: crate::Incident {
+                    key: Key::new(2, 11),
+                    process_instance_key: Key::new(2, 3),
+                    element_instance_key: Key::new(2, 4),
+                    message: "no retries left".to_string(),
+                    retry: crate::IncidentRetry::Job,
+                },
+            },
+            Mail::ChildIncidentResolved {
+                call: key,
+                incident: Key::new(2, 11),
+            },
+            Mail::ChildThrew {
+                call: key,
+                throw: Key::new(2, 12),
+                escalation: true,
+                code: "LATE".to_string(),
+            },
+            Mail::ThrowAnswered {
+                throw: Key::new(2, 12),
+                caught: crate::remote::Caught::NotInterrupting,
+            },
         ]
     }
 

@@ -8,6 +8,12 @@
 //! error reference catches every code. Nothing catching it is an incident. Escalations are
 //! looked for the same way; they may be caught without interrupting, and an escalation that
 //! nothing catches is not an incident.
+//!
+//! Past the root of an instance whose call activity is on another shard, the search goes on
+//! there: the thrower waits while `ChildThrew` mail asks that shard, which looks from the
+//! call activity outwards (and asks further up in turn), and answers whether and how it was
+//! caught (see [`crate::remote`]). An error nobody caught is then an incident at the thrower,
+//! as on one shard; an escalation nobody caught, or caught without interrupting, goes on.
 
 use ringflow_bpmn::{BoundaryTrigger, ElementIndex, ElementKind, Expression, StartTrigger};
 
@@ -15,6 +21,7 @@ use crate::engine::{Ctx, Keys, Outcome, Rejection, RejectionCode, Response};
 use crate::instance::{ElementRole, IncidentRetry, JobState};
 use crate::key::Key;
 use crate::limits::{MESSAGE_BYTES_MAX, NAME_BYTES_MAX};
+use crate::remote::PendingThrow;
 use crate::run::Run;
 use crate::state::State;
 
@@ -51,17 +58,7 @@ pub(crate) fn throw(
     }
     let element = job.element_instance_key;
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
-    if !run.throw_error(element, &error_code) {
-        run.state.jobs.get_mut(&key).expect("checked").state = JobState::Failed;
-        let text = if message.is_empty() {
-            format!("an error with code `{error_code}` was thrown and nothing catches it")
-        } else {
-            format!(
-                "an error with code `{error_code}` was thrown and nothing catches it: {message}"
-            )
-        };
-        run.incident_with(element, text, IncidentRetry::Job);
-    }
+    run.throw_error(element, &error_code, &message, true);
     run.run();
     Ok(Outcome {
         response: Response::JobUpdated { key },
@@ -95,24 +92,88 @@ enum Thrown {
 }
 
 impl Run<'_> {
-    /// Throws `code` from the element instance `from`. Returns whether something caught it
-    /// (and the catch has been set in motion).
-    pub(crate) fn throw_error(&mut self, from: Key, code: &str) -> bool {
-        match self.find_catch(from, code, Thrown::Error) {
-            Some(catch) => {
-                self.take_catch(catch);
-                true
-            }
-            None => false,
+    /// Throws the error `code` from the element instance `from` (for its job, when `job`,
+    /// with the worker's `message`). Caught: the catch is set in motion. Not caught here and
+    /// called from another shard: the parent's shard is asked and the thrower waits (its job
+    /// no longer activatable). Otherwise: an incident at the thrower.
+    pub(crate) fn throw_error(&mut self, from: Key, code: &str, message: &str, job: bool) {
+        if self.catch_thrown(from, code, false).is_some() {
+            return;
+        }
+        if job {
+            self.fail_job_of(from);
+        }
+        let waiter = PendingThrow::Thrower {
+            element: from,
+            escalation: false,
+            code: code.to_string(),
+            message: message.to_string(),
+            job,
+        };
+        if !self.ask_parent(from, false, code, waiter) {
+            self.uncaught_error(from, code, message, job);
+        }
+    }
+
+    /// An error nobody caught: an incident at the element that threw it.
+    pub(crate) fn uncaught_error(&mut self, element: Key, code: &str, message: &str, job: bool) {
+        let text = if message.is_empty() {
+            format!("an error with code `{code}` was thrown and nothing catches it")
+        } else {
+            format!("an error with code `{code}` was thrown and nothing catches it: {message}")
+        };
+        if job {
+            self.fail_job_of(element);
+            self.incident_with(element, text, IncidentRetry::Job);
+        } else {
+            self.incident(element, text);
+        }
+    }
+
+    /// The element's job stops being activatable until an incident on it is resolved.
+    fn fail_job_of(&mut self, element: Key) {
+        if let Some(job) = self.state.elements[&element].job {
+            self.state
+                .jobs
+                .get_mut(&job)
+                .expect("the element's job")
+                .state = JobState::Failed;
         }
     }
 
     /// Throws an escalation from `from`. Not being caught is not a problem (Camunda 8): the
-    /// throw event just goes on. A non-interrupting catch lets the thrower go on too.
-    pub(crate) fn throw_escalation(&mut self, from: Key, code: &str) {
-        if let Some(catch) = self.find_catch(from, code, Thrown::Escalation) {
-            self.take_catch(catch);
+    /// throw event just goes on. A non-interrupting catch lets the thrower go on too. Returns
+    /// false when a parent on another shard was asked: the thrower waits for its answer.
+    pub(crate) fn throw_escalation(&mut self, from: Key, code: &str) -> bool {
+        if self.catch_thrown(from, code, true).is_some() {
+            return true;
         }
+        let waiter = PendingThrow::Thrower {
+            element: from,
+            escalation: true,
+            code: code.to_string(),
+            message: String::new(),
+            job: false,
+        };
+        !self.ask_parent(from, true, code, waiter)
+    }
+
+    /// Looks for a catch of an error (or an escalation) from `from` outwards on this shard
+    /// and sets it in motion. Returns whether it interrupts; none: nothing here caught it.
+    pub(crate) fn catch_thrown(&mut self, from: Key, code: &str, escalation: bool) -> Option<bool> {
+        let thrown = if escalation {
+            Thrown::Escalation
+        } else {
+            Thrown::Error
+        };
+        let catch = self.find_catch(from, code, thrown)?;
+        let interrupting = match catch {
+            Catch::Boundary { interrupting, .. } | Catch::EventSubProcess { interrupting, .. } => {
+                interrupting
+            }
+        };
+        self.take_catch(catch);
+        Some(interrupting)
     }
 
     fn take_catch(&mut self, catch: Catch) {
@@ -190,7 +251,7 @@ impl Run<'_> {
             }
             current = match instance.scope {
                 Some(scope) => scope,
-                // A parent on another shard is not searched (see `remote`): an incident.
+                // A parent on another shard is asked by mail (see `throw_error`).
                 None => self.state.instances[&current]
                     .parent
                     .filter(|parent| parent.shard() == self.state.shard())?,

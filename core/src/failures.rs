@@ -160,6 +160,7 @@ pub(crate) fn resolve(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
     state.incidents.remove(&key);
     state.elements.get_mut(&element_key).expect("live").incident = None;
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+    run.incident_gone(incident.process_instance_key, key);
     match incident.retry {
         IncidentRetry::Job => {
             let job_key = job.expect("checked above");

@@ -7,7 +7,7 @@
 //!
 //! **The outbox.** A command that must tell another shard something appends the mail to the
 //! state's outbox, numbered per destination (1, 2, 3, ...), and returns
-//! [`Effect::Send`](crate::Effect::Send). The mail is part of the state that the command's
+//! [`Effect::Send`]. The mail is part of the state that the command's
 //! journal record produces, so it is durable before the runtime sends it, and after a restart
 //! the recovered outbox still holds it. The runtime sends outbox entries in order and sends
 //! them again (after a reconnect, a restart) until they are acknowledged.
@@ -60,19 +60,56 @@
 //! interrupting event), `CancelChild{call}` cancels the child. Mail between two shards
 //! arrives in the order it was sent, so `CancelChild` never overtakes `CreateChild`.
 //!
-//! Not across shards in this version: an error or escalation thrown in a child on another
-//! shard and not caught there raises an incident in the child (on one shard it is looked for
-//! at the call activity), and `bindingType="deployment"` with a child on another shard is an
-//! incident (deployment keys are per shard).
+//! With `bindingType="deployment"` the child's version is named by its resource
+//! ([`ChildVersion::Resource`]): deployment keys are per shard, but a deployment goes to every
+//! shard with the same files.
+//!
+//! **Incidents in a child.** An incident raised in an instance whose call activity is on
+//! another shard (directly, or above parents on the same shard) is reported with
+//! `ChildIncident{call, incident}`, and its end (resolved, or its element ended) with
+//! `ChildIncidentResolved{call, incident}`. The parent's shard keeps them while the call
+//! activity lives ([`State::remote_incidents`]) and passes them on if its own instance was
+//! called from another shard, so [`State::incidents_in_tree`] shows them as on one shard.
+//!
+//! **Errors and escalations.**
+//!
+//! ```text
+//! child shard C                                      parent shard P (the call activity)
+//! ─────────────                                      ──────────────────────────────────
+//! error end event / worker's ThrowError / escalation
+//!   no catch up to the instance's root, and the root
+//!   was called from P: the thrower waits (its job is
+//!   no longer activatable); pending throw t kept
+//!   outbox ── ChildThrew{call, t, code} ────────────▶ Receive: look for a catch from the call
+//!                                                      activity outwards, as on one shard
+//!                                                      caught, interrupting: the call activity
+//!            ◀── CancelChild{call} ─────────────────── ends (its child is cancelled), then
+//!            ◀── ThrowAnswered{t, interrupting} ─────
+//!                                                      caught, not interrupting (escalation):
+//!            ◀── ThrowAnswered{t, not interrupting} ──
+//!                                                      not caught, and P's instance was called
+//!                                                      from shard G: pending throw u = relay
+//!                                                      to C for t; ChildThrew{call', u} ──▶ G
+//!                                                      G's answer for u goes back as t's
+//!            ◀── ThrowAnswered{t, no} ─────────────── not caught anywhere
+//! Receive: t's thrower still there?
+//!   error, not caught: an incident at the thrower
+//!   escalation, not caught or not interrupting: the thrower goes on
+//!   interrupting: nothing (CancelChild came first)
+//! ```
+//!
+//! Every `ChildThrew` is answered, so no thrower waits forever: a call activity that ended
+//! meanwhile answers "not caught", and its `CancelChild`, sent earlier, arrives first.
 
 use std::collections::BTreeMap;
 
 use crate::codec::{put_variables, read_variables};
 use crate::engine::{Ctx, Effect, Keys, Outcome, Rejection, RejectionCode, Response, Variables};
+use crate::instance::Incident;
 use crate::key::Key;
 use crate::limits::LIVE_INSTANCES_MAX;
 use crate::run::Run;
-use crate::snapshot::{Reader, SnapshotError, put_bytes, put_key, put_optional_text};
+use crate::snapshot::{Reader, SnapshotError, put_bytes, put_incident, put_key, read_incident};
 use crate::state::State;
 
 /// What one shard tells another. See the module documentation for the exchanges.
@@ -122,8 +159,8 @@ pub enum Mail {
         call: Key,
         /// The BPMN process id to start.
         process_id: String,
-        /// The version tag to start (`bindingType="versionTag"`); none: the latest.
-        version_tag: Option<String>,
+        /// Which version of it.
+        version: ChildVersion,
         /// The child's business key.
         business_key: String,
         /// The child's variables.
@@ -157,6 +194,126 @@ pub enum Mail {
         /// The call activity.
         call: Key,
     },
+    /// Child shard to parent shard: an incident was raised in the child (or in an instance
+    /// it called on its own shard, or reported to it by a child further down).
+    ChildIncident {
+        /// The call activity.
+        call: Key,
+        /// The incident, as the shard that raised it holds it.
+        incident: Incident,
+    },
+    /// Child shard to parent shard: an incident reported with `ChildIncident` is gone
+    /// (resolved, or its element ended).
+    ChildIncidentResolved {
+        /// The call activity.
+        call: Key,
+        /// The incident key.
+        incident: Key,
+    },
+    /// Child shard to parent shard: an error or escalation thrown in the child was not caught
+    /// on the child's shard; look for a catch from the call activity outwards. Always
+    /// answered with `ThrowAnswered`.
+    ChildThrew {
+        /// The call activity.
+        call: Key,
+        /// The throw's id, minted by the sender, which the answer names.
+        throw: Key,
+        /// An escalation (true) or an error (false).
+        escalation: bool,
+        /// The error or escalation code.
+        code: String,
+    },
+    /// Parent shard to child shard: the answer to `ChildThrew`.
+    ThrowAnswered {
+        /// The throw's id.
+        throw: Key,
+        /// Whether and how it was caught.
+        caught: Caught,
+    },
+}
+
+/// Which version of the called process a child on another shard starts. Deployment keys are
+/// per shard, so `bindingType="deployment"` names the version by its resource instead: the
+/// latest version whose resource bytes have the same digest as the caller's deployment's
+/// version on the parent's shard (a deployment goes to every shard with the same files).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChildVersion {
+    /// The latest version (`bindingType="latest"`).
+    Latest,
+    /// The latest version with this `zeebe:versionTag` (`bindingType="versionTag"`).
+    Tag(String),
+    /// The latest version whose resource has this [`resource_digest`]
+    /// (`bindingType="deployment"`).
+    Resource(u64),
+}
+
+/// How a throw from a child on another shard was caught by the parent (or further up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caught {
+    /// Nothing caught it: an error is an incident at the element that threw it, an
+    /// escalation goes on.
+    No,
+    /// An interrupting catch took it: the call activity ended and its `CancelChild` is on
+    /// the way (mail from one shard to another arrives in order, so it comes first).
+    Interrupting,
+    /// A non-interrupting escalation catch took it: the thrower goes on.
+    NotInterrupting,
+}
+
+/// An incident in a child on another shard, as the parent's shard keeps it for
+/// [`State::incidents_in_tree`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteIncident {
+    /// The call activity (on this shard) whose child has it.
+    pub call: Key,
+    /// The incident as the child's shard reported it.
+    pub incident: Incident,
+}
+
+/// A throw that waits for a parent on another shard to say whether it was caught.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PendingThrow {
+    /// The element instance on this shard that threw waits.
+    Thrower {
+        /// The element instance that threw (an error end event, an escalation throw event,
+        /// or the element of the job a worker threw an error for).
+        element: Key,
+        /// An escalation (true) or an error (false).
+        escalation: bool,
+        /// The code.
+        code: String,
+        /// The worker's error message (empty otherwise).
+        message: String,
+        /// Whether a worker threw it for the element's job (resolving the incident then makes
+        /// the job activatable again) or the element itself did (resolving enters it again).
+        job: bool,
+    },
+    /// Passed on upwards for a child on shard `to`: its answer goes back there.
+    Relay {
+        /// The shard of the child that threw.
+        to: u16,
+        /// The child's throw id.
+        throw: Key,
+    },
+}
+
+/// The digest by which a child on another shard finds the version of its parent's
+/// deployment: 64-bit FNV-1a of the resource bytes with MurmurHash3's finalizer.
+pub fn resource_digest(resource: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in resource {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    finalize(hash)
+}
+
+fn finalize(mut hash: u64) -> u64 {
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    hash
 }
 
 /// A subscription of an instance on another shard, kept by the shard that owns its
@@ -179,16 +336,7 @@ pub struct RemoteSubscription {
 /// (64-bit FNV-1a, MurmurHash3's finalizer, the top 12 bits). The shard crate's tests check
 /// that the two agree.
 pub fn slot_of_text(text: &str) -> u16 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.as_bytes() {
-        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    hash ^= hash >> 33;
-    (hash >> 52) as u16
+    (resource_digest(text.as_bytes()) >> 52) as u16
 }
 
 /// The shard a text key routes to in a cluster of `shards` shards with the uniform slot
@@ -235,6 +383,29 @@ impl State {
     /// The subscriptions of instances on other shards that this shard keeps.
     pub fn remote_subscriptions(&self) -> impl Iterator<Item = &RemoteSubscription> {
         self.remote_subscriptions.values()
+    }
+
+    /// Incidents in children on other shards that call activities of this shard wait for.
+    pub fn remote_incidents(&self) -> impl Iterator<Item = &RemoteIncident> {
+        self.remote_incidents.values()
+    }
+
+    /// Throws waiting for an answer from a parent on another shard, by throw id.
+    pub fn pending_throws(&self) -> impl Iterator<Item = (Key, &PendingThrow)> {
+        self.throws.iter().map(|(key, pending)| (*key, pending))
+    }
+
+    /// The call activity on another shard above a process instance of this shard: walks up
+    /// through parents on this shard; none when the top instance has no parent.
+    pub(crate) fn remote_call_above(&self, instance: Key) -> Option<Key> {
+        let mut instance = instance;
+        loop {
+            let parent = self.instances.get(&instance)?.parent?;
+            if parent.shard() != self.shard() {
+                return Some(parent);
+            }
+            instance = self.elements.get(&parent)?.process_instance_key;
+        }
     }
 
     pub(crate) fn insert_remote_subscription(&mut self, subscription: RemoteSubscription) {
@@ -388,7 +559,7 @@ impl Run<'_> {
         call: Key,
         to: u16,
         process_id: String,
-        version_tag: Option<String>,
+        version: ChildVersion,
         business_key: String,
         variables: Variables,
     ) {
@@ -396,7 +567,7 @@ impl Run<'_> {
         let mail = Mail::CreateChild {
             call,
             process_id,
-            version_tag,
+            version,
             business_key,
             variables,
         };
@@ -465,10 +636,10 @@ impl Run<'_> {
             Mail::CreateChild {
                 call,
                 process_id,
-                version_tag,
+                version,
                 business_key,
                 variables,
-            } => self.create_child(from, call, process_id, version_tag, business_key, variables),
+            } => self.create_child(from, call, process_id, version, business_key, variables),
             Mail::ChildCreated { call, child } => {
                 if let Some(element) = self.state.elements.get_mut(&call)
                     && element.called == Some(Key::new(from, 0))
@@ -499,6 +670,185 @@ impl Run<'_> {
                     self.terminate(child);
                 }
             }
+            Mail::ChildIncident { call, incident } => {
+                if self.waits_for_remote_child(call, from, None) {
+                    let instance = self.state.elements[&call].process_instance_key;
+                    let key = incident.key;
+                    self.state
+                        .remote_incidents
+                        .insert(key, RemoteIncident { call, incident });
+                    if let Some(upper) = self.state.remote_call_above(instance) {
+                        let incident = self.state.remote_incidents[&key].incident.clone();
+                        let mail = Mail::ChildIncident {
+                            call: upper,
+                            incident,
+                        };
+                        self.send(upper.shard(), mail);
+                    }
+                }
+            }
+            Mail::ChildIncidentResolved { call, incident } => {
+                // Kept only while the call activity lives (see `forget_remote_incidents`).
+                let instance = self
+                    .state
+                    .elements
+                    .get(&call)
+                    .map(|element| element.process_instance_key);
+                if let Some(instance) = instance
+                    && self
+                        .state
+                        .remote_incidents
+                        .get(&incident)
+                        .is_some_and(|remote| remote.call == call)
+                {
+                    self.state.remote_incidents.remove(&incident);
+                    self.incident_gone(instance, incident);
+                }
+            }
+            Mail::ChildThrew {
+                call,
+                throw,
+                escalation,
+                code,
+            } => {
+                // A call activity that no longer waits for this child ended: its CancelChild
+                // went out before this answer, so the child is gone when the answer arrives.
+                let caught = if self.waits_for_remote_child(call, from, None) {
+                    self.catch_for_child(call, escalation, &code, from, throw)
+                } else {
+                    Some(Caught::No)
+                };
+                if let Some(caught) = caught {
+                    self.send(from, Mail::ThrowAnswered { throw, caught });
+                }
+            }
+            Mail::ThrowAnswered { throw, caught } => self.throw_answered(throw, caught),
+        }
+    }
+
+    /// An incident of `instance` on this shard (or one reported to a call activity in it)
+    /// is gone: the call activity above on another shard, if any, is told.
+    pub(crate) fn incident_gone(&mut self, instance: Key, incident: Key) {
+        if let Some(upper) = self.state.remote_call_above(instance) {
+            let mail = Mail::ChildIncidentResolved {
+                call: upper,
+                incident,
+            };
+            self.send(upper.shard(), mail);
+        }
+    }
+
+    /// An incident was raised here: the call activity above on another shard, if any, is
+    /// told.
+    pub(crate) fn incident_raised(&mut self, incident: Key) {
+        let instance = self.state.incidents[&incident].process_instance_key;
+        if let Some(upper) = self.state.remote_call_above(instance) {
+            let mail = Mail::ChildIncident {
+                call: upper,
+                incident: self.state.incidents[&incident].clone(),
+            };
+            self.send(upper.shard(), mail);
+        }
+    }
+
+    /// The call activity `call` ended: incidents reported from its child are forgotten (and
+    /// withdrawn from the shard above, if they were passed on).
+    pub(crate) fn forget_remote_incidents(&mut self, call: Key, instance: Key) {
+        if self.state.remote_incidents.is_empty() {
+            return;
+        }
+        let gone: Vec<Key> = self
+            .state
+            .remote_incidents
+            .iter()
+            .filter(|(_, remote)| remote.call == call)
+            .map(|(key, _)| *key)
+            .collect();
+        for incident in gone {
+            self.state.remote_incidents.remove(&incident);
+            self.incident_gone(instance, incident);
+        }
+    }
+
+    /// A throw from `from` found no catch on this shard and the instance above is called
+    /// from another shard: the parent there is asked; `waiter` waits for its answer.
+    /// Returns whether a parent was asked.
+    pub(crate) fn ask_parent(
+        &mut self,
+        from: Key,
+        escalation: bool,
+        code: &str,
+        waiter: PendingThrow,
+    ) -> bool {
+        let instance = self.state.elements[&from].process_instance_key;
+        let Some(upper) = self.state.remote_call_above(instance) else {
+            return false;
+        };
+        let throw = self.key();
+        self.state.throws.insert(throw, waiter);
+        let mail = Mail::ChildThrew {
+            call: upper,
+            throw,
+            escalation,
+            code: code.to_string(),
+        };
+        self.send(upper.shard(), mail);
+        true
+    }
+
+    /// A child on shard `from` threw past its root: looks for a catch from the call
+    /// activity outwards. Returns the answer, or none when a shard further up was asked.
+    fn catch_for_child(
+        &mut self,
+        call: Key,
+        escalation: bool,
+        code: &str,
+        from: u16,
+        throw: Key,
+    ) -> Option<Caught> {
+        if let Some(interrupting) = self.catch_thrown(call, code, escalation) {
+            return Some(if interrupting {
+                Caught::Interrupting
+            } else {
+                Caught::NotInterrupting
+            });
+        }
+        let relay = PendingThrow::Relay { to: from, throw };
+        if self.ask_parent(call, escalation, code, relay) {
+            None
+        } else {
+            Some(Caught::No)
+        }
+    }
+
+    /// The answer to a throw this shard passed on.
+    fn throw_answered(&mut self, throw: Key, caught: Caught) {
+        let Some(pending) = self.state.throws.remove(&throw) else {
+            return;
+        };
+        match pending {
+            PendingThrow::Relay { to, throw } => {
+                self.send(to, Mail::ThrowAnswered { throw, caught });
+            }
+            PendingThrow::Thrower {
+                element,
+                escalation,
+                code,
+                message,
+                job,
+            } => {
+                // The thrower may have ended meanwhile (an interrupting catch cancelled the
+                // child, or an event in the child itself).
+                if !self.state.elements.contains_key(&element) {
+                    return;
+                }
+                match (escalation, caught) {
+                    (false, Caught::No) => self.uncaught_error(element, &code, &message, job),
+                    (true, Caught::No | Caught::NotInterrupting) => self.complete_later(element),
+                    // The call activity above ended; the cancellation of this child follows.
+                    (_, Caught::Interrupting | Caught::NotInterrupting) => {}
+                }
+            }
         }
     }
 
@@ -521,29 +871,36 @@ impl Run<'_> {
         from: u16,
         call: Key,
         process_id: String,
-        version_tag: Option<String>,
+        wanted: ChildVersion,
         business_key: String,
         variables: Variables,
     ) {
-        let version =
-            self.state
-                .versions
-                .get(&process_id)
-                .and_then(|versions| match &version_tag {
-                    None => versions.last().copied(),
-                    Some(tag) => versions.iter().rev().copied().find(|key| {
-                        self.state.processes[key].definition.version_tag.as_deref()
-                            == Some(tag.as_str())
-                    }),
-                });
+        let version = self.state.versions.get(&process_id).and_then(|versions| {
+            let mut newest_first = versions.iter().rev().copied();
+            match &wanted {
+                ChildVersion::Latest => versions.last().copied(),
+                ChildVersion::Tag(tag) => newest_first.find(|key| {
+                    self.state.processes[key].definition.version_tag.as_deref()
+                        == Some(tag.as_str())
+                }),
+                ChildVersion::Resource(digest) => newest_first
+                    .find(|key| resource_digest(&self.state.processes[key].resource) == *digest),
+            }
+        });
         let failure = match version {
-            None => Some(match &version_tag {
-                None => format!(
+            None => Some(match &wanted {
+                ChildVersion::Latest => format!(
                     "no process `{process_id}` is deployed on shard {}",
                     self.state.shard()
                 ),
-                Some(tag) => format!(
+                ChildVersion::Tag(tag) => format!(
                     "no process `{process_id}` with version tag `{tag}` is deployed on shard {}",
+                    self.state.shard()
+                ),
+                ChildVersion::Resource(_) => format!(
+                    "no version of process `{process_id}` on shard {} has the resource of the \
+                     caller's deployment (bindingType=\"deployment\"; deploy the same files \
+                     to every shard)",
                     self.state.shard()
                 ),
             }),
@@ -561,8 +918,10 @@ impl Run<'_> {
         let version = version.expect("checked");
         let definition = std::sync::Arc::clone(&self.state.processes[&version].definition);
         let child = self.new_instance(version, variables, Some(business_key), false, Some(call));
-        self.start_scope(&definition, child);
+        // Told first, so that what the child's start reports (an incident) finds the call
+        // activity knowing its child.
         self.send(from, Mail::ChildCreated { call, child });
+        self.start_scope(&definition, child);
     }
 }
 
@@ -691,14 +1050,24 @@ pub fn encode_mail(mail: &Mail, out: &mut Vec<u8>) {
         Mail::CreateChild {
             call,
             process_id,
-            version_tag,
+            version,
             business_key,
             variables,
         } => {
-            out.push(5);
+            out.push(10);
             put_key(out, *call);
             put_bytes(out, process_id.as_bytes());
-            put_optional_text(out, version_tag.as_deref());
+            match version {
+                ChildVersion::Latest => out.push(0),
+                ChildVersion::Tag(tag) => {
+                    out.push(1);
+                    put_bytes(out, tag.as_bytes());
+                }
+                ChildVersion::Resource(digest) => {
+                    out.push(2);
+                    out.extend_from_slice(&digest.to_le_bytes());
+                }
+            }
             put_bytes(out, business_key.as_bytes());
             put_variables(out, variables);
         }
@@ -725,6 +1094,37 @@ pub fn encode_mail(mail: &Mail, out: &mut Vec<u8>) {
         Mail::CancelChild { call } => {
             out.push(9);
             put_key(out, *call);
+        }
+        Mail::ChildIncident { call, incident } => {
+            out.push(11);
+            put_key(out, *call);
+            put_incident(out, incident);
+        }
+        Mail::ChildIncidentResolved { call, incident } => {
+            out.push(12);
+            put_key(out, *call);
+            put_key(out, *incident);
+        }
+        Mail::ChildThrew {
+            call,
+            throw,
+            escalation,
+            code,
+        } => {
+            out.push(13);
+            put_key(out, *call);
+            put_key(out, *throw);
+            out.push(u8::from(*escalation));
+            put_bytes(out, code.as_bytes());
+        }
+        Mail::ThrowAnswered { throw, caught } => {
+            out.push(14);
+            put_key(out, *throw);
+            out.push(match caught {
+                Caught::No => 0,
+                Caught::Interrupting => 1,
+                Caught::NotInterrupting => 2,
+            });
         }
     }
 }
@@ -753,10 +1153,30 @@ pub(crate) fn read_mail(reader: &mut Reader<'_>) -> Result<Mail, SnapshotError> 
             process_id: reader.string()?,
             accepted: reader.flag()?,
         },
+        // Format 4's form: a version tag or none (the latest).
         5 => Mail::CreateChild {
             call: reader.key()?,
             process_id: reader.string()?,
-            version_tag: reader.optional_text()?,
+            version: match reader.optional_text()? {
+                None => ChildVersion::Latest,
+                Some(tag) => ChildVersion::Tag(tag),
+            },
+            business_key: reader.string()?,
+            variables: read_variables(reader)?,
+        },
+        10 => Mail::CreateChild {
+            call: reader.key()?,
+            process_id: reader.string()?,
+            version: match reader.array::<1>()?[0] {
+                0 => ChildVersion::Latest,
+                1 => ChildVersion::Tag(reader.string()?),
+                2 => ChildVersion::Resource(u64::from_le_bytes(reader.array()?)),
+                other => {
+                    return Err(SnapshotError::Corrupt(format!(
+                        "unknown child version tag {other}"
+                    )));
+                }
+            },
             business_key: reader.string()?,
             variables: read_variables(reader)?,
         },
@@ -775,6 +1195,33 @@ pub(crate) fn read_mail(reader: &mut Reader<'_>) -> Result<Mail, SnapshotError> 
         },
         9 => Mail::CancelChild {
             call: reader.key()?,
+        },
+        11 => Mail::ChildIncident {
+            call: reader.key()?,
+            incident: read_incident(reader)?,
+        },
+        12 => Mail::ChildIncidentResolved {
+            call: reader.key()?,
+            incident: reader.key()?,
+        },
+        13 => Mail::ChildThrew {
+            call: reader.key()?,
+            throw: reader.key()?,
+            escalation: reader.flag()?,
+            code: reader.string()?,
+        },
+        14 => Mail::ThrowAnswered {
+            throw: reader.key()?,
+            caught: match reader.array::<1>()?[0] {
+                0 => Caught::No,
+                1 => Caught::Interrupting,
+                2 => Caught::NotInterrupting,
+                other => {
+                    return Err(SnapshotError::Corrupt(format!(
+                        "unknown catch answer {other}"
+                    )));
+                }
+            },
         },
         other => return Err(SnapshotError::Corrupt(format!("unknown mail tag {other}"))),
     })
@@ -812,6 +1259,36 @@ pub(crate) fn encode_remote(state: &State, out: &mut Vec<u8>) {
         put_bytes(out, subscription.process_id.as_bytes());
         crate::snapshot::put_optional_key(out, subscription.correlating);
     }
+    crate::snapshot::put_count(out, state.remote_incidents.len());
+    for remote in state.remote_incidents.values() {
+        put_key(out, remote.call);
+        put_incident(out, &remote.incident);
+    }
+    crate::snapshot::put_count(out, state.throws.len());
+    for (throw, pending) in &state.throws {
+        put_key(out, *throw);
+        match pending {
+            PendingThrow::Thrower {
+                element,
+                escalation,
+                code,
+                message,
+                job,
+            } => {
+                out.push(0);
+                put_key(out, *element);
+                out.push(u8::from(*escalation));
+                put_bytes(out, code.as_bytes());
+                put_bytes(out, message.as_bytes());
+                out.push(u8::from(*job));
+            }
+            PendingThrow::Relay { to, throw } => {
+                out.push(1);
+                out.extend_from_slice(&to.to_le_bytes());
+                put_key(out, *throw);
+            }
+        }
+    }
 }
 
 fn put_numbers(out: &mut Vec<u8>, numbers: &BTreeMap<u16, u64>) {
@@ -831,9 +1308,11 @@ fn read_numbers(reader: &mut Reader<'_>) -> Result<BTreeMap<u16, u64>, SnapshotE
     Ok(numbers)
 }
 
+/// Reads the cross-shard section; `format` 4 has no remote incidents and pending throws.
 pub(crate) fn decode_remote(
     reader: &mut Reader<'_>,
     state: &mut State,
+    format: u8,
 ) -> Result<(), SnapshotError> {
     state.cluster_shards = u16::from_le_bytes(reader.array()?);
     state.sent = read_numbers(reader)?;
@@ -856,5 +1335,83 @@ pub(crate) fn decode_remote(
             .remote_subscriptions
             .insert(subscription.key, subscription);
     }
+    if format < 5 {
+        return Ok(());
+    }
+    for _ in 0..reader.count()? {
+        let call = reader.key()?;
+        let incident = read_incident(reader)?;
+        state
+            .remote_incidents
+            .insert(incident.key, RemoteIncident { call, incident });
+    }
+    for _ in 0..reader.count()? {
+        let throw = reader.key()?;
+        let pending = match reader.array::<1>()?[0] {
+            0 => PendingThrow::Thrower {
+                element: reader.key()?,
+                escalation: reader.flag()?,
+                code: reader.string()?,
+                message: reader.string()?,
+                job: reader.flag()?,
+            },
+            1 => PendingThrow::Relay {
+                to: u16::from_le_bytes(reader.array()?),
+                throw: reader.key()?,
+            },
+            other => {
+                return Err(SnapshotError::Corrupt(format!(
+                    "unknown pending throw tag {other}"
+                )));
+            }
+        };
+        state.throws.insert(throw, pending);
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_4_create_child_mail_is_still_read() {
+        // Tag 5: call, process id, optional version tag, business key, variables.
+        for (tag, version) in [
+            (None, ChildVersion::Latest),
+            (Some("v2"), ChildVersion::Tag("v2".to_string())),
+        ] {
+            let mut bytes = vec![5];
+            put_key(&mut bytes, Key::new(1, 9));
+            put_bytes(&mut bytes, b"child");
+            crate::snapshot::put_optional_text(&mut bytes, tag);
+            put_bytes(&mut bytes, b"customer-7");
+            put_variables(&mut bytes, &Variables::new());
+            let mail = decode_mail(&bytes).expect("format 4 mail reads");
+            assert_eq!(
+                mail,
+                Mail::CreateChild {
+                    call: Key::new(1, 9),
+                    process_id: "child".to_string(),
+                    version,
+                    business_key: "customer-7".to_string(),
+                    variables: Variables::new(),
+                }
+            );
+        }
+        assert!(decode_mail(&[10, 0]).is_err());
+        assert!(decode_mail(&[99]).is_err());
+    }
+
+    #[test]
+    fn the_resource_digest_tells_resources_apart_and_routes_like_before() {
+        assert_ne!(resource_digest(b"<a/>"), resource_digest(b"<b/>"));
+        assert_eq!(resource_digest(b"<a/>"), resource_digest(b"<a/>"));
+        // The slot is the digest's top 12 bits (the shard crate checks it against the wire's
+        // routing function).
+        assert_eq!(
+            u64::from(slot_of_text("order-1")),
+            resource_digest(b"order-1") >> 52
+        );
+    }
 }

@@ -544,9 +544,9 @@ impl<'s> Run<'s> {
                     }
                     Err(error) => return self.incident(key, format!("escalation code: {error}")),
                 };
-                self.throw_escalation(key, &code);
-                // Unless an interrupting catch ended it, the throw event goes on.
-                if self.state.elements.contains_key(&key) {
+                // Unless an interrupting catch ended it, the throw event goes on (once the
+                // parent's shard answered, when it was asked).
+                if self.throw_escalation(key, &code) && self.state.elements.contains_key(&key) {
                     self.complete_later(key);
                 }
             }
@@ -566,11 +566,7 @@ impl<'s> Run<'s> {
                     }
                     Err(error) => return self.incident(key, format!("error code: {error}")),
                 };
-                if !self.throw_error(key, &code) {
-                    let message =
-                        format!("an error with code `{code}` was thrown and nothing catches it");
-                    self.incident(key, message);
-                }
+                self.throw_error(key, &code, "", false);
             }
             ElementKind::ServiceTask(job)
             | ElementKind::SendTask(job)
@@ -786,6 +782,7 @@ impl<'s> Run<'s> {
             .get_mut(&element_instance_key)
             .expect("live")
             .incident = Some(key);
+        self.incident_raised(key);
         self.events.push(Event::IncidentCreated {
             key,
             process_instance_key,
@@ -1091,9 +1088,11 @@ impl<'s> Run<'s> {
         }
         if let Some(incident) = element.incident {
             self.state.incidents.remove(&incident);
+            self.incident_gone(element.process_instance_key, incident);
         }
         self.close_waits(key);
         self.state.multi.remove(&key);
+        self.forget_remote_incidents(key, element.process_instance_key);
         if let Some(child) = element.called {
             if child.shard() != self.state.shard() {
                 // The child runs on another shard (or is being started there).

@@ -6,7 +6,7 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x04` (format 3, without the cross-shard fields, is still read) |
+//! | magic | `RFSNAP` then format version `0x00 0x05` (formats 3, without the cross-shard fields, and 4, without remote incidents and pending throws, are still read) |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
@@ -21,7 +21,7 @@
 //! | subscriptions | u32 count, then key, name, correlation key, definition key, element u32, owner key, instance key |
 //! | multi-instance bodies | u32 count, then key, items (JSON array bytes), started u32, completed u32, terminated u32 |
 //! | decision versions | u32 count, then per version in key order: key, version u32, deployment key, decision id, resource name, resource (restored by parsing the DMN again) |
-//! | cross shard (format 4) | cluster shard count u16; mail numbers sent and taken (each u32 count, then shard u16 and number u64); outbox (u32 count, then destination u16, number u64, the mail as `remote::encode_mail` writes it); remote subscriptions (u32 count, then key, name, correlation key, process id, the message being correlated (optional key)) |
+//! | cross shard (format 4) | cluster shard count u16; mail numbers sent and taken (each u32 count, then shard u16 and number u64); outbox (u32 count, then destination u16, number u64, the mail as `remote::encode_mail` writes it); remote subscriptions (u32 count, then key, name, correlation key, process id, the message being correlated (optional key)); from format 5: remote incidents (u32 count, then call activity key and the incident as above), pending throws (u32 count, then throw key and tag u8: 0 thrower (element key, escalation u8, code, message, job u8), 1 relay (shard u16, the child's throw key)) |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -45,7 +45,9 @@ use crate::instance::{
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
-const MAGIC: &[u8; 8] = b"RFSNAP\x00\x04";
+const MAGIC: &[u8; 8] = b"RFSNAP\x00\x05";
+/// Format 4 (before remote incidents and pending throws): still read.
+const MAGIC_4: &[u8; 8] = b"RFSNAP\x00\x04";
 /// Format 3 (before the cross-shard fields): still read, as a state with an empty outbox.
 const MAGIC_3: &[u8; 8] = b"RFSNAP\x00\x03";
 
@@ -54,7 +56,7 @@ const MAGIC_3: &[u8; 8] = b"RFSNAP\x00\x03";
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
     /// The bytes do not start with the snapshot magic and format version.
-    #[error("not a ringflow snapshot of format 3 or 4 (bad magic)")]
+    #[error("not a ringflow snapshot of format 3, 4 or 5 (bad magic)")]
     BadMagic,
     /// The checksum does not match: the snapshot is corrupt.
     #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -103,9 +105,10 @@ impl State {
         if bytes.len() < MAGIC.len() {
             return Err(SnapshotError::BadMagic);
         }
-        let with_remote = match &bytes[..MAGIC.len()] {
-            magic if magic == MAGIC => true,
-            magic if magic == MAGIC_3 => false,
+        let format = match &bytes[..MAGIC.len()] {
+            magic if magic == MAGIC => 5,
+            magic if magic == MAGIC_4 => 4,
+            magic if magic == MAGIC_3 => 3,
             _ => return Err(SnapshotError::BadMagic),
         };
         let body_len = bytes
@@ -162,7 +165,7 @@ impl State {
                 .versions
                 .insert(id, list.into_iter().map(|(_, key)| key).collect());
         }
-        decode_runtime(&mut reader, &mut state, with_remote)?;
+        decode_runtime(&mut reader, &mut state, format)?;
         if reader.offset != reader.bytes.len() {
             return Err(corrupt(format!(
                 "{} bytes after the last field",
@@ -286,15 +289,7 @@ impl State {
         }
         put_count(out, self.incidents.len());
         for incident in self.incidents.values() {
-            put_key(out, incident.key);
-            put_key(out, incident.process_instance_key);
-            put_key(out, incident.element_instance_key);
-            put_bytes(out, incident.message.as_bytes());
-            out.push(match incident.retry {
-                IncidentRetry::Activation => 0,
-                IncidentRetry::Completion => 1,
-                IncidentRetry::Job => 2,
-            });
+            put_incident(out, incident);
         }
         put_count(out, self.messages.len());
         for message in self.messages.values() {
@@ -374,7 +369,7 @@ impl State {
 fn decode_runtime(
     reader: &mut Reader<'_>,
     state: &mut State,
-    with_remote: bool,
+    format: u8,
 ) -> Result<(), SnapshotError> {
     for _ in 0..reader.count()? {
         let instance = ProcessInstance {
@@ -485,18 +480,7 @@ fn decode_runtime(
         state.jobs.insert(key, job);
     }
     for _ in 0..reader.count()? {
-        let incident = Incident {
-            key: reader.key()?,
-            process_instance_key: reader.key()?,
-            element_instance_key: reader.key()?,
-            message: reader.string()?,
-            retry: match reader.array::<1>()?[0] {
-                0 => IncidentRetry::Activation,
-                1 => IncidentRetry::Completion,
-                2 => IncidentRetry::Job,
-                other => return Err(corrupt(format!("incident retry tag {other}"))),
-            },
-        };
+        let incident = read_incident(reader)?;
         state.incidents.insert(incident.key, incident);
     }
     for _ in 0..reader.count()? {
@@ -525,8 +509,8 @@ fn decode_runtime(
         }
     }
     decode_waits(reader, state)?;
-    if with_remote {
-        crate::remote::decode_remote(reader, state)?;
+    if format >= 4 {
+        crate::remote::decode_remote(reader, state, format)?;
     }
     state.rebuild_indexes();
     Ok(())
@@ -678,6 +662,35 @@ fn check_waiter(
     Ok(())
 }
 
+/// An incident: key, instance key, element instance key, message, retry u8 (0 activation,
+/// 1 completion, 2 job). Also the form of `ChildIncident` mail.
+pub(crate) fn put_incident(out: &mut Vec<u8>, incident: &Incident) {
+    put_key(out, incident.key);
+    put_key(out, incident.process_instance_key);
+    put_key(out, incident.element_instance_key);
+    put_bytes(out, incident.message.as_bytes());
+    out.push(match incident.retry {
+        IncidentRetry::Activation => 0,
+        IncidentRetry::Completion => 1,
+        IncidentRetry::Job => 2,
+    });
+}
+
+pub(crate) fn read_incident(reader: &mut Reader<'_>) -> Result<Incident, SnapshotError> {
+    Ok(Incident {
+        key: reader.key()?,
+        process_instance_key: reader.key()?,
+        element_instance_key: reader.key()?,
+        message: reader.string()?,
+        retry: match reader.array::<1>()?[0] {
+            0 => IncidentRetry::Activation,
+            1 => IncidentRetry::Completion,
+            2 => IncidentRetry::Job,
+            other => return Err(corrupt(format!("incident retry tag {other}"))),
+        },
+    })
+}
+
 pub(crate) fn put_count(out: &mut Vec<u8>, count: usize) {
     let count = u32::try_from(count).expect("counts are capped far below u32::MAX");
     out.extend_from_slice(&count.to_le_bytes());
@@ -804,19 +817,46 @@ mod tests {
     fn a_format_3_snapshot_is_read_as_a_state_with_no_cross_shard_fields() {
         let mut state = State::new(2);
         state.set_last_key(Key::new(2, 40));
-        let v4 = state.encode();
-        // Format 3 is format 4 without the cross-shard section, which for this state is the
-        // shard count (u16) and four empty counts (u32 each).
-        let section = 2 + 4 * 4;
-        let body = &v4[..v4.len() - 4 - section];
-        let mut v3 = body.to_vec();
-        v3[..MAGIC_3.len()].copy_from_slice(MAGIC_3);
-        let checksum = crc32fast::hash(&v3);
-        v3.extend_from_slice(&checksum.to_le_bytes());
+        let v5 = state.encode();
+        // Format 3 is format 5 without the cross-shard section, which for this state is the
+        // shard count (u16) and six empty counts (u32 each).
+        let v3 = older(&v5, 2 + 6 * 4, MAGIC_3);
         let restored = State::decode(&v3).expect("format 3 is read");
-        assert_eq!(restored.encode(), v4);
+        assert_eq!(restored.encode(), v5);
         let mut other = v3.clone();
         other[7] = 2;
         assert_eq!(State::decode(&other).unwrap_err(), SnapshotError::BadMagic);
+    }
+
+    #[test]
+    fn a_format_4_snapshot_is_read_as_a_state_with_no_remote_incidents_or_throws() {
+        let mut state = State::new(1);
+        state.set_cluster_shards(4);
+        state.set_last_key(Key::new(1, 7));
+        let v5 = state.encode();
+        // Format 4 lacks the last two counts of the cross-shard section.
+        let v4 = older(&v5, 2 * 4, MAGIC_4);
+        let restored = State::decode(&v4).expect("format 4 is read");
+        assert_eq!(restored.encode(), v5);
+        assert_eq!(restored.cluster_shards(), 4);
+        // Read as format 5, the same bytes are short.
+        let mut as_v5 = v4.clone();
+        as_v5[..MAGIC.len()].copy_from_slice(MAGIC);
+        let body = as_v5.len() - 4;
+        let checksum = crc32fast::hash(&as_v5[..body]);
+        as_v5[body..].copy_from_slice(&checksum.to_le_bytes());
+        assert!(matches!(
+            State::decode(&as_v5),
+            Err(SnapshotError::Truncated { .. })
+        ));
+    }
+
+    /// `current` without its last `section` bytes (before the checksum), as format `magic`.
+    fn older(current: &[u8], section: usize, magic: &[u8; 8]) -> Vec<u8> {
+        let mut bytes = current[..current.len() - 4 - section].to_vec();
+        bytes[..magic.len()].copy_from_slice(magic);
+        let checksum = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&checksum.to_le_bytes());
+        bytes
     }
 }

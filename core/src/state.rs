@@ -79,6 +79,10 @@ pub struct State {
     pub(crate) received: BTreeMap<u16, u64>,
     /// Subscriptions of instances on other shards whose correlation key lives here.
     pub(crate) remote_subscriptions: BTreeMap<Key, crate::remote::RemoteSubscription>,
+    /// Incidents in children on other shards, by incident key.
+    pub(crate) remote_incidents: BTreeMap<Key, crate::remote::RemoteIncident>,
+    /// Throws waiting for a parent on another shard, by throw id.
+    pub(crate) throws: BTreeMap<Key, crate::remote::PendingThrow>,
     /// Derived indexes: rebuilt from the fields above on restore, never encoded.
     pub(crate) index: Indexes,
     /// Scopes whose variables the running command changed, in the order of their first
@@ -136,6 +140,8 @@ impl State {
             sent: BTreeMap::new(),
             received: BTreeMap::new(),
             remote_subscriptions: BTreeMap::new(),
+            remote_incidents: BTreeMap::new(),
+            throws: BTreeMap::new(),
             index: Indexes::default(),
             variables_dirty: Vec::new(),
         }
@@ -382,7 +388,8 @@ impl State {
     }
 
     /// Open incidents of a process instance and of every instance its call activities
-    /// started, recursively: what the parent shows of its children's trouble.
+    /// started, recursively: what the parent shows of its children's trouble. Children on
+    /// other shards report theirs (and their own children's) as mail; those come last.
     pub fn incidents_in_tree(&self, process_instance_key: Key) -> Vec<&Incident> {
         let mut tree = vec![process_instance_key];
         let mut next = 0;
@@ -397,9 +404,15 @@ impl State {
                 }
             }
         }
+        let remote = self.remote_incidents.values().filter(|remote| {
+            self.elements
+                .get(&remote.call)
+                .is_some_and(|call| tree.contains(&call.process_instance_key))
+        });
         self.incidents
             .values()
             .filter(|incident| tree.contains(&incident.process_instance_key))
+            .chain(remote.map(|remote| &remote.incident))
             .collect()
     }
 

@@ -69,12 +69,113 @@ fn parent_process(id: &str, called: &str) -> String {
     model(id, &body)
 }
 
+/// A call activity calling `called` on the shard of the business key `=key_var`, with
+/// `boundary` (a boundary event definition, or empty) attached, as process `id`: start ->
+/// call -> end, and the boundary -> `caught`.
+fn calling_process(id: &str, called: &str, key_var: &str, boundary: &str) -> String {
+    let attached = if boundary.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#"<bpmn:boundaryEvent id="catch" attachedToRef="call" {boundary}</bpmn:boundaryEvent>
+               <bpmn:endEvent id="caught"/>{}"#,
+            flow("f3", "catch", "caught")
+        )
+    };
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}
+           <bpmn:callActivity id="call"><bpmn:extensionElements>
+             <zeebe:calledElement processId="{called}"/>
+             <zeebe:properties><zeebe:property name="ringflow:businessKey" value="={key_var}"/>
+             </zeebe:properties>
+           </bpmn:extensionElements></bpmn:callActivity>
+           {}<bpmn:endEvent id="end"/>{attached}"#,
+        flow("f1", "start", "call"),
+        flow("f2", "call", "end"),
+    );
+    model(id, &body).replace("</bpmn:process>", THROWN)
+}
+
+/// The error and escalation every throwing model refers to.
+const THROWN: &str = r#"</bpmn:process><bpmn:error id="boom" errorCode="BOOM"/>
+    <bpmn:escalation id="up" escalationCode="UP"/>"#;
+
+const CATCH_ERROR: &str = r#"><bpmn:errorEventDefinition errorRef="boom"/>"#;
+const NOTICE_ESCALATION: &str =
+    r#"cancelActivity="false"><bpmn:escalationEventDefinition escalationRef="up"/>"#;
+
+/// start -> error end event BOOM, as `err-child`.
+fn error_child() -> String {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}<bpmn:endEvent id="boom-end">
+             <bpmn:errorEventDefinition errorRef="boom"/></bpmn:endEvent>"#,
+        flow("f1", "start", "boom-end")
+    );
+    model("err-child", &body).replace("</bpmn:process>", THROWN)
+}
+
+/// start -> escalation UP -> end, as `esc-child`.
+fn escalation_child() -> String {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}<bpmn:intermediateThrowEvent id="raise">
+             <bpmn:escalationEventDefinition escalationRef="up"/></bpmn:intermediateThrowEvent>
+           {}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "raise"),
+        flow("f2", "raise", "end"),
+    );
+    model("esc-child", &body).replace("</bpmn:process>", THROWN)
+}
+
+/// start -> service task `child-work` -> end, as `job-child`.
+fn job_child() -> String {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}<bpmn:serviceTask id="work"><bpmn:extensionElements>
+             <zeebe:taskDefinition type="child-work" retries="1"/></bpmn:extensionElements>
+           </bpmn:serviceTask>{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "work"),
+        flow("f2", "work", "end"),
+    );
+    model("job-child", &body)
+}
+
 fn deployments() -> Vec<Command> {
     let resources = [
         ("waiter.bpmn", catch_process("waiter", "paid", "=orderId")),
         ("child.bpmn", catch_process("child", "ship", "=shipment")),
         ("parent.bpmn", parent_process("parent", "child")),
         ("orphan.bpmn", parent_process("orphan", "not-deployed")),
+        ("err-child.bpmn", error_child()),
+        ("esc-child.bpmn", escalation_child()),
+        ("job-child.bpmn", job_child()),
+        // The child's error is caught at the call activity.
+        (
+            "err-parent.bpmn",
+            calling_process("err-parent", "err-child", "customer", CATCH_ERROR),
+        ),
+        // Nothing catches it: an incident in the child.
+        (
+            "err-open.bpmn",
+            calling_process("err-open", "err-child", "customer", ""),
+        ),
+        // The escalation is noticed without interrupting; the child goes on.
+        (
+            "esc-parent.bpmn",
+            calling_process("esc-parent", "esc-child", "customer", NOTICE_ESCALATION),
+        ),
+        (
+            "job-parent.bpmn",
+            calling_process("job-parent", "job-child", "customer", CATCH_ERROR),
+        ),
+        // Three levels: `top` catches what `err-middle` (on the shard of `middle`) lets
+        // through from its `err-child` (on the shard of `customer`).
+        (
+            "err-middle.bpmn",
+            calling_process("err-middle", "err-child", "customer", ""),
+        ),
+        (
+            "top.bpmn",
+            calling_process("top", "err-middle", "middle", CATCH_ERROR),
+        ),
     ];
     resources
         .into_iter()
@@ -611,6 +712,16 @@ impl Sim {
                 "shard {}: a remote subscription was left behind",
                 shard.id
             );
+            assert!(
+                shard.state.remote_incidents().next().is_none(),
+                "shard {}: a remote incident was left behind",
+                shard.id
+            );
+            assert!(
+                shard.state.pending_throws().next().is_none(),
+                "shard {}: a throw waits for an answer",
+                shard.id
+            );
             let replayed = replay(shard.id, self.count(), &shard.journal);
             let encoded = shard.state.encode();
             assert_eq!(
@@ -646,6 +757,22 @@ impl Sim {
                 "message {message} went to process {process} {count} times"
             );
         }
+        // Throws across shards: caught where the model catches them, once.
+        for (tag, key) in &self.created {
+            if cancelled.contains(tag) {
+                continue;
+            }
+            let (caught, end) = (self.completed(*key, "caught"), self.completed(*key, "end"));
+            if tag.starts_with("err-parent") || tag.starts_with("top") {
+                assert_eq!((caught, end), (1, 0), "{tag}: the child's error is caught");
+            } else if tag.starts_with("esc-parent") {
+                assert_eq!(
+                    (caught, end),
+                    (1, 1),
+                    "{tag}: noticed, and the child went on"
+                );
+            }
+        }
         for (tag, key) in &self.created {
             let took = per_instance.get(key).copied().unwrap_or(0);
             if tag.starts_with("waiter") && !cancelled.contains(tag) {
@@ -653,6 +780,47 @@ impl Sim {
             }
             assert!(took <= 1, "{tag} took {took} messages");
         }
+    }
+}
+
+impl Sim {
+    /// How often the element `element_id` of `instance` completed.
+    fn completed(&self, instance: Key, element_id: &str) -> usize {
+        self.events
+            .iter()
+            .filter(|event| {
+                matches!(event, Event::ElementCompleted { process_instance_key, element_id: id, .. }
+                    if *process_instance_key == instance && id == element_id)
+            })
+            .count()
+    }
+
+    /// The live instances of process `process_id` on every shard.
+    fn live_of(&self, process_id: &str) -> Vec<Key> {
+        self.shards
+            .iter()
+            .flat_map(|shard| {
+                shard.state.instances().filter(move |instance| {
+                    shard
+                        .state
+                        .process(instance.process_definition_key)
+                        .is_some_and(|version| version.bpmn_process_id == process_id)
+                })
+            })
+            .map(|instance| instance.key)
+            .collect()
+    }
+
+    /// Submits a command on a shard and makes it durable (with what it sends).
+    fn submit_durable(&mut self, shard: u16, command: Command) -> Outcome {
+        let now = self.now;
+        let shard = &mut self.shards[shard as usize];
+        let outcome = shard.submit(command, now).expect("accepted");
+        let (fresh, _) = shard.commit();
+        for outcome in fresh {
+            self.events.extend(outcome.events);
+        }
+        outcome
     }
 }
 
@@ -714,6 +882,20 @@ fn workload(rng: &mut Rng, size: usize) -> (Vec<Op>, BTreeSet<String>) {
             name: "ship",
             key: format!("s-{i}"),
         });
+        // Throws across shards: an error caught at the call activity, an escalation noticed
+        // without interrupting, an error caught two levels up.
+        let throwing = ["err-parent", "esc-parent", "top"][i % 3];
+        let tag = format!("{throwing}-{i}");
+        ops.push(Op::Create {
+            tag: tag.clone(),
+            process: throwing,
+            variables: "{}",
+            args: format!("customer=c-{i},middle=m-{i}"),
+        });
+        if i % 5 == 4 {
+            ops.push(Op::Cancel { tag: tag.clone() });
+            cancelled.insert(tag);
+        }
     }
     // Two waiters of one process on the same key, and two messages: the cancelled one may
     // turn a message down, which then goes to the other.
@@ -899,4 +1081,274 @@ fn a_child_that_cannot_start_on_its_shard_is_an_incident_on_the_call_activity() 
         incidents[0].message
     );
     assert_eq!(state.outbox().count(), 0);
+}
+
+/// An `i` whose instance (by `tag-i`), `customer=c-i` and `middle=m-i` live on the shards
+/// given (none: any), in a cluster of two.
+fn placed(tag: &str, instance: u16, customer: u16, middle: Option<u16>) -> usize {
+    let sim = Sim::new(2, Vec::new());
+    (0..200)
+        .find(|i| {
+            ringflow_core::remote::slot_of_text(&format!("{tag}-{i}")) % 2 == instance
+                && sim.owner(&format!("c-{i}")) == customer
+                && middle.is_none_or(|shard| sim.owner(&format!("m-{i}")) == shard)
+        })
+        .expect("a placement")
+}
+
+fn create(tag: &str, process: &'static str, i: usize) -> Op {
+    Op::Create {
+        tag: format!("{tag}-{i}"),
+        process,
+        variables: "{}",
+        args: format!("customer=c-{i},middle=m-{i}"),
+    }
+}
+
+#[test]
+fn a_crash_of_either_side_at_every_step_of_a_throw_across_shards_loses_nothing() {
+    // An error caught at the call activity on the other shard; an escalation noticed there
+    // without interrupting the child.
+    for process in ["err-parent", "esc-parent"] {
+        let i = placed(process, 0, 1, None);
+        crash_at_every_step(vec![create(process, process, i)], BTreeSet::new(), 2);
+        let cancel = Op::Cancel {
+            tag: format!("{process}-{i}"),
+        };
+        let cancelled = BTreeSet::from([format!("{process}-{i}")]);
+        crash_at_every_step(vec![create(process, process, i), cancel], cancelled, 2);
+    }
+    // Three levels over two shards: the child (shard 0) asks the middle (shard 1), which
+    // passes the question on to the top (shard 0), which catches it.
+    let i = placed("top", 0, 0, Some(1));
+    crash_at_every_step(vec![create("top", "top", i)], BTreeSet::new(), 2);
+}
+
+#[test]
+fn an_error_nobody_catches_is_an_incident_in_the_child_that_the_parent_sees() {
+    let i = placed("err-open", 0, 1, None);
+    let mut sim = Sim::new(2, vec![create("err-open", "err-open", i)]);
+    sim.quiesce();
+    let parent = sim.created[&format!("err-open-{i}")];
+    assert_eq!(parent.shard(), 0);
+    let [child] = sim.live_of("err-child")[..] else {
+        panic!("one child");
+    };
+    assert_eq!(child.shard(), 1);
+    let seen = |sim: &Sim| -> Vec<(Key, Key, String)> {
+        sim.shards[0]
+            .state
+            .incidents_in_tree(parent)
+            .iter()
+            .map(|incident| {
+                (
+                    incident.key,
+                    incident.process_instance_key,
+                    incident.message.clone(),
+                )
+            })
+            .collect()
+    };
+    let first = seen(&sim);
+    assert_eq!(first.len(), 1, "the parent sees the child's incident");
+    assert_eq!(first[0].1, child);
+    assert!(
+        first[0]
+            .2
+            .contains("an error with code `BOOM` was thrown and nothing catches it"),
+        "{}",
+        first[0].2
+    );
+    let child_incidents: Vec<Key> = sim.shards[1]
+        .state
+        .incidents()
+        .map(|incident| incident.key)
+        .collect();
+    assert_eq!(
+        child_incidents,
+        vec![first[0].0],
+        "the incident is the child's"
+    );
+    assert!(sim.shards[1].state.pending_throws().next().is_none());
+
+    // Resolving enters the end event again: it throws again, is asked about again, and is
+    // an incident again, which replaces the first in the parent's view.
+    sim.submit_durable(
+        1,
+        Command::ResolveIncident {
+            key: child_incidents[0],
+        },
+    );
+    sim.quiesce();
+    let second = seen(&sim);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second[0].0, first[0].0, "a new incident");
+    assert_eq!(sim.shards[0].state.remote_incidents().count(), 1);
+
+    // Cancelling the parent cancels the child; both views are empty after.
+    sim.ops.push_back(Op::Cancel {
+        tag: format!("err-open-{i}"),
+    });
+    sim.quiesce();
+    sim.check(&BTreeSet::from([format!("err-open-{i}")]));
+    assert!(sim.shards[1].state.incidents().next().is_none());
+}
+
+#[test]
+fn a_job_incident_in_a_child_on_another_shard_comes_and_goes_and_its_error_is_caught_by_the_parent()
+{
+    let i = placed("job-parent", 1, 0, None);
+    let mut sim = Sim::new(2, vec![create("job-parent", "job-parent", i)]);
+    sim.quiesce();
+    let parent = sim.created[&format!("job-parent-{i}")];
+    let activate = Command::ActivateJobs {
+        job_type: "child-work".to_string(),
+        worker: "w".to_string(),
+        max_jobs: 1,
+        lease_millis: 60_000,
+    };
+    let job = match sim.submit_durable(0, activate.clone()).response {
+        Response::JobsActivated(jobs) => jobs[0].key,
+        other => panic!("{other:?}"),
+    };
+    sim.submit_durable(
+        0,
+        Command::FailJob {
+            key: job,
+            retries: 0,
+            retry_backoff_millis: 0,
+            message: "disk on fire".to_string(),
+        },
+    );
+    sim.quiesce();
+    let seen = sim.shards[1].state.incidents_in_tree(parent);
+    assert_eq!(seen.len(), 1, "the parent sees the failed job's incident");
+    assert!(
+        seen[0].message.contains("disk on fire"),
+        "{}",
+        seen[0].message
+    );
+    let incident = seen[0].key;
+    sim.submit_durable(
+        0,
+        Command::UpdateJobRetries {
+            key: job,
+            retries: 1,
+        },
+    );
+    sim.submit_durable(0, Command::ResolveIncident { key: incident });
+    sim.quiesce();
+    assert!(
+        sim.shards[1].state.incidents_in_tree(parent).is_empty(),
+        "resolved in the child, gone from the parent's view"
+    );
+    // The worker throws BOOM: the parent's boundary event catches it, the child is
+    // cancelled.
+    let job = match sim.submit_durable(0, activate).response {
+        Response::JobsActivated(jobs) => jobs[0].key,
+        other => panic!("{other:?}"),
+    };
+    sim.submit_durable(
+        0,
+        Command::ThrowError {
+            key: job,
+            error_code: "BOOM".to_string(),
+            message: "no stock".to_string(),
+        },
+    );
+    sim.quiesce();
+    assert_eq!(sim.completed(parent, "caught"), 1);
+    assert_eq!(sim.completed(parent, "end"), 0);
+    sim.check(&BTreeSet::new());
+}
+
+#[test]
+fn binding_type_deployment_starts_the_version_with_the_callers_resource_on_the_other_shard() {
+    let called = |marker: &str| {
+        let body = format!(
+            r#"<bpmn:startEvent id="start"/>{}<bpmn:endEvent id="end-{marker}"/>"#,
+            flow("f1", "start", format!("end-{marker}").as_str())
+        );
+        model("versioned", &body)
+    };
+    let caller = {
+        let body = format!(
+            r#"<bpmn:startEvent id="start"/>{}
+               <bpmn:callActivity id="call"><bpmn:extensionElements>
+                 <zeebe:calledElement processId="versioned" bindingType="deployment"/>
+                 <zeebe:properties><zeebe:property name="ringflow:businessKey"
+                   value="=customer"/></zeebe:properties>
+               </bpmn:extensionElements></bpmn:callActivity>{}<bpmn:endEvent id="end"/>"#,
+            flow("f1", "start", "call"),
+            flow("f2", "call", "end"),
+        );
+        model("caller", &body)
+    };
+    let deploy = |resources: Vec<(&str, String)>| Command::Deploy {
+        resources: resources
+            .into_iter()
+            .map(|(name, xml)| Resource {
+                name: name.to_string(),
+                content: Arc::from(xml.into_bytes()),
+            })
+            .collect(),
+    };
+    let i = placed("caller", 0, 1, None);
+    let mut sim = Sim::new(2, Vec::new());
+    for shard in 0..2 {
+        // The caller with version 1 of `versioned`, then a version 2 alone: the caller's
+        // deployment binds version 1.
+        sim.submit_durable(
+            shard,
+            deploy(vec![
+                ("caller.bpmn", caller.clone()),
+                ("v.bpmn", called("one")),
+            ]),
+        );
+        sim.submit_durable(shard, deploy(vec![("v.bpmn", called("two"))]));
+    }
+    sim.ops.push_back(create("caller", "caller", i));
+    sim.quiesce();
+    let parent = sim.created[&format!("caller-{i}")];
+    assert_eq!(sim.completed(parent, "end"), 1, "the parent completed");
+    let child_ends: Vec<String> = sim
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::ElementCompleted {
+                process_instance_key,
+                element_id,
+                ..
+            } if process_instance_key.shard() == 1 && element_id.starts_with("end-") => {
+                Some(element_id.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(child_ends, vec!["end-one".to_string()], "version 1 ran");
+    sim.check(&BTreeSet::new());
+
+    // A shard whose `versioned` has other bytes than the caller's deployment: an incident
+    // on the call activity that says so.
+    let mut sim = Sim::new(2, Vec::new());
+    sim.submit_durable(
+        0,
+        deploy(vec![
+            ("caller.bpmn", caller.clone()),
+            ("v.bpmn", called("one")),
+        ]),
+    );
+    sim.submit_durable(1, deploy(vec![("v.bpmn", called("other"))]));
+    sim.ops.push_back(create("caller", "caller", i));
+    sim.quiesce();
+    let parent = sim.created[&format!("caller-{i}")];
+    let incidents = sim.shards[0].state.incidents_in_tree(parent);
+    assert_eq!(incidents.len(), 1);
+    assert!(
+        incidents[0]
+            .message
+            .contains("has the resource of the caller's deployment"),
+        "{}",
+        incidents[0].message
+    );
 }
