@@ -37,6 +37,12 @@ pub trait Workload {
     fn job_types(&self) -> Vec<String>;
     /// Instance number `n`: its variables, business key and messages.
     fn instance(&self, n: u64) -> InstanceSpec;
+    /// Instance number `n` in a cluster where `shard_of` gives the shard a key routes to
+    /// (for workloads that place keys on purpose); by default [`Workload::instance`].
+    fn instance_in(&self, n: u64, shard_of: &dyn Fn(&str) -> u16) -> InstanceSpec {
+        let _ = shard_of;
+        self.instance(n)
+    }
     /// The variables a job is completed with (JSON object text, or empty).
     fn job_result(&self, job: &Job) -> String;
 }
@@ -46,10 +52,10 @@ pub trait Workload {
 pub struct InstanceSpec {
     /// JSON object text, or empty.
     pub variables: String,
-    /// Routes the instance to this key's shard (and its messages must use it as their
-    /// correlation key to reach it); empty spreads instances round-robin.
+    /// Routes the instance to this key's shard; empty spreads instances round-robin.
     pub business_key: String,
-    /// Published right after the create, on the same connection.
+    /// Published right after the create, each on the connection to the shard of its
+    /// correlation key.
     pub messages: Vec<PublishMessage>,
 }
 
@@ -354,7 +360,10 @@ impl Generator<'_> {
 
     /// Queues the create (and messages) of instance `n`, due at `due_ns`.
     fn start(&mut self, due_ns: u64, shard: Option<usize>, n: u64) {
-        let spec = self.workload.instance(n);
+        let topology = &self.config.topology;
+        let spec = self
+            .workload
+            .instance_in(n, &|text| topology.shard_of_text(text));
         let shard = match shard {
             Some(shard) => shard,
             None if !spec.business_key.is_empty() => {
@@ -377,7 +386,8 @@ impl Generator<'_> {
         self.starters[shard].encoder.push_request(id, &create);
         for message in spec.messages {
             let message_id = self.id();
-            self.starters[shard]
+            let owner = usize::from(self.config.topology.shard_of_text(&message.correlation_key));
+            self.starters[owner]
                 .encoder
                 .push_request(message_id, &Request::PublishMessage(message));
         }

@@ -33,6 +33,10 @@ pub enum Scenario {
     /// The instance waits for a published message, then runs one service task.
     #[value(name = "msg_one_task")]
     MsgOneTask,
+    /// `msg_one_task` with the message's correlation key on another shard than the instance
+    /// (with two or more shards): every correlation crosses shards as mail.
+    #[value(name = "msg_cross")]
+    MsgCross,
     /// A 100 ms timer, then the end.
     #[value(name = "timer")]
     Timer,
@@ -50,6 +54,7 @@ impl Scenario {
             Scenario::TenTasks => "ten_tasks",
             Scenario::FourParallel => "four_parallel",
             Scenario::MsgOneTask => "msg_one_task",
+            Scenario::MsgCross => "msg_cross",
             Scenario::Timer => "timer",
             Scenario::Realistic => "realistic",
         }
@@ -57,13 +62,16 @@ impl Scenario {
 
     /// Whether each instance needs a message published for it (correlated by its key).
     pub fn publishes_message(self) -> bool {
-        matches!(self, Scenario::MsgOneTask | Scenario::Realistic)
+        matches!(
+            self,
+            Scenario::MsgOneTask | Scenario::MsgCross | Scenario::Realistic
+        )
     }
 
     /// Jobs one instance runs on average.
     pub fn jobs_per_instance(self) -> f64 {
         match self {
-            Scenario::OneTask | Scenario::MsgOneTask => 1.0,
+            Scenario::OneTask | Scenario::MsgOneTask | Scenario::MsgCross => 1.0,
             Scenario::TenTasks => 10.0,
             Scenario::FourParallel => 4.0,
             Scenario::Timer => 0.0,
@@ -140,7 +148,7 @@ impl Scenario {
                 }
                 body.push_str(&flow("f9", "join", "end"));
             }
-            Scenario::MsgOneTask => {
+            Scenario::MsgOneTask | Scenario::MsgCross => {
                 body.push_str(r#"<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>"#);
                 body.push_str(
                     r#"<bpmn:intermediateCatchEvent id="wait"><bpmn:messageEventDefinition messageRef="msg"/></bpmn:intermediateCatchEvent>"#,
@@ -150,6 +158,9 @@ impl Scenario {
                 body.push_str(&flow("f2", "wait", "task"));
                 body.push_str(&flow("f3", "task", "end"));
                 message = message_definition("=key");
+                if self == Scenario::MsgCross {
+                    message = message_definition("=pay");
+                }
             }
             Scenario::Timer => {
                 body.push_str(r#"<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>"#);
@@ -209,6 +220,7 @@ impl Workload for Scenario {
             Scenario::TenTasks => "bench-ten-tasks",
             Scenario::FourParallel => "bench-four-parallel",
             Scenario::MsgOneTask => "bench-msg-one-task",
+            Scenario::MsgCross => "bench-msg-cross",
             Scenario::Timer => "bench-timer",
             Scenario::Realistic => "bench-realistic",
         }
@@ -243,6 +255,17 @@ impl Workload for Scenario {
         }
     }
 
+    fn instance_in(&self, n: u64, shard_of: &dyn Fn(&str) -> u16) -> InstanceSpec {
+        let mut spec = self.instance(n);
+        if *self == Scenario::MsgCross {
+            let home = shard_of(&spec.business_key);
+            let pay = cross_key(&spec.business_key, home, shard_of);
+            spec.variables = format!(r#"{{"key":"{}","pay":"{pay}"}}"#, spec.business_key);
+            spec.messages[0].correlation_key = pay;
+        }
+        spec
+    }
+
     fn job_result(&self, _job: &Job) -> String {
         match self {
             Scenario::Realistic => r#"{"checked":true}"#.to_string(),
@@ -250,6 +273,20 @@ impl Workload for Scenario {
         }
     }
 }
+
+/// A correlation key for an instance with business key `key` on shard `home` that routes to
+/// another shard: `key-pay-0`, `key-pay-1`, ... the first that does (with one shard, where
+/// none can, the first).
+fn cross_key(key: &str, home: u16, shard_of: &dyn Fn(&str) -> u16) -> String {
+    (0..CROSS_KEY_TRIES)
+        .map(|i| format!("{key}-pay-{i}"))
+        .find(|candidate| shard_of(candidate) != home)
+        .unwrap_or_else(|| format!("{key}-pay-0"))
+}
+
+/// Candidates `cross_key` tries (with two shards, the chance that all land at home is
+/// 2^-64).
+const CROSS_KEY_TRIES: u32 = 64;
 
 fn message_definition(correlation_key: &str) -> String {
     format!(
@@ -279,6 +316,31 @@ mod tests {
                 scenario.name()
             );
         }
+    }
+
+    #[test]
+    fn msg_cross_puts_the_message_on_another_shard_than_the_instance() {
+        let topology =
+            ringflow_wire::topology::Topology::uniform(vec![ringflow_wire::topology::Node {
+                id: 0,
+                host: "127.0.0.1".to_string(),
+                base_port: 26_500,
+                first_shard: 0,
+                shard_count: 4,
+            }])
+            .expect("a topology");
+        let shard_of = |text: &str| topology.shard_of_text(text);
+        for n in 0..50 {
+            let spec = Scenario::MsgCross.instance_in(n, &shard_of);
+            let pay = &spec.messages[0].correlation_key;
+            assert_ne!(shard_of(pay), shard_of(&spec.business_key), "instance {n}");
+            let variables: serde_json::Value = serde_json::from_str(&spec.variables).unwrap();
+            assert_eq!(variables["pay"], pay.as_str());
+            assert_eq!(variables["key"], spec.business_key.as_str());
+        }
+        // msg_one_task keeps the message on the instance's shard.
+        let spec = Scenario::MsgOneTask.instance_in(3, &shard_of);
+        assert_eq!(spec.messages[0].correlation_key, spec.business_key);
     }
 
     #[test]
