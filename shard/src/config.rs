@@ -296,6 +296,8 @@ serve_options! {
             "io_uring I/O memory, registered (locked) with each of a shard's 3 rings";
         ring_depth "ring-depth": usize = runtime::RING_DEPTH_DEFAULT, "entries",
             "io_uring submission ring depth";
+        slow_commit_ms "slow-commit-ms": u64 = crate::shard::SLOW_COMMIT_MICROS_DEFAULT / 1000, "ms, 0: never",
+            "Log a commit that takes this long (batch wait, segment, write, fdatasync, release) with where the time went";
     }
     optional {
         shards "shards": usize, "count", "Shards to run on a single node",
@@ -565,6 +567,10 @@ impl ServeConfig {
             },
             cluster_shards: u16::try_from(topology.shard_count())
                 .context("the cluster has more shards than keys can name")?,
+            slow_commit_micros: self
+                .slow_commit_ms
+                .checked_mul(1000)
+                .context("slow-commit-ms is too large")?,
         };
         let cold_store = cold_store_target(&self.data, self.cold_store.as_deref())?;
         let bind_host = match (&self.bind, &self.cluster) {
@@ -830,6 +836,13 @@ mod tests {
         );
         assert_eq!(plan.me.base_port, 7000);
         assert!(plan.cpus_chosen);
+        assert_eq!(
+            plan.shard.slow_commit_micros,
+            crate::shard::SLOW_COMMIT_MICROS_DEFAULT
+        );
+        let plan = plan_of(&["--slow-commit-ms", "5"]).unwrap();
+        assert_eq!(plan.shard.slow_commit_micros, 5_000);
+        assert!(error(&["--slow-commit-ms", "18446744073709551615"]).contains("slow-commit-ms"));
     }
 
     #[test]

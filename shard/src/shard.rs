@@ -96,7 +96,15 @@ pub struct ShardConfig {
     /// business keys live on other shards. 0: as the snapshot says (tools that only read the
     /// data), or every key local when there is none.
     pub cluster_shards: u16,
+    /// A commit that takes this long from its batch's first record to its release is logged
+    /// with where the time went (0: never). See [`SLOW_COMMIT_MICROS_DEFAULT`].
+    pub slow_commit_micros: u64,
 }
+
+/// Default of [`ShardConfig::slow_commit_micros`]: 100 ms, far above a healthy commit (a
+/// fdatasync of 0.1 to 2 ms plus the wait for the one before), so that a log line means a
+/// stall worth looking at.
+pub const SLOW_COMMIT_MICROS_DEFAULT: u64 = 100_000;
 
 impl ShardConfig {
     /// The defaults for `shard`.
@@ -107,6 +115,7 @@ impl ShardConfig {
             snapshot_every_bytes: SNAPSHOT_EVERY_BYTES_DEFAULT,
             export: ExportLimits::default(),
             cluster_shards: 0,
+            slow_commit_micros: SLOW_COMMIT_MICROS_DEFAULT,
         }
     }
 }
@@ -695,6 +704,7 @@ impl<D: Dir> Shard<D> {
             self.room.wake_all();
             let records = batch.records();
             let opened = self.inner.borrow_mut().batch_opened.take();
+            let started = std::time::Instant::now();
             let span = tracing::trace_span!("group_commit", shard = self.id(), records);
             let result = tracing::Instrument::instrument(journal.commit(batch), span).await;
             let durable = match result {
@@ -706,10 +716,45 @@ impl<D: Dir> Shard<D> {
             };
             self.metrics
                 .record_commit(records, journal.last_sync_micros(), opened);
+            let releasing = std::time::Instant::now();
             self.release(durable);
             self.maybe_snapshot();
+            self.trace_commit(records, opened, started, releasing, journal.last_times());
             self.remove_covered(&mut journal);
         }
+    }
+
+    /// Logs a commit slower than `slow_commit_micros`, from its batch's first record to the
+    /// end of its release, with the stages: the batch's wait for the committer (the commit
+    /// before, or the thread busy elsewhere), a new segment, the write, the fdatasync, the
+    /// release (effects and answers).
+    fn trace_commit(
+        &self,
+        records: usize,
+        opened: Option<std::time::Instant>,
+        started: std::time::Instant,
+        releasing: std::time::Instant,
+        times: crate::journal::writer::CommitTimes,
+    ) {
+        let threshold = self.config.slow_commit_micros;
+        let Some(opened) = opened else {
+            return;
+        };
+        let total_us = opened.elapsed().as_micros() as u64;
+        if threshold == 0 || total_us < threshold {
+            return;
+        }
+        tracing::warn!(
+            shard = self.id(),
+            records,
+            total_us,
+            batch_wait_us = started.saturating_duration_since(opened).as_micros() as u64,
+            segment_us = times.segment_micros,
+            write_us = times.write_micros,
+            fdatasync_us = times.sync_micros,
+            release_us = releasing.elapsed().as_micros() as u64,
+            "slow commit"
+        );
     }
 
     /// Removes the segments the oldest kept snapshot covers, when a snapshot asked for it.
@@ -734,9 +779,15 @@ impl<D: Dir> Shard<D> {
         let dir = journal.dir_handle();
         let shard = Rc::clone(self);
         glommio::spawn_local(async move {
+            let removing = std::time::Instant::now();
             match crate::journal::writer::remove_segments(&*dir, &names).await {
                 Ok(()) => {
-                    tracing::debug!(shard = shard.id(), removed = ?names, "removed covered segments");
+                    tracing::info!(
+                        shard = shard.id(),
+                        removed = ?names,
+                        took_us = removing.elapsed().as_micros() as u64,
+                        "removed covered segments"
+                    );
                 }
                 Err(error) => shard.stop(&format!("removing covered segments: {error}")),
             }
@@ -1000,11 +1051,25 @@ impl<D: Dir> Shard<D> {
             } else {
                 inner.durable_waiters.push_back((lsn, reached.clone()));
             }
-            (lsn, inner.last_now_millis, inner.state.encode(), reached)
+            let encoding = std::time::Instant::now();
+            let bytes = inner.state.encode();
+            let encode_us = encoding.elapsed().as_micros() as u64;
+            (lsn, inner.last_now_millis, (bytes, encode_us), reached)
         };
+        let (bytes, encode_us) = bytes;
         let written = if reached.await {
             let floor = self.export.as_ref().map(|queue| queue.exported());
-            self.snapshots.write(lsn, now_millis, &bytes, floor).await
+            let writing = std::time::Instant::now();
+            let written = self.snapshots.write(lsn, now_millis, &bytes, floor).await;
+            tracing::info!(
+                shard = self.id(),
+                lsn,
+                bytes = bytes.len(),
+                encode_us,
+                file_us = writing.elapsed().as_micros() as u64,
+                "snapshot written"
+            );
+            written
         } else {
             Err(StorageError::Io {
                 operation: "snapshot",

@@ -425,3 +425,80 @@ fn a_timer_event_due_while_the_shard_was_down_fires_once_after_recovery() {
         );
     });
 }
+
+/// A log sink for one test: what the shard logs while it runs on this thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs 30 creations on a fresh shard with `slow_commit_micros` and returns its log.
+fn logged_run(slow_commit_micros: u64) -> String {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut config = ShardConfig::new(SHARD);
+        config.snapshot_every_records = 10;
+        config.slow_commit_micros = slow_commit_micros;
+        let journal = SimDir::new(Faults::default(), 1);
+        let snapshots = SimDir::new(Faults::default(), 2);
+        executor().run(async move {
+            let shard = Rc::new(open(&journal, &snapshots, config).await.expect("opens"));
+            let committer = glommio::spawn_local(shard.clone().run_committer());
+            let snapshotter = glommio::spawn_local(shard.clone().run_snapshots());
+            shard.submit(deploy()).await.expect("deploys");
+            for n in 0..30 {
+                shard
+                    .submit(create(Some(format!("logged-{n}"))))
+                    .await
+                    .expect("creates");
+            }
+            drop(committer);
+            drop(snapshotter);
+        });
+    });
+    String::from_utf8(captured.0.lock().unwrap().clone()).expect("UTF-8 log")
+}
+
+#[test]
+fn slow_commits_are_logged_with_their_stages_and_snapshots_with_their_costs() {
+    // A threshold of 1 µs: every commit is slow.
+    let log = logged_run(1);
+    let slow: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("slow commit"))
+        .collect();
+    assert!(slow.len() >= 31, "one line per commit:\n{log}");
+    for field in [
+        "records=1",
+        "total_us=",
+        "batch_wait_us=",
+        "segment_us=",
+        "write_us=",
+        "fdatasync_us=",
+        "release_us=",
+    ] {
+        assert!(slow[0].contains(field), "{field} in {}", slow[0]);
+    }
+    assert!(
+        log.lines()
+            .any(|line| line.contains("snapshot written") && line.contains("encode_us=")),
+        "{log}"
+    );
+    // Off: no commit is logged.
+    let log = logged_run(0);
+    assert!(!log.contains("slow commit"), "{log}");
+}

@@ -83,6 +83,7 @@ enum Command {
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Validate(args) => validate::run(&args),
@@ -109,4 +110,33 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The environment variable with the log filter (`tracing_subscriber`'s `EnvFilter` syntax,
+/// e.g. `warn` or `info,ringflow_shard::shard=debug`).
+pub const LOG_ENV: &str = "RINGFLOW_LOG";
+/// The filter when `RINGFLOW_LOG` is unset: warnings and notable events (a snapshot, the
+/// exporter resuming, a slow commit).
+pub const LOG_DEFAULT: &str = "info";
+
+/// Log lines go to stderr, one per event, with a UTC timestamp, the level, the source and
+/// the event's fields. A filter that does not parse is reported and the default used.
+fn init_logging() {
+    let filter = match std::env::var(LOG_ENV) {
+        Ok(text) => match tracing_subscriber::EnvFilter::try_new(&text) {
+            Ok(filter) => filter,
+            Err(error) => {
+                eprintln!(
+                    "ringflow: {LOG_ENV}={text:?} is not a log filter ({error}); using {LOG_DEFAULT:?}"
+                );
+                tracing_subscriber::EnvFilter::new(LOG_DEFAULT)
+            }
+        },
+        Err(_) => tracing_subscriber::EnvFilter::new(LOG_DEFAULT),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

@@ -134,6 +134,22 @@ pub enum JournalError {
     },
 }
 
+/// Where one commit's time went, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitTimes {
+    /// Creating (reserving) a new segment and syncing the directory; 0 when the batch fit
+    /// in the current one.
+    pub segment_micros: u64,
+    /// The write of the batch.
+    pub write_micros: u64,
+    /// The fdatasync after it.
+    pub sync_micros: u64,
+}
+
+fn micros_since(start: std::time::Instant) -> u64 {
+    start.elapsed().as_micros() as u64
+}
+
 /// The file name of the segment whose first record has LSN `first_lsn`.
 pub fn segment_name(first_lsn: u64) -> String {
     format!("{first_lsn:020}.seg")
@@ -241,6 +257,7 @@ pub struct Journal<D: Dir> {
     next_lsn: u64,
     stopped: bool,
     last_sync_micros: u64,
+    last_times: CommitTimes,
 }
 
 /// What [`Journal::open`] found.
@@ -325,6 +342,7 @@ impl<D: Dir> Journal<D> {
             next_lsn,
             stopped: false,
             last_sync_micros: 0,
+            last_times: CommitTimes::default(),
         };
         let recovered = Recovered {
             records,
@@ -365,10 +383,13 @@ impl<D: Dir> Journal<D> {
         let fits = self.current.as_ref().is_some_and(|current| {
             current.write_offset + bytes.len() as u64 <= self.config.segment_bytes
         });
+        let started = std::time::Instant::now();
+        let mut times = CommitTimes::default();
         if !fits {
             let name = segment_name(first_lsn);
             let file = self.dir.create(&name, self.config.segment_bytes).await?;
             self.dir.sync().await?;
+            times.segment_micros = micros_since(started);
             self.segments.push((first_lsn, name));
             self.current = Some(Current {
                 file,
@@ -376,12 +397,21 @@ impl<D: Dir> Journal<D> {
             });
         }
         let current = self.current.as_mut().expect("a current segment");
+        let writing = std::time::Instant::now();
         current.file.write_at(current.write_offset, bytes).await?;
+        times.write_micros = micros_since(writing);
         let syncing = std::time::Instant::now();
         current.file.sync().await?;
-        self.last_sync_micros = syncing.elapsed().as_micros() as u64;
+        self.last_sync_micros = micros_since(syncing);
+        times.sync_micros = self.last_sync_micros;
+        self.last_times = times;
         current.write_offset += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Where the last commit's time went.
+    pub fn last_times(&self) -> CommitTimes {
+        self.last_times
     }
 
     /// How long the last commit's fdatasync took, in microseconds.
