@@ -455,6 +455,7 @@ fn logged_run(slow_commit_micros: u64) -> String {
         config.slow_commit_micros = slow_commit_micros;
         let journal = SimDir::new(Faults::default(), 1);
         let snapshots = SimDir::new(Faults::default(), 2);
+        let written = captured.clone();
         executor().run(async move {
             let shard = Rc::new(open(&journal, &snapshots, config).await.expect("opens"));
             let committer = glommio::spawn_local(shard.clone().run_committer());
@@ -465,6 +466,15 @@ fn logged_run(slow_commit_micros: u64) -> String {
                     .submit(create(Some(format!("logged-{n}"))))
                     .await
                     .expect("creates");
+            }
+            // The snapshot task runs at its own pace: give it up to 5 s to write the
+            // snapshot that 31 records made due (the test asserts the line is there).
+            for _ in 0..500 {
+                let log = String::from_utf8_lossy(&written.0.lock().unwrap()).into_owned();
+                if log.contains("snapshot written") {
+                    break;
+                }
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
             drop(committer);
             drop(snapshotter);
