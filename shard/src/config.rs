@@ -260,6 +260,8 @@ serve_options! {
             "The address of shard 0 on a single node; shard i listens on PORT+i";
         segment_mib "segment-mib": u64 = 64, "MiB",
             "Journal segment size";
+        spare_segments "spare-segments": usize = crate::journal::writer::SPARE_SEGMENTS_DEFAULT, "segments per shard, 0: delete",
+            "Covered journal segments kept and reused for new ones (their blocks are written already, so their fdatasyncs flush data only, and nothing is unlinked); the others are deleted";
         snapshot_every_records "snapshot-every-records": u64 = crate::shard::SNAPSHOT_EVERY_RECORDS_DEFAULT, "records, 0: never",
             "Take a snapshot after this many journal records";
         snapshot_every_mib "snapshot-every-mib": u64 = crate::shard::SNAPSHOT_EVERY_BYTES_DEFAULT >> 20, "MiB, 0: never",
@@ -538,9 +540,10 @@ impl ServeConfig {
             .segment_mib
             .checked_mul(1 << 20)
             .context("segment-mib is too large")?;
+        journal.spare_segments = self.spare_segments;
         journal
             .check()
-            .map_err(|error| anyhow::anyhow!("segment-mib: {error}"))?;
+            .map_err(|error| anyhow::anyhow!("segment-mib or spare-segments: {error}"))?;
         if self.export_lag_warn_records == 0
             || self.export_lag_max_records < self.export_lag_warn_records
         {

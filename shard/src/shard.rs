@@ -757,13 +757,11 @@ impl<D: Dir> Shard<D> {
         );
     }
 
-    /// Removes the segments the oldest kept snapshot covers, when a snapshot asked for it.
-    /// The journal forgets them at once; the files are deleted (and the directory synced) by
-    /// a task of their own, so that the next commit does not wait for an unlink and a
-    /// directory fsync. (In single runs, commit stalls of 20 to 100 ms in the open loop at
-    /// 50,000 instances/s went with the snapshots; this alone did not remove them, and the
-    /// spread between runs is large: bench/RESULTS.md.)
-    /// A failure there stops the shard.
+    /// Retires the segments the oldest kept snapshot covers, when a snapshot asked for it:
+    /// up to `spare_segments` become spares for the next segments, the rest are deleted
+    /// (`journal::writer::retire_segments`). The journal forgets them at once; the renames,
+    /// unlinks and the directory sync run in a task of their own, so that the next commit
+    /// does not wait for them. A failure there stops the shard.
     fn remove_covered(self: &Rc<Self>, journal: &mut Journal<D>)
     where
         D: 'static,
@@ -777,19 +775,30 @@ impl<D: Dir> Shard<D> {
             return;
         }
         let dir = journal.dir_handle();
+        let spares = journal.spares_handle();
+        let config = journal.config();
         let shard = Rc::clone(self);
         glommio::spawn_local(async move {
-            let removing = std::time::Instant::now();
-            match crate::journal::writer::remove_segments(&*dir, &names).await {
-                Ok(()) => {
+            let retiring = std::time::Instant::now();
+            let retired = crate::journal::writer::retire_segments(
+                &*dir,
+                &names,
+                &spares,
+                config.spare_segments,
+                config.segment_bytes,
+            )
+            .await;
+            match retired {
+                Ok(retired) => {
                     tracing::info!(
                         shard = shard.id(),
-                        removed = ?names,
-                        took_us = removing.elapsed().as_micros() as u64,
-                        "removed covered segments"
+                        recycled = ?retired.recycled,
+                        removed = ?retired.removed,
+                        took_us = retiring.elapsed().as_micros() as u64,
+                        "retired covered segments"
                     );
                 }
-                Err(error) => shard.stop(&format!("removing covered segments: {error}")),
+                Err(error) => shard.stop(&format!("retiring covered segments: {error}")),
             }
         })
         .detach();

@@ -442,6 +442,18 @@ impl std::io::Write for Captured {
 
 /// Runs 30 creations on a fresh shard with `slow_commit_micros` and returns its log.
 fn logged_run(slow_commit_micros: u64) -> String {
+    // tracing caches each callsite's interest for the whole process. While exactly one
+    // dispatcher is registered, a callsite first reached on another test's thread (which has
+    // no subscriber) is cached as never enabled, and this capture would miss it (seen once:
+    // "snapshot written" missing; tokio-rs/tracing#3611). A second dispatcher for the
+    // capture's lifetime makes the interest come from both registered dispatchers instead;
+    // creating the capture's own rebuilds the callsites cached before.
+    let _anchor = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_max_level(tracing::Level::INFO)
+            .finish(),
+    );
     let captured = Captured::default();
     let sink = captured.clone();
     let subscriber = tracing_subscriber::fmt()

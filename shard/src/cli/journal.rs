@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::journal::scan::End;
-use crate::journal::writer::{scan_segment, segment_names};
+use crate::journal::writer::{scan_segment, segment_names, spare_names};
 use crate::snapshot::{self, SnapshotStore};
 use crate::storage::std_fs::StdDir;
 use crate::storage::{Dir, block_on, read_whole};
@@ -45,6 +45,8 @@ struct InspectArgs {
 struct Report {
     shard: u16,
     segments: Vec<SegmentReport>,
+    /// Covered segments kept for reuse (`<old first LSN>.spare`).
+    spares: Vec<String>,
     snapshots: Vec<SnapshotReport>,
     first_bad_record: Option<BadRecord>,
 }
@@ -128,13 +130,20 @@ async fn inspect(dir: &Path, shard: u16) -> anyhow::Result<Report> {
     let mut first_bad_record = None;
     let names = segment_names(&journal).await?;
     for (index, (_, name)) in names.iter().enumerate() {
-        let scan = scan_segment(&journal, name, shard).await?;
+        let scan = scan_segment(&journal, name, shard, false).await?;
         let size_bytes = std::fs::metadata(journal.path().join(name))
             .with_context(|| format!("stat of {name}"))?
             .len();
         let last = index + 1 == names.len();
+        let next_lsn = scan.first_lsn + scan.scan.records.len() as u64;
+        let next_follows = names
+            .get(index + 1)
+            .is_some_and(|(first, _)| *first == next_lsn);
         let end = match &scan.scan.end {
             End::Clean { next_write_offset } => format!("clean, next write at {next_write_offset}"),
+            End::TornTail { offset, .. } if next_follows => {
+                format!("ends at offset {offset} (old bytes of a recycled segment follow)")
+            }
             End::TornTail { offset, error } if last => {
                 format!("torn tail at offset {offset} ({error}); recovery cuts it off")
             }
@@ -167,7 +176,7 @@ async fn inspect(dir: &Path, shard: u16) -> anyhow::Result<Report> {
             first_lsn: scan.first_lsn,
             last_lsn: scan.scan.records.last().map(|record| record.lsn),
             records: scan.scan.records.len(),
-            used_bytes: scan.dirty_bytes,
+            used_bytes: scan.end_offset,
             size_bytes,
             end,
         });
@@ -191,9 +200,15 @@ async fn inspect(dir: &Path, shard: u16) -> anyhow::Result<Report> {
             problem,
         });
     }
+    let spares = spare_names(&journal)
+        .await?
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect();
     Ok(Report {
         shard,
         segments,
+        spares,
         snapshots,
         first_bad_record,
     })
@@ -227,6 +242,12 @@ fn print_text(dir: &Path, report: &Report) {
         println!(
             "  {}  {range}  {} records  {} of {} bytes used  {}",
             segment.file, segment.records, segment.used_bytes, segment.size_bytes, segment.end
+        );
+    }
+    if !report.spares.is_empty() {
+        println!(
+            "spare segments (reused for the next ones): {}",
+            report.spares.join(", ")
         );
     }
     match &report.first_bad_record {

@@ -1,26 +1,34 @@
 //! Reading a segment back at recovery: which records are there, and what the end looks like.
 //!
 //! Writes go out in batches that start on a `BLOCK_BYTES` boundary; the space between a
-//! batch's last record and the next boundary is zero padding, and a preallocated segment is
-//! zeros beyond the last batch. So, reading from the start:
+//! batch's last record and the next boundary is zero padding. Beyond the last batch a fresh
+//! segment holds zeros, and a recycled one (a segment a snapshot covered, renamed to carry
+//! later records; see the writer) holds what it held in its earlier life: records whose LSNs
+//! are all below the segment's first LSN, and pieces of them. So, reading from the start:
 //!
 //! | found at the expected position                  | meaning                       | action          |
 //! |-------------------------------------------------|-------------------------------|-----------------|
 //! | a valid record with the next LSN                | a record                      | take it, go on  |
 //! | zeros (no magic) within a block                 | padding                       | next boundary   |
-//! | zeros at a boundary, only zeros after           | the end of the log            | stop: clean     |
-//! | zeros at a boundary, later a record of this shard with this LSN or higher | a misdirected or lost write | stop: corrupt |
-//! | zeros at a boundary, other bytes after          | a write torn by a crash       | stop: torn tail |
-//! | anything else, and no valid later record        | a write torn by a crash       | stop: torn tail |
-//! | anything else, and a valid later record exists  | damage in the middle          | stop: corrupt   |
+//! | zeros at a boundary                             | the end of the log            | stop: clean     |
+//! | a valid record of this shard with an LSN below the segment's first | left from the segment's earlier life | stop: clean |
+//! | one of the two ends above, and later a batch of this shard with this LSN or higher | a misdirected or lost write | stop: corrupt |
+//! | a valid record with another shard, or another LSN not below the segment's first | written to the wrong place | stop: corrupt |
+//! | anything else, and no valid later batch         | a write torn by a crash (or old bytes) | stop: torn tail |
+//! | anything else, and a valid later batch exists   | damage in the middle          | stop: corrupt   |
 //!
-//! A "later record" after damage is a valid record of this shard with a higher LSN, flagged
+//! A "later batch" after damage is a valid record of this shard with a higher LSN, flagged
 //! as the start of a batch, at a later block boundary. Batches are written only after the one
 //! before was synced, so only then is the damage provably in data that was durable: a torn
 //! last batch can contain valid records after a damaged sector, but never the start of a
-//! later batch. Past the end of the log there must be nothing but zeros (recovery zeroes a
-//! torn tail): a record there was written somewhere it did not belong, and the records that
-//! belong at the end may have been acknowledged, so that is corruption, not a tail to cut.
+//! later batch. Records left from a recycled segment's earlier life never count: their LSNs
+//! are below the segment's first.
+//!
+//! Past the end, a torn write can also leave whole records whose LSNs will be written again
+//! (with other commands). A later scan must never take one for the record expected there, so
+//! recovery zeroes every block past the end that holds a record header of this shard with
+//! the next LSN or higher ([`leftovers`] finds them). Records of the earlier life stay: their
+//! LSNs never come round again.
 
 use super::record::{self, RecordError};
 pub use crate::storage::BLOCK_BYTES;
@@ -111,6 +119,11 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
                 offset += record.total_bytes;
                 lsn += 1;
             }
+            Err(RecordError::WrongLsn { found, .. }) if found < first_lsn => {
+                // A whole record from the segment's earlier life (it was recycled): the end.
+                let end = end_at(bytes, offset, shard, lsn);
+                return Scan { records, end };
+            }
             Err(error @ (RecordError::WrongLsn { .. } | RecordError::WrongShard { .. })) => {
                 // A whole, valid record that does not belong here: no torn write makes one,
                 // so it was written to the wrong place (or the file to the wrong shard).
@@ -146,7 +159,9 @@ fn zeros_to_boundary(bytes: &[u8], offset: usize) -> bool {
     all_zero(&bytes[offset..end])
 }
 
-/// How the log ends at `offset`, a block boundary with zeros where LSN `lsn` would be.
+/// How the log ends at `offset`, a block boundary where LSN `lsn` would be and is not (zeros,
+/// or a record of the segment's earlier life). What follows is not read, except to look for
+/// a later batch: one there means a write went astray.
 fn end_at(bytes: &[u8], offset: usize, shard: u16, lsn: u64) -> End {
     if let Some((later_offset, later_lsn)) = later_batch(bytes, offset, shard, lsn) {
         return End::Corrupt {
@@ -158,16 +173,41 @@ fn end_at(bytes: &[u8], offset: usize, shard: u16, lsn: u64) -> End {
             ),
         };
     }
-    if all_zero(&bytes[offset..]) {
-        End::Clean {
-            next_write_offset: offset,
+    End::Clean {
+        next_write_offset: offset,
+    }
+}
+
+/// The blocks from `from` (a block boundary) on that hold the header of a record of `shard`
+/// with LSN `lsn_min` or higher: pieces of a torn write past the end of the log, which
+/// recovery zeroes before it appends records with those LSNs again. Returns (offset, bytes)
+/// ranges of whole blocks, in order, adjacent blocks merged. Records of a recycled segment's
+/// earlier life have lower LSNs and are left alone.
+pub fn leftovers(bytes: &[u8], from: usize, shard: u16, lsn_min: u64) -> Vec<(usize, usize)> {
+    let magic = record::RECORD_MAGIC.to_le_bytes();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let Some(tail) = bytes.get(from..) else {
+        return ranges;
+    };
+    for at in memchr::memmem::find_iter(tail, &magic) {
+        let start = from + at;
+        let Some(header) = bytes.get(start..start + record::RECORD_HEADER_BYTES) else {
+            // A header cut off by the end of the file can never be read as a record.
+            continue;
+        };
+        let shard_found = u16::from_le_bytes([header[12], header[13]]);
+        let lsn_found = header_lsn(header).expect("a whole header");
+        if shard_found != shard || lsn_found < lsn_min {
+            continue;
         }
-    } else {
-        End::TornTail {
-            offset,
-            error: RecordError::BadMagic { found: 0 },
+        let first = start / BLOCK_BYTES * BLOCK_BYTES;
+        let end = next_boundary(start + record::RECORD_HEADER_BYTES).min(bytes.len());
+        match ranges.last_mut() {
+            Some((offset, len)) if *offset + *len >= first => *len = end - *offset,
+            _ => ranges.push((first, end - first)),
         }
     }
+    ranges
 }
 
 /// The first valid batch start of `shard` with an LSN of at least `lsn_min` at a block
@@ -194,19 +234,6 @@ pub fn all_zero(bytes: &[u8]) -> bool {
         .by_ref()
         .all(|chunk| u128::from_ne_bytes(chunk.try_into().expect("16 bytes")) == 0);
     words_zero && chunks.remainder().iter().all(|byte| *byte == 0)
-}
-
-/// The end of the last non-zero byte, rounded up to `BLOCK_BYTES` (0 for all zeros).
-pub fn dirty_end(bytes: &[u8]) -> usize {
-    let mut end = bytes.len().div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
-    while end > 0 {
-        let start = end - BLOCK_BYTES;
-        if !all_zero(&bytes[start..end.min(bytes.len())]) {
-            return end;
-        }
-        end = start;
-    }
-    0
 }
 
 /// The LSN field of what may be a record header (bytes 16..24), if there are enough bytes.
@@ -322,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_past_the_end_is_corruption_and_garbage_past_it_a_torn_tail() {
+    fn a_record_past_the_end_is_corruption_and_garbage_past_it_is_not_read() {
         let one = log(&[&[b"a"]], 1);
         let two = log(&[&[b"a"], &[b"b"]], 1);
         // Batch 2 landed two blocks too far: where it belongs there are zeros.
@@ -341,12 +368,135 @@ mod tests {
             }
             other => panic!("expected corruption, got {other:?}"),
         }
-        let mut garbage = one;
+        // Garbage past a zero block is never read: old bytes of a recycled segment, or
+        // pieces of a torn write (recovery zeroes those that could pass for records).
+        let mut garbage = one.clone();
         garbage.resize(2 * BLOCK_BYTES, 0);
         garbage.extend_from_slice(&[0x77; 512]);
-        assert!(matches!(
+        assert_eq!(
             scan(&garbage, 1, 1).end,
+            End::Clean {
+                next_write_offset: BLOCK_BYTES
+            }
+        );
+        // Garbage at the end itself is a torn tail.
+        let mut torn = one;
+        torn.extend_from_slice(&[0x77; 512]);
+        torn.resize(3 * BLOCK_BYTES, 0);
+        assert!(matches!(
+            scan(&torn, 1, 1).end,
             End::TornTail { offset, .. } if offset == BLOCK_BYTES
         ));
+    }
+
+    /// A recycled segment: the first life held LSNs 1..=6, the new one starts at 40.
+    fn recycled(new_batches: &[&[&[u8]]]) -> Vec<u8> {
+        let mut bytes = log(
+            &[
+                &[b"old-1", b"old-2"],
+                &[&[3; 5000]],
+                &[b"old-4", b"old-5", b"old-6"],
+            ],
+            1,
+        );
+        bytes.resize(8 * BLOCK_BYTES, 0x5A);
+        let mut new = Vec::new();
+        let mut lsn = 40;
+        for batch in new_batches {
+            for (index, payload) in batch.iter().enumerate() {
+                record::encode(&mut new, 1, lsn, payload, index == 0);
+                lsn += 1;
+            }
+            new.resize(next_boundary(new.len()), 0);
+        }
+        bytes[..new.len()].copy_from_slice(&new);
+        bytes
+    }
+
+    #[test]
+    fn old_records_of_a_recycled_segment_end_the_log_and_never_count() {
+        // One new batch in the first block; an old record starts at the next boundary.
+        let bytes = recycled(&[&[b"new-40", b"new-41"]]);
+        let found = scan(&bytes, 1, 40);
+        assert_eq!(lsns(&found), [40, 41]);
+        assert_eq!(
+            found.end,
+            End::Clean {
+                next_write_offset: BLOCK_BYTES
+            }
+        );
+        // Nothing new yet: the old record at offset 0 ends it at once.
+        let untouched = recycled(&[]);
+        let found = scan(&untouched, 1, 40);
+        assert!(found.records.is_empty());
+        assert_eq!(
+            found.end,
+            End::Clean {
+                next_write_offset: 0
+            }
+        );
+        // Old bytes that are no record (the middle of an old record) at the end: a torn tail
+        // (recovery rewrites that block with zeros).
+        let mut middle = log(&[&[&[3; 5000]]], 1)[..2 * BLOCK_BYTES].to_vec();
+        middle.resize(4 * BLOCK_BYTES, 0);
+        let mut new = Vec::new();
+        record::encode(&mut new, 1, 40, b"new-40", true);
+        new.resize(BLOCK_BYTES, 0);
+        middle[..BLOCK_BYTES].copy_from_slice(&new);
+        assert!(matches!(
+            scan(&middle, 1, 40).end,
+            End::TornTail { offset, .. } if offset == BLOCK_BYTES
+        ));
+        // A whole record with an LSN of this life but not the one expected is still
+        // misplaced, and a later batch past old bytes is still a lost write.
+        let mut misplaced = recycled(&[&[b"new-40"]]);
+        let mut stray = Vec::new();
+        record::encode(&mut stray, 1, 40, b"again", true);
+        misplaced[BLOCK_BYTES..BLOCK_BYTES + stray.len()].copy_from_slice(&stray);
+        assert!(matches!(
+            scan(&misplaced, 1, 40).end,
+            End::Corrupt { lsn: 41, .. }
+        ));
+        let mut lost = recycled(&[&[b"new-40"]]);
+        let mut later = Vec::new();
+        record::encode(&mut later, 1, 43, b"later", true);
+        lost[5 * BLOCK_BYTES..5 * BLOCK_BYTES + later.len()].copy_from_slice(&later);
+        assert!(matches!(
+            scan(&lost, 1, 40).end,
+            End::Corrupt { ref reason, .. } if reason.contains("wrong place")
+        ));
+    }
+
+    #[test]
+    fn leftovers_are_headers_of_this_shard_with_the_next_lsn_or_higher() {
+        let mut bytes = recycled(&[&[b"new-40"]]);
+        // Pieces of a torn batch 41..: a record in the middle of block 3, one straddling
+        // blocks 5 and 6, and one of another shard (never read) in block 7.
+        let mut piece = Vec::new();
+        record::encode(&mut piece, 1, 42, b"torn-42", false);
+        bytes[3 * BLOCK_BYTES + 100..3 * BLOCK_BYTES + 100 + piece.len()].copy_from_slice(&piece);
+        let mut straddling = Vec::new();
+        record::encode(&mut straddling, 1, 43, b"torn-43", false);
+        let at = 6 * BLOCK_BYTES - 10;
+        bytes[at..at + straddling.len()].copy_from_slice(&straddling);
+        let mut other = Vec::new();
+        record::encode(&mut other, 2, 44, b"other", false);
+        bytes[7 * BLOCK_BYTES..7 * BLOCK_BYTES + other.len()].copy_from_slice(&other);
+        assert_eq!(
+            scan(&bytes, 1, 40).end,
+            End::Clean {
+                next_write_offset: BLOCK_BYTES
+            }
+        );
+        assert_eq!(
+            leftovers(&bytes, BLOCK_BYTES, 1, 41),
+            [
+                (3 * BLOCK_BYTES, BLOCK_BYTES),
+                (5 * BLOCK_BYTES, 2 * BLOCK_BYTES)
+            ]
+        );
+        // The old records (LSNs 1..=6) are not leftovers; a fresh segment has none.
+        assert!(leftovers(&recycled(&[&[b"new-40"]]), BLOCK_BYTES, 1, 41).is_empty());
+        assert!(leftovers(&[0; 4 * BLOCK_BYTES], 0, 1, 1).is_empty());
     }
 }

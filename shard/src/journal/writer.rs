@@ -5,6 +5,17 @@
 //! does not fit opens a new segment named after the batch's first LSN (and the directory is
 //! fsynced before anything is written to it).
 //!
+//! **Recycling.** Segments that a snapshot covers are not all deleted: up to
+//! [`JournalConfig::spare_segments`] of them are renamed to `<old first LSN>.spare` and kept,
+//! and the next new segment is a spare renamed into place rather than a file created and
+//! reserved. (PostgreSQL recycles its WAL files the same way.) Measured on ext4 over a virtio
+//! disk (bench/RESULTS.md): a write into reserved but never written blocks makes the
+//! fdatasync after it commit filesystem metadata (the extents turn from unwritten to
+//! written), and unlinking a 64 MiB segment stalled a concurrent journal write for 25 ms; a
+//! recycled segment's blocks are written already, so its fdatasyncs flush data only, and
+//! nothing is unlinked. A spare keeps its old records; they are never read as records of
+//! its new life, because their LSNs are all below its new first LSN (see `scan`).
+//!
 //! [`Journal::commit`] writes one batch with one write and one fdatasync; only when the sync
 //! returns are its LSNs durable. A failed write or sync is never retried: the journal refuses
 //! all further work, and the shard recovers from disk ([`Journal::open`]).
@@ -15,9 +26,12 @@
 //! |---|---|
 //! | segments whose names do not follow on from the one before | stops: corrupt |
 //! | a torn tail in the last segment holding records | zeroes it, syncs, appends after it |
-//! | a torn tail in an earlier segment | stops: corrupt (later segments were written after it) |
+//! | past the end of the last segment, headers of records with the next LSN or higher (left by a torn write) | zeroes their blocks, syncs |
+//! | a torn-looking end in an earlier segment, and the next segment starts right after its last record | nothing: the next batch went to the next segment, and what follows the end is old bytes of a recycled segment |
+//! | a torn tail in an earlier segment, and the next one does not follow on | stops: corrupt (later segments were written after it) |
 //! | damage before later records, or a record past the end | stops: corrupt |
 //! | segments at the end with no records | removes them (they were created just before a crash) |
+//! | spares of another size, beyond `spare_segments`, or with no segment left to follow | removes them |
 //! | a first segment that starts after the snapshot's LSN + 1 | stops: records are missing |
 //!
 //! A read that shows damage is read again: a bit flipped on the way (not on the disk) must
@@ -42,6 +56,12 @@ pub const RECORD_BYTES_MAX_DEFAULT: usize = 40 * 1024 * 1024;
 pub const READS_MAX: usize = 8;
 /// Bytes per read at recovery (and per write when zeroing a torn tail).
 const IO_CHUNK_BYTES: usize = 1024 * 1024;
+/// Default number of covered segments kept for reuse (see the module docs): two 64 MiB
+/// files per shard, which covers what one snapshot period retires at 100,000 records/s
+/// (about 13 MB/s of journal, a snapshot every 1,000,000 records).
+pub const SPARE_SEGMENTS_DEFAULT: usize = 2;
+/// The most spares a journal may be configured to keep.
+pub const SPARE_SEGMENTS_MAX: usize = 64;
 
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT);
 const _: () = assert!(RECORD_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT);
@@ -64,11 +84,14 @@ pub struct JournalConfig {
     pub segment_bytes: u64,
     /// The caps of one batch.
     pub batch: BatchLimits,
+    /// How many covered segments are kept as spares for new segments (0: covered segments
+    /// are deleted). At most [`SPARE_SEGMENTS_MAX`].
+    pub spare_segments: usize,
 }
 
 impl JournalConfig {
     /// The defaults for `shard`: 64 MiB segments, batches of at most 4096 records and 4 MiB,
-    /// records of at most 40 MiB.
+    /// records of at most 40 MiB, two spare segments.
     pub fn new(shard: u16) -> JournalConfig {
         JournalConfig {
             shard,
@@ -78,6 +101,7 @@ impl JournalConfig {
                 bytes_max: BATCH_BYTES_MAX_DEFAULT,
                 record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
             },
+            spare_segments: SPARE_SEGMENTS_DEFAULT,
         }
     }
 
@@ -102,6 +126,12 @@ impl JournalConfig {
             || self.batch.record_bytes_max > record::RECORD_PAYLOAD_BYTES_MAX
         {
             return Err("a batch must hold at least one record".to_string());
+        }
+        if self.spare_segments > SPARE_SEGMENTS_MAX {
+            return Err(format!(
+                "{} spare segments asked for, at most {SPARE_SEGMENTS_MAX} are allowed",
+                self.spare_segments
+            ));
         }
         Ok(())
     }
@@ -137,8 +167,8 @@ pub enum JournalError {
 /// Where one commit's time went, in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommitTimes {
-    /// Creating (reserving) a new segment and syncing the directory; 0 when the batch fit
-    /// in the current one.
+    /// Opening a new segment (a spare renamed, or a file created and reserved) and syncing
+    /// the directory; 0 when the batch fit in the current one.
     pub segment_micros: u64,
     /// The write of the batch.
     pub write_micros: u64,
@@ -157,7 +187,21 @@ pub fn segment_name(first_lsn: u64) -> String {
 
 /// The first LSN of a segment file name, or `None` for other files.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".seg")?;
+    parse_numbered(name, ".seg")
+}
+
+/// The file name of a spare made from the segment whose first LSN was `old_first_lsn`.
+pub fn spare_name(old_first_lsn: u64) -> String {
+    format!("{old_first_lsn:020}.spare")
+}
+
+/// The old first LSN of a spare's file name, or `None` for other files.
+pub fn parse_spare_name(name: &str) -> Option<u64> {
+    parse_numbered(name, ".spare")
+}
+
+fn parse_numbered(name: &str, suffix: &str) -> Option<u64> {
+    let digits = name.strip_suffix(suffix)?;
     if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
@@ -173,27 +217,37 @@ pub struct SegmentScan {
     pub first_lsn: u64,
     /// The scan of its bytes (records and how it ends).
     pub scan: scan::Scan,
-    /// Bytes up to the last non-zero byte, rounded up to a block.
-    pub dirty_bytes: usize,
+    /// Where its log ends: the bytes its records (and their padding) take.
+    pub end_offset: usize,
+    /// Its size in bytes.
+    pub size_bytes: usize,
+    /// Past the end, the blocks holding headers of records with the next LSN or higher
+    /// (left by a torn write; see `scan::leftovers`): (offset, bytes).
+    pub leftovers: Vec<(usize, usize)>,
     /// For a torn tail: the block it starts in, as read (the part before the tail is kept).
     pub torn_block: Vec<u8>,
+    /// Whether two reads in a row agreed even though the end looked clean.
+    pub confirmed: bool,
 }
 
 /// Reads and scans one segment. A scan that is not clean is trusted only when two reads in
 /// a row gave the same bytes: a bit flipped on the way (not on the disk) must not be taken for
 /// a torn tail and cut off. (A flip cannot make a damaged segment look clean: every record is
-/// checksummed and everything past the end must be zero.)
+/// checksummed, and the end is zeros or a whole record with an old LSN.) With `confirm`,
+/// two reads in a row must agree in any case: recovery confirms the segment it appends to,
+/// since a flipped bit could hide a piece of a torn write past the end (see `leftovers`).
 pub async fn scan_segment<D: Dir>(
     dir: &D,
     name: &str,
     shard: u16,
+    confirm: bool,
 ) -> Result<SegmentScan, JournalError> {
     let first_lsn = parse_segment_name(name).expect("a segment name");
     let file = dir.open(name).await?;
     let mut bytes = crate::storage::read_whole(&file, IO_CHUNK_BYTES).await?;
     let mut found = scan::scan(&bytes, shard, first_lsn);
     let mut reads = 1;
-    while !matches!(found.end, End::Clean { .. }) {
+    while confirm || !matches!(found.end, End::Clean { .. }) {
         let again = crate::storage::read_whole(&file, IO_CHUNK_BYTES).await?;
         if again == bytes {
             break;
@@ -209,7 +263,17 @@ pub async fn scan_segment<D: Dir>(
         bytes = again;
         found = scan::scan(&bytes, shard, first_lsn);
     }
-    let dirty_bytes = scan::dirty_end(&bytes);
+    let end_offset = match found.end {
+        End::Clean { next_write_offset } => next_write_offset,
+        End::TornTail { offset, .. } | End::Corrupt { offset, .. } => offset,
+    };
+    let next_lsn = first_lsn + found.records.len() as u64;
+    let leftovers = scan::leftovers(
+        &bytes,
+        end_offset.div_ceil(BLOCK_BYTES) * BLOCK_BYTES,
+        shard,
+        next_lsn,
+    );
     let torn_block = match found.end {
         End::TornTail { offset, .. } => {
             let start = offset / BLOCK_BYTES * BLOCK_BYTES;
@@ -223,9 +287,12 @@ pub async fn scan_segment<D: Dir>(
     Ok(SegmentScan {
         name: name.to_string(),
         first_lsn,
+        size_bytes: bytes.len(),
         scan: found,
-        dirty_bytes,
+        end_offset,
+        leftovers,
         torn_block,
+        confirmed: confirm,
     })
 }
 
@@ -241,6 +308,18 @@ pub async fn segment_names<D: Dir>(dir: &D) -> Result<Vec<(u64, String)>, Storag
     Ok(segments)
 }
 
+/// The spare files of a journal directory, oldest first.
+pub async fn spare_names<D: Dir>(dir: &D) -> Result<Vec<(u64, String)>, StorageError> {
+    let mut spares: Vec<(u64, String)> = dir
+        .list()
+        .await?
+        .into_iter()
+        .filter_map(|name| parse_spare_name(&name).map(|lsn| (lsn, name)))
+        .collect();
+    spares.sort();
+    Ok(spares)
+}
+
 struct Current<F> {
     file: F,
     write_offset: u64,
@@ -254,6 +333,9 @@ pub struct Journal<D: Dir> {
     current: Option<Current<D::File>>,
     /// (first LSN, name) of every segment, oldest first.
     segments: Vec<(u64, String)>,
+    /// The spares ready to become the next segments, oldest first; shared with the task that
+    /// retires covered segments, which adds to it once their renames are durable.
+    spares: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
     next_lsn: u64,
     stopped: bool,
     last_sync_micros: u64,
@@ -269,6 +351,10 @@ pub struct Recovered {
     pub torn_tail: Option<(String, usize)>,
     /// Empty segments at the end that were removed.
     pub removed_empty: Vec<String>,
+    /// Spares kept for reuse.
+    pub spares: Vec<String>,
+    /// Spares removed (another size, more than `spare_segments`, or nothing to follow).
+    pub removed_spares: Vec<String>,
 }
 
 impl<D: Dir> Journal<D> {
@@ -285,7 +371,7 @@ impl<D: Dir> Journal<D> {
         let names = segment_names(&dir).await?;
         let mut scans = Vec::with_capacity(names.len());
         for (_, name) in &names {
-            scans.push(scan_segment(&dir, name, config.shard).await?);
+            scans.push(scan_segment(&dir, name, config.shard, false).await?);
         }
         let mut removed_empty = Vec::new();
         // A segment with no records at the end was created just before a crash (its first
@@ -300,21 +386,64 @@ impl<D: Dir> Journal<D> {
         if !removed_empty.is_empty() {
             dir.sync().await?;
         }
+        // The segment to append to is read until two reads agree, whatever its end looked like.
+        if let Some(last) = scans.last_mut()
+            && !last.confirmed
+        {
+            *last = scan_segment(&dir, &last.name, config.shard, true).await?;
+        }
         check_sequence(&scans, snapshot_lsn)?;
         let mut torn_tail = None;
         let mut current = None;
         if let Some(last) = scans.last() {
             let file = dir.open(&last.name).await?;
+            let mut zero = last.leftovers.clone();
             let write_offset = match &last.scan.end {
                 End::Clean { next_write_offset } => *next_write_offset,
                 End::TornTail { offset, .. } => {
-                    zero_tail(&file, *offset, last.dirty_bytes, &last.torn_block).await?;
-                    file.sync().await?;
+                    zero_block_tail(&file, *offset, &last.torn_block).await?;
                     torn_tail = Some((last.name.clone(), *offset));
-                    offset.div_ceil(BLOCK_BYTES) * BLOCK_BYTES
+                    let boundary = offset.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+                    // A torn record that began inside a block: the log now ends at the next
+                    // boundary, so that block must read as the end too.
+                    if boundary != *offset && boundary < last.size_bytes {
+                        zero.push((boundary, BLOCK_BYTES));
+                    }
+                    boundary
                 }
                 End::Corrupt { .. } => unreachable!("check_sequence refuses corruption"),
             };
+            // Pieces of a torn write past the end would be taken for records once the log
+            // reaches their LSNs again: zero them before anything is appended.
+            zero_ranges(&file, &zero).await?;
+            if !last.leftovers.is_empty() {
+                torn_tail.get_or_insert((last.name.clone(), last.end_offset));
+            }
+            if torn_tail.is_some() {
+                file.sync().await?;
+                // Trust, but verify: a write that landed somewhere else (a misdirected
+                // write) must not go unnoticed, least of all one that zeroed records.
+                let again = scan_segment(&dir, &last.name, config.shard, true).await?;
+                let ends_there = again.scan.end
+                    == End::Clean {
+                        next_write_offset: write_offset,
+                    };
+                if again.scan.records.len() != last.scan.records.len()
+                    || !ends_there
+                    || !again.leftovers.is_empty()
+                {
+                    let lsn = last.first_lsn + last.scan.records.len() as u64;
+                    let reason = format!(
+                        "after cutting the torn tail the segment reads back as {} records \
+                         ending {:?} (expected {} records ending at offset {write_offset}): \
+                         a write went to the wrong place",
+                        again.scan.records.len(),
+                        again.scan.end,
+                        last.scan.records.len()
+                    );
+                    return Err(corrupt(last, write_offset, lsn, reason));
+                }
+            }
             current = Some(Current {
                 file,
                 write_offset: write_offset as u64,
@@ -325,10 +454,31 @@ impl<D: Dir> Journal<D> {
             .and_then(|last| last.scan.records.last())
             .map_or(0, |record| record.lsn);
         let next_lsn = last_lsn.max(snapshot_lsn) + 1;
-        let segments = scans
+        let segments: Vec<(u64, String)> = scans
             .iter()
             .map(|scan| (scan.first_lsn, scan.name.clone()))
             .collect();
+        // A spare holds records below the LSN it was named after, so it may only follow on
+        // from segments that start after it (without segments there is nothing to check
+        // against, and spares are cheap to lose).
+        let mut spares = Vec::new();
+        let mut removed_spares = Vec::new();
+        let first_segment = segments.first().map(|(lsn, _)| *lsn);
+        for (lsn, name) in spare_names(&dir).await? {
+            let size = dir.open(&name).await?.size().await?;
+            let keep = first_segment.is_some_and(|first| lsn < first)
+                && spares.len() < config.spare_segments
+                && size == config.segment_bytes;
+            if keep {
+                spares.push(name);
+            } else {
+                dir.remove(&name).await?;
+                removed_spares.push(name);
+            }
+        }
+        if !removed_spares.is_empty() {
+            dir.sync().await?;
+        }
         let records = scans
             .into_iter()
             .flat_map(|scan| scan.scan.records)
@@ -339,6 +489,7 @@ impl<D: Dir> Journal<D> {
             config,
             current,
             segments,
+            spares: std::rc::Rc::new(std::cell::RefCell::new(spares.clone())),
             next_lsn,
             stopped: false,
             last_sync_micros: 0,
@@ -348,6 +499,8 @@ impl<D: Dir> Journal<D> {
             records,
             torn_tail,
             removed_empty,
+            spares,
+            removed_spares,
         };
         Ok((journal, recovered))
     }
@@ -387,7 +540,17 @@ impl<D: Dir> Journal<D> {
         let mut times = CommitTimes::default();
         if !fits {
             let name = segment_name(first_lsn);
-            let file = self.dir.create(&name, self.config.segment_bytes).await?;
+            let spare = {
+                let mut spares = self.spares.borrow_mut();
+                (!spares.is_empty()).then(|| spares.remove(0))
+            };
+            let file = match spare {
+                Some(spare) => {
+                    self.dir.rename(&spare, &name).await?;
+                    self.dir.open(&name).await?
+                }
+                None => self.dir.create(&name, self.config.segment_bytes).await?,
+            };
             self.dir.sync().await?;
             times.segment_micros = micros_since(started);
             self.segments.push((first_lsn, name));
@@ -424,17 +587,24 @@ impl<D: Dir> Journal<D> {
         self.next_lsn - 1
     }
 
-    /// Removes the segments whose records all have LSNs up to `lsn` (a snapshot covers them);
-    /// the newest segment is always kept. Returns the names removed.
-    pub async fn remove_covered(&mut self, lsn: u64) -> Result<Vec<String>, JournalError> {
-        let removed = self.take_covered(lsn);
-        remove_segments(&*self.dir, &removed).await?;
-        Ok(removed)
+    /// Retires the segments whose records all have LSNs up to `lsn` (a snapshot covers
+    /// them): keeps them as spares or removes them ([`retire_segments`]). The newest segment
+    /// is always kept.
+    pub async fn remove_covered(&mut self, lsn: u64) -> Result<Retired, JournalError> {
+        let taken = self.take_covered(lsn);
+        retire_segments(
+            &*self.dir,
+            &taken,
+            &self.spares,
+            self.config.spare_segments,
+            self.config.segment_bytes,
+        )
+        .await
     }
 
     /// Forgets the segments a snapshot at `lsn` covers and returns their names, for
-    /// [`remove_segments`] to delete (possibly in another task, off the commit path: the
-    /// journal never touches them again, and recovery skips covered segments left behind).
+    /// [`retire_segments`] (possibly in another task, off the commit path: the journal never
+    /// touches them again, and recovery skips covered segments left behind).
     pub fn take_covered(&mut self, lsn: u64) -> Vec<String> {
         let mut taken = Vec::new();
         // Segment i holds LSNs [first_i, first_{i+1}): covered when first_{i+1} - 1 <= lsn.
@@ -445,9 +615,24 @@ impl<D: Dir> Journal<D> {
         taken
     }
 
-    /// The journal's directory, shared (for [`remove_segments`] in another task).
+    /// The journal's directory, shared (for [`retire_segments`] in another task).
     pub fn dir_handle(&self) -> std::rc::Rc<D> {
         std::rc::Rc::clone(&self.dir)
+    }
+
+    /// The spares, shared (for [`retire_segments`] in another task).
+    pub fn spares_handle(&self) -> std::rc::Rc<std::cell::RefCell<Vec<String>>> {
+        std::rc::Rc::clone(&self.spares)
+    }
+
+    /// The spares ready for the next segments, oldest first.
+    pub fn spares(&self) -> Vec<String> {
+        self.spares.borrow().clone()
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> JournalConfig {
+        self.config
     }
 
     /// The segments, oldest first: (first LSN, file name).
@@ -461,20 +646,50 @@ impl<D: Dir> Journal<D> {
     }
 }
 
-/// Removes segment files that [`Journal::take_covered`] gave up, then makes the removal
-/// durable.
-pub async fn remove_segments<D: Dir>(dir: &D, names: &[String]) -> Result<(), JournalError> {
+/// What [`retire_segments`] did with covered segments.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Retired {
+    /// Spares made (their new names).
+    pub recycled: Vec<String>,
+    /// Segments removed.
+    pub removed: Vec<String>,
+}
+
+/// Retires segment files that [`Journal::take_covered`] gave up: while fewer than `keep`
+/// spares are waiting, a segment of `segment_bytes` becomes a spare (renamed to
+/// `<its first LSN>.spare`); the others are removed. Then the directory is synced, and only
+/// then are the new spares offered to the journal, so that a segment is never made from a
+/// spare whose name could still come back as the covered segment's after a crash.
+pub async fn retire_segments<D: Dir>(
+    dir: &D,
+    names: &[String],
+    spares: &std::cell::RefCell<Vec<String>>,
+    keep: usize,
+    segment_bytes: u64,
+) -> Result<Retired, JournalError> {
+    let mut room = keep.saturating_sub(spares.borrow().len());
+    let mut retired = Retired::default();
     for name in names {
-        dir.remove(name).await?;
+        let lsn = parse_segment_name(name).expect("a segment name");
+        if room > 0 && dir.open(name).await?.size().await? == segment_bytes {
+            let spare = spare_name(lsn);
+            dir.rename(name, &spare).await?;
+            retired.recycled.push(spare);
+            room -= 1;
+        } else {
+            dir.remove(name).await?;
+            retired.removed.push(name.clone());
+        }
     }
     if !names.is_empty() {
         dir.sync().await?;
     }
-    Ok(())
+    spares.borrow_mut().extend(retired.recycled.iter().cloned());
+    Ok(retired)
 }
 
-/// Checks that the segments follow on from each other and from the snapshot, and that only
-/// the last one has a torn tail.
+/// Checks that the segments follow on from each other and from the snapshot, and that no
+/// earlier segment lost records to a torn-looking end.
 fn check_sequence(scans: &[SegmentScan], snapshot_lsn: u64) -> Result<(), JournalError> {
     if let Some(first) = scans.first()
         && first.first_lsn > snapshot_lsn + 1
@@ -492,12 +707,18 @@ fn check_sequence(scans: &[SegmentScan], snapshot_lsn: u64) -> Result<(), Journa
     }
     for (index, segment) in scans.iter().enumerate() {
         let last = index + 1 == scans.len();
+        let end = segment.first_lsn + segment.scan.records.len() as u64;
+        let next_follows = scans
+            .get(index + 1)
+            .is_some_and(|next| next.first_lsn == end);
         match &segment.scan.end {
             End::Clean { .. } => {}
+            // Bytes that are no record after the last one, and the next segment starts with
+            // the next LSN: old bytes of a recycled segment that rolled over, not a loss.
+            End::TornTail { .. } if !last && next_follows => {}
             End::TornTail { offset, error } if !last => {
-                let lsn = segment.first_lsn + segment.scan.records.len() as u64;
                 let reason = format!("{error}, in a segment followed by later segments");
-                return Err(corrupt(segment, *offset, lsn, reason));
+                return Err(corrupt(segment, *offset, end, reason));
             }
             End::TornTail { .. } => {}
             End::Corrupt {
@@ -506,16 +727,14 @@ fn check_sequence(scans: &[SegmentScan], snapshot_lsn: u64) -> Result<(), Journa
                 reason,
             } => return Err(corrupt(segment, *offset, *lsn, reason.clone())),
         }
-        if let Some(next) = scans.get(index + 1) {
-            let end = segment.first_lsn + segment.scan.records.len() as u64;
-            if next.first_lsn != end {
-                let reason = format!(
-                    "this segment ends before LSN {end}, but the next one, `{}`, starts at \
-                     LSN {}",
-                    next.name, next.first_lsn
-                );
-                return Err(corrupt(segment, 0, end, reason));
-            }
+        if let Some(next) = scans.get(index + 1)
+            && next.first_lsn != end
+        {
+            let reason = format!(
+                "this segment ends before LSN {end}, but the next one, `{}`, starts at LSN {}",
+                next.name, next.first_lsn
+            );
+            return Err(corrupt(segment, 0, end, reason));
         }
     }
     let end = scans
@@ -540,27 +759,26 @@ fn corrupt(segment: &SegmentScan, offset: usize, lsn: u64, reason: String) -> Jo
     }
 }
 
-/// Writes zeros over `[from, to)`. The block `from` is in is rewritten from `block` (the
-/// bytes the scan checked, not a fresh read that could differ) with its tail zeroed.
-async fn zero_tail<F: File>(
-    file: &F,
-    from: usize,
-    to: usize,
-    block: &[u8],
-) -> Result<(), StorageError> {
+/// Rewrites the block that `from` is in from `block` (the bytes the scan checked, not a fresh
+/// read that could differ) with everything from `from` on zeroed: the torn record is gone and
+/// the block ends the log.
+async fn zero_block_tail<F: File>(file: &F, from: usize, block: &[u8]) -> Result<(), StorageError> {
     let start = from / BLOCK_BYTES * BLOCK_BYTES;
-    if to <= start {
-        return Ok(());
-    }
     let mut head = block.to_vec();
     head[from - start..].fill(0);
-    file.write_at(start as u64, &head).await?;
-    let mut offset = start + BLOCK_BYTES;
+    file.write_at(start as u64, &head).await
+}
+
+/// Writes zeros over each (offset, bytes) range (whole blocks).
+async fn zero_ranges<F: File>(file: &F, ranges: &[(usize, usize)]) -> Result<(), StorageError> {
     let zeros = vec![0; IO_CHUNK_BYTES];
-    while offset < to {
-        let len = IO_CHUNK_BYTES.min(to - offset);
-        file.write_at(offset as u64, &zeros[..len]).await?;
-        offset += len;
+    for &(start, len) in ranges {
+        let mut offset = start;
+        while offset < start + len {
+            let chunk = IO_CHUNK_BYTES.min(start + len - offset);
+            file.write_at(offset as u64, &zeros[..chunk]).await?;
+            offset += chunk;
+        }
     }
     Ok(())
 }
