@@ -5,6 +5,10 @@
 //! and checks that every acknowledged instance exists, with the key that was acknowledged,
 //! waiting at its service task.
 //!
+//! Segments are small (256 KiB) and snapshots frequent, so covered segments are recycled as
+//! spares (`<LSN>.spare`, renamed into place as new segments with their old records behind
+//! the new ones) while the kills land; the test checks that spares were seen.
+//!
 //! The data directory is under Cargo's target directory (a real filesystem: O_DIRECT and
 //! fdatasync are real there, unlike on tmpfs). `RINGFLOW_KILL9_CYCLES` runs more cycles.
 
@@ -128,6 +132,7 @@ fn every_acknowledged_instance_survives_kill_9() {
     let mut acknowledged: Vec<(String, Key)> = Vec::new();
     let mut cycles_with_acks = 0;
     let mut killed_while_running = 0;
+    let mut spares_seen = BTreeSet::new();
     for cycle in 0..cycles {
         let run_millis = rng.below(150);
         let (acks, exited) = one_cycle(&data, cycle, run_millis);
@@ -138,6 +143,16 @@ fn every_acknowledged_instance_survives_kill_9() {
             cycles_with_acks += 1;
         }
         acknowledged.extend(acks);
+        for index in 0..SHARDS {
+            let journal = data.join(format!("shard-{index}/journal"));
+            for entry in std::fs::read_dir(&journal).expect("list the journal") {
+                let name = entry.expect("an entry").file_name();
+                let name = name.to_string_lossy();
+                if name.ends_with(".spare") {
+                    spares_seen.insert(format!("shard-{index}/{name}"));
+                }
+            }
+        }
         let instances = recovered_instances(&data);
         for (business_key, key) in &acknowledged {
             match instances.get(business_key) {
@@ -163,10 +178,16 @@ fn every_acknowledged_instance_survives_kill_9() {
         "of {cycles} cycles, {cycles_with_acks} acknowledged anything and \
          {killed_while_running} were killed while running"
     );
+    // Covered segments must have become spares (and so later segments recycled ones).
+    assert!(
+        cycles < 8 || !spares_seen.is_empty(),
+        "no covered segment was ever kept as a spare"
+    );
     eprintln!(
         "{cycles} cycles, {killed_while_running} killed while running, {} instances \
-         acknowledged, all recovered",
-        acknowledged.len()
+         acknowledged, all recovered; {} spares seen",
+        acknowledged.len(),
+        spares_seen.len()
     );
     let _ = std::fs::remove_dir_all(&data);
 }
