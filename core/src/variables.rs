@@ -24,10 +24,22 @@ pub(crate) fn check_document_size(variables: &Variables) -> Result<(), Rejection
     Ok(())
 }
 
+/// The length of `variables` as JSON, counted without building the text (this runs for
+/// every created instance, published message and completed job).
 fn json_len(variables: &Variables) -> usize {
-    serde_json::to_vec(variables)
-        .map(|bytes| bytes.len())
-        .expect("JSON maps always serialize")
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, variables).expect("JSON maps always serialize");
+    count.0
 }
 
 /// Where each variable would go, as whole new documents, checked against the size limit
@@ -71,4 +83,39 @@ pub(crate) fn plan_propagation(
         check_document_size(document)?;
     }
     Ok(documents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counted_length_is_the_length_of_the_json_text() {
+        let document: Variables = serde_json::from_str(
+            r#"{"order":{"id":"o-1","lines":[1,2.5,-3e10],"note":"ä \"q\" \n"},"ok":true,"n":null}"#,
+        )
+        .expect("JSON");
+        let text = serde_json::to_vec(&document).expect("serializes");
+        assert_eq!(json_len(&document), text.len());
+        assert_eq!(json_len(&Variables::new()), 2);
+    }
+
+    #[test]
+    fn a_document_over_the_limit_is_rejected_with_its_size() {
+        let mut document = Variables::new();
+        document.insert(
+            "big".to_string(),
+            serde_json::Value::String("x".repeat(VARIABLE_DOCUMENT_BYTES_MAX)),
+        );
+        let rejection = check_document_size(&document).expect_err("over the limit");
+        assert_eq!(rejection.code, RejectionCode::LimitExceeded);
+        let size = VARIABLE_DOCUMENT_BYTES_MAX + r#"{"big":""}"#.len();
+        assert!(
+            rejection.message.contains(&size.to_string()),
+            "{}",
+            rejection.message
+        );
+        document.clear();
+        assert!(check_document_size(&document).is_ok());
+    }
 }
