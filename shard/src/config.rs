@@ -262,6 +262,8 @@ serve_options! {
             "Journal segment size";
         spare_segments "spare-segments": usize = crate::journal::writer::SPARE_SEGMENTS_DEFAULT, "segments per shard, 0: delete",
             "Covered journal segments kept and reused for new ones (their blocks are written already, so their fdatasyncs flush data only, and nothing is unlinked); the others are deleted";
+        prefill_segments "prefill-segments": usize = crate::journal::writer::SPARE_SEGMENTS_DEFAULT, "segments per shard, 0: none",
+            "On a shard's first start, write zeros through this many spare segments (at most spare-segments) so that its first segments are written-through as well";
         snapshot_every_records "snapshot-every-records": u64 = crate::shard::SNAPSHOT_EVERY_RECORDS_DEFAULT, "records, 0: never",
             "Take a snapshot after this many journal records";
         snapshot_every_mib "snapshot-every-mib": u64 = crate::shard::SNAPSHOT_EVERY_BYTES_DEFAULT >> 20, "MiB, 0: never",
@@ -541,6 +543,7 @@ impl ServeConfig {
             .checked_mul(1 << 20)
             .context("segment-mib is too large")?;
         journal.spare_segments = self.spare_segments;
+        journal.prefill_segments = self.prefill_segments.min(self.spare_segments);
         journal
             .check()
             .map_err(|error| anyhow::anyhow!("segment-mib or spare-segments: {error}"))?;

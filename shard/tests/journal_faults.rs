@@ -131,6 +131,7 @@ fn recover(dir: &SimDir, config: JournalConfig, model: &mut Model) -> Recovery {
 
 fn config(rng: &mut SimRng) -> JournalConfig {
     let segment_blocks = 4 + rng.below(12) as usize;
+    let spare_segments = rng.below(4) as usize;
     JournalConfig {
         shard: SHARD,
         segment_bytes: (segment_blocks * BLOCK_BYTES) as u64,
@@ -139,7 +140,8 @@ fn config(rng: &mut SimRng) -> JournalConfig {
             bytes_max: (2 + rng.below(segment_blocks as u64 - 1) as usize) * BLOCK_BYTES,
             record_bytes_max: 2 * BLOCK_BYTES,
         },
-        spare_segments: rng.below(4) as usize,
+        spare_segments,
+        prefill_segments: rng.below(spare_segments as u64 + 1) as usize,
     }
 }
 
@@ -293,6 +295,7 @@ fn segments_roll_over_and_covered_ones_are_removed() {
             record_bytes_max: 2 * BLOCK_BYTES,
         },
         spare_segments: 0,
+        prefill_segments: 0,
     };
     let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
     for lsn in 1..=12u64 {
@@ -344,6 +347,7 @@ fn covered_segments_become_spares_and_their_old_records_never_come_back() {
             record_bytes_max: 2 * BLOCK_BYTES,
         },
         spare_segments: 1,
+        prefill_segments: 0,
     };
     let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
     for lsn in 1..=12 {
@@ -397,6 +401,7 @@ fn spares_that_cannot_follow_on_are_removed_at_open() {
             record_bytes_max: 2 * BLOCK_BYTES,
         },
         spare_segments: 2,
+        prefill_segments: 0,
     };
     let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
     for lsn in 1..=12 {
@@ -436,6 +441,7 @@ fn pieces_of_a_torn_write_past_the_end_are_zeroed_at_recovery() {
             record_bytes_max: 2 * BLOCK_BYTES,
         },
         spare_segments: 0,
+        prefill_segments: 0,
     };
     let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
     commit_one(&mut journal, 1);
@@ -477,4 +483,68 @@ fn pieces_of_a_torn_write_past_the_end_are_zeroed_at_recovery() {
     let (_, recovered) = block_on(Journal::open(dir, config, 0)).expect("reopen");
     let lsns: Vec<u64> = recovered.records.iter().map(|r| r.lsn).collect();
     assert_eq!(lsns, [1, 2]);
+}
+
+#[test]
+fn a_fresh_journal_zero_fills_its_first_spares_once() {
+    let dir = SimDir::new(Faults::default(), 11);
+    let config = JournalConfig {
+        shard: SHARD,
+        segment_bytes: 4 * BLOCK_BYTES as u64,
+        batch: BatchLimits {
+            records_max: 2,
+            bytes_max: 2 * BLOCK_BYTES,
+            record_bytes_max: 2 * BLOCK_BYTES,
+        },
+        spare_segments: 2,
+        prefill_segments: 2,
+    };
+    let zeros = ["00000000000000000000.zero", "00000000000000000001.zero"];
+    let (journal, recovered) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
+    assert_eq!(recovered.prefilled, zeros);
+    assert_eq!(journal.spares(), zeros);
+    for name in zeros {
+        assert_eq!(
+            dir.durable(name),
+            vec![0; 4 * BLOCK_BYTES],
+            "{name} is zeros, synced"
+        );
+    }
+    // A crash before the first record: the zero-filled spares are kept, not filled again.
+    drop(journal);
+    dir.crash();
+    let (mut journal, recovered) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
+    assert!(recovered.prefilled.is_empty());
+    assert_eq!(recovered.spares, zeros);
+    // The first segments are the zero-filled spares renamed.
+    for lsn in 1..=5 {
+        commit_one(&mut journal, lsn);
+    }
+    assert!(journal.spares().is_empty());
+    let names = block_on(ringflow_shard::storage::Dir::list(&dir)).expect("list");
+    assert_eq!(
+        names,
+        ["00000000000000000001.seg", "00000000000000000005.seg"]
+    );
+    drop(journal);
+    let (_, recovered) = block_on(Journal::open(dir.clone(), config, 0)).expect("reopen");
+    assert!(
+        recovered.prefilled.is_empty(),
+        "not a fresh journal any more"
+    );
+    let lsns: Vec<u64> = recovered.records.iter().map(|r| r.lsn).collect();
+    assert_eq!(lsns, [1, 2, 3, 4, 5]);
+    // Without prefill a fresh journal starts with nothing.
+    let empty = SimDir::new(Faults::default(), 12);
+    let none = JournalConfig {
+        prefill_segments: 0,
+        ..config
+    };
+    let (_, recovered) = block_on(Journal::open(empty.clone(), none, 0)).expect("open");
+    assert!(recovered.prefilled.is_empty() && recovered.spares.is_empty());
+    assert!(
+        block_on(ringflow_shard::storage::Dir::list(&empty))
+            .expect("list")
+            .is_empty()
+    );
 }

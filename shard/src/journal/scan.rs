@@ -201,7 +201,8 @@ pub fn leftovers(bytes: &[u8], from: usize, shard: u16, lsn_min: u64) -> Vec<(us
             continue;
         }
         let first = start / BLOCK_BYTES * BLOCK_BYTES;
-        let end = next_boundary(start + record::RECORD_HEADER_BYTES).min(bytes.len());
+        // Whole blocks, even past the end of a file whose last write was torn short of one.
+        let end = next_boundary(start + record::RECORD_HEADER_BYTES);
         match ranges.last_mut() {
             Some((offset, len)) if *offset + *len >= first => *len = end - *offset,
             _ => ranges.push((first, end - first)),

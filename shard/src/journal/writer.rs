@@ -16,6 +16,11 @@
 //! nothing is unlinked. A spare keeps its old records; they are never read as records of
 //! its new life, because their LSNs are all below its new first LSN (see `scan`).
 //!
+//! A fresh journal (no segment, no spare, no snapshot) first writes zeros through
+//! [`JournalConfig::prefill_segments`] spares of its own, `<n>.zero`, so that its first
+//! segments are written-through too, not only those after the first snapshots. They hold no
+//! records at all, so they need no LSN check.
+//!
 //! [`Journal::commit`] writes one batch with one write and one fdatasync; only when the sync
 //! returns are its LSNs durable. A failed write or sync is never retried: the journal refuses
 //! all further work, and the shard recovers from disk ([`Journal::open`]).
@@ -31,7 +36,8 @@
 //! | a torn tail in an earlier segment, and the next one does not follow on | stops: corrupt (later segments were written after it) |
 //! | damage before later records, or a record past the end | stops: corrupt |
 //! | segments at the end with no records | removes them (they were created just before a crash) |
-//! | spares of another size, beyond `spare_segments`, or with no segment left to follow | removes them |
+//! | spares of another size, beyond `spare_segments`, or (`.spare`) with no segment left to follow | removes them |
+//! | nothing at all (a fresh journal) | zero-fills `prefill_segments` spares (`<n>.zero`) |
 //! | a first segment that starts after the snapshot's LSN + 1 | stops: records are missing |
 //!
 //! A read that shows damage is read again: a bit flipped on the way (not on the disk) must
@@ -87,6 +93,9 @@ pub struct JournalConfig {
     /// How many covered segments are kept as spares for new segments (0: covered segments
     /// are deleted). At most [`SPARE_SEGMENTS_MAX`].
     pub spare_segments: usize,
+    /// How many spares a fresh journal zero-fills before its first record (at most
+    /// `spare_segments`; 0: its first segments are only reserved with fallocate).
+    pub prefill_segments: usize,
 }
 
 impl JournalConfig {
@@ -102,6 +111,7 @@ impl JournalConfig {
                 record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
             },
             spare_segments: SPARE_SEGMENTS_DEFAULT,
+            prefill_segments: SPARE_SEGMENTS_DEFAULT,
         }
     }
 
@@ -131,6 +141,12 @@ impl JournalConfig {
             return Err(format!(
                 "{} spare segments asked for, at most {SPARE_SEGMENTS_MAX} are allowed",
                 self.spare_segments
+            ));
+        }
+        if self.prefill_segments > self.spare_segments {
+            return Err(format!(
+                "{} segments to prefill, but only {} spare segments are kept",
+                self.prefill_segments, self.spare_segments
             ));
         }
         Ok(())
@@ -198,6 +214,11 @@ pub fn spare_name(old_first_lsn: u64) -> String {
 /// The old first LSN of a spare's file name, or `None` for other files.
 pub fn parse_spare_name(name: &str) -> Option<u64> {
     parse_numbered(name, ".spare")
+}
+
+/// The file name of the `n`-th spare a fresh journal zero-filled.
+pub fn zero_spare_name(n: u64) -> String {
+    format!("{n:020}.zero")
 }
 
 fn parse_numbered(name: &str, suffix: &str) -> Option<u64> {
@@ -308,13 +329,19 @@ pub async fn segment_names<D: Dir>(dir: &D) -> Result<Vec<(u64, String)>, Storag
     Ok(segments)
 }
 
-/// The spare files of a journal directory, oldest first.
-pub async fn spare_names<D: Dir>(dir: &D) -> Result<Vec<(u64, String)>, StorageError> {
-    let mut spares: Vec<(u64, String)> = dir
+/// The spare files of a journal directory: the zero-filled ones (`<n>.zero`, LSN `None`),
+/// then the recycled ones (`<old first LSN>.spare`) oldest first.
+pub async fn spare_names<D: Dir>(dir: &D) -> Result<Vec<(Option<u64>, String)>, StorageError> {
+    let mut spares: Vec<(Option<u64>, String)> = dir
         .list()
         .await?
         .into_iter()
-        .filter_map(|name| parse_spare_name(&name).map(|lsn| (lsn, name)))
+        .filter_map(|name| {
+            if parse_numbered(&name, ".zero").is_some() {
+                return Some((None, name));
+            }
+            parse_spare_name(&name).map(|lsn| (Some(lsn), name))
+        })
         .collect();
     spares.sort();
     Ok(spares)
@@ -355,6 +382,8 @@ pub struct Recovered {
     pub spares: Vec<String>,
     /// Spares removed (another size, more than `spare_segments`, or nothing to follow).
     pub removed_spares: Vec<String>,
+    /// Spares a fresh journal zero-filled (`JournalConfig::prefill_segments`).
+    pub prefilled: Vec<String>,
 }
 
 impl<D: Dir> Journal<D> {
@@ -458,17 +487,22 @@ impl<D: Dir> Journal<D> {
             .iter()
             .map(|scan| (scan.first_lsn, scan.name.clone()))
             .collect();
-        // A spare holds records below the LSN it was named after, so it may only follow on
-        // from segments that start after it (without segments there is nothing to check
-        // against, and spares are cheap to lose).
+        // A recycled spare holds records below the LSN it was named after, so it may only
+        // follow on from segments that start after it (without segments there is nothing to
+        // check against, and spares are cheap to lose). A zero-filled one holds no records.
         let mut spares = Vec::new();
         let mut removed_spares = Vec::new();
         let first_segment = segments.first().map(|(lsn, _)| *lsn);
-        for (lsn, name) in spare_names(&dir).await? {
+        let listed = spare_names(&dir).await?;
+        let fresh = segments.is_empty() && listed.is_empty() && snapshot_lsn == 0;
+        for (lsn, name) in listed {
             let size = dir.open(&name).await?.size().await?;
-            let keep = first_segment.is_some_and(|first| lsn < first)
-                && spares.len() < config.spare_segments
-                && size == config.segment_bytes;
+            let follows = match lsn {
+                None => true,
+                Some(lsn) => first_segment.is_some_and(|first| lsn < first),
+            };
+            let keep =
+                follows && spares.len() < config.spare_segments && size == config.segment_bytes;
             if keep {
                 spares.push(name);
             } else {
@@ -478,6 +512,20 @@ impl<D: Dir> Journal<D> {
         }
         if !removed_spares.is_empty() {
             dir.sync().await?;
+        }
+        let mut prefilled = Vec::new();
+        if fresh {
+            for n in 0..config.prefill_segments as u64 {
+                let name = zero_spare_name(n);
+                let file = dir.create(&name, config.segment_bytes).await?;
+                zero_ranges(&file, &[(0, config.segment_bytes as usize)]).await?;
+                file.sync().await?;
+                prefilled.push(name);
+            }
+            if !prefilled.is_empty() {
+                dir.sync().await?;
+            }
+            spares.extend(prefilled.iter().cloned());
         }
         let records = scans
             .into_iter()
@@ -501,6 +549,7 @@ impl<D: Dir> Journal<D> {
             removed_empty,
             spares,
             removed_spares,
+            prefilled,
         };
         Ok((journal, recovered))
     }
