@@ -262,7 +262,7 @@ serve_options! {
             "Journal segment size";
         spare_segments "spare-segments": usize = crate::journal::writer::SPARE_SEGMENTS_DEFAULT, "segments per shard, 0: delete",
             "Covered journal segments kept and reused for new ones (their blocks are written already, so their fdatasyncs flush data only, and nothing is unlinked); the others are deleted";
-        prefill_segments "prefill-segments": usize = crate::journal::writer::SPARE_SEGMENTS_DEFAULT, "segments per shard, 0: none",
+        prefill_segments "prefill-segments": usize = crate::journal::writer::PREFILL_SEGMENTS_DEFAULT, "segments per shard, 0: none",
             "On a shard's first start, write zeros through this many spare segments (at most spare-segments) so that its first segments are written-through as well";
         snapshot_every_records "snapshot-every-records": u64 = crate::shard::SNAPSHOT_EVERY_RECORDS_DEFAULT, "records, 0: never",
             "Take a snapshot after this many journal records";

@@ -66,6 +66,11 @@ const IO_CHUNK_BYTES: usize = 1024 * 1024;
 /// files per shard, which covers what one snapshot period retires at 100,000 records/s
 /// (about 13 MB/s of journal, a snapshot every 1,000,000 records).
 pub const SPARE_SEGMENTS_DEFAULT: usize = 2;
+/// Default number of spares a fresh journal zero-fills: none. On this project's 2-CPU VM
+/// (virtio disk) two zero-filled spares lowered p50 at 50,000 one-task instances/s by about
+/// 10% but did not lower p99 in six pairs of runs (bench/RESULTS.md), and they cost 128 MiB
+/// of writes per shard at the first start.
+pub const PREFILL_SEGMENTS_DEFAULT: usize = 0;
 /// The most spares a journal may be configured to keep.
 pub const SPARE_SEGMENTS_MAX: usize = 64;
 
@@ -100,7 +105,7 @@ pub struct JournalConfig {
 
 impl JournalConfig {
     /// The defaults for `shard`: 64 MiB segments, batches of at most 4096 records and 4 MiB,
-    /// records of at most 40 MiB, two spare segments.
+    /// records of at most 40 MiB, two spare segments, none zero-filled at the start.
     pub fn new(shard: u16) -> JournalConfig {
         JournalConfig {
             shard,
@@ -111,7 +116,7 @@ impl JournalConfig {
                 record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
             },
             spare_segments: SPARE_SEGMENTS_DEFAULT,
-            prefill_segments: SPARE_SEGMENTS_DEFAULT,
+            prefill_segments: PREFILL_SEGMENTS_DEFAULT,
         }
     }
 
