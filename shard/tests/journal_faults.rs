@@ -286,17 +286,7 @@ fn damage_in_the_middle_is_reported_not_truncated() {
 #[test]
 fn segments_roll_over_and_covered_ones_are_removed() {
     let dir = SimDir::new(Faults::default(), 7);
-    let config = JournalConfig {
-        shard: SHARD,
-        segment_bytes: 4 * BLOCK_BYTES as u64,
-        batch: BatchLimits {
-            records_max: 2,
-            bytes_max: 2 * BLOCK_BYTES,
-            record_bytes_max: 2 * BLOCK_BYTES,
-        },
-        spare_segments: 0,
-        prefill_segments: 0,
-    };
+    let config = four_block_segments(0, 0);
     let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
     for lsn in 1..=12u64 {
         let mut batch = journal.first_batch();
@@ -326,6 +316,21 @@ fn segments_roll_over_and_covered_ones_are_removed() {
     );
 }
 
+/// Segments of four blocks, batches of at most two blocks, with these spares.
+fn four_block_segments(spare_segments: usize, prefill_segments: usize) -> JournalConfig {
+    JournalConfig {
+        shard: SHARD,
+        segment_bytes: 4 * BLOCK_BYTES as u64,
+        batch: BatchLimits {
+            records_max: 2,
+            bytes_max: 2 * BLOCK_BYTES,
+            record_bytes_max: 2 * BLOCK_BYTES,
+        },
+        spare_segments,
+        prefill_segments,
+    }
+}
+
 /// One 3000-byte record per batch, so one block each: four batches fill a segment.
 fn commit_one(journal: &mut Journal<SimDir>, lsn: u64) {
     let mut batch = journal.first_batch();
@@ -338,17 +343,7 @@ fn commit_one(journal: &mut Journal<SimDir>, lsn: u64) {
 #[test]
 fn covered_segments_become_spares_and_their_old_records_never_come_back() {
     let dir = SimDir::new(Faults::default(), 8);
-    let config = JournalConfig {
-        shard: SHARD,
-        segment_bytes: 4 * BLOCK_BYTES as u64,
-        batch: BatchLimits {
-            records_max: 2,
-            bytes_max: 2 * BLOCK_BYTES,
-            record_bytes_max: 2 * BLOCK_BYTES,
-        },
-        spare_segments: 1,
-        prefill_segments: 0,
-    };
+    let config = four_block_segments(1, 0);
     let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
     for lsn in 1..=12 {
         commit_one(&mut journal, lsn);
@@ -392,17 +387,7 @@ fn covered_segments_become_spares_and_their_old_records_never_come_back() {
 #[test]
 fn spares_that_cannot_follow_on_are_removed_at_open() {
     let dir = SimDir::new(Faults::default(), 9);
-    let config = JournalConfig {
-        shard: SHARD,
-        segment_bytes: 4 * BLOCK_BYTES as u64,
-        batch: BatchLimits {
-            records_max: 2,
-            bytes_max: 2 * BLOCK_BYTES,
-            record_bytes_max: 2 * BLOCK_BYTES,
-        },
-        spare_segments: 2,
-        prefill_segments: 0,
-    };
+    let config = four_block_segments(2, 0);
     let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
     for lsn in 1..=12 {
         commit_one(&mut journal, lsn);
@@ -488,17 +473,7 @@ fn pieces_of_a_torn_write_past_the_end_are_zeroed_at_recovery() {
 #[test]
 fn a_fresh_journal_zero_fills_its_first_spares_once() {
     let dir = SimDir::new(Faults::default(), 11);
-    let config = JournalConfig {
-        shard: SHARD,
-        segment_bytes: 4 * BLOCK_BYTES as u64,
-        batch: BatchLimits {
-            records_max: 2,
-            bytes_max: 2 * BLOCK_BYTES,
-            record_bytes_max: 2 * BLOCK_BYTES,
-        },
-        spare_segments: 2,
-        prefill_segments: 2,
-    };
+    let config = four_block_segments(2, 2);
     let zeros = ["00000000000000000000.zero", "00000000000000000001.zero"];
     let (journal, recovered) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
     assert_eq!(recovered.prefilled, zeros);
