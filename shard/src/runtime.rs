@@ -286,6 +286,8 @@ where
         snapshot = ?report.snapshot,
         replayed = report.replayed,
         torn_tail = ?report.torn_tail,
+        spare_segments = report.spares,
+        prefilled_segments = report.prefilled,
         durable_lsn = report.durable_lsn,
         "recovered"
     );

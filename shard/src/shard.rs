@@ -176,6 +176,10 @@ pub struct RecoveryReport {
     pub replayed: usize,
     /// A torn tail cut off: segment and offset.
     pub torn_tail: Option<(String, usize)>,
+    /// Spare segments ready for reuse (`journal::writer` module docs).
+    pub spares: usize,
+    /// Spares a fresh journal zero-filled at this start (`prefill_segments`).
+    pub prefilled: usize,
     /// The highest durable LSN.
     pub durable_lsn: u64,
     /// With a cold store: its position, and the records handed to the exporter again.
@@ -319,6 +323,8 @@ pub async fn recover_exporting<D: Dir>(
     }
     let (journal, recovered) = Journal::open(journal_dir, config.journal, snapshot_lsn).await?;
     report.torn_tail = recovered.torn_tail;
+    report.spares = recovered.spares.len();
+    report.prefilled = recovered.prefilled.len();
     let export_from = exported.map(|lsn| lsn.max(snapshot_lsn));
     let mut again = Vec::new();
     for record in &recovered.records {
