@@ -248,7 +248,8 @@ pub struct SegmentScan {
     /// Its size in bytes.
     pub size_bytes: usize,
     /// Past the end, the blocks holding headers of records with the next LSN or higher
-    /// (left by a torn write; see `scan::leftovers`): (offset, bytes).
+    /// (left by a torn write; see `scan::leftovers`): (offset, bytes). Looked for only in a
+    /// confirmed scan (the segment recovery appends to); empty otherwise.
     pub leftovers: Vec<(usize, usize)>,
     /// For a torn tail: the block it starts in, as read (the part before the tail is kept).
     pub torn_block: Vec<u8>,
@@ -294,12 +295,16 @@ pub async fn scan_segment<D: Dir>(
         End::TornTail { offset, .. } | End::Corrupt { offset, .. } => offset,
     };
     let next_lsn = first_lsn + found.records.len() as u64;
-    let leftovers = scan::leftovers(
-        &bytes,
-        end_offset.div_ceil(BLOCK_BYTES) * BLOCK_BYTES,
-        shard,
-        next_lsn,
-    );
+    let leftovers = if confirm {
+        scan::leftovers(
+            &bytes,
+            end_offset.div_ceil(BLOCK_BYTES) * BLOCK_BYTES,
+            shard,
+            next_lsn,
+        )
+    } else {
+        Vec::new()
+    };
     let torn_block = match found.end {
         End::TornTail { offset, .. } => {
             let start = offset / BLOCK_BYTES * BLOCK_BYTES;
