@@ -229,7 +229,7 @@ struct Inner {
     /// Waiters for a durable LSN (the snapshot task): true when reached, false on a stop.
     durable_waiters: VecDeque<(u64, Slot<bool>)>,
     /// Callers waiting for an instance to complete (create with await-result), by instance.
-    result_waiters: HashMap<Key, Slot<Variables>>,
+    result_waiters: HashMap<Key, ResultSlot>,
     /// Whether the exporter lag alarm is raised.
     lag_alarm: bool,
     /// When the first record went into the open batch (commit latency).
@@ -240,9 +240,10 @@ struct Inner {
 }
 
 /// The end of an instance created with `await_result`: its variables, once the command that
-/// completed it is durable. Dropping it stops nothing; call [`Shard::forget_result`] when the
-/// caller gives up.
-pub type ResultSlot = Slot<Variables>;
+/// completed it is durable, or `None` when the wait was given up ([`Shard::give_up_result`]:
+/// its time ran out, the server shuts down). Dropping it stops nothing; call
+/// [`Shard::forget_result`] when the caller gives up.
+pub type ResultSlot = Slot<Option<Variables>>;
 
 /// One shard. Shared by its tasks through `Rc`; never leaves its thread.
 pub struct Shard<D: Dir> {
@@ -651,6 +652,26 @@ impl<D: Dir> Shard<D> {
         self.inner.borrow_mut().result_waiters.remove(&instance);
     }
 
+    /// Ends the wait for an awaited instance that has not completed: its slot gets `None`.
+    /// Nothing happens when nobody waits for it any more (it completed, it was forgotten).
+    pub fn give_up_result(&self, instance: Key) {
+        let slot = self.inner.borrow_mut().result_waiters.remove(&instance);
+        if let Some(slot) = slot {
+            // A result that came meanwhile and was not taken yet stays.
+            slot.fill_if_empty(None);
+        }
+    }
+
+    /// Whether a caller still waits for this instance's result.
+    pub fn awaits_result(&self, instance: Key) -> bool {
+        self.inner.borrow().result_waiters.contains_key(&instance)
+    }
+
+    /// How many callers wait for an instance's result.
+    pub fn awaited_results(&self) -> usize {
+        self.inner.borrow().result_waiters.len()
+    }
+
     /// How many jobs of a type are ready to be handed out now.
     pub fn ready_jobs(&self, job_type: &str) -> usize {
         self.inner.borrow().state.ready_job_count(job_type)
@@ -852,7 +873,7 @@ impl<D: Dir> Shard<D> {
                                 if let Some(slot) =
                                     inner.result_waiters.get(process_instance_key).cloned()
                                 {
-                                    slot.fill(variables.clone());
+                                    slot.fill(Some(variables.clone()));
                                 }
                             }
                             Effect::Send {

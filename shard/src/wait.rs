@@ -71,6 +71,18 @@ impl<T> Slot<T> {
     }
 }
 
+impl<T> Slot<T> {
+    /// Puts the value in and wakes the waiter, unless a value is there already and not yet
+    /// taken (then it is kept). Returns whether this value went in.
+    pub fn fill_if_empty(&self, value: T) -> bool {
+        if self.inner.borrow().0.is_some() {
+            return false;
+        }
+        self.fill(value);
+        true
+    }
+}
+
 impl<T> Future for Slot<T> {
     type Output = T;
 

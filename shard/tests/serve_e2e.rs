@@ -187,6 +187,55 @@ fn create(process: &str, variables: &str, key: &str) -> CreateInstance {
 }
 
 #[test]
+fn an_awaited_result_is_answered_unavailable_when_the_server_shuts_down() {
+    let data = data_dir("await-shutdown");
+    let port = free_ports(1);
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    deploy_one_task(&mut client);
+    // Waits a minute for a result that cannot come (no worker completes the job).
+    let mut connection = Connection::open(&addr, &ClientConfig::default()).expect("connect");
+    let mut awaited = create("one-task", "", "");
+    awaited.await_result = true;
+    awaited.await_timeout_ms = 60_000;
+    let ids = connection
+        .send_batch(&[Request::CreateInstance(awaited)])
+        .expect("send");
+    // The instance exists once its job can be activated.
+    let asked = Instant::now();
+    while activate_all(&mut client, "peek").is_empty() {
+        assert!(asked.elapsed() < Duration::from_secs(10), "no job appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(client);
+    let stopping = Instant::now();
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "SIGTERM: {status}: {stderr}");
+    // Answered when the shutdown began, not after the minute.
+    assert!(
+        stopping.elapsed() < Duration::from_secs(30),
+        "the shutdown took {:?}",
+        stopping.elapsed()
+    );
+    match connection
+        .wait_for(ids[0], Duration::from_secs(10))
+        .expect("an answer")
+    {
+        Response::Error(error) => {
+            assert_eq!(error.code, ErrorCode::Unavailable, "{}", error.message);
+            assert!(
+                error.message.contains("shutting down")
+                    && error.message.contains("goes on running"),
+                "{}",
+                error.message
+            );
+        }
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+}
+
+#[test]
 fn deploy_create_work_and_await_the_result() {
     let data = data_dir("happy");
     let port = free_ports(2);
@@ -282,12 +331,19 @@ fn deploy_create_work_and_await_the_result() {
     worker.join().expect("worker thread").expect("worker");
 
     // An awaited result that does not come in time is a TIMEOUT, and the instance lives on.
+    // It is never given up before its time (the server's sweeper rounds deadlines up).
     let mut slow = create("one-task", "", "");
     slow.await_timeout_ms = 200;
+    let asked = Instant::now();
     let error = client
         .create_instance_with_result(slow)
         .expect_err("no worker runs");
     assert_eq!(error.code(), Some(ErrorCode::Timeout), "{error}");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(200),
+        "TIMEOUT after {:?}",
+        asked.elapsed()
+    );
 
     let (status, stderr) = server.terminate();
     assert!(status.success(), "SIGTERM: {status}: {stderr}");

@@ -503,12 +503,21 @@ impl Conn {
             return Ok(convert::answer(outcome.response));
         };
         let instance = Key(created.process_instance_key);
-        let timeout = glommio::timer::sleep(Duration::from_millis(u64::from(timeout_ms)));
-        let waited = futures_lite::future::or(async { Some(result.await) }, async {
-            futures_lite::future::or(timeout, self.server.closing()).await;
-            None
-        })
-        .await;
+        let mut result = result;
+        let waited = if self.server.is_closing() {
+            // A result that is there already is still answered.
+            futures_lite::future::poll_once(&mut result).await.flatten()
+        } else {
+            // The server's sweeper gives the wait up when its time is over or the server
+            // shuts down (server/awaits.rs): no timer of its own.
+            self.server.awaits.add(
+                instance,
+                Duration::from_millis(u64::from(timeout_ms)),
+                shard.awaited_results(),
+                |key| shard.awaits_result(key),
+            );
+            result.await
+        };
         shard.forget_result(instance);
         match waited {
             Some(variables) => Ok(Response::InstanceResult(InstanceResult {

@@ -14,8 +14,11 @@
 //! over the per-connection or per-shard in-flight counts are answered `BUSY` with a
 //! retry-after; connections over the per-shard count are refused with `BUSY`.
 
+mod awaits;
 mod conn;
 mod convert;
+
+pub use awaits::{AWAIT_COMPACT_MIN, AWAIT_TICK_MS};
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -133,6 +136,8 @@ pub(crate) struct ShardServer {
     budget_freed: WaitList,
     closing: Cell<bool>,
     closing_event: WaitList,
+    /// The deadlines of awaited creates (see [`awaits`]).
+    pub(crate) awaits: awaits::AwaitDeadlines,
 }
 
 /// Bytes of the frame budget held by one frame until its last request is answered.
@@ -213,7 +218,9 @@ pub async fn serve_shard(
         budget_freed: WaitList::default(),
         closing: Cell::new(false),
         closing_event: WaitList::default(),
+        awaits: awaits::AwaitDeadlines::new(),
     });
+    let sweeper = glommio::spawn_local(awaits::sweep(server.clone()));
     let watcher = {
         let server = server.clone();
         glommio::spawn_local(async move {
@@ -244,6 +251,7 @@ pub async fn serve_shard(
     }
     drop(listener);
     watcher.await;
+    sweeper.await;
     // Let requests in flight finish, up to the grace time.
     let grace = Duration::from_millis(server.config.limits.shutdown_grace_ms);
     let started = std::time::Instant::now();
