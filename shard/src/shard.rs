@@ -539,6 +539,32 @@ impl<D: Dir> Shard<D> {
         }
     }
 
+    /// Submits a command without waiting: the slot of its answer (filled once it is
+    /// durable), or the command back when the open batch has no room for it (then
+    /// [`Shard::submit`] waits for room). Answers come in the order of submission, so a
+    /// caller may await the slots of many commands one after the other. Not for a
+    /// `CreateInstance` with `await_result` (see [`Shard::submit_awaiting`]).
+    pub fn submit_now(
+        &self,
+        command: Command,
+    ) -> Result<Slot<Result<Outcome, SubmitError>>, Command> {
+        debug_assert!(!matches!(
+            command,
+            Command::CreateInstance {
+                await_result: true,
+                ..
+            }
+        ));
+        let mut command = Some(command);
+        match self.try_submit(&mut command) {
+            Ok(slot) => Ok(slot),
+            Err(Full) => {
+                self.work.notify();
+                Err(command.take().expect("a command refused for room is kept"))
+            }
+        }
+    }
+
     fn try_submit(
         &self,
         command: &mut Option<Command>,

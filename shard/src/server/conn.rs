@@ -1,8 +1,14 @@
-//! One client connection: a reader task, a writer task, a task per request in flight and
-//! one per job subscription, all on the shard's executor.
+//! One client connection: a reader task, a writer task, an answer task, a task per request
+//! that waits for more than its commit (an awaited create, an activation, mail) and one per
+//! job subscription, all on the shard's executor.
+//!
+//! A request that is one command (complete a job, publish a message, ...) gets no task of
+//! its own: the reader submits it and queues its answer slot, and the answer task awaits the
+//! slots in order (the shard answers in the order of submission), so one wake-up answers
+//! every command of a commit.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -20,7 +26,7 @@ use ringflow_wire::{
 
 use super::convert;
 use super::{FrameLease, ShardServer};
-use crate::wait::{Notify, WaitList};
+use crate::wait::{Notify, Slot, WaitList};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
@@ -47,6 +53,22 @@ pub(crate) struct Conn {
     closed: Cell<bool>,
     closed_event: WaitList,
     subscriptions: RefCell<HashMap<u64, Rc<Subscription>>>,
+    /// Submitted commands whose answers come in order (see the module documentation).
+    ordered: RefCell<VecDeque<Ordered>>,
+    ordered_ready: Notify,
+}
+
+/// A command submitted for a request, waiting for its answer.
+struct Ordered {
+    request_id: u64,
+    slot: Slot<Result<ringflow_core::Outcome, crate::shard::SubmitError>>,
+    lease: Rc<FrameLease>,
+}
+
+/// What a request becomes: one command, or work for a task of its own.
+enum Route {
+    Command(Command),
+    Task(Request),
 }
 
 /// Starts serving an accepted connection.
@@ -64,6 +86,8 @@ pub(crate) fn start(server: Rc<ShardServer>, stream: TcpStream) {
         closed: Cell::new(false),
         closed_event: WaitList::default(),
         subscriptions: RefCell::new(HashMap::new()),
+        ordered: RefCell::new(VecDeque::new()),
+        ordered_ready: Notify::default(),
     });
     server.connections.set(server.connections.get() + 1);
     if server.connections.get() > server.config.limits.connections_per_shard_max {
@@ -81,6 +105,7 @@ pub(crate) fn start(server: Rc<ShardServer>, stream: TcpStream) {
         conn.close();
     } else {
         glommio::spawn_local(conn.clone().read_loop()).detach();
+        glommio::spawn_local(conn.clone().answer_loop()).detach();
     }
     glommio::spawn_local(conn.write_loop()).detach();
 }
@@ -106,7 +131,38 @@ impl Conn {
                 subscription.granted.notify();
             }
             self.out_ready.notify();
+            self.ordered_ready.notify();
         }
+    }
+
+    /// Answers the submitted commands in order, until the connection is closed and every
+    /// one is answered.
+    async fn answer_loop(self: Rc<Self>) {
+        loop {
+            let next = self.ordered.borrow_mut().pop_front();
+            let Some(ordered) = next else {
+                if self.closed.get() {
+                    return;
+                }
+                self.ordered_ready.notified().await;
+                continue;
+            };
+            let response = match ordered.slot.await {
+                Ok(outcome) => convert::outcome(outcome),
+                Err(error) => Response::Error(convert::submit_error(error)),
+            };
+            self.respond(ordered.request_id, &response);
+            drop(ordered.lease);
+            self.finished_one();
+        }
+    }
+
+    /// A request in flight was answered.
+    fn finished_one(&self) {
+        self.inflight.set(self.inflight.get() - 1);
+        let server = &self.server;
+        server.inflight.set(server.inflight.get() - 1);
+        self.out_ready.notify();
     }
 
     /// Resolves once the connection stops taking requests.
@@ -302,21 +358,44 @@ impl Conn {
             self.respond(request_id, &Response::Error(busy(server, message)));
             return;
         }
+        let request = match self.route(request) {
+            Err(error) => {
+                self.respond(request_id, &Response::Error(error));
+                return;
+            }
+            Ok(Route::Command(command)) => match server.shard.submit_now(command) {
+                Ok(slot) => {
+                    self.inflight.set(self.inflight.get() + 1);
+                    server.inflight.set(server.inflight.get() + 1);
+                    self.ordered.borrow_mut().push_back(Ordered {
+                        request_id,
+                        slot,
+                        lease: lease.clone(),
+                    });
+                    self.ordered_ready.notify();
+                    return;
+                }
+                // No room in the open batch: a task waits for it.
+                Err(command) => Err(command),
+            },
+            Ok(Route::Task(request)) => Ok(request),
+        };
         self.inflight.set(self.inflight.get() + 1);
         server.inflight.set(server.inflight.get() + 1);
         let conn = self.clone();
         let lease = lease.clone();
         glommio::spawn_local(async move {
-            let response = match conn.handle(request).await {
+            let answer = match request {
+                Ok(request) => conn.handle(request).await,
+                Err(command) => conn.submit_outcome(command).await,
+            };
+            let response = match answer {
                 Ok(response) => response,
                 Err(error) => Response::Error(error),
             };
             conn.respond(request_id, &response);
             drop(lease);
-            conn.inflight.set(conn.inflight.get() - 1);
-            let server = &conn.server;
-            server.inflight.set(server.inflight.get() - 1);
-            conn.out_ready.notify();
+            conn.finished_one();
         })
         .detach();
     }
@@ -363,12 +442,32 @@ impl Conn {
         outcome.map(convert::outcome).map_err(convert::submit_error)
     }
 
+    /// The work of a request that waits for more than its command's commit.
     async fn handle(&self, request: Request) -> Result<Response, WireError> {
+        match request {
+            Request::CreateInstance(create) => self.create(create).await,
+            Request::ActivateJobs(activate) => self.activate(activate).await,
+            Request::ShardMail {
+                from_shard,
+                to_shard,
+                mails,
+            } => self.take_mail(from_shard, to_shard, mails).await,
+            other => match self.route(other)? {
+                Route::Command(command) => self.submit_outcome(command).await,
+                Route::Task(_) => unreachable!("creates, activations and mail are handled above"),
+            },
+        }
+    }
+
+    /// The command a request is, or the request back when it needs a task of its own.
+    fn route(&self, request: Request) -> Result<Route, WireError> {
         let command = match request {
             Request::Deploy { resources } => Command::Deploy {
                 resources: convert::resources(resources),
             },
-            Request::CreateInstance(create) => return self.create(create).await,
+            Request::CreateInstance(_) | Request::ActivateJobs(_) | Request::ShardMail { .. } => {
+                return Ok(Route::Task(request));
+            }
             Request::CancelInstance {
                 process_instance_key,
             } => Command::CancelInstance {
@@ -384,7 +483,6 @@ impl Conn {
                     message_id: (!publish.message_id.is_empty()).then_some(publish.message_id),
                 }
             }
-            Request::ActivateJobs(activate) => return self.activate(activate).await,
             Request::CompleteJob { job_key, variables } => Command::CompleteJob {
                 key: self.check_key(job_key, "job")?,
                 variables: convert::variables(&variables)?,
@@ -425,16 +523,11 @@ impl Conn {
             Request::ResolveIncident { incident_key } => Command::ResolveIncident {
                 key: self.check_key(incident_key, "incident")?,
             },
-            Request::ShardMail {
-                from_shard,
-                to_shard,
-                mails,
-            } => return self.take_mail(from_shard, to_shard, mails).await,
             Request::Topology | Request::SubscribeJobs(_) | Request::JobCredits { .. } => {
                 unreachable!("answered in dispatch")
             }
         };
-        self.submit_outcome(command).await
+        Ok(Route::Command(command))
     }
 
     /// Mail from a shard of another node (see `crate::mail`): answered with the highest
