@@ -3,9 +3,13 @@
 //!
 //! ```text
 //! client ──frame──▶ shard i's port (base_port + i)
-//!   reader task: FrameReader ─▶ verify ─▶ per request: limits (BUSY) ─▶ handler task
-//!   handler task: wire request ─▶ core Command ─▶ Shard::submit ─▶ durable ─▶ answer
+//!   reader task: FrameReader ─▶ verify ─▶ per request: limits (BUSY), then
+//!     one command (complete a job, publish, ...): Shard::submit_now ─▶ answer queue
+//!     anything that waits longer (awaited create, activation, mail): a task of its own
+//!   answer task: awaits the queued answers in order (durable) ─▶ answer
+//!   request task: wire request ─▶ core Command ─▶ Shard::submit ─▶ durable ─▶ answer
 //!   writer task: answers gathered into one frame per write
+//!   sweeper task (one per shard): gives up awaited results whose time is over
 //! ```
 //!
 //! Limits ([`ServerLimits`], all named and enforced): frames over `frame_bytes_max` end the
