@@ -584,6 +584,14 @@ impl ServeConfig {
             (None, Some(_)) => me.host.clone(),
             (None, None) => split_listen(&self.listen)?.0,
         };
+        if bind_host.parse::<std::net::IpAddr>().is_err()
+            && (bind_host.is_empty() || bind_host.contains([':', '/', ' ']))
+        {
+            bail!(
+                "bind = {bind_host:?}: not a host (give a host name or an IP address without a \
+                 port; the ports come from listen or the cluster file)"
+            );
+        }
         if me.host == "0.0.0.0" || me.host == "::" {
             bail!(
                 "clients cannot connect to {}: name the address they should use with advertise",
@@ -815,6 +823,10 @@ mod tests {
         assert!(error(&["--node", "1"]).contains("cluster is not"));
         assert!(error(&["--listen", "nowhere"]).contains("HOST:PORT"));
         assert!(error(&["--listen", "0.0.0.0:1"]).contains("advertise"));
+        assert!(error(&["--bind", "127.0.0.1:26900"]).contains("without a port"));
+        assert!(error(&["--bind", ""]).contains("not a host"));
+        assert!(plan_of(&["--bind", "::"]).is_ok());
+        assert!(plan_of(&["--bind", "localhost"]).is_ok());
         assert!(error(&["--segment-mib", "0"]).contains("segment-mib"));
         assert!(
             error(&[

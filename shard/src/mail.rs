@@ -300,7 +300,18 @@ impl Link for NodeLink {
                 Some(connection) => connection,
                 None => {
                     let address = format!("{host}:{port}");
-                    let stream = glommio::net::TcpStream::connect(address.as_str())
+                    // Resolved here: glommio's connect panics on a name with no address.
+                    // (A blocking lookup, once per connection to another node.)
+                    let socket_addr =
+                        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                            .map_err(|error| {
+                                format!("connecting to shard {to} at {address}: {error}")
+                            })?
+                            .next()
+                            .ok_or_else(|| {
+                                format!("connecting to shard {to} at {address}: no address")
+                            })?;
+                    let stream = glommio::net::TcpStream::connect(socket_addr)
                         .await
                         .map_err(|error| {
                             format!("connecting to shard {to} at {address}: {error}")

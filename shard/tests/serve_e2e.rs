@@ -187,6 +187,40 @@ fn create(process: &str, variables: &str, key: &str) -> CreateInstance {
 }
 
 #[test]
+fn a_bind_host_that_is_no_host_or_does_not_resolve_is_an_error_not_a_panic() {
+    let data = data_dir("bad-bind");
+    let port = free_ports(1);
+    for (bind, status, says) in [
+        ("127.0.0.1:26900", 2, "without a port"),
+        (
+            "nosuchhost.invalid",
+            1,
+            "cannot listen on nosuchhost.invalid",
+        ),
+    ] {
+        let output = Command::new(BIN)
+            .args([
+                "serve",
+                "--shards",
+                "1",
+                "--cold-store",
+                "none",
+                "--bind",
+                bind,
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .expect("run ringflow serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(status), "{bind}: {stderr}");
+        assert!(stderr.contains(says), "{bind}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{bind}: {stderr}");
+    }
+}
+
+#[test]
 fn an_awaited_result_is_answered_unavailable_when_the_server_shuts_down() {
     let data = data_dir("await-shutdown");
     let port = free_ports(1);

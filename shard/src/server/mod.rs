@@ -210,7 +210,12 @@ pub async fn serve_shard(
         )
     })?;
     let addr = format!("{}:{port}", config.bind_host);
-    let listener = TcpListener::bind(addr.as_str())
+    // Resolved here: glommio's bind panics on a host it cannot resolve.
+    let socket_addr = std::net::ToSocketAddrs::to_socket_addrs(&(config.bind_host.as_str(), port))
+        .map_err(|error| format!("cannot listen on {addr}: {error}"))?
+        .next()
+        .ok_or_else(|| format!("cannot listen on {addr}: the host has no address"))?;
+    let listener = TcpListener::bind(socket_addr)
         .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     eprintln!("ringflow: shard {} listening on {addr}", shard.id());
     let server = Rc::new(ShardServer {
