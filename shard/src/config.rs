@@ -312,7 +312,7 @@ serve_options! {
             unset "the host clients use";
         cpus "cpus": CpuList, "CPU numbers", "The CPUs of the shards, shard i on the i-th",
             unset "the first CPUs this process may use";
-        cluster "cluster": PathBuf, "path", "The cluster file (TOML: [[node]] host, port, shards) for a multi-node cluster",
+        cluster "cluster": PathBuf, "path", "The cluster file (TOML: `[[node]]` tables with host, port, shards) for a multi-node cluster",
             unset "a single node";
         node "node": NodeSpec, "index or \"ordinal\"", "This node's index in the cluster file; `ordinal` takes the number after the last - of the host name",
             unset "required with cluster";

@@ -31,7 +31,7 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Runs the engine on its defaults with a bundled example and a load, then summarizes.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The data directory, which must not exist yet [default: ringflow-demo-<time> in the
+    /// The data directory, which must not exist yet [default: `ringflow-demo-<time>` in the
     /// current directory].
     #[arg(long)]
     data: Option<PathBuf>,
