@@ -24,10 +24,12 @@ use crate::server::{ServerConfig, serve_shard};
 /// For a cluster, every node runs with the same cluster file and its own node index; the
 /// file lists the nodes in order:
 ///
-///     [[node]]
-///     host = "127.0.0.1"   # the address clients use, and the one the node binds
-///     port = 26500         # its base port
-///     shards = 2
+/// ```toml
+/// [[node]]
+/// host = "127.0.0.1"   # the address clients use, and the one the node binds
+/// port = 26500         # its base port
+/// shards = 2
+/// ```
 ///
 /// Clients may contact any node: the topology they get covers them all.
 #[derive(Debug, clap::Args)]
