@@ -221,6 +221,42 @@ fn a_bind_host_that_is_no_host_or_does_not_resolve_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn a_frame_of_more_commands_than_a_batch_holds_gets_every_answer() {
+    // 6,000 publishes in one frame: the reader submits them one after the other without
+    // yielding, so the open batch fills up (BATCH_RECORDS_MAX_DEFAULT, 4,096) and the rest
+    // wait for room in tasks of their own; every one is answered, each with its own key.
+    let data = data_dir("full-batch");
+    let port = free_ports(1);
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut connection = Connection::open(&addr, &ClientConfig::default()).expect("connect");
+    let requests: Vec<Request> = (0..6_000)
+        .map(|n| {
+            Request::PublishMessage(PublishMessage {
+                name: "tick".into(),
+                correlation_key: format!("key-{n}"),
+                ttl_ms: 60_000,
+                ..PublishMessage::default()
+            })
+        })
+        .collect();
+    let ids = connection.send_batch(&requests).expect("send");
+    let mut keys = std::collections::BTreeSet::new();
+    for id in ids {
+        match connection
+            .wait_for(id, Duration::from_secs(30))
+            .expect("an answer")
+        {
+            Response::Done { key, .. } => assert!(keys.insert(key), "key {key} twice"),
+            other => panic!("expected DONE, got {other:?}"),
+        }
+    }
+    assert_eq!(keys.len(), 6_000);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
 fn an_awaited_result_is_answered_unavailable_when_the_server_shuts_down() {
     let data = data_dir("await-shutdown");
     let port = free_ports(1);
