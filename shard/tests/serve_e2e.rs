@@ -167,6 +167,16 @@ fn cli_json(addr: &str, args: &[&str]) -> Value {
     })
 }
 
+/// A server of `shards` shards on free ports of 127.0.0.1 with a fresh data directory
+/// named `name`; returns it with its data directory and address.
+fn start_server(name: &str, shards: u16) -> (Server, PathBuf, String) {
+    let data = data_dir(name);
+    let port = free_ports(shards);
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start(&data, &addr, &["--shards", &shards.to_string()]);
+    (server, data, addr)
+}
+
 fn deploy_one_task(client: &mut Client) {
     let deployed = client
         .deploy(vec![Resource {
@@ -225,10 +235,7 @@ fn a_frame_of_more_commands_than_a_batch_holds_gets_every_answer() {
     // 6,000 publishes in one frame: the reader submits them one after the other without
     // yielding, so the open batch fills up (BATCH_RECORDS_MAX_DEFAULT, 4,096) and the rest
     // wait for room in tasks of their own; every one is answered, each with its own key.
-    let data = data_dir("full-batch");
-    let port = free_ports(1);
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let (server, _, addr) = start_server("full-batch", 1);
     let mut connection = Connection::open(&addr, &ClientConfig::default()).expect("connect");
     let requests: Vec<Request> = (0..6_000)
         .map(|n| {
@@ -258,10 +265,7 @@ fn a_frame_of_more_commands_than_a_batch_holds_gets_every_answer() {
 
 #[test]
 fn an_awaited_result_is_answered_unavailable_when_the_server_shuts_down() {
-    let data = data_dir("await-shutdown");
-    let port = free_ports(1);
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let (server, _, addr) = start_server("await-shutdown", 1);
     let mut client = server.client();
     deploy_one_task(&mut client);
     // Waits a minute for a result that cannot come (no worker completes the job).
@@ -307,10 +311,7 @@ fn an_awaited_result_is_answered_unavailable_when_the_server_shuts_down() {
 
 #[test]
 fn deploy_create_work_and_await_the_result() {
-    let data = data_dir("happy");
-    let port = free_ports(2);
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&data, &addr, &["--shards", "2"]);
+    let (server, data, addr) = start_server("happy", 2);
 
     // The CLI: topology, deploy, create.
     let topology = cli_json(&addr, &["topology"]);
@@ -429,10 +430,7 @@ fn deploy_create_work_and_await_the_result() {
 
 #[test]
 fn a_failing_job_becomes_an_incident_which_is_resolved() {
-    let data = data_dir("incident");
-    let port = free_ports(1);
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let (server, _, addr) = start_server("incident", 1);
     let mut client = server.client();
     deploy_one_task(&mut client);
     let created = client
@@ -734,10 +732,7 @@ fn busy_and_wrong_shard_answers() {
 
 #[test]
 fn a_restart_keeps_every_acknowledged_instance() {
-    let data = data_dir("restart");
-    let port = free_ports(2);
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&data, &addr, &["--shards", "2"]);
+    let (server, data, addr) = start_server("restart", 2);
     let mut client = server.client();
     deploy_one_task(&mut client);
     let mut acknowledged = std::collections::BTreeSet::new();
@@ -901,10 +896,7 @@ fn the_client_reports_a_server_that_is_not_there() {
 
 #[test]
 fn subscriptions_push_no_more_jobs_than_their_credits_and_long_polls_wait_for_jobs() {
-    let data = data_dir("credits");
-    let port = free_ports(1);
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let (server, _, addr) = start_server("credits", 1);
     let mut client = server.client();
     deploy_one_task(&mut client);
     for n in 0..5 {
@@ -1038,10 +1030,7 @@ const APPROVAL: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/
 
 #[test]
 fn a_published_message_and_a_timer_complete_an_awaited_instance() {
-    let data = data_dir("events");
-    let port = free_ports(2);
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&data, &addr, &["--shards", "2"]);
+    let (server, _, addr) = start_server("events", 2);
     let mut client = server.client();
     client
         .deploy(vec![Resource {
@@ -1089,10 +1078,7 @@ fn a_published_message_and_a_timer_complete_an_awaited_instance() {
 
 #[test]
 fn the_cli_deploys_a_dmn_decision_that_a_business_rule_task_evaluates() {
-    let data = data_dir("dmn");
-    let port = free_ports(1);
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let (server, data, addr) = start_server("dmn", 1);
     let dmn = data.join("discount.dmn");
     std::fs::write(&dmn, include_str!("../../core/tests/fixtures/discount.dmn")).expect("write");
     let bpmn = data.join("pricing.bpmn");
