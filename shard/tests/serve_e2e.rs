@@ -177,6 +177,15 @@ fn start_server(name: &str, shards: u16) -> (Server, PathBuf, String) {
     (server, data, addr)
 }
 
+/// A create of `one-task` that awaits its result for `timeout_ms`.
+fn awaited_one_task(timeout_ms: u32) -> CreateInstance {
+    CreateInstance {
+        await_result: true,
+        await_timeout_ms: timeout_ms,
+        ..create("one-task", "", "")
+    }
+}
+
 fn deploy_one_task(client: &mut Client) {
     let deployed = client
         .deploy(vec![Resource {
@@ -270,9 +279,7 @@ fn an_awaited_result_is_answered_unavailable_when_the_server_shuts_down() {
     deploy_one_task(&mut client);
     // Waits a minute for a result that cannot come (no worker completes the job).
     let mut connection = Connection::open(&addr, &ClientConfig::default()).expect("connect");
-    let mut awaited = create("one-task", "", "");
-    awaited.await_result = true;
-    awaited.await_timeout_ms = 60_000;
+    let awaited = awaited_one_task(60_000);
     let ids = connection
         .send_batch(&[Request::CreateInstance(awaited)])
         .expect("send");
@@ -658,9 +665,7 @@ fn busy_and_wrong_shard_answers() {
 
     // Two awaited creations fill the connection's in-flight limit; the third is BUSY.
     let mut connection = Connection::open(&addr, &ClientConfig::default()).expect("connect");
-    let mut awaited = create("one-task", "", "");
-    awaited.await_result = true;
-    awaited.await_timeout_ms = 3_000;
+    let awaited = awaited_one_task(3_000);
     let ids = connection
         .send_batch(&[
             Request::CreateInstance(awaited.clone()),
