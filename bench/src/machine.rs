@@ -13,7 +13,8 @@ pub struct Machine {
     pub kernel: String,
     /// UTC date and time.
     pub date: String,
-    /// The short commit hash of the working tree (`-` outside a git checkout).
+    /// The short commit hash of the checkout the generator runs in (`-` outside a git
+    /// checkout). The server's own build is in the report's `server.version`.
     pub commit: String,
 }
 

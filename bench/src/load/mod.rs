@@ -207,6 +207,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         );
     }
     let machine = Machine::read();
+    let mut server_version = None;
     let (server, topology, addr) = match &common.addr {
         Some(addr) => {
             let client = Client::connect(addr).with_context(|| format!("cannot reach {addr}"))?;
@@ -229,6 +230,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
                 keep_data: common.keep_data,
                 extra_args: common.server_args.clone(),
             };
+            server_version = server::version(&spawn.binary);
             let (server, topology) = server::Server::start(&spawn)?;
             let addr = server.addr.clone();
             (Some(server), topology, addr)
@@ -295,6 +297,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         },
         generator_cpus,
         cold_store: common.cold_store.clone(),
+        server_version,
         data: data.filter(|_| common.keep_data),
         server_cpu,
         generator_cpu: match (own_before, own_after) {

@@ -39,6 +39,9 @@ pub struct ServerSide {
     pub cpus: Vec<usize>,
     /// Its cold store setting.
     pub cold_store: String,
+    /// `ringflow --version` of the binary started: the version and the commit it was built
+    /// from (`+dirty` with uncommitted changes); none when not started by the generator.
+    pub version: Option<String>,
     /// CPU seconds the server process used during the whole run (warm-up and drain too).
     pub cpu_seconds: Option<f64>,
     /// Its data directory, when kept.
@@ -97,6 +100,7 @@ pub struct Inputs {
     pub server_cpus: Vec<usize>,
     pub generator_cpus: Vec<usize>,
     pub cold_store: String,
+    pub server_version: Option<String>,
     pub data: Option<PathBuf>,
     pub server_cpu: Option<Duration>,
     pub generator_cpu: Option<Duration>,
@@ -160,6 +164,7 @@ impl Report {
                 started_by_generator: inputs.server_started,
                 cpus: inputs.server_cpus,
                 cold_store: inputs.cold_store,
+                version: inputs.server_version,
                 cpu_seconds: inputs.server_cpu.map(|cpu| cpu.as_secs_f64()),
                 data: inputs.data,
             },
@@ -231,12 +236,17 @@ pub fn markdown(reports: &[Report]) -> String {
     if let Some(first) = reports.first() {
         let _ = writeln!(
             out,
-            "\n{}; {} s measured after {} s warm-up; server CPUs {:?}, generator CPUs {:?}.",
+            "\n{}; {} s measured after {} s warm-up; server CPUs {:?}, generator CPUs {:?}; server {}.",
             first.machine,
             first.duration_s,
             first.warmup_s,
             first.server.cpus,
-            first.generator_cpus
+            first.generator_cpus,
+            first
+                .server
+                .version
+                .as_deref()
+                .unwrap_or("at --addr (version not known)")
         );
         let errors: BTreeMap<&String, u64> = reports
             .iter()

@@ -54,6 +54,18 @@ pub fn default_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("ringflow"))
 }
 
+/// What `BINARY --version` prints (`ringflow 0.1.0 (abc1234)`), if it runs.
+pub fn version(binary: &std::path::Path) -> Option<String> {
+    let output = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
 impl Server {
     /// Starts the server and waits until every shard answers.
     pub fn start(spawn: &Spawn) -> anyhow::Result<(Server, Topology)> {

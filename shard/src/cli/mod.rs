@@ -15,7 +15,7 @@ pub mod validate;
 
 /// ringflow: a BPMN 2.0 workflow engine that runs at the speed of a persistent log.
 #[derive(Debug, Parser)]
-#[command(name = "ringflow", version, about, long_about = None)]
+#[command(name = "ringflow", version = env!("RINGFLOW_VERSION"), about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,0 +1,85 @@
+//! `ringflow-bench run` end to end: it starts the `ringflow` binary built beside it, runs a
+//! short closed loop and writes a report that names what it measured.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_ringflow-bench");
+
+fn server_binary() -> PathBuf {
+    let binary = Path::new(BENCH).with_file_name("ringflow");
+    assert!(
+        binary.exists(),
+        "{} is missing: build the workspace (cargo test --workspace builds it)",
+        binary.display()
+    );
+    binary
+}
+
+#[test]
+fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-run-e2e");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("create the test folder");
+    let json = root.join("report.json");
+    let markdown = root.join("report.md");
+    let output = Command::new(BENCH)
+        .args([
+            "run",
+            "--scenario",
+            "one_task",
+            "--duration",
+            "2s",
+            "--warmup",
+            "1s",
+        ])
+        .args(["--inflight", "64", "--cold-store", "none", "--quiet"])
+        .arg("--server-bin")
+        .arg(server_binary())
+        .arg("--data-root")
+        .arg(root.join("data"))
+        .arg("--json")
+        .arg(&json)
+        .arg("--markdown")
+        .arg(&markdown)
+        .output()
+        .expect("run ringflow-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    assert_eq!(report["scenario"], "one_task");
+    assert_eq!(report["mode"], "closed");
+    let completed = report["completed"].as_u64().expect("completed");
+    assert!(completed > 0, "{report}");
+    let throughput = report["throughput_per_s"].as_f64().expect("throughput");
+    assert!(
+        (throughput - completed as f64 / 2.0).abs() < 1.0,
+        "{report}"
+    );
+    let latency = &report["latency_us"];
+    let p50 = latency["p50"].as_u64().expect("p50");
+    let p99 = latency["p99"].as_u64().expect("p99");
+    let max = latency["max"].as_u64().expect("max");
+    assert!(0 < p50 && p50 <= p99 && p99 <= max, "{latency}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    assert_eq!(report["server"]["started_by_generator"], true);
+    let version = report["server"]["version"]
+        .as_str()
+        .expect("server version");
+    assert!(
+        version.starts_with("ringflow ") && version.ends_with(')'),
+        "{version}"
+    );
+    let table = std::fs::read_to_string(&markdown).expect("the Markdown report");
+    assert!(table.contains("one_task"), "{table}");
+    assert!(table.contains(version), "{table}");
+    assert!(
+        !root
+            .join("data")
+            .read_dir()
+            .expect("data root")
+            .any(|entry| entry.expect("entry").path().is_dir()),
+        "the server's data directory is removed without --keep-data"
+    );
+}
