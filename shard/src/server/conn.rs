@@ -452,10 +452,7 @@ impl Conn {
                 to_shard,
                 mails,
             } => self.take_mail(from_shard, to_shard, mails).await,
-            other => match self.route(other)? {
-                Route::Command(command) => self.submit_outcome(command).await,
-                Route::Task(_) => unreachable!("creates, activations and mail are handled above"),
-            },
+            _ => unreachable!("dispatch hands only creates, activations and mail to a task"),
         }
     }
 
