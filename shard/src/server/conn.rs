@@ -2,10 +2,10 @@
 //! that waits for more than its commit (an awaited create, an activation, mail) and one per
 //! job subscription, all on the shard's executor.
 //!
-//! A request that is one command (complete a job, publish a message, ...) gets no task of
-//! its own: the reader submits it and queues its answer slot, and the answer task awaits the
-//! slots in order (the shard answers in the order of submission), so one wake-up answers
-//! every command of a commit.
+//! A request that is one command (complete a job, publish a message, create an instance
+//! without awaiting its result, ...) gets no task of its own: the reader submits it and
+//! queues its answer slot, and the answer task awaits the slots in order (the shard answers
+//! in the order of submission), so one wake-up answers every command of a commit.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -462,6 +462,10 @@ impl Conn {
             Request::Deploy { resources } => Command::Deploy {
                 resources: convert::resources(resources),
             },
+            // A create that does not await its result is one command.
+            Request::CreateInstance(create) if !create.await_result => {
+                self.create_command(create)?.0
+            }
             Request::CreateInstance(_) | Request::ActivateJobs(_) | Request::ShardMail { .. } => {
                 return Ok(Route::Task(request));
             }
@@ -556,7 +560,8 @@ impl Conn {
         })
     }
 
-    async fn create(&self, create: CreateInstance) -> Result<Response, WireError> {
+    /// The command of a create, checked, and how long its result is awaited.
+    fn create_command(&self, create: CreateInstance) -> Result<(Command, u32), WireError> {
         let limits = &self.server.config.limits;
         if !create.business_key.is_empty() {
             self.check_text_key(&create.business_key, "business key")?;
@@ -583,6 +588,12 @@ impl Conn {
             business_key: (!create.business_key.is_empty()).then_some(create.business_key),
             await_result: create.await_result,
         };
+        Ok((command, timeout_ms))
+    }
+
+    /// A create that awaits its instance's result.
+    async fn create(&self, create: CreateInstance) -> Result<Response, WireError> {
+        let (command, timeout_ms) = self.create_command(create)?;
         let shard = &self.server.shard;
         let (outcome, result) = shard
             .submit_awaiting(command)
