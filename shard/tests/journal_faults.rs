@@ -340,14 +340,21 @@ fn commit_one(journal: &mut Journal<SimDir>, lsn: u64) {
     block_on(journal.commit(batch)).expect("commit");
 }
 
-#[test]
-fn covered_segments_become_spares_and_their_old_records_never_come_back() {
-    let dir = SimDir::new(Faults::default(), 8);
-    let config = four_block_segments(1, 0);
-    let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
+/// A journal of four-block segments keeping `spares` spares, on a disk seeded `seed`, with
+/// records 1 to 12 committed one per batch (three segments).
+fn twelve_records(seed: u64, spares: usize) -> (SimDir, JournalConfig, Journal<SimDir>) {
+    let dir = SimDir::new(Faults::default(), seed);
+    let config = four_block_segments(spares, 0);
+    let (mut journal, _) = block_on(Journal::open(dir.clone(), config.clone(), 0)).expect("open");
     for lsn in 1..=12 {
         commit_one(&mut journal, lsn);
     }
+    (dir, config, journal)
+}
+
+#[test]
+fn covered_segments_become_spares_and_their_old_records_never_come_back() {
+    let (dir, config, mut journal) = twelve_records(8, 1);
     // Two covered segments, room for one spare: the older is kept, the other removed.
     let retired = block_on(journal.remove_covered(8)).expect("retire");
     assert_eq!(retired.recycled, ["00000000000000000001.spare"]);
@@ -386,12 +393,7 @@ fn covered_segments_become_spares_and_their_old_records_never_come_back() {
 
 #[test]
 fn spares_that_cannot_follow_on_are_removed_at_open() {
-    let dir = SimDir::new(Faults::default(), 9);
-    let config = four_block_segments(2, 0);
-    let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
-    for lsn in 1..=12 {
-        commit_one(&mut journal, lsn);
-    }
+    let (dir, config, mut journal) = twelve_records(9, 2);
     block_on(journal.remove_covered(8)).expect("retire");
     assert_eq!(journal.spares().len(), 2);
     drop(journal);
