@@ -345,7 +345,7 @@ fn commit_one(journal: &mut Journal<SimDir>, lsn: u64) {
 fn twelve_records(seed: u64, spares: usize) -> (SimDir, JournalConfig, Journal<SimDir>) {
     let dir = SimDir::new(Faults::default(), seed);
     let config = four_block_segments(spares, 0);
-    let (mut journal, _) = block_on(Journal::open(dir.clone(), config.clone(), 0)).expect("open");
+    let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
     for lsn in 1..=12 {
         commit_one(&mut journal, lsn);
     }
