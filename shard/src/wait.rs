@@ -61,6 +61,14 @@ impl<T> Default for Slot<T> {
 }
 
 impl<T> Slot<T> {
+    /// Puts the value in and wakes the waiter, unless a value is there already and not yet
+    /// taken (then it is kept).
+    pub fn fill_if_empty(&self, value: T) {
+        if self.inner.borrow().0.is_none() {
+            self.fill(value);
+        }
+    }
+
     /// Puts the value in and wakes the waiter.
     pub fn fill(&self, value: T) {
         let mut inner = self.inner.borrow_mut();
@@ -68,18 +76,6 @@ impl<T> Slot<T> {
         if let Some(waker) = inner.1.take() {
             waker.wake();
         }
-    }
-}
-
-impl<T> Slot<T> {
-    /// Puts the value in and wakes the waiter, unless a value is there already and not yet
-    /// taken (then it is kept). Returns whether this value went in.
-    pub fn fill_if_empty(&self, value: T) -> bool {
-        if self.inner.borrow().0.is_some() {
-            return false;
-        }
-        self.fill(value);
-        true
     }
 }
 
