@@ -2,8 +2,9 @@
 //! shard, against the raw device measured in the same run.
 //!
 //! Per shard, a producer task appends records of `--record-bytes` into the open batch, and a
-//! committer task commits whatever is there (one write + one fdatasync), exactly as a shard's
-//! committer does: at most one fdatasync in flight while the next batch fills.
+//! committer task commits whatever is there (one write + one fdatasync), one commit at a time:
+//! at most one fdatasync in flight while the next batch fills. (A shard's committer also
+//! writes the next batch while the one before is being synced; see `ringflow_shard::shard`.)
 //!
 //! - Closed loop (no `--rate`): the producer keeps the open batch full. Gives appends/s, MB/s
 //!   and records per fdatasync at saturation.

@@ -8,7 +8,7 @@
 //! | setting | default | why |
 //! |---|---|---|
 //! | `io_memory_bytes` | 1 MiB per shard | registered with each of glommio's 3 rings, so it is locked 3 times over; batches up to this size use fixed buffers, larger ones fall back to ordinary aligned memory |
-//! | `ring_depth` | 128 | the journal has at most one write or fdatasync in flight, plus reads at recovery: 128 leaves room for the network and the exporter later |
+//! | `ring_depth` | 128 | the journal has at most one write and two fdatasyncs in flight, plus reads at recovery: 128 leaves room for the network and the exporter later |
 //!
 //! In each shard, the committer and the timer task run in a task queue with 1000 shares
 //! whose latency matters; snapshots run in a queue with 50 shares that does not.

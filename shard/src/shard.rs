@@ -3,7 +3,7 @@
 //! ```text
 //! submit(command) ─▶ encode with Ctx ─▶ engine.process ─▶ append to the open batch ─┐
 //!                                                                                    │
-//! committer task:  take the open batch ─▶ write + fdatasync ─▶ durable LSN ◀──────────┘
+//! committer task:  take the open batch ─▶ write ─▶ sync task: fdatasync ─▶ durable LSN ◀┘
 //!                  ─▶ in LSN order: arm timers (effects), hand each caller its answer
 //! timer task:      due job leases, backoffs, message TTLs and timer events
 //!                  ─▶ submit(JobLeaseExpired / JobRetryDue / ExpireMessage / TriggerTimer)
@@ -11,8 +11,12 @@
 //!                  ─▶ the committer removes the segments the older kept snapshot covers
 //! ```
 //!
-//! The committer runs one commit at a time, so at most one fdatasync is in flight while the
-//! next batch fills. Nothing leaves the shard before the record that caused it is durable:
+//! The commit is pipelined: the committer writes a batch, hands its fdatasync to a task of
+//! its own, and writes the next batch while that sync is in flight (at most
+//! `journal::writer::UNSYNCED_BATCHES_MAX`, two, batches unsynced; a batch that needs a new
+//! segment waits until nothing is). An fdatasync makes every write that returned before it
+//! durable, so whichever sync returns releases everything up to its batch, in LSN order; a
+//! sync that returns later finds its records released already. Nothing leaves the shard before the record that caused it is durable:
 //! not an answer, not a rejection (a rejection waits for the records it was judged against),
 //! not a timer. A failed write or fdatasync stops the shard: every waiting caller gets
 //! [`SubmitError::Stopped`], later submissions too, and the error ends the committer; the
@@ -728,8 +732,10 @@ impl<D: Dir> Shard<D> {
         }
     }
 
-    /// The committer: commits whatever is in the open batch, one commit at a time, until the
-    /// journal fails. Returns that failure.
+    /// The committer: writes whatever is in the open batch, and syncs each batch written in
+    /// a task of its own, so that the next batch is written while the one before is being
+    /// synced (at most `journal::writer::UNSYNCED_BATCHES_MAX` unsynced), until the journal
+    /// fails. Returns that failure.
     pub async fn run_committer(self: Rc<Self>) -> JournalError
     where
         D: 'static,
@@ -739,10 +745,15 @@ impl<D: Dir> Shard<D> {
             .borrow_mut()
             .take()
             .expect("one committer per shard");
+        let failure: Rc<RefCell<Option<JournalError>>> = Rc::default();
         loop {
+            if let Some(error) = failure.borrow_mut().take() {
+                journal.set_stopped();
+                return error;
+            }
             let batch = {
                 let mut inner = self.inner.borrow_mut();
-                if inner.batch.is_empty() {
+                if inner.batch.is_empty() || !journal.may_write(&inner.batch) {
                     None
                 } else {
                     let next = inner.batch.successor();
@@ -759,21 +770,40 @@ impl<D: Dir> Shard<D> {
             let opened = self.inner.borrow_mut().batch_opened.take();
             let started = std::time::Instant::now();
             let span = tracing::trace_span!("group_commit", shard = self.id(), records);
-            let result = tracing::Instrument::instrument(journal.commit(batch), span).await;
-            let durable = match result {
-                Ok(durable) => durable,
+            let written = tracing::Instrument::instrument(journal.write(batch), span).await;
+            let written = match written {
+                Ok(written) => written,
                 Err(error) => {
                     self.stop(&error.to_string());
                     return error;
                 }
             };
-            self.metrics
-                .record_commit(records, journal.last_sync_micros(), opened);
-            let releasing = std::time::Instant::now();
-            self.release(durable);
-            self.maybe_snapshot();
-            self.trace_commit(records, opened, started, releasing, journal.last_times());
-            self.remove_covered(&mut journal);
+            let shard = Rc::clone(&self);
+            let failure = Rc::clone(&failure);
+            glommio::spawn_local(async move {
+                match written.sync().await {
+                    Ok((durable, times)) => {
+                        shard
+                            .metrics
+                            .record_commit(records, times.sync_micros, opened);
+                        let releasing = std::time::Instant::now();
+                        shard.release(durable);
+                        shard.maybe_snapshot();
+                        shard.trace_commit(records, opened, started, releasing, times);
+                    }
+                    Err(error) => {
+                        let error = JournalError::from(error);
+                        if shard.stopped().is_none() {
+                            shard.stop(&error.to_string());
+                        }
+                        failure.borrow_mut().get_or_insert(error);
+                    }
+                }
+                // The committer may be waiting for this sync (the pipeline was full, or the
+                // next batch needs a new segment), or for this failure.
+                shard.work.notify();
+            })
+            .detach();
         }
     }
 
@@ -862,6 +892,10 @@ impl<D: Dir> Shard<D> {
         let mut released = Vec::new();
         {
             let mut inner = self.inner.borrow_mut();
+            if durable <= inner.durable_lsn {
+                // A later batch's sync returned first and released this one's records.
+                return;
+            }
             inner.durable_lsn = durable;
             while inner.pending.front().is_some_and(|p| p.lsn <= durable) {
                 released.push(inner.pending.pop_front().expect("checked"));

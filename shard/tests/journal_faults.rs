@@ -1,7 +1,9 @@
 //! Seeded fault tests of the journal over the simulated directory: random workloads with
 //! crashes, failed syncs, torn and garbage writes, misdirected writes, bit flips on read, a
-//! full device, segment roll-over, and segments a snapshot covers removed or recycled as
-//! spares (whose old records must never come back as new ones). After every recovery:
+//! full device, segment roll-over, segments a snapshot covers removed or recycled as spares
+//! (whose old records must never come back as new ones), and the commit pipeline (a batch
+//! written while the one before is unsynced, syncs returning in any order, a crash with two
+//! batches unsynced). After every recovery:
 //!
 //! - every acknowledged record is back unchanged, and the log is a prefix of what was appended;
 //! - recovering twice gives the same result;
@@ -18,10 +20,10 @@
 //! `RINGFLOW_JOURNAL_SEEDS=<n>` runs more seeds (CI runs the default); a failure names its
 //! seed.
 
-use ringflow_shard::journal::batch::BatchLimits;
+use ringflow_shard::journal::batch::{Batch, BatchLimits};
 use ringflow_shard::journal::scan::{BLOCK_BYTES, Found};
-use ringflow_shard::journal::writer::{Journal, JournalConfig, JournalError};
-use ringflow_shard::storage::sim::{Faults, SimDir, SimRng};
+use ringflow_shard::journal::writer::{Journal, JournalConfig, JournalError, Written};
+use ringflow_shard::storage::sim::{Faults, SimDir, SimFile, SimRng};
 use ringflow_shard::storage::{StorageError, block_on};
 
 const SEEDS_DEFAULT: u64 = 2_000;
@@ -145,21 +147,78 @@ fn config(rng: &mut SimRng) -> JournalConfig {
     }
 }
 
-/// Appends and commits a few batches; returns false when a commit failed.
+/// An open batch with a few records (as many as fit), recorded in the model as appended.
+fn fill(journal: &Journal<SimDir>, rng: &mut SimRng, model: &mut Model) -> Batch {
+    let mut batch = journal.first_batch();
+    for _ in 0..1 + rng.below(12) {
+        let lsn = model.appended.len() as u64 + 1;
+        let bytes = payload(rng, lsn);
+        match batch.append(&bytes) {
+            Ok(assigned) => {
+                assert_eq!(assigned, lsn, "seed {}", model.seed);
+                model.appended.push(bytes);
+            }
+            Err(_full) => break,
+        }
+    }
+    batch
+}
+
+/// Syncs one written batch; returns false when the sync failed (the journal is stopped then,
+/// and nothing written since its last good sync is acknowledged).
+fn sync(journal: &mut Journal<SimDir>, written: Written<SimFile>, model: &mut Model) -> bool {
+    let last = written.last_lsn();
+    match block_on(written.sync()) {
+        Ok((durable, _)) => {
+            assert_eq!(durable, last, "seed {}", model.seed);
+            model.acknowledged = model.acknowledged.max(durable);
+            true
+        }
+        Err(_) => {
+            journal.set_stopped();
+            false
+        }
+    }
+}
+
+/// Appends and commits a few batches; returns false when a commit failed. Half the time
+/// the batches go through the pipeline the shard uses: each written while up to one before
+/// it is unsynced, synced in random order or not at all (the crash that follows finds up to
+/// two batches unsynced).
 fn work(journal: &mut Journal<SimDir>, rng: &mut SimRng, model: &mut Model) -> bool {
     let seed = model.seed;
+    let pipelined = rng.below(2) == 0;
+    let mut unsynced: Vec<Written<SimFile>> = Vec::new();
     for _ in 0..1 + rng.below(5) {
-        let mut batch = journal.first_batch();
-        for _ in 0..1 + rng.below(12) {
-            let lsn = model.appended.len() as u64 + 1;
-            let bytes = payload(rng, lsn);
-            match batch.append(&bytes) {
-                Ok(assigned) => {
-                    assert_eq!(assigned, lsn, "seed {seed}");
-                    model.appended.push(bytes);
+        let batch = fill(journal, rng, model);
+        if pipelined {
+            while !journal.may_write(&batch) {
+                let oldest = unsynced.remove(0);
+                if !sync(journal, oldest, model) {
+                    return false;
                 }
-                Err(_full) => break,
             }
+            match block_on(journal.write(batch)) {
+                Ok(written) => unsynced.push(written),
+                Err(JournalError::Storage(_)) => {
+                    let next = journal.first_batch();
+                    assert_eq!(
+                        block_on(journal.commit(next)),
+                        Err(JournalError::Stopped),
+                        "seed {seed}"
+                    );
+                    return false;
+                }
+                Err(error) => panic!("seed {seed}: write failed oddly: {error}"),
+            }
+            if rng.below(2) == 0 {
+                let which = rng.below(unsynced.len() as u64) as usize;
+                let written = unsynced.remove(which);
+                if !sync(journal, written, model) {
+                    return false;
+                }
+            }
+            continue;
         }
         match block_on(journal.commit(batch)) {
             Ok(durable) => {

@@ -119,6 +119,11 @@ impl Batch {
         self.next_lsn
     }
 
+    /// Bytes it takes on disk, padded to a block boundary.
+    pub fn padded_bytes(&self) -> usize {
+        self.bytes.len().div_ceil(BLOCK_BYTES) * BLOCK_BYTES
+    }
+
     /// The framed records, padded with zeros to a block boundary.
     pub fn into_padded_bytes(self) -> Vec<u8> {
         let mut bytes = self.bytes;

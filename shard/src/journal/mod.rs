@@ -12,4 +12,4 @@ pub mod scan;
 pub mod writer;
 
 pub use batch::{Batch, BatchFull, BatchLimits, Room};
-pub use writer::{Journal, JournalConfig, JournalError, Recovered};
+pub use writer::{Journal, JournalConfig, JournalError, Recovered, Written};

@@ -4,7 +4,7 @@
 //! |-------:|-----------|--------|------------------------------------------------------------|
 //! | 0      | magic     | u32 LE | `RECORD_MAGIC`, so a stray page is not taken for a record  |
 //! | 4      | version   | u16 LE | `RECORD_VERSION`                                           |
-//! | 6      | flags     | u16 LE | bit 0: `FLAG_BATCH_START`, the first record of a batch     |
+//! | 6      | flags     | u16 LE | bit 0: `FLAG_BATCH_START`, the first record of a batch; bit 1: `FLAG_AFTER_UNSYNCED`, on a batch start: written before the batch before it was durable |
 //! | 8      | length    | u32 LE | payload bytes                                              |
 //! | 12     | shard     | u16 LE | the shard that wrote it: a misdirected record is caught    |
 //! | 14     | reserved  | u16 LE | 0                                                          |
@@ -23,8 +23,13 @@ pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"RFJ1");
 /// The record format version this code writes and reads.
 pub const RECORD_VERSION: u16 = 1;
 /// Flag of the first record of a batch. A batch is written only after the one before it was
-/// synced, so a valid batch start after damaged bytes proves the damage is not a torn write.
+/// synced, or while that one's fdatasync is in flight (then it also carries
+/// [`FLAG_AFTER_UNSYNCED`]), so a valid batch start after damaged bytes proves the damage is
+/// not a torn write, unless it is the last batch and carries that flag (see `scan`).
 pub const FLAG_BATCH_START: u16 = 1;
+/// Flag of a batch start written while the batch before it was not yet durable (its
+/// fdatasync in flight): a crash may leave this batch whole and the one before torn.
+pub const FLAG_AFTER_UNSYNCED: u16 = 2;
 /// Bytes of the fixed header.
 pub const RECORD_HEADER_BYTES: usize = 32;
 /// Largest payload of one record. A command's payload is far smaller (a deployment is the
@@ -141,6 +146,21 @@ fn checksum(header: &RecordHeader, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// Flags the record at the start of `bytes` (a batch's first record, as encoded) with
+/// [`FLAG_AFTER_UNSYNCED`], and computes its checksum again.
+pub fn mark_after_unsynced(bytes: &mut [u8]) {
+    let (mut header, rest) =
+        RecordHeader::read_from_prefix(bytes).expect("a batch starts with a whole header");
+    assert!(
+        header.flags.get() & FLAG_BATCH_START != 0,
+        "only a batch start is marked"
+    );
+    let payload = &rest[..header.length.get() as usize];
+    header.flags = (header.flags.get() | FLAG_AFTER_UNSYNCED).into();
+    header.checksum = checksum(&header, payload).into();
+    bytes[..RECORD_HEADER_BYTES].copy_from_slice(header.as_bytes());
+}
+
 /// A record read back.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -152,6 +172,8 @@ pub struct Record<'a> {
     pub total_bytes: usize,
     /// Whether it is the first record of a batch.
     pub batch_start: bool,
+    /// Whether it starts a batch written before the batch before it was durable.
+    pub after_unsynced: bool,
 }
 
 /// Reads the record at the start of `bytes`, which must be of `shard` with LSN `lsn`.
@@ -198,12 +220,13 @@ pub fn decode(bytes: &[u8], shard: u16, lsn: u64) -> Result<Record<'_>, RecordEr
             found: header.lsn.get(),
         });
     }
-    let batch_start = header.flags.get() & FLAG_BATCH_START != 0;
+    let flags = header.flags.get();
     Ok(Record {
         lsn,
         payload,
         total_bytes: RECORD_HEADER_BYTES + length as usize,
-        batch_start,
+        batch_start: flags & FLAG_BATCH_START != 0,
+        after_unsynced: flags & FLAG_AFTER_UNSYNCED != 0,
     })
 }
 
@@ -231,6 +254,18 @@ mod tests {
                 available: 0
             })
         );
+    }
+
+    #[test]
+    fn a_batch_start_marked_after_unsynced_still_decodes() {
+        let mut log = Vec::new();
+        encode(&mut log, 7, 9, b"first of a batch", true);
+        let plain = decode(&log, 7, 9).expect("valid");
+        assert!(plain.batch_start && !plain.after_unsynced);
+        mark_after_unsynced(&mut log);
+        let marked = decode(&log, 7, 9).expect("valid after marking");
+        assert!(marked.batch_start && marked.after_unsynced);
+        assert_eq!(marked.payload, b"first of a batch");
     }
 
     #[test]

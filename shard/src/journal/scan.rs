@@ -12,17 +12,33 @@
 //! | zeros (no magic) within a block                 | padding                       | next boundary   |
 //! | zeros at a boundary                             | the end of the log            | stop: clean     |
 //! | a valid record of this shard with an LSN below the segment's first | left from the segment's earlier life | stop: clean |
-//! | one of the two ends above, and later a batch of this shard with this LSN or higher | a misdirected or lost write | stop: corrupt |
+//! | one of the two ends above, and later a batch of this shard with this LSN or higher (not the one exception below) | a misdirected or lost write | stop: corrupt |
 //! | a valid record with another shard, or another LSN not below the segment's first | written to the wrong place | stop: corrupt |
 //! | anything else, and no valid later batch         | a write torn by a crash (or old bytes) | stop: torn tail |
-//! | anything else, and a valid later batch exists   | damage in the middle          | stop: corrupt   |
+//! | anything else, and a valid later batch exists (not the one exception below) | damage in the middle | stop: corrupt |
 //!
 //! A "later batch" after damage is a valid record of this shard with a higher LSN, flagged
-//! as the start of a batch, at a later block boundary. Batches are written only after the one
-//! before was synced, so only then is the damage provably in data that was durable: a torn
-//! last batch can contain valid records after a damaged sector, but never the start of a
-//! later batch. Records left from a recycled segment's earlier life never count: their LSNs
-//! are below the segment's first.
+//! as the start of a batch, at a later block boundary. The journal writes a batch only once
+//! the one before it is synced, or while that one's fdatasync is in flight (the pipeline of
+//! `writer::UNSYNCED_BATCHES_MAX`, two batches); a batch written that way carries
+//! `FLAG_AFTER_UNSYNCED`. So at a crash only the last two batches can be unsynced, and:
+//!
+//! - **the exception**: if the only later batch has a higher LSN than the one expected and
+//!   carries `FLAG_AFTER_UNSYNCED`, the damaged (or missing) batch is the one whose
+//!   fdatasync was in flight: a torn (or lost) write, and the later batch was never
+//!   acknowledged either (it is acknowledged only when its own fdatasync returns, which makes
+//!   the batch before durable too). The end is a torn tail (or clean), and recovery zeroes
+//!   the later batch's blocks as leftovers (below);
+//! - otherwise the damage is provably in data that was durable: a second later batch was
+//!   written only after the damaged one was synced, and a batch without the flag only after
+//!   the one before was synced. A torn last batch can contain valid records after a damaged
+//!   sector, but never the start of a later batch.
+//!
+//! The price of the pipeline: damage to a durable batch that is followed by exactly one
+//! flagged batch (the last) reads as a torn write, and both are cut off. Without the flag
+//! (a batch written when nothing was in flight, as at low load) the rule is as strict as
+//! before. Records left from a recycled segment's earlier life never count: their LSNs are
+//! below the segment's first.
 //!
 //! Past the end, a torn write can also leave whole records whose LSNs will be written again
 //! (with other commands). A later scan must never take one for the record expected there, so
@@ -136,7 +152,7 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
                 return Scan { records, end };
             }
             Err(error) => {
-                let end = match later_batch(bytes, offset, shard, lsn + 1) {
+                let end = match proof_of_damage(bytes, offset, shard, lsn, lsn + 1) {
                     Some((later_offset, later_lsn)) => End::Corrupt {
                         offset,
                         lsn,
@@ -163,7 +179,7 @@ fn zeros_to_boundary(bytes: &[u8], offset: usize) -> bool {
 /// or a record of the segment's earlier life). What follows is not read, except to look for
 /// a later batch: one there means a write went astray.
 fn end_at(bytes: &[u8], offset: usize, shard: u16, lsn: u64) -> End {
-    if let Some((later_offset, later_lsn)) = later_batch(bytes, offset, shard, lsn) {
+    if let Some((later_offset, later_lsn)) = proof_of_damage(bytes, offset, shard, lsn, lsn) {
         return End::Corrupt {
             offset,
             lsn,
@@ -211,17 +227,43 @@ pub fn leftovers(bytes: &[u8], from: usize, shard: u16, lsn_min: u64) -> Vec<(us
     ranges
 }
 
+/// The later batch that proves the end at `offset` (where LSN `expected` was due, and
+/// damage or an early end was found) is not a torn or lost write: the first valid batch start
+/// with an LSN of at least `lsn_min` after `offset`, unless it is the exception in the module
+/// docs (the only later batch, with an LSN above `expected`, written after an unsynced one).
+/// Returns its offset and LSN.
+fn proof_of_damage(
+    bytes: &[u8],
+    offset: usize,
+    shard: u16,
+    expected: u64,
+    lsn_min: u64,
+) -> Option<(usize, u64)> {
+    let (later_offset, later_lsn, after_unsynced) = later_batch(bytes, offset, shard, lsn_min)?;
+    let pipelined = after_unsynced
+        && later_lsn > expected
+        && later_batch(bytes, later_offset, shard, later_lsn + 1).is_none();
+    (!pipelined).then_some((later_offset, later_lsn))
+}
+
 /// The first valid batch start of `shard` with an LSN of at least `lsn_min` at a block
-/// boundary after `offset`: its offset and LSN.
-fn later_batch(bytes: &[u8], offset: usize, shard: u16, lsn_min: u64) -> Option<(usize, u64)> {
+/// boundary after `offset`: its offset, LSN, and whether it was written after an unsynced
+/// batch.
+fn later_batch(
+    bytes: &[u8],
+    offset: usize,
+    shard: u16,
+    lsn_min: u64,
+) -> Option<(usize, u64, bool)> {
     let mut boundary = next_boundary(offset + 1);
     while boundary < bytes.len() {
         // The LSN there is unknown: take the header's word for it, then check the record.
         if let Some(found) = header_lsn(&bytes[boundary..])
             && found >= lsn_min
-            && record::decode(&bytes[boundary..], shard, found).is_ok_and(|r| r.batch_start)
+            && let Ok(record) = record::decode(&bytes[boundary..], shard, found)
+            && record.batch_start
         {
-            return Some((boundary, found));
+            return Some((boundary, found, record.after_unsynced));
         }
         boundary += BLOCK_BYTES;
     }
@@ -327,6 +369,75 @@ mod tests {
             }
             other => panic!("expected corruption, got {other:?}"),
         }
+    }
+
+    /// Four one-block batches of LSNs 1-2, 3, 4, 5; `marked` batches (by index) carry
+    /// FLAG_AFTER_UNSYNCED, as the journal's pipeline writes them.
+    fn pipelined(marked: &[usize]) -> Vec<u8> {
+        let mut bytes = log(&[&[b"a", b"bb"], &[b"ccc"], &[b"dddd"], &[b"eeeee"]], 1);
+        for index in marked {
+            record::mark_after_unsynced(&mut bytes[index * BLOCK_BYTES..]);
+        }
+        bytes.resize(bytes.len() + 2 * BLOCK_BYTES, 0);
+        bytes
+    }
+
+    #[test]
+    fn the_last_two_batches_of_the_pipeline_may_be_torn_or_lost_but_no_earlier() {
+        // The third batch torn while its fdatasync was in flight; the fourth, written then
+        // (marked), landed whole: a torn tail at the third, never corruption.
+        let mut torn = pipelined(&[3]);
+        torn[2 * BLOCK_BYTES + 33] ^= 0x01;
+        let scan = scan(&torn, 1, 1);
+        assert_eq!(lsns(&scan), [1, 2, 3]);
+        assert!(matches!(scan.end, End::TornTail { offset, .. } if offset == 2 * BLOCK_BYTES));
+        // The third batch's write lost entirely: a clean end there.
+        let mut lost = pipelined(&[3]);
+        lost[2 * BLOCK_BYTES..3 * BLOCK_BYTES].fill(0);
+        let scan = super::scan(&lost, 1, 1);
+        assert_eq!(lsns(&scan), [1, 2, 3]);
+        assert_eq!(
+            scan.end,
+            End::Clean {
+                next_write_offset: 2 * BLOCK_BYTES
+            }
+        );
+        // The same damage with an unmarked fourth batch: it was written after the third was
+        // durable, so the third's damage is corruption.
+        for unmarked in [pipelined(&[]), pipelined(&[2])] {
+            let mut damaged = unmarked.clone();
+            damaged[2 * BLOCK_BYTES + 33] ^= 0x01;
+            assert!(matches!(
+                super::scan(&damaged, 1, 1).end,
+                End::Corrupt { lsn: 4, .. }
+            ));
+            damaged[2 * BLOCK_BYTES..3 * BLOCK_BYTES].fill(0);
+            assert!(matches!(
+                super::scan(&damaged, 1, 1).end,
+                End::Corrupt { lsn: 4, .. }
+            ));
+        }
+        // Damage in the second batch with two batches after it, even both marked: the third
+        // was written only after the second was synced.
+        let mut early = pipelined(&[2, 3]);
+        early[BLOCK_BYTES + 33] ^= 0x01;
+        assert!(matches!(
+            super::scan(&early, 1, 1).end,
+            End::Corrupt { lsn: 3, .. }
+        ));
+        // The expected batch itself found further on (a misdirected write), even marked, is
+        // corruption: the exception is only for a batch with a higher LSN.
+        let mut moved = pipelined(&[3]);
+        let fourth = moved[3 * BLOCK_BYTES..4 * BLOCK_BYTES].to_vec();
+        moved[3 * BLOCK_BYTES..4 * BLOCK_BYTES].fill(0);
+        moved[5 * BLOCK_BYTES..6 * BLOCK_BYTES].copy_from_slice(&fourth);
+        let scan = super::scan(&moved, 1, 1);
+        assert_eq!(lsns(&scan), [1, 2, 3, 4]);
+        assert!(
+            matches!(scan.end, End::Corrupt { lsn: 5, .. }),
+            "{:?}",
+            scan.end
+        );
     }
 
     #[test]

@@ -22,7 +22,11 @@
 //! records at all, so they need no LSN check.
 //!
 //! [`Journal::commit`] writes one batch with one write and one fdatasync; only when the sync
-//! returns are its LSNs durable. A failed write or sync is never retried: the journal refuses
+//! returns are its LSNs durable. The shard's committer pipelines instead: [`Journal::write`]
+//! writes a batch and returns a [`Written`] to sync, and the next batch may be written while
+//! that sync is in flight ([`Journal::may_write`]: at most [`UNSYNCED_BATCHES_MAX`] batches
+//! unsynced, and a new segment only when none is). Such a batch is flagged
+//! (`record::FLAG_AFTER_UNSYNCED`) so that recovery knows the batch before it may be torn. A failed write or sync is never retried: the journal refuses
 //! all further work, and the shard recovers from disk ([`Journal::open`]).
 //!
 //! Recovery ([`Journal::open`]) reads every segment, in LSN order:
@@ -358,8 +362,52 @@ pub async fn spare_names<D: Dir>(dir: &D) -> Result<Vec<(Option<u64>, String)>, 
 }
 
 struct Current<F> {
-    file: F,
+    file: std::rc::Rc<F>,
     write_offset: u64,
+}
+
+/// Most batches written whose fdatasync has not returned yet. The next batch is written
+/// while the one before is being synced (its fdatasync covers both); a third waits, so that
+/// at a crash only the last two batches can be missing pieces (see `scan`).
+pub const UNSYNCED_BATCHES_MAX: usize = 2;
+
+/// A batch written to its segment and not yet synced: [`Written::sync`] makes it durable.
+/// Dropping it without syncing leaves the batch's LSNs undecided until the next sync.
+pub struct Written<F> {
+    file: std::rc::Rc<F>,
+    last_lsn: u64,
+    times: CommitTimes,
+    unsynced: std::rc::Rc<std::cell::Cell<usize>>,
+    durable: std::rc::Rc<std::cell::Cell<u64>>,
+    synced: bool,
+}
+
+impl<F: File> Written<F> {
+    /// The batch's last LSN.
+    pub fn last_lsn(&self) -> u64 {
+        self.last_lsn
+    }
+
+    /// Syncs the segment. Returns the batch's last LSN, durable now with every LSN before it
+    /// (their writes all returned before this fdatasync began), and where the time went.
+    pub async fn sync(mut self) -> Result<(u64, CommitTimes), StorageError> {
+        let syncing = std::time::Instant::now();
+        let result = self.file.sync().await;
+        self.times.sync_micros = micros_since(syncing);
+        self.synced = true;
+        self.unsynced.set(self.unsynced.get() - 1);
+        result?;
+        self.durable.set(self.durable.get().max(self.last_lsn));
+        Ok((self.last_lsn, self.times))
+    }
+}
+
+impl<F> Drop for Written<F> {
+    fn drop(&mut self) {
+        if !self.synced {
+            self.unsynced.set(self.unsynced.get() - 1);
+        }
+    }
 }
 
 /// One shard's journal.
@@ -375,6 +423,10 @@ pub struct Journal<D: Dir> {
     spares: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
     next_lsn: u64,
     stopped: bool,
+    /// Batches written whose [`Written`] has not synced yet.
+    unsynced: std::rc::Rc<std::cell::Cell<usize>>,
+    /// The highest durable LSN (raised by [`Written::sync`]).
+    durable: std::rc::Rc<std::cell::Cell<u64>>,
     last_sync_micros: u64,
     last_times: CommitTimes,
 }
@@ -484,7 +536,7 @@ impl<D: Dir> Journal<D> {
                 }
             }
             current = Some(Current {
-                file,
+                file: std::rc::Rc::new(file),
                 write_offset: write_offset as u64,
             });
         }
@@ -550,6 +602,8 @@ impl<D: Dir> Journal<D> {
             spares: std::rc::Rc::new(std::cell::RefCell::new(spares.clone())),
             next_lsn,
             stopped: false,
+            unsynced: Default::default(),
+            durable: std::rc::Rc::new(std::cell::Cell::new(next_lsn - 1)),
             last_sync_micros: 0,
             last_times: CommitTimes::default(),
         };
@@ -569,35 +623,100 @@ impl<D: Dir> Journal<D> {
         Batch::new(self.config.shard, self.config.batch, self.next_lsn)
     }
 
-    /// Writes and syncs `batch`, which must start at the next LSN. Returns the highest
-    /// durable LSN: every record up to it may be acknowledged now, in LSN order.
+    /// Writes and syncs `batch`, which must start at the next LSN, with no other batch
+    /// unsynced. Returns the highest durable LSN: every record up to it may be acknowledged
+    /// now, in LSN order. A failed write or sync stops the journal.
     pub async fn commit(&mut self, batch: Batch) -> Result<u64, JournalError> {
+        if batch.is_empty() {
+            return if self.stopped {
+                Err(JournalError::Stopped)
+            } else {
+                Ok(self.next_lsn - 1)
+            };
+        }
+        let written = self.write(batch).await?;
+        match written.sync().await {
+            Ok((durable, times)) => {
+                self.last_sync_micros = times.sync_micros;
+                self.last_times = times;
+                Ok(durable)
+            }
+            Err(error) => {
+                self.stopped = true;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Whether `batch` may be written now: fewer than [`UNSYNCED_BATCHES_MAX`] batches are
+    /// unsynced, and if any is, `batch` fits in the current segment (a new segment is
+    /// opened only when everything before it is durable).
+    pub fn may_write(&self, batch: &Batch) -> bool {
+        let unsynced = self.unsynced.get();
+        unsynced == 0 || (unsynced < UNSYNCED_BATCHES_MAX && self.fits(batch.padded_bytes()))
+    }
+
+    fn fits(&self, bytes: usize) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|current| current.write_offset + bytes as u64 <= self.config.segment_bytes)
+    }
+
+    /// Writes `batch`, which must start at the next LSN and be allowed by
+    /// [`Journal::may_write`] (it panics otherwise: the caller broke the pipeline's rule).
+    /// Its LSNs are durable once the returned [`Written`] (or one written after it) synced.
+    /// A failed write stops the journal.
+    pub async fn write(&mut self, batch: Batch) -> Result<Written<D::File>, JournalError> {
         if self.stopped {
             return Err(JournalError::Stopped);
         }
         assert_eq!(batch.first_lsn(), self.next_lsn, "batches out of order");
-        if batch.is_empty() {
-            return Ok(self.next_lsn - 1);
-        }
+        assert!(!batch.is_empty(), "an empty batch is not written");
+        assert!(
+            self.may_write(&batch),
+            "a batch written past the pipeline's rule"
+        );
         let next_lsn = batch.next_lsn();
         let first_lsn = batch.first_lsn();
-        let bytes = batch.into_padded_bytes();
-        let result = self.write(first_lsn, &bytes).await;
-        if let Err(error) = result {
-            self.stopped = true;
-            return Err(error);
+        let mut bytes = batch.into_padded_bytes();
+        if self.unsynced.get() > 0 {
+            // A crash may now leave this batch whole and the one before it torn: say so, for
+            // recovery (`scan`).
+            record::mark_after_unsynced(&mut bytes);
         }
-        self.next_lsn = next_lsn;
-        Ok(next_lsn - 1)
+        match self.write_bytes(first_lsn, &bytes).await {
+            Ok((file, times)) => {
+                self.next_lsn = next_lsn;
+                self.unsynced.set(self.unsynced.get() + 1);
+                Ok(Written {
+                    file,
+                    last_lsn: next_lsn - 1,
+                    times,
+                    unsynced: std::rc::Rc::clone(&self.unsynced),
+                    durable: std::rc::Rc::clone(&self.durable),
+                    synced: false,
+                })
+            }
+            Err(error) => {
+                self.stopped = true;
+                Err(error)
+            }
+        }
     }
 
-    async fn write(&mut self, first_lsn: u64, bytes: &[u8]) -> Result<(), JournalError> {
-        let fits = self.current.as_ref().is_some_and(|current| {
-            current.write_offset + bytes.len() as u64 <= self.config.segment_bytes
-        });
+    /// Marks the journal stopped (a sync of a [`Written`] failed): it refuses further work.
+    pub fn set_stopped(&mut self) {
+        self.stopped = true;
+    }
+
+    async fn write_bytes(
+        &mut self,
+        first_lsn: u64,
+        bytes: &[u8],
+    ) -> Result<(std::rc::Rc<D::File>, CommitTimes), JournalError> {
         let started = std::time::Instant::now();
         let mut times = CommitTimes::default();
-        if !fits {
+        if !self.fits(bytes.len()) {
             let name = segment_name(first_lsn);
             let spare = {
                 let mut spares = self.spares.borrow_mut();
@@ -614,7 +733,7 @@ impl<D: Dir> Journal<D> {
             times.segment_micros = micros_since(started);
             self.segments.push((first_lsn, name));
             self.current = Some(Current {
-                file,
+                file: std::rc::Rc::new(file),
                 write_offset: 0,
             });
         }
@@ -622,13 +741,8 @@ impl<D: Dir> Journal<D> {
         let writing = std::time::Instant::now();
         current.file.write_at(current.write_offset, bytes).await?;
         times.write_micros = micros_since(writing);
-        let syncing = std::time::Instant::now();
-        current.file.sync().await?;
-        self.last_sync_micros = micros_since(syncing);
-        times.sync_micros = self.last_sync_micros;
-        self.last_times = times;
         current.write_offset += bytes.len() as u64;
-        Ok(())
+        Ok((std::rc::Rc::clone(&current.file), times))
     }
 
     /// Where the last commit's time went.
@@ -641,9 +755,10 @@ impl<D: Dir> Journal<D> {
         self.last_sync_micros
     }
 
-    /// The highest durable LSN.
+    /// The highest durable LSN: the last batch of a [`Written::sync`] (or a commit) that
+    /// returned, or what recovery found.
     pub fn durable_lsn(&self) -> u64 {
-        self.next_lsn - 1
+        self.durable.get()
     }
 
     /// Retires the segments whose records all have LSNs up to `lsn` (a snapshot covers
