@@ -70,11 +70,14 @@ const IO_CHUNK_BYTES: usize = 1024 * 1024;
 /// files per shard, which covers what one snapshot period retires at 100,000 records/s
 /// (about 13 MB/s of journal, a snapshot every 1,000,000 records).
 pub const SPARE_SEGMENTS_DEFAULT: usize = 2;
-/// Default number of spares a fresh journal zero-fills: none. On this project's 2-CPU VM
-/// (virtio disk) two zero-filled spares lowered p50 at 50,000 one-task instances/s by about
-/// 10% but did not lower p99 in six pairs of runs (bench/RESULTS.md), and they cost 128 MiB
-/// of writes per shard at the first start.
-pub const PREFILL_SEGMENTS_DEFAULT: usize = 0;
+/// Default number of spares a fresh journal zero-fills: two (all the spares kept by
+/// default), 128 MiB of writes per shard at its first start (about 45 ms on this project's
+/// 2-CPU VM). With the pipelined commit, a write into never-written blocks waits for the
+/// filesystem journal commit of the fdatasync in flight; from a fresh data directory at
+/// 50,000 one-task instances/s, p99 was lower with the prefill in 4 of 5 alternated pairs
+/// and at most 4 ms in 9 of 9 runs (bench/RESULTS.md). (Before the pipeline it lowered p50
+/// but not p99, and was off by default.)
+pub const PREFILL_SEGMENTS_DEFAULT: usize = 2;
 /// The most spares a journal may be configured to keep.
 pub const SPARE_SEGMENTS_MAX: usize = 64;
 
