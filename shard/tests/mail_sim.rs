@@ -152,6 +152,8 @@ fn one_seed(seed: u64) -> u64 {
         .map(|id| {
             let faults = Faults {
                 sync_eio_per_million: rng.below(20_000) as u32,
+                // Syncs that return after other tasks ran: the commit pipeline overlaps them.
+                sync_delay_polls_max: rng.below(4) as u32,
                 ..Faults::default()
             };
             let mut config = ShardConfig::new(id);

@@ -24,6 +24,10 @@ const SEEDS_DEFAULT: u64 = 60;
 thread_local! {
     /// Submissions answered with `Stopped`, over all seeds (the faults must have bitten).
     static STOPPED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Journal fdatasyncs that began while another was in flight (the commit pipeline).
+    static OVERLAPPING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Rounds that crashed in the middle of their work.
+    static MID_ROUND_CRASHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 const SHARD: u16 = 3;
 
@@ -108,8 +112,13 @@ fn instances(shard: &Shard<SimDir>) -> BTreeMap<String, Key> {
     })
 }
 
+/// One round of work on `shard`. Half the rounds crash both directories in the middle of
+/// it, at a random point (writes and syncs in flight, the pipeline full or not): from then on
+/// every operation fails, and answers that arrive after the crash are not counted as
+/// acknowledged (the client never saw them).
 async fn one_round(
     shard: Rc<Shard<SimDir>>,
+    dirs: (&SimDir, &SimDir),
     rng: &mut SimRng,
     round: u64,
     acked: &Rc<RefCell<Vec<(String, Key)>>>,
@@ -119,10 +128,25 @@ async fn one_round(
     if shard.submit(deploy()).await.is_err() {
         return;
     }
+    let crashed = Rc::new(std::cell::Cell::new(false));
+    let crasher = (rng.below(2) == 0).then(|| {
+        let polls = rng.below(400);
+        let (journal, snapshot_dir) = (dirs.0.clone(), dirs.1.clone());
+        let crashed = crashed.clone();
+        glommio::spawn_local(async move {
+            for _ in 0..polls {
+                futures_lite::future::yield_now().await;
+            }
+            journal.crash_now();
+            snapshot_dir.crash_now();
+            crashed.set(true);
+            MID_ROUND_CRASHES.with(|crashes| crashes.set(crashes.get() + 1));
+        })
+    });
     let mut tasks = Vec::new();
     for worker in 0..1 + rng.below(16) {
         let creations = rng.below(40);
-        let (shard, acked) = (shard.clone(), acked.clone());
+        let (shard, acked, crashed) = (shard.clone(), acked.clone(), crashed.clone());
         tasks.push(glommio::spawn_local(async move {
             for n in 0..creations {
                 let business_key = format!("r{round}-w{worker}-{n}");
@@ -135,9 +159,11 @@ async fn one_round(
                         else {
                             panic!("not a creation: {:?}", outcome.response);
                         };
-                        acked
-                            .borrow_mut()
-                            .push((business_key, process_instance_key));
+                        if !crashed.get() {
+                            acked
+                                .borrow_mut()
+                                .push((business_key, process_instance_key));
+                        }
                     }
                     Err(SubmitError::Stopped(_)) => {
                         STOPPED.with(|stopped| stopped.set(stopped.get() + 1));
@@ -152,6 +178,7 @@ async fn one_round(
     for task in tasks {
         task.await;
     }
+    drop(crasher);
     drop(committer);
     drop(snapshots);
 }
@@ -162,9 +189,13 @@ fn one_seed(seed: u64) -> usize {
     let faults = Faults {
         sync_eio_per_million: rng.below(30_000) as u32,
         capacity_bytes: 64 * 4096 * (2 + rng.below(4)),
+        // Syncs that return after other tasks ran: the committer's pipeline then has two
+        // in flight, and they may return out of order.
+        sync_delay_polls_max: rng.below(4) as u32,
         ..Faults::default()
     };
     let journal = SimDir::new(faults, seed);
+    let probe = journal.clone();
     let snapshots = SimDir::new(faults, seed ^ 0x5eed);
     let acked = Rc::new(RefCell::new(Vec::new()));
     let counted = acked.clone();
@@ -187,11 +218,22 @@ fn one_seed(seed: u64) -> usize {
                     "seed {seed} round {round}: acknowledged {business_key} is not back"
                 );
             }
-            one_round(Rc::new(shard), &mut rng, round, &acked).await;
+            one_round(
+                Rc::new(shard),
+                (&journal, &snapshots),
+                &mut rng,
+                round,
+                &acked,
+            )
+            .await;
             journal.crash();
             snapshots.crash();
+            journal.restart();
+            snapshots.restart();
         }
     });
+    let overlapping = probe.injected().overlapping_syncs;
+    OVERLAPPING.with(|total| total.set(total.get() + overlapping));
     counted.borrow().len()
 }
 
@@ -206,11 +248,17 @@ fn acknowledged_commands_survive_faults_and_crashes() {
         acknowledged += one_seed(seed);
     }
     let stopped = STOPPED.with(|stopped| stopped.get());
+    let overlapping = OVERLAPPING.with(|overlapping| overlapping.get());
     if seeds >= 20 {
         assert!(
             stopped > 0 && acknowledged > 1000,
             "{stopped} stops, {acknowledged} acks"
         );
+        // The committer's pipeline was exercised: syncs overlapped (and could return out
+        // of order), with crashes and failed syncs around them.
+        assert!(overlapping > 0, "no fdatasyncs overlapped");
+        let crashes = MID_ROUND_CRASHES.with(|crashes| crashes.get());
+        assert!(crashes > 0, "no round crashed in the middle");
     }
 }
 

@@ -13,6 +13,7 @@
 //! | zeros at a boundary                             | the end of the log            | stop: clean     |
 //! | a valid record of this shard with an LSN below the segment's first | left from the segment's earlier life | stop: clean |
 //! | one of the two ends above, and later a batch of this shard with this LSN or higher (not the one exception below) | a misdirected or lost write | stop: corrupt |
+//! | at a block boundary, the start of the last batch, flagged `FLAG_AFTER_UNSYNCED`, with a higher LSN | the rest of the batch before it was lost (the exception below) | stop: torn tail |
 //! | a valid record with another shard, or another LSN not below the segment's first | written to the wrong place | stop: corrupt |
 //! | anything else, and no valid later batch         | a write torn by a crash (or old bytes) | stop: torn tail |
 //! | anything else, and a valid later batch exists (not the one exception below) | damage in the middle | stop: corrupt |
@@ -140,6 +141,17 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
                 let end = end_at(bytes, offset, shard, lsn);
                 return Scan { records, end };
             }
+            Err(error @ RecordError::WrongLsn { .. })
+                if offset.is_multiple_of(BLOCK_BYTES)
+                    && pipelined_last_batch(bytes, offset, shard, lsn) =>
+            {
+                // The batch written after an unsynced one, right where the torn (or lost)
+                // rest of that one ended: a torn tail, not a misplaced record (module docs).
+                return Scan {
+                    records,
+                    end: End::TornTail { offset, error },
+                };
+            }
             Err(error @ (RecordError::WrongLsn { .. } | RecordError::WrongShard { .. })) => {
                 // A whole, valid record that does not belong here: no torn write makes one,
                 // so it was written to the wrong place (or the file to the wrong shard).
@@ -239,11 +251,22 @@ fn proof_of_damage(
     expected: u64,
     lsn_min: u64,
 ) -> Option<(usize, u64)> {
-    let (later_offset, later_lsn, after_unsynced) = later_batch(bytes, offset, shard, lsn_min)?;
-    let pipelined = after_unsynced
-        && later_lsn > expected
-        && later_batch(bytes, later_offset, shard, later_lsn + 1).is_none();
-    (!pipelined).then_some((later_offset, later_lsn))
+    let (later_offset, later_lsn, _) = later_batch(bytes, offset, shard, lsn_min)?;
+    (!pipelined_last_batch(bytes, later_offset, shard, expected))
+        .then_some((later_offset, later_lsn))
+}
+
+/// Whether the record at `at` (a block boundary) starts the last batch of the log, written
+/// while the batch before it was unsynced, with an LSN above `expected` (the LSN due where
+/// the log broke off): the exception in the module docs.
+fn pipelined_last_batch(bytes: &[u8], at: usize, shard: u16, expected: u64) -> bool {
+    let Some(lsn) = header_lsn(&bytes[at..]) else {
+        return false;
+    };
+    lsn > expected
+        && record::decode(&bytes[at..], shard, lsn)
+            .is_ok_and(|record| record.batch_start && record.after_unsynced)
+        && later_batch(bytes, at, shard, lsn + 1).is_none()
 }
 
 /// The first valid batch start of `shard` with an LSN of at least `lsn_min` at a block
@@ -424,6 +447,28 @@ mod tests {
         assert!(matches!(
             super::scan(&early, 1, 1).end,
             End::Corrupt { lsn: 3, .. }
+        ));
+        // The third batch's last record lost, so that its block reads as padding after the
+        // first: the scan reaches the fourth batch where LSN 4 was due. A torn tail there.
+        let mut bytes = log(&[&[b"a", b"bb"], &[b"ccc", b"cc"], &[b"dddd"]], 1);
+        record::mark_after_unsynced(&mut bytes[2 * BLOCK_BYTES..]);
+        bytes.resize(bytes.len() + BLOCK_BYTES, 0);
+        let second_record = BLOCK_BYTES + record::RECORD_HEADER_BYTES + 3;
+        bytes[second_record..2 * BLOCK_BYTES].fill(0);
+        let scan = super::scan(&bytes, 1, 1);
+        assert_eq!(lsns(&scan), [1, 2, 3]);
+        assert!(
+            matches!(scan.end, End::TornTail { offset, .. } if offset == 2 * BLOCK_BYTES),
+            "{:?}",
+            scan.end
+        );
+        // Unmarked, the same is a record where it does not belong.
+        let mut unmarked = log(&[&[b"a", b"bb"], &[b"ccc", b"cc"], &[b"dddd"]], 1);
+        unmarked.resize(unmarked.len() + BLOCK_BYTES, 0);
+        unmarked[second_record..2 * BLOCK_BYTES].fill(0);
+        assert!(matches!(
+            super::scan(&unmarked, 1, 1).end,
+            End::Corrupt { lsn: 4, .. }
         ));
         // The expected batch itself found further on (a misdirected write), even marked, is
         // corruption: the exception is only for a batch with a higher LSN.

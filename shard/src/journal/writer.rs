@@ -495,7 +495,6 @@ impl<D: Dir> Journal<D> {
             let write_offset = match &last.scan.end {
                 End::Clean { next_write_offset } => *next_write_offset,
                 End::TornTail { offset, .. } => {
-                    zero_block_tail(&file, *offset, &last.torn_block).await?;
                     torn_tail = Some((last.name.clone(), *offset));
                     let boundary = offset.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
                     // A torn record that began inside a block: the log now ends at the next
@@ -508,8 +507,21 @@ impl<D: Dir> Journal<D> {
                 End::Corrupt { .. } => unreachable!("check_sequence refuses corruption"),
             };
             // Pieces of a torn write past the end would be taken for records once the log
-            // reaches their LSNs again: zero them before anything is appended.
+            // reaches their LSNs again: zero them before anything is appended. They go (and
+            // are synced) before the torn tail is cut: a crash in between leaves the torn
+            // tail as it was, with or without them, which the next recovery reads as this
+            // one did. The other order could leave a clean-looking end followed by a whole
+            // record with a later LSN, which reads as corruption.
             zero_ranges(&file, &zero).await?;
+            if !zero.is_empty() {
+                file.sync().await?;
+            }
+            if let End::TornTail { offset, .. } = &last.scan.end {
+                // This rewrites the block's head unchanged: a crash during it leaves each
+                // sector old or new, both the same there (a device that garbled sectors of
+                // an interrupted write could damage the records before the tail).
+                zero_block_tail(&file, *offset, &last.torn_block).await?;
+            }
             if !last.leftovers.is_empty() {
                 torn_tail.get_or_insert((last.name.clone(), last.end_offset));
             }

@@ -14,8 +14,10 @@
 //! Unsynced name changes (create, rename, remove) are all lost or all kept. Besides crashes,
 //! [`Faults`] sets the chances of fdatasync failing with EIO (the pending writes then land in
 //! part, as at a crash), of a write landing at the wrong offset (a misdirected write), of a
-//! read returning a flipped bit (transient: the next read is right), and the capacity past
-//! which writes fail with ENOSPC.
+//! read returning a flipped bit (transient: the next read is right), the capacity past
+//! which writes fail with ENOSPC, and how many polls an fdatasync may take to return (so
+//! that, under an executor, syncs overlap and return out of order; a sync makes durable only
+//! the writes issued before it began, as fdatasync does).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -37,6 +39,11 @@ pub struct Faults {
     pub read_flip_per_million: u32,
     /// Bytes the device holds, over all files: writes past it fail with ENOSPC. 0: no limit.
     pub capacity_bytes: u64,
+    /// An fdatasync returns only after being polled again up to this many times (a random
+    /// number, 0: at once), so that under an executor syncs overlap and return out of order.
+    /// It makes durable only the writes issued before it began. Not for
+    /// [`super::block_on`], which panics on a future that waits.
+    pub sync_delay_polls_max: u32,
 }
 
 /// How many faults of each kind were injected (tests say what they exercised).
@@ -52,6 +59,8 @@ pub struct Injected {
     pub no_space: u64,
     /// Unsynced writes torn or garbled at a crash.
     pub torn: u64,
+    /// fdatasyncs that began while another one of the same file was in flight.
+    pub overlapping_syncs: u64,
 }
 
 /// A small seeded random source (xorshift64*), so a failing seed reproduces exactly.
@@ -90,7 +99,9 @@ impl SimRng {
 #[derive(Default)]
 struct Data {
     durable: Vec<u8>,
-    unsynced: Vec<(usize, Vec<u8>)>,
+    /// (sequence number, offset, bytes) of each write since the last sync that covered it.
+    unsynced: Vec<(u64, usize, Vec<u8>)>,
+    syncs_in_flight: u32,
 }
 
 impl Data {
@@ -98,7 +109,7 @@ impl Data {
         let pending = self
             .unsynced
             .iter()
-            .map(|(offset, bytes)| offset + bytes.len());
+            .map(|(_, offset, bytes)| offset + bytes.len());
         pending.fold(self.durable.len(), usize::max)
     }
 }
@@ -110,9 +121,25 @@ struct Fs {
     faults: Faults,
     rng: SimRng,
     injected: Injected,
+    /// Sequence number of the next write.
+    next_write: u64,
+    /// Between [`SimDir::crash_now`] and [`SimDir::restart`]: every operation fails.
+    down: bool,
 }
 
 impl Fs {
+    /// Fails while the simulated machine is down.
+    fn up(&self, operation: &'static str, name: &str) -> Result<(), StorageError> {
+        if self.down {
+            return Err(StorageError::Io {
+                operation,
+                name: name.to_string(),
+                message: "the simulated machine is down".to_string(),
+            });
+        }
+        Ok(())
+    }
+
     fn used_bytes(&self) -> u64 {
         self.names
             .values()
@@ -132,7 +159,7 @@ impl Fs {
 
     /// What a crash (or a failed fdatasync) does to one file's unsynced writes.
     fn settle(&mut self, id: usize) {
-        for (offset, bytes) in std::mem::take(&mut self.files[id].unsynced) {
+        for (_, offset, bytes) in std::mem::take(&mut self.files[id].unsynced) {
             let durable = &mut self.files[id].durable;
             match self.rng.below(4) {
                 0 => {}
@@ -161,6 +188,26 @@ impl Fs {
     }
 }
 
+/// A future that is pending once (waking itself), so that other tasks run in between.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            context.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
 fn apply(image: &mut Vec<u8>, offset: usize, bytes: &[u8]) {
     if image.len() < offset + bytes.len() {
         image.resize(offset + bytes.len(), 0);
@@ -182,7 +229,22 @@ impl SimDir {
             faults,
             rng: SimRng::new(seed),
             injected: Injected::default(),
+            next_write: 0,
+            down: false,
         })))
+    }
+
+    /// A crash in the middle of work: as [`SimDir::crash`], and then every operation fails
+    /// (the machine is down, so nothing more lands on the disk, not even from a task that
+    /// was in the middle of a write or sync) until [`SimDir::restart`].
+    pub fn crash_now(&self) {
+        self.crash();
+        self.0.borrow_mut().down = true;
+    }
+
+    /// Brings the machine back after [`SimDir::crash_now`].
+    pub fn restart(&self) {
+        self.0.borrow_mut().down = false;
     }
 
     /// A crash: see the module docs. Files opened before keep working on what survived.
@@ -234,6 +296,7 @@ impl Dir for SimDir {
 
     async fn create(&self, name: &str, size_bytes: u64) -> Result<SimFile, StorageError> {
         let mut fs = self.0.borrow_mut();
+        fs.up("create", name)?;
         let capacity = fs.faults.capacity_bytes;
         if capacity != 0 && fs.used_bytes() + size_bytes > capacity {
             fs.injected.no_space += 1;
@@ -247,6 +310,7 @@ impl Dir for SimDir {
         fs.files.push(Data {
             durable: vec![0; size_bytes as usize],
             unsynced: Vec::new(),
+            syncs_in_flight: 0,
         });
         fs.names.insert(name.to_string(), id);
         Ok(SimFile {
@@ -257,6 +321,7 @@ impl Dir for SimDir {
     }
 
     async fn open(&self, name: &str) -> Result<SimFile, StorageError> {
+        self.0.borrow().up("open", name)?;
         let id = self.0.borrow().id("open", name)?;
         Ok(SimFile {
             fs: self.0.clone(),
@@ -266,11 +331,13 @@ impl Dir for SimDir {
     }
 
     async fn list(&self) -> Result<Vec<String>, StorageError> {
+        self.0.borrow().up("list", ".")?;
         Ok(self.0.borrow().names.keys().cloned().collect())
     }
 
     async fn remove(&self, name: &str) -> Result<(), StorageError> {
         let mut fs = self.0.borrow_mut();
+        fs.up("remove", name)?;
         fs.id("remove", name)?;
         fs.names.remove(name);
         Ok(())
@@ -278,6 +345,7 @@ impl Dir for SimDir {
 
     async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
         let mut fs = self.0.borrow_mut();
+        fs.up("rename", from)?;
         let id = fs.id("rename", from)?;
         fs.names.remove(from);
         fs.names.insert(to.to_string(), id);
@@ -286,6 +354,7 @@ impl Dir for SimDir {
 
     async fn sync(&self) -> Result<(), StorageError> {
         let mut fs = self.0.borrow_mut();
+        fs.up("fsync", ".")?;
         fs.durable_names = fs.names.clone();
         Ok(())
     }
@@ -300,10 +369,14 @@ impl File for SimFile {
         );
         let mut guard = self.fs.borrow_mut();
         let fs = &mut *guard;
+        fs.up("write", &self.name)?;
         let end = offset as usize + bytes.len();
         let growth = end.saturating_sub(fs.files[self.id].size()) as u64;
         let capacity = fs.faults.capacity_bytes;
-        if capacity != 0 && fs.used_bytes() + growth > capacity {
+        // Only a write that grows its file needs space: blocks allocated already (written or
+        // reserved) are overwritten in place, even on a device a crash left over-full (a
+        // crash can bring back a removed file's name next to the file that replaced it).
+        if capacity != 0 && growth > 0 && fs.used_bytes() + growth > capacity {
             fs.injected.no_space += 1;
             return Err(StorageError::NoSpace {
                 operation: "write",
@@ -320,13 +393,39 @@ impl File for SimFile {
             };
             fs.injected.misdirected += 1;
         }
-        fs.files[self.id].unsynced.push((target, bytes.to_vec()));
+        let seq = fs.next_write;
+        fs.next_write += 1;
+        fs.files[self.id]
+            .unsynced
+            .push((seq, target, bytes.to_vec()));
         Ok(())
     }
 
     async fn sync(&self) -> Result<(), StorageError> {
+        let (polls, covers) = {
+            let mut guard = self.fs.borrow_mut();
+            let fs = &mut *guard;
+            fs.up("fdatasync", &self.name)?;
+            let delay_max = fs.faults.sync_delay_polls_max;
+            let polls = if delay_max == 0 {
+                0
+            } else {
+                fs.rng.below(u64::from(delay_max) + 1)
+            };
+            let data = &mut fs.files[self.id];
+            data.syncs_in_flight += 1;
+            let overlapping = data.syncs_in_flight > 1;
+            fs.injected.overlapping_syncs += u64::from(overlapping);
+            (polls, fs.next_write)
+        };
+        for _ in 0..polls {
+            YieldOnce(false).await;
+        }
         let mut guard = self.fs.borrow_mut();
         let fs = &mut *guard;
+        fs.files[self.id].syncs_in_flight -= 1;
+        // The machine went down while this sync was in flight: it never returns success.
+        fs.up("fdatasync", &self.name)?;
         if fs.rng.chance(fs.faults.sync_eio_per_million) {
             // After a failed fdatasync nothing is known about the pages: some may be on disk.
             fs.settle(self.id);
@@ -337,23 +436,29 @@ impl File for SimFile {
                 message: "simulated EIO".to_string(),
             });
         }
+        // The writes issued before this sync began are durable; later ones stay pending.
         let data = &mut fs.files[self.id];
-        for (offset, bytes) in std::mem::take(&mut data.unsynced) {
+        let (covered, later) = std::mem::take(&mut data.unsynced)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(seq, _, _)| *seq < covers);
+        for (_, offset, bytes) in covered {
             apply(&mut data.durable, offset, &bytes);
         }
+        data.unsynced = later;
         Ok(())
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
         let mut guard = self.fs.borrow_mut();
         let fs = &mut *guard;
+        fs.up("read", &self.name)?;
         let data = &fs.files[self.id];
         let start = (offset as usize).min(data.size());
         let end = (start + len).min(data.size());
         let mut out = vec![0; end - start];
         let durable_end = data.durable.len().clamp(start, end);
         out[..durable_end - start].copy_from_slice(&data.durable[start..durable_end]);
-        for (at, bytes) in &data.unsynced {
+        for (_, at, bytes) in &data.unsynced {
             // Overlay the part of each pending write that falls in [start, end).
             let from = (*at).max(start);
             let to = (at + bytes.len()).min(end);
@@ -370,6 +475,7 @@ impl File for SimFile {
     }
 
     async fn size(&self) -> Result<u64, StorageError> {
+        self.fs.borrow().up("size", &self.name)?;
         Ok(self.fs.borrow().files[self.id].size() as u64)
     }
 }
@@ -409,6 +515,7 @@ mod tests {
             read_flip_per_million: 1_000_000,
             capacity_bytes: 8192,
             misdirect_per_million: 0,
+            sync_delay_polls_max: 0,
         };
         let dir = SimDir::new(faults, 1);
         block_on(async {
