@@ -34,7 +34,7 @@
 //! | what it finds | what it does |
 //! |---|---|
 //! | segments whose names do not follow on from the one before | stops: corrupt |
-//! | a torn tail in the last segment holding records | zeroes it, syncs, appends after it |
+//! | a torn tail in the last segment holding records | zeroes the leftovers past it (below) and syncs, then zeroes the tail, syncs, appends after it |
 //! | past the end of the last segment, headers of records with the next LSN or higher (left by a torn write) | zeroes their blocks, syncs |
 //! | a torn-looking end in an earlier segment, and the next segment starts right after its last record | nothing: the next batch went to the next segment, and what follows the end is old bytes of a recycled segment |
 //! | a torn tail in an earlier segment, and the next one does not follow on | stops: corrupt (later segments were written after it) |
