@@ -16,7 +16,9 @@
 //! `journal::writer::UNSYNCED_BATCHES_MAX`, two, batches unsynced; a batch that needs a new
 //! segment waits until nothing is). An fdatasync makes every write that returned before it
 //! durable, so whichever sync returns releases everything up to its batch, in LSN order; a
-//! sync that returns later finds its records released already. Nothing leaves the shard before the record that caused it is durable:
+//! sync that returns later finds its records released already, and one that returns after
+//! the shard stopped releases nothing. Nothing leaves the shard before the record that
+//! caused it is durable:
 //! not an answer, not a rejection (a rejection waits for the records it was judged against),
 //! not a timer. A failed write or fdatasync stops the shard: every waiting caller gets
 //! [`SubmitError::Stopped`], later submissions too, and the error ends the committer; the
@@ -892,8 +894,10 @@ impl<D: Dir> Shard<D> {
         let mut released = Vec::new();
         {
             let mut inner = self.inner.borrow_mut();
-            if durable <= inner.durable_lsn {
-                // A later batch's sync returned first and released this one's records.
+            if durable <= inner.durable_lsn || inner.stopped.is_some() {
+                // A later batch's sync returned first and released this one's records; or
+                // the shard stopped (another sync failed) and answered every caller already:
+                // a sync that returns after that acknowledges nothing.
                 return;
             }
             inner.durable_lsn = durable;

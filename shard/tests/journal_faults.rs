@@ -201,12 +201,7 @@ fn work(journal: &mut Journal<SimDir>, rng: &mut SimRng, model: &mut Model) -> b
             match block_on(journal.write(batch)) {
                 Ok(written) => unsynced.push(written),
                 Err(JournalError::Storage(_)) => {
-                    let next = journal.first_batch();
-                    assert_eq!(
-                        block_on(journal.commit(next)),
-                        Err(JournalError::Stopped),
-                        "seed {seed}"
-                    );
+                    assert_stopped(journal, seed);
                     return false;
                 }
                 Err(error) => panic!("seed {seed}: write failed oddly: {error}"),
@@ -244,18 +239,23 @@ fn commit(journal: &mut Journal<SimDir>, batch: Batch, model: &mut Model) -> boo
         }
         Err(JournalError::Storage(_)) => {
             // Nothing of this batch is acknowledged; the journal refuses more work.
-            let next = journal.first_batch();
-            assert_eq!(
-                block_on(journal.commit(next)),
-                Err(JournalError::Stopped),
-                "seed {seed}"
-            );
+            assert_stopped(journal, seed);
             assert_eq!(journal.durable_lsn(), model.acknowledged, "seed {seed}");
             return false;
         }
         Err(error) => panic!("seed {seed}: commit failed oddly: {error}"),
     }
     true
+}
+
+/// After a failed write or sync the journal refuses every further commit.
+fn assert_stopped(journal: &mut Journal<SimDir>, seed: u64) {
+    let next = journal.first_batch();
+    assert_eq!(
+        block_on(journal.commit(next)),
+        Err(JournalError::Stopped),
+        "seed {seed}"
+    );
 }
 
 /// Runs one seed; returns whether it ended in reported corruption.
