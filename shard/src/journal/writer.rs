@@ -74,9 +74,9 @@ pub const SPARE_SEGMENTS_DEFAULT: usize = 2;
 /// default), 128 MiB of writes per shard at its first start (about 45 ms on this project's
 /// 2-CPU VM). With the pipelined commit, a write into never-written blocks waits for the
 /// filesystem journal commit of the fdatasync in flight; from a fresh data directory at
-/// 50,000 one-task instances/s, p99 was lower with the prefill in 4 of 5 alternated pairs
-/// and at most 4 ms in 9 of 9 runs (bench/RESULTS.md). (Before the pipeline it lowered p50
-/// but not p99, and was off by default.)
+/// 50,000 one-task instances/s, p99 was lower with the prefill in 6 of 9 alternated pairs
+/// (4 of 5 in a calm hour, 2 of 4 in a noisy one) and p50 lower in most (bench/RESULTS.md).
+/// (Before the pipeline it lowered p50 but not p99, and was off by default.)
 pub const PREFILL_SEGMENTS_DEFAULT: usize = 2;
 /// The most spares a journal may be configured to keep.
 pub const SPARE_SEGMENTS_MAX: usize = 64;
