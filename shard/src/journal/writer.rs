@@ -430,8 +430,6 @@ pub struct Journal<D: Dir> {
     unsynced: std::rc::Rc<std::cell::Cell<usize>>,
     /// The highest durable LSN (raised by [`Written::sync`]).
     durable: std::rc::Rc<std::cell::Cell<u64>>,
-    last_sync_micros: u64,
-    last_times: CommitTimes,
 }
 
 /// What [`Journal::open`] found.
@@ -619,8 +617,6 @@ impl<D: Dir> Journal<D> {
             stopped: false,
             unsynced: Default::default(),
             durable: std::rc::Rc::new(std::cell::Cell::new(next_lsn - 1)),
-            last_sync_micros: 0,
-            last_times: CommitTimes::default(),
         };
         let recovered = Recovered {
             records,
@@ -651,11 +647,7 @@ impl<D: Dir> Journal<D> {
         }
         let written = self.write(batch).await?;
         match written.sync().await {
-            Ok((durable, times)) => {
-                self.last_sync_micros = times.sync_micros;
-                self.last_times = times;
-                Ok(durable)
-            }
+            Ok((durable, _)) => Ok(durable),
             Err(error) => {
                 self.stopped = true;
                 Err(error.into())
@@ -758,16 +750,6 @@ impl<D: Dir> Journal<D> {
         times.write_micros = micros_since(writing);
         current.write_offset += bytes.len() as u64;
         Ok((std::rc::Rc::clone(&current.file), times))
-    }
-
-    /// Where the last commit's time went.
-    pub fn last_times(&self) -> CommitTimes {
-        self.last_times
-    }
-
-    /// How long the last commit's fdatasync took, in microseconds.
-    pub fn last_sync_micros(&self) -> u64 {
-        self.last_sync_micros
     }
 
     /// The highest durable LSN: the last batch of a [`Written::sync`] (or a commit) that
