@@ -126,8 +126,9 @@ impl Batch {
 
     /// The framed records, padded with zeros to a block boundary.
     pub fn into_padded_bytes(self) -> Vec<u8> {
+        let padded = self.padded_bytes();
         let mut bytes = self.bytes;
-        bytes.resize(bytes.len().div_ceil(BLOCK_BYTES) * BLOCK_BYTES, 0);
+        bytes.resize(padded, 0);
         bytes
     }
 }
