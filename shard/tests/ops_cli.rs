@@ -41,6 +41,7 @@ fn doctor_passes_on_a_disk_directory_and_names_every_check() {
         "io_uring",
         "memlock",
         "filesystem",
+        "mount",
         "o_direct",
         "disk",
         "cpus",

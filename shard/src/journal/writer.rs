@@ -66,12 +66,19 @@ pub const RECORD_BYTES_MAX_DEFAULT: usize = 40 * 1024 * 1024;
 pub const READS_MAX: usize = 8;
 /// Bytes per read at recovery (and per write when zeroing a torn tail).
 const IO_CHUNK_BYTES: usize = 1024 * 1024;
-/// Default number of covered segments kept for reuse (see the module docs): two 64 MiB
-/// files per shard, which covers what one snapshot period retires at 100,000 records/s
-/// (about 13 MB/s of journal, a snapshot every 1,000,000 records).
-pub const SPARE_SEGMENTS_DEFAULT: usize = 2;
-/// Default number of spares a fresh journal zero-fills: two (all the spares kept by
-/// default), 128 MiB of writes per shard at its first start (about 45 ms on this project's
+/// Default number of covered segments kept for reuse (see the module docs): six 64 MiB files
+/// per shard, 384 MiB. A snapshot period (at most 256 MiB of records by default) retires at
+/// most five segments: one that held the older snapshot's position and four full ones (a
+/// segment is left when a batch of up to 4 MiB does not fit, so it holds at least 60 MiB
+/// unless a record larger than a batch, a deployment, came next). In bench/RESULTS.md one
+/// period retired 1 segment (one_task, closed loop), 2 or 3 (one_task at 50,000/s: small
+/// batches pad more) and 4 (realistic), and one more is room to spare. Each covered segment
+/// beyond the spares is deleted: each deletion of a 64 MiB segment stalled concurrent
+/// journal writes for 11-25 ms (retiring two of `realistic`'s took 100-140 ms), and the next
+/// segment is then a new file whose first writes commit filesystem metadata.
+pub const SPARE_SEGMENTS_DEFAULT: usize = 6;
+/// Default number of spares a fresh journal zero-fills: two (of the six kept by default),
+/// 128 MiB of writes per shard at its first start (about 45 ms on this project's
 /// 2-CPU VM). With the pipelined commit, a write into never-written blocks waits for the
 /// filesystem journal commit of the fdatasync in flight; from a fresh data directory at
 /// 50,000 one-task instances/s, p99 was lower with the prefill in 6 of 9 alternated pairs
@@ -82,6 +89,12 @@ pub const PREFILL_SEGMENTS_DEFAULT: usize = 2;
 pub const SPARE_SEGMENTS_MAX: usize = 64;
 
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT);
+// The spares cover what one snapshot period retires at the default sizes (see above).
+const _: () = assert!(
+    SPARE_SEGMENTS_DEFAULT as u64
+        > 1 + crate::shard::SNAPSHOT_EVERY_BYTES_DEFAULT
+            / (SEGMENT_BYTES_DEFAULT - BATCH_BYTES_MAX_DEFAULT as u64)
+);
 const _: () = assert!(RECORD_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT);
 const _: () = assert!(RECORD_BYTES_MAX_DEFAULT <= record::RECORD_PAYLOAD_BYTES_MAX);
 const _: () = assert!(
@@ -112,7 +125,7 @@ pub struct JournalConfig {
 
 impl JournalConfig {
     /// The defaults for `shard`: 64 MiB segments, batches of at most 4096 records and 4 MiB,
-    /// records of at most 40 MiB, two spare segments, none zero-filled at the start.
+    /// records of at most 40 MiB, six spare segments, two of them zero-filled at the start.
     pub fn new(shard: u16) -> JournalConfig {
         JournalConfig {
             shard,
