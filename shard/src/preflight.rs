@@ -531,9 +531,10 @@ pub fn mount_of(mountinfo: &str, path: &std::path::Path) -> Option<Mount> {
 /// The verdict on the mount options of the filesystem that holds `existing`, given the text of
 /// `/proc/self/mountinfo` (`None` when it cannot be read). Online discard (`discard`) makes
 /// every unlink send its discards to the device at the next filesystem commit; on this
-/// project's VM, deleting a 64 MiB segment stalled concurrent journal writes for 11-25 ms
-/// (bench/RESULTS.md), and deleting 2 GiB stalled an fdatasync loop for up to 64 ms. (btrfs's
-/// `discard=async` queues its discards and is fine.)
+/// project's VM, deleting a 64 MiB segment stalled concurrent journal writes for 11-29 ms,
+/// and with `nodiscard` the same deletions took 0.2-0.4 ms and stalled nothing
+/// (bench/RESULTS.md, bench/scripts/fsync_loop.py). (btrfs's `discard=async` queues its
+/// discards and is fine.)
 pub fn mount_finding(mountinfo: Option<&str>, existing: &std::path::Path) -> Finding {
     let Some(mount) = mountinfo.and_then(|text| mount_of(text, existing)) else {
         return Finding {
@@ -560,7 +561,7 @@ pub fn mount_finding(mountinfo: Option<&str>, existing: &std::path::Path) -> Fin
             what: format!(
                 "{what} with `discard`: each file deleted (a journal segment beyond \
                  spare-segments, an old snapshot) is discarded at once, which stalled \
-                 concurrent journal writes for 11-25 ms per 64 MiB segment"
+                 concurrent journal writes for 11-29 ms per 64 MiB segment"
             ),
             fix: format!(
                 "mount it without discard (drop the option in /etc/fstab, or `mount -o \

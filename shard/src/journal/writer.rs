@@ -74,7 +74,7 @@ const IO_CHUNK_BYTES: usize = 1024 * 1024;
 /// period retired 1 segment (one_task, closed loop), 2 or 3 (one_task at 50,000/s: small
 /// batches pad more) and 4 (realistic), and one more is room to spare. Each covered segment
 /// beyond the spares is deleted: each deletion of a 64 MiB segment stalled concurrent
-/// journal writes for 11-25 ms (retiring two of `realistic`'s took 100-140 ms), and the next
+/// journal writes for 11-29 ms (retiring two of `realistic`'s took 100-140 ms), and the next
 /// segment is then a new file whose first writes commit filesystem metadata.
 pub const SPARE_SEGMENTS_DEFAULT: usize = 6;
 /// Default number of spares a fresh journal zero-fills: two (of the six kept by default),
