@@ -51,7 +51,10 @@ fn inspect_reports_the_first_bad_record_and_the_shard_refuses_to_start() {
     let (code, stdout, stderr) = ringflow(&["journal", "inspect", shard_arg], &data);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
-        stdout.contains("00000000000000000001.seg  LSN 1..=301  301 records"),
+        stdout.contains(
+            "00000000000000000001.seg  LSN 1..=301  301 records in 301 batches (0 written \
+             while the one before was unsynced)"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("first bad record: none"), "{stdout}");

@@ -57,6 +57,11 @@ struct SegmentReport {
     first_lsn: u64,
     last_lsn: Option<u64>,
     records: usize,
+    /// Batches (writes) the records came in.
+    batches: usize,
+    /// Of those, the ones written while the batch before was not yet synced (the pipelined
+    /// commit): only such a batch may follow a torn one at a crash.
+    batches_after_unsynced: usize,
     used_bytes: usize,
     size_bytes: u64,
     end: String,
@@ -176,6 +181,18 @@ async fn inspect(dir: &Path, shard: u16) -> anyhow::Result<Report> {
             first_lsn: scan.first_lsn,
             last_lsn: scan.scan.records.last().map(|record| record.lsn),
             records: scan.scan.records.len(),
+            batches: scan
+                .scan
+                .records
+                .iter()
+                .filter(|record| record.batch_start)
+                .count(),
+            batches_after_unsynced: scan
+                .scan
+                .records
+                .iter()
+                .filter(|record| record.batch_start && record.after_unsynced)
+                .count(),
             used_bytes: scan.end_offset,
             size_bytes,
             end,
@@ -240,8 +257,15 @@ fn print_text(dir: &Path, report: &Report) {
             None => format!("LSN {} (empty)", segment.first_lsn),
         };
         println!(
-            "  {}  {range}  {} records  {} of {} bytes used  {}",
-            segment.file, segment.records, segment.used_bytes, segment.size_bytes, segment.end
+            "  {}  {range}  {} records in {} batches ({} written while the one before was \
+             unsynced)  {} of {} bytes used  {}",
+            segment.file,
+            segment.records,
+            segment.batches,
+            segment.batches_after_unsynced,
+            segment.used_bytes,
+            segment.size_bytes,
+            segment.end
         );
     }
     if !report.spares.is_empty() {

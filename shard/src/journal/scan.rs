@@ -59,6 +59,11 @@ pub struct Found {
     pub offset: usize,
     /// Its payload.
     pub payload: Vec<u8>,
+    /// Whether it is the first record of its batch (of its write).
+    pub batch_start: bool,
+    /// Whether its batch was written while the one before was not yet synced (set on a
+    /// batch's first record only; see `record::FLAG_AFTER_UNSYNCED`).
+    pub after_unsynced: bool,
 }
 
 /// How a segment ends.
@@ -132,6 +137,8 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
                     lsn,
                     offset,
                     payload: record.payload.to_vec(),
+                    batch_start: record.batch_start,
+                    after_unsynced: record.after_unsynced,
                 });
                 offset += record.total_bytes;
                 lsn += 1;
@@ -403,6 +410,26 @@ mod tests {
         }
         bytes.resize(bytes.len() + 2 * BLOCK_BYTES, 0);
         bytes
+    }
+
+    #[test]
+    fn each_record_found_says_whether_it_starts_a_batch_and_whether_that_was_marked() {
+        let scan = scan(&pipelined(&[2, 3]), 1, 1);
+        let flags: Vec<(u64, bool, bool)> = scan
+            .records
+            .iter()
+            .map(|record| (record.lsn, record.batch_start, record.after_unsynced))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                (1, true, false),
+                (2, false, false),
+                (3, true, false),
+                (4, true, true),
+                (5, true, true)
+            ]
+        );
     }
 
     #[test]
