@@ -656,6 +656,10 @@ impl<D: Dir> Shard<D> {
                 inner.last_now_millis = now_millis;
                 inner.since_snapshot_records += 1;
                 inner.since_snapshot_bytes += inner.encoded.len() as u64;
+                let jobs = outcome
+                    .effects
+                    .iter()
+                    .any(|effect| matches!(effect, Effect::JobsAvailable { .. }));
                 inner.pending.push_back(Pending {
                     lsn,
                     now_millis,
@@ -663,6 +667,13 @@ impl<D: Dir> Shard<D> {
                     slot: slot.clone(),
                 });
                 self.work.notify();
+                if jobs {
+                    // Now, not at the commit: the subscriptions' ActivateJobs then goes into
+                    // this batch or the next, not into one after this batch is durable. The
+                    // jobs still leave only with the answer to ActivateJobs, which waits for
+                    // that record, and so for this one before it, to be durable.
+                    self.jobs_available.wake_all();
+                }
             }
             Err(rejection) => {
                 self.metrics.record_rejection(rejection.code);
@@ -709,8 +720,10 @@ impl<D: Dir> Shard<D> {
         self.inner.borrow().state.ready_job_count(job_type)
     }
 
-    /// Waits until new jobs may be ready (after a commit that made some activatable). Create
-    /// the future before looking at [`Shard::ready_jobs`] so that no wake-up is missed.
+    /// Waits until new jobs may be ready (a command that made some activatable was applied;
+    /// it may not be durable yet, but an `ActivateJobs` after it is answered only once both
+    /// are). Create the future before looking at [`Shard::ready_jobs`] so that no wake-up is
+    /// missed.
     pub fn jobs_available(&self) -> impl std::future::Future<Output = ()> + '_ {
         self.jobs_available.wait()
     }
@@ -922,14 +935,12 @@ impl<D: Dir> Shard<D> {
                 slot.fill(true);
             }
             let mut armed = false;
-            let mut jobs = false;
             let mut mail = false;
             for pending in &released {
                 if let Ok(outcome) = &pending.answer {
                     armed |= arm_timers(&mut inner.timers, &outcome.effects);
                     for effect in &outcome.effects {
                         match effect {
-                            Effect::JobsAvailable { .. } => jobs = true,
                             Effect::InstanceResult {
                                 process_instance_key,
                                 variables,
@@ -950,7 +961,9 @@ impl<D: Dir> Shard<D> {
                                 outbox.insert(*seq, sent.clone());
                                 mail = true;
                             }
-                            Effect::JobBackoff { .. }
+                            // Woken when the command was applied (`submit`).
+                            Effect::JobsAvailable { .. }
+                            | Effect::JobBackoff { .. }
                             | Effect::JobLease { .. }
                             | Effect::MessageTtl { .. }
                             | Effect::Timer { .. } => {}
@@ -965,9 +978,6 @@ impl<D: Dir> Shard<D> {
             }
             if armed {
                 self.timer_armed.notify();
-            }
-            if jobs {
-                self.jobs_available.wake_all();
             }
             if mail {
                 let unacknowledged = inner.mail_out.values().map(BTreeMap::len).sum::<usize>();

@@ -293,6 +293,71 @@ fn timers_are_rebuilt_from_the_state_and_a_snapshot_covers_only_durable_records(
 }
 
 #[test]
+fn jobs_are_offered_when_their_command_is_applied_and_handed_out_only_when_durable() {
+    executor().run(async {
+        let journal = SimDir::new(Faults::default(), 7);
+        let snapshots = SimDir::new(Faults::default(), 8);
+        let shard = Rc::new(
+            open(&journal, &snapshots, ShardConfig::new(SHARD))
+                .await
+                .expect("open"),
+        );
+        // No committer yet, so nothing becomes durable. Spawned tasks run in order: the
+        // deployment is LSN 1, the creation LSN 2, both applied and waiting for the commit.
+        let available = shard.jobs_available();
+        let submitted = |command: Command| {
+            let shard = shard.clone();
+            glommio::spawn_local(async move { shard.submit(command).await })
+        };
+        let deployed = submitted(deploy());
+        let created = submitted(create(None));
+        let timeout = async {
+            glommio::timer::sleep(std::time::Duration::from_secs(5)).await;
+            panic!("no jobs offered before the creation was durable");
+        };
+        futures_lite::future::or(available, timeout).await;
+        assert_eq!(
+            shard.durable_lsn(),
+            0,
+            "nothing is durable without the committer"
+        );
+        assert_eq!(
+            shard.ready_jobs(JOB_TYPE),
+            1,
+            "the applied creation's job is ready"
+        );
+        // The activation (LSN 3) is applied at once, but its answer, the jobs, waits.
+        let answered = Rc::new(std::cell::Cell::new(false));
+        let activation = glommio::spawn_local({
+            let (shard, answered) = (shard.clone(), answered.clone());
+            async move {
+                let outcome = shard.submit(activate(8, 60_000)).await;
+                answered.set(true);
+                outcome
+            }
+        });
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(shard.ready_jobs(JOB_TYPE), 0, "activated in the state");
+        assert!(
+            !answered.get(),
+            "jobs handed out before anything was durable"
+        );
+        let committer = glommio::spawn_local(shard.clone().run_committer());
+        let Response::JobsActivated(jobs) = activation.await.expect("activate").response else {
+            panic!("no jobs");
+        };
+        assert_eq!(jobs.len(), 1);
+        assert!(
+            shard.durable_lsn() >= 3,
+            "answered before its record was durable"
+        );
+        deployed.await.expect("deploy");
+        created.await.expect("create");
+        drop(committer);
+    });
+}
+
+#[test]
 fn an_expired_lease_fires_as_a_journaled_command_and_survives_a_crash() {
     executor().run(async {
         let journal = SimDir::new(Faults::default(), 5);
