@@ -47,6 +47,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         print!("{}", config.to_toml(Some(&plan)));
         return Ok(ExitCode::SUCCESS);
     }
+    for warning in &plan.warnings {
+        eprintln!("ringflow: warning: {warning}");
+    }
     let (topology, node, me) = (plan.topology.clone(), plan.node, plan.me.clone());
     let cold_store = plan.cold_store.clone();
     let registry = Arc::new(Registry::default());

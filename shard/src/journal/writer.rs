@@ -91,10 +91,35 @@ pub const SPARE_SEGMENTS_MAX: usize = 64;
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT);
 // The spares cover what one snapshot period retires at the default sizes (see above).
 const _: () = assert!(
-    SPARE_SEGMENTS_DEFAULT as u64
-        > 1 + crate::shard::SNAPSHOT_EVERY_BYTES_DEFAULT
-            / (SEGMENT_BYTES_DEFAULT - BATCH_BYTES_MAX_DEFAULT as u64)
+    SPARE_SEGMENTS_DEFAULT
+        > segments_per_snapshot_max(
+            crate::shard::SNAPSHOT_EVERY_BYTES_DEFAULT,
+            SEGMENT_BYTES_DEFAULT,
+            BATCH_BYTES_MAX_DEFAULT,
+        )
 );
+
+/// The most segments one snapshot period can retire when a snapshot is taken every
+/// `snapshot_every_bytes` of records (0: by records only, no bound; returns 0): one that held
+/// the older snapshot's position, and one per `segment_bytes - batch_bytes_max` (a segment is
+/// left when the next batch does not fit). A record larger than a batch (a deployment) can
+/// leave a segment emptier; that is rare enough not to count.
+pub const fn segments_per_snapshot_max(
+    snapshot_every_bytes: u64,
+    segment_bytes: u64,
+    batch_bytes_max: usize,
+) -> usize {
+    if snapshot_every_bytes == 0 {
+        return 0;
+    }
+    let filled = segment_bytes.saturating_sub(batch_bytes_max as u64);
+    let filled = if filled < BLOCK_BYTES as u64 {
+        BLOCK_BYTES as u64
+    } else {
+        filled
+    };
+    1 + (snapshot_every_bytes / filled) as usize
+}
 const _: () = assert!(RECORD_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT);
 const _: () = assert!(RECORD_BYTES_MAX_DEFAULT <= record::RECORD_PAYLOAD_BYTES_MAX);
 const _: () = assert!(
