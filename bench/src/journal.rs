@@ -2,9 +2,11 @@
 //! shard, against the raw device measured in the same run.
 //!
 //! Per shard, a producer task appends records of `--record-bytes` into the open batch, and a
-//! committer task commits whatever is there (one write + one fdatasync), one commit at a time:
-//! at most one fdatasync in flight while the next batch fills. (A shard's committer also
-//! writes the next batch while the one before is being synced; see `ringflow_shard::shard`.)
+//! committer task commits whatever is there the way a shard's committer does
+//! (`ringflow_shard::shard`): it writes a batch, hands its fdatasync to a task of its own and
+//! writes the next batch while that sync is in flight (at most
+//! `journal::writer::UNSYNCED_BATCHES_MAX` unsynced). With `--no-pipeline` it commits one
+//! batch at a time (write, fdatasync, then the next), as shards did before 50012b0.
 //!
 //! - Closed loop (no `--rate`): the producer keeps the open batch full. Gives appends/s, MB/s
 //!   and records per fdatasync at saturation.
@@ -50,6 +52,10 @@ pub struct Args {
     /// Bytes per write of the raw device measurement, in KiB.
     #[arg(long, default_value_t = 4096)]
     raw_write_kib: usize,
+    /// Commit one batch at a time (write, fdatasync, then the next) instead of writing the
+    /// next batch while the one before is being synced, as a shard does.
+    #[arg(long)]
+    no_pipeline: bool,
 }
 
 #[derive(Default)]
@@ -95,10 +101,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(rate) => format!("open loop, {rate} records/s per shard"),
         None => "closed loop".to_string(),
     };
+    let mode = if args.no_pipeline {
+        format!("{mode}, one commit at a time")
+    } else {
+        format!("{mode}, pipelined commits")
+    };
     println!(
         "records: {} payload bytes + 32 header bytes; {mode}; {} s per run\n",
         args.record_bytes, args.seconds
     );
+    let config = journal_config(args)?;
     println!(
         "| shards | raw MB/s | journal MB/s | % of raw | records/s | records/fdatasync | fdatasync p50 µs | p99 µs | max µs | commit latency p50 µs | p99 µs | p99.9 µs |"
     );
@@ -111,17 +123,43 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             );
         }
         let raw = on_shards(&cpus[..shards], &dir, args, Measure::Raw)?;
-        let journal = on_shards(&cpus[..shards], &dir, args, Measure::Journal)?;
+        let journal = on_shards(&cpus[..shards], &dir, args, Measure::Journal(config))?;
         print_row(shards, &raw, &journal);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
+/// The journal's layout for `args`, checked: its records are `--record-bytes` each, so the
+/// largest record is capped at the batch size (a shard's 40 MiB cap, for deployments, would
+/// not fit segments under 40 MiB).
+fn journal_config(args: &Args) -> anyhow::Result<JournalConfig> {
+    let mut config = JournalConfig::new(0);
+    config.segment_bytes = args
+        .segment_mib
+        .checked_mul(1 << 20)
+        .context("--segment-mib is too large")?;
+    config.batch.record_bytes_max = config.batch.bytes_max;
+    let record = args.record_bytes + ringflow_shard::journal::record::RECORD_HEADER_BYTES;
+    if args.record_bytes == 0 || record > config.batch.record_bytes_max {
+        bail!(
+            "--record-bytes {} must be 1 to {} (a batch holds {} bytes, 32 of each record are \
+             its header)",
+            args.record_bytes,
+            config.batch.record_bytes_max - ringflow_shard::journal::record::RECORD_HEADER_BYTES,
+            config.batch.bytes_max
+        );
+    }
+    config
+        .check()
+        .map_err(|error| anyhow::anyhow!("--segment-mib {}: {error}", args.segment_mib))?;
+    Ok(config)
+}
+
 #[derive(Clone, Copy)]
 enum Measure {
     Raw,
-    Journal,
+    Journal(JournalConfig),
 }
 
 fn on_shards(
@@ -135,13 +173,13 @@ fn on_shards(
         .iter()
         .map(|cpu| online.clone().filter(|location| location.cpu == *cpu))
         .collect();
-    let (dir, seconds, record_bytes, rate) = (
+    let (dir, seconds, record_bytes, rate, pipeline) = (
         dir.to_path_buf(),
         args.seconds,
         args.record_bytes,
         args.rate,
+        !args.no_pipeline,
     );
-    let segment_bytes = args.segment_mib << 20;
     let raw_write_bytes = args.raw_write_kib * 1024;
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Custom(sets))
@@ -153,10 +191,15 @@ fn on_shards(
             let duration = Duration::from_secs(seconds);
             let result = match measure {
                 Measure::Raw => raw(&shard_dir, raw_write_bytes, duration).await,
-                Measure::Journal => {
-                    let mut config = JournalConfig::new(index as u16);
-                    config.segment_bytes = segment_bytes;
-                    journal(&shard_dir, config, record_bytes, rate, duration).await
+                Measure::Journal(mut config) => {
+                    config.shard = index as u16;
+                    let load = Load {
+                        record_bytes,
+                        rate,
+                        duration,
+                        pipeline,
+                    };
+                    journal(&shard_dir, config, load).await
                 }
             };
             let _ = std::fs::remove_dir_all(&shard_dir);
@@ -212,13 +255,16 @@ struct Open {
     work: Rc<ringflow_shard::wait::Notify>,
 }
 
-async fn journal(
-    dir: &Path,
-    config: JournalConfig,
+/// What the producer and the committer of one shard do.
+#[derive(Clone, Copy)]
+struct Load {
     record_bytes: usize,
     rate: Option<u64>,
     duration: Duration,
-) -> anyhow::Result<Stats> {
+    pipeline: bool,
+}
+
+async fn journal(dir: &Path, config: JournalConfig, load: Load) -> anyhow::Result<Stats> {
     let store = DmaDir::open(dir).await?;
     let (mut journal, _) = Journal::open(store, config, 0).await?;
     let open = Rc::new(RefCell::new(Open {
@@ -228,48 +274,93 @@ async fn journal(
         work: Rc::new(ringflow_shard::wait::Notify::default()),
     }));
     let work = open.borrow().work.clone();
-    let payload = vec![0x5Au8; record_bytes];
+    let payload = vec![0x5Au8; load.record_bytes];
     let start = Instant::now();
-    let producer = glommio::spawn_local(produce(open.clone(), payload, rate, start, duration));
-    let mut stats = Stats {
+    let producer = glommio::spawn_local(produce(
+        open.clone(),
+        payload,
+        load.rate,
+        start,
+        load.duration,
+    ));
+    let stats = Rc::new(RefCell::new(Stats {
         commit_micros: Some(histogram()),
         latency_micros: Some(histogram()),
         ..Stats::default()
-    };
-    while start.elapsed() < duration {
-        let (batch, due) = {
+    }));
+    // A failed sync in a pipelined commit, for the committer to return.
+    let failed: Rc<RefCell<Option<anyhow::Error>>> = Rc::default();
+    let syncing = Rc::new(std::cell::Cell::new(0usize));
+    while start.elapsed() < load.duration {
+        if let Some(error) = failed.borrow_mut().take() {
+            return Err(error);
+        }
+        let taken = {
             let mut open = open.borrow_mut();
-            let next = open.batch.successor();
-            (
-                std::mem::replace(&mut open.batch, next),
-                std::mem::take(&mut open.due),
-            )
+            if open.batch.is_empty() || !journal.may_write(&open.batch) {
+                None
+            } else {
+                let next = open.batch.successor();
+                Some((
+                    std::mem::replace(&mut open.batch, next),
+                    std::mem::take(&mut open.due),
+                ))
+            }
         };
-        open.borrow().room.wake_all();
-        if batch.is_empty() {
-            // Wait for the producer, as a shard's committer does (no spinning).
+        let Some((batch, due)) = taken else {
+            // Wait for the producer or for a sync, as a shard's committer does (no
+            // spinning).
             let idle = glommio::timer::sleep(Duration::from_millis(10));
             futures_lite::future::or(idle, work.notified()).await;
             continue;
-        }
-        let records = batch.records() as u64;
-        let bytes = batch.bytes() as u64;
+        };
+        open.borrow().room.wake_all();
+        let (records, bytes) = (batch.records() as u64, batch.bytes() as u64);
         let began = Instant::now();
-        journal.commit(batch).await?;
-        let done = Instant::now();
-        record(&mut stats.commit_micros, done - began);
-        for due in due {
-            record(
-                &mut stats.latency_micros,
-                done.saturating_duration_since(due),
-            );
+        let written = journal.write(batch).await?;
+        syncing.set(syncing.get() + 1);
+        let sync = {
+            let (stats, failed, work) = (stats.clone(), failed.clone(), work.clone());
+            let syncing = syncing.clone();
+            async move {
+                match written.sync().await {
+                    Ok(_) => {
+                        let done = Instant::now();
+                        let mut stats = stats.borrow_mut();
+                        record(&mut stats.commit_micros, done - began);
+                        for due in due {
+                            record(
+                                &mut stats.latency_micros,
+                                done.saturating_duration_since(due),
+                            );
+                        }
+                        stats.records += records;
+                        stats.bytes += bytes;
+                        stats.commits += 1;
+                    }
+                    Err(error) => *failed.borrow_mut() = Some(error.into()),
+                }
+                syncing.set(syncing.get() - 1);
+                work.notify();
+            }
+        };
+        if load.pipeline {
+            glommio::spawn_local(sync).detach();
+        } else {
+            sync.await;
         }
-        stats.records += records;
-        stats.bytes += bytes;
-        stats.commits += 1;
     }
-    stats.elapsed = start.elapsed();
+    while syncing.get() > 0 {
+        work.notified().await;
+    }
+    if let Some(error) = failed.borrow_mut().take() {
+        return Err(error);
+    }
     producer.cancel().await;
+    let mut stats = Rc::try_unwrap(stats)
+        .map_err(|_| anyhow::anyhow!("a sync task outlived the run"))?
+        .into_inner();
+    stats.elapsed = start.elapsed();
     Ok(stats)
 }
 

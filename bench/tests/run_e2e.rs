@@ -83,3 +83,41 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
         "the server's data directory is removed without --keep-data"
     );
 }
+
+#[test]
+fn the_journal_bench_commits_pipelined_by_default_and_one_at_a_time_when_asked() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-journal-e2e");
+    let _ = std::fs::remove_dir_all(&root);
+    for (extra, mode) in [
+        (None, "pipelined commits"),
+        (Some("--no-pipeline"), "one commit at a time"),
+    ] {
+        let output = Command::new(BENCH)
+            .args(["journal", "--seconds", "1", "--shards", "1", "--rate", "20000"])
+            .args(["--record-bytes", "100", "--segment-mib", "8", "--dir"])
+            .arg(&root)
+            .args(extra)
+            .output()
+            .expect("run ringflow-bench journal");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(mode), "{stdout}");
+        let row: Vec<&str> = stdout
+            .lines()
+            .find(|line| line.starts_with("| 1 |"))
+            .unwrap_or_else(|| panic!("no row for one shard in:\n{stdout}"))
+            .split('|')
+            .map(str::trim)
+            .filter(|cell| !cell.is_empty())
+            .collect();
+        assert_eq!(row.len(), 12, "{row:?}");
+        let records_per_s: f64 = row[4].parse().expect("records/s");
+        let per_sync: f64 = row[5].parse().expect("records/fdatasync");
+        assert!(records_per_s > 0.0 && per_sync >= 1.0, "{row:?}");
+    }
+    assert!(!root.exists(), "the journal bench left its directory behind");
+}
