@@ -93,7 +93,15 @@ fn the_journal_bench_commits_pipelined_by_default_and_one_at_a_time_when_asked()
         (Some("--no-pipeline"), "one commit at a time"),
     ] {
         let output = Command::new(BENCH)
-            .args(["journal", "--seconds", "1", "--shards", "1", "--rate", "20000"])
+            .args([
+                "journal",
+                "--seconds",
+                "1",
+                "--shards",
+                "1",
+                "--rate",
+                "20000",
+            ])
             .args(["--record-bytes", "100", "--segment-mib", "8", "--dir"])
             .arg(&root)
             .args(extra)
@@ -119,5 +127,8 @@ fn the_journal_bench_commits_pipelined_by_default_and_one_at_a_time_when_asked()
         let per_sync: f64 = row[5].parse().expect("records/fdatasync");
         assert!(records_per_s > 0.0 && per_sync >= 1.0, "{row:?}");
     }
-    assert!(!root.exists(), "the journal bench left its directory behind");
+    assert!(
+        !root.exists(),
+        "the journal bench left its directory behind"
+    );
 }
