@@ -382,10 +382,13 @@ pub async fn recover_exporting<D: Dir>(
         last_now_millis: now_millis,
         timers,
         since_snapshot_records: report.replayed as u64,
+        // The journal bytes since the snapshot, less the padding, which recovery does not see.
         since_snapshot_bytes: recovered
             .records
             .iter()
-            .map(|record| record.payload.len() as u64)
+            .map(|record| {
+                (record.payload.len() + crate::journal::record::RECORD_HEADER_BYTES) as u64
+            })
             .sum(),
         snapshot_running: false,
         remove_segments_up_to: 0,
@@ -655,7 +658,6 @@ impl<D: Dir> Shard<D> {
                 inner.applied_lsn = lsn;
                 inner.last_now_millis = now_millis;
                 inner.since_snapshot_records += 1;
-                inner.since_snapshot_bytes += inner.encoded.len() as u64;
                 let jobs = outcome
                     .effects
                     .iter()
@@ -784,6 +786,7 @@ impl<D: Dir> Shard<D> {
             let records = batch.records();
             let opened = self.inner.borrow_mut().batch_opened.take();
             let started = std::time::Instant::now();
+            let padded_bytes = batch.padded_bytes() as u64;
             let span = tracing::trace_span!("group_commit", shard = self.id(), records);
             let written = tracing::Instrument::instrument(journal.write(batch), span).await;
             let written = match written {
@@ -793,6 +796,10 @@ impl<D: Dir> Shard<D> {
                     return error;
                 }
             };
+            // Journal bytes, as written: headers and padding count, so that a snapshot
+            // period spans at most `snapshot_every_bytes` of segments (what the spares are
+            // sized for, `journal::writer::segments_per_snapshot_max`).
+            self.inner.borrow_mut().since_snapshot_bytes += padded_bytes;
             let shard = Rc::clone(&self);
             let failure = Rc::clone(&failure);
             glommio::spawn_local(async move {

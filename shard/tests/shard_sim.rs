@@ -358,6 +358,53 @@ fn jobs_are_offered_when_their_command_is_applied_and_handed_out_only_when_durab
 }
 
 #[test]
+fn a_snapshot_by_bytes_counts_the_journal_as_written_headers_and_padding_included() {
+    executor().run(async {
+        use ringflow_shard::storage::Dir;
+        let journal = SimDir::new(Faults::default(), 9);
+        let snapshots = SimDir::new(Faults::default(), 10);
+        let mut config = ShardConfig::new(SHARD);
+        config.snapshot_every_records = 0;
+        config.snapshot_every_bytes = 16 * 4096;
+        let shard = Rc::new(open(&journal, &snapshots, config).await.expect("open"));
+        let committer = glommio::spawn_local(shard.clone().run_committer());
+        let snapshotter = glommio::spawn_local(shard.clone().run_snapshots());
+        let taken = || async {
+            snapshots
+                .list()
+                .await
+                .expect("list")
+                .iter()
+                .any(|name| name.ends_with(".snap"))
+        };
+        shard.submit(deploy()).await.expect("deploy");
+        // One small record per batch (each awaited): each write takes a whole 4 KiB block,
+        // though the records' payloads come to a few KiB in all.
+        for _ in 0..10 {
+            shard.submit(create(None)).await.expect("create");
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(
+            !taken().await,
+            "a snapshot after 11 blocks of journal, before 16"
+        );
+        for _ in 0..10 {
+            shard.submit(create(None)).await.expect("create");
+        }
+        let mut found = false;
+        for _ in 0..200 {
+            if taken().await {
+                found = true;
+                break;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(found, "no snapshot after 21 blocks of journal, over 16");
+        drop((committer, snapshotter));
+    });
+}
+
+#[test]
 fn an_expired_lease_fires_as_a_journaled_command_and_survives_a_crash() {
     executor().run(async {
         let journal = SimDir::new(Faults::default(), 5);

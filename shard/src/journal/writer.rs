@@ -67,15 +67,16 @@ pub const READS_MAX: usize = 8;
 /// Bytes per read at recovery (and per write when zeroing a torn tail).
 const IO_CHUNK_BYTES: usize = 1024 * 1024;
 /// Default number of covered segments kept for reuse (see the module docs): six 64 MiB files
-/// per shard, 384 MiB. A snapshot period (at most 256 MiB of records by default) retires at
-/// most five segments: one that held the older snapshot's position and four full ones (a
-/// segment is left when a batch of up to 4 MiB does not fit, so it holds at least 60 MiB
-/// unless a record larger than a batch, a deployment, came next). In bench/RESULTS.md one
-/// period retired 1 segment (one_task, closed loop), 2 or 3 (one_task at 50,000/s: small
-/// batches pad more) and 4 (realistic), and one more is room to spare. Each covered segment
-/// beyond the spares is deleted: each deletion of a 64 MiB segment stalled concurrent
-/// journal writes for 11-29 ms (retiring two of `realistic`'s took 100-140 ms), and the next
-/// segment is then a new file whose first writes commit filesystem metadata.
+/// per shard, 384 MiB. A snapshot period (at most 256 MiB of journal by default, headers and
+/// padding counted) retires at most five segments: one that held the older snapshot's
+/// position and four full ones (a segment is left when a batch of up to 4 MiB does not fit,
+/// so it holds at least 60 MiB unless a record larger than a batch, a deployment, came
+/// next). In bench/RESULTS.md one period retired 1 segment (one_task, closed loop), 2 or 3
+/// (one_task at 50,000/s: small batches pad more) and 4 (realistic), and one more is room
+/// to spare. Each covered segment beyond the spares is deleted: each deletion of a 64 MiB
+/// segment stalled concurrent journal writes for 11-29 ms (retiring two of `realistic`'s
+/// took 100-140 ms), and the next segment is then a new file whose first writes commit
+/// filesystem metadata.
 pub const SPARE_SEGMENTS_DEFAULT: usize = 6;
 /// Default number of spares a fresh journal zero-fills: two (of the six kept by default),
 /// 128 MiB of writes per shard at its first start (about 45 ms on this project's
@@ -100,9 +101,9 @@ const _: () = assert!(
 );
 
 /// The most segments one snapshot period can retire when a snapshot is taken every
-/// `snapshot_every_bytes` of records (0: by records only, no bound; returns 0): one that held
-/// the older snapshot's position, and one per `segment_bytes - batch_bytes_max` (a segment is
-/// left when the next batch does not fit). A record larger than a batch (a deployment) can
+/// `snapshot_every_bytes` of journal as written (0: by records only, no bound; returns 0):
+/// one that held the older snapshot's position, and one per `segment_bytes - batch_bytes_max`
+/// (a segment is left when the next batch does not fit). A record larger than a batch (a deployment) can
 /// leave a segment emptier; that is rare enough not to count.
 pub const fn segments_per_snapshot_max(
     snapshot_every_bytes: u64,
