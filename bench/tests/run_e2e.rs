@@ -63,6 +63,31 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
     let max = latency["max"].as_u64().expect("max");
     assert!(0 < p50 && p50 <= p99 && p99 <= max, "{latency}");
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    // A second per entry, warm-up (1 s) and measurement (2 s) at least; together they hold
+    // every instance the window counted.
+    let timeline = report["timeline"].as_array().expect("timeline");
+    let phases: Vec<&str> = timeline
+        .iter()
+        .map(|second| second["phase"].as_str().expect("phase"))
+        .collect();
+    assert_eq!(
+        &phases[..3],
+        ["warm-up", "measuring", "measuring"],
+        "{phases:?}"
+    );
+    let in_seconds: u64 = timeline
+        .iter()
+        .map(|second| second["completed"].as_u64().expect("completed"))
+        .sum();
+    assert!(in_seconds >= completed, "{in_seconds} < {completed}");
+    for second in timeline {
+        let (p50, p99, max) = (
+            second["p50_us"].as_u64().expect("p50_us"),
+            second["p99_us"].as_u64().expect("p99_us"),
+            second["max_us"].as_u64().expect("max_us"),
+        );
+        assert!(p50 <= p99 && p99 <= max, "{second}");
+    }
     assert_eq!(report["server"]["started_by_generator"], true);
     let version = report["server"]["version"]
         .as_str()

@@ -126,6 +126,29 @@ pub struct Outcome {
     pub completed_total: u64,
     /// The key of one completed instance (to look at afterwards).
     pub sample_instance: Option<u64>,
+    /// Each second of the run, warm-up and drain included: what the progress line shows.
+    pub timeline: Vec<Second>,
+}
+
+/// One second of a run: the instances that completed in it and their latency.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Second {
+    /// Seconds since the run began (this second ended then).
+    pub at_s: u64,
+    /// `warm-up`, `measuring` or `draining`.
+    pub phase: &'static str,
+    /// Instances completed in this second.
+    pub completed: u64,
+    /// Jobs completed in this second.
+    pub jobs: u64,
+    /// Instances in flight at its end.
+    pub in_flight: u64,
+    /// Latency of the instances completed in it, in microseconds (0 when none completed).
+    pub p50_us: u64,
+    /// The same, 99th percentile.
+    pub p99_us: u64,
+    /// The same, the slowest.
+    pub max_us: u64,
 }
 
 impl Outcome {
@@ -399,6 +422,7 @@ impl Generator<'_> {
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut next_progress_ns = 1_000_000_000u64;
         let mut last_progress = (0u64, 0u64);
+        let mut timeline = Vec::new();
         let drain_end_ns = self.window_end_ns + self.config.drain.as_nanos() as u64;
         // Open loop: the schedule.
         let mut scheduled = 0u64;
@@ -512,25 +536,41 @@ impl Generator<'_> {
                     }
                 }
             }
-            if self.config.progress && self.now_ns() >= next_progress_ns {
+            if self.now_ns() >= next_progress_ns {
+                // The second that just ended, named by its end and labelled by its start.
+                let began_ns = next_progress_ns - 1_000_000_000;
+                let at_s = next_progress_ns / 1_000_000_000;
                 next_progress_ns += 1_000_000_000;
-                let phase = if self.now_ns() < self.window_start_ns {
+                let phase = if began_ns < self.window_start_ns {
                     "warm-up"
-                } else if self.now_ns() < self.window_end_ns {
+                } else if began_ns < self.window_end_ns {
                     "measuring"
                 } else {
                     "draining"
                 };
-                eprintln!(
-                    "  {:>3}s {phase:<9} {:>8} inst/s {:>9} jobs/s  completed {:>9}  in flight {:>6}  p50 {:>6.1} ms  p99 {:>6.1} ms",
-                    next_progress_ns / 1_000_000_000 - 1,
-                    self.second_completed - last_progress.0,
-                    self.second_jobs - last_progress.1,
-                    self.second_completed,
-                    self.pending.len(),
-                    self.second.value_at_quantile(0.5) as f64 / 1000.0,
-                    self.second.value_at_quantile(0.99) as f64 / 1000.0,
-                );
+                let second = Second {
+                    at_s,
+                    phase,
+                    completed: self.second_completed - last_progress.0,
+                    jobs: self.second_jobs - last_progress.1,
+                    in_flight: self.pending.len() as u64,
+                    p50_us: self.second.value_at_quantile(0.5),
+                    p99_us: self.second.value_at_quantile(0.99),
+                    max_us: self.second.max(),
+                };
+                if self.config.progress {
+                    eprintln!(
+                        "  {:>3}s {phase:<9} {:>8} inst/s {:>9} jobs/s  completed {:>9}  in flight {:>6}  p50 {:>6.1} ms  p99 {:>6.1} ms",
+                        second.at_s,
+                        second.completed,
+                        second.jobs,
+                        self.second_completed,
+                        second.in_flight,
+                        second.p50_us as f64 / 1000.0,
+                        second.p99_us as f64 / 1000.0,
+                    );
+                }
+                timeline.push(second);
                 last_progress = (self.second_completed, self.second_jobs);
                 self.second.reset();
             }
@@ -545,6 +585,7 @@ impl Generator<'_> {
             backlog_max,
             completed_total: self.second_completed,
             sample_instance: self.sample_instance,
+            timeline,
         })
     }
 

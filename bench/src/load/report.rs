@@ -87,6 +87,9 @@ pub struct Report {
     pub generator_cpu_seconds: Option<f64>,
     /// The machine, kernel, commit and date.
     pub machine: Machine,
+    /// Each second of the run (warm-up and drain too): completions and their p50, p99 and
+    /// max, to see when a run's tail happened.
+    pub timeline: Vec<ringflow_shard::load::Second>,
 }
 
 /// What [`Report::new`] takes.
@@ -171,6 +174,7 @@ impl Report {
             generator_cpus: inputs.generator_cpus,
             generator_cpu_seconds: inputs.generator_cpu.map(|cpu| cpu.as_secs_f64()),
             machine: inputs.machine,
+            timeline: outcome.timeline.clone(),
         }
     }
 
