@@ -176,23 +176,21 @@ async fn inspect(dir: &Path, shard: u16) -> anyhow::Result<Report> {
                 format!("CORRUPT at offset {offset}, LSN {lsn}")
             }
         };
+        let (batches, batches_after_unsynced) = scan
+            .scan
+            .records
+            .iter()
+            .filter(|record| record.batch_start)
+            .fold((0, 0), |(all, flagged), record| {
+                (all + 1, flagged + usize::from(record.after_unsynced))
+            });
         segments.push(SegmentReport {
             file: name.clone(),
             first_lsn: scan.first_lsn,
             last_lsn: scan.scan.records.last().map(|record| record.lsn),
             records: scan.scan.records.len(),
-            batches: scan
-                .scan
-                .records
-                .iter()
-                .filter(|record| record.batch_start)
-                .count(),
-            batches_after_unsynced: scan
-                .scan
-                .records
-                .iter()
-                .filter(|record| record.batch_start && record.after_unsynced)
-                .count(),
+            batches,
+            batches_after_unsynced,
             used_bytes: scan.end_offset,
             size_bytes,
             end,
