@@ -88,6 +88,31 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
         );
         assert!(p50 <= p99 && p99 <= max, "{second}");
     }
+    // The machine beside each second: as many seconds as the run's, on the same clock; the
+    // server ran and the journal flushed its commits to the disk under the data root.
+    let machine = report["machine_timeline"].as_array().expect("machine_timeline");
+    assert!(
+        !machine.is_empty() && machine.len() + 1 >= timeline.len(),
+        "{} machine seconds for {} seconds of the run",
+        machine.len(),
+        timeline.len()
+    );
+    for (index, second) in machine.iter().enumerate() {
+        assert_eq!(second["at_s"].as_u64(), Some(index as u64 + 1), "{second}");
+    }
+    let total = |field: &str| -> u64 {
+        machine
+            .iter()
+            .map(|second| second[field].as_u64().unwrap_or_else(|| panic!("{field}")))
+            .sum()
+    };
+    assert!(total("server_ms") > 0, "{machine:?}");
+    assert!(total("generator_ms") > 0, "{machine:?}");
+    // The disk is known where the data root's filesystem has a block device of its own.
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&root).expect("root"));
+    if libc::major(dev) != 0 {
+        assert!(total("disk_writes") > 0, "{machine:?}");
+    }
     assert_eq!(report["server"]["started_by_generator"], true);
     let version = report["server"]["version"]
         .as_str()
@@ -99,6 +124,7 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
     let table = std::fs::read_to_string(&markdown).expect("the Markdown report");
     assert!(table.contains("one_task"), "{table}");
     assert!(table.contains(version), "{table}");
+    assert!(table.contains("server threads waited"), "{table}");
     assert!(
         !root
             .join("data")

@@ -8,6 +8,7 @@
 //! against rate) and writes CSV and SVG plots.
 
 pub mod report;
+pub mod sampler;
 pub mod scenario;
 pub mod server;
 
@@ -271,7 +272,23 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
     let pid = server.as_ref().map(server::Server::pid);
     let cpu_before = pid.and_then(server::cpu_time);
     let own_before = server::cpu_time(std::process::id());
+    // What the machine does beside the run, each second (the server's and the generator's
+    // CPUs and processes, the disk of the data): only for a server this generator started.
+    let sampler = match pid {
+        Some(pid) => Some(
+            sampler::Sampler::start(sampler::Target {
+                pid: Some(pid),
+                cpus: server_cpus.clone(),
+                generator_pid: Some(std::process::id()),
+                generator_cpus: generator_cpus.clone(),
+                disk: sampler::disk_of(&common.data_root),
+            })
+            .context("cannot start the machine sampler")?,
+        ),
+        None => None,
+    };
     let outcome = driver::run(&config, &plan.scenario);
+    let machine_timeline = sampler.map(sampler::Sampler::finish).unwrap_or_default();
     let cpu_after = pid.and_then(server::cpu_time);
     let own_after = server::cpu_time(std::process::id());
     let data = server.as_ref().map(|server| server.data.clone());
@@ -305,6 +322,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
             _ => None,
         },
         machine,
+        machine_timeline,
         outcome,
     }))
 }

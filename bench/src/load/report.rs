@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::sampler::{self, MachineSecond};
 use super::scenario::Scenario;
 use crate::machine::Machine;
 use ringflow_shard::load::{Mode, Outcome};
@@ -90,6 +91,10 @@ pub struct Report {
     /// Each second of the run (warm-up and drain too): completions and their p50, p99 and
     /// max, to see when a run's tail happened.
     pub timeline: Vec<ringflow_shard::load::Second>,
+    /// Each second of the run beside it: the server CPUs' busy, interrupt, idle and stolen
+    /// time, the server's CPU time and run-queue wait, the disk's writes and flushes
+    /// (empty for a server at `--addr`). Its `at_s` lines up with `timeline`'s.
+    pub machine_timeline: Vec<MachineSecond>,
 }
 
 /// What [`Report::new`] takes.
@@ -108,6 +113,7 @@ pub struct Inputs {
     pub server_cpu: Option<Duration>,
     pub generator_cpu: Option<Duration>,
     pub machine: Machine,
+    pub machine_timeline: Vec<MachineSecond>,
     pub outcome: Outcome,
 }
 
@@ -175,6 +181,7 @@ impl Report {
             generator_cpu_seconds: inputs.generator_cpu.map(|cpu| cpu.as_secs_f64()),
             machine: inputs.machine,
             timeline: outcome.timeline.clone(),
+            machine_timeline: inputs.machine_timeline,
         }
     }
 
@@ -261,6 +268,16 @@ pub fn markdown(reports: &[Report]) -> String {
             });
         if !errors.is_empty() {
             let _ = writeln!(out, "Errors: {errors:?}.");
+        }
+        for report in reports.iter().filter(|r| !r.machine_timeline.is_empty()) {
+            let _ = writeln!(
+                out,
+                "Beside {} {} on {} shard(s), {}.",
+                report.scenario,
+                report.mode_text(),
+                report.shards,
+                sampler::summary(&report.machine_timeline)
+            );
         }
     }
     out
