@@ -90,7 +90,9 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
     }
     // The machine beside each second: as many seconds as the run's, on the same clock; the
     // server ran and the journal flushed its commits to the disk under the data root.
-    let machine = report["machine_timeline"].as_array().expect("machine_timeline");
+    let machine = report["machine_timeline"]
+        .as_array()
+        .expect("machine_timeline");
     assert!(
         !machine.is_empty() && machine.len() + 1 >= timeline.len(),
         "{} machine seconds for {} seconds of the run",
