@@ -18,6 +18,10 @@ fn server_binary() -> PathBuf {
 
 #[test]
 fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
+    let test_began_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-run-e2e");
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("create the test folder");
@@ -109,6 +113,16 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
             .sum()
     };
     assert!(total("server_ms") > 0, "{machine:?}");
+    // The run began after this test did, and before the report was read.
+    let started = report["started_unix_ms"].as_u64().expect("started_unix_ms");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    assert!(
+        started >= test_began_ms && started <= now_ms,
+        "{test_began_ms} {started} {now_ms}"
+    );
     assert!(total("generator_ms") > 0, "{machine:?}");
     // The disk is known where the data root's filesystem has a block device of its own.
     let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&root).expect("root"));

@@ -287,6 +287,9 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         ),
         None => None,
     };
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
     let outcome = driver::run(&config, &plan.scenario);
     let machine_timeline = sampler.map(sampler::Sampler::finish).unwrap_or_default();
     let cpu_after = pid.and_then(server::cpu_time);
@@ -323,6 +326,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         },
         machine,
         machine_timeline,
+        started_unix_ms,
         outcome,
     }))
 }

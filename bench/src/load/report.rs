@@ -95,6 +95,9 @@ pub struct Report {
     /// time, the server's CPU time and run-queue wait, the disk's writes and flushes
     /// (empty for a server at `--addr`). Its `at_s` lines up with `timeline`'s.
     pub machine_timeline: Vec<MachineSecond>,
+    /// When the run (warm-up first) began, in ms since the Unix epoch: the timelines'
+    /// `at_s` count from here, to line them up with the server's log (`--slow-commit-ms`).
+    pub started_unix_ms: u64,
 }
 
 /// What [`Report::new`] takes.
@@ -114,6 +117,7 @@ pub struct Inputs {
     pub generator_cpu: Option<Duration>,
     pub machine: Machine,
     pub machine_timeline: Vec<MachineSecond>,
+    pub started_unix_ms: u64,
     pub outcome: Outcome,
 }
 
@@ -182,6 +186,7 @@ impl Report {
             machine: inputs.machine,
             timeline: outcome.timeline.clone(),
             machine_timeline: inputs.machine_timeline,
+            started_unix_ms: inputs.started_unix_ms,
         }
     }
 
