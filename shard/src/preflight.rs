@@ -201,7 +201,8 @@ impl Level {
 pub struct Finding {
     /// How serious it is.
     pub level: Level,
-    /// The check's name (kernel, io_uring, memlock, filesystem, mount, o_direct, disk, cpus, clock).
+    /// The check's name (kernel, io_uring, memlock, filesystem, mount, o_direct, disk, cpus,
+    /// steal, clock).
     pub check: &'static str,
     /// What was seen.
     pub what: String,
@@ -306,6 +307,10 @@ pub fn doctor(input: &DoctorInput) -> Vec<Finding> {
     findings.push(o_direct_finding(&input.data_dir, &existing));
     findings.push(disk_finding(&existing, input.shards, input.segment_bytes));
     findings.push(cpus_finding(&input.cpus, &input.usable_cpus));
+    findings.push(steal_finding(
+        std::fs::read_to_string("/proc/stat").ok().as_deref(),
+        &input.cpus,
+    ));
     findings.push(clock_finding(
         std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
             .ok()
@@ -735,6 +740,86 @@ pub fn cpus_finding(cpus: &[usize], usable: &[usize]) -> Finding {
     )
 }
 
+/// CPU time of some CPUs from `/proc/stat`, in the kernel's ticks (`USER_HZ`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// Running tasks: user, nice and system.
+    pub busy: u64,
+    /// Serving interrupts: irq and softirq.
+    pub irq: u64,
+    /// Idle, iowait included.
+    pub idle: u64,
+    /// Stolen: the hypervisor ran something else while the CPU had work (0 on bare metal).
+    pub steal: u64,
+}
+
+impl CpuTicks {
+    /// All four.
+    pub fn total(&self) -> u64 {
+        self.busy + self.irq + self.idle + self.steal
+    }
+}
+
+/// The ticks of `cpus` summed, from the `cpuN` lines of `/proc/stat` (CPUs it does not
+/// list count nothing).
+pub fn cpu_ticks(stat: &str, cpus: &[usize]) -> CpuTicks {
+    let mut total = CpuTicks::default();
+    for line in stat.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(cpu) = fields
+            .next()
+            .and_then(|name| name.strip_prefix("cpu"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if !cpus.contains(&cpu) {
+            continue;
+        }
+        let v: Vec<u64> = fields.map(|f| f.parse().unwrap_or(0)).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        total.busy += at(0) + at(1) + at(2);
+        total.irq += at(5) + at(6);
+        total.idle += at(3) + at(4);
+        total.steal += at(7);
+    }
+    total
+}
+
+/// The verdict on CPU time stolen from the shards' CPUs since boot (`stat`: `/proc/stat`).
+/// Any steal means a VM whose virtual CPUs the hypervisor stops at times; each stop stops
+/// the shards on them, so latency tails include it.
+pub fn steal_finding(stat: Option<&str>, cpus: &[usize]) -> Finding {
+    let Some(stat) = stat else {
+        return Finding::ok("steal", "not known (/proc/stat unreadable)".to_string());
+    };
+    let ticks = cpu_ticks(stat, cpus);
+    if ticks.steal == 0 {
+        return Finding::ok(
+            "steal",
+            format!("no CPU time stolen from CPUs {cpus:?} since boot"),
+        );
+    }
+    // SAFETY: sysconf has no memory effects.
+    let per_second = (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64;
+    Finding {
+        level: Level::Warn,
+        check: "steal",
+        what: format!(
+            "the hypervisor took {:.1} s from CPUs {cpus:?} since boot ({:.3}% of their time): \
+             a VM whose CPUs are stopped at times, and the shards with them; latency tails \
+             include those stops",
+            ticks.steal as f64 / per_second,
+            ticks.steal as f64 * 100.0 / ticks.total().max(1) as f64
+        ),
+        fix: "for latency targets use bare metal or dedicated, pinned virtual CPUs; \
+              ringflow-bench run's machine_timeline shows steal second by second beside \
+              latency; fine for a trial"
+            .to_string(),
+    }
+}
+
 /// The verdict on the clock source (`current`), given the `available` ones.
 pub fn clock_finding(current: Option<&str>, available: &str) -> Finding {
     match current {
@@ -776,6 +861,38 @@ pub fn clock_finding(current: Option<&str>, available: &str) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ticks_sum_the_cpus_named_and_steal_warns() {
+        let stat = "cpu  4106629 15068 1027557 4999936 271039 0 123437 5866 0 0\n\
+                    cpu0 100 1 20 300 4 5 6 7 0 0\n\
+                    cpu1 1000 10 200 3000 40 50 60 0 0 0\n\
+                    cpu12 1 1 1 1 1 1 1 1 0 0\n\
+                    intr 1 2 3\n";
+        let zero = CpuTicks::default();
+        assert_eq!(
+            cpu_ticks(stat, &[0]),
+            CpuTicks {
+                busy: 121,
+                irq: 11,
+                idle: 304,
+                steal: 7
+            }
+        );
+        assert_eq!(cpu_ticks(stat, &[0, 1]).total(), 443 + 4360);
+        assert_eq!(cpu_ticks(stat, &[12]).busy, 3);
+        assert_eq!(cpu_ticks(stat, &[]), zero);
+        assert_eq!(cpu_ticks("garbage", &[0]), zero);
+        // The aggregate "cpu" line is not CPU 0's.
+        assert_eq!(cpu_ticks("cpu  1 1 1 1 1 1 1 1\n", &[0]), zero);
+
+        let stolen = steal_finding(Some(stat), &[0]);
+        assert_eq!(stolen.level, Level::Warn);
+        assert!(stolen.what.contains("CPUs [0]"), "{}", stolen.what);
+        assert!(stolen.fix.contains("machine_timeline"), "{}", stolen.fix);
+        assert_eq!(steal_finding(Some(stat), &[1]).level, Level::Ok);
+        assert_eq!(steal_finding(None, &[0]).level, Level::Ok);
+    }
 
     #[test]
     fn doctor_verdicts_on_filesystems_disk_cpus_and_clocks() {

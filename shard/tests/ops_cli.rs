@@ -45,6 +45,7 @@ fn doctor_passes_on_a_disk_directory_and_names_every_check() {
         "o_direct",
         "disk",
         "cpus",
+        "steal",
         "clock",
     ] {
         assert!(

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ringflow_shard::preflight::{CpuTicks, cpu_ticks};
 use serde::Serialize;
 
 /// One second of the machine, the deltas over it.
@@ -142,8 +143,8 @@ fn sample(target: &Target, stop: &AtomicBool) -> Vec<MachineSecond> {
 /// The counters of one process and its CPUs at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Side {
-    /// Over the CPUs, in ticks: busy, irq, idle, steal.
-    cpu: [u64; 4],
+    /// Over the CPUs.
+    cpu: CpuTicks,
     /// The process's utime + stime, in ticks.
     ticks: u64,
     /// Per thread, the run-queue wait in ns.
@@ -188,7 +189,12 @@ impl Side {
             .map(|(tid, after)| d(*after, before.run_delay_ns.get(tid).copied().unwrap_or(0)))
             .sum();
         (
-            std::array::from_fn(|i| d(self.cpu[i], before.cpu[i]) * tick_ms),
+            [
+                d(self.cpu.busy, before.cpu.busy) * tick_ms,
+                d(self.cpu.irq, before.cpu.irq) * tick_ms,
+                d(self.cpu.idle, before.cpu.idle) * tick_ms,
+                d(self.cpu.steal, before.cpu.steal) * tick_ms,
+            ],
             d(self.ticks, before.ticks) * tick_ms,
             run_delay_ns / 1_000_000,
         )
@@ -251,33 +257,6 @@ impl Reading {
 fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no memory effects.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).clamp(1, 1000) as u64
-}
-
-/// Busy (user + nice + system), irq (irq + softirq), idle (idle + iowait) and steal ticks,
-/// summed over `cpus`, from `/proc/stat`'s `cpuN` lines.
-fn cpu_ticks(stat: &str, cpus: &[usize]) -> [u64; 4] {
-    let mut total = [0u64; 4];
-    for line in stat.lines() {
-        let mut fields = line.split_whitespace();
-        let Some(cpu) = fields
-            .next()
-            .and_then(|name| name.strip_prefix("cpu"))
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        if !cpus.contains(&cpu) {
-            continue;
-        }
-        let v: Vec<u64> = fields.map(|f| f.parse().unwrap_or(0)).collect();
-        let at = |i: usize| v.get(i).copied().unwrap_or(0);
-        // user nice system idle iowait irq softirq steal ...
-        total[0] += at(0) + at(1) + at(2);
-        total[1] += at(5) + at(6);
-        total[2] += at(3) + at(4);
-        total[3] += at(7);
-    }
-    total
 }
 
 /// utime + stime of a `/proc/<pid>/stat` line, in ticks.
@@ -360,19 +339,6 @@ pub fn summary(seconds: &[MachineSecond]) -> String {
 mod tests {
     use super::*;
 
-    const STAT: &str = "cpu  4106629 15068 1027557 4999936 271039 0 123437 5866 0 0\n\
-        cpu0 100 1 20 300 4 5 6 7 0 0\n\
-        cpu1 1000 10 200 3000 40 50 60 70 0 0\n\
-        intr 1 2 3\n";
-
-    #[test]
-    fn cpu_lines_are_summed_over_the_cpus_named_and_no_others() {
-        assert_eq!(cpu_ticks(STAT, &[0]), [121, 11, 304, 7]);
-        assert_eq!(cpu_ticks(STAT, &[1]), [1210, 110, 3040, 70]);
-        assert_eq!(cpu_ticks(STAT, &[0, 1]), [1331, 121, 3344, 77]);
-        assert_eq!(cpu_ticks(STAT, &[]), [0; 4]);
-    }
-
     #[test]
     fn process_ticks_skip_a_command_name_with_spaces_and_parens() {
         let stat = "4242 (ring flow) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3";
@@ -403,12 +369,22 @@ mod tests {
     fn a_second_is_the_difference_of_two_readings_in_ms() {
         let mut before = Reading {
             server: Side {
-                cpu: [100, 10, 50, 0],
+                cpu: CpuTicks {
+                    busy: 100,
+                    irq: 10,
+                    idle: 50,
+                    steal: 0,
+                },
                 ticks: 80,
                 ..Side::default()
             },
             generator: Side {
-                cpu: [10, 0, 90, 0],
+                cpu: CpuTicks {
+                    busy: 10,
+                    irq: 0,
+                    idle: 90,
+                    steal: 0,
+                },
                 ticks: 5,
                 ..Side::default()
             },
@@ -418,12 +394,22 @@ mod tests {
         before.generator.run_delay_ns.insert(9, 0);
         let mut after = Reading {
             server: Side {
-                cpu: [190, 11, 58, 1],
+                cpu: CpuTicks {
+                    busy: 190,
+                    irq: 11,
+                    idle: 58,
+                    steal: 1,
+                },
                 ticks: 165,
                 ..Side::default()
             },
             generator: Side {
-                cpu: [70, 3, 117, 10],
+                cpu: CpuTicks {
+                    busy: 70,
+                    irq: 3,
+                    idle: 117,
+                    steal: 10,
+                },
                 ticks: 60,
                 ..Side::default()
             },
