@@ -53,6 +53,10 @@ pub(crate) struct Run<'s> {
     /// Events that already happened, by (scope, event element), with their variables: when
     /// the event is entered there it completes at once instead of waiting.
     pub(crate) triggered: BTreeMap<(Key, ElementIndex), Variables>,
+    /// The definition [`Run::definition_of`] found last, by process instance key: a command
+    /// asks about 10 times for the one instance it moves (an instance's definition never
+    /// changes, and its key is never reused).
+    definition_memo: std::cell::Cell<Option<(Key, Arc<ProcessDefinition>)>>,
 }
 
 impl<'s> Run<'s> {
@@ -71,6 +75,7 @@ impl<'s> Run<'s> {
             steps: 0,
             chosen: BTreeMap::new(),
             triggered: BTreeMap::new(),
+            definition_memo: std::cell::Cell::new(None),
         }
     }
 
@@ -159,9 +164,17 @@ impl<'s> Run<'s> {
     }
 
     pub(crate) fn definition_of(&self, element_instance: Key) -> Arc<ProcessDefinition> {
-        let element = &self.state.elements[&element_instance];
-        let instance = &self.state.instances[&element.process_instance_key];
-        Arc::clone(&self.state.processes[&instance.process_definition_key].definition)
+        let instance_key = self.state.elements[&element_instance].process_instance_key;
+        let definition = match self.definition_memo.take() {
+            Some((key, definition)) if key == instance_key => definition,
+            _ => {
+                let instance = &self.state.instances[&instance_key];
+                Arc::clone(&self.state.processes[&instance.process_definition_key].definition)
+            }
+        };
+        self.definition_memo
+            .set(Some((instance_key, Arc::clone(&definition))));
+        definition
     }
 
     /// Starts the none start event of the scope `scope` (a process or subprocess instance).
