@@ -98,6 +98,40 @@ impl Engine {
     }
 }
 
+/// The engine's pace on the calling thread's CPU: one-task instances per second over
+/// `duration` (after a warm-up of 10,000), plain model. `ringflow-bench run` takes it on the
+/// server's CPU before and after a measurement, so that runs on a VM whose CPUs speed up
+/// and slow down can be read against it.
+pub fn pace(duration: Duration) -> anyhow::Result<f64> {
+    let mut engine = Engine {
+        state: State::new(0),
+        ctx: Ctx {
+            now_millis: 1_700_000_000_000,
+            next_key: Key::first(0),
+        },
+        commands: 0,
+        variables: Variables::new(),
+    };
+    engine.run(Command::Deploy {
+        resources: vec![Resource {
+            name: "one-task.bpmn".to_string(),
+            content: Arc::from(ONE_TASK.as_bytes()),
+        }],
+    })?;
+    for _ in 0..10_000 {
+        engine.one_instance()?;
+    }
+    let started = Instant::now();
+    let mut instances = 0u64;
+    while started.elapsed() < duration {
+        for _ in 0..1_000 {
+            engine.one_instance()?;
+        }
+        instances += 1_000;
+    }
+    Ok(instances as f64 / started.elapsed().as_secs_f64())
+}
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut engine = Engine {
         state: State::new(0),

@@ -113,6 +113,15 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
             .sum()
     };
     assert!(total("server_ms") > 0, "{machine:?}");
+    // The engine's pace on the server's CPU, before and after.
+    let pace = report["engine_pace_per_s"]
+        .as_array()
+        .expect("engine_pace_per_s");
+    assert_eq!(pace.len(), 2, "{pace:?}");
+    assert!(
+        pace.iter().all(|p| p.as_f64().expect("a rate") > 0.0),
+        "{pace:?}"
+    );
     // The run began after this test did, and before the report was read.
     let started = report["started_unix_ms"].as_u64().expect("started_unix_ms");
     let now_ms = std::time::SystemTime::now()
@@ -141,6 +150,10 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
     assert!(table.contains("one_task"), "{table}");
     assert!(table.contains(version), "{table}");
     assert!(table.contains("server threads waited"), "{table}");
+    assert!(
+        table.contains("the engine alone on the server's CPU did"),
+        "{table}"
+    );
     assert!(
         !root
             .join("data")

@@ -73,6 +73,10 @@ pub struct Common {
     /// Keep the server's data directory and log.
     #[arg(long)]
     keep_data: bool,
+    /// Skip the engine's pace probe (the engine alone for a second on the server's first
+    /// CPU, before the server starts and after it stops; `engine_pace_per_s` in the JSON).
+    #[arg(long)]
+    no_pace: bool,
     /// An extra argument for `ringflow serve` (repeat it: `--server-arg=--snapshot-every-records
     /// --server-arg=5000000`).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
@@ -208,6 +212,13 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         );
     }
     let machine = Machine::read();
+    // The CPU's pace before the run: the engine alone on the server's first CPU.
+    let pace_cpu = server_cpus[0];
+    let pace_before = if common.no_pace || common.addr.is_some() {
+        None
+    } else {
+        Some(engine_pace(pace_cpu)?)
+    };
     let mut server_version = None;
     let (server, topology, addr) = match &common.addr {
         Some(addr) => {
@@ -299,6 +310,10 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         server.stop()?;
     }
     let outcome = outcome?;
+    let pace_after = match pace_before {
+        Some(_) => Some(engine_pace(pace_cpu)?),
+        None => None,
+    };
     let server_cpu = match (cpu_before, cpu_after) {
         (Some(before), Some(after)) => Some(after.saturating_sub(before)),
         _ => None,
@@ -327,8 +342,24 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         machine,
         machine_timeline,
         started_unix_ms,
+        engine_pace_per_s: pace_before.zip(pace_after),
         outcome,
     }))
+}
+
+/// The engine's pace ([`crate::engine::pace`], one second) on `cpu`, in a thread of its own
+/// pinned there.
+fn engine_pace(cpu: usize) -> anyhow::Result<f64> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                server::pin_current_thread(&[cpu])?;
+                crate::engine::pace(Duration::from_secs(1))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pace probe panicked"))?
+    })
+    .context("the engine's pace probe")
 }
 
 /// `ringflow-bench run`.
@@ -351,6 +382,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     })?;
     let markdown = report::markdown(std::slice::from_ref(&report));
     println!("{markdown}");
+    if let Some(warning) = report.pace_warning() {
+        eprintln!("ringflow-bench: warning: {warning}");
+    }
     if let Some(path) = &args.markdown {
         std::fs::write(path, &markdown)
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -12,6 +12,10 @@ use super::scenario::Scenario;
 use crate::machine::Machine;
 use ringflow_shard::load::{Mode, Outcome};
 
+/// How far apart the engine's pace before and after a run may be (as a fraction of the
+/// lower) before `ringflow-bench run` warns that the machine's pace moved.
+pub const PACE_MOVED: f64 = 0.2;
+
 /// End-to-end latency percentiles, in microseconds.
 #[derive(Clone, Debug, Serialize)]
 pub struct Latency {
@@ -98,6 +102,10 @@ pub struct Report {
     /// When the run (warm-up first) began, in ms since the Unix epoch: the timelines'
     /// `at_s` count from here, to line them up with the server's log (`--slow-commit-ms`).
     pub started_unix_ms: u64,
+    /// The engine alone on the server's first CPU for a second, before the server started
+    /// and after it stopped, in one-task instances/s: the CPU's pace around the run (this
+    /// VM's moved 1.6x within minutes). None with `--no-pace` or `--addr`.
+    pub engine_pace_per_s: Option<(f64, f64)>,
 }
 
 /// What [`Report::new`] takes.
@@ -118,6 +126,7 @@ pub struct Inputs {
     pub machine: Machine,
     pub machine_timeline: Vec<MachineSecond>,
     pub started_unix_ms: u64,
+    pub engine_pace_per_s: Option<(f64, f64)>,
     pub outcome: Outcome,
 }
 
@@ -187,7 +196,15 @@ impl Report {
             timeline: outcome.timeline.clone(),
             machine_timeline: inputs.machine_timeline,
             started_unix_ms: inputs.started_unix_ms,
+            engine_pace_per_s: inputs.engine_pace_per_s,
         }
+    }
+
+    /// A warning when the engine's pace after the run differs from before by more than
+    /// [`PACE_MOVED`]: the machine's CPU changed speed during the run, so its figures
+    /// compare with other runs only loosely.
+    pub fn pace_warning(&self) -> Option<String> {
+        pace_warning(self.engine_pace_per_s)
     }
 
     /// The report as pretty JSON.
@@ -202,6 +219,20 @@ impl Report {
             _ => self.mode.to_string(),
         }
     }
+}
+
+/// The warning of [`Report::pace_warning`], from the pace before and after.
+fn pace_warning(pace: Option<(f64, f64)>) -> Option<String> {
+    let (before, after) = pace?;
+    let moved = (after - before).abs() / before.min(after).max(1.0);
+    (moved > PACE_MOVED).then(|| {
+        format!(
+            "the CPU's pace moved during the run: the engine alone did {}/s before and {}/s after ({:.0}% apart); compare this run with others loosely",
+            thousands(before.round() as u64),
+            thousands(after.round() as u64),
+            moved * 100.0
+        )
+    })
 }
 
 /// Thousands separated by commas.
@@ -275,9 +306,18 @@ pub fn markdown(reports: &[Report]) -> String {
             let _ = writeln!(out, "Errors: {errors:?}.");
         }
         for report in reports.iter().filter(|r| !r.machine_timeline.is_empty()) {
+            let pace = report
+                .engine_pace_per_s
+                .map_or(String::new(), |(before, after)| {
+                    format!(
+                        "; the engine alone on the server's CPU did {}/s before and {}/s after",
+                        thousands(before.round() as u64),
+                        thousands(after.round() as u64)
+                    )
+                });
             let _ = writeln!(
                 out,
-                "Beside {} {} on {} shard(s), {}.",
+                "Beside {} {} on {} shard(s), {}{pace}.",
                 report.scenario,
                 report.mode_text(),
                 report.shards,
@@ -527,6 +567,18 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pace_that_moved_more_than_a_fifth_is_warned_about() {
+        assert_eq!(pace_warning(None), None);
+        assert_eq!(pace_warning(Some((600_000.0, 550_000.0))), None);
+        let warning = pace_warning(Some((637_805.0, 396_053.0))).expect("moved 61%");
+        assert!(
+            warning.contains("637,805/s before and 396,053/s after (61% apart)"),
+            "{warning}"
+        );
+        assert!(pace_warning(Some((400_000.0, 500_000.0))).is_some());
+    }
 
     #[test]
     fn numbers_read_well() {
