@@ -98,75 +98,67 @@ impl Engine {
     }
 }
 
-/// The engine's pace on the calling thread's CPU: one-task instances per second over
-/// `duration` (after a warm-up of 10,000), plain model. `ringflow-bench run` takes it on the
-/// server's CPU before and after a measurement, so that runs on a VM whose CPUs speed up
-/// and slow down can be read against it.
-pub fn pace(duration: Duration) -> anyhow::Result<f64> {
-    let mut engine = Engine {
-        state: State::new(0),
-        ctx: Ctx {
-            now_millis: 1_700_000_000_000,
-            next_key: Key::first(0),
-        },
-        commands: 0,
-        variables: Variables::new(),
-    };
-    engine.run(Command::Deploy {
-        resources: vec![Resource {
-            name: "one-task.bpmn".to_string(),
-            content: Arc::from(ONE_TASK.as_bytes()),
-        }],
-    })?;
-    for _ in 0..10_000 {
-        engine.one_instance()?;
-    }
-    let started = Instant::now();
-    let mut instances = 0u64;
-    while started.elapsed() < duration {
-        for _ in 0..1_000 {
+impl Engine {
+    /// An engine with `model` deployed and warmed up by 10,000 instances.
+    fn warmed_up(model: &str, variables: Variables) -> anyhow::Result<Engine> {
+        let mut engine = Engine {
+            state: State::new(0),
+            ctx: Ctx {
+                now_millis: 1_700_000_000_000,
+                next_key: Key::first(0),
+            },
+            commands: 0,
+            variables,
+        };
+        engine.run(Command::Deploy {
+            resources: vec![Resource {
+                name: "one-task.bpmn".to_string(),
+                content: Arc::from(model.as_bytes()),
+            }],
+        })?;
+        for _ in 0..10_000 {
             engine.one_instance()?;
         }
-        instances += 1_000;
+        Ok(engine)
     }
-    Ok(instances as f64 / started.elapsed().as_secs_f64())
+
+    /// Runs instances, a thousand at a time, for at least `duration`: how many, and the
+    /// seconds they took.
+    fn measure(&mut self, duration: Duration) -> anyhow::Result<(u64, f64)> {
+        let started = Instant::now();
+        let mut instances = 0u64;
+        while started.elapsed() < duration {
+            for _ in 0..1_000 {
+                self.one_instance()?;
+            }
+            instances += 1_000;
+        }
+        Ok((instances, started.elapsed().as_secs_f64()))
+    }
+}
+
+/// The engine's pace on the calling thread's CPU: one-task instances per second over
+/// `duration` (after a warm-up of 10,000), plain model. `ringflow-bench run` takes it on the
+/// server's CPU before and after a measurement, to flag a machine whose CPU changed speed
+/// during the run.
+pub fn pace(duration: Duration) -> anyhow::Result<f64> {
+    let (instances, elapsed) = Engine::warmed_up(ONE_TASK, Variables::new())?.measure(duration)?;
+    Ok(instances as f64 / elapsed)
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let mut engine = Engine {
-        state: State::new(0),
-        ctx: Ctx {
-            now_millis: 1_700_000_000_000,
-            next_key: Key::first(0),
-        },
-        commands: 0,
-        variables: Variables::new(),
+    let (model, variables) = if args.feel {
+        (
+            FEEL_TASK,
+            serde_json::from_str(r#"{"order": {"total": 10}}"#)?,
+        )
+    } else {
+        (ONE_TASK, Variables::new())
     };
-    let model = if args.feel { FEEL_TASK } else { ONE_TASK };
-    if args.feel {
-        engine.variables = serde_json::from_str(r#"{"order": {"total": 10}}"#)?;
-    }
-    let resource = Resource {
-        name: "one-task.bpmn".to_string(),
-        content: Arc::from(model.as_bytes()),
-    };
-    engine.run(Command::Deploy {
-        resources: vec![resource],
-    })?;
-    for _ in 0..10_000 {
-        engine.one_instance()?;
-    }
+    let mut engine = Engine::warmed_up(model, variables)?;
     let commands_before = engine.commands;
     let allocations_before = alloc_counter::allocations();
-    let started = Instant::now();
-    let mut instances = 0u64;
-    while started.elapsed() < Duration::from_secs(args.seconds) {
-        for _ in 0..1_000 {
-            engine.one_instance()?;
-        }
-        instances += 1_000;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let (instances, elapsed) = engine.measure(Duration::from_secs(args.seconds))?;
     let commands = engine.commands - commands_before;
     let allocations = alloc_counter::allocations() - allocations_before;
     if engine.state.instances().count() != 0 {
