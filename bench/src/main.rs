@@ -51,6 +51,10 @@ enum Command {
     /// Runs `run` over shard counts (closed loop) and rates (open loop); writes CSV, a
     /// Markdown table and SVG plots (throughput against shards, latency against rate).
     Sweep(load::SweepArgs),
+    /// Two server binaries alternated in pairs of `run`s (each build first in half of
+    /// them): per pair and in all, how often the candidate was better, the means and a
+    /// sign test. Closed loop compares throughput, open loop (--rate) p99 latency.
+    Compare(load::compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Journal(args) => journal::run(&args),
         Command::Run(args) => load::run(&args),
         Command::Sweep(args) => load::sweep(&args),
+        Command::Compare(args) => load::compare::compare(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -212,3 +212,90 @@ fn the_journal_bench_commits_pipelined_by_default_and_one_at_a_time_when_asked()
         "the journal bench left its directory behind"
     );
 }
+
+#[test]
+fn compare_alternates_the_first_binary_and_sums_up_the_pairs() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-compare-e2e");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("create the test folder");
+    let out = root.join("out");
+    let output = Command::new(BENCH)
+        .args(["compare", "--scenario", "one_task", "--pairs", "2"])
+        .args(["--duration", "1s", "--warmup", "500ms", "--inflight", "32"])
+        .args(["--cold-store", "none", "--quiet", "--no-pace"])
+        .arg("--baseline")
+        .arg(server_binary())
+        .arg("--candidate")
+        .arg(server_binary())
+        .arg("--data-root")
+        .arg(root.join("data"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run ringflow-bench compare");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // The baseline first in pair 1, the candidate first in pair 2.
+    let order: Vec<&str> = stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("ringflow-bench compare: pair "))
+        .map(|line| {
+            line.split(": ")
+                .nth(1)
+                .expect("which")
+                .split(' ')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["baseline", "candidate", "candidate", "baseline"],
+        "{stderr}"
+    );
+    for name in [
+        "pair-01-baseline.json",
+        "pair-01-candidate.json",
+        "pair-02-candidate.json",
+        "pair-02-baseline.json",
+    ] {
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(name)).expect(name)).expect("JSON");
+        assert!(
+            report["throughput_per_s"].as_f64().expect("throughput") > 0.0,
+            "{name}"
+        );
+    }
+    let summary = std::fs::read_to_string(out.join("compare.md")).expect("compare.md");
+    assert!(summary.contains("| 1 | baseline |"), "{summary}");
+    assert!(summary.contains("| 2 | candidate |"), "{summary}");
+    assert!(summary.contains("of 2 pairs"), "{summary}");
+    assert!(summary.contains("Sign test"), "{summary}");
+
+    // Bad input is refused before anything runs.
+    let refused = Command::new(BENCH)
+        .args(["compare", "--scenario", "one_task", "--pairs", "0"])
+        .arg("--baseline")
+        .arg(server_binary())
+        .arg("--candidate")
+        .arg(root.join("no-such-binary"))
+        .output()
+        .expect("run ringflow-bench compare");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--pairs must be at least 1"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let refused = Command::new(BENCH)
+        .args(["compare", "--scenario", "one_task"])
+        .arg("--baseline")
+        .arg(server_binary())
+        .arg("--candidate")
+        .arg(root.join("no-such-binary"))
+        .output()
+        .expect("run ringflow-bench compare");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("no-such-binary is not a file"), "{stderr}");
+}

@@ -7,6 +7,7 @@
 //! shard counts (closed loop: throughput against shards) and rates (open loop: latency
 //! against rate) and writes CSV and SVG plots.
 
+pub mod compare;
 pub mod report;
 pub mod sampler;
 pub mod scenario;
