@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 
 use super::report::{Report, thousands};
 use super::scenario::Scenario;
-use super::{Common, Mode, Plan, measure};
+use super::{Common, Plan, measure, mode_of};
 
 /// Arguments of `ringflow-bench compare`.
 #[derive(Debug, clap::Args)]
@@ -165,16 +165,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
             bail!("{} is not a file (a `ringflow` binary)", binary.display());
         }
     }
-    let mode = match args.rate {
-        Some(rate) if rate > 0.0 && rate.is_finite() => Mode::Open {
-            rate,
-            inflight_max: args.common.inflight_max,
-        },
-        Some(rate) => bail!("--rate {rate} must be a positive number of instances per second"),
-        None => Mode::Closed {
-            inflight: args.common.inflight,
-        },
-    };
+    let mode = mode_of(args.rate, &args.common)?;
     let open_loop = args.rate.is_some();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

@@ -363,18 +363,23 @@ fn engine_pace(cpu: usize) -> anyhow::Result<f64> {
     .context("the engine's pace probe")
 }
 
-/// `ringflow-bench run`.
-pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let mode = match args.rate {
+/// The loop `--rate` asks for: open at that rate, or closed with `--inflight` in flight.
+fn mode_of(rate: Option<f64>, common: &Common) -> anyhow::Result<Mode> {
+    Ok(match rate {
         Some(rate) if rate > 0.0 && rate.is_finite() => Mode::Open {
             rate,
-            inflight_max: args.common.inflight_max,
+            inflight_max: common.inflight_max,
         },
         Some(rate) => bail!("--rate {rate} must be a positive number of instances per second"),
         None => Mode::Closed {
-            inflight: args.common.inflight,
+            inflight: common.inflight,
         },
-    };
+    })
+}
+
+/// `ringflow-bench run`.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let mode = mode_of(args.rate, &args.common)?;
     let report = measure(&Plan {
         scenario: args.scenario,
         mode,
