@@ -444,6 +444,12 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
             shards,
             common: &args.common,
         })?;
+        if let Some(warning) = report.pace_warning() {
+            eprintln!(
+                "ringflow-bench sweep: warning: run {}: {warning}",
+                index + 1
+            );
+        }
         let name = format!("run-{:02}.json", index + 1);
         std::fs::write(args.out.join(&name), report.to_json())?;
         reports.push(report);
