@@ -229,6 +229,8 @@ fn compare_alternates_the_first_binary_and_sums_up_the_pairs() {
         .arg(server_binary())
         .arg("--candidate")
         .arg(server_binary())
+        // The same binary, run another way: the candidate's arguments reach its server only.
+        .args(["--candidate-arg=--journal-sync", "--candidate-arg=dsync"])
         .arg("--data-root")
         .arg(root.join("data"))
         .arg("--out")
@@ -255,6 +257,19 @@ fn compare_alternates_the_first_binary_and_sums_up_the_pairs() {
         ["baseline", "candidate", "candidate", "baseline"],
         "{stderr}"
     );
+    let candidate_lines = stderr
+        .lines()
+        .filter(|line| line.contains(": candidate ("))
+        .filter(|line| line.ends_with(" --journal-sync dsync)"))
+        .count();
+    assert_eq!(candidate_lines, 2, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .filter(|line| line.contains(": baseline ("))
+            .all(|line| !line.contains("--journal-sync")),
+        "{stderr}"
+    );
     for name in [
         "pair-01-baseline.json",
         "pair-01-candidate.json",
@@ -273,6 +288,10 @@ fn compare_alternates_the_first_binary_and_sums_up_the_pairs() {
     assert!(summary.contains("| 2 | candidate |"), "{summary}");
     assert!(summary.contains("of 2 pairs"), "{summary}");
     assert!(summary.contains("Sign test"), "{summary}");
+    assert!(
+        summary.contains("with `--journal-sync dsync`") && summary.matches(" with `").count() == 1,
+        "{summary}"
+    );
 
     // Bad input is refused before anything runs.
     let refused = Command::new(BENCH)

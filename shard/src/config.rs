@@ -302,6 +302,8 @@ serve_options! {
             "io_uring submission ring depth";
         slow_commit_ms "slow-commit-ms": u64 = crate::shard::SLOW_COMMIT_MICROS_DEFAULT / 1000, "ms, 0: never",
             "Log a commit that takes this long (batch wait, segment, write, fdatasync, release) with where the time went";
+        journal_sync "journal-sync": String = crate::journal::writer::JournalSync::default().name().to_string(), "fdatasync or dsync",
+            "How a journal batch is made durable: `fdatasync` (a write, then an fdatasync, which io_uring hands to a kernel worker thread on the shard's CPU) or `dsync` (segments opened O_DSYNC: each write returns durable, with no fdatasync and no worker thread; two batches in flight, released in LSN order)";
     }
     optional {
         shards "shards": usize, "count", "Shards to run on a single node",
@@ -546,6 +548,8 @@ impl ServeConfig {
             .context("segment-mib is too large")?;
         journal.spare_segments = self.spare_segments;
         journal.prefill_segments = self.prefill_segments.min(self.spare_segments);
+        journal.sync = crate::journal::writer::JournalSync::parse(&self.journal_sync)
+            .map_err(anyhow::Error::msg)?;
         journal
             .check()
             .map_err(|error| anyhow::anyhow!("segment-mib or spare-segments: {error}"))?;
@@ -878,6 +882,15 @@ mod tests {
         );
         let plan = plan_of(&["--slow-commit-ms", "5"]).unwrap();
         assert_eq!(plan.shard.slow_commit_micros, 5_000);
+        use crate::journal::writer::JournalSync;
+        assert_eq!(plan.shard.journal.sync, JournalSync::Fdatasync);
+        let dsync = plan_of(&["--journal-sync", "dsync"]).unwrap();
+        assert_eq!(dsync.shard.journal.sync, JournalSync::Dsync);
+        let unknown = error(&["--journal-sync", "fsync"]);
+        assert!(
+            unknown.contains("journal-sync `fsync`") && unknown.contains("`dsync`"),
+            "{unknown}"
+        );
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
         // Too few spares for the snapshot period: it runs, with a warning that names the fix.
         let plan = plan_of(&["--spare-segments", "2"]).unwrap();

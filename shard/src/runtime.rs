@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cold::{ExportQueue, Target};
+use crate::journal::writer::JournalSync;
 use crate::mail::{NodeLink, ShardChannels, channel_mesh, run_post};
 use crate::metrics::Registry;
 use crate::shard::{Shard, ShardConfig, recover_exporting};
@@ -251,7 +252,8 @@ where
     let dir = shard_dir(&config.data_dir, usize::from(id));
     let journal_dir = DmaDir::open(&dir.join("journal"))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .write_through(config.shard.journal.sync == JournalSync::Dsync);
     let snapshot_dir = DmaDir::open(&dir.join("snapshots"))
         .await
         .map_err(|e| e.to_string())?;

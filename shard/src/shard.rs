@@ -17,7 +17,9 @@
 //! segment waits until nothing is). An fdatasync makes every write that returned before it
 //! durable, so whichever sync returns releases everything up to its batch, in LSN order; a
 //! sync that returns later finds its records released already, and one that returns after
-//! the shard stopped releases nothing. Nothing leaves the shard before the record that
+//! the shard stopped releases nothing. With `--journal-sync dsync` the sync task writes the
+//! batch through instead (`JournalSync::Dsync`), and what it releases is up to the last
+//! batch that returned with every batch before it. Nothing leaves the shard before the record that
 //! caused it is durable:
 //! not an answer, not a rejection (a rejection waits for the records it was judged against),
 //! not a timer. A failed write or fdatasync stops the shard: every waiting caller gets
@@ -915,7 +917,8 @@ impl<D: Dir> Shard<D> {
         {
             let mut inner = self.inner.borrow_mut();
             if durable <= inner.durable_lsn || inner.stopped.is_some() {
-                // A later batch's sync returned first and released this one's records; or
+                // A later batch's sync returned first and released this one's records (or,
+                // written through, this batch returned before the one ahead of it); or
                 // the shard stopped (another sync failed) and answered every caller already:
                 // a sync that returns after that acknowledges nothing.
                 return;

@@ -22,11 +22,14 @@
 
 use ringflow_shard::journal::batch::{Batch, BatchLimits};
 use ringflow_shard::journal::scan::{BLOCK_BYTES, Found};
-use ringflow_shard::journal::writer::{Journal, JournalConfig, JournalError, Written};
+use ringflow_shard::journal::writer::{Journal, JournalConfig, JournalError, JournalSync, Written};
 use ringflow_shard::storage::sim::{Faults, SimDir, SimFile, SimRng};
 use ringflow_shard::storage::{StorageError, block_on};
 
 const SEEDS_DEFAULT: u64 = 2_000;
+
+/// `Dsync` batches that returned before the batch ahead of them and so were not durable yet.
+static HELD_BACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 const SHARD: u16 = 5;
 
 fn payload(rng: &mut SimRng, lsn: u64) -> Vec<u8> {
@@ -144,6 +147,11 @@ fn config(rng: &mut SimRng) -> JournalConfig {
         },
         spare_segments,
         prefill_segments: rng.below(spare_segments as u64 + 1) as usize,
+        sync: if rng.below(2) == 0 {
+            JournalSync::Fdatasync
+        } else {
+            JournalSync::Dsync
+        },
     }
 }
 
@@ -165,13 +173,46 @@ fn fill(journal: &Journal<SimDir>, rng: &mut SimRng, model: &mut Model) -> Batch
 }
 
 /// Syncs one written batch; returns false when the sync failed (the journal is stopped then,
-/// and nothing written since its last good sync is acknowledged).
-fn sync(journal: &mut Journal<SimDir>, written: Written<SimFile>, model: &mut Model) -> bool {
+/// and nothing written since its last good sync is acknowledged). `all_written` are the last
+/// LSNs of the batches written in this round, `still_unsynced` those of the ones (besides
+/// this) not synced yet.
+fn sync(
+    journal: &mut Journal<SimDir>,
+    written: Written<SimFile>,
+    (all_written, still_unsynced): (&[u64], &[u64]),
+    model: &mut Model,
+) -> bool {
+    let seed = model.seed;
     let last = written.last_lsn();
     match block_on(written.sync()) {
         Ok((durable, _)) => {
-            assert_eq!(durable, last, "seed {}", model.seed);
-            model.acknowledged = model.acknowledged.max(durable);
+            match journal.config().sync {
+                // An fdatasync covers every batch written before it (and one written after
+                // it may have synced first).
+                JournalSync::Fdatasync => {
+                    assert_eq!(durable, last.max(model.acknowledged), "seed {seed}")
+                }
+                // A durable write covers only itself: what is durable stops below the
+                // oldest batch not yet returned.
+                JournalSync::Dsync => {
+                    let oldest = still_unsynced.iter().min().copied().unwrap_or(u64::MAX);
+                    let expected = all_written
+                        .iter()
+                        .copied()
+                        .filter(|lsn| *lsn < oldest)
+                        .fold(model.acknowledged, u64::max);
+                    assert_eq!(durable, expected, "seed {seed}: batch {last} returned");
+                    if durable < last {
+                        HELD_BACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+            assert!(
+                durable >= model.acknowledged,
+                "seed {seed}: durable went back"
+            );
+            assert_eq!(journal.durable_lsn(), durable, "seed {seed}");
+            model.acknowledged = durable;
             true
         }
         Err(_) => {
@@ -189,17 +230,22 @@ fn work(journal: &mut Journal<SimDir>, rng: &mut SimRng, model: &mut Model) -> b
     let seed = model.seed;
     let pipelined = rng.below(2) == 0;
     let mut unsynced: Vec<Written<SimFile>> = Vec::new();
+    let mut all_written = Vec::new();
     for _ in 0..1 + rng.below(5) {
         let batch = fill(journal, rng, model);
         if pipelined {
             while !journal.may_write(&batch) {
                 let oldest = unsynced.remove(0);
-                if !sync(journal, oldest, model) {
+                let rest = last_lsns(&unsynced);
+                if !sync(journal, oldest, (&all_written, &rest), model) {
                     return false;
                 }
             }
             match block_on(journal.write(batch)) {
-                Ok(written) => unsynced.push(written),
+                Ok(written) => {
+                    all_written.push(written.last_lsn());
+                    unsynced.push(written);
+                }
                 Err(JournalError::Storage(_)) => {
                     assert_stopped(journal, seed);
                     return false;
@@ -209,7 +255,8 @@ fn work(journal: &mut Journal<SimDir>, rng: &mut SimRng, model: &mut Model) -> b
             if rng.below(2) == 0 {
                 let which = rng.below(unsynced.len() as u64) as usize;
                 let written = unsynced.remove(which);
-                if !sync(journal, written, model) {
+                let rest = last_lsns(&unsynced);
+                if !sync(journal, written, (&all_written, &rest), model) {
                     return false;
                 }
             }
@@ -226,6 +273,10 @@ fn work(journal: &mut Journal<SimDir>, rng: &mut SimRng, model: &mut Model) -> b
         }
     }
     true
+}
+
+fn last_lsns(unsynced: &[Written<SimFile>]) -> Vec<u64> {
+    unsynced.iter().map(Written::last_lsn).collect()
 }
 
 /// Commits one batch; returns false when the commit failed (and checks that the journal
@@ -304,6 +355,11 @@ fn crashes_and_faults_never_lose_an_acknowledged_record() {
     // been caught, or the detection is not being exercised.
     if seeds >= 200 {
         assert!(corrupt > 0, "no misdirected write was ever detected");
+        // Half the seeds write through (`Dsync`) and sync their batches in random order.
+        assert!(
+            HELD_BACK.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "no durable write ever returned ahead of the batch before it"
+        );
     }
 }
 
@@ -399,6 +455,7 @@ fn four_block_segments(spare_segments: usize, prefill_segments: usize) -> Journa
         },
         spare_segments,
         prefill_segments,
+        sync: JournalSync::Fdatasync,
     }
 }
 
@@ -500,6 +557,7 @@ fn pieces_of_a_torn_write_past_the_end_are_zeroed_at_recovery() {
         },
         spare_segments: 0,
         prefill_segments: 0,
+        sync: JournalSync::Fdatasync,
     };
     let (mut journal, _) = block_on(Journal::open(dir.clone(), config, 0)).expect("open");
     commit_one(&mut journal, 1);

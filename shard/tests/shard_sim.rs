@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use ringflow_core::{Command, Key, ProcessRef, Resource, Response, Variables};
 use ringflow_shard::journal::BatchLimits;
+use ringflow_shard::journal::writer::JournalSync;
 use ringflow_shard::shard::{Shard, ShardConfig, SubmitError, recover};
 use ringflow_shard::storage::sim::{Faults, SimDir, SimRng};
 
@@ -26,6 +27,8 @@ thread_local! {
     static STOPPED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// Journal fdatasyncs that began while another was in flight (the commit pipeline).
     static OVERLAPPING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Journal durable writes (`JournalSync::Dsync`) that returned ahead of one issued before.
+    static OUT_OF_ORDER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// Rounds that crashed in the middle of their work.
     static MID_ROUND_CRASHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
@@ -73,6 +76,11 @@ fn config(rng: &mut SimRng) -> ShardConfig {
     };
     config.snapshot_every_records = 20 + rng.below(100);
     config.snapshot_every_bytes = 0;
+    config.journal.sync = if rng.below(2) == 0 {
+        JournalSync::Fdatasync
+    } else {
+        JournalSync::Dsync
+    };
     config
 }
 
@@ -232,8 +240,9 @@ fn one_seed(seed: u64) -> usize {
             snapshots.restart();
         }
     });
-    let overlapping = probe.injected().overlapping_syncs;
-    OVERLAPPING.with(|total| total.set(total.get() + overlapping));
+    let injected = probe.injected();
+    OVERLAPPING.with(|total| total.set(total.get() + injected.overlapping_syncs));
+    OUT_OF_ORDER.with(|total| total.set(total.get() + injected.durable_writes_out_of_order));
     counted.borrow().len()
 }
 
@@ -257,6 +266,9 @@ fn acknowledged_commands_survive_faults_and_crashes() {
         // The committer's pipeline was exercised: syncs overlapped (and could return out
         // of order), with crashes and failed syncs around them.
         assert!(overlapping > 0, "no fdatasyncs overlapped");
+        // Half the seeds write through: durable writes returned out of order too.
+        let out_of_order = OUT_OF_ORDER.with(|total| total.get());
+        assert!(out_of_order > 0, "no durable write returned out of order");
         let crashes = MID_ROUND_CRASHES.with(|crashes| crashes.get());
         assert!(crashes > 0, "no round crashed in the middle");
     }

@@ -34,9 +34,17 @@ pub struct CompareArgs {
     /// The `ringflow` binary to compare against.
     #[arg(long)]
     baseline: PathBuf,
-    /// The `ringflow` binary to compare.
+    /// The `ringflow` binary to compare (it may be the baseline's, with other
+    /// `--candidate-arg`s).
     #[arg(long)]
     candidate: PathBuf,
+    /// An extra argument for the baseline's `ringflow serve`, after every `--server-arg`
+    /// (repeat it: `--baseline-arg=--journal-sync --baseline-arg=fdatasync`).
+    #[arg(long = "baseline-arg", allow_hyphen_values = true)]
+    baseline_args: Vec<String>,
+    /// An extra argument for the candidate's `ringflow serve`, after every `--server-arg`.
+    #[arg(long = "candidate-arg", allow_hyphen_values = true)]
+    candidate_args: Vec<String>,
     /// Pairs of runs: the baseline runs first in the odd pairs, the candidate in the even.
     #[arg(long, default_value_t = 8)]
     pairs: usize,
@@ -173,22 +181,27 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for index in 0..args.pairs {
         let baseline_first = index % 2 == 0;
+        let baseline = ("baseline", &args.baseline, &args.baseline_args);
+        let candidate = ("candidate", &args.candidate, &args.candidate_args);
         let order = if baseline_first {
-            [("baseline", &args.baseline), ("candidate", &args.candidate)]
+            [baseline, candidate]
         } else {
-            [("candidate", &args.candidate), ("baseline", &args.baseline)]
+            [candidate, baseline]
         };
         let mut figures = [0.0; 2];
         let mut paces = Vec::new();
-        for (which, binary) in order {
+        for (which, binary, extra) in order {
             eprintln!(
-                "ringflow-bench compare: pair {} of {}: {which} ({})",
+                "ringflow-bench compare: pair {} of {}: {which} ({}{}{})",
                 index + 1,
                 args.pairs,
-                binary.display()
+                binary.display(),
+                if extra.is_empty() { "" } else { " " },
+                extra.join(" ")
             );
             let mut common = args.common.clone();
             common.server_bin = Some(binary.clone());
+            common.server_args.extend(extra.iter().cloned());
             let report = measure(&Plan {
                 scenario: args.scenario,
                 mode,
@@ -228,6 +241,15 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// ` with ARGS` for a side's extra server arguments, or nothing.
+fn with_args(extra: &[String]) -> String {
+    if extra.is_empty() {
+        String::new()
+    } else {
+        format!(" with `{}`", extra.join(" "))
+    }
+}
+
 fn markdown(
     args: &CompareArgs,
     pairs: &[Pair],
@@ -241,9 +263,11 @@ fn markdown(
         ("instances/s", "higher")
     };
     let mut out = format!(
-        "Baseline: {}\nCandidate: {}\n\n| pair | first | baseline {unit} | candidate {unit} | candidate − baseline | engine alone before/after |\n|---:|---|---:|---:|---:|---|\n",
+        "Baseline: {}{}\nCandidate: {}{}\n\n| pair | first | baseline {unit} | candidate {unit} | candidate − baseline | engine alone before/after |\n|---:|---|---:|---:|---:|---|\n",
         args.baseline.display(),
-        args.candidate.display()
+        with_args(&args.baseline_args),
+        args.candidate.display(),
+        with_args(&args.candidate_args)
     );
     for (index, (pair, pace)) in pairs.iter().zip(paces).enumerate() {
         let _ = writeln!(

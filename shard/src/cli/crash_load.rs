@@ -16,6 +16,7 @@ use std::sync::Arc;
 use anyhow::bail;
 use ringflow_core::{Command, ProcessRef, Resource, Response, Variables};
 
+use crate::journal::writer::JournalSync;
 use crate::runtime::{self, RuntimeConfig};
 use crate::shard::{Shard, ShardConfig};
 use crate::storage::Dir;
@@ -59,6 +60,10 @@ pub struct Args {
     /// Records between snapshots.
     #[arg(long, default_value_t = 5_000)]
     snapshot_every_records: u64,
+    /// How journal batches are made durable, as `ringflow serve --journal-sync`: fdatasync
+    /// or dsync.
+    #[arg(long, default_value = "fdatasync")]
+    journal_sync: String,
 }
 
 /// The shard settings crash-load runs with (the kill -9 checker recovers with the same):
@@ -80,7 +85,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if shards == 0 || shards > cpus.len() {
         bail!("--shards must be 1 to {} (the usable CPUs)", cpus.len());
     }
-    let shard = shard_config(0, args.segment_kib, args.snapshot_every_records);
+    let mut shard = shard_config(0, args.segment_kib, args.snapshot_every_records);
+    shard.journal.sync = JournalSync::parse(&args.journal_sync).map_err(anyhow::Error::msg)?;
     let config = RuntimeConfig {
         first_shard: 0,
         data_dir: args.data.clone(),

@@ -20,7 +20,8 @@
 //!
 //! A "later batch" after damage is a valid record of this shard with a higher LSN, flagged
 //! as the start of a batch, at a later block boundary. The journal writes a batch only once
-//! the one before it is synced, or while that one's fdatasync is in flight (the pipeline of
+//! the one before it is durable, or while that one's fdatasync (or, with
+//! `writer::JournalSync::Dsync`, its own durable write) is in flight (the pipeline of
 //! `writer::UNSYNCED_BATCHES_MAX`, two batches); a batch written that way carries
 //! `FLAG_AFTER_UNSYNCED`. So at a crash only the last two batches can be unsynced, and:
 //!

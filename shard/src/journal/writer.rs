@@ -26,8 +26,15 @@
 //! writes a batch and returns a [`Written`] to sync, and the next batch may be written while
 //! that sync is in flight ([`Journal::may_write`]: at most [`UNSYNCED_BATCHES_MAX`] batches
 //! unsynced, and a new segment only when none is). Such a batch is flagged
-//! (`record::FLAG_AFTER_UNSYNCED`) so that recovery knows the batch before it may be torn. A failed write or sync is never retried: the journal refuses
-//! all further work, and the shard recovers from disk ([`Journal::open`]).
+//! (`record::FLAG_AFTER_UNSYNCED`) so that recovery knows the batch before it may be torn.
+//! With [`JournalSync::Dsync`] the segments are written through instead: [`Journal::write`]
+//! only places the batch, and [`Written::sync`] writes it with
+//! [`crate::storage::File::write_durable_at`], which returns once it is durable. Two such
+//! writes may be in flight and return in either order, so a batch is durable only when it
+//! and every batch before it returned, and a batch counts against the pipeline's two until
+//! then (so a crash can still damage only the last two batches written). A failed write or
+//! sync is never retried: the journal refuses all further work, and the shard recovers from
+//! disk ([`Journal::open`]).
 //!
 //! Recovery ([`Journal::open`]) reads every segment, in LSN order:
 //!
@@ -147,6 +154,47 @@ pub struct JournalConfig {
     /// How many spares a fresh journal zero-fills before its first record (at most
     /// `spare_segments`; 0: its first segments are only reserved with fallocate).
     pub prefill_segments: usize,
+    /// How a written batch is made durable.
+    pub sync: JournalSync,
+}
+
+/// How a batch is made durable: the journal's `--journal-sync`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JournalSync {
+    /// Each batch is written, then the segment is fdatasynced; the next batch is written
+    /// while that sync is in flight, and a sync makes every batch written before it durable.
+    /// io_uring cannot issue an fdatasync without blocking, so it hands each one to a kernel
+    /// worker thread (`iou-wrk`) that runs on the shard's CPU.
+    #[default]
+    Fdatasync,
+    /// Segments are written through ([`crate::storage::File::write_durable_at`]: opened
+    /// `O_DSYNC` on the disk): a write returns once it is durable, and needs no fdatasync and
+    /// no worker thread. Two batches may be in flight at once; they can return in either
+    /// order, and a batch is durable only when it and every batch before it returned. On a
+    /// disk with a volatile cache and no FUA, the kernel issues the flush from the CPU that
+    /// took the disk's interrupt.
+    Dsync,
+}
+
+impl JournalSync {
+    /// The name `--journal-sync` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            JournalSync::Fdatasync => "fdatasync",
+            JournalSync::Dsync => "dsync",
+        }
+    }
+
+    /// Parses a `--journal-sync` value.
+    pub fn parse(value: &str) -> Result<JournalSync, String> {
+        match value {
+            "fdatasync" => Ok(JournalSync::Fdatasync),
+            "dsync" => Ok(JournalSync::Dsync),
+            other => Err(format!(
+                "journal-sync `{other}` is not known: `fdatasync` or `dsync`"
+            )),
+        }
+    }
 }
 
 impl JournalConfig {
@@ -163,6 +211,7 @@ impl JournalConfig {
             },
             spare_segments: SPARE_SEGMENTS_DEFAULT,
             prefill_segments: PREFILL_SEGMENTS_DEFAULT,
+            sync: JournalSync::Fdatasync,
         }
     }
 
@@ -239,7 +288,8 @@ pub struct CommitTimes {
     pub segment_micros: u64,
     /// The write of the batch.
     pub write_micros: u64,
-    /// The fdatasync after it.
+    /// The fdatasync after it; with [`JournalSync::Dsync`], the durable write itself (the
+    /// batch's `write_micros` is 0 then).
     pub sync_micros: u64,
 }
 
@@ -408,20 +458,64 @@ struct Current<F> {
     write_offset: u64,
 }
 
-/// Most batches written whose fdatasync has not returned yet. The next batch is written
-/// while the one before is being synced (its fdatasync covers both); a third waits, so that
-/// at a crash only the last two batches can be missing pieces (see `scan`).
+/// Most batches written whose fdatasync has not returned yet (with [`JournalSync::Dsync`]:
+/// that are not durable yet). The next batch is written while the one before is being
+/// synced (its fdatasync covers both); a third waits, so that at a crash only the last two
+/// batches can be missing pieces (see `scan`).
 pub const UNSYNCED_BATCHES_MAX: usize = 2;
 
-/// A batch written to its segment and not yet synced: [`Written::sync`] makes it durable.
-/// Dropping it without syncing leaves the batch's LSNs undecided until the next sync.
+/// A batch written to its segment and not yet synced (with [`JournalSync::Dsync`]: handed
+/// out to be written): [`Written::sync`] makes it durable. Dropping it without syncing leaves
+/// the batch's LSNs undecided until the next sync; with `Dsync` the batch was never written,
+/// so nothing after it can become durable, and the journal stops.
 pub struct Written<F> {
     file: std::rc::Rc<F>,
     last_lsn: u64,
     times: CommitTimes,
-    unsynced: std::rc::Rc<std::cell::Cell<usize>>,
-    durable: std::rc::Rc<std::cell::Cell<u64>>,
+    /// With [`JournalSync::Dsync`]: where to write the batch, and its bytes.
+    write: Option<(u64, Vec<u8>)>,
+    pipeline: std::rc::Rc<Pipeline>,
     synced: bool,
+}
+
+/// What the journal and its [`Written`] batches share.
+#[derive(Default)]
+struct Pipeline {
+    /// Batches written (with `Dsync`: handed out) whose [`Written`] has not synced yet.
+    unsynced: std::cell::Cell<usize>,
+    /// The last LSN of each batch not yet durable, oldest first, and whether its own sync
+    /// (or durable write) returned.
+    in_flight: std::cell::RefCell<std::collections::VecDeque<(u64, bool)>>,
+    /// The highest durable LSN: every batch up to it returned.
+    durable: std::cell::Cell<u64>,
+    /// A write or sync failed (or a `Dsync` batch was dropped unwritten): no more work.
+    stopped: std::cell::Cell<bool>,
+}
+
+impl Pipeline {
+    /// Batches that may not be durable yet: written (or handed out) and not synced, or
+    /// synced but behind one that is not (with `Dsync`, where a later batch can return
+    /// first). A crash can damage only these; the pipeline keeps them to
+    /// [`UNSYNCED_BATCHES_MAX`], the last ones written.
+    fn open_batches(&self) -> usize {
+        self.unsynced.get().max(self.in_flight.borrow().len())
+    }
+
+    /// The batch ending at `last_lsn` returned; with `covers_earlier` (an fdatasync) so did
+    /// every batch written before it. Returns the highest durable LSN now.
+    fn returned(&self, last_lsn: u64, covers_earlier: bool) -> u64 {
+        let mut in_flight = self.in_flight.borrow_mut();
+        for (lsn, done) in in_flight.iter_mut() {
+            if *lsn == last_lsn || (covers_earlier && *lsn < last_lsn) {
+                *done = true;
+            }
+        }
+        while let Some(&(lsn, true)) = in_flight.front() {
+            self.durable.set(self.durable.get().max(lsn));
+            in_flight.pop_front();
+        }
+        self.durable.get()
+    }
 }
 
 impl<F: File> Written<F> {
@@ -430,24 +524,37 @@ impl<F: File> Written<F> {
         self.last_lsn
     }
 
-    /// Syncs the segment. Returns the batch's last LSN, durable now with every LSN before it
-    /// (their writes all returned before this fdatasync began), and where the time went.
+    /// Makes the batch durable: an fdatasync of the segment (which covers every batch
+    /// written before this one), or with [`JournalSync::Dsync`] the write itself. Returns the
+    /// highest durable LSN now: every record up to it may be acknowledged. It is the batch's
+    /// last LSN, or with `Dsync` lower while the batch before it is still being written (its
+    /// sync then returns the higher one). Also returns where the time went.
     pub async fn sync(mut self) -> Result<(u64, CommitTimes), StorageError> {
         let syncing = std::time::Instant::now();
-        let result = self.file.sync().await;
+        let (result, covers_earlier) = match self.write.take() {
+            Some((offset, bytes)) => (self.file.write_durable_at(offset, &bytes).await, false),
+            None => (self.file.sync().await, true),
+        };
         self.times.sync_micros = micros_since(syncing);
         self.synced = true;
-        self.unsynced.set(self.unsynced.get() - 1);
-        result?;
-        self.durable.set(self.durable.get().max(self.last_lsn));
-        Ok((self.last_lsn, self.times))
+        let pipeline = &self.pipeline;
+        pipeline.unsynced.set(pipeline.unsynced.get() - 1);
+        if let Err(error) = result {
+            pipeline.stopped.set(true);
+            return Err(error);
+        }
+        let durable = pipeline.returned(self.last_lsn, covers_earlier);
+        Ok((durable, self.times))
     }
 }
 
 impl<F> Drop for Written<F> {
     fn drop(&mut self) {
         if !self.synced {
-            self.unsynced.set(self.unsynced.get() - 1);
+            self.pipeline.unsynced.set(self.pipeline.unsynced.get() - 1);
+            if self.write.is_some() {
+                self.pipeline.stopped.set(true);
+            }
         }
     }
 }
@@ -464,11 +571,9 @@ pub struct Journal<D: Dir> {
     /// retires covered segments, which adds to it once their renames are durable.
     spares: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
     next_lsn: u64,
-    stopped: bool,
-    /// Batches written whose [`Written`] has not synced yet.
-    unsynced: std::rc::Rc<std::cell::Cell<usize>>,
-    /// The highest durable LSN (raised by [`Written::sync`]).
-    durable: std::rc::Rc<std::cell::Cell<u64>>,
+    /// Shared with the [`Written`] batches: what is unsynced, what is durable, whether the
+    /// journal stopped.
+    pipeline: std::rc::Rc<Pipeline>,
 }
 
 /// What [`Journal::open`] found.
@@ -653,9 +758,10 @@ impl<D: Dir> Journal<D> {
             segments,
             spares: std::rc::Rc::new(std::cell::RefCell::new(spares.clone())),
             next_lsn,
-            stopped: false,
-            unsynced: Default::default(),
-            durable: std::rc::Rc::new(std::cell::Cell::new(next_lsn - 1)),
+            pipeline: std::rc::Rc::new(Pipeline {
+                durable: std::cell::Cell::new(next_lsn - 1),
+                ..Pipeline::default()
+            }),
         };
         let recovered = Recovered {
             records,
@@ -678,7 +784,7 @@ impl<D: Dir> Journal<D> {
     /// now, in LSN order. A failed write or sync stops the journal.
     pub async fn commit(&mut self, batch: Batch) -> Result<u64, JournalError> {
         if batch.is_empty() {
-            return if self.stopped {
+            return if self.pipeline.stopped.get() {
                 Err(JournalError::Stopped)
             } else {
                 Ok(self.next_lsn - 1)
@@ -687,18 +793,15 @@ impl<D: Dir> Journal<D> {
         let written = self.write(batch).await?;
         match written.sync().await {
             Ok((durable, _)) => Ok(durable),
-            Err(error) => {
-                self.stopped = true;
-                Err(error.into())
-            }
+            Err(error) => Err(error.into()),
         }
     }
 
     /// Whether `batch` may be written now: fewer than [`UNSYNCED_BATCHES_MAX`] batches are
-    /// unsynced, and if any is, `batch` fits in the current segment (a new segment is
-    /// opened only when everything before it is durable).
+    /// unsynced or not yet durable, and if any is, `batch` fits in the current segment (a new
+    /// segment is opened only when everything before it is durable).
     pub fn may_write(&self, batch: &Batch) -> bool {
-        let unsynced = self.unsynced.get();
+        let unsynced = self.pipeline.open_batches();
         unsynced == 0 || (unsynced < UNSYNCED_BATCHES_MAX && self.fits(batch.padded_bytes()))
     }
 
@@ -713,7 +816,7 @@ impl<D: Dir> Journal<D> {
     /// Its LSNs are durable once the returned [`Written`] (or one written after it) synced.
     /// A failed write stops the journal.
     pub async fn write(&mut self, batch: Batch) -> Result<Written<D::File>, JournalError> {
-        if self.stopped {
+        if self.pipeline.stopped.get() {
             return Err(JournalError::Stopped);
         }
         assert_eq!(batch.first_lsn(), self.next_lsn, "batches out of order");
@@ -725,26 +828,41 @@ impl<D: Dir> Journal<D> {
         let next_lsn = batch.next_lsn();
         let first_lsn = batch.first_lsn();
         let mut bytes = batch.into_padded_bytes();
-        if self.unsynced.get() > 0 {
+        if self.pipeline.open_batches() > 0 {
             // A crash may now leave this batch whole and the one before it torn: say so, for
             // recovery (`scan`).
             record::mark_after_unsynced(&mut bytes);
         }
-        match self.write_bytes(first_lsn, &bytes).await {
-            Ok((file, times)) => {
+        let dsync = self.config.sync == JournalSync::Dsync;
+        let placed = if dsync {
+            self.place_bytes(first_lsn, bytes.len())
+                .await
+                .map(|(file, offset, times)| (file, times, Some((offset, bytes))))
+        } else {
+            self.write_bytes(first_lsn, &bytes)
+                .await
+                .map(|(file, times)| (file, times, None))
+        };
+        match placed {
+            Ok((file, times, write)) => {
                 self.next_lsn = next_lsn;
-                self.unsynced.set(self.unsynced.get() + 1);
+                let pipeline = &self.pipeline;
+                pipeline.unsynced.set(pipeline.unsynced.get() + 1);
+                pipeline
+                    .in_flight
+                    .borrow_mut()
+                    .push_back((next_lsn - 1, false));
                 Ok(Written {
                     file,
                     last_lsn: next_lsn - 1,
                     times,
-                    unsynced: std::rc::Rc::clone(&self.unsynced),
-                    durable: std::rc::Rc::clone(&self.durable),
+                    write,
+                    pipeline: std::rc::Rc::clone(&self.pipeline),
                     synced: false,
                 })
             }
             Err(error) => {
-                self.stopped = true;
+                self.pipeline.stopped.set(true);
                 Err(error)
             }
         }
@@ -752,7 +870,7 @@ impl<D: Dir> Journal<D> {
 
     /// Marks the journal stopped (a sync of a [`Written`] failed): it refuses further work.
     pub fn set_stopped(&mut self) {
-        self.stopped = true;
+        self.pipeline.stopped.set(true);
     }
 
     async fn write_bytes(
@@ -760,9 +878,23 @@ impl<D: Dir> Journal<D> {
         first_lsn: u64,
         bytes: &[u8],
     ) -> Result<(std::rc::Rc<D::File>, CommitTimes), JournalError> {
+        let (file, offset, mut times) = self.place_bytes(first_lsn, bytes.len()).await?;
+        let writing = std::time::Instant::now();
+        file.write_at(offset, bytes).await?;
+        times.write_micros = micros_since(writing);
+        Ok((file, times))
+    }
+
+    /// Finds room for `len` bytes starting with `first_lsn` (opening the next segment when
+    /// they do not fit in the current one) and reserves it: returns the segment and where.
+    async fn place_bytes(
+        &mut self,
+        first_lsn: u64,
+        len: usize,
+    ) -> Result<(std::rc::Rc<D::File>, u64, CommitTimes), JournalError> {
         let started = std::time::Instant::now();
         let mut times = CommitTimes::default();
-        if !self.fits(bytes.len()) {
+        if !self.fits(len) {
             let name = segment_name(first_lsn);
             let spare = {
                 let mut spares = self.spares.borrow_mut();
@@ -784,17 +916,15 @@ impl<D: Dir> Journal<D> {
             });
         }
         let current = self.current.as_mut().expect("a current segment");
-        let writing = std::time::Instant::now();
-        current.file.write_at(current.write_offset, bytes).await?;
-        times.write_micros = micros_since(writing);
-        current.write_offset += bytes.len() as u64;
-        Ok((std::rc::Rc::clone(&current.file), times))
+        let offset = current.write_offset;
+        current.write_offset += len as u64;
+        Ok((std::rc::Rc::clone(&current.file), offset, times))
     }
 
     /// The highest durable LSN: the last batch of a [`Written::sync`] (or a commit) that
     /// returned, or what recovery found.
     pub fn durable_lsn(&self) -> u64 {
-        self.durable.get()
+        self.pipeline.durable.get()
     }
 
     /// Retires the segments whose records all have LSNs up to `lsn` (a snapshot covers

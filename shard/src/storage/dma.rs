@@ -20,6 +20,8 @@ fn error(operation: &'static str, name: &str, error: glommio::GlommioError<()>) 
 pub struct DmaDir {
     path: PathBuf,
     dir: glommio::io::Directory,
+    /// Open files `O_DSYNC` (see [`DmaDir::write_through`]).
+    dsync: bool,
 }
 
 impl DmaDir {
@@ -34,7 +36,26 @@ impl DmaDir {
         Ok(DmaDir {
             path: path.to_path_buf(),
             dir,
+            dsync: false,
         })
+    }
+
+    /// Opens and creates files `O_DSYNC` from now on: each of their writes returns once it is
+    /// durable (the device's cache flushed, or the write sent with FUA), so
+    /// [`File::write_durable_at`] is one write, with no fdatasync. For the journal's
+    /// `JournalSync::Dsync`.
+    pub fn write_through(mut self, dsync: bool) -> DmaDir {
+        self.dsync = dsync;
+        self
+    }
+
+    fn options(&self) -> OpenOptions {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        if self.dsync {
+            options.custom_flags(libc::O_DSYNC);
+        }
+        options
     }
 }
 
@@ -42,15 +63,16 @@ impl DmaDir {
 pub struct DmaFileHandle {
     file: DmaFile,
     name: String,
+    /// Opened `O_DSYNC`: every write is durable when it returns.
+    dsync: bool,
 }
 
 impl Dir for DmaDir {
     type File = DmaFileHandle;
 
     async fn create(&self, name: &str, size_bytes: u64) -> Result<DmaFileHandle, StorageError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
+        let file = self
+            .options()
             .create_new(true)
             .dma_open(self.path.join(name))
             .await
@@ -63,19 +85,20 @@ impl Dir for DmaDir {
         Ok(DmaFileHandle {
             file,
             name: name.to_string(),
+            dsync: self.dsync,
         })
     }
 
     async fn open(&self, name: &str) -> Result<DmaFileHandle, StorageError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
+        let file = self
+            .options()
             .dma_open(self.path.join(name))
             .await
             .map_err(|e| error("open", name, e))?;
         Ok(DmaFileHandle {
             file,
             name: name.to_string(),
+            dsync: self.dsync,
         })
     }
 
@@ -126,6 +149,14 @@ impl File for DmaFileHandle {
                 name: self.name.clone(),
                 message: format!("short write: {written} of {} bytes", bytes.len()),
             });
+        }
+        Ok(())
+    }
+
+    async fn write_durable_at(&self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        self.write_at(offset, bytes).await?;
+        if !self.dsync {
+            self.sync().await?;
         }
         Ok(())
     }

@@ -13,7 +13,8 @@
 //! once. Shards are single-threaded, so the futures need not be `Send`.
 //!
 //! Writes are positioned and block-aligned ([`BLOCK_BYTES`]); nothing written is durable until
-//! [`File::sync`] (fdatasync) returns. Creating, renaming or removing a name is durable only
+//! [`File::sync`] (fdatasync) returns, except by [`File::write_durable_at`], which returns
+//! when its own write is durable. Creating, renaming or removing a name is durable only
 //! after [`Dir::sync`] (fsync of the directory).
 
 pub mod dma;
@@ -98,6 +99,13 @@ pub trait File {
     async fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), StorageError>;
     /// Makes every write issued so far durable (fdatasync).
     async fn sync(&self) -> Result<(), StorageError>;
+    /// Writes `bytes` at `offset` (as [`File::write_at`]) and returns once that write is
+    /// durable, whatever else is in flight: the journal's `JournalSync::Dsync`. Files opened
+    /// `O_DSYNC` do it in the write; by default it is a write and an fdatasync.
+    async fn write_durable_at(&self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        self.write_at(offset, bytes).await?;
+        self.sync().await
+    }
     /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, StorageError>;
     /// The file's size in bytes.

@@ -61,6 +61,12 @@ pub struct Injected {
     pub torn: u64,
     /// fdatasyncs that began while another one of the same file was in flight.
     pub overlapping_syncs: u64,
+    /// Durable writes ([`File::write_durable_at`]) that began while another one to the same
+    /// file was in flight.
+    pub overlapping_durable_writes: u64,
+    /// Durable writes that returned while one issued before them to the same file was still
+    /// in flight.
+    pub durable_writes_out_of_order: u64,
 }
 
 /// A small seeded random source (xorshift64*), so a failing seed reproduces exactly.
@@ -102,6 +108,8 @@ struct Data {
     /// (sequence number, offset, bytes) of each write since the last sync that covered it.
     unsynced: Vec<(u64, usize, Vec<u8>)>,
     syncs_in_flight: u32,
+    /// Sequence numbers of the durable writes in flight.
+    durable_writes_in_flight: Vec<u64>,
 }
 
 impl Data {
@@ -125,6 +133,8 @@ struct Fs {
     next_write: u64,
     /// Between [`SimDir::crash_now`] and [`SimDir::restart`]: every operation fails.
     down: bool,
+    /// Crashes so far.
+    crashes: u64,
 }
 
 impl Fs {
@@ -160,30 +170,45 @@ impl Fs {
     /// What a crash (or a failed fdatasync) does to one file's unsynced writes.
     fn settle(&mut self, id: usize) {
         for (_, offset, bytes) in std::mem::take(&mut self.files[id].unsynced) {
-            let durable = &mut self.files[id].durable;
-            match self.rng.below(4) {
-                0 => {}
-                1 => apply(durable, offset, &bytes),
-                2 => {
-                    let sectors = bytes.len().div_ceil(SECTOR_BYTES) as u64;
-                    let kept =
-                        (self.rng.below(sectors + 1) as usize * SECTOR_BYTES).min(bytes.len());
-                    apply(durable, offset, &bytes[..kept]);
-                    self.injected.torn += 1;
-                }
-                _ => {
-                    let mut damaged = bytes;
-                    for sector in damaged.chunks_mut(SECTOR_BYTES) {
-                        if self.rng.below(3) == 0 {
-                            sector
-                                .iter_mut()
-                                .for_each(|byte| *byte = self.rng.next_u64() as u8);
-                        }
-                    }
-                    apply(durable, offset, &damaged);
-                    self.injected.torn += 1;
-                }
+            self.land_somehow(id, offset, bytes);
+        }
+    }
+
+    /// What a crash (or a failed write) does to one write that was not durable: lost, landed
+    /// whole, torn, or landed with garbage sectors.
+    fn land_somehow(&mut self, id: usize, offset: usize, bytes: Vec<u8>) {
+        let durable = &mut self.files[id].durable;
+        match self.rng.below(4) {
+            0 => {}
+            1 => apply(durable, offset, &bytes),
+            2 => {
+                let sectors = bytes.len().div_ceil(SECTOR_BYTES) as u64;
+                let kept = (self.rng.below(sectors + 1) as usize * SECTOR_BYTES).min(bytes.len());
+                apply(durable, offset, &bytes[..kept]);
+                self.injected.torn += 1;
             }
+            _ => {
+                let mut damaged = bytes;
+                for sector in damaged.chunks_mut(SECTOR_BYTES) {
+                    if self.rng.below(3) == 0 {
+                        sector
+                            .iter_mut()
+                            .for_each(|byte| *byte = self.rng.next_u64() as u8);
+                    }
+                }
+                apply(durable, offset, &damaged);
+                self.injected.torn += 1;
+            }
+        }
+    }
+
+    /// How many polls a sync (or durable write) waits before it returns.
+    fn delay_polls(&mut self) -> u64 {
+        let delay_max = self.faults.sync_delay_polls_max;
+        if delay_max == 0 {
+            0
+        } else {
+            self.rng.below(u64::from(delay_max) + 1)
         }
     }
 }
@@ -231,6 +256,7 @@ impl SimDir {
             injected: Injected::default(),
             next_write: 0,
             down: false,
+            crashes: 0,
         })))
     }
 
@@ -250,6 +276,7 @@ impl SimDir {
     /// A crash: see the module docs. Files opened before keep working on what survived.
     pub fn crash(&self) {
         let mut fs = self.0.borrow_mut();
+        fs.crashes += 1;
         for id in 0..fs.files.len() {
             fs.settle(id);
         }
@@ -311,6 +338,7 @@ impl Dir for SimDir {
             durable: vec![0; size_bytes as usize],
             unsynced: Vec::new(),
             syncs_in_flight: 0,
+            durable_writes_in_flight: Vec::new(),
         });
         fs.names.insert(name.to_string(), id);
         Ok(SimFile {
@@ -360,8 +388,9 @@ impl Dir for SimDir {
     }
 }
 
-impl File for SimFile {
-    async fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+impl SimFile {
+    /// Issues a write (see [`File::write_at`]); returns its sequence number.
+    fn issue_write(&self, offset: u64, bytes: &[u8]) -> Result<u64, StorageError> {
         assert!(
             (offset as usize).is_multiple_of(BLOCK_BYTES)
                 && bytes.len().is_multiple_of(BLOCK_BYTES),
@@ -398,6 +427,65 @@ impl File for SimFile {
         fs.files[self.id]
             .unsynced
             .push((seq, target, bytes.to_vec()));
+        Ok(seq)
+    }
+}
+
+impl File for SimFile {
+    async fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        self.issue_write(offset, bytes).map(drop)
+    }
+
+    /// As `O_DSYNC`: the write may take some polls (`sync_delay_polls_max`), so that two in
+    /// flight return in either order; it fails with EIO by `sync_eio_per_million` (and
+    /// then lands somehow, or not at all); when it returns it is durable, and nothing else
+    /// is made durable by it.
+    async fn write_durable_at(&self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        let seq = self.issue_write(offset, bytes)?;
+        let (crashes, polls) = {
+            let mut guard = self.fs.borrow_mut();
+            let fs = &mut *guard;
+            let in_flight = &mut fs.files[self.id].durable_writes_in_flight;
+            in_flight.push(seq);
+            fs.injected.overlapping_durable_writes += u64::from(in_flight.len() > 1);
+            (fs.crashes, fs.delay_polls())
+        };
+        for _ in 0..polls {
+            YieldOnce(false).await;
+        }
+        let mut guard = self.fs.borrow_mut();
+        let fs = &mut *guard;
+        let in_flight = &mut fs.files[self.id].durable_writes_in_flight;
+        in_flight.retain(|other| *other != seq);
+        fs.injected.durable_writes_out_of_order +=
+            u64::from(in_flight.iter().any(|other| *other < seq));
+        // The machine went down while this write was in flight: it never returns success
+        // (and the crash decided what became of it).
+        fs.up("write", &self.name)?;
+        let data = &mut fs.files[self.id];
+        let Some(index) = data.unsynced.iter().position(|(at, _, _)| *at == seq) else {
+            if fs.crashes == crashes {
+                // An fdatasync that began after it made it durable.
+                return Ok(());
+            }
+            // A crash (with the machine still up) settled it: nothing is known of it.
+            return Err(StorageError::Io {
+                operation: "write",
+                name: self.name.clone(),
+                message: "simulated crash during an O_DSYNC write".to_string(),
+            });
+        };
+        let (_, target, written) = data.unsynced.remove(index);
+        if fs.rng.chance(fs.faults.sync_eio_per_million) {
+            fs.land_somehow(self.id, target, written);
+            fs.injected.sync_eio += 1;
+            return Err(StorageError::Io {
+                operation: "write",
+                name: self.name.clone(),
+                message: "simulated EIO".to_string(),
+            });
+        }
+        apply(&mut fs.files[self.id].durable, target, &written);
         Ok(())
     }
 
@@ -406,12 +494,7 @@ impl File for SimFile {
             let mut guard = self.fs.borrow_mut();
             let fs = &mut *guard;
             fs.up("fdatasync", &self.name)?;
-            let delay_max = fs.faults.sync_delay_polls_max;
-            let polls = if delay_max == 0 {
-                0
-            } else {
-                fs.rng.below(u64::from(delay_max) + 1)
-            };
+            let polls = fs.delay_polls();
             let data = &mut fs.files[self.id];
             data.syncs_in_flight += 1;
             let overlapping = data.syncs_in_flight > 1;
