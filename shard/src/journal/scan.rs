@@ -11,7 +11,8 @@
 //! | a valid record with the next LSN                | a record                      | take it, go on  |
 //! | zeros (no magic) within a block                 | padding                       | next boundary   |
 //! | zeros at a boundary                             | the end of the log            | stop: clean     |
-//! | a valid record of this shard with an LSN below the segment's first | left from the segment's earlier life | stop: clean |
+//! | at a block boundary, a valid record of this shard with an LSN below the segment's first | left from the segment's earlier life | stop: clean |
+//! | inside a block, such a record | a torn write of the last batch, cut inside a header whose first bytes (the magic) are the old record's too | stop: torn tail |
 //! | one of the two ends above, and later a batch of this shard with this LSN or higher (not the one exception below) | a misdirected or lost write | stop: corrupt |
 //! | at a block boundary, the start of the last batch, flagged `FLAG_AFTER_UNSYNCED`, with a higher LSN | the rest of the batch before it was lost (the exception below) | stop: torn tail |
 //! | a valid record with another shard, or another LSN not below the segment's first | written to the wrong place | stop: corrupt |
@@ -144,7 +145,9 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
                 offset += record.total_bytes;
                 lsn += 1;
             }
-            Err(RecordError::WrongLsn { found, .. }) if found < first_lsn => {
+            Err(RecordError::WrongLsn { found, .. })
+                if found < first_lsn && offset.is_multiple_of(BLOCK_BYTES) =>
+            {
                 // A whole record from the segment's earlier life (it was recycled): the end.
                 let end = end_at(bytes, offset, shard, lsn);
                 return Scan { records, end };
@@ -160,7 +163,10 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
                     end: End::TornTail { offset, error },
                 };
             }
-            Err(error @ (RecordError::WrongLsn { .. } | RecordError::WrongShard { .. })) => {
+            Err(error @ RecordError::WrongShard { .. })
+            | Err(error @ RecordError::WrongLsn { .. })
+                if !matches!(error, RecordError::WrongLsn { found, .. } if found < first_lsn) =>
+            {
                 // A whole, valid record that does not belong here: no torn write makes one,
                 // so it was written to the wrong place (or the file to the wrong shard).
                 let reason = format!("{error}: a whole record that does not belong here");
@@ -171,6 +177,11 @@ pub fn scan(bytes: &[u8], shard: u16, first_lsn: u64) -> Scan {
                 };
                 return Scan { records, end };
             }
+            // Anything else is a torn write (or damage). That includes a whole record of the
+            // earlier life inside a block: a batch is written with zeros to its block's end,
+            // so one can follow a record of this life mid-block only where a torn write of
+            // the last batch stopped inside a record header that began with the magic, as
+            // every header does, the old record's at the same offset included.
             Err(error) => {
                 let end = match proof_of_damage(bytes, offset, shard, lsn, lsn + 1) {
                     Some((later_offset, later_lsn)) => End::Corrupt {
@@ -596,6 +607,26 @@ mod tests {
         }
         bytes[..new.len()].copy_from_slice(&new);
         bytes
+    }
+
+    #[test]
+    fn an_old_record_inside_a_block_is_a_torn_tail_not_the_end() {
+        // The first new batch was torn right where an old record of the same layout
+        // begins (seen in shard_sim: the cut fell two bytes into a header, on its magic), so
+        // an old record follows a new one inside the block. Taken for the end, it would put
+        // the next write mid-block, unaligned for O_DIRECT.
+        let mut bytes = recycled(&[]);
+        let mut new = Vec::new();
+        record::encode(&mut new, 1, 40, b"new-1", true);
+        bytes[..new.len()].copy_from_slice(&new);
+        assert_ne!(new.len() % BLOCK_BYTES, 0);
+        let found = scan(&bytes, 1, 40);
+        assert_eq!(lsns(&found), [40]);
+        assert!(
+            matches!(found.end, End::TornTail { offset, .. } if offset == new.len()),
+            "{:?}",
+            found.end
+        );
     }
 
     #[test]

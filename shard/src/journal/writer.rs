@@ -787,7 +787,7 @@ impl<D: Dir> Journal<D> {
             return if self.pipeline.stopped.get() {
                 Err(JournalError::Stopped)
             } else {
-                Ok(self.next_lsn - 1)
+                Ok(self.durable_lsn())
             };
         }
         let written = self.write(batch).await?;
