@@ -17,7 +17,10 @@
 //! read returning a flipped bit (transient: the next read is right), the capacity past
 //! which writes fail with ENOSPC, and how many polls an fdatasync may take to return (so
 //! that, under an executor, syncs overlap and return out of order; a sync makes durable only
-//! the writes issued before it began, as fdatasync does).
+//! the writes issued before it began, as fdatasync does). A durable write
+//! ([`File::write_durable_at`], as `O_DSYNC`) takes the same random number of polls, fails
+//! with EIO by the same chance (and then lands somehow, or not), and when it returns has made
+//! durable only itself.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
