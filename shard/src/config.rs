@@ -16,6 +16,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ringflow_wire::{Node, Topology};
@@ -304,6 +305,8 @@ serve_options! {
             "Log a commit that takes this long (batch wait, segment, write, fdatasync, release) with where the time went";
         journal_sync "journal-sync": String = crate::journal::writer::JournalSync::default().name().to_string(), "fdatasync or dsync",
             "How a journal batch is made durable: `fdatasync` (a write, then an fdatasync, which io_uring hands to a kernel worker thread on the shard's CPU) or `dsync` (segments opened O_DSYNC: each write returns durable, with no fdatasync and no worker thread; two batches in flight, released in LSN order)";
+        io_worker_slice_us "io-worker-slice-us": u64 = 0, "µs, 0: off (else 100 to 100000)",
+            "Give each shard's io_uring worker threads (which run its fdatasyncs) this scheduler slice, so that a woken worker preempts the shard instead of waiting out the shard's slice (Linux 6.12 or later; threads that are not SCHED_OTHER or SCHED_BATCH are left alone)";
     }
     optional {
         shards "shards": usize, "count", "Shards to run on a single node",
@@ -384,6 +387,8 @@ pub struct Plan {
     pub cold_store: Option<Target>,
     /// I/O memory per shard, in bytes.
     pub io_memory_bytes: usize,
+    /// The slice of the shards' io_uring workers, if set.
+    pub io_worker_slice: Option<Duration>,
     /// Settings that run, but slower than they could: `serve` prints each at the start.
     pub warnings: Vec<String>,
 }
@@ -604,7 +609,31 @@ impl ServeConfig {
                 me.host
             );
         }
+        let slices =
+            crate::sched::IO_WORKER_SLICE_MICROS_MIN..=crate::sched::IO_WORKER_SLICE_MICROS_MAX;
+        let io_worker_slice = match self.io_worker_slice_us {
+            0 => None,
+            micros if slices.contains(&micros) => Some(Duration::from_micros(micros)),
+            micros => bail!(
+                "io-worker-slice-us = {micros}: give 0 (off) or {} to {} (the slices Linux takes)",
+                slices.start(),
+                slices.end()
+            ),
+        };
         let mut warnings = Vec::new();
+        if io_worker_slice.is_some() {
+            match crate::sched::kernel_takes_slices() {
+                Ok(true) => {}
+                Ok(false) => warnings.push(
+                    "io-worker-slice-us has no effect: this kernel keeps the default slice of \
+                     SCHED_OTHER threads (Linux 6.12 or later takes sched_attr.sched_runtime)"
+                        .to_string(),
+                ),
+                Err(error) => warnings.push(format!(
+                    "io-worker-slice-us has no effect: sched_setattr fails here ({error})"
+                )),
+            }
+        }
         let retired = crate::journal::writer::segments_per_snapshot_max(
             shard.snapshot_every_bytes,
             shard.journal.segment_bytes,
@@ -633,6 +662,7 @@ impl ServeConfig {
                 .io_memory_kib
                 .checked_mul(1024)
                 .context("io-memory-kib is too large")?,
+            io_worker_slice,
             warnings,
         })
     }
@@ -886,6 +916,17 @@ mod tests {
         assert_eq!(plan.shard.journal.sync, JournalSync::Fdatasync);
         let dsync = plan_of(&["--journal-sync", "dsync"]).unwrap();
         assert_eq!(dsync.shard.journal.sync, JournalSync::Dsync);
+        assert_eq!(plan.io_worker_slice, None, "off by default");
+        let sliced = plan_of(&["--io-worker-slice-us", "100"]).unwrap();
+        assert_eq!(sliced.io_worker_slice, Some(Duration::from_micros(100)));
+        for outside in ["99", "100001"] {
+            let refused = error(&["--io-worker-slice-us", outside]);
+            assert!(
+                refused.contains(&format!("io-worker-slice-us = {outside}"))
+                    && refused.contains("100 to 100000"),
+                "{refused}"
+            );
+        }
         let unknown = error(&["--journal-sync", "fsync"]);
         assert!(
             unknown.contains("journal-sync `fsync`") && unknown.contains("`dsync`"),

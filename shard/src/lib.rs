@@ -22,6 +22,7 @@ pub mod mail;
 pub mod metrics;
 pub mod preflight;
 pub mod runtime;
+pub mod sched;
 pub mod server;
 pub mod shard;
 pub mod snapshot;

@@ -15,6 +15,7 @@
 //! | `ringflow_open_jobs` | gauge | shard | open jobs |
 //! | `ringflow_timers` | gauge | shard | entries of the shard's timer set (leases, backoffs, message TTLs, timer events; stale ones until compaction) |
 //! | `ringflow_mail_unacknowledged` | gauge | shard | durable mail to other shards not yet acknowledged by them |
+//! | `ringflow_io_workers_sliced` | gauge | shard | io_uring worker threads of the shard with the short slice of `--io-worker-slice-us` now (0 when it is off) |
 //! | `ringflow_exporter_position` | gauge | shard | highest LSN in the cold store |
 //! | `ringflow_exporter_lag_records` | gauge | shard | durable records not in the cold store |
 //! | `ringflow_exporter_lag_alarm` | gauge | shard | 1 while the lag is past the warning limit |
@@ -165,6 +166,8 @@ pub struct ShardMetrics {
     pub mail_unacknowledged: AtomicU64,
     /// 1 while the exporter lag is past the warning limit.
     pub lag_alarm: AtomicU64,
+    /// io_uring workers of the shard with the short slice now (`crate::sched`).
+    pub io_workers_sliced: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -185,6 +188,7 @@ impl ShardMetrics {
             timers: AtomicU64::new(0),
             mail_unacknowledged: AtomicU64::new(0),
             lag_alarm: AtomicU64::new(0),
+            io_workers_sliced: AtomicU64::new(0),
         }
     }
 
@@ -331,7 +335,7 @@ impl Registry {
                 );
             }
         }
-        let gauges: [ShardGauge; 5] = [
+        let gauges: [ShardGauge; 6] = [
             (
                 "ringflow_durable_lsn",
                 "gauge",
@@ -358,6 +362,12 @@ impl Registry {
                 "gauge",
                 "Durable mail to other shards not yet acknowledged by them.",
                 |m| m.mail_unacknowledged.load(Relaxed),
+            ),
+            (
+                "ringflow_io_workers_sliced",
+                "gauge",
+                "io_uring worker threads with the short slice of --io-worker-slice-us now.",
+                |m| m.io_workers_sliced.load(Relaxed),
             ),
         ];
         for (name, kind, help, read) in gauges {

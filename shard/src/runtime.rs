@@ -66,6 +66,9 @@ pub struct RuntimeConfig {
     /// The cluster, when the node is part of one: where the shards of other nodes are, for
     /// mail between shards. Without it the cluster is this node's shards.
     pub topology: Option<ringflow_wire::Topology>,
+    /// The scheduler slice of each shard's io_uring worker threads ([`crate::sched`]); `None`
+    /// leaves them the kernel's default.
+    pub io_worker_slice: Option<Duration>,
 }
 
 /// How long a stopping node waits for its exporters to write what is queued; the rest is
@@ -317,6 +320,12 @@ where
     glommio::spawn_local_into(shard.clone().run_snapshots(), background)
         .map_err(spawn_error)?
         .detach();
+    if let Some(slice) = config.io_worker_slice {
+        let sliced = crate::sched::run_io_worker_slices(id, slice, shard.metrics());
+        glommio::spawn_local_into(sliced, background)
+            .map_err(spawn_error)?
+            .detach();
+    }
     let channels = mesh
         .lock()
         .map_err(|_| "the channel mesh is poisoned".to_string())?

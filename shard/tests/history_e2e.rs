@@ -2,7 +2,9 @@
 //! `ringflow instance KEY` read it back, `--metrics` serves Prometheus text, and an exporter
 //! that cannot write makes the shard refuse new work with BUSY, saying why.
 
-use std::io::{Read, Write};
+mod common;
+use common::{metric, scrape};
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -121,23 +123,6 @@ fn history_json(args: &[&str], ready: impl Fn(&Value) -> bool) -> Value {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn scrape(addr: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("metrics endpoint");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-    response
-}
-
-fn metric(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name_and_labels} in the metrics"))
 }
 
 fn deploy(client: &mut Client) {

@@ -2,7 +2,7 @@
 //! driven through the wire client and the `ringflow` CLI.
 
 mod common;
-use common::activate_all;
+use common::{activate_all, metric, scrape};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -783,6 +783,125 @@ fn a_restart_keeps_every_acknowledged_instance() {
     let again = client.publish_message(message).expect_err("still buffered");
     assert_eq!(again.code(), Some(ErrorCode::AlreadyExists), "{again}");
     drop(server);
+}
+
+/// The slices of the io_uring workers of process `pid`, in nanoseconds, by worker name.
+fn io_worker_slices(pid: u32) -> Vec<(String, u64)> {
+    let mut slices = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return slices;
+    };
+    for entry in tasks.flatten() {
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if comm.starts_with("iou-wrk-")
+            && let Ok(slice) = ringflow_shard::sched::thread_slice_nanos(tid)
+        {
+            slices.push((comm.trim_end().to_string(), slice));
+        }
+    }
+    slices
+}
+
+/// `--io-worker-slice-us`: each shard gives its io_uring workers (which run its fdatasyncs)
+/// the slice, the gauge counts them, and without the option they keep the kernel's.
+#[test]
+fn io_worker_slices_reach_every_shards_workers() {
+    let data = data_dir("worker-slice");
+    if !ringflow_shard::sched::kernel_takes_slices().unwrap_or(false) {
+        // A kernel before 6.12: the server must say the option does nothing.
+        let port = free_ports(2);
+        let addr = format!("127.0.0.1:{port}");
+        let server = Server::start(&data, &addr, &["--io-worker-slice-us", "100"]);
+        let (status, stderr) = server.terminate();
+        assert!(status.success(), "{stderr}");
+        assert!(
+            stderr.contains("io-worker-slice-us has no effect"),
+            "{stderr}"
+        );
+        return;
+    }
+    for sliced in [false, true] {
+        let port = free_ports(2);
+        let addr = format!("127.0.0.1:{port}");
+        let metrics = format!("127.0.0.1:{}", free_ports(1));
+        let mut args = vec![
+            "--shards",
+            "2",
+            "--metrics",
+            &metrics,
+            "--cold-store",
+            "none",
+        ];
+        if sliced {
+            args.extend(["--io-worker-slice-us", "100"]);
+        }
+        let server = Server::start(&data, &addr, &args);
+        let mut client = server.client();
+        if !sliced {
+            deploy_one_task(&mut client);
+        }
+        let started = Instant::now();
+        let gauges = loop {
+            // Commits on both shards keep their workers busy (an idle one ends after seconds).
+            for shard in 0..2u16 {
+                let connection = client.connection(shard).expect("connect");
+                let requests: Vec<Request> = (0..20)
+                    .map(|_| Request::CreateInstance(create("one-task", "", "")))
+                    .collect();
+                for id in connection.send_batch(&requests).expect("send") {
+                    connection
+                        .wait_for(id, Duration::from_secs(30))
+                        .expect("answer");
+                }
+            }
+            let text = scrape(&metrics);
+            let gauges: Vec<f64> = (0..2)
+                .map(|shard| {
+                    metric(
+                        &text,
+                        &format!("ringflow_io_workers_sliced{{shard=\"{shard}\"}}"),
+                    )
+                })
+                .collect();
+            if !sliced || gauges.iter().all(|gauge| *gauge >= 1.0) {
+                break gauges;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "shards without sliced workers after 30 s: {gauges:?}, workers {:?}",
+                io_worker_slices(server.child.id())
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let workers = io_worker_slices(server.child.id());
+        assert!(
+            !workers.is_empty(),
+            "fdatasyncs ran without io_uring workers"
+        );
+        if sliced {
+            assert!(
+                workers.iter().any(|(_, slice)| *slice == 100_000),
+                "the gauges say {gauges:?} but no worker has the slice: {workers:?}"
+            );
+        } else {
+            assert_eq!(gauges, [0.0, 0.0]);
+            assert!(
+                workers.iter().all(|(_, slice)| *slice != 100_000),
+                "a worker has the slice without the option: {workers:?}"
+            );
+        }
+        let (status, stderr) = server.terminate();
+        assert!(status.success(), "{stderr}");
+    }
 }
 
 #[test]

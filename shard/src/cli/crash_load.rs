@@ -97,6 +97,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         cold_store: None,
         metrics: None,
         topology: None,
+        io_worker_slice: None,
     };
     let prefix = Arc::new(args.prefix.clone());
     let (count, concurrency) = (args.count, args.concurrency.max(1));

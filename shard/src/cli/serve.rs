@@ -72,6 +72,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         cold_store,
         metrics: Some(registry),
         topology: Some(topology.clone()),
+        io_worker_slice: plan.io_worker_slice,
     };
     let server = Arc::new(ServerConfig {
         bind_host: plan.bind_host.clone(),

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests (each test file includes what it uses).
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Output;
 
 use ringflow_wire::ActivateJobs;
@@ -46,4 +48,23 @@ pub fn stored_instances(data: &std::path::Path) -> Vec<serde_json::Value> {
     assert!(output.status.success(), "{}", text(&output));
     let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     list.as_array().expect("a list").clone()
+}
+
+/// The text of `GET /metrics` at `addr`.
+pub fn scrape(addr: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    response
+}
+
+/// The value of the first sample named `name_and_labels` (as the line starts).
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name_and_labels} in the metrics"))
 }
