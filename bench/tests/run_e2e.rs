@@ -67,6 +67,20 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
     let max = latency["max"].as_u64().expect("max");
     assert!(0 < p50 && p50 <= p99 && p99 <= max, "{latency}");
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    // The latency cut at each instance's job: each part of an instance is at most its whole.
+    let part = |name: &str, field: &str| {
+        report["phases"][name][field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("phases.{name}.{field} in {report}"))
+    };
+    for name in ["to_last_job_us", "last_job_to_result_us"] {
+        assert!(part(name, "p50") > 0, "{report}");
+        assert!(part(name, "max") <= max, "{name} above the whole: {report}");
+    }
+    assert!(
+        stderr.contains("where the latency went: due to last job"),
+        "{stderr}"
+    );
     // A second per entry, warm-up (1 s) and measurement (2 s) at least; together they hold
     // every instance the window counted.
     let timeline = report["timeline"].as_array().expect("timeline");

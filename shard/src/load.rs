@@ -128,6 +128,26 @@ pub struct Outcome {
     pub sample_instance: Option<u64>,
     /// Each second of the run, warm-up and drain included: what the progress line shows.
     pub timeline: Vec<Second>,
+    /// Where the latency of the instances completed in the window went.
+    pub phases: Phases,
+}
+
+/// The end-to-end latency of an instance cut at the arrival of its last job at the
+/// generator, and how late the generator sent creates; in microseconds, for the instances
+/// completed in the window. The two parts of one instance add up to its latency, so each
+/// part's percentiles are at most the whole's. The first part holds the generator's lateness
+/// in sending the create, the server's create and commit, and the job's push; the second the
+/// generator completing the job, the server's complete and commit, and the answer's way back.
+#[derive(Debug)]
+pub struct Phases {
+    /// From when the instance was due to when its last job arrived at the generator (only
+    /// instances with jobs).
+    pub to_last_job_us: Histogram<u64>,
+    /// From when its last job arrived to when its result arrived (only instances with jobs).
+    pub last_job_to_result_us: Histogram<u64>,
+    /// From when a create was due to when the generator queued it to be sent (open loop: how
+    /// far the generator fell behind its schedule; closed loop: 0 but for BUSY re-sends).
+    pub send_lag_us: Histogram<u64>,
 }
 
 /// One second of a run: the instances that completed in it and their latency.
@@ -149,6 +169,9 @@ pub struct Second {
     pub p99_us: u64,
     /// The same, the slowest.
     pub max_us: u64,
+    /// How late the generator queued the latest-sent create of this second, at most: its own
+    /// stalls (open loop; 0 in the closed loop but for BUSY re-sends).
+    pub send_lag_max_us: u64,
 }
 
 impl Outcome {
@@ -298,6 +321,11 @@ struct Generator<'a> {
     second_completed: u64,
     second_jobs: u64,
     sample_instance: Option<u64>,
+    /// The largest send lag of this second, µs.
+    second_send_lag_max: u64,
+    /// When the latest job of each instance in flight arrived, by instance key.
+    last_job_ns: HashMap<u64, u64>,
+    phases: Phases,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -344,6 +372,13 @@ pub fn run(config: &Config, workload: &dyn Workload) -> anyhow::Result<Outcome> 
         second_completed: 0,
         second_jobs: 0,
         sample_instance: None,
+        last_job_ns: HashMap::new(),
+        second_send_lag_max: 0,
+        phases: Phases {
+            to_last_job_us: histogram(),
+            last_job_to_result_us: histogram(),
+            send_lag_us: histogram(),
+        },
     };
     generator.subscribe();
     generator.run()
@@ -413,6 +448,12 @@ impl Generator<'_> {
             self.starters[owner]
                 .encoder
                 .push_request(message_id, &Request::PublishMessage(message));
+        }
+        let now = self.now_ns();
+        let lag = now.saturating_sub(due_ns) / 1_000;
+        self.second_send_lag_max = self.second_send_lag_max.max(lag);
+        if self.in_window(now) {
+            self.phases.send_lag_us.saturating_record(lag);
         }
         self.pending.insert(id, Pending { due_ns, shard, n });
     }
@@ -557,6 +598,7 @@ impl Generator<'_> {
                     p50_us: self.second.value_at_quantile(0.5),
                     p99_us: self.second.value_at_quantile(0.99),
                     max_us: self.second.max(),
+                    send_lag_max_us: std::mem::take(&mut self.second_send_lag_max),
                 };
                 if self.config.progress {
                     eprintln!(
@@ -586,6 +628,7 @@ impl Generator<'_> {
             completed_total: self.second_completed,
             sample_instance: self.sample_instance,
             timeline,
+            phases: self.phases,
         })
     }
 
@@ -607,14 +650,22 @@ impl Generator<'_> {
         };
         match response {
             Response::InstanceResult(result) => {
-                self.sample_instance = Some(result.created.process_instance_key);
+                let key = result.created.process_instance_key;
+                self.sample_instance = Some(key);
                 let now = self.now_ns();
                 let micros = (now.saturating_sub(pending.due_ns) / 1_000).max(1);
                 self.second.saturating_record(micros);
                 self.second_completed += 1;
+                let last_job = self.last_job_ns.remove(&key);
                 if self.in_window(now) {
                     self.completed += 1;
                     self.latency.saturating_record(micros);
+                    if let Some(job_ns) = last_job {
+                        let before = job_ns.saturating_sub(pending.due_ns) / 1_000;
+                        let after = now.saturating_sub(job_ns) / 1_000;
+                        self.phases.to_last_job_us.saturating_record(before);
+                        self.phases.last_job_to_result_us.saturating_record(after);
+                    }
                 }
             }
             Response::Error(error) => {
@@ -645,6 +696,7 @@ impl Generator<'_> {
                     let now = self.now_ns();
                     let count = jobs.len() as u32;
                     for job in jobs {
+                        self.last_job_ns.insert(job.process_instance_key, now);
                         let id = self.id();
                         let variables = self.workload.job_result(&job);
                         self.workers[worker].encoder.push_request(

@@ -388,6 +388,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     })?;
     let markdown = report::markdown(std::slice::from_ref(&report));
     println!("{markdown}");
+    eprintln!(
+        "ringflow-bench: where the latency went: {}",
+        report.phases_line()
+    );
     if let Some(warning) = report.pace_warning() {
         eprintln!("ringflow-bench: warning: {warning}");
     }

@@ -33,6 +33,42 @@ pub struct Latency {
     pub mean: f64,
 }
 
+impl Latency {
+    /// The percentiles of `histogram` (all 0 when it is empty).
+    pub fn of(histogram: &hdrhistogram::Histogram<u64>) -> Latency {
+        if histogram.is_empty() {
+            return Latency {
+                p50: 0,
+                p90: 0,
+                p99: 0,
+                p999: 0,
+                max: 0,
+                mean: 0.0,
+            };
+        }
+        Latency {
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+            mean: histogram.mean(),
+        }
+    }
+}
+
+/// Where the latency went: `ringflow_shard::load::Phases` as percentiles.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseLatencies {
+    /// From when an instance was due to when its last job reached the generator (the create
+    /// sent, created, committed, the job pushed); none for a scenario without jobs.
+    pub to_last_job_us: Option<Latency>,
+    /// From then to its result (the job completed and sent, committed, the answer back).
+    pub last_job_to_result_us: Option<Latency>,
+    /// From when a create was due to when the generator queued it: its lateness.
+    pub send_lag_us: Latency,
+}
+
 /// The server side of a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerSide {
@@ -78,6 +114,9 @@ pub struct Report {
     pub completed: u64,
     /// End-to-end latency, from when an instance was due to its completion.
     pub latency_us: Latency,
+    /// The same latency cut where each instance's last job reached the generator, and the
+    /// generator's lateness in sending creates.
+    pub phases: PhaseLatencies,
     /// Refusals and failures by kind.
     pub errors: BTreeMap<String, u64>,
     /// Instances still unfinished after the drain.
@@ -142,15 +181,6 @@ impl Report {
     /// Builds the report of one run.
     pub fn new(inputs: Inputs) -> Report {
         let outcome = &inputs.outcome;
-        let histogram = &outcome.latency_us;
-        let empty = histogram.is_empty();
-        let at = |quantile: f64| {
-            if empty {
-                0
-            } else {
-                histogram.value_at_quantile(quantile)
-            }
-        };
         let (mode, rate_per_s, inflight) = match inputs.mode {
             Mode::Closed { inflight } => ("closed", None, Some(inflight)),
             Mode::Open { rate, .. } => ("open", Some(rate), None),
@@ -166,13 +196,16 @@ impl Report {
             throughput_per_s: outcome.throughput_per_s(),
             jobs_per_s: outcome.jobs as f64 / outcome.window.as_secs_f64(),
             completed: outcome.completed,
-            latency_us: Latency {
-                p50: at(0.5),
-                p90: at(0.9),
-                p99: at(0.99),
-                p999: at(0.999),
-                max: if empty { 0 } else { histogram.max() },
-                mean: if empty { 0.0 } else { histogram.mean() },
+            latency_us: Latency::of(&outcome.latency_us),
+            phases: {
+                let phases = &outcome.phases;
+                let with_jobs = !phases.to_last_job_us.is_empty();
+                PhaseLatencies {
+                    to_last_job_us: with_jobs.then(|| Latency::of(&phases.to_last_job_us)),
+                    last_job_to_result_us: with_jobs
+                        .then(|| Latency::of(&phases.last_job_to_result_us)),
+                    send_lag_us: Latency::of(&phases.send_lag_us),
+                }
             },
             errors: outcome
                 .errors
@@ -198,6 +231,27 @@ impl Report {
             started_unix_ms: inputs.started_unix_ms,
             engine_pace_per_s: inputs.engine_pace_per_s,
         }
+    }
+
+    /// One line on where the latency went ([`PhaseLatencies`]), for the end of a run.
+    pub fn phases_line(&self) -> String {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        let lag = &self.phases.send_lag_us;
+        let mut line = format!("send lag p99 {:.1} ms, max {:.1}", ms(lag.p99), ms(lag.max));
+        if let (Some(before), Some(after)) = (
+            &self.phases.to_last_job_us,
+            &self.phases.last_job_to_result_us,
+        ) {
+            line = format!(
+                "due to last job p50 {:.1} ms, p99 {:.1}; last job to result p50 {:.1} ms, p99 \
+                 {:.1}; {line}",
+                ms(before.p50),
+                ms(before.p99),
+                ms(after.p50),
+                ms(after.p99)
+            );
+        }
+        line
     }
 
     /// A warning when the engine's pace after the run differs from before by more than
