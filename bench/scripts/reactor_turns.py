@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""How often a shard's reactor enters the kernel, and how long it stays out, from syscall and
+scheduler tracepoints on the shard's CPU.
+
+Record while a benchmark runs (root; CPU 0 runs the shard in `ringflow-bench run`):
+
+    perf record -e syscalls:sys_enter_io_uring_enter -e syscalls:sys_exit_io_uring_enter \
+        -e sched:sched_switch -C 0 -o turns.data -- sleep 3
+    perf script -i turns.data -F comm,tid,cpu,time,event,trace > turns.txt
+    python3 bench/scripts/reactor_turns.py turns.txt
+
+The shard's thread is the one that enters io_uring most. A gap runs from one io_uring_enter's
+return to the next call: the time the reactor spent running tasks (or off the CPU) before it
+next submitted requests or looked for completions. Prints the gaps' percentiles, the share of
+long gaps the thread spent on the CPU (the rest it was switched out), and the calls by ring
+and kind (a call with min_complete > 0 is the executor going to sleep).
+"""
+import re
+import sys
+from collections import Counter
+
+LINE = re.compile(r"^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+(\d+\.\d+):\s+(\S+):\s*(.*)$")
+
+
+def percentile(ordered, fraction):
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main():
+    events = []
+    for line in open(sys.argv[1], errors="replace"):
+        match = LINE.match(line)
+        if match:
+            events.append((float(match[4]), int(match[2]), match[5], match[6]))
+    events.sort()
+    enters = Counter(tid for _, tid, name, _ in events if name == "syscalls:sys_enter_io_uring_enter")
+    if not enters:
+        sys.exit("no io_uring_enter in the trace")
+    shard = enters.most_common(1)[0][0]
+    calls = Counter()
+    gaps = []  # (length, time on the CPU)
+    last_exit = None
+    on_cpu_since = None
+    on_cpu = 0.0
+    for time, tid, name, rest in events:
+        if name == "sched:sched_switch":
+            previous = int(re.search(r"prev_pid=(\d+)", rest)[1])
+            following = int(re.search(r"next_pid=(\d+)", rest)[1])
+            if previous == shard and on_cpu_since is not None:
+                on_cpu += time - on_cpu_since
+                on_cpu_since = None
+            elif following == shard and last_exit is not None:
+                on_cpu_since = time
+            continue
+        if tid != shard:
+            continue
+        if name == "syscalls:sys_exit_io_uring_enter":
+            last_exit, on_cpu_since, on_cpu = time, time, 0.0
+        elif name == "syscalls:sys_enter_io_uring_enter":
+            fd = re.search(r"fd: (0x[0-9a-f]+)", rest)[1]
+            waits = int(re.search(r"min_complete: (0x[0-9a-f]+)", rest)[1], 16) > 0
+            calls[(int(fd, 16), "waits" if waits else "does not wait")] += 1
+            if last_exit is not None:
+                if on_cpu_since is not None:
+                    on_cpu += time - on_cpu_since
+                gaps.append((time - last_exit, on_cpu))
+                last_exit = None
+    span = events[-1][0] - events[0][0]
+    ordered = sorted(length * 1e3 for length, _ in gaps)
+    print(f"shard thread {shard}: {sum(calls.values())} io_uring_enter calls in {span:.2f} s")
+    for (fd, kind), count in sorted(calls.items(), key=lambda kv: -kv[1]):
+        print(f"  ring fd {fd}, {kind}: {count}")
+    print("gap from a return to the next call, ms: p50 %.3f p90 %.3f p99 %.3f max %.3f" % (
+        percentile(ordered, .5), percentile(ordered, .9), percentile(ordered, .99), ordered[-1]))
+    for limit in (0.5, 1.0, 2.0, 5.0):
+        long = [(length, busy) for length, busy in gaps if length * 1e3 > limit]
+        total = sum(length for length, _ in long)
+        share = 100 * sum(busy for _, busy in long) / total if total else 0
+        print(f"gaps over {limit} ms: {len(long)}, on the CPU {share:.0f}% of their time")
+
+
+if __name__ == "__main__":
+    main()
