@@ -81,6 +81,19 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
         stderr.contains("where the latency went: due to last job"),
         "{stderr}"
     );
+    // The server's own side, from its metrics: creates and completions were answered in
+    // the window, and commits made; the counts over 5 ms are within those over 2.5 ms.
+    let server = &report["server_latency"];
+    let count = |field: &str| {
+        server[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("server_latency.{field} in {report}"))
+    };
+    assert!(count("requests") >= completed, "{report}");
+    assert!(count("requests_over_5ms") <= count("requests_over_2_5ms"));
+    assert!(count("requests_over_2_5ms") <= count("requests"));
+    assert!(count("commits") > 0 && count("commits_over_5ms") <= count("commits"));
+    assert!(stderr.contains("inside the server:"), "{stderr}");
     // A second per entry, warm-up (1 s) and measurement (2 s) at least; together they hold
     // every instance the window counted.
     let timeline = report["timeline"].as_array().expect("timeline");

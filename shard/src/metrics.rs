@@ -10,6 +10,7 @@
 //! | `ringflow_journal_batch_records` | histogram | shard | records per group commit |
 //! | `ringflow_journal_fdatasync_seconds` | histogram | shard | fdatasync of one commit |
 //! | `ringflow_commit_latency_seconds` | histogram | shard | from the first record of a batch to durable |
+//! | `ringflow_request_latency_seconds` | histogram | shard | from when the shard read a request's frame to when its answer was queued for the writer; for a create, to when it is durable (an awaited result waits for the process besides); long polls are left out |
 //! | `ringflow_durable_lsn` | gauge | shard | highest durable journal LSN |
 //! | `ringflow_live_instances` | gauge | shard | running process instances |
 //! | `ringflow_open_jobs` | gauge | shard | open jobs |
@@ -158,6 +159,8 @@ pub struct ShardMetrics {
     pub fdatasync_micros: Histogram,
     /// First record of a batch to durable, µs.
     pub commit_micros: Histogram,
+    /// A request's frame read to its answer queued (a create: to durable), µs.
+    pub request_micros: Histogram,
     durable_lsn: AtomicU64,
     live_instances: AtomicU64,
     open_jobs: AtomicU64,
@@ -182,6 +185,7 @@ impl ShardMetrics {
             batch_records: Histogram::new(BATCH_RECORD_BOUNDS),
             fdatasync_micros: Histogram::new(LATENCY_MICROS_BOUNDS),
             commit_micros: Histogram::new(LATENCY_MICROS_BOUNDS),
+            request_micros: Histogram::new(LATENCY_MICROS_BOUNDS),
             durable_lsn: AtomicU64::new(0),
             live_instances: AtomicU64::new(0),
             open_jobs: AtomicU64::new(0),
@@ -217,6 +221,12 @@ impl ShardMetrics {
             self.commit_micros
                 .observe(opened.elapsed().as_micros() as u64);
         }
+    }
+
+    /// Counts a request read at `arrived` and answered (or, a create, made durable) now.
+    pub fn record_request(&self, arrived: Instant) {
+        self.request_micros
+            .observe(arrived.elapsed().as_micros() as u64);
     }
 
     /// Sets the gauges after a commit.
@@ -381,7 +391,7 @@ impl Registry {
                 );
             }
         }
-        let histograms: [ShardHistogram; 3] = [
+        let histograms: [ShardHistogram; 4] = [
             (
                 "ringflow_journal_batch_records",
                 "Records per group commit.",
@@ -399,6 +409,12 @@ impl Registry {
                 "From the first record of a batch to durable.",
                 1e6,
                 |m| &m.commit_micros,
+            ),
+            (
+                "ringflow_request_latency_seconds",
+                "From a request's frame read to its answer queued (a create: to durable).",
+                1e6,
+                |m| &m.request_micros,
             ),
         ];
         for (name, help, scale, read) in histograms {

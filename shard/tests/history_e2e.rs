@@ -352,6 +352,9 @@ fn history_is_exported_and_the_cli_reads_it_back_and_metrics_count_the_work() {
     assert_eq!(metric(&text, "ringflow_live_instances{shard=\"0\"}"), 1.0);
     assert_eq!(metric(&text, "ringflow_open_jobs{shard=\"0\"}"), 1.0);
     assert!(metric(&text, "ringflow_journal_batch_records_count{shard=\"0\"}") >= 1.0);
+    // Two creates (counted once durable), two failures and a completion at least; the
+    // activations are long polls, left out.
+    assert!(metric(&text, "ringflow_request_latency_seconds_count{shard=\"0\"}") >= 5.0);
     assert!(
         metric(
             &text,

@@ -221,6 +221,8 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         Some(engine_pace(pace_cpu)?)
     };
     let mut server_version = None;
+    // The server's metrics endpoint, read by the sampler for the server's own latency.
+    let mut metrics_addr: Option<String> = None;
     let (server, topology, addr) = match &common.addr {
         Some(addr) => {
             let client = Client::connect(addr).with_context(|| format!("cannot reach {addr}"))?;
@@ -230,6 +232,15 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
             let cold_store = match common.cold_store.as_str() {
                 "sqlite" => String::new(),
                 other => other.to_string(),
+            };
+            let mut extra_args = common.server_args.clone();
+            metrics_addr = match server::metrics_arg(&extra_args) {
+                Some(addr) => Some(addr),
+                None => {
+                    let addr = server::free_local_addr()?;
+                    extra_args.extend(["--metrics".to_string(), addr.clone()]);
+                    Some(addr)
+                }
             };
             let spawn = server::Spawn {
                 binary: common
@@ -241,7 +252,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
                 port: common.port,
                 cold_store,
                 keep_data: common.keep_data,
-                extra_args: common.server_args.clone(),
+                extra_args,
             };
             server_version = server::version(&spawn.binary);
             let (server, topology) = server::Server::start(&spawn)?;
@@ -294,6 +305,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
                 generator_pid: Some(std::process::id()),
                 generator_cpus: generator_cpus.clone(),
                 disk: sampler::disk_of(&common.data_root),
+                metrics: metrics_addr.clone(),
             })
             .context("cannot start the machine sampler")?,
         ),

@@ -69,6 +69,36 @@ pub struct PhaseLatencies {
     pub send_lag_us: Latency,
 }
 
+/// The server's own latency in the measured window, from its metrics (a server the
+/// generator started): requests (a create until durable) and group commits, and how many of
+/// each took over 2.5 and over 5 ms inside the server.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ServerLatency {
+    pub requests: u64,
+    pub requests_over_2_5ms: u64,
+    pub requests_over_5ms: u64,
+    pub commits: u64,
+    pub commits_over_2_5ms: u64,
+    pub commits_over_5ms: u64,
+}
+
+impl ServerLatency {
+    /// The sums over the seconds whose end lies in the window (`warmup`, `warmup + window`].
+    pub fn over(seconds: &[MachineSecond], warmup: Duration, window: Duration) -> ServerLatency {
+        let (from, to) = (warmup.as_secs(), (warmup + window).as_secs());
+        let mut total = ServerLatency::default();
+        for second in seconds.iter().filter(|s| s.at_s > from && s.at_s <= to) {
+            total.requests += second.server_requests;
+            total.requests_over_2_5ms += second.server_requests_over_2_5ms;
+            total.requests_over_5ms += second.server_requests_over_5ms;
+            total.commits += second.server_commits;
+            total.commits_over_2_5ms += second.server_commits_over_2_5ms;
+            total.commits_over_5ms += second.server_commits_over_5ms;
+        }
+        total
+    }
+}
+
 /// The server side of a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerSide {
@@ -117,6 +147,9 @@ pub struct Report {
     /// The same latency cut where each instance's last job reached the generator, and the
     /// generator's lateness in sending creates.
     pub phases: PhaseLatencies,
+    /// The server's own request and commit latency in the window (none for a server at
+    /// `--addr`, or when its metrics could not be read).
+    pub server_latency: Option<ServerLatency>,
     /// Refusals and failures by kind.
     pub errors: BTreeMap<String, u64>,
     /// Instances still unfinished after the drain.
@@ -207,6 +240,12 @@ impl Report {
                     send_lag_us: Latency::of(&phases.send_lag_us),
                 }
             },
+            server_latency: Some(ServerLatency::over(
+                &inputs.machine_timeline,
+                inputs.warmup,
+                outcome.window,
+            ))
+            .filter(|latency| latency.requests > 0),
             errors: outcome
                 .errors
                 .iter()
@@ -249,6 +288,17 @@ impl Report {
                 ms(before.p99),
                 ms(after.p50),
                 ms(after.p99)
+            );
+        }
+        if let Some(server) = &self.server_latency {
+            let share = |part: u64, whole: u64| 100.0 * part as f64 / whole.max(1) as f64;
+            line = format!(
+                "{line}; inside the server: {} of {} requests ({:.2}%) and {} of {} commits over 5 ms",
+                server.requests_over_5ms,
+                server.requests,
+                share(server.requests_over_5ms, server.requests),
+                server.commits_over_5ms,
+                server.commits
             );
         }
         line

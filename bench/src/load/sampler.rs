@@ -9,6 +9,12 @@
 //! `/proc` (`stat`, `<pid>/stat`, `<pid>/task/*/schedstat`, `diskstats`), read once a
 //! second by a thread of the generator; CPU times are in the kernel's ticks (`USER_HZ`,
 //! usually 10 ms), so a second's CPU figures are good to a tick.
+//!
+//! For a server it started, the same thread also reads the server's own latency histograms
+//! from its `--metrics` endpoint each second (`ringflow_request_latency_seconds`: a request
+//! read to its answer queued, a create to durable; `ringflow_commit_latency_seconds`: a
+//! batch's first record to durable), summed over its shards, and counts how many in the
+//! second took over 2.5 and over 5 ms: the server's side of the end-to-end tail.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -62,6 +68,18 @@ pub struct MachineSecond {
     pub disk_flush_ms: u64,
     /// Time the disk had requests in flight, in ms.
     pub disk_busy_ms: u64,
+    /// Requests the server answered (creates: made durable), from its metrics.
+    pub server_requests: u64,
+    /// Of those, how many took over 2.5 ms inside the server.
+    pub server_requests_over_2_5ms: u64,
+    /// And over 5 ms.
+    pub server_requests_over_5ms: u64,
+    /// Group commits the server made durable.
+    pub server_commits: u64,
+    /// Of those, how many took over 2.5 ms from their first record to durable.
+    pub server_commits_over_2_5ms: u64,
+    /// And over 5 ms.
+    pub server_commits_over_5ms: u64,
 }
 
 /// What is sampled: the server and the generator (each a process and its CPUs), and the
@@ -78,6 +96,8 @@ pub struct Target {
     pub generator_cpus: Vec<usize>,
     /// The disk as `major:minor` in `/proc/diskstats` (none: not known).
     pub disk: Option<(u32, u32)>,
+    /// The server's metrics endpoint, `HOST:PORT` (none: not read).
+    pub metrics: Option<String>,
 }
 
 /// A sampling thread; [`Sampler::finish`] stops it and returns its seconds.
@@ -208,6 +228,9 @@ struct Reading {
     generator: Side,
     /// writes, write ms, flushes, flush ms, busy ms.
     disk: [u64; 5],
+    /// The server's histograms, cumulative: requests, requests within 2.5 ms, within 5 ms,
+    /// commits, commits within 2.5 ms, within 5 ms.
+    latency: [u64; 6],
 }
 
 impl Reading {
@@ -217,7 +240,13 @@ impl Reading {
             server: Side::take(&stat, target.pid, &target.cpus),
             generator: Side::take(&stat, target.generator_pid, &target.generator_cpus),
             disk: [0; 5],
+            latency: [0; 6],
         };
+        if let Some(addr) = &target.metrics
+            && let Some(text) = scrape(addr)
+        {
+            reading.latency = latency_counts(&text);
+        }
         if let Some(disk) = target.disk
             && let Ok(stats) = std::fs::read_to_string("/proc/diskstats")
         {
@@ -250,8 +279,71 @@ impl Reading {
             disk_flushes: d(self.disk[2], before.disk[2]),
             disk_flush_ms: d(self.disk[3], before.disk[3]),
             disk_busy_ms: d(self.disk[4], before.disk[4]),
+            server_requests: d(self.latency[0], before.latency[0]),
+            server_requests_over_2_5ms: d(
+                self.latency[0] - self.latency[1],
+                before.latency[0] - before.latency[1],
+            ),
+            server_requests_over_5ms: d(
+                self.latency[0] - self.latency[2],
+                before.latency[0] - before.latency[2],
+            ),
+            server_commits: d(self.latency[3], before.latency[3]),
+            server_commits_over_2_5ms: d(
+                self.latency[3] - self.latency[4],
+                before.latency[3] - before.latency[4],
+            ),
+            server_commits_over_5ms: d(
+                self.latency[3] - self.latency[5],
+                before.latency[3] - before.latency[5],
+            ),
         }
     }
+}
+
+/// The text of `GET /metrics` at `addr`, or none (within a second).
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    let timeout = Duration::from_secs(1);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: ringflow\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.1 200").then_some(text)
+}
+
+/// From a metrics text: requests in all, within 2.5 ms and within 5 ms, then the same for
+/// commits, each summed over the shards (cumulative counts since the server started).
+fn latency_counts(text: &str) -> [u64; 6] {
+    let mut counts = [0u64; 6];
+    for line in text.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<u64>() else {
+            continue;
+        };
+        for (name, first) in [
+            ("ringflow_request_latency_seconds", 0),
+            ("ringflow_commit_latency_seconds", 3),
+        ] {
+            let Some(rest) = series.strip_prefix(name) else {
+                continue;
+            };
+            if rest.starts_with("_count{") {
+                counts[first] += value;
+            } else if rest.starts_with("_bucket{") && rest.ends_with(",le=\"0.0025\"}") {
+                counts[first + 1] += value;
+            } else if rest.starts_with("_bucket{") && rest.ends_with(",le=\"0.005\"}") {
+                counts[first + 2] += value;
+            }
+        }
+    }
+    counts
 }
 
 fn clock_ticks_per_second() -> u64 {
@@ -347,6 +439,28 @@ mod tests {
     }
 
     #[test]
+    fn latency_counts_sum_the_shards_buckets() {
+        let text = "\
+# HELP ringflow_request_latency_seconds x
+ringflow_request_latency_seconds_bucket{shard=\"0\",le=\"0.001\"} 5
+ringflow_request_latency_seconds_bucket{shard=\"0\",le=\"0.0025\"} 8
+ringflow_request_latency_seconds_bucket{shard=\"0\",le=\"0.005\"} 9
+ringflow_request_latency_seconds_bucket{shard=\"0\",le=\"+Inf\"} 10
+ringflow_request_latency_seconds_sum{shard=\"0\"} 0.02
+ringflow_request_latency_seconds_count{shard=\"0\"} 10
+ringflow_request_latency_seconds_bucket{shard=\"1\",le=\"0.0025\"} 20
+ringflow_request_latency_seconds_bucket{shard=\"1\",le=\"0.005\"} 20
+ringflow_request_latency_seconds_count{shard=\"1\"} 20
+ringflow_commit_latency_seconds_bucket{shard=\"0\",le=\"0.0025\"} 3
+ringflow_commit_latency_seconds_bucket{shard=\"0\",le=\"0.005\"} 4
+ringflow_commit_latency_seconds_count{shard=\"0\"} 4
+ringflow_journal_fdatasync_seconds_count{shard=\"0\"} 99
+";
+        assert_eq!(latency_counts(text), [30, 28, 29, 4, 3, 4]);
+        assert_eq!(latency_counts("garbage"), [0; 6]);
+    }
+
+    #[test]
     fn run_delay_is_the_second_schedstat_field() {
         assert_eq!(run_delay_ns("989051 7000 1\n"), Some(7000));
         assert_eq!(run_delay_ns("989051"), None);
@@ -389,6 +503,7 @@ mod tests {
                 ..Side::default()
             },
             disk: [10, 20, 30, 40, 50],
+            latency: [1000, 990, 1000, 500, 500, 500],
         };
         before.server.run_delay_ns.insert(7, 1_000_000);
         before.generator.run_delay_ns.insert(9, 0);
@@ -414,6 +529,9 @@ mod tests {
                 ..Side::default()
             },
             disk: [110, 25, 80, 52, 900],
+            // 2,000 more requests, 30 of them over 2.5 ms and 4 over 5; 800 more commits,
+            // 2 over 2.5 ms, none over 5.
+            latency: [3000, 2960, 2996, 1300, 1298, 1300],
         };
         after.server.run_delay_ns.insert(7, 4_000_000);
         // A thread born in the second counts from zero.
@@ -441,6 +559,12 @@ mod tests {
                 disk_flushes: 50,
                 disk_flush_ms: 12,
                 disk_busy_ms: 850,
+                server_requests: 2000,
+                server_requests_over_2_5ms: 30,
+                server_requests_over_5ms: 4,
+                server_commits: 800,
+                server_commits_over_2_5ms: 2,
+                server_commits_over_5ms: 0,
             }
         );
         assert!(summary(&[second]).contains("others 50 ms"));
@@ -454,6 +578,7 @@ mod tests {
             generator_pid: Some(std::process::id()),
             generator_cpus: crate::load::server::usable_cpus(),
             disk: disk_of(Path::new("/")),
+            metrics: None,
         })
         .unwrap();
         // Keep a CPU busy for a little over a second, so that one second is sampled.

@@ -66,6 +66,27 @@ pub fn version(binary: &std::path::Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
+/// The address a `--metrics` among `args` names (`--metrics ADDR` or `--metrics=ADDR`).
+pub fn metrics_arg(args: &[String]) -> Option<String> {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--metrics" {
+            return args.next().cloned();
+        }
+        if let Some(addr) = arg.strip_prefix("--metrics=") {
+            return Some(addr.to_string());
+        }
+    }
+    None
+}
+
+/// A free TCP address on 127.0.0.1 (a port the kernel gave and took back).
+pub fn free_local_addr() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .context("cannot find a free port for the server's metrics")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
 impl Server {
     /// Starts the server and waits until every shard answers.
     pub fn start(spawn: &Spawn) -> anyhow::Result<(Server, Topology)> {

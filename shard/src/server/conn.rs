@@ -61,6 +61,8 @@ pub(crate) struct Conn {
 /// A command submitted for a request, waiting for its answer.
 struct Ordered {
     request_id: u64,
+    /// When the shard read its frame.
+    arrived: Instant,
     slot: Slot<Result<ringflow_core::Outcome, crate::shard::SubmitError>>,
     lease: Rc<FrameLease>,
 }
@@ -152,6 +154,7 @@ impl Conn {
                 Err(error) => Response::Error(convert::submit_error(error)),
             };
             self.respond(ordered.request_id, &response);
+            self.server.metrics.record_request(ordered.arrived);
             drop(ordered.lease);
             self.finished_one();
         }
@@ -205,10 +208,11 @@ impl Conn {
             match reader.next_frame() {
                 Ok(Some(envelopes)) => {
                     let lease = Rc::new(lease.take().expect("a lease for every whole frame"));
+                    let arrived = Instant::now();
                     for envelope in envelopes {
                         match envelope.message {
                             Message::Request(request) => {
-                                self.dispatch(envelope.request_id, request, &lease);
+                                self.dispatch(envelope.request_id, request, &lease, arrived);
                             }
                             Message::Response(_) => self.respond(
                                 envelope.request_id,
@@ -294,7 +298,13 @@ impl Conn {
     }
 
     /// Starts one request: checks the in-flight limits, then runs it in its own task.
-    fn dispatch(self: &Rc<Self>, request_id: u64, request: Request, lease: &Rc<FrameLease>) {
+    fn dispatch(
+        self: &Rc<Self>,
+        request_id: u64,
+        request: Request,
+        lease: &Rc<FrameLease>,
+        arrived: Instant,
+    ) {
         let server = &self.server;
         let limits = &server.config.limits;
         match request {
@@ -369,6 +379,7 @@ impl Conn {
                     server.inflight.set(server.inflight.get() + 1);
                     self.ordered.borrow_mut().push_back(Ordered {
                         request_id,
+                        arrived,
                         slot,
                         lease: lease.clone(),
                     });
@@ -385,8 +396,13 @@ impl Conn {
         let conn = self.clone();
         let lease = lease.clone();
         glommio::spawn_local(async move {
+            // A create counts until it is durable (in `create`); a long poll waits on purpose.
+            let counted = !matches!(
+                request,
+                Ok(Request::CreateInstance(_) | Request::ActivateJobs(_))
+            );
             let answer = match request {
-                Ok(request) => conn.handle(request).await,
+                Ok(request) => conn.handle(request, arrived).await,
                 Err(command) => conn.submit_outcome(command).await,
             };
             let response = match answer {
@@ -394,6 +410,9 @@ impl Conn {
                 Err(error) => Response::Error(error),
             };
             conn.respond(request_id, &response);
+            if counted {
+                conn.server.metrics.record_request(arrived);
+            }
             drop(lease);
             conn.finished_one();
         })
@@ -443,9 +462,9 @@ impl Conn {
     }
 
     /// The work of a request that waits for more than its command's commit.
-    async fn handle(&self, request: Request) -> Result<Response, WireError> {
+    async fn handle(&self, request: Request, arrived: Instant) -> Result<Response, WireError> {
         match request {
-            Request::CreateInstance(create) => self.create(create).await,
+            Request::CreateInstance(create) => self.create(create, arrived).await,
             Request::ActivateJobs(activate) => self.activate(activate).await,
             Request::ShardMail {
                 from_shard,
@@ -592,13 +611,16 @@ impl Conn {
     }
 
     /// A create that awaits its instance's result.
-    async fn create(&self, create: CreateInstance) -> Result<Response, WireError> {
+    async fn create(
+        &self,
+        create: CreateInstance,
+        arrived: Instant,
+    ) -> Result<Response, WireError> {
         let (command, timeout_ms) = self.create_command(create)?;
         let shard = &self.server.shard;
-        let (outcome, result) = shard
-            .submit_awaiting(command)
-            .await
-            .map_err(convert::submit_error)?;
+        let submitted = shard.submit_awaiting(command).await;
+        self.server.metrics.record_request(arrived);
+        let (outcome, result) = submitted.map_err(convert::submit_error)?;
         let created = convert::created(&outcome.response);
         let (Some(result), Some(created)) = (result, created) else {
             return Ok(convert::answer(outcome.response));

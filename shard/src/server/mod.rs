@@ -142,6 +142,8 @@ pub(crate) struct ShardServer {
     closing_event: WaitList,
     /// The deadlines of awaited creates (see [`awaits`]).
     pub(crate) awaits: awaits::AwaitDeadlines,
+    /// The shard's metrics (request latency).
+    pub(crate) metrics: Arc<crate::metrics::ShardMetrics>,
 }
 
 /// Bytes of the frame budget held by one frame until its last request is answered.
@@ -219,6 +221,7 @@ pub async fn serve_shard(
         .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     eprintln!("ringflow: shard {} listening on {addr}", shard.id());
     let server = Rc::new(ShardServer {
+        metrics: shard.metrics(),
         shard: shard.clone(),
         budget: Cell::new(config.limits.frame_budget_bytes),
         config,
