@@ -6,11 +6,10 @@
 For every measured second whose p99 is over the limit, from the report's `timeline` and
 `machine_timeline` (a server the generator started, at 87fd524 or later): *steal* when the
 hypervisor took time from either CPU; else *server* when at least 0.5% of the second's
-requests took over 5 ms inside the server (`server_requests_over_5ms`, read from its
-metrics; an instance makes two requests, so that many alone put its p99 over 5 ms); else
-*outside* (the server answered almost every request within 5 ms: the tail is in the
-network, the job's push and the answers' writes, or the generator, whose `send_lag_max_us`
-is shown). Prints each run's p99
+requests, job pushes or answer writes took over 5 ms inside the server (read from its
+metrics; pushes and writes from 5d0ba5f on); else *outside* (the server did almost all of
+them within 5 ms: the tail is in the network between the processes or in the generator,
+whose `send_lag_max_us` is shown). Prints each run's p99
 with its counts, then the seconds of each kind with their median p99 and generator lag.
 """
 import json
@@ -18,6 +17,16 @@ import statistics
 import sys
 
 SERVER_SHARE = 0.005
+
+
+def server_share(machine):
+    """The largest share over 5 ms of the server's requests, pushes and answer writes."""
+    shares = []
+    for name in ("requests", "pushes", "answer_writes"):
+        total = machine.get(f"server_{name}", 0)
+        if total:
+            shares.append(machine.get(f"server_{name}_over_5ms", 0) / total)
+    return max(shares, default=0.0)
 
 
 def main():
@@ -43,7 +52,7 @@ def main():
                 continue
             if machine["cpu_steal_ms"] or machine["generator_cpu_steal_ms"]:
                 kind = "steal"
-            elif machine.get("server_requests_over_5ms", 0) >= SERVER_SHARE * max(1, machine.get("server_requests", 0)):
+            elif server_share(machine) >= SERVER_SHARE:
                 kind = "server"
             else:
                 kind = "outside"

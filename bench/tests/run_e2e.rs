@@ -93,7 +93,11 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
     assert!(count("requests_over_5ms") <= count("requests_over_2_5ms"));
     assert!(count("requests_over_2_5ms") <= count("requests"));
     assert!(count("commits") > 0 && count("commits_over_5ms") <= count("commits"));
-    assert!(stderr.contains("inside the server:"), "{stderr}");
+    assert!(
+        count("pushes") > 0 && count("answer_writes") > 0,
+        "{report}"
+    );
+    assert!(stderr.contains("inside the server, over 5 ms:"), "{stderr}");
     // A second per entry, warm-up (1 s) and measurement (2 s) at least; together they hold
     // every instance the window counted.
     let timeline = report["timeline"].as_array().expect("timeline");

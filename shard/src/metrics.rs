@@ -10,6 +10,8 @@
 //! | `ringflow_journal_batch_records` | histogram | shard | records per group commit |
 //! | `ringflow_journal_fdatasync_seconds` | histogram | shard | fdatasync of one commit |
 //! | `ringflow_commit_latency_seconds` | histogram | shard | from the first record of a batch to durable |
+//! | `ringflow_push_latency_seconds` | histogram | shard | a job subscription's push: from activating ready jobs (a command, committed like any other) to the jobs queued for the writer |
+//! | `ringflow_answer_write_seconds` | histogram | shard | from when the oldest answer (or pushed jobs) of a write was queued to when the write to the socket returned |
 //! | `ringflow_request_latency_seconds` | histogram | shard | from when the shard read a request's frame to when its answer was queued for the writer; for a create, to when it is durable (an awaited result waits for the process besides); long polls are left out |
 //! | `ringflow_durable_lsn` | gauge | shard | highest durable journal LSN |
 //! | `ringflow_live_instances` | gauge | shard | running process instances |
@@ -161,6 +163,10 @@ pub struct ShardMetrics {
     pub commit_micros: Histogram,
     /// A request's frame read to its answer queued (a create: to durable), µs.
     pub request_micros: Histogram,
+    /// A push's activation to its jobs queued, µs.
+    pub push_micros: Histogram,
+    /// The oldest answer of a write queued to the write returned, µs.
+    pub answer_write_micros: Histogram,
     durable_lsn: AtomicU64,
     live_instances: AtomicU64,
     open_jobs: AtomicU64,
@@ -186,6 +192,8 @@ impl ShardMetrics {
             fdatasync_micros: Histogram::new(LATENCY_MICROS_BOUNDS),
             commit_micros: Histogram::new(LATENCY_MICROS_BOUNDS),
             request_micros: Histogram::new(LATENCY_MICROS_BOUNDS),
+            push_micros: Histogram::new(LATENCY_MICROS_BOUNDS),
+            answer_write_micros: Histogram::new(LATENCY_MICROS_BOUNDS),
             durable_lsn: AtomicU64::new(0),
             live_instances: AtomicU64::new(0),
             open_jobs: AtomicU64::new(0),
@@ -227,6 +235,18 @@ impl ShardMetrics {
     pub fn record_request(&self, arrived: Instant) {
         self.request_micros
             .observe(arrived.elapsed().as_micros() as u64);
+    }
+
+    /// Counts a push of jobs whose activation began at `started`.
+    pub fn record_push(&self, started: Instant) {
+        self.push_micros
+            .observe(started.elapsed().as_micros() as u64);
+    }
+
+    /// Counts a write whose oldest answer was queued at `queued`.
+    pub fn record_answer_write(&self, queued: Instant) {
+        self.answer_write_micros
+            .observe(queued.elapsed().as_micros() as u64);
     }
 
     /// Sets the gauges after a commit.
@@ -391,7 +411,7 @@ impl Registry {
                 );
             }
         }
-        let histograms: [ShardHistogram; 4] = [
+        let histograms: [ShardHistogram; 6] = [
             (
                 "ringflow_journal_batch_records",
                 "Records per group commit.",
@@ -415,6 +435,18 @@ impl Registry {
                 "From a request's frame read to its answer queued (a create: to durable).",
                 1e6,
                 |m| &m.request_micros,
+            ),
+            (
+                "ringflow_push_latency_seconds",
+                "A job subscription's push: activating ready jobs to the jobs queued.",
+                1e6,
+                |m| &m.push_micros,
+            ),
+            (
+                "ringflow_answer_write_seconds",
+                "The oldest answer of a write queued to the write returned.",
+                1e6,
+                |m| &m.answer_write_micros,
             ),
         ];
         for (name, help, scale, read) in histograms {

@@ -80,6 +80,10 @@ pub struct ServerLatency {
     pub commits: u64,
     pub commits_over_2_5ms: u64,
     pub commits_over_5ms: u64,
+    pub pushes: u64,
+    pub pushes_over_5ms: u64,
+    pub answer_writes: u64,
+    pub answer_writes_over_5ms: u64,
 }
 
 impl ServerLatency {
@@ -94,6 +98,10 @@ impl ServerLatency {
             total.commits += second.server_commits;
             total.commits_over_2_5ms += second.server_commits_over_2_5ms;
             total.commits_over_5ms += second.server_commits_over_5ms;
+            total.pushes += second.server_pushes;
+            total.pushes_over_5ms += second.server_pushes_over_5ms;
+            total.answer_writes += second.server_answer_writes;
+            total.answer_writes_over_5ms += second.server_answer_writes_over_5ms;
         }
         total
     }
@@ -293,12 +301,17 @@ impl Report {
         if let Some(server) = &self.server_latency {
             let share = |part: u64, whole: u64| 100.0 * part as f64 / whole.max(1) as f64;
             line = format!(
-                "{line}; inside the server: {} of {} requests ({:.2}%) and {} of {} commits over 5 ms",
+                "{line}; inside the server, over 5 ms: {} of {} requests ({:.2}%), {} of {} \
+                 commits, {} of {} pushes, {} of {} answer writes",
                 server.requests_over_5ms,
                 server.requests,
                 share(server.requests_over_5ms, server.requests),
                 server.commits_over_5ms,
-                server.commits
+                server.commits,
+                server.pushes_over_5ms,
+                server.pushes,
+                server.answer_writes_over_5ms,
+                server.answer_writes
             );
         }
         line

@@ -80,6 +80,14 @@ pub struct MachineSecond {
     pub server_commits_over_2_5ms: u64,
     /// And over 5 ms.
     pub server_commits_over_5ms: u64,
+    /// Pushes of jobs to subscriptions (each an activation, committed).
+    pub server_pushes: u64,
+    /// Of those, how many took over 5 ms from activation to queued.
+    pub server_pushes_over_5ms: u64,
+    /// Writes of answers to sockets.
+    pub server_answer_writes: u64,
+    /// Of those, how many returned over 5 ms after their oldest answer was queued.
+    pub server_answer_writes_over_5ms: u64,
 }
 
 /// What is sampled: the server and the generator (each a process and its CPUs), and the
@@ -228,9 +236,9 @@ struct Reading {
     generator: Side,
     /// writes, write ms, flushes, flush ms, busy ms.
     disk: [u64; 5],
-    /// The server's histograms, cumulative: requests, requests within 2.5 ms, within 5 ms,
-    /// commits, commits within 2.5 ms, within 5 ms.
-    latency: [u64; 6],
+    /// The server's histograms, cumulative, each as (all, within 2.5 ms, within 5 ms):
+    /// requests, commits, pushes, answer writes.
+    latency: [u64; 12],
 }
 
 impl Reading {
@@ -240,7 +248,7 @@ impl Reading {
             server: Side::take(&stat, target.pid, &target.cpus),
             generator: Side::take(&stat, target.generator_pid, &target.generator_cpus),
             disk: [0; 5],
-            latency: [0; 6],
+            latency: [0; 12],
         };
         if let Some(addr) = &target.metrics
             && let Some(text) = scrape(addr)
@@ -297,6 +305,16 @@ impl Reading {
                 self.latency[3] - self.latency[5],
                 before.latency[3] - before.latency[5],
             ),
+            server_pushes: d(self.latency[6], before.latency[6]),
+            server_pushes_over_5ms: d(
+                self.latency[6] - self.latency[8],
+                before.latency[6] - before.latency[8],
+            ),
+            server_answer_writes: d(self.latency[9], before.latency[9]),
+            server_answer_writes_over_5ms: d(
+                self.latency[9] - self.latency[11],
+                before.latency[9] - before.latency[11],
+            ),
         }
     }
 }
@@ -317,9 +335,10 @@ fn scrape(addr: &str) -> Option<String> {
 }
 
 /// From a metrics text: requests in all, within 2.5 ms and within 5 ms, then the same for
-/// commits, each summed over the shards (cumulative counts since the server started).
-fn latency_counts(text: &str) -> [u64; 6] {
-    let mut counts = [0u64; 6];
+/// commits, pushes and answer writes, each summed over the shards (cumulative counts since
+/// the server started).
+fn latency_counts(text: &str) -> [u64; 12] {
+    let mut counts = [0u64; 12];
     for line in text.lines() {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
@@ -330,6 +349,8 @@ fn latency_counts(text: &str) -> [u64; 6] {
         for (name, first) in [
             ("ringflow_request_latency_seconds", 0),
             ("ringflow_commit_latency_seconds", 3),
+            ("ringflow_push_latency_seconds", 6),
+            ("ringflow_answer_write_seconds", 9),
         ] {
             let Some(rest) = series.strip_prefix(name) else {
                 continue;
@@ -456,8 +477,11 @@ ringflow_commit_latency_seconds_bucket{shard=\"0\",le=\"0.005\"} 4
 ringflow_commit_latency_seconds_count{shard=\"0\"} 4
 ringflow_journal_fdatasync_seconds_count{shard=\"0\"} 99
 ";
-        assert_eq!(latency_counts(text), [30, 28, 29, 4, 3, 4]);
-        assert_eq!(latency_counts("garbage"), [0; 6]);
+        assert_eq!(
+            latency_counts(text),
+            [30, 28, 29, 4, 3, 4, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(latency_counts("garbage"), [0; 12]);
     }
 
     #[test]
@@ -503,7 +527,7 @@ ringflow_journal_fdatasync_seconds_count{shard=\"0\"} 99
                 ..Side::default()
             },
             disk: [10, 20, 30, 40, 50],
-            latency: [1000, 990, 1000, 500, 500, 500],
+            latency: [1000, 990, 1000, 500, 500, 500, 100, 100, 100, 800, 800, 800],
         };
         before.server.run_delay_ns.insert(7, 1_000_000);
         before.generator.run_delay_ns.insert(9, 0);
@@ -531,7 +555,9 @@ ringflow_journal_fdatasync_seconds_count{shard=\"0\"} 99
             disk: [110, 25, 80, 52, 900],
             // 2,000 more requests, 30 of them over 2.5 ms and 4 over 5; 800 more commits,
             // 2 over 2.5 ms, none over 5.
-            latency: [3000, 2960, 2996, 1300, 1298, 1300],
+            latency: [
+                3000, 2960, 2996, 1300, 1298, 1300, 300, 300, 299, 2800, 2800, 2797,
+            ],
         };
         after.server.run_delay_ns.insert(7, 4_000_000);
         // A thread born in the second counts from zero.
@@ -565,6 +591,10 @@ ringflow_journal_fdatasync_seconds_count{shard=\"0\"} 99
                 server_commits: 800,
                 server_commits_over_2_5ms: 2,
                 server_commits_over_5ms: 0,
+                server_pushes: 200,
+                server_pushes_over_5ms: 1,
+                server_answer_writes: 2000,
+                server_answer_writes_over_5ms: 3,
             }
         );
         assert!(summary(&[second]).contains("others 50 ms"));

@@ -48,6 +48,8 @@ pub(crate) struct Conn {
     encoder: RefCell<FrameEncoder>,
     out: RefCell<Vec<u8>>,
     out_ready: Notify,
+    /// When the oldest answer not yet handed to the writer was queued.
+    oldest_queued: Cell<Option<Instant>>,
     inflight: Cell<usize>,
     /// No more requests are read: the peer closed, a frame was bad, or shutdown began.
     closed: Cell<bool>,
@@ -84,6 +86,7 @@ pub(crate) fn start(server: Rc<ShardServer>, stream: TcpStream) {
         encoder: RefCell::new(FrameEncoder::default()),
         out: RefCell::new(Vec::new()),
         out_ready: Notify::default(),
+        oldest_queued: Cell::new(None),
         inflight: Cell::new(0),
         closed: Cell::new(false),
         closed_event: WaitList::default(),
@@ -181,6 +184,9 @@ impl Conn {
 
     /// Queues an answer; the writer sends it with others that are ready.
     fn respond(&self, request_id: u64, response: &Response) {
+        if self.oldest_queued.get().is_none() {
+            self.oldest_queued.set(Some(Instant::now()));
+        }
         let mut encoder = self.encoder.borrow_mut();
         encoder.push_response(request_id, response);
         if encoder.pending_bytes() >= FRAME_FLUSH_BYTES {
@@ -272,11 +278,15 @@ impl Conn {
                 }
                 std::mem::swap(&mut *out, &mut sending);
             }
+            let oldest = self.oldest_queued.take();
             if !sending.is_empty() {
                 if let Err(error) = write_all(&self.stream, &sending).await {
                     tracing::debug!(%error, "write failed");
                     self.close();
                     break;
+                }
+                if let Some(oldest) = oldest {
+                    self.server.metrics.record_answer_write(oldest);
                 }
                 sending.clear();
                 continue;
@@ -783,6 +793,7 @@ impl Conn {
                 continue;
             }
             let max_jobs = credits.min(u64::from(JOBS_PER_ACTIVATION_MAX)) as u32;
+            let started = Instant::now();
             let answer = self
                 .submit(Command::ActivateJobs {
                     job_type: subscription.job_type.clone(),
@@ -802,6 +813,7 @@ impl Conn {
                         .set(subscription.credits.get().saturating_sub(pushed));
                     let jobs = jobs.into_iter().map(convert::job).collect();
                     self.respond(request_id, &Response::Jobs(jobs));
+                    self.server.metrics.record_push(started);
                 }
                 Ok(other) => {
                     tracing::error!(?other, "ActivateJobs answered with something else");
