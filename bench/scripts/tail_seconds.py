@@ -7,7 +7,7 @@ For every measured second whose p99 is over the limit, from the report's `timeli
 `machine_timeline` (a server the generator started, at 87fd524 or later): *steal* when the
 hypervisor took time from either CPU; else *server* when at least 0.5% of the second's
 requests, job pushes or answer writes took over 5 ms inside the server (read from its
-metrics; pushes and writes from 5d0ba5f on); else *outside* (the server did almost all of
+metrics; pushes and writes from 580ace3 on); else *outside* (the server did almost all of
 them within 5 ms: the tail is in the network between the processes or in the generator,
 whose `send_lag_max_us` is shown). Prints each run's p99
 with its counts, then the seconds of each kind with their median p99 and generator lag.
