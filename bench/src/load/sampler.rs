@@ -265,6 +265,15 @@ impl Reading {
 
     fn since(&self, before: &Reading, at_s: u64, tick_ms: u64) -> MachineSecond {
         let d = |after: u64, before: u64| after.saturating_sub(before);
+        // A server histogram's counts in the second: all of them, and those past a bound
+        // (`latency[all]` less `latency[within]`, the count within it).
+        let all = |index: usize| d(self.latency[index], before.latency[index]);
+        let over = |all: usize, within: usize| {
+            d(
+                self.latency[all] - self.latency[within],
+                before.latency[all] - before.latency[within],
+            )
+        };
         let (cpu, server_ms, server_run_delay_ms) = self.server.since(&before.server, tick_ms);
         let (gen_cpu, generator_ms, generator_run_delay_ms) =
             self.generator.since(&before.generator, tick_ms);
@@ -287,34 +296,16 @@ impl Reading {
             disk_flushes: d(self.disk[2], before.disk[2]),
             disk_flush_ms: d(self.disk[3], before.disk[3]),
             disk_busy_ms: d(self.disk[4], before.disk[4]),
-            server_requests: d(self.latency[0], before.latency[0]),
-            server_requests_over_2_5ms: d(
-                self.latency[0] - self.latency[1],
-                before.latency[0] - before.latency[1],
-            ),
-            server_requests_over_5ms: d(
-                self.latency[0] - self.latency[2],
-                before.latency[0] - before.latency[2],
-            ),
-            server_commits: d(self.latency[3], before.latency[3]),
-            server_commits_over_2_5ms: d(
-                self.latency[3] - self.latency[4],
-                before.latency[3] - before.latency[4],
-            ),
-            server_commits_over_5ms: d(
-                self.latency[3] - self.latency[5],
-                before.latency[3] - before.latency[5],
-            ),
-            server_pushes: d(self.latency[6], before.latency[6]),
-            server_pushes_over_5ms: d(
-                self.latency[6] - self.latency[8],
-                before.latency[6] - before.latency[8],
-            ),
-            server_answer_writes: d(self.latency[9], before.latency[9]),
-            server_answer_writes_over_5ms: d(
-                self.latency[9] - self.latency[11],
-                before.latency[9] - before.latency[11],
-            ),
+            server_requests: all(0),
+            server_requests_over_2_5ms: over(0, 1),
+            server_requests_over_5ms: over(0, 2),
+            server_commits: all(3),
+            server_commits_over_2_5ms: over(3, 4),
+            server_commits_over_5ms: over(3, 5),
+            server_pushes: all(6),
+            server_pushes_over_5ms: over(6, 8),
+            server_answer_writes: all(9),
+            server_answer_writes_over_5ms: over(9, 11),
         }
     }
 }
