@@ -12,7 +12,7 @@
 //! | `ringflow_commit_latency_seconds` | histogram | shard | from the first record of a batch to durable |
 //! | `ringflow_push_latency_seconds` | histogram | shard | a job subscription's push: from activating ready jobs (a command, committed like any other) to the jobs queued for the writer |
 //! | `ringflow_answer_write_seconds` | histogram | shard | from when the oldest answer (or pushed jobs) of a write was queued to when the write to the socket returned |
-//! | `ringflow_request_latency_seconds` | histogram | shard | from when the shard read a request's frame to when its answer was queued for the writer; for a create, to when it is durable (an awaited result waits for the process besides); long polls are left out |
+//! | `ringflow_request_latency_seconds` | histogram | shard | for each request that runs a command (or brings mail from another shard): from when the shard read its frame to when its answer was queued for the writer; for a create, to when it is durable (an awaited result waits for the process besides). Long polls, and requests answered on the spot (topology, credits, refusals before any command), are left out |
 //! | `ringflow_durable_lsn` | gauge | shard | highest durable journal LSN |
 //! | `ringflow_live_instances` | gauge | shard | running process instances |
 //! | `ringflow_open_jobs` | gauge | shard | open jobs |
