@@ -123,6 +123,15 @@ fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
         );
         assert!(p50 <= p99 && p99 <= max, "{second}");
     }
+    // The generator worked between its waits for the sockets in every second it completed
+    // instances.
+    assert!(
+        timeline
+            .iter()
+            .filter(|second| second["completed"].as_u64() > Some(0))
+            .all(|second| second["loop_busy_max_us"].as_u64() > Some(0)),
+        "{report}"
+    );
     // The machine beside each second: as many seconds as the run's, on the same clock; the
     // server ran and the journal flushed its commits to the disk under the data root.
     let machine = report["machine_timeline"]

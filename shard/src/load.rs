@@ -172,6 +172,10 @@ pub struct Second {
     /// How late the generator queued the latest-sent create of this second, at most: its own
     /// stalls (open loop; 0 in the closed loop but for BUSY re-sends).
     pub send_lag_max_us: u64,
+    /// The generator's longest stretch of work between two waits for its sockets (reading
+    /// answers, completing jobs, starting creates, writing): while it works, answers that
+    /// arrive wait to be read.
+    pub loop_busy_max_us: u64,
 }
 
 impl Outcome {
@@ -323,6 +327,8 @@ struct Generator<'a> {
     sample_instance: Option<u64>,
     /// The largest send lag of this second, µs.
     second_send_lag_max: u64,
+    /// The longest stretch of work between two waits this second, µs.
+    second_busy_max: u64,
     /// When the latest job of each instance in flight arrived, by instance key.
     last_job_ns: HashMap<u64, u64>,
     phases: Phases,
@@ -374,6 +380,7 @@ pub fn run(config: &Config, workload: &dyn Workload) -> anyhow::Result<Outcome> 
         sample_instance: None,
         last_job_ns: HashMap::new(),
         second_send_lag_max: 0,
+        second_busy_max: 0,
         phases: Phases {
             to_last_job_us: histogram(),
             last_job_to_result_us: histogram(),
@@ -468,6 +475,8 @@ impl Generator<'_> {
         // Open loop: the schedule.
         let mut scheduled = 0u64;
         let mut backlog_max = 0u64;
+        // When the last wait for the sockets returned.
+        let mut woke_ns: Option<u64> = None;
         loop {
             let now = self.now_ns();
             let measuring = now < self.window_end_ns;
@@ -533,6 +542,10 @@ impl Generator<'_> {
                 tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
                 tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
             };
+            if let Some(woke) = woke_ns {
+                let busy = self.now_ns().saturating_sub(woke) / 1_000;
+                self.second_busy_max = self.second_busy_max.max(busy);
+            }
             // SAFETY: fds is a live slice of pollfd of the length given; timeout outlives the
             // call; a null signal mask leaves the mask unchanged.
             let ready = unsafe {
@@ -543,6 +556,7 @@ impl Generator<'_> {
                     std::ptr::null(),
                 )
             };
+            woke_ns = Some(self.now_ns());
             if ready < 0 {
                 let error = std::io::Error::last_os_error();
                 if error.kind() != ErrorKind::Interrupted {
@@ -599,6 +613,7 @@ impl Generator<'_> {
                     p99_us: self.second.value_at_quantile(0.99),
                     max_us: self.second.max(),
                     send_lag_max_us: std::mem::take(&mut self.second_send_lag_max),
+                    loop_busy_max_us: std::mem::take(&mut self.second_busy_max),
                 };
                 if self.config.progress {
                     eprintln!(
