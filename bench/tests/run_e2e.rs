@@ -360,3 +360,50 @@ fn compare_alternates_the_first_binary_and_sums_up_the_pairs() {
     assert!(!refused.status.success());
     assert!(stderr.contains("no-such-binary is not a file"), "{stderr}");
 }
+
+/// `--send-tick-us`: the open loop sends the creates due in each tick together, and their
+/// latency still counts from when each was due, so the wait for the tick shows as send lag.
+#[test]
+fn an_open_loop_with_a_send_tick_times_creates_from_when_they_were_due() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-tick-e2e");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("create the test folder");
+    let json = root.join("run.json");
+    let output = Command::new(BENCH)
+        .args(["run", "--scenario", "one_task", "--rate", "2000"])
+        .args([
+            "--duration",
+            "2s",
+            "--warmup",
+            "1s",
+            "--send-tick-us",
+            "5000",
+        ])
+        .args(["--cold-store", "none", "--quiet", "--no-pace"])
+        // Away from the other tests' servers, which may run at the same time.
+        .args(["--port", "26780"])
+        .arg("--server-bin")
+        .arg(server_binary())
+        .arg("--data-root")
+        .arg(root.join("data"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run ringflow-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    assert_eq!(report["mode"], "open");
+    assert_eq!(report["send_tick_us"], 5000, "{report}");
+    assert!(report["completed"].as_u64() > Some(0), "{report}");
+    // A create due anywhere in a 5 ms tick waits for the tick's end, so the slowest tenth
+    // waits about 4.5 ms; a p90 of at least 0.5 ms holds on any machine (a slower one only
+    // waits longer), and each instance's latency includes its wait.
+    let lag_p90 = report["phases"]["send_lag_us"]["p90"]
+        .as_u64()
+        .expect("send lag p90");
+    assert!(lag_p90 >= 500, "{report}");
+    let latency_p90 = report["latency_us"]["p90"].as_u64().expect("p90");
+    assert!(latency_p90 >= lag_p90, "{report}");
+}

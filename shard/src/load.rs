@@ -103,6 +103,9 @@ pub struct Config {
     pub credits: u32,
     /// Print a progress line every second (to stderr).
     pub progress: bool,
+    /// Open loop: send the creates that fell due at most this often, together (zero: as
+    /// soon as each is due). Their latency still counts from when each was due.
+    pub send_tick: Duration,
 }
 
 /// What one measurement saw.
@@ -477,6 +480,9 @@ impl Generator<'_> {
         let mut backlog_max = 0u64;
         // When the last wait for the sockets returned.
         let mut woke_ns: Option<u64> = None;
+        // Open loop: the next time due creates are sent.
+        let mut next_send_ns = 0u64;
+        let send_tick_ns = self.config.send_tick.as_nanos() as u64;
         loop {
             let now = self.now_ns();
             let measuring = now < self.window_end_ns;
@@ -500,7 +506,8 @@ impl Generator<'_> {
                             self.start(now, None, n);
                         }
                     }
-                    Mode::Open { rate, inflight_max } => {
+                    Mode::Open { rate, inflight_max } if now >= next_send_ns => {
+                        next_send_ns = now + send_tick_ns;
                         let due_total = (now as f64 / 1e9 * rate) as u64;
                         backlog_max = backlog_max.max(due_total.saturating_sub(scheduled));
                         while scheduled < due_total
@@ -513,6 +520,7 @@ impl Generator<'_> {
                             self.start(due_ns, None, n);
                         }
                     }
+                    Mode::Open { .. } => {}
                 }
             }
             for link in self.starters.iter_mut().chain(self.workers.iter_mut()) {
@@ -522,7 +530,10 @@ impl Generator<'_> {
             let timeout_ns = match self.config.mode {
                 Mode::Open { rate, .. } if measuring => {
                     let next_due = ((scheduled + 1) as f64 * 1e9 / rate) as u64;
-                    next_due.saturating_sub(self.now_ns()).min(10_000_000)
+                    next_due
+                        .max(next_send_ns)
+                        .saturating_sub(self.now_ns())
+                        .min(10_000_000)
                 }
                 _ => 10_000_000,
             };

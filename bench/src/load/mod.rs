@@ -48,6 +48,11 @@ pub struct Common {
     /// Jobs the server may push ahead to each worker connection.
     #[arg(long, default_value_t = 4096)]
     credits: u32,
+    /// Open loop: send the creates that fell due at most every this many µs, in one write per
+    /// connection (0: each as soon as it is due). Their latency still counts from when each
+    /// was due, so the wait for the tick is measured, not hidden.
+    #[arg(long, default_value_t = 0)]
+    send_tick_us: u64,
     /// Measure a server that is already running at this address instead of starting one.
     #[arg(long)]
     addr: Option<String>,
@@ -281,6 +286,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         drain: Duration::from_secs(10),
         credits: common.credits,
         progress: !common.quiet,
+        send_tick: Duration::from_micros(common.send_tick_us),
     };
     if !common.quiet {
         eprintln!(
@@ -334,6 +340,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
     Ok(Report::new(report::Inputs {
         scenario: plan.scenario,
         mode: plan.mode,
+        send_tick: Duration::from_micros(common.send_tick_us),
         shards: topology.shard_count(),
         warmup: common.warmup,
         addr,

@@ -136,6 +136,8 @@ pub struct Report {
     pub mode: &'static str,
     /// Open loop: the target rate.
     pub rate_per_s: Option<f64>,
+    /// Open loop: how often due creates were sent together, µs (0: each when due).
+    pub send_tick_us: Option<u64>,
     /// Closed loop: instances in flight.
     pub inflight: Option<usize>,
     /// Shards of the server.
@@ -192,6 +194,7 @@ pub struct Report {
 pub struct Inputs {
     pub scenario: Scenario,
     pub mode: Mode,
+    pub send_tick: Duration,
     pub shards: usize,
     pub warmup: Duration,
     pub addr: String,
@@ -230,6 +233,7 @@ impl Report {
             scenario: inputs.scenario.name(),
             mode,
             rate_per_s,
+            send_tick_us: rate_per_s.map(|_| inputs.send_tick.as_micros() as u64),
             inflight,
             shards: inputs.shards,
             duration_s: outcome.window.as_secs_f64(),

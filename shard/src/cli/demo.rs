@@ -190,6 +190,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         drain: Duration::from_secs(10),
         credits: 1024,
         progress: true,
+        send_tick: Duration::ZERO,
     };
     let orders = Orders {
         run: std::process::id(),
