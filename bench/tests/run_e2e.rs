@@ -16,42 +16,62 @@ fn server_binary() -> PathBuf {
     binary
 }
 
-#[test]
-fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
-    let test_began_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64;
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-run-e2e");
+/// A fresh folder `name` under the tests' scratch directory.
+fn fresh_folder(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("create the test folder");
+    root
+}
+
+/// `ringflow-bench run ARGS` against the test's server binary, with its data and
+/// `report.json` in `root`; asserts it succeeded and returns the report and its stderr.
+fn run_bench(root: &Path, args: &[&str]) -> (serde_json::Value, String) {
     let json = root.join("report.json");
-    let markdown = root.join("report.md");
     let output = Command::new(BENCH)
-        .args([
-            "run",
-            "--scenario",
-            "one_task",
-            "--duration",
-            "2s",
-            "--warmup",
-            "1s",
-        ])
-        .args(["--inflight", "64", "--cold-store", "none", "--quiet"])
+        .arg("run")
+        .args(args)
         .arg("--server-bin")
         .arg(server_binary())
         .arg("--data-root")
         .arg(root.join("data"))
         .arg("--json")
         .arg(&json)
-        .arg("--markdown")
-        .arg(&markdown)
         .output()
         .expect("run ringflow-bench");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{stderr}");
-    let report: serde_json::Value =
+    let report =
         serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    (report, stderr)
+}
+
+#[test]
+fn a_short_run_reports_throughput_latency_and_the_server_it_measured() {
+    let test_began_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let root = fresh_folder("bench-run-e2e");
+    let markdown = root.join("report.md");
+    let (report, stderr) = run_bench(
+        &root,
+        &[
+            "--scenario",
+            "one_task",
+            "--duration",
+            "2s",
+            "--warmup",
+            "1s",
+            "--inflight",
+            "64",
+            "--cold-store",
+            "none",
+            "--quiet",
+            "--markdown",
+            markdown.to_str().expect("a UTF-8 path"),
+        ],
+    );
     assert_eq!(report["scenario"], "one_task");
     assert_eq!(report["mode"], "closed");
     let completed = report["completed"].as_u64().expect("completed");
@@ -255,9 +275,7 @@ fn the_journal_bench_commits_pipelined_by_default_and_one_at_a_time_when_asked()
 
 #[test]
 fn compare_alternates_the_first_binary_and_sums_up_the_pairs() {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-compare-e2e");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).expect("create the test folder");
+    let root = fresh_folder("bench-compare-e2e");
     let out = root.join("out");
     let output = Command::new(BENCH)
         .args(["compare", "--scenario", "one_task", "--pairs", "2"])
@@ -365,35 +383,29 @@ fn compare_alternates_the_first_binary_and_sums_up_the_pairs() {
 /// latency still counts from when each was due, so the wait for the tick shows as send lag.
 #[test]
 fn an_open_loop_with_a_send_tick_times_creates_from_when_they_were_due() {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-tick-e2e");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).expect("create the test folder");
-    let json = root.join("run.json");
-    let output = Command::new(BENCH)
-        .args(["run", "--scenario", "one_task", "--rate", "2000"])
-        .args([
+    let root = fresh_folder("bench-tick-e2e");
+    let (report, _) = run_bench(
+        &root,
+        &[
+            "--scenario",
+            "one_task",
+            "--rate",
+            "2000",
             "--duration",
             "2s",
             "--warmup",
             "1s",
             "--send-tick-us",
             "5000",
-        ])
-        .args(["--cold-store", "none", "--quiet", "--no-pace"])
-        // Away from the other tests' servers, which may run at the same time.
-        .args(["--port", "26780"])
-        .arg("--server-bin")
-        .arg(server_binary())
-        .arg("--data-root")
-        .arg(root.join("data"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run ringflow-bench");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+            "--cold-store",
+            "none",
+            "--quiet",
+            "--no-pace",
+            // Away from the other tests' servers, which may run at the same time.
+            "--port",
+            "26780",
+        ],
+    );
     assert_eq!(report["mode"], "open");
     assert_eq!(report["send_tick_us"], 5000, "{report}");
     assert!(report["completed"].as_u64() > Some(0), "{report}");
