@@ -23,6 +23,13 @@ pub struct Args {
     /// exclusive gateway with a FEEL condition after it (three FEEL evaluations per instance).
     #[arg(long)]
     feel: bool,
+    /// Keep about this many instances in flight instead of one at a time: half of them
+    /// created with their job ready, half with their job activated and not yet completed.
+    /// Each step creates one, activates the oldest ready job and completes the oldest
+    /// activated one, so the state holds a server's working set (`run` keeps 2,048 in
+    /// flight) rather than one instance that stays in the CPU's caches.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    inflight: u32,
 }
 
 const ONE_TASK: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -61,6 +68,10 @@ struct Engine {
     ctx: Ctx,
     commands: u64,
     variables: Variables,
+    /// Activated jobs not completed yet, oldest first (with `--inflight` over 1).
+    activated: std::collections::VecDeque<Key>,
+    /// How many activated jobs to hold before completing the oldest.
+    hold: usize,
 }
 
 impl Engine {
@@ -73,7 +84,45 @@ impl Engine {
         Ok(outcome.response)
     }
 
+    fn create(&mut self) -> anyhow::Result<()> {
+        self.run(Command::CreateInstance {
+            process: ProcessRef::Latest("one-task".to_string()),
+            variables: self.variables.clone(),
+            business_key: None,
+            await_result: false,
+        })?;
+        Ok(())
+    }
+
+    fn activate_one(&mut self) -> anyhow::Result<Key> {
+        let Response::JobsActivated(jobs) = self.run(Command::ActivateJobs {
+            job_type: "work".to_string(),
+            worker: "bench".to_string(),
+            max_jobs: 1,
+            lease_millis: 60_000,
+        })?
+        else {
+            bail!("ActivateJobs did not answer with jobs");
+        };
+        Ok(jobs.first().context("no job was ready")?.key)
+    }
+
+    /// One step: with `hold` 0, one whole instance; otherwise create one, activate the
+    /// oldest ready job and complete the oldest activated one once `hold` are activated.
     fn one_instance(&mut self) -> anyhow::Result<()> {
+        if self.hold > 0 {
+            self.create()?;
+            let job = self.activate_one()?;
+            self.activated.push_back(job);
+            if self.activated.len() > self.hold {
+                let key = self.activated.pop_front().context("held jobs")?;
+                self.run(Command::CompleteJob {
+                    key,
+                    variables: Variables::new(),
+                })?;
+            }
+            return Ok(());
+        }
         self.run(Command::CreateInstance {
             process: ProcessRef::Latest("one-task".to_string()),
             variables: self.variables.clone(),
@@ -100,7 +149,7 @@ impl Engine {
 
 impl Engine {
     /// An engine with `model` deployed and warmed up by 10,000 instances.
-    fn warmed_up(model: &str, variables: Variables) -> anyhow::Result<Engine> {
+    fn warmed_up(model: &str, variables: Variables, inflight: u32) -> anyhow::Result<Engine> {
         let mut engine = Engine {
             state: State::new(0),
             ctx: Ctx {
@@ -109,6 +158,8 @@ impl Engine {
             },
             commands: 0,
             variables,
+            activated: std::collections::VecDeque::new(),
+            hold: 0,
         };
         engine.run(Command::Deploy {
             resources: vec![Resource {
@@ -116,6 +167,14 @@ impl Engine {
                 content: Arc::from(model.as_bytes()),
             }],
         })?;
+        if inflight > 1 {
+            // Half ready, half activated: created ahead of the steps.
+            let half = inflight as usize / 2;
+            engine.hold = half.max(1);
+            for _ in 0..(inflight as usize - half) {
+                engine.create()?;
+            }
+        }
         for _ in 0..10_000 {
             engine.one_instance()?;
         }
@@ -142,7 +201,8 @@ impl Engine {
 /// server's CPU before and after a measurement, to flag a machine whose CPU changed speed
 /// during the run.
 pub fn pace(duration: Duration) -> anyhow::Result<f64> {
-    let (instances, elapsed) = Engine::warmed_up(ONE_TASK, Variables::new())?.measure(duration)?;
+    let (instances, elapsed) =
+        Engine::warmed_up(ONE_TASK, Variables::new(), 1)?.measure(duration)?;
     Ok(instances as f64 / elapsed)
 }
 
@@ -155,14 +215,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         (ONE_TASK, Variables::new())
     };
-    let mut engine = Engine::warmed_up(model, variables)?;
+    let mut engine = Engine::warmed_up(model, variables, args.inflight)?;
     let commands_before = engine.commands;
     let allocations_before = alloc_counter::allocations();
     let (instances, elapsed) = engine.measure(Duration::from_secs(args.seconds))?;
     let commands = engine.commands - commands_before;
     let allocations = alloc_counter::allocations() - allocations_before;
-    if engine.state.instances().count() != 0 {
-        bail!("instances were left running: the benchmark did not complete them");
+    let running = engine.state.instances().count();
+    let expected = if args.inflight > 1 {
+        args.inflight as usize
+    } else {
+        0
+    };
+    if running != expected {
+        bail!(
+            "{running} instances were running at the end, not {expected}: the benchmark lost track of some"
+        );
     }
     println!("machine: {}", crate::machine::describe());
     let variant = if args.feel {
@@ -170,7 +238,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         "plain"
     };
-    println!("engine, one-task process ({variant}; create, activate, complete), one thread:");
+    println!(
+        "engine, one-task process ({variant}; create, activate, complete), one thread, {} in flight:",
+        args.inflight
+    );
     println!("  instances/s      {:>12.0}", instances as f64 / elapsed);
     println!("  commands/s       {:>12.0}", commands as f64 / elapsed);
     println!(
@@ -179,4 +250,37 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     );
     println!("  instances        {instances:>12} in {elapsed:.1} s");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_at_a_time_leaves_nothing_running() {
+        let mut engine = Engine::warmed_up(ONE_TASK, Variables::new(), 1).expect("warm-up");
+        let (instances, _) = engine.measure(Duration::from_millis(1)).expect("measure");
+        assert!(instances >= 1_000 && instances % 1_000 == 0, "{instances}");
+        assert_eq!(engine.state.instances().count(), 0);
+    }
+
+    #[test]
+    fn in_flight_keeps_half_ready_and_half_activated() {
+        let mut engine = Engine::warmed_up(ONE_TASK, Variables::new(), 64).expect("warm-up");
+        let commands = engine.commands;
+        let (instances, _) = engine.measure(Duration::from_millis(1)).expect("measure");
+        assert!(instances >= 1_000 && instances % 1_000 == 0, "{instances}");
+        // Three commands a step: create, activate, complete.
+        assert_eq!(engine.commands - commands, 3 * instances);
+        assert_eq!(engine.state.instances().count(), 64);
+        assert_eq!(engine.activated.len(), 32);
+        // The held jobs are the 32 activated most recently, oldest first.
+        assert!(
+            engine
+                .activated
+                .iter()
+                .zip(engine.activated.iter().skip(1))
+                .all(|(a, b)| a < b)
+        );
+    }
 }

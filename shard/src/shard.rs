@@ -35,8 +35,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ringflow_core::codec::{decode_command, encode_command};
-use std::collections::HashMap;
-
+use ringflow_core::key::KeyMap;
 use ringflow_core::{
     Command, Ctx, Effect, JobState, Key, Outcome, Rejection, RejectionCode, State, Variables,
     process,
@@ -237,7 +236,7 @@ struct Inner {
     /// Waiters for a durable LSN (the snapshot task): true when reached, false on a stop.
     durable_waiters: VecDeque<(u64, Slot<bool>)>,
     /// Callers waiting for an instance to complete (create with await-result), by instance.
-    result_waiters: HashMap<Key, ResultSlot>,
+    result_waiters: KeyMap<ResultSlot>,
     /// Whether the exporter lag alarm is raised.
     lag_alarm: bool,
     /// When the first record went into the open batch (commit latency).
@@ -396,7 +395,7 @@ pub async fn recover_exporting<D: Dir>(
         remove_segments_up_to: 0,
         encoded: Vec::new(),
         durable_waiters: VecDeque::new(),
-        result_waiters: HashMap::new(),
+        result_waiters: KeyMap::default(),
         lag_alarm: false,
         batch_opened: None,
         mail_out,
