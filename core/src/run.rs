@@ -751,11 +751,18 @@ impl<'s> Run<'s> {
                 state: JobState::Activatable,
             },
         );
-        self.state
-            .ready_jobs
-            .entry(job_type.clone())
-            .or_default()
-            .insert(key);
+        // The type's set usually exists: look it up by `&str` so that only a new type
+        // allocates its name.
+        match self.state.ready_jobs.get_mut(job_type.as_str()) {
+            Some(ready) => {
+                ready.insert(key);
+            }
+            None => {
+                self.state
+                    .ready_jobs
+                    .insert(job_type.clone(), std::collections::BTreeSet::from([key]));
+            }
+        }
         self.state
             .elements
             .get_mut(&element_instance_key)
