@@ -455,7 +455,7 @@ impl<'d> Compiler<'d> {
         let name = self.doc.attr(node, Ns::None, "name").map(str::to_string);
         let for_compensation = self.doc.attr(node, Ns::None, "isForCompensation") == Some("true");
         build.elements.push(Element {
-            id: id.to_string(),
+            id: id.into(),
             name,
             kind: ElementKind::Process,
             scope,
@@ -721,7 +721,7 @@ impl<'d> Compiler<'d> {
             .zeebe_child(node, "versionTag")
             .and_then(|tag| self.doc.attr(tag, Ns::None, "value").map(str::to_string));
         ProcessDefinition {
-            bpmn_process_id: self.id(node).unwrap_or("").to_string(),
+            bpmn_process_id: self.id(node).unwrap_or("").into(),
             name: self.doc.attr(node, Ns::None, "name").map(str::to_string),
             version_tag,
             elements,

@@ -488,8 +488,8 @@ impl<'d> Compiler<'d> {
         let job = match self.job_definition(node) {
             Some(Some(job)) => job,
             _ => JobDefinition {
-                job_type: Expression::Static("io.camunda.zeebe:userTask".to_string()),
-                retries: Expression::Static("3".to_string()),
+                job_type: Expression::Static("io.camunda.zeebe:userTask".into()),
+                retries: Expression::Static("3".into()),
                 headers: Vec::new(),
             },
         };

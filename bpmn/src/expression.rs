@@ -27,7 +27,7 @@ use crate::limits::EXPRESSION_BYTES_MAX;
 #[derive(Clone, Debug)]
 pub enum Expression {
     /// A literal value (no leading `=`).
-    Static(String),
+    Static(Arc<str>),
     /// A FEEL expression (the text had a leading `=`).
     Feel(FeelExpression),
 }
@@ -37,7 +37,7 @@ impl Expression {
     pub fn parse(raw: &str) -> Result<Expression, String> {
         match raw.trim_start().strip_prefix('=') {
             Some(source) => FeelExpression::parse(source).map(Expression::Feel),
-            None => Ok(Expression::Static(raw.to_string())),
+            None => Ok(Expression::Static(raw.into())),
         }
     }
 

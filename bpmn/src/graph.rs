@@ -11,7 +11,7 @@ impl Compiler<'_> {
         self.diagnostics.push(Diagnostic {
             kind,
             position: element.position,
-            element_id: Some(element.id.clone()),
+            element_id: Some(element.id.to_string()),
             message,
         });
     }

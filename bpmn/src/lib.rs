@@ -20,7 +20,7 @@
 //! </bpmn:definitions>"#;
 //! let model = ringflow_bpmn::parse(xml).expect("a valid model");
 //! let process = &model.processes[0];
-//! assert_eq!(process.bpmn_process_id, "pay");
+//! assert_eq!(&*process.bpmn_process_id, "pay");
 //! let charge = process.find("charge").expect("the task");
 //! assert_eq!(process.outgoing(charge).len(), 1);
 //! ```

@@ -5,6 +5,7 @@
 //! an activity) is a slice into one shared array. Nothing on the hot path looks up a string.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::diagnostic::Position;
 use crate::expression::{Expression, FeelExpression};
@@ -35,7 +36,7 @@ impl Span {
 #[derive(Clone, Debug)]
 pub struct ProcessDefinition {
     /// The BPMN process id (`<process id="...">`), which versions are kept under.
-    pub bpmn_process_id: String,
+    pub bpmn_process_id: Arc<str>,
     /// The process name, if the model gives one.
     pub name: Option<String>,
     /// `zeebe:versionTag`, if the model gives one.
@@ -72,7 +73,10 @@ impl ProcessDefinition {
 
     /// The element with BPMN id `id`. A linear scan: for tools and tests, not the hot path.
     pub fn find(&self, id: &str) -> Option<ElementIndex> {
-        let position = self.elements.iter().position(|element| element.id == id)?;
+        let position = self
+            .elements
+            .iter()
+            .position(|element| *element.id == *id)?;
         Some(ElementIndex(position as u32))
     }
 
@@ -127,8 +131,8 @@ impl ProcessDefinition {
 /// A flow node (or the process itself).
 #[derive(Clone, Debug)]
 pub struct Element {
-    /// The BPMN id.
-    pub id: String,
+    /// The BPMN id (shared: every event about an instance of this element names it).
+    pub id: Arc<str>,
     /// The name, if given.
     pub name: Option<String>,
     /// What the element is and does.

@@ -110,7 +110,7 @@ fn describe(result: &Result<Model, ModelError>) -> (String, String) {
             let ids: Vec<&str> = model
                 .processes
                 .iter()
-                .map(|p| p.bpmn_process_id.as_str())
+                .map(|p| &*p.bpmn_process_id)
                 .collect();
             ("valid".to_string(), ids.join(","))
         }

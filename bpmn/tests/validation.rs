@@ -64,7 +64,7 @@ const LINEAR: &str = r#"
 fn a_linear_process_compiles_to_dense_indexes() {
     let model = ok(&LINEAR.replace("TASK", &job("task", "charge")), "");
     let process = &model.processes[0];
-    assert_eq!(process.bpmn_process_id, "p");
+    assert_eq!(&*process.bpmn_process_id, "p");
     let start = process.find("start").expect("start");
     let task = process.find("task").expect("task");
     let end = process.find("end").expect("end");

@@ -38,8 +38,8 @@ pub(crate) fn cancel(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, 
         response: Response::InstanceCanceled {
             process_instance_key: key,
         },
-        events: run.events,
-        effects: run.effects,
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
 }

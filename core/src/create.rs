@@ -1,5 +1,7 @@
 //! `CreateInstance`: start a process at its none start event.
 
+use std::sync::Arc;
+
 use crate::engine::{
     Ctx, Keys, Outcome, ProcessRef, Rejection, RejectionCode, Response, Variables,
 };
@@ -32,10 +34,10 @@ pub(crate) fn create(
             )
         })?,
     };
-    let definition = std::sync::Arc::clone(&version.definition);
+    let definition = Arc::clone(&version.definition);
     let (process_definition_key, bpmn_process_id, number) = (
         version.key,
-        version.bpmn_process_id.clone(),
+        Arc::clone(&definition.bpmn_process_id),
         version.version,
     );
     if !has_none_start(&definition) {
@@ -80,8 +82,8 @@ pub(crate) fn create(
             bpmn_process_id,
             version: number,
         },
-        events: run.events,
-        effects: run.effects,
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
 }

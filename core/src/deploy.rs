@@ -62,7 +62,7 @@ pub(crate) fn deploy(
     let mut seen: Vec<&str> = Vec::new();
     for (resource, model) in bpmn_resources.iter().zip(&parsed) {
         for process in &model.processes {
-            if seen.contains(&process.bpmn_process_id.as_str()) {
+            if seen.contains(&&*process.bpmn_process_id) {
                 return Err(Rejection::new(
                     InvalidArgument,
                     format!(
@@ -110,7 +110,7 @@ pub(crate) fn deploy(
     let mut new_latest = Vec::new();
     for (resource, definition, version, key, duplicate) in plan {
         processes.push(DeployedProcess {
-            bpmn_process_id: definition.bpmn_process_id.clone(),
+            bpmn_process_id: definition.bpmn_process_id.to_string(),
             version,
             process_definition_key: key,
             resource_name: resource.name.clone(),
@@ -121,7 +121,7 @@ pub(crate) fn deploy(
         }
         events.push(Event::ProcessDeployed {
             key,
-            bpmn_process_id: definition.bpmn_process_id.clone(),
+            bpmn_process_id: definition.bpmn_process_id.to_string(),
             version,
             deployment_key,
             resource_name: resource.name.clone(),
@@ -129,7 +129,7 @@ pub(crate) fn deploy(
         });
         let versions = state
             .versions
-            .entry(definition.bpmn_process_id.clone())
+            .entry(definition.bpmn_process_id.to_string())
             .or_default();
         new_latest.push((versions.last().copied(), key));
         versions.push(key);
@@ -137,7 +137,7 @@ pub(crate) fn deploy(
             key,
             ProcessVersion {
                 key,
-                bpmn_process_id: definition.bpmn_process_id.clone(),
+                bpmn_process_id: definition.bpmn_process_id.to_string(),
                 version,
                 deployment_key,
                 resource_name: resource.name.clone(),
@@ -177,8 +177,8 @@ pub(crate) fn deploy(
             processes,
             decisions,
         }),
-        events: run.events,
-        effects: run.effects,
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
 }

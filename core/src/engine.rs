@@ -198,8 +198,8 @@ pub enum Response {
         process_instance_key: Key,
         /// The process definition version it runs.
         process_definition_key: Key,
-        /// The BPMN process id.
-        bpmn_process_id: String,
+        /// The BPMN process id (the definition's own, shared).
+        bpmn_process_id: Arc<str>,
         /// The version.
         version: u32,
     },
@@ -267,13 +267,13 @@ pub struct ActivatedJob {
     /// The job key.
     pub key: Key,
     /// The job type.
-    pub job_type: String,
+    pub job_type: Arc<str>,
     /// The process instance it belongs to.
     pub process_instance_key: Key,
     /// The BPMN process id.
-    pub bpmn_process_id: String,
+    pub bpmn_process_id: Arc<str>,
     /// The id of the task (or event) in the model.
-    pub element_id: String,
+    pub element_id: Arc<str>,
     /// The element instance it belongs to.
     pub element_instance_key: Key,
     /// Tries left.
@@ -338,8 +338,8 @@ pub enum Event {
         key: Key,
         /// The process instance key.
         process_instance_key: Key,
-        /// The element's id in the model.
-        element_id: String,
+        /// The element's id in the model (shared with the model: no copy per event).
+        element_id: Arc<str>,
     },
     /// A flow node (or the process) completed normally.
     ElementCompleted {
@@ -347,8 +347,8 @@ pub enum Event {
         key: Key,
         /// The process instance key.
         process_instance_key: Key,
-        /// The element's id in the model.
-        element_id: String,
+        /// The element's id in the model (shared with the model: no copy per event).
+        element_id: Arc<str>,
     },
     /// A flow node (or the process) was ended early: cancelled or terminated.
     ElementTerminated {
@@ -356,8 +356,8 @@ pub enum Event {
         key: Key,
         /// The process instance key.
         process_instance_key: Key,
-        /// The element's id in the model.
-        element_id: String,
+        /// The element's id in the model (shared with the model: no copy per event).
+        element_id: Arc<str>,
     },
     /// A process instance began (its root `ElementActivated` follows).
     InstanceCreated {
@@ -375,7 +375,7 @@ pub enum Event {
         /// The job key.
         key: Key,
         /// The job type.
-        job_type: String,
+        job_type: Arc<str>,
         /// The process instance.
         process_instance_key: Key,
         /// The element instance it belongs to.
@@ -507,7 +507,7 @@ pub enum Effect {
     /// New jobs of this type are ready: wake subscribed workers.
     JobsAvailable {
         /// The job type.
-        job_type: String,
+        job_type: Arc<str>,
     },
     /// Arm a timer that sends `JobRetryDue` when a failed job's backoff is over.
     JobBackoff {

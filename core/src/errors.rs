@@ -62,8 +62,8 @@ pub(crate) fn throw(
     run.run();
     Ok(Outcome {
         response: Response::JobUpdated { key },
-        events: run.events,
-        effects: run.effects,
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
 }
@@ -263,7 +263,7 @@ impl Run<'_> {
     fn code_matches(&self, at: Key, wanted: Option<&Expression>, code: &str) -> bool {
         match wanted {
             None => true,
-            Some(Expression::Static(wanted)) => wanted == code,
+            Some(Expression::Static(wanted)) => **wanted == *code,
             Some(feel) => {
                 matches!(self.value_at(at, feel), Ok(serde_json::Value::String(wanted)) if wanted == code)
             }

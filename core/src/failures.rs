@@ -79,8 +79,8 @@ pub(crate) fn fail(
     run.incident_with(element, text, IncidentRetry::Job);
     Ok(Outcome {
         response: Response::JobUpdated { key },
-        events: run.events,
-        effects: run.effects,
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
 }
@@ -177,8 +177,8 @@ pub(crate) fn resolve(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
     run.run();
     Ok(Outcome {
         response: Response::IncidentResolved { key },
-        events: run.events,
-        effects: run.effects,
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
 }

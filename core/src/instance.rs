@@ -1,5 +1,7 @@
 //! What the state holds about running process instances.
 
+use std::sync::Arc;
+
 use ringflow_bpmn::ElementIndex;
 
 use crate::key::Key;
@@ -125,8 +127,8 @@ pub enum JobState {
     Activatable,
     /// Leased to a worker until the deadline.
     Activated {
-        /// The worker's name.
-        worker: String,
+        /// The worker's name (shared by every job one activation handed out).
+        worker: Arc<str>,
         /// When the lease runs out, in milliseconds since the Unix epoch.
         deadline_millis: i64,
     },
@@ -144,8 +146,8 @@ pub enum JobState {
 pub struct Job {
     /// The job key.
     pub key: Key,
-    /// The job type.
-    pub job_type: String,
+    /// The job type (shared with the model when it is static).
+    pub job_type: Arc<str>,
     /// The element instance that waits for it.
     pub element_instance_key: Key,
     /// The process instance it belongs to.

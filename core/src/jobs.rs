@@ -1,5 +1,7 @@
 //! Job commands: `ActivateJobs` and `CompleteJob`.
 
+use std::sync::Arc;
+
 use crate::engine::{
     ActivatedJob, Ctx, Effect, Keys, Outcome, Rejection, RejectionCode, Response, Variables,
 };
@@ -51,13 +53,15 @@ pub(crate) fn activate(
         .get(job_type)
         .map(|ready| ready.iter().take(max_jobs as usize).copied().collect())
         .unwrap_or_default();
-    let run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+    let run = Run::reading(state, Keys::new(ctx), ctx.now_millis);
     let mut jobs = Vec::with_capacity(chosen.len());
     let mut effects = Vec::with_capacity(chosen.len());
+    // One name for every job this activation hands out.
+    let worker: Arc<str> = worker.into();
     for key in chosen {
         let job = run.state.jobs.get_mut(&key).expect("ready jobs are open");
         job.state = JobState::Activated {
-            worker: worker.to_string(),
+            worker: Arc::clone(&worker),
             deadline_millis,
         };
         let job = job.clone();
@@ -88,6 +92,7 @@ pub(crate) fn activate(
         });
     }
     let next_key = run.keys.next();
+    drop(run);
     if let Some(ready) = state.ready_jobs.get_mut(job_type) {
         for job in &jobs {
             ready.remove(&job.key);
@@ -156,8 +161,8 @@ pub(crate) fn complete(
     run.run();
     Ok(Outcome {
         response: Response::JobCompleted { key },
-        events: run.events,
-        effects: run.effects,
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
 }

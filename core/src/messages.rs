@@ -110,8 +110,8 @@ pub(crate) fn publish(
     run.run();
     Ok(Outcome {
         response: Response::MessagePublished { key },
-        events: run.events,
-        effects: run.effects,
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
 }

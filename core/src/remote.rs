@@ -961,8 +961,8 @@ pub(crate) fn receive(
     run.run();
     Ok(Outcome {
         response: Response::MailTaken { from, seq },
-        events: run.events,
-        effects: run.effects,
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
 }

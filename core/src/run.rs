@@ -21,7 +21,8 @@ use crate::limits::{COMMAND_STEPS_MAX, ELEMENT_INSTANCES_PER_INSTANCE_MAX};
 use crate::state::State;
 use crate::variables::plan_propagation;
 
-enum Step {
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Step {
     /// Enter `element` inside the scope element instance `scope`. `counted`: the token is
     /// already counted in the scope (it came along a sequence flow).
     Activate {
@@ -59,24 +60,45 @@ pub(crate) struct Run<'s> {
     definition_memo: std::cell::Cell<Option<(Key, Arc<ProcessDefinition>)>>,
 }
 
+impl Drop for Run<'_> {
+    /// Hands the work queue's room to the next run instead of freeing it.
+    fn drop(&mut self) {
+        self.work.clear();
+        self.state.work_scratch = std::mem::take(&mut self.work);
+    }
+}
+
 impl<'s> Run<'s> {
     pub(crate) fn new(state: &'s mut State, keys: Keys, now_millis: i64) -> Self {
+        // Room for a command that moves a token through a few elements (in the one-task
+        // benchmark a create records 6 events, a job completion 4), so that most runs
+        // allocate once instead of growing from 4 to 8. Effects are rarer (1 for the
+        // create, none for the completion) and grow from empty.
+        let events = Vec::with_capacity(EVENTS_CAPACITY);
+        Run::with_events(state, keys, now_millis, events)
+    }
+
+    fn with_events(state: &'s mut State, keys: Keys, now_millis: i64, events: Vec<Event>) -> Self {
+        // The queue of the run before, empty: its room is kept (see `Drop for Run`).
+        let work = std::mem::take(&mut state.work_scratch);
         Run {
             state,
             keys,
-            // Room for a command that moves a token through a few elements (in the one-task
-            // benchmark a create records 6 events, a job completion 4), so that most runs
-            // allocate once instead of growing from 4 to 8. Effects are rarer (1 for the
-            // create, none for the completion) and grow from empty.
-            events: Vec::with_capacity(EVENTS_CAPACITY),
+            events,
             effects: Vec::new(),
             now_millis,
-            work: VecDeque::new(),
+            work,
             steps: 0,
             chosen: BTreeMap::new(),
             triggered: BTreeMap::new(),
             definition_memo: std::cell::Cell::new(None),
         }
+    }
+
+    /// A run that only looks things up and records no events (job activation): it makes no
+    /// room for them.
+    pub(crate) fn reading(state: &'s mut State, keys: Keys, now_millis: i64) -> Self {
+        Run::with_events(state, keys, now_millis, Vec::new())
     }
 
     /// The command's time.
@@ -269,14 +291,13 @@ impl<'s> Run<'s> {
         }
     }
 
-    pub(crate) fn element_event(&mut self, key: Key, kind: fn(Key, Key, String) -> Event) {
+    pub(crate) fn element_event(&mut self, key: Key, kind: fn(Key, Key, Arc<str>) -> Event) {
         let element = &self.state.elements[&key];
         let definition = self.definition_of(key);
-        let id = definition.element(element.element).id.clone();
         let id = if element.scope.is_none() {
-            definition.bpmn_process_id.clone()
+            Arc::clone(&definition.bpmn_process_id)
         } else {
-            id
+            Arc::clone(&definition.element(element.element).id)
         };
         self.events
             .push(kind(key, element.process_instance_key, id));
@@ -423,7 +444,7 @@ impl<'s> Run<'s> {
         expression: &Expression,
     ) -> Result<serde_json::Value, String> {
         match expression {
-            Expression::Static(text) => Ok(serde_json::Value::String(text.clone())),
+            Expression::Static(text) => Ok(serde_json::Value::String(text.to_string())),
             Expression::Feel(feel) => {
                 let variables = self.visible_variables(key);
                 feel::evaluate(feel, &variables, self.now_millis).map(|evaluated| evaluated.value)
@@ -710,16 +731,22 @@ impl<'s> Run<'s> {
     }
 
     fn create_job(&mut self, element_instance_key: Key, definition: &JobDefinition) {
-        let job_type = match self.value_at(element_instance_key, &definition.job_type) {
-            Ok(serde_json::Value::String(job_type)) if !job_type.is_empty() => job_type,
-            Ok(other) => {
-                let message = format!(
-                    "the job type `{}` gave {other}, not a non-empty string",
-                    definition.job_type
-                );
-                return self.incident(element_instance_key, message);
-            }
-            Err(error) => return self.incident(element_instance_key, format!("job type: {error}")),
+        // A static type is the model's own name, shared; a FEEL one is made per job.
+        let job_type: Arc<str> = match &definition.job_type {
+            Expression::Static(job_type) if !job_type.is_empty() => Arc::clone(job_type),
+            feel => match self.value_at(element_instance_key, feel) {
+                Ok(serde_json::Value::String(job_type)) if !job_type.is_empty() => job_type.into(),
+                Ok(other) => {
+                    let message = format!(
+                        "the job type `{}` gave {other}, not a non-empty string",
+                        definition.job_type
+                    );
+                    return self.incident(element_instance_key, message);
+                }
+                Err(error) => {
+                    return self.incident(element_instance_key, format!("job type: {error}"));
+                }
+            },
         };
         let retries = match &definition.retries {
             Expression::Static(text) => text.trim().parse::<u32>().ok(),
@@ -752,8 +779,8 @@ impl<'s> Run<'s> {
             },
         );
         // The type's set usually exists: look it up by `&str` so that only a new type
-        // allocates its name.
-        match self.state.ready_jobs.get_mut(job_type.as_str()) {
+        // makes an entry.
+        match self.state.ready_jobs.get_mut(&**job_type) {
             Some(ready) => {
                 ready.insert(key);
             }
@@ -842,13 +869,14 @@ impl<'s> Run<'s> {
         let Some(scope) = element.scope else {
             return self.finish_instance(key);
         };
-        let outgoing = match self.chosen.remove(&key) {
-            Some(chosen) => chosen,
-            None => definition.outgoing(element.element).to_vec(),
-        };
+        // A gateway's chosen flows, or (without copying them) every outgoing flow.
+        let chosen = self.chosen.remove(&key);
+        let outgoing = chosen
+            .as_deref()
+            .unwrap_or_else(|| definition.outgoing(element.element));
         let scope_instance = self.state.elements.get_mut(&scope).expect("scope is live");
         scope_instance.tokens += outgoing.len() as u32;
-        for flow in outgoing {
+        for &flow in outgoing {
             self.work.push_back(Step::Arrive { flow, scope });
         }
         if let ElementKind::IntermediateThrowEvent(ThrowResult::Link { target, .. }) =

@@ -200,7 +200,7 @@ fn read_process(
     let definition = model
         .processes
         .into_iter()
-        .find(|process| process.bpmn_process_id == bpmn_process_id)
+        .find(|process| *process.bpmn_process_id == *bpmn_process_id)
         .ok_or_else(|| {
             corrupt(format!(
                 "the resource {resource_name} has no process `{bpmn_process_id}`"
@@ -444,16 +444,19 @@ fn decode_runtime(
             .collect::<Result<Vec<u32>, _>>()?;
         state.joins.insert((scope, gateway), counts);
     }
+    // Jobs of one type share one name, as they do when the engine makes them.
+    let mut job_types: BTreeMap<String, Arc<str>> = BTreeMap::new();
+    let mut worker_names: BTreeMap<String, Arc<str>> = BTreeMap::new();
     for _ in 0..reader.count()? {
         let key = reader.key()?;
-        let job_type = reader.string()?;
+        let job_type = intern(&mut job_types, reader.string()?);
         let element_instance_key = reader.key()?;
         let process_instance_key = reader.key()?;
         let retries = u32::from_le_bytes(reader.array()?);
         let job_state = match reader.array::<1>()?[0] {
             0 => JobState::Activatable,
             1 => JobState::Activated {
-                worker: reader.string()?,
+                worker: intern(&mut worker_names, reader.string()?),
                 deadline_millis: i64::from_le_bytes(reader.array()?),
             },
             2 => JobState::Backoff {
@@ -465,7 +468,7 @@ fn decode_runtime(
         if job_state == JobState::Activatable {
             state
                 .ready_jobs
-                .entry(job_type.clone())
+                .entry(Arc::clone(&job_type))
                 .or_default()
                 .insert(key);
         }
@@ -806,6 +809,18 @@ impl<'a> Reader<'a> {
         let bytes = self.bytes()?;
         String::from_utf8(bytes.to_vec())
             .map_err(|_| corrupt(format!("the text at byte {offset} is not UTF-8")))
+    }
+}
+
+/// The shared copy of `name` in `names`, made on first sight.
+fn intern(names: &mut BTreeMap<String, Arc<str>>, name: String) -> Arc<str> {
+    match names.get(&name) {
+        Some(shared) => Arc::clone(shared),
+        None => {
+            let shared: Arc<str> = name.as_str().into();
+            names.insert(name, Arc::clone(&shared));
+            shared
+        }
     }
 }
 

@@ -52,7 +52,7 @@ pub struct State {
     /// Open jobs.
     pub(crate) jobs: KeyMap<Job>,
     /// Activatable jobs of each type, oldest first.
-    pub(crate) ready_jobs: BTreeMap<String, BTreeSet<Key>>,
+    pub(crate) ready_jobs: BTreeMap<Arc<str>, BTreeSet<Key>>,
     /// Open incidents.
     pub(crate) incidents: BTreeMap<Key, Incident>,
     /// Buffered messages.
@@ -88,6 +88,9 @@ pub struct State {
     /// Scopes whose variables the running command changed, in the order of their first
     /// change: each gets one `VariablesUpdated` event. Empty between commands.
     pub(crate) variables_dirty: Vec<Key>,
+    /// The work queue of the last command's run, empty, kept for its room: a command would
+    /// otherwise allocate one (see `Run::new`). Not state: never encoded or compared.
+    pub(crate) work_scratch: std::collections::VecDeque<crate::run::Step>,
 }
 
 /// Lookups derived from the state, kept up to date by the `insert_*`/`remove_*` methods and
@@ -144,6 +147,7 @@ impl State {
             throws: BTreeMap::new(),
             index: Indexes::default(),
             variables_dirty: Vec::new(),
+            work_scratch: std::collections::VecDeque::new(),
         }
     }
 

@@ -71,7 +71,7 @@ pub fn refusals(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusal>
         if let Some(reason) = why {
             problems.push(Refusal {
                 position: element.position,
-                element_id: element.id.clone(),
+                element_id: element.id.to_string(),
                 reason,
             });
         }
@@ -96,7 +96,7 @@ fn start_problems(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusa
                 if let Err(error) = crate::timers::schedule(timer, now_millis, evaluate) {
                     problems.push(Refusal {
                         position: element.position,
-                        element_id: element.id.clone(),
+                        element_id: element.id.to_string(),
                         reason: format!(
                             "the start timer cannot be worked out without variables: {error}"
                         ),
@@ -109,7 +109,7 @@ fn start_problems(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusa
             } if crate::timers::static_text(&message.name).is_none() => {
                 problems.push(Refusal {
                     position: element.position,
-                    element_id: element.id.clone(),
+                    element_id: element.id.to_string(),
                     reason: "a message start event's name must be known without variables"
                         .to_string(),
                 });

@@ -106,7 +106,7 @@ pub(crate) fn message_start_names(definition: &ProcessDefinition) -> Vec<String>
 /// A text known without variables: static, or FEEL that needs none.
 pub(crate) fn static_text(expression: &Expression) -> Option<String> {
     match expression {
-        Expression::Static(text) => Some(text.clone()),
+        Expression::Static(text) => Some(text.to_string()),
         Expression::Feel(feel) => {
             match crate::feel::evaluate(feel, &crate::engine::Variables::new(), 0) {
                 Ok(evaluated) => evaluated.value.as_str().map(str::to_string),
@@ -257,8 +257,8 @@ pub(crate) fn trigger(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
     run.run();
     Ok(Outcome {
         response: Response::TimerTriggered { key },
-        events: run.events,
-        effects: run.effects,
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
 }

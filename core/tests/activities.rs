@@ -66,7 +66,7 @@ fn a_sequential_multi_instance_runs_one_item_at_a_time_in_order() {
     assert!(shard.state.instance(instance).is_none());
     assert!(outcome.events.iter().any(|event| matches!(
         event,
-        Event::ElementCompleted { element_id, .. } if element_id == "task"
+        Event::ElementCompleted { element_id, .. } if &**element_id == "task"
     )));
     shard.check_replay();
 }

@@ -39,14 +39,14 @@ fn work(shard: &mut Shard, answer: impl Fn(&str) -> &'static str) -> Vec<String>
             .state
             .jobs()
             .filter(|job| shard.state.is_ready(job.key))
-            .map(|job| job.job_type.clone())
+            .map(|job| job.job_type.to_string())
             .collect();
         let Some(job_type) = ready.first().cloned() else {
             return done;
         };
         for job in shard.activate(&job_type, 100) {
             shard.complete(job.key, vars(answer(&job.job_type)));
-            done.push(job.job_type);
+            done.push(job.job_type.to_string());
         }
     }
     panic!("jobs never ran out");

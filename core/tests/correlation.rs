@@ -327,7 +327,7 @@ fn the_first_event_after_an_event_based_gateway_wins() {
         .events
         .iter()
         .filter_map(|event| match event {
-            Event::ElementCompleted { element_id, .. } => Some(element_id.as_str()),
+            Event::ElementCompleted { element_id, .. } => Some(&**element_id),
             _ => None,
         })
         .collect();

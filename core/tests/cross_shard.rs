@@ -790,7 +790,7 @@ impl Sim {
             .iter()
             .filter(|event| {
                 matches!(event, Event::ElementCompleted { process_instance_key, element_id: id, .. }
-                    if *process_instance_key == instance && id == element_id)
+                    if *process_instance_key == instance && &**id == element_id)
             })
             .count()
     }
@@ -1320,7 +1320,7 @@ fn binding_type_deployment_starts_the_version_with_the_callers_resource_on_the_o
                 element_id,
                 ..
             } if process_instance_key.shard() == 1 && element_id.starts_with("end-") => {
-                Some(element_id.clone())
+                Some(element_id.to_string())
             }
             _ => None,
         })

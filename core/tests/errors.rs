@@ -51,9 +51,9 @@ fn an_error_boundary_event_takes_over_from_the_task() {
     let job = shard.activate("charge", 1).remove(0);
     let outcome = throw(&mut shard, job.key, "DECLINED");
     assert!(outcome.events.iter().any(|e| matches!(e,
-        Event::ElementTerminated { element_id, .. } if element_id == "charge")));
+        Event::ElementTerminated { element_id, .. } if &**element_id == "charge")));
     assert!(outcome.events.iter().any(|e| matches!(e,
-        Event::ElementActivated { element_id, .. } if element_id == "caught")));
+        Event::ElementActivated { element_id, .. } if &**element_id == "caught")));
     let notify = shard.activate("notify", 1).remove(0);
     shard.complete(notify.key, vars("{}"));
     assert!(shard.state.instance(instance).is_none());
@@ -123,14 +123,14 @@ fn an_event_subprocess_inside_takes_precedence_over_a_boundary_outside() {
     let job = shard.activate("charge", 1).remove(0);
     let outcome = throw(&mut shard, job.key, "DECLINED");
     assert!(outcome.events.iter().any(|e| matches!(e,
-        Event::ElementActivated { element_id, .. } if element_id == "handler")));
+        Event::ElementActivated { element_id, .. } if &**element_id == "handler")));
     assert!(!outcome.events.iter().any(|e| matches!(e,
-        Event::ElementActivated { element_id, .. } if element_id == "outer")));
+        Event::ElementActivated { element_id, .. } if &**element_id == "outer")));
     let repair = shard.activate("repair", 1).remove(0);
     let done = shard.complete(repair.key, vars("{}"));
     // The handler ends the subprocess, which then completes normally.
     assert!(done.events.iter().any(|e| matches!(e,
-        Event::ElementCompleted { element_id, .. } if element_id == "sub")));
+        Event::ElementCompleted { element_id, .. } if &**element_id == "sub")));
     assert!(shard.state.instance(instance).is_none());
     shard.check_replay();
 }
@@ -155,7 +155,7 @@ fn an_error_end_event_is_caught_by_a_boundary_on_its_subprocess() {
     shard.deploy("end.bpmn", &with_errors("end-error", &body));
     let (instance, created) = shard.create("end-error", vars("{}"));
     assert!(created.events.iter().any(|e| matches!(e,
-        Event::ElementTerminated { element_id, .. } if element_id == "sub")));
+        Event::ElementTerminated { element_id, .. } if &**element_id == "sub")));
     let fix = shard.activate("fix", 1).remove(0);
     shard.complete(fix.key, vars("{}"));
     assert!(shard.state.instance(instance).is_none());

@@ -32,7 +32,11 @@ fn gateway_process(kind: &str, default: &str) -> String {
 }
 
 fn job_types(shard: &Shard) -> Vec<String> {
-    shard.state.jobs().map(|job| job.job_type.clone()).collect()
+    shard
+        .state
+        .jobs()
+        .map(|job| job.job_type.to_string())
+        .collect()
 }
 
 #[test]

@@ -25,7 +25,7 @@ fn a_failed_job_with_retries_is_handed_out_again() {
     let job = shard.activate("work", 1).remove(0);
     let outcome = fail(&mut shard, job.key, 4, 0);
     assert!(outcome.effects.contains(&Effect::JobsAvailable {
-        job_type: "work".to_string()
+        job_type: "work".into()
     }));
     let again = shard.activate("work", 1).remove(0);
     assert_eq!((again.key, again.retries), (job.key, 4));

@@ -39,7 +39,7 @@ fn merges(outcome: &ringflow_core::Outcome) -> usize {
         .events
         .iter()
         .filter(
-            |e| matches!(e, Event::ElementActivated { element_id, .. } if element_id == "merge"),
+            |e| matches!(e, Event::ElementActivated { element_id, .. } if &**element_id == "merge"),
         )
         .count()
 }

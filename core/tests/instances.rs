@@ -6,22 +6,77 @@ mod common;
 use common::{Shard, flow, model, one_task, service_task, vars};
 use ringflow_core::{Command, Effect, Event, Key, RejectionCode, Response};
 
-fn element_ids(events: &[Event], pick: fn(&Event) -> Option<&String>) -> Vec<String> {
-    events.iter().filter_map(pick).cloned().collect()
+fn element_ids(events: &[Event], pick: fn(&Event) -> Option<&str>) -> Vec<String> {
+    events.iter().filter_map(pick).map(str::to_string).collect()
 }
 
-fn activated(event: &Event) -> Option<&String> {
+fn activated(event: &Event) -> Option<&str> {
     match event {
         Event::ElementActivated { element_id, .. } => Some(element_id),
         _ => None,
     }
 }
 
-fn completed(event: &Event) -> Option<&String> {
+fn completed(event: &Event) -> Option<&str> {
     match event {
         Event::ElementCompleted { element_id, .. } => Some(element_id),
         _ => None,
     }
+}
+
+/// Events, jobs and answers name elements, processes and static job types with the model's
+/// own copies (shared, not copied per instance): a one-task instance records ten element
+/// events, and copying every name was half the engine's allocations.
+#[test]
+fn events_and_jobs_share_the_models_names() {
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    let definition = std::sync::Arc::clone(
+        &shard
+            .state
+            .latest_process("one-task")
+            .expect("deployed")
+            .definition,
+    );
+    let model_id = |id: &str| {
+        let index = definition.find(id).expect("in the model");
+        std::sync::Arc::clone(&definition.element(index).id)
+    };
+    let (_, created) = shard.create("one-task", vars("{}"));
+    let mut named = 0;
+    for event in &created.events {
+        match event {
+            Event::ElementActivated { element_id, .. }
+            | Event::ElementCompleted { element_id, .. } => {
+                let shared = if &**element_id == "one-task" {
+                    std::sync::Arc::clone(&definition.bpmn_process_id)
+                } else {
+                    model_id(element_id)
+                };
+                assert!(std::sync::Arc::ptr_eq(element_id, &shared), "{element_id} copied");
+                named += 1;
+            }
+            Event::JobCreated { job_type, .. } => {
+                let task = definition.element(definition.find("task").expect("task"));
+                let ringflow_bpmn::ElementKind::ServiceTask(job) = &task.kind else {
+                    panic!("the task is a service task");
+                };
+                let ringflow_bpmn::Expression::Static(model_type) = &job.job_type else {
+                    panic!("the job type is static");
+                };
+                assert!(std::sync::Arc::ptr_eq(job_type, model_type), "job type copied");
+                named += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(named, 5, "3 activations, 1 completion and the job");
+    let job = shard.activate("work", 1).remove(0);
+    assert!(std::sync::Arc::ptr_eq(&job.element_id, &model_id("task")));
+    assert!(std::sync::Arc::ptr_eq(
+        &job.bpmn_process_id,
+        &definition.bpmn_process_id
+    ));
 }
 
 #[test]
@@ -35,7 +90,7 @@ fn one_task_runs_from_start_to_end() {
     );
     assert_eq!(element_ids(&created.events, completed), ["start"]);
     assert!(created.effects.contains(&Effect::JobsAvailable {
-        job_type: "work".to_string()
+        job_type: "work".into()
     }));
     assert_eq!(shard.state.jobs().count(), 1);
 
@@ -43,7 +98,7 @@ fn one_task_runs_from_start_to_end() {
     assert_eq!(jobs.len(), 1);
     let job = &jobs[0];
     assert_eq!(job.process_instance_key, instance);
-    assert_eq!(job.element_id, "task");
+    assert_eq!(&*job.element_id, "task");
     assert_eq!(job.retries, 5);
     assert_eq!(job.custom_headers, vec![("k".to_string(), "v".to_string())]);
     assert_eq!(job.variables, vars(r#"{"orderId": "A-1"}"#));
@@ -105,7 +160,7 @@ fn unknown_and_finished_jobs_are_rejected_clearly() {
         RejectionCode::ProcessNotFound
     );
     let zero = shard.run(Command::ActivateJobs {
-        job_type: "work".to_string(),
+        job_type: "work".into(),
         worker: "w".to_string(),
         max_jobs: 0,
         lease_millis: 1_000,
@@ -189,7 +244,7 @@ fn terminate_end_event_ends_the_other_branches() {
     let fast = shard.activate("fast", 1).remove(0);
     let done = shard.complete(fast.key, vars("{}"));
     assert!(done.events.iter().any(|event| matches!(event,
-        Event::ElementTerminated { element_id, .. } if element_id == "slow")));
+        Event::ElementTerminated { element_id, .. } if &**element_id == "slow")));
     assert!(shard.state.instance(instance).is_none());
     assert_eq!(
         shard.state.jobs().count(),

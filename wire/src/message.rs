@@ -4,6 +4,8 @@
 //! carries one or more [`Envelope`]s, each a request id and a message; [`FrameEncoder`]
 //! builds frames, [`decode_frame`] verifies one and copies it out.
 
+use std::sync::Arc;
+
 use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, VerifierOptions, WIPOffset};
 
 use crate::fb;
@@ -408,8 +410,8 @@ pub struct InstanceCreated {
     pub process_instance_key: u64,
     /// The version it runs.
     pub process_definition_key: u64,
-    /// The BPMN process id.
-    pub bpmn_process_id: String,
+    /// The BPMN process id (shared, as in [`Job`]).
+    pub bpmn_process_id: Arc<str>,
     /// The version number.
     pub version: u32,
 }
@@ -428,14 +430,15 @@ pub struct InstanceResult {
 pub struct Job {
     /// The job key.
     pub key: u64,
-    /// The job type.
-    pub job_type: String,
+    /// The job type. (The three names are shared: a server hands out its model's own
+    /// copies, so a job costs no copy of them until it is encoded.)
+    pub job_type: Arc<str>,
     /// Its process instance.
     pub process_instance_key: u64,
     /// The BPMN process id.
-    pub bpmn_process_id: String,
+    pub bpmn_process_id: Arc<str>,
     /// The task's id in the model.
-    pub element_id: String,
+    pub element_id: Arc<str>,
     /// Its element instance.
     pub element_instance_key: u64,
     /// Tries left.
@@ -1241,7 +1244,7 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
             response(Response::InstanceCreated(InstanceCreated {
                 process_instance_key: created.process_instance_key(),
                 process_definition_key: created.process_definition_key(),
-                bpmn_process_id: created.bpmn_process_id().to_string(),
+                bpmn_process_id: created.bpmn_process_id().into(),
                 version: created.version(),
             }))
         }
@@ -1251,7 +1254,7 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
                 created: InstanceCreated {
                     process_instance_key: result.process_instance_key(),
                     process_definition_key: result.process_definition_key(),
-                    bpmn_process_id: result.bpmn_process_id().to_string(),
+                    bpmn_process_id: result.bpmn_process_id().into(),
                     version: result.version(),
                 },
                 variables: result.variables().to_string(),
@@ -1289,10 +1292,10 @@ fn decode_jobs(jobs: Vector<'_, ForwardsUOffset<fb::Job<'_>>>) -> Vec<Job> {
     jobs.iter()
         .map(|job| Job {
             key: job.key(),
-            job_type: job.job_type().to_string(),
+            job_type: job.job_type().into(),
             process_instance_key: job.process_instance_key(),
-            bpmn_process_id: job.bpmn_process_id().to_string(),
-            element_id: job.element_id().to_string(),
+            bpmn_process_id: job.bpmn_process_id().into(),
+            element_id: job.element_id().into(),
             element_instance_key: job.element_instance_key(),
             retries: job.retries(),
             deadline_ms: job.deadline_ms(),

@@ -307,7 +307,7 @@ mod tests {
             let ids: Vec<&str> = parsed
                 .processes
                 .iter()
-                .map(|process| process.bpmn_process_id.as_str())
+                .map(|process| &*process.bpmn_process_id)
                 .collect();
             assert_eq!(
                 ids,

@@ -187,7 +187,7 @@ impl Shard {
             .state
             .element_instances()
             .filter(|element| element.process_instance_key == instance && element.scope.is_some())
-            .map(|element| definition.element(element.element).id.clone())
+            .map(|element| definition.element(element.element).id.to_string())
             .collect();
         ids.sort();
         ids

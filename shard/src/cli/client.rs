@@ -85,10 +85,10 @@ fn job_json(job: &Job) -> Value {
         .collect();
     json!({
         "key": job.key,
-        "type": job.job_type,
+        "type": &*job.job_type,
         "processInstanceKey": job.process_instance_key,
-        "bpmnProcessId": job.bpmn_process_id,
-        "elementId": job.element_id,
+        "bpmnProcessId": &*job.bpmn_process_id,
+        "elementId": &*job.element_id,
         "elementInstanceKey": job.element_instance_key,
         "retries": job.retries,
         "deadline": job.deadline_ms,
@@ -257,7 +257,7 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<ExitCode> {
         let created = &result.created;
         let value = json!({
             "processInstanceKey": created.process_instance_key,
-            "bpmnProcessId": created.bpmn_process_id,
+            "bpmnProcessId": &*created.bpmn_process_id,
             "version": created.version,
             "variables": variables,
         });
@@ -275,7 +275,7 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<ExitCode> {
         let value = json!({
             "processInstanceKey": created.process_instance_key,
             "processDefinitionKey": created.process_definition_key,
-            "bpmnProcessId": created.bpmn_process_id,
+            "bpmnProcessId": &*created.bpmn_process_id,
             "version": created.version,
         });
         args.conn.print(value, || {
@@ -592,12 +592,12 @@ fn run_exec(command: &str, job: &Job) -> JobOutcome {
         .arg("-c")
         .arg(command)
         .env("RINGFLOW_JOB_KEY", job.key.to_string())
-        .env("RINGFLOW_JOB_TYPE", &job.job_type)
+        .env("RINGFLOW_JOB_TYPE", &*job.job_type)
         .env(
             "RINGFLOW_PROCESS_INSTANCE_KEY",
             job.process_instance_key.to_string(),
         )
-        .env("RINGFLOW_ELEMENT_ID", &job.element_id)
+        .env("RINGFLOW_ELEMENT_ID", &*job.element_id)
         .env("RINGFLOW_RETRIES", job.retries.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -93,7 +93,7 @@ impl Workload for Orders {
     }
 
     fn job_result(&self, job: &Job) -> String {
-        match job.job_type.as_str() {
+        match &*job.job_type {
             "check-stock" => format!(
                 r#"{{"inStock":{}}}"#,
                 !job.process_instance_key.is_multiple_of(20)

@@ -151,7 +151,7 @@ fn valid_report(file: String, model: Model) -> FileReport {
         .processes
         .iter()
         .map(|process| ProcessReport {
-            id: process.bpmn_process_id.clone(),
+            id: process.bpmn_process_id.to_string(),
             name: process.name.clone(),
             elements: process
                 .element_counts()

@@ -57,14 +57,14 @@ struct InstanceStart {
 
 struct ElementStart {
     instance: Key,
-    element_id: String,
+    element_id: Arc<str>,
     at: i64,
 }
 
 struct JobStart {
     instance: Key,
     element: Key,
-    job_type: String,
+    job_type: Arc<str>,
     retries: u32,
     at: i64,
 }
