@@ -331,7 +331,7 @@ impl<'s> Run<'s> {
                 called: None,
             },
         );
-        self.state.children.insert((scope, key));
+        self.state.children.add(scope, key);
         if !counted {
             self.state
                 .elements
@@ -1163,8 +1163,9 @@ impl<'s> Run<'s> {
         self.state
             .drop_variables(key, element.process_instance_key, &mut self.events);
         if let Some(scope) = element.scope {
-            self.state.children.remove(&(scope, key));
+            self.state.children.remove(scope, key);
         }
+        self.state.children.end_scope(key);
         let instance = self
             .state
             .instances

@@ -425,7 +425,7 @@ fn decode_runtime(
             )));
         }
         if let Some(scope) = element.scope {
-            state.children.insert((scope, element.key));
+            state.children.add(scope, element.key);
         }
         state.elements.insert(element.key, element);
     }

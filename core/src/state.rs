@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ringflow_bpmn::{ElementIndex, ProcessDefinition};
+use smallvec::SmallVec;
 
 use crate::engine::{Event, Variables};
 use crate::instance::{
@@ -43,8 +44,8 @@ pub struct State {
     pub(crate) instances: KeyMap<ProcessInstance>,
     /// Live element instances, the roots of process instances included.
     pub(crate) elements: KeyMap<ElementInstance>,
-    /// (scope, child) pairs: the live children of each scope, in key order.
-    pub(crate) children: BTreeSet<(Key, Key)>,
+    /// The live children of each scope.
+    pub(crate) children: Children,
     /// One variable document per scope that has variables.
     pub(crate) variables: KeyMap<Variables>,
     /// Tokens waiting at parallel joins: (scope, gateway) to a count per incoming flow.
@@ -93,6 +94,71 @@ pub struct State {
     pub(crate) work_scratch: std::collections::VecDeque<crate::run::Step>,
 }
 
+/// The live children of each scope (a process, subprocess or multi-instance body instance).
+///
+/// A hash map from the scope to its children, up to three of them inline, rather than one
+/// ordered set of (scope, child) pairs: every element a token enters or leaves adds or
+/// removes a child, and here that is one lookup of the scope (which the command has just
+/// touched) instead of a descent through a tree of every live element. Only cancellation,
+/// termination and joins ask for a scope's children; they get them sorted.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Children(KeyMap<SmallVec<[Key; 3]>>);
+
+impl Children {
+    /// `child` is live in `scope`.
+    pub(crate) fn add(&mut self, scope: Key, child: Key) {
+        self.0.entry(scope).or_default().push(child);
+    }
+
+    /// `child` left `scope`. The scope's entry stays (empty) until the scope itself ends, so
+    /// that a scope whose children come and go one at a time does not remake it.
+    pub(crate) fn remove(&mut self, scope: Key, child: Key) {
+        if let Some(children) = self.0.get_mut(&scope)
+            && let Some(index) = children.iter().position(|live| *live == child)
+        {
+            children.swap_remove(index);
+        }
+    }
+
+    /// `scope` itself ended: forget its entry.
+    pub(crate) fn end_scope(&mut self, scope: Key) {
+        let children = self.0.remove(&scope);
+        debug_assert!(
+            children.is_none_or(|children| children.is_empty()),
+            "scope {scope} ended with live children"
+        );
+    }
+
+    /// The live children of `scope`, in key order.
+    pub(crate) fn of(&self, scope: Key) -> Vec<Key> {
+        let mut children: Vec<Key> = self
+            .0
+            .get(&scope)
+            .map(|children| children.to_vec())
+            .unwrap_or_default();
+        children.sort_unstable();
+        children
+    }
+
+    /// Whether this index holds exactly the (scope, child) pairs of `elements`, and no entry
+    /// for a scope that ended.
+    fn agrees_with(&self, elements: &KeyMap<ElementInstance>) -> bool {
+        let mut expected = Children::default();
+        for element in elements.values() {
+            if let Some(scope) = element.scope {
+                expected.add(scope, element.key);
+            }
+        }
+        let live_entries = self.0.keys().all(|scope| elements.contains_key(scope));
+        let same = |a: &Children, b: &Children| {
+            a.0.iter()
+                .filter(|(_, children)| !children.is_empty())
+                .all(|(scope, _)| a.of(*scope) == b.of(*scope))
+        };
+        live_entries && same(self, &expected) && same(&expected, self)
+    }
+}
+
 /// Lookups derived from the state, kept up to date by the `insert_*`/`remove_*` methods and
 /// rebuilt by [`State::rebuild_indexes`] after a restore.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -125,7 +191,7 @@ impl State {
             versions: BTreeMap::new(),
             instances: KeyMap::default(),
             elements: KeyMap::default(),
-            children: BTreeSet::new(),
+            children: Children::default(),
             variables: KeyMap::default(),
             joins: BTreeMap::new(),
             jobs: KeyMap::default(),
@@ -356,13 +422,9 @@ impl State {
             .insert(key);
     }
 
-    /// The live children of a scope.
+    /// The live children of a scope, in key order.
     pub(crate) fn children_of(&self, scope: Key) -> Vec<Key> {
-        let range = (scope, Key(0))..=(scope, Key(u64::MAX));
-        self.children
-            .range(range)
-            .map(|(_, child)| *child)
-            .collect()
+        self.children.of(scope)
     }
 
     /// The latest version of a decision id.
@@ -574,6 +636,75 @@ impl State {
     pub fn indexes_consistent(&self) -> bool {
         let mut rebuilt = self.clone();
         rebuilt.rebuild_indexes();
-        rebuilt.index == self.index
+        rebuilt.index == self.index && self.children.agrees_with(&self.elements)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::ElementRole;
+
+    fn element(key: u64, scope: Option<u64>) -> ElementInstance {
+        ElementInstance {
+            key: Key(key),
+            process_instance_key: Key(1),
+            element: ElementIndex(0),
+            scope: scope.map(Key),
+            tokens: 0,
+            job: None,
+            incident: None,
+            role: ElementRole::Plain,
+            called: None,
+        }
+    }
+
+    #[test]
+    fn children_come_back_in_key_order_and_leave() {
+        let mut children = Children::default();
+        for child in [14, 11, 13, 12] {
+            children.add(Key(10), Key(child));
+        }
+        children.add(Key(20), Key(21));
+        assert_eq!(children.of(Key(10)), [11, 12, 13, 14].map(Key));
+        children.remove(Key(10), Key(12));
+        children.remove(Key(10), Key(99));
+        assert_eq!(children.of(Key(10)), [11, 13, 14].map(Key));
+        assert_eq!(children.of(Key(20)), [Key(21)]);
+        assert!(children.of(Key(30)).is_empty());
+        for child in [11, 13, 14] {
+            children.remove(Key(10), Key(child));
+        }
+        assert!(children.of(Key(10)).is_empty());
+        children.end_scope(Key(10));
+        assert!(!children.0.contains_key(&Key(10)));
+    }
+
+    #[test]
+    fn the_children_index_is_checked_against_the_elements() {
+        let mut elements = KeyMap::default();
+        for (key, scope) in [(1, None), (2, Some(1)), (3, Some(1)), (4, Some(3))] {
+            elements.insert(Key(key), element(key, scope));
+        }
+        let mut children = Children::default();
+        children.add(Key(1), Key(3));
+        children.add(Key(1), Key(2));
+        children.add(Key(3), Key(4));
+        assert!(children.agrees_with(&elements));
+        // A child missing from the index.
+        children.remove(Key(3), Key(4));
+        assert!(!children.agrees_with(&elements));
+        children.add(Key(3), Key(4));
+        // A child the elements no longer have.
+        children.add(Key(1), Key(9));
+        assert!(!children.agrees_with(&elements));
+        children.remove(Key(1), Key(9));
+        assert!(children.agrees_with(&elements));
+        // An entry kept for a scope that ended.
+        children.add(Key(8), Key(7));
+        children.remove(Key(8), Key(7));
+        assert!(!children.agrees_with(&elements));
+        children.end_scope(Key(8));
+        assert!(children.agrees_with(&elements));
     }
 }

@@ -53,7 +53,10 @@ fn events_and_jobs_share_the_models_names() {
                 } else {
                     model_id(element_id)
                 };
-                assert!(std::sync::Arc::ptr_eq(element_id, &shared), "{element_id} copied");
+                assert!(
+                    std::sync::Arc::ptr_eq(element_id, &shared),
+                    "{element_id} copied"
+                );
                 named += 1;
             }
             Event::JobCreated { job_type, .. } => {
@@ -64,7 +67,10 @@ fn events_and_jobs_share_the_models_names() {
                 let ringflow_bpmn::Expression::Static(model_type) = &job.job_type else {
                     panic!("the job type is static");
                 };
-                assert!(std::sync::Arc::ptr_eq(job_type, model_type), "job type copied");
+                assert!(
+                    std::sync::Arc::ptr_eq(job_type, model_type),
+                    "job type copied"
+                );
                 named += 1;
             }
             _ => {}

@@ -1411,30 +1411,73 @@ impl<D: Dir> Shard<D> {
 struct Full;
 
 /// Arms the timers the effects ask for; returns whether any was armed.
+/// Adds the timers of `effects`. True when the earliest timer is now earlier than before
+/// (or there was none): only then must the timer task, which sleeps until the earliest one,
+/// wake to look again. A lease later than every timer there (the usual case: leases of one
+/// length, handed out in time order) does not wake it.
 fn arm_timers(timers: &mut BTreeSet<(i64, Key, TimerKind)>, effects: &[Effect]) -> bool {
-    let mut armed = false;
+    let first_before = timers.first().map(|first| first.0);
     for effect in effects {
-        match effect {
+        let timer = match effect {
             Effect::JobLease {
                 key,
                 deadline_millis,
-            } => {
-                armed |= timers.insert((*deadline_millis, *key, TimerKind::Lease));
-            }
-            Effect::JobBackoff { key, due_millis } => {
-                armed |= timers.insert((*due_millis, *key, TimerKind::Retry));
-            }
+            } => (*deadline_millis, *key, TimerKind::Lease),
+            Effect::JobBackoff { key, due_millis } => (*due_millis, *key, TimerKind::Retry),
             Effect::MessageTtl {
                 key,
                 deadline_millis,
-            } => {
-                armed |= timers.insert((*deadline_millis, *key, TimerKind::MessageTtl));
+            } => (*deadline_millis, *key, TimerKind::MessageTtl),
+            Effect::Timer { key, due_millis } => (*due_millis, *key, TimerKind::Bpmn),
+            Effect::JobsAvailable { .. } | Effect::InstanceResult { .. } | Effect::Send { .. } => {
+                continue;
             }
-            Effect::Timer { key, due_millis } => {
-                armed |= timers.insert((*due_millis, *key, TimerKind::Bpmn));
-            }
-            Effect::JobsAvailable { .. } | Effect::InstanceResult { .. } | Effect::Send { .. } => {}
+        };
+        timers.insert(timer);
+    }
+    match (first_before, timers.first()) {
+        (Some(before), Some(first)) => first.0 < before,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(key: u64, deadline_millis: i64) -> Effect {
+        Effect::JobLease {
+            key: Key(key),
+            deadline_millis,
         }
     }
-    armed
+
+    #[test]
+    fn only_an_earlier_first_timer_wakes_the_timer_task() {
+        let mut timers = BTreeSet::new();
+        assert!(!arm_timers(&mut timers, &[]), "nothing to wait for");
+        assert!(
+            arm_timers(&mut timers, &[lease(1, 1_000)]),
+            "the first timer"
+        );
+        assert!(
+            !arm_timers(&mut timers, &[lease(2, 2_000), lease(3, 3_000)]),
+            "later leases: the task already wakes for the first"
+        );
+        assert!(
+            arm_timers(&mut timers, &[lease(4, 4_000), lease(5, 500)]),
+            "an earlier one among them"
+        );
+        let backoff = Effect::JobBackoff {
+            key: Key(6),
+            due_millis: 100,
+        };
+        assert!(
+            arm_timers(&mut timers, &[backoff]),
+            "a backoff before the leases"
+        );
+        assert_eq!(timers.len(), 6, "every timer is kept");
+        assert_eq!(timers.first().map(|t| t.0), Some(100));
+    }
 }
