@@ -30,7 +30,7 @@
 //!
 //! All integers are little-endian.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ringflow_bpmn::ElementIndex;
@@ -445,18 +445,18 @@ fn decode_runtime(
         state.joins.insert((scope, gateway), counts);
     }
     // Jobs of one type share one name, as they do when the engine makes them.
-    let mut job_types: BTreeMap<String, Arc<str>> = BTreeMap::new();
-    let mut worker_names: BTreeMap<String, Arc<str>> = BTreeMap::new();
+    let mut job_types: BTreeSet<Arc<str>> = BTreeSet::new();
+    let mut worker_names: BTreeSet<Arc<str>> = BTreeSet::new();
     for _ in 0..reader.count()? {
         let key = reader.key()?;
-        let job_type = intern(&mut job_types, reader.string()?);
+        let job_type = intern(&mut job_types, &reader.string()?);
         let element_instance_key = reader.key()?;
         let process_instance_key = reader.key()?;
         let retries = u32::from_le_bytes(reader.array()?);
         let job_state = match reader.array::<1>()?[0] {
             0 => JobState::Activatable,
             1 => JobState::Activated {
-                worker: intern(&mut worker_names, reader.string()?),
+                worker: intern(&mut worker_names, &reader.string()?),
                 deadline_millis: i64::from_le_bytes(reader.array()?),
             },
             2 => JobState::Backoff {
@@ -813,15 +813,13 @@ impl<'a> Reader<'a> {
 }
 
 /// The shared copy of `name` in `names`, made on first sight.
-fn intern(names: &mut BTreeMap<String, Arc<str>>, name: String) -> Arc<str> {
-    match names.get(&name) {
-        Some(shared) => Arc::clone(shared),
-        None => {
-            let shared: Arc<str> = name.as_str().into();
-            names.insert(name, Arc::clone(&shared));
-            shared
-        }
+fn intern(names: &mut BTreeSet<Arc<str>>, name: &str) -> Arc<str> {
+    if let Some(shared) = names.get(name) {
+        return Arc::clone(shared);
     }
+    let shared: Arc<str> = name.into();
+    names.insert(Arc::clone(&shared));
+    shared
 }
 
 #[cfg(test)]

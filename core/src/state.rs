@@ -90,7 +90,7 @@ pub struct State {
     /// change: each gets one `VariablesUpdated` event. Empty between commands.
     pub(crate) variables_dirty: Vec<Key>,
     /// The work queue of the last command's run, empty, kept for its room: a command would
-    /// otherwise allocate one (see `Run::new`). Not state: never encoded or compared.
+    /// otherwise allocate one (see `Drop for Run`). Not state: never encoded or compared.
     pub(crate) work_scratch: std::collections::VecDeque<crate::run::Step>,
 }
 
