@@ -53,12 +53,6 @@ pub struct Common {
     /// was due, so the wait for the tick is measured, not hidden.
     #[arg(long, default_value_t = 0)]
     send_tick_us: u64,
-    /// Run the generator's thread under SCHED_FIFO at this priority (1 to 99) while it
-    /// drives the load, so that no thread of the normal scheduler on its CPUs (the VM's
-    /// DAMON reclaim, kworkers) preempts it; it still gives its CPU up whenever it waits.
-    /// Needs root or CAP_SYS_NICE. 0: the normal scheduler.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=99))]
-    generator_fifo_priority: u8,
     /// Measure a server that is already running at this address instead of starting one.
     #[arg(long)]
     addr: Option<String>,
@@ -326,14 +320,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);
-    // Only the generator's own thread: the sampler started above keeps the normal scheduler,
-    // and the guard drops before the pace probe's thread is started below.
-    let fifo = match common.generator_fifo_priority {
-        0 => None,
-        priority => Some(server::run_under_fifo(priority)?),
-    };
     let outcome = driver::run(&config, &plan.scenario);
-    drop(fifo);
     let machine_timeline = sampler.map(sampler::Sampler::finish).unwrap_or_default();
     let cpu_after = pid.and_then(server::cpu_time);
     let own_after = server::cpu_time(std::process::id());
@@ -354,7 +341,6 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         scenario: plan.scenario,
         mode: plan.mode,
         send_tick: Duration::from_micros(common.send_tick_us),
-        generator_fifo_priority: common.generator_fifo_priority,
         shards: topology.shard_count(),
         warmup: common.warmup,
         addr,

@@ -170,9 +170,6 @@ pub struct Report {
     pub server: ServerSide,
     /// The generator's CPUs.
     pub generator_cpus: Vec<usize>,
-    /// The generator thread's SCHED_FIFO priority while it drove the load (0: the normal
-    /// scheduler; `--generator-fifo-priority`).
-    pub generator_fifo_priority: u8,
     /// CPU seconds the generator used during the run (warm-up and drain too).
     pub generator_cpu_seconds: Option<f64>,
     /// The machine, kernel, commit and date.
@@ -198,7 +195,6 @@ pub struct Inputs {
     pub scenario: Scenario,
     pub mode: Mode,
     pub send_tick: Duration,
-    pub generator_fifo_priority: u8,
     pub shards: usize,
     pub warmup: Duration,
     pub addr: String,
@@ -279,7 +275,6 @@ impl Report {
                 data: inputs.data,
             },
             generator_cpus: inputs.generator_cpus,
-            generator_fifo_priority: inputs.generator_fifo_priority,
             generator_cpu_seconds: inputs.generator_cpu.map(|cpu| cpu.as_secs_f64()),
             machine: inputs.machine,
             timeline: outcome.timeline.clone(),
@@ -409,17 +404,12 @@ pub fn markdown(reports: &[Report]) -> String {
     if let Some(first) = reports.first() {
         let _ = writeln!(
             out,
-            "\n{}; {} s measured after {} s warm-up; server CPUs {:?}, generator CPUs {:?}{}; \
-             server {}.",
+            "\n{}; {} s measured after {} s warm-up; server CPUs {:?}, generator CPUs {:?}; server {}.",
             first.machine,
             first.duration_s,
             first.warmup_s,
             first.server.cpus,
             first.generator_cpus,
-            match first.generator_fifo_priority {
-                0 => String::new(),
-                priority => format!(" (the generator under SCHED_FIFO {priority})"),
-            },
             first
                 .server
                 .version

@@ -200,48 +200,6 @@ pub fn pin_current_thread(cpus: &[usize]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The calling thread under `SCHED_FIFO` at a priority until the guard drops, which puts
-/// it back under the normal scheduler (`SCHED_OTHER`). Threads it starts meanwhile inherit
-/// the policy, so start them before or after.
-pub struct FifoGuard(());
-
-/// Puts the calling thread under `SCHED_FIFO` at `priority` (1 to 99): no thread of the
-/// normal scheduler on its CPUs (a kernel thread such as the VM's DAMON reclaim, a
-/// kworker) preempts it while it runs; it gives the CPU up whenever it waits. Needs root or
-/// `CAP_SYS_NICE` (or an `RLIMIT_RTPRIO` at least `priority`).
-pub fn run_under_fifo(priority: u8) -> anyhow::Result<FifoGuard> {
-    if !(1..=99).contains(&priority) {
-        bail!("the SCHED_FIFO priority must be 1 to 99, not {priority}");
-    }
-    let param = libc::sched_param {
-        sched_priority: i32::from(priority),
-    };
-    // SAFETY: sched_setscheduler reads the sched_param we own; pid 0 is the calling thread.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
-        let error = std::io::Error::last_os_error();
-        let hint = if error.raw_os_error() == Some(libc::EPERM) {
-            ": run as root, or grant CAP_SYS_NICE or an RLIMIT_RTPRIO of at least the priority"
-        } else {
-            ""
-        };
-        bail!("cannot put the generator under SCHED_FIFO at priority {priority}: {error}{hint}");
-    }
-    Ok(FifoGuard(()))
-}
-
-impl Drop for FifoGuard {
-    fn drop(&mut self) {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: as in run_under_fifo. Going back to SCHED_OTHER needs no privilege.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) } != 0 {
-            eprintln!(
-                "ringflow-bench: cannot put the generator back under SCHED_OTHER: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-}
-
 /// The CPUs this process may use, in ascending order, as they were at the first call (the
 /// generator pins its thread afterwards, which must not shrink the set for the next run of a
 /// sweep).
