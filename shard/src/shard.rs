@@ -236,7 +236,7 @@ struct Inner {
     /// Waiters for a durable LSN (the snapshot task): true when reached, false on a stop.
     durable_waiters: VecDeque<(u64, Slot<bool>)>,
     /// Callers waiting for an instance to complete (create with await-result), by instance.
-    result_waiters: KeyMap<ResultSlot>,
+    result_waiters: KeyMap<ResultWaiter>,
     /// Whether the exporter lag alarm is raised.
     lag_alarm: bool,
     /// When the first record went into the open batch (commit latency).
@@ -251,6 +251,73 @@ struct Inner {
 /// its time ran out, the server shuts down). Dropping it stops nothing; call
 /// [`Shard::forget_result`] when the caller gives up.
 pub type ResultSlot = Slot<Option<Variables>>;
+
+/// Who is told the end of an instance created with `await_result`.
+enum ResultWaiter {
+    /// A task awaiting a slot ([`Shard::submit_awaiting`]); registered until
+    /// [`Shard::forget_result`].
+    Slot(ResultSlot),
+    /// A queue ([`Shard::submit_now_awaited`]): the result goes in with the caller's token,
+    /// and the registration ends with it.
+    Queue {
+        queue: Rc<ResultQueue>,
+        token: u64,
+        timeout_ms: u32,
+        /// The create's own answer (`Response::InstanceCreated`), handed back with the result.
+        created: ringflow_core::Response,
+    },
+}
+
+/// The end of an awaited instance, as [`ResultQueue`] hands it over.
+pub struct QueuedResult {
+    /// The token given to [`Shard::submit_now_awaited`].
+    pub token: u64,
+    /// The wait's timeout given with it, in ms (for the caller's message).
+    pub timeout_ms: u32,
+    /// The create's own answer (`Response::InstanceCreated`).
+    pub created: ringflow_core::Response,
+    /// Its variables at the end, once the command that completed it is durable; `None` when
+    /// the wait was given up ([`Shard::give_up_result`]: its time ran out, the server shuts
+    /// down).
+    pub variables: Option<Variables>,
+}
+
+/// Where the ends of many awaited instances go, for one consumer (a connection's writer)
+/// that drains them when `ready` is raised: a task per awaited create costs more than the
+/// engine's work for it (bench/RESULTS.md). Unbounded by itself: it holds at most one entry
+/// per create in flight, which `inflight_per_connection_max` bounds.
+pub struct ResultQueue {
+    results: RefCell<Vec<QueuedResult>>,
+    ready: Rc<Notify>,
+}
+
+impl ResultQueue {
+    /// A queue that raises `ready` when a result goes in.
+    pub fn new(ready: Rc<Notify>) -> ResultQueue {
+        ResultQueue {
+            results: RefCell::new(Vec::new()),
+            ready,
+        }
+    }
+
+    fn push(&self, result: QueuedResult) {
+        self.results.borrow_mut().push(result);
+        self.ready.notify();
+    }
+
+    /// Moves the results that came, in the order they came, to the end of `into`.
+    pub fn take(&self, into: &mut Vec<QueuedResult>) {
+        into.append(&mut self.results.borrow_mut());
+    }
+}
+
+/// How [`Shard::try_submit`] registers the wait of a create with `await_result`.
+enum AwaitWith<'a> {
+    /// A slot ([`Shard::submit_awaiting`]).
+    Slot,
+    /// A queue, a token and the wait's timeout ([`Shard::submit_now_awaited`]).
+    Queue(&'a Rc<ResultQueue>, u64, u32),
+}
 
 /// One shard. Shared by its tasks through `Rc`; never leaves its thread.
 pub struct Shard<D: Dir> {
@@ -525,7 +592,7 @@ impl<D: Dir> Shard<D> {
         );
         let mut command = Some(command);
         loop {
-            match self.try_submit(&mut command) {
+            match self.try_submit(&mut command, AwaitWith::Slot) {
                 Ok(slot) => {
                     let outcome = slot.await?;
                     let result = match (&outcome.response, awaiting) {
@@ -553,7 +620,8 @@ impl<D: Dir> Shard<D> {
     /// durable), or the command back when the open batch has no room for it (then
     /// [`Shard::submit`] waits for room). Answers come in the order of submission, so a
     /// caller may await the slots of many commands one after the other. Not for a
-    /// `CreateInstance` with `await_result` (see [`Shard::submit_awaiting`]).
+    /// `CreateInstance` with `await_result` (see [`Shard::submit_now_awaited`] and
+    /// [`Shard::submit_awaiting`]).
     pub fn submit_now(
         &self,
         command: Command,
@@ -565,8 +633,63 @@ impl<D: Dir> Shard<D> {
                 ..
             }
         ));
+        self.submit_now_with(command, AwaitWith::Slot)
+    }
+
+    /// [`Shard::submit_now`] for a `CreateInstance` with `await_result`: the slot of the
+    /// create's own answer (`InstanceCreated`, once durable), and when the instance ends (the
+    /// command that ended it is durable) or its wait is given up, a [`QueuedResult`] with
+    /// `token` and `timeout_ms` (the wait's, which the caller keeps; the shard only hands it
+    /// back) goes into `results`. Its end may go in before the create's slot is filled (an
+    /// instance that ends in the create's own commit). Nothing goes into `results` when the
+    /// create is refused.
+    pub fn submit_now_awaited(
+        &self,
+        command: Command,
+        results: &Rc<ResultQueue>,
+        token: u64,
+        timeout_ms: u32,
+    ) -> Result<Slot<Result<Outcome, SubmitError>>, Command> {
+        assert!(
+            matches!(
+                command,
+                Command::CreateInstance {
+                    await_result: true,
+                    ..
+                }
+            ),
+            "submit_now_awaited takes a create with await_result"
+        );
+        self.submit_now_with(command, AwaitWith::Queue(results, token, timeout_ms))
+    }
+
+    /// [`Shard::submit_now_awaited`], waiting for room in the open batch when it has none.
+    pub async fn submit_awaited(
+        &self,
+        command: Command,
+        results: &Rc<ResultQueue>,
+        token: u64,
+        timeout_ms: u32,
+    ) -> Result<Outcome, SubmitError> {
+        let mut command = command;
+        loop {
+            match self.submit_now_awaited(command, results, token, timeout_ms) {
+                Ok(slot) => return slot.await,
+                Err(refused) => {
+                    command = refused;
+                    self.room.wait().await;
+                }
+            }
+        }
+    }
+
+    fn submit_now_with(
+        &self,
+        command: Command,
+        await_with: AwaitWith<'_>,
+    ) -> Result<Slot<Result<Outcome, SubmitError>>, Command> {
         let mut command = Some(command);
-        match self.try_submit(&mut command) {
+        match self.try_submit(&mut command, await_with) {
             Ok(slot) => Ok(slot),
             Err(Full) => {
                 self.work.notify();
@@ -578,6 +701,7 @@ impl<D: Dir> Shard<D> {
     fn try_submit(
         &self,
         command: &mut Option<Command>,
+        await_with: AwaitWith<'_>,
     ) -> Result<Slot<Result<Outcome, SubmitError>>, Full> {
         let _span = tracing::trace_span!("command", shard = self.id()).entered();
         let slot = Slot::default();
@@ -644,9 +768,16 @@ impl<D: Dir> Shard<D> {
                 ) = (&outcome.response, awaiting)
                 {
                     // Registered now, before any later command can complete the instance.
-                    inner
-                        .result_waiters
-                        .insert(*process_instance_key, Slot::default());
+                    let waiter = match await_with {
+                        AwaitWith::Slot => ResultWaiter::Slot(Slot::default()),
+                        AwaitWith::Queue(queue, token, timeout_ms) => ResultWaiter::Queue {
+                            queue: Rc::clone(queue),
+                            token,
+                            timeout_ms,
+                            created: outcome.response.clone(),
+                        },
+                    };
+                    inner.result_waiters.insert(*process_instance_key, waiter);
                 }
                 let lsn = inner
                     .batch
@@ -689,7 +820,10 @@ impl<D: Dir> Shard<D> {
     /// The result slot registered for an awaited instance (filled already if the instance
     /// completed meanwhile). It stays registered until [`Shard::forget_result`].
     fn result_slot(&self, instance: Key) -> Option<ResultSlot> {
-        self.inner.borrow().result_waiters.get(&instance).cloned()
+        match self.inner.borrow().result_waiters.get(&instance) {
+            Some(ResultWaiter::Slot(slot)) => Some(slot.clone()),
+            Some(ResultWaiter::Queue { .. }) | None => None,
+        }
     }
 
     /// Stops waiting for an awaited instance: call it once the result came or the caller
@@ -701,10 +835,22 @@ impl<D: Dir> Shard<D> {
     /// Ends the wait for an awaited instance that has not completed: its slot gets `None`.
     /// Nothing happens when nobody waits for it any more (it completed, it was forgotten).
     pub fn give_up_result(&self, instance: Key) {
-        let slot = self.inner.borrow_mut().result_waiters.remove(&instance);
-        if let Some(slot) = slot {
+        let waiter = self.inner.borrow_mut().result_waiters.remove(&instance);
+        match waiter {
             // A result that came meanwhile and was not taken yet stays.
-            slot.fill_if_empty(None);
+            Some(ResultWaiter::Slot(slot)) => slot.fill_if_empty(None),
+            Some(ResultWaiter::Queue {
+                queue,
+                token,
+                timeout_ms,
+                created,
+            }) => queue.push(QueuedResult {
+                token,
+                timeout_ms,
+                created,
+                variables: None,
+            }),
+            None => {}
         }
     }
 
@@ -953,13 +1099,29 @@ impl<D: Dir> Shard<D> {
                             Effect::InstanceResult {
                                 process_instance_key,
                                 variables,
-                            } => {
-                                if let Some(slot) =
-                                    inner.result_waiters.get(process_instance_key).cloned()
-                                {
-                                    slot.fill(Some(variables.clone()));
+                            } => match inner.result_waiters.get(process_instance_key) {
+                                Some(ResultWaiter::Slot(slot)) => {
+                                    slot.fill(Some(variables.clone()))
                                 }
-                            }
+                                Some(ResultWaiter::Queue { .. }) => {
+                                    let Some(ResultWaiter::Queue {
+                                        queue,
+                                        token,
+                                        timeout_ms,
+                                        created,
+                                    }) = inner.result_waiters.remove(process_instance_key)
+                                    else {
+                                        unreachable!("looked up just before");
+                                    };
+                                    queue.push(QueuedResult {
+                                        token,
+                                        timeout_ms,
+                                        created,
+                                        variables: Some(variables.clone()),
+                                    });
+                                }
+                                None => {}
+                            },
                             Effect::Send {
                                 to,
                                 seq,
@@ -1356,7 +1518,7 @@ impl<D: Dir> Shard<D> {
         for command in commands {
             let mut command = Some(command);
             loop {
-                match self.try_submit(&mut command) {
+                match self.try_submit(&mut command, AwaitWith::Slot) {
                     Ok(slot) => break slots.push(slot),
                     Err(Full) => {
                         self.work.notify();

@@ -272,6 +272,100 @@ fn a_frame_of_more_commands_than_a_batch_holds_gets_every_answer() {
     assert!(status.success(), "{stderr}");
 }
 
+/// A process that ends in its create's own command: start, end.
+const ENDS_AT_ONCE: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="e2e-at-once">
+  <bpmn:process id="ends-at-once" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+#[test]
+fn awaited_creates_get_one_answer_each_whether_they_end_at_once_wait_for_room_or_time_out() {
+    // One frame of awaited creates, more than a batch holds (BATCH_RECORDS_MAX_DEFAULT,
+    // 4,096), so the last ones wait for room in tasks of their own. Most are of a process
+    // that ends in the create's own command, so its result is handed over in the same
+    // release as the create's own answer; the last few wait for a job nobody does and time
+    // out. Every create gets exactly one answer, the right one for its request id.
+    let (server, _, addr) = start_server("await-at-once", 1);
+    let mut client = server.client();
+    deploy_one_task(&mut client);
+    client
+        .deploy(vec![Resource {
+            name: "ends-at-once.bpmn".into(),
+            content: ENDS_AT_ONCE.as_bytes().to_vec(),
+        }])
+        .expect("deploy");
+    const AT_ONCE: usize = 5_000;
+    const TIMING_OUT: usize = 3;
+    let mut requests: Vec<Request> = (0..AT_ONCE)
+        .map(|n| {
+            Request::CreateInstance(CreateInstance {
+                await_result: true,
+                ..create("ends-at-once", &format!(r#"{{"n": {n}}}"#), "")
+            })
+        })
+        .collect();
+    requests.extend((0..TIMING_OUT).map(|_| Request::CreateInstance(awaited_one_task(300))));
+    let mut connection = Connection::open(&addr, &ClientConfig::default()).expect("connect");
+    let ids = connection.send_batch(&requests).expect("send");
+    let mut answers: std::collections::BTreeMap<u64, Vec<Response>> =
+        std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answers.len() < ids.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} answered",
+            answers.len(),
+            ids.len()
+        );
+        if let Some((id, response)) = connection
+            .recv_timeout(Duration::from_secs(1))
+            .expect("receive")
+        {
+            answers.entry(id).or_default().push(response);
+        }
+    }
+    // Nothing more comes: no create is answered twice.
+    assert_eq!(
+        connection
+            .recv_timeout(Duration::from_millis(500))
+            .expect("receive"),
+        None
+    );
+    let mut instances = std::collections::BTreeSet::new();
+    for (n, id) in ids.iter().enumerate() {
+        let answered = &answers[id];
+        assert_eq!(answered.len(), 1, "request {id}: {answered:?}");
+        match (&answered[0], n < AT_ONCE) {
+            (Response::InstanceResult(result), true) => {
+                let variables: Value = serde_json::from_str(&result.variables).expect("JSON");
+                assert_eq!(
+                    variables["n"], n,
+                    "request {id} got another create's result"
+                );
+                assert_eq!(result.created.bpmn_process_id.as_ref(), "ends-at-once");
+                assert!(instances.insert(result.created.process_instance_key));
+            }
+            (Response::Error(error), false) => {
+                assert_eq!(error.code, ErrorCode::Timeout, "{}", error.message);
+                assert!(
+                    error.message.contains("within 300 ms")
+                        && error.message.contains("goes on running"),
+                    "{}",
+                    error.message
+                );
+            }
+            (other, _) => panic!("request {id} (create {n}): {other:?}"),
+        }
+    }
+    // The instances that timed out go on running: their jobs are there.
+    assert_eq!(activate_all(&mut client, "peek").len(), TIMING_OUT);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
 #[test]
 fn an_awaited_result_is_answered_unavailable_when_the_server_shuts_down() {
     let (server, _, addr) = start_server("await-shutdown", 1);

@@ -5,8 +5,8 @@
 //! in the shutdown list, per request (about 4% of a shard's time in `one_task` load, see
 //! bench/RESULTS.md). Now one task per shard server keeps the deadlines and gives up the
 //! waits whose time is over, and every wait when the server shuts down
-//! ([`Shard::give_up_result`](crate::shard::Shard::give_up_result) puts `None` in the wait's
-//! slot).
+//! ([`Shard::give_up_result`](crate::shard::Shard::give_up_result) puts `None` in the
+//! connection's result queue).
 //!
 //! Deadlines go into buckets of [`AWAIT_TICK_MS`] by the tick they fall in, rounded up: a
 //! wait is given up at most one tick after its time (never before). A bucket is a vector of

@@ -1,11 +1,16 @@
 //! One client connection: a reader task, a writer task, an answer task, a task per request
-//! that waits for more than its commit (an awaited create, an activation, mail) and one per
-//! job subscription, all on the shard's executor.
+//! that waits for more than its commit (an activation, mail) and one per job subscription,
+//! all on the shard's executor.
 //!
-//! A request that is one command (complete a job, publish a message, create an instance
-//! without awaiting its result, ...) gets no task of its own: the reader submits it and
-//! queues its answer slot, and the answer task awaits the slots in order (the shard answers
-//! in the order of submission), so one wake-up answers every command of a commit.
+//! A request that is one command (complete a job, publish a message, create an instance,
+//! ...) gets no task of its own: the reader submits it and queues its answer slot, and the
+//! answer task awaits the slots in order (the shard answers in the order of submission), so
+//! one wake-up answers every command of a commit. A create that awaits its instance's result
+//! is such a command too: once it is durable, its deadline starts
+//! ([`super::awaits`]), and the end of its instance (or the wait given up) comes through the
+//! connection's [`ResultQueue`], which the writer drains. (It had a task of its own, whose
+//! spawn, polls and slots cost more than the engine's work for the create; see
+//! bench/RESULTS.md.)
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -26,6 +31,7 @@ use ringflow_wire::{
 
 use super::convert;
 use super::{FrameLease, ShardServer};
+use crate::shard::{QueuedResult, ResultQueue, SubmitError};
 use crate::wait::{Notify, Slot, WaitList};
 
 /// Bytes read from the socket at a time.
@@ -47,7 +53,11 @@ pub(crate) struct Conn {
     stream: RefCell<TcpStream>,
     encoder: RefCell<FrameEncoder>,
     out: RefCell<Vec<u8>>,
-    out_ready: Notify,
+    /// Raised when there is something for the writer: an answer, a result in `results`, the
+    /// connection closed.
+    out_ready: Rc<Notify>,
+    /// The ends of the instances this connection's awaited creates wait for.
+    results: Rc<ResultQueue>,
     /// When the oldest answer not yet handed to the writer was queued.
     oldest_queued: Cell<Option<Instant>>,
     inflight: Cell<usize>,
@@ -65,13 +75,17 @@ struct Ordered {
     request_id: u64,
     /// When the shard read its frame.
     arrived: Instant,
-    slot: Slot<Result<ringflow_core::Outcome, crate::shard::SubmitError>>,
+    slot: Slot<Result<ringflow_core::Outcome, SubmitError>>,
     lease: Rc<FrameLease>,
+    /// For a create that awaits its result: how long, in ms, from when it is durable.
+    await_timeout_ms: Option<u32>,
 }
 
-/// What a request becomes: one command, or work for a task of its own.
+/// What a request becomes: one command, a create that awaits its result (with the wait's
+/// timeout in ms), or work for a task of its own.
 enum Route {
     Command(Command),
+    AwaitedCreate(Command, u32),
     Task(Request),
 }
 
@@ -80,12 +94,14 @@ pub(crate) fn start(server: Rc<ShardServer>, stream: TcpStream) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "set_nodelay failed");
     }
+    let out_ready = Rc::new(Notify::default());
     let conn = Rc::new(Conn {
         server: server.clone(),
         stream: RefCell::new(stream),
         encoder: RefCell::new(FrameEncoder::default()),
         out: RefCell::new(Vec::new()),
-        out_ready: Notify::default(),
+        results: Rc::new(ResultQueue::new(Rc::clone(&out_ready))),
+        out_ready,
         oldest_queued: Cell::new(None),
         inflight: Cell::new(0),
         closed: Cell::new(false),
@@ -152,13 +168,90 @@ impl Conn {
                 self.ordered_ready.notified().await;
                 continue;
             };
-            let response = match ordered.slot.await {
-                Ok(outcome) => convert::outcome(outcome),
-                Err(error) => Response::Error(convert::submit_error(error)),
+            let answer = ordered.slot.await;
+            let response = match ordered.await_timeout_ms {
+                None => Some(match answer {
+                    Ok(outcome) => convert::outcome(outcome),
+                    Err(error) => Response::Error(convert::submit_error(error)),
+                }),
+                Some(timeout_ms) => self.awaited_create_durable(answer, timeout_ms),
             };
-            self.respond(ordered.request_id, &response);
             self.server.metrics.record_request(ordered.arrived);
             drop(ordered.lease);
+            if let Some(response) = response {
+                self.respond(ordered.request_id, &response);
+                self.finished_one();
+            }
+        }
+    }
+
+    /// An awaited create's own answer, once it is durable or refused: the answer to send
+    /// now, or none when the instance's end will come through `results` (then its deadline
+    /// starts now, or it is given up at once when the server is shutting down).
+    fn awaited_create_durable(
+        &self,
+        answer: Result<ringflow_core::Outcome, SubmitError>,
+        timeout_ms: u32,
+    ) -> Option<Response> {
+        let outcome = match answer {
+            Ok(outcome) => outcome,
+            Err(error) => return Some(Response::Error(convert::submit_error(error))),
+        };
+        let ringflow_core::Response::InstanceCreated {
+            process_instance_key: instance,
+            ..
+        } = outcome.response
+        else {
+            return Some(convert::outcome(outcome));
+        };
+        let shard = &self.server.shard;
+        if self.server.is_closing() {
+            // A result that is in the queue already is still answered.
+            shard.give_up_result(instance);
+        } else {
+            // The server's sweeper gives the wait up when its time is over or the server
+            // shuts down (server/awaits.rs).
+            self.server.awaits.add(
+                instance,
+                Duration::from_millis(u64::from(timeout_ms)),
+                shard.awaited_results(),
+                |key| shard.awaits_result(key),
+            );
+        }
+        None
+    }
+
+    /// Answers the awaited creates whose instances ended or whose waits were given up.
+    fn answer_results(&self, results: &mut Vec<QueuedResult>) {
+        self.results.take(results);
+        for result in results.drain(..) {
+            let response = match (convert::created(&result.created), result.variables) {
+                (Some(created), Some(variables)) => Response::InstanceResult(InstanceResult {
+                    created,
+                    variables: convert::variables_text(&variables),
+                }),
+                (created, None) => {
+                    let instance = created.map_or(0, |created| created.process_instance_key);
+                    Response::Error(if self.server.is_closing() {
+                        WireError::new(
+                            ErrorCode::Unavailable,
+                            format!(
+                                "the server is shutting down; instance {instance} was created and goes on running"
+                            ),
+                        )
+                    } else {
+                        WireError::new(
+                            ErrorCode::Timeout,
+                            format!(
+                                "instance {instance} did not complete within {} ms; it was created and goes on running",
+                                result.timeout_ms
+                            ),
+                        )
+                    })
+                }
+                (None, Some(_)) => unreachable!("a queued result carries its InstanceCreated"),
+            };
+            self.respond(result.token, &response);
             self.finished_one();
         }
     }
@@ -269,7 +362,9 @@ impl Conn {
 
     async fn write_loop(self: Rc<Self>) {
         let mut sending = Vec::new();
+        let mut results = Vec::new();
         loop {
+            self.answer_results(&mut results);
             {
                 let mut encoder = self.encoder.borrow_mut();
                 let mut out = self.out.borrow_mut();
@@ -307,7 +402,8 @@ impl Conn {
         server.connections.set(server.connections.get() - 1);
     }
 
-    /// Starts one request: checks the in-flight limits, then runs it in its own task.
+    /// Starts one request: checks the in-flight limits, then submits its command and queues
+    /// its answer, or runs it in a task of its own.
     fn dispatch(
         self: &Rc<Self>,
         request_id: u64,
@@ -378,41 +474,96 @@ impl Conn {
             self.respond(request_id, &Response::Error(busy(server, message)));
             return;
         }
-        let request = match self.route(request) {
+        let (submitted, await_timeout_ms) = match self.route(request) {
             Err(error) => {
                 self.respond(request_id, &Response::Error(error));
                 return;
             }
-            Ok(Route::Command(command)) => match server.shard.submit_now(command) {
-                Ok(slot) => {
-                    self.inflight.set(self.inflight.get() + 1);
-                    server.inflight.set(server.inflight.get() + 1);
-                    self.ordered.borrow_mut().push_back(Ordered {
-                        request_id,
-                        arrived,
-                        slot,
-                        lease: lease.clone(),
-                    });
-                    self.ordered_ready.notify();
-                    return;
-                }
-                // No room in the open batch: a task waits for it.
-                Err(command) => Err(command),
-            },
-            Ok(Route::Task(request)) => Ok(request),
+            Ok(Route::Command(command)) => (server.shard.submit_now(command), None),
+            Ok(Route::AwaitedCreate(command, timeout_ms)) => (
+                server
+                    .shard
+                    .submit_now_awaited(command, &self.results, request_id, timeout_ms),
+                Some(timeout_ms),
+            ),
+            Ok(Route::Task(request)) => {
+                self.spawn_request(request_id, Ok(request), lease, arrived);
+                return;
+            }
         };
+        match submitted {
+            Ok(slot) => {
+                self.inflight.set(self.inflight.get() + 1);
+                server.inflight.set(server.inflight.get() + 1);
+                self.ordered.borrow_mut().push_back(Ordered {
+                    request_id,
+                    arrived,
+                    slot,
+                    lease: lease.clone(),
+                    await_timeout_ms,
+                });
+                self.ordered_ready.notify();
+            }
+            // No room in the open batch: a task waits for it.
+            Err(command) => match await_timeout_ms {
+                None => self.spawn_request(request_id, Err(command), lease, arrived),
+                Some(timeout_ms) => {
+                    self.spawn_awaited_create(request_id, command, timeout_ms, lease, arrived)
+                }
+            },
+        }
+    }
+
+    /// An awaited create for which the open batch had no room: a task waits for room, then
+    /// goes on as the answer task would.
+    fn spawn_awaited_create(
+        self: &Rc<Self>,
+        request_id: u64,
+        command: Command,
+        timeout_ms: u32,
+        lease: &Rc<FrameLease>,
+        arrived: Instant,
+    ) {
+        let server = &self.server;
         self.inflight.set(self.inflight.get() + 1);
         server.inflight.set(server.inflight.get() + 1);
         let conn = self.clone();
         let lease = lease.clone();
         glommio::spawn_local(async move {
-            // A create counts until it is durable (in `create`); a long poll waits on purpose.
-            let counted = !matches!(
-                request,
-                Ok(Request::CreateInstance(_) | Request::ActivateJobs(_))
-            );
+            let shard = &conn.server.shard;
+            let answer = shard
+                .submit_awaited(command, &conn.results, request_id, timeout_ms)
+                .await;
+            let response = conn.awaited_create_durable(answer, timeout_ms);
+            conn.server.metrics.record_request(arrived);
+            drop(lease);
+            if let Some(response) = response {
+                conn.respond(request_id, &response);
+                conn.finished_one();
+            }
+        })
+        .detach();
+    }
+
+    /// Runs a request in a task of its own: one that waits for more than its commit
+    /// (`Ok`), or a command for which the open batch had no room (`Err`).
+    fn spawn_request(
+        self: &Rc<Self>,
+        request_id: u64,
+        request: Result<Request, Command>,
+        lease: &Rc<FrameLease>,
+        arrived: Instant,
+    ) {
+        let server = &self.server;
+        self.inflight.set(self.inflight.get() + 1);
+        server.inflight.set(server.inflight.get() + 1);
+        let conn = self.clone();
+        let lease = lease.clone();
+        glommio::spawn_local(async move {
+            // A long poll waits on purpose.
+            let counted = !matches!(request, Ok(Request::ActivateJobs(_)));
             let answer = match request {
-                Ok(request) => conn.handle(request, arrived).await,
+                Ok(request) => conn.handle(request).await,
                 Err(command) => conn.submit_outcome(command).await,
             };
             let response = match answer {
@@ -472,16 +623,15 @@ impl Conn {
     }
 
     /// The work of a request that waits for more than its command's commit.
-    async fn handle(&self, request: Request, arrived: Instant) -> Result<Response, WireError> {
+    async fn handle(&self, request: Request) -> Result<Response, WireError> {
         match request {
-            Request::CreateInstance(create) => self.create(create, arrived).await,
             Request::ActivateJobs(activate) => self.activate(activate).await,
             Request::ShardMail {
                 from_shard,
                 to_shard,
                 mails,
             } => self.take_mail(from_shard, to_shard, mails).await,
-            _ => unreachable!("dispatch hands only creates, activations and mail to a task"),
+            _ => unreachable!("dispatch hands only activations and mail to a task"),
         }
     }
 
@@ -491,11 +641,15 @@ impl Conn {
             Request::Deploy { resources } => Command::Deploy {
                 resources: convert::resources(resources),
             },
-            // A create that does not await its result is one command.
-            Request::CreateInstance(create) if !create.await_result => {
-                self.create_command(create)?.0
+            Request::CreateInstance(create) => {
+                let awaited = create.await_result;
+                let (command, timeout_ms) = self.create_command(create)?;
+                if awaited {
+                    return Ok(Route::AwaitedCreate(command, timeout_ms));
+                }
+                command
             }
-            Request::CreateInstance(_) | Request::ActivateJobs(_) | Request::ShardMail { .. } => {
+            Request::ActivateJobs(_) | Request::ShardMail { .. } => {
                 return Ok(Route::Task(request));
             }
             Request::CancelInstance {
@@ -618,60 +772,6 @@ impl Conn {
             await_result: create.await_result,
         };
         Ok((command, timeout_ms))
-    }
-
-    /// A create that awaits its instance's result.
-    async fn create(
-        &self,
-        create: CreateInstance,
-        arrived: Instant,
-    ) -> Result<Response, WireError> {
-        let (command, timeout_ms) = self.create_command(create)?;
-        let shard = &self.server.shard;
-        let submitted = shard.submit_awaiting(command).await;
-        self.server.metrics.record_request(arrived);
-        let (outcome, result) = submitted.map_err(convert::submit_error)?;
-        let created = convert::created(&outcome.response);
-        let (Some(result), Some(created)) = (result, created) else {
-            return Ok(convert::answer(outcome.response));
-        };
-        let instance = Key(created.process_instance_key);
-        let mut result = result;
-        let waited = if self.server.is_closing() {
-            // A result that is there already is still answered.
-            futures_lite::future::poll_once(&mut result).await.flatten()
-        } else {
-            // The server's sweeper gives the wait up when its time is over or the server
-            // shuts down (server/awaits.rs): no timer of its own.
-            self.server.awaits.add(
-                instance,
-                Duration::from_millis(u64::from(timeout_ms)),
-                shard.awaited_results(),
-                |key| shard.awaits_result(key),
-            );
-            result.await
-        };
-        shard.forget_result(instance);
-        match waited {
-            Some(variables) => Ok(Response::InstanceResult(InstanceResult {
-                created,
-                variables: convert::variables_text(&variables),
-            })),
-            None if self.server.is_closing() => Err(WireError::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "the server is shutting down; instance {} was created and goes on running",
-                    instance.0
-                ),
-            )),
-            None => Err(WireError::new(
-                ErrorCode::Timeout,
-                format!(
-                    "instance {} did not complete within {timeout_ms} ms; it was created and goes on running",
-                    instance.0
-                ),
-            )),
-        }
     }
 
     async fn activate(&self, activate: ActivateJobs) -> Result<Response, WireError> {

@@ -4,11 +4,14 @@
 //! ```text
 //! client ──frame──▶ shard i's port (base_port + i)
 //!   reader task: FrameReader ─▶ verify ─▶ per request: limits (BUSY), then
-//!     one command (complete a job, publish, ...): Shard::submit_now ─▶ answer queue
-//!     anything that waits longer (awaited create, activation, mail): a task of its own
-//!   answer task: awaits the queued answers in order (durable) ─▶ answer
+//!     one command (complete a job, publish, create, ...): Shard::submit_now ─▶ answer queue
+//!     anything that waits longer (activation, mail): a task of its own
+//!   answer task: awaits the queued answers in order (durable) ─▶ answer; for an awaited
+//!     create, its deadline starts instead
 //!   request task: wire request ─▶ core Command ─▶ Shard::submit ─▶ durable ─▶ answer
-//!   writer task: answers gathered into one frame per write
+//!   writer task: the ends of awaited instances (the connection's result queue, filled
+//!     when the command that ended each is durable) and the answers, gathered into one
+//!     frame per write
 //!   sweeper task (one per shard): gives up awaited results whose time is over
 //! ```
 //!
