@@ -17,7 +17,10 @@ MINUTES=${2:-60}
 THRESHOLD=${3:-450000}
 B=./target/release/ringflow-bench
 S=./target/release/ringflow
-[ -x "$B" ] && [ -x "$S" ] || { echo "build first: cargo build --release -p ringflow-shard -p ringflow-bench" >&2; exit 2; }
+if [ ! -x "$B" ] || [ ! -x "$S" ]; then
+  echo "build first: cargo build --release -p ringflow-shard -p ringflow-bench" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 end=$(( $(date +%s) + 60 * MINUTES ))
 slow=0
