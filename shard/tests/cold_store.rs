@@ -486,7 +486,7 @@ fn schema_is_versioned_and_a_newer_store_is_refused() {
     for (target, _dir) in targets("schema") {
         let mut conn = Conn::open(&target).expect("open");
         assert_eq!(schema::version(&mut conn).expect("version"), 0);
-        assert_eq!(schema::migrate(&mut conn).expect("migrate"), [1]);
+        assert_eq!(schema::migrate(&mut conn).expect("migrate"), [1, 2]);
         assert!(schema::migrate(&mut conn).expect("again").is_empty());
         assert_eq!(
             schema::version(&mut conn).expect("version"),
@@ -496,6 +496,102 @@ fn schema_is_versioned_and_a_newer_store_is_refused() {
             .expect("pretend a newer ringflow wrote it");
         let error = schema::migrate(&mut conn).expect_err("newer store");
         assert!(error.to_string().contains("schema version 99"), "{error}");
+    }
+}
+
+#[test]
+fn a_version_1_store_migrates_to_version_2_with_its_rows() {
+    let workload = workload(21, 500);
+    let records = &workload.records;
+    let half = records.len() / 2;
+    for (target, _dir) in targets("v1_to_v2") {
+        // A store of version 1 with the first half of the history in it.
+        let mut conn = Conn::open(&target).expect("open");
+        assert_eq!(schema::migrate_to(&mut conn, 1).expect("to 1"), [1]);
+        drop(conn);
+        let mut exporter = Exporter::open(&target, SHARD).expect("exporter");
+        exporter
+            .export(&records[..half], records[half - 1].lsn)
+            .expect("export into version 1");
+        drop(exporter);
+        let mut conn = Conn::open(&target).expect("open");
+        let counts = |conn: &mut Conn| -> Vec<i64> {
+            [
+                "process_instances",
+                "element_instances",
+                "jobs",
+                "variables",
+            ]
+            .iter()
+            .map(|table| {
+                let rows = conn
+                    .query(&format!("SELECT COUNT(*) FROM {table}"), &[])
+                    .expect("count");
+                rows[0][0].int().expect("a count")
+            })
+            .collect()
+        };
+        let indexes = |conn: &mut Conn| -> Vec<String> {
+            if conn.is_postgres() {
+                return Vec::new();
+            }
+            conn.query(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+                 ORDER BY name",
+                &[],
+            )
+            .expect("indexes")
+            .iter()
+            .map(|row| row[0].text().expect("a name").to_string())
+            .collect()
+        };
+        let before = counts(&mut conn);
+        assert!(before.iter().all(|count| *count > 0), "{before:?}");
+        let indexes_before = indexes(&mut conn);
+        assert_eq!(schema::migrate(&mut conn).expect("to 2"), [2]);
+        assert_eq!(counts(&mut conn), before, "the migration keeps every row");
+        assert_eq!(
+            indexes(&mut conn),
+            indexes_before,
+            "every index is made again"
+        );
+        if !conn.is_postgres() {
+            // SQLite: the key is the rowid, and variables have none.
+            for table in [
+                "process_instances",
+                "element_instances",
+                "jobs",
+                "incidents",
+            ] {
+                let columns = conn
+                    .query(&format!("PRAGMA table_info({table})"), &[])
+                    .expect("table_info");
+                let key = columns
+                    .iter()
+                    .find(|column| column[1].text() == Some("key"))
+                    .expect("a key column");
+                assert_eq!(key[2].text(), Some("INTEGER"), "{table}");
+                assert_eq!(key[5].int(), Some(1), "{table}: key is the primary key");
+            }
+            let sql = conn
+                .query(
+                    "SELECT sql FROM sqlite_master WHERE name = 'variables'",
+                    &[],
+                )
+                .expect("sqlite_master");
+            let sql = sql[0][0].text().expect("its SQL");
+            assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+            assert_eq!(indexes(&mut conn).len(), 8, "{:?}", indexes(&mut conn));
+        }
+        drop(conn);
+        // The exporter goes on where it was, into the new tables, and the store matches.
+        let mut exporter = Exporter::open(&target, SHARD).expect("exporter");
+        assert_eq!(exporter.position(), records[half - 1].lsn);
+        exporter
+            .export(&records[half..], records.last().expect("last").lsn)
+            .expect("export into version 2");
+        drop(exporter);
+        assert_store_matches(&target, &workload);
     }
 }
 
