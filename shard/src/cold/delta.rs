@@ -7,11 +7,133 @@
 //! keeps a batch from being applied twice.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ringflow_core::{Event, Key};
 
 use super::sql::{ColdError, Conn, Param};
+
+/// Rows one multi-row `INSERT` writes (the rest of a batch's rows of a table, fewer than
+/// this, go one at a time). A statement's fixed cost (the statement cache's lookup, binding,
+/// stepping, resetting) was about a sixth of the SQLite exporter's time with one row each
+/// (perf, bench/RESULTS.md 2026-12-06). At most 64 x 8 = 512 parameters per statement, far
+/// below SQLite's 32,766 and PostgreSQL's 65,535.
+pub const EXPORT_ROWS_PER_STATEMENT: usize = 64;
+
+/// One kind of row written by multi-row `INSERT`s: the SQL before the `VALUES` list and
+/// after it, and one row's tuple with its parameters numbered from `first`.
+struct RowsInsert {
+    head: &'static str,
+    tuple: fn(first: usize) -> String,
+    params_per_row: usize,
+    tail: &'static str,
+}
+
+impl RowsInsert {
+    fn sql(&self, rows: usize) -> String {
+        let mut sql = String::from(self.head);
+        sql.push_str(" VALUES ");
+        for row in 0..rows {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&(self.tuple)(row * self.params_per_row + 1));
+        }
+        sql.push(' ');
+        sql.push_str(self.tail);
+        sql
+    }
+
+    /// Writes `params` (whole rows, in order): [`EXPORT_ROWS_PER_STATEMENT`] rows per
+    /// statement, then the rest one by one. `statements` holds this kind's two SQL texts.
+    fn write(
+        &self,
+        conn: &mut Conn,
+        statements: &OnceLock<(String, String)>,
+        params: &[Param<'_>],
+    ) -> Result<(), ColdError> {
+        assert_eq!(params.len() % self.params_per_row, 0, "whole rows");
+        let (many, one) =
+            statements.get_or_init(|| (self.sql(EXPORT_ROWS_PER_STATEMENT), self.sql(1)));
+        let mut chunks = params.chunks_exact(self.params_per_row * EXPORT_ROWS_PER_STATEMENT);
+        for chunk in chunks.by_ref() {
+            conn.execute(many, chunk)?;
+        }
+        for row in chunks.remainder().chunks_exact(self.params_per_row) {
+            conn.execute(one, row)?;
+        }
+        Ok(())
+    }
+}
+
+const INSTANCES: RowsInsert = RowsInsert {
+    head: "INSERT INTO process_instances (key, shard, process_definition_key, business_key, \
+           parent_element_instance_key, state, start_millis, end_millis)",
+    tuple: |n| {
+        format!(
+            "(${n}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6,
+            n + 7
+        )
+    },
+    params_per_row: 8,
+    tail: "ON CONFLICT (key) DO UPDATE SET state = excluded.state, \
+           end_millis = excluded.end_millis",
+};
+
+const ELEMENTS: RowsInsert = RowsInsert {
+    head: "INSERT INTO element_instances (key, process_instance_key, element_id, state, \
+           activated_millis, ended_millis)",
+    tuple: |n| {
+        format!(
+            "(${n}, ${}, ${}, ${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5
+        )
+    },
+    params_per_row: 6,
+    tail: "ON CONFLICT (key) DO UPDATE SET state = excluded.state, \
+           ended_millis = excluded.ended_millis",
+};
+
+const JOBS: RowsInsert = RowsInsert {
+    head: "INSERT INTO jobs (key, process_instance_key, element_instance_key, job_type, state, \
+           retries, error_message, created_millis, updated_millis)",
+    tuple: |n| {
+        format!(
+            "(${n}, ${}, ${}, ${}, 'created', ${}, NULL, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 5
+        )
+    },
+    params_per_row: 6,
+    tail: "ON CONFLICT (key) DO NOTHING",
+};
+
+const VARIABLES: RowsInsert = RowsInsert {
+    head: "INSERT INTO variables (scope_key, name, process_instance_key, value, updated_millis)",
+    tuple: |n| format!("(${n}, ${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4),
+    params_per_row: 5,
+    tail: "ON CONFLICT (scope_key, name) DO UPDATE SET value = excluded.value, \
+           updated_millis = excluded.updated_millis",
+};
+
+static INSTANCES_SQL: OnceLock<(String, String)> = OnceLock::new();
+static ELEMENTS_SQL: OnceLock<(String, String)> = OnceLock::new();
+static JOBS_SQL: OnceLock<(String, String)> = OnceLock::new();
+static VARIABLES_SQL: OnceLock<(String, String)> = OnceLock::new();
 
 /// A journal record's events, as the exporter receives them.
 #[derive(Clone, Debug)]
@@ -308,79 +430,76 @@ impl Delta {
                 )?;
             }
         }
+        let mut rows = Vec::new();
         for (key, change) in &self.instances {
             let (end_state, end_at) = ends(&change.end);
             match &change.start {
-                Some(start) => conn.execute(
-                    "INSERT INTO process_instances (key, shard, process_definition_key, \
-                     business_key, parent_element_instance_key, state, start_millis, end_millis) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO UPDATE SET \
-                     state = excluded.state, end_millis = excluded.end_millis",
-                    &[
-                        Param::Int(Some(db_key(*key))),
-                        shard,
-                        Param::Int(Some(db_key(start.definition))),
-                        Param::Text(start.business_key.as_deref()),
-                        Param::Int(start.parent.map(db_key)),
-                        Param::Text(Some(end_state.unwrap_or("active"))),
-                        Param::Int(Some(start.at)),
-                        Param::Int(end_at),
-                    ],
-                )?,
-                None => conn.execute(
-                    "UPDATE process_instances SET state = $2, end_millis = $3 WHERE key = $1",
-                    &[
-                        Param::Int(Some(db_key(*key))),
-                        Param::Text(end_state),
-                        Param::Int(end_at),
-                    ],
-                )?,
+                Some(start) => rows.extend([
+                    Param::Int(Some(db_key(*key))),
+                    shard,
+                    Param::Int(Some(db_key(start.definition))),
+                    Param::Text(start.business_key.as_deref()),
+                    Param::Int(start.parent.map(db_key)),
+                    Param::Text(Some(end_state.unwrap_or("active"))),
+                    Param::Int(Some(start.at)),
+                    Param::Int(end_at),
+                ]),
+                None => {
+                    _ = conn.execute(
+                        "UPDATE process_instances SET state = $2, end_millis = $3 WHERE key = $1",
+                        &[
+                            Param::Int(Some(db_key(*key))),
+                            Param::Text(end_state),
+                            Param::Int(end_at),
+                        ],
+                    )?
+                }
             };
         }
+        INSTANCES.write(conn, &INSTANCES_SQL, &rows)?;
+        rows.clear();
         for (key, change) in &self.elements {
             let (end_state, end_at) = ends(&change.end);
             match &change.start {
-                Some(start) => conn.execute(
-                    "INSERT INTO element_instances (key, process_instance_key, element_id, state, \
-                     activated_millis, ended_millis) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (key) DO UPDATE SET state = excluded.state, \
-                     ended_millis = excluded.ended_millis",
-                    &[
-                        Param::Int(Some(db_key(*key))),
-                        Param::Int(Some(db_key(start.instance))),
-                        Param::Text(Some(&start.element_id)),
-                        Param::Text(Some(end_state.unwrap_or("active"))),
-                        Param::Int(Some(start.at)),
-                        Param::Int(end_at),
-                    ],
-                )?,
-                None => conn.execute(
-                    "UPDATE element_instances SET state = $2, ended_millis = $3 WHERE key = $1",
-                    &[
-                        Param::Int(Some(db_key(*key))),
-                        Param::Text(end_state),
-                        Param::Int(end_at),
-                    ],
-                )?,
+                Some(start) => rows.extend([
+                    Param::Int(Some(db_key(*key))),
+                    Param::Int(Some(db_key(start.instance))),
+                    Param::Text(Some(&start.element_id)),
+                    Param::Text(Some(end_state.unwrap_or("active"))),
+                    Param::Int(Some(start.at)),
+                    Param::Int(end_at),
+                ]),
+                None => {
+                    _ = conn.execute(
+                        "UPDATE element_instances SET state = $2, ended_millis = $3 WHERE key = $1",
+                        &[
+                            Param::Int(Some(db_key(*key))),
+                            Param::Text(end_state),
+                            Param::Int(end_at),
+                        ],
+                    )?
+                }
             };
         }
-        for (key, (start, change)) in &self.jobs {
+        ELEMENTS.write(conn, &ELEMENTS_SQL, &rows)?;
+        rows.clear();
+        // Every job's row first, then the changes of those that changed (a change of a job
+        // created in this batch updates the row just written).
+        for (key, (start, _)) in &self.jobs {
             if let Some(start) = start {
-                conn.execute(
-                    "INSERT INTO jobs (key, process_instance_key, element_instance_key, job_type, \
-                     state, retries, error_message, created_millis, updated_millis) \
-                     VALUES ($1, $2, $3, $4, 'created', $5, NULL, $6, $6) \
-                     ON CONFLICT (key) DO NOTHING",
-                    &[
-                        Param::Int(Some(db_key(*key))),
-                        Param::Int(Some(db_key(start.instance))),
-                        Param::Int(Some(db_key(start.element))),
-                        Param::Text(Some(&start.job_type)),
-                        Param::Int(Some(i64::from(start.retries))),
-                        Param::Int(Some(start.at)),
-                    ],
-                )?;
+                rows.extend([
+                    Param::Int(Some(db_key(*key))),
+                    Param::Int(Some(db_key(start.instance))),
+                    Param::Int(Some(db_key(start.element))),
+                    Param::Text(Some(&start.job_type)),
+                    Param::Int(Some(i64::from(start.retries))),
+                    Param::Int(Some(start.at)),
+                ]);
             }
+        }
+        JOBS.write(conn, &JOBS_SQL, &rows)?;
+        rows.clear();
+        for (key, (_, change)) in &self.jobs {
             if change.state.is_some() || change.retries.is_some() {
                 conn.execute(
                     "UPDATE jobs SET state = COALESCE($2, state), retries = COALESCE($3, retries), \
@@ -436,19 +555,15 @@ impl Delta {
             )?;
         }
         for ((scope, name), (instance, value, at)) in &self.variables {
-            conn.execute(
-                "INSERT INTO variables (scope_key, name, process_instance_key, value, \
-                 updated_millis) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope_key, name) \
-                 DO UPDATE SET value = excluded.value, updated_millis = excluded.updated_millis",
-                &[
-                    Param::Int(Some(db_key(*scope))),
-                    Param::Text(Some(name)),
-                    Param::Int(Some(db_key(*instance))),
-                    Param::Text(Some(value)),
-                    Param::Int(Some(*at)),
-                ],
-            )?;
+            rows.extend([
+                Param::Int(Some(db_key(*scope))),
+                Param::Text(Some(name)),
+                Param::Int(Some(db_key(*instance))),
+                Param::Text(Some(value)),
+                Param::Int(Some(*at)),
+            ]);
         }
+        VARIABLES.write(conn, &VARIABLES_SQL, &rows)?;
         Ok(())
     }
 }
