@@ -112,7 +112,7 @@ CREATE INDEX variables_instance ON variables (process_instance_key);
 /// Version 2, SQLite: the tables with one key column rebuilt with it as the rowid, and
 /// `variables` without a rowid. Declared `BIGINT PRIMARY KEY`, SQLite keeps a hidden rowid
 /// and a unique index on the key beside it, so each row the exporter writes updated one
-/// B-tree more than it needs; the exporter did about 28% more instances/s with these tables
+/// B-tree more than it needs; the exporter did more with these tables in 3 of 3 pairs
 /// (bench/RESULTS.md, 2026-12-06). The rows are copied as they are; the indexes go with their
 /// old tables and are made again. PostgreSQL keeps version 1's tables.
 const V2_SQLITE: &str = "
