@@ -176,12 +176,25 @@ impl Conn {
                 }),
                 Some(timeout_ms) => self.awaited_create_durable(answer, timeout_ms),
             };
-            self.server.metrics.record_request(ordered.arrived);
-            drop(ordered.lease);
-            if let Some(response) = response {
-                self.respond(ordered.request_id, &response);
-                self.finished_one();
-            }
+            self.answered(ordered.request_id, ordered.arrived, ordered.lease, response);
+        }
+    }
+
+    /// A request's command is durable (or refused): its latency is recorded, its frame's
+    /// bytes go back to the budget, and its answer goes out, unless it comes later through
+    /// `results` (an awaited create).
+    fn answered(
+        &self,
+        request_id: u64,
+        arrived: Instant,
+        lease: Rc<FrameLease>,
+        response: Option<Response>,
+    ) {
+        self.server.metrics.record_request(arrived);
+        drop(lease);
+        if let Some(response) = response {
+            self.respond(request_id, &response);
+            self.finished_one();
         }
     }
 
@@ -254,6 +267,13 @@ impl Conn {
             self.respond(result.token, &response);
             self.finished_one();
         }
+    }
+
+    /// A request is in flight, on this connection and on the shard, until [`Self::finished_one`].
+    fn started_one(&self) {
+        self.inflight.set(self.inflight.get() + 1);
+        let server = &self.server;
+        server.inflight.set(server.inflight.get() + 1);
     }
 
     /// A request in flight was answered.
@@ -493,8 +513,7 @@ impl Conn {
         };
         match submitted {
             Ok(slot) => {
-                self.inflight.set(self.inflight.get() + 1);
-                server.inflight.set(server.inflight.get() + 1);
+                self.started_one();
                 self.ordered.borrow_mut().push_back(Ordered {
                     request_id,
                     arrived,
@@ -524,9 +543,7 @@ impl Conn {
         lease: &Rc<FrameLease>,
         arrived: Instant,
     ) {
-        let server = &self.server;
-        self.inflight.set(self.inflight.get() + 1);
-        server.inflight.set(server.inflight.get() + 1);
+        self.started_one();
         let conn = self.clone();
         let lease = lease.clone();
         glommio::spawn_local(async move {
@@ -535,12 +552,7 @@ impl Conn {
                 .submit_awaited(command, &conn.results, request_id, timeout_ms)
                 .await;
             let response = conn.awaited_create_durable(answer, timeout_ms);
-            conn.server.metrics.record_request(arrived);
-            drop(lease);
-            if let Some(response) = response {
-                conn.respond(request_id, &response);
-                conn.finished_one();
-            }
+            conn.answered(request_id, arrived, lease, response);
         })
         .detach();
     }
@@ -554,9 +566,7 @@ impl Conn {
         lease: &Rc<FrameLease>,
         arrived: Instant,
     ) {
-        let server = &self.server;
-        self.inflight.set(self.inflight.get() + 1);
-        server.inflight.set(server.inflight.get() + 1);
+        self.started_one();
         let conn = self.clone();
         let lease = lease.clone();
         glommio::spawn_local(async move {
