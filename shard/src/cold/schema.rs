@@ -204,6 +204,9 @@ CREATE INDEX variables_instance ON variables (process_instance_key);
 struct Migration {
     sqlite: &'static str,
     postgres: &'static str,
+    /// What it does, for the log line before it runs (a migration that copies rows takes a
+    /// while on a big store, and the node starts only after it).
+    what: &'static str,
 }
 
 /// The migrations, in order: `MIGRATIONS[n - 1]` makes version `n`.
@@ -211,10 +214,13 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         sqlite: V1,
         postgres: V1,
+        what: "creates the tables",
     },
     Migration {
         sqlite: V2_SQLITE,
         postgres: "",
+        what: "rebuilds the SQLite history tables, copying every row once; the node starts \
+               when it is done",
     },
 ];
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
@@ -298,6 +304,12 @@ fn apply(conn: &mut Conn, postgres: bool, target: i64) -> Result<Vec<i64>, ColdE
             migration.sqlite
         };
         if !sql.is_empty() {
+            tracing::info!(
+                store = %conn.target(),
+                version,
+                "migrating the cold store schema: {}",
+                migration.what
+            );
             conn.batch(&sql.replace("{BLOB}", blob))?;
         }
         conn.execute(
