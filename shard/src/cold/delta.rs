@@ -225,9 +225,8 @@ pub struct Delta {
     elements: BTreeMap<Key, Created<ElementStart>>,
     jobs: BTreeMap<Key, (Option<JobStart>, JobChange)>,
     incidents: BTreeMap<Key, Created<IncidentStart>>,
-    /// Element instances terminated, with their process instance: their open jobs and
-    /// incidents close with them.
-    terminated: Vec<(Key, Key, i64)>,
+    /// Element instances terminated: their open jobs and incidents close with them.
+    terminated: Vec<(Key, i64)>,
     variables: BTreeMap<(Key, String), (Key, String, i64)>,
     /// Journal records folded in.
     pub records: u64,
@@ -312,7 +311,7 @@ impl Delta {
                 ..
             } => {
                 self.end_element(*key, *process_instance_key, "terminated", at);
-                self.terminated.push((*key, *process_instance_key, at));
+                self.terminated.push((*key, at));
             }
             Event::JobCreated {
                 key,
@@ -542,25 +541,16 @@ impl Delta {
                 )?;
             }
         }
-        // Found through the instance's index (jobs_instance, incidents_instance): an index
-        // on the element key would cost every job and incident row written one B-tree more,
-        // for these updates only.
-        for (element, instance, at) in &self.terminated {
-            let params = [
-                Param::Int(Some(db_key(*instance))),
-                Param::Int(Some(db_key(*element))),
-                Param::Int(Some(*at)),
-            ];
+        for (element, at) in &self.terminated {
+            let params = [Param::Int(Some(db_key(*element))), Param::Int(Some(*at))];
             conn.execute(
-                "UPDATE jobs SET state = 'canceled', updated_millis = $3 \
-                 WHERE process_instance_key = $1 AND element_instance_key = $2 \
-                 AND state IN ('created', 'failed')",
+                "UPDATE jobs SET state = 'canceled', updated_millis = $2 \
+                 WHERE element_instance_key = $1 AND state IN ('created', 'failed')",
                 &params,
             )?;
             conn.execute(
-                "UPDATE incidents SET state = 'closed', ended_millis = $3 \
-                 WHERE process_instance_key = $1 AND state = 'open' \
-                 AND element_instance_key = $2",
+                "UPDATE incidents SET state = 'closed', ended_millis = $2 \
+                 WHERE element_instance_key = $1 AND state = 'open'",
                 &params,
             )?;
         }

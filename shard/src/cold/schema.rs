@@ -114,9 +114,7 @@ CREATE INDEX variables_instance ON variables (process_instance_key);
 /// and a unique index on the key beside it, so each row the exporter writes updated one
 /// B-tree more than it needs; the exporter did more with these tables in 3 of 3 pairs
 /// (bench/RESULTS.md, 2026-12-06). The rows are copied as they are; the indexes go with their
-/// old tables and are made again, but for `jobs_element` and `incidents_element`, which only
-/// served closing a terminated element's jobs and incidents (now found through the
-/// instance's index). PostgreSQL keeps version 1's tables and drops those two indexes.
+/// old tables and are made again. PostgreSQL keeps version 1's tables.
 const V2_SQLITE: &str = "
 CREATE TABLE process_instances_v2 (
     key INTEGER PRIMARY KEY,
@@ -167,6 +165,7 @@ INSERT INTO jobs_v2 (key, process_instance_key, element_instance_key, job_type, 
     error_message, created_millis, updated_millis FROM jobs;
 DROP TABLE jobs;
 ALTER TABLE jobs_v2 RENAME TO jobs;
+CREATE INDEX jobs_element ON jobs (element_instance_key);
 CREATE INDEX jobs_instance ON jobs (process_instance_key);
 CREATE TABLE incidents_v2 (
     key INTEGER PRIMARY KEY,
@@ -183,6 +182,7 @@ INSERT INTO incidents_v2 (key, process_instance_key, element_instance_key, messa
     ended_millis FROM incidents;
 DROP TABLE incidents;
 ALTER TABLE incidents_v2 RENAME TO incidents;
+CREATE INDEX incidents_element ON incidents (element_instance_key);
 CREATE INDEX incidents_instance ON incidents (process_instance_key, state);
 CREATE TABLE variables_v2 (
     scope_key BIGINT NOT NULL,
@@ -197,12 +197,6 @@ INSERT INTO variables_v2 (scope_key, name, process_instance_key, value, updated_
 DROP TABLE variables;
 ALTER TABLE variables_v2 RENAME TO variables;
 CREATE INDEX variables_instance ON variables (process_instance_key);
-";
-
-/// Version 2, PostgreSQL: the two indexes that version 2 no longer makes in SQLite.
-const V2_POSTGRES: &str = "
-DROP INDEX jobs_element;
-DROP INDEX incidents_element;
 ";
 
 /// One migration, in each dialect (empty: nothing to do there). `{BLOB}` is the byte string
@@ -224,9 +218,9 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         sqlite: V2_SQLITE,
-        postgres: V2_POSTGRES,
-        what: "drops two indexes; in SQLite, rebuilds the history tables, copying every row \
-               once; the node starts when it is done",
+        postgres: "",
+        what: "rebuilds the SQLite history tables, copying every row once; the node starts \
+               when it is done",
     },
 ];
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
