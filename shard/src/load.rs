@@ -106,9 +106,6 @@ pub struct Config {
     /// Open loop: send the creates that fell due at most this often, together (zero: as
     /// soon as each is due). Their latency still counts from when each was due.
     pub send_tick: Duration,
-    /// Never sleep: poll the sockets without waiting, so that the generator's thread keeps
-    /// its CPU (a measurement of what sleeping and waking the generator costs).
-    pub spin: bool,
 }
 
 /// What one measurement saw.
@@ -531,7 +528,6 @@ impl Generator<'_> {
             }
             // Wait for answers, or until the next instance is due.
             let timeout_ns = match self.config.mode {
-                _ if self.config.spin => 0,
                 Mode::Open { rate, .. } if measuring => {
                     let next_due = ((scheduled + 1) as f64 * 1e9 / rate) as u64;
                     next_due

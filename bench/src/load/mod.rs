@@ -53,10 +53,6 @@ pub struct Common {
     /// was due, so the wait for the tick is measured, not hidden.
     #[arg(long, default_value_t = 0)]
     send_tick_us: u64,
-    /// The generator never sleeps: it polls its sockets without waiting, holding its CPU
-    /// (to see what its sleeps and wake-ups add to the latency).
-    #[arg(long)]
-    generator_spin: bool,
     /// Measure a server that is already running at this address instead of starting one.
     #[arg(long)]
     addr: Option<String>,
@@ -291,7 +287,6 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         credits: common.credits,
         progress: !common.quiet,
         send_tick: Duration::from_micros(common.send_tick_us),
-        spin: common.generator_spin,
     };
     if !common.quiet {
         eprintln!(
@@ -346,7 +341,6 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         scenario: plan.scenario,
         mode: plan.mode,
         send_tick: Duration::from_micros(common.send_tick_us),
-        generator_spin: common.generator_spin,
         shards: topology.shard_count(),
         warmup: common.warmup,
         addr,

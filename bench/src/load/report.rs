@@ -138,8 +138,6 @@ pub struct Report {
     pub rate_per_s: Option<f64>,
     /// Open loop: how often due creates were sent together, µs (0: each when due).
     pub send_tick_us: Option<u64>,
-    /// The generator polled without sleeping (`--generator-spin`).
-    pub generator_spin: bool,
     /// Closed loop: instances in flight.
     pub inflight: Option<usize>,
     /// Shards of the server.
@@ -197,7 +195,6 @@ pub struct Inputs {
     pub scenario: Scenario,
     pub mode: Mode,
     pub send_tick: Duration,
-    pub generator_spin: bool,
     pub shards: usize,
     pub warmup: Duration,
     pub addr: String,
@@ -237,7 +234,6 @@ impl Report {
             mode,
             rate_per_s,
             send_tick_us: rate_per_s.map(|_| inputs.send_tick.as_micros() as u64),
-            generator_spin: inputs.generator_spin,
             inflight,
             shards: inputs.shards,
             duration_s: outcome.window.as_secs_f64(),

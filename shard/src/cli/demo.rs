@@ -191,7 +191,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         credits: 1024,
         progress: true,
         send_tick: Duration::ZERO,
-        spin: false,
     };
     let orders = Orders {
         run: std::process::id(),
