@@ -297,6 +297,8 @@ serve_options! {
             "Warn (log and ringflow_exporter_lag_alarm) when this many durable records of a shard are not in the cold store yet";
         export_lag_max_records "export-lag-max-records": u64 = crate::shard::EXPORT_LAG_MAX_RECORDS_DEFAULT, "records",
             "Refuse new work (create, publish, deploy) with BUSY when this many durable records of a shard are not in the cold store yet";
+        history_level "history-level": String = crate::cold::HistoryLevel::default().name().to_string(), "full or instances",
+            "What the cold store keeps: `full` (process instances, every element instance, jobs, incidents, variables) or `instances` (the same without element instances, most of the rows: a faster exporter, no element history)";
         io_memory_kib "io-memory-kib": usize = runtime::IO_MEMORY_BYTES_DEFAULT >> 10, "KiB per shard",
             "io_uring I/O memory, registered (locked) with each of a shard's 3 rings";
         ring_depth "ring-depth": usize = runtime::RING_DEPTH_DEFAULT, "entries",
@@ -385,6 +387,8 @@ pub struct Plan {
     pub shard: ShardConfig,
     /// The cold store, if any.
     pub cold_store: Option<Target>,
+    /// What the exporters write to it.
+    pub history: crate::cold::HistoryLevel,
     /// I/O memory per shard, in bytes.
     pub io_memory_bytes: usize,
     /// The slice of the shards' io_uring workers, if set.
@@ -590,6 +594,8 @@ impl ServeConfig {
                 .context("slow-commit-ms is too large")?,
         };
         let cold_store = cold_store_target(&self.data, self.cold_store.as_deref())?;
+        let history =
+            crate::cold::HistoryLevel::parse(&self.history_level).map_err(anyhow::Error::msg)?;
         let bind_host = match (&self.bind, &self.cluster) {
             (Some(bind), _) => bind.clone(),
             (None, Some(_)) => me.host.clone(),
@@ -658,6 +664,7 @@ impl ServeConfig {
             limits,
             shard,
             cold_store,
+            history,
             io_memory_bytes: self
                 .io_memory_kib
                 .checked_mul(1024)
@@ -927,6 +934,15 @@ mod tests {
                 "{refused}"
             );
         }
+        use crate::cold::HistoryLevel;
+        assert_eq!(plan.history, HistoryLevel::Full, "full history by default");
+        let instances = plan_of(&["--history-level", "instances"]).unwrap();
+        assert_eq!(instances.history, HistoryLevel::Instances);
+        let refused = error(&["--history-level", "audit"]);
+        assert!(
+            refused.contains("history-level") && refused.contains("`audit`"),
+            "{refused}"
+        );
         let unknown = error(&["--journal-sync", "fsync"]);
         assert!(
             unknown.contains("journal-sync `fsync`") && unknown.contains("`dsync`"),

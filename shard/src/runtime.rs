@@ -61,6 +61,8 @@ pub struct RuntimeConfig {
     pub shard: ShardConfig,
     /// The cold store, if any: each shard gets an exporter thread writing to it.
     pub cold_store: Option<Target>,
+    /// What the exporters write to the cold store.
+    pub history: crate::cold::HistoryLevel,
     /// Where each shard registers its metrics, if anywhere.
     pub metrics: Option<Arc<Registry>>,
     /// The cluster, when the node is part of one: where the shards of other nodes are, for
@@ -203,8 +205,9 @@ fn start_exporters(config: &RuntimeConfig) -> Result<Exporters, String> {
     let mut exporters = Vec::new();
     for (shard, position) in shards.into_iter().zip(positions) {
         let queue = ExportQueue::new(shard, position);
-        let thread = crate::cold::exporter::spawn(target.clone(), Arc::clone(&queue))
-            .map_err(|error| format!("cannot start the exporter of shard {shard}: {error}"))?;
+        let thread =
+            crate::cold::exporter::spawn(target.clone(), Arc::clone(&queue), config.history)
+                .map_err(|error| format!("cannot start the exporter of shard {shard}: {error}"))?;
         exporters.push((queue, thread));
     }
     Ok(exporters)

@@ -18,7 +18,9 @@ use ringflow_core::{
     Command, Ctx, Event, JobState, Key, ProcessRef, Resource, State, Variables, process,
 };
 use ringflow_shard::cold::sql::{Conn, Param, Target};
-use ringflow_shard::cold::{ExportQueue, ExportRecord, Exporter, exporter, query, schema};
+use ringflow_shard::cold::{
+    ExportQueue, ExportRecord, Exporter, HistoryLevel, exporter, query, schema,
+};
 
 const SHARD: u16 = 1;
 
@@ -455,7 +457,8 @@ fn the_exporter_thread_drains_its_queue_and_resumes_from_its_position() {
         let half = records.len() / 2;
         // First run: half the records, in commit-sized pushes.
         let queue = ExportQueue::new(SHARD, 0);
-        let thread = exporter::spawn(target.clone(), Arc::clone(&queue)).expect("spawn");
+        let thread =
+            exporter::spawn(target.clone(), Arc::clone(&queue), HistoryLevel::Full).expect("spawn");
         for chunk in records[..half].chunks(7) {
             queue.push(chunk.to_vec(), chunk.last().expect("chunk").lsn);
         }
@@ -468,7 +471,8 @@ fn the_exporter_thread_drains_its_queue_and_resumes_from_its_position() {
         let (position, _) = exporter::position(&mut conn, SHARD).expect("position");
         assert_eq!(position, half_lsn);
         let queue = ExportQueue::new(SHARD, position);
-        let thread = exporter::spawn(target.clone(), Arc::clone(&queue)).expect("spawn");
+        let thread =
+            exporter::spawn(target.clone(), Arc::clone(&queue), HistoryLevel::Full).expect("spawn");
         queue.push(
             records[half / 2..].to_vec(),
             records.last().expect("last").lsn,
@@ -623,6 +627,142 @@ mod tempdir {
     impl Drop for Dir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Every row of the history tables, in key order.
+fn history_rows(
+    conn: &mut Conn,
+) -> Vec<(&'static str, Vec<Vec<ringflow_shard::cold::sql::Value>>)> {
+    [
+        (
+            "process_instances",
+            "SELECT * FROM process_instances ORDER BY key",
+        ),
+        (
+            "element_instances",
+            "SELECT * FROM element_instances ORDER BY key",
+        ),
+        ("jobs", "SELECT * FROM jobs ORDER BY key"),
+        ("incidents", "SELECT * FROM incidents ORDER BY key"),
+        (
+            "variables",
+            "SELECT * FROM variables ORDER BY scope_key, name",
+        ),
+    ]
+    .into_iter()
+    .map(|(table, sql)| (table, conn.query(sql, &[]).expect(sql)))
+    .collect()
+}
+
+/// A batch folds its records' events (a row that begins and ends in it is written once, a
+/// job created and completed in it is inserted with its final state): whatever the batch
+/// sizes, every row of every history table must come out as when each record is applied
+/// on its own.
+#[test]
+fn batches_of_any_size_leave_the_same_rows_as_one_record_at_a_time() {
+    for seed in [5u64, 6] {
+        let workload = workload(seed, 600);
+        let records = &workload.records;
+        let mut stores = Vec::new();
+        for (name, sizes) in [("single", 0u64), ("folded", seed * 104_729)] {
+            for (target, dir) in targets(&format!("fold{seed}{name}")) {
+                let mut conn = Conn::open(&target).expect("open");
+                schema::migrate(&mut conn).expect("migrate");
+                drop(conn);
+                let mut exporter = Exporter::open(&target, SHARD).expect("exporter");
+                let mut rng = Rng(sizes.max(1));
+                let mut next = 0;
+                while next < records.len() {
+                    let count = if sizes == 0 {
+                        1
+                    } else {
+                        1 + rng.below(120) as usize
+                    };
+                    let batch = &records[next..(next + count).min(records.len())];
+                    exporter
+                        .export(batch, batch.last().expect("a record").lsn)
+                        .expect("export");
+                    next += batch.len();
+                }
+                drop(exporter);
+                let mut conn = Conn::open(&target).expect("open");
+                stores.push((name, target.is_postgres(), history_rows(&mut conn), dir));
+            }
+        }
+        let completed_jobs = stores[0].2[2]
+            .1
+            .iter()
+            .filter(|row| row[4].text() == Some("completed"))
+            .count();
+        assert!(completed_jobs > 0, "the workload completes jobs");
+        for postgres in [false, true] {
+            let mut pair = stores.iter().filter(|store| store.1 == postgres);
+            let (Some(single), Some(folded)) = (pair.next(), pair.next()) else {
+                continue;
+            };
+            for ((table, one), (_, many)) in single.2.iter().zip(&folded.2) {
+                assert!(!one.is_empty(), "{table}: the workload writes rows");
+                assert_eq!(
+                    one.len(),
+                    many.len(),
+                    "{table}: rows (PostgreSQL {postgres})"
+                );
+                for (a, b) in one.iter().zip(many) {
+                    assert_eq!(a, b, "{table}: a row (PostgreSQL {postgres})");
+                }
+            }
+        }
+    }
+}
+
+/// `instances` writes every row `full` writes but the element instances, and those not at
+/// all (the same records in the same batches into two stores).
+#[test]
+fn history_level_instances_writes_everything_but_the_element_instances() {
+    let workload = workload(8, 600);
+    let records = &workload.records;
+    let mut stores = Vec::new();
+    for history in HistoryLevel::ALL {
+        for (target, dir) in targets(&format!("level{}", history.name())) {
+            let mut conn = Conn::open(&target).expect("open");
+            schema::migrate(&mut conn).expect("migrate");
+            drop(conn);
+            let mut exporter = Exporter::open(&target, SHARD)
+                .expect("exporter")
+                .with_history(history);
+            let mut rng = Rng(31);
+            let mut next = 0;
+            while next < records.len() {
+                let count = 1 + rng.below(60) as usize;
+                let batch = &records[next..(next + count).min(records.len())];
+                exporter
+                    .export(batch, batch.last().expect("a record").lsn)
+                    .expect("export");
+                next += batch.len();
+            }
+            drop(exporter);
+            let mut conn = Conn::open(&target).expect("open");
+            stores.push((history, target.is_postgres(), history_rows(&mut conn), dir));
+        }
+    }
+    for postgres in [false, true] {
+        let mut pair = stores.iter().filter(|store| store.1 == postgres);
+        let (Some(full), Some(instances)) = (pair.next(), pair.next()) else {
+            continue;
+        };
+        assert_eq!(
+            (full.0, instances.0),
+            (HistoryLevel::Full, HistoryLevel::Instances)
+        );
+        for ((table, all), (_, kept)) in full.2.iter().zip(&instances.2) {
+            assert!(!all.is_empty(), "{table}: the workload writes rows");
+            if *table == "element_instances" {
+                assert!(kept.is_empty(), "no element instances at `instances`");
+            } else {
+                assert_eq!(all, kept, "{table} (PostgreSQL {postgres})");
+            }
         }
     }
 }

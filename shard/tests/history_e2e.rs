@@ -386,6 +386,59 @@ fn history_is_exported_and_the_cli_reads_it_back_and_metrics_count_the_work() {
     );
 }
 
+/// `--history-level instances`: process instances, jobs and variables are exported, element
+/// instances are not, and `ringflow instance` says so.
+#[test]
+fn history_level_instances_leaves_out_the_element_instances() {
+    let data = data_dir("instances-level");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _server = Server::start(&data, &addr, &["--history-level", "instances"]);
+    assert!(
+        server_log(&data).contains("history level instances"),
+        "{}",
+        server_log(&data)
+    );
+    let mut client = connect(&addr, &data);
+    deploy(&mut client);
+    let key = create(&mut client, r#"{"order": "B-1"}"#, "").expect("create");
+    let jobs = activate(&mut client);
+    assert_eq!(jobs.len(), 1);
+    client
+        .done(&Request::CompleteJob {
+            job_key: jobs[0].key,
+            variables: r#"{"paid": true}"#.into(),
+        })
+        .expect("complete");
+    let data_arg = data.to_str().expect("utf-8");
+    let detail = history_json(
+        &["instance", &key.to_string(), "--data", data_arg, "--json"],
+        |value| value["instance"]["state"] == "completed",
+    );
+    assert_eq!(detail["elements"], Value::Array(Vec::new()), "{detail}");
+    assert_eq!(detail["jobs"][0]["state"], "completed", "{detail}");
+    let names: Vec<&str> = detail["variables"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"order") && names.contains(&"paid"),
+        "{names:?}"
+    );
+    let text = history(&["instance", &key.to_string(), "--data", data_arg]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("no element instances in the store") && text.contains("e2e-work"),
+        "{text}"
+    );
+    let mut conn = Conn::open(&Target::Sqlite(data.join("cold.db"))).expect("open the store");
+    let rows = conn
+        .query("SELECT COUNT(*) FROM element_instances", &[])
+        .expect("count");
+    assert_eq!(rows[0][0].int(), Some(0));
+}
+
 #[test]
 fn an_unreachable_cold_store_stops_the_start_with_a_message() {
     let data = data_dir("unreachable");

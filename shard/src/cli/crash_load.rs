@@ -95,6 +95,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ring_depth: runtime::RING_DEPTH_DEFAULT,
         shard,
         cold_store: None,
+        history: Default::default(),
         metrics: None,
         topology: None,
         io_worker_slice: None,

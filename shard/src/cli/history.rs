@@ -205,7 +205,14 @@ pub fn instance(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
     if !waiting.is_empty() {
         println!("  waits at: {}", waiting.join(", "));
     }
-    println!("history:");
+    if detail.elements.is_empty() {
+        println!(
+            "history: no element instances in the store (the node runs with --history-level \
+             instances)"
+        );
+    } else {
+        println!("history:");
+    }
     for element in &detail.elements {
         println!(
             "  {:<24} {:<32} {:<10} {} .. {}",

@@ -59,7 +59,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("ringflow: metrics at http://{bound}/metrics");
     }
     match &cold_store {
-        Some(target) => eprintln!("ringflow: cold store: {}", target.describe()),
+        Some(target) => eprintln!(
+            "ringflow: cold store: {} (history level {})",
+            target.describe(),
+            plan.history.name()
+        ),
         None => eprintln!("ringflow: no cold store (--cold-store none): history is not kept"),
     }
     let runtime_config = RuntimeConfig {
@@ -70,6 +74,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ring_depth: config.ring_depth,
         shard: plan.shard,
         cold_store,
+        history: plan.history,
         metrics: Some(registry),
         topology: Some(topology.clone()),
         io_worker_slice: plan.io_worker_slice,

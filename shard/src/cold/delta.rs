@@ -228,11 +228,21 @@ pub struct Delta {
     /// Element instances terminated: their open jobs and incidents close with them.
     terminated: Vec<(Key, i64)>,
     variables: BTreeMap<(Key, String), (Key, String, i64)>,
+    /// Leave element instances out (history level `instances`).
+    skip_elements: bool,
     /// Journal records folded in.
     pub records: u64,
 }
 
 impl Delta {
+    /// An empty batch that writes what `history` keeps.
+    pub fn new(history: super::HistoryLevel) -> Delta {
+        Delta {
+            skip_elements: !history.elements(),
+            ..Delta::default()
+        }
+    }
+
     /// Folds one record's events in.
     pub fn add(&mut self, record: &ExportRecord) {
         self.records += 1;
@@ -289,6 +299,7 @@ impl Delta {
                     at,
                 });
             }
+            Event::ElementActivated { .. } if self.skip_elements => {}
             Event::ElementActivated {
                 key,
                 process_instance_key,
@@ -381,7 +392,9 @@ impl Delta {
     }
 
     fn end_element(&mut self, key: Key, instance: Key, state: &'static str, at: i64) {
-        self.elements.entry(key).or_default().end = Some((state, at));
+        if !self.skip_elements {
+            self.elements.entry(key).or_default().end = Some((state, at));
+        }
         if key == instance {
             self.instances.entry(key).or_default().end = Some((state, at));
         }

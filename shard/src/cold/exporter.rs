@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use super::HistoryLevel;
 use super::delta::{Delta, ExportRecord};
 use super::sql::{ColdError, Conn, Param, Target};
 
@@ -158,6 +159,7 @@ pub struct Exporter {
     conn: Conn,
     shard: u16,
     position: u64,
+    history: HistoryLevel,
     /// Tests: the next export writes its rows, then fails before it commits (as a crash
     /// would).
     pub fail_before_commit: bool,
@@ -172,8 +174,16 @@ impl Exporter {
             conn,
             shard,
             position,
+            history: HistoryLevel::Full,
             fail_before_commit: false,
         })
+    }
+
+    /// Writes what `history` keeps from the next export on ([`HistoryLevel::Full`] unless
+    /// told).
+    pub fn with_history(mut self, history: HistoryLevel) -> Exporter {
+        self.history = history;
+        self
     }
 
     /// The highest LSN the store holds for this shard.
@@ -187,7 +197,7 @@ impl Exporter {
         if reach <= self.position {
             return Ok(());
         }
-        let mut delta = Delta::default();
+        let mut delta = Delta::new(self.history);
         for record in records.iter().filter(|r| r.lsn > self.position) {
             delta.add(record);
         }
@@ -259,24 +269,27 @@ fn lower_priority() {
     }
 }
 
-/// Starts the exporter thread of a shard. It runs until the queue is closed and drained.
+/// Starts the exporter thread of a shard, writing what `history` keeps. It runs until the
+/// queue is closed and drained.
 pub fn spawn(
     target: Target,
     queue: Arc<ExportQueue>,
+    history: HistoryLevel,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("ringflow-export-{}", queue.shard()))
         .spawn(move || {
             lower_priority();
-            run(&target, &queue);
+            run(&target, &queue, history);
         })
 }
 
-fn run(target: &Target, queue: &ExportQueue) {
+fn run(target: &Target, queue: &ExportQueue, history: HistoryLevel) {
     let shard = queue.shard();
+    let open = || Exporter::open(target, shard).map(|exporter| exporter.with_history(history));
     let mut backoff = 100u64;
     let mut exporter = loop {
-        match Exporter::open(target, shard) {
+        match open() {
             Ok(exporter) => break exporter,
             Err(error) => {
                 retry_pause(queue, &error, &mut backoff);
@@ -300,7 +313,7 @@ fn run(target: &Target, queue: &ExportQueue) {
                 }
                 Err(error) => {
                     retry_pause(queue, &error, &mut backoff);
-                    if let Ok(reopened) = Exporter::open(target, shard) {
+                    if let Ok(reopened) = open() {
                         exporter = reopened;
                     }
                 }

@@ -30,6 +30,49 @@ pub use delta::ExportRecord;
 pub use exporter::{ExportQueue, Exporter};
 pub use sql::{ColdError, Conn, Target};
 
+/// What the exporters write to the cold store (`--history-level`).
+///
+/// `full` writes every element instance; `instances` leaves them out, which is most of the
+/// rows (a one-task process writes four element instances, one process instance and one
+/// job). Changing the level takes effect for the records exported after the change: element
+/// rows written before it stay as they were, so an instance that was active at a change from
+/// `full` to `instances` keeps element rows that stay `active`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HistoryLevel {
+    /// Deployments, process instances, every element instance (activated, completed or
+    /// terminated, with times), jobs, incidents and variables.
+    #[default]
+    Full,
+    /// The same without element instances.
+    Instances,
+}
+
+impl HistoryLevel {
+    /// Every level, by name.
+    pub const ALL: [HistoryLevel; 2] = [HistoryLevel::Full, HistoryLevel::Instances];
+
+    /// The level's name, as `--history-level` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HistoryLevel::Full => "full",
+            HistoryLevel::Instances => "instances",
+        }
+    }
+
+    /// Parses a name; the error names the levels there are.
+    pub fn parse(text: &str) -> Result<HistoryLevel, String> {
+        HistoryLevel::ALL
+            .into_iter()
+            .find(|level| level.name() == text)
+            .ok_or_else(|| format!("history-level must be `full` or `instances`, not `{text}`"))
+    }
+
+    /// Whether element instances are written.
+    pub fn elements(self) -> bool {
+        self == HistoryLevel::Full
+    }
+}
+
 /// The cold store's file name in the data directory (SQLite, the default).
 pub const SQLITE_FILE: &str = "cold.db";
 
