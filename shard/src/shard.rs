@@ -492,6 +492,17 @@ pub async fn recover_exporting<D: Dir>(
         .metrics
         .mail_unacknowledged
         .store(unacknowledged as u64, Relaxed);
+    {
+        // The gauges show the recovered state from the start, not zeros until the first
+        // commit.
+        let inner = shard.inner.borrow();
+        shard.metrics.record_state(
+            inner.durable_lsn,
+            inner.state.instance_count(),
+            inner.state.job_count(),
+            inner.timers.len(),
+        );
+    }
     Ok((shard, report))
 }
 

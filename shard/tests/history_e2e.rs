@@ -593,7 +593,37 @@ fn after_kill_9_with_the_exporter_behind_every_snapshot_the_history_is_complete_
     blocker.batch("ROLLBACK").expect("release");
     drop(blocker);
 
-    let _server = Server::start(&data, &addr, &flags);
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let restarted: Vec<&str> = flags
+        .iter()
+        .copied()
+        .chain(["--metrics", &metrics_addr])
+        .collect();
+    let _server = Server::start(&data, &addr, &restarted);
+    // The gauges show the recovered state before any new command: from the first scrape
+    // that has the shard (it registers once recovered; the killed server's port may still
+    // take connections for a moment, so Server::start may return early).
+    let shard = "{shard=\"0\"}";
+    let started = Instant::now();
+    let text = loop {
+        if TcpStream::connect(&metrics_addr).is_ok() {
+            let text = scrape(&metrics_addr);
+            if text.contains(&format!("ringflow_durable_lsn{shard}")) {
+                break text;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no metrics");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        metric(&text, &format!("ringflow_durable_lsn{shard}")) > 0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("ringflow_live_instances{shard}")),
+        20.0,
+        "{text}"
+    );
     let data_arg = data.to_str().expect("utf-8");
     let all = history_json(
         &["instances", "--data", data_arg, "--limit", "1000", "--json"],

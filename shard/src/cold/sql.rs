@@ -277,8 +277,22 @@ fn sqlite_sql(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
-fn first_line(sql: &str) -> &str {
-    sql.trim().lines().next().unwrap_or("")
+/// The longest statement text an error quotes.
+const QUOTED_SQL_CHARS_MAX: usize = 160;
+
+/// A statement as an error quotes it: its first line, a multi-row `VALUES` list cut after its
+/// first row, and at most [`QUOTED_SQL_CHARS_MAX`] characters.
+fn first_line(sql: &str) -> String {
+    let line = sql.trim().lines().next().unwrap_or("");
+    let mut quoted = match line.find("), (") {
+        Some(end) if line.contains(" VALUES (") => format!("{}), …", &line[..end]),
+        _ => line.to_string(),
+    };
+    if let Some((cut, _)) = quoted.char_indices().nth(QUOTED_SQL_CHARS_MAX) {
+        quoted.truncate(cut);
+        quoted.push('…');
+    }
+    quoted
 }
 
 fn sqlite_query(
@@ -365,4 +379,21 @@ fn postgres_row(row: &postgres::Row) -> Result<Vec<Value>, String> {
         );
     }
     Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_quote_a_statement_short() {
+        assert_eq!(first_line("SELECT 1\nFROM t"), "SELECT 1");
+        let many =
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING";
+        assert_eq!(first_line(many), "INSERT INTO t (a, b) VALUES ($1, $2), …");
+        let long = format!("SELECT {}", "x, ".repeat(100));
+        let quoted = first_line(&long);
+        assert_eq!(quoted.chars().count(), QUOTED_SQL_CHARS_MAX + 1);
+        assert!(quoted.ends_with('…'));
+    }
 }

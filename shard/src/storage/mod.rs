@@ -29,7 +29,10 @@ pub const BLOCK_BYTES: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
     /// The device ran out of space.
-    #[error("no space left on the device (ENOSPC) during {operation} of `{name}`")]
+    #[error(
+        "no space left on the device (ENOSPC) during {operation} of `{name}`: free space on \
+         its filesystem"
+    )]
     NoSpace {
         /// What was being done.
         operation: &'static str,
