@@ -393,6 +393,26 @@ pub fn on_memory_filesystem(path: &std::path::Path) -> bool {
     filesystem_magic(path).is_some_and(|magic| matches!(magic, 0x0102_1994 | 0x8584_58F6))
 }
 
+/// What `ringflow serve` prints when the data directory `data` (or, before its first start,
+/// its nearest existing parent) is on a filesystem that `ringflow doctor` fails or warns
+/// about; `None` on a local disk's filesystem or when statfs fails.
+pub fn data_filesystem_warning(data: &std::path::Path) -> Option<String> {
+    let (existing, _) = nearest_existing(data);
+    filesystem_warning(data, filesystem_magic(&existing)?)
+}
+
+/// [`data_filesystem_warning`] for a filesystem's statfs magic number.
+pub fn filesystem_warning(data: &std::path::Path, magic: i64) -> Option<String> {
+    let (level, why) = filesystem_level(magic);
+    (level != Level::Ok).then(|| {
+        format!(
+            "the data directory {} is on {}, which {why}",
+            data.display(),
+            filesystem_name(magic)
+        )
+    })
+}
+
 /// The verdict on a filesystem, by its statfs magic number.
 pub fn filesystem_level(magic: i64) -> (Level, &'static str) {
     match magic {
@@ -861,6 +881,26 @@ pub fn clock_finding(current: Option<&str>, available: &str) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serve_warns_of_a_data_directory_in_memory_or_on_a_network() {
+        let data = std::path::Path::new("/srv/ringflow");
+        let tmpfs = filesystem_warning(data, 0x0102_1994).expect("tmpfs warns");
+        assert!(
+            tmpfs.contains("/srv/ringflow is on tmpfs") && tmpfs.contains("lost at a reboot"),
+            "{tmpfs}"
+        );
+        assert!(filesystem_warning(data, 0x794C_7630).is_some_and(|w| w.contains("overlayfs")));
+        assert!(filesystem_warning(data, 0x6969).is_some_and(|w| w.contains("nfs")));
+        assert_eq!(filesystem_warning(data, 0xEF53), None, "ext4 is fine");
+        assert_eq!(filesystem_warning(data, 0x5846_5342), None, "xfs is fine");
+        // A folder that does not exist yet is judged by its nearest existing parent.
+        if on_memory_filesystem(std::path::Path::new("/dev/shm")) {
+            let warning = data_filesystem_warning(std::path::Path::new("/dev/shm/not/yet"))
+                .expect("/dev/shm is tmpfs");
+            assert!(warning.contains("on tmpfs"), "{warning}");
+        }
+    }
 
     #[test]
     fn cpu_ticks_sum_the_cpus_named_and_steal_warns() {

@@ -50,6 +50,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for warning in &plan.warnings {
         eprintln!("ringflow: warning: {warning}");
     }
+    if let Some(warning) = crate::preflight::data_filesystem_warning(&config.data) {
+        eprintln!("ringflow: warning: {warning} (`ringflow doctor` checks the machine)");
+    }
     let (topology, node, me) = (plan.topology.clone(), plan.node, plan.me.clone());
     let cold_store = plan.cold_store.clone();
     let registry = Arc::new(Registry::default());
