@@ -320,6 +320,20 @@ fn history_is_exported_and_the_cli_reads_it_back_and_metrics_count_the_work() {
     let unknown = history(&["instance", "12345", "--data", data_arg]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not in the cold store"));
+    // A file that is not a database: exit 2, saying so.
+    let garbage = data_dir("garbage-store");
+    std::fs::write(garbage.join("cold.db"), vec![0x5a; 8192]).expect("write garbage");
+    let refused = history(&["instances", "--data", garbage.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("not a database"), "{said}");
+    // An empty SQLite file (no schema yet): exit 2, saying there is no history.
+    let empty_db = data_dir("empty-store");
+    std::fs::write(empty_db.join("cold.db"), b"").expect("an empty file");
+    let refused = history(&["instances", "--data", empty_db.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("no ringflow history yet"), "{said}");
     // No store at all: exit 2, naming the file.
     let empty = data_dir("no-store");
     let missing = history(&["instances", "--data", empty.to_str().unwrap()]);

@@ -236,7 +236,14 @@ pub fn version(conn: &mut Conn) -> Result<i64, ColdError> {
 pub fn version_read_only(conn: &mut Conn) -> Result<i64, ColdError> {
     match conn.query("SELECT version FROM ringflow_schema", &[]) {
         Ok(rows) => Ok(rows.first().and_then(|row| row[0].int()).unwrap_or(0)),
-        Err(error) if error.message.contains("ringflow_schema") => Ok(0),
+        // SQLite: "no such table: ringflow_schema"; PostgreSQL: relation "ringflow_schema"
+        // does not exist. Any other failure (a file that is not a database) is an error.
+        Err(error)
+            if error.message.contains("no such table: ringflow_schema")
+                || error.message.contains("\"ringflow_schema\" does not exist") =>
+        {
+            Ok(0)
+        }
         Err(error) => Err(error),
     }
 }
