@@ -27,7 +27,7 @@ use crate::cold::{ExportQueue, Target};
 use crate::journal::writer::JournalSync;
 use crate::mail::{NodeLink, ShardChannels, channel_mesh, run_post};
 use crate::metrics::Registry;
-use crate::shard::{Shard, ShardConfig, recover_exporting};
+use crate::shard::{RecoveryReport, Shard, ShardConfig, recover_exporting};
 use crate::storage::dma::DmaDir;
 
 /// Default I/O memory per shard.
@@ -149,6 +149,7 @@ where
         }
         sets.push(set);
     }
+    let gate = Arc::new(StartGate::new(shards));
     let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Custom(sets))
         .name("ringflow-shard")
         .io_memory(config.io_memory_bytes)
@@ -157,12 +158,11 @@ where
             let Some(index) =
                 current_cpu().and_then(|cpu| config.cpus.iter().position(|c| *c == cpu))
             else {
-                return (
-                    usize::MAX,
-                    Err("a shard thread is not on its CPU".to_string()),
-                );
+                let error = "a shard thread is not on its CPU".to_string();
+                let _ = gate.arrive(Some(error.clone())).await;
+                return (usize::MAX, Err(error));
             };
-            let result = run_shard(&config, index, &queues, &mesh, driver).await;
+            let result = run_shard(&config, index, &queues, &mesh, &gate, driver).await;
             (index, result)
         })
         .map_err(|error| format!("cannot start the executors: {error}"))?;
@@ -186,6 +186,51 @@ fn shard_ids(config: &RuntimeConfig) -> Vec<u16> {
         .filter_map(|index| u16::try_from(index).ok())
         .filter_map(|index| config.first_shard.checked_add(index))
         .collect()
+}
+
+/// Holds a node's shards after their recovery until every one of them has recovered, so
+/// that a node whose shard cannot start (a damaged journal, a changed shard count) stops
+/// with that error instead of serving with the shard missing.
+struct StartGate {
+    shards: usize,
+    /// Shards arrived, and the first failure.
+    arrived: std::sync::Mutex<(usize, Option<String>)>,
+}
+
+impl StartGate {
+    /// How often a waiting shard looks at the gate.
+    const POLL: Duration = Duration::from_millis(5);
+
+    fn new(shards: usize) -> StartGate {
+        StartGate {
+            shards,
+            arrived: std::sync::Mutex::new((0, None)),
+        }
+    }
+
+    /// Arrives (with this shard's failure, if it failed) and waits until every shard has
+    /// arrived or one failed; returns the first failure.
+    async fn arrive(&self, failure: Option<String>) -> Result<(), String> {
+        {
+            let mut arrived = self.arrived.lock().unwrap_or_else(|e| e.into_inner());
+            arrived.0 += 1;
+            if let Some(failure) = failure {
+                arrived.1.get_or_insert(failure);
+            }
+        }
+        loop {
+            {
+                let arrived = self.arrived.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(failure) = &arrived.1 {
+                    return Err(failure.clone());
+                }
+                if arrived.0 >= self.shards {
+                    return Ok(());
+                }
+            }
+            glommio::timer::sleep(Self::POLL).await;
+        }
+    }
 }
 
 type Exporters = Vec<(Arc<ExportQueue>, std::thread::JoinHandle<()>)>;
@@ -239,12 +284,27 @@ async fn run_shard<G, F>(
     index: usize,
     queues: &HashMap<u16, Arc<ExportQueue>>,
     mesh: &std::sync::Mutex<std::collections::BTreeMap<u16, ShardChannels>>,
+    gate: &StartGate,
     driver: G,
 ) -> ShardResult
 where
     G: FnOnce(Rc<Shard<DmaDir>>) -> F,
     F: Future<Output = Result<(), String>> + 'static,
 {
+    let recovered = recover_shard(config, index, queues).await;
+    let failed_here = recovered.as_ref().err().cloned();
+    let verdict = gate.arrive(failed_here).await;
+    let (id, shard, report) = recovered?;
+    verdict.map_err(|other| format!("shard {id} not started, since {other}"))?;
+    run_recovered(config, id, shard, report, mesh, driver).await
+}
+
+/// Opens a shard's directories and recovers it.
+async fn recover_shard(
+    config: &RuntimeConfig,
+    index: usize,
+    queues: &HashMap<u16, Arc<ExportQueue>>,
+) -> Result<(u16, Shard<DmaDir>, RecoveryReport), String> {
     let id = u16::try_from(index)
         .ok()
         .and_then(|index| config.first_shard.checked_add(index))
@@ -274,6 +334,22 @@ where
     let (shard, report) = recover_exporting(journal_dir, snapshot_dir, shard_config, export)
         .await
         .map_err(|error| format!("shard {id} ({}): {error}", dir.display()))?;
+    Ok((id, shard, report))
+}
+
+/// Runs a recovered shard until `driver` ends.
+async fn run_recovered<G, F>(
+    config: &RuntimeConfig,
+    id: u16,
+    shard: Shard<DmaDir>,
+    report: RecoveryReport,
+    mesh: &std::sync::Mutex<std::collections::BTreeMap<u16, ShardChannels>>,
+    driver: G,
+) -> ShardResult
+where
+    G: FnOnce(Rc<Shard<DmaDir>>) -> F,
+    F: Future<Output = Result<(), String>> + 'static,
+{
     if let Some((position, again)) = report.exported {
         tracing::info!(shard = id, position, again, "cold store exporter resumes");
     }

@@ -1339,3 +1339,42 @@ fn the_cli_deploys_a_dmn_decision_that_a_business_rule_task_evaluates() {
     assert_eq!(result["variables"]["discount"], 0.2, "{result}");
     drop(server);
 }
+
+/// A node whose shard cannot start (here: its data was written with another shard count)
+/// stops with that shard's error, instead of serving with the shard missing.
+#[test]
+fn a_node_whose_shard_cannot_start_stops_instead_of_serving_without_it() {
+    let (server, data, _) = start_server("shard-count", 1);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    let addr = format!("127.0.0.1:{}", free_ports(2));
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--data")
+        .arg(&data)
+        .args(["--listen", &addr, "--shards", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ringflow serve");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("ringflow serve kept running with a shard that could not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot change its shard count") && stderr.contains("shard 1 not started"),
+        "{stderr}"
+    );
+}
