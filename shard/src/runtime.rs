@@ -129,6 +129,7 @@ where
         .and_then(|()| std::fs::canonicalize(&config.data_dir))
         .map(|absolute| config.data_dir = absolute)
         .map_err(|error| format!("data directory {}: {error}", config.data_dir.display()))?;
+    let _lock = DataLock::acquire(&config.data_dir)?;
     let exporters = start_exporters(&config)?;
     let queues: Arc<HashMap<u16, Arc<ExportQueue>>> = Arc::new(
         exporters
@@ -186,6 +187,59 @@ fn shard_ids(config: &RuntimeConfig) -> Vec<u16> {
         .filter_map(|index| u16::try_from(index).ok())
         .filter_map(|index| config.first_shard.checked_add(index))
         .collect()
+}
+
+/// The name of the lock file in a data directory.
+pub const DATA_LOCK_FILE: &str = "LOCK";
+
+/// An exclusive `flock` on `DATA/LOCK`, held while a node runs, so that a second process
+/// on the same data directory (which would write the same journals) is refused instead of
+/// corrupting them. The kernel drops the lock when the process ends, however it ends, so a
+/// crash leaves no stale lock. The file holds the owner's pid, for the refusal's message.
+pub struct DataLock {
+    _file: std::fs::File,
+}
+
+impl DataLock {
+    /// Takes the lock of `data_dir` (which exists), or says who holds it.
+    pub fn acquire(data_dir: &Path) -> Result<DataLock, String> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let path = data_dir.join(DATA_LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(format!("cannot lock {}: {error}", path.display()));
+            }
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            return Err(format!(
+                "the data directory {} is in use by another ringflow process{}; two processes \
+                 on one data directory would write the same journals",
+                data_dir.display(),
+                if owner.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {owner})")
+                }
+            ));
+        }
+        let pid = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(pid.as_bytes()))
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        Ok(DataLock { _file: file })
+    }
 }
 
 /// Holds a node's shards after their recovery until every one of them has recovered, so

@@ -1340,19 +1340,18 @@ fn the_cli_deploys_a_dmn_decision_that_a_business_rule_task_evaluates() {
     drop(server);
 }
 
-/// A node whose shard cannot start (here: its data was written with another shard count)
-/// stops with that shard's error, instead of serving with the shard missing.
-#[test]
-fn a_node_whose_shard_cannot_start_stops_instead_of_serving_without_it() {
-    let (server, data, _) = start_server("shard-count", 1);
-    let (status, stderr) = server.terminate();
-    assert!(status.success(), "{stderr}");
-    let addr = format!("127.0.0.1:{}", free_ports(2));
+/// Runs `ringflow serve` on `data`, which must exit by itself within a minute (it fails the
+/// test otherwise); returns its exit status and what it printed on stderr.
+fn serve_until_it_exits(
+    data: &Path,
+    addr: &str,
+    shards: u16,
+) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(BIN)
         .arg("serve")
         .arg("--data")
-        .arg(&data)
-        .args(["--listen", &addr, "--shards", "2"])
+        .arg(data)
+        .args(["--listen", addr, "--shards", &shards.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -1364,7 +1363,8 @@ fn a_node_whose_shard_cannot_start_stops_instead_of_serving_without_it() {
         }
         if started.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
-            panic!("ringflow serve kept running with a shard that could not start");
+            let _ = child.wait();
+            panic!("ringflow serve on {} kept running", data.display());
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -1372,9 +1372,40 @@ fn a_node_whose_shard_cannot_start_stops_instead_of_serving_without_it() {
     if let Some(mut pipe) = child.stderr.take() {
         let _ = pipe.read_to_string(&mut stderr);
     }
+    (status, stderr)
+}
+
+/// A node whose shard cannot start (here: its data was written with another shard count)
+/// stops with that shard's error, instead of serving with the shard missing.
+#[test]
+fn a_node_whose_shard_cannot_start_stops_instead_of_serving_without_it() {
+    let (server, data, _) = start_server("shard-count", 1);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    let addr = format!("127.0.0.1:{}", free_ports(2));
+    let (status, stderr) = serve_until_it_exits(&data, &addr, 2);
     assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("cannot change its shard count") && stderr.contains("shard 1 not started"),
         "{stderr}"
     );
+}
+
+/// A second `ringflow serve` on a data directory in use is refused, naming the process that
+/// holds it, and the first goes on serving.
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let (server, data, _) = start_server("locked", 1);
+    let addr = format!("127.0.0.1:{}", free_ports(1));
+    let (status, stderr) = serve_until_it_exits(&data, &addr, 1);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another ringflow process")
+            && stderr.contains(&format!("(pid {})", server.child.id())),
+        "{stderr}"
+    );
+    let mut client = server.client();
+    deploy_one_task(&mut client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
 }
