@@ -1409,3 +1409,18 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+/// A node whose shard cannot listen (its port is taken) stops, instead of serving with that
+/// shard missing.
+#[test]
+fn a_node_whose_shard_cannot_listen_stops() {
+    let data = data_dir("port-taken");
+    let base = free_ports(2);
+    let _taken = TcpListener::bind(("127.0.0.1", base + 1)).expect("take shard 1's port");
+    let (status, stderr) = serve_until_it_exits(&data, &format!("127.0.0.1:{base}"), 2);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("shard 1: cannot listen on 127.0.0.1:{}", base + 1)),
+        "{stderr}"
+    );
+}

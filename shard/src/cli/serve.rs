@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 
@@ -105,8 +105,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         u32::from(me.base_port) + u32::from(me.shard_count) - 1,
         config.data.display()
     );
-    let results = runtime::run(runtime_config, move |shard| {
-        serve_shard(shard, server, shutdown)
+    let results = runtime::run(runtime_config, move |shard| async move {
+        // A shard that cannot serve (its port taken) stops the node's other shards too,
+        // rather than leaving the node up with a shard missing.
+        let result = serve_shard(shard, server, Arc::clone(&shutdown)).await;
+        if result.is_err() {
+            shutdown.store(true, Ordering::Relaxed);
+        }
+        result
     })
     .map_err(anyhow::Error::msg)?;
     let mut failed = false;
