@@ -631,10 +631,11 @@ mod tempdir {
     }
 }
 
+/// Every row of each history table, by table, in key order.
+type HistoryRows = Vec<(&'static str, Vec<Vec<ringflow_shard::cold::sql::Value>>)>;
+
 /// Every row of the history tables, in key order.
-fn history_rows(
-    conn: &mut Conn,
-) -> Vec<(&'static str, Vec<Vec<ringflow_shard::cold::sql::Value>>)> {
+fn history_rows(conn: &mut Conn) -> HistoryRows {
     [
         (
             "process_instances",
@@ -656,39 +657,49 @@ fn history_rows(
     .collect()
 }
 
+/// Exports `records` into `target` (migrated first) at `history`, in batches of 1 to
+/// `batch_max` records whose sizes `seed` draws, and reads every history row back.
+fn export_in_batches(
+    target: &Target,
+    records: &[ExportRecord],
+    history: HistoryLevel,
+    batch_max: u64,
+    seed: u64,
+) -> HistoryRows {
+    let mut conn = Conn::open(target).expect("open");
+    schema::migrate(&mut conn).expect("migrate");
+    drop(conn);
+    let mut exporter = Exporter::open(target, SHARD)
+        .expect("exporter")
+        .with_history(history);
+    let mut rng = Rng(seed);
+    let mut next = 0;
+    while next < records.len() {
+        let count = 1 + rng.below(batch_max) as usize;
+        let batch = &records[next..(next + count).min(records.len())];
+        exporter
+            .export(batch, batch.last().expect("a record").lsn)
+            .expect("export");
+        next += batch.len();
+    }
+    drop(exporter);
+    history_rows(&mut Conn::open(target).expect("open"))
+}
+
 /// A batch folds its records' events (a row that begins and ends in it is written once, a
-/// job created and completed in it is inserted with its final state): whatever the batch
-/// sizes, every row of every history table must come out as when each record is applied
-/// on its own.
+/// job keeps only its last change): whatever the batch sizes, every row of every history
+/// table must come out as when each record is applied on its own.
 #[test]
 fn batches_of_any_size_leave_the_same_rows_as_one_record_at_a_time() {
     for seed in [5u64, 6] {
         let workload = workload(seed, 600);
         let records = &workload.records;
         let mut stores = Vec::new();
-        for (name, sizes) in [("single", 0u64), ("folded", seed * 104_729)] {
+        for (name, batch_max, sizes) in [("single", 1, 1), ("folded", 120, seed * 104_729)] {
             for (target, dir) in targets(&format!("fold{seed}{name}")) {
-                let mut conn = Conn::open(&target).expect("open");
-                schema::migrate(&mut conn).expect("migrate");
-                drop(conn);
-                let mut exporter = Exporter::open(&target, SHARD).expect("exporter");
-                let mut rng = Rng(sizes.max(1));
-                let mut next = 0;
-                while next < records.len() {
-                    let count = if sizes == 0 {
-                        1
-                    } else {
-                        1 + rng.below(120) as usize
-                    };
-                    let batch = &records[next..(next + count).min(records.len())];
-                    exporter
-                        .export(batch, batch.last().expect("a record").lsn)
-                        .expect("export");
-                    next += batch.len();
-                }
-                drop(exporter);
-                let mut conn = Conn::open(&target).expect("open");
-                stores.push((name, target.is_postgres(), history_rows(&mut conn), dir));
+                let rows =
+                    export_in_batches(&target, records, HistoryLevel::Full, batch_max, sizes);
+                stores.push((name, target.is_postgres(), rows, dir));
             }
         }
         let completed_jobs = stores[0].2[2]
@@ -726,25 +737,8 @@ fn history_level_instances_writes_everything_but_the_element_instances() {
     let mut stores = Vec::new();
     for history in HistoryLevel::ALL {
         for (target, dir) in targets(&format!("level{}", history.name())) {
-            let mut conn = Conn::open(&target).expect("open");
-            schema::migrate(&mut conn).expect("migrate");
-            drop(conn);
-            let mut exporter = Exporter::open(&target, SHARD)
-                .expect("exporter")
-                .with_history(history);
-            let mut rng = Rng(31);
-            let mut next = 0;
-            while next < records.len() {
-                let count = 1 + rng.below(60) as usize;
-                let batch = &records[next..(next + count).min(records.len())];
-                exporter
-                    .export(batch, batch.last().expect("a record").lsn)
-                    .expect("export");
-                next += batch.len();
-            }
-            drop(exporter);
-            let mut conn = Conn::open(&target).expect("open");
-            stores.push((history, target.is_postgres(), history_rows(&mut conn), dir));
+            let rows = export_in_batches(&target, records, history, 60, 31);
+            stores.push((history, target.is_postgres(), rows, dir));
         }
     }
     for postgres in [false, true] {

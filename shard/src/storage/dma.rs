@@ -13,16 +13,12 @@ use super::{BLOCK_BYTES, Dir, File, StorageError};
 
 fn error(operation: &'static str, name: &str, error: glommio::GlommioError<()>) -> StorageError {
     // glommio's conversion to io::Error keeps the kind but drops the OS error code, which
-    // tells a full disk apart.
-    let code = error.raw_os_error();
-    let error: std::io::Error = error.into();
-    match code {
-        Some(code) if code == libc::ENOSPC => StorageError::NoSpace {
-            operation,
-            name: name.to_string(),
-        },
-        _ => StorageError::from_io(operation, name, &error),
-    }
+    // tells a full disk apart; keep the code where there is one.
+    let error = match error.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => error.into(),
+    };
+    StorageError::from_io(operation, name, &error)
 }
 
 /// A directory served by the executor's io_uring.
