@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ringflow_core::{Command, Ctx, Key, ProcessRef, Resource, Response, State, Variables, process};
 
+use ringflow_shard::cold::ExportRecord;
+
 use crate::alloc_counter;
 
 /// Arguments of `ringflow-bench engine`.
@@ -72,12 +74,24 @@ struct Engine {
     activated: std::collections::VecDeque<Key>,
     /// How many activated jobs to hold before completing the oldest.
     hold: usize,
+    /// Each command's events as a journal record would carry them, when kept
+    /// (`ringflow-bench export`).
+    records: Option<Vec<ExportRecord>>,
+    /// Instances created.
+    created: u64,
 }
 
 impl Engine {
     fn run(&mut self, command: Command) -> anyhow::Result<Response> {
         let outcome = process(&mut self.state, command, &self.ctx)
             .map_err(|rejection| anyhow::anyhow!("{rejection}"))?;
+        if let Some(records) = &mut self.records {
+            records.push(ExportRecord {
+                lsn: self.commands + 1,
+                now_millis: self.ctx.now_millis,
+                events: outcome.events,
+            });
+        }
         self.ctx.next_key = outcome.next_key;
         self.ctx.now_millis += 1;
         self.commands += 1;
@@ -85,6 +99,7 @@ impl Engine {
     }
 
     fn create(&mut self) -> anyhow::Result<()> {
+        self.created += 1;
         self.run(Command::CreateInstance {
             process: ProcessRef::Latest("one-task".to_string()),
             variables: self.variables.clone(),
@@ -126,18 +141,27 @@ impl Engine {
 }
 
 impl Engine {
-    /// An engine with `model` deployed and warmed up by 10,000 instances.
-    fn warmed_up(model: &str, variables: Variables, inflight: u32) -> anyhow::Result<Engine> {
+    /// An engine of shard `shard` with `model` deployed and `inflight` instances started
+    /// (half with their job ready, half activated).
+    fn deployed(
+        shard: u16,
+        model: &str,
+        variables: Variables,
+        inflight: u32,
+        records: Option<Vec<ExportRecord>>,
+    ) -> anyhow::Result<Engine> {
         let mut engine = Engine {
-            state: State::new(0),
+            state: State::new(shard),
             ctx: Ctx {
                 now_millis: 1_700_000_000_000,
-                next_key: Key::first(0),
+                next_key: Key::first(shard),
             },
             commands: 0,
             variables,
             activated: std::collections::VecDeque::new(),
             hold: 0,
+            records,
+            created: 0,
         };
         engine.run(Command::Deploy {
             resources: vec![Resource {
@@ -153,6 +177,12 @@ impl Engine {
                 engine.create()?;
             }
         }
+        Ok(engine)
+    }
+
+    /// An engine with `model` deployed and warmed up by 10,000 instances.
+    fn warmed_up(model: &str, variables: Variables, inflight: u32) -> anyhow::Result<Engine> {
+        let mut engine = Engine::deployed(0, model, variables, inflight, None)?;
         for _ in 0..10_000 {
             engine.one_instance()?;
         }
@@ -174,6 +204,27 @@ impl Engine {
     }
 }
 
+/// The journal records of shard `shard` running `instances` one_task instances to their end
+/// with `inflight` in flight (the last ones left running), one record per command as a
+/// server under load writes them: what `ringflow-bench export` feeds the exporters. Also
+/// returns how many instances were created.
+pub fn one_task_records(
+    shard: u16,
+    instances: u32,
+    inflight: u32,
+) -> anyhow::Result<(Vec<ExportRecord>, u64)> {
+    let mut engine = Engine::deployed(
+        shard,
+        ONE_TASK,
+        Variables::new(),
+        inflight,
+        Some(Vec::new()),
+    )?;
+    for _ in 0..instances {
+        engine.one_instance()?;
+    }
+    Ok((engine.records.unwrap_or_default(), engine.created))
+}
 /// The engine's pace on the calling thread's CPU: one-task instances per second over
 /// `duration` (after a warm-up of 10,000), plain model. `ringflow-bench run` takes it on the
 /// server's CPU before and after a measurement, to flag a machine whose CPU changed speed

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod alloc_counter;
 mod engine;
+mod export;
 mod journal;
 mod load;
 mod machine;
@@ -55,6 +56,9 @@ enum Command {
     /// them): per pair and in all, how often the candidate was better, the means and a
     /// sign test. Closed loop compares throughput, open loop (--rate) p99 latency.
     Compare(load::compare::CompareArgs),
+    /// The SQLite cold store's exporters alone (no server): one_task instances/s of one
+    /// exporter, of E exporters sharing one file, and of E exporters with a file each.
+    Export(export::Args),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Run(args) => load::run(&args),
         Command::Sweep(args) => load::sweep(&args),
         Command::Compare(args) => load::compare::compare(&args),
+        Command::Export(args) => export::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -419,3 +419,51 @@ fn an_open_loop_with_a_send_tick_times_creates_from_when_they_were_due() {
     let latency_p90 = report["latency_us"]["p90"].as_u64().expect("p90");
     assert!(latency_p90 >= lag_p90, "{report}");
 }
+
+/// `ringflow-bench export` writes the same records in its three layouts, checks that the
+/// store holds every instance after each run, and leaves no files behind.
+#[test]
+fn the_export_bench_times_three_layouts_and_cleans_up() {
+    let root = fresh_folder("export-bench");
+    let dir = root.join("stores");
+    let output = Command::new(BENCH)
+        .args([
+            "export",
+            "--exporters",
+            "3",
+            "--instances",
+            "400",
+            "--inflight",
+            "32",
+            "--rounds",
+            "2",
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("run ringflow-bench export");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (layout, exporters) in [("one exporter", 1), ("one file", 3), ("a file each", 3)] {
+        let rows: Vec<&str> = stdout
+            .lines()
+            .filter(|line| line.contains(&format!("| {layout} | {exporters} | ")))
+            .collect();
+        assert_eq!(rows.len(), 2, "{layout}, once a round:\n{stdout}");
+        for row in rows {
+            let pace: f64 = row
+                .trim_end_matches(" |")
+                .rsplit("| ")
+                .next()
+                .and_then(|pace| pace.parse().ok())
+                .unwrap_or_else(|| panic!("no pace in {row}"));
+            assert!(pace > 0.0, "{row}");
+            assert!(row.contains(&format!("| {} |", 400 * exporters)), "{row}");
+        }
+    }
+    assert!(!dir.exists(), "the stores were left in {}", dir.display());
+}

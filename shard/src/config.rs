@@ -323,8 +323,9 @@ serve_options! {
             unset "a single node";
         node "node": NodeSpec, "index or \"ordinal\"", "This node's index in the cluster file; `ordinal` takes the number after the last - of the host name",
             unset "required with cluster";
-        cold_store "cold-store": String, "none, sqlite:PATH or postgres://URL", "Where history goes",
-            unset "SQLite in DATA/cold.db";
+        cold_store "cold-store": String, "none, sqlite-shards:DIR, sqlite:PATH or postgres://URL",
+            "Where history goes (sqlite-shards: a SQLite file per shard, whose exporters write side by side; sqlite: one file the shards take turns on)",
+            unset "SQLite, a file per shard in DATA/cold/ (DATA/cold.db where an earlier ringflow made it)";
         metrics "metrics": SocketAddr, "HOST:PORT", "Serve Prometheus metrics at http://HOST:PORT/metrics",
             unset "off";
     }
@@ -397,10 +398,11 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// The cold store `serve` uses: `--cold-store`, or SQLite in the data directory.
+/// The cold store `serve` uses: `--cold-store`, or SQLite in the data directory
+/// ([`crate::cold::default_target`]).
 pub fn cold_store_target(data: &Path, cold_store: Option<&str>) -> anyhow::Result<Option<Target>> {
     match cold_store {
-        None => Ok(Some(Target::Sqlite(data.join(crate::cold::SQLITE_FILE)))),
+        None => Ok(Some(crate::cold::default_target(data))),
         Some("none") => Ok(None),
         Some(text) => Target::parse(text)
             .map(Some)

@@ -64,6 +64,12 @@ fn the_demo_runs_the_order_load_and_leaves_history_the_cli_reads() {
         .and_then(|count| count.trim().parse().ok())
         .unwrap_or_else(|| panic!("no cold store count in:\n{stdout}"));
     assert!(in_store >= completed, "{in_store} < {completed}\n{stdout}");
+    // The count is over every shard's file of the store.
+    assert!(
+        stdout.contains("cold store: SQLite, a file per shard")
+            && data.join("cold").join("shard-0.db").exists(),
+        "{stdout}"
+    );
     assert!(
         !stdout.contains("active "),
         "orders left running:\n{stdout}"

@@ -32,17 +32,36 @@ fn data_dir(name: &str) -> PathBuf {
 /// A free port no other test of this binary got (the tests run in parallel, and a port is
 /// free until its server binds it).
 fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
         let port = probe.local_addr().expect("address").port();
         drop(probe);
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if port < 65000 && !given.contains(&port) {
-            given.push(port);
+        if port < 65000 && free_port_taken(port) {
             return port;
         }
     }
+}
+
+static GIVEN_PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// Two consecutive free ports (a node of two shards listens on both).
+fn free_port_pair() -> u16 {
+    loop {
+        let port = free_port();
+        if TcpListener::bind(("127.0.0.1", port + 1)).is_ok() && free_port_taken(port + 1) {
+            return port;
+        }
+    }
+}
+
+/// Marks `port` as given; false if another test of this binary has it.
+fn free_port_taken(port: u16) -> bool {
+    let mut given = GIVEN_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    if given.contains(&port) {
+        return false;
+    }
+    given.push(port);
+    true
 }
 
 struct Server(Child);
@@ -50,6 +69,11 @@ struct Server(Child);
 /// The log of the server on `data` (its stderr), for failure messages.
 fn server_log(data: &Path) -> String {
     std::fs::read_to_string(data.join("server.log")).unwrap_or_default()
+}
+
+/// Shard `shard`'s file of the default cold store (a file per shard in DATA/cold/).
+fn shard_store(data: &Path, shard: u16) -> Target {
+    Target::Sqlite(data.join("cold").join(format!("shard-{shard}.db")))
 }
 
 /// Connects, or fails showing the server's log.
@@ -70,7 +94,12 @@ impl Server {
             .arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--listen", addr, "--shards", "1"])
+            .args(["--listen", addr])
+            .args(if extra.contains(&"--shards") {
+                &[][..]
+            } else {
+                &["--shards", "1"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
@@ -320,25 +349,35 @@ fn history_is_exported_and_the_cli_reads_it_back_and_metrics_count_the_work() {
     let unknown = history(&["instance", "12345", "--data", data_arg]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not in the cold store"));
-    // A file that is not a database: exit 2, saying so.
-    let garbage = data_dir("garbage-store");
-    std::fs::write(garbage.join("cold.db"), vec![0x5a; 8192]).expect("write garbage");
-    let refused = history(&["instances", "--data", garbage.to_str().unwrap()]);
-    assert_eq!(refused.status.code(), Some(2));
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.contains("not a database"), "{said}");
+    // A file that is not a database, in the layout of today and of data directories made
+    // before the file per shard: exit 2, saying so and naming the file.
+    for file in ["cold/shard-0.db", "cold.db"] {
+        let garbage = data_dir("garbage-store");
+        let path = garbage.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).expect("mkdir");
+        std::fs::write(&path, vec![0x5a; 8192]).expect("write garbage");
+        let refused = history(&["instances", "--data", garbage.to_str().unwrap()]);
+        assert_eq!(refused.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            said.contains("not a database") && said.contains(file),
+            "{said}"
+        );
+    }
     // An empty SQLite file (no schema yet): exit 2, saying there is no history.
     let empty_db = data_dir("empty-store");
-    std::fs::write(empty_db.join("cold.db"), b"").expect("an empty file");
+    std::fs::create_dir_all(empty_db.join("cold")).expect("mkdir");
+    std::fs::write(empty_db.join("cold/shard-0.db"), b"").expect("an empty file");
     let refused = history(&["instances", "--data", empty_db.to_str().unwrap()]);
     assert_eq!(refused.status.code(), Some(2));
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("no ringflow history yet"), "{said}");
-    // No store at all: exit 2, naming the file.
+    // No store at all: exit 2, naming the files it looked for.
     let empty = data_dir("no-store");
     let missing = history(&["instances", "--data", empty.to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("cold.db"));
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(said.contains("cold/shard-N.db"), "{said}");
 
     let text = scrape(&metrics_addr);
     let shard = "{shard=\"0\"";
@@ -446,11 +485,121 @@ fn history_level_instances_leaves_out_the_element_instances() {
         text.contains("no element instances in the store") && text.contains("e2e-work"),
         "{text}"
     );
-    let mut conn = Conn::open(&Target::Sqlite(data.join("cold.db"))).expect("open the store");
+    let mut conn = Conn::open(&shard_store(&data, 0)).expect("open the store");
     let rows = conn
         .query("SELECT COUNT(*) FROM element_instances", &[])
         .expect("count");
     assert_eq!(rows[0][0].int(), Some(0));
+}
+
+/// The keys of the instances in a SQLite file of the cold store.
+fn instance_keys_in(store: &Target) -> Vec<u64> {
+    let mut conn = Conn::open(store).expect("open the store");
+    let rows = conn
+        .query("SELECT key FROM process_instances ORDER BY key", &[])
+        .expect("keys");
+    rows.iter()
+        .map(|row| row[0].int().expect("a key") as u64)
+        .collect()
+}
+
+/// Each shard's exporter writes a file of its own (DATA/cold/shard-N.db) holding only its
+/// shard's instances, and the CLI reads them together: the list merges both files, newest
+/// first, and one instance is found in its shard's file.
+#[test]
+fn two_shards_write_a_file_each_and_the_cli_reads_them_together() {
+    let data = data_dir("two-shards");
+    let addr = format!("127.0.0.1:{}", free_port_pair());
+    let _server = Server::start(&data, &addr, &["--shards", "2"]);
+    let mut client = connect(&addr, &data);
+    deploy(&mut client);
+    let mut keys = Vec::new();
+    for n in 0..8 {
+        keys.push(create(&mut client, &format!(r#"{{"n": {n}}}"#), "").expect("create"));
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let shard_of = |key: u64| ringflow_core::Key(key).shard();
+    for shard in [0, 1] {
+        assert!(keys.iter().any(|key| shard_of(*key) == shard), "{keys:?}");
+    }
+    let data_arg = data.to_str().expect("utf-8");
+    let listed = history_json(&["instances", "--data", data_arg, "--json"], |value| {
+        value
+            .as_array()
+            .is_some_and(|list| list.len() == keys.len())
+    });
+    let listed: Vec<u64> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|row| row["key"].as_u64().expect("a key"))
+        .collect();
+    // Newest first: created one after the other, each a few ms after the one before.
+    let newest_first: Vec<u64> = keys.iter().rev().copied().collect();
+    assert_eq!(listed, newest_first);
+    // --limit applies to the merged list.
+    let two = history_json(
+        &["instances", "--data", data_arg, "--json", "--limit", "2"],
+        |_| true,
+    );
+    assert_eq!(two.as_array().map(Vec::len), Some(2));
+    assert_eq!(two[0]["key"].as_u64(), Some(newest_first[0]));
+    for key in &keys {
+        let detail = history_json(
+            &["instance", &key.to_string(), "--data", data_arg, "--json"],
+            |_| true,
+        );
+        assert_eq!(detail["instance"]["key"].as_u64(), Some(*key));
+        assert_eq!(
+            detail["instance"]["shard"].as_u64(),
+            Some(u64::from(shard_of(*key)))
+        );
+    }
+    for shard in [0, 1] {
+        let mut expected: Vec<u64> = keys
+            .iter()
+            .copied()
+            .filter(|key| shard_of(*key) == shard)
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(instance_keys_in(&shard_store(&data, shard)), expected);
+    }
+    assert!(!data.join("cold.db").exists());
+}
+
+/// A data directory made before the file per shard has its history in DATA/cold.db: a node
+/// started on it without --cold-store keeps writing there, and the CLI reads it.
+#[test]
+fn a_data_directory_with_a_cold_db_from_before_keeps_it() {
+    let data = data_dir("cold-db-before");
+    let earlier = Target::Sqlite(data.join("cold.db"));
+    let mut conn = Conn::open(&earlier).expect("make the store");
+    ringflow_shard::cold::schema::migrate(&mut conn).expect("migrate");
+    drop(conn);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _server = Server::start(&data, &addr, &[]);
+    let mut client = connect(&addr, &data);
+    deploy(&mut client);
+    let key = create(&mut client, "{}", "").expect("create");
+    let data_arg = data.to_str().expect("utf-8");
+    let detail = history_json(
+        &["instance", &key.to_string(), "--data", data_arg, "--json"],
+        |_| true,
+    );
+    assert_eq!(detail["instance"]["key"].as_u64(), Some(key));
+    assert_eq!(instance_keys_in(&earlier), vec![key]);
+    assert!(
+        !data.join("cold").exists(),
+        "no file per shard beside cold.db"
+    );
+    let log = server_log(&data);
+    assert!(
+        log.contains(&format!(
+            "cold store: SQLite {}",
+            data.join("cold.db").display()
+        )),
+        "{log}"
+    );
 }
 
 #[test]
@@ -504,7 +653,7 @@ fn a_cold_store_that_cannot_be_written_makes_the_shard_refuse_new_work_with_busy
     };
     // Another writer holds the SQLite store's write lock: the exporter waits, then fails
     // and retries, while durable records pile up.
-    let store = Target::Sqlite(data.join("cold.db"));
+    let store = shard_store(&data, 0);
     let mut blocker = Conn::open(&store).expect("open the store");
     blocker
         .batch("BEGIN EXCLUSIVE")
@@ -576,7 +725,7 @@ fn after_kill_9_with_the_exporter_behind_every_snapshot_the_history_is_complete_
     let flags = ["--snapshot-every-records", "15"];
     let mut server = Server::start(&data, &addr, &flags);
     // The exporter stays stuck while snapshots pass it.
-    let store = Target::Sqlite(data.join("cold.db"));
+    let store = shard_store(&data, 0);
     let mut blocker = Conn::open(&store).expect("open the store");
     blocker
         .batch("BEGIN EXCLUSIVE")

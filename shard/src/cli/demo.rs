@@ -7,14 +7,15 @@
 //! second, stops the server (which writes the rest of the history to the cold store), and
 //! prints a summary with the paths and the commands to look at what happened.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ringflow_wire::{Job, PublishMessage, Resource};
 
-use crate::cold::{Conn, SQLITE_FILE, Target};
+use crate::cold::Target;
+use crate::cold::query::Store;
 use crate::load::{self, InstanceSpec, Mode, ServerProcess, Workload};
 
 /// The bundled example.
@@ -235,9 +236,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if errors > 0 {
         println!("  errors: {:?}", outcome.errors);
     }
-    let store = data.join(SQLITE_FILE);
+    let store = crate::cold::default_target(&data);
     let counts = count_instances(&store)?;
-    println!("  cold store: {}", store.display());
+    println!("  cold store: {}", store.describe());
     for (state, count) in &counts {
         println!("    {state:<11} {count}");
     }
@@ -334,17 +335,8 @@ fn exporter_lag(metrics: &str) -> anyhow::Result<u64> {
 }
 
 /// Instances in the cold store by state.
-fn count_instances(store: &Path) -> anyhow::Result<Vec<(String, i64)>> {
-    let mut conn = Conn::open_read_only(&Target::Sqlite(store.to_path_buf()))
-        .with_context(|| format!("cannot open the cold store {}", store.display()))?;
-    let rows = conn
-        .query(
-            "SELECT state, COUNT(*) FROM process_instances GROUP BY state ORDER BY state",
-            &[],
-        )
-        .context("cannot count the instances in the cold store")?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| Some((row.first()?.text()?.to_string(), row.get(1)?.int()?)))
-        .collect())
+fn count_instances(store: &Target) -> anyhow::Result<Vec<(String, i64)>> {
+    Store::open_read_only(store)
+        .and_then(|mut store| store.count_by_state())
+        .context("cannot count the instances in the cold store")
 }

@@ -1,8 +1,9 @@
 //! `ringflow instances` and `ringflow instance KEY`: reading history from the cold store.
 //!
-//! They read the store directly (no server needed): SQLite in `DATA/cold.db` by default, or
-//! the store given with `--cold-store`. A SQLite store is opened read-only, so they are safe
-//! beside a running server. What they show trails the engine by the exporter's lag.
+//! They read the store directly (no server needed): by default the data directory's SQLite
+//! store (a file per shard in `DATA/cold/`, or `DATA/cold.db` where an earlier ringflow made
+//! it), or the store given with `--cold-store`. SQLite files are opened read-only, so they
+//! are safe beside a running server. What they show trails the engine by the exporter's lag.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,14 +11,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ringflow_core::Key;
 
-use crate::cold::query::{self, INSTANCES_LIMIT_DEFAULT, StateFilter};
-use crate::cold::sql::Conn;
-use crate::cold::{Target, schema};
+use crate::cold::Target;
+use crate::cold::query::{self, INSTANCES_LIMIT_DEFAULT, StateFilter, Store};
 
 /// Where to read.
 #[derive(Debug, clap::Args)]
 pub struct StoreArgs {
-    /// The server's data directory (its cold store is DATA/cold.db).
+    /// The server's data directory (its cold store: a file per shard in DATA/cold/, or
+    /// DATA/cold.db where an earlier ringflow made it).
     #[arg(long, default_value = "ringflow-data")]
     data: PathBuf,
     /// The cold store, as given to `serve --cold-store` (overrides --data).
@@ -54,28 +55,13 @@ pub struct InstanceArgs {
     store: StoreArgs,
 }
 
-fn open(store: &StoreArgs) -> anyhow::Result<Conn> {
+fn open(store: &StoreArgs) -> anyhow::Result<Store> {
     let target = match store.cold_store.as_deref() {
         Some("none") => anyhow::bail!("--cold-store none: there is no history to read"),
         Some(text) => Target::parse(text).map_err(|e| anyhow::anyhow!("--cold-store: {e}"))?,
-        None => Target::Sqlite(store.data.join(crate::cold::SQLITE_FILE)),
+        None => crate::cold::default_target(&store.data),
     };
-    let mut conn = Conn::open_read_only(&target)?;
-    let version = schema::version_read_only(&mut conn)?;
-    if version == 0 {
-        anyhow::bail!(
-            "{} holds no ringflow history yet (no schema): has a server exported to it?",
-            target.describe()
-        );
-    }
-    if version > schema::SCHEMA_VERSION {
-        anyhow::bail!(
-            "{} has schema version {version}, newer than this ringflow's {}: upgrade ringflow",
-            target.describe(),
-            schema::SCHEMA_VERSION
-        );
-    }
-    Ok(conn)
+    Ok(Store::open_read_only(&target)?)
 }
 
 fn time(millis: Option<i64>) -> String {
@@ -96,8 +82,8 @@ fn time(millis: Option<i64>) -> String {
 
 /// Runs `ringflow instances`.
 pub fn instances(args: &InstancesArgs) -> anyhow::Result<ExitCode> {
-    let mut conn = open(&args.store)?;
-    let rows = query::instances(&mut conn, args.state, args.process.as_deref(), args.limit)?;
+    let mut store = open(&args.store)?;
+    let rows = store.instances(args.state, args.process.as_deref(), args.limit)?;
     if args.store.json {
         let list: Vec<serde_json::Value> = rows.iter().map(instance_json).collect();
         println!("{}", serde_json::Value::Array(list));
@@ -146,9 +132,8 @@ fn instance_json(row: &query::InstanceRow) -> serde_json::Value {
 
 /// Runs `ringflow instance KEY`: exit 0 when found, 1 when the store does not have it.
 pub fn instance(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
-    let mut conn = open(&args.store)?;
-    let Some(detail) = query::instance(&mut conn, Key(args.key)).context("reading the store")?
-    else {
+    let mut store = open(&args.store)?;
+    let Some(detail) = store.instance(Key(args.key)).context("reading the store")? else {
         eprintln!(
             "ringflow: instance {} is not in the cold store (a wrong key, or not exported yet)",
             args.key

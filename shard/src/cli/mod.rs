@@ -67,8 +67,9 @@ enum Command {
     Incidents(client::IncidentsCommand),
     /// List process instances from the cold store (history; no server needed).
     ///
-    /// Reads DATA/cold.db (or --cold-store) read-only, newest first. It trails the engine by
-    /// the exporter's lag (usually milliseconds).
+    /// Reads the data directory's SQLite store (every DATA/cold/shard-N.db, merged, or
+    /// DATA/cold.db), or --cold-store, read-only, newest first. It trails the engine by the
+    /// exporter's lag (usually milliseconds).
     Instances(history::InstancesArgs),
     /// Show one process instance from the cold store: its history, where it waits, its jobs,
     /// incidents and variables. Exits 1 when the store does not have it.

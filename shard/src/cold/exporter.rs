@@ -166,9 +166,10 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Connects and reads the shard's position.
+    /// Connects (to the shard's own file, for a file per shard) and reads the shard's
+    /// position.
     pub fn open(target: &Target, shard: u16) -> Result<Exporter, ColdError> {
-        let mut conn = Conn::open(target)?;
+        let mut conn = Conn::open(&target.for_shard(shard))?;
         let position = position(&mut conn, shard)?.0;
         Ok(Exporter {
             conn,

@@ -2,7 +2,8 @@
 //! process instances, element instances, jobs, incidents, variables) for people and tools to
 //! query, written off the critical path.
 //!
-//! - [`sql`]: one connection, SQLite (the default, `DATA/cold.db`) or PostgreSQL;
+//! - [`sql`]: one connection, SQLite (the default: a file per shard in `DATA/cold/`) or
+//!   PostgreSQL;
 //! - [`schema`]: the versioned schema and its migrations;
 //! - [`delta`]: a batch of records' events folded into row changes;
 //! - [`exporter`]: the per-shard queue and exporter thread;
@@ -25,6 +26,8 @@ pub mod exporter;
 pub mod query;
 pub mod schema;
 pub mod sql;
+
+use std::path::Path;
 
 pub use delta::ExportRecord;
 pub use exporter::{ExportQueue, Exporter};
@@ -73,19 +76,43 @@ impl HistoryLevel {
     }
 }
 
-/// The cold store's file name in the data directory (SQLite, the default).
+/// The default cold store's directory in the data directory: SQLite, a file per shard
+/// (`DATA/cold/shard-N.db`), so that each shard's exporter writes without waiting for the
+/// others.
+pub const SQLITE_DIR: &str = "cold";
+
+/// The one SQLite file that data directories made before the file per shard hold
+/// (`DATA/cold.db`, shared by the node's shards). Where it exists, the default keeps it.
 pub const SQLITE_FILE: &str = "cold.db";
 
-/// Opens the store, brings its schema up to date and reads the position of each of
-/// `shards`. Returns the positions in the order given.
-pub fn prepare(target: &Target, shards: &[u16]) -> Result<Vec<u64>, ColdError> {
-    let mut conn = Conn::open(target)?;
-    let applied = schema::migrate(&mut conn)?;
-    if !applied.is_empty() {
-        tracing::info!(store = %target.describe(), ?applied, "cold store schema migrated");
+/// The cold store of a data directory when `--cold-store` is not given: `DATA/cold.db` where
+/// an earlier ringflow made it, else a file per shard in `DATA/cold/`.
+pub fn default_target(data: &Path) -> Target {
+    let shared = data.join(SQLITE_FILE);
+    if shared.exists() {
+        Target::Sqlite(shared)
+    } else {
+        Target::SqliteShards(data.join(SQLITE_DIR))
     }
-    shards
-        .iter()
-        .map(|shard| exporter::position(&mut conn, *shard).map(|(lsn, _)| lsn))
-        .collect()
+}
+
+/// Opens the store (each shard's file, for a file per shard), brings its schema up to date
+/// and reads the position of each of `shards`. Returns the positions in the order given.
+pub fn prepare(target: &Target, shards: &[u16]) -> Result<Vec<u64>, ColdError> {
+    let mut open: Option<(Target, Conn)> = None;
+    let mut positions = Vec::with_capacity(shards.len());
+    for &shard in shards {
+        let store = target.for_shard(shard);
+        if open.as_ref().is_none_or(|(opened, _)| *opened != store) {
+            let mut conn = Conn::open(&store)?;
+            let applied = schema::migrate(&mut conn)?;
+            if !applied.is_empty() {
+                tracing::info!(store = %store.describe(), ?applied, "cold store schema migrated");
+            }
+            open = Some((store, conn));
+        }
+        let (_, conn) = open.as_mut().expect("opened above");
+        positions.push(exporter::position(conn, shard)?.0);
+    }
+    Ok(positions)
 }

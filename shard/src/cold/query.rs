@@ -3,7 +3,8 @@
 use ringflow_core::Key;
 
 use super::delta::{db_key, key_of};
-use super::sql::{ColdError, Conn, Param, Value};
+use super::schema;
+use super::sql::{ColdError, Conn, Param, SHARD_FILE_PATTERN, Target, Value};
 
 /// Most rows `ringflow instances` lists unless told otherwise.
 pub const INSTANCES_LIMIT_DEFAULT: u64 = 50;
@@ -261,4 +262,134 @@ pub fn instance(conn: &mut Conn, key: Key) -> Result<Option<InstanceDetail>, Col
         incidents,
         variables,
     }))
+}
+
+/// What the CLI reads: the store's one database, or each shard's file of a file per shard
+/// ([`Target::SqliteShards`]), opened read-only with their schema checked. Listing merges
+/// the files; one instance is read from its shard's file (the shard is in its key).
+pub struct Store {
+    conns: Vec<(Option<u16>, Conn)>,
+}
+
+impl Store {
+    /// Opens `target` for reading (SQLite read-only, so it is safe beside a running server)
+    /// and checks that every database has a ringflow schema this build reads.
+    pub fn open_read_only(target: &Target) -> Result<Store, ColdError> {
+        let stores = match target {
+            Target::SqliteShards(dir) => shard_files(target, dir)?,
+            other => vec![(None, other.clone())],
+        };
+        let mut conns = Vec::with_capacity(stores.len());
+        for (shard, store) in stores {
+            let mut conn = Conn::open_read_only(&store)?;
+            let version = schema::version_read_only(&mut conn)?;
+            let refuse = |message: String| ColdError {
+                target: store.describe(),
+                message,
+            };
+            if version == 0 {
+                return Err(refuse(
+                    "no ringflow history yet (no schema): has a server exported to it?".into(),
+                ));
+            }
+            if version > schema::SCHEMA_VERSION {
+                return Err(refuse(format!(
+                    "schema version {version}, newer than this ringflow's {}: upgrade ringflow",
+                    schema::SCHEMA_VERSION
+                )));
+            }
+            conns.push((shard, conn));
+        }
+        Ok(Store { conns })
+    }
+
+    /// Instances, newest first, from every database of the store.
+    pub fn instances(
+        &mut self,
+        state: Option<StateFilter>,
+        process: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<InstanceRow>, ColdError> {
+        let mut rows = Vec::new();
+        for (_, conn) in &mut self.conns {
+            rows.extend(instances(conn, state, process, limit)?);
+        }
+        // The order of the SQL: start descending, then key (as stored) descending.
+        rows.sort_by_key(|row| std::cmp::Reverse((row.start_millis, db_key(row.key))));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(rows)
+    }
+
+    /// One instance with its history, from its shard's file (or the one database); `None`
+    /// when the store does not have it.
+    pub fn instance(&mut self, key: Key) -> Result<Option<InstanceDetail>, ColdError> {
+        for (shard, conn) in &mut self.conns {
+            if shard.is_none_or(|shard| shard == key.shard())
+                && let Some(detail) = instance(conn, key)?
+            {
+                return Ok(Some(detail));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Process instances by state (`active`, `completed`, `terminated`), over every
+    /// database of the store.
+    pub fn count_by_state(&mut self) -> Result<Vec<(String, i64)>, ColdError> {
+        let mut counts = std::collections::BTreeMap::<String, i64>::new();
+        for (_, conn) in &mut self.conns {
+            let rows = conn.query(
+                "SELECT state, COUNT(*) FROM process_instances GROUP BY state",
+                &[],
+            )?;
+            for row in rows {
+                if let (Some(state), Some(count)) = (row[0].text(), row[1].int()) {
+                    *counts.entry(state.to_string()).or_default() += count;
+                }
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    /// How many databases it reads (a file per shard: the shards' files found).
+    pub fn databases(&self) -> usize {
+        self.conns.len()
+    }
+}
+
+/// The shard files of a file-per-shard directory, by shard; an error when there are none.
+fn shard_files(
+    target: &Target,
+    dir: &std::path::Path,
+) -> Result<Vec<(Option<u16>, Target)>, ColdError> {
+    let none_yet = |why: String| ColdError {
+        target: target.describe(),
+        message: format!("{why}: has a server with this data directory exported anything yet?"),
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(none_yet(format!("no directory {}", dir.display())));
+        }
+        Err(error) => {
+            return Err(ColdError {
+                target: target.describe(),
+                message: format!("cannot list {}: {error}", dir.display()),
+            });
+        }
+    };
+    let mut shards: Vec<u16> = entries
+        .filter_map(|entry| Target::shard_of_file(entry.ok()?.file_name().to_str()?))
+        .collect();
+    shards.sort_unstable();
+    if shards.is_empty() {
+        return Err(none_yet(format!(
+            "no {SHARD_FILE_PATTERN} in {}",
+            dir.display()
+        )));
+    }
+    Ok(shards
+        .into_iter()
+        .map(|shard| (Some(shard), target.for_shard(shard)))
+        .collect())
 }

@@ -12,18 +12,29 @@ use std::time::Duration;
 /// Where the cold store lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// A SQLite file (made when missing).
+    /// A SQLite file (made when missing), shared by every shard of the node: their
+    /// exporters take turns at its one write lock.
     Sqlite(PathBuf),
+    /// A directory of SQLite files, one per shard (`shard-N.db`, made when missing): each
+    /// shard's exporter writes its own file, so the exporters do not wait for each other.
+    /// The default, in `DATA/cold/`.
+    SqliteShards(PathBuf),
     /// A PostgreSQL connection string (`postgres://user:password@host/db`).
     Postgres(String),
 }
 
 impl Target {
-    /// Reads `--cold-store`: `sqlite:PATH`, a path ending in `.db`, or a `postgres://` or
-    /// `postgresql://` URL.
+    /// Reads `--cold-store`: `sqlite-shards:DIR`, `sqlite:PATH`, a path ending in `.db`, or a
+    /// `postgres://` or `postgresql://` URL.
     pub fn parse(text: &str) -> Result<Target, String> {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             return Ok(Target::Postgres(text.to_string()));
+        }
+        if let Some(dir) = text.strip_prefix("sqlite-shards:") {
+            if dir.is_empty() {
+                return Err("`sqlite-shards:` needs a directory path after it".to_string());
+            }
+            return Ok(Target::SqliteShards(PathBuf::from(dir)));
         }
         if let Some(path) = text.strip_prefix("sqlite:") {
             if path.is_empty() {
@@ -35,8 +46,8 @@ impl Target {
             return Ok(Target::Sqlite(PathBuf::from(text)));
         }
         Err(format!(
-            "`{text}` is not a cold store: give `none`, `sqlite:PATH`, a path ending in .db, \
-             or a postgres:// URL"
+            "`{text}` is not a cold store: give `none`, `sqlite-shards:DIR`, `sqlite:PATH`, a \
+             path ending in .db, or a postgres:// URL"
         ))
     }
 
@@ -44,6 +55,12 @@ impl Target {
     pub fn describe(&self) -> String {
         match self {
             Target::Sqlite(path) => format!("SQLite {}", path.display()),
+            Target::SqliteShards(dir) => {
+                format!(
+                    "SQLite, a file per shard: {}",
+                    dir.join(SHARD_FILE_PATTERN).display()
+                )
+            }
             Target::Postgres(url) => match (url.find("://"), url.rfind('@')) {
                 (Some(scheme), Some(at)) if at > scheme => {
                     format!("PostgreSQL {}://…{}", &url[..scheme], &url[at..])
@@ -57,6 +74,29 @@ impl Target {
     pub fn is_postgres(&self) -> bool {
         matches!(self, Target::Postgres(_))
     }
+
+    /// Where `shard` writes: its own file for [`Target::SqliteShards`], else the target
+    /// itself.
+    pub fn for_shard(&self, shard: u16) -> Target {
+        match self {
+            Target::SqliteShards(dir) => Target::Sqlite(dir.join(shard_file(shard))),
+            other => other.clone(),
+        }
+    }
+
+    /// The shard whose file `name` is, for a file of a [`Target::SqliteShards`] directory.
+    pub fn shard_of_file(name: &str) -> Option<u16> {
+        let digits = name.strip_prefix("shard-")?.strip_suffix(".db")?;
+        let shard = digits.parse::<u16>().ok()?;
+        (shard_file(shard) == name).then_some(shard)
+    }
+}
+
+/// How the files of a [`Target::SqliteShards`] directory are named, for messages.
+pub const SHARD_FILE_PATTERN: &str = "shard-N.db";
+
+fn shard_file(shard: u16) -> String {
+    format!("shard-{shard}.db")
 }
 
 /// A failed cold store operation.
@@ -162,6 +202,11 @@ impl Conn {
                     .map_err(|e| error(e.to_string()))?;
                 conn.set_prepared_statement_cache_capacity(64);
                 Kind::Sqlite(conn)
+            }
+            Target::SqliteShards(_) => {
+                return Err(error(
+                    "a file per shard: open one shard's file (Target::for_shard)".to_string(),
+                ));
             }
             Target::Postgres(url) => {
                 let client = postgres::Client::connect(url, postgres::NoTls)
@@ -395,5 +440,42 @@ mod tests {
         let quoted = first_line(&long);
         assert_eq!(quoted.chars().count(), QUOTED_SQL_CHARS_MAX + 1);
         assert!(quoted.ends_with('…'));
+    }
+
+    #[test]
+    fn cold_store_targets_parse_and_a_file_per_shard_names_each_shards_file() {
+        let dir = PathBuf::from("data/cold");
+        assert_eq!(
+            Target::parse("sqlite-shards:data/cold"),
+            Ok(Target::SqliteShards(dir.clone()))
+        );
+        assert!(Target::parse("sqlite-shards:").is_err());
+        assert_eq!(
+            Target::parse("sqlite:x.db"),
+            Ok(Target::Sqlite(PathBuf::from("x.db")))
+        );
+        let error = Target::parse("mysql://db").expect_err("not a store");
+        assert!(error.contains("sqlite-shards:DIR"), "{error}");
+        let shards = Target::SqliteShards(dir.clone());
+        assert_eq!(shards.for_shard(7), Target::Sqlite(dir.join("shard-7.db")));
+        let one = Target::Sqlite(PathBuf::from("cold.db"));
+        assert_eq!(one.for_shard(7), one);
+        assert_eq!(Target::shard_of_file("shard-7.db"), Some(7));
+        assert_eq!(Target::shard_of_file("shard-65535.db"), Some(65_535));
+        for name in [
+            "shard-07.db",
+            "shard-+7.db",
+            "shard-.db",
+            "shard-65536.db",
+            "shard-7.db-wal",
+            "cold.db",
+        ] {
+            assert_eq!(Target::shard_of_file(name), None, "{name}");
+        }
+        assert!(shards.describe().contains("shard-N.db"));
+        let opened = Conn::open(&shards)
+            .err()
+            .expect("a directory is not one database");
+        assert!(opened.message.contains("file per shard"), "{opened}");
     }
 }
