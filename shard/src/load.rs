@@ -316,6 +316,12 @@ struct Generator<'a> {
     /// Creates refused with BUSY, to send again once the server's retry-after has passed:
     /// (not before, due_ns, shard, n).
     retry: Vec<(u64, u64, usize, u64)>,
+    /// Publishes not answered yet, by request id: the instance's number and the message's
+    /// index among its messages (to make it again if it must be sent again).
+    publishes: HashMap<u64, (u64, usize)>,
+    /// Publishes refused with BUSY, to send again on their own once the retry-after has
+    /// passed (not before, n, index): its instance may be running already, waiting for it.
+    publish_retry: Vec<(u64, u64, usize)>,
     // Measurement.
     window_start_ns: u64,
     window_end_ns: u64,
@@ -371,6 +377,8 @@ pub fn run(config: &Config, workload: &dyn Workload) -> anyhow::Result<Outcome> 
         round_robin: 0,
         pending: HashMap::new(),
         retry: Vec::new(),
+        publishes: HashMap::new(),
+        publish_retry: Vec::new(),
         window_start_ns: warmup_ns,
         window_end_ns: warmup_ns + config.duration.as_nanos() as u64,
         completed: 0,
@@ -427,7 +435,11 @@ impl Generator<'_> {
     }
 
     /// Queues the create (and messages) of instance `n`, due at `due_ns`.
+    /// Sends the create of instance `n` (on `shard`, for a re-send) and, the first time,
+    /// its messages; a create sent again after BUSY leaves its messages alone (each one
+    /// refused is sent again on its own).
     fn start(&mut self, due_ns: u64, shard: Option<usize>, n: u64) {
+        let first = shard.is_none();
         let topology = &self.config.topology;
         let spec = self
             .workload
@@ -452,12 +464,10 @@ impl Generator<'_> {
             ..CreateInstance::default()
         });
         self.starters[shard].encoder.push_request(id, &create);
-        for message in spec.messages {
-            let message_id = self.id();
-            let owner = usize::from(self.config.topology.shard_of_text(&message.correlation_key));
-            self.starters[owner]
-                .encoder
-                .push_request(message_id, &Request::PublishMessage(message));
+        if first {
+            for (index, message) in spec.messages.into_iter().enumerate() {
+                self.publish(n, index, message);
+            }
         }
         let now = self.now_ns();
         let lag = now.saturating_sub(due_ns) / 1_000;
@@ -466,6 +476,16 @@ impl Generator<'_> {
             self.phases.send_lag_us.saturating_record(lag);
         }
         self.pending.insert(id, Pending { due_ns, shard, n });
+    }
+
+    /// Sends message `index` of instance `n` to the shard of its correlation key.
+    fn publish(&mut self, n: u64, index: usize, message: PublishMessage) {
+        let id = self.id();
+        let owner = usize::from(self.config.topology.shard_of_text(&message.correlation_key));
+        self.starters[owner]
+            .encoder
+            .push_request(id, &Request::PublishMessage(message));
+        self.publishes.insert(id, (n, index));
     }
 
     fn run(mut self) -> anyhow::Result<Outcome> {
@@ -488,6 +508,22 @@ impl Generator<'_> {
             let measuring = now < self.window_end_ns;
             if !measuring && (self.pending.is_empty() || now >= drain_end_ns) {
                 break;
+            }
+            // Publishes refused with BUSY go again, also while the last instances drain.
+            if !self.publish_retry.is_empty() {
+                let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.publish_retry)
+                    .into_iter()
+                    .partition(|retry| retry.0 <= now);
+                self.publish_retry = later;
+                for (_, n, index) in ready {
+                    let topology = &self.config.topology;
+                    let spec = self
+                        .workload
+                        .instance_in(n, &|text| topology.shard_of_text(text));
+                    if let Some(message) = spec.messages.into_iter().nth(index) {
+                        self.publish(n, index, message);
+                    }
+                }
             }
             // Start what is due.
             if measuring {
@@ -669,8 +705,16 @@ impl Generator<'_> {
     fn on_starter_answer(&mut self, id: u64, response: Response) {
         let Some(pending) = self.pending.remove(&id) else {
             // A published message's answer.
+            let publish = self.publishes.remove(&id);
             if let Response::Error(error) = response {
                 self.error("publish", error.code.name());
+                if error.code == ringflow_wire::ErrorCode::Busy
+                    && let Some((n, index)) = publish
+                {
+                    let not_before =
+                        self.now_ns() + u64::from(error.retry_after_ms.max(1)) * 1_000_000;
+                    self.publish_retry.push((not_before, n, index));
+                }
             }
             return;
         };

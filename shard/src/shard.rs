@@ -239,6 +239,9 @@ struct Inner {
     result_waiters: KeyMap<ResultWaiter>,
     /// Whether the exporter lag alarm is raised.
     lag_alarm: bool,
+    /// Whether the exporter lag was over its hard limit at the last commit (new work
+    /// refused with BUSY), so that the log says when refusing starts and ends.
+    lag_refusing: bool,
     /// When the first record went into the open batch (commit latency).
     batch_opened: Option<std::time::Instant>,
     /// Durable mail not yet acknowledged, by destination shard and number: what the couriers
@@ -464,6 +467,7 @@ pub async fn recover_exporting<D: Dir>(
         durable_waiters: VecDeque::new(),
         result_waiters: KeyMap::default(),
         lag_alarm: false,
+        lag_refusing: false,
         batch_opened: None,
         mail_out,
     };
@@ -1090,7 +1094,9 @@ impl<D: Dir> Shard<D> {
                 inner.timers.len(),
             );
             if let Some(queue) = &self.export {
-                self.export_released(queue, &mut released, durable, &mut inner.lag_alarm);
+                let inner = &mut *inner;
+                let lag_state = (&mut inner.lag_alarm, &mut inner.lag_refusing);
+                self.export_released(queue, &mut released, durable, lag_state);
             }
             while inner
                 .durable_waiters
@@ -1183,7 +1189,7 @@ impl<D: Dir> Shard<D> {
         queue: &ExportQueue,
         released: &mut [Pending],
         durable: u64,
-        lag_alarm: &mut bool,
+        (lag_alarm, lag_refusing): (&mut bool, &mut bool),
     ) {
         let mut records = Vec::new();
         let mut last_lsn = 0;
@@ -1228,6 +1234,24 @@ impl<D: Dir> Shard<D> {
             self.metrics.lag_alarm.store(0, Relaxed);
             tracing::info!(shard = self.id(), lag, "the cold store exporter caught up");
         }
+        let refusing = lag > limits.max_lag_records;
+        if refusing && !*lag_refusing {
+            tracing::warn!(
+                shard = self.id(),
+                lag,
+                limit = limits.max_lag_records,
+                failing = queue.failing(),
+                "the exporter lag is over its limit: creates, publishes and deploys are \
+                 refused with BUSY until the cold store catches up"
+            );
+        } else if !refusing && *lag_refusing {
+            tracing::info!(
+                shard = self.id(),
+                lag,
+                "the exporter lag is under its limit again: new work is taken"
+            );
+        }
+        *lag_refusing = refusing;
     }
 
     /// Why new work is refused now, if it is: the exporter is past its hard lag limit.

@@ -76,8 +76,13 @@ fn vars(json: &str) -> Variables {
 }
 
 fn workload(seed: u64, commands: usize) -> Workload {
+    workload_on(SHARD, seed, commands)
+}
+
+/// [`workload`] on shard `shard`: its keys in the shard's key range.
+fn workload_on(shard: u16, seed: u64, commands: usize) -> Workload {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut state = State::new(SHARD);
+    let mut state = State::new(shard);
     let mut now = 1_700_000_000_000i64;
     let mut records = Vec::new();
     let mut lsn = 0u64;
@@ -758,5 +763,109 @@ fn history_level_instances_writes_everything_but_the_element_instances() {
                 assert_eq!(all, kept, "{table} (PostgreSQL {postgres})");
             }
         }
+    }
+}
+
+/// `ringflow instances` lists newest first (start time, then key, descending) over every
+/// shard of the store: each shard's newest by walking its key range backwards, merged. The
+/// same two shards' records exported into one shared database and into a file per shard
+/// must list exactly what sorting all their instances gives, for every filter and limit.
+#[test]
+fn listing_walks_each_shards_keys_and_merges_them_newest_first() {
+    let shards = [0u16, 3];
+    let workloads: Vec<Workload> = shards
+        .iter()
+        .map(|&shard| workload_on(shard, 40 + u64::from(shard), 500))
+        .collect();
+    let dir = tempdir::Dir::new("listing-shards");
+    let mut stores = targets("listing");
+    stores.push((Target::SqliteShards(dir.path().join("cold")), None));
+    for (target, _dir) in &stores {
+        ringflow_shard::cold::prepare(target, &shards).expect("prepare");
+        for (shard, workload) in shards.iter().zip(&workloads) {
+            let mut exporter = Exporter::open(target, *shard).expect("exporter");
+            for batch in workload.records.chunks(97) {
+                exporter
+                    .export(batch, batch.last().expect("a record").lsn)
+                    .expect("export");
+            }
+        }
+        // Every instance with its start, state and open incidents, from the store itself.
+        let mut all: Vec<(i64, i64, String, i64)> = Vec::new();
+        for shard in shards {
+            let mut conn = Conn::open(&target.for_shard(shard)).expect("open");
+            let rows = conn
+                .query(
+                    "SELECT i.key, i.start_millis, i.state, (SELECT COUNT(*) FROM incidents n \
+                     WHERE n.process_instance_key = i.key AND n.state = 'open') \
+                     FROM process_instances i",
+                    &[],
+                )
+                .expect("rows");
+            for row in rows {
+                let key = row[0].int().expect("key");
+                if Key(key as u64).shard() == shard {
+                    all.push((
+                        row[1].int().expect("start"),
+                        key,
+                        row[2].text().expect("state").to_string(),
+                        row[3].int().expect("count"),
+                    ));
+                }
+            }
+        }
+        all.sort_by_key(|(start, key, _, _)| std::cmp::Reverse((*start, *key)));
+        for shard in shards {
+            assert!(
+                all.iter().any(|row| Key(row.1 as u64).shard() == shard),
+                "{}: shard {shard} has instances",
+                target.describe()
+            );
+        }
+        let mut store = query::Store::open_read_only(target).expect("store");
+        for filter in [
+            None,
+            Some(query::StateFilter::Active),
+            Some(query::StateFilter::Completed),
+            Some(query::StateFilter::Terminated),
+            Some(query::StateFilter::Incident),
+        ] {
+            let wanted: Vec<i64> = all
+                .iter()
+                .filter(|(_, _, state, incidents)| match filter {
+                    None => true,
+                    Some(query::StateFilter::Active) => state == "active",
+                    Some(query::StateFilter::Completed) => state == "completed",
+                    Some(query::StateFilter::Terminated) => state == "terminated",
+                    Some(query::StateFilter::Incident) => state == "active" && *incidents > 0,
+                })
+                .map(|row| row.1)
+                .collect();
+            assert!(!wanted.is_empty(), "{filter:?}: the workloads make some");
+            for limit in [1, 7, wanted.len() as u64, 100_000] {
+                let listed: Vec<i64> = store
+                    .instances(filter, None, limit)
+                    .expect("list")
+                    .iter()
+                    .map(|row| row.key.0 as i64)
+                    .collect();
+                let expected = &wanted[..wanted.len().min(limit as usize)];
+                assert_eq!(
+                    listed,
+                    expected,
+                    "{} {filter:?} limit {limit}",
+                    target.describe()
+                );
+            }
+        }
+        // A process filter keeps the order: the parent process's instances alone.
+        let parents = store
+            .instances(None, Some("parent"), 100_000)
+            .expect("list");
+        assert!(!parents.is_empty());
+        assert!(parents.iter().all(|row| row.bpmn_process_id == "parent"));
+        assert!(parents.windows(2).all(
+            |w| (w[0].start_millis, w[0].key.0 as i64) > (w[1].start_millis, w[1].key.0 as i64)
+        ));
     }
 }

@@ -71,6 +71,19 @@ fn server_log(data: &Path) -> String {
     std::fs::read_to_string(data.join("server.log")).unwrap_or_default()
 }
 
+/// Waits up to 10 s for `line` in the server's log.
+fn wait_for_log(data: &Path, line: &str) {
+    let started = Instant::now();
+    while !server_log(data).contains(line) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no `{line}` in the log:\n{}",
+            server_log(data)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Shard `shard`'s file of the default cold store (a file per shard in DATA/cold/).
 fn shard_store(data: &Path, shard: u16) -> Target {
     Target::Sqlite(data.join("cold").join(format!("shard-{shard}.db")))
@@ -680,6 +693,8 @@ fn a_cold_store_that_cannot_be_written_makes_the_shard_refuse_new_work_with_busy
         "{}",
         error.message
     );
+    // The log says when the refusing began.
+    wait_for_log(&data, "the exporter lag is over its limit");
     // Work already running goes on: its job can be completed.
     let jobs = activate(&mut client);
     assert_eq!(jobs.len(), 4);
@@ -711,6 +726,7 @@ fn a_cold_store_that_cannot_be_written_makes_the_shard_refuse_new_work_with_busy
         assert!(started.elapsed() < Duration::from_secs(60), "still refused");
         std::thread::sleep(Duration::from_millis(100));
     }
+    wait_for_log(&data, "the exporter lag is under its limit again");
     let instances = history_json(
         &["instances", "--data", data.to_str().unwrap(), "--json"],
         |value| value.as_array().is_some_and(|list| list.len() == 5),
@@ -827,3 +843,125 @@ fn after_kill_9_with_the_exporter_behind_every_snapshot_the_history_is_complete_
         assert_eq!(detail["jobs"][0]["state"], "completed");
     }
 }
+
+/// Instances on shard 0 that wait for a message published on shard 1.
+struct MessageFromAnotherShard;
+
+impl ringflow_shard::load::Workload for MessageFromAnotherShard {
+    fn process_id(&self) -> &str {
+        "wait-for-go"
+    }
+
+    fn job_types(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn instance(&self, n: u64) -> ringflow_shard::load::InstanceSpec {
+        self.instance_in(n, &|_| 0)
+    }
+
+    fn instance_in(
+        &self,
+        n: u64,
+        shard_of: &dyn Fn(&str) -> u16,
+    ) -> ringflow_shard::load::InstanceSpec {
+        let on = |prefix: &str, shard: u16| {
+            (0..10_000)
+                .map(|i| format!("{prefix}-{n}-{i}"))
+                .find(|key| shard_of(key) == shard)
+                .expect("a key of that shard")
+        };
+        let pay = on("pay", 1);
+        ringflow_shard::load::InstanceSpec {
+            variables: format!(r#"{{"pay": "{pay}"}}"#),
+            business_key: on("home", 0),
+            messages: vec![ringflow_wire::PublishMessage {
+                name: "go".into(),
+                correlation_key: pay,
+                ttl_ms: 60_000,
+                ..ringflow_wire::PublishMessage::default()
+            }],
+        }
+    }
+
+    fn job_result(&self, _job: &ringflow_wire::Job) -> String {
+        String::new()
+    }
+}
+
+/// The load generator (`ringflow demo`, `ringflow-bench run`) sends a publish refused with
+/// BUSY again on its own: here the instances' shard takes every create while the shard of
+/// their messages refuses publishes (its cold store file is locked, its exporter lag over
+/// the limit), so an instance would wait for ever for a publish that was not sent again.
+#[test]
+fn a_publish_refused_with_busy_is_sent_again_and_every_instance_completes() {
+    let data = data_dir("publish-busy");
+    let addr = format!("127.0.0.1:{}", free_port_pair());
+    let _server = Server::start(
+        &data,
+        &addr,
+        &[
+            "--shards",
+            "2",
+            "--export-lag-warn-records",
+            "10",
+            "--export-lag-max-records",
+            "20",
+        ],
+    );
+    let mut client = connect(&addr, &data);
+    client
+        .deploy(vec![Resource {
+            name: "wait-for-go.bpmn".into(),
+            content: WAIT_FOR_GO.as_bytes().to_vec(),
+        }])
+        .expect("deploy");
+    let mut blocker = Conn::open(&shard_store(&data, 1)).expect("open shard 1's store");
+    blocker
+        .batch("BEGIN EXCLUSIVE")
+        .expect("take the write lock");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1_500));
+        blocker.batch("ROLLBACK").expect("release the write lock");
+    });
+    let config = ringflow_shard::load::Config {
+        topology: client.topology().clone(),
+        mode: ringflow_shard::load::Mode::Closed { inflight: 8 },
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(3),
+        drain: Duration::from_secs(30),
+        credits: 16,
+        progress: false,
+        send_tick: Duration::ZERO,
+    };
+    let outcome =
+        ringflow_shard::load::run(&config, &MessageFromAnotherShard).expect("the load runs");
+    release.join().expect("the release thread");
+    let refused = outcome.errors.get("publish: BUSY").copied().unwrap_or(0);
+    assert!(refused > 0, "no publish was refused: {:?}", outcome.errors);
+    // Creates may meet shard 0's exporter a little behind too (the limit is tiny).
+    assert!(
+        outcome.errors.keys().all(|kind| kind.ends_with(": BUSY")),
+        "only refusals: {:?}",
+        outcome.errors
+    );
+    assert!(outcome.completed > 0);
+    assert_eq!(
+        outcome.unfinished, 0,
+        "instances left waiting ({} completed, refusals {:?})",
+        outcome.completed, outcome.errors
+    );
+}
+
+const WAIT_FOR_GO: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="https://ringflow.dev/test">
+<bpmn:process id="wait-for-go" isExecutable="true">
+<bpmn:startEvent id="start"/>
+<bpmn:intermediateCatchEvent id="wait"><bpmn:messageEventDefinition messageRef="go"/></bpmn:intermediateCatchEvent>
+<bpmn:endEvent id="end"/>
+<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait"/>
+<bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="end"/>
+</bpmn:process>
+<bpmn:message id="go" name="go"><bpmn:extensionElements><zeebe:subscription correlationKey="=pay"/></bpmn:extensionElements></bpmn:message>
+</bpmn:definitions>
+"#;

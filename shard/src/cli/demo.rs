@@ -232,9 +232,27 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             latency.max() as f64 / 1000.0
         }
     );
-    let errors: u64 = outcome.errors.values().sum();
+    // BUSY is the server pushing back (over its exporter lag or in-flight limit): the load
+    // sent each refused create and publish again, so it is reported, not a failure.
+    let (busy, failed): (Vec<_>, Vec<_>) = outcome
+        .errors
+        .iter()
+        .partition(|(kind, _)| kind.ends_with(": BUSY"));
+    let errors: u64 = failed.iter().map(|(_, count)| **count).sum();
+    if !busy.is_empty() {
+        let refused: u64 = busy.iter().map(|(_, count)| **count).sum();
+        println!(
+            "  pushed back: {refused} requests refused with BUSY and sent again ({}): the \
+             server was over a limit and held new work back, most often the cold store's \
+             exporter lag (--export-lag-max-records; the server's log names the cause)",
+            busy.iter()
+                .map(|(kind, count)| format!("{kind} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if errors > 0 {
-        println!("  errors: {:?}", outcome.errors);
+        println!("  errors: {failed:?}");
     }
     let store = crate::cold::default_target(&data);
     let counts = count_instances(&store)?;

@@ -83,17 +83,28 @@ fn instance_row(row: &[Value]) -> InstanceRow {
     }
 }
 
-/// Instances, newest first.
-pub fn instances(
+/// The newest instances of `shard` in `conn`, newest first, at most `limit`.
+///
+/// Within a shard, keys grow with the shard's clock, which never goes back (a command's time
+/// is the wall clock or the last command's, whichever is later), so newest first is highest
+/// key first: the query walks the key index backwards from the top of the shard's key range
+/// and stops after `limit` rows, however large the store. `active`, `incident` and
+/// `terminated` are usually few, so for them the planner may take the state index instead;
+/// `completed` is most rows, and its filter (`state || ''`) keeps it on the key walk.
+fn instances_of_shard(
     conn: &mut Conn,
+    shard: u16,
     state: Option<StateFilter>,
     process: Option<&str>,
     limit: u64,
 ) -> Result<Vec<InstanceRow>, ColdError> {
+    if shard > ringflow_core::key::SHARD_ID_MAX {
+        return Ok(Vec::new());
+    }
     let state_clause = match state {
         None => "",
         Some(StateFilter::Active) => " AND i.state = 'active'",
-        Some(StateFilter::Completed) => " AND i.state = 'completed'",
+        Some(StateFilter::Completed) => " AND i.state || '' = 'completed'",
         Some(StateFilter::Terminated) => " AND i.state = 'terminated'",
         Some(StateFilter::Incident) => {
             " AND i.state = 'active' AND EXISTS (SELECT 1 FROM incidents n \
@@ -101,18 +112,31 @@ pub fn instances(
         }
     };
     let sql = format!(
-        "SELECT {INSTANCE_COLUMNS} WHERE ($1 = '' OR d.bpmn_process_id = $1){state_clause} \
-         ORDER BY i.start_millis DESC, i.key DESC LIMIT $2"
+        "SELECT {INSTANCE_COLUMNS} WHERE i.key BETWEEN $3 AND $4 \
+         AND ($1 = '' OR d.bpmn_process_id = $1){state_clause} ORDER BY i.key DESC LIMIT $2"
     );
+    let first = u64::from(shard) << ringflow_core::key::KEY_COUNTER_BITS;
+    let last = first | ringflow_core::key::KEY_COUNTER_MAX;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = conn.query(
         &sql,
         &[
             Param::Text(Some(process.unwrap_or(""))),
             Param::Int(Some(limit)),
+            Param::Int(Some(db_key(Key(first)))),
+            Param::Int(Some(db_key(Key(last)))),
         ],
     )?;
     Ok(rows.iter().map(|row| instance_row(row)).collect())
+}
+
+/// The shards whose history a database holds (those with an exporter position).
+fn shards_in(conn: &mut Conn) -> Result<Vec<u16>, ColdError> {
+    Ok(conn
+        .query("SELECT shard FROM exporter_positions ORDER BY shard", &[])?
+        .iter()
+        .filter_map(|row| u16::try_from(row[0].int()?).ok())
+        .collect())
 }
 
 /// One element instance of an instance's history.
@@ -310,11 +334,18 @@ impl Store {
         process: Option<&str>,
         limit: u64,
     ) -> Result<Vec<InstanceRow>, ColdError> {
+        // Each shard's newest `limit`, then the newest `limit` of them all: start time
+        // descending, then key (as stored) descending.
         let mut rows = Vec::new();
-        for (_, conn) in &mut self.conns {
-            rows.extend(instances(conn, state, process, limit)?);
+        for (file_shard, conn) in &mut self.conns {
+            let shards = match file_shard {
+                Some(shard) => vec![*shard],
+                None => shards_in(conn)?,
+            };
+            for shard in shards {
+                rows.extend(instances_of_shard(conn, shard, state, process, limit)?);
+            }
         }
-        // The order of the SQL: start descending, then key (as stored) descending.
         rows.sort_by_key(|row| std::cmp::Reverse((row.start_millis, db_key(row.key))));
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(rows)
