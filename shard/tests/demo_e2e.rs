@@ -108,3 +108,50 @@ fn the_demo_runs_the_order_load_and_leaves_history_the_cli_reads() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+/// A server that pushes back: with an exporter lag limit of a few records, creates and
+/// publishes are refused with BUSY again and again. The load sends each again, the demo says
+/// how many were pushed back, and it still succeeds with every order in the store.
+#[test]
+fn the_demo_rides_out_busy_and_says_so() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-e2e-busy");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("create the test folder");
+    let data = root.join("demo");
+    let port = free_port();
+    let output = Command::new(BIN)
+        .args(["demo", "--seconds", "2", "--inflight", "32", "--port"])
+        .arg(port.to_string())
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "--server-arg=--export-lag-warn-records",
+            "--server-arg=2",
+            "--server-arg=--export-lag-max-records",
+            "--server-arg=4",
+        ])
+        .output()
+        .expect("run ringflow demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "demo failed: {}\nstdout:\n{stdout}\nserver log:\n{log}",
+        output.status
+    );
+    assert!(stdout.contains("pushed back: "), "{stdout}");
+    assert!(!stdout.contains("errors:"), "{stdout}");
+    assert!(log.contains("the exporter lag is over its limit"), "{log}");
+    let completed: u64 = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("orders completed: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no completed count in:\n{stdout}"));
+    let in_store: u64 = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("completed "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cold store count in:\n{stdout}"));
+    assert!(completed > 0 && in_store >= completed, "{stdout}");
+}

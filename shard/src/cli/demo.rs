@@ -48,6 +48,10 @@ pub struct Args {
     /// The port of shard 0 (shard i uses PORT+i).
     #[arg(long, default_value_t = 26550)]
     port: u16,
+    /// An extra argument for the server's `ringflow serve` (repeat it:
+    /// `--server-arg=--history-level --server-arg=instances`).
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
 }
 
 /// The order load: every order is in stock but one in twenty; each gets its
@@ -149,6 +153,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(shards) = args.shards {
         command.arg("--shards").arg(shards.to_string());
     }
+    command.args(&args.server_args);
     let log_file =
         std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     command
