@@ -864,6 +864,13 @@ fn listing_walks_each_shards_keys_and_merges_them_newest_first() {
             .expect("list");
         assert!(!parents.is_empty());
         assert!(parents.iter().all(|row| row.bpmn_process_id == "parent"));
+        // A process the store has no definition of lists nothing (without a walk).
+        assert!(
+            store
+                .instances(None, Some("no-such-process"), 100_000)
+                .expect("list")
+                .is_empty()
+        );
         assert!(parents.windows(2).all(
             |w| (w[0].start_millis, w[0].key.0 as i64) > (w[1].start_millis, w[1].key.0 as i64)
         ));

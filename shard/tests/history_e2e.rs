@@ -358,6 +358,10 @@ fn history_is_exported_and_the_cli_reads_it_back_and_metrics_count_the_work() {
     let text = history(&["instance", &waiting.to_string(), "--data", data_arg]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("waits at: task"), "{text}");
+    // A limit of none is refused, naming the option.
+    let none = history(&["instances", "--data", data_arg, "--limit", "0"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("--limit"));
     // An unknown key: exit 1 and a message.
     let unknown = history(&["instance", "12345", "--data", data_arg]);
     assert_eq!(unknown.status.code(), Some(1));

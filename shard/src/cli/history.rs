@@ -41,8 +41,9 @@ pub struct InstancesArgs {
     /// Only instances of this BPMN process id.
     #[arg(long)]
     process: Option<String>,
-    /// At most this many, newest first.
-    #[arg(long, default_value_t = INSTANCES_LIMIT_DEFAULT)]
+    /// At most this many, newest first (1 or more).
+    #[arg(long, default_value_t = INSTANCES_LIMIT_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
     limit: u64,
 }
 

@@ -101,6 +101,17 @@ fn instances_of_shard(
     if shard > ringflow_core::key::SHARD_ID_MAX {
         return Ok(Vec::new());
     }
+    // A process this database has no definition of has no instances in it: no walk.
+    if let Some(process) = process.filter(|process| !process.is_empty())
+        && conn
+            .query(
+                "SELECT 1 FROM process_definitions WHERE bpmn_process_id = $1 LIMIT 1",
+                &[Param::Text(Some(process))],
+            )?
+            .is_empty()
+    {
+        return Ok(Vec::new());
+    }
     let state_clause = match state {
         None => "",
         Some(StateFilter::Active) => " AND i.state = 'active'",
