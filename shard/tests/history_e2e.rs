@@ -120,7 +120,15 @@ impl Server {
             .expect("start ringflow serve");
         let mut server = Server(child);
         let started = Instant::now();
-        while TcpStream::connect(addr).is_err() {
+        // Every shard's port (shard i on PORT+i): a shard listens once it has recovered.
+        let shards: u16 = extra
+            .iter()
+            .position(|arg| *arg == "--shards")
+            .and_then(|at| extra.get(at + 1))
+            .map_or(1, |count| count.parse().expect("a shard count"));
+        let (host, port) = addr.rsplit_once(':').expect("HOST:PORT");
+        let port: u16 = port.parse().expect("a port");
+        while (0..shards).any(|shard| TcpStream::connect((host, port + shard)).is_err()) {
             if let Some(status) = server.0.try_wait().expect("try_wait") {
                 panic!("ringflow serve exited with {status}: {}", server_log(data));
             }
@@ -396,7 +404,23 @@ fn history_is_exported_and_the_cli_reads_it_back_and_metrics_count_the_work() {
     let said = String::from_utf8_lossy(&missing.stderr);
     assert!(said.contains("cold/shard-N.db"), "{said}");
 
-    let text = scrape(&metrics_addr);
+    // The exporter has caught up once the store shows the history above; its gauges are
+    // read on their own schedule, so wait (at most 10 s) until they say so too.
+    let started = Instant::now();
+    let text = loop {
+        let text = scrape(&metrics_addr);
+        let lag = metric(&text, "ringflow_exporter_lag_records{shard=\"0\"}");
+        let position = metric(&text, "ringflow_exporter_position{shard=\"0\"}");
+        let durable = metric(&text, "ringflow_durable_lsn{shard=\"0\"}");
+        if lag == 0.0 && position == durable {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the exporter did not catch up: lag {lag}, position {position}, durable {durable}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let shard = "{shard=\"0\"";
     assert_eq!(
         metric(
