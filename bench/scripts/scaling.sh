@@ -12,6 +12,8 @@
 # alternated so that a drift of the machine's speed touches every count alike. Each run's
 # JSON and log go to OUT_DIR; a line per run and a table of the means go to standard output:
 # for each count, its instances/s and that over N times one shard's (the target: 0.9).
+# Then `ringflow-bench export` with MAX_SHARDS exporters (the SQLite store's exporters alone,
+# one file shared against a file each; its table goes to OUT_DIR/export.md too).
 #
 # Run from the repository root after `cargo build --release -p ringflow-shard -p
 # ringflow-bench` (or set B and SERVER to the two binaries), with nothing else running, on
@@ -72,3 +74,7 @@ awk '
       }
     }
   }' "$RESULTS"
+echo
+echo "ringflow-bench export, $MAX exporters:"
+"$B" export --exporters "$MAX" --instances 50000 --rounds 2 --dir "$OUT/export-stores" \
+  2> "$OUT/export.log" | tee "$OUT/export.md"
