@@ -192,8 +192,16 @@ impl Conn {
         let kind = match target {
             Target::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| error(format!("cannot make {}: {e}", parent.display())))?;
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        if parent.exists() && !parent.is_dir() {
+                            error(format!(
+                                "{} is in the way: a file, not a folder",
+                                parent.display()
+                            ))
+                        } else {
+                            error(format!("cannot make {}: {e}", parent.display()))
+                        }
+                    })?;
                 }
                 let conn = rusqlite::Connection::open(path).map_err(|e| error(e.to_string()))?;
                 conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MILLIS))
@@ -477,5 +485,13 @@ mod tests {
             .err()
             .expect("a directory is not one database");
         assert!(opened.message.contains("file per shard"), "{opened}");
+        // A file where the folder of the files should be is named as such.
+        let root = std::env::temp_dir().join(format!("ringflow-sql-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("cold"), b"").unwrap();
+        let blocked = Target::SqliteShards(root.join("cold")).for_shard(0);
+        let refused = Conn::open(&blocked).err().expect("no folder for the files");
+        assert!(refused.message.contains("in the way"), "{refused}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
