@@ -642,6 +642,20 @@ impl ServeConfig {
                 )),
             }
         }
+        if let Some(Target::Sqlite(path)) = &cold_store
+            && me.shard_count > 1
+        {
+            warnings.push(format!(
+                "the SQLite cold store {} is one file for {} shards: their exporters take turns \
+                 at its write lock (a file each ran one_task 43% faster at 2 shards, \
+                 bench/RESULTS.md); a file per shard is cold-store = \"sqlite-shards:DIR\" (a \
+                 new store: the history in this file stays readable with `ringflow instances \
+                 --cold-store sqlite:{}`)",
+                path.display(),
+                me.shard_count,
+                path.display()
+            ));
+        }
         let retired = crate::journal::writer::segments_per_snapshot_max(
             shard.snapshot_every_bytes,
             shard.journal.segment_bytes,
@@ -970,6 +984,23 @@ mod tests {
         );
         let plan = plan_of(&["--spare-segments", "1", "--snapshot-every-mib", "0"]).unwrap();
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        // One SQLite file for several shards runs, with a warning that names a file each.
+        let shared = plan_of(&["--shards", "2", "--cold-store", "sqlite:/var/h/cold.db"]).unwrap();
+        assert_eq!(shared.warnings.len(), 1, "{:?}", shared.warnings);
+        assert!(
+            shared.warnings[0].contains("one file for 2 shards")
+                && shared.warnings[0].contains("sqlite-shards:DIR"),
+            "{:?}",
+            shared.warnings
+        );
+        for args in [
+            &["--shards", "1", "--cold-store", "sqlite:/var/h/cold.db"][..],
+            &["--shards", "2", "--cold-store", "sqlite-shards:/var/h/cold"][..],
+            &["--shards", "2"][..],
+        ] {
+            let plan = plan_of(args).unwrap();
+            assert!(plan.warnings.is_empty(), "{args:?}: {:?}", plan.warnings);
+        }
         assert!(error(&["--slow-commit-ms", "18446744073709551615"]).contains("slow-commit-ms"));
     }
 
