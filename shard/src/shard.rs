@@ -161,6 +161,23 @@ pub enum RecoveryError {
         /// The count configured.
         configured: u16,
     },
+    /// The cold store has more of this shard's history than its journal: it was written from
+    /// another data directory (or this one's journal was removed). Exporting on would skip the
+    /// new records up to the store's position and let new keys overwrite old rows.
+    #[error(
+        "the cold store holds this shard's history up to LSN {position}, past the end of its \
+         journal here (LSN {durable}): the store was written from another data directory, or \
+         this one's journal was removed. Going on would skip new history up to LSN {position} \
+         and overwrite old rows with new ones of the same keys. Start the node on the data \
+         directory that wrote the store, or give it a store of its own (--cold-store, or move \
+         the data directory's cold/ away)"
+    )]
+    StoreAhead {
+        /// The store's exporter position for the shard.
+        position: u64,
+        /// The last durable LSN of the shard's journal here.
+        durable: u64,
+    },
     /// A journaled command did not replay: the data is from an incompatible version or the
     /// engine is not deterministic (a bug).
     #[error("replay failed at LSN {lsn}: {reason}; inspect it with `ringflow journal inspect`")]
@@ -434,6 +451,16 @@ pub async fn recover_exporting<D: Dir>(
     }
     report.replayed = recovered.records.len();
     report.durable_lsn = journal.durable_lsn();
+    // The exporter only ever takes durable records, so its position cannot pass this
+    // journal's end unless the store and the data directory do not belong together.
+    if let Some(position) = exported
+        && position > report.durable_lsn
+    {
+        return Err(RecoveryError::StoreAhead {
+            position,
+            durable: report.durable_lsn,
+        });
+    }
     if let (Some(queue), Some(from)) = (&export, export_from) {
         report.exported = Some((from, again.len()));
         queue.push(again, journal.durable_lsn());

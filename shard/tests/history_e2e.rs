@@ -993,3 +993,63 @@ const WAIT_FOR_GO: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:message id="go" name="go"><bpmn:extensionElements><zeebe:subscription correlationKey="=pay"/></bpmn:extensionElements></bpmn:message>
 </bpmn:definitions>
 "#;
+
+/// A cold store written from another data directory is further along than this one's
+/// journal: exporting on would skip the new history and overwrite old rows, so the node does
+/// not start, and says why.
+#[test]
+fn a_cold_store_ahead_of_the_journal_is_refused_at_start() {
+    let root = data_dir("store-ahead");
+    let store = format!("sqlite:{}", root.join("shared.db").display());
+    let first = root.join("first");
+    std::fs::create_dir_all(&first).expect("mkdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    {
+        let _server = Server::start(&first, &addr, &["--cold-store", &store]);
+        let mut client = connect(&addr, &first);
+        deploy(&mut client);
+        let key = create(&mut client, "{}", "").expect("create");
+        history_json(
+            &[
+                "instance",
+                &key.to_string(),
+                "--cold-store",
+                &store,
+                "--json",
+            ],
+            |_| true,
+        );
+    }
+    let second = root.join("second");
+    std::fs::create_dir_all(&second).expect("mkdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--data")
+        .arg(&second)
+        .args(["--listen", &addr, "--shards", "1", "--cold-store", &store])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ringflow serve");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("ringflow serve started on a store ahead of its journal");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("past the end of its journal here (LSN 0)")
+            && stderr.contains("another data directory"),
+        "{stderr}"
+    );
+}
