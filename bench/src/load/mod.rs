@@ -73,7 +73,8 @@ pub struct Common {
     #[arg(long, default_value_t = PORT_DEFAULT)]
     port: u16,
     /// The server's cold store: `none`, `sqlite` (the default of `ringflow serve`: SQLite in
-    /// the data directory) or a postgres:// URL.
+    /// the data directory) or a postgres:// URL (empty for each run: the server refuses a
+    /// store that is ahead of its fresh journal).
     #[arg(long, default_value = "sqlite")]
     cold_store: String,
     /// Keep the server's data directory and log.
