@@ -2,7 +2,7 @@
 //! runs the order load, exits 0, and leaves a data directory whose cold store the CLI reads.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringflow");
@@ -22,9 +22,11 @@ fn free_port() -> u16 {
     }
 }
 
-#[test]
-fn the_demo_runs_the_order_load_and_leaves_history_the_cli_reads() {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-e2e");
+/// A successful run of `ringflow demo` (2 s, 32 in flight) in a fresh folder `name`, with
+/// `extra` arguments: its data directory, stdout, stderr and server log. Fails the test,
+/// showing all four, when the demo fails.
+fn run_demo(name: &str, extra: &[&str]) -> (PathBuf, String, String, String) {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("create the test folder");
     let data = root.join("demo");
@@ -34,35 +36,49 @@ fn the_demo_runs_the_order_load_and_leaves_history_the_cli_reads() {
         .arg(port.to_string())
         .arg("--data")
         .arg(&data)
+        .args(extra)
         .output()
         .expect("run ringflow demo");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
     assert!(
         output.status.success(),
         "demo failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{log}",
         output.status
     );
-    // The progress line came once a second, with rates and latency.
-    assert!(
-        stderr.contains("inst/s") && stderr.contains("p99"),
-        "{stderr}"
-    );
-    let completed: u64 = stdout
+    (data, stdout, stderr, log)
+}
+
+/// The summary's count of completed orders and the cold store's count of completed
+/// instances.
+fn completed_counts(stdout: &str) -> (u64, u64) {
+    let completed = stdout
         .lines()
         .find_map(|line| line.trim().strip_prefix("orders completed: "))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|count| count.parse().ok())
         .unwrap_or_else(|| panic!("no completed count in:\n{stdout}"));
-    assert!(completed > 0, "{stdout}");
-    assert!(stdout.contains("cold store caught up"), "{stdout}");
-    // The cold store holds at least every order the summary counted, all completed.
-    let in_store: u64 = stdout
+    let in_store = stdout
         .lines()
         .find_map(|line| line.trim().strip_prefix("completed "))
         .and_then(|count| count.trim().parse().ok())
         .unwrap_or_else(|| panic!("no cold store count in:\n{stdout}"));
+    (completed, in_store)
+}
+
+#[test]
+fn the_demo_runs_the_order_load_and_leaves_history_the_cli_reads() {
+    let (data, stdout, stderr, _) = run_demo("demo-e2e", &[]);
+    // The progress line came once a second, with rates and latency.
+    assert!(
+        stderr.contains("inst/s") && stderr.contains("p99"),
+        "{stderr}"
+    );
+    let (completed, in_store) = completed_counts(&stdout);
+    assert!(completed > 0, "{stdout}");
+    assert!(stdout.contains("cold store caught up"), "{stdout}");
+    // The cold store holds at least every order the summary counted, all completed.
     assert!(in_store >= completed, "{in_store} < {completed}\n{stdout}");
     // The count is over every shard's file of the store.
     assert!(
@@ -114,44 +130,18 @@ fn the_demo_runs_the_order_load_and_leaves_history_the_cli_reads() {
 /// how many were pushed back, and it still succeeds with every order in the store.
 #[test]
 fn the_demo_rides_out_busy_and_says_so() {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-e2e-busy");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).expect("create the test folder");
-    let data = root.join("demo");
-    let port = free_port();
-    let output = Command::new(BIN)
-        .args(["demo", "--seconds", "2", "--inflight", "32", "--port"])
-        .arg(port.to_string())
-        .arg("--data")
-        .arg(&data)
-        .args([
+    let (_, stdout, _, log) = run_demo(
+        "demo-e2e-busy",
+        &[
             "--server-arg=--export-lag-warn-records",
             "--server-arg=2",
             "--server-arg=--export-lag-max-records",
             "--server-arg=4",
-        ])
-        .output()
-        .expect("run ringflow demo");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
-    assert!(
-        output.status.success(),
-        "demo failed: {}\nstdout:\n{stdout}\nserver log:\n{log}",
-        output.status
+        ],
     );
     assert!(stdout.contains("pushed back: "), "{stdout}");
     assert!(!stdout.contains("errors:"), "{stdout}");
     assert!(log.contains("the exporter lag is over its limit"), "{log}");
-    let completed: u64 = stdout
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("orders completed: "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|count| count.parse().ok())
-        .unwrap_or_else(|| panic!("no completed count in:\n{stdout}"));
-    let in_store: u64 = stdout
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("completed "))
-        .and_then(|count| count.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no cold store count in:\n{stdout}"));
+    let (completed, in_store) = completed_counts(&stdout);
     assert!(completed > 0 && in_store >= completed, "{stdout}");
 }

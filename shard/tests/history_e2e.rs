@@ -1023,29 +1023,16 @@ fn a_cold_store_ahead_of_the_journal_is_refused_at_start() {
     let second = root.join("second");
     std::fs::create_dir_all(&second).expect("mkdir");
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .arg("--data")
-        .arg(&second)
-        .args(["--listen", &addr, "--shards", "1", "--cold-store", &store])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ringflow serve");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("ringflow serve started on a store ahead of its journal");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read stderr");
+    let (status, stderr) = common::serve_until_it_exits(&[
+        "--data".as_ref(),
+        second.as_ref(),
+        "--listen".as_ref(),
+        addr.as_ref(),
+        "--shards".as_ref(),
+        "1".as_ref(),
+        "--cold-store".as_ref(),
+        store.as_ref(),
+    ]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("past the end of its journal here (LSN 0)")

@@ -1340,39 +1340,22 @@ fn the_cli_deploys_a_dmn_decision_that_a_business_rule_task_evaluates() {
     drop(server);
 }
 
-/// Runs `ringflow serve` on `data`, which must exit by itself within a minute (it fails the
-/// test otherwise); returns its exit status and what it printed on stderr.
+/// Runs `ringflow serve` on `data` with `shards` shards until it exits by itself (see
+/// [`common::serve_until_it_exits`]).
 fn serve_until_it_exits(
     data: &Path,
     addr: &str,
     shards: u16,
 ) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .arg("--data")
-        .arg(data)
-        .args(["--listen", addr, "--shards", &shards.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ringflow serve");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringflow serve on {} kept running", data.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    (status, stderr)
+    let shards = shards.to_string();
+    common::serve_until_it_exits(&[
+        "--data".as_ref(),
+        data.as_ref(),
+        "--listen".as_ref(),
+        addr.as_ref(),
+        "--shards".as_ref(),
+        shards.as_ref(),
+    ])
 }
 
 /// A node whose shard cannot start (here: its data was written with another shard count)

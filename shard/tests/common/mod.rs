@@ -68,3 +68,32 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
         .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name_and_labels} in the metrics"))
 }
+
+/// Runs `ringflow serve ARGS`, which must exit by itself within a minute (it fails the test
+/// otherwise); returns its exit status and what it printed on stderr.
+pub fn serve_until_it_exits(args: &[&std::ffi::OsStr]) -> (std::process::ExitStatus, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringflow"))
+        .arg("serve")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ringflow serve");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringflow serve {args:?} kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (status, stderr)
+}
