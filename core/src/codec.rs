@@ -34,6 +34,7 @@
 //! | 15 | TriggerTimer | key |
 //! | 16 | Receive | from u16, number u64, the mail (`remote::encode_mail`) |
 //! | 17 | Acknowledge | to u16, number u64 |
+//! | 18 | BroadcastSignal | name, variables |
 
 use std::sync::Arc;
 
@@ -164,6 +165,11 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             out.extend_from_slice(&to.to_le_bytes());
             out.extend_from_slice(&seq.to_le_bytes());
         }
+        Command::BroadcastSignal { name, variables } => {
+            out.push(18);
+            put_bytes(out, name.as_bytes());
+            put_variables(out, variables);
+        }
     }
 }
 
@@ -266,6 +272,10 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
         17 => Command::Acknowledge {
             to: u16::from_le_bytes(reader.array()?),
             seq: u64::from_le_bytes(reader.array()?),
+        },
+        18 => Command::BroadcastSignal {
+            name: reader.string()?,
+            variables: read_variables(reader)?,
         },
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
@@ -380,6 +390,10 @@ mod tests {
             Command::ExpireMessage { key },
             Command::TriggerTimer { key },
             Command::Acknowledge { to: 2, seq: 9 },
+            Command::BroadcastSignal {
+                name: "stop".to_string(),
+                variables: variables(),
+            },
         ]
         .into_iter()
         .chain(
@@ -476,6 +490,10 @@ mod tests {
             Mail::ThrowAnswered {
                 throw: Key::new(2, 12),
                 caught: crate::remote::Caught::NotInterrupting,
+            },
+            Mail::Signal {
+                name: "stop".to_string(),
+                variables: variables(),
             },
         ]
     }

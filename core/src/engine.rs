@@ -116,6 +116,14 @@ pub enum Command {
         /// Deduplicates the message while it is buffered.
         message_id: Option<String>,
     },
+    /// Broadcasts a signal to every signal subscription of its name on every shard, and
+    /// starts every process with a signal start event of that name (see [`crate::signals`]).
+    BroadcastSignal {
+        /// The signal name.
+        name: String,
+        /// The signal's variables.
+        variables: Variables,
+    },
     /// The shard's timer: a buffered message's time to live is over.
     ExpireMessage {
         /// The message key.
@@ -238,6 +246,11 @@ pub enum Response {
     /// A buffered message expired.
     MessageExpired {
         /// The message key.
+        key: Key,
+    },
+    /// A signal was broadcast (here, and as mail to every other shard).
+    SignalBroadcast {
+        /// The signal's key.
         key: Key,
     },
     /// A timer fired.
@@ -765,6 +778,9 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
             message_id,
             ctx,
         )?,
+        Command::BroadcastSignal { name, variables } => {
+            crate::signals::broadcast(state, name, variables, ctx)?
+        }
         Command::ExpireMessage { key } => crate::messages::expire(state, key, ctx)?,
         Command::TriggerTimer { key } => crate::timers::trigger(state, key, ctx)?,
         Command::Receive { from, seq, mail } => {

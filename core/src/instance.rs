@@ -120,6 +120,24 @@ pub struct Subscription {
     pub process_instance_key: Key,
 }
 
+/// A signal subscription: an element instance waits for a signal with this name. Unlike a
+/// message, a signal goes to every subscription of its name (see `signals`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalSubscription {
+    /// The subscription key.
+    pub key: Key,
+    /// The signal name, as evaluated when the subscription opened.
+    pub name: String,
+    /// The process definition the event belongs to.
+    pub process_definition_key: Key,
+    /// The signal event in the model.
+    pub element: ElementIndex,
+    /// The element instance that waits (see [`Timer::owner`]).
+    pub owner: Key,
+    /// The process instance.
+    pub process_instance_key: Key,
+}
+
 /// Where a job stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {

@@ -12,17 +12,18 @@
 //! `BTreeMap`s, so nothing depends on hash iteration order.
 //!
 //! **Status:** implemented: keys ([`key`]); `Deploy` with versions and idempotent redeploys
-//! (models using signals, compensation or DMN decisions are refused with a reason);
+//! (models using compensation are refused with a reason);
 //! `CreateInstance`, `CancelInstance`, `ActivateJobs`, `CompleteJob`, `FailJob` (retries,
 //! backoff), `JobLeaseExpired`, `JobRetryDue`, `UpdateJobRetries`, `ThrowError`,
 //! `ResolveIncident`, `SetVariables`, `PublishMessage` (correlation under the Camunda 8
-//! rules, buffering, deduplication), `ExpireMessage` and `TriggerTimer`; the token machine
-//! for every element the README's table marks "yes": events (none, message, timer, error,
-//! escalation, link, terminate), tasks, gateways (exclusive, parallel, inclusive,
+//! rules, buffering, deduplication), `BroadcastSignal` ([`signals`]), `ExpireMessage` and
+//! `TriggerTimer`; the token machine for every element the README's table marks "yes":
+//! events (none, message, timer, signal, error, escalation, link, terminate), tasks, gateways (exclusive, parallel, inclusive,
 //! event-based), embedded and event subprocesses, multi-instance activities and call
 //! activities; FEEL conditions and mappings against JSON variables with the clock from
 //! [`Ctx`]; and the deterministic snapshot of all of it. Module docs: `waits` (what element
-//! instances wait for), [`timers`], `messages`, `multi`, `call`, `errors`, `support`.
+//! instances wait for), [`timers`], `messages`, [`signals`], `multi`, `call`, `errors`,
+//! `support`.
 
 mod call;
 mod cancel;
@@ -42,6 +43,7 @@ pub mod messages;
 mod multi;
 pub mod remote;
 mod run;
+pub mod signals;
 mod snapshot;
 mod state;
 mod support;
@@ -55,7 +57,7 @@ pub use engine::{
 };
 pub use instance::{
     ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, MultiBody,
-    ProcessInstance, Subscription, Timer,
+    ProcessInstance, SignalSubscription, Subscription, Timer,
 };
 pub use key::Key;
 pub use remote::{Mail, RemoteSubscription};

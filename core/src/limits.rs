@@ -48,3 +48,7 @@ pub const MESSAGE_TTL_MILLIS_MAX: u64 = 365 * 24 * 3_600_000;
 /// Most items in a multi-instance activity's input collection: each becomes an element
 /// instance, so this is the per-instance element limit.
 pub const MULTI_INSTANCE_ITEMS_MAX: usize = ELEMENT_INSTANCES_PER_INSTANCE_MAX as usize;
+
+/// Most signals one command may broadcast: a thrown signal that starts a process which
+/// throws it again would otherwise never end. The throw over it is an incident.
+pub const SIGNALS_PER_COMMAND_MAX: u32 = 1_000;

@@ -50,6 +50,10 @@
 //! busy, at most one per BPMN process id, each as Correlate mail.
 //! ```
 //!
+//! **Signals.** A signal broadcast on one shard goes to every other shard as
+//! [`Mail::Signal`], one mail per shard, never answered: each delivers it to its own signal
+//! subscriptions (see [`crate::signals`]).
+//!
 //! **Call activities.** With the extension property `ringflow:businessKey`, the child is
 //! placed on the shard of that business key. The parent's shard sends
 //! `CreateChild{call, process id, version tag, business key, variables}`; the child's shard
@@ -229,6 +233,15 @@ pub enum Mail {
         throw: Key,
         /// Whether and how it was caught.
         caught: Caught,
+    },
+    /// From the shard where a signal was broadcast to every other shard: every signal
+    /// subscription of this name fires. Signal start events start instances only on the
+    /// shard where it was broadcast, so that a broadcast starts each process once.
+    Signal {
+        /// The signal name.
+        name: String,
+        /// The signal's variables.
+        variables: Variables,
     },
 }
 
@@ -453,13 +466,16 @@ impl Run<'_> {
         self.state.owner_of_text(correlation_key) != self.state.shard()
     }
 
-    /// Closes a subscription; one registered with another shard is unsubscribed there.
+    /// Closes a message or signal subscription; a message subscription registered with
+    /// another shard is unsubscribed there.
     pub(crate) fn close_subscription(&mut self, key: Key) {
         if let Some(subscription) = self.state.remove_subscription(key) {
             let owner = self.state.owner_of_text(&subscription.correlation_key);
             if owner != self.state.shard() {
                 self.send(owner, Mail::Unsubscribe { subscription: key });
             }
+        } else {
+            self.state.remove_signal_subscription(key);
         }
     }
 
@@ -723,6 +739,7 @@ impl Run<'_> {
                 }
             }
             Mail::ThrowAnswered { throw, caught } => self.throw_answered(throw, caught),
+            Mail::Signal { name, variables } => self.receive_signal(name, variables),
         }
     }
 
@@ -1126,6 +1143,11 @@ pub fn encode_mail(mail: &Mail, out: &mut Vec<u8>) {
                 Caught::NotInterrupting => 2,
             });
         }
+        Mail::Signal { name, variables } => {
+            out.push(15);
+            put_bytes(out, name.as_bytes());
+            put_variables(out, variables);
+        }
     }
 }
 
@@ -1222,6 +1244,10 @@ pub(crate) fn read_mail(reader: &mut Reader<'_>) -> Result<Mail, SnapshotError> 
                     )));
                 }
             },
+        },
+        15 => Mail::Signal {
+            name: reader.string()?,
+            variables: read_variables(reader)?,
         },
         other => return Err(SnapshotError::Corrupt(format!("unknown mail tag {other}"))),
     })

@@ -58,6 +58,11 @@ pub(crate) struct Run<'s> {
     /// asks about 10 times for the one instance it moves (an instance's definition never
     /// changes, and its key is never reused).
     definition_memo: std::cell::Cell<Option<(Key, Arc<ProcessDefinition>)>>,
+    /// Signals broadcast by this command, delivered on this shard once no token moves (see
+    /// `signals`).
+    pub(crate) signals: VecDeque<crate::signals::Delivery>,
+    /// Signals this command broadcast so far (at most `SIGNALS_PER_COMMAND_MAX`).
+    pub(crate) signals_broadcast: u32,
 }
 
 impl Drop for Run<'_> {
@@ -92,6 +97,8 @@ impl<'s> Run<'s> {
             chosen: BTreeMap::new(),
             triggered: BTreeMap::new(),
             definition_memo: std::cell::Cell::new(None),
+            signals: VecDeque::new(),
+            signals_broadcast: 0,
         }
     }
 
@@ -251,8 +258,20 @@ impl<'s> Run<'s> {
         self.work.push_back(Step::Complete { key });
     }
 
-    /// Runs queued steps until there are none.
+    /// Runs queued steps until there are none, then delivers the signals the command
+    /// broadcast, one at a time, each after the work the one before caused.
     pub(crate) fn run(&mut self) {
+        loop {
+            self.settle();
+            match self.signals.pop_front() {
+                Some(delivery) => self.deliver_signal(delivery),
+                None => return,
+            }
+        }
+    }
+
+    /// Runs queued steps until no token moves.
+    pub(crate) fn settle(&mut self) {
         loop {
             self.drain();
             // Once no token moves, an inclusive join can tell which tokens can still arrive.
@@ -260,6 +279,12 @@ impl<'s> Run<'s> {
                 return;
             }
         }
+    }
+
+    /// Gives the next work a budget of `COMMAND_STEPS_MAX` steps of its own: a signal
+    /// delivered to many waiting instances moves each of them.
+    pub(crate) fn reset_steps(&mut self) {
+        self.steps = 0;
     }
 
     fn drain(&mut self) {
@@ -558,7 +583,7 @@ impl<'s> Run<'s> {
                 self.start_scope_at(&definition, key, Some(start));
             }
             ElementKind::IntermediateCatchEvent(
-                CatchTrigger::Message(_) | CatchTrigger::Timer(_),
+                CatchTrigger::Message(_) | CatchTrigger::Timer(_) | CatchTrigger::Signal(_),
             )
             | ElementKind::ReceiveTask(_) => {
                 self.open_waits(key, &[element]);
@@ -588,6 +613,12 @@ impl<'s> Run<'s> {
                 // Unless an interrupting catch ended it, the throw event goes on (once the
                 // parent's shard answered, when it was asked).
                 if self.throw_escalation(key, &code) && self.state.elements.contains_key(&key) {
+                    self.complete_later(key);
+                }
+            }
+            ElementKind::IntermediateThrowEvent(ThrowResult::Signal(name))
+            | ElementKind::EndEvent(EndResult::Signal(name)) => {
+                if self.throw_signal(key, name) {
                     self.complete_later(key);
                 }
             }

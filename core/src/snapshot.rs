@@ -6,7 +6,7 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x05` (formats 3, without the cross-shard fields, and 4, without remote incidents and pending throws, are still read) |
+//! | magic | `RFSNAP` then format version `0x00 0x06` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, and 5, without signal subscriptions, are still read) |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
@@ -22,6 +22,7 @@
 //! | multi-instance bodies | u32 count, then key, items (JSON array bytes), started u32, completed u32, terminated u32 |
 //! | decision versions | u32 count, then per version in key order: key, version u32, deployment key, decision id, resource name, resource (restored by parsing the DMN again) |
 //! | cross shard (format 4) | cluster shard count u16; mail numbers sent and taken (each u32 count, then shard u16 and number u64); outbox (u32 count, then destination u16, number u64, the mail as `remote::encode_mail` writes it); remote subscriptions (u32 count, then key, name, correlation key, process id, the message being correlated (optional key)); from format 5: remote incidents (u32 count, then call activity key and the incident as above), pending throws (u32 count, then throw key and tag u8: 0 thrower (element key, escalation u8, code, message, job u8), 1 relay (shard u16, the child's throw key)) |
+//! | signal subscriptions (format 6) | u32 count, then key, name, definition key, element u32, owner key, instance key |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -45,7 +46,9 @@ use crate::instance::{
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
-const MAGIC: &[u8; 8] = b"RFSNAP\x00\x05";
+const MAGIC: &[u8; 8] = b"RFSNAP\x00\x06";
+/// Format 5: without signal subscriptions.
+const MAGIC_5: &[u8; 8] = b"RFSNAP\x00\x05";
 /// Format 4 (before remote incidents and pending throws): still read.
 const MAGIC_4: &[u8; 8] = b"RFSNAP\x00\x04";
 /// Format 3 (before the cross-shard fields): still read, as a state with an empty outbox.
@@ -56,7 +59,7 @@ const MAGIC_3: &[u8; 8] = b"RFSNAP\x00\x03";
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
     /// The bytes do not start with the snapshot magic and format version.
-    #[error("not a ringflow snapshot of format 3, 4 or 5 (bad magic)")]
+    #[error("not a ringflow snapshot of format 3, 4, 5 or 6 (bad magic)")]
     BadMagic,
     /// The checksum does not match: the snapshot is corrupt.
     #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -106,7 +109,8 @@ impl State {
             return Err(SnapshotError::BadMagic);
         }
         let format = match &bytes[..MAGIC.len()] {
-            magic if magic == MAGIC => 5,
+            magic if magic == MAGIC => 6,
+            magic if magic == MAGIC_5 => 5,
             magic if magic == MAGIC_4 => 4,
             magic if magic == MAGIC_3 => 3,
             _ => return Err(SnapshotError::BadMagic),
@@ -307,6 +311,15 @@ impl State {
         }
         self.encode_waits(out);
         crate::remote::encode_remote(self, out);
+        put_count(out, self.signal_subscriptions.len());
+        for subscription in self.signal_subscriptions.values() {
+            put_key(out, subscription.key);
+            put_bytes(out, subscription.name.as_bytes());
+            put_key(out, subscription.process_definition_key);
+            out.extend_from_slice(&subscription.element.0.to_le_bytes());
+            put_key(out, subscription.owner);
+            put_key(out, subscription.process_instance_key);
+        }
     }
 
     fn encode_waits(&self, out: &mut Vec<u8>) {
@@ -514,6 +527,31 @@ fn decode_runtime(
     decode_waits(reader, state)?;
     if format >= 4 {
         crate::remote::decode_remote(reader, state, format)?;
+    }
+    if format >= 6 {
+        for _ in 0..reader.count()? {
+            let subscription = crate::instance::SignalSubscription {
+                key: reader.key()?,
+                name: reader.string()?,
+                process_definition_key: reader.key()?,
+                element: ElementIndex(u32::from_le_bytes(reader.array()?)),
+                owner: reader.key()?,
+                process_instance_key: reader.key()?,
+            };
+            let (key, definition, element) = (
+                subscription.key,
+                subscription.process_definition_key,
+                subscription.element,
+            );
+            check_waiter(state, key, definition, element, Some(subscription.owner))?;
+            if state
+                .signal_subscriptions
+                .insert(key, subscription)
+                .is_some()
+            {
+                return Err(corrupt(format!("signal subscription {key} repeats")));
+            }
+        }
     }
     state.rebuild_indexes();
     Ok(())
@@ -830,12 +868,13 @@ mod tests {
     fn a_format_3_snapshot_is_read_as_a_state_with_no_cross_shard_fields() {
         let mut state = State::new(2);
         state.set_last_key(Key::new(2, 40));
-        let v5 = state.encode();
-        // Format 3 is format 5 without the cross-shard section, which for this state is the
-        // shard count (u16) and six empty counts (u32 each).
-        let v3 = older(&v5, 2 + 6 * 4, MAGIC_3);
+        let v6 = state.encode();
+        // Format 3 is format 6 without the cross-shard section, which for this state is the
+        // shard count (u16) and six empty counts (u32 each), and without the signal
+        // subscriptions' empty count.
+        let v3 = older(&v6, 2 + 6 * 4 + 4, MAGIC_3);
         let restored = State::decode(&v3).expect("format 3 is read");
-        assert_eq!(restored.encode(), v5);
+        assert_eq!(restored.encode(), v6);
         let mut other = v3.clone();
         other[7] = 2;
         assert_eq!(State::decode(&other).unwrap_err(), SnapshotError::BadMagic);
@@ -846,20 +885,43 @@ mod tests {
         let mut state = State::new(1);
         state.set_cluster_shards(4);
         state.set_last_key(Key::new(1, 7));
-        let v5 = state.encode();
-        // Format 4 lacks the last two counts of the cross-shard section.
-        let v4 = older(&v5, 2 * 4, MAGIC_4);
+        let v6 = state.encode();
+        // Format 4 lacks the last two counts of the cross-shard section and the signal
+        // subscriptions' count.
+        let v4 = older(&v6, 3 * 4, MAGIC_4);
         let restored = State::decode(&v4).expect("format 4 is read");
-        assert_eq!(restored.encode(), v5);
+        assert_eq!(restored.encode(), v6);
         assert_eq!(restored.cluster_shards(), 4);
-        // Read as format 5, the same bytes are short.
-        let mut as_v5 = v4.clone();
-        as_v5[..MAGIC.len()].copy_from_slice(MAGIC);
-        let body = as_v5.len() - 4;
-        let checksum = crc32fast::hash(&as_v5[..body]);
-        as_v5[body..].copy_from_slice(&checksum.to_le_bytes());
+        // Read as format 6, the same bytes are short.
+        let mut as_v6 = v4.clone();
+        as_v6[..MAGIC.len()].copy_from_slice(MAGIC);
+        let body = as_v6.len() - 4;
+        let checksum = crc32fast::hash(&as_v6[..body]);
+        as_v6[body..].copy_from_slice(&checksum.to_le_bytes());
         assert!(matches!(
-            State::decode(&as_v5),
+            State::decode(&as_v6),
+            Err(SnapshotError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn a_format_5_snapshot_is_read_as_a_state_with_no_signal_subscriptions() {
+        let mut state = State::new(3);
+        state.set_cluster_shards(2);
+        state.set_last_key(Key::new(3, 9));
+        let v6 = state.encode();
+        // Format 5 lacks the signal subscriptions' count at the end.
+        let v5 = older(&v6, 4, MAGIC_5);
+        let restored = State::decode(&v5).expect("format 5 is read");
+        assert_eq!(restored.encode(), v6);
+        // Read as format 6, the same bytes are short.
+        let mut as_v6 = v5.clone();
+        as_v6[..MAGIC.len()].copy_from_slice(MAGIC);
+        let body = as_v6.len() - 4;
+        let checksum = crc32fast::hash(&as_v6[..body]);
+        as_v6[body..].copy_from_slice(&checksum.to_le_bytes());
+        assert!(matches!(
+            State::decode(&as_v6),
             Err(SnapshotError::Truncated { .. })
         ));
     }

@@ -8,7 +8,8 @@ use smallvec::SmallVec;
 
 use crate::engine::{Event, Variables};
 use crate::instance::{
-    ElementInstance, Incident, Job, MultiBody, ProcessInstance, Subscription, Timer,
+    ElementInstance, Incident, Job, MultiBody, ProcessInstance, SignalSubscription, Subscription,
+    Timer,
 };
 use crate::key::{Key, KeyMap, sorted_values};
 
@@ -64,6 +65,8 @@ pub struct State {
     pub(crate) timers: BTreeMap<Key, Timer>,
     /// Open message subscriptions.
     pub(crate) subscriptions: BTreeMap<Key, Subscription>,
+    /// Open signal subscriptions.
+    pub(crate) signal_subscriptions: BTreeMap<Key, SignalSubscription>,
     /// Multi-instance bodies, by element instance key.
     pub(crate) multi: BTreeMap<Key, MultiBody>,
     /// Every decision version, by decision definition key.
@@ -169,6 +172,8 @@ pub(crate) struct Indexes {
     pub start_timers: BTreeSet<(Key, Key)>,
     /// Open subscriptions by (message name, correlation key), oldest first.
     pub subscriptions: BTreeMap<(String, String), BTreeSet<Key>>,
+    /// Open signal subscriptions by signal name, oldest first.
+    pub signal_subscriptions: BTreeMap<String, BTreeSet<Key>>,
     /// Buffered messages by (name, correlation key), oldest first.
     pub messages: BTreeMap<(String, String), BTreeSet<Key>>,
     /// Message name to the BPMN process ids whose latest version it starts.
@@ -201,6 +206,7 @@ impl State {
             message_ids: BTreeMap::new(),
             timers: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
+            signal_subscriptions: BTreeMap::new(),
             multi: BTreeMap::new(),
             decisions: BTreeMap::new(),
             decision_versions: BTreeMap::new(),
@@ -448,6 +454,11 @@ impl State {
         self.subscriptions.values()
     }
 
+    /// Open signal subscriptions, in key order.
+    pub fn signal_subscriptions(&self) -> impl Iterator<Item = &SignalSubscription> {
+        self.signal_subscriptions.values()
+    }
+
     /// The multi-instance body state of an element instance.
     pub fn multi_body(&self, key: Key) -> Option<&MultiBody> {
         self.multi.get(&key)
@@ -535,6 +546,29 @@ impl State {
         Some(subscription)
     }
 
+    pub(crate) fn insert_signal_subscription(&mut self, subscription: SignalSubscription) {
+        let key = subscription.key;
+        self.index.waits.insert((subscription.owner, key));
+        self.index
+            .signal_subscriptions
+            .entry(subscription.name.clone())
+            .or_default()
+            .insert(key);
+        self.signal_subscriptions.insert(key, subscription);
+    }
+
+    pub(crate) fn remove_signal_subscription(&mut self, key: Key) -> Option<SignalSubscription> {
+        let subscription = self.signal_subscriptions.remove(&key)?;
+        self.index.waits.remove(&(subscription.owner, key));
+        if let Some(keys) = self.index.signal_subscriptions.get_mut(&subscription.name) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.index.signal_subscriptions.remove(&subscription.name);
+            }
+        }
+        Some(subscription)
+    }
+
     pub(crate) fn insert_message(&mut self, message: crate::messages::Message) {
         if let Some(id_key) = message.id_key() {
             self.message_ids.insert(id_key, message.key);
@@ -562,7 +596,7 @@ impl State {
         Some(message)
     }
 
-    /// The timer and subscription keys an element instance owns.
+    /// The timer, message subscription and signal subscription keys an element instance owns.
     pub(crate) fn waits_of(&self, owner: Key) -> Vec<Key> {
         let range = (owner, Key(0))..=(owner, Key(u64::MAX));
         self.index
@@ -602,6 +636,11 @@ impl State {
         let subscriptions: Vec<Subscription> = self.subscriptions.values().cloned().collect();
         for subscription in subscriptions {
             self.insert_subscription(subscription);
+        }
+        let signals: Vec<SignalSubscription> =
+            self.signal_subscriptions.values().cloned().collect();
+        for subscription in signals {
+            self.insert_signal_subscription(subscription);
         }
         for message in self.messages.values() {
             self.index

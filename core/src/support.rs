@@ -3,14 +3,13 @@
 //!
 //! | refused | why |
 //! |---|---|
-//! | signal events (start, catch, boundary, throw, end) | a signal is a broadcast to every instance on every shard; the shard-to-shard channel that needs is not built yet |
 //! | compensation (boundary events, throw and end events, `isForCompensation` handlers) | not built yet |
 //! | timer start events whose value needs variables | a start timer is armed at deploy, when there are none |
 //! | message start events whose name needs variables | the name is needed at deploy to route messages to the process |
+//! | signal start events whose name needs variables | the name is needed when a signal arrives, before there is an instance |
 
 use ringflow_bpmn::{
-    BoundaryTrigger, CatchTrigger, ElementKind, EndResult, ProcessDefinition, StartTrigger,
-    ThrowResult,
+    BoundaryTrigger, ElementKind, EndResult, ProcessDefinition, StartTrigger, ThrowResult,
 };
 
 /// Why the engine refuses an element of a model that parses.
@@ -41,20 +40,6 @@ pub fn refusals(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusal>
     let mut problems = Vec::new();
     for element in definition.elements() {
         let why = match &element.kind {
-            ElementKind::StartEvent {
-                trigger: StartTrigger::Signal(_),
-                ..
-            }
-            | ElementKind::IntermediateCatchEvent(CatchTrigger::Signal(_))
-            | ElementKind::BoundaryEvent {
-                trigger: BoundaryTrigger::Signal(_),
-                ..
-            }
-            | ElementKind::IntermediateThrowEvent(ThrowResult::Signal(_))
-            | ElementKind::EndEvent(EndResult::Signal(_)) => Some(
-                "signal events are not supported yet (a signal is a broadcast to every shard)"
-                    .to_string(),
-            ),
             ElementKind::BoundaryEvent {
                 trigger: BoundaryTrigger::Compensation { .. },
                 ..
@@ -111,6 +96,17 @@ fn start_problems(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusa
                     position: element.position,
                     element_id: element.id.to_string(),
                     reason: "a message start event's name must be known without variables"
+                        .to_string(),
+                });
+            }
+            ElementKind::StartEvent {
+                trigger: StartTrigger::Signal(name),
+                ..
+            } if crate::timers::static_text(name).is_none() => {
+                problems.push(Refusal {
+                    position: element.position,
+                    element_id: element.id.to_string(),
+                    reason: "a signal start event's name must be known without variables"
                         .to_string(),
                 });
             }

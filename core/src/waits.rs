@@ -1,5 +1,5 @@
-//! What element instances wait for (timers and message subscriptions), and what happens
-//! when it comes.
+//! What element instances wait for (timers, message subscriptions and signal
+//! subscriptions), and what happens when it comes.
 //!
 //! A wait belongs to an *owner* element instance and names the *event* in the model that
 //! fires. Removing the owner (it completes, or a cancellation, an interrupting event or a
@@ -7,7 +7,7 @@
 //!
 //! | event | owner | on firing |
 //! |---|---|---|
-//! | intermediate catch event, receive task | the event or task itself | it completes, taking the message's variables |
+//! | intermediate catch event, receive task | the event or task itself | it completes, taking the message's (or signal's) variables |
 //! | boundary event | the activity it is attached to (the multi-instance body) | interrupting: the activity ends and the token leaves by the boundary event; non-interrupting: a new token leaves by it |
 //! | event subprocess start | the enclosing scope | interrupting: the scope's work ends, then the event subprocess runs; non-interrupting: it runs beside the scope's work |
 //! | catch event after an event-based gateway | the gateway | the gateway completes along that branch; its other waits close |
@@ -33,9 +33,11 @@ use crate::timers::Schedule;
 pub(crate) enum Trigger<'d> {
     Timer(&'d TimerDefinition),
     Message(&'d MessageRef),
+    /// The signal's name.
+    Signal(&'d ringflow_bpmn::Expression),
 }
 
-/// The timer or message an event element waits for, if any.
+/// The timer, message or signal an event element waits for, if any.
 pub(crate) fn trigger_of(
     definition: &ProcessDefinition,
     event: ElementIndex,
@@ -60,6 +62,15 @@ pub(crate) fn trigger_of(
             ..
         }
         | ElementKind::ReceiveTask(message) => Some(Trigger::Message(message)),
+        ElementKind::StartEvent {
+            trigger: StartTrigger::Signal(name),
+            ..
+        }
+        | ElementKind::IntermediateCatchEvent(CatchTrigger::Signal(name))
+        | ElementKind::BoundaryEvent {
+            trigger: BoundaryTrigger::Signal(name),
+            ..
+        } => Some(Trigger::Signal(name)),
         _ => None,
     }
 }
@@ -68,6 +79,7 @@ pub(crate) fn trigger_of(
 enum Planned {
     Timer(ElementIndex, Schedule),
     Message(ElementIndex, String, String),
+    Signal(ElementIndex, String),
 }
 
 impl Run<'_> {
@@ -92,6 +104,9 @@ impl Run<'_> {
                 Some(Trigger::Message(message)) => self
                     .message_of(owner, message)
                     .map(|(name, key)| Planned::Message(*event, name, key)),
+                Some(Trigger::Signal(name)) => self
+                    .signal_name_at(owner, name)
+                    .map(|name| Planned::Signal(*event, name)),
             };
             match plan {
                 Ok(plan) => planned.push(plan),
@@ -132,6 +147,19 @@ impl Run<'_> {
                     } else {
                         self.correlate_buffered(key);
                     }
+                }
+                Planned::Signal(event, name) => {
+                    // Signals are not buffered: only one broadcast after this reaches it.
+                    let key = self.key();
+                    self.state
+                        .insert_signal_subscription(crate::instance::SignalSubscription {
+                            key,
+                            name,
+                            process_definition_key,
+                            element: event,
+                            owner,
+                            process_instance_key,
+                        });
                 }
             }
         }
@@ -183,7 +211,10 @@ impl Run<'_> {
         for wait in self.state.waits_of(owner) {
             let event = match self.state.timers.get(&wait) {
                 Some(timer) => timer.element,
-                None => self.state.subscriptions[&wait].element,
+                None => match self.state.subscriptions.get(&wait) {
+                    Some(subscription) => subscription.element,
+                    None => self.state.signal_subscriptions[&wait].element,
+                },
             };
             if events.contains(&event) && self.state.remove_timer(wait).is_none() {
                 self.close_subscription(wait);

@@ -88,7 +88,7 @@ fn every_model_the_parser_accepts_deploys_or_is_refused_with_a_reason() {
             Ok(_) => deployed += 1,
             Err(rejection) => {
                 assert_eq!(rejection.code, RejectionCode::InvalidModel, "{name}");
-                let reasons = ["signal events are not supported yet", "compensation"];
+                let reasons = ["compensation"];
                 assert!(
                     reasons
                         .iter()

@@ -1,8 +1,8 @@
 //! Randomized: generated processes (nested sequences, parallel, exclusive, inclusive and
-//! event-based gateways, subprocesses, tasks, timer and message catch events, timer, message
-//! and error boundary events, multi-instance tasks, call activities) driven by random
-//! commands in any order (create, complete, fail, throw, cancel, resolve, publish, time
-//! passing and timers firing). After every command the state's invariants must hold; at the end
+//! event-based gateways, subprocesses, tasks, timer, message and signal catch events, timer,
+//! message, signal and error boundary events, multi-instance tasks, call activities) driven by
+//! random commands in any order (create, complete, fail, throw, cancel, resolve, publish,
+//! broadcast a signal, time passing and timers firing). After every command the state's invariants must hold; at the end
 //! replaying the accepted commands must give the same bytes. Seeded and reproducible:
 //! `RINGFLOW_RANDOM_SEED=<n> cargo test -p ringflow-core --test random`; more runs with
 //! `RINGFLOW_RANDOM_RUNS=<n>`.
@@ -56,9 +56,19 @@ impl Generator<'_> {
                 (id.clone(), id)
             }
             7 => {
-                let id = self.id("msg");
+                let (id, definition) = if self.rng.below(3) == 0 {
+                    (
+                        self.id("sig"),
+                        r#"<bpmn:signalEventDefinition signalRef="ping"/>"#,
+                    )
+                } else {
+                    (
+                        self.id("msg"),
+                        r#"<bpmn:messageEventDefinition messageRef="m"/>"#,
+                    )
+                };
                 self.xml.push_str(&format!(
-                    r#"<bpmn:intermediateCatchEvent id="{id}"><bpmn:messageEventDefinition messageRef="m"/></bpmn:intermediateCatchEvent>"#
+                    r#"<bpmn:intermediateCatchEvent id="{id}">{definition}</bpmn:intermediateCatchEvent>"#
                 ));
                 (id.clone(), id)
             }
@@ -168,7 +178,7 @@ impl Generator<'_> {
         self.xml.push_str(&format!(
             r#"<bpmn:serviceTask id="{task}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements></bpmn:serviceTask><bpmn:exclusiveGateway id="{merge}"/>"#
         ));
-        let (interrupting, definition) = match self.rng.below(4) {
+        let (interrupting, definition) = match self.rng.below(5) {
             0 => (
                 true,
                 r#"<bpmn:timerEventDefinition><bpmn:timeDuration>PT20S</bpmn:timeDuration></bpmn:timerEventDefinition>"#,
@@ -180,6 +190,10 @@ impl Generator<'_> {
             2 => (
                 self.rng.below(2) == 0,
                 r#"<bpmn:messageEventDefinition messageRef="stop"/>"#,
+            ),
+            3 => (
+                self.rng.below(2) == 0,
+                r#"<bpmn:signalEventDefinition signalRef="halt"/>"#,
             ),
             _ => (true, r#"<bpmn:errorEventDefinition errorRef="err"/>"#),
         };
@@ -209,7 +223,7 @@ const CHILD: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPM
     <bpmn:sequenceFlow id="c2" sourceRef="ct" targetRef="ce"/><bpmn:endEvent id="ce"/>
   </bpmn:process></bpmn:definitions>"#;
 
-const MESSAGES: &str = r#"<bpmn:message id="m" name="go"><bpmn:extensionElements><zeebe:subscription correlationKey="=ck"/></bpmn:extensionElements></bpmn:message><bpmn:message id="stop" name="stop"><bpmn:extensionElements><zeebe:subscription correlationKey="=ck"/></bpmn:extensionElements></bpmn:message><bpmn:error id="err" errorCode="E"/>"#;
+const MESSAGES: &str = r#"<bpmn:message id="m" name="go"><bpmn:extensionElements><zeebe:subscription correlationKey="=ck"/></bpmn:extensionElements></bpmn:message><bpmn:message id="stop" name="stop"><bpmn:extensionElements><zeebe:subscription correlationKey="=ck"/></bpmn:extensionElements></bpmn:message><bpmn:error id="err" errorCode="E"/><bpmn:signal id="ping" name="ping"/><bpmn:signal id="halt" name="halt"/>"#;
 
 fn random_process(rng: &mut Rng) -> String {
     let mut generator = Generator {
@@ -334,6 +348,13 @@ fn check_invariants(state: &State) {
             subscription.key
         );
     }
+    for subscription in state.signal_subscriptions() {
+        assert!(
+            state.element_instance(subscription.owner).is_some(),
+            "signal subscription {} of a dead element",
+            subscription.key
+        );
+    }
     for element in state.element_instances() {
         assert_eq!(
             state.multi_body(element.key).is_some(),
@@ -370,6 +391,7 @@ struct Seen {
     joins: u64,
     timers_fired: u64,
     correlations: u64,
+    signals: u64,
     multi_instance: u64,
     calls: u64,
 }
@@ -387,6 +409,10 @@ fn one_run(seed: u64, seen: &mut Seen) {
         let jobs: Vec<Key> = shard.state.jobs().map(|job| job.key).collect();
         let pick = |rng: &mut Rng, keys: &[Key]| keys[rng.below(keys.len() as u64) as usize];
         let command = match rng.below(13) {
+            10 if rng.below(3) == 0 => Command::BroadcastSignal {
+                name: ["ping", "halt"][rng.below(2) as usize].to_string(),
+                variables: vars(&format!(r#"{{"r": {}}}"#, rng.below(100) as f64 / 100.0)),
+            },
             10 => Command::PublishMessage {
                 name: ["go", "stop"][rng.below(2) as usize].to_string(),
                 correlation_key: ["a", "b"][rng.below(2) as usize].to_string(),
@@ -500,6 +526,11 @@ fn one_run(seed: u64, seen: &mut Seen) {
                         seen.joins += 1;
                     }
                     ringflow_core::Event::ElementCompleted { element_id, .. }
+                        if element_id.starts_with("sig") =>
+                    {
+                        seen.signals += 1;
+                    }
+                    ringflow_core::Event::ElementCompleted { element_id, .. }
                         if element_id.starts_with("multi") =>
                     {
                         seen.multi_instance += 1;
@@ -566,6 +597,21 @@ fn drain(shard: &mut Shard) {
             shard.publish(&name, &correlation_key, "{}", 0);
             check_invariants(&shard.state);
         }
+        // And every waiting signal catch its signal.
+        let signals: std::collections::BTreeSet<String> = shard
+            .state
+            .signal_subscriptions()
+            .map(|s| s.name.clone())
+            .collect();
+        for name in signals {
+            shard
+                .run(Command::BroadcastSignal {
+                    name,
+                    variables: vars("{}"),
+                })
+                .expect("broadcast");
+            check_invariants(&shard.state);
+        }
         let later = shard.now_millis + 3_600_000;
         shard.fire_timers_until(later);
         check_invariants(&shard.state);
@@ -629,6 +675,7 @@ fn random_processes_and_commands_keep_the_invariants() {
         assert!(seen.joins > 0, "no parallel join ever fired");
         assert!(seen.timers_fired > 0, "no timer ever fired");
         assert!(seen.correlations > 0, "no message ever correlated");
+        assert!(seen.signals > 0, "no signal catch event ever completed");
         assert!(
             seen.multi_instance > 0,
             "no multi-instance task ever completed"

@@ -204,7 +204,7 @@ fn model_for(element: &str) -> Option<String> {
                </bpmn:subProcess>"#,
         ),
         "event subprocess (message, timer, signal, error, escalation start)" => {
-            event_subprocess(r#"<bpmn:errorEventDefinition errorRef="err"/>"#)
+            event_subprocess(r#"<bpmn:signalEventDefinition signalRef="sig"/>"#)
         }
         "call activity" => between(
             r#"<bpmn:callActivity id="x"><bpmn:extensionElements>
@@ -336,7 +336,7 @@ fn runs_to_the_end(xml: &str) -> Result<(), String> {
         await_result: false,
     });
     if created.is_err() {
-        // Started by its message or timer start event.
+        // Started by its message, timer or signal start event.
         let published = shard.publish("paid", "o", "{}", 0);
         let by_message = published
             .events
@@ -344,7 +344,19 @@ fn runs_to_the_end(xml: &str) -> Result<(), String> {
             .any(|event| matches!(event, ringflow_core::Event::MessageCorrelated { .. }));
         let now = shard.now_millis;
         let by_timer = shard.fire_timers_until(now + 86_400_000) > 0;
-        if !by_message && !by_timer {
+        let by_signal = !by_message && !by_timer && {
+            let broadcast = shard
+                .run(Command::BroadcastSignal {
+                    name: "go".into(),
+                    variables: serde_json::Map::new(),
+                })
+                .map_err(|rejection| rejection.to_string())?;
+            broadcast
+                .events
+                .iter()
+                .any(|event| matches!(event, ringflow_core::Event::InstanceCreated { .. }))
+        };
+        if !by_message && !by_timer && !by_signal {
             return Err("no instance could be started".to_string());
         }
     }
@@ -364,6 +376,11 @@ fn runs_to_the_end(xml: &str) -> Result<(), String> {
             .subscriptions()
             .map(|s| (s.name.clone(), s.correlation_key.clone()))
             .collect();
+        let signal = shard
+            .state
+            .signal_subscriptions()
+            .map(|s| s.name.clone())
+            .next();
         let next_timer = shard
             .state
             .timers()
@@ -381,11 +398,19 @@ fn runs_to_the_end(xml: &str) -> Result<(), String> {
             }
         } else if let Some((name, correlation_key)) = waiting.first() {
             shard.publish(name, correlation_key, "{}", 0);
+        } else if let Some(name) = signal {
+            shard
+                .run(Command::BroadcastSignal {
+                    name,
+                    variables: serde_json::Map::new(),
+                })
+                .map_err(|rejection| rejection.to_string())?;
         } else if let Some(due) = next_timer {
             shard.fire_timers_until(due);
         } else {
             return Err(
-                "the instance waits for something other than a job, message or timer".to_string(),
+                "the instance waits for something other than a job, message, signal or timer"
+                    .to_string(),
             );
         }
     }

@@ -40,7 +40,7 @@ use ringflow_core::{Command, RejectionCode};
 use crate::cold::ExportQueue;
 
 /// The command types, as the `command` label says them.
-pub const COMMAND_KINDS: [&str; 17] = [
+pub const COMMAND_KINDS: [&str; 18] = [
     "deploy",
     "create_instance",
     "cancel_instance",
@@ -58,6 +58,7 @@ pub const COMMAND_KINDS: [&str; 17] = [
     "trigger_timer",
     "receive",
     "acknowledge",
+    "broadcast_signal",
 ];
 
 /// The index of a command's type in [`COMMAND_KINDS`].
@@ -80,6 +81,7 @@ pub fn command_kind(command: &Command) -> usize {
         Command::TriggerTimer { .. } => 14,
         Command::Receive { .. } => 15,
         Command::Acknowledge { .. } => 16,
+        Command::BroadcastSignal { .. } => 17,
     }
 }
 

@@ -1288,6 +1288,7 @@ impl<D: Dir> Shard<D> {
             command?,
             Command::CreateInstance { .. }
                 | Command::PublishMessage { .. }
+                | Command::BroadcastSignal { .. }
                 | Command::Deploy { .. }
         );
         let lag = queue.lag();

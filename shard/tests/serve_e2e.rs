@@ -1407,3 +1407,109 @@ fn a_node_whose_shard_cannot_listen_stops() {
         "{stderr}"
     );
 }
+
+/// Waits at a signal catch event for `release`, then a task of type `released`; and a
+/// process that the same signal starts, with a task of type `kickoff`.
+const SIGNALED: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="held" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait"/>
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:signalEventDefinition signalRef="s"/>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="task"/>
+    <bpmn:serviceTask id="task"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="released"/></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="task" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+  <bpmn:process id="kicked" isExecutable="true">
+    <bpmn:startEvent id="kick"><bpmn:signalEventDefinition signalRef="s"/></bpmn:startEvent>
+    <bpmn:sequenceFlow id="k1" sourceRef="kick" targetRef="kick-task"/>
+    <bpmn:serviceTask id="kick-task"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="kickoff"/></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="k2" sourceRef="kick-task" targetRef="kick-end"/>
+    <bpmn:endEvent id="kick-end"/>
+  </bpmn:process>
+  <bpmn:signal id="s" name="release"/>
+</bpmn:definitions>"#;
+
+#[test]
+fn a_signal_from_the_cli_reaches_waiting_instances_on_every_shard_and_starts_a_process_once() {
+    let (server, _, addr) = start_server("signal", 2);
+    let mut client = server.client();
+    client
+        .deploy(vec![Resource {
+            name: "signaled.bpmn".into(),
+            content: SIGNALED.as_bytes().to_vec(),
+        }])
+        .expect("deploy");
+    // Two waiting instances on each shard, placed by their business keys.
+    let topology = client.topology().clone();
+    let mut placed = [0; 2];
+    for n in 0..100 {
+        let key = format!("batch-{n}");
+        let shard = usize::from(topology.shard_of_text(&key));
+        if placed[shard] < 2 {
+            placed[shard] += 1;
+            client
+                .create_instance(create("held", "{}", &key))
+                .expect("create");
+        }
+    }
+    assert_eq!(placed, [2, 2]);
+    // Signals are not buffered; a create is answered once its instance waits at the event.
+    let broadcast = cli_json(&addr, &["signal", "release", "--vars", r#"{"wave": 3}"#]);
+    assert!(broadcast["key"].as_u64().is_some(), "{broadcast}");
+
+    let activate = |client: &mut Client, job_type: &str, long_poll_ms: u32| {
+        client
+            .activate_jobs(ActivateJobs {
+                job_type: job_type.into(),
+                worker: "signal-test".into(),
+                max_jobs: 100,
+                lease_ms: 60_000,
+                long_poll_ms,
+            })
+            .expect("activate")
+    };
+    let mut released = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while released.len() < 4 && Instant::now() < deadline {
+        released.extend(activate(&mut client, "released", 500));
+    }
+    assert_eq!(
+        released.len(),
+        4,
+        "every waiting instance on both shards moved on"
+    );
+    let mut shards: Vec<u16> = released
+        .iter()
+        .map(|job| ringflow_core::Key(job.key).shard())
+        .collect();
+    shards.sort_unstable();
+    assert_eq!(shards, [0, 0, 1, 1]);
+    for job in &released {
+        let variables: Value = serde_json::from_str(&job.variables).expect("JSON");
+        assert_eq!(variables["wave"], 3, "{variables}");
+    }
+    let mut kickoffs = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        kickoffs.extend(activate(&mut client, "kickoff", 500));
+    }
+    assert_eq!(
+        kickoffs.len(),
+        1,
+        "the signal start event started one instance in the cluster, not one per shard"
+    );
+
+    // A bad name is refused with the limit it breaks.
+    let refused = cli(&addr, &["signal", ""]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("NAME_BYTES_MAX"), "{stderr}");
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}

@@ -128,21 +128,20 @@ fn empty_and_oversized_files_are_rejected_clearly() {
 
 #[test]
 fn what_the_engine_refuses_at_deploy_is_reported_by_validate_too() {
-    let signal = temp_file(
-        "signal.bpmn",
+    let refused = temp_file(
+        "signal-start.bpmn",
         br#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL">
 <bpmn:process id="p" isExecutable="true">
-  <bpmn:startEvent id="s"/><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="x"/>
-  <bpmn:intermediateCatchEvent id="x"><bpmn:signalEventDefinition signalRef="sig"/>
-  </bpmn:intermediateCatchEvent>
-  <bpmn:sequenceFlow id="f2" sourceRef="x" targetRef="e"/><bpmn:endEvent id="e"/>
-</bpmn:process><bpmn:signal id="sig" name="go"/>
+  <bpmn:startEvent id="s"><bpmn:signalEventDefinition signalRef="sig"/></bpmn:startEvent>
+  <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="e"/><bpmn:endEvent id="e"/>
+</bpmn:process><bpmn:signal id="sig" name="=name"/>
 </bpmn:definitions>"#,
     );
-    let path = signal.display().to_string();
+    let path = refused.display().to_string();
     let output = ringflow(&["validate", &path]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let expected = format!("{path}:4:3: x: signal events are not supported yet");
+    let expected =
+        format!("{path}:3:3: s: a signal start event's name must be known without variables");
     let text = stdout(&output);
     assert!(
         text.starts_with(&expected),

@@ -354,7 +354,7 @@ pub fn route(topology: &Topology, request: &Request) -> Route {
     let key = |key: u64| Route::Shard(shard_of_entity_key(key));
     match request {
         Request::Topology | Request::ActivateJobs(_) | Request::SubscribeJobs(_) => Route::Any,
-        Request::JobCredits { .. } => Route::Any,
+        Request::JobCredits { .. } | Request::BroadcastSignal { .. } => Route::Any,
         Request::Deploy { .. } => Route::All,
         Request::CreateInstance(create) => {
             if !create.business_key.is_empty() {
@@ -574,6 +574,15 @@ impl Client {
             Response::InstanceResult(result) => Ok(result),
             other => Err(self.unexpected("CreateInstance", &other)),
         }
+    }
+
+    /// Broadcasts a signal (to any shard, which passes it to every other); returns the
+    /// signal's key. `variables` is JSON object text, or empty.
+    pub fn broadcast_signal(&mut self, name: &str, variables: &str) -> Result<u64, ClientError> {
+        self.done(&Request::BroadcastSignal {
+            name: name.to_string(),
+            variables: variables.to_string(),
+        })
     }
 
     /// Publishes a message to its correlation key's shard; returns the message key.

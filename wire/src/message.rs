@@ -326,6 +326,13 @@ pub enum Request {
         /// The incident key.
         incident_key: u64,
     },
+    /// `BroadcastSignalRequest`: any shard takes it.
+    BroadcastSignal {
+        /// The signal name.
+        name: String,
+        /// JSON object text, or empty.
+        variables: String,
+    },
     /// `ShardMailRequest`: between shards only.
     ShardMail {
         /// The sending shard.
@@ -356,6 +363,7 @@ impl Request {
             Request::SetVariables { .. } => "SetVariables",
             Request::ResolveIncident { .. } => "ResolveIncident",
             Request::ShardMail { .. } => "ShardMail",
+            Request::BroadcastSignal { .. } => "BroadcastSignal",
         }
     }
 }
@@ -708,6 +716,14 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
             };
             let t = fb::PublishMessageRequest::create(b, &args);
             (fb::Body::PublishMessageRequest, t.as_union_value())
+        }
+        Request::BroadcastSignal { name, variables } => {
+            let args = fb::BroadcastSignalRequestArgs {
+                name: Some(b.create_string(name)),
+                variables: opt_str(b, variables),
+            };
+            let t = fb::BroadcastSignalRequest::create(b, &args);
+            (fb::Body::BroadcastSignalRequest, t.as_union_value())
         }
         Request::ActivateJobs(activate) => {
             let args = fb::ActivateJobsRequestArgs {
@@ -1105,6 +1121,15 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
                 message_id: text(publish.message_id()),
             }))
         }
+        B::BroadcastSignalRequest => {
+            let signal = envelope
+                .body_as_broadcast_signal_request()
+                .ok_or_else(missing)?;
+            request(Request::BroadcastSignal {
+                name: signal.name().to_string(),
+                variables: text(signal.variables()),
+            })
+        }
         B::ActivateJobsRequest => {
             let activate = envelope
                 .body_as_activate_jobs_request()
@@ -1398,6 +1423,14 @@ mod tests {
                 ttl_ms: 60_000,
                 message_id: "m-1".into(),
             }),
+            Request::BroadcastSignal {
+                name: "stop".into(),
+                variables: r#"{"reason":"maintenance"}"#.into(),
+            },
+            Request::BroadcastSignal {
+                name: "stop".into(),
+                variables: String::new(),
+            },
             Request::ActivateJobs(ActivateJobs {
                 job_type: "pay".into(),
                 worker: "w".into(),

@@ -207,6 +207,10 @@ impl Shard {
             "subscriptions left"
         );
         assert!(
+            self.state.signal_subscriptions().next().is_none(),
+            "signal subscriptions left"
+        );
+        assert!(
             self.state.timers().all(|timer| timer.owner.is_none()),
             "element timers left"
         );

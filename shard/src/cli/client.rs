@@ -365,6 +365,27 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `ringflow signal`.
+#[derive(Debug, clap::Args)]
+pub struct SignalArgs {
+    /// The signal name.
+    name: String,
+    /// Variables, as a JSON object: they go to every event the signal reaches.
+    #[arg(long)]
+    vars: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow signal NAME`.
+pub fn signal(args: &SignalArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.conn.client()?;
+    let key = client.broadcast_signal(&args.name, &vars(&args.vars)?)?;
+    args.conn
+        .print(json!({"key": key}), || format!("broadcast signal {key}"));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `ringflow set-variables`.
 #[derive(Debug, clap::Args)]
 pub struct SetVariablesArgs {

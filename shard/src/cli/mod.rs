@@ -55,6 +55,11 @@ enum Command {
     Cancel(client::KeyArgs),
     /// Publish a message.
     Publish(client::PublishArgs),
+    /// Broadcast a signal to every shard: every event waiting for it fires, and every
+    /// process with a signal start event of that name starts once.
+    ///
+    /// Signals are not buffered: an event that starts waiting afterwards does not see it.
+    Signal(client::SignalArgs),
     /// Work with jobs by hand.
     #[command(subcommand)]
     Jobs(client::JobsCommand),
@@ -95,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Create(args) => client::create(&args),
         Command::Cancel(args) => client::cancel(&args),
         Command::Publish(args) => client::publish(&args),
+        Command::Signal(args) => client::signal(&args),
         Command::Jobs(command) => client::jobs(&command),
         Command::Worker(args) => client::worker(&args),
         Command::SetVariables(args) => client::set_variables(&args),

@@ -677,6 +677,10 @@ impl Conn {
                     message_id: (!publish.message_id.is_empty()).then_some(publish.message_id),
                 }
             }
+            Request::BroadcastSignal { name, variables } => Command::BroadcastSignal {
+                name,
+                variables: convert::variables(&variables)?,
+            },
             Request::CompleteJob { job_key, variables } => Command::CompleteJob {
                 key: self.check_key(job_key, "job")?,
                 variables: convert::variables(&variables)?,

@@ -190,10 +190,10 @@ impl flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 22;
+pub const ENUM_MAX_BODY: u8 = 23;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 23] = [
+pub const ENUM_VALUES_BODY: [Body; 24] = [
   Body::NONE,
   Body::TopologyRequest,
   Body::DeployRequest,
@@ -217,6 +217,7 @@ pub const ENUM_VALUES_BODY: [Body; 23] = [
   Body::Jobs,
   Body::Error,
   Body::ShardMailRequest,
+  Body::BroadcastSignalRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -247,9 +248,10 @@ impl Body {
   pub const Jobs: Self = Self(20);
   pub const Error: Self = Self(21);
   pub const ShardMailRequest: Self = Self(22);
+  pub const BroadcastSignalRequest: Self = Self(23);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 22;
+  pub const ENUM_MAX: u8 = 23;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::TopologyRequest,
@@ -274,6 +276,7 @@ impl Body {
     Self::Jobs,
     Self::Error,
     Self::ShardMailRequest,
+    Self::BroadcastSignalRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -301,6 +304,7 @@ impl Body {
       Self::Jobs => Some("Jobs"),
       Self::Error => Some("Error"),
       Self::ShardMailRequest => Some("ShardMailRequest"),
+      Self::BroadcastSignalRequest => Some("BroadcastSignalRequest"),
       _ => None,
     }
   }
@@ -1094,6 +1098,121 @@ impl core::fmt::Debug for PublishMessageRequest<'_> {
       ds.field("variables", &self.variables());
       ds.field("ttl_ms", &self.ttl_ms());
       ds.field("message_id", &self.message_id());
+      ds.finish()
+  }
+}
+pub enum BroadcastSignalRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct BroadcastSignalRequest<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for BroadcastSignalRequest<'a> {
+  type Inner = BroadcastSignalRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> BroadcastSignalRequest<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_VARIABLES: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    BroadcastSignalRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args BroadcastSignalRequestArgs<'args>
+  ) -> flatbuffers::WIPOffset<BroadcastSignalRequest<'bldr>> {
+    let mut builder = BroadcastSignalRequestBuilder::new(_fbb);
+    if let Some(x) = args.variables { builder.add_variables(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(BroadcastSignalRequest::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn variables(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(BroadcastSignalRequest::VT_VARIABLES, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for BroadcastSignalRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("variables", Self::VT_VARIABLES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct BroadcastSignalRequestArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub variables: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for BroadcastSignalRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    BroadcastSignalRequestArgs {
+      name: None, // required field
+      variables: None,
+    }
+  }
+}
+
+pub struct BroadcastSignalRequestBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> BroadcastSignalRequestBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(BroadcastSignalRequest::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_variables(&mut self, variables: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(BroadcastSignalRequest::VT_VARIABLES, variables);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> BroadcastSignalRequestBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    BroadcastSignalRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<BroadcastSignalRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, BroadcastSignalRequest::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for BroadcastSignalRequest<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("BroadcastSignalRequest");
+      ds.field("name", &self.name());
+      ds.field("variables", &self.variables());
       ds.finish()
   }
 }
@@ -4728,6 +4847,21 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_broadcast_signal_request(&self) -> Option<BroadcastSignalRequest<'a>> {
+    if self.body_type() == Body::BroadcastSignalRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { BroadcastSignalRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Envelope<'_> {
@@ -4762,6 +4896,7 @@ impl flatbuffers::Verifiable for Envelope<'_> {
           Body::Jobs => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Jobs>>("Body::Jobs", pos),
           Body::Error => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Error>>("Body::Error", pos),
           Body::ShardMailRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ShardMailRequest>>("Body::ShardMailRequest", pos),
+          Body::BroadcastSignalRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<BroadcastSignalRequest>>("Body::BroadcastSignalRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -4972,6 +5107,13 @@ impl core::fmt::Debug for Envelope<'_> {
         },
         Body::ShardMailRequest => {
           if let Some(x) = self.body_as_shard_mail_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::BroadcastSignalRequest => {
+          if let Some(x) = self.body_as_broadcast_signal_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
