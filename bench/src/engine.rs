@@ -4,6 +4,12 @@
 //! CreateInstance, ActivateJobs (one job), CompleteJob, i.e. three commands per instance,
 //! with contexts made like the shard makes them. Counts heap allocations with a counting
 //! global allocator.
+//!
+//! `--signal-fanout N` measures a signal broadcast instead: N instances wait at a signal
+//! catch event, and one `BroadcastSignal` command, with the `ContinueSignal` commands it
+//! leads to (at most `SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX` subscriptions each), moves them
+//! all to their end: the whole delivery's time, and the longest of its commands, which is
+//! how long it holds its shard at a time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +38,80 @@ pub struct Args {
     /// flight) rather than one instance that stays in the CPU's caches.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     inflight: u32,
+    /// Measure one signal broadcast to this many waiting instances instead (5 rounds): how
+    /// long its commands take to move them all, and the longest of them.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    signal_fanout: Option<u32>,
+}
+
+const SIGNAL_WAIT: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    id="d">
+  <bpmn:process id="signal-wait" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait"/>
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:signalEventDefinition signalRef="s"/>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+  <bpmn:signal id="s" name="go"/>
+</bpmn:definitions>"#;
+
+/// Rounds of `--signal-fanout`.
+const FANOUT_ROUNDS: u32 = 5;
+
+/// `--signal-fanout`: per round, `waiting` instances start and wait, then one broadcast
+/// moves them all; prints how long the broadcast took.
+fn signal_fanout(waiting: u32) -> anyhow::Result<()> {
+    let mut engine = Engine::deployed(0, SIGNAL_WAIT, Variables::new(), 1, None)?;
+    println!("machine: {}", crate::machine::describe());
+    println!(
+        "engine, one signal broadcast to {waiting} instances waiting at a signal catch event \
+         (each then runs to its end), one thread:"
+    );
+    for round in 1..=FANOUT_ROUNDS {
+        for _ in 0..waiting {
+            engine.run(Command::CreateInstance {
+                process: ProcessRef::Latest("signal-wait".to_string()),
+                variables: Variables::new(),
+                business_key: None,
+                await_result: false,
+            })?;
+        }
+        let subscriptions = engine.state.signal_subscriptions().count();
+        if subscriptions != waiting as usize {
+            bail!("{subscriptions} signal subscriptions open, not {waiting}");
+        }
+        let started = Instant::now();
+        let Response::SignalBroadcast { key } = engine.run(Command::BroadcastSignal {
+            name: "go".to_string(),
+            variables: Variables::new(),
+        })?
+        else {
+            bail!("BroadcastSignal did not answer with the signal");
+        };
+        let mut longest = started.elapsed();
+        let mut commands = 1;
+        while engine.state.signal_delivery(key).is_some() {
+            let one = Instant::now();
+            engine.run(Command::ContinueSignal { key })?;
+            longest = longest.max(one.elapsed());
+            commands += 1;
+        }
+        let elapsed = started.elapsed();
+        let running = engine.state.instance_count();
+        if running != 0 {
+            bail!("{running} instances still run after the broadcast");
+        }
+        println!(
+            "  round {round}: {:>9.1} ms in {commands} commands, {:>6.2} µs per waiting \
+             instance, the longest command {:.2} ms",
+            elapsed.as_secs_f64() * 1e3,
+            elapsed.as_secs_f64() * 1e6 / f64::from(waiting),
+            longest.as_secs_f64() * 1e3,
+        );
+    }
+    Ok(())
 }
 
 const ONE_TASK: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -236,6 +316,9 @@ pub fn pace(duration: Duration) -> anyhow::Result<f64> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    if let Some(waiting) = args.signal_fanout {
+        return signal_fanout(waiting);
+    }
     let (model, variables) = if args.feel {
         (
             FEEL_TASK,
@@ -284,6 +367,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signal_fanout_round_ends_every_waiting_instance() {
+        // The rounds check that every instance waited and then ended (else an error), over
+        // the broadcast and the ContinueSignal it needs for the one past a command's limit.
+        let waiting = ringflow_core::limits::SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX as u32 + 1;
+        signal_fanout(waiting).expect("fan-out");
+    }
 
     #[test]
     fn one_at_a_time_leaves_nothing_running() {

@@ -35,6 +35,7 @@
 //! | 16 | Receive | from u16, number u64, the mail (`remote::encode_mail`) |
 //! | 17 | Acknowledge | to u16, number u64 |
 //! | 18 | BroadcastSignal | name, variables |
+//! | 19 | ContinueSignal | key |
 
 use std::sync::Arc;
 
@@ -170,6 +171,7 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             put_bytes(out, name.as_bytes());
             put_variables(out, variables);
         }
+        Command::ContinueSignal { key } => tagged_key(out, 19, *key),
     }
 }
 
@@ -277,6 +279,7 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
             name: reader.string()?,
             variables: read_variables(reader)?,
         },
+        19 => Command::ContinueSignal { key: reader.key()? },
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
     Ok((
@@ -394,6 +397,7 @@ mod tests {
                 name: "stop".to_string(),
                 variables: variables(),
             },
+            Command::ContinueSignal { key },
         ]
         .into_iter()
         .chain(

@@ -124,6 +124,12 @@ pub enum Command {
         /// The signal's variables.
         variables: Variables,
     },
+    /// The shard, after [`Effect::ContinueSignal`]: deliver a signal to the next
+    /// subscriptions it reaches (see [`crate::signals`]).
+    ContinueSignal {
+        /// The signal key.
+        key: Key,
+    },
     /// The shard's timer: a buffered message's time to live is over.
     ExpireMessage {
         /// The message key.
@@ -250,6 +256,11 @@ pub enum Response {
     },
     /// A signal was broadcast (here, and as mail to every other shard).
     SignalBroadcast {
+        /// The signal's key.
+        key: Key,
+    },
+    /// A signal went to the next subscriptions it reaches.
+    SignalContinued {
         /// The signal's key.
         key: Key,
     },
@@ -543,6 +554,14 @@ pub enum Effect {
         /// When it expires, in milliseconds since the Unix epoch.
         deadline_millis: i64,
     },
+    /// A signal has subscriptions left to deliver to: send `ContinueSignal` (at once: the
+    /// due time is the command's).
+    ContinueSignal {
+        /// The signal key.
+        key: Key,
+        /// The command's time, in milliseconds since the Unix epoch.
+        due_millis: i64,
+    },
     /// Arm a timer that sends `TriggerTimer` when a timer event is due.
     Timer {
         /// The timer key.
@@ -781,6 +800,7 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
         Command::BroadcastSignal { name, variables } => {
             crate::signals::broadcast(state, name, variables, ctx)?
         }
+        Command::ContinueSignal { key } => crate::signals::continue_delivery(state, key, ctx)?,
         Command::ExpireMessage { key } => crate::messages::expire(state, key, ctx)?,
         Command::TriggerTimer { key } => crate::timers::trigger(state, key, ctx)?,
         Command::Receive { from, seq, mail } => {

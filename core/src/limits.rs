@@ -52,3 +52,8 @@ pub const MULTI_INSTANCE_ITEMS_MAX: usize = ELEMENT_INSTANCES_PER_INSTANCE_MAX a
 /// Most signals one command may broadcast: a thrown signal that starts a process which
 /// throws it again would otherwise never end. The throw over it is an incident.
 pub const SIGNALS_PER_COMMAND_MAX: u32 = 1_000;
+
+/// Most signal subscriptions one command delivers a signal to. A signal that reaches more
+/// goes on in `ContinueSignal` commands, this many at a time, so that a broadcast to a
+/// million waiting instances does not hold its shard for a second in one command.
+pub const SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX: usize = 1_000;

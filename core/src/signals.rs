@@ -15,12 +15,19 @@
 //! | event subprocess start | interrupting: the scope's other work ends, then the event subprocess runs; non-interrupting: it runs beside, and keeps waiting |
 //! | process start event | on the shard where the signal was broadcast only, so that one broadcast starts each process once: a new instance of the latest version of every process with a signal start event of that name |
 //!
-//! Signals are not buffered: a signal that finds no subscription is gone, and one opened
-//! later does not see it. Within a command, a signal is delivered once no token moves, and
-//! the subscriptions it reaches are those open at that moment; each subscription it fires
-//! (and each instance it starts) moves with a step budget of its own
-//! ([`COMMAND_STEPS_MAX`](crate::limits::COMMAND_STEPS_MAX)), so a broadcast may move any
-//! number of waiting instances. A command broadcasts at most
+//! Signals are not buffered: a signal reaches the subscriptions of its name open when it was
+//! broadcast on (or arrived at) the shard, and one opened later does not see it. Each
+//! signal gets a key when it is broadcast or arrives; subscription keys grow with the
+//! shard's key counter, so the subscriptions it reaches are those of its name with a key
+//! below its own. Within a command, a signal is delivered once no token moves; each
+//! subscription it fires (and each instance it starts) moves with a step budget of its own
+//! ([`COMMAND_STEPS_MAX`](crate::limits::COMMAND_STEPS_MAX)). One command delivers it to at
+//! most [`SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX`](crate::limits::SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX)
+//! subscriptions: past that, the state keeps a [`PendingDelivery`] (where it stopped) and the
+//! command returns [`Effect::ContinueSignal`](crate::Effect::ContinueSignal), on which the
+//! shard submits `ContinueSignal` for the next ones, and so on: a broadcast to a million
+//! waiting instances does not hold the shard in one command. A subscription that closes
+//! meanwhile is skipped. A command broadcasts at most
 //! [`SIGNALS_PER_COMMAND_MAX`](crate::limits::SIGNALS_PER_COMMAND_MAX) signals: a throw over
 //! that (a process started by a signal that throws it again) is an incident at the throw
 //! event, which resolving retries.
@@ -29,9 +36,12 @@
 //! is entered; a signal start event's name must be known without variables (it is needed
 //! when the signal arrives, before there is an instance).
 
-use crate::engine::{Ctx, Keys, Outcome, Rejection, RejectionCode, Response, Variables};
+use crate::engine::{Ctx, Effect, Keys, Outcome, Rejection, RejectionCode, Response, Variables};
 use crate::key::Key;
-use crate::limits::{LIVE_INSTANCES_MAX, NAME_BYTES_MAX, SIGNALS_PER_COMMAND_MAX};
+use crate::limits::{
+    LIVE_INSTANCES_MAX, NAME_BYTES_MAX, SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX,
+    SIGNALS_PER_COMMAND_MAX,
+};
 use crate::remote::Mail;
 use crate::run::Run;
 use crate::state::State;
@@ -41,10 +51,27 @@ use ringflow_bpmn::{ElementIndex, ElementKind, Expression, ProcessDefinition, St
 /// A signal waiting to be delivered on this shard within the command.
 #[derive(Debug)]
 pub(crate) struct Delivery {
+    /// The signal's key on this shard: it reaches subscriptions with lower keys.
+    key: Key,
     name: String,
     variables: Variables,
-    /// Whether signal start events start instances here (only where it was broadcast).
+    /// Whether signal start events start instances here (only where it was broadcast, and
+    /// only in its first command).
     start_processes: bool,
+    /// It goes on after this subscription key (`Key(0)`: from the first).
+    after: Key,
+}
+
+/// A signal with subscriptions left to deliver to, kept in the state between its
+/// `ContinueSignal` commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingDelivery {
+    /// The signal name.
+    pub name: String,
+    /// The signal's variables.
+    pub variables: Variables,
+    /// The last subscription key it was delivered to: it goes on with the next.
+    pub after: Key,
 }
 
 /// `BroadcastSignal`: delivers the signal here and sends it to every other shard.
@@ -59,11 +86,39 @@ pub(crate) fn broadcast(
     }
     check_document_size(&variables)?;
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
-    let key = run.key();
-    run.broadcast(name, variables);
+    let key = run.broadcast(name, variables);
     run.run();
     Ok(Outcome {
         response: Response::SignalBroadcast { key },
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
+        next_key: run.keys.next(),
+    })
+}
+
+/// `ContinueSignal`: delivers a signal to the next subscriptions it reaches.
+pub(crate) fn continue_delivery(
+    state: &mut State,
+    key: Key,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let Some(pending) = state.signal_deliveries.remove(&key) else {
+        return Err(Rejection::new(
+            RejectionCode::InvalidState,
+            format!("signal {key} has no subscriptions left to deliver to"),
+        ));
+    };
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+    run.signals.push_back(Delivery {
+        key,
+        name: pending.name,
+        variables: pending.variables,
+        start_processes: false,
+        after: pending.after,
+    });
+    run.run();
+    Ok(Outcome {
+        response: Response::SignalContinued { key },
         events: std::mem::take(&mut run.events),
         effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
@@ -98,9 +153,10 @@ pub(crate) fn signal_starts(definition: &ProcessDefinition) -> Vec<(ElementIndex
 
 impl Run<'_> {
     /// Broadcasts a signal: sent to every other shard now (as mail, once this command is
-    /// durable), delivered on this shard once no token moves.
-    pub(crate) fn broadcast(&mut self, name: String, variables: Variables) {
+    /// durable), delivered on this shard once no token moves. Returns its key.
+    pub(crate) fn broadcast(&mut self, name: String, variables: Variables) -> Key {
         self.signals_broadcast += 1;
+        let key = self.key();
         let me = self.state.shard();
         for shard in 0..self.state.cluster_shards() {
             if shard != me {
@@ -112,36 +168,72 @@ impl Run<'_> {
             }
         }
         self.signals.push_back(Delivery {
+            key,
             name,
             variables,
             start_processes: true,
+            after: Key(0),
         });
+        key
     }
 
     /// A signal broadcast on another shard arrived: delivered to this shard's subscriptions.
     pub(crate) fn receive_signal(&mut self, name: String, variables: Variables) {
+        let key = self.key();
         self.signals.push_back(Delivery {
+            key,
             name,
             variables,
             start_processes: false,
+            after: Key(0),
         });
     }
 
-    /// Delivers a signal on this shard: every subscription of its name open now fires, and
-    /// where it was broadcast, every process with a signal start event of that name starts.
+    /// Delivers a signal on this shard: the subscriptions of its name that it reaches fire
+    /// (up to `SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX`; the rest in `ContinueSignal`
+    /// commands), and where it was broadcast, every process with a signal start event of that
+    /// name starts.
     pub(crate) fn deliver_signal(&mut self, delivery: Delivery) {
         let Delivery {
+            key: signal,
             name,
             variables,
             start_processes,
+            after,
         } = delivery;
-        let waiting: Vec<Key> = self
+        let range = (
+            std::ops::Bound::Excluded(after),
+            std::ops::Bound::Excluded(signal),
+        );
+        let mut waiting: Vec<Key> = self
             .state
             .index
             .signal_subscriptions
             .get(&name)
-            .map(|keys| keys.iter().copied().collect())
+            .map(|keys| {
+                keys.range(range)
+                    .copied()
+                    .take(SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX + 1)
+                    .collect()
+            })
             .unwrap_or_default();
+        let more = waiting.len() > SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX;
+        waiting.truncate(SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX);
+        if more {
+            let last = *waiting.last().expect("more than the limit");
+            self.state.signal_deliveries.insert(
+                signal,
+                PendingDelivery {
+                    name: name.clone(),
+                    variables: variables.clone(),
+                    after: last,
+                },
+            );
+            self.effects.push(Effect::ContinueSignal {
+                key: signal,
+                due_millis: self.now_millis(),
+            });
+        }
         if start_processes {
             for (process_definition_key, start) in self.started_by_signal(&name) {
                 if self.state.instances.len() >= LIVE_INSTANCES_MAX {

@@ -6,7 +6,7 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x06` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, and 5, without signal subscriptions, are still read) |
+//! | magic | `RFSNAP` then format version `0x00 0x06` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, and 5, without signal subscriptions and deliveries, are still read) |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
@@ -23,6 +23,7 @@
 //! | decision versions | u32 count, then per version in key order: key, version u32, deployment key, decision id, resource name, resource (restored by parsing the DMN again) |
 //! | cross shard (format 4) | cluster shard count u16; mail numbers sent and taken (each u32 count, then shard u16 and number u64); outbox (u32 count, then destination u16, number u64, the mail as `remote::encode_mail` writes it); remote subscriptions (u32 count, then key, name, correlation key, process id, the message being correlated (optional key)); from format 5: remote incidents (u32 count, then call activity key and the incident as above), pending throws (u32 count, then throw key and tag u8: 0 thrower (element key, escalation u8, code, message, job u8), 1 relay (shard u16, the child's throw key)) |
 //! | signal subscriptions (format 6) | u32 count, then key, name, definition key, element u32, owner key, instance key |
+//! | signal deliveries (format 6) | u32 count, then signal key, name, variables (JSON bytes), the last subscription key delivered to |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -47,7 +48,7 @@ use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
 const MAGIC: &[u8; 8] = b"RFSNAP\x00\x06";
-/// Format 5: without signal subscriptions.
+/// Format 5: without signal subscriptions and deliveries.
 const MAGIC_5: &[u8; 8] = b"RFSNAP\x00\x05";
 /// Format 4 (before remote incidents and pending throws): still read.
 const MAGIC_4: &[u8; 8] = b"RFSNAP\x00\x04";
@@ -320,6 +321,13 @@ impl State {
             put_key(out, subscription.owner);
             put_key(out, subscription.process_instance_key);
         }
+        put_count(out, self.signal_deliveries.len());
+        for (key, delivery) in &self.signal_deliveries {
+            put_key(out, *key);
+            put_bytes(out, delivery.name.as_bytes());
+            crate::codec::put_variables(out, &delivery.variables);
+            put_key(out, delivery.after);
+        }
     }
 
     fn encode_waits(&self, out: &mut Vec<u8>) {
@@ -550,6 +558,17 @@ fn decode_runtime(
                 .is_some()
             {
                 return Err(corrupt(format!("signal subscription {key} repeats")));
+            }
+        }
+        for _ in 0..reader.count()? {
+            let key = reader.key()?;
+            let delivery = crate::signals::PendingDelivery {
+                name: reader.string()?,
+                variables: crate::codec::read_variables(reader)?,
+                after: reader.key()?,
+            };
+            if state.signal_deliveries.insert(key, delivery).is_some() {
+                return Err(corrupt(format!("signal delivery {key} repeats")));
             }
         }
     }
@@ -871,8 +890,8 @@ mod tests {
         let v6 = state.encode();
         // Format 3 is format 6 without the cross-shard section, which for this state is the
         // shard count (u16) and six empty counts (u32 each), and without the signal
-        // subscriptions' empty count.
-        let v3 = older(&v6, 2 + 6 * 4 + 4, MAGIC_3);
+        // subscriptions' and signal deliveries' empty counts.
+        let v3 = older(&v6, 2 + 6 * 4 + 2 * 4, MAGIC_3);
         let restored = State::decode(&v3).expect("format 3 is read");
         assert_eq!(restored.encode(), v6);
         let mut other = v3.clone();
@@ -886,9 +905,9 @@ mod tests {
         state.set_cluster_shards(4);
         state.set_last_key(Key::new(1, 7));
         let v6 = state.encode();
-        // Format 4 lacks the last two counts of the cross-shard section and the signal
-        // subscriptions' count.
-        let v4 = older(&v6, 3 * 4, MAGIC_4);
+        // Format 4 lacks the last two counts of the cross-shard section and the two signal
+        // counts.
+        let v4 = older(&v6, 4 * 4, MAGIC_4);
         let restored = State::decode(&v4).expect("format 4 is read");
         assert_eq!(restored.encode(), v6);
         assert_eq!(restored.cluster_shards(), 4);
@@ -910,8 +929,8 @@ mod tests {
         state.set_cluster_shards(2);
         state.set_last_key(Key::new(3, 9));
         let v6 = state.encode();
-        // Format 5 lacks the signal subscriptions' count at the end.
-        let v5 = older(&v6, 4, MAGIC_5);
+        // Format 5 lacks the signal subscriptions' and signal deliveries' counts at the end.
+        let v5 = older(&v6, 2 * 4, MAGIC_5);
         let restored = State::decode(&v5).expect("format 5 is read");
         assert_eq!(restored.encode(), v6);
         // Read as format 6, the same bytes are short.

@@ -67,6 +67,8 @@ pub struct State {
     pub(crate) subscriptions: BTreeMap<Key, Subscription>,
     /// Open signal subscriptions.
     pub(crate) signal_subscriptions: BTreeMap<Key, SignalSubscription>,
+    /// Signals with subscriptions left to deliver to, by signal key.
+    pub(crate) signal_deliveries: BTreeMap<Key, crate::signals::PendingDelivery>,
     /// Multi-instance bodies, by element instance key.
     pub(crate) multi: BTreeMap<Key, MultiBody>,
     /// Every decision version, by decision definition key.
@@ -207,6 +209,7 @@ impl State {
             timers: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             signal_subscriptions: BTreeMap::new(),
+            signal_deliveries: BTreeMap::new(),
             multi: BTreeMap::new(),
             decisions: BTreeMap::new(),
             decision_versions: BTreeMap::new(),
@@ -457,6 +460,21 @@ impl State {
     /// Open signal subscriptions, in key order.
     pub fn signal_subscriptions(&self) -> impl Iterator<Item = &SignalSubscription> {
         self.signal_subscriptions.values()
+    }
+
+    /// The delivery left of signal `key`, if it has subscriptions left to deliver to.
+    pub fn signal_delivery(&self, key: Key) -> Option<&crate::signals::PendingDelivery> {
+        self.signal_deliveries.get(&key)
+    }
+
+    /// Signals with subscriptions left to deliver to, by signal key (each has a
+    /// `ContinueSignal` coming).
+    pub fn signal_deliveries(
+        &self,
+    ) -> impl Iterator<Item = (Key, &crate::signals::PendingDelivery)> {
+        self.signal_deliveries
+            .iter()
+            .map(|(key, delivery)| (*key, delivery))
     }
 
     /// The multi-instance body state of an element instance.

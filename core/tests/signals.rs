@@ -368,6 +368,88 @@ fn a_signal_that_restarts_its_own_process_stops_at_the_broadcast_limit_with_an_i
 }
 
 #[test]
+fn a_signal_to_more_subscriptions_than_one_command_delivers_goes_on_in_continue_commands() {
+    let limit = ringflow_core::limits::SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX;
+    let mut shard = Shard::new();
+    shard.deploy("a.bpmn", &catching("a", "go"));
+    let mut waiting = Vec::new();
+    for _ in 0..2 * limit + 10 {
+        waiting.push(shard.create("a", vars("{}")).0);
+    }
+    let outcome = broadcast(&mut shard, "go", r#"{"n": 1}"#);
+    let Response::SignalBroadcast { key: signal } = outcome.response else {
+        unreachable!("checked by broadcast")
+    };
+    let continue_signal = Effect::ContinueSignal {
+        key: signal,
+        due_millis: shard.now_millis - 7,
+    };
+    assert!(
+        outcome.effects.contains(&continue_signal),
+        "the rest is left for ContinueSignal: {:?}",
+        outcome.effects
+    );
+    assert_eq!(shard.state.signal_deliveries().count(), 1);
+    assert_eq!(
+        shard.activate("after", 1_000).len(),
+        limit,
+        "one command's worth"
+    );
+    // Between the commands: an instance that starts waiting now is not reached, and one not
+    // reached yet that is cancelled is skipped.
+    let (late, _) = shard.create("a", vars("{}"));
+    let cancelled = *waiting.last().expect("created");
+    shard
+        .run(Command::CancelInstance { key: cancelled })
+        .expect("cancel");
+    let mut continues = 0;
+    loop {
+        let next = shard.state.signal_deliveries().map(|(key, _)| key).next();
+        let Some(key) = next else { break };
+        assert_eq!(key, signal);
+        continues += 1;
+        shard
+            .run(Command::ContinueSignal { key })
+            .expect("continue");
+        shard.check_replay();
+    }
+    assert_eq!(
+        continues,
+        2,
+        "{} more, at most {limit} a command",
+        limit + 9
+    );
+    let mut jobs = 0;
+    loop {
+        let batch = shard.activate("after", 1_000);
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.iter().all(|job| job.variables["n"] == 1));
+        jobs += batch.len();
+    }
+    assert_eq!(
+        jobs,
+        limit + 9,
+        "everything else but the cancelled instance"
+    );
+    let left: Vec<Key> = shard
+        .state
+        .signal_subscriptions()
+        .map(|subscription| subscription.process_instance_key)
+        .collect();
+    assert_eq!(
+        left,
+        [late],
+        "only the instance that started waiting later waits"
+    );
+    let stale = shard
+        .run(Command::ContinueSignal { key: signal })
+        .expect_err("nothing left to deliver");
+    assert_eq!(stale.code, RejectionCode::InvalidState);
+}
+
+#[test]
 fn bad_signals_are_refused_and_change_nothing() {
     let mut shard = Shard::new();
     for name in [

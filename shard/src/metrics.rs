@@ -40,7 +40,7 @@ use ringflow_core::{Command, RejectionCode};
 use crate::cold::ExportQueue;
 
 /// The command types, as the `command` label says them.
-pub const COMMAND_KINDS: [&str; 18] = [
+pub const COMMAND_KINDS: [&str; 19] = [
     "deploy",
     "create_instance",
     "cancel_instance",
@@ -59,6 +59,7 @@ pub const COMMAND_KINDS: [&str; 18] = [
     "receive",
     "acknowledge",
     "broadcast_signal",
+    "continue_signal",
 ];
 
 /// The index of a command's type in [`COMMAND_KINDS`].
@@ -82,6 +83,7 @@ pub fn command_kind(command: &Command) -> usize {
         Command::Receive { .. } => 15,
         Command::Acknowledge { .. } => 16,
         Command::BroadcastSignal { .. } => 17,
+        Command::ContinueSignal { .. } => 18,
     }
 }
 

@@ -226,6 +226,8 @@ enum TimerKind {
     Retry,
     MessageTtl,
     Bpmn,
+    /// A signal with subscriptions left to deliver to (due at once).
+    Signal,
 }
 
 /// A caller waiting for its record to be durable.
@@ -548,6 +550,11 @@ fn timers_of(state: &State) -> BTreeSet<(i64, Key, TimerKind)> {
             state
                 .timers()
                 .map(|timer| (timer.due_millis, timer.key, TimerKind::Bpmn)),
+        )
+        .chain(
+            state
+                .signal_deliveries()
+                .map(|(key, _)| (0, key, TimerKind::Signal)),
         );
     state
         .jobs()
@@ -577,6 +584,7 @@ fn timer_live(state: &State, due: i64, key: Key, kind: TimerKind) -> bool {
         // A start timer refused while the shard was full is put back with a later due time,
         // so only its presence is checked.
         TimerKind::Bpmn => state.timer(key).is_some(),
+        TimerKind::Signal => state.signal_delivery(key).is_some(),
     }
 }
 
@@ -1181,6 +1189,7 @@ impl<D: Dir> Shard<D> {
                             | Effect::JobBackoff { .. }
                             | Effect::JobLease { .. }
                             | Effect::MessageTtl { .. }
+                            | Effect::ContinueSignal { .. }
                             | Effect::Timer { .. } => {}
                         }
                     }
@@ -1488,6 +1497,7 @@ impl<D: Dir> Shard<D> {
             TimerKind::Retry => Command::JobRetryDue { key },
             TimerKind::MessageTtl => Command::ExpireMessage { key },
             TimerKind::Bpmn => Command::TriggerTimer { key },
+            TimerKind::Signal => Command::ContinueSignal { key },
         };
         // A timer that went stale meanwhile is refused by the engine: nothing to do. A start
         // timer refused because the shard is full tries again later.
@@ -1654,6 +1664,7 @@ fn arm_timers(timers: &mut BTreeSet<(i64, Key, TimerKind)>, effects: &[Effect]) 
                 deadline_millis,
             } => (*deadline_millis, *key, TimerKind::MessageTtl),
             Effect::Timer { key, due_millis } => (*due_millis, *key, TimerKind::Bpmn),
+            Effect::ContinueSignal { key, due_millis } => (*due_millis, *key, TimerKind::Signal),
             Effect::JobsAvailable { .. } | Effect::InstanceResult { .. } | Effect::Send { .. } => {
                 continue;
             }
@@ -1670,6 +1681,69 @@ fn arm_timers(timers: &mut BTreeSet<(i64, Key, TimerKind)>, effects: &[Effect]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recovered_signal_with_subscriptions_left_fires_its_continue_at_once() {
+        let xml = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">
+          <bpmn:process id="p" isExecutable="true"><bpmn:startEvent id="s"/>
+          <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="w"/>
+          <bpmn:intermediateCatchEvent id="w"><bpmn:signalEventDefinition signalRef="g"/>
+          </bpmn:intermediateCatchEvent><bpmn:sequenceFlow id="f2" sourceRef="w" targetRef="e"/>
+          <bpmn:endEvent id="e"/></bpmn:process><bpmn:signal id="g" name="go"/>
+          </bpmn:definitions>"#;
+        let mut state = State::new(0);
+        let mut ctx = ringflow_core::Ctx {
+            now_millis: 1_000,
+            next_key: Key::first(0),
+        };
+        let mut run = |state: &mut State, command: Command| {
+            let outcome = ringflow_core::process(state, command, &ctx).expect("accepted");
+            ctx.next_key = outcome.next_key;
+            outcome
+        };
+        run(
+            &mut state,
+            Command::Deploy {
+                resources: vec![ringflow_core::Resource {
+                    name: "p.bpmn".into(),
+                    content: std::sync::Arc::from(xml.as_bytes()),
+                }],
+            },
+        );
+        for _ in 0..=ringflow_core::limits::SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX {
+            run(
+                &mut state,
+                Command::CreateInstance {
+                    process: ringflow_core::ProcessRef::Latest("p".into()),
+                    variables: ringflow_core::Variables::new(),
+                    business_key: None,
+                    await_result: false,
+                },
+            );
+        }
+        let outcome = run(
+            &mut state,
+            Command::BroadcastSignal {
+                name: "go".into(),
+                variables: ringflow_core::Variables::new(),
+            },
+        );
+        let (signal, _) = state.signal_deliveries().next().expect("one left");
+        assert!(outcome.effects.iter().any(|effect| matches!(
+            effect,
+            Effect::ContinueSignal { key, .. } if *key == signal
+        )));
+        // What recovery arms from the state: the continue, due at once, and live.
+        let timers = timers_of(&state);
+        assert!(
+            timers.contains(&(0, signal, TimerKind::Signal)),
+            "{timers:?}"
+        );
+        assert!(timer_live(&state, 0, signal, TimerKind::Signal));
+        run(&mut state, Command::ContinueSignal { key: signal });
+        assert!(!timer_live(&state, 0, signal, TimerKind::Signal));
+        assert_eq!(state.instance_count(), 0);
+    }
 
     fn lease(key: u64, deadline_millis: i64) -> Effect {
         Effect::JobLease {

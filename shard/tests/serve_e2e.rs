@@ -1513,3 +1513,50 @@ fn a_signal_from_the_cli_reaches_waiting_instances_on_every_shard_and_starts_a_p
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn a_signal_to_more_waiting_instances_than_one_command_takes_reaches_them_all() {
+    // SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX is 1,000: the shard delivers the rest in
+    // ContinueSignal commands of its own, on the effect the broadcast returned.
+    let waiting = 2_500;
+    let (server, _, addr) = start_server("signal-fanout", 1);
+    let mut client = server.client();
+    client
+        .deploy(vec![Resource {
+            name: "signaled.bpmn".into(),
+            content: SIGNALED.as_bytes().to_vec(),
+        }])
+        .expect("deploy");
+    let mut connection = Connection::open(&addr, &ClientConfig::default()).expect("connect");
+    let requests: Vec<Request> = (0..waiting)
+        .map(|_| Request::CreateInstance(create("held", "{}", "")))
+        .collect();
+    for id in connection.send_batch(&requests).expect("send") {
+        match connection
+            .wait_for(id, Duration::from_secs(30))
+            .expect("an answer")
+        {
+            Response::InstanceCreated(_) => {}
+            other => panic!("expected InstanceCreated, got {other:?}"),
+        }
+    }
+    client.broadcast_signal("release", "").expect("broadcast");
+    let mut released = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while released.len() < waiting && Instant::now() < deadline {
+        let jobs = client
+            .activate_jobs(ActivateJobs {
+                job_type: "released".into(),
+                worker: "fanout-test".into(),
+                max_jobs: 1_000,
+                lease_ms: 60_000,
+                long_poll_ms: 500,
+            })
+            .expect("activate");
+        released.extend(jobs.into_iter().map(|job| job.process_instance_key));
+    }
+    assert_eq!(released.len(), waiting, "every waiting instance moved on");
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}

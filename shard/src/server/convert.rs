@@ -188,6 +188,7 @@ pub(crate) fn answer(answer: Answer) -> Response {
         Answer::VariablesSet { scope } => done(scope),
         Answer::MessagePublished { key }
         | Answer::SignalBroadcast { key }
+        | Answer::SignalContinued { key }
         | Answer::MessageExpired { key }
         | Answer::TimerTriggered { key } => done(key),
         // Mail between shards is not a client request; its answers never reach a client.
