@@ -546,12 +546,14 @@ fn decode_runtime(
                 owner: reader.key()?,
                 process_instance_key: reader.key()?,
             };
-            let (key, definition, element) = (
-                subscription.key,
+            let key = subscription.key;
+            check_waiter(
+                state,
+                key,
                 subscription.process_definition_key,
                 subscription.element,
-            );
-            check_waiter(state, key, definition, element, Some(subscription.owner))?;
+                Some(subscription.owner),
+            )?;
             if state
                 .signal_subscriptions
                 .insert(key, subscription)
