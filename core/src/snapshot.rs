@@ -914,13 +914,8 @@ mod tests {
         assert_eq!(restored.encode(), v6);
         assert_eq!(restored.cluster_shards(), 4);
         // Read as format 6, the same bytes are short.
-        let mut as_v6 = v4.clone();
-        as_v6[..MAGIC.len()].copy_from_slice(MAGIC);
-        let body = as_v6.len() - 4;
-        let checksum = crc32fast::hash(&as_v6[..body]);
-        as_v6[body..].copy_from_slice(&checksum.to_le_bytes());
         assert!(matches!(
-            State::decode(&as_v6),
+            State::decode(&as_current(&v4)),
             Err(SnapshotError::Truncated { .. })
         ));
     }
@@ -936,15 +931,20 @@ mod tests {
         let restored = State::decode(&v5).expect("format 5 is read");
         assert_eq!(restored.encode(), v6);
         // Read as format 6, the same bytes are short.
-        let mut as_v6 = v5.clone();
-        as_v6[..MAGIC.len()].copy_from_slice(MAGIC);
-        let body = as_v6.len() - 4;
-        let checksum = crc32fast::hash(&as_v6[..body]);
-        as_v6[body..].copy_from_slice(&checksum.to_le_bytes());
         assert!(matches!(
-            State::decode(&as_v6),
+            State::decode(&as_current(&v5)),
             Err(SnapshotError::Truncated { .. })
         ));
+    }
+
+    /// `older`'s bytes labelled as the current format, with their checksum made again.
+    fn as_current(older: &[u8]) -> Vec<u8> {
+        let mut bytes = older.to_vec();
+        bytes[..MAGIC.len()].copy_from_slice(MAGIC);
+        let body = bytes.len() - 4;
+        let checksum = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&checksum.to_le_bytes());
+        bytes
     }
 
     /// `current` without its last `section` bytes (before the checksum), as format `magic`.

@@ -186,6 +186,29 @@ fn awaited_one_task(timeout_ms: u32) -> CreateInstance {
     }
 }
 
+/// Deploys one BPMN file to every shard.
+fn deploy(client: &mut Client, name: &str, xml: &str) {
+    client
+        .deploy(vec![Resource {
+            name: name.into(),
+            content: xml.as_bytes().to_vec(),
+        }])
+        .expect("deploy");
+}
+
+/// One ActivateJobs of up to 1,000 jobs of `job_type`, long-polling the last shard it asks.
+fn activate(client: &mut Client, job_type: &str, long_poll_ms: u32) -> Vec<ringflow_wire::Job> {
+    client
+        .activate_jobs(ActivateJobs {
+            job_type: job_type.into(),
+            worker: "e2e".into(),
+            max_jobs: 1_000,
+            lease_ms: 60_000,
+            long_poll_ms,
+        })
+        .expect("activate")
+}
+
 fn deploy_one_task(client: &mut Client) {
     let deployed = client
         .deploy(vec![Resource {
@@ -291,12 +314,7 @@ fn awaited_creates_get_one_answer_each_whether_they_end_at_once_wait_for_room_or
     let (server, _, addr) = start_server("await-at-once", 1);
     let mut client = server.client();
     deploy_one_task(&mut client);
-    client
-        .deploy(vec![Resource {
-            name: "ends-at-once.bpmn".into(),
-            content: ENDS_AT_ONCE.as_bytes().to_vec(),
-        }])
-        .expect("deploy");
+    deploy(&mut client, "ends-at-once.bpmn", ENDS_AT_ONCE);
     const AT_ONCE: usize = 5_000;
     const TIMING_OUT: usize = 3;
     let mut requests: Vec<Request> = (0..AT_ONCE)
@@ -1250,12 +1268,7 @@ const APPROVAL: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/
 fn a_published_message_and_a_timer_complete_an_awaited_instance() {
     let (server, _, addr) = start_server("events", 2);
     let mut client = server.client();
-    client
-        .deploy(vec![Resource {
-            name: "approval.bpmn".into(),
-            content: APPROVAL.as_bytes().to_vec(),
-        }])
-        .expect("deploy");
+    deploy(&mut client, "approval.bpmn", APPROVAL);
     // The instance lives on the shard of its business key, the message goes to the shard of
     // its correlation key: the same text, so the same shard.
     let waiting = {
@@ -1438,12 +1451,7 @@ const SIGNALED: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/
 fn a_signal_from_the_cli_reaches_waiting_instances_on_every_shard_and_starts_a_process_once() {
     let (server, _, addr) = start_server("signal", 2);
     let mut client = server.client();
-    client
-        .deploy(vec![Resource {
-            name: "signaled.bpmn".into(),
-            content: SIGNALED.as_bytes().to_vec(),
-        }])
-        .expect("deploy");
+    deploy(&mut client, "signaled.bpmn", SIGNALED);
     // Two waiting instances on each shard, placed by their business keys.
     let topology = client.topology().clone();
     let mut placed = [0; 2];
@@ -1462,17 +1470,6 @@ fn a_signal_from_the_cli_reaches_waiting_instances_on_every_shard_and_starts_a_p
     let broadcast = cli_json(&addr, &["signal", "release", "--vars", r#"{"wave": 3}"#]);
     assert!(broadcast["key"].as_u64().is_some(), "{broadcast}");
 
-    let activate = |client: &mut Client, job_type: &str, long_poll_ms: u32| {
-        client
-            .activate_jobs(ActivateJobs {
-                job_type: job_type.into(),
-                worker: "signal-test".into(),
-                max_jobs: 100,
-                lease_ms: 60_000,
-                long_poll_ms,
-            })
-            .expect("activate")
-    };
     let mut released = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while released.len() < 4 && Instant::now() < deadline {
@@ -1521,12 +1518,7 @@ fn a_signal_to_more_waiting_instances_than_one_command_takes_reaches_them_all() 
     let waiting = 2_500;
     let (server, _, addr) = start_server("signal-fanout", 1);
     let mut client = server.client();
-    client
-        .deploy(vec![Resource {
-            name: "signaled.bpmn".into(),
-            content: SIGNALED.as_bytes().to_vec(),
-        }])
-        .expect("deploy");
+    deploy(&mut client, "signaled.bpmn", SIGNALED);
     let mut connection = Connection::open(&addr, &ClientConfig::default()).expect("connect");
     let requests: Vec<Request> = (0..waiting)
         .map(|_| Request::CreateInstance(create("held", "{}", "")))
@@ -1544,15 +1536,7 @@ fn a_signal_to_more_waiting_instances_than_one_command_takes_reaches_them_all() 
     let mut released = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while released.len() < waiting && Instant::now() < deadline {
-        let jobs = client
-            .activate_jobs(ActivateJobs {
-                job_type: "released".into(),
-                worker: "fanout-test".into(),
-                max_jobs: 1_000,
-                lease_ms: 60_000,
-                long_poll_ms: 500,
-            })
-            .expect("activate");
+        let jobs = activate(&mut client, "released", 500);
         released.extend(jobs.into_iter().map(|job| job.process_instance_key));
     }
     assert_eq!(released.len(), waiting, "every waiting instance moved on");
