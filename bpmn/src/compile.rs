@@ -807,11 +807,18 @@ impl<'d> Compiler<'d> {
                 "escalationCode",
                 "escalation",
             )),
-            "compensateEventDefinition" => EventDef::Compensate(
-                self.doc
-                    .attr(definition, Ns::None, "activityRef")
-                    .map(str::to_string),
-            ),
+            "compensateEventDefinition" => {
+                if self.doc.attr(definition, Ns::None, "waitForCompletion") == Some("false") {
+                    let text = "waitForCompletion=\"false\" is not supported: a compensation \
+                                throw event always waits for the handlers it starts";
+                    self.report(K::InvalidEventDefinition, owner, text.to_string());
+                }
+                EventDef::Compensate(
+                    self.doc
+                        .attr(definition, Ns::None, "activityRef")
+                        .map(str::to_string),
+                )
+            }
             "linkEventDefinition" => {
                 let name = self.doc.attr(definition, Ns::None, "name").map(str::trim);
                 EventDef::Link(name.filter(|n| !n.is_empty()).map(str::to_string))

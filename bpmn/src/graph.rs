@@ -69,6 +69,7 @@ pub(crate) fn check(
         {
             check_flows_of(compiler, definition, index);
         }
+        check_compensation(compiler, definition, index);
     }
     check_conditions(compiler, definition, failed, broken_conditions);
     resolve_links(compiler, definition);
@@ -76,6 +77,47 @@ pub(crate) fn check(
     if compiler.diagnostics.len() == before {
         check_reachability(compiler, definition, failed, &skips.orphans);
     }
+}
+
+/// A compensation throw's `activityRef` names an activity of its own scope (for a throw in
+/// an event subprocess, also of the scope that holds it) that has something to compensate;
+/// a compensation handler has no boundary events.
+fn check_compensation(
+    compiler: &mut Compiler<'_>,
+    definition: &ProcessDefinition,
+    index: ElementIndex,
+) {
+    let element = definition.element(index);
+    if element.for_compensation && !definition.boundary_events(index).is_empty() {
+        let text = "a compensation handler cannot have boundary events";
+        compiler.report_element(K::InvalidFlow, element, text.to_string());
+    }
+    let (ElementKind::IntermediateThrowEvent(ThrowResult::Compensation(Some(target)))
+    | ElementKind::EndEvent(EndResult::Compensation(Some(target)))) = element.kind
+    else {
+        return;
+    };
+    let scope = element.scope;
+    let outer = scope.and_then(|scope| match definition.element(scope).kind {
+        ElementKind::EventSubProcess => definition.element(scope).scope,
+        _ => None,
+    });
+    let target_element = definition.element(target);
+    let target_id = &target_element.id;
+    let text = if target_element.scope != scope && target_element.scope != outer {
+        format!(
+            "activityRef `{target_id}` must name an activity in the throw event's scope (or, \
+             in an event subprocess, in the scope that holds it)"
+        )
+    } else if !definition.is_compensable(target) {
+        format!(
+            "activityRef `{target_id}` has nothing to compensate: it has no compensation \
+             boundary event and holds no activity that has one"
+        )
+    } else {
+        return;
+    };
+    compiler.report_element(K::InvalidReference, element, text);
 }
 
 fn check_scope_starts(

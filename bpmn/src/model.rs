@@ -110,6 +110,35 @@ impl ProcessDefinition {
         &self.element_slots[self.element(index).boundary_events.range()]
     }
 
+    /// The compensation handler of an activity: the handler its compensation boundary event
+    /// is associated with, if it has one.
+    pub fn compensation_handler(&self, index: ElementIndex) -> Option<ElementIndex> {
+        self.boundary_events(index)
+            .iter()
+            .find_map(|boundary| match self.element(*boundary).kind {
+                ElementKind::BoundaryEvent {
+                    trigger: BoundaryTrigger::Compensation { handler },
+                    ..
+                } => handler,
+                _ => None,
+            })
+    }
+
+    /// Whether compensating `index` can do anything: it has a compensation handler, or it is
+    /// a subprocess with an activity inside (at any depth) that has one.
+    pub fn is_compensable(&self, index: ElementIndex) -> bool {
+        if self.compensation_handler(index).is_some() {
+            return true;
+        }
+        matches!(
+            self.element(index).kind,
+            ElementKind::SubProcess | ElementKind::EventSubProcess
+        ) && self
+            .children(index)
+            .iter()
+            .any(|child| self.is_compensable(*child))
+    }
+
     /// How many elements of each kind, by BPMN element name, sorted by name.
     pub fn element_counts(&self) -> Vec<(&'static str, usize)> {
         let mut counts: Vec<(&'static str, usize)> = Vec::new();

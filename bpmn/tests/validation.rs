@@ -496,3 +496,101 @@ fn encodings_are_decoded_end_to_end() {
     assert_eq!(error.diagnostics[0].kind, K::Encoding);
     assert!(error.diagnostics[0].message.contains("0xE4"), "{error}");
 }
+
+/// start -> `a` (with a compensation boundary event and its handler) -> `throw` -> end,
+/// with `throw`'s definition and any extra content given.
+fn compensation(definition: &str, extra: &str) -> String {
+    format!(
+        r#"<bpmn:startEvent id="start"/>
+        <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="a"/>
+        {a}
+        <bpmn:boundaryEvent id="b" attachedToRef="a"><bpmn:compensateEventDefinition/></bpmn:boundaryEvent>
+        {undo}
+        <bpmn:association id="as" sourceRef="b" targetRef="undo"/>
+        <bpmn:sequenceFlow id="f2" sourceRef="a" targetRef="throw"/>
+        <bpmn:intermediateThrowEvent id="throw">{definition}</bpmn:intermediateThrowEvent>
+        <bpmn:sequenceFlow id="f3" sourceRef="throw" targetRef="end"/>
+        <bpmn:endEvent id="end"/>{extra}"#,
+        a = job("a", "a"),
+        undo = job("undo", "undo").replace(r#"id="undo""#, r#"id="undo" isForCompensation="true""#),
+    )
+}
+
+#[test]
+fn compensation_throws_name_a_compensable_activity_of_their_scope_and_always_wait() {
+    ok(
+        &compensation(r#"<bpmn:compensateEventDefinition activityRef="a"/>"#, ""),
+        "",
+    );
+    ok(
+        &compensation(
+            r#"<bpmn:compensateEventDefinition waitForCompletion="true"/>"#,
+            "",
+        ),
+        "",
+    );
+    let error = errors(
+        &compensation(
+            r#"<bpmn:compensateEventDefinition waitForCompletion="false"/>"#,
+            "",
+        ),
+        "",
+    );
+    has(&error, K::InvalidEventDefinition, "throw");
+    assert!(error.to_string().contains("waitForCompletion"), "{error}");
+
+    // `c` has no compensation boundary event: compensating it would do nothing.
+    let nothing = compensation(
+        r#"<bpmn:compensateEventDefinition activityRef="c"/>"#,
+        &job("c", "c"),
+    )
+    .replace(
+        r#"targetRef="throw"/>"#,
+        r#"targetRef="c"/><bpmn:sequenceFlow id="f4" sourceRef="c" targetRef="throw"/>"#,
+    );
+    let error = errors(&nothing, "");
+    has(&error, K::InvalidReference, "throw");
+    assert!(
+        error.to_string().contains("nothing to compensate"),
+        "{error}"
+    );
+
+    // An activity inside a subprocess is not in the throw's scope.
+    let nested = compensation(
+        r#"<bpmn:compensateEventDefinition activityRef="inner"/>"#,
+        r#"<bpmn:subProcess id="sub"><bpmn:startEvent id="s2"/>
+             <bpmn:sequenceFlow id="g1" sourceRef="s2" targetRef="inner"/>
+             <bpmn:task id="inner"/>
+             <bpmn:boundaryEvent id="ib" attachedToRef="inner">
+               <bpmn:compensateEventDefinition/></bpmn:boundaryEvent>
+             <bpmn:task id="undo-inner" isForCompensation="true"/>
+             <bpmn:association id="as2" sourceRef="ib" targetRef="undo-inner"/>
+             <bpmn:sequenceFlow id="g2" sourceRef="inner" targetRef="e2"/>
+             <bpmn:endEvent id="e2"/></bpmn:subProcess>
+           <bpmn:sequenceFlow id="f5" sourceRef="start" targetRef="sub"/>"#,
+    );
+    let error = errors(&nested, "");
+    has(&error, K::InvalidReference, "throw");
+    assert!(error.to_string().contains("scope"), "{error}");
+    // Naming the subprocess that holds it is fine: it compensates what completed inside.
+    ok(
+        &nested.replace(r#"activityRef="inner""#, r#"activityRef="sub""#),
+        "",
+    );
+}
+
+#[test]
+fn a_compensation_handler_has_no_boundary_events() {
+    let error = errors(
+        &compensation(
+            "<bpmn:compensateEventDefinition/>",
+            r#"<bpmn:boundaryEvent id="late" attachedToRef="undo">
+                 <bpmn:timerEventDefinition><bpmn:timeDuration>PT1M</bpmn:timeDuration>
+                 </bpmn:timerEventDefinition></bpmn:boundaryEvent>
+               <bpmn:sequenceFlow id="f9" sourceRef="late" targetRef="end"/>"#,
+        ),
+        "",
+    );
+    has(&error, K::InvalidFlow, "undo");
+    assert!(error.to_string().contains("boundary events"), "{error}");
+}

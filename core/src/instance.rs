@@ -138,6 +138,30 @@ pub struct SignalSubscription {
     pub process_instance_key: Key,
 }
 
+/// A completed activity that a compensation throw event can still compensate (see
+/// `compensation`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compensation {
+    /// The compensation's key.
+    pub key: Key,
+    /// The process instance.
+    pub process_instance_key: Key,
+    /// The live scope element instance it belongs to now: the one the activity completed
+    /// in, then, as each enclosing subprocess completes, the scope that holds that one.
+    pub scope: Key,
+    /// The activity of that scope it came through: the compensated activity itself, or the
+    /// completed subprocess that held it (what a throw's `activityRef` names).
+    pub via: ElementIndex,
+    /// The compensated activity.
+    pub activity: ElementIndex,
+    /// Its compensation handler.
+    pub handler: ElementIndex,
+    /// The local variables of the activity and of the subprocesses it completed in, as
+    /// they were when each completed (the innermost winning): the handler's local
+    /// variables.
+    pub variables: serde_json::Map<String, serde_json::Value>,
+}
+
 /// Where a job stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {

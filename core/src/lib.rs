@@ -11,23 +11,25 @@
 //! the [`State`] byte for byte ([`State::encode`]). A [`Rejection`] changes nothing. Maps are
 //! `BTreeMap`s, so nothing depends on hash iteration order.
 //!
-//! **Status:** implemented: keys ([`key`]); `Deploy` with versions and idempotent redeploys
-//! (models using compensation are refused with a reason);
+//! **Status:** implemented: keys ([`key`]); `Deploy` with versions and idempotent redeploys;
 //! `CreateInstance`, `CancelInstance`, `ActivateJobs`, `CompleteJob`, `FailJob` (retries,
 //! backoff), `JobLeaseExpired`, `JobRetryDue`, `UpdateJobRetries`, `ThrowError`,
 //! `ResolveIncident`, `SetVariables`, `PublishMessage` (correlation under the Camunda 8
 //! rules, buffering, deduplication), `BroadcastSignal` ([`signals`]), `ExpireMessage` and
 //! `TriggerTimer`; the token machine for every element the README's table marks "yes":
-//! events (none, message, timer, signal, error, escalation, link, terminate), tasks, gateways (exclusive, parallel, inclusive,
+//! events (none, message, timer, signal, error, escalation, compensation, link, terminate),
+//! tasks, gateways (exclusive, parallel, inclusive,
 //! event-based), embedded and event subprocesses, multi-instance activities and call
 //! activities; FEEL conditions and mappings against JSON variables with the clock from
 //! [`Ctx`]; and the deterministic snapshot of all of it. Module docs: `waits` (what element
-//! instances wait for), [`timers`], `messages`, [`signals`], `multi`, `call`, `errors`,
+//! instances wait for), [`timers`], `messages`, [`signals`], [`compensation`], `multi`, `call`,
+//! `errors`,
 //! `support`.
 
 mod call;
 mod cancel;
 pub mod codec;
+pub mod compensation;
 mod create;
 pub mod decisions;
 mod deploy;
@@ -56,7 +58,7 @@ pub use engine::{
     Outcome, ProcessRef, Rejection, RejectionCode, Resource, Response, Variables, process,
 };
 pub use instance::{
-    ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, MultiBody,
+    Compensation, ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, MultiBody,
     ProcessInstance, SignalSubscription, Subscription, Timer,
 };
 pub use key::Key;

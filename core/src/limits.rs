@@ -57,3 +57,8 @@ pub const SIGNALS_PER_COMMAND_MAX: u32 = 1_000;
 /// goes on in `ContinueSignal` commands, this many at a time, so that a broadcast to a
 /// million waiting instances does not hold its shard for a second in one command.
 pub const SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX: usize = 1_000;
+
+/// Most completed activities one process instance keeps for compensation: each is a
+/// compensation handler a throw may start, so this is the per-instance element limit. An
+/// activity whose completion would go over it stops with an incident.
+pub const COMPENSATIONS_PER_INSTANCE_MAX: u32 = ELEMENT_INSTANCES_PER_INSTANCE_MAX;

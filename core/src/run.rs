@@ -329,6 +329,39 @@ impl<'s> Run<'s> {
     }
 
     fn activate(&mut self, element: ElementIndex, scope: Key, counted: bool) {
+        let (key, ok) = self.instantiate(element, scope, counted);
+        if !ok {
+            return;
+        }
+        if let Some(mut variables) = self.triggered.remove(&(scope, element)) {
+            let definition = self.definition_of(scope);
+            if matches!(
+                definition.element(element).kind,
+                ElementKind::EventSubProcess
+            ) {
+                // The event subprocess's start event is what happened.
+                let start = definition.start_events(element)[0];
+                self.triggered
+                    .insert((key, start), std::mem::take(&mut variables));
+            } else {
+                if self.apply_inputs(key, element) && self.accept_result(key, element, variables) {
+                    self.complete_later(key);
+                }
+                return;
+            }
+        }
+        self.enter(key, element);
+    }
+
+    /// Makes a new instance of `element` inside `scope` (counting its token unless
+    /// `counted`) and records its activation; not entered yet. Returns its key and false
+    /// when it stopped at an incident (a limit).
+    pub(crate) fn instantiate(
+        &mut self,
+        element: ElementIndex,
+        scope: Key,
+        counted: bool,
+    ) -> (Key, bool) {
         let process_instance_key = self.state.elements[&scope].process_instance_key;
         let key = self.key();
         let live = &mut self
@@ -376,32 +409,18 @@ impl<'s> Run<'s> {
                 "the instance has more than ELEMENT_INSTANCES_PER_INSTANCE_MAX \
                  ({ELEMENT_INSTANCES_PER_INSTANCE_MAX}) live elements"
             );
-            return self.incident(key, message);
+            self.incident(key, message);
+            return (key, false);
         }
         if self.steps > COMMAND_STEPS_MAX {
             let message = format!(
                 "one command ran more than COMMAND_STEPS_MAX ({COMMAND_STEPS_MAX}) steps: the \
                  model loops without a wait state"
             );
-            return self.incident(key, message);
+            self.incident(key, message);
+            return (key, false);
         }
-        if let Some(mut variables) = self.triggered.remove(&(scope, element)) {
-            if matches!(
-                definition.element(element).kind,
-                ElementKind::EventSubProcess
-            ) {
-                // The event subprocess's start event is what happened.
-                let start = definition.start_events(element)[0];
-                self.triggered
-                    .insert((key, start), std::mem::take(&mut variables));
-            } else {
-                if self.apply_inputs(key, element) && self.accept_result(key, element, variables) {
-                    self.complete_later(key);
-                }
-                return;
-            }
-        }
-        self.enter(key, element);
+        (key, true)
     }
 
     /// The role of a new instance of `element` inside `scope`: the body of a multi-instance
@@ -616,6 +635,10 @@ impl<'s> Run<'s> {
                     self.complete_later(key);
                 }
             }
+            ElementKind::IntermediateThrowEvent(ThrowResult::Compensation(target))
+            | ElementKind::EndEvent(EndResult::Compensation(target)) => {
+                self.throw_compensation(key, *target);
+            }
             ElementKind::IntermediateThrowEvent(ThrowResult::Signal(name))
             | ElementKind::EndEvent(EndResult::Signal(name)) => {
                 if self.throw_signal(key, name) {
@@ -649,13 +672,6 @@ impl<'s> Run<'s> {
                 self.create_job(key, job);
             }
             ElementKind::UserTask(user_task) => self.create_job(key, &user_task.job),
-            other => {
-                let message = format!(
-                    "a {} of this kind is not executed by this engine version yet",
-                    other.bpmn_name()
-                );
-                self.incident(key, message);
-            }
         }
     }
 
@@ -890,6 +906,9 @@ impl<'s> Run<'s> {
         if let ElementRole::Inner { loop_counter } = element.role {
             return self.complete_inner(key, &element, loop_counter);
         }
+        if !self.keep_compensation(key, &element, &definition) {
+            return;
+        }
         self.element_event(key, |key, process_instance_key, element_id| {
             Event::ElementCompleted {
                 key,
@@ -916,6 +935,7 @@ impl<'s> Run<'s> {
             // The token jumps to the link's catch event in the same scope.
             self.activate_counted(target, scope);
         }
+        self.lift_compensations(key, scope, element.element, &definition);
         self.remove_element(key);
         let scope_instance = self.state.elements.get_mut(&scope).expect("scope is live");
         scope_instance.tokens -= 1;
@@ -1177,6 +1197,7 @@ impl<'s> Run<'s> {
             self.incident_gone(element.process_instance_key, incident);
         }
         self.close_waits(key);
+        self.drop_compensations(key);
         self.state.multi.remove(&key);
         self.forget_remote_incidents(key, element.process_instance_key);
         if let Some(child) = element.called {

@@ -6,7 +6,7 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x06` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, and 5, without signal subscriptions and deliveries, are still read) |
+//! | magic | `RFSNAP` then format version `0x00 0x07` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, 5, without signal subscriptions and deliveries, and 6, without compensations, are still read) |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
@@ -24,6 +24,7 @@
 //! | cross shard (format 4) | cluster shard count u16; mail numbers sent and taken (each u32 count, then shard u16 and number u64); outbox (u32 count, then destination u16, number u64, the mail as `remote::encode_mail` writes it); remote subscriptions (u32 count, then key, name, correlation key, process id, the message being correlated (optional key)); from format 5: remote incidents (u32 count, then call activity key and the incident as above), pending throws (u32 count, then throw key and tag u8: 0 thrower (element key, escalation u8, code, message, job u8), 1 relay (shard u16, the child's throw key)) |
 //! | signal subscriptions (format 6) | u32 count, then key, name, definition key, element u32, owner key, instance key |
 //! | signal deliveries (format 6) | u32 count, then signal key, name, variables (JSON bytes), the last subscription key delivered to |
+//! | compensations (format 7) | u32 count, then key, instance key, scope key, via element u32, activity element u32, handler element u32, variables (JSON bytes) |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -47,7 +48,9 @@ use crate::instance::{
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
-const MAGIC: &[u8; 8] = b"RFSNAP\x00\x06";
+const MAGIC: &[u8; 8] = b"RFSNAP\x00\x07";
+/// Format 6: without compensations.
+const MAGIC_6: &[u8; 8] = b"RFSNAP\x00\x06";
 /// Format 5: without signal subscriptions and deliveries.
 const MAGIC_5: &[u8; 8] = b"RFSNAP\x00\x05";
 /// Format 4 (before remote incidents and pending throws): still read.
@@ -60,7 +63,7 @@ const MAGIC_3: &[u8; 8] = b"RFSNAP\x00\x03";
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
     /// The bytes do not start with the snapshot magic and format version.
-    #[error("not a ringflow snapshot of format 3, 4, 5 or 6 (bad magic)")]
+    #[error("not a ringflow snapshot of format 3, 4, 5, 6 or 7 (bad magic)")]
     BadMagic,
     /// The checksum does not match: the snapshot is corrupt.
     #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -110,7 +113,8 @@ impl State {
             return Err(SnapshotError::BadMagic);
         }
         let format = match &bytes[..MAGIC.len()] {
-            magic if magic == MAGIC => 6,
+            magic if magic == MAGIC => 7,
+            magic if magic == MAGIC_6 => 6,
             magic if magic == MAGIC_5 => 5,
             magic if magic == MAGIC_4 => 4,
             magic if magic == MAGIC_3 => 3,
@@ -327,6 +331,20 @@ impl State {
             put_bytes(out, delivery.name.as_bytes());
             crate::codec::put_variables(out, &delivery.variables);
             put_key(out, delivery.after);
+        }
+        put_count(out, self.compensations.len());
+        for compensation in self.compensations.values() {
+            put_key(out, compensation.key);
+            put_key(out, compensation.process_instance_key);
+            put_key(out, compensation.scope);
+            for element in [
+                compensation.via,
+                compensation.activity,
+                compensation.handler,
+            ] {
+                out.extend_from_slice(&element.0.to_le_bytes());
+            }
+            crate::codec::put_variables(out, &compensation.variables);
         }
     }
 
@@ -574,7 +592,53 @@ fn decode_runtime(
             }
         }
     }
+    if format >= 7 {
+        decode_compensations(reader, state)?;
+    }
     state.rebuild_indexes();
+    Ok(())
+}
+
+fn decode_compensations(reader: &mut Reader<'_>, state: &mut State) -> Result<(), SnapshotError> {
+    for _ in 0..reader.count()? {
+        let (key, process_instance_key, scope) = (reader.key()?, reader.key()?, reader.key()?);
+        let mut element = || -> Result<ElementIndex, SnapshotError> {
+            Ok(ElementIndex(u32::from_le_bytes(reader.array()?)))
+        };
+        let (via, activity, handler) = (element()?, element()?, element()?);
+        let compensation = crate::instance::Compensation {
+            key,
+            process_instance_key,
+            scope,
+            via,
+            activity,
+            handler,
+            variables: crate::codec::read_variables(reader)?,
+        };
+        let in_instance = state
+            .elements
+            .get(&scope)
+            .is_some_and(|element| element.process_instance_key == process_instance_key);
+        if !in_instance {
+            return Err(corrupt(format!(
+                "compensation {key} belongs to no live scope of its instance"
+            )));
+        }
+        let instance = &state.instances[&process_instance_key];
+        let definition = &state.processes[&instance.process_definition_key].definition;
+        let elements = definition.elements().len();
+        if [via, activity, handler]
+            .iter()
+            .any(|element| element.0 as usize >= elements)
+        {
+            return Err(corrupt(format!(
+                "compensation {key} names no element of its process"
+            )));
+        }
+        if state.compensations.insert(key, compensation).is_some() {
+            return Err(corrupt(format!("compensation {key} repeats")));
+        }
+    }
     Ok(())
 }
 
@@ -889,13 +953,13 @@ mod tests {
     fn a_format_3_snapshot_is_read_as_a_state_with_no_cross_shard_fields() {
         let mut state = State::new(2);
         state.set_last_key(Key::new(2, 40));
-        let v6 = state.encode();
-        // Format 3 is format 6 without the cross-shard section, which for this state is the
-        // shard count (u16) and six empty counts (u32 each), and without the signal
-        // subscriptions' and signal deliveries' empty counts.
-        let v3 = older(&v6, 2 + 6 * 4 + 2 * 4, MAGIC_3);
+        let current = state.encode();
+        // Format 3 is the current format without the cross-shard section, which for this
+        // state is the shard count (u16) and six empty counts (u32 each), and without the
+        // empty counts of signal subscriptions, signal deliveries and compensations.
+        let v3 = older(&current, 2 + 6 * 4 + 3 * 4, MAGIC_3);
         let restored = State::decode(&v3).expect("format 3 is read");
-        assert_eq!(restored.encode(), v6);
+        assert_eq!(restored.encode(), current);
         let mut other = v3.clone();
         other[7] = 2;
         assert_eq!(State::decode(&other).unwrap_err(), SnapshotError::BadMagic);
@@ -906,14 +970,14 @@ mod tests {
         let mut state = State::new(1);
         state.set_cluster_shards(4);
         state.set_last_key(Key::new(1, 7));
-        let v6 = state.encode();
-        // Format 4 lacks the last two counts of the cross-shard section and the two signal
-        // counts.
-        let v4 = older(&v6, 4 * 4, MAGIC_4);
+        let current = state.encode();
+        // Format 4 lacks the last two counts of the cross-shard section, the two signal
+        // counts and the compensations' count.
+        let v4 = older(&current, 5 * 4, MAGIC_4);
         let restored = State::decode(&v4).expect("format 4 is read");
-        assert_eq!(restored.encode(), v6);
+        assert_eq!(restored.encode(), current);
         assert_eq!(restored.cluster_shards(), 4);
-        // Read as format 6, the same bytes are short.
+        // Read as the current format, the same bytes are short.
         assert!(matches!(
             State::decode(&as_current(&v4)),
             Err(SnapshotError::Truncated { .. })
@@ -925,14 +989,29 @@ mod tests {
         let mut state = State::new(3);
         state.set_cluster_shards(2);
         state.set_last_key(Key::new(3, 9));
-        let v6 = state.encode();
-        // Format 5 lacks the signal subscriptions' and signal deliveries' counts at the end.
-        let v5 = older(&v6, 2 * 4, MAGIC_5);
+        let current = state.encode();
+        // Format 5 lacks the counts of signal subscriptions, signal deliveries and
+        // compensations at the end.
+        let v5 = older(&current, 3 * 4, MAGIC_5);
         let restored = State::decode(&v5).expect("format 5 is read");
-        assert_eq!(restored.encode(), v6);
-        // Read as format 6, the same bytes are short.
+        assert_eq!(restored.encode(), current);
         assert!(matches!(
             State::decode(&as_current(&v5)),
+            Err(SnapshotError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn a_format_6_snapshot_is_read_as_a_state_with_no_compensations() {
+        let mut state = State::new(4);
+        state.set_last_key(Key::new(4, 11));
+        let current = state.encode();
+        // Format 6 lacks the compensations' count at the end.
+        let v6 = older(&current, 4, MAGIC_6);
+        let restored = State::decode(&v6).expect("format 6 is read");
+        assert_eq!(restored.encode(), current);
+        assert!(matches!(
+            State::decode(&as_current(&v6)),
             Err(SnapshotError::Truncated { .. })
         ));
     }

@@ -8,8 +8,8 @@ use smallvec::SmallVec;
 
 use crate::engine::{Event, Variables};
 use crate::instance::{
-    ElementInstance, Incident, Job, MultiBody, ProcessInstance, SignalSubscription, Subscription,
-    Timer,
+    Compensation, ElementInstance, Incident, Job, MultiBody, ProcessInstance, SignalSubscription,
+    Subscription, Timer,
 };
 use crate::key::{Key, KeyMap, sorted_values};
 
@@ -69,6 +69,8 @@ pub struct State {
     pub(crate) signal_subscriptions: BTreeMap<Key, SignalSubscription>,
     /// Signals with subscriptions left to deliver to, by signal key.
     pub(crate) signal_deliveries: BTreeMap<Key, crate::signals::PendingDelivery>,
+    /// Completed activities that compensation can still reach, by key.
+    pub(crate) compensations: BTreeMap<Key, Compensation>,
     /// Multi-instance bodies, by element instance key.
     pub(crate) multi: BTreeMap<Key, MultiBody>,
     /// Every decision version, by decision definition key.
@@ -186,6 +188,10 @@ pub(crate) struct Indexes {
     pub remote_subscriptions: BTreeMap<(String, String), BTreeSet<Key>>,
     /// Children started here for a call activity on another shard: call activity to child.
     pub remote_children: BTreeMap<Key, Key>,
+    /// (scope element instance, compensation key) of every compensation.
+    pub compensation_scopes: BTreeSet<(Key, Key)>,
+    /// Compensations held per process instance (only instances that hold some).
+    pub compensations_per_instance: BTreeMap<Key, u32>,
 }
 
 impl State {
@@ -210,6 +216,7 @@ impl State {
             subscriptions: BTreeMap::new(),
             signal_subscriptions: BTreeMap::new(),
             signal_deliveries: BTreeMap::new(),
+            compensations: BTreeMap::new(),
             multi: BTreeMap::new(),
             decisions: BTreeMap::new(),
             decision_versions: BTreeMap::new(),
@@ -644,9 +651,68 @@ impl State {
         self.index.message_starts = starts;
     }
 
+    /// Keeps a compensation, indexed by its scope and counted for its instance.
+    pub(crate) fn insert_compensation(&mut self, compensation: Compensation) {
+        self.index
+            .compensation_scopes
+            .insert((compensation.scope, compensation.key));
+        *self
+            .index
+            .compensations_per_instance
+            .entry(compensation.process_instance_key)
+            .or_default() += 1;
+        self.compensations.insert(compensation.key, compensation);
+    }
+
+    /// Forgets a compensation (compensated, or its scope ended).
+    pub(crate) fn remove_compensation(&mut self, key: Key) -> Option<Compensation> {
+        let compensation = self.compensations.remove(&key)?;
+        self.index
+            .compensation_scopes
+            .remove(&(compensation.scope, key));
+        let instance = compensation.process_instance_key;
+        if let Some(count) = self.index.compensations_per_instance.get_mut(&instance) {
+            *count -= 1;
+            if *count == 0 {
+                self.index.compensations_per_instance.remove(&instance);
+            }
+        }
+        Some(compensation)
+    }
+
+    /// The keys of the compensations that belong to `scope`, oldest first.
+    pub(crate) fn compensations_in(&self, scope: Key) -> Vec<Key> {
+        if self.compensations.is_empty() {
+            return Vec::new();
+        }
+        self.index
+            .compensation_scopes
+            .range((scope, Key(0))..=(scope, Key(u64::MAX)))
+            .map(|(_, key)| *key)
+            .collect()
+    }
+
+    /// How many compensations a process instance holds.
+    pub(crate) fn compensation_count(&self, process_instance_key: Key) -> u32 {
+        self.index
+            .compensations_per_instance
+            .get(&process_instance_key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Completed activities that compensation can still reach, in key order.
+    pub fn compensations(&self) -> impl Iterator<Item = &Compensation> {
+        self.compensations.values()
+    }
+
     /// Rebuilds every derived index from the state (after a restore).
     pub(crate) fn rebuild_indexes(&mut self) {
         self.index = Indexes::default();
+        let compensations: Vec<Compensation> = self.compensations.values().cloned().collect();
+        for compensation in compensations {
+            self.insert_compensation(compensation);
+        }
         let timers: Vec<Timer> = self.timers.values().cloned().collect();
         for timer in timers {
             self.insert_timer(timer);

@@ -3,14 +3,11 @@
 //!
 //! | refused | why |
 //! |---|---|
-//! | compensation (boundary events, throw and end events, `isForCompensation` handlers) | not built yet |
 //! | timer start events whose value needs variables | a start timer is armed at deploy, when there are none |
 //! | message start events whose name needs variables | the name is needed at deploy to route messages to the process |
 //! | signal start events whose name needs variables | the name is needed when a signal arrives, before there is an instance |
 
-use ringflow_bpmn::{
-    BoundaryTrigger, ElementKind, EndResult, ProcessDefinition, StartTrigger, ThrowResult,
-};
+use ringflow_bpmn::{ElementKind, ProcessDefinition, StartTrigger};
 
 /// Why the engine refuses an element of a model that parses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,35 +34,6 @@ impl std::fmt::Display for Refusal {
 /// element. `Deploy` refuses a model with any; `ringflow validate` reports them. `now_millis`
 /// is when start timers would be armed.
 pub fn refusals(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusal> {
-    let mut problems = Vec::new();
-    for element in definition.elements() {
-        let why = match &element.kind {
-            ElementKind::BoundaryEvent {
-                trigger: BoundaryTrigger::Compensation { .. },
-                ..
-            }
-            | ElementKind::IntermediateThrowEvent(ThrowResult::Compensation(_))
-            | ElementKind::EndEvent(EndResult::Compensation(_)) => {
-                Some("compensation events are not supported yet".to_string())
-            }
-            _ if element.for_compensation => {
-                Some("compensation handlers are not supported yet".to_string())
-            }
-            _ => None,
-        };
-        if let Some(reason) = why {
-            problems.push(Refusal {
-                position: element.position,
-                element_id: element.id.to_string(),
-                reason,
-            });
-        }
-    }
-    problems.extend(start_problems(definition, now_millis));
-    problems
-}
-
-fn start_problems(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusal> {
     let mut problems = Vec::new();
     for start in definition.start_events(ProcessDefinition::ROOT) {
         let element = definition.element(*start);

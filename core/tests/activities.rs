@@ -431,39 +431,3 @@ fn a_link_throw_jumps_to_its_catch() {
     shard.assert_clean();
     shard.check_replay();
 }
-
-#[test]
-fn compensation_is_refused_at_deploy_with_the_element() {
-    let mut shard = Shard::new();
-    let cases = [(
-        r#"<bpmn:intermediateThrowEvent id="undo"><bpmn:compensateEventDefinition/>
-               </bpmn:intermediateThrowEvent>"#,
-        "undo",
-        "compensation events are not supported yet",
-    )];
-    for (element, id, why) in cases {
-        let body = format!(
-            r#"<bpmn:startEvent id="start"/>{}{element}{}<bpmn:endEvent id="end"/>"#,
-            flow("f1", "start", id),
-            flow("f2", id, "end"),
-        );
-        let xml = model("refused", &body).replace(
-            "</bpmn:process>",
-            r#"</bpmn:process><bpmn:signal id="s" name="alarm"/>"#,
-        );
-        let refused = shard
-            .run(Command::Deploy {
-                resources: vec![ringflow_core::Resource {
-                    name: "refused.bpmn".into(),
-                    content: std::sync::Arc::from(xml.as_bytes()),
-                }],
-            })
-            .expect_err("refused");
-        assert_eq!(refused.code, RejectionCode::InvalidModel);
-        assert!(
-            refused.message.contains(&format!("`{id}`")) && refused.message.contains(why),
-            "{}",
-            refused.message
-        );
-    }
-}

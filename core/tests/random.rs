@@ -1,6 +1,7 @@
 //! Randomized: generated processes (nested sequences, parallel, exclusive, inclusive and
 //! event-based gateways, subprocesses, tasks, timer, message and signal catch events, timer,
-//! message, signal and error boundary events, multi-instance tasks, call activities) driven by
+//! message, signal, error and compensation boundary events, compensation throw events,
+//! multi-instance tasks, call activities) driven by
 //! random commands in any order (create, complete, fail, throw, cancel, resolve, publish,
 //! broadcast a signal, time passing and timers firing). After every command the state's invariants must hold; at the end
 //! replaying the accepted commands must give the same bytes. Seeded and reproducible:
@@ -45,8 +46,17 @@ impl Generator<'_> {
     }
 
     fn block(&mut self, depth: u32) -> (String, String) {
-        let choice = if depth >= 3 { 0 } else { self.rng.below(12) };
+        let choice = if depth >= 3 { 0 } else { self.rng.below(13) };
         match choice {
+            12 => {
+                // Compensates what completed in its scope (the compensable tasks of
+                // `guarded_task`), waiting for their handlers.
+                let id = self.id("comp");
+                self.xml.push_str(&format!(
+                    r#"<bpmn:intermediateThrowEvent id="{id}"><bpmn:compensateEventDefinition/></bpmn:intermediateThrowEvent>"#
+                ));
+                (id.clone(), id)
+            }
             6 => {
                 let id = self.id("timer");
                 let seconds = 1 + self.rng.below(60);
@@ -79,6 +89,9 @@ impl Generator<'_> {
                 self.xml.push_str(&format!(
                     r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements><bpmn:multiInstanceLoopCharacteristics isSequential="{sequential}"><bpmn:extensionElements><zeebe:loopCharacteristics inputCollection="=[1,2,3]" inputElement="item" outputCollection="out" outputElement="=item"/></bpmn:extensionElements><bpmn:completionCondition>=r &gt; 0.9</bpmn:completionCondition></bpmn:multiInstanceLoopCharacteristics></bpmn:serviceTask>"#
                 ));
+                if self.rng.below(3) == 0 {
+                    self.compensable(&id);
+                }
                 (id.clone(), id)
             }
             10 => {
@@ -100,6 +113,9 @@ impl Generator<'_> {
                 self.xml.push_str(&format!(
                     r#"<bpmn:callActivity id="{id}"><bpmn:extensionElements><zeebe:calledElement processId="child"/></bpmn:extensionElements></bpmn:callActivity>"#
                 ));
+                if self.rng.below(3) == 0 {
+                    self.compensable(&id);
+                }
                 (id.clone(), id)
             }
             0 | 1 => {
@@ -107,6 +123,9 @@ impl Generator<'_> {
                 self.xml.push_str(&format!(
                     r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements></bpmn:serviceTask>"#
                 ));
+                if self.rng.below(3) == 0 {
+                    self.compensable(&id);
+                }
                 (id.clone(), id)
             }
             2 => {
@@ -169,6 +188,15 @@ impl Generator<'_> {
 }
 
 impl Generator<'_> {
+    /// Gives `task` a compensation boundary event and its handler (a task of type `t`).
+    fn compensable(&mut self, task: &str) {
+        let boundary = self.id("cb");
+        let undo = self.id("undo");
+        self.xml.push_str(&format!(
+            r#"<bpmn:boundaryEvent id="{boundary}" attachedToRef="{task}"><bpmn:compensateEventDefinition/></bpmn:boundaryEvent><bpmn:serviceTask id="{undo}" isForCompensation="true"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements></bpmn:serviceTask><bpmn:association id="{undo}a" sourceRef="{boundary}" targetRef="{undo}"/>"#
+        ));
+    }
+
     /// A task with a boundary event. An interrupting one's path merges back after the task
     /// (exactly one token leaves the block); a non-interrupting one's path ends on its own.
     fn guarded_task(&mut self) -> (String, String) {
@@ -241,9 +269,14 @@ fn random_process(rng: &mut Rng) -> String {
             r#"<bpmn:subProcess id="{sub}"><bpmn:startEvent id="{sub}s"/>"#
         ));
         generator.xml.push_str(&inner);
-        generator
-            .xml
-            .push_str(&format!(r#"<bpmn:endEvent id="{sub}e"/>"#));
+        let end = if generator.rng.below(2) == 0 {
+            "<bpmn:compensateEventDefinition/>"
+        } else {
+            ""
+        };
+        generator.xml.push_str(&format!(
+            r#"<bpmn:endEvent id="{sub}e">{end}</bpmn:endEvent>"#
+        ));
         generator.flow(&format!("{sub}s"), &inner_in, None);
         generator.flow(&inner_out, &format!("{sub}e"), None);
         generator.xml.push_str("</bpmn:subProcess>");
@@ -251,9 +284,15 @@ fn random_process(rng: &mut Rng) -> String {
     } else {
         generator.block(0)
     };
+    // Half the processes end by compensating what completed.
+    let end = if generator.rng.below(2) == 0 {
+        r#"<bpmn:endEvent id="end"><bpmn:compensateEventDefinition/></bpmn:endEvent>"#
+    } else {
+        r#"<bpmn:endEvent id="end"/>"#
+    };
     generator
         .xml
-        .push_str(r#"<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>"#);
+        .push_str(&format!(r#"<bpmn:startEvent id="start"/>{end}"#));
     generator.flow("start", &entry, None);
     generator.flow(&exit, "end", None);
     common::model("random", &generator.xml)
@@ -377,6 +416,15 @@ fn check_invariants(state: &State) {
             assert_eq!(call.called, Some(instance.key));
         }
     }
+    for compensation in state.compensations() {
+        let scope = state
+            .element_instance(compensation.scope)
+            .expect("a compensation belongs to a live scope");
+        assert_eq!(
+            scope.process_instance_key,
+            compensation.process_instance_key
+        );
+    }
     assert!(
         state.indexes_consistent(),
         "derived indexes disagree with a rebuild"
@@ -394,6 +442,7 @@ struct Seen {
     signals: u64,
     multi_instance: u64,
     calls: u64,
+    compensations: u64,
 }
 
 fn one_run(seed: u64, seen: &mut Seen) {
@@ -540,6 +589,11 @@ fn one_run(seed: u64, seen: &mut Seen) {
                     {
                         seen.calls += 1;
                     }
+                    ringflow_core::Event::ElementCompleted { element_id, .. }
+                        if element_id.starts_with("undo") =>
+                    {
+                        seen.compensations += 1;
+                    }
                     _ => {}
                 }
             }
@@ -681,5 +735,9 @@ fn random_processes_and_commands_keep_the_invariants() {
             "no multi-instance task ever completed"
         );
         assert!(seen.calls > 0, "no call activity ever completed");
+        assert!(
+            seen.compensations > 0,
+            "no compensation handler ever completed"
+        );
     }
 }
