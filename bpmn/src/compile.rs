@@ -720,7 +720,17 @@ impl<'d> Compiler<'d> {
         let version_tag = self
             .zeebe_child(node, "versionTag")
             .and_then(|tag| self.doc.attr(tag, Ns::None, "value").map(str::to_string));
+        let compensable = elements.iter().any(|element| {
+            matches!(
+                element.kind,
+                ElementKind::BoundaryEvent {
+                    trigger: BoundaryTrigger::Compensation { .. },
+                    ..
+                }
+            )
+        });
         ProcessDefinition {
+            compensable,
             bpmn_process_id: self.id(node).unwrap_or("").into(),
             name: self.doc.attr(node, Ns::None, "name").map(str::to_string),
             version_tag,

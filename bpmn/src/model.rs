@@ -45,6 +45,8 @@ pub struct ProcessDefinition {
     pub(crate) flows: Vec<SequenceFlow>,
     pub(crate) flow_slots: Vec<FlowIndex>,
     pub(crate) element_slots: Vec<ElementIndex>,
+    /// Whether any activity has a compensation boundary event.
+    pub(crate) compensable: bool,
 }
 
 impl ProcessDefinition {
@@ -122,6 +124,13 @@ impl ProcessDefinition {
                 } => handler,
                 _ => None,
             })
+    }
+
+    /// Whether any activity of the process has a compensation boundary event: without one,
+    /// nothing ever needs to be kept for compensation (one check per completion, on the
+    /// hot path, instead of a look at each element's boundary events).
+    pub fn has_compensable_activities(&self) -> bool {
+        self.compensable
     }
 
     /// Whether compensating `index` can do anything: it has a compensation handler, or it is

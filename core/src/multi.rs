@@ -153,7 +153,9 @@ impl Run<'_> {
                 element_id,
             }
         });
-        self.lift_compensations(key, body, inner.element, &definition);
+        if !self.state.compensations.is_empty() {
+            self.lift_compensations(key, body, inner.element, &definition);
+        }
         self.remove_element_counted(key);
         let state = self.state.multi.get_mut(&body).expect("the body is live");
         state.completed += 1;
