@@ -3,13 +3,17 @@
 //! | BPMN element    | accepted forms                                   | example                 |
 //! |-----------------|--------------------------------------------------|-------------------------|
 //! | `timeDuration`  | `PnYnMnWnDTnHnMnS` (fractional seconds allowed)  | `PT15M`, `P1DT12H`      |
-//! | `timeDate`      | `YYYY-MM-DDThh:mm[:ss[.fff]]` with `Z` or offset | `2026-12-01T09:00:00Z`  |
+//! | `timeDate`      | `YYYY-MM-DDThh:mm[:ss[.fff]]` with `Z`, an offset or a region | `2026-12-01T09:00:00Z`, `2026-12-01T09:00:00@Europe/Berlin` |
 //! | `timeCycle`     | `R[n]/duration`, `R[n]/start/duration`           | `R5/PT10S`, `R/P1D`     |
 //! | any of them     | a FEEL expression (`=...`) evaluated at runtime  | `=reminderInterval`     |
 //!
-//! Date-times must carry a zone offset: a bare local time would fire at a different instant
-//! on each server. Zone region ids (`@Europe/Berlin`) and cron cycles are not supported yet and
-//! are rejected with a message that says so.
+//! Date-times must carry a zone: a bare local time would fire at a different instant on each
+//! server. The zone is `Z`, an offset (`+01:00`) or an IANA region id, Camunda's way
+//! (`2026-12-01T09:00:00@Europe/Berlin`) or Java's (`2026-12-01T09:00:00+01:00[Europe/Berlin]`,
+//! where the offset wins), resolved with the time zone database built into the binary
+//! (chrono-tz) and Java's rules for clock changes: in an overlap the earlier offset, in a
+//! gap the time moved forward by the gap. Cron cycles are not supported yet and are
+//! rejected with a message that says so.
 
 use crate::expression::FeelExpression;
 
@@ -183,13 +187,8 @@ pub fn parse_date_time(text: &str) -> Result<i64, String> {
              (expected e.g. 2026-12-01T09:00:00Z or 2026-12-01T09:00:00+01:00)"
         )
     };
-    if text.contains('@') || text.contains('[') {
-        return Err(format!(
-            "`{text}`: time zone region ids are not supported yet; write the offset instead \
-             (e.g. 2026-12-01T09:00:00+01:00)"
-        ));
-    }
-    let (date, time) = text.split_once('T').ok_or_else(invalid)?;
+    let (local, region) = split_region(text)?;
+    let (date, time) = local.split_once('T').ok_or_else(invalid)?;
     let mut date_parts = date.split('-');
     let year = fixed_digits(date_parts.next(), 4).ok_or_else(invalid)?;
     let month = fixed_digits(date_parts.next(), 2).ok_or_else(invalid)?;
@@ -200,9 +199,16 @@ pub fn parse_date_time(text: &str) -> Result<i64, String> {
     if day < 1 || day > days_in_month(year, month) {
         return Err(invalid());
     }
-    let (clock, offset_minutes) = split_offset(time).ok_or_else(|| {
-        format!("`{text}` has no zone offset; add Z (UTC) or an offset such as +01:00")
-    })?;
+    let (clock, offset_minutes) = match (split_offset(time), region) {
+        (Some((clock, offset)), _) => (clock, Some(offset)),
+        (None, Some(_)) => (time, None),
+        (None, None) => {
+            return Err(format!(
+                "`{text}` has no zone offset; add Z (UTC), an offset such as +01:00 or a \
+                 region such as @Europe/Berlin"
+            ));
+        }
+    };
     let (hms, fraction) = match clock.split_once('.') {
         Some((hms, fraction)) => (hms, Some(fraction)),
         None => (clock, None),
@@ -226,8 +232,63 @@ pub fn parse_date_time(text: &str) -> Result<i64, String> {
         Some(_) => return Err(invalid()),
     };
     let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    let local_seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    let seconds = match (offset_minutes, region) {
+        (Some(offset), _) => local_seconds - offset * 60,
+        (None, Some(zone)) => local_seconds - zone_offset_seconds(zone, local_seconds),
+        (None, None) => unreachable!("a date-time without an offset or a region was refused"),
+    };
     Ok(seconds * 1_000 + millis)
+}
+
+/// Splits a zone region id off a date-time: Camunda's `...@Europe/Berlin`, or Java's
+/// `...+01:00[Europe/Berlin]`. The region must be an IANA time zone id.
+fn split_region(text: &str) -> Result<(&str, Option<chrono_tz::Tz>), String> {
+    let split = match text.split_once('@') {
+        Some((local, region)) => Some((local, region)),
+        None => text
+            .strip_suffix(']')
+            .and_then(|inner| inner.split_once('[')),
+    };
+    let Some((local, region)) = split else {
+        if text.contains('[') || text.contains(']') {
+            return Err(format!(
+                "`{text}`: a zone region id goes in brackets at the end, as in \
+                 2026-12-01T09:00:00+01:00[Europe/Berlin]"
+            ));
+        }
+        return Ok((text, None));
+    };
+    match region.parse::<chrono_tz::Tz>() {
+        Ok(zone) => Ok((local, Some(zone))),
+        Err(_) => Err(format!(
+            "`{text}`: `{region}` is not a time zone region id of the IANA database (e.g. \
+             Europe/Berlin, America/New_York, UTC)"
+        )),
+    }
+}
+
+/// The offset from UTC, in seconds, that `zone` has at the local time `local_seconds`
+/// (seconds since 1970-01-01T00:00 of the local clock), with Java's rules, as Camunda uses:
+/// in an overlap (clocks going back) the earlier offset; in a gap (clocks going forward)
+/// the offset before the gap, so that 02:30 in a gap from 02:00 to 03:00 is 03:30 after it.
+fn zone_offset_seconds(zone: chrono_tz::Tz, local_seconds: i64) -> i64 {
+    use chrono::{LocalResult, Offset, TimeZone};
+    let naive = |seconds: i64| {
+        chrono::DateTime::from_timestamp(seconds, 0)
+            .expect("a four-digit year is in chrono's range")
+            .naive_utc()
+    };
+    match zone.offset_from_local_datetime(&naive(local_seconds)) {
+        LocalResult::Single(offset) | LocalResult::Ambiguous(offset, _) => {
+            i64::from(offset.fix().local_minus_utc())
+        }
+        LocalResult::None => {
+            // In a gap: the offset in force a day earlier (transitions are months apart).
+            let before = zone.offset_from_utc_datetime(&naive(local_seconds - 86_400));
+            i64::from(before.fix().local_minus_utc())
+        }
+    }
 }
 
 fn fixed_digits(part: Option<&str>, width: usize) -> Option<i64> {
@@ -405,8 +466,49 @@ mod tests {
         ] {
             assert!(parse_date_time(bad).is_err(), "{bad:?} should be rejected");
         }
-        let region = parse_date_time("2019-10-01T12:00:00@Europe/Berlin").expect_err("region");
-        assert!(region.contains("region"), "{region}");
+        let unknown = parse_date_time("2019-10-01T12:00:00@Europe/Atlantis").expect_err("region");
+        assert!(unknown.contains("IANA"), "{unknown}");
+    }
+
+    #[test]
+    fn date_times_with_a_region() {
+        let utc = |text: &str| parse_date_time(text).expect(text);
+        // Summer time in Berlin: +02:00.
+        assert_eq!(
+            utc("2019-10-01T12:00:00@Europe/Berlin"),
+            utc("2019-10-01T10:00:00Z")
+        );
+        // Java's form; the offset given wins.
+        assert_eq!(
+            utc("2019-10-01T12:00:00+02:00[Europe/Berlin]"),
+            utc("2019-10-01T10:00:00Z")
+        );
+        assert_eq!(
+            utc("2019-12-01T12:00:00.250[Europe/Berlin]"),
+            utc("2019-12-01T11:00:00.250Z")
+        );
+        assert_eq!(
+            utc("2026-07-04T09:00:00@America/New_York"),
+            utc("2026-07-04T13:00:00Z")
+        );
+        assert_eq!(utc("2026-07-04T09:00:00@UTC"), utc("2026-07-04T09:00:00Z"));
+        // Clocks go forward from 02:00 to 03:00: 02:30 is 03:30 summer time.
+        assert_eq!(
+            utc("2026-03-29T02:30:00@Europe/Berlin"),
+            utc("2026-03-29T03:30:00+02:00")
+        );
+        // Clocks go back from 03:00 to 02:00: 02:30 happens twice; the first one counts.
+        assert_eq!(
+            utc("2026-10-25T02:30:00@Europe/Berlin"),
+            utc("2026-10-25T02:30:00+02:00")
+        );
+        for bad in [
+            "2019-10-01T12:00:00[Europe/Berlin",
+            "2019-10-01T12:00:00@",
+            "2019-10-01T12:00:00@Berlin",
+        ] {
+            assert!(parse_date_time(bad).is_err(), "{bad:?} should be rejected");
+        }
     }
 
     #[test]

@@ -105,6 +105,48 @@ fn dates_in_the_past_are_due_at_once_and_feel_values_are_parsed() {
     shard.check_replay();
 }
 
+#[test]
+fn a_date_in_a_zone_region_fires_at_that_zone_s_instant() {
+    let mut shard = Shard::new();
+    // 2026-12-01T09:00 in Berlin (winter, +01:00) is 08:00 UTC: 1_796_112_000_000.
+    shard.deploy(
+        "wait.bpmn",
+        &wait_process("<bpmn:timeDate>2026-12-01T09:00:00@Europe/Berlin</bpmn:timeDate>"),
+    );
+    let (_, outcome) = shard.create("wait", vars("{}"));
+    assert!(
+        matches!(
+            outcome.effects.as_slice(),
+            [Effect::Timer {
+                due_millis: 1_796_112_000_000,
+                ..
+            }]
+        ),
+        "{:?}",
+        outcome.effects
+    );
+    // From FEEL, at runtime: an unknown region is an incident naming it.
+    shard.deploy(
+        "wait.bpmn",
+        &wait_process("<bpmn:timeDate>=when</bpmn:timeDate>"),
+    );
+    let (broken, _) = shard.create(
+        "wait",
+        vars(r#"{"when": "2026-12-01T09:00:00@Mars/Olympus"}"#),
+    );
+    let incident = shard
+        .state
+        .incidents()
+        .find(|incident| incident.process_instance_key == broken)
+        .expect("an incident");
+    assert!(
+        incident.message.contains("Mars/Olympus"),
+        "{}",
+        incident.message
+    );
+    shard.check_replay();
+}
+
 fn task_with_boundary(interrupting: bool, definition: &str) -> String {
     model(
         "guarded",
