@@ -56,6 +56,7 @@
 //! are fuzzed (`bpmn/tests/mutation.rs` in CI, `bpmn/fuzz` with cargo-fuzz).
 
 mod compile;
+pub mod cron;
 mod decode;
 pub mod diagnostic;
 mod dom;

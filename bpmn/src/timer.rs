@@ -1,10 +1,10 @@
-//! Timer definitions: ISO 8601 durations, date-times and repeating intervals.
+//! Timer definitions: ISO 8601 durations, date-times and repeating intervals, and cron cycles.
 //!
 //! | BPMN element    | accepted forms                                   | example                 |
 //! |-----------------|--------------------------------------------------|-------------------------|
 //! | `timeDuration`  | `PnYnMnWnDTnHnMnS` (fractional seconds allowed)  | `PT15M`, `P1DT12H`      |
 //! | `timeDate`      | `YYYY-MM-DDThh:mm[:ss[.fff]]` with `Z`, an offset or a region | `2026-12-01T09:00:00Z`, `2026-12-01T09:00:00@Europe/Berlin` |
-//! | `timeCycle`     | `R[n]/duration`, `R[n]/start/duration`           | `R5/PT10S`, `R/P1D`     |
+//! | `timeCycle`     | `R[n]/duration`, `R[n]/start/duration`, or cron (see [`crate::cron`]) | `R5/PT10S`, `R/P1D`, `0 0 9 * * MON-FRI` |
 //! | any of them     | a FEEL expression (`=...`) evaluated at runtime  | `=reminderInterval`     |
 //!
 //! Date-times must carry a zone: a bare local time would fire at a different instant on each
@@ -12,8 +12,7 @@
 //! (`2026-12-01T09:00:00@Europe/Berlin`) or Java's (`2026-12-01T09:00:00+01:00[Europe/Berlin]`,
 //! where the offset wins), resolved with the time zone database built into the binary
 //! (chrono-tz) and Java's rules for clock changes: in an overlap the earlier offset, in a
-//! gap the time moved forward by the gap. Cron cycles are not supported yet and are
-//! rejected with a message that says so.
+//! gap the time moved forward by the gap.
 
 use crate::expression::FeelExpression;
 
@@ -42,16 +41,25 @@ impl IsoDuration {
     }
 }
 
-/// A repeating interval: `R[n]/[start/]duration`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// How a cycle repeats.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Repeat {
+    /// Every interval (an ISO 8601 repeating interval).
+    Every(IsoDuration),
+    /// At the times a cron expression gives, in UTC.
+    Cron(std::sync::Arc<crate::cron::Cron>),
+}
+
+/// A cycle: a repeating interval `R[n]/[start/]duration`, or a cron expression.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Cycle {
     /// How often it fires; `None` means without end (`R/...`).
     pub repetitions: Option<u32>,
     /// When the first interval starts, in milliseconds since the Unix epoch; `None` means when
     /// the timer is created.
     pub start_millis: Option<i64>,
-    /// The interval between firings.
-    pub interval: IsoDuration,
+    /// When it fires next, after each firing.
+    pub repeat: Repeat,
 }
 
 /// A value that is fixed in the model or computed by FEEL when the timer is created.
@@ -380,14 +388,15 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// Parses `R[n]/duration` or `R[n]/start/duration`.
+/// Parses `R[n]/duration`, `R[n]/start/duration` or a cron expression (see [`crate::cron`]).
 pub fn parse_cycle(text: &str) -> Result<Cycle, String> {
     let text = text.trim();
-    if !text.starts_with('R') && text.split_whitespace().count() >= 5 {
-        return Err(format!(
-            "`{text}` looks like a cron expression; cron cycles are not supported yet, use an \
-             ISO 8601 repeating interval such as R/P1D"
-        ));
+    if crate::cron::looks_like_cron(text) {
+        return Ok(Cycle {
+            repetitions: None,
+            start_millis: None,
+            repeat: Repeat::Cron(std::sync::Arc::new(crate::cron::Cron::parse(text)?)),
+        });
     }
     let invalid = || {
         format!("`{text}` is not an ISO 8601 repeating interval (expected e.g. R5/PT10S, R/P1D)")
@@ -418,7 +427,7 @@ pub fn parse_cycle(text: &str) -> Result<Cycle, String> {
     Ok(Cycle {
         repetitions,
         start_millis,
-        interval,
+        repeat: Repeat::Every(interval),
     })
 }
 
@@ -515,14 +524,20 @@ mod tests {
     fn cycles() {
         let cycle = parse_cycle("R5/PT10S").expect("valid");
         assert_eq!(cycle.repetitions, Some(5));
-        assert_eq!(cycle.interval.fixed_millis(), Some(10_000));
+        assert_eq!(
+            cycle.repeat,
+            Repeat::Every(parse_duration("PT10S").expect("valid"))
+        );
         assert_eq!(parse_cycle("R/P1D").expect("valid").repetitions, None);
         let started = parse_cycle("R3/2026-01-01T00:00:00Z/PT1H").expect("valid");
         assert_eq!(started.start_millis, Some(1_767_225_600_000));
         assert!(parse_cycle("R5").is_err());
         assert!(parse_cycle("R/PT0S").is_err());
-        let cron = parse_cycle("0 0 9-17 * * MON-FRI").expect_err("cron");
-        assert!(cron.contains("cron"), "{cron}");
+        let cron = parse_cycle("0 0 9-17 * * MON-FRI").expect("cron");
+        assert!(matches!(cron.repeat, Repeat::Cron(_)));
+        assert_eq!(cron.repetitions, None);
+        let bad = parse_cycle("0 0 9-17 * *").expect_err("five fields");
+        assert!(bad.contains("six"), "{bad}");
     }
 
     fn millis(text: &str) -> i64 {

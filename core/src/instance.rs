@@ -96,8 +96,8 @@ pub struct Timer {
     /// Firings left for a cycle, this one included (`None`: without end); `Some(1)` for a
     /// timer that fires once.
     pub repetitions: Option<u32>,
-    /// The cycle's interval, for the next firing.
-    pub interval: Option<ringflow_bpmn::timer::IsoDuration>,
+    /// How a cycle goes on after this firing (its interval or cron expression).
+    pub interval: Option<ringflow_bpmn::timer::Repeat>,
 }
 
 /// A message subscription: an element instance waits for a message with this name and

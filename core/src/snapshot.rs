@@ -17,7 +17,7 @@
 //! | jobs | u32 count, then key, type, element instance key, instance key, retries u32, state u8 (0 ready, 1 leased + worker + deadline i64, 2 backoff + due i64, 3 failed) |
 //! | incidents | u32 count, then key, instance key, element instance key, message, retry u8 (0 activation, 1 completion, 2 job) |
 //! | messages | u32 count, then key, name, correlation key, variables (JSON bytes), deadline i64, message id (optional text), correlated process ids (u32 count + texts) |
-//! | timers | u32 count, then key, due i64, definition key, element u32, owner (optional key), repetitions (optional u32), interval (optional: years u32, months u32, days u32, millis u64) |
+//! | timers | u32 count, then key, due i64, definition key, element u32, owner (optional key), repetitions (optional u32), interval (u8 tag: 0 none, 1 years u32, months u32, days u32, millis u64, 2 (format 7) a cron expression as text) |
 //! | subscriptions | u32 count, then key, name, correlation key, definition key, element u32, owner key, instance key |
 //! | multi-instance bodies | u32 count, then key, items (JSON array bytes), started u32, completed u32, terminated u32 |
 //! | decision versions | u32 count, then per version in key order: key, version u32, deployment key, decision id, resource name, resource (restored by parsing the DMN again) |
@@ -39,7 +39,7 @@ use std::sync::Arc;
 use ringflow_bpmn::ElementIndex;
 
 use crate::engine::Variables;
-use ringflow_bpmn::timer::IsoDuration;
+use ringflow_bpmn::timer::{IsoDuration, Repeat};
 
 use crate::instance::{
     ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, MultiBody,
@@ -364,12 +364,16 @@ impl State {
                 None => out.push(0),
             }
             match &timer.interval {
-                Some(interval) => {
+                Some(Repeat::Every(interval)) => {
                     out.push(1);
                     out.extend_from_slice(&interval.years.to_le_bytes());
                     out.extend_from_slice(&interval.months.to_le_bytes());
                     out.extend_from_slice(&interval.days.to_le_bytes());
                     out.extend_from_slice(&interval.millis.to_le_bytes());
+                }
+                Some(Repeat::Cron(cron)) => {
+                    out.push(2);
+                    put_bytes(out, cron.source().as_bytes());
                 }
                 None => out.push(0),
             }
@@ -655,15 +659,21 @@ fn decode_waits(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Snapsh
             } else {
                 None
             },
-            interval: if reader.flag()? {
-                Some(IsoDuration {
+            interval: match reader.array::<1>()?[0] {
+                0 => None,
+                1 => Some(Repeat::Every(IsoDuration {
                     years: u32::from_le_bytes(reader.array()?),
                     months: u32::from_le_bytes(reader.array()?),
                     days: u32::from_le_bytes(reader.array()?),
                     millis: u64::from_le_bytes(reader.array()?),
-                })
-            } else {
-                None
+                })),
+                2 => {
+                    let text = reader.string()?;
+                    let cron = ringflow_bpmn::cron::Cron::parse(&text)
+                        .map_err(|problem| corrupt(format!("a timer's cron cycle: {problem}")))?;
+                    Some(Repeat::Cron(Arc::new(cron)))
+                }
+                other => return Err(corrupt(format!("timer interval tag {other}"))),
             },
         };
         check_waiter(

@@ -16,7 +16,7 @@
 //! while the server was down fire once, promptly, and a cycle is re-armed from the time it
 //! actually fired, so a long outage does not replay every missed repetition.
 
-use ringflow_bpmn::timer::{Cycle, IsoDuration, TimerDefinition, TimerValue, add_duration};
+use ringflow_bpmn::timer::{Cycle, Repeat, TimerDefinition, TimerValue, add_duration};
 use ringflow_bpmn::{ElementIndex, ElementKind, Expression, ProcessDefinition, StartTrigger};
 
 use crate::engine::{Ctx, Effect, Event, Keys, Outcome, Rejection, RejectionCode, Response};
@@ -29,7 +29,7 @@ use crate::state::State;
 pub(crate) struct Schedule {
     pub due_millis: i64,
     pub repetitions: Option<u32>,
-    pub interval: Option<IsoDuration>,
+    pub interval: Option<Repeat>,
 }
 
 /// Works out a timer's schedule at `now_millis`; `evaluate` computes FEEL timer values.
@@ -71,17 +71,17 @@ pub(crate) fn schedule(
         }
         TimerDefinition::Cycle(value) => {
             let cycle: Cycle = match value {
-                TimerValue::Fixed(cycle) => *cycle,
+                TimerValue::Fixed(cycle) => cycle.clone(),
                 TimerValue::Expression(feel) => ringflow_bpmn::timer::parse_cycle(&text(feel)?)?,
             };
             let due_millis = match cycle.start_millis {
                 Some(start) => start,
-                None => add_duration(now_millis, &cycle.interval)?,
+                None => next_firing(now_millis, &cycle.repeat)?,
             };
             Ok(Schedule {
                 due_millis,
                 repetitions: cycle.repetitions,
-                interval: Some(cycle.interval),
+                interval: Some(cycle.repeat),
             })
         }
     }
@@ -89,6 +89,17 @@ pub(crate) fn schedule(
 
 /// The message names of a process's message start events (static names; a FEEL name is
 /// evaluated without variables, as Camunda 8 does for start events).
+/// When a cycle fires next after `now_millis`: an interval later, or at the cron
+/// expression's next time.
+fn next_firing(now_millis: i64, repeat: &Repeat) -> Result<i64, String> {
+    match repeat {
+        Repeat::Every(interval) => add_duration(now_millis, interval),
+        Repeat::Cron(cron) => cron
+            .next_after(now_millis)
+            .ok_or_else(|| format!("the cron cycle `{cron}` never fires again before 10000")),
+    }
+}
+
 pub(crate) fn message_start_names(definition: &ProcessDefinition) -> Vec<String> {
     definition
         .start_events(ProcessDefinition::ROOT)
@@ -228,8 +239,8 @@ pub(crate) fn trigger(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
     } && timer.interval.is_some()
         && run.repeats(&timer);
     if again {
-        let interval = timer.interval.expect("checked");
-        if let Ok(due_millis) = add_duration(ctx.now_millis, &interval) {
+        let interval = timer.interval.clone().expect("checked");
+        if let Ok(due_millis) = next_firing(ctx.now_millis, &interval) {
             let schedule = Schedule {
                 due_millis,
                 repetitions: timer.repetitions.map(|left| left - 1),

@@ -276,6 +276,44 @@ fn start_timer_process(process_id: &str, definition: &str) -> String {
 }
 
 #[test]
+fn a_cron_cycle_starts_an_instance_at_each_time_it_gives() {
+    let mut shard = Shard::new();
+    let day = 86_400_000;
+    // Friday 2026-12-04, 10:00 UTC.
+    shard.now_millis = 1_796_378_400_000;
+    let friday = shard.now_millis;
+    shard.deploy(
+        "office.bpmn",
+        &start_timer_process(
+            "office",
+            "<bpmn:timeCycle>0 0 9 * * MON-FRI</bpmn:timeCycle>",
+        ),
+    );
+    let due = |shard: &Shard| shard.state.timers().next().expect("armed").due_millis;
+    // Monday 09:00: three days less one hour later.
+    assert_eq!(due(&shard), friday + 3 * day - 3_600_000);
+    shard.check_replay();
+    assert_eq!(shard.fire_timers_until(due(&shard)), 1);
+    assert_eq!(shard.state.instances().count(), 1, "Monday's instance");
+    // Then Tuesday 09:00.
+    assert_eq!(due(&shard), friday + 4 * day - 3_600_000);
+    shard.check_replay();
+    // A FEEL value may give a cron cycle too, read when the timer is armed.
+    shard.deploy(
+        "office.bpmn",
+        &start_timer_process("office", "<bpmn:timeCycle>=\"@daily\"</bpmn:timeCycle>"),
+    );
+    assert_eq!(
+        shard.state.timers().count(),
+        1,
+        "the new version's timer only"
+    );
+    let midnight = (shard.now_millis / day + 1) * day;
+    assert_eq!(due(&shard), midnight);
+    shard.check_replay();
+}
+
+#[test]
 fn a_timer_start_event_starts_instances_and_a_new_version_replaces_its_timer() {
     let mut shard = Shard::new();
     let deployed_at = shard.now_millis;
