@@ -1026,6 +1026,27 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_compensation_of_no_live_scope_is_refused() {
+        let mut state = State::new(1);
+        state.set_last_key(Key::new(1, 20));
+        let compensation = crate::instance::Compensation {
+            key: Key::new(1, 9),
+            process_instance_key: Key::new(1, 3),
+            scope: Key::new(1, 4),
+            via: ElementIndex(1),
+            activity: ElementIndex(1),
+            handler: ElementIndex(2),
+            variables: Variables::new(),
+        };
+        state.compensations.insert(compensation.key, compensation);
+        let error = State::decode(&state.encode()).expect_err("refused");
+        assert!(
+            error.to_string().contains("belongs to no live scope"),
+            "{error}"
+        );
+    }
+
     /// `older`'s bytes labelled as the current format, with their checksum made again.
     fn as_current(older: &[u8]) -> Vec<u8> {
         let mut bytes = older.to_vec();

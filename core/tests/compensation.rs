@@ -314,7 +314,7 @@ fn a_terminated_scope_and_an_active_activity_are_not_compensated() {
     let mut shard = Shard::new();
     let body = format!(
         r#"<bpmn:startEvent id="start"/>{}<bpmn:parallelGateway id="split"/>{}{}{}{}{}{}{}
-           {}{}<bpmn:endEvent id="end-a"/><bpmn:endEvent id="end-b"/>"#,
+           {}<bpmn:endEvent id="end-a"/><bpmn:endEvent id="end-b"/>"#,
         flow("f1", "start", "split"),
         flow("f2", "split", "a"),
         flow("f3", "split", "b"),
@@ -324,7 +324,6 @@ fn a_terminated_scope_and_an_active_activity_are_not_compensated() {
         throw("throw", None),
         flow("f5", "throw", "end-a"),
         flow("f6", "b", "end-b"),
-        "",
     );
     shard.deploy("par.bpmn", &model("par", &body));
     let (instance, _) = shard.create("par", vars("{}"));
