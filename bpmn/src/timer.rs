@@ -401,24 +401,19 @@ pub fn parse_cycle(text: &str) -> Result<Cycle, String> {
     let invalid = || {
         format!("`{text}` is not an ISO 8601 repeating interval (expected e.g. R5/PT10S, R/P1D)")
     };
-    let mut parts = text.split('/');
-    let repeat = parts
-        .next()
-        .and_then(|part| part.strip_prefix('R'))
-        .ok_or_else(invalid)?;
+    // `R[n]`, then the start (which may hold a `/` of its own, in a region id such as
+    // `@Europe/Berlin`), then the duration.
+    let (repeat, rest) = text.split_once('/').ok_or_else(invalid)?;
+    let repeat = repeat.strip_prefix('R').ok_or_else(invalid)?;
     let repetitions = if repeat.is_empty() {
         None
     } else {
         Some(repeat.parse::<u32>().map_err(|_| invalid())?)
     };
-    let first = parts.next().ok_or_else(invalid)?;
-    let (start_millis, interval) = match parts.next() {
-        None => (None, parse_duration(first)?),
-        Some(second) => (Some(parse_date_time(first)?), parse_duration(second)?),
+    let (start_millis, interval) = match rest.rsplit_once('/') {
+        None => (None, parse_duration(rest)?),
+        Some((start, duration)) => (Some(parse_date_time(start)?), parse_duration(duration)?),
     };
-    if parts.next().is_some() {
-        return Err(invalid());
-    }
     if interval.fixed_millis() == Some(0) {
         return Err(format!(
             "`{text}`: the interval of a cycle must be longer than zero"
@@ -529,6 +524,9 @@ mod tests {
             Repeat::Every(parse_duration("PT10S").expect("valid"))
         );
         assert_eq!(parse_cycle("R/P1D").expect("valid").repetitions, None);
+        let in_berlin = parse_cycle("R3/2026-01-01T01:00:00@Europe/Berlin/PT1H").expect("region");
+        assert_eq!(in_berlin.start_millis, Some(1_767_225_600_000));
+        assert!(parse_cycle("R3/2026-01-01T00:00:00Z/PT1H/PT1H").is_err());
         let started = parse_cycle("R3/2026-01-01T00:00:00Z/PT1H").expect("valid");
         assert_eq!(started.start_millis, Some(1_767_225_600_000));
         assert!(parse_cycle("R5").is_err());
