@@ -10,6 +10,11 @@
 //! leads to (at most `SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX` subscriptions each), moves them
 //! all to their end: the whole delivery's time, and the longest of its commands, which is
 //! how long it holds its shard at a time.
+//!
+//! `--compensation-fanout N` measures a compensation throw instead: a parallel
+//! multi-instance subprocess of N items completes a compensable task in each, and the one
+//! command that reaches the throw event starts the N handlers (tasks that complete at once):
+//! how long that command holds its shard.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +47,95 @@ pub struct Args {
     /// long its commands take to move them all, and the longest of them.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     signal_fanout: Option<u32>,
+    /// Measure one compensation throw that starts this many handlers instead (5 rounds):
+    /// how long the one command that runs them takes. At most 15,000 (the creating command
+    /// runs the multi-instance subprocess's items within `COMMAND_STEPS_MAX`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=15_000))]
+    compensation_fanout: Option<u32>,
+}
+
+const COMPENSATE_MANY: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="compensate-many" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="each"/>
+    <bpmn:subProcess id="each">
+      <bpmn:multiInstanceLoopCharacteristics><bpmn:extensionElements>
+        <zeebe:loopCharacteristics inputCollection="=for i in 1..n return i" inputElement="item"/>
+      </bpmn:extensionElements></bpmn:multiInstanceLoopCharacteristics>
+      <bpmn:startEvent id="each-start"/>
+      <bpmn:sequenceFlow id="e1" sourceRef="each-start" targetRef="book"/>
+      <bpmn:task id="book"/>
+      <bpmn:boundaryEvent id="book-compensation" attachedToRef="book">
+        <bpmn:compensateEventDefinition/></bpmn:boundaryEvent>
+      <bpmn:task id="undo-book" isForCompensation="true"/>
+      <bpmn:association id="a1" sourceRef="book-compensation" targetRef="undo-book"/>
+      <bpmn:sequenceFlow id="e2" sourceRef="book" targetRef="each-end"/>
+      <bpmn:endEvent id="each-end"/>
+    </bpmn:subProcess>
+    <bpmn:sequenceFlow id="f2" sourceRef="each" targetRef="hold"/>
+    <bpmn:serviceTask id="hold"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="hold"/></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="hold" targetRef="undo"/>
+    <bpmn:intermediateThrowEvent id="undo"><bpmn:compensateEventDefinition/>
+    </bpmn:intermediateThrowEvent>
+    <bpmn:sequenceFlow id="f4" sourceRef="undo" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// `--compensation-fanout`: per round, one instance keeps `handlers` compensations, then
+/// the command that completes its `hold` job reaches the throw, which starts (and, as the
+/// handlers are plain tasks, completes) them all; prints how long that command took.
+fn compensation_fanout(handlers: u32) -> anyhow::Result<()> {
+    let mut engine = Engine::deployed(0, COMPENSATE_MANY, Variables::new(), 1, None)?;
+    println!("machine: {}", crate::machine::describe());
+    println!(
+        "engine, one compensation throw event that starts {handlers} handlers (plain tasks, \
+         done at once), one command, one thread:"
+    );
+    for round in 1..=FANOUT_ROUNDS {
+        let mut variables = Variables::new();
+        variables.insert("n".to_string(), serde_json::Value::from(handlers));
+        engine.run(Command::CreateInstance {
+            process: ProcessRef::Latest("compensate-many".to_string()),
+            variables,
+            business_key: None,
+            await_result: false,
+        })?;
+        let kept = engine.state.compensations().count();
+        if kept != handlers as usize {
+            bail!("{kept} compensations kept, not {handlers}");
+        }
+        let Response::JobsActivated(jobs) = engine.run(Command::ActivateJobs {
+            job_type: "hold".to_string(),
+            worker: "bench".to_string(),
+            max_jobs: 1,
+            lease_millis: 60_000,
+        })?
+        else {
+            bail!("ActivateJobs did not answer with jobs");
+        };
+        let [job] = jobs.as_slice() else {
+            bail!("{} hold jobs, not one", jobs.len());
+        };
+        let started = Instant::now();
+        engine.run(Command::CompleteJob {
+            key: job.key,
+            variables: Variables::new(),
+        })?;
+        let elapsed = started.elapsed();
+        let running = engine.state.instance_count();
+        if running != 0 || engine.state.compensations().count() != 0 {
+            bail!("{running} instances still run after the throw");
+        }
+        println!(
+            "  round {round}: {:>9.1} ms in one command, {:>6.2} µs per handler",
+            elapsed.as_secs_f64() * 1e3,
+            elapsed.as_secs_f64() * 1e6 / f64::from(handlers),
+        );
+    }
+    Ok(())
 }
 
 const SIGNAL_WAIT: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -319,6 +413,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(waiting) = args.signal_fanout {
         return signal_fanout(waiting);
     }
+    if let Some(handlers) = args.compensation_fanout {
+        return compensation_fanout(handlers);
+    }
     let (model, variables) = if args.feel {
         (
             FEEL_TASK,
@@ -374,6 +471,13 @@ mod tests {
         // the broadcast and the ContinueSignal it needs for the one past a command's limit.
         let waiting = ringflow_core::limits::SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX as u32 + 1;
         signal_fanout(waiting).expect("fan-out");
+    }
+
+    #[test]
+    fn a_compensation_fanout_round_runs_every_handler() {
+        // The rounds check that every compensation was kept, then taken, and the instance
+        // ended (else an error).
+        compensation_fanout(50).expect("fan-out");
     }
 
     #[test]

@@ -431,3 +431,37 @@ fn a_link_throw_jumps_to_its_catch() {
     shard.assert_clean();
     shard.check_replay();
 }
+
+#[test]
+fn every_scope_a_command_changed_gets_one_variables_event_also_past_forty() {
+    // 40 inner instances get `item` and `loopCounter`, and end in the same command: each
+    // scope's change is reported once, in the order of the changes, whether the scope
+    // ended (reported as it ends) or not.
+    let mut shard = Shard::new();
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}<bpmn:task id="each"><bpmn:multiInstanceLoopCharacteristics>
+             <bpmn:extensionElements><zeebe:loopCharacteristics inputCollection="=items"
+               inputElement="item"/></bpmn:extensionElements>
+           </bpmn:multiInstanceLoopCharacteristics></bpmn:task>{}{}{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "each"),
+        flow("f2", "each", "wait"),
+        service_task("wait", "wait"),
+        flow("f3", "wait", "end"),
+    );
+    shard.deploy("many.bpmn", &model("many", &body));
+    let items: Vec<u32> = (1..=40).collect();
+    let (instance, created) = shard.create("many", vars(&format!(r#"{{"items": {items:?}}}"#)));
+    let scopes: Vec<ringflow_core::Key> = created
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            ringflow_core::Event::VariablesUpdated { scope_key, .. } => Some(*scope_key),
+            _ => None,
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<_> = scopes.iter().collect();
+    assert_eq!(scopes.len(), 41, "the root and 40 inner instances");
+    assert_eq!(distinct.len(), 41, "each once");
+    assert!(scopes.contains(&instance));
+    shard.check_replay();
+}
