@@ -48,9 +48,10 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     signal_fanout: Option<u32>,
     /// Measure one compensation throw that starts this many handlers instead (5 rounds):
-    /// how long the one command that runs them takes. At most 15,000 (the creating command
-    /// runs the multi-instance subprocess's items within `COMMAND_STEPS_MAX`).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=15_000))]
+    /// how long the one command that runs them takes. At most 9,000: the command that
+    /// creates the instance runs the multi-instance subprocess's items, about 11 steps each,
+    /// within `COMMAND_STEPS_MAX` (100,000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=9_000))]
     compensation_fanout: Option<u32>,
 }
 
@@ -117,6 +118,9 @@ fn compensation_fanout(handlers: u32) -> anyhow::Result<()> {
             bail!("ActivateJobs did not answer with jobs");
         };
         let [job] = jobs.as_slice() else {
+            if let Some(incident) = engine.state.incidents().next() {
+                bail!("the instance stopped at an incident: {}", incident.message);
+            }
             bail!("{} hold jobs, not one", jobs.len());
         };
         let started = Instant::now();
