@@ -1544,3 +1544,87 @@ fn a_signal_to_more_waiting_instances_than_one_command_takes_reaches_them_all() 
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+/// book (compensable, with a local `booking`) -> decide -> compensation throw -> after.
+const SAGA: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="saga" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="book"/>
+    <bpmn:serviceTask id="book"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="book"/>
+      <zeebe:ioMapping><zeebe:input source="=order + &quot;-room&quot;" target="booking"/>
+      </zeebe:ioMapping></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:boundaryEvent id="book-undo" attachedToRef="book">
+      <bpmn:compensateEventDefinition/></bpmn:boundaryEvent>
+    <bpmn:serviceTask id="cancel-booking" isForCompensation="true"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="cancel-booking"/></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:association id="a1" sourceRef="book-undo" targetRef="cancel-booking"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="book" targetRef="decide"/>
+    <bpmn:serviceTask id="decide"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="decide"/></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="decide" targetRef="undo"/>
+    <bpmn:intermediateThrowEvent id="undo"><bpmn:compensateEventDefinition/>
+    </bpmn:intermediateThrowEvent>
+    <bpmn:sequenceFlow id="f4" sourceRef="undo" targetRef="after"/>
+    <bpmn:serviceTask id="after"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="after"/></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f5" sourceRef="after" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// Activates the one job of `job_type` (waiting up to 5 s for it) and completes it.
+fn complete_one(client: &mut Client, job_type: &str) -> ringflow_wire::Job {
+    let mut jobs = activate(client, job_type, 5_000);
+    assert_eq!(jobs.len(), 1, "one `{job_type}` job");
+    let job = jobs.remove(0);
+    client
+        .done(&Request::CompleteJob {
+            job_key: job.key,
+            variables: String::new(),
+        })
+        .expect("complete");
+    job
+}
+
+#[test]
+fn compensation_survives_a_snapshot_restart_and_a_crash() {
+    let (server, data, addr) = start_server("compensation", 1);
+    let mut client = server.client();
+    deploy(&mut client, "saga.bpmn", SAGA);
+    let created = client
+        .create_instance(create("saga", r#"{"order": "o-7"}"#, ""))
+        .expect("create");
+    complete_one(&mut client, "book");
+    // Stopped with a snapshot that holds the kept compensation.
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("snapshot at LSN"), "{stderr}");
+
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    complete_one(&mut client, "decide");
+    // The throw started the handler; a crash now leaves it to the journal.
+    server.kill9();
+
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    assert!(
+        activate(&mut client, "after", 0).is_empty(),
+        "the throw waits for its handler"
+    );
+    let handler = complete_one(&mut client, "cancel-booking");
+    assert_eq!(handler.process_instance_key, created.process_instance_key);
+    let variables: Value = serde_json::from_str(&handler.variables).expect("JSON");
+    assert_eq!(
+        variables["booking"], "o-7-room",
+        "the handler sees the booking as it was: {variables}"
+    );
+    let after = complete_one(&mut client, "after");
+    assert_eq!(after.process_instance_key, created.process_instance_key);
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
