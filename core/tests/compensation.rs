@@ -505,3 +505,40 @@ fn a_handler_may_be_a_subprocess_or_a_multi_instance_task() {
     shard.assert_clean();
     shard.check_replay();
 }
+
+#[test]
+fn a_multi_instance_handler_runs_once_per_item() {
+    let mut shard = Shard::new();
+    let a = compensable("a", "");
+    let multi = a.replacen(
+        r#"<zeebe:taskDefinition type="undo-a"/></bpmn:extensionElements>"#,
+        r#"<zeebe:taskDefinition type="undo-a"/></bpmn:extensionElements>
+           <bpmn:multiInstanceLoopCharacteristics><bpmn:extensionElements>
+             <zeebe:loopCharacteristics inputCollection="=rooms" inputElement="room"/>
+           </bpmn:extensionElements></bpmn:multiInstanceLoopCharacteristics>"#,
+        1,
+    );
+    assert_ne!(multi, a, "the handler became multi-instance");
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}{multi}{}{}"#,
+        flow("f1", "start", "a"),
+        flow("f2", "a", "end"),
+        compensation_end("end"),
+    );
+    shard.deploy("rooms.bpmn", &model("rooms", &body));
+    let (instance, _) = shard.create("rooms", vars(r#"{"rooms": ["r1", "r2", "r3"]}"#));
+    one(&mut shard, "a");
+    let jobs = shard.activate("undo-a", 10);
+    let mut rooms: Vec<&str> = jobs
+        .iter()
+        .map(|job| job.variables["room"].as_str().unwrap())
+        .collect();
+    rooms.sort();
+    assert_eq!(rooms, vec!["r1", "r2", "r3"]);
+    for job in &jobs {
+        shard.complete(job.key, vars("{}"));
+    }
+    assert!(shard.state.instance(instance).is_none());
+    shard.assert_clean();
+    shard.check_replay();
+}
