@@ -36,6 +36,7 @@
 //! | 17 | Acknowledge | to u16, number u64 |
 //! | 18 | BroadcastSignal | name, variables |
 //! | 19 | ContinueSignal | key |
+//! | 20 | ContinueCompensation | key |
 
 use std::sync::Arc;
 
@@ -172,6 +173,7 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             put_variables(out, variables);
         }
         Command::ContinueSignal { key } => tagged_key(out, 19, *key),
+        Command::ContinueCompensation { key } => tagged_key(out, 20, *key),
     }
 }
 
@@ -280,6 +282,7 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
             variables: read_variables(reader)?,
         },
         19 => Command::ContinueSignal { key: reader.key()? },
+        20 => Command::ContinueCompensation { key: reader.key()? },
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
     Ok((
@@ -398,6 +401,7 @@ mod tests {
                 variables: variables(),
             },
             Command::ContinueSignal { key },
+            Command::ContinueCompensation { key },
         ]
         .into_iter()
         .chain(

@@ -13,6 +13,13 @@
 //! | a compensation intermediate throw or end event is entered | it takes every compensation of its scope (with `activityRef`, only those that came through that activity; in an event subprocess, also those of the scope that holds it), oldest first, and starts each handler at once, inside the throw event, with the kept variables as the handler's local variables. The throw event waits until every handler completed, then completes (an end event ends its token). With nothing to compensate it completes at once |
 //! | compensation is thrown again | a compensation is taken once: a second throw does not run the same handler again |
 //!
+//! A command starts at most
+//! [`COMPENSATION_HANDLERS_PER_COMMAND_MAX`](crate::limits::COMPENSATION_HANDLERS_PER_COMMAND_MAX)
+//! handlers: the rest wait under the throw event (as its compensations, counted as its
+//! tokens, kept in the snapshot), and the command returns
+//! [`Effect::ContinueCompensation`](crate::Effect::ContinueCompensation), on which the shard
+//! submits `ContinueCompensation` for the next ones, and after a restart too.
+//!
 //! The handlers run as children of the throw event's element instance: they see the
 //! variables of the throw's scope (and their kept locals), an interrupting event or a
 //! cancel that ends the throw event ends them too, and a handler's incident stops the
@@ -24,10 +31,12 @@
 
 use ringflow_bpmn::{ElementIndex, ElementKind, ProcessDefinition};
 
+use crate::engine::{Ctx, Effect, Keys, Outcome, Rejection, RejectionCode, Response};
 use crate::instance::{Compensation, ElementInstance, IncidentRetry};
 use crate::key::Key;
-use crate::limits::COMPENSATIONS_PER_INSTANCE_MAX;
+use crate::limits::{COMPENSATION_HANDLERS_PER_COMMAND_MAX, COMPENSATIONS_PER_INSTANCE_MAX};
 use crate::run::Run;
+use crate::state::State;
 
 impl Run<'_> {
     /// A compensable activity completed (its outputs are stored): keeps it for
@@ -139,12 +148,36 @@ impl Run<'_> {
         if taken.is_empty() {
             return self.complete_later(key);
         }
+        // Every handler is a token of the throw from now on, started or not, so the throw
+        // completes only after the last; the ones not started yet wait under the throw.
+        self.state
+            .elements
+            .get_mut(&key)
+            .expect("the throw is live")
+            .tokens += taken.len() as u32;
         for compensation_key in taken {
+            self.state.move_compensation(compensation_key, key);
+        }
+        self.start_handlers(key);
+    }
+
+    /// Starts up to [`COMPENSATION_HANDLERS_PER_COMMAND_MAX`] handlers waiting under the
+    /// throw `key`, oldest first; with more left, asks the shard for a
+    /// `ContinueCompensation`.
+    fn start_handlers(&mut self, key: Key) {
+        let batch = self
+            .state
+            .first_compensations_in(key, COMPENSATION_HANDLERS_PER_COMMAND_MAX + 1);
+        let more = batch.len() > COMPENSATION_HANDLERS_PER_COMMAND_MAX;
+        for compensation_key in batch
+            .into_iter()
+            .take(COMPENSATION_HANDLERS_PER_COMMAND_MAX)
+        {
             let compensation = self
                 .state
                 .remove_compensation(compensation_key)
                 .expect("indexed");
-            let (handler, ok) = self.instantiate(compensation.handler, key, false);
+            let (handler, ok) = self.instantiate(compensation.handler, key, true);
             if !compensation.variables.is_empty() {
                 self.state.store_variables(handler, compensation.variables);
             }
@@ -152,7 +185,32 @@ impl Run<'_> {
                 self.enter(handler, compensation.handler);
             }
         }
+        if more {
+            self.effects.push(Effect::ContinueCompensation {
+                key,
+                due_millis: self.now_millis(),
+            });
+        }
     }
+}
+
+/// `ContinueCompensation`: starts the next handlers of a compensation throw.
+pub(crate) fn continue_throw(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, Rejection> {
+    if !state.compensation_throw_pending(key) {
+        return Err(Rejection::new(
+            RejectionCode::InvalidState,
+            format!("{key} is no compensation throw with handlers left to start"),
+        ));
+    }
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+    run.start_handlers(key);
+    run.run();
+    Ok(Outcome {
+        response: Response::CompensationContinued { key },
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
+        next_key: run.keys.next(),
+    })
 }
 
 #[cfg(test)]

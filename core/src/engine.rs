@@ -130,6 +130,12 @@ pub enum Command {
         /// The signal key.
         key: Key,
     },
+    /// The shard, after [`Effect::ContinueCompensation`]: start the next handlers of a
+    /// compensation throw (see [`crate::compensation`]).
+    ContinueCompensation {
+        /// The throw event's element instance key.
+        key: Key,
+    },
     /// The shard's timer: a buffered message's time to live is over.
     ExpireMessage {
         /// The message key.
@@ -262,6 +268,11 @@ pub enum Response {
     /// A signal went to the next subscriptions it reaches.
     SignalContinued {
         /// The signal's key.
+        key: Key,
+    },
+    /// A compensation throw started its next handlers.
+    CompensationContinued {
+        /// The throw event's element instance key.
         key: Key,
     },
     /// A timer fired.
@@ -562,6 +573,14 @@ pub enum Effect {
         /// The command's time, in milliseconds since the Unix epoch.
         due_millis: i64,
     },
+    /// A compensation throw has handlers left to start: send `ContinueCompensation` (at
+    /// once: the due time is the command's).
+    ContinueCompensation {
+        /// The throw event's element instance key.
+        key: Key,
+        /// The command's time, in milliseconds since the Unix epoch.
+        due_millis: i64,
+    },
     /// Arm a timer that sends `TriggerTimer` when a timer event is due.
     Timer {
         /// The timer key.
@@ -801,6 +820,9 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
             crate::signals::broadcast(state, name, variables, ctx)?
         }
         Command::ContinueSignal { key } => crate::signals::continue_delivery(state, key, ctx)?,
+        Command::ContinueCompensation { key } => {
+            crate::compensation::continue_throw(state, key, ctx)?
+        }
         Command::ExpireMessage { key } => crate::messages::expire(state, key, ctx)?,
         Command::TriggerTimer { key } => crate::timers::trigger(state, key, ctx)?,
         Command::Receive { from, seq, mail } => {

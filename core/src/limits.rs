@@ -58,6 +58,11 @@ pub const SIGNALS_PER_COMMAND_MAX: u32 = 1_000;
 /// million waiting instances does not hold its shard for a second in one command.
 pub const SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX: usize = 1_000;
 
+/// Most compensation handlers one command starts. A throw with more starts the rest in
+/// `ContinueCompensation` commands, this many at a time, so that a throw with thousands of
+/// handlers does not hold its shard in one command.
+pub const COMPENSATION_HANDLERS_PER_COMMAND_MAX: usize = 1_000;
+
 /// Most completed activities one process instance keeps for compensation: each is a
 /// compensation handler a throw may start, so this is the per-instance element limit. An
 /// activity whose completion would go over it stops with an incident.

@@ -791,6 +791,17 @@ impl State {
         Some(compensation)
     }
 
+    /// Moves a compensation to the scope `to` (in place: only the scope index changes).
+    pub(crate) fn move_compensation(&mut self, key: Key, to: Key) {
+        let compensation = self
+            .compensations
+            .get_mut(&key)
+            .expect("a kept compensation");
+        let from = std::mem::replace(&mut compensation.scope, to);
+        self.index.compensation_scopes.remove(&(from, key));
+        self.index.compensation_scopes.insert((to, key));
+    }
+
     /// The keys of the compensations that belong to `scope`, oldest first.
     pub(crate) fn compensations_in(&self, scope: Key) -> Vec<Key> {
         if self.compensations.is_empty() {
@@ -801,6 +812,56 @@ impl State {
             .range((scope, Key(0))..=(scope, Key(u64::MAX)))
             .map(|(_, key)| *key)
             .collect()
+    }
+
+    /// The keys of the first `count` compensations of `scope`, oldest first.
+    pub(crate) fn first_compensations_in(&self, scope: Key, count: usize) -> Vec<Key> {
+        self.index
+            .compensation_scopes
+            .range((scope, Key(0))..=(scope, Key(u64::MAX)))
+            .take(count)
+            .map(|(_, key)| *key)
+            .collect()
+    }
+
+    /// The compensation throws with handlers left to start (each has a
+    /// `ContinueCompensation` coming): the element instances that hold compensations and
+    /// are not scopes (a throw event holds them only while it starts its handlers).
+    pub fn compensation_throws(&self) -> Vec<Key> {
+        let mut throws: Vec<Key> = self
+            .index
+            .compensation_scopes
+            .iter()
+            .map(|(scope, _)| *scope)
+            .filter(|scope| self.is_compensation_throw(*scope))
+            .collect();
+        throws.dedup();
+        throws
+    }
+
+    /// Whether `key` is a compensation throw with handlers left to start.
+    pub fn compensation_throw_pending(&self, key: Key) -> bool {
+        self.is_compensation_throw(key)
+            && self
+                .index
+                .compensation_scopes
+                .range((key, Key(0))..=(key, Key(u64::MAX)))
+                .next()
+                .is_some()
+    }
+
+    fn is_compensation_throw(&self, key: Key) -> bool {
+        let Some(element) = self.elements.get(&key) else {
+            return false;
+        };
+        let instance = &self.instances[&element.process_instance_key];
+        let definition = &self.processes[&instance.process_definition_key].definition;
+        matches!(
+            definition.element(element.element).kind,
+            ringflow_bpmn::ElementKind::IntermediateThrowEvent(
+                ringflow_bpmn::ThrowResult::Compensation(_)
+            ) | ringflow_bpmn::ElementKind::EndEvent(ringflow_bpmn::EndResult::Compensation(_))
+        )
     }
 
     /// How many compensations a process instance holds.

@@ -542,3 +542,86 @@ fn a_multi_instance_handler_runs_once_per_item() {
     shard.assert_clean();
     shard.check_replay();
 }
+
+/// A parallel multi-instance subprocess of `n` items completes a compensable plain task in
+/// each (its handler a plain task too); then `hold` (a job) and a compensation throw.
+fn many(n: usize) -> (String, String) {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}
+           <bpmn:subProcess id="each"><bpmn:multiInstanceLoopCharacteristics>
+             <bpmn:extensionElements><zeebe:loopCharacteristics
+               inputCollection="=for i in 1..{n} return i" inputElement="item"/>
+             </bpmn:extensionElements></bpmn:multiInstanceLoopCharacteristics>
+             <bpmn:startEvent id="each-start"/>{}<bpmn:task id="book"/>
+             <bpmn:boundaryEvent id="cb" attachedToRef="book">
+               <bpmn:compensateEventDefinition/></bpmn:boundaryEvent>
+             <bpmn:task id="undo-book" isForCompensation="true"/>
+             <bpmn:association id="as" sourceRef="cb" targetRef="undo-book"/>
+             {}<bpmn:endEvent id="each-end"/>
+           </bpmn:subProcess>{}{}{}{}{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "each"),
+        flow("e1", "each-start", "book"),
+        flow("e2", "book", "each-end"),
+        flow("f2", "each", "hold"),
+        service_task("hold", "hold"),
+        flow("f3", "hold", "undo"),
+        throw("undo", None),
+        flow("f4", "undo", "end"),
+    );
+    ("many".to_string(), model("many", &body))
+}
+
+#[test]
+fn a_throw_starts_at_most_a_thousand_handlers_per_command_and_the_rest_after() {
+    use ringflow_core::{Effect, RejectionCode};
+    let mut shard = Shard::new();
+    let (id, xml) = many(2_500);
+    shard.deploy("many.bpmn", &xml);
+    let (instance, _) = shard.create(&id, vars("{}"));
+    assert_eq!(shard.state.compensations().count(), 2_500);
+    let hold = shard.activate("hold", 1).remove(0);
+    let outcome = shard.complete(hold.key, vars("{}"));
+    let continue_key = |outcome: &ringflow_core::Outcome| {
+        outcome.effects.iter().find_map(|effect| match effect {
+            Effect::ContinueCompensation { key, .. } => Some(*key),
+            _ => None,
+        })
+    };
+    let throw = continue_key(&outcome).expect("the rest is left for ContinueCompensation");
+    assert_eq!(
+        shard.state.compensations().count(),
+        1_500,
+        "waiting under the throw"
+    );
+    assert!(shard.state.compensation_throw_pending(throw));
+    assert_eq!(shard.state.compensation_throws(), vec![throw]);
+    assert_eq!(shard.live_element_ids(instance), vec!["undo"]);
+    shard.check_replay();
+    let outcome = shard
+        .run(Command::ContinueCompensation { key: throw })
+        .expect("continues");
+    assert_eq!(continue_key(&outcome), Some(throw));
+    assert_eq!(shard.state.compensations().count(), 500);
+    let outcome = shard
+        .run(Command::ContinueCompensation { key: throw })
+        .expect("continues");
+    assert_eq!(continue_key(&outcome), None, "all started");
+    assert!(shard.state.instance(instance).is_none(), "and all done");
+    let stale = shard.run(Command::ContinueCompensation { key: throw });
+    assert_eq!(stale.expect_err("gone").code, RejectionCode::InvalidState);
+    shard.assert_clean();
+    shard.check_replay();
+
+    // Cancelled between two of its commands: what waits under the throw goes with it.
+    let (instance, _) = shard.create(&id, vars("{}"));
+    let hold = shard.activate("hold", 1).remove(0);
+    let outcome = shard.complete(hold.key, vars("{}"));
+    let throw = continue_key(&outcome).expect("more left");
+    shard
+        .run(Command::CancelInstance { key: instance })
+        .expect("cancelled");
+    assert_eq!(shard.state.compensations().count(), 0);
+    assert!(!shard.state.compensation_throw_pending(throw));
+    shard.assert_clean();
+    shard.check_replay();
+}

@@ -40,7 +40,7 @@ use ringflow_core::{Command, RejectionCode};
 use crate::cold::ExportQueue;
 
 /// The command types, as the `command` label says them.
-pub const COMMAND_KINDS: [&str; 19] = [
+pub const COMMAND_KINDS: [&str; 20] = [
     "deploy",
     "create_instance",
     "cancel_instance",
@@ -60,6 +60,7 @@ pub const COMMAND_KINDS: [&str; 19] = [
     "acknowledge",
     "broadcast_signal",
     "continue_signal",
+    "continue_compensation",
 ];
 
 /// The index of a command's type in [`COMMAND_KINDS`].
@@ -84,6 +85,7 @@ pub fn command_kind(command: &Command) -> usize {
         Command::Acknowledge { .. } => 16,
         Command::BroadcastSignal { .. } => 17,
         Command::ContinueSignal { .. } => 18,
+        Command::ContinueCompensation { .. } => 19,
     }
 }
 

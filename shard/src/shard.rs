@@ -228,6 +228,8 @@ enum TimerKind {
     Bpmn,
     /// A signal with subscriptions left to deliver to (due at once).
     Signal,
+    /// A compensation throw with handlers left to start (due at once).
+    Compensation,
 }
 
 /// A caller waiting for its record to be durable.
@@ -555,6 +557,12 @@ fn timers_of(state: &State) -> BTreeSet<(i64, Key, TimerKind)> {
             state
                 .signal_deliveries()
                 .map(|(key, _)| (0, key, TimerKind::Signal)),
+        )
+        .chain(
+            state
+                .compensation_throws()
+                .into_iter()
+                .map(|key| (0, key, TimerKind::Compensation)),
         );
     state
         .jobs()
@@ -585,6 +593,7 @@ fn timer_live(state: &State, due: i64, key: Key, kind: TimerKind) -> bool {
         // so only its presence is checked.
         TimerKind::Bpmn => state.timer(key).is_some(),
         TimerKind::Signal => state.signal_delivery(key).is_some(),
+        TimerKind::Compensation => state.compensation_throw_pending(key),
     }
 }
 
@@ -1190,6 +1199,7 @@ impl<D: Dir> Shard<D> {
                             | Effect::JobLease { .. }
                             | Effect::MessageTtl { .. }
                             | Effect::ContinueSignal { .. }
+                            | Effect::ContinueCompensation { .. }
                             | Effect::Timer { .. } => {}
                         }
                     }
@@ -1498,6 +1508,7 @@ impl<D: Dir> Shard<D> {
             TimerKind::MessageTtl => Command::ExpireMessage { key },
             TimerKind::Bpmn => Command::TriggerTimer { key },
             TimerKind::Signal => Command::ContinueSignal { key },
+            TimerKind::Compensation => Command::ContinueCompensation { key },
         };
         // A timer that went stale meanwhile is refused by the engine: nothing to do. A start
         // timer refused because the shard is full tries again later.
@@ -1665,6 +1676,9 @@ fn arm_timers(timers: &mut BTreeSet<(i64, Key, TimerKind)>, effects: &[Effect]) 
             } => (*deadline_millis, *key, TimerKind::MessageTtl),
             Effect::Timer { key, due_millis } => (*due_millis, *key, TimerKind::Bpmn),
             Effect::ContinueSignal { key, due_millis } => (*due_millis, *key, TimerKind::Signal),
+            Effect::ContinueCompensation { key, due_millis } => {
+                (*due_millis, *key, TimerKind::Compensation)
+            }
             Effect::JobsAvailable { .. } | Effect::InstanceResult { .. } | Effect::Send { .. } => {
                 continue;
             }
@@ -1742,6 +1756,79 @@ mod tests {
         assert!(timer_live(&state, 0, signal, TimerKind::Signal));
         run(&mut state, Command::ContinueSignal { key: signal });
         assert!(!timer_live(&state, 0, signal, TimerKind::Signal));
+        assert_eq!(state.instance_count(), 0);
+    }
+
+    #[test]
+    fn a_recovered_compensation_throw_with_handlers_left_fires_its_continue_at_once() {
+        let handlers = ringflow_core::limits::COMPENSATION_HANDLERS_PER_COMMAND_MAX + 5;
+        let xml = format!(
+            r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+              xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+          <bpmn:process id="p" isExecutable="true"><bpmn:startEvent id="s"/>
+          <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="each"/>
+          <bpmn:subProcess id="each"><bpmn:multiInstanceLoopCharacteristics>
+            <bpmn:extensionElements><zeebe:loopCharacteristics
+              inputCollection="=for i in 1..{handlers} return i"/></bpmn:extensionElements>
+            </bpmn:multiInstanceLoopCharacteristics>
+            <bpmn:startEvent id="es"/><bpmn:sequenceFlow id="e1" sourceRef="es" targetRef="t"/>
+            <bpmn:task id="t"/><bpmn:boundaryEvent id="b" attachedToRef="t">
+            <bpmn:compensateEventDefinition/></bpmn:boundaryEvent>
+            <bpmn:task id="u" isForCompensation="true"/>
+            <bpmn:association id="a" sourceRef="b" targetRef="u"/>
+            <bpmn:sequenceFlow id="e2" sourceRef="t" targetRef="ee"/><bpmn:endEvent id="ee"/>
+          </bpmn:subProcess>
+          <bpmn:sequenceFlow id="f2" sourceRef="each" targetRef="c"/>
+          <bpmn:endEvent id="c"><bpmn:compensateEventDefinition/></bpmn:endEvent>
+          </bpmn:process></bpmn:definitions>"#
+        );
+        let mut state = State::new(0);
+        let mut ctx = ringflow_core::Ctx {
+            now_millis: 1_000,
+            next_key: Key::first(0),
+        };
+        let mut run = |state: &mut State, command: Command| {
+            let outcome = ringflow_core::process(state, command, &ctx).expect("accepted");
+            ctx.next_key = outcome.next_key;
+            outcome
+        };
+        run(
+            &mut state,
+            Command::Deploy {
+                resources: vec![ringflow_core::Resource {
+                    name: "p.bpmn".into(),
+                    content: std::sync::Arc::from(xml.as_bytes()),
+                }],
+            },
+        );
+        let outcome = run(
+            &mut state,
+            Command::CreateInstance {
+                process: ringflow_core::ProcessRef::Latest("p".into()),
+                variables: ringflow_core::Variables::new(),
+                business_key: None,
+                await_result: false,
+            },
+        );
+        let [throw] = state.compensation_throws()[..] else {
+            panic!(
+                "one throw with handlers left: {:?}",
+                state.compensation_throws()
+            );
+        };
+        assert!(outcome.effects.iter().any(|effect| matches!(
+            effect,
+            Effect::ContinueCompensation { key, .. } if *key == throw
+        )));
+        // What recovery arms from the state: the continue, due at once, and live.
+        let timers = timers_of(&state);
+        assert!(
+            timers.contains(&(0, throw, TimerKind::Compensation)),
+            "{timers:?}"
+        );
+        assert!(timer_live(&state, 0, throw, TimerKind::Compensation));
+        run(&mut state, Command::ContinueCompensation { key: throw });
+        assert!(!timer_live(&state, 0, throw, TimerKind::Compensation));
         assert_eq!(state.instance_count(), 0);
     }
 

@@ -1628,3 +1628,43 @@ fn compensation_survives_a_snapshot_restart_and_a_crash() {
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn a_compensation_throw_with_more_handlers_than_one_command_starts_runs_them_all() {
+    // 2,500 handlers: the throw starts 1,000, the shard the rest in ContinueCompensation
+    // commands of its own, on the effect; only then does `after` get its job.
+    let xml = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+        xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+      <bpmn:process id="many" isExecutable="true"><bpmn:startEvent id="s"/>
+      <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="each"/>
+      <bpmn:subProcess id="each"><bpmn:multiInstanceLoopCharacteristics>
+        <bpmn:extensionElements><zeebe:loopCharacteristics
+          inputCollection="=for i in 1..2500 return i"/></bpmn:extensionElements>
+        </bpmn:multiInstanceLoopCharacteristics>
+        <bpmn:startEvent id="es"/><bpmn:sequenceFlow id="e1" sourceRef="es" targetRef="t"/>
+        <bpmn:task id="t"/><bpmn:boundaryEvent id="b" attachedToRef="t">
+        <bpmn:compensateEventDefinition/></bpmn:boundaryEvent>
+        <bpmn:task id="u" isForCompensation="true"/>
+        <bpmn:association id="a" sourceRef="b" targetRef="u"/>
+        <bpmn:sequenceFlow id="e2" sourceRef="t" targetRef="ee"/><bpmn:endEvent id="ee"/>
+      </bpmn:subProcess>
+      <bpmn:sequenceFlow id="f2" sourceRef="each" targetRef="c"/>
+      <bpmn:intermediateThrowEvent id="c"><bpmn:compensateEventDefinition/>
+      </bpmn:intermediateThrowEvent>
+      <bpmn:sequenceFlow id="f3" sourceRef="c" targetRef="after"/>
+      <bpmn:serviceTask id="after"><bpmn:extensionElements>
+        <zeebe:taskDefinition type="after"/></bpmn:extensionElements></bpmn:serviceTask>
+      <bpmn:sequenceFlow id="f4" sourceRef="after" targetRef="e"/><bpmn:endEvent id="e"/>
+      </bpmn:process></bpmn:definitions>"#;
+    let (server, _, _) = start_server("compensation-fanout", 1);
+    let mut client = server.client();
+    deploy(&mut client, "many.bpmn", xml);
+    let created = client
+        .create_instance(create("many", "{}", ""))
+        .expect("create");
+    let after = complete_one(&mut client, "after");
+    assert_eq!(after.process_instance_key, created.process_instance_key);
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}

@@ -189,6 +189,7 @@ pub(crate) fn answer(answer: Answer) -> Response {
         Answer::MessagePublished { key }
         | Answer::SignalBroadcast { key }
         | Answer::SignalContinued { key }
+        | Answer::CompensationContinued { key }
         | Answer::MessageExpired { key }
         | Answer::TimerTriggered { key } => done(key),
         // Mail between shards is not a client request; its answers never reach a client.
