@@ -804,18 +804,14 @@ impl State {
 
     /// The keys of the compensations that belong to `scope`, oldest first.
     pub(crate) fn compensations_in(&self, scope: Key) -> Vec<Key> {
-        if self.compensations.is_empty() {
-            return Vec::new();
-        }
-        self.index
-            .compensation_scopes
-            .range((scope, Key(0))..=(scope, Key(u64::MAX)))
-            .map(|(_, key)| *key)
-            .collect()
+        self.first_compensations_in(scope, usize::MAX)
     }
 
     /// The keys of the first `count` compensations of `scope`, oldest first.
     pub(crate) fn first_compensations_in(&self, scope: Key, count: usize) -> Vec<Key> {
+        if self.compensations.is_empty() {
+            return Vec::new();
+        }
         self.index
             .compensation_scopes
             .range((scope, Key(0))..=(scope, Key(u64::MAX)))
@@ -841,13 +837,7 @@ impl State {
 
     /// Whether `key` is a compensation throw with handlers left to start.
     pub fn compensation_throw_pending(&self, key: Key) -> bool {
-        self.is_compensation_throw(key)
-            && self
-                .index
-                .compensation_scopes
-                .range((key, Key(0))..=(key, Key(u64::MAX)))
-                .next()
-                .is_some()
+        self.is_compensation_throw(key) && !self.first_compensations_in(key, 1).is_empty()
     }
 
     fn is_compensation_throw(&self, key: Key) -> bool {

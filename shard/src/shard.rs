@@ -1696,21 +1696,15 @@ fn arm_timers(timers: &mut BTreeSet<(i64, Key, TimerKind)>, effects: &[Effect]) 
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_recovered_signal_with_subscriptions_left_fires_its_continue_at_once() {
-        let xml = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">
-          <bpmn:process id="p" isExecutable="true"><bpmn:startEvent id="s"/>
-          <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="w"/>
-          <bpmn:intermediateCatchEvent id="w"><bpmn:signalEventDefinition signalRef="g"/>
-          </bpmn:intermediateCatchEvent><bpmn:sequenceFlow id="f2" sourceRef="w" targetRef="e"/>
-          <bpmn:endEvent id="e"/></bpmn:process><bpmn:signal id="g" name="go"/>
-          </bpmn:definitions>"#;
+    /// A shard-0 engine with `xml` deployed as `p.bpmn`, and a runner that gives each
+    /// command the next context.
+    fn deployed(xml: &str) -> (State, impl FnMut(&mut State, Command) -> Outcome) {
         let mut state = State::new(0);
         let mut ctx = ringflow_core::Ctx {
             now_millis: 1_000,
             next_key: Key::first(0),
         };
-        let mut run = |state: &mut State, command: Command| {
+        let mut run = move |state: &mut State, command: Command| {
             let outcome = ringflow_core::process(state, command, &ctx).expect("accepted");
             ctx.next_key = outcome.next_key;
             outcome
@@ -1724,16 +1718,31 @@ mod tests {
                 }],
             },
         );
+        (state, run)
+    }
+
+    /// Creates an instance of the latest `p`.
+    fn create_p() -> Command {
+        Command::CreateInstance {
+            process: ringflow_core::ProcessRef::Latest("p".into()),
+            variables: ringflow_core::Variables::new(),
+            business_key: None,
+            await_result: false,
+        }
+    }
+
+    #[test]
+    fn a_recovered_signal_with_subscriptions_left_fires_its_continue_at_once() {
+        let xml = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">
+          <bpmn:process id="p" isExecutable="true"><bpmn:startEvent id="s"/>
+          <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="w"/>
+          <bpmn:intermediateCatchEvent id="w"><bpmn:signalEventDefinition signalRef="g"/>
+          </bpmn:intermediateCatchEvent><bpmn:sequenceFlow id="f2" sourceRef="w" targetRef="e"/>
+          <bpmn:endEvent id="e"/></bpmn:process><bpmn:signal id="g" name="go"/>
+          </bpmn:definitions>"#;
+        let (mut state, mut run) = deployed(xml);
         for _ in 0..=ringflow_core::limits::SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX {
-            run(
-                &mut state,
-                Command::CreateInstance {
-                    process: ringflow_core::ProcessRef::Latest("p".into()),
-                    variables: ringflow_core::Variables::new(),
-                    business_key: None,
-                    await_result: false,
-                },
-            );
+            run(&mut state, create_p());
         }
         let outcome = run(
             &mut state,
@@ -1782,34 +1791,8 @@ mod tests {
           <bpmn:endEvent id="c"><bpmn:compensateEventDefinition/></bpmn:endEvent>
           </bpmn:process></bpmn:definitions>"#
         );
-        let mut state = State::new(0);
-        let mut ctx = ringflow_core::Ctx {
-            now_millis: 1_000,
-            next_key: Key::first(0),
-        };
-        let mut run = |state: &mut State, command: Command| {
-            let outcome = ringflow_core::process(state, command, &ctx).expect("accepted");
-            ctx.next_key = outcome.next_key;
-            outcome
-        };
-        run(
-            &mut state,
-            Command::Deploy {
-                resources: vec![ringflow_core::Resource {
-                    name: "p.bpmn".into(),
-                    content: std::sync::Arc::from(xml.as_bytes()),
-                }],
-            },
-        );
-        let outcome = run(
-            &mut state,
-            Command::CreateInstance {
-                process: ringflow_core::ProcessRef::Latest("p".into()),
-                variables: ringflow_core::Variables::new(),
-                business_key: None,
-                await_result: false,
-            },
-        );
+        let (mut state, mut run) = deployed(&xml);
+        let outcome = run(&mut state, create_p());
         let [throw] = state.compensation_throws()[..] else {
             panic!(
                 "one throw with handlers left: {:?}",
