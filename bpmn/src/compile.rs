@@ -410,6 +410,7 @@ impl<'d> Compiler<'d> {
             over_limit: false,
         };
         self.add_element(&mut build, node, "process", None);
+        build.elements[0].listeners = self.execution_listeners(node);
         let mut flow_nodes = Vec::new();
         self.collect_scope(&mut build, node, ProcessDefinition::ROOT, &mut flow_nodes);
         if build.over_limit {
@@ -464,6 +465,7 @@ impl<'d> Compiler<'d> {
             multi_instance: None,
             properties: Vec::new(),
             for_compensation,
+            listeners: ExecutionListeners::default(),
             outgoing: Span::default(),
             incoming: Span::default(),
             children: Span::default(),
@@ -729,8 +731,12 @@ impl<'d> Compiler<'d> {
                 }
             )
         });
+        let listening = elements.iter().any(|element| {
+            !element.listeners.start.is_empty() || !element.listeners.end.is_empty()
+        });
         ProcessDefinition {
             compensable,
+            listening,
             bpmn_process_id: self.id(node).unwrap_or("").into(),
             name: self.doc.attr(node, Ns::None, "name").map(str::to_string),
             version_tag,
@@ -1004,19 +1010,7 @@ impl<'d> Compiler<'d> {
             return Some(None);
         }
         let job_type = self.expression(node, job_type, "job type");
-        let retries = self
-            .doc
-            .attr(definition, Ns::None, "retries")
-            .unwrap_or("3")
-            .trim();
-        let retries = match self.expression(node, retries, "retries") {
-            Some(Expression::Static(value)) if value.parse::<u32>().is_err() => {
-                let message = format!("retries=\"{value}\" is not a whole number");
-                self.report(K::InvalidValue, node, message);
-                None
-            }
-            other => other,
-        };
+        let retries = self.retries(node, definition);
         let mut headers = Vec::new();
         if let Some(header_list) = self.zeebe_child(node, "taskHeaders") {
             for header in self.zeebe_children(header_list, "header") {
@@ -1041,6 +1035,92 @@ impl<'d> Compiler<'d> {
             })),
             _ => Some(None),
         }
+    }
+
+    /// The `retries` attribute of `holder` (default 3): a whole number or FEEL.
+    fn retries(&mut self, node: usize, holder: usize) -> Option<Expression> {
+        let retries = self
+            .doc
+            .attr(holder, Ns::None, "retries")
+            .unwrap_or("3")
+            .trim();
+        match self.expression(node, retries, "retries") {
+            Some(Expression::Static(value)) if value.parse::<u32>().is_err() => {
+                let message = format!("retries=\"{value}\" is not a whole number");
+                self.report(K::InvalidValue, node, message);
+                None
+            }
+            other => other,
+        }
+    }
+
+    /// `zeebe:executionListeners` of a flow node or of the process (see
+    /// [`ExecutionListeners`]): each needs an `eventType` of `start` or `end` and a job
+    /// `type`; one `(eventType, type)` pair may appear once.
+    pub(crate) fn execution_listeners(&mut self, node: usize) -> ExecutionListeners {
+        let mut listeners = ExecutionListeners::default();
+        let Some(list) = self.zeebe_child(node, "executionListeners") else {
+            return listeners;
+        };
+        let mut seen: Vec<(&'static str, String)> = Vec::new();
+        for listener in self.zeebe_children(list, "executionListener") {
+            let event = match self
+                .doc
+                .attr(listener, Ns::None, "eventType")
+                .map(str::trim)
+            {
+                Some("start") => "start",
+                Some("end") => "end",
+                Some(other) => {
+                    let message = format!(
+                        "a zeebe:executionListener has eventType=\"{other}\"; it must be start \
+                         or end"
+                    );
+                    self.report(K::InvalidValue, node, message);
+                    continue;
+                }
+                None => {
+                    let message = "a zeebe:executionListener has no eventType (start or end)";
+                    self.report(K::MissingAttribute, node, message.to_string());
+                    continue;
+                }
+            };
+            let job_type = self
+                .doc
+                .attr(listener, Ns::None, "type")
+                .map(str::trim)
+                .unwrap_or("")
+                .to_string();
+            if job_type.is_empty() {
+                let message = format!("a {event} zeebe:executionListener has no job type");
+                self.report(K::MissingJobType, node, message);
+                continue;
+            }
+            if seen.iter().any(|(e, t)| *e == event && *t == job_type) {
+                let message = format!(
+                    "two {event} execution listeners have the type `{job_type}`; each \
+                     (eventType, type) pair may appear once"
+                );
+                self.report(K::InvalidValue, node, message);
+                continue;
+            }
+            let parsed = self.expression(node, &job_type, "execution listener type");
+            seen.push((event, job_type));
+            let retries = self.retries(node, listener);
+            let (Some(job_type), Some(retries)) = (parsed, retries) else {
+                continue;
+            };
+            let definition = JobDefinition {
+                job_type,
+                retries,
+                headers: Vec::new(),
+            };
+            match event {
+                "start" => listeners.start.push(definition),
+                _ => listeners.end.push(definition),
+            }
+        }
+        listeners
     }
 
     /// A job definition that must be there: reports a missing one.
@@ -1164,13 +1244,13 @@ impl<'d> Compiler<'d> {
                 | "properties"
                 | "userTask"
                 | "assignmentDefinition"
-                | "versionTag" => continue,
+                | "versionTag"
+                | "executionListeners" => continue,
                 // These only affect forms, scheduling or priorities shown to people; the
                 // engine carries no behaviour for them.
                 "formDefinition" | "userTaskForm" | "taskSchedule" | "priorityDefinition" => {
                     continue;
                 }
-                "executionListeners" => "execution listeners are not supported yet",
                 "taskListeners" => "task listeners are not supported yet",
                 "adHoc" => "ad-hoc subprocesses are not supported yet",
                 _ => "this Camunda 8 extension is not supported",

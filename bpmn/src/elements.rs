@@ -68,6 +68,10 @@ impl<'d> Compiler<'d> {
         };
         let io_mapping = self.io_mapping(node);
         let properties = self.properties(node);
+        let listeners = self.execution_listeners(node);
+        if let Some(kind) = &kind {
+            self.check_listeners(node, kind, &listeners);
+        }
         let multi_instance = if ACTIVITIES.contains(&local) {
             self.loop_characteristics(node)
         } else {
@@ -81,6 +85,43 @@ impl<'d> Compiler<'d> {
         element.io_mapping = io_mapping;
         element.properties = properties;
         element.multi_instance = multi_instance;
+        element.listeners = listeners;
+    }
+
+    /// Refuses execution listeners where Camunda 8 does not run them.
+    fn check_listeners(&mut self, node: usize, kind: &ElementKind, listeners: &ExecutionListeners) {
+        let refused = match kind {
+            ElementKind::BoundaryEvent {
+                trigger: BoundaryTrigger::Compensation { .. },
+                ..
+            } if !listeners.start.is_empty() || !listeners.end.is_empty() => {
+                "execution listeners are not supported on compensation boundary events; put \
+                 them on the compensation handler"
+            }
+            ElementKind::StartEvent { .. } if !listeners.start.is_empty() => {
+                "start execution listeners are not supported on start events; put them on the \
+                 process or subprocess"
+            }
+            ElementKind::BoundaryEvent { .. } if !listeners.start.is_empty() => {
+                "start execution listeners are not supported on boundary events; put them on \
+                 the activity the event is attached to"
+            }
+            ElementKind::ExclusiveGateway { .. }
+            | ElementKind::InclusiveGateway { .. }
+            | ElementKind::ParallelGateway
+            | ElementKind::EventBasedGateway
+                if !listeners.end.is_empty() =>
+            {
+                "end execution listeners are not supported on gateways; put start listeners on \
+                 the elements after it"
+            }
+            ElementKind::EndEvent(EndResult::Error(_)) if !listeners.end.is_empty() => {
+                "end execution listeners are not supported on error end events: the error \
+                 ends the element; put them on the event that catches it"
+            }
+            _ => return,
+        };
+        self.report(K::UnsupportedElement, node, refused.to_string());
     }
 
     fn scope_is_event_subprocess(&self, build: &ProcessBuild<'d>, index: ElementIndex) -> bool {

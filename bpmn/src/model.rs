@@ -47,6 +47,8 @@ pub struct ProcessDefinition {
     pub(crate) element_slots: Vec<ElementIndex>,
     /// Whether any activity has a compensation boundary event.
     pub(crate) compensable: bool,
+    /// Whether any element (or the process) has an execution listener.
+    pub(crate) listening: bool,
 }
 
 impl ProcessDefinition {
@@ -133,6 +135,13 @@ impl ProcessDefinition {
         self.compensable
     }
 
+    /// Whether any element of the process, or the process itself, has an execution
+    /// listener: without one, no activation or completion needs to look (one check on the
+    /// hot path).
+    pub fn has_execution_listeners(&self) -> bool {
+        self.listening
+    }
+
     /// Whether compensating `index` can do anything: it has a compensation handler, or it is
     /// a subprocess with an activity inside (at any depth) that has one.
     pub fn is_compensable(&self, index: ElementIndex) -> bool {
@@ -187,6 +196,9 @@ pub struct Element {
     pub properties: Vec<(String, String)>,
     /// `isForCompensation="true"`: a compensation handler, started only by compensation.
     pub for_compensation: bool,
+    /// `zeebe:executionListeners`: jobs that run, one after the other, when the element
+    /// starts and when it ends.
+    pub listeners: ExecutionListeners,
     pub(crate) outgoing: Span,
     pub(crate) incoming: Span,
     pub(crate) children: Span,
@@ -430,6 +442,28 @@ pub struct JobDefinition {
     pub retries: Expression,
     /// Static headers handed to the worker, in document order.
     pub headers: Vec<(String, String)>,
+}
+
+/// The execution listeners of an element or of the process (`zeebe:executionListeners`),
+/// as Camunda 8.6 defines them. Each is a job for a worker, with the element's headers;
+/// the element waits until it is completed.
+///
+/// - `start` listeners run after the input mappings and before the element opens its
+///   event waits, evaluates its expressions or does its work. A listener job's variables
+///   become local variables of the element.
+/// - `end` listeners run after the output mappings, once the element's boundary events and
+///   event subprocesses can no longer trigger, and before it is left. A listener job's
+///   variables are propagated from the element's scope, like output mappings.
+///
+/// Start listeners are refused on start and boundary events, end listeners on gateways and
+/// error end events, and both on compensation boundary events (as in Camunda 8). On a
+/// multi-instance activity they run around each inner instance.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutionListeners {
+    /// `eventType="start"`, in document order.
+    pub start: Vec<JobDefinition>,
+    /// `eventType="end"`, in document order.
+    pub end: Vec<JobDefinition>,
 }
 
 /// A user task: a Camunda user task (`zeebe:userTask`) or, without it, a job of type

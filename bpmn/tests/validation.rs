@@ -390,14 +390,162 @@ fn camunda_extensions_are_read() {
     assert!(multi.completion_condition.is_some());
 }
 
+/// `zeebe:executionListeners` with these `(eventType, type, retries)` entries.
+fn execution_listeners(entries: &[(&str, &str, Option<&str>)]) -> String {
+    let inner: String = entries
+        .iter()
+        .map(|(event, job_type, retries)| {
+            let retries = retries
+                .map(|retries| format!(r#" retries="{retries}""#))
+                .unwrap_or_default();
+            format!(r#"<zeebe:executionListener eventType="{event}" type="{job_type}"{retries}/>"#)
+        })
+        .collect();
+    format!(
+        "<bpmn:extensionElements><zeebe:executionListeners>{inner}</zeebe:executionListeners></bpmn:extensionElements>"
+    )
+}
+
 #[test]
-fn listeners_are_refused_not_ignored() {
+fn execution_listeners_compile_in_document_order_on_elements_and_the_process() {
+    let task = format!(
+        r#"<bpmn:task id="task">{}</bpmn:task>"#,
+        execution_listeners(&[
+            ("start", "audit", None),
+            ("end", "=kind", Some("5")),
+            ("start", "check", Some("=tries")),
+            ("end", "audit", None),
+        ])
+    );
+    let process = format!(
+        "{}{}",
+        execution_listeners(&[("end", "process-end", None)]),
+        LINEAR.replace("TASK", &task)
+    );
+    let model = ok(&process, "");
+    let process = &model.processes[0];
+    assert!(process.has_execution_listeners());
+    let listeners = &process.element(process.find("task").unwrap()).listeners;
+    let texts = |list: &[ringflow_bpmn::JobDefinition]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|job| (job.job_type.to_string(), job.retries.to_string()))
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        texts(&listeners.start),
+        vec![pair("audit", "3"), pair("check", "=tries")]
+    );
+    assert_eq!(
+        texts(&listeners.end),
+        vec![pair("=kind", "5"), pair("audit", "3")]
+    );
+    let root = &process
+        .element(ringflow_bpmn::ProcessDefinition::ROOT)
+        .listeners;
+    assert!(root.start.is_empty());
+    assert_eq!(texts(&root.end), vec![pair("process-end", "3")]);
+    let plain = ok(&LINEAR.replace("TASK", &job("task", "a")), "");
+    assert!(!plain.processes[0].has_execution_listeners());
+}
+
+#[test]
+fn execution_listeners_where_camunda_does_not_run_them_are_refused_with_the_reason() {
+    let start_on_start = format!(
+        r#"<bpmn:startEvent id="start">{}</bpmn:startEvent>
+           <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="gate"/>
+           <bpmn:exclusiveGateway id="gate">{}</bpmn:exclusiveGateway>
+           <bpmn:sequenceFlow id="f2" sourceRef="gate" targetRef="task"/>
+           {}
+           <bpmn:boundaryEvent id="timer" attachedToRef="task">{}
+             <bpmn:timerEventDefinition><bpmn:timeDuration>PT1M</bpmn:timeDuration>
+             </bpmn:timerEventDefinition></bpmn:boundaryEvent>
+           <bpmn:sequenceFlow id="f3" sourceRef="task" targetRef="end"/>
+           <bpmn:sequenceFlow id="f4" sourceRef="timer" targetRef="end"/>
+           <bpmn:endEvent id="end"><bpmn:errorEventDefinition errorRef="e"/>{}</bpmn:endEvent>"#,
+        execution_listeners(&[("start", "a", None)]),
+        execution_listeners(&[("start", "fine", None), ("end", "b", None)]),
+        job("task", "work"),
+        execution_listeners(&[("start", "c", None), ("end", "fine", None)]),
+        execution_listeners(&[("start", "fine", None), ("end", "d", None)]),
+    );
+    // The end event's listeners go inside its extensionElements, before the definition.
+    let process = start_on_start
+        .replace(
+            r#"<bpmn:errorEventDefinition errorRef="e"/><bpmn:extensionElements>"#,
+            r#"<bpmn:extensionElements>"#,
+        )
+        .replace(
+            r#"</bpmn:extensionElements></bpmn:endEvent>"#,
+            r#"</bpmn:extensionElements><bpmn:errorEventDefinition errorRef="e"/></bpmn:endEvent>"#,
+        );
+    let error = errors(&process, r#"<bpmn:error id="e" errorCode="E"/>"#);
+    assert_eq!(
+        codes(&error),
+        vec![
+            (K::UnsupportedElement, "start".to_string()),
+            (K::UnsupportedElement, "gate".to_string()),
+            (K::UnsupportedElement, "timer".to_string()),
+            (K::UnsupportedElement, "end".to_string()),
+        ],
+        "{error}"
+    );
+    let text = error.to_string();
+    for reason in [
+        "on start events",
+        "on gateways",
+        "on boundary events",
+        "on error end events",
+    ] {
+        assert!(text.contains(reason), "`{reason}` in:\n{text}");
+    }
+}
+
+#[test]
+fn malformed_execution_listeners_are_named() {
+    let task = format!(
+        r#"<bpmn:task id="task">{}</bpmn:task>"#,
+        execution_listeners(&[
+            ("start", "same", None),
+            ("start", "same", None),
+            ("end", "same", None),
+            ("begin", "x", None),
+            ("end", "", None),
+            ("end", "y", Some("many")),
+            ("end", "=(", None),
+        ])
+    );
+    let error = errors(&LINEAR.replace("TASK", &task), "");
+    assert_eq!(
+        codes(&error),
+        vec![
+            (K::InvalidValue, "task".to_string()),
+            (K::InvalidValue, "task".to_string()),
+            (K::MissingJobType, "task".to_string()),
+            (K::InvalidValue, "task".to_string()),
+            (K::InvalidExpression, "task".to_string()),
+        ],
+        "{error}"
+    );
+    let text = error.to_string();
+    for part in [
+        "two start execution listeners have the type `same`",
+        "eventType=\"begin\"",
+        "has no job type",
+        "retries=\"many\"",
+    ] {
+        assert!(text.contains(part), "`{part}` in:\n{text}");
+    }
+}
+
+#[test]
+fn task_listeners_are_refused_not_ignored() {
     let error = errors(
         &LINEAR.replace(
             "TASK",
-            r#"<bpmn:task id="task"><bpmn:extensionElements><zeebe:executionListeners>
-                 <zeebe:executionListener eventType="start" type="audit"/>
-               </zeebe:executionListeners></bpmn:extensionElements></bpmn:task>"#,
+            r#"<bpmn:userTask id="task"><bpmn:extensionElements><zeebe:userTask/>
+                 <zeebe:taskListeners><zeebe:taskListener eventType="complete" type="audit"/>
+               </zeebe:taskListeners></bpmn:extensionElements></bpmn:userTask>"#,
         ),
         "",
     );

@@ -20,8 +20,6 @@
 //! of the caller's deployment's version on the parent's shard (deployment keys are per
 //! shard; `ringflow deploy` sends the same files to every shard).
 
-use std::sync::Arc;
-
 use ringflow_bpmn::{Binding, CalledElement, ElementKind};
 
 use crate::engine::Variables;
@@ -105,11 +103,10 @@ impl Run<'_> {
             );
             return self.incident(key, message);
         }
-        let definition = Arc::clone(&self.state.processes[&version].definition);
         let variables = self.child_variables(key, called);
         let child = self.new_instance(version, variables, business_key, false, Some(key));
         self.state.elements.get_mut(&key).expect("live").called = Some(child);
-        self.start_scope(&definition, child);
+        self.enter_root(child, None);
     }
 
     /// The variables the child starts with.

@@ -73,7 +73,7 @@ pub(crate) fn create(
         await_result,
         None,
     );
-    run.start_scope(&definition, key);
+    run.enter_root(key, None);
     run.run();
     Ok(Outcome {
         response: Response::InstanceCreated {

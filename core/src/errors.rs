@@ -44,6 +44,15 @@ pub(crate) fn throw(
             format!("job {key} is not activated; only a job a worker holds can throw an error"),
         ));
     }
+    if job.listener.is_some() {
+        return Err(Rejection::new(
+            RejectionCode::InvalidState,
+            format!(
+                "job {key} is an execution listener's job, and a listener cannot throw a BPMN \
+                 error; fail the job instead"
+            ),
+        ));
+    }
     if error_code.is_empty()
         || error_code.len() > NAME_BYTES_MAX
         || message.len() > MESSAGE_BYTES_MAX

@@ -198,6 +198,28 @@ pub struct Job {
     pub retries: u32,
     /// Ready or leased.
     pub state: JobState,
+    /// For an execution listener's job: which listener of the element it is (see
+    /// `listeners`); `None` for the element's own job.
+    pub listener: Option<Listener>,
+}
+
+/// When an execution listener runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerEvent {
+    /// Before the element does its work (`eventType="start"`).
+    Start,
+    /// Once it is done, before it is left (`eventType="end"`).
+    End,
+}
+
+/// The execution listener a job is for: the `index`th (from 0) of the element's `event`
+/// listeners, in document order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// Start or end.
+    pub event: ListenerEvent,
+    /// Its place among the element's listeners of that event.
+    pub index: u32,
 }
 
 /// Something that stops an element until a person acts.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::engine::{
     ActivatedJob, Ctx, Effect, Keys, Outcome, Rejection, RejectionCode, Response, Variables,
 };
-use crate::instance::JobState;
+use crate::instance::{JobState, Listener, ListenerEvent};
 use crate::key::Key;
 use crate::limits::{JOBS_PER_ACTIVATION_MAX, NAME_BYTES_MAX};
 use crate::run::Run;
@@ -128,7 +128,10 @@ pub(crate) fn complete(
         ));
     }
     let element_instance_key = job.element_instance_key;
-    let documents = if has_outputs(state, element_instance_key) {
+    let listener = job.listener;
+    let documents = if let Some(listener) = listener {
+        listener_documents(state, element_instance_key, listener, variables)?
+    } else if has_outputs(state, element_instance_key) {
         // Output mappings decide what leaves the task: the job's variables stay local.
         let mut local = state
             .variables
@@ -157,7 +160,10 @@ pub(crate) fn complete(
         .get_mut(&element_instance_key)
         .expect("a job's element is live")
         .job = None;
-    run.complete_later(element_instance_key);
+    match listener {
+        Some(listener) => run.listener_done(element_instance_key, listener),
+        None => run.complete_later(element_instance_key),
+    }
     run.run();
     Ok(Outcome {
         response: Response::JobCompleted { key },
@@ -165,6 +171,38 @@ pub(crate) fn complete(
         effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
+}
+
+/// Where a listener job's variables go: a start listener's become local variables of the
+/// element; an end listener's are propagated from the element's scope, like output mappings
+/// (from the root itself, for the process's end listeners).
+fn listener_documents(
+    state: &State,
+    element_instance_key: Key,
+    listener: Listener,
+    variables: Variables,
+) -> Result<Vec<(Key, Variables)>, Rejection> {
+    if variables.is_empty() {
+        return Ok(Vec::new());
+    }
+    match listener.event {
+        ListenerEvent::Start => {
+            let mut local = state
+                .variables
+                .get(&element_instance_key)
+                .cloned()
+                .unwrap_or_default();
+            local.extend(variables);
+            check_document_size(&local)?;
+            Ok(vec![(element_instance_key, local)])
+        }
+        ListenerEvent::End => {
+            let from = state.elements[&element_instance_key]
+                .scope
+                .unwrap_or(element_instance_key);
+            plan_propagation(state, from, variables)
+        }
+    }
 }
 
 fn has_outputs(state: &State, element_instance_key: Key) -> bool {

@@ -41,6 +41,7 @@ pub mod instance;
 mod jobs;
 pub mod key;
 pub mod limits;
+pub mod listeners;
 pub mod messages;
 mod multi;
 pub mod remote;

@@ -15,7 +15,9 @@ use ringflow_bpmn::{
 
 use crate::engine::{Effect, Event, Keys, Variables};
 use crate::feel;
-use crate::instance::{ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState};
+use crate::instance::{
+    ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, Listener, ListenerEvent,
+};
 use crate::key::Key;
 use crate::limits::{COMMAND_STEPS_MAX, ELEMENT_INSTANCES_PER_INSTANCE_MAX};
 use crate::state::State;
@@ -344,7 +346,14 @@ impl<'s> Run<'s> {
                 self.triggered
                     .insert((key, start), std::mem::take(&mut variables));
             } else {
-                if self.apply_inputs(key, element) && self.accept_result(key, element, variables) {
+                if !self.apply_inputs(key, element) {
+                    return;
+                }
+                if self.has_start_listeners(key, element) {
+                    // The event waits with the element until its start listeners are done.
+                    self.state.held_triggers.insert(key, (element, variables));
+                    self.listen(key, element, ListenerEvent::Start, 0);
+                } else if self.accept_result(key, element, variables) {
                     self.complete_later(key);
                 }
                 return;
@@ -462,12 +471,15 @@ impl<'s> Run<'s> {
             }
             ElementRole::Inner { loop_counter } => {
                 self.set_loop_variables(key, element, loop_counter);
-                if self.apply_inputs(key, element) {
+                if self.apply_inputs(key, element) && self.no_start_listeners(key, element) {
                     self.behave(key, element);
                 }
             }
             ElementRole::Plain => {
-                if self.apply_inputs(key, element) && self.open_boundary_waits(key, element) {
+                if self.apply_inputs(key, element)
+                    && self.no_start_listeners(key, element)
+                    && self.open_boundary_waits(key, element)
+                {
                     self.behave(key, element);
                 }
             }
@@ -475,7 +487,7 @@ impl<'s> Run<'s> {
     }
 
     /// Opens the timer and message waits of an activity's boundary events.
-    fn open_boundary_waits(&mut self, key: Key, element: ElementIndex) -> bool {
+    pub(crate) fn open_boundary_waits(&mut self, key: Key, element: ElementIndex) -> bool {
         let definition = self.definition_of(key);
         let boundaries = definition.boundary_events(element);
         boundaries.is_empty() || self.open_waits(key, boundaries)
@@ -779,6 +791,25 @@ impl<'s> Run<'s> {
     }
 
     fn create_job(&mut self, element_instance_key: Key, definition: &JobDefinition) {
+        self.create_job_for(element_instance_key, definition, None);
+    }
+
+    /// Creates the job of an element, or of one of its execution listeners. A job type or
+    /// retries expression that fails is an incident at the element's activation (its
+    /// completion, for an end listener).
+    pub(crate) fn create_job_for(
+        &mut self,
+        element_instance_key: Key,
+        definition: &JobDefinition,
+        listener: Option<Listener>,
+    ) {
+        let retry = match listener {
+            Some(Listener {
+                event: ListenerEvent::End,
+                ..
+            }) => IncidentRetry::Completion,
+            _ => IncidentRetry::Activation,
+        };
         // A static type is the model's own name, shared; a FEEL one is made per job.
         let job_type: Arc<str> = match &definition.job_type {
             Expression::Static(job_type) if !job_type.is_empty() => Arc::clone(job_type),
@@ -789,10 +820,11 @@ impl<'s> Run<'s> {
                         "the job type `{}` gave {other}, not a non-empty string",
                         definition.job_type
                     );
-                    return self.incident(element_instance_key, message);
+                    return self.incident_with(element_instance_key, message, retry);
                 }
                 Err(error) => {
-                    return self.incident(element_instance_key, format!("job type: {error}"));
+                    let message = format!("job type: {error}");
+                    return self.incident_with(element_instance_key, message, retry);
                 }
             },
         };
@@ -801,7 +833,8 @@ impl<'s> Run<'s> {
             feel => match self.value_at(element_instance_key, feel) {
                 Ok(value) => value.as_u64().and_then(|n| u32::try_from(n).ok()),
                 Err(error) => {
-                    return self.incident(element_instance_key, format!("job retries: {error}"));
+                    let message = format!("job retries: {error}");
+                    return self.incident_with(element_instance_key, message, retry);
                 }
             },
         };
@@ -810,7 +843,7 @@ impl<'s> Run<'s> {
                 "the job retries `{}` are not a whole number",
                 definition.retries
             );
-            return self.incident(element_instance_key, message);
+            return self.incident_with(element_instance_key, message, retry);
         };
         let job_type = &job_type;
         let key = self.key();
@@ -824,6 +857,7 @@ impl<'s> Run<'s> {
                 process_instance_key,
                 retries,
                 state: JobState::Activatable,
+                listener,
             },
         );
         // The type's set usually exists: look it up by `&str` so that only a new type
@@ -904,11 +938,32 @@ impl<'s> Run<'s> {
         if !stored {
             return;
         }
+        if definition.has_execution_listeners()
+            && element.role != ElementRole::Body
+            && !definition.element(element.element).listeners.end.is_empty()
+        {
+            // Done: from here no boundary event or event subprocess of it may trigger.
+            self.close_waits(key);
+            return self.listen(key, element.element, ListenerEvent::End, 0);
+        }
+        self.leave(key, element, &definition);
+    }
+
+    /// Leaves an element instance whose end listeners are done (see `listeners`).
+    pub(crate) fn after_end_listeners(&mut self, key: Key) {
+        let definition = self.definition_of(key);
+        let element = self.state.elements[&key].clone();
+        self.leave(key, element, &definition);
+    }
+
+    /// The rest of a completion, once output mappings and end listeners are done: keeps it
+    /// for compensation, records it and moves its token on.
+    fn leave(&mut self, key: Key, element: ElementInstance, definition: &ProcessDefinition) {
         if let ElementRole::Inner { loop_counter } = element.role {
             return self.complete_inner(key, &element, loop_counter);
         }
         if definition.has_compensable_activities()
-            && !self.keep_compensation(key, &element, &definition)
+            && !self.keep_compensation(key, &element, definition)
         {
             return;
         }
@@ -939,7 +994,7 @@ impl<'s> Run<'s> {
             self.activate_counted(target, scope);
         }
         if !self.state.compensations.is_empty() {
-            self.lift_compensations(key, scope, element.element, &definition);
+            self.lift_compensations(key, scope, element.element, definition);
         }
         self.remove_element(key);
         let scope_instance = self.state.elements.get_mut(&scope).expect("scope is live");
@@ -1206,6 +1261,9 @@ impl<'s> Run<'s> {
             self.drop_compensations(key);
         }
         self.state.multi.remove(&key);
+        if !self.state.held_triggers.is_empty() {
+            self.state.held_triggers.remove(&key);
+        }
         self.forget_remote_incidents(key, element.process_instance_key);
         if let Some(child) = element.called {
             if child.shard() != self.state.shard() {

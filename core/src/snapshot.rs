@@ -6,7 +6,7 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x07` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, 5, without signal subscriptions and deliveries, and 6, without compensations, are still read) |
+//! | magic | `RFSNAP` then format version `0x00 0x08` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, 5, without signal subscriptions and deliveries, 6, without compensations, and 7, without execution listeners, are still read) |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
@@ -25,6 +25,7 @@
 //! | signal subscriptions (format 6) | u32 count, then key, name, definition key, element u32, owner key, instance key |
 //! | signal deliveries (format 6) | u32 count, then signal key, name, variables (JSON bytes), the last subscription key delivered to |
 //! | compensations (format 7) | u32 count, then key, instance key, scope key, via element u32, activity element u32, handler element u32, variables (JSON bytes) |
+//! | execution listeners (format 8) | listener jobs (u32 count, then job key, event u8 (0 start, 1 end), the listener's index u32); held triggers (u32 count, then element instance key, the event element u32, variables (JSON bytes)) |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -42,13 +43,15 @@ use crate::engine::Variables;
 use ringflow_bpmn::timer::{IsoDuration, Repeat};
 
 use crate::instance::{
-    ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, MultiBody,
-    ProcessInstance, Subscription, Timer,
+    ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, Listener, ListenerEvent,
+    MultiBody, ProcessInstance, Subscription, Timer,
 };
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
-const MAGIC: &[u8; 8] = b"RFSNAP\x00\x07";
+const MAGIC: &[u8; 8] = b"RFSNAP\x00\x08";
+/// Format 7: without execution listeners.
+const MAGIC_7: &[u8; 8] = b"RFSNAP\x00\x07";
 /// Format 6: without compensations.
 const MAGIC_6: &[u8; 8] = b"RFSNAP\x00\x06";
 /// Format 5: without signal subscriptions and deliveries.
@@ -63,7 +66,7 @@ const MAGIC_3: &[u8; 8] = b"RFSNAP\x00\x03";
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
     /// The bytes do not start with the snapshot magic and format version.
-    #[error("not a ringflow snapshot of format 3, 4, 5, 6 or 7 (bad magic)")]
+    #[error("not a ringflow snapshot of format 3, 4, 5, 6, 7 or 8 (bad magic)")]
     BadMagic,
     /// The checksum does not match: the snapshot is corrupt.
     #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -113,7 +116,8 @@ impl State {
             return Err(SnapshotError::BadMagic);
         }
         let format = match &bytes[..MAGIC.len()] {
-            magic if magic == MAGIC => 7,
+            magic if magic == MAGIC => 8,
+            magic if magic == MAGIC_7 => 7,
             magic if magic == MAGIC_6 => 6,
             magic if magic == MAGIC_5 => 5,
             magic if magic == MAGIC_4 => 4,
@@ -346,6 +350,26 @@ impl State {
             }
             crate::codec::put_variables(out, &compensation.variables);
         }
+        let listener_jobs: Vec<&Job> = crate::key::sorted_values(&self.jobs)
+            .into_iter()
+            .filter(|job| job.listener.is_some())
+            .collect();
+        put_count(out, listener_jobs.len());
+        for job in listener_jobs {
+            let listener = job.listener.expect("filtered");
+            put_key(out, job.key);
+            out.push(match listener.event {
+                ListenerEvent::Start => 0,
+                ListenerEvent::End => 1,
+            });
+            out.extend_from_slice(&listener.index.to_le_bytes());
+        }
+        put_count(out, self.held_triggers.len());
+        for (key, (element, variables)) in &self.held_triggers {
+            put_key(out, *key);
+            out.extend_from_slice(&element.0.to_le_bytes());
+            crate::codec::put_variables(out, variables);
+        }
     }
 
     fn encode_waits(&self, out: &mut Vec<u8>) {
@@ -522,6 +546,7 @@ fn decode_runtime(
             process_instance_key,
             retries,
             state: job_state,
+            listener: None,
         };
         state.jobs.insert(key, job);
     }
@@ -599,6 +624,9 @@ fn decode_runtime(
     if format >= 7 {
         decode_compensations(reader, state)?;
     }
+    if format >= 8 {
+        decode_listeners(reader, state)?;
+    }
     state.rebuild_indexes();
     Ok(())
 }
@@ -641,6 +669,64 @@ fn decode_compensations(reader: &mut Reader<'_>, state: &mut State) -> Result<()
         }
         if state.compensations.insert(key, compensation).is_some() {
             return Err(corrupt(format!("compensation {key} repeats")));
+        }
+    }
+    Ok(())
+}
+
+fn decode_listeners(reader: &mut Reader<'_>, state: &mut State) -> Result<(), SnapshotError> {
+    for _ in 0..reader.count()? {
+        let key = reader.key()?;
+        let event = match reader.array::<1>()?[0] {
+            0 => ListenerEvent::Start,
+            1 => ListenerEvent::End,
+            other => return Err(corrupt(format!("job {key} has listener event tag {other}"))),
+        };
+        let index = u32::from_le_bytes(reader.array()?);
+        let Some(job) = state.jobs.get_mut(&key) else {
+            return Err(corrupt(format!("listener job {key} is not an open job")));
+        };
+        let Some(element) = state.elements.get(&job.element_instance_key) else {
+            return Err(corrupt(format!(
+                "listener job {key} belongs to no live element"
+            )));
+        };
+        let instance = &state.instances[&element.process_instance_key];
+        let definition = &state.processes[&instance.process_definition_key].definition;
+        let listeners = &definition.element(element.element).listeners;
+        let count = match event {
+            ListenerEvent::Start => listeners.start.len(),
+            ListenerEvent::End => listeners.end.len(),
+        };
+        if index as usize >= count || job.listener.is_some() {
+            return Err(corrupt(format!(
+                "job {key} names no execution listener of its element"
+            )));
+        }
+        job.listener = Some(Listener { event, index });
+    }
+    for _ in 0..reader.count()? {
+        let key = reader.key()?;
+        let element = ElementIndex(u32::from_le_bytes(reader.array()?));
+        let variables = crate::codec::read_variables(reader)?;
+        let Some(instance) = state.elements.get(&key) else {
+            return Err(corrupt(format!(
+                "a trigger is held for element {key}, which is not live"
+            )));
+        };
+        let process = &state.instances[&instance.process_instance_key];
+        let definition = &state.processes[&process.process_definition_key].definition;
+        if element.0 as usize >= definition.elements().len() {
+            return Err(corrupt(format!(
+                "the trigger held for element {key} names no element of its process"
+            )));
+        }
+        if state
+            .held_triggers
+            .insert(key, (element, variables))
+            .is_some()
+        {
+            return Err(corrupt(format!("a trigger for element {key} repeats")));
         }
     }
     Ok(())
@@ -966,8 +1052,9 @@ mod tests {
         let current = state.encode();
         // Format 3 is the current format without the cross-shard section, which for this
         // state is the shard count (u16) and six empty counts (u32 each), and without the
-        // empty counts of signal subscriptions, signal deliveries and compensations.
-        let v3 = older(&current, 2 + 6 * 4 + 3 * 4, MAGIC_3);
+        // empty counts of signal subscriptions, signal deliveries, compensations, listener
+        // jobs and held triggers.
+        let v3 = older(&current, 2 + 6 * 4 + 5 * 4, MAGIC_3);
         let restored = State::decode(&v3).expect("format 3 is read");
         assert_eq!(restored.encode(), current);
         let mut other = v3.clone();
@@ -982,8 +1069,8 @@ mod tests {
         state.set_last_key(Key::new(1, 7));
         let current = state.encode();
         // Format 4 lacks the last two counts of the cross-shard section, the two signal
-        // counts and the compensations' count.
-        let v4 = older(&current, 5 * 4, MAGIC_4);
+        // counts, the compensations' count and the two execution listener counts.
+        let v4 = older(&current, 7 * 4, MAGIC_4);
         let restored = State::decode(&v4).expect("format 4 is read");
         assert_eq!(restored.encode(), current);
         assert_eq!(restored.cluster_shards(), 4);
@@ -1000,9 +1087,9 @@ mod tests {
         state.set_cluster_shards(2);
         state.set_last_key(Key::new(3, 9));
         let current = state.encode();
-        // Format 5 lacks the counts of signal subscriptions, signal deliveries and
-        // compensations at the end.
-        let v5 = older(&current, 3 * 4, MAGIC_5);
+        // Format 5 lacks the counts of signal subscriptions, signal deliveries,
+        // compensations, listener jobs and held triggers at the end.
+        let v5 = older(&current, 5 * 4, MAGIC_5);
         let restored = State::decode(&v5).expect("format 5 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1016,14 +1103,40 @@ mod tests {
         let mut state = State::new(4);
         state.set_last_key(Key::new(4, 11));
         let current = state.encode();
-        // Format 6 lacks the compensations' count at the end.
-        let v6 = older(&current, 4, MAGIC_6);
+        // Format 6 lacks the counts of compensations, listener jobs and held triggers.
+        let v6 = older(&current, 3 * 4, MAGIC_6);
         let restored = State::decode(&v6).expect("format 6 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
             State::decode(&as_current(&v6)),
             Err(SnapshotError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn a_format_7_snapshot_is_read_as_a_state_with_no_execution_listeners() {
+        let mut state = State::new(5);
+        state.set_last_key(Key::new(5, 12));
+        let current = state.encode();
+        // Format 7 lacks the counts of listener jobs and held triggers at the end.
+        let v7 = older(&current, 2 * 4, MAGIC_7);
+        let restored = State::decode(&v7).expect("format 7 is read");
+        assert_eq!(restored.encode(), current);
+        assert!(matches!(
+            State::decode(&as_current(&v7)),
+            Err(SnapshotError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn a_trigger_held_for_no_live_element_is_refused() {
+        let mut state = State::new(1);
+        state.set_last_key(Key::new(1, 20));
+        state
+            .held_triggers
+            .insert(Key::new(1, 4), (ElementIndex(1), Variables::new()));
+        let error = State::decode(&state.encode()).expect_err("refused");
+        assert!(error.to_string().contains("which is not live"), "{error}");
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub struct State {
     pub(crate) compensations: BTreeMap<Key, Compensation>,
     /// Multi-instance bodies, by element instance key.
     pub(crate) multi: BTreeMap<Key, MultiBody>,
+    /// Triggers held while an element's start listeners run, by element instance key: the
+    /// event that entered it (a catch event after an event-based gateway, an event
+    /// subprocess's start, a process's message or timer start) and its variables. They go
+    /// on when the last start listener is done (see `listeners`).
+    pub(crate) held_triggers: BTreeMap<Key, (ElementIndex, Variables)>,
     /// Every decision version, by decision definition key.
     pub(crate) decisions: BTreeMap<Key, crate::decisions::DecisionVersion>,
     /// Decision definition keys of each decision id, by version (index 0 is version 1).
@@ -331,6 +336,7 @@ impl State {
             signal_deliveries: BTreeMap::new(),
             compensations: BTreeMap::new(),
             multi: BTreeMap::new(),
+            held_triggers: BTreeMap::new(),
             decisions: BTreeMap::new(),
             decision_versions: BTreeMap::new(),
             cluster_shards: 0,

@@ -15,8 +15,6 @@
 //! Opening a group of waits is all or nothing: every name, correlation key and due time is
 //! worked out first, and a failure is an incident on the owner with nothing opened.
 
-use std::sync::Arc;
-
 use ringflow_bpmn::timer::TimerDefinition;
 use ringflow_bpmn::{
     BoundaryTrigger, CatchTrigger, ElementIndex, ElementKind, MessageRef, ProcessDefinition,
@@ -348,8 +346,7 @@ impl Run<'_> {
                 .message_start_key = Some(correlation_key);
         }
         self.triggered.insert((key, start), variables);
-        let definition = Arc::clone(&self.state.processes[&process_definition_key].definition);
-        self.start_scope_at(&definition, key, Some(start));
+        self.enter_root(key, Some(start));
         key
     }
 

@@ -1,7 +1,8 @@
 //! Randomized: generated processes (nested sequences, parallel, exclusive, inclusive and
 //! event-based gateways, subprocesses, tasks, timer, message and signal catch events, timer,
 //! message, signal, error and compensation boundary events, compensation throw events,
-//! multi-instance tasks, call activities) driven by
+//! multi-instance tasks, call activities, execution listeners on tasks, call activities,
+//! catch events, gateways, subprocesses, throw events and the process) driven by
 //! random commands in any order (create, complete, fail, throw, cancel, resolve, publish,
 //! broadcast a signal, time passing and timers firing). After every command the state's invariants must hold; at the end
 //! replaying the accepted commands must give the same bytes. Seeded and reproducible:
@@ -45,6 +46,35 @@ impl Generator<'_> {
         }
     }
 
+    /// Execution listeners (job type `t`) for an element, one time in four: start, end or
+    /// both, where the element allows them; `extension` wraps them in `extensionElements`.
+    fn listeners(&mut self, start: bool, end: bool, extension: bool) -> String {
+        if self.rng.below(4) != 0 {
+            return String::new();
+        }
+        let (with_start, with_end) = match self.rng.below(3) {
+            0 => (start, false),
+            1 => (false, end),
+            _ => (start, end),
+        };
+        let mut inner = String::new();
+        if with_start {
+            inner.push_str(r#"<zeebe:executionListener eventType="start" type="t"/>"#);
+        }
+        if with_end {
+            inner.push_str(r#"<zeebe:executionListener eventType="end" type="t"/>"#);
+        }
+        if inner.is_empty() {
+            return inner;
+        }
+        let list = format!("<zeebe:executionListeners>{inner}</zeebe:executionListeners>");
+        if extension {
+            format!("<bpmn:extensionElements>{list}</bpmn:extensionElements>")
+        } else {
+            list
+        }
+    }
+
     fn block(&mut self, depth: u32) -> (String, String) {
         let choice = if depth >= 3 { 0 } else { self.rng.below(13) };
         match choice {
@@ -52,8 +82,9 @@ impl Generator<'_> {
                 // Compensates what completed in its scope (the compensable tasks of
                 // `guarded_task`), waiting for their handlers.
                 let id = self.id("comp");
+                let listeners = self.listeners(true, true, true);
                 self.xml.push_str(&format!(
-                    r#"<bpmn:intermediateThrowEvent id="{id}"><bpmn:compensateEventDefinition/></bpmn:intermediateThrowEvent>"#
+                    r#"<bpmn:intermediateThrowEvent id="{id}">{listeners}<bpmn:compensateEventDefinition/></bpmn:intermediateThrowEvent>"#
                 ));
                 (id.clone(), id)
             }
@@ -86,8 +117,9 @@ impl Generator<'_> {
             9 => {
                 let id = self.id("multi");
                 let sequential = self.rng.below(2) == 0;
+                let listeners = self.listeners(true, true, false);
                 self.xml.push_str(&format!(
-                    r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements><bpmn:multiInstanceLoopCharacteristics isSequential="{sequential}"><bpmn:extensionElements><zeebe:loopCharacteristics inputCollection="=[1,2,3]" inputElement="item" outputCollection="out" outputElement="=item"/></bpmn:extensionElements><bpmn:completionCondition>=r &gt; 0.9</bpmn:completionCondition></bpmn:multiInstanceLoopCharacteristics></bpmn:serviceTask>"#
+                    r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/>{listeners}</bpmn:extensionElements><bpmn:multiInstanceLoopCharacteristics isSequential="{sequential}"><bpmn:extensionElements><zeebe:loopCharacteristics inputCollection="=[1,2,3]" inputElement="item" outputCollection="out" outputElement="=item"/></bpmn:extensionElements><bpmn:completionCondition>=r &gt; 0.9</bpmn:completionCondition></bpmn:multiInstanceLoopCharacteristics></bpmn:serviceTask>"#
                 ));
                 if self.rng.below(3) == 0 {
                     self.compensable(&id);
@@ -99,8 +131,10 @@ impl Generator<'_> {
                 let merge = self.id("merge");
                 let on_message = self.id("msg");
                 let on_timer = self.id("timer");
+                let catch_listeners = self.listeners(true, true, true);
+                let gate_listeners = self.listeners(true, false, true);
                 self.xml.push_str(&format!(
-                    r#"<bpmn:eventBasedGateway id="{gate}"/><bpmn:exclusiveGateway id="{merge}"/><bpmn:intermediateCatchEvent id="{on_message}"><bpmn:messageEventDefinition messageRef="m"/></bpmn:intermediateCatchEvent><bpmn:intermediateCatchEvent id="{on_timer}"><bpmn:timerEventDefinition><bpmn:timeDuration>PT30S</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>"#
+                    r#"<bpmn:eventBasedGateway id="{gate}">{gate_listeners}</bpmn:eventBasedGateway><bpmn:exclusiveGateway id="{merge}"/><bpmn:intermediateCatchEvent id="{on_message}">{catch_listeners}<bpmn:messageEventDefinition messageRef="m"/></bpmn:intermediateCatchEvent><bpmn:intermediateCatchEvent id="{on_timer}"><bpmn:timerEventDefinition><bpmn:timeDuration>PT30S</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>"#
                 ));
                 for event in [&on_message, &on_timer] {
                     self.flow(&gate, event, None);
@@ -110,8 +144,9 @@ impl Generator<'_> {
             }
             11 => {
                 let id = self.id("call");
+                let listeners = self.listeners(true, true, false);
                 self.xml.push_str(&format!(
-                    r#"<bpmn:callActivity id="{id}"><bpmn:extensionElements><zeebe:calledElement processId="child"/></bpmn:extensionElements></bpmn:callActivity>"#
+                    r#"<bpmn:callActivity id="{id}"><bpmn:extensionElements><zeebe:calledElement processId="child"/>{listeners}</bpmn:extensionElements></bpmn:callActivity>"#
                 ));
                 if self.rng.below(3) == 0 {
                     self.compensable(&id);
@@ -120,8 +155,9 @@ impl Generator<'_> {
             }
             0 | 1 => {
                 let id = self.id("task");
+                let listeners = self.listeners(true, true, false);
                 self.xml.push_str(&format!(
-                    r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements></bpmn:serviceTask>"#
+                    r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/>{listeners}</bpmn:extensionElements></bpmn:serviceTask>"#
                 ));
                 if self.rng.below(3) == 0 {
                     self.compensable(&id);
@@ -171,8 +207,9 @@ impl Generator<'_> {
                 let merge = self.id("merge");
                 let default_branch = self.id("f");
                 let (d_in, d_out) = self.block(depth + 1);
+                let listeners = self.listeners(true, false, true);
                 self.xml.push_str(&format!(
-                    r#"<bpmn:exclusiveGateway id="{choose}" default="{default_branch}"/><bpmn:exclusiveGateway id="{merge}"/>"#
+                    r#"<bpmn:exclusiveGateway id="{choose}" default="{default_branch}">{listeners}</bpmn:exclusiveGateway><bpmn:exclusiveGateway id="{merge}"/>"#
                 ));
                 self.xml.push_str(&format!(
                     r#"<bpmn:sequenceFlow id="{default_branch}" sourceRef="{choose}" targetRef="{d_in}"/>"#
@@ -192,8 +229,9 @@ impl Generator<'_> {
     fn compensable(&mut self, task: &str) {
         let boundary = self.id("cb");
         let undo = self.id("undo");
+        let listeners = self.listeners(true, true, false);
         self.xml.push_str(&format!(
-            r#"<bpmn:boundaryEvent id="{boundary}" attachedToRef="{task}"><bpmn:compensateEventDefinition/></bpmn:boundaryEvent><bpmn:serviceTask id="{undo}" isForCompensation="true"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements></bpmn:serviceTask><bpmn:association id="{undo}a" sourceRef="{boundary}" targetRef="{undo}"/>"#
+            r#"<bpmn:boundaryEvent id="{boundary}" attachedToRef="{task}"><bpmn:compensateEventDefinition/></bpmn:boundaryEvent><bpmn:serviceTask id="{undo}" isForCompensation="true"><bpmn:extensionElements><zeebe:taskDefinition type="t"/>{listeners}</bpmn:extensionElements></bpmn:serviceTask><bpmn:association id="{undo}a" sourceRef="{boundary}" targetRef="{undo}"/>"#
         ));
     }
 
@@ -203,8 +241,9 @@ impl Generator<'_> {
         let task = self.id("task");
         let boundary = self.id("bound");
         let merge = self.id("merge");
+        let listeners = self.listeners(true, true, false);
         self.xml.push_str(&format!(
-            r#"<bpmn:serviceTask id="{task}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements></bpmn:serviceTask><bpmn:exclusiveGateway id="{merge}"/>"#
+            r#"<bpmn:serviceTask id="{task}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/>{listeners}</bpmn:extensionElements></bpmn:serviceTask><bpmn:exclusiveGateway id="{merge}"/>"#
         ));
         let (interrupting, definition) = match self.rng.below(5) {
             0 => (
@@ -265,8 +304,9 @@ fn random_process(rng: &mut Rng) -> String {
         let saved = std::mem::take(&mut generator.xml);
         let (inner_in, inner_out) = generator.block(1);
         let inner = std::mem::replace(&mut generator.xml, saved);
+        let listeners = generator.listeners(true, true, true);
         generator.xml.push_str(&format!(
-            r#"<bpmn:subProcess id="{sub}"><bpmn:startEvent id="{sub}s"/>"#
+            r#"<bpmn:subProcess id="{sub}">{listeners}<bpmn:startEvent id="{sub}s"/>"#
         ));
         generator.xml.push_str(&inner);
         let end = if generator.rng.below(2) == 0 {
@@ -290,9 +330,10 @@ fn random_process(rng: &mut Rng) -> String {
     } else {
         r#"<bpmn:endEvent id="end"/>"#
     };
+    let listeners = generator.listeners(true, true, true);
     generator
         .xml
-        .push_str(&format!(r#"<bpmn:startEvent id="start"/>{end}"#));
+        .push_str(&format!(r#"{listeners}<bpmn:startEvent id="start"/>{end}"#));
     generator.flow("start", &entry, None);
     generator.flow(&exit, "end", None);
     common::model("random", &generator.xml)
@@ -443,6 +484,7 @@ struct Seen {
     multi_instance: u64,
     calls: u64,
     compensations: u64,
+    listeners: u64,
 }
 
 fn one_run(seed: u64, seen: &mut Seen) {
@@ -557,7 +599,10 @@ fn one_run(seed: u64, seen: &mut Seen) {
         };
         // Rejections are fine (a job not activated yet, ...); the shard checks they changed
         // nothing.
+        let listener_job = matches!(&command, Command::CompleteJob { key, .. }
+            if shard.state.job(*key).is_some_and(|job| job.listener.is_some()));
         if let Ok(outcome) = shard.run(command) {
+            seen.listeners += u64::from(listener_job);
             for event in &outcome.events {
                 match event {
                     ringflow_core::Event::ElementCompleted {
@@ -738,6 +783,10 @@ fn random_processes_and_commands_keep_the_invariants() {
         assert!(
             seen.compensations > 0,
             "no compensation handler ever completed"
+        );
+        assert!(
+            seen.listeners > 0,
+            "no execution listener job ever completed"
         );
     }
 }
