@@ -20,6 +20,8 @@
 //! of the caller's deployment's version on the parent's shard (deployment keys are per
 //! shard; `ringflow deploy` sends the same files to every shard).
 
+use std::sync::Arc;
+
 use ringflow_bpmn::{Binding, CalledElement, ElementKind};
 
 use crate::engine::Variables;
@@ -104,9 +106,10 @@ impl Run<'_> {
             return self.incident(key, message);
         }
         let variables = self.child_variables(key, called);
+        let definition = Arc::clone(&self.state.processes[&version].definition);
         let child = self.new_instance(version, variables, business_key, false, Some(key));
         self.state.elements.get_mut(&key).expect("live").called = Some(child);
-        self.enter_root(child, None);
+        self.enter_root(&definition, child, None);
     }
 
     /// The variables the child starts with.

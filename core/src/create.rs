@@ -73,7 +73,7 @@ pub(crate) fn create(
         await_result,
         None,
     );
-    run.enter_root(key, None);
+    run.enter_root(&definition, key, None);
     run.run();
     Ok(Outcome {
         response: Response::InstanceCreated {

@@ -133,6 +133,7 @@ pub(crate) fn deploy(
             .or_default();
         new_latest.push((versions.last().copied(), key));
         versions.push(key);
+        state.index.listening |= definition.has_execution_listeners();
         let previous = state.processes.insert(
             key,
             ProcessVersion {

@@ -27,37 +27,71 @@ use crate::key::Key;
 use crate::run::Run;
 
 impl Run<'_> {
-    /// Whether `element` has start listeners (one flag check for processes without any).
+    /// Whether `element` has start listeners (one flag check while no deployed process has
+    /// any).
+    #[inline]
     pub(crate) fn has_start_listeners(&self, key: Key, element: ElementIndex) -> bool {
-        let definition = self.definition_of(key);
-        definition.has_execution_listeners()
-            && !definition.element(element).listeners.start.is_empty()
+        self.state.index.listening && {
+            let definition = self.definition_of(key);
+            definition.has_execution_listeners()
+                && !definition.element(element).listeners.start.is_empty()
+        }
     }
 
     /// True when `element` has no start listeners and its activation goes on. Otherwise
     /// starts the first one and returns false: the element waits. A trigger waiting to
     /// enter the element (an event subprocess's start event, a process's message start) is
     /// held until the listeners are done.
+    #[inline(always)]
     pub(crate) fn no_start_listeners(&mut self, key: Key, element: ElementIndex) -> bool {
+        // One load on the hot path; the rest out of line.
+        !self.state.index.listening || self.start_listeners_first(key, element)
+    }
+
+    #[inline(never)]
+    fn start_listeners_first(&mut self, key: Key, element: ElementIndex) -> bool {
         if !self.has_start_listeners(key, element) {
             return true;
+        }
+        self.hold_trigger(key);
+        self.listen(key, element, ListenerEvent::Start, 0);
+        false
+    }
+
+    /// Moves the trigger waiting to enter the scope `key` (an event subprocess's or a
+    /// process's start event and its variables), if any, from this command's memory into
+    /// `State::held_triggers`, where it outlives the command.
+    pub(crate) fn hold_trigger(&mut self, key: Key) {
+        if self.triggered.is_empty() {
+            return;
         }
         let range = (key, ElementIndex(0))..=(key, ElementIndex(u32::MAX));
         if let Some(&(_, at)) = self.triggered.range(range).next().map(|(k, _)| k) {
             let variables = self.triggered.remove(&(key, at)).expect("just seen");
             self.state.held_triggers.insert(key, (at, variables));
         }
-        self.listen(key, element, ListenerEvent::Start, 0);
-        false
     }
 
-    /// Enters the root of a new process instance: its start listeners, then its start
-    /// event (`start`, or the none start event).
-    pub(crate) fn enter_root(&mut self, key: Key, start: Option<ElementIndex>) {
+    /// Enters the root of a new process instance of `definition`: its start listeners,
+    /// then its start event (`start`, or the none start event).
+    pub(crate) fn enter_root(
+        &mut self,
+        definition: &ProcessDefinition,
+        key: Key,
+        start: Option<ElementIndex>,
+    ) {
         if self.no_start_listeners(key, ProcessDefinition::ROOT) {
-            let definition = self.definition_of(key);
-            self.start_scope_at(&definition, key, start);
+            self.start_scope_at(definition, key, start);
         }
+    }
+
+    /// An element done (its output mappings applied) starts its end listeners: from here
+    /// no boundary event or event subprocess of it may trigger.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn begin_end_listeners(&mut self, key: Key, element: ElementIndex) {
+        self.close_waits(key);
+        self.listen(key, element, ListenerEvent::End, 0);
     }
 
     /// Creates the job of the `index`th `event` listener of the element instance `key`.
@@ -98,9 +132,10 @@ impl Run<'_> {
         }
     }
 
-    /// The rest of an activation once the start listeners are done: the held trigger, if
-    /// any, then the waits of the boundary events and the element's behaviour.
-    fn after_start_listeners(&mut self, key: Key) {
+    /// The rest of an activation once the start listeners are done (or an incident at it
+    /// resolved): the held trigger, if any, then the waits of the boundary events and the
+    /// element's behaviour.
+    pub(crate) fn after_start_listeners(&mut self, key: Key) {
         let instance = &self.state.elements[&key];
         let (element, role, root) = (instance.element, instance.role, instance.scope.is_none());
         match self.state.held_triggers.remove(&key) {

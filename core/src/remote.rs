@@ -933,11 +933,12 @@ impl Run<'_> {
             return;
         }
         let version = version.expect("checked");
+        let definition = std::sync::Arc::clone(&self.state.processes[&version].definition);
         let child = self.new_instance(version, variables, Some(business_key), false, Some(call));
         // Told first, so that what the child's start reports (an incident) finds the call
         // activity knowing its child.
         self.send(from, Mail::ChildCreated { call, child });
-        self.enter_root(child, None);
+        self.enter_root(&definition, child, None);
     }
 }
 

@@ -310,6 +310,10 @@ pub(crate) struct Indexes {
     pub compensation_scopes: BTreeSet<(Key, Key)>,
     /// Compensations held per process instance (only instances that hold some).
     pub compensations_per_instance: BTreeMap<Key, u32>,
+    /// Whether any deployed process version has an execution listener: without one, an
+    /// activation looks no further (one load instead of a definition lookup, on the hot
+    /// path).
+    pub listening: bool,
 }
 
 impl State {
@@ -877,6 +881,10 @@ impl State {
     /// Rebuilds every derived index from the state (after a restore).
     pub(crate) fn rebuild_indexes(&mut self) {
         self.index = Indexes::default();
+        self.index.listening = self
+            .processes
+            .values()
+            .any(|process| process.definition.has_execution_listeners());
         let compensations: Vec<Compensation> = self.compensations.values().cloned().collect();
         for compensation in compensations {
             self.insert_compensation(compensation);

@@ -15,6 +15,8 @@
 //! Opening a group of waits is all or nothing: every name, correlation key and due time is
 //! worked out first, and a failure is an incident on the owner with nothing opened.
 
+use std::sync::Arc;
+
 use ringflow_bpmn::timer::TimerDefinition;
 use ringflow_bpmn::{
     BoundaryTrigger, CatchTrigger, ElementIndex, ElementKind, MessageRef, ProcessDefinition,
@@ -346,7 +348,8 @@ impl Run<'_> {
                 .message_start_key = Some(correlation_key);
         }
         self.triggered.insert((key, start), variables);
-        self.enter_root(key, Some(start));
+        let definition = Arc::clone(&self.state.processes[&process_definition_key].definition);
+        self.enter_root(&definition, key, Some(start));
         key
     }
 

@@ -393,3 +393,64 @@ fn a_non_interrupting_message_event_subprocess_runs_for_every_message() {
     shard.assert_clean();
     shard.check_replay();
 }
+
+#[test]
+fn a_gateway_branch_whose_input_mapping_fails_keeps_its_message_until_resolved() {
+    // The message that completed the branch's catch event is held with the incident: once
+    // resolved, the event completes with it instead of waiting for another message.
+    let mut shard = Shard::new();
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}<bpmn:eventBasedGateway id="gate"/>{}{}
+           <bpmn:intermediateCatchEvent id="got-paid"><bpmn:extensionElements>
+             <zeebe:ioMapping><zeebe:input source="=if fixed then 1 else [1..3]" target="x"/>
+             </zeebe:ioMapping></bpmn:extensionElements>
+             <bpmn:messageEventDefinition messageRef="m-paid"/></bpmn:intermediateCatchEvent>
+           <bpmn:intermediateCatchEvent id="late"><bpmn:timerEventDefinition>
+             <bpmn:timeDuration>PT1H</bpmn:timeDuration></bpmn:timerEventDefinition>
+           </bpmn:intermediateCatchEvent>{}{}{}<bpmn:endEvent id="end"/>
+           <bpmn:endEvent id="end-late"/>"#,
+        flow("f1", "start", "gate"),
+        flow("f2", "gate", "got-paid"),
+        flow("f3", "gate", "late"),
+        flow("f4", "got-paid", "after"),
+        service_task("after", "after"),
+        flow("f5", "after", "end"),
+    );
+    let body = format!("{body}{}", flow("f6", "late", "end-late"));
+    let xml = model("branch", &body).replace(
+        "</bpmn:process>",
+        &format!(
+            "</bpmn:process><bpmn:message id=\"m-paid\" name=\"paid\">{}</bpmn:message>",
+            subscription("=orderId")
+        ),
+    );
+    shard.deploy("branch.bpmn", &xml);
+    let (instance, _) = shard.create("branch", vars(r#"{"orderId": "o1", "fixed": false}"#));
+    shard.publish("paid", "o1", r#"{"amount": 7}"#, 0);
+    let incident = shard.state.incidents().next().expect("an incident").clone();
+    assert!(
+        incident.message.contains("input mapping to `x`"),
+        "{}",
+        incident.message
+    );
+    assert_eq!(shard.state.subscriptions().count(), 0);
+    shard.check_replay();
+    shard
+        .run(Command::SetVariables {
+            scope: instance,
+            variables: vars(r#"{"fixed": true}"#),
+            local: false,
+        })
+        .expect("set");
+    shard
+        .run(Command::ResolveIncident { key: incident.key })
+        .expect("resolved");
+    // No new subscription: the event completed with the message it had.
+    assert_eq!(shard.state.subscriptions().count(), 0);
+    let jobs = shard.activate("after", 1);
+    assert_eq!(jobs.len(), 1, "the branch went on");
+    assert_eq!(jobs[0].variables["amount"], serde_json::json!(7));
+    shard.complete(jobs[0].key, vars("{}"));
+    shard.assert_clean();
+    shard.check_replay();
+}

@@ -532,3 +532,44 @@ fn a_call_activity_child_runs_its_process_listeners() {
     assert!(shard.state.instance(instance).is_none());
     shard.assert_clean();
 }
+
+#[test]
+fn a_failing_process_start_listener_keeps_the_message_until_the_incident_is_resolved() {
+    let mut shard = Shard::new();
+    let body = format!(
+        r#"<bpmn:extensionElements>{}</bpmn:extensionElements>
+           <bpmn:startEvent id="start"><bpmn:messageEventDefinition messageRef="m"/>
+           </bpmn:startEvent>{}{}{}<bpmn:endEvent id="end"/>"#,
+        listeners(&[("start", "=kind")]),
+        flow("f1", "start", "task"),
+        task("task", &[], ""),
+        flow("f2", "task", "end"),
+    );
+    let placed = message("m", "order-placed", false);
+    shard.deploy("retry.bpmn", &model_with("retry", &body, &placed));
+    shard.publish("order-placed", "", r#"{"order": 5}"#, 0);
+    let instance = shard.state.instances().next().expect("started").key;
+    let incident = shard.state.incidents().next().expect("an incident").clone();
+    assert_eq!(incident.element_instance_key, instance);
+    assert!(
+        incident.message.contains("job type"),
+        "{}",
+        incident.message
+    );
+    shard.check_replay();
+    shard
+        .run(Command::SetVariables {
+            scope: instance,
+            variables: vars(r#"{"kind": "audit"}"#),
+            local: false,
+        })
+        .expect("set");
+    shard
+        .run(Command::ResolveIncident { key: incident.key })
+        .expect("resolve");
+    work(&mut shard, "audit", "{}");
+    // The message started the process at its message start event, with its variables.
+    let job = work(&mut shard, "task", "{}");
+    assert_eq!(job.variables["order"], serde_json::json!(5));
+    shard.assert_clean();
+}

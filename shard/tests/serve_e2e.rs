@@ -1629,6 +1629,75 @@ fn compensation_survives_a_snapshot_restart_and_a_crash() {
     assert!(status.success(), "{stderr}");
 }
 
+/// A message-started process with a start listener on the process and an end listener on
+/// its one task.
+const LISTENED: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="listened" isExecutable="true">
+    <bpmn:extensionElements><zeebe:executionListeners>
+      <zeebe:executionListener eventType="start" type="process-start"/>
+    </zeebe:executionListeners></bpmn:extensionElements>
+    <bpmn:startEvent id="start"><bpmn:messageEventDefinition messageRef="m"/>
+    </bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work"/>
+    <bpmn:serviceTask id="work"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="work"/>
+      <zeebe:executionListeners>
+        <zeebe:executionListener eventType="end" type="work-end"/>
+      </zeebe:executionListeners></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+  <bpmn:message id="m" name="order-placed"/>
+</bpmn:definitions>"#;
+
+#[test]
+fn execution_listeners_and_a_held_message_survive_a_snapshot_restart_and_a_crash() {
+    let (server, data, addr) = start_server("listeners", 1);
+    let mut client = server.client();
+    deploy(&mut client, "listened.bpmn", LISTENED);
+    client
+        .publish_message(PublishMessage {
+            name: "order-placed".into(),
+            variables: r#"{"order": "o-9"}"#.into(),
+            ..PublishMessage::default()
+        })
+        .expect("published");
+    // Stopped with a snapshot that holds the message while the start listener waits.
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("snapshot at LSN"), "{stderr}");
+
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    let started = complete_one(&mut client, "process-start");
+    let work = complete_one(&mut client, "work");
+    assert_eq!(work.process_instance_key, started.process_instance_key);
+    let variables: Value = serde_json::from_str(&work.variables).expect("JSON");
+    assert_eq!(
+        variables["order"], "o-9",
+        "the held message went on: {variables}"
+    );
+    // The end listener's job is journaled; a crash leaves it to replay.
+    server.kill9();
+
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    let end = complete_one(&mut client, "work-end");
+    assert_eq!(end.process_instance_key, started.process_instance_key);
+    // The instance ended with its end listener.
+    let gone = client
+        .done(&Request::CancelInstance {
+            process_instance_key: started.process_instance_key,
+        })
+        .expect_err("ended");
+    assert_eq!(gone.code(), Some(ErrorCode::InstanceNotFound), "{gone}");
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
 #[test]
 fn a_compensation_throw_with_more_handlers_than_one_command_starts_runs_them_all() {
     // 2,500 handlers: the throw starts 1,000, the shard the rest in ContinueCompensation
