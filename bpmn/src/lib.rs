@@ -43,8 +43,9 @@
 //! - **Camunda 8 extensions** (`http://camunda.org/schema/zeebe/1.0`): `taskDefinition`,
 //!   `taskHeaders`, `ioMapping`, `subscription`, `calledElement`, `loopCharacteristics`,
 //!   `script`, `calledDecision`, `properties`, `userTask`, `assignmentDefinition`,
-//!   `versionTag`. Form, schedule and priority extensions are accepted and carry no behaviour.
-//!   Execution and task listeners are rejected, not silently ignored.
+//!   `versionTag`, `executionListeners` (see [`ExecutionListeners`]: refused where Camunda 8
+//!   does not run them). Form, schedule and priority extensions are accepted and carry no
+//!   behaviour. Task listeners are rejected, not silently ignored.
 //! - **FEEL** (a leading `=`) is parsed at deploy time; see [`expression`].
 //! - **Timers**: see [`timer`].
 //!

@@ -14,17 +14,17 @@
 //! | compensation is thrown again | a compensation is taken once: a second throw does not run the same handler again |
 //!
 //! A command starts at most
-//! [`COMPENSATION_HANDLERS_PER_COMMAND_MAX`](crate::limits::COMPENSATION_HANDLERS_PER_COMMAND_MAX)
+//! [`COMPENSATION_HANDLERS_PER_COMMAND_MAX`]
 //! handlers: the rest wait under the throw event (as its compensations, counted as its
 //! tokens, kept in the snapshot), and the command returns
-//! [`Effect::ContinueCompensation`](crate::Effect::ContinueCompensation), on which the shard
+//! [`Effect::ContinueCompensation`], on which the shard
 //! submits `ContinueCompensation` for the next ones, and after a restart too.
 //!
 //! The handlers run as children of the throw event's element instance: they see the
 //! variables of the throw's scope (and their kept locals), an interrupting event or a
 //! cancel that ends the throw event ends them too, and a handler's incident stops the
 //! throw until it is resolved. A process instance keeps at most
-//! [`COMPENSATIONS_PER_INSTANCE_MAX`](crate::limits::COMPENSATIONS_PER_INSTANCE_MAX)
+//! [`COMPENSATIONS_PER_INSTANCE_MAX`]
 //! compensations; a completion over it is an incident at the completing activity.
 //! `waitForCompletion="false"` and compensation event subprocesses are refused by the model
 //! crate.

@@ -20,9 +20,10 @@
 //! events (none, message, timer, signal, error, escalation, compensation, link, terminate),
 //! tasks, gateways (exclusive, parallel, inclusive,
 //! event-based), embedded and event subprocesses, multi-instance activities and call
-//! activities; FEEL conditions and mappings against JSON variables with the clock from
-//! [`Ctx`]; and the deterministic snapshot of all of it. Module docs: `waits` (what element
-//! instances wait for), [`timers`], `messages`, [`signals`], [`compensation`], `multi`, `call`,
+//! activities; execution listeners ([`listeners`]); FEEL conditions and mappings against
+//! JSON variables with the clock from [`Ctx`]; and the deterministic snapshot of all of it.
+//! Module docs: `waits` (what element instances wait for), [`timers`], `messages`,
+//! [`signals`], [`compensation`], [`listeners`], `multi`, `call`,
 //! `errors`,
 //! `support`.
 
@@ -59,8 +60,8 @@ pub use engine::{
     Outcome, ProcessRef, Rejection, RejectionCode, Resource, Response, Variables, process,
 };
 pub use instance::{
-    Compensation, ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, MultiBody,
-    ProcessInstance, SignalSubscription, Subscription, Timer,
+    Compensation, ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, Listener,
+    ListenerEvent, MultiBody, ProcessInstance, SignalSubscription, Subscription, Timer,
 };
 pub use key::Key;
 pub use remote::{Mail, RemoteSubscription};

@@ -22,13 +22,13 @@
 //! below its own. Within a command, a signal is delivered once no token moves; each
 //! subscription it fires (and each instance it starts) moves with a step budget of its own
 //! ([`COMMAND_STEPS_MAX`](crate::limits::COMMAND_STEPS_MAX)). One command delivers it to at
-//! most [`SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX`](crate::limits::SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX)
+//! most [`SIGNAL_SUBSCRIPTIONS_PER_COMMAND_MAX`]
 //! subscriptions: past that, the state keeps a [`PendingDelivery`] (where it stopped) and the
-//! command returns [`Effect::ContinueSignal`](crate::Effect::ContinueSignal), on which the
+//! command returns [`Effect::ContinueSignal`], on which the
 //! shard submits `ContinueSignal` for the next ones, and so on: a broadcast to a million
 //! waiting instances does not hold the shard in one command. A subscription that closes
 //! meanwhile is skipped. A command broadcasts at most
-//! [`SIGNALS_PER_COMMAND_MAX`](crate::limits::SIGNALS_PER_COMMAND_MAX) signals: a throw over
+//! [`SIGNALS_PER_COMMAND_MAX`] signals: a throw over
 //! that (a process started by a signal that throws it again) is an incident at the throw
 //! event, which resolving retries.
 //!
