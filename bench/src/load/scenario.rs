@@ -37,6 +37,10 @@ pub enum Scenario {
     /// (with two or more shards): every correlation crosses shards as mail.
     #[value(name = "msg_cross")]
     MsgCross,
+    /// `one_task` with a start and an end execution listener on the task: three jobs per
+    /// instance, each listener one the task waits for.
+    #[value(name = "listeners")]
+    Listeners,
     /// A 100 ms timer, then the end.
     #[value(name = "timer")]
     Timer,
@@ -55,6 +59,7 @@ impl Scenario {
             Scenario::FourParallel => "four_parallel",
             Scenario::MsgOneTask => "msg_one_task",
             Scenario::MsgCross => "msg_cross",
+            Scenario::Listeners => "listeners",
             Scenario::Timer => "timer",
             Scenario::Realistic => "realistic",
         }
@@ -73,6 +78,8 @@ impl Scenario {
         match self {
             Scenario::OneTask | Scenario::MsgOneTask | Scenario::MsgCross => 1.0,
             Scenario::TenTasks => 10.0,
+            // The start listener, the task, the end listener.
+            Scenario::Listeners => 3.0,
             Scenario::FourParallel => 4.0,
             Scenario::Timer => 0.0,
             // validate, half take review, charge, reserve.
@@ -119,6 +126,16 @@ impl Scenario {
             Scenario::OneTask => {
                 body.push_str(r#"<bpmn:startEvent id="start"/>"#);
                 body.push_str(&task("task"));
+                body.push_str(r#"<bpmn:endEvent id="end"/>"#);
+                body.push_str(&flow("f1", "start", "task"));
+                body.push_str(&flow("f2", "task", "end"));
+            }
+            Scenario::Listeners => {
+                body.push_str(r#"<bpmn:startEvent id="start"/>"#);
+                let _ = write!(
+                    body,
+                    r#"<bpmn:serviceTask id="task"><bpmn:extensionElements><zeebe:taskDefinition type="{JOB_TYPE}"/><zeebe:executionListeners><zeebe:executionListener eventType="start" type="{JOB_TYPE}"/><zeebe:executionListener eventType="end" type="{JOB_TYPE}"/></zeebe:executionListeners></bpmn:extensionElements></bpmn:serviceTask>"#
+                );
                 body.push_str(r#"<bpmn:endEvent id="end"/>"#);
                 body.push_str(&flow("f1", "start", "task"));
                 body.push_str(&flow("f2", "task", "end"));
@@ -221,6 +238,7 @@ impl Workload for Scenario {
             Scenario::FourParallel => "bench-four-parallel",
             Scenario::MsgOneTask => "bench-msg-one-task",
             Scenario::MsgCross => "bench-msg-cross",
+            Scenario::Listeners => "bench-listeners",
             Scenario::Timer => "bench-timer",
             Scenario::Realistic => "bench-realistic",
         }
