@@ -594,6 +594,8 @@ fn a_throw_starts_at_most_a_thousand_handlers_per_command_and_the_rest_after() {
         "waiting under the throw"
     );
     assert!(shard.state.compensation_throw_pending(throw));
+    // The handlers left to start are the throw's tokens (its 1,000 handlers are done).
+    assert_eq!(shard.state.element_instance(throw).unwrap().tokens, 1_500);
     assert_eq!(shard.state.compensation_throws(), vec![throw]);
     assert_eq!(shard.live_element_ids(instance), vec!["undo"]);
     shard.check_replay();

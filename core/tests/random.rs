@@ -376,8 +376,18 @@ fn check_invariants(state: &State) {
         }
     }
     for element in state.element_instances() {
+        // A compensation throw counts the handlers it has still to start as its tokens.
+        let pending = if state.compensation_throw_pending(element.key) {
+            state
+                .compensations()
+                .filter(|compensation| compensation.scope == element.key)
+                .count() as u32
+        } else {
+            0
+        };
         let expected = children.get(&element.key).copied().unwrap_or(0)
-            + state.waiting_join_tokens(element.key);
+            + state.waiting_join_tokens(element.key)
+            + pending;
         assert_eq!(
             element.tokens, expected,
             "token count of scope {}",
