@@ -573,3 +573,39 @@ fn a_failing_process_start_listener_keeps_the_message_until_the_incident_is_reso
     assert_eq!(job.variables["order"], serde_json::json!(5));
     shard.assert_clean();
 }
+
+#[test]
+fn a_snapshot_naming_a_listener_the_element_does_not_have_is_refused() {
+    let mut shard = Shard::new();
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}{}{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "task"),
+        task("task", &[("start", "first")], ""),
+        flow("f2", "task", "end"),
+    );
+    shard.deploy("snap.bpmn", &model("snap", &body));
+    shard.create("snap", vars("{}"));
+    let bytes = shard.state.encode();
+    ringflow_core::State::decode(&bytes).expect("the real snapshot restores");
+    // The end: ... listener job (key u64, event u8, index u32), held triggers count u32,
+    // checksum u32.
+    let event_at = bytes.len() - 4 - 4 - 4 - 1;
+    assert_eq!(bytes[event_at], 0, "a start listener");
+    let with = |patch: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = bytes.clone();
+        patch(&mut bytes);
+        let body = bytes.len() - 4;
+        let checksum = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&checksum.to_le_bytes());
+        ringflow_core::State::decode(&bytes)
+            .expect_err("refused")
+            .to_string()
+    };
+    let index =
+        with(&|bytes| bytes[event_at + 1..event_at + 5].copy_from_slice(&7u32.to_le_bytes()));
+    assert!(index.contains("names no execution listener"), "{index}");
+    let end = with(&|bytes| bytes[event_at] = 1);
+    assert!(end.contains("names no execution listener"), "{end}");
+    let tag = with(&|bytes| bytes[event_at] = 9);
+    assert!(tag.contains("listener event tag 9"), "{tag}");
+}
