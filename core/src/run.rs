@@ -481,9 +481,13 @@ impl<'s> Run<'s> {
             }
             ElementRole::Inner { loop_counter } => {
                 self.set_loop_variables(key, element, loop_counter);
-                if self.apply_inputs(key, element) && self.no_start_listeners(key, element) {
-                    self.behave(key, element);
+                if !self.apply_inputs(key, element) || !self.no_start_listeners(key, element) {
+                    return;
                 }
+                if !self.state.held_triggers.is_empty() {
+                    return self.after_start_listeners(key);
+                }
+                self.behave(key, element);
             }
             ElementRole::Plain => {
                 if !self.apply_inputs(key, element) {

@@ -302,7 +302,10 @@ impl Run<'_> {
 
     /// Stores what an element produced (a message's or a child's variables) the way a
     /// completed job's variables are stored: local when the element has output mappings
-    /// (they decide what leaves it), else propagated outwards. False: an incident.
+    /// (they decide what leaves it), else propagated outwards. False: an incident (a
+    /// document would grow past its limit); the variables are then held with the element
+    /// (`State::held_triggers`), and resolving the incident stores them again and completes
+    /// it, instead of waiting for another message or starting another child.
     pub(crate) fn accept_result(
         &mut self,
         key: Key,
@@ -314,7 +317,12 @@ impl Run<'_> {
         }
         let definition = self.definition_of(key);
         if definition.element(element).io_mapping.outputs.is_empty() {
-            self.propagate(key, key, variables, IncidentRetry::Activation)
+            let kept = variables.clone();
+            let stored = self.propagate(key, key, variables, IncidentRetry::Activation);
+            if !stored {
+                self.state.held_triggers.insert(key, (element, kept));
+            }
+            stored
         } else {
             self.state
                 .variables

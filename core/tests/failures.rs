@@ -204,3 +204,119 @@ fn set_variables_local_and_propagated() {
     );
     shard.check_replay();
 }
+
+/// A JSON object text with one text variable `name` of about `bytes` bytes.
+fn sized(name: &str, bytes: usize) -> String {
+    format!(r#"{{"{name}": "{}"}}"#, "x".repeat(bytes))
+}
+
+#[test]
+fn a_message_that_would_overfill_the_scope_is_kept_until_its_incident_is_resolved() {
+    let mut shard = Shard::new();
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}
+           <bpmn:intermediateCatchEvent id="wait">
+             <bpmn:messageEventDefinition messageRef="m"/></bpmn:intermediateCatchEvent>{}{}{}
+           <bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "wait"),
+        flow("f2", "wait", "after"),
+        service_task("after", "after"),
+        flow("f3", "after", "end"),
+    );
+    let xml = model("full", &body).replace(
+        "</bpmn:process>",
+        r#"</bpmn:process><bpmn:message id="m" name="more"><bpmn:extensionElements>
+             <zeebe:subscription correlationKey="=&quot;k&quot;"/></bpmn:extensionElements>
+           </bpmn:message>"#,
+    );
+    shard.deploy("full.bpmn", &xml);
+    let (instance, _) = shard.create("full", vars(&sized("big", 3 << 20)));
+    // 3 MiB in the process and 2 MiB from the message: over VARIABLE_DOCUMENT_BYTES_MAX.
+    shard.publish("more", "k", &sized("more", 2 << 20), 0);
+    let incident = shard.state.incidents().next().expect("an incident").clone();
+    assert!(
+        incident.message.contains("VARIABLE_DOCUMENT_BYTES_MAX"),
+        "{}",
+        incident.message
+    );
+    shard.check_replay();
+    shard
+        .run(Command::SetVariables {
+            scope: instance,
+            variables: vars(r#"{"big": ""}"#),
+            local: false,
+        })
+        .expect("room made");
+    shard
+        .run(Command::ResolveIncident { key: incident.key })
+        .expect("resolved");
+    // The message's variables went in; no second message is waited for.
+    assert_eq!(shard.state.subscriptions().count(), 0);
+    let after = shard.activate("after", 1).remove(0);
+    assert_eq!(
+        after.variables["more"].as_str().map(str::len),
+        Some(2 << 20)
+    );
+    shard.complete(after.key, vars("{}"));
+    shard.assert_clean();
+    shard.check_replay();
+}
+
+#[test]
+fn a_child_result_that_would_overfill_the_parent_does_not_start_another_child() {
+    let mut shard = Shard::new();
+    shard.deploy(
+        "child.bpmn",
+        &model(
+            "child",
+            &format!(
+                r#"<bpmn:startEvent id="start"/>{}{}{}<bpmn:endEvent id="end"/>"#,
+                flow("f1", "start", "work"),
+                service_task("work", "child-work"),
+                flow("f2", "work", "end"),
+            ),
+        ),
+    );
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}
+           <bpmn:callActivity id="call"><bpmn:extensionElements>
+             <zeebe:calledElement processId="child" propagateAllParentVariables="false"/>
+           </bpmn:extensionElements></bpmn:callActivity>{}{}{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "call"),
+        flow("f2", "call", "after"),
+        service_task("after", "after"),
+        flow("f3", "after", "end"),
+    );
+    shard.deploy("parent.bpmn", &model("parent", &body));
+    let (instance, _) = shard.create("parent", vars(&sized("big", 3 << 20)));
+    let work = shard.activate("child-work", 1).remove(0);
+    shard.complete(work.key, vars(&sized("more", 2 << 20)));
+    let incident = shard.state.incidents().next().expect("an incident").clone();
+    assert!(
+        incident.message.contains("VARIABLE_DOCUMENT_BYTES_MAX"),
+        "{}",
+        incident.message
+    );
+    shard
+        .run(Command::SetVariables {
+            scope: instance,
+            variables: vars(r#"{"big": ""}"#),
+            local: false,
+        })
+        .expect("room made");
+    shard
+        .run(Command::ResolveIncident { key: incident.key })
+        .expect("resolved");
+    assert!(
+        shard.activate("child-work", 1).is_empty(),
+        "no second child was started"
+    );
+    let after = shard.activate("after", 1).remove(0);
+    assert_eq!(
+        after.variables["more"].as_str().map(str::len),
+        Some(2 << 20)
+    );
+    shard.complete(after.key, vars("{}"));
+    shard.assert_clean();
+    shard.check_replay();
+}
