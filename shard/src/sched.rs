@@ -366,6 +366,17 @@ mod tests {
                 assert_eq!(slicer.scan().unwrap(), 1, "a second scan sets nothing new");
                 drop(stop_mine);
                 mine_handle.join().unwrap();
+                // `join` returns once the thread has exited, which can be a moment before the
+                // kernel removes it from /proc/self/task (a CI run once saw it there): wait
+                // for that, up to 10 s.
+                let task = format!("/proc/self/task/{mine}");
+                for _ in 0..1_000 {
+                    if !std::path::Path::new(&task).exists() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                assert!(!std::path::Path::new(&task).exists(), "{task} stays");
                 assert_eq!(slicer.scan().unwrap(), 0, "an ended worker is forgotten");
             }
             Err(SliceError::Ignored { tid, kept, .. }) => {
