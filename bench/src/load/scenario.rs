@@ -38,7 +38,7 @@ pub enum Scenario {
     #[value(name = "msg_cross")]
     MsgCross,
     /// `one_task` with a start and an end execution listener on the task: three jobs per
-    /// instance, each listener one the task waits for.
+    /// instance, each listener a job the task waits for.
     #[value(name = "listeners")]
     Listeners,
     /// A 100 ms timer, then the end.
