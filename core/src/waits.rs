@@ -324,11 +324,16 @@ impl Run<'_> {
             }
             stored
         } else {
-            self.state
-                .variables
-                .entry(key)
-                .or_default()
-                .extend(variables);
+            // Local, for the output mappings: the element's document must stay within
+            // VARIABLE_DOCUMENT_BYTES_MAX too.
+            let mut merged = self.state.variables.get(&key).cloned().unwrap_or_default();
+            merged.extend(variables.clone());
+            if let Err(rejection) = crate::variables::check_document_size(&merged) {
+                self.incident_with(key, rejection.message, IncidentRetry::Activation);
+                self.state.held_triggers.insert(key, (element, variables));
+                return false;
+            }
+            self.state.variables.insert(key, merged);
             true
         }
     }

@@ -320,3 +320,63 @@ fn a_child_result_that_would_overfill_the_parent_does_not_start_another_child() 
     shard.assert_clean();
     shard.check_replay();
 }
+
+#[test]
+fn a_message_that_would_overfill_the_catch_events_own_document_is_an_incident_and_kept() {
+    // With output mappings a message's variables stay local to the catch event: that
+    // document is held to VARIABLE_DOCUMENT_BYTES_MAX as well.
+    let mut shard = Shard::new();
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}
+           <bpmn:intermediateCatchEvent id="wait"><bpmn:extensionElements><zeebe:ioMapping>
+               <zeebe:input source="=big" target="copy"/>
+               <zeebe:output source="=string length(more)" target="moreLength"/>
+             </zeebe:ioMapping></bpmn:extensionElements>
+             <bpmn:messageEventDefinition messageRef="m"/></bpmn:intermediateCatchEvent>{}{}{}
+           <bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "wait"),
+        flow("f2", "wait", "after"),
+        service_task("after", "after"),
+        flow("f3", "after", "end"),
+    );
+    let xml = model("local", &body).replace(
+        "</bpmn:process>",
+        r#"</bpmn:process><bpmn:message id="m" name="more"><bpmn:extensionElements>
+             <zeebe:subscription correlationKey="=&quot;k&quot;"/></bpmn:extensionElements>
+           </bpmn:message>"#,
+    );
+    shard.deploy("local.bpmn", &xml);
+    let (instance, _) = shard.create("local", vars(&sized("big", 3 << 20)));
+    shard.publish("more", "k", &sized("more", 2 << 20), 0);
+    let incident = shard.state.incidents().next().expect("an incident").clone();
+    assert!(
+        incident.message.contains("VARIABLE_DOCUMENT_BYTES_MAX"),
+        "{}",
+        incident.message
+    );
+    assert!(
+        shard.state.element_instances().all(|element| shard
+            .state
+            .variables(element.key)
+            .map_or(0, |doc| { serde_json::to_string(doc).unwrap().len() })
+            <= 4 << 20),
+        "no document went over the limit"
+    );
+    shard.check_replay();
+    shard
+        .run(Command::SetVariables {
+            scope: instance,
+            variables: vars(r#"{"big": ""}"#),
+            local: false,
+        })
+        .expect("room made");
+    shard
+        .run(Command::ResolveIncident { key: incident.key })
+        .expect("resolved");
+    assert_eq!(shard.state.subscriptions().count(), 0);
+    let after = shard.activate("after", 1).remove(0);
+    assert_eq!(after.variables["moreLength"], serde_json::json!(2 << 20));
+    shard.complete(after.key, vars("{}"));
+    shard.assert_clean();
+    shard.check_replay();
+}
