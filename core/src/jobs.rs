@@ -10,7 +10,7 @@ use crate::key::Key;
 use crate::limits::{JOBS_PER_ACTIVATION_MAX, NAME_BYTES_MAX};
 use crate::run::Run;
 use crate::state::State;
-use crate::variables::{check_document_size, plan_propagation};
+use crate::variables::{merged_local, plan_propagation};
 
 use RejectionCode::{InvalidArgument, JobNotFound, LimitExceeded};
 
@@ -133,13 +133,7 @@ pub(crate) fn complete(
         listener_documents(state, element_instance_key, listener, variables)?
     } else if has_outputs(state, element_instance_key) {
         // Output mappings decide what leaves the task: the job's variables stay local.
-        let mut local = state
-            .variables
-            .get(&element_instance_key)
-            .cloned()
-            .unwrap_or_default();
-        local.extend(variables);
-        check_document_size(&local)?;
+        let local = merged_local(state, element_instance_key, variables)?;
         vec![(element_instance_key, local)]
     } else {
         plan_propagation(state, element_instance_key, variables)?
@@ -187,13 +181,7 @@ fn listener_documents(
     }
     match listener.event {
         ListenerEvent::Start => {
-            let mut local = state
-                .variables
-                .get(&element_instance_key)
-                .cloned()
-                .unwrap_or_default();
-            local.extend(variables);
-            check_document_size(&local)?;
+            let local = merged_local(state, element_instance_key, variables)?;
             Ok(vec![(element_instance_key, local)])
         }
         ListenerEvent::End => {

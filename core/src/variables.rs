@@ -44,6 +44,19 @@ fn json_len(variables: &Variables) -> usize {
 
 /// Where each variable would go, as whole new documents, checked against the size limit
 /// before anything changes. Returns the documents to store, by scope.
+/// The document of `scope` with `variables` added (local variables: nothing propagates),
+/// checked against `VARIABLE_DOCUMENT_BYTES_MAX`.
+pub(crate) fn merged_local(
+    state: &State,
+    scope: Key,
+    variables: Variables,
+) -> Result<Variables, Rejection> {
+    let mut local = state.variables.get(&scope).cloned().unwrap_or_default();
+    local.extend(variables);
+    check_document_size(&local)?;
+    Ok(local)
+}
+
 pub(crate) fn plan_propagation(
     state: &State,
     from: Key,

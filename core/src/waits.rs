@@ -326,15 +326,17 @@ impl Run<'_> {
         } else {
             // Local, for the output mappings: the element's document must stay within
             // VARIABLE_DOCUMENT_BYTES_MAX too.
-            let mut merged = self.state.variables.get(&key).cloned().unwrap_or_default();
-            merged.extend(variables.clone());
-            if let Err(rejection) = crate::variables::check_document_size(&merged) {
-                self.incident_with(key, rejection.message, IncidentRetry::Activation);
-                self.state.held_triggers.insert(key, (element, variables));
-                return false;
+            match crate::variables::merged_local(self.state, key, variables.clone()) {
+                Ok(merged) => {
+                    self.state.variables.insert(key, merged);
+                    true
+                }
+                Err(rejection) => {
+                    self.incident_with(key, rejection.message, IncidentRetry::Activation);
+                    self.state.held_triggers.insert(key, (element, variables));
+                    false
+                }
             }
-            self.state.variables.insert(key, merged);
-            true
         }
     }
 

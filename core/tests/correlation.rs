@@ -121,16 +121,7 @@ fn a_correlation_key_that_is_not_text_or_number_is_an_incident_until_fixed() {
         incident.message
     );
     assert_eq!(shard.state.subscriptions().count(), 0);
-    shard
-        .run(Command::SetVariables {
-            scope: instance,
-            variables: vars(r#"{"orderId": "fixed"}"#),
-            local: false,
-        })
-        .expect("set");
-    shard
-        .run(Command::ResolveIncident { key: incident.key })
-        .expect("resolved");
+    shard.fix_and_resolve(instance, r#"{"orderId": "fixed"}"#, incident.key);
     assert_eq!(shard.state.subscriptions().count(), 1);
     shard.publish("paid", "fixed", "{}", 0);
     shard.assert_clean();
@@ -435,16 +426,7 @@ fn a_gateway_branch_whose_input_mapping_fails_keeps_its_message_until_resolved()
     );
     assert_eq!(shard.state.subscriptions().count(), 0);
     shard.check_replay();
-    shard
-        .run(Command::SetVariables {
-            scope: instance,
-            variables: vars(r#"{"fixed": true}"#),
-            local: false,
-        })
-        .expect("set");
-    shard
-        .run(Command::ResolveIncident { key: incident.key })
-        .expect("resolved");
+    shard.fix_and_resolve(instance, r#"{"fixed": true}"#, incident.key);
     // No new subscription: the event completed with the message it had.
     assert_eq!(shard.state.subscriptions().count(), 0);
     let jobs = shard.activate("after", 1);

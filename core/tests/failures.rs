@@ -240,16 +240,7 @@ fn a_message_that_would_overfill_the_scope_is_kept_until_its_incident_is_resolve
         incident.message
     );
     shard.check_replay();
-    shard
-        .run(Command::SetVariables {
-            scope: instance,
-            variables: vars(r#"{"big": ""}"#),
-            local: false,
-        })
-        .expect("room made");
-    shard
-        .run(Command::ResolveIncident { key: incident.key })
-        .expect("resolved");
+    shard.fix_and_resolve(instance, r#"{"big": ""}"#, incident.key);
     // The message's variables went in; no second message is waited for.
     assert_eq!(shard.state.subscriptions().count(), 0);
     let after = shard.activate("after", 1).remove(0);
@@ -297,16 +288,7 @@ fn a_child_result_that_would_overfill_the_parent_does_not_start_another_child() 
         "{}",
         incident.message
     );
-    shard
-        .run(Command::SetVariables {
-            scope: instance,
-            variables: vars(r#"{"big": ""}"#),
-            local: false,
-        })
-        .expect("room made");
-    shard
-        .run(Command::ResolveIncident { key: incident.key })
-        .expect("resolved");
+    shard.fix_and_resolve(instance, r#"{"big": ""}"#, incident.key);
     assert!(
         shard.activate("child-work", 1).is_empty(),
         "no second child was started"
@@ -363,16 +345,7 @@ fn a_message_that_would_overfill_the_catch_events_own_document_is_an_incident_an
         "no document went over the limit"
     );
     shard.check_replay();
-    shard
-        .run(Command::SetVariables {
-            scope: instance,
-            variables: vars(r#"{"big": ""}"#),
-            local: false,
-        })
-        .expect("room made");
-    shard
-        .run(Command::ResolveIncident { key: incident.key })
-        .expect("resolved");
+    shard.fix_and_resolve(instance, r#"{"big": ""}"#, incident.key);
     assert_eq!(shard.state.subscriptions().count(), 0);
     let after = shard.activate("after", 1).remove(0);
     assert_eq!(after.variables["moreLength"], serde_json::json!(2 << 20));

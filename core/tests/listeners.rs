@@ -454,16 +454,7 @@ fn a_listener_type_that_fails_to_evaluate_is_an_incident_that_runs_the_listeners
         "{}",
         incident.message
     );
-    shard
-        .run(Command::SetVariables {
-            scope: instance,
-            variables: vars(r#"{"kind": "dynamic"}"#),
-            local: false,
-        })
-        .expect("set");
-    shard
-        .run(Command::ResolveIncident { key: incident.key })
-        .expect("resolve");
+    shard.fix_and_resolve(instance, r#"{"kind": "dynamic"}"#, incident.key);
     // Every start listener runs again, as Camunda 8 does.
     work(&mut shard, "first", "{}");
     work(&mut shard, "dynamic", "{}");
@@ -557,16 +548,7 @@ fn a_failing_process_start_listener_keeps_the_message_until_the_incident_is_reso
         incident.message
     );
     shard.check_replay();
-    shard
-        .run(Command::SetVariables {
-            scope: instance,
-            variables: vars(r#"{"kind": "audit"}"#),
-            local: false,
-        })
-        .expect("set");
-    shard
-        .run(Command::ResolveIncident { key: incident.key })
-        .expect("resolve");
+    shard.fix_and_resolve(instance, r#"{"kind": "audit"}"#, incident.key);
     work(&mut shard, "audit", "{}");
     // The message started the process at its message start event, with its variables.
     let job = work(&mut shard, "task", "{}");

@@ -105,6 +105,19 @@ impl Shard {
         }
     }
 
+    /// Sets `variables` (JSON object text) on `scope`, propagated, then resolves `incident`:
+    /// what fixing the cause of an incident looks like.
+    pub fn fix_and_resolve(&mut self, scope: Key, variables: &str, incident: Key) {
+        self.run(Command::SetVariables {
+            scope,
+            variables: vars(variables),
+            local: false,
+        })
+        .expect("variables set");
+        self.run(Command::ResolveIncident { key: incident })
+            .expect("resolved");
+    }
+
     /// Replays the log into a fresh state and checks it equals the live one, byte for byte,
     /// and that the live state survives a snapshot round trip.
     pub fn check_replay(&self) {
