@@ -188,7 +188,9 @@ pub(crate) enum EventDef {
     Compensate(Option<String>),
     Link(Option<String>),
     Terminate,
-    /// Conditional, cancel, or a definition by reference: not supported.
+    /// A conditional event definition; `None` when it is broken (reported).
+    Conditional(Option<Condition>),
+    /// Cancel, or a definition by reference: not supported.
     Unsupported(&'static str),
 }
 
@@ -840,12 +842,73 @@ impl<'d> Compiler<'d> {
                 EventDef::Link(name.filter(|n| !n.is_empty()).map(str::to_string))
             }
             "terminateEventDefinition" => EventDef::Terminate,
-            "conditionalEventDefinition" => EventDef::Unsupported("conditional events"),
+            "conditionalEventDefinition" => {
+                EventDef::Conditional(self.condition_of(owner, definition))
+            }
             "cancelEventDefinition" => {
                 EventDef::Unsupported("cancel events (they belong to transactions)")
             }
             _ => EventDef::Unsupported("event definitions given by reference"),
         }
+    }
+
+    /// The condition of a `conditionalEventDefinition`, with its `zeebe:conditionalFilter`.
+    fn condition_of(&mut self, owner: usize, definition: usize) -> Option<Condition> {
+        let text = self
+            .doc
+            .children(definition)
+            .find(|c| self.is_bpmn(*c, "condition"))
+            .and_then(|c| self.doc.node(c).text.clone())
+            .unwrap_or_default();
+        let text = text.trim();
+        if text.is_empty() {
+            let message = "the conditional event has no condition: add a <condition> with a FEEL \
+                           expression, such as `= amount > 100`";
+            self.report_at(K::MissingAttribute, definition, owner, message.to_string());
+            return None;
+        }
+        let expression = self.feel(owner, text, "condition")?;
+        let filter = self.zeebe_child(definition, "conditionalFilter");
+        let mut variables: Vec<String> = match filter
+            .and_then(|f| self.doc.attr(f, Ns::None, "variableNames"))
+            .map(|names| {
+                names
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<String>>()
+            }) {
+            Some(names) if !names.is_empty() => names,
+            _ => expression.names(),
+        };
+        variables.sort();
+        variables.dedup();
+        let (mut on_create, mut on_update) = (true, true);
+        let events = filter.and_then(|f| self.doc.attr(f, Ns::None, "variableEvents"));
+        if let Some(events) = events.filter(|events| !events.trim().is_empty()) {
+            (on_create, on_update) = (false, false);
+            for event in events.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                match event {
+                    "create" => on_create = true,
+                    "update" => on_update = true,
+                    other => {
+                        let message = format!(
+                            "variableEvents `{other}`: a conditional event can watch `create` \
+                             and `update` only"
+                        );
+                        self.report_at(K::InvalidValue, definition, owner, message);
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(Condition {
+            expression,
+            variables,
+            on_create,
+            on_update,
+        })
     }
 
     /// The message a definition (or receive task) refers to, with its correlation key.

@@ -136,6 +136,7 @@ fn keeps_text(local: &str) -> bool {
     matches!(
         local,
         "conditionExpression"
+            | "condition"
             | "timeDuration"
             | "timeDate"
             | "timeCycle"

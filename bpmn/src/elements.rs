@@ -183,13 +183,24 @@ impl<'d> Compiler<'d> {
                 StartTrigger::Error(code)
             }
             EventDef::Escalation(code) if in_event_subprocess => StartTrigger::Escalation(code),
+            EventDef::Conditional(condition) if in_event_subprocess => {
+                StartTrigger::Conditional(condition?)
+            }
+            EventDef::Conditional(_) if in_process => {
+                let text = "a conditional start event of a process is started by evaluating \
+                            its condition on request (Camunda's EvaluateConditional), which \
+                            ringflow's protocol does not have yet; conditional start events \
+                            of event subprocesses are supported";
+                self.report(K::UnsupportedElement, node, text.to_string());
+                return None;
+            }
             other => {
                 return self.misplaced(
                     node,
                     other,
                     "a start event",
                     "none, message, timer or \
-                signal (error and escalation too in event subprocesses)",
+                signal (error, escalation and conditional too in event subprocesses)",
                 );
             }
         };
@@ -259,12 +270,13 @@ impl<'d> Compiler<'d> {
                 );
                 return None;
             }
+            EventDef::Conditional(condition) => CatchTrigger::Conditional(condition?),
             other => {
                 return self.misplaced(
                     node,
                     other,
                     "an intermediate catch event",
-                    "message, timer, signal or link",
+                    "message, timer, signal, conditional or link",
                 );
             }
         };
@@ -351,12 +363,13 @@ impl<'d> Compiler<'d> {
                 let handler = self.compensation_handler(build, node);
                 BoundaryTrigger::Compensation { handler }
             }
+            EventDef::Conditional(condition) => BoundaryTrigger::Conditional(condition?),
             other => {
                 return self.misplaced(
                     node,
                     other,
                     "a boundary event",
-                    "message, timer, signal, error, escalation or compensation",
+                    "message, timer, signal, error, escalation, conditional or compensation",
                 );
             }
         };
@@ -518,6 +531,8 @@ impl<'d> Compiler<'d> {
             EventDef::Compensate(_) => "a compensation event definition",
             EventDef::Link(_) => "a link event definition",
             EventDef::Terminate => "a terminate event definition",
+            EventDef::Conditional(None) => return None,
+            EventDef::Conditional(Some(_)) => "a conditional event definition",
         };
         let text = format!("{what} with {found} is not allowed; allowed are {allowed}");
         self.report(K::InvalidEventDefinition, node, text);

@@ -162,7 +162,7 @@ impl FeelExpression {
         if trimmed.is_empty() {
             return Err("the expression after `=` is empty".to_string());
         }
-        let (text, scope) = prepare(trimmed)?;
+        let (text, scope, _) = prepare(trimmed)?;
         // The parser is third-party code fed with user input: a panic inside it must become a
         // validation error, never take the process down.
         let parsed = catch_unwind(AssertUnwindSafe(|| {
@@ -192,6 +192,17 @@ impl FeelExpression {
         &self.source
     }
 
+    /// Every name the expression mentions (variables, and also context keys, parameters
+    /// and one-word function names), sorted, without duplicates: a superset of the
+    /// variables it reads. `x.y > 1` mentions `x` and `y`.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = prepare(&self.source)
+            .map(|(_, _, names)| names)
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     /// The parsed syntax tree, for the evaluator.
     pub fn ast(&self) -> &AstNode {
         &self.ast
@@ -210,9 +221,18 @@ impl FeelExpression {
     }
 }
 
-/// Declares every identifier of `source` as a name, and unquotes backtick names.
-fn prepare(source: &str) -> Result<(String, FeelScope), String> {
+/// Declares every identifier of `source` as a name, and unquotes backtick names. Also
+/// returns the names declared (keywords, built-in multi-word functions and the clock left
+/// out), in order of first appearance.
+fn prepare(source: &str) -> Result<(String, FeelScope, Vec<String>), String> {
     let mut context = FeelContext::default();
+    let mut names: Vec<String> = Vec::new();
+    let mut declare = |context: &mut FeelContext, name: &str| {
+        context.set_null(Name::from(name));
+        if !names.iter().any(|known| known == name) {
+            names.push(name.to_string());
+        }
+    };
     for name in MULTI_WORD_FUNCTIONS {
         context.set_null(Name::from(*name));
     }
@@ -243,7 +263,7 @@ fn prepare(source: &str) -> Result<(String, FeelScope), String> {
                 return Err(format!("`{source}`: a backtick-quoted name is not closed"));
             };
             let name = &rest[1..1 + close];
-            context.set_null(Name::from(name));
+            declare(&mut context, name);
             text.push_str(name);
             rest = &rest[close + 2..];
         } else if is_name_start(character) {
@@ -268,7 +288,7 @@ fn prepare(source: &str) -> Result<(String, FeelScope), String> {
                 continue;
             }
             if !KEYWORDS.contains(&word) {
-                context.set_null(Name::from(word));
+                declare(&mut context, word);
             }
             text.push_str(word);
             rest = &rest[end..];
@@ -277,7 +297,7 @@ fn prepare(source: &str) -> Result<(String, FeelScope), String> {
             rest = &rest[character.len_utf8()..];
         }
     }
-    Ok((text, FeelScope::from(context)))
+    Ok((text, FeelScope::from(context), names))
 }
 
 /// The name the engine binds to the command's time as an ISO 8601 UTC date-time string.
@@ -394,6 +414,17 @@ mod tests {
     fn comments_are_allowed_and_do_not_declare_names() {
         assert!(ast("a // the total").starts_with("Name("));
         assert!(ast("a /* the total */ + 1").starts_with("Add("));
+    }
+
+    #[test]
+    fn names_are_every_name_mentioned_sorted_once() {
+        let feel =
+            FeelExpression::parse(r#"x > 1 and `order id` != "y z" and x.total < limit // w"#)
+                .expect("parses");
+        assert_eq!(feel.names(), ["limit", "order id", "total", "x"]);
+        let feel =
+            FeelExpression::parse("string length(name) > 3 and now() != null").expect("parses");
+        assert_eq!(feel.names(), ["name"]);
     }
 
     #[test]

@@ -235,13 +235,16 @@ fn check_event_gateway(
         matches!(
             target.kind,
             ElementKind::IntermediateCatchEvent(
-                CatchTrigger::Message(_) | CatchTrigger::Timer(_) | CatchTrigger::Signal(_)
+                CatchTrigger::Message(_)
+                    | CatchTrigger::Timer(_)
+                    | CatchTrigger::Signal(_)
+                    | CatchTrigger::Conditional(_)
             )
         )
     });
     (!all_catch).then_some(
-        "every flow leaving an event-based gateway must lead to an intermediate message, timer \
-         or signal catch event",
+        "every flow leaving an event-based gateway must lead to an intermediate message, timer, \
+         signal or conditional catch event",
     )
 }
 

@@ -348,6 +348,40 @@ pub enum StartTrigger {
     Error(Option<Expression>),
     /// An escalation (event subprocesses only); `None` catches every escalation.
     Escalation(Option<Expression>),
+    /// A condition on the variables (event subprocesses only; see [`Condition`]).
+    Conditional(Condition),
+}
+
+/// A conditional event's condition (Camunda 8.9): the event fires when the condition is
+/// `true` as its wait opens, or after a change of a variable it watches, in a scope it
+/// sees. Anything but `true` (false, null, another value) does not fire it.
+#[derive(Clone, Debug)]
+pub struct Condition {
+    /// The FEEL condition.
+    pub expression: FeelExpression,
+    /// The variables whose change re-evaluates it, sorted: those named by
+    /// `zeebe:conditionalFilter variableNames`, else every name the condition mentions.
+    pub variables: Vec<String>,
+    /// Whether a change that creates a variable re-evaluates it (`variableEvents`; both
+    /// when no filter says).
+    pub on_create: bool,
+    /// Whether a change of an existing variable re-evaluates it.
+    pub on_update: bool,
+}
+
+impl Condition {
+    /// Whether a change of `name` (`created`: it did not exist in its scope) re-evaluates
+    /// the condition.
+    pub fn watches(&self, name: &str, created: bool) -> bool {
+        (if created {
+            self.on_create
+        } else {
+            self.on_update
+        }) && self
+            .variables
+            .binary_search_by(|watched| watched.as_str().cmp(name))
+            .is_ok()
+    }
 }
 
 /// What an intermediate catch event waits for.
@@ -361,6 +395,8 @@ pub enum CatchTrigger {
     Signal(Expression),
     /// The target of link throw events with this name.
     Link(String),
+    /// A condition on the variables.
+    Conditional(Condition),
 }
 
 /// What a boundary event catches.
@@ -381,6 +417,8 @@ pub enum BoundaryTrigger {
         /// The compensation handler (an activity with `isForCompensation="true"`).
         handler: Option<ElementIndex>,
     },
+    /// A condition on the variables.
+    Conditional(Condition),
 }
 
 /// What an end event does.

@@ -742,3 +742,134 @@ fn a_compensation_handler_has_no_boundary_events() {
     has(&error, K::InvalidFlow, "undo");
     assert!(error.to_string().contains("boundary events"), "{error}");
 }
+
+/// A conditional event definition with `condition` and, unless empty, a
+/// `zeebe:conditionalFilter` with `filter` attributes.
+fn conditional(condition: &str, filter: &str) -> String {
+    let filter = if filter.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<bpmn:extensionElements><zeebe:conditionalFilter {filter}/></bpmn:extensionElements>"
+        )
+    };
+    let condition = if condition.is_empty() {
+        String::new()
+    } else {
+        format!("<bpmn:condition>{condition}</bpmn:condition>")
+    };
+    format!(
+        "<bpmn:conditionalEventDefinition>{filter}{condition}</bpmn:conditionalEventDefinition>"
+    )
+}
+
+/// start -> catch event `c` (with `definition`) -> end.
+fn conditional_catch(definition: &str) -> String {
+    format!(
+        r#"<bpmn:startEvent id="start"/>
+           <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="c"/>
+           <bpmn:intermediateCatchEvent id="c">{definition}</bpmn:intermediateCatchEvent>
+           <bpmn:sequenceFlow id="f2" sourceRef="c" targetRef="end"/>
+           <bpmn:endEvent id="end"/>"#
+    )
+}
+
+#[test]
+fn conditional_events_read_their_condition_and_filter() {
+    let model = ok(
+        &conditional_catch(&conditional("= x.total &gt; limit and ready", "")),
+        "",
+    );
+    let definition = &model.processes[0];
+    let index = definition.find("c").expect("the catch event");
+    let ElementKind::IntermediateCatchEvent(ringflow_bpmn::CatchTrigger::Conditional(condition)) =
+        &definition.element(index).kind
+    else {
+        panic!("a conditional catch event");
+    };
+    assert_eq!(condition.variables, ["limit", "ready", "total", "x"]);
+    assert!(condition.on_create && condition.on_update);
+    assert!(condition.watches("x", true) && !condition.watches("y", false));
+
+    let model = ok(
+        &conditional_catch(&conditional(
+            "= x &gt; 1",
+            r#"variableNames=" b, a ,," variableEvents="update""#,
+        )),
+        "",
+    );
+    let definition = &model.processes[0];
+    let index = definition.find("c").expect("the catch event");
+    let ElementKind::IntermediateCatchEvent(ringflow_bpmn::CatchTrigger::Conditional(condition)) =
+        &definition.element(index).kind
+    else {
+        panic!("a conditional catch event");
+    };
+    assert_eq!(condition.variables, ["a", "b"]);
+    assert!(!condition.on_create && condition.on_update);
+    assert!(condition.watches("a", false) && !condition.watches("a", true));
+    assert!(!condition.watches("x", false));
+}
+
+#[test]
+fn broken_conditional_events_are_reported() {
+    let missing = errors(&conditional_catch(&conditional("", "")), "");
+    has(&missing, K::MissingAttribute, "c");
+    let juel = errors(&conditional_catch(&conditional("${x > 1}", "")), "");
+    has(&juel, K::InvalidExpression, "c");
+    assert!(juel.to_string().contains("JUEL"), "{juel}");
+    let syntax = errors(&conditional_catch(&conditional("= x &gt;", "")), "");
+    has(&syntax, K::InvalidExpression, "c");
+    let delete = errors(
+        &conditional_catch(&conditional("= x", r#"variableEvents="create, delete""#)),
+        "",
+    );
+    has(&delete, K::InvalidValue, "c");
+    assert!(delete.to_string().contains("`delete`"), "{delete}");
+}
+
+#[test]
+fn conditional_starts_are_refused_outside_event_subprocesses() {
+    let root = errors(
+        &format!(
+            r#"<bpmn:startEvent id="start">{}</bpmn:startEvent>
+               <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="end"/>
+               <bpmn:endEvent id="end"/>"#,
+            conditional("= go", "")
+        ),
+        "",
+    );
+    has(&root, K::UnsupportedElement, "start");
+    assert!(root.to_string().contains("EvaluateConditional"), "{root}");
+    let embedded = errors(
+        &format!(
+            r#"<bpmn:startEvent id="start"/>
+               <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="sub"/>
+               <bpmn:subProcess id="sub">
+                 <bpmn:startEvent id="inner">{}</bpmn:startEvent>
+                 <bpmn:sequenceFlow id="f2" sourceRef="inner" targetRef="inner-end"/>
+                 <bpmn:endEvent id="inner-end"/>
+               </bpmn:subProcess>
+               <bpmn:sequenceFlow id="f3" sourceRef="sub" targetRef="end"/>
+               <bpmn:endEvent id="end"/>"#,
+            conditional("= go", "")
+        ),
+        "",
+    );
+    has(&embedded, K::InvalidEventDefinition, "inner");
+    // In an event subprocess, interrupting or not, it is a start trigger.
+    ok(
+        &format!(
+            r#"<bpmn:startEvent id="start"/>
+               <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="end"/>
+               <bpmn:endEvent id="end"/>
+               <bpmn:subProcess id="esp" triggeredByEvent="true">
+                 <bpmn:startEvent id="cs" isInterrupting="false">{}</bpmn:startEvent>
+                 <bpmn:sequenceFlow id="f2" sourceRef="cs" targetRef="esp-end"/>
+                 <bpmn:endEvent id="esp-end"/>
+               </bpmn:subProcess>"#,
+            conditional("= go", "")
+        ),
+        "",
+    );
+}

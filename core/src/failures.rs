@@ -204,8 +204,16 @@ pub(crate) fn set_variables(
     } else {
         plan_propagation(state, scope, variables)?
     };
+    // A run, for the conditional events the new values may fire.
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     for (owner, document) in documents {
-        state.store_variables(owner, document);
+        run.store_variables(owner, document);
     }
-    Ok(outcome(Response::VariablesSet { scope }, Vec::new(), ctx))
+    run.run();
+    Ok(Outcome {
+        response: Response::VariablesSet { scope },
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
+        next_key: run.keys.next(),
+    })
 }

@@ -138,6 +138,24 @@ pub struct SignalSubscription {
     pub process_instance_key: Key,
 }
 
+/// A conditional subscription: an element instance waits for the condition of a conditional
+/// event to hold (see `conditionals`). It is evaluated when it opens and after every change
+/// of a variable it watches, in a scope its owner sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConditionalSubscription {
+    /// The subscription key.
+    pub key: Key,
+    /// The process definition the event belongs to.
+    pub process_definition_key: Key,
+    /// The conditional event in the model.
+    pub element: ElementIndex,
+    /// The element instance that waits (see [`Timer::owner`]); the condition is evaluated
+    /// with the variables it sees.
+    pub owner: Key,
+    /// The process instance.
+    pub process_instance_key: Key,
+}
+
 /// A completed activity that a compensation throw event can still compensate (see
 /// `compensation`).
 #[derive(Clone, Debug, PartialEq, Eq)]

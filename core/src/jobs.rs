@@ -140,7 +140,7 @@ pub(crate) fn complete(
     };
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     for (scope, document) in documents {
-        run.state.store_variables(scope, document);
+        run.store_variables(scope, document);
     }
     let job = run.state.jobs.remove(&key).expect("checked above");
     if let Some(ready) = run.state.ready_jobs.get_mut(&job.job_type) {

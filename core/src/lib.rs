@@ -31,6 +31,7 @@ mod call;
 mod cancel;
 pub mod codec;
 pub mod compensation;
+mod conditionals;
 mod create;
 pub mod decisions;
 mod deploy;
@@ -60,8 +61,9 @@ pub use engine::{
     Outcome, ProcessRef, Rejection, RejectionCode, Resource, Response, Variables, process,
 };
 pub use instance::{
-    Compensation, ElementInstance, ElementRole, Incident, IncidentRetry, Job, JobState, Listener,
-    ListenerEvent, MultiBody, ProcessInstance, SignalSubscription, Subscription, Timer,
+    Compensation, ConditionalSubscription, ElementInstance, ElementRole, Incident, IncidentRetry,
+    Job, JobState, Listener, ListenerEvent, MultiBody, ProcessInstance, SignalSubscription,
+    Subscription, Timer,
 };
 pub use key::Key;
 pub use remote::{Mail, RemoteSubscription};

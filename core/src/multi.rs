@@ -190,7 +190,15 @@ impl Run<'_> {
         };
         match slot_at(local, collection) {
             Some(serde_json::Value::Array(list)) if list.len() >= counter as usize => {
-                list[(counter - 1) as usize] = value;
+                let slot = &mut list[(counter - 1) as usize];
+                let changed = *slot != value;
+                *slot = value;
+                let instance = self.state.elements[&body].process_instance_key;
+                if changed && self.state.has_conditionals(instance) {
+                    // The output collection changed, for the conditional events watching it.
+                    let root = collection.split('.').next().unwrap_or(collection);
+                    self.note_change(instance, body, root.to_string(), false);
+                }
                 true
             }
             _ => false,

@@ -474,8 +474,8 @@ impl Run<'_> {
             if owner != self.state.shard() {
                 self.send(owner, Mail::Unsubscribe { subscription: key });
             }
-        } else {
-            self.state.remove_signal_subscription(key);
+        } else if self.state.remove_signal_subscription(key).is_none() {
+            self.state.remove_conditional_subscription(key);
         }
     }
 

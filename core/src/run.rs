@@ -38,6 +38,11 @@ pub(crate) enum Step {
     Arrive { flow: FlowIndex, scope: Key },
     /// A subscription just opened: correlate the oldest buffered message for it, if any.
     Correlate { subscription: Key },
+    /// A conditional subscription whose condition held as it opened: fire it.
+    FireConditional { subscription: Key },
+    /// Variables of a process instance changed: evaluate the conditional subscriptions
+    /// that watch them (see `conditionals`).
+    Conditionals { process_instance: Key },
 }
 
 /// Events a run makes room for before the first (see `Run::new`).
@@ -65,6 +70,8 @@ pub(crate) struct Run<'s> {
     pub(crate) signals: VecDeque<crate::signals::Delivery>,
     /// Signals this command broadcast so far (at most `SIGNALS_PER_COMMAND_MAX`).
     pub(crate) signals_broadcast: u32,
+    /// Variable changes and subscriptions for conditional events (see `conditionals`).
+    pub(crate) conditionals: crate::conditionals::Pending,
 }
 
 impl Drop for Run<'_> {
@@ -101,6 +108,7 @@ impl<'s> Run<'s> {
             definition_memo: std::cell::Cell::new(None),
             signals: VecDeque::new(),
             signals_broadcast: 0,
+            conditionals: crate::conditionals::Pending::default(),
         }
     }
 
@@ -123,6 +131,18 @@ impl<'s> Run<'s> {
 
     pub(crate) fn queue_correlation(&mut self, subscription: Key) {
         self.work.push_back(Step::Correlate { subscription });
+    }
+
+    /// Whether a step to complete `key` is queued.
+    pub(crate) fn completing(&self, key: Key) -> bool {
+        self.work
+            .iter()
+            .any(|step| matches!(step, Step::Complete { key: completing } if *completing == key))
+    }
+
+    /// Queues a step behind the work already queued.
+    pub(crate) fn queue(&mut self, step: Step) {
+        self.work.push_back(step);
     }
 
     /// Makes a new process instance with its root element instance (nothing started in it
@@ -300,6 +320,18 @@ impl<'s> Run<'s> {
                     self.correlate_now(subscription);
                     continue;
                 }
+                Step::FireConditional { subscription } => {
+                    let subscription = *subscription;
+                    self.steps += 1;
+                    self.fire_conditional(subscription);
+                    continue;
+                }
+                Step::Conditionals { process_instance } => {
+                    let process_instance = *process_instance;
+                    self.steps += 1;
+                    self.evaluate_conditionals(process_instance);
+                    continue;
+                }
             };
             if !self.state.elements.contains_key(&live) {
                 continue;
@@ -313,7 +345,9 @@ impl<'s> Run<'s> {
                 } => self.activate(element, scope, counted),
                 Step::Complete { key } => self.complete(key),
                 Step::Arrive { flow, scope } => self.arrive(flow, scope),
-                Step::Correlate { .. } => unreachable!("handled above"),
+                Step::Correlate { .. }
+                | Step::FireConditional { .. }
+                | Step::Conditionals { .. } => unreachable!("handled above"),
             }
         }
     }
@@ -586,7 +620,7 @@ impl<'s> Run<'s> {
         match plan_propagation(self.state, from, variables) {
             Ok(documents) => {
                 for (scope, document) in documents {
-                    self.state.store_variables(scope, document);
+                    self.store_variables(scope, document);
                 }
                 true
             }
@@ -637,7 +671,10 @@ impl<'s> Run<'s> {
                 self.start_scope_at(&definition, key, Some(start));
             }
             ElementKind::IntermediateCatchEvent(
-                CatchTrigger::Message(_) | CatchTrigger::Timer(_) | CatchTrigger::Signal(_),
+                CatchTrigger::Message(_)
+                | CatchTrigger::Timer(_)
+                | CatchTrigger::Signal(_)
+                | CatchTrigger::Conditional(_),
             )
             | ElementKind::ReceiveTask(_) => {
                 self.open_waits(key, &[element]);
@@ -1237,7 +1274,11 @@ impl<'s> Run<'s> {
             Step::Activate { scope: inside, .. } | Step::Arrive { scope: inside, .. } => {
                 *inside != scope
             }
-            Step::Complete { .. } | Step::Correlate { .. } => true,
+            // (A conditionals step must stay: its changes wait for it.)
+            Step::Complete { .. }
+            | Step::Correlate { .. }
+            | Step::FireConditional { .. }
+            | Step::Conditionals { .. } => true,
         });
         let joins: Vec<(Key, ElementIndex)> = self
             .state

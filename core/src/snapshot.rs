@@ -6,7 +6,7 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x08` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, 5, without signal subscriptions and deliveries, 6, without compensations, and 7, without execution listeners, are still read) |
+//! | magic | `RFSNAP` then format version `0x00 0x09` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, 5, without signal subscriptions and deliveries, 6, without compensations, 7, without execution listeners, and 8, without conditional subscriptions, are still read) |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
@@ -26,6 +26,7 @@
 //! | signal deliveries (format 6) | u32 count, then signal key, name, variables (JSON bytes), the last subscription key delivered to |
 //! | compensations (format 7) | u32 count, then key, instance key, scope key, via element u32, activity element u32, handler element u32, variables (JSON bytes) |
 //! | execution listeners (format 8) | listener jobs (u32 count, then job key, event u8 (0 start, 1 end), the listener's index u32); held triggers (u32 count, then element instance key, the event element u32, variables (JSON bytes)) |
+//! | conditional subscriptions (format 9) | u32 count, then per subscription in key order: key, process definition key, the event element u32, owner, process instance key |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -49,7 +50,9 @@ use crate::instance::{
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
-const MAGIC: &[u8; 8] = b"RFSNAP\x00\x08";
+const MAGIC: &[u8; 8] = b"RFSNAP\x00\x09";
+/// Format 8: without conditional subscriptions.
+const MAGIC_8: &[u8; 8] = b"RFSNAP\x00\x08";
 /// Format 7: without execution listeners.
 const MAGIC_7: &[u8; 8] = b"RFSNAP\x00\x07";
 /// Format 6: without compensations.
@@ -66,7 +69,7 @@ const MAGIC_3: &[u8; 8] = b"RFSNAP\x00\x03";
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
     /// The bytes do not start with the snapshot magic and format version.
-    #[error("not a ringflow snapshot of format 3, 4, 5, 6, 7 or 8 (bad magic)")]
+    #[error("not a ringflow snapshot of format 3, 4, 5, 6, 7, 8 or 9 (bad magic)")]
     BadMagic,
     /// The checksum does not match: the snapshot is corrupt.
     #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -116,7 +119,8 @@ impl State {
             return Err(SnapshotError::BadMagic);
         }
         let format = match &bytes[..MAGIC.len()] {
-            magic if magic == MAGIC => 8,
+            magic if magic == MAGIC => 9,
+            magic if magic == MAGIC_8 => 8,
             magic if magic == MAGIC_7 => 7,
             magic if magic == MAGIC_6 => 6,
             magic if magic == MAGIC_5 => 5,
@@ -369,6 +373,14 @@ impl State {
             put_key(out, *key);
             out.extend_from_slice(&element.0.to_le_bytes());
             crate::codec::put_variables(out, variables);
+        }
+        put_count(out, self.conditional_subscriptions.len());
+        for subscription in self.conditional_subscriptions.values() {
+            put_key(out, subscription.key);
+            put_key(out, subscription.process_definition_key);
+            out.extend_from_slice(&subscription.element.0.to_le_bytes());
+            put_key(out, subscription.owner);
+            put_key(out, subscription.process_instance_key);
         }
     }
 
@@ -627,6 +639,9 @@ fn decode_runtime(
     if format >= 8 {
         decode_listeners(reader, state)?;
     }
+    if format >= 9 {
+        decode_conditionals(reader, state)?;
+    }
     state.rebuild_indexes();
     Ok(())
 }
@@ -727,6 +742,40 @@ fn decode_listeners(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Sn
             .is_some()
         {
             return Err(corrupt(format!("a trigger for element {key} repeats")));
+        }
+    }
+    Ok(())
+}
+
+fn decode_conditionals(reader: &mut Reader<'_>, state: &mut State) -> Result<(), SnapshotError> {
+    for _ in 0..reader.count()? {
+        let subscription = crate::instance::ConditionalSubscription {
+            key: reader.key()?,
+            process_definition_key: reader.key()?,
+            element: ElementIndex(u32::from_le_bytes(reader.array()?)),
+            owner: reader.key()?,
+            process_instance_key: reader.key()?,
+        };
+        let key = subscription.key;
+        check_waiter(
+            state,
+            key,
+            subscription.process_definition_key,
+            subscription.element,
+            Some(subscription.owner),
+        )?;
+        let definition = &state.processes[&subscription.process_definition_key].definition;
+        if crate::conditionals::condition_of(definition, subscription.element).is_none() {
+            return Err(corrupt(format!(
+                "conditional subscription {key} names an element that is no conditional event"
+            )));
+        }
+        if state
+            .conditional_subscriptions
+            .insert(key, subscription)
+            .is_some()
+        {
+            return Err(corrupt(format!("conditional subscription {key} repeats")));
         }
     }
     Ok(())
@@ -1054,7 +1103,7 @@ mod tests {
         // state is the shard count (u16) and six empty counts (u32 each), and without the
         // empty counts of signal subscriptions, signal deliveries, compensations, listener
         // jobs and held triggers.
-        let v3 = older(&current, 2 + 6 * 4 + 5 * 4, MAGIC_3);
+        let v3 = older(&current, 2 + 6 * 4 + 6 * 4, MAGIC_3);
         let restored = State::decode(&v3).expect("format 3 is read");
         assert_eq!(restored.encode(), current);
         let mut other = v3.clone();
@@ -1070,7 +1119,7 @@ mod tests {
         let current = state.encode();
         // Format 4 lacks the last two counts of the cross-shard section, the two signal
         // counts, the compensations' count and the two execution listener counts.
-        let v4 = older(&current, 7 * 4, MAGIC_4);
+        let v4 = older(&current, 8 * 4, MAGIC_4);
         let restored = State::decode(&v4).expect("format 4 is read");
         assert_eq!(restored.encode(), current);
         assert_eq!(restored.cluster_shards(), 4);
@@ -1088,8 +1137,9 @@ mod tests {
         state.set_last_key(Key::new(3, 9));
         let current = state.encode();
         // Format 5 lacks the counts of signal subscriptions, signal deliveries,
-        // compensations, listener jobs and held triggers at the end.
-        let v5 = older(&current, 5 * 4, MAGIC_5);
+        // compensations, listener jobs, held triggers and conditional subscriptions at the
+        // end.
+        let v5 = older(&current, 6 * 4, MAGIC_5);
         let restored = State::decode(&v5).expect("format 5 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1103,8 +1153,9 @@ mod tests {
         let mut state = State::new(4);
         state.set_last_key(Key::new(4, 11));
         let current = state.encode();
-        // Format 6 lacks the counts of compensations, listener jobs and held triggers.
-        let v6 = older(&current, 3 * 4, MAGIC_6);
+        // Format 6 lacks the counts of compensations, listener jobs, held triggers and
+        // conditional subscriptions.
+        let v6 = older(&current, 4 * 4, MAGIC_6);
         let restored = State::decode(&v6).expect("format 6 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1118,12 +1169,28 @@ mod tests {
         let mut state = State::new(5);
         state.set_last_key(Key::new(5, 12));
         let current = state.encode();
-        // Format 7 lacks the counts of listener jobs and held triggers at the end.
-        let v7 = older(&current, 2 * 4, MAGIC_7);
+        // Format 7 lacks the counts of listener jobs, held triggers and conditional
+        // subscriptions at the end.
+        let v7 = older(&current, 3 * 4, MAGIC_7);
         let restored = State::decode(&v7).expect("format 7 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
             State::decode(&as_current(&v7)),
+            Err(SnapshotError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn a_format_8_snapshot_is_read_as_a_state_with_no_conditional_subscriptions() {
+        let mut state = State::new(6);
+        state.set_last_key(Key::new(6, 13));
+        let current = state.encode();
+        // Format 8 lacks the count of conditional subscriptions at the end.
+        let v8 = older(&current, 4, MAGIC_8);
+        let restored = State::decode(&v8).expect("format 8 is read");
+        assert_eq!(restored.encode(), current);
+        assert!(matches!(
+            State::decode(&as_current(&v8)),
             Err(SnapshotError::Truncated { .. })
         ));
     }

@@ -8,8 +8,8 @@ use smallvec::SmallVec;
 
 use crate::engine::{Event, Variables};
 use crate::instance::{
-    Compensation, ElementInstance, Incident, Job, MultiBody, ProcessInstance, SignalSubscription,
-    Subscription, Timer,
+    Compensation, ConditionalSubscription, ElementInstance, Incident, Job, MultiBody,
+    ProcessInstance, SignalSubscription, Subscription, Timer,
 };
 use crate::key::{Key, KeyMap, sorted_values};
 
@@ -67,6 +67,8 @@ pub struct State {
     pub(crate) subscriptions: BTreeMap<Key, Subscription>,
     /// Open signal subscriptions.
     pub(crate) signal_subscriptions: BTreeMap<Key, SignalSubscription>,
+    /// Open conditional subscriptions.
+    pub(crate) conditional_subscriptions: BTreeMap<Key, ConditionalSubscription>,
     /// Signals with subscriptions left to deliver to, by signal key.
     pub(crate) signal_deliveries: BTreeMap<Key, crate::signals::PendingDelivery>,
     /// Completed activities that compensation can still reach, by key.
@@ -296,6 +298,8 @@ pub(crate) struct Indexes {
     pub subscriptions: BTreeMap<(String, String), BTreeSet<Key>>,
     /// Open signal subscriptions by signal name, oldest first.
     pub signal_subscriptions: BTreeMap<String, BTreeSet<Key>>,
+    /// (process instance, conditional subscription key) of every conditional subscription.
+    pub conditionals: BTreeSet<(Key, Key)>,
     /// Buffered messages by (name, correlation key), oldest first.
     pub messages: BTreeMap<(String, String), BTreeSet<Key>>,
     /// Message name to the BPMN process ids whose latest version it starts.
@@ -337,6 +341,7 @@ impl State {
             timers: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             signal_subscriptions: BTreeMap::new(),
+            conditional_subscriptions: BTreeMap::new(),
             signal_deliveries: BTreeMap::new(),
             compensations: BTreeMap::new(),
             multi: BTreeMap::new(),
@@ -590,6 +595,11 @@ impl State {
         self.signal_subscriptions.values()
     }
 
+    /// Open conditional subscriptions, by key.
+    pub fn conditional_subscriptions(&self) -> impl Iterator<Item = &ConditionalSubscription> {
+        self.conditional_subscriptions.values()
+    }
+
     /// The delivery left of signal `key`, if it has subscriptions left to deliver to.
     pub fn signal_delivery(&self, key: Key) -> Option<&crate::signals::PendingDelivery> {
         self.signal_deliveries.get(&key)
@@ -713,6 +723,47 @@ impl State {
             }
         }
         Some(subscription)
+    }
+
+    pub(crate) fn insert_conditional_subscription(
+        &mut self,
+        subscription: ConditionalSubscription,
+    ) {
+        let key = subscription.key;
+        self.index.waits.insert((subscription.owner, key));
+        self.index
+            .conditionals
+            .insert((subscription.process_instance_key, key));
+        self.conditional_subscriptions.insert(key, subscription);
+    }
+
+    pub(crate) fn remove_conditional_subscription(
+        &mut self,
+        key: Key,
+    ) -> Option<ConditionalSubscription> {
+        let subscription = self.conditional_subscriptions.remove(&key)?;
+        self.index.waits.remove(&(subscription.owner, key));
+        self.index
+            .conditionals
+            .remove(&(subscription.process_instance_key, key));
+        Some(subscription)
+    }
+
+    /// The conditional subscriptions of a process instance, by key.
+    pub(crate) fn conditionals_of(&self, process_instance_key: Key) -> Vec<Key> {
+        let range = (process_instance_key, Key(0))..=(process_instance_key, Key(u64::MAX));
+        self.index
+            .conditionals
+            .range(range)
+            .map(|(_, key)| *key)
+            .collect()
+    }
+
+    /// Whether a process instance has a conditional subscription.
+    pub(crate) fn has_conditionals(&self, process_instance_key: Key) -> bool {
+        let range = (process_instance_key, Key(0))..=(process_instance_key, Key(u64::MAX));
+        !self.conditional_subscriptions.is_empty()
+            && self.index.conditionals.range(range).next().is_some()
     }
 
     pub(crate) fn insert_message(&mut self, message: crate::messages::Message) {
@@ -901,6 +952,11 @@ impl State {
             self.signal_subscriptions.values().cloned().collect();
         for subscription in signals {
             self.insert_signal_subscription(subscription);
+        }
+        let conditionals: Vec<ConditionalSubscription> =
+            self.conditional_subscriptions.values().cloned().collect();
+        for subscription in conditionals {
+            self.insert_conditional_subscription(subscription);
         }
         for message in self.messages.values() {
             self.index

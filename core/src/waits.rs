@@ -1,4 +1,4 @@
-//! What element instances wait for (timers, message subscriptions and signal
+//! What element instances wait for (timers, message, signal and conditional
 //! subscriptions), and what happens when it comes.
 //!
 //! A wait belongs to an *owner* element instance and names the *event* in the model that
@@ -11,6 +11,9 @@
 //! | boundary event | the activity it is attached to (the multi-instance body) | interrupting: the activity ends and the token leaves by the boundary event; non-interrupting: a new token leaves by it |
 //! | event subprocess start | the enclosing scope | interrupting: the scope's work ends, then the event subprocess runs; non-interrupting: it runs beside the scope's work |
 //! | catch event after an event-based gateway | the gateway | the gateway completes along that branch; its other waits close |
+//!
+//! Conditional events wait the same way; `conditionals` says when their conditions are
+//! evaluated.
 //!
 //! Opening a group of waits is all or nothing: every name, correlation key and due time is
 //! worked out first, and a failure is an incident on the owner with nothing opened.
@@ -35,6 +38,8 @@ pub(crate) enum Trigger<'d> {
     Message(&'d MessageRef),
     /// The signal's name.
     Signal(&'d ringflow_bpmn::Expression),
+    /// A condition on the variables.
+    Conditional(&'d ringflow_bpmn::Condition),
 }
 
 /// The timer, message or signal an event element waits for, if any.
@@ -71,7 +76,7 @@ pub(crate) fn trigger_of(
             trigger: BoundaryTrigger::Signal(name),
             ..
         } => Some(Trigger::Signal(name)),
-        _ => None,
+        _ => crate::conditionals::condition_of(definition, event).map(Trigger::Conditional),
     }
 }
 
@@ -80,6 +85,8 @@ enum Planned {
     Timer(ElementIndex, Schedule),
     Message(ElementIndex, String, String),
     Signal(ElementIndex, String),
+    /// A conditional event, and whether its condition holds now.
+    Conditional(ElementIndex, bool),
 }
 
 impl Run<'_> {
@@ -107,6 +114,9 @@ impl Run<'_> {
                 Some(Trigger::Signal(name)) => self
                     .signal_name_at(owner, name)
                     .map(|name| Planned::Signal(*event, name)),
+                Some(Trigger::Conditional(condition)) => self
+                    .condition_holds(owner, condition)
+                    .map(|holds| Planned::Conditional(*event, holds)),
             };
             match plan {
                 Ok(plan) => planned.push(plan),
@@ -161,6 +171,23 @@ impl Run<'_> {
                             process_instance_key,
                         });
                 }
+                Planned::Conditional(event, holds) => {
+                    let key = self.key();
+                    self.state.insert_conditional_subscription(
+                        crate::instance::ConditionalSubscription {
+                            key,
+                            process_definition_key,
+                            element: event,
+                            owner,
+                            process_instance_key,
+                        },
+                    );
+                    self.conditional_opened(key);
+                    if holds {
+                        // It fires once the owner's activation is done.
+                        self.queue(crate::run::Step::FireConditional { subscription: key });
+                    }
+                }
             }
         }
         true
@@ -213,7 +240,10 @@ impl Run<'_> {
                 Some(timer) => timer.element,
                 None => match self.state.subscriptions.get(&wait) {
                     Some(subscription) => subscription.element,
-                    None => self.state.signal_subscriptions[&wait].element,
+                    None => match self.state.signal_subscriptions.get(&wait) {
+                        Some(subscription) => subscription.element,
+                        None => self.state.conditional_subscriptions[&wait].element,
+                    },
                 },
             };
             if events.contains(&event) && self.state.remove_timer(wait).is_none() {
@@ -328,7 +358,7 @@ impl Run<'_> {
             // VARIABLE_DOCUMENT_BYTES_MAX too.
             match crate::variables::merged_local(self.state, key, variables.clone()) {
                 Ok(merged) => {
-                    self.state.variables.insert(key, merged);
+                    self.store_variables(key, merged);
                     true
                 }
                 Err(rejection) => {

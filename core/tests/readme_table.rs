@@ -14,6 +14,10 @@ const MESSAGE: &str = r#"<bpmn:message id="m" name="paid"><bpmn:extensionElement
     <bpmn:error id="err" errorCode="E1"/><bpmn:signal id="sig" name="go"/>
     <bpmn:escalation id="esc" escalationCode="X1"/>"#;
 
+/// A condition that holds for the variables every model here starts with.
+const CONDITIONAL: &str = r#"<bpmn:conditionalEventDefinition>
+    <bpmn:condition>= orderId = "o"</bpmn:condition></bpmn:conditionalEventDefinition>"#;
+
 fn job(job_type: &str) -> String {
     format!(
         r#"<bpmn:extensionElements><zeebe:taskDefinition type="{job_type}"/></bpmn:extensionElements>"#
@@ -204,7 +208,7 @@ fn model_for(element: &str) -> Option<String> {
                <bpmn:sequenceFlow id="g" sourceRef="is" targetRef="ie"/><bpmn:endEvent id="ie"/>
                </bpmn:subProcess>"#,
         ),
-        "event subprocess (message, timer, signal, error, escalation start)" => {
+        "event subprocess (message, timer, signal, error, escalation, conditional start)" => {
             event_subprocess(r#"<bpmn:signalEventDefinition signalRef="sig"/>"#)
         }
         "call activity" => between(
@@ -225,10 +229,11 @@ fn model_for(element: &str) -> Option<String> {
         "standard loop" => {
             between(r#"<bpmn:task id="x"><bpmn:standardLoopCharacteristics/></bpmn:task>"#)
         }
-        "conditional event" => between(
-            r#"<bpmn:intermediateCatchEvent id="x"><bpmn:conditionalEventDefinition/>
-               </bpmn:intermediateCatchEvent>"#,
-        ),
+        "conditional intermediate catch event" => between(&format!(
+            r#"<bpmn:intermediateCatchEvent id="x">{CONDITIONAL}</bpmn:intermediateCatchEvent>"#
+        )),
+        "conditional boundary event (interrupting or not)" => boundary(CONDITIONAL, false),
+        "conditional start event of a process" => start(CONDITIONAL),
         "cancel event" => end("<bpmn:cancelEventDefinition/>"),
         "multiple and parallel-multiple events" => start(&format!("{MESSAGE_DEFINITION}{TIMER}")),
         "compensation event subprocess" => event_subprocess("<bpmn:compensateEventDefinition/>"),

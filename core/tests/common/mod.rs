@@ -224,6 +224,10 @@ impl Shard {
             "signal subscriptions left"
         );
         assert!(
+            self.state.conditional_subscriptions().next().is_none(),
+            "conditional subscriptions left"
+        );
+        assert!(
             self.state.timers().all(|timer| timer.owner.is_none()),
             "element timers left"
         );

@@ -1,0 +1,263 @@
+//! Conditional events (Camunda 8.9): an event that fires when a FEEL condition over the
+//! variables holds.
+//!
+//! | event | owner of the subscription | when it fires |
+//! |---|---|---|
+//! | intermediate catch event | the event itself | it completes |
+//! | boundary event | the activity (its multi-instance body) | interrupting: the activity ends and the token leaves by the event; non-interrupting: a new token leaves by it, and the subscription stays |
+//! | event subprocess start | the enclosing scope | as any event subprocess start (interrupting or not) |
+//! | catch event after an event-based gateway | the gateway | the gateway completes along that branch |
+//!
+//! The condition is evaluated with the variables the owner sees:
+//!
+//! - when the wait opens (with the waits of the same element: an activity's boundary events
+//!   after its input mappings, an event subprocess's start when its scope starts). If it
+//!   holds, the event fires once the element's activation is done: a service task's job is
+//!   created, then cancelled by an interrupting boundary event, as in Camunda.
+//! - after a command changes a variable the condition watches, in the owner's scope or a
+//!   scope around it, unless a scope in between has a local variable of that name (the owner
+//!   does not see the change). A condition watches the names given by
+//!   `zeebe:conditionalFilter variableNames`, else every name it mentions; `variableEvents`
+//!   narrows it to creations or updates. Storing a value equal to the one there is no change.
+//!
+//! Subscriptions are evaluated top-down (the outermost owner first, as Camunda does), each at
+//! most once for the changes one step of the command made, and only for changes made after it
+//! opened: a condition checked as its wait opened is not checked again for the same change.
+//! An interrupting event that fires ends the scopes inside it, and their subscriptions with
+//! them. A result other than `true` (false, null, any other value, a failed evaluation) does
+//! not fire the event; when the wait opens, a result that is neither a boolean nor null is an
+//! incident on the owner, as a model error.
+//!
+//! A subscription closes with its owner, like any wait (see `waits`). Variables an activity's
+//! output mappings write are stored after it ended, so they never fire its own boundary events.
+
+use std::collections::BTreeMap;
+
+use ringflow_bpmn::{
+    BoundaryTrigger, CatchTrigger, Condition, ElementIndex, ElementKind, ProcessDefinition,
+    StartTrigger,
+};
+
+use crate::engine::Variables;
+use crate::key::Key;
+use crate::run::{Run, Step};
+
+/// A variable a command created or changed.
+#[derive(Debug)]
+pub(crate) struct Change {
+    /// The scope whose document holds it.
+    scope: Key,
+    name: String,
+    /// It did not exist in that scope before.
+    created: bool,
+    /// Its place among the command's changes (from 1).
+    seq: u32,
+}
+
+/// What a run keeps about conditional events while it works.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Changes not yet evaluated, by process instance (each has a queued
+    /// `Step::Conditionals`).
+    changes: BTreeMap<Key, Vec<Change>>,
+    /// Changes noted so far by this run.
+    seq: u32,
+    /// Subscriptions this run opened, with the number of changes noted before: they were
+    /// evaluated as they opened, so only later changes concern them.
+    opened: BTreeMap<Key, u32>,
+}
+
+/// The condition of a conditional event, if it is one.
+pub(crate) fn condition_of(
+    definition: &ProcessDefinition,
+    event: ElementIndex,
+) -> Option<&Condition> {
+    match &definition.element(event).kind {
+        ElementKind::StartEvent {
+            trigger: StartTrigger::Conditional(condition),
+            ..
+        }
+        | ElementKind::IntermediateCatchEvent(CatchTrigger::Conditional(condition))
+        | ElementKind::BoundaryEvent {
+            trigger: BoundaryTrigger::Conditional(condition),
+            ..
+        } => Some(condition),
+        _ => None,
+    }
+}
+
+impl Run<'_> {
+    /// Replaces the variable document of `scope`, noting for the conditional events of its
+    /// process instance every variable it creates or changes. Without an open conditional
+    /// subscription in the instance, nothing is compared.
+    pub(crate) fn store_variables(&mut self, scope: Key, document: Variables) {
+        let process_instance_key = self.state.elements[&scope].process_instance_key;
+        if self.state.has_conditionals(process_instance_key) {
+            let mut changed = Vec::new();
+            let old = self.state.variables.get(&scope);
+            for (name, value) in &document {
+                match old.and_then(|old| old.get(name)) {
+                    None => changed.push((name.clone(), true)),
+                    Some(before) if before != value => changed.push((name.clone(), false)),
+                    Some(_) => {}
+                }
+            }
+            for (name, created) in changed {
+                self.note_change(process_instance_key, scope, name, created);
+            }
+        }
+        self.state.store_variables(scope, document);
+    }
+
+    /// Notes that `name` was created or changed in `scope` (call when the instance has
+    /// conditional subscriptions).
+    pub(crate) fn note_change(
+        &mut self,
+        process_instance_key: Key,
+        scope: Key,
+        name: String,
+        created: bool,
+    ) {
+        let pending = &mut self.conditionals;
+        pending.seq += 1;
+        let seq = pending.seq;
+        let changes = pending.changes.entry(process_instance_key).or_default();
+        if changes.is_empty() {
+            self.queue(Step::Conditionals {
+                process_instance: process_instance_key,
+            });
+        }
+        self.conditionals
+            .changes
+            .get_mut(&process_instance_key)
+            .expect("just made")
+            .push(Change {
+                scope,
+                name,
+                created,
+                seq,
+            });
+    }
+
+    /// Whether a condition holds for what `owner` sees (null counts as false). An error
+    /// when the result is neither a boolean nor null (the model is wrong), or the evaluation
+    /// failed.
+    pub(crate) fn condition_holds(
+        &self,
+        owner: Key,
+        condition: &Condition,
+    ) -> Result<bool, String> {
+        let variables = self.visible_variables(owner);
+        let evaluated =
+            crate::feel::evaluate(&condition.expression, &variables, self.now_millis())?;
+        match evaluated.value {
+            serde_json::Value::Bool(holds) => Ok(holds),
+            serde_json::Value::Null => Ok(false),
+            other => Err(format!(
+                "the condition `{}` gave {other}, not a boolean",
+                condition.expression.source()
+            )),
+        }
+    }
+
+    /// A conditional subscription just opened (evaluated, and queued to fire when it held).
+    pub(crate) fn conditional_opened(&mut self, subscription: Key) {
+        let seq = self.conditionals.seq;
+        self.conditionals.opened.insert(subscription, seq);
+    }
+
+    /// Fires a conditional subscription, if it is still open: closes it unless its event
+    /// repeats, then the event happens (with no variables).
+    pub(crate) fn fire_conditional(&mut self, subscription: Key) {
+        let Some(open) = self
+            .state
+            .conditional_subscriptions
+            .get(&subscription)
+            .cloned()
+        else {
+            return;
+        };
+        if !self.state.elements.contains_key(&open.owner) {
+            return;
+        }
+        if !self.event_repeats(open.process_definition_key, open.element) {
+            self.state.remove_conditional_subscription(subscription);
+        }
+        self.fire(open.owner, open.element, Variables::new());
+    }
+
+    /// Evaluates the conditional subscriptions of a process instance that the changes noted
+    /// since the last evaluation concern, outermost owner first, and fires those that hold.
+    pub(crate) fn evaluate_conditionals(&mut self, process_instance_key: Key) {
+        let Some(changes) = self.conditionals.changes.remove(&process_instance_key) else {
+            return;
+        };
+        let mut order: Vec<(u32, Key)> = self
+            .state
+            .conditionals_of(process_instance_key)
+            .into_iter()
+            .map(|key| {
+                let owner = self.state.conditional_subscriptions[&key].owner;
+                (self.depth(owner), key)
+            })
+            .collect();
+        order.sort_unstable();
+        for (_, key) in order {
+            // An interrupting event before may have closed it, or ended its owner.
+            let Some(open) = self.state.conditional_subscriptions.get(&key).cloned() else {
+                continue;
+            };
+            // An owner about to complete takes no more events: the variables its completion
+            // brings (a job's, a message's) never fire its own boundary events.
+            if !self.state.elements.contains_key(&open.owner) || self.completing(open.owner) {
+                continue;
+            }
+            let opened_after = self.conditionals.opened.get(&key).copied().unwrap_or(0);
+            let definition = self.definition_of(open.owner);
+            let Some(condition) = condition_of(&definition, open.element) else {
+                continue;
+            };
+            let concerned = changes.iter().any(|change| {
+                change.seq > opened_after
+                    && condition.watches(&change.name, change.created)
+                    && self.sees(open.owner, change.scope, &change.name)
+            });
+            if concerned && self.condition_holds(open.owner, condition) == Ok(true) {
+                self.fire_conditional(key);
+            }
+        }
+    }
+
+    /// How many scopes are around an element instance (0 for a process instance).
+    fn depth(&self, mut key: Key) -> u32 {
+        let mut depth = 0;
+        while let Some(scope) = self.state.elements.get(&key).and_then(|e| e.scope) {
+            depth += 1;
+            key = scope;
+        }
+        depth
+    }
+
+    /// Whether `owner` sees the variable `name` of `scope`: `scope` is the owner or a scope
+    /// around it, and no scope from the owner out to it has a local variable of that name.
+    fn sees(&self, owner: Key, scope: Key, name: &str) -> bool {
+        let mut at = owner;
+        loop {
+            if at == scope {
+                return true;
+            }
+            if self
+                .state
+                .variables
+                .get(&at)
+                .is_some_and(|local| local.contains_key(name))
+            {
+                return false;
+            }
+            match self.state.elements.get(&at).and_then(|e| e.scope) {
+                Some(outer) => at = outer,
+                None => return false,
+            }
+        }
+    }
+}
