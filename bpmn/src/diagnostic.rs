@@ -19,7 +19,7 @@ pub enum DiagnosticKind {
     /// Two elements share one `id`.
     DuplicateId,
     /// A BPMN element or construct that ringflow does not execute (complex gateway,
-    /// transaction, standard loop, conditional events, ...).
+    /// transaction, standard loop, cancel events, ...).
     UnsupportedElement,
     /// An element in the BPMN namespace that BPMN 2.0 does not define.
     UnknownElement,

@@ -39,11 +39,13 @@
 //!   [`Model::non_executable`] and not validated.
 //! - **Elements**: see the table in the repository README, which the tests keep true. What is
 //!   not supported (complex gateway, transaction, ad-hoc subprocess, standard loop,
-//!   conditional and cancel events, ...) is rejected with an error naming the element.
+//!   cancel events, conditional start events of a process, ...) is rejected with an error
+//!   naming the element. Conditional events read their condition and
+//!   `zeebe:conditionalFilter` into a [`Condition`].
 //! - **Camunda 8 extensions** (`http://camunda.org/schema/zeebe/1.0`): `taskDefinition`,
 //!   `taskHeaders`, `ioMapping`, `subscription`, `calledElement`, `loopCharacteristics`,
 //!   `script`, `calledDecision`, `properties`, `userTask`, `assignmentDefinition`,
-//!   `versionTag`, `executionListeners` (see [`ExecutionListeners`]: refused where Camunda 8
+//!   `versionTag`, `conditionalFilter`, `executionListeners` (see [`ExecutionListeners`]: refused where Camunda 8
 //!   does not run them). Form, schedule and priority extensions are accepted and carry no
 //!   behaviour. Task listeners are rejected, not silently ignored.
 //! - **FEEL** (a leading `=`) is parsed at deploy time; see [`expression`].

@@ -91,6 +91,11 @@ impl Run<'_> {
     /// process instance every variable it creates or changes. Without an open conditional
     /// subscription in the instance, nothing is compared.
     pub(crate) fn store_variables(&mut self, scope: Key, document: Variables) {
+        if self.state.conditional_subscriptions.is_empty() {
+            // The common case: no conditional event waits on this shard.
+            self.state.store_variables(scope, document);
+            return;
+        }
         let process_instance_key = self.state.elements[&scope].process_instance_key;
         if self.state.has_conditionals(process_instance_key) {
             let mut changed = Vec::new();

@@ -474,3 +474,27 @@ fn a_subscription_survives_a_snapshot_and_fires_after_it() {
     set(&mut shard, instance, r#"{"x": 11}"#, false);
     assert_eq!(shard.live_element_ids(instance), ["a", "c"]);
 }
+
+#[test]
+fn an_event_subprocess_that_keeps_meeting_its_own_condition_stops_at_the_step_limit() {
+    let mut shard = Shard::new();
+    // Each run of the non-interrupting event subprocess raises x, which meets its condition
+    // again: a loop without a wait state.
+    let xml = with_event_subprocess("= x &gt; 0", false).replace(
+        &service_task("handle", "handle"),
+        r#"<bpmn:scriptTask id="handle"><bpmn:extensionElements><zeebe:script expression="=x + 1" resultVariable="x"/></bpmn:extensionElements></bpmn:scriptTask>"#,
+    );
+    shard.deploy("loop.bpmn", &xml);
+    let (instance, _) = shard.create("esp", vars(r#"{"x": 0}"#));
+    set(&mut shard, instance, r#"{"x": 1}"#, false);
+    let incident = shard
+        .state
+        .incidents()
+        .next()
+        .expect("an incident stops the loop");
+    assert!(
+        incident.message.contains("COMMAND_STEPS_MAX"),
+        "{}",
+        incident.message
+    );
+}

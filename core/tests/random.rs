@@ -1,10 +1,11 @@
 //! Randomized: generated processes (nested sequences, parallel, exclusive, inclusive and
-//! event-based gateways, subprocesses, tasks, timer, message and signal catch events, timer,
-//! message, signal, error and compensation boundary events, compensation throw events,
+//! event-based gateways, subprocesses, tasks, timer, message, signal and conditional catch
+//! events, timer, message, signal, conditional, error and compensation boundary events,
+//! compensation throw events,
 //! multi-instance tasks, call activities, execution listeners on tasks, call activities,
 //! catch events, gateways, subprocesses, throw events and the process) driven by
 //! random commands in any order (create, complete, fail, throw, cancel, resolve, publish,
-//! broadcast a signal, time passing and timers firing). After every command the state's invariants must hold; at the end
+//! broadcast a signal, set variables, time passing and timers firing). After every command the state's invariants must hold; at the end
 //! replaying the accepted commands must give the same bytes. Seeded and reproducible:
 //! `RINGFLOW_RANDOM_SEED=<n> cargo test -p ringflow-core --test random`; more runs with
 //! `RINGFLOW_RANDOM_RUNS=<n>`.
@@ -97,11 +98,14 @@ impl Generator<'_> {
                 (id.clone(), id)
             }
             7 => {
-                let (id, definition) = if self.rng.below(3) == 0 {
+                let pick = self.rng.below(4);
+                let (id, definition) = if pick == 0 {
                     (
                         self.id("sig"),
                         r#"<bpmn:signalEventDefinition signalRef="ping"/>"#,
                     )
+                } else if pick == 1 {
+                    (self.id("cond"), CONDITION_HIGH)
                 } else {
                     (
                         self.id("msg"),
@@ -129,12 +133,20 @@ impl Generator<'_> {
             10 => {
                 let gate = self.id("ebg");
                 let merge = self.id("merge");
-                let on_message = self.id("msg");
+                let conditional = self.rng.below(3) == 0;
+                let (on_message, definition) = if conditional {
+                    (self.id("cond"), CONDITION_HIGH)
+                } else {
+                    (
+                        self.id("msg"),
+                        r#"<bpmn:messageEventDefinition messageRef="m"/>"#,
+                    )
+                };
                 let on_timer = self.id("timer");
                 let catch_listeners = self.listeners(true, true, true);
                 let gate_listeners = self.listeners(true, false, true);
                 self.xml.push_str(&format!(
-                    r#"<bpmn:eventBasedGateway id="{gate}">{gate_listeners}</bpmn:eventBasedGateway><bpmn:exclusiveGateway id="{merge}"/><bpmn:intermediateCatchEvent id="{on_message}">{catch_listeners}<bpmn:messageEventDefinition messageRef="m"/></bpmn:intermediateCatchEvent><bpmn:intermediateCatchEvent id="{on_timer}"><bpmn:timerEventDefinition><bpmn:timeDuration>PT30S</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>"#
+                    r#"<bpmn:eventBasedGateway id="{gate}">{gate_listeners}</bpmn:eventBasedGateway><bpmn:exclusiveGateway id="{merge}"/><bpmn:intermediateCatchEvent id="{on_message}">{catch_listeners}{definition}</bpmn:intermediateCatchEvent><bpmn:intermediateCatchEvent id="{on_timer}"><bpmn:timerEventDefinition><bpmn:timeDuration>PT30S</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>"#
                 ));
                 for event in [&on_message, &on_timer] {
                     self.flow(&gate, event, None);
@@ -262,6 +274,7 @@ impl Generator<'_> {
                 self.rng.below(2) == 0,
                 r#"<bpmn:signalEventDefinition signalRef="halt"/>"#,
             ),
+            4 => (self.rng.below(2) == 0, CONDITION_HIGHER),
             _ => (true, r#"<bpmn:errorEventDefinition errorRef="err"/>"#),
         };
         self.xml.push_str(&format!(
@@ -279,6 +292,13 @@ impl Generator<'_> {
         (task, merge)
     }
 }
+
+/// A conditional catch event's definition: `r` (set at creation, by jobs, messages,
+/// signals and `SetVariables`) over 0.5.
+const CONDITION_HIGH: &str = r#"<bpmn:conditionalEventDefinition><bpmn:condition>= r &gt; 0.5</bpmn:condition></bpmn:conditionalEventDefinition>"#;
+
+/// A conditional boundary event's definition.
+const CONDITION_HIGHER: &str = r#"<bpmn:conditionalEventDefinition><bpmn:condition>= r &gt; 0.8</bpmn:condition></bpmn:conditionalEventDefinition>"#;
 
 /// The process call activities call: one task.
 const CHILD: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -445,6 +465,13 @@ fn check_invariants(state: &State) {
             subscription.key
         );
     }
+    for subscription in state.conditional_subscriptions() {
+        assert!(
+            state.element_instance(subscription.owner).is_some(),
+            "conditional subscription {} of a dead element",
+            subscription.key
+        );
+    }
     for element in state.element_instances() {
         assert_eq!(
             state.multi_body(element.key).is_some(),
@@ -491,6 +518,7 @@ struct Seen {
     timers_fired: u64,
     correlations: u64,
     signals: u64,
+    conditionals: u64,
     multi_instance: u64,
     calls: u64,
     compensations: u64,
@@ -510,6 +538,18 @@ fn one_run(seed: u64, seen: &mut Seen) {
         let jobs: Vec<Key> = shard.state.jobs().map(|job| job.key).collect();
         let pick = |rng: &mut Rng, keys: &[Key]| keys[rng.below(keys.len() as u64) as usize];
         let command = match rng.below(13) {
+            10 if rng.below(4) == 0 => {
+                // Variables change from outside: conditional events may fire.
+                let scopes: Vec<Key> = shard.state.element_instances().map(|e| e.key).collect();
+                if scopes.is_empty() {
+                    continue;
+                }
+                Command::SetVariables {
+                    scope: pick(&mut rng, &scopes),
+                    variables: vars(&format!(r#"{{"r": {}}}"#, rng.below(100) as f64 / 100.0)),
+                    local: rng.below(4) == 0,
+                }
+            }
             10 if rng.below(3) == 0 => Command::BroadcastSignal {
                 name: ["ping", "halt"][rng.below(2) as usize].to_string(),
                 variables: vars(&format!(r#"{{"r": {}}}"#, rng.below(100) as f64 / 100.0)),
@@ -635,6 +675,11 @@ fn one_run(seed: u64, seen: &mut Seen) {
                         seen.signals += 1;
                     }
                     ringflow_core::Event::ElementCompleted { element_id, .. }
+                        if element_id.starts_with("cond") =>
+                    {
+                        seen.conditionals += 1;
+                    }
+                    ringflow_core::Event::ElementCompleted { element_id, .. }
                         if element_id.starts_with("multi") =>
                     {
                         seen.multi_instance += 1;
@@ -721,6 +766,25 @@ fn drain(shard: &mut Shard) {
                 .expect("broadcast");
             check_invariants(&shard.state);
         }
+        // And every waiting condition its value (from the owner, so it lands in the scope
+        // the owner sees).
+        let owners: Vec<Key> = shard
+            .state
+            .conditional_subscriptions()
+            .map(|s| s.owner)
+            .collect();
+        for owner in owners {
+            if shard.state.element_instance(owner).is_some() {
+                shard
+                    .run(Command::SetVariables {
+                        scope: owner,
+                        variables: vars(r#"{"r": 0.99}"#),
+                        local: false,
+                    })
+                    .expect("set");
+                check_invariants(&shard.state);
+            }
+        }
         let later = shard.now_millis + 3_600_000;
         shard.fire_timers_until(later);
         check_invariants(&shard.state);
@@ -785,6 +849,10 @@ fn random_processes_and_commands_keep_the_invariants() {
         assert!(seen.timers_fired > 0, "no timer ever fired");
         assert!(seen.correlations > 0, "no message ever correlated");
         assert!(seen.signals > 0, "no signal catch event ever completed");
+        assert!(
+            seen.conditionals > 0,
+            "no conditional catch event ever completed"
+        );
         assert!(
             seen.multi_instance > 0,
             "no multi-instance task ever completed"
