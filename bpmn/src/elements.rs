@@ -186,21 +186,23 @@ impl<'d> Compiler<'d> {
             EventDef::Conditional(condition) if in_event_subprocess => {
                 StartTrigger::Conditional(condition?)
             }
-            EventDef::Conditional(_) if in_process => {
-                let text = "a conditional start event of a process is started by evaluating \
-                            its condition on request (Camunda's EvaluateConditional), which \
-                            ringflow's protocol does not have yet; conditional start events \
-                            of event subprocesses are supported";
-                self.report(K::UnsupportedElement, node, text.to_string());
-                return None;
+            EventDef::Conditional(condition) if in_process => {
+                let condition = condition?;
+                if !(condition.on_create && condition.on_update) {
+                    let text = "variableEvents has no meaning on a conditional start event of \
+                                a process: it is evaluated on request (EvaluateConditional), \
+                                against the variables given, not on variable changes";
+                    self.report(K::InvalidValue, node, text.to_string());
+                }
+                StartTrigger::Conditional(condition)
             }
             other => {
                 return self.misplaced(
                     node,
                     other,
                     "a start event",
-                    "none, message, timer or \
-                signal (error, escalation and conditional too in event subprocesses)",
+                    "none, message, timer, \
+                signal or conditional (error and escalation too in event subprocesses)",
                 );
             }
         };

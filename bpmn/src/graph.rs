@@ -148,6 +148,29 @@ fn check_scope_starts(
                 let text = format!("the process has {none_starts} none start events; at most one");
                 compiler.report_element(K::InvalidStartEvent, element, text);
             }
+            // As in Camunda 8: the conditions of a process's conditional start events differ.
+            let mut conditions: Vec<&str> = Vec::new();
+            for start in starts {
+                if let ElementKind::StartEvent {
+                    trigger: StartTrigger::Conditional(condition),
+                    ..
+                } = &definition.element(*start).kind
+                {
+                    let source = condition.expression.source();
+                    if conditions.contains(&source) {
+                        let text = format!(
+                            "another conditional start event of the process has the condition \
+                             `{source}`; each needs its own"
+                        );
+                        compiler.report_element(
+                            K::InvalidStartEvent,
+                            definition.element(*start),
+                            text,
+                        );
+                    }
+                    conditions.push(source);
+                }
+            }
         }
         ElementKind::SubProcess => {
             if starts.is_empty() {

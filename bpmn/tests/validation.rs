@@ -829,18 +829,25 @@ fn broken_conditional_events_are_reported() {
 }
 
 #[test]
-fn conditional_starts_are_refused_outside_event_subprocesses() {
-    let root = errors(
-        &format!(
-            r#"<bpmn:startEvent id="start">{}</bpmn:startEvent>
-               <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="end"/>
+fn conditional_starts_stand_at_the_process_or_in_event_subprocesses() {
+    let root = |first: &str, second: &str, filter: &str| {
+        format!(
+            r#"<bpmn:startEvent id="a">{}</bpmn:startEvent>
+               <bpmn:startEvent id="b">{}</bpmn:startEvent>
+               <bpmn:sequenceFlow id="f1" sourceRef="a" targetRef="end"/>
+               <bpmn:sequenceFlow id="f2" sourceRef="b" targetRef="end"/>
                <bpmn:endEvent id="end"/>"#,
-            conditional("= go", "")
-        ),
-        "",
-    );
-    has(&root, K::UnsupportedElement, "start");
-    assert!(root.to_string().contains("EvaluateConditional"), "{root}");
+            conditional(first, filter),
+            conditional(second, "")
+        )
+    };
+    ok(&root("= amount &gt; 100", "= vip", ""), "");
+    // As in Camunda 8: each conditional start event of a process has its own condition.
+    let twice = errors(&root("= vip", "= vip", ""), "");
+    has(&twice, K::InvalidStartEvent, "b");
+    // variableEvents has no meaning where no variable changes.
+    let events = errors(&root("= go", "= vip", r#"variableEvents="create""#), "");
+    has(&events, K::InvalidValue, "a");
     let embedded = errors(
         &format!(
             r#"<bpmn:startEvent id="start"/>

@@ -37,6 +37,7 @@
 //! | 18 | BroadcastSignal | name, variables |
 //! | 19 | ContinueSignal | key |
 //! | 20 | ContinueCompensation | key |
+//! | 21 | EvaluateConditional | BPMN process id (optional text), variables |
 
 use std::sync::Arc;
 
@@ -174,6 +175,14 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
         }
         Command::ContinueSignal { key } => tagged_key(out, 19, *key),
         Command::ContinueCompensation { key } => tagged_key(out, 20, *key),
+        Command::EvaluateConditional {
+            bpmn_process_id,
+            variables,
+        } => {
+            out.push(21);
+            put_optional_text(out, bpmn_process_id.as_deref());
+            put_variables(out, variables);
+        }
     }
 }
 
@@ -283,6 +292,10 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
         },
         19 => Command::ContinueSignal { key: reader.key()? },
         20 => Command::ContinueCompensation { key: reader.key()? },
+        21 => Command::EvaluateConditional {
+            bpmn_process_id: reader.optional_text()?,
+            variables: read_variables(reader)?,
+        },
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
     Ok((
@@ -402,6 +415,14 @@ mod tests {
             },
             Command::ContinueSignal { key },
             Command::ContinueCompensation { key },
+            Command::EvaluateConditional {
+                bpmn_process_id: Some("order".to_string()),
+                variables: variables(),
+            },
+            Command::EvaluateConditional {
+                bpmn_process_id: None,
+                variables: Variables::new(),
+            },
         ]
         .into_iter()
         .chain(

@@ -8,6 +8,10 @@
 //! | event subprocess start | the enclosing scope | as any event subprocess start (interrupting or not) |
 //! | catch event after an event-based gateway | the gateway | the gateway completes along that branch |
 //!
+//! A conditional start event of a process has no subscription: `EvaluateConditional`
+//! ([`evaluate_starts`]) evaluates it against the variables it is given, and starts an
+//! instance where it holds.
+//!
 //! The condition is evaluated with the variables the owner sees:
 //!
 //! - when the wait opens (with the waits of the same element: an activity's boundary events
@@ -265,4 +269,118 @@ impl Run<'_> {
             }
         }
     }
+}
+
+/// The conditional start events at the root of `definition`, with their conditions.
+pub(crate) fn conditional_starts(
+    definition: &ProcessDefinition,
+) -> Vec<(ElementIndex, &Condition)> {
+    definition
+        .start_events(ProcessDefinition::ROOT)
+        .iter()
+        .filter_map(|start| match &definition.element(*start).kind {
+            ElementKind::StartEvent {
+                trigger: StartTrigger::Conditional(condition),
+                ..
+            } => Some((*start, condition)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `EvaluateConditional`: evaluates the conditional start events of the latest version of
+/// each process (or of one) against `variables`, and starts an instance at each that holds,
+/// in process id and document order, each with its own budget of steps. A condition that
+/// gives anything but `true` starts nothing. Refused, with nothing started, when no process
+/// (or not the one named) has a conditional start event, the variables are over
+/// `VARIABLE_DOCUMENT_BYTES_MAX`, or the starts would pass `LIVE_INSTANCES_MAX`.
+pub(crate) fn evaluate_starts(
+    state: &mut crate::state::State,
+    bpmn_process_id: Option<String>,
+    variables: Variables,
+    ctx: &crate::engine::Ctx,
+) -> Result<crate::engine::Outcome, crate::engine::Rejection> {
+    use crate::engine::{Keys, Outcome, Rejection, RejectionCode, Response, StartedInstance};
+    crate::variables::check_document_size(&variables)?;
+    let latest: Vec<Key> = match &bpmn_process_id {
+        Some(id) => {
+            let version = state.latest_process(id).ok_or_else(|| {
+                Rejection::new(
+                    RejectionCode::ProcessNotFound,
+                    format!("no process with id `{id}` is deployed"),
+                )
+            })?;
+            if conditional_starts(&version.definition).is_empty() {
+                return Err(Rejection::new(
+                    RejectionCode::InvalidArgument,
+                    format!("the process `{id}` has no conditional start event"),
+                ));
+            }
+            vec![version.key]
+        }
+        None => {
+            let keys: Vec<Key> = state
+                .versions
+                .values()
+                .filter_map(|keys| keys.last().copied())
+                .filter(|key| !conditional_starts(&state.processes[key].definition).is_empty())
+                .collect();
+            if keys.is_empty() {
+                return Err(Rejection::new(
+                    RejectionCode::ProcessNotFound,
+                    "no deployed process has a conditional start event".to_string(),
+                ));
+            }
+            keys
+        }
+    };
+    // Every condition first (they read only the variables given), so that a start over the
+    // limit refuses the command before anything changes.
+    let mut to_start: Vec<(Key, ElementIndex)> = Vec::new();
+    for process_definition_key in latest {
+        let definition = &state.processes[&process_definition_key].definition;
+        for (start, condition) in conditional_starts(definition) {
+            let holds = crate::feel::evaluate(&condition.expression, &variables, ctx.now_millis)
+                .is_ok_and(|evaluated| evaluated.value == serde_json::Value::Bool(true));
+            if holds {
+                to_start.push((process_definition_key, start));
+            }
+        }
+    }
+    if state.instances.len() + to_start.len() > crate::limits::LIVE_INSTANCES_MAX {
+        return Err(Rejection::new(
+            RejectionCode::LimitExceeded,
+            format!(
+                "{} conditions hold, and the shard runs {} instances: starting them would pass \
+                 LIVE_INSTANCES_MAX ({})",
+                to_start.len(),
+                state.instances.len(),
+                crate::limits::LIVE_INSTANCES_MAX
+            ),
+        ));
+    }
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+    let mut started = Vec::new();
+    for (process_definition_key, start) in to_start {
+        let version = &run.state.processes[&process_definition_key];
+        let definition = std::sync::Arc::clone(&version.definition);
+        let number = version.version;
+        run.reset_steps();
+        let key = run.start_instance_at(process_definition_key, start, variables.clone(), None);
+        run.settle();
+        started.push(StartedInstance {
+            process_instance_key: key,
+            process_definition_key,
+            bpmn_process_id: std::sync::Arc::clone(&definition.bpmn_process_id),
+            version: number,
+            start_event_id: std::sync::Arc::clone(&definition.element(start).id),
+        });
+    }
+    run.run();
+    Ok(Outcome {
+        response: Response::ConditionalEvaluated(started),
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
+        next_key: run.keys.next(),
+    })
 }

@@ -124,6 +124,15 @@ pub enum Command {
         /// The signal's variables.
         variables: Variables,
     },
+    /// Evaluates the conditional start events of processes (the latest version of each)
+    /// against `variables`, and starts an instance, with those variables, at each whose
+    /// condition is `true` (see `conditionals`). Camunda's `EvaluateConditional`.
+    EvaluateConditional {
+        /// Only this BPMN process id; `None`: every process with a conditional start event.
+        bpmn_process_id: Option<String>,
+        /// The variables the conditions read, and the new instances get.
+        variables: Variables,
+    },
     /// The shard, after [`Effect::ContinueSignal`]: deliver a signal to the next
     /// subscriptions it reaches (see [`crate::signals`]).
     ContinueSignal {
@@ -207,6 +216,21 @@ pub struct Outcome {
     pub next_key: Key,
 }
 
+/// A process instance started by a conditional start event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartedInstance {
+    /// The process instance key.
+    pub process_instance_key: Key,
+    /// The process definition version it runs.
+    pub process_definition_key: Key,
+    /// The BPMN process id.
+    pub bpmn_process_id: Arc<str>,
+    /// The version.
+    pub version: u32,
+    /// The start event's id.
+    pub start_event_id: Arc<str>,
+}
+
 /// The answer to a command.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Response {
@@ -260,6 +284,9 @@ pub enum Response {
         /// The message key.
         key: Key,
     },
+    /// Conditional start events were evaluated: the instances started, in order (empty
+    /// when no condition held).
+    ConditionalEvaluated(Vec<StartedInstance>),
     /// A signal was broadcast (here, and as mail to every other shard).
     SignalBroadcast {
         /// The signal's key.
@@ -319,6 +346,9 @@ pub struct ActivatedJob {
     pub custom_headers: Vec<(String, String)>,
     /// The variables visible at the task, innermost scope winning.
     pub variables: Variables,
+    /// `None`: the element's own work; else the event of the execution listener the job
+    /// runs (see `listeners`).
+    pub listener: Option<crate::instance::ListenerEvent>,
 }
 
 /// The result of a deployment.
@@ -819,6 +849,10 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
         Command::BroadcastSignal { name, variables } => {
             crate::signals::broadcast(state, name, variables, ctx)?
         }
+        Command::EvaluateConditional {
+            bpmn_process_id,
+            variables,
+        } => crate::conditionals::evaluate_starts(state, bpmn_process_id, variables, ctx)?,
         Command::ContinueSignal { key } => crate::signals::continue_delivery(state, key, ctx)?,
         Command::ContinueCompensation { key } => {
             crate::compensation::continue_throw(state, key, ctx)?

@@ -85,6 +85,7 @@ pub(crate) fn activate(
             deadline_millis,
             custom_headers,
             variables: run.visible_variables(job.element_instance_key),
+            listener: job.listener.map(|listener| listener.event),
         });
         effects.push(Effect::JobLease {
             key,

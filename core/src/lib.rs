@@ -15,14 +15,16 @@
 //! `CreateInstance`, `CancelInstance`, `ActivateJobs`, `CompleteJob`, `FailJob` (retries,
 //! backoff), `JobLeaseExpired`, `JobRetryDue`, `UpdateJobRetries`, `ThrowError`,
 //! `ResolveIncident`, `SetVariables`, `PublishMessage` (correlation under the Camunda 8
-//! rules, buffering, deduplication), `BroadcastSignal` ([`signals`]), `ExpireMessage` and
-//! `TriggerTimer`; the token machine for every element the README's table marks "yes":
-//! events (none, message, timer, signal, error, escalation, compensation, link, terminate),
+//! rules, buffering, deduplication), `BroadcastSignal` ([`signals`]), `EvaluateConditional`,
+//! `ExpireMessage` and `TriggerTimer`; the token machine for every element the README's table
+//! marks "yes": events (none, message, timer, signal, conditional, error, escalation,
+//! compensation, link, terminate),
 //! tasks, gateways (exclusive, parallel, inclusive,
 //! event-based), embedded and event subprocesses, multi-instance activities and call
 //! activities; execution listeners ([`listeners`]); FEEL conditions and mappings against
 //! JSON variables with the clock from [`Ctx`]; and the deterministic snapshot of all of it.
-//! Module docs: `waits` (what element instances wait for), [`timers`], `messages`,
+//! Module docs: `waits` (what element instances wait for), `conditionals`, [`timers`],
+//! `messages`,
 //! [`signals`], [`compensation`], [`listeners`], `multi`, `call`,
 //! `errors`,
 //! `support`.
@@ -58,7 +60,8 @@ mod waits;
 
 pub use engine::{
     ActivatedJob, Command, Ctx, DeployedDecision, DeployedProcess, Deployment, Effect, Event,
-    Outcome, ProcessRef, Rejection, RejectionCode, Resource, Response, Variables, process,
+    Outcome, ProcessRef, Rejection, RejectionCode, Resource, Response, StartedInstance, Variables,
+    process,
 };
 pub use instance::{
     Compensation, ConditionalSubscription, ElementInstance, ElementRole, Incident, IncidentRetry,

@@ -498,3 +498,130 @@ fn an_event_subprocess_that_keeps_meeting_its_own_condition_stops_at_the_step_li
         incident.message
     );
 }
+
+/// Process `orders` with two conditional start events (`large`: amount over 100, `vip`:
+/// vip), each leading to its own task, and no none start event.
+fn started_by_conditions() -> String {
+    xsi_model(
+        "orders",
+        &format!(
+            r#"<bpmn:startEvent id="large">{}</bpmn:startEvent>
+               <bpmn:startEvent id="vip">{}</bpmn:startEvent>{}{}{}{}{}{}
+               <bpmn:endEvent id="end"/><bpmn:endEvent id="vip-end"/>"#,
+            conditional("= amount &gt; 100", ""),
+            conditional("= vip = true", ""),
+            flow("f1", "large", "review"),
+            service_task("review", "review"),
+            flow("f2", "review", "end"),
+            flow("f3", "vip", "welcome"),
+            service_task("welcome", "welcome"),
+            flow("f4", "welcome", "vip-end"),
+        ),
+    )
+}
+
+fn evaluate(
+    shard: &mut Shard,
+    process: Option<&str>,
+    variables: &str,
+) -> Result<Vec<ringflow_core::StartedInstance>, ringflow_core::Rejection> {
+    let outcome = shard.run(Command::EvaluateConditional {
+        bpmn_process_id: process.map(str::to_string),
+        variables: vars(variables),
+    })?;
+    shard.check_replay();
+    match outcome.response {
+        Response::ConditionalEvaluated(started) => Ok(started),
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+#[test]
+fn evaluate_conditional_starts_an_instance_at_each_start_whose_condition_holds() {
+    let mut shard = Shard::new();
+    let rejection = evaluate(&mut shard, None, "{}").expect_err("nothing deployed");
+    assert_eq!(
+        rejection.code,
+        ringflow_core::RejectionCode::ProcessNotFound
+    );
+    shard.deploy("orders.bpmn", &started_by_conditions());
+
+    let started = evaluate(&mut shard, None, r#"{"amount": 150}"#).expect("evaluated");
+    assert_eq!(started.len(), 1);
+    assert_eq!(&*started[0].start_event_id, "large");
+    assert_eq!(&*started[0].bpmn_process_id, "orders");
+    let instance = started[0].process_instance_key;
+    assert_eq!(shard.live_element_ids(instance), ["review"]);
+    let job = shard.activate("review", 1).remove(0);
+    assert_eq!(
+        job.variables["amount"], 150,
+        "the instance got the variables"
+    );
+    shard.complete(job.key, vars("{}"));
+
+    // Both conditions: two instances, in document order.
+    let started = evaluate(
+        &mut shard,
+        Some("orders"),
+        r#"{"amount": 500, "vip": true}"#,
+    )
+    .expect("evaluated");
+    let ids: Vec<&str> = started.iter().map(|s| &*s.start_event_id).collect();
+    assert_eq!(ids, ["large", "vip"]);
+
+    // None holds (and a missing variable is null, not an error): nothing starts.
+    assert!(
+        evaluate(&mut shard, None, r#"{"amount": 5}"#)
+            .expect("evaluated")
+            .is_empty()
+    );
+    assert!(
+        evaluate(&mut shard, None, "{}")
+            .expect("evaluated")
+            .is_empty()
+    );
+    // A process without conditional starts, or none deployed under that id: refused.
+    shard.deploy("one.bpmn", &common::one_task());
+    let rejection = evaluate(&mut shard, Some("one-task"), "{}").expect_err("no condition");
+    assert_eq!(
+        rejection.code,
+        ringflow_core::RejectionCode::InvalidArgument
+    );
+    let rejection = evaluate(&mut shard, Some("nope"), "{}").expect_err("unknown");
+    assert_eq!(
+        rejection.code,
+        ringflow_core::RejectionCode::ProcessNotFound
+    );
+    // CreateInstance cannot start it: it has no none start event.
+    let created = shard.run(Command::CreateInstance {
+        process: ringflow_core::ProcessRef::Latest("orders".into()),
+        variables: vars("{}"),
+        business_key: None,
+        await_result: false,
+    });
+    assert!(created.is_err());
+    finish(&mut shard, "review");
+    finish(&mut shard, "welcome");
+    shard.assert_clean();
+}
+
+#[test]
+fn only_the_latest_version_s_conditional_starts_are_evaluated() {
+    let mut shard = Shard::new();
+    shard.deploy("orders.bpmn", &started_by_conditions());
+    // Version 2 has only a none start event.
+    let plain = common::model(
+        "orders",
+        &format!(
+            r#"<bpmn:startEvent id="start"/>{}<bpmn:endEvent id="end"/>"#,
+            flow("f1", "start", "end")
+        ),
+    );
+    shard.deploy("orders.bpmn", &plain);
+    let rejection = evaluate(&mut shard, None, r#"{"amount": 150}"#).expect_err("none left");
+    assert_eq!(
+        rejection.code,
+        ringflow_core::RejectionCode::ProcessNotFound
+    );
+    assert!(shard.state.instances().next().is_none());
+}

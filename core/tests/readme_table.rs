@@ -233,7 +233,7 @@ fn model_for(element: &str) -> Option<String> {
             r#"<bpmn:intermediateCatchEvent id="x">{CONDITIONAL}</bpmn:intermediateCatchEvent>"#
         )),
         "conditional boundary event (interrupting or not)" => boundary(CONDITIONAL, false),
-        "conditional start event of a process" => start(CONDITIONAL),
+        "conditional start event (`EvaluateConditional`)" => start(CONDITIONAL),
         "cancel event" => end("<bpmn:cancelEventDefinition/>"),
         "multiple and parallel-multiple events" => start(&format!("{MESSAGE_DEFINITION}{TIMER}")),
         "compensation event subprocess" => event_subprocess("<bpmn:compensateEventDefinition/>"),
@@ -337,7 +337,7 @@ fn runs_to_the_end(xml: &str) -> Result<(), String> {
         await_result: false,
     });
     if created.is_err() {
-        // Started by its message, timer or signal start event.
+        // Started by its message, timer, signal or conditional start event.
         let published = shard.publish("paid", "o", "{}", 0);
         let by_message = published
             .events
@@ -357,7 +357,20 @@ fn runs_to_the_end(xml: &str) -> Result<(), String> {
                 .iter()
                 .any(|event| matches!(event, ringflow_core::Event::InstanceCreated { .. }))
         };
-        if !by_message && !by_timer && !by_signal {
+        let by_condition = !by_message
+            && !by_timer
+            && !by_signal
+            && matches!(
+                shard.run(Command::EvaluateConditional {
+                    bpmn_process_id: None,
+                    variables: common::vars(r#"{"orderId": "o"}"#),
+                }),
+                Ok(ringflow_core::Outcome {
+                    response: ringflow_core::Response::ConditionalEvaluated(started),
+                    ..
+                }) if started.len() == 1
+            );
+        if !by_message && !by_timer && !by_signal && !by_condition {
             return Err("no instance could be started".to_string());
         }
     }

@@ -40,7 +40,7 @@ use ringflow_core::{Command, RejectionCode};
 use crate::cold::ExportQueue;
 
 /// The command types, as the `command` label says them.
-pub const COMMAND_KINDS: [&str; 20] = [
+pub const COMMAND_KINDS: [&str; 21] = [
     "deploy",
     "create_instance",
     "cancel_instance",
@@ -61,6 +61,7 @@ pub const COMMAND_KINDS: [&str; 20] = [
     "broadcast_signal",
     "continue_signal",
     "continue_compensation",
+    "evaluate_conditional",
 ];
 
 /// The index of a command's type in [`COMMAND_KINDS`].
@@ -86,6 +87,7 @@ pub fn command_kind(command: &Command) -> usize {
         Command::BroadcastSignal { .. } => 17,
         Command::ContinueSignal { .. } => 18,
         Command::ContinueCompensation { .. } => 19,
+        Command::EvaluateConditional { .. } => 20,
     }
 }
 

@@ -1308,6 +1308,7 @@ impl<D: Dir> Shard<D> {
             Command::CreateInstance { .. }
                 | Command::PublishMessage { .. }
                 | Command::BroadcastSignal { .. }
+                | Command::EvaluateConditional { .. }
                 | Command::Deploy { .. }
         );
         let lag = queue.lag();

@@ -1672,7 +1672,9 @@ fn execution_listeners_and_a_held_message_survive_a_snapshot_restart_and_a_crash
     let server = Server::start(&data, &addr, &["--shards", "1"]);
     let mut client = server.client();
     let started = complete_one(&mut client, "process-start");
+    assert_eq!(started.listener, Some(ringflow_wire::JobListener::Start));
     let work = complete_one(&mut client, "work");
+    assert_eq!(work.listener, None, "the task's own job");
     assert_eq!(work.process_instance_key, started.process_instance_key);
     let variables: Value = serde_json::from_str(&work.variables).expect("JSON");
     assert_eq!(
@@ -1685,6 +1687,7 @@ fn execution_listeners_and_a_held_message_survive_a_snapshot_restart_and_a_crash
     let server = Server::start(&data, &addr, &["--shards", "1"]);
     let mut client = server.client();
     let end = complete_one(&mut client, "work-end");
+    assert_eq!(end.listener, Some(ringflow_wire::JobListener::End));
     assert_eq!(end.process_instance_key, started.process_instance_key);
     // The instance ended with its end listener.
     let gone = client
@@ -1733,6 +1736,93 @@ fn a_compensation_throw_with_more_handlers_than_one_command_starts_runs_them_all
         .expect("create");
     let after = complete_one(&mut client, "after");
     assert_eq!(after.process_instance_key, created.process_instance_key);
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+/// Started by a condition on `amount`; its task `review` is interrupted when `cancelled`
+/// becomes true, and then `undo` runs.
+const CONDITIONED: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="conditioned" isExecutable="true">
+    <bpmn:startEvent id="large"><bpmn:conditionalEventDefinition>
+      <bpmn:condition>= amount &gt; 100</bpmn:condition></bpmn:conditionalEventDefinition>
+    </bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="large" targetRef="review"/>
+    <bpmn:serviceTask id="review"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="review"/></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:boundaryEvent id="on-cancel" attachedToRef="review">
+      <bpmn:conditionalEventDefinition><bpmn:extensionElements>
+        <zeebe:conditionalFilter variableNames="cancelled"/></bpmn:extensionElements>
+        <bpmn:condition>= cancelled = true</bpmn:condition></bpmn:conditionalEventDefinition>
+    </bpmn:boundaryEvent>
+    <bpmn:sequenceFlow id="f2" sourceRef="review" targetRef="end"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="on-cancel" targetRef="undo"/>
+    <bpmn:serviceTask id="undo"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="undo"/></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f4" sourceRef="undo" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+#[test]
+fn conditional_events_start_and_interrupt_from_the_cli_across_a_restart_and_a_crash() {
+    let (server, data, addr) = start_server("conditionals", 1);
+    let mut client = server.client();
+    deploy(&mut client, "conditioned.bpmn", CONDITIONED);
+    let none = cli_json(
+        &addr,
+        &["evaluate-conditional", "--vars", r#"{"amount": 5}"#],
+    );
+    assert_eq!(none["started"], serde_json::json!([]), "{none}");
+    let started = cli_json(
+        &addr,
+        &[
+            "evaluate-conditional",
+            "--vars",
+            r#"{"amount": 150}"#,
+            "--process",
+            "conditioned",
+        ],
+    );
+    let list = started["started"].as_array().expect("a list");
+    assert_eq!(list.len(), 1, "{started}");
+    assert_eq!(list[0]["start_event_id"], "large");
+    let instance = list[0]["process_instance_key"].as_u64().expect("a key");
+    // Stopped with a snapshot holding the boundary event's conditional subscription.
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("snapshot at LSN"), "{stderr}");
+
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    // A change the filter does not watch leaves the task alone.
+    let key = instance.to_string();
+    cli_json(
+        &addr,
+        &["set-variables", &key, "--vars", r#"{"note": "x"}"#],
+    );
+    let set = cli_json(
+        &addr,
+        &["set-variables", &key, "--vars", r#"{"cancelled": true}"#],
+    );
+    assert!(set["key"].as_u64().is_some(), "{set}");
+    server.kill9();
+
+    // The interruption is journaled: replay gives the `undo` job, and no `review` job.
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    let undo = complete_one(&mut client, "undo");
+    assert_eq!(undo.process_instance_key, instance);
+    assert!(
+        activate(&mut client, "review", 0).is_empty(),
+        "review was interrupted"
+    );
+    let unknown = cli(&addr, &["evaluate-conditional", "--process", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("nope"), "{stderr}");
     drop(client);
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");

@@ -354,7 +354,9 @@ pub fn route(topology: &Topology, request: &Request) -> Route {
     let key = |key: u64| Route::Shard(shard_of_entity_key(key));
     match request {
         Request::Topology | Request::ActivateJobs(_) | Request::SubscribeJobs(_) => Route::Any,
-        Request::JobCredits { .. } | Request::BroadcastSignal { .. } => Route::Any,
+        Request::JobCredits { .. }
+        | Request::BroadcastSignal { .. }
+        | Request::EvaluateConditional { .. } => Route::Any,
         Request::Deploy { .. } => Route::All,
         Request::CreateInstance(create) => {
             if !create.business_key.is_empty() {
@@ -583,6 +585,24 @@ impl Client {
             name: name.to_string(),
             variables: variables.to_string(),
         })
+    }
+
+    /// Evaluates the conditional start events of the latest version of every process (or of
+    /// `bpmn_process_id`, unless empty) against `variables` (JSON object text, or empty) on
+    /// one shard, which starts an instance at each whose condition holds; returns them.
+    pub fn evaluate_conditional(
+        &mut self,
+        bpmn_process_id: &str,
+        variables: &str,
+    ) -> Result<Vec<crate::message::StartedInstance>, ClientError> {
+        let request = Request::EvaluateConditional {
+            bpmn_process_id: bpmn_process_id.to_string(),
+            variables: variables.to_string(),
+        };
+        match self.request(&request)? {
+            Response::InstancesStarted(started) => Ok(started),
+            other => Err(self.unexpected("EvaluateConditional", &other)),
+        }
     }
 
     /// Publishes a message to its correlation key's shard; returns the message key.

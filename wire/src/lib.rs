@@ -26,7 +26,8 @@ pub mod topology;
 pub use client::{Client, ClientConfig, ClientError, Connection, JobOutcome, JobWorker};
 pub use message::{
     ActivateJobs, CreateInstance, Deployed, DeployedDecision, DeployedProcess, Envelope, ErrorCode,
-    FrameEncoder, FrameError, InstanceCreated, InstanceResult, Job, Message, PROTOCOL_VERSION,
-    PublishMessage, Request, Resource, Response, SubscribeJobs, WireError,
+    FrameEncoder, FrameError, InstanceCreated, InstanceResult, Job, JobListener, Message,
+    PROTOCOL_VERSION, PublishMessage, Request, Resource, Response, StartedInstance, SubscribeJobs,
+    WireError,
 };
 pub use topology::{Node, Topology};

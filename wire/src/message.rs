@@ -333,6 +333,13 @@ pub enum Request {
         /// JSON object text, or empty.
         variables: String,
     },
+    /// `EvaluateConditionalRequest`: any shard takes it; the instances start there.
+    EvaluateConditional {
+        /// Only this BPMN process id; empty: every process with a conditional start event.
+        bpmn_process_id: String,
+        /// JSON object text, or empty.
+        variables: String,
+    },
     /// `ShardMailRequest`: between shards only.
     ShardMail {
         /// The sending shard.
@@ -364,6 +371,7 @@ impl Request {
             Request::ResolveIncident { .. } => "ResolveIncident",
             Request::ShardMail { .. } => "ShardMail",
             Request::BroadcastSignal { .. } => "BroadcastSignal",
+            Request::EvaluateConditional { .. } => "EvaluateConditional",
         }
     }
 }
@@ -433,6 +441,24 @@ pub struct InstanceResult {
     pub variables: String,
 }
 
+/// `StartedInstance`: an instance a conditional start event started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartedInstance {
+    /// The instance.
+    pub created: InstanceCreated,
+    /// The start event's id.
+    pub start_event_id: String,
+}
+
+/// Which execution listener a job is for (the schema's `JobKind` and `ListenerEventType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobListener {
+    /// A start listener: the element has not begun its work.
+    Start,
+    /// An end listener: the element has done its work.
+    End,
+}
+
 /// A job handed to a worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
@@ -457,6 +483,8 @@ pub struct Job {
     pub custom_headers: Vec<(String, String)>,
     /// The variables visible at the task, as JSON object text.
     pub variables: String,
+    /// `None`: the element's own work; else the execution listener the job is for.
+    pub listener: Option<JobListener>,
 }
 
 /// `Error`: why a request was refused.
@@ -512,6 +540,8 @@ pub enum Response {
     },
     /// `Jobs`: activated or pushed jobs.
     Jobs(Vec<Job>),
+    /// `InstancesStarted`: the answer to `EvaluateConditional`.
+    InstancesStarted(Vec<StartedInstance>),
     /// `Error`.
     Error(WireError),
 }
@@ -724,6 +754,17 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
             };
             let t = fb::BroadcastSignalRequest::create(b, &args);
             (fb::Body::BroadcastSignalRequest, t.as_union_value())
+        }
+        Request::EvaluateConditional {
+            bpmn_process_id,
+            variables,
+        } => {
+            let args = fb::EvaluateConditionalRequestArgs {
+                bpmn_process_id: opt_str(b, bpmn_process_id),
+                variables: opt_str(b, variables),
+            };
+            let t = fb::EvaluateConditionalRequest::create(b, &args);
+            (fb::Body::EvaluateConditionalRequest, t.as_union_value())
         }
         Request::ActivateJobs(activate) => {
             let args = fb::ActivateJobsRequestArgs {
@@ -972,6 +1013,26 @@ fn encode_response(b: &mut Fbb, response: &Response) -> (fb::Body, Union) {
             let t = fb::Jobs::create(b, &fb::JobsArgs { jobs });
             (fb::Body::Jobs, t.as_union_value())
         }
+        Response::InstancesStarted(started) => {
+            let items: Vec<_> = started
+                .iter()
+                .map(|one| {
+                    let (process_instance_key, process_definition_key, bpmn_process_id, version) =
+                        encode_created(b, &one.created);
+                    let args = fb::StartedInstanceArgs {
+                        process_instance_key,
+                        process_definition_key,
+                        bpmn_process_id,
+                        version,
+                        start_event_id: Some(b.create_string(&one.start_event_id)),
+                    };
+                    fb::StartedInstance::create(b, &args)
+                })
+                .collect();
+            let instances = Some(b.create_vector(&items));
+            let t = fb::InstancesStarted::create(b, &fb::InstancesStartedArgs { instances });
+            (fb::Body::InstancesStarted, t.as_union_value())
+        }
         Response::Error(error) => {
             let topology = error.topology.as_ref().map(|t| encode_topology(b, t));
             let args = fb::ErrorArgs {
@@ -1008,6 +1069,15 @@ fn encode_job<'a>(b: &mut Fbb, job: &Job) -> WIPOffset<fb::Job<'a>> {
         deadline_ms: job.deadline_ms,
         custom_headers,
         variables: Some(b.create_string(&job.variables)),
+        kind: match job.listener {
+            None => fb::JobKind::BPMN_ELEMENT,
+            Some(_) => fb::JobKind::EXECUTION_LISTENER,
+        },
+        listener_event_type: match job.listener {
+            None => fb::ListenerEventType::UNSPECIFIED,
+            Some(JobListener::Start) => fb::ListenerEventType::START,
+            Some(JobListener::End) => fb::ListenerEventType::END,
+        },
     };
     fb::Job::create(b, &args)
 }
@@ -1128,6 +1198,15 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
             request(Request::BroadcastSignal {
                 name: signal.name().to_string(),
                 variables: text(signal.variables()),
+            })
+        }
+        B::EvaluateConditionalRequest => {
+            let evaluate = envelope
+                .body_as_evaluate_conditional_request()
+                .ok_or_else(missing)?;
+            request(Request::EvaluateConditional {
+                bpmn_process_id: text(evaluate.bpmn_process_id()),
+                variables: text(evaluate.variables()),
             })
         }
         B::ActivateJobsRequest => {
@@ -1296,6 +1375,24 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
             let jobs = envelope.body_as_jobs().ok_or_else(missing)?;
             response(Response::Jobs(decode_jobs(jobs.jobs())))
         }
+        B::InstancesStarted => {
+            let started = envelope.body_as_instances_started().ok_or_else(missing)?;
+            response(Response::InstancesStarted(
+                started
+                    .instances()
+                    .iter()
+                    .map(|one| StartedInstance {
+                        created: InstanceCreated {
+                            process_instance_key: one.process_instance_key(),
+                            process_definition_key: one.process_definition_key(),
+                            bpmn_process_id: one.bpmn_process_id().into(),
+                            version: one.version(),
+                        },
+                        start_event_id: one.start_event_id().to_string(),
+                    })
+                    .collect(),
+            ))
+        }
         B::Error => {
             let error = envelope.body_as_error().ok_or_else(missing)?;
             let topology = error
@@ -1334,6 +1431,16 @@ fn decode_jobs(jobs: Vector<'_, ForwardsUOffset<fb::Job<'_>>>) -> Vec<Job> {
                 })
                 .unwrap_or_default(),
             variables: job.variables().to_string(),
+            // An unknown kind (from a newer server) reads as the element's own work.
+            listener: match (job.kind(), job.listener_event_type()) {
+                (fb::JobKind::EXECUTION_LISTENER, fb::ListenerEventType::START) => {
+                    Some(JobListener::Start)
+                }
+                (fb::JobKind::EXECUTION_LISTENER, fb::ListenerEventType::END) => {
+                    Some(JobListener::End)
+                }
+                _ => None,
+            },
         })
         .collect()
 }
@@ -1431,6 +1538,14 @@ mod tests {
                 name: "stop".into(),
                 variables: String::new(),
             },
+            Request::EvaluateConditional {
+                bpmn_process_id: "order".into(),
+                variables: r#"{"amount":150}"#.into(),
+            },
+            Request::EvaluateConditional {
+                bpmn_process_id: String::new(),
+                variables: String::new(),
+            },
             Request::ActivateJobs(ActivateJobs {
                 job_type: "pay".into(),
                 worker: "w".into(),
@@ -1510,7 +1625,7 @@ mod tests {
             }),
             Response::InstanceCreated(created.clone()),
             Response::InstanceResult(InstanceResult {
-                created,
+                created: created.clone(),
                 variables: r#"{"a":1}"#.into(),
             }),
             Response::Done {
@@ -1528,8 +1643,32 @@ mod tests {
                 deadline_ms: -5,
                 custom_headers: vec![("h".into(), "v".into())],
                 variables: "{}".into(),
+                listener: None,
             }]),
+            Response::Jobs(
+                [Some(JobListener::Start), Some(JobListener::End)]
+                    .into_iter()
+                    .map(|listener| Job {
+                        key: 7,
+                        job_type: "audit".into(),
+                        process_instance_key: 2,
+                        bpmn_process_id: "order".into(),
+                        element_id: "task".into(),
+                        element_instance_key: 3,
+                        retries: 1,
+                        deadline_ms: 9,
+                        custom_headers: Vec::new(),
+                        variables: "{}".into(),
+                        listener,
+                    })
+                    .collect(),
+            ),
             Response::Jobs(Vec::new()),
+            Response::InstancesStarted(vec![StartedInstance {
+                created: created.clone(),
+                start_event_id: "when-large".into(),
+            }]),
+            Response::InstancesStarted(Vec::new()),
             Response::Error(WireError {
                 code: ErrorCode::Busy,
                 message: "busy".into(),

@@ -386,6 +386,59 @@ pub fn signal(args: &SignalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `ringflow evaluate-conditional`.
+#[derive(Debug, clap::Args)]
+pub struct EvaluateConditionalArgs {
+    /// Variables, as a JSON object: the conditions read them, and each instance started
+    /// gets them.
+    #[arg(long)]
+    vars: Option<String>,
+    /// Only this BPMN process id (else every process with a conditional start event).
+    #[arg(long)]
+    process: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow evaluate-conditional [--vars JSON] [--process ID]`.
+pub fn evaluate_conditional(args: &EvaluateConditionalArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.conn.client()?;
+    let started = client.evaluate_conditional(
+        args.process.as_deref().unwrap_or_default(),
+        &vars(&args.vars)?,
+    )?;
+    let listed: Vec<serde_json::Value> = started
+        .iter()
+        .map(|one| {
+            json!({
+                "process_instance_key": one.created.process_instance_key,
+                "bpmn_process_id": &*one.created.bpmn_process_id,
+                "version": one.created.version,
+                "start_event_id": one.start_event_id,
+            })
+        })
+        .collect();
+    args.conn.print(json!({ "started": listed }), || {
+        if started.is_empty() {
+            return "no condition held; nothing started".to_string();
+        }
+        started
+            .iter()
+            .map(|one| {
+                format!(
+                    "started instance {} of {} version {} at {}",
+                    one.created.process_instance_key,
+                    one.created.bpmn_process_id,
+                    one.created.version,
+                    one.start_event_id
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `ringflow set-variables`.
 #[derive(Debug, clap::Args)]
 pub struct SetVariablesArgs {

@@ -60,6 +60,13 @@ enum Command {
     ///
     /// Signals are not buffered: an event that starts waiting afterwards does not see it.
     Signal(client::SignalArgs),
+    /// Evaluate the conditional start events of processes against variables: an instance
+    /// starts at each whose condition holds (Camunda's EvaluateConditional).
+    ///
+    /// The latest version of every process with a conditional start event is evaluated, or
+    /// only --process. One shard takes the request and starts the instances; each gets the
+    /// variables. Prints the instances started (none when no condition held).
+    EvaluateConditional(client::EvaluateConditionalArgs),
     /// Work with jobs by hand.
     #[command(subcommand)]
     Jobs(client::JobsCommand),
@@ -101,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => client::cancel(&args),
         Command::Publish(args) => client::publish(&args),
         Command::Signal(args) => client::signal(&args),
+        Command::EvaluateConditional(args) => client::evaluate_conditional(&args),
         Command::Jobs(command) => client::jobs(&command),
         Command::Worker(args) => client::worker(&args),
         Command::SetVariables(args) => client::set_variables(&args),

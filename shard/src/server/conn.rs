@@ -681,6 +681,13 @@ impl Conn {
                 name,
                 variables: convert::variables(&variables)?,
             },
+            Request::EvaluateConditional {
+                bpmn_process_id,
+                variables,
+            } => Command::EvaluateConditional {
+                bpmn_process_id: (!bpmn_process_id.is_empty()).then_some(bpmn_process_id),
+                variables: convert::variables(&variables)?,
+            },
             Request::CompleteJob { job_key, variables } => Command::CompleteJob {
                 key: self.check_key(job_key, "job")?,
                 variables: convert::variables(&variables)?,

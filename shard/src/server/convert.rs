@@ -106,6 +106,10 @@ pub(crate) fn job(job: ActivatedJob) -> Job {
         deadline_ms: job.deadline_millis,
         custom_headers: job.custom_headers,
         variables: variables_text(&job.variables),
+        listener: job.listener.map(|event| match event {
+            ringflow_core::ListenerEvent::Start => ringflow_wire::JobListener::Start,
+            ringflow_core::ListenerEvent::End => ringflow_wire::JobListener::End,
+        }),
     }
 }
 
@@ -186,6 +190,20 @@ pub(crate) fn answer(answer: Answer) -> Response {
         | Answer::JobUpdated { key }
         | Answer::IncidentResolved { key } => done(key),
         Answer::VariablesSet { scope } => done(scope),
+        Answer::ConditionalEvaluated(started) => Response::InstancesStarted(
+            started
+                .into_iter()
+                .map(|one| ringflow_wire::StartedInstance {
+                    created: InstanceCreated {
+                        process_instance_key: one.process_instance_key.0,
+                        process_definition_key: one.process_definition_key.0,
+                        bpmn_process_id: one.bpmn_process_id,
+                        version: one.version,
+                    },
+                    start_event_id: one.start_event_id.to_string(),
+                })
+                .collect(),
+        ),
         Answer::MessagePublished { key }
         | Answer::SignalBroadcast { key }
         | Answer::SignalContinued { key }

@@ -188,12 +188,186 @@ impl<'a> flatbuffers::Verifiable for ErrorCode {
 
 impl flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MIN_BODY: u8 = 0;
+pub const ENUM_MIN_JOB_KIND: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 23;
+pub const ENUM_MAX_JOB_KIND: u8 = 1;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 24] = [
+pub const ENUM_VALUES_JOB_KIND: [JobKind; 2] = [
+  JobKind::BPMN_ELEMENT,
+  JobKind::EXECUTION_LISTENER,
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct JobKind(pub u8);
+#[allow(non_upper_case_globals)]
+impl JobKind {
+  pub const BPMN_ELEMENT: Self = Self(0);
+  pub const EXECUTION_LISTENER: Self = Self(1);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 1;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::BPMN_ELEMENT,
+    Self::EXECUTION_LISTENER,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::BPMN_ELEMENT => Some("BPMN_ELEMENT"),
+      Self::EXECUTION_LISTENER => Some("EXECUTION_LISTENER"),
+      _ => None,
+    }
+  }
+}
+impl core::fmt::Debug for JobKind {
+  fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> flatbuffers::Follow<'a> for JobKind {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = flatbuffers::read_scalar_at::<u8>(buf, loc);
+    Self(b)
+  }
+}
+
+impl flatbuffers::Push for JobKind {
+    type Output = JobKind;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        flatbuffers::emplace_scalar::<u8>(dst, self.0);
+    }
+}
+
+impl flatbuffers::EndianScalar for JobKind {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> flatbuffers::Verifiable for JobKind {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl flatbuffers::SimpleToVerifyInSlice for JobKind {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_LISTENER_EVENT_TYPE: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_LISTENER_EVENT_TYPE: u8 = 2;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_LISTENER_EVENT_TYPE: [ListenerEventType; 3] = [
+  ListenerEventType::UNSPECIFIED,
+  ListenerEventType::START,
+  ListenerEventType::END,
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct ListenerEventType(pub u8);
+#[allow(non_upper_case_globals)]
+impl ListenerEventType {
+  pub const UNSPECIFIED: Self = Self(0);
+  pub const START: Self = Self(1);
+  pub const END: Self = Self(2);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 2;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::UNSPECIFIED,
+    Self::START,
+    Self::END,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::UNSPECIFIED => Some("UNSPECIFIED"),
+      Self::START => Some("START"),
+      Self::END => Some("END"),
+      _ => None,
+    }
+  }
+}
+impl core::fmt::Debug for ListenerEventType {
+  fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> flatbuffers::Follow<'a> for ListenerEventType {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = flatbuffers::read_scalar_at::<u8>(buf, loc);
+    Self(b)
+  }
+}
+
+impl flatbuffers::Push for ListenerEventType {
+    type Output = ListenerEventType;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        flatbuffers::emplace_scalar::<u8>(dst, self.0);
+    }
+}
+
+impl flatbuffers::EndianScalar for ListenerEventType {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> flatbuffers::Verifiable for ListenerEventType {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl flatbuffers::SimpleToVerifyInSlice for ListenerEventType {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_BODY: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_BODY: u8 = 25;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_BODY: [Body; 26] = [
   Body::NONE,
   Body::TopologyRequest,
   Body::DeployRequest,
@@ -218,6 +392,8 @@ pub const ENUM_VALUES_BODY: [Body; 24] = [
   Body::Error,
   Body::ShardMailRequest,
   Body::BroadcastSignalRequest,
+  Body::EvaluateConditionalRequest,
+  Body::InstancesStarted,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -249,9 +425,11 @@ impl Body {
   pub const Error: Self = Self(21);
   pub const ShardMailRequest: Self = Self(22);
   pub const BroadcastSignalRequest: Self = Self(23);
+  pub const EvaluateConditionalRequest: Self = Self(24);
+  pub const InstancesStarted: Self = Self(25);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 23;
+  pub const ENUM_MAX: u8 = 25;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::TopologyRequest,
@@ -277,6 +455,8 @@ impl Body {
     Self::Error,
     Self::ShardMailRequest,
     Self::BroadcastSignalRequest,
+    Self::EvaluateConditionalRequest,
+    Self::InstancesStarted,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -305,6 +485,8 @@ impl Body {
       Self::Error => Some("Error"),
       Self::ShardMailRequest => Some("ShardMailRequest"),
       Self::BroadcastSignalRequest => Some("BroadcastSignalRequest"),
+      Self::EvaluateConditionalRequest => Some("EvaluateConditionalRequest"),
+      Self::InstancesStarted => Some("InstancesStarted"),
       _ => None,
     }
   }
@@ -1212,6 +1394,120 @@ impl core::fmt::Debug for BroadcastSignalRequest<'_> {
   fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     let mut ds = f.debug_struct("BroadcastSignalRequest");
       ds.field("name", &self.name());
+      ds.field("variables", &self.variables());
+      ds.finish()
+  }
+}
+pub enum EvaluateConditionalRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct EvaluateConditionalRequest<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for EvaluateConditionalRequest<'a> {
+  type Inner = EvaluateConditionalRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> EvaluateConditionalRequest<'a> {
+  pub const VT_BPMN_PROCESS_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_VARIABLES: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    EvaluateConditionalRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args EvaluateConditionalRequestArgs<'args>
+  ) -> flatbuffers::WIPOffset<EvaluateConditionalRequest<'bldr>> {
+    let mut builder = EvaluateConditionalRequestBuilder::new(_fbb);
+    if let Some(x) = args.variables { builder.add_variables(x); }
+    if let Some(x) = args.bpmn_process_id { builder.add_bpmn_process_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn bpmn_process_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(EvaluateConditionalRequest::VT_BPMN_PROCESS_ID, None)}
+  }
+  #[inline]
+  pub fn variables(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(EvaluateConditionalRequest::VT_VARIABLES, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for EvaluateConditionalRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("bpmn_process_id", Self::VT_BPMN_PROCESS_ID, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("variables", Self::VT_VARIABLES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct EvaluateConditionalRequestArgs<'a> {
+    pub bpmn_process_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub variables: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for EvaluateConditionalRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    EvaluateConditionalRequestArgs {
+      bpmn_process_id: None,
+      variables: None,
+    }
+  }
+}
+
+pub struct EvaluateConditionalRequestBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> EvaluateConditionalRequestBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_bpmn_process_id(&mut self, bpmn_process_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(EvaluateConditionalRequest::VT_BPMN_PROCESS_ID, bpmn_process_id);
+  }
+  #[inline]
+  pub fn add_variables(&mut self, variables: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(EvaluateConditionalRequest::VT_VARIABLES, variables);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> EvaluateConditionalRequestBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    EvaluateConditionalRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<EvaluateConditionalRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for EvaluateConditionalRequest<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("EvaluateConditionalRequest");
+      ds.field("bpmn_process_id", &self.bpmn_process_id());
       ds.field("variables", &self.variables());
       ds.finish()
   }
@@ -3561,6 +3857,271 @@ impl core::fmt::Debug for InstanceCreated<'_> {
       ds.finish()
   }
 }
+pub enum StartedInstanceOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct StartedInstance<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for StartedInstance<'a> {
+  type Inner = StartedInstance<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> StartedInstance<'a> {
+  pub const VT_PROCESS_INSTANCE_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_PROCESS_DEFINITION_KEY: flatbuffers::VOffsetT = 6;
+  pub const VT_BPMN_PROCESS_ID: flatbuffers::VOffsetT = 8;
+  pub const VT_VERSION: flatbuffers::VOffsetT = 10;
+  pub const VT_START_EVENT_ID: flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    StartedInstance { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args StartedInstanceArgs<'args>
+  ) -> flatbuffers::WIPOffset<StartedInstance<'bldr>> {
+    let mut builder = StartedInstanceBuilder::new(_fbb);
+    builder.add_process_definition_key(args.process_definition_key);
+    builder.add_process_instance_key(args.process_instance_key);
+    if let Some(x) = args.start_event_id { builder.add_start_event_id(x); }
+    builder.add_version(args.version);
+    if let Some(x) = args.bpmn_process_id { builder.add_bpmn_process_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn process_instance_key(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StartedInstance::VT_PROCESS_INSTANCE_KEY, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn process_definition_key(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StartedInstance::VT_PROCESS_DEFINITION_KEY, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn bpmn_process_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StartedInstance::VT_BPMN_PROCESS_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn version(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(StartedInstance::VT_VERSION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn start_event_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StartedInstance::VT_START_EVENT_ID, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for StartedInstance<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<u64>("process_instance_key", Self::VT_PROCESS_INSTANCE_KEY, false)?
+     .visit_field::<u64>("process_definition_key", Self::VT_PROCESS_DEFINITION_KEY, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("bpmn_process_id", Self::VT_BPMN_PROCESS_ID, true)?
+     .visit_field::<u32>("version", Self::VT_VERSION, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("start_event_id", Self::VT_START_EVENT_ID, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StartedInstanceArgs<'a> {
+    pub process_instance_key: u64,
+    pub process_definition_key: u64,
+    pub bpmn_process_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub version: u32,
+    pub start_event_id: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for StartedInstanceArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    StartedInstanceArgs {
+      process_instance_key: 0,
+      process_definition_key: 0,
+      bpmn_process_id: None, // required field
+      version: 0,
+      start_event_id: None, // required field
+    }
+  }
+}
+
+pub struct StartedInstanceBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> StartedInstanceBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_process_instance_key(&mut self, process_instance_key: u64) {
+    self.fbb_.push_slot::<u64>(StartedInstance::VT_PROCESS_INSTANCE_KEY, process_instance_key, 0);
+  }
+  #[inline]
+  pub fn add_process_definition_key(&mut self, process_definition_key: u64) {
+    self.fbb_.push_slot::<u64>(StartedInstance::VT_PROCESS_DEFINITION_KEY, process_definition_key, 0);
+  }
+  #[inline]
+  pub fn add_bpmn_process_id(&mut self, bpmn_process_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StartedInstance::VT_BPMN_PROCESS_ID, bpmn_process_id);
+  }
+  #[inline]
+  pub fn add_version(&mut self, version: u32) {
+    self.fbb_.push_slot::<u32>(StartedInstance::VT_VERSION, version, 0);
+  }
+  #[inline]
+  pub fn add_start_event_id(&mut self, start_event_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StartedInstance::VT_START_EVENT_ID, start_event_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StartedInstanceBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    StartedInstanceBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<StartedInstance<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, StartedInstance::VT_BPMN_PROCESS_ID,"bpmn_process_id");
+    self.fbb_.required(o, StartedInstance::VT_START_EVENT_ID,"start_event_id");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for StartedInstance<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("StartedInstance");
+      ds.field("process_instance_key", &self.process_instance_key());
+      ds.field("process_definition_key", &self.process_definition_key());
+      ds.field("bpmn_process_id", &self.bpmn_process_id());
+      ds.field("version", &self.version());
+      ds.field("start_event_id", &self.start_event_id());
+      ds.finish()
+  }
+}
+pub enum InstancesStartedOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct InstancesStarted<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for InstancesStarted<'a> {
+  type Inner = InstancesStarted<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> InstancesStarted<'a> {
+  pub const VT_INSTANCES: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    InstancesStarted { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args InstancesStartedArgs<'args>
+  ) -> flatbuffers::WIPOffset<InstancesStarted<'bldr>> {
+    let mut builder = InstancesStartedBuilder::new(_fbb);
+    if let Some(x) = args.instances { builder.add_instances(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn instances(&self) -> flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StartedInstance<'a>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StartedInstance>>>>(InstancesStarted::VT_INSTANCES, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for InstancesStarted<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<StartedInstance>>>>("instances", Self::VT_INSTANCES, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct InstancesStartedArgs<'a> {
+    pub instances: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StartedInstance<'a>>>>>,
+}
+impl<'a> Default for InstancesStartedArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    InstancesStartedArgs {
+      instances: None, // required field
+    }
+  }
+}
+
+pub struct InstancesStartedBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> InstancesStartedBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_instances(&mut self, instances: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<StartedInstance<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(InstancesStarted::VT_INSTANCES, instances);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> InstancesStartedBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    InstancesStartedBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<InstancesStarted<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, InstancesStarted::VT_INSTANCES,"instances");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for InstancesStarted<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("InstancesStarted");
+      ds.field("instances", &self.instances());
+      ds.finish()
+  }
+}
 pub enum InstanceResultOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3984,6 +4545,8 @@ impl<'a> Job<'a> {
   pub const VT_DEADLINE_MS: flatbuffers::VOffsetT = 18;
   pub const VT_CUSTOM_HEADERS: flatbuffers::VOffsetT = 20;
   pub const VT_VARIABLES: flatbuffers::VOffsetT = 22;
+  pub const VT_KIND: flatbuffers::VOffsetT = 24;
+  pub const VT_LISTENER_EVENT_TYPE: flatbuffers::VOffsetT = 26;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -4005,6 +4568,8 @@ impl<'a> Job<'a> {
     if let Some(x) = args.element_id { builder.add_element_id(x); }
     if let Some(x) = args.bpmn_process_id { builder.add_bpmn_process_id(x); }
     if let Some(x) = args.job_type { builder.add_job_type(x); }
+    builder.add_listener_event_type(args.listener_event_type);
+    builder.add_kind(args.kind);
     builder.finish()
   }
 
@@ -4079,6 +4644,20 @@ impl<'a> Job<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Job::VT_VARIABLES, None).unwrap()}
   }
+  #[inline]
+  pub fn kind(&self) -> JobKind {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<JobKind>(Job::VT_KIND, Some(JobKind::BPMN_ELEMENT)).unwrap()}
+  }
+  #[inline]
+  pub fn listener_event_type(&self) -> ListenerEventType {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ListenerEventType>(Job::VT_LISTENER_EVENT_TYPE, Some(ListenerEventType::UNSPECIFIED)).unwrap()}
+  }
 }
 
 impl flatbuffers::Verifiable for Job<'_> {
@@ -4098,6 +4677,8 @@ impl flatbuffers::Verifiable for Job<'_> {
      .visit_field::<i64>("deadline_ms", Self::VT_DEADLINE_MS, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<Header>>>>("custom_headers", Self::VT_CUSTOM_HEADERS, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("variables", Self::VT_VARIABLES, true)?
+     .visit_field::<JobKind>("kind", Self::VT_KIND, false)?
+     .visit_field::<ListenerEventType>("listener_event_type", Self::VT_LISTENER_EVENT_TYPE, false)?
      .finish();
     Ok(())
   }
@@ -4113,6 +4694,8 @@ pub struct JobArgs<'a> {
     pub deadline_ms: i64,
     pub custom_headers: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Header<'a>>>>>,
     pub variables: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub kind: JobKind,
+    pub listener_event_type: ListenerEventType,
 }
 impl<'a> Default for JobArgs<'a> {
   #[inline]
@@ -4128,6 +4711,8 @@ impl<'a> Default for JobArgs<'a> {
       deadline_ms: 0,
       custom_headers: None,
       variables: None, // required field
+      kind: JobKind::BPMN_ELEMENT,
+      listener_event_type: ListenerEventType::UNSPECIFIED,
     }
   }
 }
@@ -4178,6 +4763,14 @@ impl<'a: 'b, 'b> JobBuilder<'a, 'b> {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Job::VT_VARIABLES, variables);
   }
   #[inline]
+  pub fn add_kind(&mut self, kind: JobKind) {
+    self.fbb_.push_slot::<JobKind>(Job::VT_KIND, kind, JobKind::BPMN_ELEMENT);
+  }
+  #[inline]
+  pub fn add_listener_event_type(&mut self, listener_event_type: ListenerEventType) {
+    self.fbb_.push_slot::<ListenerEventType>(Job::VT_LISTENER_EVENT_TYPE, listener_event_type, ListenerEventType::UNSPECIFIED);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> JobBuilder<'a, 'b> {
     let start = _fbb.start_table();
     JobBuilder {
@@ -4209,6 +4802,8 @@ impl core::fmt::Debug for Job<'_> {
       ds.field("deadline_ms", &self.deadline_ms());
       ds.field("custom_headers", &self.custom_headers());
       ds.field("variables", &self.variables());
+      ds.field("kind", &self.kind());
+      ds.field("listener_event_type", &self.listener_event_type());
       ds.finish()
   }
 }
@@ -4862,6 +5457,36 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_evaluate_conditional_request(&self) -> Option<EvaluateConditionalRequest<'a>> {
+    if self.body_type() == Body::EvaluateConditionalRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { EvaluateConditionalRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_instances_started(&self) -> Option<InstancesStarted<'a>> {
+    if self.body_type() == Body::InstancesStarted {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { InstancesStarted::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Envelope<'_> {
@@ -4897,6 +5522,8 @@ impl flatbuffers::Verifiable for Envelope<'_> {
           Body::Error => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Error>>("Body::Error", pos),
           Body::ShardMailRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ShardMailRequest>>("Body::ShardMailRequest", pos),
           Body::BroadcastSignalRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<BroadcastSignalRequest>>("Body::BroadcastSignalRequest", pos),
+          Body::EvaluateConditionalRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<EvaluateConditionalRequest>>("Body::EvaluateConditionalRequest", pos),
+          Body::InstancesStarted => v.verify_union_variant::<flatbuffers::ForwardsUOffset<InstancesStarted>>("Body::InstancesStarted", pos),
           _ => Ok(()),
         }
      })?
@@ -5114,6 +5741,20 @@ impl core::fmt::Debug for Envelope<'_> {
         },
         Body::BroadcastSignalRequest => {
           if let Some(x) = self.body_as_broadcast_signal_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::EvaluateConditionalRequest => {
+          if let Some(x) = self.body_as_evaluate_conditional_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::InstancesStarted => {
+          if let Some(x) = self.body_as_instances_started() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
