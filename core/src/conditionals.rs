@@ -23,6 +23,8 @@
 //!   does not see the change). A condition watches the names given by
 //!   `zeebe:conditionalFilter variableNames`, else every name it mentions; `variableEvents`
 //!   narrows it to creations or updates. Storing a value equal to the one there is no change.
+//!   The boundary events of a multi-instance activity are evaluated for each live inner
+//!   instance that sees the change, with its variables (see `contexts`).
 //!
 //! Subscriptions are evaluated top-down (the outermost owner first, as Camunda does), each at
 //! most once for the changes one step of the command made, and only for changes made after it
@@ -226,15 +228,59 @@ impl Run<'_> {
             let Some(condition) = condition_of(&definition, open.element) else {
                 continue;
             };
-            let concerned = changes.iter().any(|change| {
-                change.seq > opened_after
-                    && condition.watches(&change.name, change.created)
-                    && self.sees(open.owner, change.scope, &change.name)
-            });
-            if concerned && self.condition_holds(open.owner, condition) == Ok(true) {
-                self.fire_conditional(key);
+            let watched: Vec<&Change> = changes
+                .iter()
+                .filter(|change| {
+                    change.seq > opened_after && condition.watches(&change.name, change.created)
+                })
+                .collect();
+            if watched.is_empty() {
+                continue;
+            }
+            for context in self.contexts(open.owner, &watched) {
+                // An interrupting firing closed it; a non-interrupting one keeps it.
+                if !self.state.conditional_subscriptions.contains_key(&key)
+                    || !self.state.elements.contains_key(&open.owner)
+                {
+                    break;
+                }
+                if self.condition_holds(context, condition) == Ok(true) {
+                    self.fire_conditional(key);
+                }
             }
         }
+    }
+
+    /// Where a subscription of `owner` is evaluated for `changes`: the owner, when it sees
+    /// one of them. The boundary events of a multi-instance activity are evaluated as
+    /// Camunda does, for each live inner instance that sees a change (its own local ones
+    /// included), with its variables; so a non-interrupting one fires once per inner
+    /// instance whose condition holds.
+    fn contexts(&self, owner: Key, changes: &[&Change]) -> Vec<Key> {
+        let body = self
+            .state
+            .elements
+            .get(&owner)
+            .is_some_and(|element| element.role == crate::instance::ElementRole::Body);
+        if body {
+            let inner: Vec<Key> = self
+                .state
+                .children_of(owner)
+                .into_iter()
+                .filter(|child| {
+                    changes
+                        .iter()
+                        .any(|change| self.sees(*child, change.scope, &change.name))
+                })
+                .collect();
+            if !inner.is_empty() {
+                return inner;
+            }
+        }
+        let seen = changes
+            .iter()
+            .any(|change| self.sees(owner, change.scope, &change.name));
+        if seen { vec![owner] } else { Vec::new() }
     }
 
     /// How many scopes are around an element instance (0 for a process instance).

@@ -625,3 +625,63 @@ fn only_the_latest_version_s_conditional_starts_are_evaluated() {
     );
     assert!(shard.state.instances().next().is_none());
 }
+
+/// A parallel multi-instance task `each` over [1, 2, 3] (input element `item`) with a
+/// conditional boundary event `b` (`condition`) leading to task `c`.
+fn multi_guarded(condition: &str, interrupting: bool) -> String {
+    xsi_model(
+        "multi",
+        &format!(
+            r#"<bpmn:startEvent id="start"/>{}
+               <bpmn:serviceTask id="each"><bpmn:extensionElements><zeebe:taskDefinition type="each"/></bpmn:extensionElements>
+                 <bpmn:multiInstanceLoopCharacteristics><bpmn:extensionElements>
+                   <zeebe:loopCharacteristics inputCollection="=[1, 2, 3]" inputElement="item"/>
+                 </bpmn:extensionElements></bpmn:multiInstanceLoopCharacteristics></bpmn:serviceTask>
+               <bpmn:boundaryEvent id="b" attachedToRef="each" cancelActivity="{interrupting}">{}</bpmn:boundaryEvent>
+               {}{}{}{}<bpmn:endEvent id="end"/><bpmn:endEvent id="end2"/>"#,
+            flow("f1", "start", "each"),
+            conditional(condition, ""),
+            flow("f2", "each", "end"),
+            flow("f3", "b", "c"),
+            service_task("c", "c"),
+            flow("f4", "c", "end2"),
+        ),
+    )
+}
+
+#[test]
+fn a_multi_instance_boundary_condition_is_evaluated_for_each_inner_instance() {
+    let mut shard = Shard::new();
+    shard.deploy("multi.bpmn", &multi_guarded("= go and item &gt;= 2", false));
+    let (instance, _) = shard.create("multi", vars(r#"{"go": false}"#));
+    assert_eq!(jobs(&mut shard, "each"), 3);
+    // A change every inner instance sees: each evaluates with its own `item`.
+    set(&mut shard, instance, r#"{"go": true}"#, false);
+    assert_eq!(jobs(&mut shard, "c"), 2, "inner instances 2 and 3 fired it");
+    // A local change of one inner instance: only that one.
+    let inner = shard
+        .state
+        .element_instances()
+        .find(|e| {
+            e.process_instance_key == instance
+                && e.role != ringflow_core::ElementRole::Plain
+                && e.role != ringflow_core::ElementRole::Body
+                && e.job.is_some()
+        })
+        .expect("an inner instance")
+        .key;
+    set(&mut shard, inner, r#"{"item": 9}"#, true);
+    assert_eq!(jobs(&mut shard, "c"), 1);
+}
+
+#[test]
+fn an_interrupting_multi_instance_boundary_condition_ends_every_inner_instance() {
+    let mut shard = Shard::new();
+    shard.deploy("multi.bpmn", &multi_guarded("= go and item = 2", true));
+    let (instance, _) = shard.create("multi", vars(r#"{"go": false}"#));
+    set(&mut shard, instance, r#"{"go": true}"#, false);
+    assert_eq!(shard.live_element_ids(instance), ["c"]);
+    assert_eq!(jobs(&mut shard, "each"), 0);
+    finish(&mut shard, "c");
+    shard.assert_clean();
+}
