@@ -49,7 +49,7 @@ use crate::key::Key;
 use crate::run::{Run, Step};
 
 /// A variable a command created or changed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Change {
     /// The scope whose document holds it.
     scope: Key,
@@ -60,8 +60,9 @@ pub(crate) struct Change {
     seq: u32,
 }
 
-/// What a run keeps about conditional events while it works.
-#[derive(Debug, Default)]
+/// What a run keeps about conditional events while it works (in
+/// `State::conditionals_scratch`, emptied when the run ends).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Pending {
     /// Changes not yet evaluated, by process instance (each has a queued
     /// `Step::Conditionals`).
@@ -71,6 +72,16 @@ pub(crate) struct Pending {
     /// Subscriptions this run opened, with the number of changes noted before: they were
     /// evaluated as they opened, so only later changes concern them.
     opened: BTreeMap<Key, u32>,
+}
+
+impl Pending {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.seq == 0 && self.changes.is_empty() && self.opened.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = Pending::default();
+    }
 }
 
 /// The condition of a conditional event, if it is one.
@@ -129,7 +140,7 @@ impl Run<'_> {
         name: String,
         created: bool,
     ) {
-        let pending = &mut self.conditionals;
+        let pending = &mut self.state.conditionals_scratch;
         pending.seq += 1;
         let seq = pending.seq;
         let changes = pending.changes.entry(process_instance_key).or_default();
@@ -138,7 +149,8 @@ impl Run<'_> {
                 process_instance: process_instance_key,
             });
         }
-        self.conditionals
+        self.state
+            .conditionals_scratch
             .changes
             .get_mut(&process_instance_key)
             .expect("just made")
@@ -173,8 +185,8 @@ impl Run<'_> {
 
     /// A conditional subscription just opened (evaluated, and queued to fire when it held).
     pub(crate) fn conditional_opened(&mut self, subscription: Key) {
-        let seq = self.conditionals.seq;
-        self.conditionals.opened.insert(subscription, seq);
+        let pending = &mut self.state.conditionals_scratch;
+        pending.opened.insert(subscription, pending.seq);
     }
 
     /// Fires a conditional subscription, if it is still open: closes it unless its event
@@ -200,7 +212,12 @@ impl Run<'_> {
     /// Evaluates the conditional subscriptions of a process instance that the changes noted
     /// since the last evaluation concern, outermost owner first, and fires those that hold.
     pub(crate) fn evaluate_conditionals(&mut self, process_instance_key: Key) {
-        let Some(changes) = self.conditionals.changes.remove(&process_instance_key) else {
+        let Some(changes) = self
+            .state
+            .conditionals_scratch
+            .changes
+            .remove(&process_instance_key)
+        else {
             return;
         };
         let mut order: Vec<(u32, Key)> = self
@@ -223,7 +240,13 @@ impl Run<'_> {
             if !self.state.elements.contains_key(&open.owner) || self.completing(open.owner) {
                 continue;
             }
-            let opened_after = self.conditionals.opened.get(&key).copied().unwrap_or(0);
+            let opened_after = self
+                .state
+                .conditionals_scratch
+                .opened
+                .get(&key)
+                .copied()
+                .unwrap_or(0);
             let definition = self.definition_of(open.owner);
             let Some(condition) = condition_of(&definition, open.element) else {
                 continue;

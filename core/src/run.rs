@@ -70,8 +70,6 @@ pub(crate) struct Run<'s> {
     pub(crate) signals: VecDeque<crate::signals::Delivery>,
     /// Signals this command broadcast so far (at most `SIGNALS_PER_COMMAND_MAX`).
     pub(crate) signals_broadcast: u32,
-    /// Variable changes and subscriptions for conditional events (see `conditionals`).
-    pub(crate) conditionals: crate::conditionals::Pending,
 }
 
 impl Drop for Run<'_> {
@@ -79,6 +77,10 @@ impl Drop for Run<'_> {
     fn drop(&mut self) {
         self.work.clear();
         self.state.work_scratch = std::mem::take(&mut self.work);
+        // What this command noted for conditional events ends with it.
+        if !self.state.conditionals_scratch.is_empty() {
+            self.state.conditionals_scratch.clear();
+        }
     }
 }
 
@@ -108,7 +110,6 @@ impl<'s> Run<'s> {
             definition_memo: std::cell::Cell::new(None),
             signals: VecDeque::new(),
             signals_broadcast: 0,
-            conditionals: crate::conditionals::Pending::default(),
         }
     }
 
@@ -276,6 +277,7 @@ impl<'s> Run<'s> {
         }
     }
 
+    #[inline]
     pub(crate) fn complete_later(&mut self, key: Key) {
         self.work.push_back(Step::Complete { key });
     }
@@ -309,6 +311,7 @@ impl<'s> Run<'s> {
         self.steps = 0;
     }
 
+    #[inline(always)]
     fn drain(&mut self) {
         while let Some(step) = self.work.pop_front() {
             // A step inside a scope that was terminated meanwhile has nothing left to do.

@@ -106,6 +106,10 @@ pub struct State {
     /// The work queue of the last command's run, empty, kept for its room: a command would
     /// otherwise allocate one (see `Drop for Run`). Not state: never encoded or compared.
     pub(crate) work_scratch: std::collections::VecDeque<crate::run::Step>,
+    /// What the running command noted for conditional events (see `conditionals`); empty
+    /// between commands, never encoded or compared. Kept here rather than in each run, so
+    /// that a command that never touches a conditional event pays nothing for it.
+    pub(crate) conditionals_scratch: crate::conditionals::Pending,
 }
 
 /// The live children of each scope (a process, subprocess or multi-instance body instance).
@@ -358,6 +362,7 @@ impl State {
             index: Indexes::default(),
             variables_dirty: DirtyScopes::default(),
             work_scratch: std::collections::VecDeque::new(),
+            conditionals_scratch: crate::conditionals::Pending::default(),
         }
     }
 

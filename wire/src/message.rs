@@ -1013,26 +1013,7 @@ fn encode_response(b: &mut Fbb, response: &Response) -> (fb::Body, Union) {
             let t = fb::Jobs::create(b, &fb::JobsArgs { jobs });
             (fb::Body::Jobs, t.as_union_value())
         }
-        Response::InstancesStarted(started) => {
-            let items: Vec<_> = started
-                .iter()
-                .map(|one| {
-                    let (process_instance_key, process_definition_key, bpmn_process_id, version) =
-                        encode_created(b, &one.created);
-                    let args = fb::StartedInstanceArgs {
-                        process_instance_key,
-                        process_definition_key,
-                        bpmn_process_id,
-                        version,
-                        start_event_id: Some(b.create_string(&one.start_event_id)),
-                    };
-                    fb::StartedInstance::create(b, &args)
-                })
-                .collect();
-            let instances = Some(b.create_vector(&items));
-            let t = fb::InstancesStarted::create(b, &fb::InstancesStartedArgs { instances });
-            (fb::Body::InstancesStarted, t.as_union_value())
-        }
+        Response::InstancesStarted(started) => encode_started(b, started),
         Response::Error(error) => {
             let topology = error.topology.as_ref().map(|t| encode_topology(b, t));
             let args = fb::ErrorArgs {
@@ -1045,6 +1026,33 @@ fn encode_response(b: &mut Fbb, response: &Response) -> (fb::Body, Union) {
             (fb::Body::Error, t.as_union_value())
         }
     }
+}
+
+/// `InstancesStarted` (out of line: rare, and the encoder is on every answer's path).
+#[cold]
+#[inline(never)]
+fn encode_started(
+    b: &mut Fbb,
+    started: &[StartedInstance],
+) -> (fb::Body, WIPOffset<flatbuffers::UnionWIPOffset>) {
+    let items: Vec<_> = started
+        .iter()
+        .map(|one| {
+            let (process_instance_key, process_definition_key, bpmn_process_id, version) =
+                encode_created(b, &one.created);
+            let args = fb::StartedInstanceArgs {
+                process_instance_key,
+                process_definition_key,
+                bpmn_process_id,
+                version,
+                start_event_id: Some(b.create_string(&one.start_event_id)),
+            };
+            fb::StartedInstance::create(b, &args)
+        })
+        .collect();
+    let instances = Some(b.create_vector(&items));
+    let t = fb::InstancesStarted::create(b, &fb::InstancesStartedArgs { instances });
+    (fb::Body::InstancesStarted, t.as_union_value())
 }
 
 fn encode_job<'a>(b: &mut Fbb, job: &Job) -> WIPOffset<fb::Job<'a>> {

@@ -41,6 +41,12 @@ pub enum Scenario {
     /// instance, each listener a job the task waits for.
     #[value(name = "listeners")]
     Listeners,
+    /// `one_task` with a non-interrupting conditional boundary event on the task that
+    /// watches `cancelled` (never set), the worker completing each job with a variable: the
+    /// cost of a conditional subscription (opened and evaluated with the task, the job's
+    /// variables compared against it).
+    #[value(name = "conditional")]
+    Conditional,
     /// A 100 ms timer, then the end.
     #[value(name = "timer")]
     Timer,
@@ -60,6 +66,7 @@ impl Scenario {
             Scenario::MsgOneTask => "msg_one_task",
             Scenario::MsgCross => "msg_cross",
             Scenario::Listeners => "listeners",
+            Scenario::Conditional => "conditional",
             Scenario::Timer => "timer",
             Scenario::Realistic => "realistic",
         }
@@ -76,7 +83,10 @@ impl Scenario {
     /// Jobs one instance runs on average.
     pub fn jobs_per_instance(self) -> f64 {
         match self {
-            Scenario::OneTask | Scenario::MsgOneTask | Scenario::MsgCross => 1.0,
+            Scenario::OneTask
+            | Scenario::MsgOneTask
+            | Scenario::MsgCross
+            | Scenario::Conditional => 1.0,
             Scenario::TenTasks => 10.0,
             // The start listener, the task, the end listener.
             Scenario::Listeners => 3.0,
@@ -139,6 +149,17 @@ impl Scenario {
                 body.push_str(r#"<bpmn:endEvent id="end"/>"#);
                 body.push_str(&flow("f1", "start", "task"));
                 body.push_str(&flow("f2", "task", "end"));
+            }
+            Scenario::Conditional => {
+                body.push_str(r#"<bpmn:startEvent id="start"/>"#);
+                body.push_str(&task("task"));
+                body.push_str(
+                    r#"<bpmn:boundaryEvent id="cancel" attachedToRef="task" cancelActivity="false"><bpmn:conditionalEventDefinition><bpmn:condition>= cancelled = true</bpmn:condition></bpmn:conditionalEventDefinition></bpmn:boundaryEvent>"#,
+                );
+                body.push_str(r#"<bpmn:endEvent id="end"/><bpmn:endEvent id="cancelled"/>"#);
+                body.push_str(&flow("f1", "start", "task"));
+                body.push_str(&flow("f2", "task", "end"));
+                body.push_str(&flow("f3", "cancel", "cancelled"));
             }
             Scenario::TenTasks => {
                 body.push_str(r#"<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>"#);
@@ -239,6 +260,7 @@ impl Workload for Scenario {
             Scenario::MsgOneTask => "bench-msg-one-task",
             Scenario::MsgCross => "bench-msg-cross",
             Scenario::Listeners => "bench-listeners",
+            Scenario::Conditional => "bench-conditional",
             Scenario::Timer => "bench-timer",
             Scenario::Realistic => "bench-realistic",
         }
@@ -287,6 +309,7 @@ impl Workload for Scenario {
     fn job_result(&self, _job: &Job) -> String {
         match self {
             Scenario::Realistic => r#"{"checked":true}"#.to_string(),
+            Scenario::Conditional => r#"{"done":true}"#.to_string(),
             _ => String::new(),
         }
     }

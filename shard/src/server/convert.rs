@@ -113,6 +113,27 @@ pub(crate) fn job(job: ActivatedJob) -> Job {
     }
 }
 
+/// The answer to `EvaluateConditional` (out of line: rare, and `answer` is on every
+/// command's path).
+#[cold]
+#[inline(never)]
+fn instances_started(started: Vec<ringflow_core::StartedInstance>) -> Response {
+    Response::InstancesStarted(
+        started
+            .into_iter()
+            .map(|one| ringflow_wire::StartedInstance {
+                created: InstanceCreated {
+                    process_instance_key: one.process_instance_key.0,
+                    process_definition_key: one.process_definition_key.0,
+                    bpmn_process_id: one.bpmn_process_id,
+                    version: one.version,
+                },
+                start_event_id: one.start_event_id.to_string(),
+            })
+            .collect(),
+    )
+}
+
 pub(crate) fn created(answer: &Answer) -> Option<InstanceCreated> {
     match answer {
         Answer::InstanceCreated {
@@ -190,20 +211,7 @@ pub(crate) fn answer(answer: Answer) -> Response {
         | Answer::JobUpdated { key }
         | Answer::IncidentResolved { key } => done(key),
         Answer::VariablesSet { scope } => done(scope),
-        Answer::ConditionalEvaluated(started) => Response::InstancesStarted(
-            started
-                .into_iter()
-                .map(|one| ringflow_wire::StartedInstance {
-                    created: InstanceCreated {
-                        process_instance_key: one.process_instance_key.0,
-                        process_definition_key: one.process_definition_key.0,
-                        bpmn_process_id: one.bpmn_process_id,
-                        version: one.version,
-                    },
-                    start_event_id: one.start_event_id.to_string(),
-                })
-                .collect(),
-        ),
+        Answer::ConditionalEvaluated(started) => instances_started(started),
         Answer::MessagePublished { key }
         | Answer::SignalBroadcast { key }
         | Answer::SignalContinued { key }
