@@ -70,6 +70,11 @@ pub struct FeelExpression {
     source: Box<str>,
     /// Boxed: syntax trees are large, and expressions sit inside every element kind.
     ast: Box<AstNode>,
+    /// Every name the source mentions, once each, in order of first appearance (keywords,
+    /// built-in multi-word functions and the clock left out): the engine binds only these.
+    names: Arc<[Box<str>]>,
+    /// Whether it calls `now()` or `today()`.
+    reads_clock: bool,
     /// What the engine compiles this expression into, built on first use and shared by every
     /// clone. Typed `Any` so that this crate needs no evaluator (the evaluator's dependencies
     /// stay out of the model crate).
@@ -162,7 +167,8 @@ impl FeelExpression {
         if trimmed.is_empty() {
             return Err("the expression after `=` is empty".to_string());
         }
-        let (text, scope, _) = prepare(trimmed)?;
+        let (text, scope, names) = prepare(trimmed)?;
+        let reads_clock = text.contains(CLOCK_NOW) || text.contains(CLOCK_TODAY);
         // The parser is third-party code fed with user input: a panic inside it must become a
         // validation error, never take the process down.
         let parsed = catch_unwind(AssertUnwindSafe(|| {
@@ -178,6 +184,8 @@ impl FeelExpression {
             Ok(Ok(ast)) => Ok(FeelExpression {
                 source: trimmed.into(),
                 ast: Box::new(ast),
+                names: names.into_iter().map(String::into_boxed_str).collect(),
+                reads_clock,
                 compiled: Arc::new(OnceLock::new()),
             }),
             Ok(Err(_)) => Err(format!("`{trimmed}` is not a valid FEEL expression")),
@@ -196,11 +204,21 @@ impl FeelExpression {
     /// and one-word function names), sorted, without duplicates: a superset of the
     /// variables it reads. `x.y > 1` mentions `x` and `y`.
     pub fn names(&self) -> Vec<String> {
-        let mut names = prepare(&self.source)
-            .map(|(_, _, names)| names)
-            .unwrap_or_default();
+        let mut names: Vec<String> = self.names.iter().map(|name| name.to_string()).collect();
         names.sort();
         names
+    }
+
+    /// The names the expression mentions, once each, unsorted: no variable outside them can
+    /// change its value, so an evaluator needs to bind only these.
+    pub fn mentioned(&self) -> &[Box<str>] {
+        &self.names
+    }
+
+    /// Whether it calls `now()` or `today()` (parsed as reads of [`CLOCK_NOW`] and
+    /// [`CLOCK_TODAY`]).
+    pub fn reads_clock(&self) -> bool {
+        self.reads_clock
     }
 
     /// The parsed syntax tree, for the evaluator.
@@ -425,6 +443,15 @@ mod tests {
         let feel =
             FeelExpression::parse("string length(name) > 3 and now() != null").expect("parses");
         assert_eq!(feel.names(), ["name"]);
+    }
+
+    #[test]
+    fn only_expressions_that_call_the_clock_read_it() {
+        assert!(FeelExpression::parse("now() > x").expect("parses").reads_clock());
+        assert!(FeelExpression::parse("today()").expect("parses").reads_clock());
+        assert!(!FeelExpression::parse("x > 1").expect("parses").reads_clock());
+        let feel = FeelExpression::parse("a + b * a").expect("parses");
+        assert_eq!(&*feel.mentioned(), ["a".into(), "b".into()] as [Box<str>; 2]);
     }
 
     #[test]

@@ -170,9 +170,11 @@ impl Run<'_> {
         owner: Key,
         condition: &Condition,
     ) -> Result<bool, String> {
-        let variables = self.visible_variables(owner);
-        let evaluated =
-            crate::feel::evaluate(&condition.expression, &variables, self.now_millis())?;
+        let evaluated = crate::feel::evaluate_with(
+            &condition.expression,
+            |name| self.lookup(owner, name),
+            self.now_millis(),
+        )?;
         match evaluated.value {
             serde_json::Value::Bool(holds) => Ok(holds),
             serde_json::Value::Null => Ok(false),

@@ -31,16 +31,32 @@ pub(crate) fn evaluate(
     variables: &Variables,
     now_millis: i64,
 ) -> Result<Evaluated, String> {
+    evaluate_with(expression, |name| variables.get(name), now_millis)
+}
+
+/// [`evaluate`] with the variables looked up by name (innermost scope first, say), so that
+/// no document is copied. Only the names the expression mentions are looked up and
+/// converted to FEEL values (a variable it does not name cannot change its value), and the
+/// clock is bound only for an expression that calls `now()` or `today()`.
+pub(crate) fn evaluate_with<'v>(
+    expression: &FeelExpression,
+    lookup: impl Fn(&str) -> Option<&'v Json>,
+    now_millis: i64,
+) -> Result<Evaluated, String> {
     let mut context = FeelContext::default();
-    for (name, value) in variables {
-        context.set_entry(&Name::from(name.as_str()), to_feel(value));
+    for name in expression.mentioned() {
+        if let Some(value) = lookup(name) {
+            context.set_entry(&Name::from(&**name), to_feel(value));
+        }
     }
-    let (date, time) = utc(now_millis);
-    context.set_entry(
-        &Name::from(CLOCK_NOW),
-        Value::String(format!("{date}T{time}Z")),
-    );
-    context.set_entry(&Name::from(CLOCK_TODAY), Value::String(date));
+    if expression.reads_clock() {
+        let (date, time) = utc(now_millis);
+        context.set_entry(
+            &Name::from(CLOCK_NOW),
+            Value::String(format!("{date}T{time}Z")),
+        );
+        context.set_entry(&Name::from(CLOCK_TODAY), Value::String(date));
+    }
     let scope = FeelScope::from(context);
     // Third-party code on user data: a panic becomes an error, never a crashed shard.
     // The evaluator is built from the syntax tree once per deployed expression and cached
@@ -76,13 +92,14 @@ pub(crate) fn evaluate(
     }
 }
 
-/// Evaluates a condition: it must give a boolean.
-pub(crate) fn condition(
+/// Evaluates a condition, the variables looked up by name (see [`evaluate_with`]): it must
+/// give a boolean.
+pub(crate) fn condition_with<'v>(
     expression: &FeelExpression,
-    variables: &Variables,
+    lookup: impl Fn(&str) -> Option<&'v Json>,
     now_millis: i64,
 ) -> Result<bool, String> {
-    let evaluated = evaluate(expression, variables, now_millis)?;
+    let evaluated = evaluate_with(expression, lookup, now_millis)?;
     match evaluated.value {
         Json::Bool(value) => Ok(value),
         other => {

@@ -32,9 +32,9 @@ impl Run<'_> {
             .multi_instance
             .as_ref()
             .expect("a body belongs to a multi-instance activity");
-        let variables = self.visible_variables(body);
         let source = multi.input_collection.source();
-        let items = match feel::evaluate(&multi.input_collection, &variables, self.now_millis()) {
+        let lookup = |name: &str| self.lookup(body, name);
+        let items = match feel::evaluate_with(&multi.input_collection, lookup, self.now_millis()) {
             Ok(evaluated) => match evaluated.value {
                 serde_json::Value::Array(items) => items,
                 other => {
@@ -107,8 +107,11 @@ impl Run<'_> {
             .expect("an inner instance belongs to a multi-instance activity");
         if let (Some(collection), Some(output)) = (&multi.output_collection, &multi.output_element)
         {
-            let variables = self.visible_variables(key);
-            let value = match feel::evaluate(output, &variables, self.now_millis()) {
+            let value = match feel::evaluate_with(
+                output,
+                |name| self.lookup(key, name),
+                self.now_millis(),
+            ) {
                 Ok(evaluated) => evaluated.value,
                 Err(error) => {
                     let message = format!("output element: {error}");
@@ -125,7 +128,7 @@ impl Run<'_> {
         let done = match &multi.completion_condition {
             None => false,
             Some(condition) => {
-                let mut variables = self.visible_variables(key);
+                let mut variables = Variables::new();
                 let state = &self.state.multi[&body];
                 let active = self.state.elements[&body].tokens;
                 let numbers = [
@@ -137,7 +140,8 @@ impl Run<'_> {
                 for (name, value) in numbers {
                     variables.insert(name.to_string(), serde_json::Value::from(value));
                 }
-                match feel::condition(condition, &variables, self.now_millis()) {
+                let lookup = |name: &str| variables.get(name).or_else(|| self.lookup(key, name));
+                match feel::condition_with(condition, lookup, self.now_millis()) {
                     Ok(holds) => holds,
                     Err(error) => {
                         let message = format!("completion condition: {error}");

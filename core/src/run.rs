@@ -562,8 +562,8 @@ impl<'s> Run<'s> {
         match expression {
             Expression::Static(text) => Ok(serde_json::Value::String(text.to_string())),
             Expression::Feel(feel) => {
-                let variables = self.visible_variables(key);
-                feel::evaluate(feel, &variables, self.now_millis).map(|evaluated| evaluated.value)
+                feel::evaluate_with(feel, |name| self.lookup(key, name), self.now_millis)
+                    .map(|evaluated| evaluated.value)
             }
         }
     }
@@ -758,8 +758,11 @@ impl<'s> Run<'s> {
         expression: &ringflow_bpmn::FeelExpression,
         result_variable: &str,
     ) {
-        let variables = self.visible_variables(key);
-        let evaluated = match feel::evaluate(expression, &variables, self.now_millis) {
+        let evaluated = match feel::evaluate_with(
+            expression,
+            |name| self.lookup(key, name),
+            self.now_millis,
+        ) {
             Ok(evaluated) => evaluated,
             Err(error) => return self.incident(key, format!("script: {error}")),
         };
@@ -817,7 +820,6 @@ impl<'s> Run<'s> {
         default: Option<FlowIndex>,
         first_only: bool,
     ) {
-        let variables = self.visible_variables(key);
         let mut chosen = Vec::new();
         for flow in definition.outgoing(element) {
             if Some(*flow) == default {
@@ -825,7 +827,11 @@ impl<'s> Run<'s> {
             }
             let holds = match &definition.flow(*flow).condition {
                 None => Ok(true),
-                Some(condition) => feel::condition(condition, &variables, self.now_millis),
+                Some(condition) => feel::condition_with(
+                    condition,
+                    |name| self.lookup(key, name),
+                    self.now_millis,
+                ),
             };
             match holds {
                 Ok(true) => {
@@ -1433,6 +1439,19 @@ impl<'s> Run<'s> {
     }
 
     /// The variables visible from `scope` up to the root, the innermost winning.
+    /// The value of `name` that the element instance `scope` sees: its own, else that of the
+    /// nearest scope around it that has one.
+    pub(crate) fn lookup(&self, scope: Key, name: &str) -> Option<&serde_json::Value> {
+        let mut next = Some(scope);
+        while let Some(key) = next {
+            if let Some(value) = self.state.variables.get(&key).and_then(|doc| doc.get(name)) {
+                return Some(value);
+            }
+            next = self.state.elements[&key].scope;
+        }
+        None
+    }
+
     pub(crate) fn visible_variables(&self, scope: Key) -> Variables {
         let mut chain = Vec::new();
         let mut next = Some(scope);
