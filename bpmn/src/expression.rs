@@ -447,11 +447,23 @@ mod tests {
 
     #[test]
     fn only_expressions_that_call_the_clock_read_it() {
-        assert!(FeelExpression::parse("now() > x").expect("parses").reads_clock());
-        assert!(FeelExpression::parse("today()").expect("parses").reads_clock());
-        assert!(!FeelExpression::parse("x > 1").expect("parses").reads_clock());
+        assert!(
+            FeelExpression::parse("now() > x")
+                .expect("parses")
+                .reads_clock()
+        );
+        assert!(
+            FeelExpression::parse("today()")
+                .expect("parses")
+                .reads_clock()
+        );
+        assert!(
+            !FeelExpression::parse("x > 1")
+                .expect("parses")
+                .reads_clock()
+        );
         let feel = FeelExpression::parse("a + b * a").expect("parses");
-        assert_eq!(&*feel.mentioned(), ["a".into(), "b".into()] as [Box<str>; 2]);
+        assert_eq!(feel.mentioned(), ["a".into(), "b".into()] as [Box<str>; 2]);
     }
 
     #[test]

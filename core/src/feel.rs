@@ -230,12 +230,34 @@ mod tests {
     }
 
     #[test]
+    fn only_the_names_an_expression_mentions_are_looked_up() {
+        let variables = vars(r#"{"x": 5, "payload": "big", "other": [1, 2]}"#);
+        let asked = std::cell::RefCell::new(Vec::new());
+        let lookup = |name: &str| {
+            asked.borrow_mut().push(name.to_string());
+            variables.get(name)
+        };
+        let evaluated =
+            evaluate_with(&feel("if list = null then x * 2 else 0"), lookup, 0).expect("ok");
+        assert_eq!(evaluated.value, serde_json::json!(10));
+        let mut asked = asked.into_inner();
+        asked.sort();
+        assert_eq!(asked, ["list", "x"], "`payload` and `other` are never read");
+        let evaluated = evaluate_with(&feel("x * 2"), |name| variables.get(name), 0).expect("ok");
+        assert_eq!(evaluated.value, serde_json::json!(10));
+    }
+
+    #[test]
     fn conditions_must_be_booleans() {
         let variables = vars(r#"{"x": 5}"#);
-        assert_eq!(condition(&feel("x > 3"), &variables, 0), Ok(true));
-        let error = condition(&feel("x + 1"), &variables, 0).expect_err("a number");
+        assert_eq!(
+            condition_with(&feel("x > 3"), |n| variables.get(n), 0),
+            Ok(true)
+        );
+        let error = condition_with(&feel("x + 1"), |n| variables.get(n), 0).expect_err("a number");
         assert!(error.contains("not a boolean"), "{error}");
-        let error = condition(&feel("y > 1"), &variables, 0).expect_err("y is missing");
+        let error =
+            condition_with(&feel("y > 1"), |n| variables.get(n), 0).expect_err("y is missing");
         assert!(error.contains("gave null"), "{error}");
     }
 

@@ -107,17 +107,15 @@ impl Run<'_> {
             .expect("an inner instance belongs to a multi-instance activity");
         if let (Some(collection), Some(output)) = (&multi.output_collection, &multi.output_element)
         {
-            let value = match feel::evaluate_with(
-                output,
-                |name| self.lookup(key, name),
-                self.now_millis(),
-            ) {
-                Ok(evaluated) => evaluated.value,
-                Err(error) => {
-                    let message = format!("output element: {error}");
-                    return self.incident_with(key, message, IncidentRetry::Completion);
-                }
-            };
+            let value =
+                match feel::evaluate_with(output, |name| self.lookup(key, name), self.now_millis())
+                {
+                    Ok(evaluated) => evaluated.value,
+                    Err(error) => {
+                        let message = format!("output element: {error}");
+                        return self.incident_with(key, message, IncidentRetry::Completion);
+                    }
+                };
             if !self.store_output(body, collection, counter, value) {
                 let message = format!(
                     "the output collection `{collection}` is no longer a list of the body's size"

@@ -318,21 +318,10 @@ impl<'s> Run<'s> {
             let live = match &step {
                 Step::Activate { scope, .. } | Step::Arrive { scope, .. } => *scope,
                 Step::Complete { key } => *key,
-                Step::Correlate { subscription } => {
-                    let subscription = *subscription;
-                    self.correlate_now(subscription);
-                    continue;
-                }
-                Step::FireConditional { subscription } => {
-                    let subscription = *subscription;
-                    self.steps += 1;
-                    self.fire_conditional(subscription);
-                    continue;
-                }
-                Step::Conditionals { process_instance } => {
-                    let process_instance = *process_instance;
-                    self.steps += 1;
-                    self.evaluate_conditionals(process_instance);
+                Step::Correlate { .. }
+                | Step::FireConditional { .. }
+                | Step::Conditionals { .. } => {
+                    self.event_step(step);
                     continue;
                 }
             };
@@ -351,6 +340,28 @@ impl<'s> Run<'s> {
                 Step::Correlate { .. }
                 | Step::FireConditional { .. }
                 | Step::Conditionals { .. } => unreachable!("handled above"),
+            }
+        }
+    }
+
+    /// A step about an event rather than a token: a buffered message for a subscription, a
+    /// conditional subscription to fire or the conditions to evaluate. Out of line, so that
+    /// the loop that moves tokens stays small.
+    #[cold]
+    #[inline(never)]
+    fn event_step(&mut self, step: Step) {
+        match step {
+            Step::Correlate { subscription } => self.correlate_now(subscription),
+            Step::FireConditional { subscription } => {
+                self.steps += 1;
+                self.fire_conditional(subscription);
+            }
+            Step::Conditionals { process_instance } => {
+                self.steps += 1;
+                self.evaluate_conditionals(process_instance);
+            }
+            Step::Activate { .. } | Step::Complete { .. } | Step::Arrive { .. } => {
+                unreachable!("token steps are drained in place")
             }
         }
     }
@@ -758,14 +769,11 @@ impl<'s> Run<'s> {
         expression: &ringflow_bpmn::FeelExpression,
         result_variable: &str,
     ) {
-        let evaluated = match feel::evaluate_with(
-            expression,
-            |name| self.lookup(key, name),
-            self.now_millis,
-        ) {
-            Ok(evaluated) => evaluated,
-            Err(error) => return self.incident(key, format!("script: {error}")),
-        };
+        let evaluated =
+            match feel::evaluate_with(expression, |name| self.lookup(key, name), self.now_millis) {
+                Ok(evaluated) => evaluated,
+                Err(error) => return self.incident(key, format!("script: {error}")),
+            };
         let mut result = Variables::new();
         result.insert(result_variable.to_string(), evaluated.value);
         // With output mappings the result stays local, for them to map.
@@ -827,11 +835,9 @@ impl<'s> Run<'s> {
             }
             let holds = match &definition.flow(*flow).condition {
                 None => Ok(true),
-                Some(condition) => feel::condition_with(
-                    condition,
-                    |name| self.lookup(key, name),
-                    self.now_millis,
-                ),
+                Some(condition) => {
+                    feel::condition_with(condition, |name| self.lookup(key, name), self.now_millis)
+                }
             };
             match holds {
                 Ok(true) => {
