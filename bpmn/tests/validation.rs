@@ -774,19 +774,25 @@ fn conditional_catch(definition: &str) -> String {
     )
 }
 
+/// The condition of the catch event `c` of a model made with [`conditional_catch`].
+fn catch_condition(model: &Model) -> ringflow_bpmn::Condition {
+    let definition = &model.processes[0];
+    let index = definition.find("c").expect("the catch event");
+    match &definition.element(index).kind {
+        ElementKind::IntermediateCatchEvent(ringflow_bpmn::CatchTrigger::Conditional(
+            condition,
+        )) => condition.clone(),
+        other => panic!("a conditional catch event, not {other:?}"),
+    }
+}
+
 #[test]
 fn conditional_events_read_their_condition_and_filter() {
     let model = ok(
         &conditional_catch(&conditional("= x.total &gt; limit and ready", "")),
         "",
     );
-    let definition = &model.processes[0];
-    let index = definition.find("c").expect("the catch event");
-    let ElementKind::IntermediateCatchEvent(ringflow_bpmn::CatchTrigger::Conditional(condition)) =
-        &definition.element(index).kind
-    else {
-        panic!("a conditional catch event");
-    };
+    let condition = catch_condition(&model);
     assert_eq!(condition.variables, ["limit", "ready", "total", "x"]);
     assert!(condition.on_create && condition.on_update);
     assert!(condition.watches("x", true) && !condition.watches("y", false));
@@ -798,13 +804,7 @@ fn conditional_events_read_their_condition_and_filter() {
         )),
         "",
     );
-    let definition = &model.processes[0];
-    let index = definition.find("c").expect("the catch event");
-    let ElementKind::IntermediateCatchEvent(ringflow_bpmn::CatchTrigger::Conditional(condition)) =
-        &definition.element(index).kind
-    else {
-        panic!("a conditional catch event");
-    };
+    let condition = catch_condition(&model);
     assert_eq!(condition.variables, ["a", "b"]);
     assert!(!condition.on_create && condition.on_update);
     assert!(condition.watches("a", false) && !condition.watches("a", true));

@@ -144,22 +144,18 @@ impl Run<'_> {
         pending.seq += 1;
         let seq = pending.seq;
         let changes = pending.changes.entry(process_instance_key).or_default();
-        if changes.is_empty() {
+        let first = changes.is_empty();
+        changes.push(Change {
+            scope,
+            name,
+            created,
+            seq,
+        });
+        if first {
             self.queue(Step::Conditionals {
                 process_instance: process_instance_key,
             });
         }
-        self.state
-            .conditionals_scratch
-            .changes
-            .get_mut(&process_instance_key)
-            .expect("just made")
-            .push(Change {
-                scope,
-                name,
-                created,
-                seq,
-            });
     }
 
     /// Whether a condition holds for what `owner` sees (null counts as false). An error
@@ -345,7 +341,7 @@ impl Run<'_> {
 /// The conditional start events at the root of `definition`, with their conditions.
 pub(crate) fn conditional_starts(
     definition: &ProcessDefinition,
-) -> Vec<(ElementIndex, &Condition)> {
+) -> impl Iterator<Item = (ElementIndex, &Condition)> {
     definition
         .start_events(ProcessDefinition::ROOT)
         .iter()
@@ -356,7 +352,6 @@ pub(crate) fn conditional_starts(
             } => Some((*start, condition)),
             _ => None,
         })
-        .collect()
 }
 
 /// `EvaluateConditional`: evaluates the conditional start events of the latest version of
@@ -381,7 +376,7 @@ pub(crate) fn evaluate_starts(
                     format!("no process with id `{id}` is deployed"),
                 )
             })?;
-            if conditional_starts(&version.definition).is_empty() {
+            if conditional_starts(&version.definition).next().is_none() {
                 return Err(Rejection::new(
                     RejectionCode::InvalidArgument,
                     format!("the process `{id}` has no conditional start event"),
@@ -394,7 +389,11 @@ pub(crate) fn evaluate_starts(
                 .versions
                 .values()
                 .filter_map(|keys| keys.last().copied())
-                .filter(|key| !conditional_starts(&state.processes[key].definition).is_empty())
+                .filter(|key| {
+                    conditional_starts(&state.processes[key].definition)
+                        .next()
+                        .is_some()
+                })
                 .collect();
             if keys.is_empty() {
                 return Err(Rejection::new(
