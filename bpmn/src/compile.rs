@@ -55,6 +55,7 @@ const FLOW_NODES: &[&str] = &[
     "scriptTask",
     "businessRuleTask",
     "subProcess",
+    "adHocSubProcess",
     "callActivity",
     "exclusiveGateway",
     "parallelGateway",
@@ -69,10 +70,6 @@ const UNSUPPORTED_FLOW_ELEMENTS: &[(&str, &str)] = &[
         "complex gateways are not supported; use inclusive or exclusive gateways",
     ),
     ("transaction", "transaction subprocesses are not supported"),
-    (
-        "adHocSubProcess",
-        "ad-hoc subprocesses are not supported yet",
-    ),
     ("callChoreography", "choreographies are not executable"),
     ("subChoreography", "choreographies are not executable"),
     ("choreographyTask", "choreographies are not executable"),
@@ -456,10 +453,12 @@ impl<'d> Compiler<'d> {
         }
         build.element_ids.entry(id).or_insert(index);
         let name = self.doc.attr(node, Ns::None, "name").map(str::to_string);
+        let documentation = self.documentation(node);
         let for_compensation = self.doc.attr(node, Ns::None, "isForCompensation") == Some("true");
         build.elements.push(Element {
             id: id.into(),
             name,
+            documentation,
             kind: ElementKind::Process,
             scope,
             position: self.position(self.doc.node(node).offset as usize),
@@ -486,6 +485,19 @@ impl<'d> Compiler<'d> {
         index
     }
 
+    /// The text of an element's `<documentation>` children, joined by newlines.
+    fn documentation(&self, node: usize) -> Option<String> {
+        let texts: Vec<&str> = self
+            .doc
+            .children(node)
+            .filter(|child| self.is_bpmn(*child, "documentation"))
+            .filter_map(|child| self.doc.node(child).text.as_deref())
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .collect();
+        (!texts.is_empty()).then(|| texts.join("\n"))
+    }
+
     /// Creates the flow nodes of one scope (recursively), and collects its sequence flows.
     fn collect_scope(
         &mut self,
@@ -508,7 +520,7 @@ impl<'d> Compiler<'d> {
             if let Some(name) = FLOW_NODES.iter().find(|name| **name == local) {
                 let index = self.add_element(build, child, name, Some(scope));
                 build.children[scope.0 as usize].push(index);
-                if local == "subProcess" {
+                if local == "subProcess" || local == "adHocSubProcess" {
                     self.collect_scope(build, child, index, flows);
                 }
             } else if local == "sequenceFlow" {
@@ -1314,8 +1326,9 @@ impl<'d> Compiler<'d> {
                 "formDefinition" | "userTaskForm" | "taskSchedule" | "priorityDefinition" => {
                     continue;
                 }
+                "adHoc" if &*self.doc.node(node).local == "adHocSubProcess" => continue,
+                "adHoc" => "zeebe:adHoc belongs on an adHocSubProcess",
                 "taskListeners" => "task listeners are not supported yet",
-                "adHoc" => "ad-hoc subprocesses are not supported yet",
                 _ => "this Camunda 8 extension is not supported",
             };
             self.report(K::UnsupportedElement, node, format!("zeebe:{local}: {why}"));

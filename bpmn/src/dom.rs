@@ -143,6 +143,7 @@ fn keeps_text(local: &str) -> bool {
             | "completionCondition"
             | "loopCardinality"
             | "script"
+            | "documentation"
     )
 }
 

@@ -21,6 +21,7 @@ const ACTIVITIES: &[&str] = &[
     "scriptTask",
     "businessRuleTask",
     "subProcess",
+    "adHocSubProcess",
     "callActivity",
 ];
 
@@ -63,6 +64,7 @@ impl<'d> Compiler<'d> {
                     Some(ElementKind::SubProcess)
                 }
             }
+            "adHocSubProcess" => self.ad_hoc(node),
             "callActivity" => self.call_activity(node),
             other => unreachable!("{other} is not in FLOW_NODES"),
         };
@@ -81,7 +83,17 @@ impl<'d> Compiler<'d> {
         let element = &mut build.elements[slot];
         // A kind that failed to compile was reported; `UndefinedTask` keeps the graph checks
         // meaningful without adding errors of its own.
-        element.kind = kind.unwrap_or(ElementKind::UndefinedTask);
+        element.kind = kind.unwrap_or_else(|| match local {
+            // Its inner elements still run when activated: keep them reachable.
+            "adHocSubProcess" => ElementKind::AdHocSubProcess(AdHoc {
+                active_elements: None,
+                completion_condition: None,
+                cancel_remaining_instances: true,
+                output_collection: None,
+                output_element: None,
+            }),
+            _ => ElementKind::UndefinedTask,
+        });
         element.io_mapping = io_mapping;
         element.properties = properties;
         element.multi_instance = multi_instance;
@@ -799,6 +811,53 @@ impl<'d> Compiler<'d> {
             output_element,
             completion_condition,
         })
+    }
+
+    /// An ad-hoc subprocess: `zeebe:adHoc`, `<completionCondition>` and
+    /// `cancelRemainingInstances`. The job-worker implementation (`zeebe:taskDefinition`)
+    /// is refused.
+    fn ad_hoc(&mut self, node: usize) -> Option<ElementKind> {
+        if self.zeebe_child(node, "taskDefinition").is_some() {
+            let text = "zeebe:taskDefinition on an ad-hoc subprocess (the job-worker \
+                        implementation) is not supported yet; activate its elements with \
+                        activeElementsCollection or the ActivateAdHocActivities command";
+            self.report(K::UnsupportedElement, node, text.to_string());
+            return None;
+        }
+        let cancel_remaining_instances = self.boolean(node, "cancelRemainingInstances", true);
+        let attribute = |name: &str, holder: Option<usize>| {
+            holder
+                .and_then(|holder| self.doc.attr(holder, Ns::None, name))
+                .map(str::trim)
+                .filter(|value| !value.is_empty())
+                .map(str::to_string)
+        };
+        let zeebe = self.zeebe_child(node, "adHoc");
+        let active_elements = attribute("activeElementsCollection", zeebe);
+        let output_collection = attribute("outputCollection", zeebe);
+        let output_element = attribute("outputElement", zeebe);
+        let active_elements = match active_elements {
+            Some(raw) => Some(self.feel(node, &raw, "active elements collection")?),
+            None => None,
+        };
+        if output_collection.is_some() != output_element.is_some() {
+            let text = "zeebe:adHoc outputCollection and outputElement go together: set both \
+                        or neither";
+            self.report(K::MissingAttribute, node, text.to_string());
+            return None;
+        }
+        let output_element = match output_element {
+            Some(raw) => Some(self.feel(node, &raw, "output element")?),
+            None => None,
+        };
+        let completion_condition = self.completion_condition(node)?;
+        Some(ElementKind::AdHocSubProcess(AdHoc {
+            active_elements,
+            completion_condition,
+            cancel_remaining_instances,
+            output_collection,
+            output_element,
+        }))
     }
 
     /// `Some(None)` when there is no condition, `None` when it is broken (reported).

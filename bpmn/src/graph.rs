@@ -88,6 +88,19 @@ fn check_compensation(
     index: ElementIndex,
 ) {
     let element = definition.element(index);
+    let compensating = matches!(
+        element.kind,
+        ElementKind::BoundaryEvent {
+            trigger: BoundaryTrigger::Compensation { .. },
+            ..
+        } | ElementKind::IntermediateThrowEvent(ThrowResult::Compensation(_))
+            | ElementKind::EndEvent(EndResult::Compensation(_))
+    );
+    if compensating && inside_ad_hoc(definition, index) {
+        let text = "compensation inside an ad-hoc subprocess is not supported yet";
+        compiler.report_element(K::UnsupportedElement, element, text.to_string());
+        return;
+    }
     if element.for_compensation && !definition.boundary_events(index).is_empty() {
         let text = "a compensation handler cannot have boundary events";
         compiler.report_element(K::InvalidFlow, element, text.to_string());
@@ -118,6 +131,18 @@ fn check_compensation(
         return;
     };
     compiler.report_element(K::InvalidReference, element, text);
+}
+
+/// Whether an ad-hoc subprocess holds `index`, at any depth.
+fn inside_ad_hoc(definition: &ProcessDefinition, index: ElementIndex) -> bool {
+    let mut scope = definition.element(index).scope;
+    while let Some(current) = scope {
+        if let ElementKind::AdHocSubProcess(_) = definition.element(current).kind {
+            return true;
+        }
+        scope = definition.element(current).scope;
+    }
+    false
 }
 
 fn check_scope_starts(
@@ -182,6 +207,7 @@ fn check_scope_starts(
                 compiler.report_element(K::InvalidStartEvent, element, text.to_string());
             }
         }
+        ElementKind::AdHocSubProcess(_) => check_ad_hoc(compiler, definition, scope),
         ElementKind::EventSubProcess => {
             if starts.is_empty() {
                 let text = "the event subprocess has no start event";
@@ -197,6 +223,33 @@ fn check_scope_starts(
             }
         }
         _ => {}
+    }
+}
+
+/// As in Camunda 8: an ad-hoc subprocess holds at least one activity and no start or end
+/// events (its elements start when activated).
+fn check_ad_hoc(compiler: &mut Compiler<'_>, definition: &ProcessDefinition, scope: ElementIndex) {
+    let element = definition.element(scope);
+    let children = definition.children(scope);
+    for child in children {
+        let inner = definition.element(*child);
+        let text = match inner.kind {
+            ElementKind::StartEvent { .. } => {
+                "an ad-hoc subprocess cannot contain start events: its elements start when \
+                 activated (activeElementsCollection or ActivateAdHocActivities)"
+            }
+            ElementKind::EndEvent(_) => "an ad-hoc subprocess cannot contain end events",
+            _ => continue,
+        };
+        compiler.report_element(K::InvalidFlow, inner, text.to_string());
+    }
+    let activity = children.iter().any(|child| {
+        let inner = definition.element(*child);
+        inner.kind.is_activity() && !inner.for_compensation
+    });
+    if !activity {
+        let text = "an ad-hoc subprocess needs at least one activity";
+        compiler.report_element(K::InvalidFlow, element, text.to_string());
     }
 }
 
@@ -415,6 +468,10 @@ fn spread(definition: &ProcessDefinition, reached: &mut [bool], roots: Vec<Eleme
         match &definition.element(index).kind {
             ElementKind::Process | ElementKind::SubProcess | ElementKind::EventSubProcess => {
                 next.extend_from_slice(definition.start_events(index));
+                next.extend_from_slice(definition.event_subprocesses(index));
+            }
+            ElementKind::AdHocSubProcess(_) => {
+                next.extend(definition.activatable(index));
                 next.extend_from_slice(definition.event_subprocesses(index));
             }
             ElementKind::IntermediateThrowEvent(ThrowResult::Link { target, .. }) => {

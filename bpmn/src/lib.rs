@@ -38,10 +38,12 @@
 //!   `isExecutable="true"`. Non-executable processes are listed in
 //!   [`Model::non_executable`] and not validated.
 //! - **Elements**: see the table in the repository README, which the tests keep true. What is
-//!   not supported (complex gateway, transaction, ad-hoc subprocess, standard loop,
-//!   cancel events, conditional start events of a process, ...) is rejected with an error
+//!   not supported (complex gateway, transaction, standard loop, cancel events, the
+//!   job-worker implementation of an ad-hoc subprocess, ...) is rejected with an error
 //!   naming the element. Conditional events read their condition and
-//!   `zeebe:conditionalFilter` into a [`Condition`].
+//!   `zeebe:conditionalFilter` into a [`Condition`]; ad-hoc subprocesses read `zeebe:adHoc`,
+//!   `completionCondition` and `cancelRemainingInstances` into an [`AdHoc`], and
+//!   [`ProcessDefinition::activatable`] lists what they can activate.
 //! - **Camunda 8 extensions** (`http://camunda.org/schema/zeebe/1.0`): `taskDefinition`,
 //!   `taskHeaders`, `ioMapping`, `subscription`, `calledElement`, `loopCharacteristics`,
 //!   `script`, `calledDecision`, `properties`, `userTask`, `assignmentDefinition`,

@@ -150,11 +150,28 @@ impl ProcessDefinition {
         }
         matches!(
             self.element(index).kind,
-            ElementKind::SubProcess | ElementKind::EventSubProcess
+            ElementKind::SubProcess
+                | ElementKind::EventSubProcess
+                | ElementKind::AdHocSubProcess(_)
         ) && self
             .children(index)
             .iter()
             .any(|child| self.is_compensable(*child))
+    }
+
+    /// The elements an ad-hoc subprocess can activate: its flow nodes without incoming
+    /// sequence flows (not its boundary events' targets inside, event subprocesses or
+    /// compensation handlers), in document order. Not for the hot path.
+    pub fn activatable(&self, ad_hoc: ElementIndex) -> impl Iterator<Item = ElementIndex> + '_ {
+        self.children(ad_hoc).iter().copied().filter(|child| {
+            let element = self.element(*child);
+            self.incoming(*child).is_empty()
+                && !element.for_compensation
+                && !matches!(
+                    element.kind,
+                    ElementKind::EventSubProcess | ElementKind::BoundaryEvent { .. }
+                )
+        })
     }
 
     /// How many elements of each kind, by BPMN element name, sorted by name.
@@ -182,6 +199,8 @@ pub struct Element {
     pub id: Arc<str>,
     /// The name, if given.
     pub name: Option<String>,
+    /// The text of its `<documentation>` elements, joined by newlines, if it has any.
+    pub documentation: Option<String>,
     /// What the element is and does.
     pub kind: ElementKind,
     /// The scope it lives in (process, subprocess or event subprocess); `None` for the process.
@@ -281,6 +300,9 @@ pub enum ElementKind {
     EventBasedGateway,
     /// An embedded subprocess.
     SubProcess,
+    /// An ad-hoc subprocess: its inner elements run when activated, each in an inner
+    /// instance of its own.
+    AdHocSubProcess(AdHoc),
     /// An event subprocess.
     EventSubProcess,
     /// A call activity.
@@ -310,6 +332,7 @@ impl ElementKind {
             ElementKind::ParallelGateway => "parallelGateway",
             ElementKind::EventBasedGateway => "eventBasedGateway",
             ElementKind::SubProcess => "subProcess",
+            ElementKind::AdHocSubProcess(_) => "adHocSubProcess",
             ElementKind::EventSubProcess => "eventSubProcess",
             ElementKind::CallActivity(_) => "callActivity",
         }
@@ -328,9 +351,29 @@ impl ElementKind {
                 | ElementKind::ManualTask
                 | ElementKind::UndefinedTask
                 | ElementKind::SubProcess
+                | ElementKind::AdHocSubProcess(_)
                 | ElementKind::CallActivity(_)
         )
     }
+}
+
+/// An ad-hoc subprocess (`<adHocSubProcess>` with `zeebe:adHoc`, Camunda 8.7 and 8.8).
+#[derive(Clone, Debug)]
+pub struct AdHoc {
+    /// `zeebe:adHoc activeElementsCollection`: the ids of the elements to activate when the
+    /// subprocess is entered (a list of strings).
+    pub active_elements: Option<FeelExpression>,
+    /// `<completionCondition>`: evaluated in the subprocess each time an inner instance
+    /// completes; without one, the subprocess completes when no inner instance is left.
+    pub completion_condition: Option<FeelExpression>,
+    /// `cancelRemainingInstances` (default true): whether the inner instances still running
+    /// are terminated when the completion condition holds, or waited for.
+    pub cancel_remaining_instances: bool,
+    /// `zeebe:adHoc outputCollection`: a local list variable of the subprocess that each
+    /// completed inner instance appends its output element to, propagated on completion.
+    pub output_collection: Option<String>,
+    /// `zeebe:adHoc outputElement`: evaluated in each completed inner instance.
+    pub output_element: Option<FeelExpression>,
 }
 
 /// What starts a start event.

@@ -880,3 +880,158 @@ fn conditional_starts_stand_at_the_process_or_in_event_subprocesses() {
         "",
     );
 }
+
+/// An ad-hoc subprocess with `inner` inside, between a start and an end event.
+fn ad_hoc(attributes: &str, extensions: &str, inner: &str) -> String {
+    format!(
+        r#"<bpmn:startEvent id="start"/>
+        <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="adhoc"/>
+        <bpmn:adHocSubProcess id="adhoc" {attributes}>
+          <bpmn:extensionElements>{extensions}</bpmn:extensionElements>
+          {inner}
+        </bpmn:adHocSubProcess>
+        <bpmn:sequenceFlow id="f2" sourceRef="adhoc" targetRef="end"/>
+        <bpmn:endEvent id="end"/>"#
+    )
+}
+
+#[test]
+fn ad_hoc_subprocesses_compile_with_their_zeebe_attributes() {
+    let inner = format!(
+        r#"{}{}<bpmn:sequenceFlow id="fa" sourceRef="a" targetRef="b"/>
+           <bpmn:userTask id="c" name="Review"><bpmn:documentation>Check the order</bpmn:documentation>
+             <bpmn:extensionElements><zeebe:properties><zeebe:property name="tool" value="yes"/></zeebe:properties></bpmn:extensionElements></bpmn:userTask>
+           <bpmn:completionCondition>= count(results) &gt; 1</bpmn:completionCondition>"#,
+        job("a", "a"),
+        job("b", "b"),
+    );
+    let model = ok(
+        &ad_hoc(
+            r#"cancelRemainingInstances="false""#,
+            r#"<zeebe:adHoc activeElementsCollection="= toRun" outputCollection="results" outputElement="= result"/>"#,
+            &inner,
+        ),
+        "",
+    );
+    let definition = &model.processes[0];
+    let index = definition.find("adhoc").expect("adhoc");
+    let ElementKind::AdHocSubProcess(spec) = &definition.element(index).kind else {
+        panic!("an ad-hoc subprocess");
+    };
+    assert_eq!(spec.active_elements.as_ref().unwrap().source(), "toRun");
+    assert_eq!(
+        spec.completion_condition.as_ref().unwrap().source(),
+        "count(results) > 1"
+    );
+    assert!(!spec.cancel_remaining_instances);
+    assert_eq!(spec.output_collection.as_deref(), Some("results"));
+    assert_eq!(spec.output_element.as_ref().unwrap().source(), "result");
+    let activatable: Vec<&str> = definition
+        .activatable(index)
+        .map(|element| &*definition.element(element).id)
+        .collect();
+    assert_eq!(activatable, ["a", "c"], "b follows a sequence flow");
+    let c = definition.element(definition.find("c").unwrap());
+    assert_eq!(c.documentation.as_deref(), Some("Check the order"));
+    // Without zeebe:adHoc: nothing activated on entry, the default cancels the rest.
+    let model = ok(&ad_hoc("", "", &job("a", "a")), "");
+    let definition = &model.processes[0];
+    let ElementKind::AdHocSubProcess(spec) =
+        &definition.element(definition.find("adhoc").unwrap()).kind
+    else {
+        panic!("an ad-hoc subprocess");
+    };
+    assert!(spec.active_elements.is_none() && spec.cancel_remaining_instances);
+}
+
+#[test]
+fn ad_hoc_subprocesses_are_checked_as_camunda_checks_them() {
+    let start_inside = errors(
+        &ad_hoc(
+            "",
+            "",
+            &format!(r#"<bpmn:startEvent id="s"/>{}"#, job("a", "a")),
+        ),
+        "",
+    );
+    assert_eq!(
+        codes(&start_inside),
+        vec![(K::InvalidFlow, "s".to_string())]
+    );
+    let end_inside = errors(
+        &ad_hoc(
+            "",
+            "",
+            &format!(r#"<bpmn:endEvent id="e"/>{}"#, job("a", "a")),
+        ),
+        "",
+    );
+    assert_eq!(codes(&end_inside), vec![(K::InvalidFlow, "e".to_string())]);
+    let empty = errors(
+        &ad_hoc("", "", r#"<bpmn:intermediateThrowEvent id="t"/>"#),
+        "",
+    );
+    assert_eq!(codes(&empty), vec![(K::InvalidFlow, "adhoc".to_string())]);
+    let half = errors(
+        &ad_hoc(
+            "",
+            r#"<zeebe:adHoc outputCollection="results"/>"#,
+            &job("a", "a"),
+        ),
+        "",
+    );
+    assert_eq!(
+        codes(&half),
+        vec![(K::MissingAttribute, "adhoc".to_string())]
+    );
+    let juel = errors(
+        &ad_hoc(
+            "",
+            r#"<zeebe:adHoc activeElementsCollection="${x}"/>"#,
+            &job("a", "a"),
+        ),
+        "",
+    );
+    assert_eq!(
+        codes(&juel),
+        vec![(K::InvalidExpression, "adhoc".to_string())]
+    );
+    let worker = errors(
+        &ad_hoc(
+            "",
+            r#"<zeebe:taskDefinition type="agent"/>"#,
+            &job("a", "a"),
+        ),
+        "",
+    );
+    assert_eq!(
+        codes(&worker),
+        vec![(K::UnsupportedElement, "adhoc".to_string())]
+    );
+    assert!(worker.diagnostics[0].message.contains("job-worker"));
+    let compensation = errors(
+        &ad_hoc(
+            "",
+            "",
+            &format!(
+                r#"{}<bpmn:boundaryEvent id="comp" attachedToRef="a"><bpmn:compensateEventDefinition/></bpmn:boundaryEvent>
+                   <bpmn:serviceTask id="undo" isForCompensation="true"><bpmn:extensionElements><zeebe:taskDefinition type="undo"/></bpmn:extensionElements></bpmn:serviceTask>
+                   <bpmn:association id="as" sourceRef="comp" targetRef="undo"/>"#,
+                job("a", "a")
+            ),
+        ),
+        "",
+    );
+    has(&compensation, K::UnsupportedElement, "comp");
+    let misplaced = errors(
+        &LINEAR.replace(
+            "TASK",
+            r#"<bpmn:task id="task"><bpmn:extensionElements><zeebe:adHoc activeElementsCollection="= x"/></bpmn:extensionElements></bpmn:task>"#,
+        ),
+        "",
+    );
+    assert_eq!(
+        codes(&misplaced),
+        vec![(K::UnsupportedElement, "task".to_string())]
+    );
+}

@@ -38,6 +38,7 @@
 //! | 19 | ContinueSignal | key |
 //! | 20 | ContinueCompensation | key |
 //! | 21 | EvaluateConditional | BPMN process id (optional text), variables |
+//! | 22 | ActivateAdHocActivities | key, count, then per element its id and variables, cancel remaining instances (flag) |
 
 use std::sync::Arc;
 
@@ -183,6 +184,19 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             put_optional_text(out, bpmn_process_id.as_deref());
             put_variables(out, variables);
         }
+        Command::ActivateAdHocActivities {
+            key,
+            elements,
+            cancel_remaining_instances,
+        } => {
+            tagged_key(out, 22, *key);
+            put_count(out, elements.len());
+            for element in elements {
+                put_bytes(out, element.element_id.as_bytes());
+                put_variables(out, &element.variables);
+            }
+            out.push(u8::from(*cancel_remaining_instances));
+        }
     }
 }
 
@@ -296,6 +310,22 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
             bpmn_process_id: reader.optional_text()?,
             variables: read_variables(reader)?,
         },
+        22 => {
+            let key = reader.key()?;
+            let count = reader.count()?;
+            let mut elements = Vec::new();
+            for _ in 0..count {
+                elements.push(crate::adhoc::AdHocActivation {
+                    element_id: reader.string()?,
+                    variables: read_variables(reader)?,
+                });
+            }
+            Command::ActivateAdHocActivities {
+                key,
+                elements,
+                cancel_remaining_instances: reader.flag()?,
+            }
+        }
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
     Ok((
@@ -422,6 +452,25 @@ mod tests {
             Command::EvaluateConditional {
                 bpmn_process_id: None,
                 variables: Variables::new(),
+            },
+            Command::ActivateAdHocActivities {
+                key,
+                elements: vec![
+                    crate::adhoc::AdHocActivation {
+                        element_id: "review".to_string(),
+                        variables: variables(),
+                    },
+                    crate::adhoc::AdHocActivation {
+                        element_id: "ship".to_string(),
+                        variables: Variables::new(),
+                    },
+                ],
+                cancel_remaining_instances: true,
+            },
+            Command::ActivateAdHocActivities {
+                key,
+                elements: Vec::new(),
+                cancel_remaining_instances: false,
             },
         ]
         .into_iter()

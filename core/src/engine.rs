@@ -133,6 +133,16 @@ pub enum Command {
         /// The variables the conditions read, and the new instances get.
         variables: Variables,
     },
+    /// Activates elements of a running ad-hoc subprocess instance, each in an inner
+    /// instance of its own (see `adhoc`). Camunda's `ActivateAdHocSubProcessActivities`.
+    ActivateAdHocActivities {
+        /// The ad-hoc subprocess's element instance key.
+        key: Key,
+        /// The elements to activate, in order, each with its inner instance's variables.
+        elements: Vec<crate::adhoc::AdHocActivation>,
+        /// Terminate the inner instances still running first.
+        cancel_remaining_instances: bool,
+    },
     /// The shard, after [`Effect::ContinueSignal`]: deliver a signal to the next
     /// subscriptions it reaches (see [`crate::signals`]).
     ContinueSignal {
@@ -287,6 +297,11 @@ pub enum Response {
     /// Conditional start events were evaluated: the instances started, in order (empty
     /// when no condition held).
     ConditionalEvaluated(Vec<StartedInstance>),
+    /// Elements of an ad-hoc subprocess were activated.
+    AdHocActivitiesActivated {
+        /// The ad-hoc subprocess's element instance key.
+        key: Key,
+    },
     /// A signal was broadcast (here, and as mail to every other shard).
     SignalBroadcast {
         /// The signal's key.
@@ -853,6 +868,11 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
             bpmn_process_id,
             variables,
         } => crate::conditionals::evaluate_starts(state, bpmn_process_id, variables, ctx)?,
+        Command::ActivateAdHocActivities {
+            key,
+            elements,
+            cancel_remaining_instances,
+        } => crate::adhoc::activate(state, key, elements, cancel_remaining_instances, ctx)?,
         Command::ContinueSignal { key } => crate::signals::continue_delivery(state, key, ctx)?,
         Command::ContinueCompensation { key } => {
             crate::compensation::continue_throw(state, key, ctx)?

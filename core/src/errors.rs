@@ -228,7 +228,8 @@ impl Run<'_> {
             let element = instance.element;
             // Event subprocesses of a scope catch throws from inside it (not from itself); a
             // multi-instance body's are its inner instances'.
-            if !first && instance.role != ElementRole::Body {
+            // An ad-hoc subprocess's inner instance has neither: they are its subprocess's.
+            if !first && !matches!(instance.role, ElementRole::Body | ElementRole::AdHocInner) {
                 for subprocess in definition.event_subprocesses(element) {
                     let start = definition.start_events(*subprocess)[0];
                     let found = catch_of(&definition.element(start).kind, thrown);
@@ -244,7 +245,10 @@ impl Run<'_> {
                 }
             }
             // An inner instance's boundary events are its body's.
-            if !matches!(instance.role, ElementRole::Inner { .. }) {
+            if !matches!(
+                instance.role,
+                ElementRole::Inner { .. } | ElementRole::AdHocInner
+            ) {
                 for boundary in definition.boundary_events(element) {
                     let found = catch_of(&definition.element(*boundary).kind, thrown);
                     if let Some((wanted, interrupting)) = found

@@ -62,6 +62,10 @@ pub enum ElementRole {
         /// `loopCounter`: which item of the input collection it works on, from 1.
         loop_counter: u32,
     },
+    /// One activation inside an ad-hoc subprocess (its element is the ad-hoc subprocess,
+    /// its id `<id>#innerInstance`, as in Camunda): the scope of the activated element and
+    /// of the flow after it, and of their variables (see `adhoc`).
+    AdHocInner,
 }
 
 /// What a multi-instance body keeps between its inner instances.

@@ -29,6 +29,7 @@
 //! `errors`,
 //! `support`.
 
+pub mod adhoc;
 mod call;
 mod cancel;
 pub mod codec;

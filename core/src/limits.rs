@@ -49,6 +49,12 @@ pub const MESSAGE_TTL_MILLIS_MAX: u64 = 365 * 24 * 3_600_000;
 /// instance, so this is the per-instance element limit.
 pub const MULTI_INSTANCE_ITEMS_MAX: usize = ELEMENT_INSTANCES_PER_INSTANCE_MAX as usize;
 
+/// Most elements one activation of an ad-hoc subprocess starts: the ids its
+/// `activeElementsCollection` gives, or the elements one `ActivateAdHocActivities` names.
+/// Each starts an inner instance and the element, so a collection of a million ids is an
+/// incident (a request, a rejection) instead of two million element instances.
+pub const AD_HOC_ACTIVATIONS_MAX: usize = 1_000;
+
 /// Most signals one command may broadcast: a thrown signal that starts a process which
 /// throws it again would otherwise never end. The throw over it is an incident.
 pub const SIGNALS_PER_COMMAND_MAX: u32 = 1_000;

@@ -168,6 +168,7 @@ impl Run<'_> {
             }
             ElementRole::Inner { .. } => self.behave(key, element),
             ElementRole::Body => unreachable!("a multi-instance body runs no listeners"),
+            ElementRole::AdHocInner => unreachable!("an ad-hoc inner instance runs no listeners"),
         }
     }
 }

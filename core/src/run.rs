@@ -371,6 +371,8 @@ impl<'s> Run<'s> {
         let definition = self.definition_of(key);
         let id = if element.scope.is_none() {
             Arc::clone(&definition.bpmn_process_id)
+        } else if element.role == ElementRole::AdHocInner {
+            crate::adhoc::inner_instance_id(&definition, element.element)
         } else {
             Arc::clone(&definition.element(element.element).id)
         };
@@ -537,6 +539,7 @@ impl<'s> Run<'s> {
                 }
                 self.behave(key, element);
             }
+            ElementRole::AdHocInner => unreachable!("an ad-hoc inner instance is not entered"),
             ElementRole::Plain => {
                 if !self.apply_inputs(key, element) {
                     // An event subprocess's start event waits with it (see above).
@@ -679,6 +682,7 @@ impl<'s> Run<'s> {
                 self.run_script(key, element, expression, result_variable);
             }
             ElementKind::Process | ElementKind::SubProcess => self.start_scope(&definition, key),
+            ElementKind::AdHocSubProcess(_) => self.start_ad_hoc(key, element),
             ElementKind::EventSubProcess => {
                 // Entered because its start event's trigger happened: that start runs now.
                 let start = definition.start_events(element)[0];
@@ -819,7 +823,9 @@ impl<'s> Run<'s> {
     }
 
     /// A gateway picks its outgoing flows: the first (exclusive) or every (inclusive) flow
-    /// whose condition holds, else the default flow, else an incident.
+    /// whose condition holds, else the default flow, else an incident. A gateway without
+    /// outgoing flows ends its path, as any flow node without them (the last element of an
+    /// activation in an ad-hoc subprocess, say).
     fn choose(
         &mut self,
         key: Key,
@@ -828,6 +834,9 @@ impl<'s> Run<'s> {
         default: Option<FlowIndex>,
         first_only: bool,
     ) {
+        if definition.outgoing(element).is_empty() {
+            return self.complete_later(key);
+        }
         let mut chosen = Vec::new();
         for flow in definition.outgoing(element) {
             if Some(*flow) == default {
@@ -1008,6 +1017,7 @@ impl<'s> Run<'s> {
         let element = self.state.elements[&key].clone();
         let stored = match (element.role, element.scope) {
             (ElementRole::Body, Some(scope)) => self.propagate_output_collection(key, scope),
+            (ElementRole::AdHocInner, _) => return self.complete_ad_hoc_inner(key),
             (_, Some(scope)) => self.apply_outputs(key, element.element, scope),
             (_, None) => true,
         };
@@ -1081,6 +1091,13 @@ impl<'s> Run<'s> {
         let scope_instance = self.state.elements.get_mut(&scope).expect("scope is live");
         scope_instance.tokens -= 1;
         if scope_instance.tokens == 0 {
+            // An ad-hoc subprocess decides for itself when it is done (its inner instances
+            // share its element, and complete as any scope).
+            if let ElementKind::AdHocSubProcess(_) = definition.element(scope_instance.element).kind
+                && scope_instance.role != ElementRole::AdHocInner
+            {
+                return self.ad_hoc_path_ended(scope, element.element);
+            }
             self.complete_later(scope);
         }
     }

@@ -262,6 +262,7 @@ impl State {
                     out.push(2);
                     out.extend_from_slice(&loop_counter.to_le_bytes());
                 }
+                ElementRole::AdHocInner => out.push(3),
             }
             put_optional_key(out, element.called);
         }
@@ -486,6 +487,7 @@ fn decode_runtime(
                 2 => ElementRole::Inner {
                     loop_counter: u32::from_le_bytes(reader.array()?),
                 },
+                3 => ElementRole::AdHocInner,
                 other => return Err(corrupt(format!("element role tag {other}"))),
             },
             called: reader.optional_key()?,

@@ -85,6 +85,42 @@ fn a_gateway_with_no_true_condition_and_no_default_raises_an_incident() {
 }
 
 #[test]
+fn a_gateway_without_outgoing_flows_ends_its_path() {
+    for kind in ["exclusiveGateway", "inclusiveGateway"] {
+        let mut shard = Shard::new();
+        let xml = model(
+            "dead-end",
+            &format!(
+                r#"<bpmn:startEvent id="start"/>{}<bpmn:parallelGateway id="split"/>{}{}
+                   <bpmn:{kind} id="gw"/>{}<bpmn:endEvent id="end"/>"#,
+                flow("f1", "start", "split"),
+                flow("f2", "split", "gw"),
+                flow("f3", "split", "task"),
+                service_task("task", "work"),
+            )
+            .replace(
+                "<bpmn:endEvent id=\"end\"/>",
+                &format!("{}<bpmn:endEvent id=\"end\"/>", flow("f4", "task", "end")),
+            ),
+        );
+        shard.deploy("dead-end.bpmn", &xml);
+        let (instance, created) = shard.create("dead-end", vars("{}"));
+        assert!(
+            !created
+                .events
+                .iter()
+                .any(|event| matches!(event, Event::IncidentCreated { .. })),
+            "{kind}: no incident"
+        );
+        assert_eq!(shard.live_element_ids(instance), ["task"], "{kind}");
+        let job = shard.activate("work", 1)[0].key;
+        shard.complete(job, vars("{}"));
+        assert!(shard.state.instance(instance).is_none(), "{kind}: ended");
+        shard.check_replay();
+    }
+}
+
+#[test]
 fn inclusive_gateway_forks_every_true_branch() {
     let mut shard = Shard::new();
     shard.deploy(

@@ -2,10 +2,12 @@
 //! event-based gateways, subprocesses, tasks, timer, message, signal and conditional catch
 //! events, timer, message, signal, conditional, error and compensation boundary events,
 //! compensation throw events,
-//! multi-instance tasks, call activities, execution listeners on tasks, call activities,
+//! multi-instance tasks, call activities, ad-hoc subprocesses (activated on entry and from
+//! outside), execution listeners on tasks, call activities,
 //! catch events, gateways, subprocesses, throw events and the process) driven by
 //! random commands in any order (create, complete, fail, throw, cancel, resolve, publish,
-//! broadcast a signal, set variables, time passing and timers firing). After every command the state's invariants must hold; at the end
+//! broadcast a signal, set variables, activate ad-hoc elements, time passing and timers
+//! firing). After every command the state's invariants must hold; at the end
 //! replaying the accepted commands must give the same bytes. Seeded and reproducible:
 //! `RINGFLOW_RANDOM_SEED=<n> cargo test -p ringflow-core --test random`; more runs with
 //! `RINGFLOW_RANDOM_RUNS=<n>`.
@@ -27,6 +29,8 @@ struct Generator<'r> {
     rng: &'r mut Rng,
     xml: String,
     next_id: u32,
+    /// Inside an ad-hoc subprocess: no compensation, no end events.
+    in_ad_hoc: bool,
 }
 
 impl Generator<'_> {
@@ -77,9 +81,10 @@ impl Generator<'_> {
     }
 
     fn block(&mut self, depth: u32) -> (String, String) {
-        let choice = if depth >= 3 { 0 } else { self.rng.below(13) };
+        let choice = if depth >= 3 { 0 } else { self.rng.below(14) };
         match choice {
-            12 => {
+            13 if !self.in_ad_hoc => self.ad_hoc(depth),
+            12 if !self.in_ad_hoc => {
                 // Compensates what completed in its scope (the compensable tasks of
                 // `guarded_task`), waiting for their handlers.
                 let id = self.id("comp");
@@ -125,7 +130,7 @@ impl Generator<'_> {
                 self.xml.push_str(&format!(
                     r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/>{listeners}</bpmn:extensionElements><bpmn:multiInstanceLoopCharacteristics isSequential="{sequential}"><bpmn:extensionElements><zeebe:loopCharacteristics inputCollection="=[1,2,3]" inputElement="item" outputCollection="out" outputElement="=item"/></bpmn:extensionElements><bpmn:completionCondition>=r &gt; 0.9</bpmn:completionCondition></bpmn:multiInstanceLoopCharacteristics></bpmn:serviceTask>"#
                 ));
-                if self.rng.below(3) == 0 {
+                if self.rng.below(3) == 0 && !self.in_ad_hoc {
                     self.compensable(&id);
                 }
                 (id.clone(), id)
@@ -160,7 +165,7 @@ impl Generator<'_> {
                 self.xml.push_str(&format!(
                     r#"<bpmn:callActivity id="{id}"><bpmn:extensionElements><zeebe:calledElement processId="child"/>{listeners}</bpmn:extensionElements></bpmn:callActivity>"#
                 ));
-                if self.rng.below(3) == 0 {
+                if self.rng.below(3) == 0 && !self.in_ad_hoc {
                     self.compensable(&id);
                 }
                 (id.clone(), id)
@@ -171,7 +176,7 @@ impl Generator<'_> {
                 self.xml.push_str(&format!(
                     r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/>{listeners}</bpmn:extensionElements></bpmn:serviceTask>"#
                 ));
-                if self.rng.below(3) == 0 {
+                if self.rng.below(3) == 0 && !self.in_ad_hoc {
                     self.compensable(&id);
                 }
                 (id.clone(), id)
@@ -237,6 +242,30 @@ impl Generator<'_> {
 }
 
 impl Generator<'_> {
+    /// An ad-hoc subprocess of two or three blocks: the first one or two activated on
+    /// entry when `r` is high, the output collected, sometimes a completion condition.
+    fn ad_hoc(&mut self, depth: u32) -> (String, String) {
+        let id = self.id("adhoc");
+        let saved = std::mem::take(&mut self.xml);
+        self.in_ad_hoc = true;
+        let mut entries = Vec::new();
+        for _ in 0..2 + self.rng.below(2) {
+            entries.push(self.block(depth + 1).0);
+        }
+        self.in_ad_hoc = false;
+        let inner = std::mem::replace(&mut self.xml, saved);
+        let cancel = self.rng.below(2) == 0;
+        let condition = match self.rng.below(3) {
+            0 => "<bpmn:completionCondition>= r &gt; 0.3</bpmn:completionCondition>",
+            _ => "",
+        };
+        let (first, second) = (&entries[0], &entries[1]);
+        self.xml.push_str(&format!(
+            r#"<bpmn:adHocSubProcess id="{id}" cancelRemainingInstances="{cancel}"><bpmn:extensionElements><zeebe:adHoc activeElementsCollection="= if r &gt; 0.5 then [&quot;{first}&quot;, &quot;{second}&quot;] else if r &gt; 0.2 then [&quot;{first}&quot;] else []" outputCollection="{id}out" outputElement="= r"/></bpmn:extensionElements>{inner}{condition}</bpmn:adHocSubProcess>"#
+        ));
+        (id.clone(), id)
+    }
+
     /// Gives `task` a compensation boundary event and its handler (a task of type `t`).
     fn compensable(&mut self, task: &str) {
         let boundary = self.id("cb");
@@ -285,8 +314,13 @@ impl Generator<'_> {
             self.flow(&boundary, &merge, None);
         } else {
             let end = self.id("bend");
-            self.xml
-                .push_str(&format!(r#"<bpmn:endEvent id="{end}"/>"#));
+            // An ad-hoc subprocess has no end events: the path just stops.
+            let kind = if self.in_ad_hoc {
+                "intermediateThrowEvent"
+            } else {
+                "endEvent"
+            };
+            self.xml.push_str(&format!(r#"<bpmn:{kind} id="{end}"/>"#));
             self.flow(&boundary, &end, None);
         }
         (task, merge)
@@ -317,6 +351,7 @@ fn random_process(rng: &mut Rng) -> String {
         rng,
         xml: String::new(),
         next_id: 0,
+        in_ad_hoc: false,
     };
     let (entry, exit) = if generator.rng.below(3) == 0 {
         // Wrap the body in a subprocess.
@@ -523,6 +558,36 @@ struct Seen {
     calls: u64,
     compensations: u64,
     listeners: u64,
+    ad_hoc: u64,
+}
+
+/// The live ad-hoc subprocess instances (not their inner instances), with the elements
+/// each can activate.
+fn ad_hocs(state: &State) -> Vec<(Key, Vec<String>)> {
+    state
+        .element_instances()
+        .filter(|element| {
+            !matches!(
+                element.role,
+                ringflow_core::ElementRole::Body | ringflow_core::ElementRole::AdHocInner
+            )
+        })
+        .filter_map(|element| {
+            let instance = state.instance(element.process_instance_key)?;
+            let definition = &state.process(instance.process_definition_key)?.definition;
+            matches!(
+                definition.element(element.element).kind,
+                ringflow_bpmn::ElementKind::AdHocSubProcess(_)
+            )
+            .then(|| {
+                let ids = definition
+                    .activatable(element.element)
+                    .map(|index| definition.element(index).id.to_string())
+                    .collect();
+                (element.key, ids)
+            })
+        })
+        .collect()
 }
 
 fn one_run(seed: u64, seen: &mut Seen) {
@@ -568,6 +633,27 @@ fn one_run(seed: u64, seen: &mut Seen) {
                 seen.timers_fired += fired as u64;
                 check_invariants(&shard.state);
                 continue;
+            }
+            12 if rng.below(2) == 0 => {
+                // Ad-hoc elements activated from outside (an unknown id is refused).
+                let live = ad_hocs(&shard.state);
+                if live.is_empty() {
+                    continue;
+                }
+                let (key, ids) = &live[rng.below(live.len() as u64) as usize];
+                let element_id = if rng.below(8) == 0 {
+                    "nope".to_string()
+                } else {
+                    ids[rng.below(ids.len() as u64) as usize].clone()
+                };
+                Command::ActivateAdHocActivities {
+                    key: *key,
+                    elements: vec![ringflow_core::adhoc::AdHocActivation {
+                        element_id,
+                        variables: vars(&format!(r#"{{"r": {}}}"#, rng.below(100) as f64 / 100.0)),
+                    }],
+                    cancel_remaining_instances: rng.below(4) == 0,
+                }
             }
             12 => {
                 // A timer fired too early (or a stale one) is refused and changes nothing.
@@ -694,6 +780,11 @@ fn one_run(seed: u64, seen: &mut Seen) {
                     {
                         seen.compensations += 1;
                     }
+                    ringflow_core::Event::ElementCompleted { element_id, .. }
+                        if element_id.starts_with("adhoc") && !element_id.contains('#') =>
+                    {
+                        seen.ad_hoc += 1;
+                    }
                     _ => {}
                 }
             }
@@ -785,6 +876,34 @@ fn drain(shard: &mut Shard) {
                 check_invariants(&shard.state);
             }
         }
+        // An ad-hoc subprocess with nothing running waits for an activation: one, with the
+        // value its completion condition wants.
+        for (key, ids) in ad_hocs(&shard.state) {
+            let idle = shard
+                .state
+                .element_instance(key)
+                .is_some_and(|element| element.tokens == 0 && element.incident.is_none());
+            if idle {
+                shard
+                    .run(Command::SetVariables {
+                        scope: key,
+                        variables: vars(r#"{"r": 0.99}"#),
+                        local: false,
+                    })
+                    .expect("set");
+                shard
+                    .run(Command::ActivateAdHocActivities {
+                        key,
+                        elements: vec![ringflow_core::adhoc::AdHocActivation {
+                            element_id: ids[0].clone(),
+                            variables: vars("{}"),
+                        }],
+                        cancel_remaining_instances: false,
+                    })
+                    .expect("activated");
+                check_invariants(&shard.state);
+            }
+        }
         let later = shard.now_millis + 3_600_000;
         shard.fire_timers_until(later);
         check_invariants(&shard.state);
@@ -858,6 +977,7 @@ fn random_processes_and_commands_keep_the_invariants() {
             "no multi-instance task ever completed"
         );
         assert!(seen.calls > 0, "no call activity ever completed");
+        assert!(seen.ad_hoc > 0, "no ad-hoc subprocess ever completed");
         assert!(
             seen.compensations > 0,
             "no compensation handler ever completed"

@@ -208,6 +208,16 @@ fn model_for(element: &str) -> Option<String> {
                <bpmn:sequenceFlow id="g" sourceRef="is" targetRef="ie"/><bpmn:endEvent id="ie"/>
                </bpmn:subProcess>"#,
         ),
+        "ad-hoc subprocess (`activeElementsCollection`, `ActivateAdHocActivities`)" => {
+            between(&format!(
+                r#"<bpmn:adHocSubProcess id="x"><bpmn:extensionElements>
+                     <zeebe:adHoc activeElementsCollection="= [&quot;a&quot;, &quot;b&quot;]"/>
+                   </bpmn:extensionElements>
+                   <bpmn:serviceTask id="a">{}</bpmn:serviceTask><bpmn:task id="b"/>
+                   <bpmn:task id="never"/></bpmn:adHocSubProcess>"#,
+                job("work")
+            ))
+        }
         "event subprocess (message, timer, signal, error, escalation, conditional start)" => {
             event_subprocess(r#"<bpmn:signalEventDefinition signalRef="sig"/>"#)
         }

@@ -40,7 +40,7 @@ use ringflow_core::{Command, RejectionCode};
 use crate::cold::ExportQueue;
 
 /// The command types, as the `command` label says them.
-pub const COMMAND_KINDS: [&str; 21] = [
+pub const COMMAND_KINDS: [&str; 22] = [
     "deploy",
     "create_instance",
     "cancel_instance",
@@ -62,6 +62,7 @@ pub const COMMAND_KINDS: [&str; 21] = [
     "continue_signal",
     "continue_compensation",
     "evaluate_conditional",
+    "activate_ad_hoc_activities",
 ];
 
 /// The index of a command's type in [`COMMAND_KINDS`].
@@ -88,6 +89,7 @@ pub fn command_kind(command: &Command) -> usize {
         Command::ContinueSignal { .. } => 18,
         Command::ContinueCompensation { .. } => 19,
         Command::EvaluateConditional { .. } => 20,
+        Command::ActivateAdHocActivities { .. } => 21,
     }
 }
 

@@ -1827,3 +1827,122 @@ fn conditional_events_start_and_interrupt_from_the_cli_across_a_restart_and_a_cr
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+const AD_HOC: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="adhoc-order" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="adhoc"/>
+    <bpmn:adHocSubProcess id="adhoc">
+      <bpmn:extensionElements>
+        <zeebe:adHoc activeElementsCollection="= [&quot;a&quot;]" outputCollection="results" outputElement="= result"/>
+      </bpmn:extensionElements>
+      <bpmn:serviceTask id="a"><bpmn:extensionElements>
+        <zeebe:taskDefinition type="adhoc-a"/></bpmn:extensionElements></bpmn:serviceTask>
+      <bpmn:serviceTask id="b"><bpmn:extensionElements>
+        <zeebe:taskDefinition type="adhoc-b"/></bpmn:extensionElements></bpmn:serviceTask>
+    </bpmn:adHocSubProcess>
+    <bpmn:sequenceFlow id="f2" sourceRef="adhoc" targetRef="after"/>
+    <bpmn:serviceTask id="after"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="adhoc-after"/></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="after" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// Completes the one `job_type` job with `variables`; returns it.
+fn complete_with(client: &mut Client, job_type: &str, variables: &str) -> ringflow_wire::Job {
+    let mut jobs = activate(client, job_type, 5_000);
+    assert_eq!(jobs.len(), 1, "one `{job_type}` job");
+    let job = jobs.remove(0);
+    client
+        .done(&Request::CompleteJob {
+            job_key: job.key,
+            variables: variables.into(),
+        })
+        .expect("complete");
+    job
+}
+
+#[test]
+fn ad_hoc_elements_are_activated_from_the_cli_across_a_restart() {
+    let (server, data, addr) = start_server("adhoc", 1);
+    let mut client = server.client();
+    deploy(&mut client, "adhoc.bpmn", AD_HOC);
+    let created = client
+        .create_instance(create("adhoc-order", r#"{"order": "A-1"}"#, ""))
+        .expect("create");
+    let instance = created.process_instance_key.to_string();
+    // The subprocess's key, from the cold store's history.
+    let data_arg = data.to_str().expect("utf-8 path");
+    let started = Instant::now();
+    let ad_hoc_key = loop {
+        let output = Command::new(BIN)
+            .args(["instance", &instance, "--data", data_arg, "--json"])
+            .output()
+            .expect("run ringflow instance");
+        let found = serde_json::from_slice::<Value>(&output.stdout)
+            .ok()
+            .and_then(|detail| {
+                detail["elements"].as_array().and_then(|elements| {
+                    elements
+                        .iter()
+                        .find(|e| e["elementId"] == "adhoc" && e["state"] == "active")
+                        .and_then(|e| e["key"].as_u64())
+                })
+            });
+        if let Some(key) = found {
+            break key.to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no active adhoc"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let activated = cli_json(
+        &addr,
+        &[
+            "activate-ad-hoc",
+            &ad_hoc_key,
+            "--element",
+            r#"b={"reviewer": "kim"}"#,
+        ],
+    );
+    assert_eq!(activated["key"].as_u64().unwrap().to_string(), ad_hoc_key);
+    let b = complete_with(&mut client, "adhoc-b", r#"{"result": "B"}"#);
+    assert!(
+        b.variables.contains(r#""reviewer":"kim""#),
+        "{}",
+        b.variables
+    );
+    // Bad requests name what is wrong; nothing changes.
+    for (args, expected) in [
+        (vec!["--element", "after"], "no activatable element `after`"),
+        (vec!["--element", "b", "--element", "b"], "named twice"),
+        (vec!["--element", "b=[1]"], "must be a JSON object"),
+    ] {
+        let mut all = vec!["activate-ad-hoc", ad_hoc_key.as_str()];
+        all.extend(args);
+        let output = cli(&addr, &all);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+
+    // After a restart, `a` (activated on entry) still waits; completing it completes the
+    // subprocess with both outputs.
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    complete_with(&mut client, "adhoc-a", r#"{"result": "A"}"#);
+    let after = complete_with(&mut client, "adhoc-after", "");
+    let variables: Value = serde_json::from_str(&after.variables).expect("JSON");
+    assert_eq!(variables["results"], serde_json::json!(["B", "A"]));
+    assert!(variables.get("reviewer").is_none(), "{variables}");
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}

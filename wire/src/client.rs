@@ -378,6 +378,7 @@ pub fn route(topology: &Topology, request: &Request) -> Route {
         | Request::ThrowError { job_key, .. }
         | Request::UpdateJobRetries { job_key, .. } => key(*job_key),
         Request::SetVariables { scope_key, .. } => key(*scope_key),
+        Request::ActivateAdHocActivities { ad_hoc_key, .. } => key(*ad_hoc_key),
         Request::ResolveIncident { incident_key } => key(*incident_key),
         Request::ShardMail { to_shard, .. } => Route::Shard(*to_shard),
     }
@@ -603,6 +604,24 @@ impl Client {
             Response::InstancesStarted(started) => Ok(started),
             other => Err(self.unexpected("EvaluateConditional", &other)),
         }
+    }
+
+    /// Activates elements of the running ad-hoc subprocess instance `ad_hoc_key` on its
+    /// shard, each in an inner instance of its own with its variables (JSON object text, or
+    /// empty); with `cancel_remaining_instances`, the inner instances still running are
+    /// terminated first.
+    pub fn activate_ad_hoc_activities(
+        &mut self,
+        ad_hoc_key: u64,
+        elements: Vec<(String, String)>,
+        cancel_remaining_instances: bool,
+    ) -> Result<(), ClientError> {
+        self.done(&Request::ActivateAdHocActivities {
+            ad_hoc_key,
+            elements,
+            cancel_remaining_instances,
+        })
+        .map(|_| ())
     }
 
     /// Publishes a message to its correlation key's shard; returns the message key.

@@ -340,6 +340,15 @@ pub enum Request {
         /// JSON object text, or empty.
         variables: String,
     },
+    /// `ActivateAdHocActivitiesRequest`: routed by the key.
+    ActivateAdHocActivities {
+        /// The ad-hoc subprocess's element instance key.
+        ad_hoc_key: u64,
+        /// The elements to activate, in order: (element id, JSON object text or empty).
+        elements: Vec<(String, String)>,
+        /// Terminate the inner instances still running first.
+        cancel_remaining_instances: bool,
+    },
     /// `ShardMailRequest`: between shards only.
     ShardMail {
         /// The sending shard.
@@ -372,6 +381,7 @@ impl Request {
             Request::ShardMail { .. } => "ShardMail",
             Request::BroadcastSignal { .. } => "BroadcastSignal",
             Request::EvaluateConditional { .. } => "EvaluateConditional",
+            Request::ActivateAdHocActivities { .. } => "ActivateAdHocActivities",
         }
     }
 }
@@ -765,6 +775,29 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
             };
             let t = fb::EvaluateConditionalRequest::create(b, &args);
             (fb::Body::EvaluateConditionalRequest, t.as_union_value())
+        }
+        Request::ActivateAdHocActivities {
+            ad_hoc_key,
+            elements,
+            cancel_remaining_instances,
+        } => {
+            let items: Vec<_> = elements
+                .iter()
+                .map(|(element_id, variables)| {
+                    let args = fb::AdHocActivationArgs {
+                        element_id: Some(b.create_string(element_id)),
+                        variables: opt_str(b, variables),
+                    };
+                    fb::AdHocActivation::create(b, &args)
+                })
+                .collect();
+            let args = fb::ActivateAdHocActivitiesRequestArgs {
+                ad_hoc_key: *ad_hoc_key,
+                elements: Some(b.create_vector(&items)),
+                cancel_remaining_instances: *cancel_remaining_instances,
+            };
+            let t = fb::ActivateAdHocActivitiesRequest::create(b, &args);
+            (fb::Body::ActivateAdHocActivitiesRequest, t.as_union_value())
         }
         Request::ActivateJobs(activate) => {
             let args = fb::ActivateJobsRequestArgs {
@@ -1217,6 +1250,20 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
                 variables: text(evaluate.variables()),
             })
         }
+        B::ActivateAdHocActivitiesRequest => {
+            let activate = envelope
+                .body_as_activate_ad_hoc_activities_request()
+                .ok_or_else(missing)?;
+            request(Request::ActivateAdHocActivities {
+                ad_hoc_key: activate.ad_hoc_key(),
+                elements: activate
+                    .elements()
+                    .iter()
+                    .map(|element| (element.element_id().to_string(), text(element.variables())))
+                    .collect(),
+                cancel_remaining_instances: activate.cancel_remaining_instances(),
+            })
+        }
         B::ActivateJobsRequest => {
             let activate = envelope
                 .body_as_activate_jobs_request()
@@ -1553,6 +1600,19 @@ mod tests {
             Request::EvaluateConditional {
                 bpmn_process_id: String::new(),
                 variables: String::new(),
+            },
+            Request::ActivateAdHocActivities {
+                ad_hoc_key: 7 << 48 | 12,
+                elements: vec![
+                    ("review".into(), r#"{"reviewer":"kim"}"#.into()),
+                    ("ship".into(), String::new()),
+                ],
+                cancel_remaining_instances: true,
+            },
+            Request::ActivateAdHocActivities {
+                ad_hoc_key: 1,
+                elements: Vec::new(),
+                cancel_remaining_instances: false,
             },
             Request::ActivateJobs(ActivateJobs {
                 job_type: "pay".into(),

@@ -464,6 +464,47 @@ pub fn set_variables(args: &SetVariablesArgs) -> anyhow::Result<ExitCode> {
     done(&args.conn, request, "set variables in scope")
 }
 
+/// `ringflow activate-ad-hoc`.
+#[derive(Debug, clap::Args)]
+pub struct ActivateAdHocArgs {
+    /// The ad-hoc subprocess's element instance key (`ringflow instance` shows it).
+    key: u64,
+    /// An element to activate: its BPMN id, or ID=JSON with variables (a JSON object) for
+    /// its inner instance. Repeat for more; each id at most once.
+    #[arg(long = "element", value_name = "ID[=JSON]", required = true)]
+    elements: Vec<String>,
+    /// Terminate the inner instances still running first.
+    #[arg(long)]
+    cancel_remaining: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `ringflow activate-ad-hoc KEY --element ID[=JSON]...`.
+pub fn activate_ad_hoc(args: &ActivateAdHocArgs) -> anyhow::Result<ExitCode> {
+    let mut elements = Vec::new();
+    for element in &args.elements {
+        let (id, variables) = match element.split_once('=') {
+            Some((id, json)) => (id, check_json_object(json, &format!("--element {id}"))?),
+            None => (element.as_str(), String::new()),
+        };
+        if id.trim().is_empty() {
+            anyhow::bail!("--element {element:?} names no element id");
+        }
+        elements.push((id.to_string(), variables));
+    }
+    let request = Request::ActivateAdHocActivities {
+        ad_hoc_key: args.key,
+        elements,
+        cancel_remaining_instances: args.cancel_remaining,
+    };
+    done(
+        &args.conn,
+        request,
+        "activated elements in ad-hoc subprocess",
+    )
+}
+
 /// `ringflow jobs ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum JobsCommand {

@@ -67,6 +67,12 @@ enum Command {
     /// only --process. One shard takes the request and starts the instances; each gets the
     /// variables. Prints the instances started (none when no condition held).
     EvaluateConditional(client::EvaluateConditionalArgs),
+    /// Activate elements of a running ad-hoc subprocess (Camunda's
+    /// ActivateAdHocSubProcessActivities).
+    ///
+    /// Each element (one without incoming sequence flows inside the subprocess) runs in an
+    /// inner instance of its own; ID=JSON gives that inner instance local variables.
+    ActivateAdHoc(client::ActivateAdHocArgs),
     /// Work with jobs by hand.
     #[command(subcommand)]
     Jobs(client::JobsCommand),
@@ -109,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Publish(args) => client::publish(&args),
         Command::Signal(args) => client::signal(&args),
         Command::EvaluateConditional(args) => client::evaluate_conditional(&args),
+        Command::ActivateAdHoc(args) => client::activate_ad_hoc(&args),
         Command::Jobs(command) => client::jobs(&command),
         Command::Worker(args) => client::worker(&args),
         Command::SetVariables(args) => client::set_variables(&args),

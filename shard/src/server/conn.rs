@@ -731,6 +731,15 @@ impl Conn {
             Request::ResolveIncident { incident_key } => Command::ResolveIncident {
                 key: self.check_key(incident_key, "incident")?,
             },
+            Request::ActivateAdHocActivities {
+                ad_hoc_key,
+                elements,
+                cancel_remaining_instances,
+            } => Command::ActivateAdHocActivities {
+                key: self.check_key(ad_hoc_key, "ad-hoc subprocess")?,
+                elements: convert::ad_hoc_activations(elements)?,
+                cancel_remaining_instances,
+            },
             Request::Topology | Request::SubscribeJobs(_) | Request::JobCredits { .. } => {
                 unreachable!("answered in dispatch")
             }

@@ -38,6 +38,25 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The elements of an `ActivateAdHocActivities` request, each variables text parsed.
+pub(crate) fn ad_hoc_activations(
+    elements: Vec<(String, String)>,
+) -> Result<Vec<ringflow_core::adhoc::AdHocActivation>, WireError> {
+    elements
+        .into_iter()
+        .map(|(element_id, text)| match variables(&text) {
+            Ok(variables) => Ok(ringflow_core::adhoc::AdHocActivation {
+                element_id,
+                variables,
+            }),
+            Err(error) => Err(WireError::new(
+                ErrorCode::InvalidArgument,
+                format!("element `{element_id}`: {}", error.message),
+            )),
+        })
+        .collect()
+}
+
 pub(crate) fn variables_text(variables: &Variables) -> String {
     serde_json::to_string(variables).unwrap_or_else(|_| "{}".to_string())
 }
@@ -211,6 +230,7 @@ pub(crate) fn answer(answer: Answer) -> Response {
         | Answer::JobUpdated { key }
         | Answer::IncidentResolved { key } => done(key),
         Answer::VariablesSet { scope } => done(scope),
+        Answer::AdHocActivitiesActivated { key } => done(key),
         Answer::ConditionalEvaluated(started) => instances_started(started),
         Answer::MessagePublished { key }
         | Answer::SignalBroadcast { key }

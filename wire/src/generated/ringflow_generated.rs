@@ -364,10 +364,10 @@ impl flatbuffers::SimpleToVerifyInSlice for ListenerEventType {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 25;
+pub const ENUM_MAX_BODY: u8 = 26;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 26] = [
+pub const ENUM_VALUES_BODY: [Body; 27] = [
   Body::NONE,
   Body::TopologyRequest,
   Body::DeployRequest,
@@ -394,6 +394,7 @@ pub const ENUM_VALUES_BODY: [Body; 26] = [
   Body::BroadcastSignalRequest,
   Body::EvaluateConditionalRequest,
   Body::InstancesStarted,
+  Body::ActivateAdHocActivitiesRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -427,9 +428,10 @@ impl Body {
   pub const BroadcastSignalRequest: Self = Self(23);
   pub const EvaluateConditionalRequest: Self = Self(24);
   pub const InstancesStarted: Self = Self(25);
+  pub const ActivateAdHocActivitiesRequest: Self = Self(26);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 25;
+  pub const ENUM_MAX: u8 = 26;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::TopologyRequest,
@@ -457,6 +459,7 @@ impl Body {
     Self::BroadcastSignalRequest,
     Self::EvaluateConditionalRequest,
     Self::InstancesStarted,
+    Self::ActivateAdHocActivitiesRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -487,6 +490,7 @@ impl Body {
       Self::BroadcastSignalRequest => Some("BroadcastSignalRequest"),
       Self::EvaluateConditionalRequest => Some("EvaluateConditionalRequest"),
       Self::InstancesStarted => Some("InstancesStarted"),
+      Self::ActivateAdHocActivitiesRequest => Some("ActivateAdHocActivitiesRequest"),
       _ => None,
     }
   }
@@ -2578,6 +2582,253 @@ impl core::fmt::Debug for SetVariablesRequest<'_> {
       ds.field("scope_key", &self.scope_key());
       ds.field("variables", &self.variables());
       ds.field("local", &self.local());
+      ds.finish()
+  }
+}
+pub enum AdHocActivationOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AdHocActivation<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for AdHocActivation<'a> {
+  type Inner = AdHocActivation<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> AdHocActivation<'a> {
+  pub const VT_ELEMENT_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_VARIABLES: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    AdHocActivation { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args AdHocActivationArgs<'args>
+  ) -> flatbuffers::WIPOffset<AdHocActivation<'bldr>> {
+    let mut builder = AdHocActivationBuilder::new(_fbb);
+    if let Some(x) = args.variables { builder.add_variables(x); }
+    if let Some(x) = args.element_id { builder.add_element_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn element_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(AdHocActivation::VT_ELEMENT_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn variables(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(AdHocActivation::VT_VARIABLES, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for AdHocActivation<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("element_id", Self::VT_ELEMENT_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("variables", Self::VT_VARIABLES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AdHocActivationArgs<'a> {
+    pub element_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub variables: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AdHocActivationArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AdHocActivationArgs {
+      element_id: None, // required field
+      variables: None,
+    }
+  }
+}
+
+pub struct AdHocActivationBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> AdHocActivationBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_element_id(&mut self, element_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AdHocActivation::VT_ELEMENT_ID, element_id);
+  }
+  #[inline]
+  pub fn add_variables(&mut self, variables: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AdHocActivation::VT_VARIABLES, variables);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> AdHocActivationBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    AdHocActivationBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<AdHocActivation<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AdHocActivation::VT_ELEMENT_ID,"element_id");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for AdHocActivation<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("AdHocActivation");
+      ds.field("element_id", &self.element_id());
+      ds.field("variables", &self.variables());
+      ds.finish()
+  }
+}
+pub enum ActivateAdHocActivitiesRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ActivateAdHocActivitiesRequest<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ActivateAdHocActivitiesRequest<'a> {
+  type Inner = ActivateAdHocActivitiesRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ActivateAdHocActivitiesRequest<'a> {
+  pub const VT_AD_HOC_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_ELEMENTS: flatbuffers::VOffsetT = 6;
+  pub const VT_CANCEL_REMAINING_INSTANCES: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ActivateAdHocActivitiesRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ActivateAdHocActivitiesRequestArgs<'args>
+  ) -> flatbuffers::WIPOffset<ActivateAdHocActivitiesRequest<'bldr>> {
+    let mut builder = ActivateAdHocActivitiesRequestBuilder::new(_fbb);
+    builder.add_ad_hoc_key(args.ad_hoc_key);
+    if let Some(x) = args.elements { builder.add_elements(x); }
+    builder.add_cancel_remaining_instances(args.cancel_remaining_instances);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn ad_hoc_key(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ActivateAdHocActivitiesRequest::VT_AD_HOC_KEY, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn elements(&self) -> flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<AdHocActivation<'a>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<AdHocActivation>>>>(ActivateAdHocActivitiesRequest::VT_ELEMENTS, None).unwrap()}
+  }
+  #[inline]
+  pub fn cancel_remaining_instances(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ActivateAdHocActivitiesRequest::VT_CANCEL_REMAINING_INSTANCES, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ActivateAdHocActivitiesRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<u64>("ad_hoc_key", Self::VT_AD_HOC_KEY, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<AdHocActivation>>>>("elements", Self::VT_ELEMENTS, true)?
+     .visit_field::<bool>("cancel_remaining_instances", Self::VT_CANCEL_REMAINING_INSTANCES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ActivateAdHocActivitiesRequestArgs<'a> {
+    pub ad_hoc_key: u64,
+    pub elements: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<AdHocActivation<'a>>>>>,
+    pub cancel_remaining_instances: bool,
+}
+impl<'a> Default for ActivateAdHocActivitiesRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ActivateAdHocActivitiesRequestArgs {
+      ad_hoc_key: 0,
+      elements: None, // required field
+      cancel_remaining_instances: false,
+    }
+  }
+}
+
+pub struct ActivateAdHocActivitiesRequestBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ActivateAdHocActivitiesRequestBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_ad_hoc_key(&mut self, ad_hoc_key: u64) {
+    self.fbb_.push_slot::<u64>(ActivateAdHocActivitiesRequest::VT_AD_HOC_KEY, ad_hoc_key, 0);
+  }
+  #[inline]
+  pub fn add_elements(&mut self, elements: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<AdHocActivation<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ActivateAdHocActivitiesRequest::VT_ELEMENTS, elements);
+  }
+  #[inline]
+  pub fn add_cancel_remaining_instances(&mut self, cancel_remaining_instances: bool) {
+    self.fbb_.push_slot::<bool>(ActivateAdHocActivitiesRequest::VT_CANCEL_REMAINING_INSTANCES, cancel_remaining_instances, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ActivateAdHocActivitiesRequestBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ActivateAdHocActivitiesRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ActivateAdHocActivitiesRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ActivateAdHocActivitiesRequest::VT_ELEMENTS,"elements");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ActivateAdHocActivitiesRequest<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ActivateAdHocActivitiesRequest");
+      ds.field("ad_hoc_key", &self.ad_hoc_key());
+      ds.field("elements", &self.elements());
+      ds.field("cancel_remaining_instances", &self.cancel_remaining_instances());
       ds.finish()
   }
 }
@@ -5487,6 +5738,21 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_activate_ad_hoc_activities_request(&self) -> Option<ActivateAdHocActivitiesRequest<'a>> {
+    if self.body_type() == Body::ActivateAdHocActivitiesRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ActivateAdHocActivitiesRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Envelope<'_> {
@@ -5524,6 +5790,7 @@ impl flatbuffers::Verifiable for Envelope<'_> {
           Body::BroadcastSignalRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<BroadcastSignalRequest>>("Body::BroadcastSignalRequest", pos),
           Body::EvaluateConditionalRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<EvaluateConditionalRequest>>("Body::EvaluateConditionalRequest", pos),
           Body::InstancesStarted => v.verify_union_variant::<flatbuffers::ForwardsUOffset<InstancesStarted>>("Body::InstancesStarted", pos),
+          Body::ActivateAdHocActivitiesRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ActivateAdHocActivitiesRequest>>("Body::ActivateAdHocActivitiesRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -5755,6 +6022,13 @@ impl core::fmt::Debug for Envelope<'_> {
         },
         Body::InstancesStarted => {
           if let Some(x) = self.body_as_instances_started() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::ActivateAdHocActivitiesRequest => {
+          if let Some(x) = self.body_as_activate_ad_hoc_activities_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

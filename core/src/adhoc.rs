@@ -1,0 +1,531 @@
+//! Ad-hoc subprocesses (`<adHocSubProcess>` with `zeebe:adHoc`, Camunda 8.7 and 8.8).
+//!
+//! The elements inside an ad-hoc subprocess are not started by a start event: each is
+//! *activated*, any number of times, in any order. The ones that can be activated are its
+//! flow nodes without incoming sequence flows (not its event subprocesses, boundary events or
+//! compensation handlers); sequence flows inside order what follows an activated element.
+//!
+//! Entering the subprocess (after its input mappings and the waits of its boundary events)
+//! sets two local variables: `adHocSubProcessElements`, the activatable elements (each with
+//! `elementId`, `elementName`, `documentation` and `properties`, from `zeebe:properties`),
+//! and the output collection (if any) as an empty list. It then opens the waits of its event
+//! subprocesses and evaluates `activeElementsCollection`: a list of element ids, each
+//! activated. Without the expression, or with an empty list, nothing is activated and the
+//! subprocess waits. Anything but a list of activatable ids is an incident.
+//!
+//! Each activation makes an *inner instance* (Camunda's `<id>#innerInstance`) inside the
+//! subprocess, and the element inside that. The inner instance is the scope of the flow that
+//! follows the element, and of its variables: what the elements of one activation write (a
+//! job's variables, a message's, output mappings) is created in the inner instance unless
+//! a scope between them has it, never in the subprocess or further out. The elements still
+//! read every variable outside.
+//!
+//! When an inner instance's flow is done (no token left in it), the output element is
+//! evaluated in it and appended to the output collection, then the inner instance completes
+//! and `completionCondition` is evaluated in the subprocess (seeing the appended output):
+//!
+//! - without a completion condition, the subprocess completes when no inner instance is left;
+//! - when the condition holds and `cancelRemainingInstances` is true (the default), the inner
+//!   instances still running are terminated and the subprocess completes; when it is false,
+//!   the subprocess completes once none is left (the condition is evaluated again as each
+//!   completes);
+//! - when it does not hold, the subprocess waits, even with no inner instance left, for
+//!   more activations (`ActivateAdHocActivities`).
+//!
+//! A completing subprocess propagates its output collection to the scope around it, then
+//! applies its output mappings; its other local variables end with it. An event subprocess
+//! inside that ends with nothing else running completes it too (an interrupting one always,
+//! a non-interrupting one when no completion condition is set or it holds).
+//!
+//! `ActivateAdHocActivities` (see [`activate`]) activates elements of a running ad-hoc
+//! subprocess from outside, each with variables local to its inner instance, optionally
+//! terminating the inner instances still running first.
+
+use std::sync::Arc;
+
+use ringflow_bpmn::{AdHoc, ElementIndex, ElementKind, ProcessDefinition};
+
+use crate::engine::{Ctx, Event, Keys, Outcome, Rejection, RejectionCode, Response, Variables};
+use crate::feel;
+use crate::instance::{ElementInstance, ElementRole, IncidentRetry};
+use crate::key::Key;
+use crate::limits::{AD_HOC_ACTIVATIONS_MAX, ELEMENT_INSTANCES_PER_INSTANCE_MAX};
+use crate::run::{Run, Step};
+use crate::state::State;
+use crate::variables::{check_document_size, merged_local};
+
+/// The local variable that lists an ad-hoc subprocess's activatable elements.
+pub const ELEMENTS_VARIABLE: &str = "adHocSubProcessElements";
+
+/// One element to activate in [`crate::Command::ActivateAdHocActivities`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdHocActivation {
+    /// The BPMN id of an activatable element of the subprocess.
+    pub element_id: String,
+    /// Variables created in the activation's inner instance.
+    pub variables: Variables,
+}
+
+/// The `<id>#innerInstance` id of an ad-hoc subprocess's inner instances.
+pub(crate) fn inner_instance_id(definition: &ProcessDefinition, element: ElementIndex) -> Arc<str> {
+    format!("{}#innerInstance", definition.element(element).id).into()
+}
+
+fn ad_hoc_of(definition: &ProcessDefinition, element: ElementIndex) -> &AdHoc {
+    match &definition.element(element).kind {
+        ElementKind::AdHocSubProcess(ad_hoc) => ad_hoc,
+        _ => unreachable!("the element is an ad-hoc subprocess"),
+    }
+}
+
+/// The value of `adHocSubProcessElements`.
+fn elements_metadata(definition: &ProcessDefinition, element: ElementIndex) -> serde_json::Value {
+    let elements = definition
+        .activatable(element)
+        .map(|index| {
+            let inner = definition.element(index);
+            let properties: serde_json::Map<String, serde_json::Value> = inner
+                .properties
+                .iter()
+                .map(|(name, value)| (name.clone(), serde_json::Value::String(value.clone())))
+                .collect();
+            serde_json::json!({
+                "elementId": &*inner.id,
+                "elementName": inner.name,
+                "documentation": inner.documentation,
+                "properties": properties,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(elements)
+}
+
+/// The activatable elements with these ids, in order, or why not.
+fn resolve(
+    definition: &ProcessDefinition,
+    element: ElementIndex,
+    ids: &[String],
+) -> Result<Vec<ElementIndex>, String> {
+    let mut targets = Vec::with_capacity(ids.len());
+    let mut unknown = Vec::new();
+    for id in ids {
+        match definition
+            .activatable(element)
+            .find(|index| *definition.element(*index).id == **id)
+        {
+            Some(index) => targets.push(index),
+            None => unknown.push(format!("`{id}`")),
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(targets);
+    }
+    let known: Vec<String> = definition
+        .activatable(element)
+        .map(|index| format!("`{}`", definition.element(index).id))
+        .collect();
+    Err(format!(
+        "ad-hoc subprocess `{}` has no activatable element {} (it can activate {})",
+        definition.element(element).id,
+        unknown.join(", "),
+        known.join(", ")
+    ))
+}
+
+impl Run<'_> {
+    /// The subprocess was entered (input mappings applied, boundary waits open): set its
+    /// variables, open its event subprocesses' waits and activate `activeElementsCollection`.
+    pub(crate) fn start_ad_hoc(&mut self, key: Key, element: ElementIndex) {
+        let definition = self.definition_of(key);
+        let ad_hoc = ad_hoc_of(&definition, element);
+        let ids = match &ad_hoc.active_elements {
+            None => Vec::new(),
+            Some(expression) => {
+                let lookup = |name: &str| self.lookup(key, name);
+                match feel::evaluate_with(expression, lookup, self.now_millis()) {
+                    Ok(evaluated) => match list_of_strings(evaluated.value) {
+                        Ok(ids) => ids,
+                        Err(other) => {
+                            let message = format!(
+                                "the active elements collection `{}` gave {other}, not a list of \
+                                 element ids",
+                                expression.source()
+                            );
+                            return self.incident(key, message);
+                        }
+                    },
+                    Err(error) => {
+                        return self.incident(key, format!("active elements collection: {error}"));
+                    }
+                }
+            }
+        };
+        if ids.len() > AD_HOC_ACTIVATIONS_MAX {
+            let message = format!(
+                "the active elements collection has {} ids, over AD_HOC_ACTIVATIONS_MAX \
+                 ({AD_HOC_ACTIVATIONS_MAX})",
+                ids.len()
+            );
+            return self.incident(key, message);
+        }
+        let targets = match resolve(&definition, element, &ids) {
+            Ok(targets) => targets,
+            Err(message) => return self.incident(key, message),
+        };
+        if let Some(message) = over_element_limit(self.state, key, targets.len()) {
+            return self.incident(key, message);
+        }
+        let mut local = Variables::new();
+        local.insert(
+            ELEMENTS_VARIABLE.to_string(),
+            elements_metadata(&definition, element),
+        );
+        if let Some(collection) = &ad_hoc.output_collection {
+            local.insert(collection.clone(), serde_json::Value::Array(Vec::new()));
+        }
+        match merged_local(self.state, key, local) {
+            Ok(document) => self.store_variables(key, document),
+            Err(rejection) => return self.incident(key, rejection.message),
+        }
+        let esp_starts: Vec<ElementIndex> = definition
+            .event_subprocesses(element)
+            .iter()
+            .flat_map(|esp| definition.start_events(*esp).iter().copied())
+            .collect();
+        if !esp_starts.is_empty() && !self.open_waits(key, &esp_starts) {
+            return;
+        }
+        for target in targets {
+            self.activate_in_ad_hoc(key, target, Variables::new());
+        }
+    }
+
+    /// Makes an inner instance of the ad-hoc subprocess `ad_hoc` with `variables` as its
+    /// local variables (their size checked by the caller), and activates `target` in it.
+    pub(crate) fn activate_in_ad_hoc(
+        &mut self,
+        ad_hoc: Key,
+        target: ElementIndex,
+        variables: Variables,
+    ) {
+        let (element, process_instance_key) = {
+            let instance = &self.state.elements[&ad_hoc];
+            (instance.element, instance.process_instance_key)
+        };
+        let key = self.key();
+        self.state
+            .instances
+            .get_mut(&process_instance_key)
+            .expect("live")
+            .live_elements += 1;
+        self.state.elements.insert(
+            key,
+            ElementInstance {
+                key,
+                process_instance_key,
+                element,
+                scope: Some(ad_hoc),
+                tokens: 0,
+                job: None,
+                incident: None,
+                role: ElementRole::AdHocInner,
+                called: None,
+            },
+        );
+        self.state.children.add(ad_hoc, key);
+        self.state
+            .elements
+            .get_mut(&ad_hoc)
+            .expect("the subprocess is live")
+            .tokens += 1;
+        self.element_event(key, |key, process_instance_key, element_id| {
+            Event::ElementActivated {
+                key,
+                process_instance_key,
+                element_id,
+            }
+        });
+        if !variables.is_empty() {
+            self.store_variables(key, variables);
+        }
+        self.queue(Step::Activate {
+            element: target,
+            scope: key,
+            counted: false,
+        });
+    }
+
+    /// An inner instance's flow is done: append its output, evaluate the completion
+    /// condition, complete it and let the subprocess decide. A failing output element,
+    /// condition or full output collection is an incident on the inner instance; resolving
+    /// it tries again.
+    pub(crate) fn complete_ad_hoc_inner(&mut self, key: Key) {
+        let ad_hoc = self.state.elements[&key]
+            .scope
+            .expect("an inner instance has its subprocess");
+        let definition = self.definition_of(key);
+        let element = self.state.elements[&key].element;
+        let spec = ad_hoc_of(&definition, element);
+        let mut appended: Option<(&str, serde_json::Value)> = None;
+        if let (Some(collection), Some(output)) = (&spec.output_collection, &spec.output_element) {
+            let lookup = |name: &str| self.lookup(key, name);
+            let value = match feel::evaluate_with(output, lookup, self.now_millis()) {
+                Ok(evaluated) => evaluated.value,
+                Err(error) => {
+                    let message = format!("output element: {error}");
+                    return self.incident_with(key, message, IncidentRetry::Completion);
+                }
+            };
+            let current = self
+                .state
+                .variables
+                .get(&ad_hoc)
+                .and_then(|local| local.get(collection));
+            let mut list = match current {
+                None => Vec::new(),
+                Some(serde_json::Value::Array(list)) => list.clone(),
+                Some(other) => {
+                    let message =
+                        format!("the output collection `{collection}` holds {other}, not a list");
+                    return self.incident_with(key, message, IncidentRetry::Completion);
+                }
+            };
+            list.push(value);
+            appended = Some((collection, serde_json::Value::Array(list)));
+        }
+        let fulfilled = match &spec.completion_condition {
+            None => None,
+            Some(condition) => {
+                let lookup = |name: &str| match &appended {
+                    Some((collection, list)) if *collection == name => Some(list),
+                    _ => self.lookup(ad_hoc, name),
+                };
+                match feel::condition_with(condition, lookup, self.now_millis()) {
+                    Ok(holds) => Some(holds),
+                    Err(error) => {
+                        let message = format!("completion condition: {error}");
+                        return self.incident_with(key, message, IncidentRetry::Completion);
+                    }
+                }
+            }
+        };
+        if let Some((collection, list)) = appended {
+            let mut update = Variables::new();
+            update.insert(collection.to_string(), list);
+            match merged_local(self.state, ad_hoc, update) {
+                Ok(document) => self.store_variables(ad_hoc, document),
+                Err(rejection) => {
+                    return self.incident_with(key, rejection.message, IncidentRetry::Completion);
+                }
+            }
+        }
+        self.element_event(key, |key, process_instance_key, element_id| {
+            Event::ElementCompleted {
+                key,
+                process_instance_key,
+                element_id,
+            }
+        });
+        self.remove_element_counted(key);
+        self.ad_hoc_decide(ad_hoc, fulfilled, spec.cancel_remaining_instances);
+    }
+
+    /// A path directly inside the subprocess (an event subprocess) ended and no token is
+    /// left in it.
+    pub(crate) fn ad_hoc_path_ended(&mut self, ad_hoc: Key, ended: ElementIndex) {
+        let definition = self.definition_of(ad_hoc);
+        let interrupting = matches!(definition.element(ended).kind, ElementKind::EventSubProcess)
+            && matches!(
+                definition.element(definition.start_events(ended)[0]).kind,
+                ElementKind::StartEvent {
+                    interrupting: true,
+                    ..
+                }
+            );
+        if interrupting {
+            // The event subprocess ended the subprocess's work: it completes.
+            return self.finish_ad_hoc(ad_hoc);
+        }
+        let element = self.state.elements[&ad_hoc].element;
+        let spec = ad_hoc_of(&definition, element);
+        let fulfilled = match &spec.completion_condition {
+            None => None,
+            Some(condition) => {
+                let lookup = |name: &str| self.lookup(ad_hoc, name);
+                match feel::condition_with(condition, lookup, self.now_millis()) {
+                    Ok(holds) => Some(holds),
+                    Err(error) => {
+                        let message = format!("completion condition: {error}");
+                        return self.incident_with(ad_hoc, message, IncidentRetry::Completion);
+                    }
+                }
+            }
+        };
+        self.ad_hoc_decide(ad_hoc, fulfilled, spec.cancel_remaining_instances);
+    }
+
+    /// After a path in the subprocess ended: complete it, terminate the rest, or wait.
+    fn ad_hoc_decide(&mut self, ad_hoc: Key, fulfilled: Option<bool>, cancel_remaining: bool) {
+        let left = self.state.elements[&ad_hoc].tokens;
+        match fulfilled {
+            None | Some(true) if left == 0 => self.finish_ad_hoc(ad_hoc),
+            Some(true) if cancel_remaining => {
+                self.terminate_children(ad_hoc, None);
+                self.finish_ad_hoc(ad_hoc);
+            }
+            _ => {}
+        }
+    }
+
+    /// The subprocess is done: its output collection goes to the scope around it, then it
+    /// completes (output mappings, outgoing flows).
+    fn finish_ad_hoc(&mut self, ad_hoc: Key) {
+        if self.completing(ad_hoc) {
+            return;
+        }
+        let definition = self.definition_of(ad_hoc);
+        let instance = &self.state.elements[&ad_hoc];
+        let (element, scope) = (
+            instance.element,
+            instance.scope.expect("a subprocess has a scope"),
+        );
+        if let Some(collection) = &ad_hoc_of(&definition, element).output_collection {
+            let value = self
+                .state
+                .variables
+                .get(&ad_hoc)
+                .and_then(|local| local.get(collection))
+                .cloned()
+                .unwrap_or(serde_json::Value::Array(Vec::new()));
+            let mut variables = Variables::new();
+            variables.insert(collection.clone(), value);
+            if !self.propagate(ad_hoc, scope, variables, IncidentRetry::Completion) {
+                return;
+            }
+        }
+        self.complete_later(ad_hoc);
+    }
+}
+
+/// Why activating `count` more elements in the ad-hoc subprocess `key` would go over
+/// `ELEMENT_INSTANCES_PER_INSTANCE_MAX` (each takes an inner instance and the element).
+fn over_element_limit(state: &State, key: Key, count: usize) -> Option<String> {
+    let instance = state.elements[&key].process_instance_key;
+    let live = state.instances[&instance].live_elements as usize;
+    (live + 2 * count > ELEMENT_INSTANCES_PER_INSTANCE_MAX as usize).then(|| {
+        format!(
+            "activating {count} elements would take the instance over \
+             ELEMENT_INSTANCES_PER_INSTANCE_MAX ({ELEMENT_INSTANCES_PER_INSTANCE_MAX}) live \
+             elements"
+        )
+    })
+}
+
+/// A list of strings, or the value that is not one.
+fn list_of_strings(value: serde_json::Value) -> Result<Vec<String>, serde_json::Value> {
+    let serde_json::Value::Array(items) = value else {
+        return Err(value);
+    };
+    if items.iter().all(serde_json::Value::is_string) {
+        Ok(items
+            .into_iter()
+            .map(|item| match item {
+                serde_json::Value::String(text) => text,
+                _ => unreachable!("checked above"),
+            })
+            .collect())
+    } else {
+        Err(serde_json::Value::Array(items))
+    }
+}
+
+/// `ActivateAdHocActivities`: activates elements of the running ad-hoc subprocess instance
+/// `key`, each in an inner instance of its own with its variables there. With
+/// `cancel_remaining_instances`, the inner instances still running are terminated first.
+pub(crate) fn activate(
+    state: &mut State,
+    key: Key,
+    elements: Vec<AdHocActivation>,
+    cancel_remaining_instances: bool,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let not_found = || {
+        Rejection::new(
+            RejectionCode::InstanceNotFound,
+            format!("no running ad-hoc subprocess instance has the key {key}"),
+        )
+    };
+    let instance = state.elements.get(&key).ok_or_else(not_found)?;
+    if instance.role == ElementRole::Body || instance.role == ElementRole::AdHocInner {
+        return Err(not_found());
+    }
+    let process_instance = &state.instances[&instance.process_instance_key];
+    let definition =
+        Arc::clone(&state.processes[&process_instance.process_definition_key].definition);
+    let element = instance.element;
+    if !matches!(
+        definition.element(element).kind,
+        ElementKind::AdHocSubProcess(_)
+    ) {
+        return Err(not_found());
+    }
+    if instance.incident.is_some() {
+        return Err(Rejection::new(
+            RejectionCode::InvalidState,
+            format!(
+                "ad-hoc subprocess instance {key} is not active: it waits at an incident \
+                 (resolve it first)"
+            ),
+        ));
+    }
+    if elements.is_empty() {
+        return Err(Rejection::new(
+            RejectionCode::InvalidArgument,
+            "name at least one element to activate".to_string(),
+        ));
+    }
+    if elements.len() > AD_HOC_ACTIVATIONS_MAX {
+        return Err(Rejection::new(
+            RejectionCode::LimitExceeded,
+            format!(
+                "{} elements to activate, over AD_HOC_ACTIVATIONS_MAX ({AD_HOC_ACTIVATIONS_MAX})",
+                elements.len()
+            ),
+        ));
+    }
+    let ids: Vec<String> = elements.iter().map(|a| a.element_id.clone()).collect();
+    for (position, id) in ids.iter().enumerate() {
+        if ids[..position].contains(id) {
+            return Err(Rejection::new(
+                RejectionCode::InvalidArgument,
+                format!("element `{id}` is named twice; activate each element once per request"),
+            ));
+        }
+    }
+    let targets = resolve(&definition, element, &ids)
+        .map_err(|message| Rejection::new(RejectionCode::InvalidArgument, message))?;
+    for activation in &elements {
+        check_document_size(&activation.variables)?;
+    }
+    if let Some(message) = over_element_limit(state, key, targets.len()) {
+        return Err(Rejection::new(RejectionCode::LimitExceeded, message));
+    }
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+    if cancel_remaining_instances {
+        for child in run.state.children_of(key) {
+            if run.state.elements[&child].role == ElementRole::AdHocInner {
+                run.terminate(child);
+            }
+        }
+    }
+    for (target, activation) in targets.into_iter().zip(elements) {
+        run.activate_in_ad_hoc(key, target, activation.variables);
+    }
+    run.run();
+    Ok(Outcome {
+        response: Response::AdHocActivitiesActivated { key },
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
+        next_key: run.keys.next(),
+    })
+}

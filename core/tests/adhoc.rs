@@ -1,0 +1,740 @@
+//! Ad-hoc subprocesses (Camunda 8.7/8.8): activation by `activeElementsCollection` and by
+//! `ActivateAdHocActivities`, inner instances and their variables, the output collection, the
+//! completion condition with and without `cancelRemainingInstances`, sequence flows inside,
+//! boundary and event subprocesses, incidents and rejections; replay and snapshots throughout.
+
+mod common;
+
+use common::{Shard, flow, model, service_task, vars};
+use ringflow_core::adhoc::AdHocActivation;
+use ringflow_core::{
+    Command, ElementRole, Event, Key, Outcome, Rejection, RejectionCode, Response, Variables,
+};
+
+/// An ad-hoc subprocess `adhoc` with `inner` inside and these attributes and `zeebe:adHoc`
+/// attributes, then a service task `after` (type `after`) and an end event.
+fn ad_hoc_model(attributes: &str, zeebe: &str, condition: &str, inner: &str) -> String {
+    let condition = if condition.is_empty() {
+        String::new()
+    } else {
+        format!("<bpmn:completionCondition>{condition}</bpmn:completionCondition>")
+    };
+    model(
+        "p",
+        &format!(
+            r#"<bpmn:startEvent id="start"/>{}
+               <bpmn:adHocSubProcess id="adhoc" {attributes}>
+                 <bpmn:extensionElements><zeebe:adHoc {zeebe}/></bpmn:extensionElements>
+                 {inner}{condition}
+               </bpmn:adHocSubProcess>{}{}{}<bpmn:endEvent id="end"/>"#,
+            flow("f1", "start", "adhoc"),
+            flow("f2", "adhoc", "after"),
+            service_task("after", "after"),
+            flow("f3", "after", "end"),
+        ),
+    )
+}
+
+/// Tasks `a`, `b` and `c` (job types of the same names) inside.
+fn three_tasks() -> String {
+    format!(
+        "{}{}{}",
+        service_task("a", "a"),
+        service_task("b", "b"),
+        service_task("c", "c")
+    )
+}
+
+fn adhoc_key(shard: &Shard, instance: Key) -> Key {
+    let definition = &shard
+        .state
+        .process(
+            shard
+                .state
+                .instance(instance)
+                .unwrap()
+                .process_definition_key,
+        )
+        .unwrap()
+        .definition;
+    shard
+        .state
+        .element_instances()
+        .find(|element| {
+            element.process_instance_key == instance
+                && element.role == ElementRole::Plain
+                && &*definition.element(element.element).id == "adhoc"
+        })
+        .expect("the ad-hoc subprocess is live")
+        .key
+}
+
+fn inner_instances(shard: &Shard, instance: Key) -> Vec<Key> {
+    shard
+        .state
+        .element_instances()
+        .filter(|element| {
+            element.process_instance_key == instance && element.role == ElementRole::AdHocInner
+        })
+        .map(|element| element.key)
+        .collect()
+}
+
+fn activate(
+    shard: &mut Shard,
+    key: Key,
+    elements: &[(&str, &str)],
+    cancel: bool,
+) -> Result<Outcome, Rejection> {
+    let elements = elements
+        .iter()
+        .map(|(id, variables)| AdHocActivation {
+            element_id: id.to_string(),
+            variables: vars(variables),
+        })
+        .collect();
+    shard.run(Command::ActivateAdHocActivities {
+        key,
+        elements,
+        cancel_remaining_instances: cancel,
+    })
+}
+
+/// Completes the one open job of `job_type` with `variables`.
+fn finish(shard: &mut Shard, job_type: &str, variables: &str) -> Variables {
+    let jobs = shard.activate(job_type, 10);
+    assert_eq!(jobs.len(), 1, "one `{job_type}` job");
+    shard.complete(jobs[0].key, vars(variables));
+    shard.check_replay();
+    jobs[0].variables.clone()
+}
+
+fn open_jobs(shard: &mut Shard, job_type: &str) -> usize {
+    shard.activate(job_type, 10).len()
+}
+
+fn incident_message(shard: &Shard) -> String {
+    let incidents: Vec<_> = shard.state.incidents().collect();
+    assert_eq!(incidents.len(), 1, "one incident");
+    incidents[0].message.clone()
+}
+
+#[test]
+fn the_active_elements_run_each_in_an_inner_instance_and_the_subprocess_completes_after_them() {
+    let mut shard = Shard::new();
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= toRun" outputCollection="results" outputElement="= {task: name, value: value}""#,
+        "",
+        &three_tasks(),
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, created) = shard.create("p", vars(r#"{"toRun": ["a", "c"]}"#));
+    shard.check_replay();
+    let inner = inner_instances(&shard, instance);
+    assert_eq!(inner.len(), 2);
+    let activated: Vec<&str> = created
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::ElementActivated { element_id, .. } => Some(&**element_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        activated,
+        [
+            "p",
+            "start",
+            "adhoc",
+            "adhoc#innerInstance",
+            "adhoc#innerInstance",
+            "a",
+            "c"
+        ]
+    );
+    assert_eq!(open_jobs(&mut shard, "b"), 0, "b was not activated");
+    // The subprocess's local variables: the activatable elements and the empty collection.
+    let adhoc = adhoc_key(&shard, instance);
+    let local = shard.state.variables(adhoc).expect("local variables");
+    assert_eq!(local["results"], serde_json::json!([]));
+    let ids: Vec<&str> = local["adHocSubProcessElements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|element| element["elementId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+
+    // A job's variables stay in its inner instance.
+    let seen = finish(&mut shard, "c", r#"{"name": "c", "value": 3}"#);
+    assert_eq!(
+        seen["toRun"],
+        serde_json::json!(["a", "c"]),
+        "outer variables are seen"
+    );
+    assert_eq!(inner_instances(&shard, instance).len(), 1);
+    assert_eq!(
+        shard.state.variables(adhoc).unwrap()["results"],
+        serde_json::json!([{"task": "c", "value": 3}])
+    );
+    assert!(
+        shard
+            .state
+            .variables(instance)
+            .unwrap()
+            .get("name")
+            .is_none(),
+        "a job's variable does not reach the process"
+    );
+    let seen_by_a = finish(&mut shard, "a", r#"{"name": "a", "value": 1}"#);
+    assert!(
+        seen_by_a.get("name").is_none(),
+        "c's variables ended with its inner instance"
+    );
+
+    // Completed: the output collection reached the process, the rest did not.
+    let after = shard.activate("after", 10);
+    assert_eq!(after.len(), 1);
+    let root = &after[0].variables;
+    assert_eq!(
+        root["results"],
+        serde_json::json!([{"task": "c", "value": 3}, {"task": "a", "value": 1}])
+    );
+    assert!(root.get("adHocSubProcessElements").is_none());
+    assert!(root.get("name").is_none() && root.get("value").is_none());
+    shard.complete(after[0].key, Variables::new());
+    shard.check_replay();
+    shard.assert_clean();
+}
+
+#[test]
+fn without_active_elements_the_subprocess_waits_for_activate_requests() {
+    let mut shard = Shard::new();
+    shard.deploy("adhoc.bpmn", &ad_hoc_model("", "", "", &three_tasks()));
+    let (instance, _) = shard.create("p", vars(r#"{"order": 7}"#));
+    let adhoc = adhoc_key(&shard, instance);
+    assert!(inner_instances(&shard, instance).is_empty());
+    assert_eq!(shard.live_element_ids(instance), ["adhoc"]);
+
+    let outcome =
+        activate(&mut shard, adhoc, &[("b", r#"{"reviewer": "kim"}"#)], false).expect("activated");
+    assert!(matches!(
+        outcome.response,
+        Response::AdHocActivitiesActivated { key } if key == adhoc
+    ));
+    shard.check_replay();
+    let inner = inner_instances(&shard, instance);
+    assert_eq!(inner.len(), 1);
+    assert_eq!(
+        shard.state.variables(inner[0]).unwrap()["reviewer"],
+        serde_json::json!("kim"),
+        "the request's variables are the inner instance's"
+    );
+    let seen = finish(&mut shard, "b", "{}");
+    assert_eq!(seen["reviewer"], serde_json::json!("kim"));
+    assert_eq!(seen["order"], serde_json::json!(7));
+    // No completion condition: the last inner instance completed the subprocess.
+    assert_eq!(shard.live_element_ids(instance), ["after"]);
+    assert!(
+        shard.activate("after", 1)[0]
+            .variables
+            .get("reviewer")
+            .is_none(),
+        "the inner instance's variables ended with it"
+    );
+}
+
+#[test]
+fn a_holding_completion_condition_terminates_the_rest_by_default() {
+    let mut shard = Shard::new();
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= [&quot;a&quot;, &quot;b&quot;, &quot;c&quot;]" outputCollection="results" outputElement="= value""#,
+        "= count(results) &gt;= 2",
+        &three_tasks(),
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", Variables::new());
+    assert_eq!(inner_instances(&shard, instance).len(), 3);
+    finish(&mut shard, "b", r#"{"value": "B"}"#);
+    assert_eq!(
+        inner_instances(&shard, instance).len(),
+        2,
+        "1 result: not yet"
+    );
+    let jobs_a = shard.activate("a", 10);
+    let outcome = shard.complete(jobs_a[0].key, vars(r#"{"value": "A"}"#));
+    shard.check_replay();
+    let terminated: Vec<&str> = outcome
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::ElementTerminated { element_id, .. } => Some(&**element_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(terminated, ["c", "adhoc#innerInstance"]);
+    assert_eq!(open_jobs(&mut shard, "c"), 0, "c's job went with it");
+    let after = shard.activate("after", 1);
+    assert_eq!(after[0].variables["results"], serde_json::json!(["B", "A"]));
+}
+
+#[test]
+fn without_cancel_remaining_instances_a_holding_condition_waits_for_the_rest() {
+    let mut shard = Shard::new();
+    let xml = ad_hoc_model(
+        r#"cancelRemainingInstances="false""#,
+        r#"activeElementsCollection="= [&quot;a&quot;, &quot;b&quot;]""#,
+        "= done = true",
+        &three_tasks(),
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", vars(r#"{"done": false}"#));
+    let adhoc = adhoc_key(&shard, instance);
+    // The condition reads `done` outside; a job's `done` stays in its inner instance, so
+    // the process's variable is set from outside.
+    shard
+        .run(Command::SetVariables {
+            scope: instance,
+            variables: vars(r#"{"done": true}"#),
+            local: false,
+        })
+        .unwrap();
+    finish(&mut shard, "a", "{}");
+    assert_eq!(
+        inner_instances(&shard, instance).len(),
+        1,
+        "the condition holds, b still runs and is waited for"
+    );
+    // More may still be activated while it waits.
+    activate(&mut shard, adhoc, &[("c", "{}")], false).expect("activated");
+    finish(&mut shard, "b", "{}");
+    assert_eq!(inner_instances(&shard, instance).len(), 1);
+    finish(&mut shard, "c", "{}");
+    assert_eq!(shard.live_element_ids(instance), ["after"]);
+}
+
+#[test]
+fn a_condition_that_does_not_hold_keeps_the_subprocess_waiting_with_nothing_running() {
+    let mut shard = Shard::new();
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= [&quot;a&quot;]" outputCollection="results" outputElement="= ok""#,
+        "= list contains(results, true)",
+        &three_tasks(),
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", Variables::new());
+    let adhoc = adhoc_key(&shard, instance);
+    finish(&mut shard, "a", r#"{"ok": false}"#);
+    assert!(inner_instances(&shard, instance).is_empty());
+    assert_eq!(shard.live_element_ids(instance), ["adhoc"], "it waits");
+    activate(&mut shard, adhoc, &[("a", "{}")], false).expect("activated again");
+    finish(&mut shard, "a", r#"{"ok": true}"#);
+    let after = shard.activate("after", 1);
+    assert_eq!(
+        after[0].variables["results"],
+        serde_json::json!([false, true])
+    );
+}
+
+#[test]
+fn sequence_flows_inside_run_within_the_activation() {
+    let mut shard = Shard::new();
+    let inner = format!(
+        "{}{}{}{}",
+        service_task("a", "a"),
+        flow("fa", "a", "b"),
+        service_task("b", "b"),
+        service_task("c", "c")
+    );
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= [&quot;a&quot;]""#,
+        "",
+        &inner,
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", Variables::new());
+    let adhoc = adhoc_key(&shard, instance);
+    let local = shard.state.variables(adhoc).unwrap();
+    let ids: Vec<&str> = local["adHocSubProcessElements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|element| element["elementId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "c"], "b follows a flow: not activatable");
+    let rejection = activate(&mut shard, adhoc, &[("b", "{}")], false).unwrap_err();
+    assert_eq!(rejection.code, RejectionCode::InvalidArgument);
+    assert!(
+        rejection.message.contains("no activatable element `b`")
+            && rejection.message.contains("`a`, `c`"),
+        "{}",
+        rejection.message
+    );
+    let inner_key = inner_instances(&shard, instance)[0];
+    finish(&mut shard, "a", r#"{"step": 1}"#);
+    assert_eq!(
+        inner_instances(&shard, instance),
+        [inner_key],
+        "b runs in a's activation"
+    );
+    let seen = finish(&mut shard, "b", "{}");
+    assert_eq!(
+        seen["step"],
+        serde_json::json!(1),
+        "b sees what a wrote in the activation"
+    );
+    assert_eq!(shard.live_element_ids(instance), ["after"]);
+}
+
+#[test]
+fn activate_requests_are_checked_before_anything_changes() {
+    let mut shard = Shard::new();
+    shard.deploy("adhoc.bpmn", &ad_hoc_model("", "", "", &three_tasks()));
+    let (instance, _) = shard.create("p", Variables::new());
+    let adhoc = adhoc_key(&shard, instance);
+    type Case<'a> = (Key, Vec<(&'a str, &'a str)>, RejectionCode, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            Key(adhoc.0 + 1_000),
+            vec![("a", "{}")],
+            RejectionCode::InstanceNotFound,
+            "no running ad-hoc subprocess",
+        ),
+        (
+            instance,
+            vec![("a", "{}")],
+            RejectionCode::InstanceNotFound,
+            "no running ad-hoc subprocess",
+        ),
+        (
+            adhoc,
+            vec![],
+            RejectionCode::InvalidArgument,
+            "at least one element",
+        ),
+        (
+            adhoc,
+            vec![("a", "{}"), ("a", "{}")],
+            RejectionCode::InvalidArgument,
+            "named twice",
+        ),
+        (
+            adhoc,
+            vec![("a", "{}"), ("zz", "{}")],
+            RejectionCode::InvalidArgument,
+            "no activatable element `zz`",
+        ),
+        (
+            adhoc,
+            vec![("after", "{}")],
+            RejectionCode::InvalidArgument,
+            "no activatable element `after`",
+        ),
+    ];
+    for (key, elements, code, text) in cases {
+        let rejection = activate(&mut shard, key, &elements, false).unwrap_err();
+        assert_eq!(rejection.code, code, "{}", rejection.message);
+        assert!(rejection.message.contains(text), "{}", rejection.message);
+    }
+    let many: Vec<AdHocActivation> = (0..=ringflow_core::limits::AD_HOC_ACTIVATIONS_MAX)
+        .map(|_| AdHocActivation {
+            element_id: "a".to_string(),
+            variables: Variables::new(),
+        })
+        .collect();
+    let rejection = shard
+        .run(Command::ActivateAdHocActivities {
+            key: adhoc,
+            elements: many,
+            cancel_remaining_instances: false,
+        })
+        .unwrap_err();
+    assert_eq!(rejection.code, RejectionCode::LimitExceeded);
+    assert!(rejection.message.contains("AD_HOC_ACTIVATIONS_MAX"));
+    assert!(inner_instances(&shard, instance).is_empty());
+    // An inner instance's key is not an ad-hoc subprocess's.
+    activate(&mut shard, adhoc, &[("a", "{}")], false).unwrap();
+    let inner = inner_instances(&shard, instance)[0];
+    let rejection = activate(&mut shard, inner, &[("a", "{}")], false).unwrap_err();
+    assert_eq!(rejection.code, RejectionCode::InstanceNotFound);
+    shard.check_replay();
+}
+
+#[test]
+fn cancel_remaining_instances_on_request_terminates_the_running_activations_first() {
+    let mut shard = Shard::new();
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= [&quot;a&quot;, &quot;b&quot;]""#,
+        "",
+        &three_tasks(),
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", Variables::new());
+    let adhoc = adhoc_key(&shard, instance);
+    activate(&mut shard, adhoc, &[("c", "{}")], true).expect("activated");
+    shard.check_replay();
+    assert_eq!(inner_instances(&shard, instance).len(), 1);
+    assert_eq!(open_jobs(&mut shard, "a") + open_jobs(&mut shard, "b"), 0);
+    finish(&mut shard, "c", "{}");
+    assert_eq!(shard.live_element_ids(instance), ["after"]);
+}
+
+#[test]
+fn a_bad_active_elements_collection_is_an_incident_that_resolves_once_fixed() {
+    let mut shard = Shard::new();
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= toRun""#,
+        "",
+        &three_tasks(),
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    for (variables, expected) in [
+        (r#"{"toRun": "a"}"#, "gave \"a\", not a list of element ids"),
+        (r#"{"toRun": ["a", 2]}"#, "not a list of element ids"),
+        (
+            r#"{"toRun": ["a", "nope"]}"#,
+            "no activatable element `nope`",
+        ),
+    ] {
+        let (instance, _) = shard.create("p", vars(variables));
+        let message = incident_message(&shard);
+        assert!(message.contains(expected), "{message}");
+        assert!(inner_instances(&shard, instance).is_empty());
+        let adhoc = adhoc_key(&shard, instance);
+        let rejection = activate(&mut shard, adhoc, &[("a", "{}")], false).unwrap_err();
+        assert_eq!(rejection.code, RejectionCode::InvalidState);
+        let incident = shard.state.incidents().next().unwrap().key;
+        shard.fix_and_resolve(instance, r#"{"toRun": ["b"]}"#, incident);
+        shard.check_replay();
+        assert_eq!(inner_instances(&shard, instance).len(), 1);
+        finish(&mut shard, "b", "{}");
+        finish(&mut shard, "after", "{}");
+    }
+    shard.assert_clean();
+}
+
+#[test]
+fn a_failing_output_element_is_an_incident_on_the_inner_instance() {
+    let mut shard = Shard::new();
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= [&quot;a&quot;]" outputCollection="results" outputElement="= {v: value}""#,
+        "= missing &gt; 1",
+        &three_tasks(),
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", Variables::new());
+    finish(&mut shard, "a", r#"{"value": 1}"#);
+    let message = incident_message(&shard);
+    assert!(message.starts_with("completion condition"), "{message}");
+    let inner = inner_instances(&shard, instance);
+    assert_eq!(inner.len(), 1, "the inner instance waits at the incident");
+    let incident = shard.state.incidents().next().unwrap();
+    assert_eq!(incident.element_instance_key, inner[0]);
+    let adhoc = adhoc_key(&shard, instance);
+    // Nothing was appended yet; fixing and resolving appends once.
+    assert_eq!(
+        shard.state.variables(adhoc).unwrap()["results"],
+        serde_json::json!([])
+    );
+    let key = incident.key;
+    shard.fix_and_resolve(instance, r#"{"missing": 2}"#, key);
+    shard.check_replay();
+    let after = shard.activate("after", 1);
+    assert_eq!(after[0].variables["results"], serde_json::json!([{"v": 1}]));
+}
+
+#[test]
+fn boundary_events_and_errors_end_the_activations() {
+    let mut shard = Shard::new();
+    // An error from a task inside is caught by the subprocess's boundary event, not at an
+    // inner instance.
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}
+           <bpmn:adHocSubProcess id="adhoc">
+             <bpmn:extensionElements><zeebe:adHoc activeElementsCollection="= [&quot;a&quot;, &quot;b&quot;]"/></bpmn:extensionElements>
+             {}{}
+           </bpmn:adHocSubProcess>
+           <bpmn:boundaryEvent id="caught" attachedToRef="adhoc"><bpmn:errorEventDefinition errorRef="err"/></bpmn:boundaryEvent>
+           {}{}{}{}<bpmn:endEvent id="end"/><bpmn:endEvent id="end2"/>"#,
+        flow("f1", "start", "adhoc"),
+        service_task("a", "a"),
+        service_task("b", "b"),
+        flow("f2", "adhoc", "end"),
+        flow("f3", "caught", "handle"),
+        service_task("handle", "handle"),
+        flow("f4", "handle", "end2"),
+    );
+    let xml = model("p", &body).replace(
+        "</bpmn:process>",
+        r#"</bpmn:process><bpmn:error id="err" errorCode="BAD"/>"#,
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", Variables::new());
+    let job = shard.activate("a", 1)[0].key;
+    shard
+        .run(Command::ThrowError {
+            key: job,
+            error_code: "BAD".to_string(),
+            message: String::new(),
+        })
+        .expect("thrown");
+    shard.check_replay();
+    assert_eq!(shard.live_element_ids(instance), ["handle"]);
+    assert_eq!(open_jobs(&mut shard, "b"), 0);
+    finish(&mut shard, "handle", "{}");
+    shard.assert_clean();
+}
+
+#[test]
+fn an_interrupting_event_subprocess_inside_completes_the_subprocess() {
+    let mut shard = Shard::new();
+    let inner = format!(
+        r#"{}{}<bpmn:subProcess id="esp" triggeredByEvent="true">
+             <bpmn:startEvent id="esp-start"><bpmn:messageEventDefinition messageRef="m"/></bpmn:startEvent>
+             {}{}{}<bpmn:endEvent id="esp-end"/>
+           </bpmn:subProcess>"#,
+        service_task("a", "a"),
+        service_task("b", "b"),
+        flow("e1", "esp-start", "cleanup"),
+        service_task("cleanup", "cleanup"),
+        flow("e2", "cleanup", "esp-end"),
+    );
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= [&quot;a&quot;, &quot;b&quot;]""#,
+        "= false",
+        &inner,
+    );
+    let xml = xml.replace(
+        "</bpmn:process>",
+        r#"</bpmn:process><bpmn:message id="m" name="stop"><bpmn:extensionElements><zeebe:subscription correlationKey="= order"/></bpmn:extensionElements></bpmn:message>"#,
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", vars(r#"{"order": "o-1"}"#));
+    assert_eq!(inner_instances(&shard, instance).len(), 2);
+    shard.publish("stop", "o-1", "{}", 0);
+    shard.check_replay();
+    assert!(
+        inner_instances(&shard, instance).is_empty(),
+        "the activations ended"
+    );
+    finish(&mut shard, "cleanup", "{}");
+    // The condition never holds, yet the interrupting event subprocess ended the work.
+    assert_eq!(shard.live_element_ids(instance), ["after"]);
+}
+
+#[test]
+fn cancelling_the_instance_ends_every_activation() {
+    let mut shard = Shard::new();
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= [&quot;a&quot;, &quot;b&quot;, &quot;a&quot;]""#,
+        "",
+        &three_tasks(),
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", Variables::new());
+    assert_eq!(inner_instances(&shard, instance).len(), 3, "a twice");
+    assert_eq!(open_jobs(&mut shard, "a"), 2);
+    shard
+        .run(Command::CancelInstance { key: instance })
+        .expect("cancelled");
+    shard.check_replay();
+    shard.assert_clean();
+}
+
+#[test]
+fn a_multi_instance_ad_hoc_subprocess_runs_one_per_item() {
+    let mut shard = Shard::new();
+    let inner = format!(
+        r#"{}{}<bpmn:multiInstanceLoopCharacteristics><bpmn:extensionElements>
+             <zeebe:loopCharacteristics inputCollection="= [1, 2]" inputElement="item"
+               outputCollection="all" outputElement="= results"/>
+           </bpmn:extensionElements></bpmn:multiInstanceLoopCharacteristics>"#,
+        service_task("a", "a"),
+        service_task("b", "b"),
+    );
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= [&quot;a&quot;]" outputCollection="results" outputElement="= item * 10""#,
+        "",
+        &inner,
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", Variables::new());
+    assert_eq!(
+        inner_instances(&shard, instance).len(),
+        2,
+        "one activation per item"
+    );
+    // Each item's subprocess takes requests by its own key.
+    let adhocs: Vec<Key> = shard
+        .state
+        .element_instances()
+        .filter(|element| {
+            element.process_instance_key == instance
+                && matches!(element.role, ElementRole::Inner { .. })
+        })
+        .map(|element| element.key)
+        .collect();
+    assert_eq!(adhocs.len(), 2);
+    activate(&mut shard, adhocs[1], &[("b", "{}")], false).expect("activated");
+    shard.check_replay();
+    let jobs = shard.activate("a", 10);
+    assert_eq!(jobs.len(), 2);
+    for job in jobs {
+        shard.complete(job.key, Variables::new());
+    }
+    finish(&mut shard, "b", "{}");
+    let after = shard.activate("after", 1);
+    assert_eq!(
+        after[0].variables["all"],
+        serde_json::json!([[10], [20, 20]])
+    );
+    shard.complete(after[0].key, Variables::new());
+    shard.check_replay();
+    shard.assert_clean();
+}
+
+#[test]
+fn a_non_interrupting_event_subprocess_inside_runs_beside_the_activations() {
+    let mut shard = Shard::new();
+    let inner = format!(
+        r#"{}<bpmn:subProcess id="esp" triggeredByEvent="true">
+             <bpmn:startEvent id="esp-start" isInterrupting="false"><bpmn:messageEventDefinition messageRef="m"/></bpmn:startEvent>
+             {}{}{}<bpmn:endEvent id="esp-end"/>
+           </bpmn:subProcess>"#,
+        service_task("a", "a"),
+        flow("e1", "esp-start", "note"),
+        service_task("note", "note"),
+        flow("e2", "note", "esp-end"),
+    );
+    let xml = ad_hoc_model("", "", "", &inner).replace(
+        "</bpmn:process>",
+        r#"</bpmn:process><bpmn:message id="m" name="ping"><bpmn:extensionElements><zeebe:subscription correlationKey="= order"/></bpmn:extensionElements></bpmn:message>"#,
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", vars(r#"{"order": "o-1"}"#));
+    let adhoc = adhoc_key(&shard, instance);
+    activate(&mut shard, adhoc, &[("a", "{}")], false).expect("activated");
+    shard.publish("ping", "o-1", "{}", 0);
+    finish(&mut shard, "note", "{}");
+    assert_eq!(inner_instances(&shard, instance).len(), 1, "a still runs");
+    assert_eq!(shard.live_element_ids(instance), ["a", "adhoc", "adhoc"]);
+    finish(&mut shard, "a", "{}");
+    assert_eq!(shard.live_element_ids(instance), ["after"]);
+    // With nothing running, the event subprocess's end completes the subprocess (no
+    // completion condition).
+    let (second, _) = shard.create("p", vars(r#"{"order": "o-2"}"#));
+    shard.publish("ping", "o-2", "{}", 0);
+    finish(&mut shard, "note", "{}");
+    assert_eq!(shard.live_element_ids(second), ["after"]);
+    shard.check_replay();
+}
