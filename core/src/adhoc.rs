@@ -15,10 +15,12 @@
 //!
 //! Each activation makes an *inner instance* (Camunda's `<id>#innerInstance`) inside the
 //! subprocess, and the element inside that. The inner instance is the scope of the flow that
-//! follows the element, and of its variables: what the elements of one activation write (a
-//! job's variables, a message's, output mappings) is created in the inner instance unless
-//! a scope between them has it, never in the subprocess or further out. The elements still
-//! read every variable outside.
+//! follows the element. Its local variables are those the activation was given
+//! (`ActivateAdHocActivities`) and, when the output element is a variable or a path in one
+//! (`= result`, `= result.text`), that variable as `null`, as Camunda does: a job of the
+//! activation that sets `result` sets the inner instance's, so activations running side by
+//! side do not overwrite each other's. Everything else propagates as anywhere (to the scope
+//! that has the variable, else to the process).
 //!
 //! When an inner instance's flow is done (no token left in it), the output element is
 //! evaluated in it and appended to the output collection, then the inner instance completes
@@ -245,6 +247,16 @@ impl Run<'_> {
                 element_id,
             }
         });
+        let definition = self.definition_of(ad_hoc);
+        let mut variables = variables;
+        if let Some(name) = ad_hoc_of(&definition, element)
+            .output_element
+            .as_ref()
+            .and_then(|output| plain_reference(output.source()))
+            && !variables.contains_key(name)
+        {
+            variables.insert(name.to_string(), serde_json::Value::Null);
+        }
         if !variables.is_empty() {
             self.store_variables(key, variables);
         }
@@ -407,6 +419,24 @@ impl Run<'_> {
     }
 }
 
+/// The variable an expression names when it is nothing but a variable or a path in one
+/// (`result`, `result.text`): what Camunda creates as `null` in each inner instance.
+fn plain_reference(source: &str) -> Option<&str> {
+    let source = source.trim();
+    let root = source.split('.').next()?;
+    let word = |part: &str| {
+        part.chars()
+            .next()
+            .is_some_and(|first| first.is_alphabetic() || first == '_')
+            && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    let keyword = matches!(
+        root,
+        "true" | "false" | "null" | "not" | "if" | "for" | "some" | "every"
+    );
+    (!keyword && source.split('.').all(word)).then_some(root)
+}
+
 /// Why activating `count` more elements in the ad-hoc subprocess `key` would go over
 /// `ELEMENT_INSTANCES_PER_INSTANCE_MAX` (each takes an inner instance and the element).
 fn over_element_limit(state: &State, key: Key, count: usize) -> Option<String> {
@@ -528,4 +558,30 @@ pub(crate) fn activate(
         effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_reference;
+
+    #[test]
+    fn only_a_variable_or_a_path_in_one_is_a_plain_reference() {
+        assert_eq!(plain_reference("result"), Some("result"));
+        assert_eq!(plain_reference(" result.text "), Some("result"));
+        assert_eq!(plain_reference("_x1.y_2"), Some("_x1"));
+        for other in [
+            "",
+            "result + 1",
+            "{a: result}",
+            "result[1]",
+            "null",
+            "true",
+            "1abc",
+            "a..b",
+            "\"text\"",
+            "f(x)",
+        ] {
+            assert_eq!(plain_reference(other), None, "{other:?}");
+        }
+    }
 }

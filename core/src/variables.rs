@@ -5,7 +5,6 @@
 //! it goes to the process instance (the root scope).
 
 use crate::engine::{Rejection, RejectionCode, Variables};
-use crate::instance::ElementRole;
 use crate::key::Key;
 use crate::limits::VARIABLE_DOCUMENT_BYTES_MAX;
 use crate::state::State;
@@ -68,12 +67,7 @@ pub(crate) fn plan_propagation(
     let mut next = Some(from);
     while let Some(key) = next {
         chain.push(key);
-        let element = &state.elements[&key];
-        // What the elements of an ad-hoc subprocess's activation write stays in it.
-        next = match element.role {
-            ElementRole::AdHocInner => None,
-            _ => element.scope,
-        };
+        next = state.elements[&key].scope;
     }
     let root = *chain.last().expect("the chain holds at least the element");
     let mut documents: Vec<(Key, Variables)> = Vec::new();

@@ -124,7 +124,7 @@ fn the_active_elements_run_each_in_an_inner_instance_and_the_subprocess_complete
     let mut shard = Shard::new();
     let xml = ad_hoc_model(
         "",
-        r#"activeElementsCollection="= toRun" outputCollection="results" outputElement="= {task: name, value: value}""#,
+        r#"activeElementsCollection="= toRun" outputCollection="results" outputElement="= result""#,
         "",
         &three_tasks(),
     );
@@ -166,8 +166,15 @@ fn the_active_elements_run_each_in_an_inner_instance_and_the_subprocess_complete
         .collect();
     assert_eq!(ids, ["a", "b", "c"]);
 
-    // A job's variables stay in its inner instance.
-    let seen = finish(&mut shard, "c", r#"{"name": "c", "value": 3}"#);
+    // The output element's variable is each inner instance's own, `null` until set.
+    for inner in inner_instances(&shard, instance) {
+        assert_eq!(
+            shard.state.variables(inner).unwrap()["result"],
+            serde_json::Value::Null
+        );
+    }
+    // A job's `result` lands in its inner instance; anything else propagates as anywhere.
+    let seen = finish(&mut shard, "c", r#"{"result": "C", "seenBy": "c"}"#);
     assert_eq!(
         seen["toRun"],
         serde_json::json!(["a", "c"]),
@@ -176,36 +183,67 @@ fn the_active_elements_run_each_in_an_inner_instance_and_the_subprocess_complete
     assert_eq!(inner_instances(&shard, instance).len(), 1);
     assert_eq!(
         shard.state.variables(adhoc).unwrap()["results"],
-        serde_json::json!([{"task": "c", "value": 3}])
+        serde_json::json!(["C"])
     );
+    let root = shard.state.variables(instance).unwrap();
     assert!(
-        shard
-            .state
-            .variables(instance)
-            .unwrap()
-            .get("name")
-            .is_none(),
-        "a job's variable does not reach the process"
+        root.get("result").is_none(),
+        "result stayed in its activation"
     );
-    let seen_by_a = finish(&mut shard, "a", r#"{"name": "a", "value": 1}"#);
-    assert!(
-        seen_by_a.get("name").is_none(),
-        "c's variables ended with its inner instance"
+    assert_eq!(
+        root["seenBy"],
+        serde_json::json!("c"),
+        "the rest reached the process"
+    );
+    let seen_by_a = finish(&mut shard, "a", r#"{"result": "A"}"#);
+    assert_eq!(
+        seen_by_a["result"],
+        serde_json::Value::Null,
+        "a's own result"
     );
 
-    // Completed: the output collection reached the process, the rest did not.
+    // Completed: the output collection reached the process.
     let after = shard.activate("after", 10);
     assert_eq!(after.len(), 1);
     let root = &after[0].variables;
-    assert_eq!(
-        root["results"],
-        serde_json::json!([{"task": "c", "value": 3}, {"task": "a", "value": 1}])
-    );
+    assert_eq!(root["results"], serde_json::json!(["C", "A"]));
     assert!(root.get("adHocSubProcessElements").is_none());
-    assert!(root.get("name").is_none() && root.get("value").is_none());
+    assert!(root.get("result").is_none());
     shard.complete(after[0].key, Variables::new());
     shard.check_replay();
     shard.assert_clean();
+}
+
+#[test]
+fn output_mappings_inside_update_the_subprocess_variables_they_find() {
+    // Camunda's own test: an input mapping makes `result` local to the subprocess, each
+    // task's output mapping appends to it, and the subprocess maps it out.
+    let mut shard = Shard::new();
+    let mapped = |id: &str, value: u32| {
+        format!(
+            r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements>
+                 <zeebe:taskDefinition type="{id}"/>
+                 <zeebe:ioMapping><zeebe:output source="= append(result, {value})" target="result"/></zeebe:ioMapping>
+               </bpmn:extensionElements></bpmn:serviceTask>"#
+        )
+    };
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= [&quot;a&quot;, &quot;b&quot;]""#,
+        "",
+        &format!("{}{}", mapped("a", 1), mapped("b", 2)),
+    )
+    .replace(
+        r#"<zeebe:adHoc activeElementsCollection"#,
+        r#"<zeebe:ioMapping><zeebe:input source="= []" target="result"/><zeebe:output source="= result" target="adHocResult"/></zeebe:ioMapping><zeebe:adHoc activeElementsCollection"#,
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    shard.create("p", Variables::new());
+    finish(&mut shard, "a", "{}");
+    finish(&mut shard, "b", "{}");
+    let after = shard.activate("after", 1);
+    assert_eq!(after[0].variables["adHocResult"], serde_json::json!([1, 2]));
+    assert!(after[0].variables.get("result").is_none());
 }
 
 #[test]
@@ -292,8 +330,7 @@ fn without_cancel_remaining_instances_a_holding_condition_waits_for_the_rest() {
     shard.deploy("adhoc.bpmn", &xml);
     let (instance, _) = shard.create("p", vars(r#"{"done": false}"#));
     let adhoc = adhoc_key(&shard, instance);
-    // The condition reads `done` outside; a job's `done` stays in its inner instance, so
-    // the process's variable is set from outside.
+    // The condition reads `done`, set from outside.
     shard
         .run(Command::SetVariables {
             scope: instance,

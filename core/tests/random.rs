@@ -248,8 +248,13 @@ impl Generator<'_> {
         let id = self.id("adhoc");
         let saved = std::mem::take(&mut self.xml);
         self.in_ad_hoc = true;
-        let mut entries = Vec::new();
-        for _ in 0..2 + self.rng.below(2) {
+        // Camunda wants an activity inside: the first entry is a task.
+        let task = self.id("task");
+        self.xml.push_str(&format!(
+            r#"<bpmn:serviceTask id="{task}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/></bpmn:extensionElements></bpmn:serviceTask>"#
+        ));
+        let mut entries = vec![task];
+        for _ in 0..1 + self.rng.below(2) {
             entries.push(self.block(depth + 1).0);
         }
         self.in_ad_hoc = false;
@@ -261,7 +266,7 @@ impl Generator<'_> {
         };
         let (first, second) = (&entries[0], &entries[1]);
         self.xml.push_str(&format!(
-            r#"<bpmn:adHocSubProcess id="{id}" cancelRemainingInstances="{cancel}"><bpmn:extensionElements><zeebe:adHoc activeElementsCollection="= if r &gt; 0.5 then [&quot;{first}&quot;, &quot;{second}&quot;] else if r &gt; 0.2 then [&quot;{first}&quot;] else []" outputCollection="{id}out" outputElement="= r"/></bpmn:extensionElements>{inner}{condition}</bpmn:adHocSubProcess>"#
+            r#"<bpmn:adHocSubProcess id="{id}" cancelRemainingInstances="{cancel}"><bpmn:extensionElements><zeebe:adHoc activeElementsCollection="= if r &gt; 0.5 then [&quot;{first}&quot;, &quot;{second}&quot;] else if r &gt; 0.2 then [&quot;{first}&quot;] else []" outputCollection="{id}out" outputElement="= res"/></bpmn:extensionElements>{inner}{condition}</bpmn:adHocSubProcess>"#
         ));
         (id.clone(), id)
     }
@@ -683,7 +688,12 @@ fn one_run(seed: u64, seen: &mut Seen) {
             },
             3..=5 if !jobs.is_empty() => Command::CompleteJob {
                 key: pick(&mut rng, &jobs),
-                variables: vars(&format!(r#"{{"r": {}}}"#, rng.below(100) as f64 / 100.0)),
+                // `res`: an ad-hoc subprocess's output element, `null` in each activation.
+                variables: vars(&format!(
+                    r#"{{"r": {}, "res": {}}}"#,
+                    rng.below(100) as f64 / 100.0,
+                    rng.below(10)
+                )),
             },
             6 if !jobs.is_empty() => Command::FailJob {
                 key: pick(&mut rng, &jobs),
