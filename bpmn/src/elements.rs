@@ -91,6 +91,7 @@ impl<'d> Compiler<'d> {
                 cancel_remaining_instances: true,
                 output_collection: None,
                 output_element: None,
+                job: None,
             }),
             _ => ElementKind::UndefinedTask,
         });
@@ -813,17 +814,15 @@ impl<'d> Compiler<'d> {
         })
     }
 
-    /// An ad-hoc subprocess: `zeebe:adHoc`, `<completionCondition>` and
-    /// `cancelRemainingInstances`. The job-worker implementation (`zeebe:taskDefinition`)
-    /// is refused.
+    /// An ad-hoc subprocess: `zeebe:adHoc`, `<completionCondition>`,
+    /// `cancelRemainingInstances`, and `zeebe:taskDefinition` for the job-worker
+    /// implementation, which excludes the other three as in Camunda.
     fn ad_hoc(&mut self, node: usize) -> Option<ElementKind> {
-        if self.zeebe_child(node, "taskDefinition").is_some() {
-            let text = "zeebe:taskDefinition on an ad-hoc subprocess (the job-worker \
-                        implementation) is not supported yet; activate its elements with \
-                        activeElementsCollection or the ActivateAdHocActivities command";
-            self.report(K::UnsupportedElement, node, text.to_string());
-            return None;
-        }
+        let job = match self.job_definition(node) {
+            Some(Some(job)) => Some(job),
+            Some(None) => return None,
+            None => None,
+        };
         let cancel_remaining_instances = self.boolean(node, "cancelRemainingInstances", true);
         let attribute = |name: &str, holder: Option<usize>| {
             holder
@@ -851,12 +850,36 @@ impl<'d> Compiler<'d> {
             None => None,
         };
         let completion_condition = self.completion_condition(node)?;
+        if job.is_some() {
+            // As Camunda: with a worker, the worker decides all three.
+            let conflicts = [
+                (active_elements.is_some(), "activeElementsCollection"),
+                (completion_condition.is_some(), "a completionCondition"),
+                (
+                    !cancel_remaining_instances,
+                    "cancelRemainingInstances=\"false\"",
+                ),
+            ];
+            let mut refused = false;
+            for (_, what) in conflicts.iter().filter(|(set, _)| *set) {
+                let text = format!(
+                    "an ad-hoc subprocess with zeebe:taskDefinition (a job worker decides what \
+                     to activate and when it is done) cannot have {what}"
+                );
+                self.report(K::InvalidValue, node, text);
+                refused = true;
+            }
+            if refused {
+                return None;
+            }
+        }
         Some(ElementKind::AdHocSubProcess(AdHoc {
             active_elements,
             completion_condition,
             cancel_remaining_instances,
             output_collection,
             output_element,
+            job,
         }))
     }
 

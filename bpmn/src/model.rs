@@ -374,6 +374,9 @@ pub struct AdHoc {
     pub output_collection: Option<String>,
     /// `zeebe:adHoc outputElement`: evaluated in each completed inner instance.
     pub output_element: Option<FeelExpression>,
+    /// `zeebe:taskDefinition` on the subprocess (Camunda 8.8's job-worker implementation): a
+    /// worker decides what to activate and when it is done, by job results.
+    pub job: Option<JobDefinition>,
 }
 
 /// What starts a start event.

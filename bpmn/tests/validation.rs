@@ -996,19 +996,52 @@ fn ad_hoc_subprocesses_are_checked_as_camunda_checks_them() {
         codes(&juel),
         vec![(K::InvalidExpression, "adhoc".to_string())]
     );
-    let worker = errors(
-        &ad_hoc(
-            "",
-            r#"<zeebe:taskDefinition type="agent"/>"#,
-            &job("a", "a"),
+    // The job-worker implementation: the worker decides what the three would.
+    let worker = |attributes: &str, extensions: &str, inner: &str| {
+        ad_hoc(
+            attributes,
+            &format!(r#"<zeebe:taskDefinition type="agent" retries="5"/>{extensions}"#),
+            inner,
+        )
+    };
+    let model = ok(&worker("", "", &job("a", "a")), "");
+    let definition = &model.processes[0];
+    let ElementKind::AdHocSubProcess(spec) =
+        &definition.element(definition.find("adhoc").unwrap()).kind
+    else {
+        panic!("an ad-hoc subprocess");
+    };
+    assert!(spec.job.is_some());
+    let conflicting = errors(
+        &worker(
+            r#"cancelRemainingInstances="false""#,
+            r#"<zeebe:adHoc activeElementsCollection="= x"/>"#,
+            &format!(
+                "{}<bpmn:completionCondition>= done</bpmn:completionCondition>",
+                job("a", "a")
+            ),
         ),
         "",
     );
     assert_eq!(
-        codes(&worker),
-        vec![(K::UnsupportedElement, "adhoc".to_string())]
+        codes(&conflicting),
+        vec![(K::InvalidValue, "adhoc".to_string()); 3]
     );
-    assert!(worker.diagnostics[0].message.contains("job-worker"));
+    for (diagnostic, what) in conflicting.diagnostics.iter().zip([
+        "activeElementsCollection",
+        "completionCondition",
+        "cancelRemainingInstances",
+    ]) {
+        assert!(diagnostic.message.contains(what), "{}", diagnostic.message);
+    }
+    let untyped = errors(
+        &worker("", "", &job("a", "a")).replace(r#" type="agent""#, ""),
+        "",
+    );
+    assert_eq!(
+        codes(&untyped),
+        vec![(K::MissingJobType, "adhoc".to_string())]
+    );
     let compensation = errors(
         &ad_hoc(
             "",

@@ -42,6 +42,19 @@
 //! `ActivateAdHocActivities` (see [`activate`]) activates elements of a running ad-hoc
 //! subprocess from outside, each with variables local to its inner instance, optionally
 //! terminating the inner instances still running first.
+//!
+//! **The job-worker implementation** (Camunda 8.8, `zeebe:taskDefinition` on the
+//! subprocess; the pattern of Camunda's AI agent): there is no `activeElementsCollection`
+//! and no completion condition; a worker decides. Entering the subprocess creates a job for
+//! it. The worker completes it with a decision ([`AdHocJobResult`], `CompleteAdHocJob`):
+//! elements to activate (each with its inner instance's variables; one element may be
+//! activated several times), whether the subprocess is done, and whether the activations
+//! still running are terminated. Each time an activation ends (or a non-interrupting event
+//! subprocess inside), the open job is withdrawn and a new one is created, so the worker
+//! decides again with what is known then; once the worker said it is done, no new job is
+//! made and the subprocess completes when nothing runs any more. Done and activating at once
+//! is refused. The job's own variables propagate from the subprocess. A plain `CompleteJob`
+//! of such a job is a decision to activate nothing.
 
 use std::sync::Arc;
 
@@ -66,6 +79,19 @@ pub struct AdHocActivation {
     pub element_id: String,
     /// Variables created in the activation's inner instance.
     pub variables: Variables,
+}
+
+/// What the worker of an ad-hoc subprocess decided (Camunda's job result for one).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdHocJobResult {
+    /// Elements to activate, in order, each with its inner instance's variables; one element
+    /// may be named several times.
+    pub activate_elements: Vec<AdHocActivation>,
+    /// The subprocess is done: it completes once no activation runs (at once when none
+    /// does, or when `cancel_remaining_instances` ends them).
+    pub completion_condition_fulfilled: bool,
+    /// Terminate the activations running before this decision.
+    pub cancel_remaining_instances: bool,
 }
 
 /// The `<id>#innerInstance` id of an ad-hoc subprocess's inner instances.
@@ -197,9 +223,55 @@ impl Run<'_> {
         if !esp_starts.is_empty() && !self.open_waits(key, &esp_starts) {
             return;
         }
+        if let Some(job) = &ad_hoc.job {
+            return self.create_worker_job(key, job);
+        }
         for target in targets {
             self.activate_in_ad_hoc(key, target, Variables::new());
         }
+    }
+
+    /// Creates the job of an ad-hoc subprocess's worker.
+    fn create_worker_job(&mut self, key: Key, job: &ringflow_bpmn::JobDefinition) {
+        self.create_job_for(key, job, None);
+        if let Some(job) = self.state.elements[&key].job {
+            self.state.index.ad_hoc_jobs.insert(job);
+        }
+    }
+
+    /// Withdraws the open job of an ad-hoc subprocess's worker, if it has one.
+    fn cancel_worker_job(&mut self, key: Key) {
+        let Some(job_key) = self.state.elements[&key].job else {
+            return;
+        };
+        let job = self.state.jobs.remove(&job_key).expect("the element's job");
+        if let Some(ready) = self.state.ready_jobs.get_mut(&job.job_type) {
+            ready.remove(&job_key);
+            if ready.is_empty() {
+                self.state.ready_jobs.remove(&job.job_type);
+            }
+        }
+        self.state.index.ad_hoc_jobs.remove(&job_key);
+        self.state.elements.get_mut(&key).expect("live").job = None;
+        self.events.push(Event::JobCancelled { key: job_key });
+    }
+
+    /// After a path in a worker's subprocess ended: the worker decides again, unless it
+    /// said the subprocess is done (then it completes once nothing runs).
+    fn ask_worker_again(&mut self, ad_hoc: Key, job: &ringflow_bpmn::JobDefinition) {
+        if self.state.elements[&ad_hoc].incident.is_some() {
+            // Its job failed: resolving the incident hands it out again, and the worker
+            // decides then, with what is known then.
+            return;
+        }
+        self.cancel_worker_job(ad_hoc);
+        if self.state.ad_hoc_fulfilled.contains(&ad_hoc) {
+            if self.state.elements[&ad_hoc].tokens == 0 {
+                self.finish_ad_hoc(ad_hoc);
+            }
+            return;
+        }
+        self.create_worker_job(ad_hoc, job);
     }
 
     /// Makes an inner instance of the ad-hoc subprocess `ad_hoc` with `variables` as its
@@ -339,6 +411,9 @@ impl Run<'_> {
             }
         });
         self.remove_element_counted(key);
+        if let Some(job) = &spec.job {
+            return self.ask_worker_again(ad_hoc, job);
+        }
         self.ad_hoc_decide(ad_hoc, fulfilled, spec.cancel_remaining_instances);
     }
 
@@ -360,6 +435,9 @@ impl Run<'_> {
         }
         let element = self.state.elements[&ad_hoc].element;
         let spec = ad_hoc_of(&definition, element);
+        if let Some(job) = &spec.job {
+            return self.ask_worker_again(ad_hoc, job);
+        }
         let fulfilled = match &spec.completion_condition {
             None => None,
             Some(condition) => {
@@ -395,6 +473,7 @@ impl Run<'_> {
         if self.completing(ad_hoc) {
             return;
         }
+        self.cancel_worker_job(ad_hoc);
         let definition = self.definition_of(ad_hoc);
         let instance = &self.state.elements[&ad_hoc];
         let (element, scope) = (
@@ -554,6 +633,117 @@ pub(crate) fn activate(
     run.run();
     Ok(Outcome {
         response: Response::AdHocActivitiesActivated { key },
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
+        next_key: run.keys.next(),
+    })
+}
+
+/// `CompleteAdHocJob` (and a plain `CompleteJob` of such a job, with an empty result): the
+/// worker of an ad-hoc subprocess decided. Checked before anything changes.
+pub(crate) fn complete_job(
+    state: &mut State,
+    key: Key,
+    variables: Variables,
+    result: AdHocJobResult,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let Some(job) = state.jobs.get(&key) else {
+        return Err(Rejection::new(
+            RejectionCode::JobNotFound,
+            format!("job {key} does not exist or was already completed"),
+        ));
+    };
+    if matches!(
+        job.state,
+        crate::instance::JobState::Failed | crate::instance::JobState::Backoff { .. }
+    ) {
+        return Err(Rejection::new(
+            RejectionCode::InvalidState,
+            format!("job {key} failed and waits for a retry; it cannot be completed now"),
+        ));
+    }
+    let ad_hoc = job.element_instance_key;
+    if !state.index.ad_hoc_jobs.contains(&key) {
+        return Err(Rejection::new(
+            RejectionCode::InvalidArgument,
+            format!(
+                "job {key} is not the job of an ad-hoc subprocess's worker; complete it \
+                 without an ad-hoc result"
+            ),
+        ));
+    }
+    if result.completion_condition_fulfilled && !result.activate_elements.is_empty() {
+        return Err(Rejection::new(
+            RejectionCode::InvalidArgument,
+            "a worker's result cannot both fulfil the completion condition and activate \
+             elements"
+                .to_string(),
+        ));
+    }
+    if result.activate_elements.len() > AD_HOC_ACTIVATIONS_MAX {
+        return Err(Rejection::new(
+            RejectionCode::LimitExceeded,
+            format!(
+                "{} elements to activate, over AD_HOC_ACTIVATIONS_MAX ({AD_HOC_ACTIVATIONS_MAX})",
+                result.activate_elements.len()
+            ),
+        ));
+    }
+    let instance = &state.elements[&ad_hoc];
+    let element = instance.element;
+    let process = &state.instances[&instance.process_instance_key];
+    let definition = Arc::clone(&state.processes[&process.process_definition_key].definition);
+    let ids: Vec<String> = result
+        .activate_elements
+        .iter()
+        .map(|activation| activation.element_id.clone())
+        .collect();
+    let targets = resolve(&definition, element, &ids)
+        .map_err(|message| Rejection::new(RejectionCode::InvalidArgument, message))?;
+    for activation in &result.activate_elements {
+        check_document_size(&activation.variables)?;
+    }
+    if let Some(message) = over_element_limit(state, ad_hoc, targets.len()) {
+        return Err(Rejection::new(RejectionCode::LimitExceeded, message));
+    }
+    let documents = crate::variables::plan_propagation(state, ad_hoc, variables)?;
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+    for (scope, document) in documents {
+        run.store_variables(scope, document);
+    }
+    let job = run.state.jobs.remove(&key).expect("checked above");
+    if let Some(ready) = run.state.ready_jobs.get_mut(&job.job_type) {
+        ready.remove(&key);
+        if ready.is_empty() {
+            run.state.ready_jobs.remove(&job.job_type);
+        }
+    }
+    run.state.index.ad_hoc_jobs.remove(&key);
+    run.state.elements.get_mut(&ad_hoc).expect("live").job = None;
+    let running: Vec<Key> = run
+        .state
+        .children_of(ad_hoc)
+        .into_iter()
+        .filter(|child| run.state.elements[child].role == ElementRole::AdHocInner)
+        .collect();
+    for (target, activation) in targets.into_iter().zip(result.activate_elements) {
+        run.activate_in_ad_hoc(ad_hoc, target, activation.variables);
+    }
+    if result.cancel_remaining_instances {
+        for child in running {
+            run.terminate(child);
+        }
+    }
+    if result.completion_condition_fulfilled {
+        run.state.ad_hoc_fulfilled.insert(ad_hoc);
+        if run.state.elements[&ad_hoc].tokens == 0 {
+            run.finish_ad_hoc(ad_hoc);
+        }
+    }
+    run.run();
+    Ok(Outcome {
+        response: Response::JobCompleted { key },
         events: std::mem::take(&mut run.events),
         effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),

@@ -39,6 +39,7 @@
 //! | 20 | ContinueCompensation | key |
 //! | 21 | EvaluateConditional | BPMN process id (optional text), variables |
 //! | 22 | ActivateAdHocActivities | key, count, then per element its id and variables, cancel remaining instances (flag) |
+//! | 23 | CompleteAdHocJob | key, variables, count, then per element its id and variables, completion condition fulfilled (flag), cancel remaining instances (flag) |
 
 use std::sync::Arc;
 
@@ -190,14 +191,41 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             cancel_remaining_instances,
         } => {
             tagged_key(out, 22, *key);
-            put_count(out, elements.len());
-            for element in elements {
-                put_bytes(out, element.element_id.as_bytes());
-                put_variables(out, &element.variables);
-            }
+            put_activations(out, elements);
             out.push(u8::from(*cancel_remaining_instances));
         }
+        Command::CompleteAdHocJob {
+            key,
+            variables,
+            result,
+        } => {
+            tagged_key(out, 23, *key);
+            put_variables(out, variables);
+            put_activations(out, &result.activate_elements);
+            out.push(u8::from(result.completion_condition_fulfilled));
+            out.push(u8::from(result.cancel_remaining_instances));
+        }
     }
+}
+
+fn put_activations(out: &mut Vec<u8>, elements: &[crate::adhoc::AdHocActivation]) {
+    put_count(out, elements.len());
+    for element in elements {
+        put_bytes(out, element.element_id.as_bytes());
+        put_variables(out, &element.variables);
+    }
+}
+
+fn read_activations(reader: &mut Reader<'_>) -> ReadResult<Vec<crate::adhoc::AdHocActivation>> {
+    let count = reader.count()?;
+    let mut elements = Vec::new();
+    for _ in 0..count {
+        elements.push(crate::adhoc::AdHocActivation {
+            element_id: reader.string()?,
+            variables: read_variables(reader)?,
+        });
+    }
+    Ok(elements)
 }
 
 fn tagged_key(out: &mut Vec<u8>, tag: u8, key: Key) {
@@ -310,22 +338,20 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
             bpmn_process_id: reader.optional_text()?,
             variables: read_variables(reader)?,
         },
-        22 => {
-            let key = reader.key()?;
-            let count = reader.count()?;
-            let mut elements = Vec::new();
-            for _ in 0..count {
-                elements.push(crate::adhoc::AdHocActivation {
-                    element_id: reader.string()?,
-                    variables: read_variables(reader)?,
-                });
-            }
-            Command::ActivateAdHocActivities {
-                key,
-                elements,
+        22 => Command::ActivateAdHocActivities {
+            key: reader.key()?,
+            elements: read_activations(reader)?,
+            cancel_remaining_instances: reader.flag()?,
+        },
+        23 => Command::CompleteAdHocJob {
+            key: reader.key()?,
+            variables: read_variables(reader)?,
+            result: crate::adhoc::AdHocJobResult {
+                activate_elements: read_activations(reader)?,
+                completion_condition_fulfilled: reader.flag()?,
                 cancel_remaining_instances: reader.flag()?,
-            }
-        }
+            },
+        },
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
     Ok((
@@ -471,6 +497,27 @@ mod tests {
                 key,
                 elements: Vec::new(),
                 cancel_remaining_instances: false,
+            },
+            Command::CompleteAdHocJob {
+                key,
+                variables: variables(),
+                result: crate::adhoc::AdHocJobResult {
+                    activate_elements: vec![crate::adhoc::AdHocActivation {
+                        element_id: "search".to_string(),
+                        variables: variables(),
+                    }],
+                    completion_condition_fulfilled: false,
+                    cancel_remaining_instances: true,
+                },
+            },
+            Command::CompleteAdHocJob {
+                key,
+                variables: Variables::new(),
+                result: crate::adhoc::AdHocJobResult {
+                    activate_elements: Vec::new(),
+                    completion_condition_fulfilled: true,
+                    cancel_remaining_instances: false,
+                },
             },
         ]
         .into_iter()

@@ -133,6 +133,18 @@ pub enum Command {
         /// The variables the conditions read, and the new instances get.
         variables: Variables,
     },
+    /// Completes the job of an ad-hoc subprocess's worker (`zeebe:taskDefinition` on the
+    /// subprocess) with its decision: elements to activate, whether the subprocess is done,
+    /// whether what runs is cancelled (see `adhoc`). Camunda's job result for an ad-hoc
+    /// subprocess.
+    CompleteAdHocJob {
+        /// The job key.
+        key: Key,
+        /// The job's variables, propagated from the subprocess.
+        variables: Variables,
+        /// The worker's decision.
+        result: crate::adhoc::AdHocJobResult,
+    },
     /// Activates elements of a running ad-hoc subprocess instance, each in an inner
     /// instance of its own (see `adhoc`). Camunda's `ActivateAdHocSubProcessActivities`.
     ActivateAdHocActivities {
@@ -468,6 +480,12 @@ pub enum Event {
         /// The job key.
         key: Key,
     },
+    /// A job was withdrawn while its element goes on: an ad-hoc subprocess's worker job,
+    /// replaced by a new one when an activation ends or the subprocess completes.
+    JobCancelled {
+        /// The job key.
+        key: Key,
+    },
     /// A worker reported a failure; with retries left the job is handed out again.
     JobFailed {
         /// The job key.
@@ -779,7 +797,9 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
 /// The event that a job or incident command adds in front of what it caused.
 fn leading_event(command: &Command) -> Option<Event> {
     match command {
-        Command::CompleteJob { key, .. } => Some(Event::JobCompleted { key: *key }),
+        Command::CompleteJob { key, .. } | Command::CompleteAdHocJob { key, .. } => {
+            Some(Event::JobCompleted { key: *key })
+        }
         Command::FailJob {
             key,
             retries,
@@ -873,6 +893,11 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
             elements,
             cancel_remaining_instances,
         } => crate::adhoc::activate(state, key, elements, cancel_remaining_instances, ctx)?,
+        Command::CompleteAdHocJob {
+            key,
+            variables,
+            result,
+        } => crate::adhoc::complete_job(state, key, variables, result, ctx)?,
         Command::ContinueSignal { key } => crate::signals::continue_delivery(state, key, ctx)?,
         Command::ContinueCompensation { key } => {
             crate::compensation::continue_throw(state, key, ctx)?

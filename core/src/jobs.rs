@@ -128,6 +128,11 @@ pub(crate) fn complete(
             format!("job {key} failed and waits for a retry; it cannot be completed now"),
         ));
     }
+    if !state.index.ad_hoc_jobs.is_empty() && state.index.ad_hoc_jobs.contains(&key) {
+        // An ad-hoc subprocess's worker completed without a decision: nothing to activate.
+        let result = crate::adhoc::AdHocJobResult::default();
+        return crate::adhoc::complete_job(state, key, variables, result, ctx);
+    }
     let element_instance_key = job.element_instance_key;
     let listener = job.listener;
     let documents = if let Some(listener) = listener {

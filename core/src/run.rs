@@ -1347,6 +1347,9 @@ impl<'s> Run<'s> {
                 .jobs
                 .remove(&job_key)
                 .expect("the element's job is open");
+            if !self.state.index.ad_hoc_jobs.is_empty() {
+                self.state.index.ad_hoc_jobs.remove(&job_key);
+            }
             if let Some(ready) = self.state.ready_jobs.get_mut(&job.job_type) {
                 ready.remove(&job_key);
                 if ready.is_empty() {
@@ -1364,6 +1367,9 @@ impl<'s> Run<'s> {
         }
         if !self.state.multi.is_empty() {
             self.state.multi.remove(&key);
+        }
+        if !self.state.ad_hoc_fulfilled.is_empty() {
+            self.state.ad_hoc_fulfilled.remove(&key);
         }
         if !self.state.held_triggers.is_empty() {
             self.state.held_triggers.remove(&key);

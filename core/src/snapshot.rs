@@ -6,12 +6,12 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x09` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, 5, without signal subscriptions and deliveries, 6, without compensations, 7, without execution listeners, and 8, without conditional subscriptions, are still read) |
+//! | magic | `RFSNAP` then format version `0x00 0x0A` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, 5, without signal subscriptions and deliveries, 6, without compensations, 7, without execution listeners, 8, without conditional subscriptions, and 9, without ad-hoc subprocesses, are still read) |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
 //! | process instances | u32 count, then key, definition key, business key (optional text), await-result u8, live elements u32, parent call activity (optional key), message start correlation key (optional text) |
-//! | element instances | u32 count, then key, instance key, element u32, scope (optional key), tokens u32, job and incident (optional keys), role u8 (0 plain, 1 multi-instance body, 2 inner + loop counter u32), called instance (optional key) |
+//! | element instances | u32 count, then key, instance key, element u32, scope (optional key), tokens u32, job and incident (optional keys), role u8 (0 plain, 1 multi-instance body, 2 inner + loop counter u32, 3 (format 10) an ad-hoc subprocess's inner instance), called instance (optional key) |
 //! | variables | u32 count, then scope key and the scope's document as JSON bytes |
 //! | join tokens | u32 count, then scope key, gateway element u32, counts (u32 length + u32s) |
 //! | jobs | u32 count, then key, type, element instance key, instance key, retries u32, state u8 (0 ready, 1 leased + worker + deadline i64, 2 backoff + due i64, 3 failed) |
@@ -27,6 +27,7 @@
 //! | compensations (format 7) | u32 count, then key, instance key, scope key, via element u32, activity element u32, handler element u32, variables (JSON bytes) |
 //! | execution listeners (format 8) | listener jobs (u32 count, then job key, event u8 (0 start, 1 end), the listener's index u32); held triggers (u32 count, then element instance key, the event element u32, variables (JSON bytes)) |
 //! | conditional subscriptions (format 9) | u32 count, then per subscription in key order: key, process definition key, the event element u32, owner, process instance key |
+//! | ad-hoc subprocesses (format 10) | u32 count, then in key order the element instance keys of ad-hoc subprocesses whose worker said they are done |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -50,7 +51,9 @@ use crate::instance::{
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
-const MAGIC: &[u8; 8] = b"RFSNAP\x00\x09";
+const MAGIC: &[u8; 8] = b"RFSNAP\x00\x0A";
+/// Format 9: without ad-hoc subprocesses.
+const MAGIC_9: &[u8; 8] = b"RFSNAP\x00\x09";
 /// Format 8: without conditional subscriptions.
 const MAGIC_8: &[u8; 8] = b"RFSNAP\x00\x08";
 /// Format 7: without execution listeners.
@@ -119,7 +122,8 @@ impl State {
             return Err(SnapshotError::BadMagic);
         }
         let format = match &bytes[..MAGIC.len()] {
-            magic if magic == MAGIC => 9,
+            magic if magic == MAGIC => 10,
+            magic if magic == MAGIC_9 => 9,
             magic if magic == MAGIC_8 => 8,
             magic if magic == MAGIC_7 => 7,
             magic if magic == MAGIC_6 => 6,
@@ -383,6 +387,10 @@ impl State {
             put_key(out, subscription.owner);
             put_key(out, subscription.process_instance_key);
         }
+        put_count(out, self.ad_hoc_fulfilled.len());
+        for key in &self.ad_hoc_fulfilled {
+            put_key(out, *key);
+        }
     }
 
     fn encode_waits(&self, out: &mut Vec<u8>) {
@@ -487,7 +495,7 @@ fn decode_runtime(
                 2 => ElementRole::Inner {
                     loop_counter: u32::from_le_bytes(reader.array()?),
                 },
-                3 => ElementRole::AdHocInner,
+                3 if format >= 10 => ElementRole::AdHocInner,
                 other => return Err(corrupt(format!("element role tag {other}"))),
             },
             called: reader.optional_key()?,
@@ -643,6 +651,25 @@ fn decode_runtime(
     }
     if format >= 9 {
         decode_conditionals(reader, state)?;
+    }
+    if format >= 10 {
+        for _ in 0..reader.count()? {
+            let key = reader.key()?;
+            let ad_hoc = state.elements.get(&key).is_some_and(|element| {
+                let instance = &state.instances[&element.process_instance_key];
+                let definition = &state.processes[&instance.process_definition_key].definition;
+                element.role != ElementRole::AdHocInner
+                    && matches!(
+                        definition.element(element.element).kind,
+                        ringflow_bpmn::ElementKind::AdHocSubProcess(_)
+                    )
+            });
+            if !ad_hoc || !state.ad_hoc_fulfilled.insert(key) {
+                return Err(corrupt(format!(
+                    "ad-hoc subprocess {key} is not a live ad-hoc subprocess, or repeats"
+                )));
+            }
+        }
     }
     state.rebuild_indexes();
     Ok(())
@@ -1105,7 +1132,7 @@ mod tests {
         // state is the shard count (u16) and six empty counts (u32 each), and without the
         // empty counts of signal subscriptions, signal deliveries, compensations, listener
         // jobs and held triggers.
-        let v3 = older(&current, 2 + 6 * 4 + 6 * 4, MAGIC_3);
+        let v3 = older(&current, 2 + 6 * 4 + 7 * 4, MAGIC_3);
         let restored = State::decode(&v3).expect("format 3 is read");
         assert_eq!(restored.encode(), current);
         let mut other = v3.clone();
@@ -1121,7 +1148,7 @@ mod tests {
         let current = state.encode();
         // Format 4 lacks the last two counts of the cross-shard section, the two signal
         // counts, the compensations' count and the two execution listener counts.
-        let v4 = older(&current, 8 * 4, MAGIC_4);
+        let v4 = older(&current, 9 * 4, MAGIC_4);
         let restored = State::decode(&v4).expect("format 4 is read");
         assert_eq!(restored.encode(), current);
         assert_eq!(restored.cluster_shards(), 4);
@@ -1141,7 +1168,7 @@ mod tests {
         // Format 5 lacks the counts of signal subscriptions, signal deliveries,
         // compensations, listener jobs, held triggers and conditional subscriptions at the
         // end.
-        let v5 = older(&current, 6 * 4, MAGIC_5);
+        let v5 = older(&current, 7 * 4, MAGIC_5);
         let restored = State::decode(&v5).expect("format 5 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1157,7 +1184,7 @@ mod tests {
         let current = state.encode();
         // Format 6 lacks the counts of compensations, listener jobs, held triggers and
         // conditional subscriptions.
-        let v6 = older(&current, 4 * 4, MAGIC_6);
+        let v6 = older(&current, 5 * 4, MAGIC_6);
         let restored = State::decode(&v6).expect("format 6 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1173,7 +1200,7 @@ mod tests {
         let current = state.encode();
         // Format 7 lacks the counts of listener jobs, held triggers and conditional
         // subscriptions at the end.
-        let v7 = older(&current, 3 * 4, MAGIC_7);
+        let v7 = older(&current, 4 * 4, MAGIC_7);
         let restored = State::decode(&v7).expect("format 7 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1188,13 +1215,37 @@ mod tests {
         state.set_last_key(Key::new(6, 13));
         let current = state.encode();
         // Format 8 lacks the count of conditional subscriptions at the end.
-        let v8 = older(&current, 4, MAGIC_8);
+        let v8 = older(&current, 2 * 4, MAGIC_8);
         let restored = State::decode(&v8).expect("format 8 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
             State::decode(&as_current(&v8)),
             Err(SnapshotError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn a_format_9_snapshot_is_read_as_a_state_with_no_ad_hoc_subprocesses() {
+        let mut state = State::new(7);
+        state.set_last_key(Key::new(7, 14));
+        let current = state.encode();
+        // Format 9 lacks the count of fulfilled ad-hoc subprocesses at the end.
+        let v9 = older(&current, 4, MAGIC_9);
+        let restored = State::decode(&v9).expect("format 9 is read");
+        assert_eq!(restored.encode(), current);
+        assert!(matches!(
+            State::decode(&as_current(&v9)),
+            Err(SnapshotError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn a_fulfilled_ad_hoc_subprocess_that_is_not_live_is_refused() {
+        let mut state = State::new(1);
+        state.set_last_key(Key::new(1, 20));
+        state.ad_hoc_fulfilled.insert(Key::new(1, 4));
+        let error = State::decode(&state.encode()).expect_err("refused");
+        assert!(error.to_string().contains("ad-hoc subprocess"), "{error}");
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct State {
     pub(crate) compensations: BTreeMap<Key, Compensation>,
     /// Multi-instance bodies, by element instance key.
     pub(crate) multi: BTreeMap<Key, MultiBody>,
+    /// Ad-hoc subprocesses whose worker said they are done, waiting for their activations
+    /// to end (see `adhoc`).
+    pub(crate) ad_hoc_fulfilled: BTreeSet<Key>,
     /// Triggers held while an element's start listeners run, by element instance key: the
     /// event that entered it (a catch event after an event-based gateway, an event
     /// subprocess's start, a process's message or timer start) and its variables. They go
@@ -318,6 +321,9 @@ pub(crate) struct Indexes {
     pub compensation_scopes: BTreeSet<(Key, Key)>,
     /// Compensations held per process instance (only instances that hold some).
     pub compensations_per_instance: BTreeMap<Key, u32>,
+    /// The open jobs of ad-hoc subprocesses' workers: completing one is the worker's
+    /// decision, not the subprocess's completion (see `adhoc`).
+    pub ad_hoc_jobs: BTreeSet<Key>,
     /// Whether any deployed process version has an execution listener: without one, an
     /// activation looks no further (one load instead of a definition lookup, on the hot
     /// path).
@@ -349,6 +355,7 @@ impl State {
             signal_deliveries: BTreeMap::new(),
             compensations: BTreeMap::new(),
             multi: BTreeMap::new(),
+            ad_hoc_fulfilled: BTreeSet::new(),
             held_triggers: BTreeMap::new(),
             decisions: BTreeMap::new(),
             decision_versions: BTreeMap::new(),
@@ -944,6 +951,20 @@ impl State {
         let compensations: Vec<Compensation> = self.compensations.values().cloned().collect();
         for compensation in compensations {
             self.insert_compensation(compensation);
+        }
+        for job in self.jobs.values() {
+            let element = &self.elements[&job.element_instance_key];
+            let instance = &self.instances[&element.process_instance_key];
+            let definition = &self.processes[&instance.process_definition_key].definition;
+            if job.listener.is_none()
+                && element.role != crate::instance::ElementRole::AdHocInner
+                && matches!(
+                    definition.element(element.element).kind,
+                    ringflow_bpmn::ElementKind::AdHocSubProcess(_)
+                )
+            {
+                self.index.ad_hoc_jobs.insert(job.key);
+            }
         }
         let timers: Vec<Timer> = self.timers.values().cloned().collect();
         for timer in timers {

@@ -775,3 +775,328 @@ fn a_non_interrupting_event_subprocess_inside_runs_beside_the_activations() {
     assert_eq!(shard.live_element_ids(second), ["after"]);
     shard.check_replay();
 }
+
+/// An ad-hoc subprocess whose worker (job type `agent`) decides, collecting `result`.
+fn worker_model() -> String {
+    ad_hoc_model(
+        "",
+        r#"outputCollection="results" outputElement="= result""#,
+        "",
+        &three_tasks(),
+    )
+    .replace(
+        "<zeebe:adHoc ",
+        r#"<zeebe:taskDefinition type="agent" retries="2"/><zeebe:adHoc "#,
+    )
+}
+
+fn decide(
+    shard: &mut Shard,
+    variables: &str,
+    activate: &[(&str, &str)],
+    fulfilled: bool,
+    cancel: bool,
+) -> Result<Outcome, Rejection> {
+    let jobs = shard.activate("agent", 10);
+    assert_eq!(jobs.len(), 1, "one open agent job");
+    shard.run(Command::CompleteAdHocJob {
+        key: jobs[0].key,
+        variables: vars(variables),
+        result: ringflow_core::adhoc::AdHocJobResult {
+            activate_elements: activate
+                .iter()
+                .map(|(id, variables)| AdHocActivation {
+                    element_id: id.to_string(),
+                    variables: vars(variables),
+                })
+                .collect(),
+            completion_condition_fulfilled: fulfilled,
+            cancel_remaining_instances: cancel,
+        },
+    })
+}
+
+fn agent_jobs(shard: &Shard) -> usize {
+    shard
+        .state
+        .jobs()
+        .filter(|job| &*job.job_type == "agent")
+        .count()
+}
+
+#[test]
+fn a_worker_decides_what_runs_and_is_asked_again_after_each_activation() {
+    let mut shard = Shard::new();
+    shard.deploy("adhoc.bpmn", &worker_model());
+    let (instance, _) = shard.create("p", Variables::new());
+    let adhoc = adhoc_key(&shard, instance);
+    assert!(
+        inner_instances(&shard, instance).is_empty(),
+        "nothing runs yet"
+    );
+    let jobs = shard.activate("agent", 10);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(&*jobs[0].element_id, "adhoc");
+    assert_eq!(jobs[0].element_instance_key, adhoc);
+    assert_eq!(jobs[0].retries, 2);
+    let offered: Vec<&str> = jobs[0].variables["adHocSubProcessElements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|element| element["elementId"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["a", "b", "c"]);
+    // The same element twice, each with its own variables; the job's own variables
+    // propagate from the subprocess.
+    let outcome = shard
+        .run(Command::CompleteAdHocJob {
+            key: jobs[0].key,
+            variables: vars(r#"{"memory": 1}"#),
+            result: ringflow_core::adhoc::AdHocJobResult {
+                activate_elements: vec![
+                    AdHocActivation {
+                        element_id: "a".to_string(),
+                        variables: vars(r#"{"query": "x"}"#),
+                    },
+                    AdHocActivation {
+                        element_id: "a".to_string(),
+                        variables: vars(r#"{"query": "y"}"#),
+                    },
+                ],
+                completion_condition_fulfilled: false,
+                cancel_remaining_instances: false,
+            },
+        })
+        .expect("decided");
+    assert!(matches!(outcome.response, Response::JobCompleted { .. }));
+    shard.check_replay();
+    assert_eq!(inner_instances(&shard, instance).len(), 2);
+    assert_eq!(
+        agent_jobs(&shard),
+        0,
+        "no decision is pending while both run"
+    );
+    assert_eq!(
+        shard.state.variables(instance).unwrap()["memory"],
+        serde_json::json!(1)
+    );
+    let tools = shard.activate("a", 10);
+    let queries: Vec<&serde_json::Value> =
+        tools.iter().map(|job| &job.variables["query"]).collect();
+    assert_eq!(queries, [&serde_json::json!("x"), &serde_json::json!("y")]);
+    // One ends: the worker is asked again, with the output so far.
+    shard.complete(tools[0].key, vars(r#"{"result": "X"}"#));
+    assert_eq!(agent_jobs(&shard), 1);
+    // The other ends before the worker answered: that job is withdrawn, a new one made.
+    let outcome = shard.complete(tools[1].key, vars(r#"{"result": "Y"}"#));
+    shard.check_replay();
+    assert!(
+        outcome
+            .events
+            .iter()
+            .any(|event| matches!(event, Event::JobCancelled { .. })),
+        "the open decision was withdrawn"
+    );
+    assert_eq!(agent_jobs(&shard), 1);
+    let jobs = shard.activate("agent", 10);
+    assert_eq!(jobs[0].variables["results"], serde_json::json!(["X", "Y"]));
+    shard
+        .run(Command::CompleteAdHocJob {
+            key: jobs[0].key,
+            variables: Variables::new(),
+            result: ringflow_core::adhoc::AdHocJobResult {
+                completion_condition_fulfilled: true,
+                ..Default::default()
+            },
+        })
+        .expect("done");
+    shard.check_replay();
+    let after = shard.activate("after", 1);
+    assert_eq!(after[0].variables["results"], serde_json::json!(["X", "Y"]));
+    shard.complete(after[0].key, Variables::new());
+    shard.assert_clean();
+}
+
+#[test]
+fn a_worker_that_is_done_waits_for_what_runs_or_cancels_it() {
+    let mut shard = Shard::new();
+    shard.deploy("adhoc.bpmn", &worker_model());
+    // Done while b runs, without cancelling: completes when b ends, no new decision.
+    let (first, _) = shard.create("p", Variables::new());
+    decide(&mut shard, "{}", &[("b", "{}")], false, false).unwrap();
+    assert_eq!(agent_jobs(&shard), 0, "no decision is open while b runs");
+    let b = shard.activate("b", 1)[0].key;
+    shard.complete(b, Variables::new());
+    decide(&mut shard, "{}", &[("b", "{}")], false, false).unwrap();
+    let b = shard.activate("b", 1)[0].key;
+    // A plain completion of the agent job is a decision to activate nothing.
+    shard.complete(b, Variables::new());
+    let agent = shard.activate("agent", 1)[0].key;
+    shard.complete(agent, Variables::new());
+    assert_eq!(
+        shard.live_element_ids(first),
+        ["adhoc"],
+        "nothing runs, nothing decided"
+    );
+    let adhoc = adhoc_key(&shard, first);
+    activate(&mut shard, adhoc, &[("c", "{}")], false).unwrap();
+    assert_eq!(agent_jobs(&shard), 0, "c runs: no decision is open");
+    let c = shard.activate("c", 1)[0].key;
+    shard.complete(c, Variables::new());
+    decide(&mut shard, "{}", &[("a", "{}")], false, false).unwrap();
+    assert_eq!(agent_jobs(&shard), 0, "a runs");
+    let a = shard.activate("a", 1)[0].key;
+    shard.complete(a, Variables::new());
+    // Done with a and b running and cancel: both end, the subprocess completes.
+    decide(&mut shard, "{}", &[("a", "{}"), ("b", "{}")], false, false).unwrap();
+    let a = shard.activate("a", 1)[0].key;
+    shard.complete(a, Variables::new());
+    decide(&mut shard, "{}", &[], true, false).unwrap();
+    assert_eq!(
+        shard.live_element_ids(first),
+        ["adhoc", "adhoc", "b"],
+        "b still runs"
+    );
+    assert_eq!(agent_jobs(&shard), 0);
+    let b = shard.activate("b", 1)[0].key;
+    shard.complete(b, Variables::new());
+    assert_eq!(shard.live_element_ids(first), ["after"]);
+    shard.check_replay();
+
+    let (second, _) = shard.create("p", Variables::new());
+    decide(&mut shard, "{}", &[("a", "{}"), ("b", "{}")], false, false).unwrap();
+    let a = shard.activate("a", 1)[0].key;
+    shard.complete(a, Variables::new());
+    // Cancel what runs and activate c in one decision.
+    decide(&mut shard, "{}", &[("c", "{}")], false, true).unwrap();
+    assert_eq!(shard.live_element_ids(second), ["adhoc", "adhoc", "c"]);
+    assert_eq!(open_jobs(&mut shard, "b"), 0);
+    let c = shard.activate("c", 1)[0].key;
+    shard.complete(c, Variables::new());
+    decide(&mut shard, "{}", &[("a", "{}")], false, false).unwrap();
+    assert_eq!(agent_jobs(&shard), 0, "a runs: no decision is open");
+    shard.check_replay();
+}
+
+#[test]
+fn a_worker_decision_is_checked_before_anything_changes() {
+    let mut shard = Shard::new();
+    shard.deploy("adhoc.bpmn", &worker_model());
+    let (instance, _) = shard.create("p", Variables::new());
+    for (activate, fulfilled, code, text) in [
+        (
+            vec![("a", "{}")],
+            true,
+            RejectionCode::InvalidArgument,
+            "both",
+        ),
+        (
+            vec![("zz", "{}")],
+            false,
+            RejectionCode::InvalidArgument,
+            "no activatable element `zz`",
+        ),
+    ] {
+        let jobs = shard.activate("agent", 10);
+        let key = jobs.first().map(|job| job.key).unwrap_or_else(|| {
+            shard
+                .state
+                .jobs()
+                .find(|j| &*j.job_type == "agent")
+                .unwrap()
+                .key
+        });
+        let rejection = shard
+            .run(Command::CompleteAdHocJob {
+                key,
+                variables: Variables::new(),
+                result: ringflow_core::adhoc::AdHocJobResult {
+                    activate_elements: activate
+                        .iter()
+                        .map(|(id, variables)| AdHocActivation {
+                            element_id: id.to_string(),
+                            variables: vars(variables),
+                        })
+                        .collect(),
+                    completion_condition_fulfilled: fulfilled,
+                    cancel_remaining_instances: false,
+                },
+            })
+            .unwrap_err();
+        assert_eq!(rejection.code, code, "{}", rejection.message);
+        assert!(rejection.message.contains(text), "{}", rejection.message);
+    }
+    // A task's job takes no ad-hoc result.
+    let agent = shard
+        .state
+        .jobs()
+        .find(|j| &*j.job_type == "agent")
+        .unwrap()
+        .key;
+    shard
+        .run(Command::CompleteAdHocJob {
+            key: agent,
+            variables: Variables::new(),
+            result: ringflow_core::adhoc::AdHocJobResult {
+                activate_elements: vec![AdHocActivation {
+                    element_id: "a".to_string(),
+                    variables: Variables::new(),
+                }],
+                ..Default::default()
+            },
+        })
+        .unwrap();
+    let task_job = shard.activate("a", 1)[0].key;
+    let rejection = shard
+        .run(Command::CompleteAdHocJob {
+            key: task_job,
+            variables: Variables::new(),
+            result: Default::default(),
+        })
+        .unwrap_err();
+    assert_eq!(rejection.code, RejectionCode::InvalidArgument);
+    assert!(
+        rejection.message.contains("not the job of an ad-hoc"),
+        "{}",
+        rejection.message
+    );
+    assert_eq!(inner_instances(&shard, instance).len(), 1);
+    shard.check_replay();
+}
+
+#[test]
+fn a_failed_worker_job_holds_the_decision_until_the_incident_is_resolved() {
+    let mut shard = Shard::new();
+    shard.deploy("adhoc.bpmn", &worker_model());
+    let (instance, _) = shard.create("p", Variables::new());
+    decide(&mut shard, "{}", &[("a", "{}"), ("b", "{}")], false, false).unwrap();
+    let a = shard.activate("a", 1)[0].key;
+    shard.complete(a, Variables::new());
+    let agent = shard.activate("agent", 1)[0].key;
+    shard
+        .run(Command::FailJob {
+            key: agent,
+            retries: 0,
+            retry_backoff_millis: 0,
+            message: "model unavailable".to_string(),
+        })
+        .unwrap();
+    let incident = shard.state.incidents().next().unwrap().clone();
+    assert_eq!(incident.element_instance_key, adhoc_key(&shard, instance));
+    // b ends meanwhile: the failed job stays with its incident, no new one is made.
+    let b = shard.activate("b", 1)[0].key;
+    shard.complete(b, Variables::new());
+    assert_eq!(agent_jobs(&shard), 1);
+    shard
+        .run(Command::UpdateJobRetries {
+            key: agent,
+            retries: 1,
+        })
+        .unwrap();
+    shard
+        .run(Command::ResolveIncident { key: incident.key })
+        .unwrap();
+    decide(&mut shard, "{}", &[], true, false).unwrap();
+    assert_eq!(shard.live_element_ids(instance), ["after"]);
+    shard.check_replay();
+}

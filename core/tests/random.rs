@@ -265,6 +265,13 @@ impl Generator<'_> {
             _ => "",
         };
         let (first, second) = (&entries[0], &entries[1]);
+        if self.rng.below(3) == 0 {
+            // A worker (a job of type `t`) decides.
+            self.xml.push_str(&format!(
+                r#"<bpmn:adHocSubProcess id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="t"/><zeebe:adHoc outputCollection="{id}out" outputElement="= res"/></bpmn:extensionElements>{inner}</bpmn:adHocSubProcess>"#
+            ));
+            return (id.clone(), id);
+        }
         self.xml.push_str(&format!(
             r#"<bpmn:adHocSubProcess id="{id}" cancelRemainingInstances="{cancel}"><bpmn:extensionElements><zeebe:adHoc activeElementsCollection="= if r &gt; 0.5 then [&quot;{first}&quot;, &quot;{second}&quot;] else if r &gt; 0.2 then [&quot;{first}&quot;] else []" outputCollection="{id}out" outputElement="= res"/></bpmn:extensionElements>{inner}{condition}</bpmn:adHocSubProcess>"#
         ));
@@ -564,6 +571,7 @@ struct Seen {
     compensations: u64,
     listeners: u64,
     ad_hoc: u64,
+    worker_decisions: u64,
 }
 
 /// The live ad-hoc subprocess instances (not their inner instances), with the elements
@@ -686,6 +694,37 @@ fn one_run(seed: u64, seen: &mut Seen) {
                 max_jobs: 1 + rng.below(5) as u32,
                 lease_millis: 10_000,
             },
+            3..=5 if !jobs.is_empty() && rng.below(3) == 0 => {
+                // A worker's decision (refused for any other job, and where it does not fit).
+                let key = pick(&mut rng, &jobs);
+                let live = ad_hocs(&shard.state);
+                let element = shard.state.job(key).map(|job| job.element_instance_key);
+                let ids = live
+                    .iter()
+                    .find(|(ad_hoc, _)| Some(*ad_hoc) == element)
+                    .map(|(_, ids)| ids.clone())
+                    .unwrap_or_else(|| vec!["nope".to_string()]);
+                let fulfilled = rng.below(4) == 0;
+                let activate_elements = if fulfilled {
+                    Vec::new()
+                } else {
+                    (0..rng.below(3))
+                        .map(|_| ringflow_core::adhoc::AdHocActivation {
+                            element_id: ids[rng.below(ids.len() as u64) as usize].clone(),
+                            variables: vars("{}"),
+                        })
+                        .collect()
+                };
+                Command::CompleteAdHocJob {
+                    key,
+                    variables: vars(&format!(r#"{{"r": {}}}"#, rng.below(100) as f64 / 100.0)),
+                    result: ringflow_core::adhoc::AdHocJobResult {
+                        activate_elements,
+                        completion_condition_fulfilled: fulfilled,
+                        cancel_remaining_instances: rng.below(3) == 0,
+                    },
+                }
+            }
             3..=5 if !jobs.is_empty() => Command::CompleteJob {
                 key: pick(&mut rng, &jobs),
                 // `res`: an ad-hoc subprocess's output element, `null` in each activation.
@@ -747,8 +786,10 @@ fn one_run(seed: u64, seen: &mut Seen) {
         // nothing.
         let listener_job = matches!(&command, Command::CompleteJob { key, .. }
             if shard.state.job(*key).is_some_and(|job| job.listener.is_some()));
+        let decision = matches!(&command, Command::CompleteAdHocJob { .. });
         if let Ok(outcome) = shard.run(command) {
             seen.listeners += u64::from(listener_job);
+            seen.worker_decisions += u64::from(decision);
             for event in &outcome.events {
                 match event {
                     ringflow_core::Event::ElementCompleted {
@@ -933,7 +974,23 @@ fn drain(shard: &mut Shard) {
                     })
                     .expect("activate");
             }
-            if shard.state.job(job).is_some() {
+            let worker = shard.state.job(job).is_some_and(|j| {
+                ad_hocs(&shard.state)
+                    .iter()
+                    .any(|(ad_hoc, _)| *ad_hoc == j.element_instance_key)
+            });
+            if worker {
+                // A worker says its subprocess is done (a job waiting for a retry is
+                // refused; the next round tries again).
+                let _ = shard.run(Command::CompleteAdHocJob {
+                    key: job,
+                    variables: vars(r#"{"r": 0.5}"#),
+                    result: ringflow_core::adhoc::AdHocJobResult {
+                        completion_condition_fulfilled: true,
+                        ..Default::default()
+                    },
+                });
+            } else if shard.state.job(job).is_some() {
                 let _ = shard.run(Command::CompleteJob {
                     key: job,
                     variables: vars(r#"{"r": 0.5}"#),
@@ -988,6 +1045,10 @@ fn random_processes_and_commands_keep_the_invariants() {
         );
         assert!(seen.calls > 0, "no call activity ever completed");
         assert!(seen.ad_hoc > 0, "no ad-hoc subprocess ever completed");
+        assert!(
+            seen.worker_decisions > 0,
+            "no ad-hoc worker's decision was ever taken"
+        );
         assert!(
             seen.compensations > 0,
             "no compensation handler ever completed"

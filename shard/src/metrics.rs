@@ -40,7 +40,7 @@ use ringflow_core::{Command, RejectionCode};
 use crate::cold::ExportQueue;
 
 /// The command types, as the `command` label says them.
-pub const COMMAND_KINDS: [&str; 22] = [
+pub const COMMAND_KINDS: [&str; 23] = [
     "deploy",
     "create_instance",
     "cancel_instance",
@@ -63,6 +63,7 @@ pub const COMMAND_KINDS: [&str; 22] = [
     "continue_compensation",
     "evaluate_conditional",
     "activate_ad_hoc_activities",
+    "complete_ad_hoc_job",
 ];
 
 /// The index of a command's type in [`COMMAND_KINDS`].
@@ -90,6 +91,7 @@ pub fn command_kind(command: &Command) -> usize {
         Command::ContinueCompensation { .. } => 19,
         Command::EvaluateConditional { .. } => 20,
         Command::ActivateAdHocActivities { .. } => 21,
+        Command::CompleteAdHocJob { .. } => 22,
     }
 }
 

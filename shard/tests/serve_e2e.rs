@@ -1946,3 +1946,78 @@ fn ad_hoc_elements_are_activated_from_the_cli_across_a_restart() {
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn an_ad_hoc_worker_decides_from_the_cli() {
+    let (server, _data, addr) = start_server("adhoc-worker", 1);
+    let mut client = server.client();
+    let xml = AD_HOC.replace("adhoc-order", "adhoc-agent").replace(
+        r#"<zeebe:adHoc activeElementsCollection="= [&quot;a&quot;]" "#,
+        r#"<zeebe:taskDefinition type="adhoc-agent"/><zeebe:adHoc "#,
+    );
+    deploy(&mut client, "agent.bpmn", &xml);
+    client
+        .create_instance(create("adhoc-agent", "", ""))
+        .expect("create");
+    let agent = activate(&mut client, "adhoc-agent", 5_000);
+    assert_eq!(agent.len(), 1);
+    assert!(
+        agent[0].variables.contains("adHocSubProcessElements"),
+        "{}",
+        agent[0].variables
+    );
+    let key = agent[0].key.to_string();
+    cli_json(
+        &addr,
+        &[
+            "jobs",
+            "complete",
+            &key,
+            "--vars",
+            r#"{"turns": 1}"#,
+            "--activate",
+            r#"a={"q": 1}"#,
+            "--activate",
+            r#"a={"q": 2}"#,
+        ],
+    );
+    let tools = activate(&mut client, "adhoc-a", 5_000);
+    assert_eq!(tools.len(), 2, "a, twice");
+    for (n, tool) in tools.iter().enumerate() {
+        client
+            .done(&Request::CompleteJob {
+                job_key: tool.key,
+                variables: format!(r#"{{"result": {n}}}"#),
+            })
+            .expect("complete");
+    }
+    // Asked again after each; the last question is open.
+    let agent = activate(&mut client, "adhoc-agent", 5_000);
+    assert_eq!(agent.len(), 1);
+    let variables: Value = serde_json::from_str(&agent[0].variables).expect("JSON");
+    assert_eq!(variables["results"], serde_json::json!([0, 1]));
+    assert_eq!(variables["turns"], 1);
+    // Done and activating at once is refused by the CLI; done alone completes it.
+    let both = cli(
+        &addr,
+        &[
+            "jobs",
+            "complete",
+            &agent[0].key.to_string(),
+            "--done",
+            "--activate",
+            "a",
+        ],
+    );
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+    cli_json(
+        &addr,
+        &["jobs", "complete", &agent[0].key.to_string(), "--done"],
+    );
+    let after = complete_with(&mut client, "adhoc-after", "");
+    let variables: Value = serde_json::from_str(&after.variables).expect("JSON");
+    assert_eq!(variables["results"], serde_json::json!([0, 1]));
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}

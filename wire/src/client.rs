@@ -374,6 +374,7 @@ pub fn route(topology: &Topology, request: &Request) -> Route {
             process_instance_key,
         } => key(*process_instance_key),
         Request::CompleteJob { job_key, .. }
+        | Request::CompleteAdHocJob { job_key, .. }
         | Request::FailJob { job_key, .. }
         | Request::ThrowError { job_key, .. }
         | Request::UpdateJobRetries { job_key, .. } => key(*job_key),
@@ -610,6 +611,27 @@ impl Client {
     /// shard, each in an inner instance of its own with its variables (JSON object text, or
     /// empty); with `cancel_remaining_instances`, the inner instances still running are
     /// terminated first.
+    /// Completes the job of an ad-hoc subprocess's worker with its decision: the elements to
+    /// activate (id, JSON object text or empty for the activation's variables), whether the
+    /// subprocess is done, whether the activations that run are terminated.
+    pub fn complete_ad_hoc_job(
+        &mut self,
+        job_key: u64,
+        variables: &str,
+        activate_elements: Vec<(String, String)>,
+        completion_condition_fulfilled: bool,
+        cancel_remaining_instances: bool,
+    ) -> Result<(), ClientError> {
+        self.done(&Request::CompleteAdHocJob {
+            job_key,
+            variables: variables.to_string(),
+            activate_elements,
+            completion_condition_fulfilled,
+            cancel_remaining_instances,
+        })
+        .map(|_| ())
+    }
+
     pub fn activate_ad_hoc_activities(
         &mut self,
         ad_hoc_key: u64,

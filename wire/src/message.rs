@@ -340,6 +340,20 @@ pub enum Request {
         /// JSON object text, or empty.
         variables: String,
     },
+    /// `CompleteJobRequest` with an `ad_hoc_result`: the decision of an ad-hoc subprocess's
+    /// worker, routed by the job key.
+    CompleteAdHocJob {
+        /// The job key.
+        job_key: u64,
+        /// JSON object text, or empty.
+        variables: String,
+        /// Elements to activate, in order: (element id, JSON object text or empty).
+        activate_elements: Vec<(String, String)>,
+        /// The subprocess is done.
+        completion_condition_fulfilled: bool,
+        /// Terminate the activations that run.
+        cancel_remaining_instances: bool,
+    },
     /// `ActivateAdHocActivitiesRequest`: routed by the key.
     ActivateAdHocActivities {
         /// The ad-hoc subprocess's element instance key.
@@ -382,6 +396,7 @@ impl Request {
             Request::BroadcastSignal { .. } => "BroadcastSignal",
             Request::EvaluateConditional { .. } => "EvaluateConditional",
             Request::ActivateAdHocActivities { .. } => "ActivateAdHocActivities",
+            Request::CompleteAdHocJob { .. } => "CompleteJob",
         }
     }
 }
@@ -781,19 +796,10 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
             elements,
             cancel_remaining_instances,
         } => {
-            let items: Vec<_> = elements
-                .iter()
-                .map(|(element_id, variables)| {
-                    let args = fb::AdHocActivationArgs {
-                        element_id: Some(b.create_string(element_id)),
-                        variables: opt_str(b, variables),
-                    };
-                    fb::AdHocActivation::create(b, &args)
-                })
-                .collect();
+            let items = encode_activations(b, elements);
             let args = fb::ActivateAdHocActivitiesRequestArgs {
                 ad_hoc_key: *ad_hoc_key,
-                elements: Some(b.create_vector(&items)),
+                elements: Some(items),
                 cancel_remaining_instances: *cancel_remaining_instances,
             };
             let t = fb::ActivateAdHocActivitiesRequest::create(b, &args);
@@ -835,6 +841,31 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
             let args = fb::CompleteJobRequestArgs {
                 job_key: *job_key,
                 variables: opt_str(b, variables),
+                ad_hoc_result: None,
+            };
+            let t = fb::CompleteJobRequest::create(b, &args);
+            (fb::Body::CompleteJobRequest, t.as_union_value())
+        }
+        Request::CompleteAdHocJob {
+            job_key,
+            variables,
+            activate_elements,
+            completion_condition_fulfilled,
+            cancel_remaining_instances,
+        } => {
+            let items = encode_activations(b, activate_elements);
+            let result = fb::AdHocJobResult::create(
+                b,
+                &fb::AdHocJobResultArgs {
+                    activate_elements: Some(items),
+                    completion_condition_fulfilled: *completion_condition_fulfilled,
+                    cancel_remaining_instances: *cancel_remaining_instances,
+                },
+            );
+            let args = fb::CompleteJobRequestArgs {
+                job_key: *job_key,
+                variables: opt_str(b, variables),
+                ad_hoc_result: Some(result),
             };
             let t = fb::CompleteJobRequest::create(b, &args);
             (fb::Body::CompleteJobRequest, t.as_union_value())
@@ -1088,6 +1119,35 @@ fn encode_started(
     (fb::Body::InstancesStarted, t.as_union_value())
 }
 
+type Activations<'a> = WIPOffset<Vector<'a, ForwardsUOffset<fb::AdHocActivation<'a>>>>;
+
+fn encode_activations<'a>(b: &mut Fbb, elements: &[(String, String)]) -> Activations<'a> {
+    let items: Vec<_> = elements
+        .iter()
+        .map(|(element_id, variables)| {
+            let args = fb::AdHocActivationArgs {
+                element_id: Some(b.create_string(element_id)),
+                variables: opt_str(b, variables),
+            };
+            fb::AdHocActivation::create(b, &args)
+        })
+        .collect();
+    b.create_vector(&items)
+}
+
+fn decode_activations(
+    items: Option<Vector<'_, ForwardsUOffset<fb::AdHocActivation<'_>>>>,
+) -> Vec<(String, String)> {
+    items
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| (item.element_id().to_string(), text(item.variables())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn encode_job<'a>(b: &mut Fbb, job: &Job) -> WIPOffset<fb::Job<'a>> {
     let headers: Vec<_> = job
         .custom_headers
@@ -1256,11 +1316,7 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
                 .ok_or_else(missing)?;
             request(Request::ActivateAdHocActivities {
                 ad_hoc_key: activate.ad_hoc_key(),
-                elements: activate
-                    .elements()
-                    .iter()
-                    .map(|element| (element.element_id().to_string(), text(element.variables())))
-                    .collect(),
+                elements: decode_activations(Some(activate.elements())),
                 cancel_remaining_instances: activate.cancel_remaining_instances(),
             })
         }
@@ -1298,10 +1354,19 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
             let complete = envelope
                 .body_as_complete_job_request()
                 .ok_or_else(missing)?;
-            request(Request::CompleteJob {
-                job_key: complete.job_key(),
-                variables: text(complete.variables()),
-            })
+            match complete.ad_hoc_result() {
+                None => request(Request::CompleteJob {
+                    job_key: complete.job_key(),
+                    variables: text(complete.variables()),
+                }),
+                Some(result) => request(Request::CompleteAdHocJob {
+                    job_key: complete.job_key(),
+                    variables: text(complete.variables()),
+                    activate_elements: decode_activations(result.activate_elements()),
+                    completion_condition_fulfilled: result.completion_condition_fulfilled(),
+                    cancel_remaining_instances: result.cancel_remaining_instances(),
+                }),
+            }
         }
         B::FailJobRequest => {
             let fail = envelope.body_as_fail_job_request().ok_or_else(missing)?;
@@ -1612,6 +1677,23 @@ mod tests {
             Request::ActivateAdHocActivities {
                 ad_hoc_key: 1,
                 elements: Vec::new(),
+                cancel_remaining_instances: false,
+            },
+            Request::CompleteAdHocJob {
+                job_key: 3 << 48 | 5,
+                variables: r#"{"memory":[1]}"#.into(),
+                activate_elements: vec![
+                    ("search".into(), r#"{"q":"a"}"#.into()),
+                    ("search".into(), String::new()),
+                ],
+                completion_condition_fulfilled: false,
+                cancel_remaining_instances: true,
+            },
+            Request::CompleteAdHocJob {
+                job_key: 9,
+                variables: String::new(),
+                activate_elements: Vec::new(),
+                completion_condition_fulfilled: true,
                 cancel_remaining_instances: false,
             },
             Request::ActivateJobs(ActivateJobs {

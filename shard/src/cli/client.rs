@@ -480,19 +480,25 @@ pub struct ActivateAdHocArgs {
     conn: Conn,
 }
 
-/// `ringflow activate-ad-hoc KEY --element ID[=JSON]...`.
-pub fn activate_ad_hoc(args: &ActivateAdHocArgs) -> anyhow::Result<ExitCode> {
+/// `ID` or `ID=JSON` arguments: (element id, variables text).
+fn element_list(arguments: &[String], option: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut elements = Vec::new();
-    for element in &args.elements {
+    for element in arguments {
         let (id, variables) = match element.split_once('=') {
-            Some((id, json)) => (id, check_json_object(json, &format!("--element {id}"))?),
+            Some((id, json)) => (id, check_json_object(json, &format!("{option} {id}"))?),
             None => (element.as_str(), String::new()),
         };
         if id.trim().is_empty() {
-            anyhow::bail!("--element {element:?} names no element id");
+            bail!("{option} {element:?} names no element id");
         }
         elements.push((id.to_string(), variables));
     }
+    Ok(elements)
+}
+
+/// `ringflow activate-ad-hoc KEY --element ID[=JSON]...`.
+pub fn activate_ad_hoc(args: &ActivateAdHocArgs) -> anyhow::Result<ExitCode> {
+    let elements = element_list(&args.elements, "--element")?;
     let request = Request::ActivateAdHocActivities {
         ad_hoc_key: args.key,
         elements,
@@ -549,6 +555,17 @@ pub struct CompleteArgs {
     /// Variables, as a JSON object.
     #[arg(long)]
     vars: Option<String>,
+    /// For the job of an ad-hoc subprocess's worker: an element to activate, by BPMN id, or
+    /// ID=JSON with variables for its activation. Repeat for more (an id may repeat).
+    #[arg(long = "activate", value_name = "ID[=JSON]")]
+    activate: Vec<String>,
+    /// For the job of an ad-hoc subprocess's worker: the subprocess is done (it completes
+    /// once nothing runs in it).
+    #[arg(long, conflicts_with = "activate")]
+    done: bool,
+    /// For the job of an ad-hoc subprocess's worker: terminate the activations that run.
+    #[arg(long)]
+    cancel_remaining: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -634,9 +651,19 @@ pub fn jobs(command: &JobsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Complete(args) => {
-            let request = Request::CompleteJob {
-                job_key: args.key,
-                variables: vars(&args.vars)?,
+            let request = if args.activate.is_empty() && !args.done && !args.cancel_remaining {
+                Request::CompleteJob {
+                    job_key: args.key,
+                    variables: vars(&args.vars)?,
+                }
+            } else {
+                Request::CompleteAdHocJob {
+                    job_key: args.key,
+                    variables: vars(&args.vars)?,
+                    activate_elements: element_list(&args.activate, "--activate")?,
+                    completion_condition_fulfilled: args.done,
+                    cancel_remaining_instances: args.cancel_remaining,
+                }
             };
             done(&args.conn, request, "completed job")
         }

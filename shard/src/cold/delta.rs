@@ -341,6 +341,7 @@ impl Delta {
                 });
             }
             Event::JobCompleted { key } => self.job(*key, "completed", None, None, at),
+            Event::JobCancelled { key } => self.job(*key, "canceled", None, None, at),
             Event::JobFailed {
                 key,
                 retries,

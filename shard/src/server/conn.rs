@@ -731,6 +731,21 @@ impl Conn {
             Request::ResolveIncident { incident_key } => Command::ResolveIncident {
                 key: self.check_key(incident_key, "incident")?,
             },
+            Request::CompleteAdHocJob {
+                job_key,
+                variables,
+                activate_elements,
+                completion_condition_fulfilled,
+                cancel_remaining_instances,
+            } => Command::CompleteAdHocJob {
+                key: self.check_key(job_key, "job")?,
+                variables: convert::variables(&variables)?,
+                result: ringflow_core::adhoc::AdHocJobResult {
+                    activate_elements: convert::ad_hoc_activations(activate_elements)?,
+                    completion_condition_fulfilled,
+                    cancel_remaining_instances,
+                },
+            },
             Request::ActivateAdHocActivities {
                 ad_hoc_key,
                 elements,

@@ -1945,6 +1945,137 @@ impl core::fmt::Debug for JobCreditsRequest<'_> {
       ds.finish()
   }
 }
+pub enum AdHocJobResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AdHocJobResult<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for AdHocJobResult<'a> {
+  type Inner = AdHocJobResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> AdHocJobResult<'a> {
+  pub const VT_ACTIVATE_ELEMENTS: flatbuffers::VOffsetT = 4;
+  pub const VT_COMPLETION_CONDITION_FULFILLED: flatbuffers::VOffsetT = 6;
+  pub const VT_CANCEL_REMAINING_INSTANCES: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    AdHocJobResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args AdHocJobResultArgs<'args>
+  ) -> flatbuffers::WIPOffset<AdHocJobResult<'bldr>> {
+    let mut builder = AdHocJobResultBuilder::new(_fbb);
+    if let Some(x) = args.activate_elements { builder.add_activate_elements(x); }
+    builder.add_cancel_remaining_instances(args.cancel_remaining_instances);
+    builder.add_completion_condition_fulfilled(args.completion_condition_fulfilled);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn activate_elements(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<AdHocActivation<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<AdHocActivation>>>>(AdHocJobResult::VT_ACTIVATE_ELEMENTS, None)}
+  }
+  #[inline]
+  pub fn completion_condition_fulfilled(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(AdHocJobResult::VT_COMPLETION_CONDITION_FULFILLED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn cancel_remaining_instances(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(AdHocJobResult::VT_CANCEL_REMAINING_INSTANCES, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for AdHocJobResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<AdHocActivation>>>>("activate_elements", Self::VT_ACTIVATE_ELEMENTS, false)?
+     .visit_field::<bool>("completion_condition_fulfilled", Self::VT_COMPLETION_CONDITION_FULFILLED, false)?
+     .visit_field::<bool>("cancel_remaining_instances", Self::VT_CANCEL_REMAINING_INSTANCES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AdHocJobResultArgs<'a> {
+    pub activate_elements: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<AdHocActivation<'a>>>>>,
+    pub completion_condition_fulfilled: bool,
+    pub cancel_remaining_instances: bool,
+}
+impl<'a> Default for AdHocJobResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AdHocJobResultArgs {
+      activate_elements: None,
+      completion_condition_fulfilled: false,
+      cancel_remaining_instances: false,
+    }
+  }
+}
+
+pub struct AdHocJobResultBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> AdHocJobResultBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_activate_elements(&mut self, activate_elements: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<AdHocActivation<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AdHocJobResult::VT_ACTIVATE_ELEMENTS, activate_elements);
+  }
+  #[inline]
+  pub fn add_completion_condition_fulfilled(&mut self, completion_condition_fulfilled: bool) {
+    self.fbb_.push_slot::<bool>(AdHocJobResult::VT_COMPLETION_CONDITION_FULFILLED, completion_condition_fulfilled, false);
+  }
+  #[inline]
+  pub fn add_cancel_remaining_instances(&mut self, cancel_remaining_instances: bool) {
+    self.fbb_.push_slot::<bool>(AdHocJobResult::VT_CANCEL_REMAINING_INSTANCES, cancel_remaining_instances, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> AdHocJobResultBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    AdHocJobResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<AdHocJobResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for AdHocJobResult<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("AdHocJobResult");
+      ds.field("activate_elements", &self.activate_elements());
+      ds.field("completion_condition_fulfilled", &self.completion_condition_fulfilled());
+      ds.field("cancel_remaining_instances", &self.cancel_remaining_instances());
+      ds.finish()
+  }
+}
 pub enum CompleteJobRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1963,6 +2094,7 @@ impl<'a> flatbuffers::Follow<'a> for CompleteJobRequest<'a> {
 impl<'a> CompleteJobRequest<'a> {
   pub const VT_JOB_KEY: flatbuffers::VOffsetT = 4;
   pub const VT_VARIABLES: flatbuffers::VOffsetT = 6;
+  pub const VT_AD_HOC_RESULT: flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1975,6 +2107,7 @@ impl<'a> CompleteJobRequest<'a> {
   ) -> flatbuffers::WIPOffset<CompleteJobRequest<'bldr>> {
     let mut builder = CompleteJobRequestBuilder::new(_fbb);
     builder.add_job_key(args.job_key);
+    if let Some(x) = args.ad_hoc_result { builder.add_ad_hoc_result(x); }
     if let Some(x) = args.variables { builder.add_variables(x); }
     builder.finish()
   }
@@ -1994,6 +2127,13 @@ impl<'a> CompleteJobRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CompleteJobRequest::VT_VARIABLES, None)}
   }
+  #[inline]
+  pub fn ad_hoc_result(&self) -> Option<AdHocJobResult<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<AdHocJobResult>>(CompleteJobRequest::VT_AD_HOC_RESULT, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for CompleteJobRequest<'_> {
@@ -2005,6 +2145,7 @@ impl flatbuffers::Verifiable for CompleteJobRequest<'_> {
     v.visit_table(pos)?
      .visit_field::<u64>("job_key", Self::VT_JOB_KEY, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("variables", Self::VT_VARIABLES, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<AdHocJobResult>>("ad_hoc_result", Self::VT_AD_HOC_RESULT, false)?
      .finish();
     Ok(())
   }
@@ -2012,6 +2153,7 @@ impl flatbuffers::Verifiable for CompleteJobRequest<'_> {
 pub struct CompleteJobRequestArgs<'a> {
     pub job_key: u64,
     pub variables: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub ad_hoc_result: Option<flatbuffers::WIPOffset<AdHocJobResult<'a>>>,
 }
 impl<'a> Default for CompleteJobRequestArgs<'a> {
   #[inline]
@@ -2019,6 +2161,7 @@ impl<'a> Default for CompleteJobRequestArgs<'a> {
     CompleteJobRequestArgs {
       job_key: 0,
       variables: None,
+      ad_hoc_result: None,
     }
   }
 }
@@ -2035,6 +2178,10 @@ impl<'a: 'b, 'b> CompleteJobRequestBuilder<'a, 'b> {
   #[inline]
   pub fn add_variables(&mut self, variables: flatbuffers::WIPOffset<&'b  str>) {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CompleteJobRequest::VT_VARIABLES, variables);
+  }
+  #[inline]
+  pub fn add_ad_hoc_result(&mut self, ad_hoc_result: flatbuffers::WIPOffset<AdHocJobResult<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<AdHocJobResult>>(CompleteJobRequest::VT_AD_HOC_RESULT, ad_hoc_result);
   }
   #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CompleteJobRequestBuilder<'a, 'b> {
@@ -2056,6 +2203,7 @@ impl core::fmt::Debug for CompleteJobRequest<'_> {
     let mut ds = f.debug_struct("CompleteJobRequest");
       ds.field("job_key", &self.job_key());
       ds.field("variables", &self.variables());
+      ds.field("ad_hoc_result", &self.ad_hoc_result());
       ds.finish()
   }
 }
