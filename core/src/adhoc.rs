@@ -94,7 +94,10 @@ pub struct AdHocJobResult {
     pub cancel_remaining_instances: bool,
 }
 
-/// The `<id>#innerInstance` id of an ad-hoc subprocess's inner instances.
+/// The `<id>#innerInstance` id of an ad-hoc subprocess's inner instances. Out of line: the
+/// function that writes every element's events stays small enough to inline.
+#[cold]
+#[inline(never)]
 pub(crate) fn inner_instance_id(definition: &ProcessDefinition, element: ElementIndex) -> Arc<str> {
     format!("{}#innerInstance", definition.element(element).id).into()
 }
