@@ -503,7 +503,7 @@ impl Run<'_> {
 
 /// The variable an expression names when it is nothing but a variable or a path in one
 /// (`result`, `result.text`): what Camunda creates as `null` in each inner instance.
-fn plain_reference(source: &str) -> Option<&str> {
+pub(crate) fn plain_reference(source: &str) -> Option<&str> {
     let source = source.trim();
     let root = source.split('.').next()?;
     let word = |part: &str| {

@@ -5,7 +5,10 @@
 //! of `null`s as its local variable, opens the waits of the activity's boundary events, and
 //! starts inner instances of the activity inside itself: all at once (parallel) or one after
 //! the other (sequential). Each inner instance gets the local variables `loopCounter`
-//! (from 1) and the input element (the item), then runs the activity with its input and output
+//! (from 1) and the input element (the item), and, when the output element is a variable or
+//! a path in one (`= result`, `= result.text`) other than those two, that variable as `null`,
+//! as Camunda does: a job of the inner instance that sets `result` sets the inner
+//! instance's, not the process's. Then it runs the activity with its input and output
 //! mappings. When an inner instance completes, the output element is evaluated in it and
 //! written at its position in the output collection, and the completion condition is
 //! evaluated with `numberOfInstances`, `numberOfActiveInstances`,
@@ -91,6 +94,14 @@ impl Run<'_> {
         let local = self.state.variables_mut(key);
         if let Some(input_element) = &multi.input_element {
             crate::run::set_path(local, input_element, item);
+        }
+        let output = multi
+            .output_element
+            .as_ref()
+            .and_then(|output| crate::adhoc::plain_reference(output.source()))
+            .filter(|name| *name != "loopCounter" && multi.input_element.as_deref() != Some(*name));
+        if let Some(name) = output {
+            local.insert(name.to_string(), serde_json::Value::Null);
         }
         local.insert("loopCounter".to_string(), serde_json::Value::from(counter));
     }

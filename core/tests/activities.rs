@@ -51,6 +51,29 @@ fn a_parallel_multi_instance_task_collects_outputs_in_item_order() {
 }
 
 #[test]
+fn the_output_element_variable_is_each_inner_instance_s_own() {
+    // As in Camunda: `result` is created as null in every inner instance, so a job's
+    // `result` stays there instead of reaching the process, and the collection takes it.
+    let mut shard = Shard::new();
+    shard.deploy("multi.bpmn", &multi_task(false, ""));
+    let (instance, _) = shard.create("multi", vars(r#"{"items": [1, 2]}"#));
+    let jobs = shard.activate("item", 10);
+    for job in &jobs {
+        assert_eq!(job.variables["result"], serde_json::Value::Null);
+    }
+    shard.complete(jobs[0].key, vars(r#"{"result": "one", "other": 1}"#));
+    let root = shard.state.variables(instance).expect("root variables");
+    assert!(
+        root.get("result").is_none(),
+        "result stayed in its inner instance"
+    );
+    assert_eq!(root["other"], serde_json::json!(1), "the rest propagates");
+    shard.complete(jobs[1].key, vars(r#"{"result": "two"}"#));
+    assert!(shard.state.instance(instance).is_none());
+    shard.check_replay();
+}
+
+#[test]
 fn a_sequential_multi_instance_runs_one_item_at_a_time_in_order() {
     let mut shard = Shard::new();
     shard.deploy("multi.bpmn", &multi_task(true, ""));
