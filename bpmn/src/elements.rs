@@ -1,6 +1,8 @@
 //! What each kind of flow node does: reads its event definition or extension elements into
 //! its [`ElementKind`], and checks that the event definition is allowed where it stands.
 
+use std::sync::Arc;
+
 use crate::compile::{Compiler, EventDef, ProcessBuild};
 use crate::diagnostic::DiagnosticKind as K;
 use crate::dom::Ns;
@@ -92,6 +94,7 @@ impl<'d> Compiler<'d> {
                 output_collection: None,
                 output_element: None,
                 job: None,
+                inner_instance_id: Arc::from(""),
             }),
             _ => ElementKind::UndefinedTask,
         });
@@ -880,6 +883,7 @@ impl<'d> Compiler<'d> {
             output_collection,
             output_element,
             job,
+            inner_instance_id: format!("{}#innerInstance", self.id(node).unwrap_or("")).into(),
         }))
     }
 

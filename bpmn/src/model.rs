@@ -377,6 +377,9 @@ pub struct AdHoc {
     /// `zeebe:taskDefinition` on the subprocess (Camunda 8.8's job-worker implementation): a
     /// worker decides what to activate and when it is done, by job results.
     pub job: Option<JobDefinition>,
+    /// `<id>#innerInstance`, the id its inner instances are recorded under (as in Camunda),
+    /// made once here instead of for every event.
+    pub inner_instance_id: Arc<str>,
 }
 
 /// What starts a start event.

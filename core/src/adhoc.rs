@@ -67,7 +67,7 @@ use crate::key::Key;
 use crate::limits::{AD_HOC_ACTIVATIONS_MAX, ELEMENT_INSTANCES_PER_INSTANCE_MAX};
 use crate::run::{Run, Step};
 use crate::state::State;
-use crate::variables::{check_document_size, merged_local};
+use crate::variables::check_document_size;
 
 /// The local variable that lists an ad-hoc subprocess's activatable elements.
 pub const ELEMENTS_VARIABLE: &str = "adHocSubProcessElements";
@@ -99,7 +99,7 @@ pub struct AdHocJobResult {
 #[cold]
 #[inline(never)]
 pub(crate) fn inner_instance_id(definition: &ProcessDefinition, element: ElementIndex) -> Arc<str> {
-    format!("{}#innerInstance", definition.element(element).id).into()
+    Arc::clone(&ad_hoc_of(definition, element).inner_instance_id)
 }
 
 fn ad_hoc_of(definition: &ProcessDefinition, element: ElementIndex) -> &AdHoc {
@@ -206,17 +206,15 @@ impl Run<'_> {
         if let Some(message) = over_element_limit(self.state, key, targets.len()) {
             return self.incident(key, message);
         }
-        let mut local = Variables::new();
-        local.insert(
-            ELEMENTS_VARIABLE.to_string(),
-            elements_metadata(&definition, element),
-        );
-        if let Some(collection) = &ad_hoc.output_collection {
-            local.insert(collection.clone(), serde_json::Value::Array(Vec::new()));
+        let metadata = elements_metadata(&definition, element);
+        if let Err(message) = self.set_local(key, ELEMENTS_VARIABLE, metadata) {
+            return self.incident(key, message);
         }
-        match merged_local(self.state, key, local) {
-            Ok(document) => self.store_variables(key, document),
-            Err(rejection) => return self.incident(key, rejection.message),
+        if let Some(collection) = &ad_hoc.output_collection
+            && let Err(message) =
+                self.set_local(key, collection, serde_json::Value::Array(Vec::new()))
+        {
+            return self.incident(key, message);
         }
         let esp_starts: Vec<ElementIndex> = definition
             .event_subprocesses(element)
@@ -232,6 +230,39 @@ impl Run<'_> {
         for target in targets {
             self.activate_in_ad_hoc(key, target, Variables::new());
         }
+    }
+
+    /// Sets one local variable of `scope` in place (no copy of its document), noting the
+    /// change for conditional events; refused, with nothing changed, when the document would
+    /// grow past `VARIABLE_DOCUMENT_BYTES_MAX`.
+    fn set_local(
+        &mut self,
+        scope: Key,
+        name: &str,
+        value: serde_json::Value,
+    ) -> Result<(), String> {
+        let instance = self.state.elements[&scope].process_instance_key;
+        let watched = self.state.has_conditionals(instance);
+        let document = self.state.variables_mut(scope);
+        let old = document.insert(name.to_string(), value);
+        if let Err(rejection) = check_document_size(document) {
+            match old {
+                Some(old) => document.insert(name.to_string(), old),
+                None => document.remove(name),
+            };
+            return Err(rejection.message);
+        }
+        if watched {
+            let changed = match &old {
+                None => Some(true),
+                Some(old) if Some(old) != document.get(name) => Some(false),
+                Some(_) => None,
+            };
+            if let Some(created) = changed {
+                self.note_change(instance, scope, name.to_string(), created);
+            }
+        }
+        Ok(())
     }
 
     /// Creates the job of an ad-hoc subprocess's worker.
@@ -396,15 +427,10 @@ impl Run<'_> {
                 }
             }
         };
-        if let Some((collection, list)) = appended {
-            let mut update = Variables::new();
-            update.insert(collection.to_string(), list);
-            match merged_local(self.state, ad_hoc, update) {
-                Ok(document) => self.store_variables(ad_hoc, document),
-                Err(rejection) => {
-                    return self.incident_with(key, rejection.message, IncidentRetry::Completion);
-                }
-            }
+        if let Some((collection, list)) = appended
+            && let Err(message) = self.set_local(ad_hoc, collection, list)
+        {
+            return self.incident_with(key, message, IncidentRetry::Completion);
         }
         self.element_event(key, |key, process_instance_key, element_id| {
             Event::ElementCompleted {

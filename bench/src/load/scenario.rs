@@ -47,6 +47,11 @@ pub enum Scenario {
     /// variables compared against it).
     #[value(name = "conditional")]
     Conditional,
+    /// `one_task` with the task inside an ad-hoc subprocess that activates it on entry
+    /// (`activeElementsCollection`) and collects each activation's `result`: the cost of an
+    /// ad-hoc subprocess and its inner instance around one task.
+    #[value(name = "ad_hoc")]
+    AdHoc,
     /// A 100 ms timer, then the end.
     #[value(name = "timer")]
     Timer,
@@ -67,6 +72,7 @@ impl Scenario {
             Scenario::MsgCross => "msg_cross",
             Scenario::Listeners => "listeners",
             Scenario::Conditional => "conditional",
+            Scenario::AdHoc => "ad_hoc",
             Scenario::Timer => "timer",
             Scenario::Realistic => "realistic",
         }
@@ -86,7 +92,8 @@ impl Scenario {
             Scenario::OneTask
             | Scenario::MsgOneTask
             | Scenario::MsgCross
-            | Scenario::Conditional => 1.0,
+            | Scenario::Conditional
+            | Scenario::AdHoc => 1.0,
             Scenario::TenTasks => 10.0,
             // The start listener, the task, the end listener.
             Scenario::Listeners => 3.0,
@@ -160,6 +167,17 @@ impl Scenario {
                 body.push_str(&flow("f1", "start", "task"));
                 body.push_str(&flow("f2", "task", "end"));
                 body.push_str(&flow("f3", "cancel", "cancelled"));
+            }
+            Scenario::AdHoc => {
+                body.push_str(r#"<bpmn:startEvent id="start"/>"#);
+                let _ = write!(
+                    body,
+                    r#"<bpmn:adHocSubProcess id="adhoc"><bpmn:extensionElements><zeebe:adHoc activeElementsCollection="= [&quot;task&quot;]" outputCollection="results" outputElement="= result"/></bpmn:extensionElements>{}</bpmn:adHocSubProcess>"#,
+                    task("task")
+                );
+                body.push_str(r#"<bpmn:endEvent id="end"/>"#);
+                body.push_str(&flow("f1", "start", "adhoc"));
+                body.push_str(&flow("f2", "adhoc", "end"));
             }
             Scenario::TenTasks => {
                 body.push_str(r#"<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>"#);
@@ -261,6 +279,7 @@ impl Workload for Scenario {
             Scenario::MsgCross => "bench-msg-cross",
             Scenario::Listeners => "bench-listeners",
             Scenario::Conditional => "bench-conditional",
+            Scenario::AdHoc => "bench-ad-hoc",
             Scenario::Timer => "bench-timer",
             Scenario::Realistic => "bench-realistic",
         }
@@ -310,6 +329,7 @@ impl Workload for Scenario {
         match self {
             Scenario::Realistic => r#"{"checked":true}"#.to_string(),
             Scenario::Conditional => r#"{"done":true}"#.to_string(),
+            Scenario::AdHoc => r#"{"result":1}"#.to_string(),
             _ => String::new(),
         }
     }
