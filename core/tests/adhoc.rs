@@ -958,6 +958,13 @@ fn a_worker_that_is_done_waits_for_what_runs_or_cancels_it() {
         "b still runs"
     );
     assert_eq!(agent_jobs(&shard), 0);
+    // What the worker said survives a snapshot and a replay.
+    shard.check_replay();
+    let snapshot = shard.state.encode();
+    let restored = ringflow_core::State::decode(&snapshot).expect("restores");
+    assert_eq!(restored.encode(), snapshot);
+    // Go on from the restored state: without the worker's word, b's end would ask again.
+    shard.state = restored;
     let b = shard.activate("b", 1)[0].key;
     shard.complete(b, Variables::new());
     assert_eq!(shard.live_element_ids(first), ["after"]);
