@@ -24,22 +24,104 @@ pub(crate) fn check_document_size(variables: &Variables) -> Result<(), Rejection
     Ok(())
 }
 
-/// The length of `variables` as JSON, counted without building the text (this runs for
-/// every created instance, published message and completed job).
-fn json_len(variables: &Variables) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
+/// The length of `variables` as JSON (as `serde_json` writes it), counted without building
+/// the text (this runs for every created instance, published message and completed job).
+/// A walk over the values: strings are scanned eight bytes at a time for what JSON escapes,
+/// integers counted by their digits; only floats are formatted. Several times faster than
+/// serializing into a counter on documents with long strings.
+pub(crate) fn json_len(variables: &Variables) -> usize {
+    object_len(variables)
+}
+
+fn object_len(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    let mut len = 2 + map.len().saturating_sub(1);
+    for (name, value) in map {
+        len += string_len(name) + 1 + value_len(value);
+    }
+    len
+}
+
+fn value_len(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Number(number) => number_len(number),
+        Value::String(text) => string_len(text),
+        Value::Array(items) => {
+            2 + items.len().saturating_sub(1) + items.iter().map(value_len).sum::<usize>()
         }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+        Value::Object(map) => object_len(map),
+    }
+}
+
+fn number_len(number: &serde_json::Number) -> usize {
+    fn digits(mut n: u64) -> usize {
+        let mut count = 1;
+        while n >= 10 {
+            n /= 10;
+            count += 1;
+        }
+        count
+    }
+    if let Some(n) = number.as_u64() {
+        digits(n)
+    } else if let Some(n) = number.as_i64() {
+        1 + digits(n.unsigned_abs())
+    } else {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0 += bytes.len();
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        serde_json::to_writer(&mut count, number).expect("a number always serializes");
+        count.0
+    }
+}
+
+/// The length of `text` as a JSON string: the quotes, the bytes, and one more byte for each
+/// `"`, `\\`, `\b`, `\f`, `\n`, `\r` and `\t`, five more for other control characters
+/// (`\u00XX`), as `serde_json` escapes them.
+fn string_len(text: &str) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Whether any byte of `word` is zero, below 0x20, or one of `"` and `\`.
+    let needs_escape = |word: u64| {
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        below_space | zero(word ^ (ONES * b'"' as u64)) | zero(word ^ (ONES * b'\\' as u64))
+            != 0
+    };
+    let bytes = text.as_bytes();
+    let mut extra = 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        if needs_escape(word) {
+            extra += chunk.iter().map(|byte| escape_extra(*byte)).sum::<usize>();
         }
     }
-    let mut count = Count(0);
-    serde_json::to_writer(&mut count, variables).expect("JSON maps always serialize");
-    count.0
+    extra += chunks
+        .remainder()
+        .iter()
+        .map(|byte| escape_extra(*byte))
+        .sum::<usize>();
+    2 + bytes.len() + extra
+}
+
+/// The bytes JSON adds to escape `byte`.
+fn escape_extra(byte: u8) -> usize {
+    match byte {
+        b'"' | b'\\' | 0x08 | 0x0C | b'\n' | b'\r' | b'\t' => 1,
+        0x00..=0x1F => 5,
+        _ => 0,
+    }
 }
 
 /// Where each variable would go, as whole new documents, checked against the size limit
@@ -111,6 +193,62 @@ mod tests {
         let text = serde_json::to_vec(&document).expect("serializes");
         assert_eq!(json_len(&document), text.len());
         assert_eq!(json_len(&Variables::new()), 2);
+    }
+
+    /// A random JSON value: every kind, strings with every byte class JSON escapes (at any
+    /// offset, so the eight-byte scan meets them in every lane and in the tail).
+    fn random_value(seed: &mut u64, depth: u32) -> serde_json::Value {
+        let mut next = |bound: u64| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed % bound
+        };
+        let kind = if depth >= 3 { next(5) } else { next(7) };
+        match kind {
+            0 => serde_json::Value::Null,
+            1 => serde_json::Value::Bool(next(2) == 0),
+            2 => serde_json::json!(next(u64::MAX) as i64 >> next(64)),
+            3 => {
+                let floats = [0.5, -0.0, 1e300, -3e-10, 123.456, 1.0, f64::MIN_POSITIVE];
+                serde_json::json!(floats[next(floats.len() as u64) as usize])
+            }
+            4 => {
+                let pieces = ["a", "ä", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", "\u{7f}", "€", "𝄞", " ", "\u{8}", "\u{c}", "\r"];
+                let text: String = (0..next(40))
+                    .map(|_| pieces[next(pieces.len() as u64) as usize])
+                    .collect();
+                serde_json::Value::String(text)
+            }
+            5 => serde_json::Value::Array(
+                (0..next(4)).map(|_| random_value(seed, depth + 1)).collect(),
+            ),
+            _ => {
+                let mut map = serde_json::Map::new();
+                for i in 0..next(4) {
+                    map.insert(format!("k{i}\"\n"), random_value(seed, depth + 1));
+                }
+                serde_json::Value::Object(map)
+            }
+        }
+    }
+
+    #[test]
+    fn the_count_equals_serde_json_for_random_documents() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        for _ in 0..5_000 {
+            let mut document = Variables::new();
+            for i in 0..4 {
+                document.insert(format!("v{i}"), random_value(&mut seed, 0));
+            }
+            let text = serde_json::to_vec(&document).expect("serializes");
+            assert_eq!(
+                json_len(&document),
+                text.len(),
+                "{}",
+                String::from_utf8_lossy(&text)
+            );
+        }
     }
 
     #[test]
