@@ -95,8 +95,7 @@ fn string_len(text: &str) -> usize {
     let needs_escape = |word: u64| {
         let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
         let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-        below_space | zero(word ^ (ONES * b'"' as u64)) | zero(word ^ (ONES * b'\\' as u64))
-            != 0
+        below_space | zero(word ^ (ONES * b'"' as u64)) | zero(word ^ (ONES * b'\\' as u64)) != 0
     };
     let bytes = text.as_bytes();
     let mut extra = 0;
@@ -214,14 +213,19 @@ mod tests {
                 serde_json::json!(floats[next(floats.len() as u64) as usize])
             }
             4 => {
-                let pieces = ["a", "ä", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", "\u{7f}", "€", "𝄞", " ", "\u{8}", "\u{c}", "\r"];
+                let pieces = [
+                    "a", "ä", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", "\u{7f}", "€", "𝄞", " ",
+                    "\u{8}", "\u{c}", "\r",
+                ];
                 let text: String = (0..next(40))
                     .map(|_| pieces[next(pieces.len() as u64) as usize])
                     .collect();
                 serde_json::Value::String(text)
             }
             5 => serde_json::Value::Array(
-                (0..next(4)).map(|_| random_value(seed, depth + 1)).collect(),
+                (0..next(4))
+                    .map(|_| random_value(seed, depth + 1))
+                    .collect(),
             ),
             _ => {
                 let mut map = serde_json::Map::new();

@@ -101,6 +101,8 @@ pub struct Config {
     pub drain: Duration,
     /// Jobs the server may push ahead to each worker connection.
     pub credits: u32,
+    /// Only these variables in each pushed job; empty: all of them.
+    pub fetch_variables: Vec<String>,
     /// Print a progress line every second (to stderr).
     pub progress: bool,
     /// Open loop: send the creates that fell due at most this often, together (zero: as
@@ -426,6 +428,7 @@ impl Generator<'_> {
                         worker: format!("ringflow-load-{}", std::process::id()),
                         credits: self.config.credits,
                         lease_ms: LEASE_MS,
+                        fetch_variables: self.config.fetch_variables.clone(),
                     }),
                 );
                 ids.push(id);

@@ -203,6 +203,7 @@ fn activate(client: &mut Client) -> Vec<ringflow_wire::Job> {
             max_jobs: 10,
             lease_ms: 60_000,
             long_poll_ms: 0,
+            fetch_variables: Vec::new(),
         })
         .expect("activate")
 }
@@ -959,6 +960,7 @@ fn a_publish_refused_with_busy_is_sent_again_and_every_instance_completes() {
         duration: Duration::from_secs(3),
         drain: Duration::from_secs(30),
         credits: 16,
+        fetch_variables: Vec::new(),
         progress: false,
         send_tick: Duration::ZERO,
     };

@@ -205,6 +205,7 @@ fn activate(client: &mut Client, job_type: &str, long_poll_ms: u32) -> Vec<ringf
             max_jobs: 1_000,
             lease_ms: 60_000,
             long_poll_ms,
+            fetch_variables: Vec::new(),
         })
         .expect("activate")
 }
@@ -1148,6 +1149,7 @@ fn subscriptions_push_no_more_jobs_than_their_credits_and_long_polls_wait_for_jo
             worker: "credits".into(),
             credits: 2,
             lease_ms: 60_000,
+            fetch_variables: Vec::new(),
         }))
         .expect("subscribe");
     let mut pushed = Vec::new();
@@ -1213,6 +1215,7 @@ fn subscriptions_push_no_more_jobs_than_their_credits_and_long_polls_wait_for_jo
                 max_jobs: 1,
                 lease_ms: 60_000,
                 long_poll_ms: 30_000,
+                fetch_variables: Vec::new(),
             }))
             .expect("an answer")
     });
@@ -1239,6 +1242,7 @@ fn subscriptions_push_no_more_jobs_than_their_credits_and_long_polls_wait_for_jo
             max_jobs: 1,
             lease_ms: 0,
             long_poll_ms: 100,
+            fetch_variables: Vec::new(),
         }))
         .expect("an answer");
     assert_eq!(answer, Response::Jobs(Vec::new()));
@@ -2017,6 +2021,84 @@ fn an_ad_hoc_worker_decides_from_the_cli() {
     let after = complete_with(&mut client, "adhoc-after", "");
     let variables: Value = serde_json::from_str(&after.variables).expect("JSON");
     assert_eq!(variables["results"], serde_json::json!([0, 1]));
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn jobs_carry_only_the_variables_a_worker_fetches() {
+    let (server, _data, addr) = start_server("fetch", 1);
+    let mut client = server.client();
+    deploy_one_task(&mut client);
+    let variables = r#"{"a": 1, "b": {"big": "x"}, "c": "text"}"#;
+    client
+        .create_instance(create("one-task", variables, ""))
+        .expect("create");
+    // Pulled, with a name that no variable has: the others are left out.
+    let jobs = client
+        .activate_jobs(ActivateJobs {
+            job_type: "e2e-work".into(),
+            worker: "fetcher".into(),
+            max_jobs: 10,
+            lease_ms: 60_000,
+            long_poll_ms: 5_000,
+            fetch_variables: vec!["a".into(), "c".into(), "missing".into()],
+        })
+        .expect("activate");
+    assert_eq!(jobs.len(), 1);
+    let fetched: Value = serde_json::from_str(&jobs[0].variables).expect("JSON");
+    assert_eq!(fetched, serde_json::json!({"a": 1, "c": "text"}));
+    client
+        .done(&Request::CompleteJob {
+            job_key: jobs[0].key,
+            variables: String::new(),
+        })
+        .expect("complete");
+    // Pushed to a worker that fetches `b` only.
+    client
+        .create_instance(create("one-task", variables, ""))
+        .expect("create");
+    let stop = Arc::new(AtomicBool::new(false));
+    let topology = client.topology().clone();
+    let worker_stop = stop.clone();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let worker_seen = seen.clone();
+    let worker = std::thread::spawn(move || {
+        let mut worker = JobWorker::new("e2e-work");
+        worker.stop = worker_stop;
+        worker.fetch_variables = vec!["b".into()];
+        worker.run(&topology, &ClientConfig::default(), |job| {
+            worker_seen.lock().unwrap().push(job.variables.clone());
+            JobOutcome::Complete {
+                variables: String::new(),
+            }
+        })
+    });
+    let started = Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no job pushed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    worker.join().expect("worker thread").expect("worker");
+    let pushed: Value = serde_json::from_str(&seen.lock().unwrap()[0]).expect("JSON");
+    assert_eq!(pushed, serde_json::json!({"b": {"big": "x"}}));
+    // The CLI's --fetch does the same.
+    client
+        .create_instance(create("one-task", variables, ""))
+        .expect("create");
+    let listed = cli_json(
+        &addr,
+        &[
+            "jobs", "activate", "e2e-work", "--wait", "5s", "--fetch", "c",
+        ],
+    );
+    assert_eq!(
+        listed["jobs"][0]["variables"],
+        serde_json::json!({"c": "text"}),
+        "{listed}"
+    );
     drop(client);
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");

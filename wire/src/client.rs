@@ -746,6 +746,8 @@ pub struct JobWorker {
     pub credits: u32,
     /// The lease per job, in milliseconds.
     pub lease_ms: u64,
+    /// Only these variables in each job; empty (the default): all of them.
+    pub fetch_variables: Vec<String>,
     /// Set to stop the worker; it returns within about `POLL`.
     pub stop: Arc<AtomicBool>,
     /// What the worker did.
@@ -765,6 +767,7 @@ impl JobWorker {
             worker: format!("ringflow-worker-{}", std::process::id()),
             credits: 32,
             lease_ms: 30_000,
+            fetch_variables: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             stats: Arc::new(WorkerStats::default()),
         }
@@ -827,6 +830,7 @@ impl JobWorker {
             worker: self.worker.clone(),
             credits: self.credits,
             lease_ms: self.lease_ms,
+            fetch_variables: self.fetch_variables.clone(),
         }))?;
         // Answers still owed for completions, failures and credits sent.
         let mut outstanding = 0usize;

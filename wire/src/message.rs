@@ -233,6 +233,9 @@ pub struct ActivateJobs {
     pub lease_ms: u64,
     /// Wait up to this long when none is ready; 0 answers at once.
     pub long_poll_ms: u32,
+    /// Only these variables (by name) in each job; empty: all of them (Zeebe's
+    /// `fetchVariables`).
+    pub fetch_variables: Vec<String>,
 }
 
 /// `SubscribeJobsRequest`.
@@ -246,6 +249,8 @@ pub struct SubscribeJobs {
     pub credits: u32,
     /// The lease per job in milliseconds, 0 for the server's default.
     pub lease_ms: u64,
+    /// Only these variables (by name) in each job; empty: all of them.
+    pub fetch_variables: Vec<String>,
 }
 
 /// A request: one member of the schema's `Body` union.
@@ -806,22 +811,26 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
             (fb::Body::ActivateAdHocActivitiesRequest, t.as_union_value())
         }
         Request::ActivateJobs(activate) => {
+            let fetch_variables = names(b, &activate.fetch_variables);
             let args = fb::ActivateJobsRequestArgs {
                 job_type: Some(b.create_string(&activate.job_type)),
                 worker: opt_str(b, &activate.worker),
                 max_jobs: activate.max_jobs,
                 lease_ms: activate.lease_ms,
                 long_poll_ms: activate.long_poll_ms,
+                fetch_variables,
             };
             let t = fb::ActivateJobsRequest::create(b, &args);
             (fb::Body::ActivateJobsRequest, t.as_union_value())
         }
         Request::SubscribeJobs(subscribe) => {
+            let fetch_variables = names(b, &subscribe.fetch_variables);
             let args = fb::SubscribeJobsRequestArgs {
                 job_type: Some(b.create_string(&subscribe.job_type)),
                 worker: opt_str(b, &subscribe.worker),
                 credits: subscribe.credits,
                 lease_ms: subscribe.lease_ms,
+                fetch_variables,
             };
             let t = fb::SubscribeJobsRequest::create(b, &args);
             (fb::Body::SubscribeJobsRequest, t.as_union_value())
@@ -1119,6 +1128,24 @@ fn encode_started(
     (fb::Body::InstancesStarted, t.as_union_value())
 }
 
+/// A list of names, or nothing for an empty one (an older reader sees no field).
+fn names<'a>(
+    b: &mut Fbb,
+    names: &[String],
+) -> Option<WIPOffset<Vector<'a, ForwardsUOffset<&'a str>>>> {
+    if names.is_empty() {
+        return None;
+    }
+    let items: Vec<_> = names.iter().map(|name| b.create_string(name)).collect();
+    Some(b.create_vector(&items))
+}
+
+fn decode_names(names: Option<Vector<'_, ForwardsUOffset<&str>>>) -> Vec<String> {
+    names
+        .map(|names| names.iter().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 type Activations<'a> = WIPOffset<Vector<'a, ForwardsUOffset<fb::AdHocActivation<'a>>>>;
 
 fn encode_activations<'a>(b: &mut Fbb, elements: &[(String, String)]) -> Activations<'a> {
@@ -1330,6 +1357,7 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
                 max_jobs: activate.max_jobs(),
                 lease_ms: activate.lease_ms(),
                 long_poll_ms: activate.long_poll_ms(),
+                fetch_variables: decode_names(activate.fetch_variables()),
             }))
         }
         B::SubscribeJobsRequest => {
@@ -1341,6 +1369,7 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
                 worker: text(subscribe.worker()),
                 credits: subscribe.credits(),
                 lease_ms: subscribe.lease_ms(),
+                fetch_variables: decode_names(subscribe.fetch_variables()),
             }))
         }
         B::JobCreditsRequest => {
@@ -1702,12 +1731,29 @@ mod tests {
                 max_jobs: 10,
                 lease_ms: 1000,
                 long_poll_ms: 200,
+                fetch_variables: Vec::new(),
+            }),
+            Request::ActivateJobs(ActivateJobs {
+                job_type: "pay".into(),
+                worker: String::new(),
+                max_jobs: 1,
+                lease_ms: 0,
+                long_poll_ms: 0,
+                fetch_variables: vec!["amount".into(), "Größe".into()],
             }),
             Request::SubscribeJobs(SubscribeJobs {
                 job_type: "pay".into(),
                 worker: String::new(),
                 credits: 32,
                 lease_ms: 0,
+                fetch_variables: Vec::new(),
+            }),
+            Request::SubscribeJobs(SubscribeJobs {
+                job_type: "pay".into(),
+                worker: "w".into(),
+                credits: 1,
+                lease_ms: 5,
+                fetch_variables: vec!["orderId".into()],
             }),
             Request::JobCredits {
                 subscription_request_id: 3,

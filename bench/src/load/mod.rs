@@ -48,6 +48,10 @@ pub struct Common {
     /// Jobs the server may push ahead to each worker connection.
     #[arg(long, default_value_t = 4096)]
     credits: u32,
+    /// Only these variables in each job the workers get (comma separated; default: all, as
+    /// the published figures were measured).
+    #[arg(long, value_delimiter = ',')]
+    fetch_variables: Vec<String>,
     /// Open loop: send the creates that fell due at most every this many µs, in one write per
     /// connection (0: each as soon as it is due). Their latency still counts from when each
     /// was due, so the wait for the tick is measured, not hidden.
@@ -286,6 +290,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
         duration: common.duration,
         drain: Duration::from_secs(10),
         credits: common.credits,
+        fetch_variables: common.fetch_variables.clone(),
         progress: !common.quiet,
         send_tick: Duration::from_micros(common.send_tick_us),
     };

@@ -543,6 +543,9 @@ pub struct ActivateArgs {
     /// The worker name kept with the jobs.
     #[arg(long, default_value = "ringflow-cli")]
     worker: String,
+    /// Only these variables in each job (comma separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    fetch: Vec<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -626,6 +629,7 @@ pub fn jobs(command: &JobsCommand) -> anyhow::Result<ExitCode> {
                 max_jobs: args.max,
                 lease_ms: args.lease,
                 long_poll_ms: u32::try_from(args.wait).context("--wait is too long")?,
+                fetch_variables: args.fetch.clone(),
             })?;
             let list: Vec<Value> = jobs.iter().map(job_json).collect();
             args.conn.print(json!({"jobs": list}), || {
@@ -721,6 +725,9 @@ pub struct WorkerArgs {
     /// Stop after this many jobs (default: run until interrupted).
     #[arg(long)]
     count: Option<u64>,
+    /// Only these variables in each job (comma separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    fetch: Vec<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -793,6 +800,7 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let mut worker = JobWorker::new(&args.job_type);
     worker.credits = args.credits;
     worker.lease_ms = args.lease;
+    worker.fetch_variables = args.fetch.clone();
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, worker.stop.clone())
             .context("cannot install the signal handlers")?;

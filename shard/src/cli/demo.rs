@@ -195,6 +195,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         duration: Duration::from_secs(args.seconds),
         drain: Duration::from_secs(10),
         credits: 1024,
+        fetch_variables: Vec::new(),
         progress: true,
         send_tick: Duration::ZERO,
     };

@@ -43,6 +43,8 @@ struct Subscription {
     job_type: String,
     worker: String,
     lease_ms: u64,
+    /// Only these variables in each pushed job; empty: all of them.
+    fetch_variables: Vec<String>,
     credits: Cell<u64>,
     granted: Notify,
     ended: Cell<bool>,
@@ -860,8 +862,15 @@ impl Conn {
                         lease_millis: lease_ms,
                     })
                     .await?;
-                if matches!(&answer, Answer::JobsActivated(jobs) if !jobs.is_empty()) {
-                    return Ok(convert::answer(answer));
+                if let Answer::JobsActivated(jobs) = answer
+                    && !jobs.is_empty()
+                {
+                    let fetch = &activate.fetch_variables;
+                    let jobs = jobs
+                        .into_iter()
+                        .map(|job| convert::job(job, fetch))
+                        .collect();
+                    return Ok(Response::Jobs(jobs));
                 }
                 continue;
             }
@@ -905,6 +914,7 @@ impl Conn {
         let subscription = Rc::new(Subscription {
             job_type: subscribe.job_type,
             worker: subscribe.worker,
+            fetch_variables: subscribe.fetch_variables,
             lease_ms: match subscribe.lease_ms {
                 0 => limits.lease_default_ms,
                 lease => lease,
@@ -959,7 +969,11 @@ impl Conn {
                     subscription
                         .credits
                         .set(subscription.credits.get().saturating_sub(pushed));
-                    let jobs = jobs.into_iter().map(convert::job).collect();
+                    let fetch = &subscription.fetch_variables;
+                    let jobs = jobs
+                        .into_iter()
+                        .map(|job| convert::job(job, fetch))
+                        .collect();
                     self.respond(request_id, &Response::Jobs(jobs));
                     self.server.metrics.record_push(started);
                 }

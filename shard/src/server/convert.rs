@@ -113,7 +113,20 @@ pub(crate) fn submit_error(error: SubmitError) -> WireError {
     }
 }
 
-pub(crate) fn job(job: ActivatedJob) -> Job {
+/// A job for the wire. With `fetch` (Zeebe's `fetchVariables`), only the variables it
+/// names go, and only they are serialized; empty: all of them.
+pub(crate) fn job(job: ActivatedJob, fetch: &[String]) -> Job {
+    let variables = if fetch.is_empty() {
+        variables_text(&job.variables)
+    } else {
+        let mut chosen = serde_json::Map::new();
+        for name in fetch {
+            if let Some(value) = job.variables.get(name) {
+                chosen.insert(name.clone(), value.clone());
+            }
+        }
+        variables_text(&chosen)
+    };
     Job {
         key: job.key.0,
         job_type: job.job_type,
@@ -124,7 +137,7 @@ pub(crate) fn job(job: ActivatedJob) -> Job {
         retries: job.retries,
         deadline_ms: job.deadline_millis,
         custom_headers: job.custom_headers,
-        variables: variables_text(&job.variables),
+        variables,
         listener: job.listener.map(|event| match event {
             ringflow_core::ListenerEvent::Start => ringflow_wire::JobListener::Start,
             ringflow_core::ListenerEvent::End => ringflow_wire::JobListener::End,
@@ -225,7 +238,9 @@ pub(crate) fn answer(answer: Answer) -> Response {
         Answer::InstanceCanceled {
             process_instance_key,
         } => done(process_instance_key),
-        Answer::JobsActivated(jobs) => Response::Jobs(jobs.into_iter().map(job).collect()),
+        Answer::JobsActivated(jobs) => {
+            Response::Jobs(jobs.into_iter().map(|one| job(one, &[])).collect())
+        }
         Answer::JobCompleted { key }
         | Answer::JobUpdated { key }
         | Answer::IncidentResolved { key } => done(key),

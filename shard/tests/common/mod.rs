@@ -19,6 +19,7 @@ pub fn activate_all(client: &mut Client, worker: &str) -> Vec<ringflow_wire::Job
                 max_jobs: 1000,
                 lease_ms: 60_000,
                 long_poll_ms: 0,
+                fetch_variables: Vec::new(),
             })
             .expect("activate");
         if jobs.is_empty() {

@@ -1537,6 +1537,7 @@ impl<'a> ActivateJobsRequest<'a> {
   pub const VT_MAX_JOBS: flatbuffers::VOffsetT = 8;
   pub const VT_LEASE_MS: flatbuffers::VOffsetT = 10;
   pub const VT_LONG_POLL_MS: flatbuffers::VOffsetT = 12;
+  pub const VT_FETCH_VARIABLES: flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1549,6 +1550,7 @@ impl<'a> ActivateJobsRequest<'a> {
   ) -> flatbuffers::WIPOffset<ActivateJobsRequest<'bldr>> {
     let mut builder = ActivateJobsRequestBuilder::new(_fbb);
     builder.add_lease_ms(args.lease_ms);
+    if let Some(x) = args.fetch_variables { builder.add_fetch_variables(x); }
     builder.add_long_poll_ms(args.long_poll_ms);
     builder.add_max_jobs(args.max_jobs);
     if let Some(x) = args.worker { builder.add_worker(x); }
@@ -1592,6 +1594,13 @@ impl<'a> ActivateJobsRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(ActivateJobsRequest::VT_LONG_POLL_MS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn fetch_variables(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(ActivateJobsRequest::VT_FETCH_VARIABLES, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for ActivateJobsRequest<'_> {
@@ -1606,6 +1615,7 @@ impl flatbuffers::Verifiable for ActivateJobsRequest<'_> {
      .visit_field::<u32>("max_jobs", Self::VT_MAX_JOBS, false)?
      .visit_field::<u64>("lease_ms", Self::VT_LEASE_MS, false)?
      .visit_field::<u32>("long_poll_ms", Self::VT_LONG_POLL_MS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("fetch_variables", Self::VT_FETCH_VARIABLES, false)?
      .finish();
     Ok(())
   }
@@ -1616,6 +1626,7 @@ pub struct ActivateJobsRequestArgs<'a> {
     pub max_jobs: u32,
     pub lease_ms: u64,
     pub long_poll_ms: u32,
+    pub fetch_variables: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
 }
 impl<'a> Default for ActivateJobsRequestArgs<'a> {
   #[inline]
@@ -1626,6 +1637,7 @@ impl<'a> Default for ActivateJobsRequestArgs<'a> {
       max_jobs: 0,
       lease_ms: 0,
       long_poll_ms: 0,
+      fetch_variables: None,
     }
   }
 }
@@ -1656,6 +1668,10 @@ impl<'a: 'b, 'b> ActivateJobsRequestBuilder<'a, 'b> {
     self.fbb_.push_slot::<u32>(ActivateJobsRequest::VT_LONG_POLL_MS, long_poll_ms, 0);
   }
   #[inline]
+  pub fn add_fetch_variables(&mut self, fetch_variables: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ActivateJobsRequest::VT_FETCH_VARIABLES, fetch_variables);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ActivateJobsRequestBuilder<'a, 'b> {
     let start = _fbb.start_table();
     ActivateJobsRequestBuilder {
@@ -1679,6 +1695,7 @@ impl core::fmt::Debug for ActivateJobsRequest<'_> {
       ds.field("max_jobs", &self.max_jobs());
       ds.field("lease_ms", &self.lease_ms());
       ds.field("long_poll_ms", &self.long_poll_ms());
+      ds.field("fetch_variables", &self.fetch_variables());
       ds.finish()
   }
 }
@@ -1702,6 +1719,7 @@ impl<'a> SubscribeJobsRequest<'a> {
   pub const VT_WORKER: flatbuffers::VOffsetT = 6;
   pub const VT_CREDITS: flatbuffers::VOffsetT = 8;
   pub const VT_LEASE_MS: flatbuffers::VOffsetT = 10;
+  pub const VT_FETCH_VARIABLES: flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1714,6 +1732,7 @@ impl<'a> SubscribeJobsRequest<'a> {
   ) -> flatbuffers::WIPOffset<SubscribeJobsRequest<'bldr>> {
     let mut builder = SubscribeJobsRequestBuilder::new(_fbb);
     builder.add_lease_ms(args.lease_ms);
+    if let Some(x) = args.fetch_variables { builder.add_fetch_variables(x); }
     builder.add_credits(args.credits);
     if let Some(x) = args.worker { builder.add_worker(x); }
     if let Some(x) = args.job_type { builder.add_job_type(x); }
@@ -1749,6 +1768,13 @@ impl<'a> SubscribeJobsRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(SubscribeJobsRequest::VT_LEASE_MS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn fetch_variables(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(SubscribeJobsRequest::VT_FETCH_VARIABLES, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for SubscribeJobsRequest<'_> {
@@ -1762,6 +1788,7 @@ impl flatbuffers::Verifiable for SubscribeJobsRequest<'_> {
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("worker", Self::VT_WORKER, false)?
      .visit_field::<u32>("credits", Self::VT_CREDITS, false)?
      .visit_field::<u64>("lease_ms", Self::VT_LEASE_MS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("fetch_variables", Self::VT_FETCH_VARIABLES, false)?
      .finish();
     Ok(())
   }
@@ -1771,6 +1798,7 @@ pub struct SubscribeJobsRequestArgs<'a> {
     pub worker: Option<flatbuffers::WIPOffset<&'a str>>,
     pub credits: u32,
     pub lease_ms: u64,
+    pub fetch_variables: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
 }
 impl<'a> Default for SubscribeJobsRequestArgs<'a> {
   #[inline]
@@ -1780,6 +1808,7 @@ impl<'a> Default for SubscribeJobsRequestArgs<'a> {
       worker: None,
       credits: 0,
       lease_ms: 0,
+      fetch_variables: None,
     }
   }
 }
@@ -1806,6 +1835,10 @@ impl<'a: 'b, 'b> SubscribeJobsRequestBuilder<'a, 'b> {
     self.fbb_.push_slot::<u64>(SubscribeJobsRequest::VT_LEASE_MS, lease_ms, 0);
   }
   #[inline]
+  pub fn add_fetch_variables(&mut self, fetch_variables: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SubscribeJobsRequest::VT_FETCH_VARIABLES, fetch_variables);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SubscribeJobsRequestBuilder<'a, 'b> {
     let start = _fbb.start_table();
     SubscribeJobsRequestBuilder {
@@ -1828,6 +1861,7 @@ impl core::fmt::Debug for SubscribeJobsRequest<'_> {
       ds.field("worker", &self.worker());
       ds.field("credits", &self.credits());
       ds.field("lease_ms", &self.lease_ms());
+      ds.field("fetch_variables", &self.fetch_variables());
       ds.finish()
   }
 }
