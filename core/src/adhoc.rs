@@ -8,10 +8,11 @@
 //! Entering the subprocess (after its input mappings and the waits of its boundary events)
 //! sets two local variables: `adHocSubProcessElements`, the activatable elements (each with
 //! `elementId`, `elementName`, `documentation` and `properties`, from `zeebe:properties`),
-//! and the output collection (if any) as an empty list. It then opens the waits of its event
-//! subprocesses and evaluates `activeElementsCollection`: a list of element ids, each
-//! activated. Without the expression, or with an empty list, nothing is activated and the
-//! subprocess waits. Anything but a list of activatable ids is an incident.
+//! and the output collection (if any) as an empty list. It then evaluates
+//! `activeElementsCollection` (which may read them): a list of element ids. Anything but a
+//! list of activatable ids is an incident. Then it opens the waits of its event
+//! subprocesses and activates each element named. Without the expression, or with an empty
+//! list, nothing is activated and the subprocess waits.
 //!
 //! Each activation makes an *inner instance* (Camunda's `<id>#innerInstance`) inside the
 //! subprocess, and the element inside that. The inner instance is the scope of the flow that
@@ -169,6 +170,18 @@ impl Run<'_> {
     pub(crate) fn start_ad_hoc(&mut self, key: Key, element: ElementIndex) {
         let definition = self.definition_of(key);
         let ad_hoc = ad_hoc_of(&definition, element);
+        // First, as in Camunda: the collection may read them (`= adHocSubProcessElements.elementId`
+        // activates every element).
+        let metadata = elements_metadata(&definition, element);
+        if let Err(message) = self.set_local(key, ELEMENTS_VARIABLE, metadata) {
+            return self.incident(key, message);
+        }
+        if let Some(collection) = &ad_hoc.output_collection
+            && let Err(message) =
+                self.set_local(key, collection, serde_json::Value::Array(Vec::new()))
+        {
+            return self.incident(key, message);
+        }
         let ids = match &ad_hoc.active_elements {
             None => Vec::new(),
             Some(expression) => {
@@ -204,16 +217,6 @@ impl Run<'_> {
             Err(message) => return self.incident(key, message),
         };
         if let Some(message) = over_element_limit(self.state, key, targets.len()) {
-            return self.incident(key, message);
-        }
-        let metadata = elements_metadata(&definition, element);
-        if let Err(message) = self.set_local(key, ELEMENTS_VARIABLE, metadata) {
-            return self.incident(key, message);
-        }
-        if let Some(collection) = &ad_hoc.output_collection
-            && let Err(message) =
-                self.set_local(key, collection, serde_json::Value::Array(Vec::new()))
-        {
             return self.incident(key, message);
         }
         let esp_starts: Vec<ElementIndex> = definition

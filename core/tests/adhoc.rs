@@ -247,6 +247,24 @@ fn output_mappings_inside_update_the_subprocess_variables_they_find() {
 }
 
 #[test]
+fn the_collection_can_name_every_activatable_element_through_the_metadata() {
+    let mut shard = Shard::new();
+    let xml = ad_hoc_model(
+        "",
+        r#"activeElementsCollection="= adHocSubProcessElements.elementId""#,
+        "",
+        &three_tasks(),
+    );
+    shard.deploy("adhoc.bpmn", &xml);
+    let (instance, _) = shard.create("p", Variables::new());
+    assert_eq!(inner_instances(&shard, instance).len(), 3, "a, b and c");
+    for job_type in ["a", "b", "c"] {
+        finish(&mut shard, job_type, "{}");
+    }
+    assert_eq!(shard.live_element_ids(instance), ["after"]);
+}
+
+#[test]
 fn without_active_elements_the_subprocess_waits_for_activate_requests() {
     let mut shard = Shard::new();
     shard.deploy("adhoc.bpmn", &ad_hoc_model("", "", "", &three_tasks()));
