@@ -281,14 +281,7 @@ impl Run<'_> {
         let Some(job_key) = self.state.elements[&key].job else {
             return;
         };
-        let job = self.state.jobs.remove(&job_key).expect("the element's job");
-        if let Some(ready) = self.state.ready_jobs.get_mut(&job.job_type) {
-            ready.remove(&job_key);
-            if ready.is_empty() {
-                self.state.ready_jobs.remove(&job.job_type);
-            }
-        }
-        self.state.index.ad_hoc_jobs.remove(&job_key);
+        self.state.remove_job(job_key);
         self.state.elements.get_mut(&key).expect("live").job = None;
         self.events.push(Event::JobCancelled { key: job_key });
     }
@@ -361,7 +354,7 @@ impl Run<'_> {
         if let Some(name) = ad_hoc_of(&definition, element)
             .output_element
             .as_ref()
-            .and_then(|output| plain_reference(output.source()))
+            .and_then(|output| feel::plain_reference(output.source()))
             && !variables.contains_key(name)
         {
             variables.insert(name.to_string(), serde_json::Value::Null);
@@ -528,24 +521,6 @@ impl Run<'_> {
         }
         self.complete_later(ad_hoc);
     }
-}
-
-/// The variable an expression names when it is nothing but a variable or a path in one
-/// (`result`, `result.text`): what Camunda creates as `null` in each inner instance.
-pub(crate) fn plain_reference(source: &str) -> Option<&str> {
-    let source = source.trim();
-    let root = source.split('.').next()?;
-    let word = |part: &str| {
-        part.chars()
-            .next()
-            .is_some_and(|first| first.is_alphabetic() || first == '_')
-            && part.chars().all(|c| c.is_alphanumeric() || c == '_')
-    };
-    let keyword = matches!(
-        root,
-        "true" | "false" | "null" | "not" | "if" | "for" | "some" | "every"
-    );
-    (!keyword && source.split('.').all(word)).then_some(root)
 }
 
 /// Why activating `count` more elements in the ad-hoc subprocess `key` would go over
@@ -744,14 +719,7 @@ pub(crate) fn complete_job(
     for (scope, document) in documents {
         run.store_variables(scope, document);
     }
-    let job = run.state.jobs.remove(&key).expect("checked above");
-    if let Some(ready) = run.state.ready_jobs.get_mut(&job.job_type) {
-        ready.remove(&key);
-        if ready.is_empty() {
-            run.state.ready_jobs.remove(&job.job_type);
-        }
-    }
-    run.state.index.ad_hoc_jobs.remove(&key);
+    run.state.remove_job(key);
     run.state.elements.get_mut(&ad_hoc).expect("live").job = None;
     let running: Vec<Key> = run
         .state
@@ -780,30 +748,4 @@ pub(crate) fn complete_job(
         effects: std::mem::take(&mut run.effects),
         next_key: run.keys.next(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::plain_reference;
-
-    #[test]
-    fn only_a_variable_or_a_path_in_one_is_a_plain_reference() {
-        assert_eq!(plain_reference("result"), Some("result"));
-        assert_eq!(plain_reference(" result.text "), Some("result"));
-        assert_eq!(plain_reference("_x1.y_2"), Some("_x1"));
-        for other in [
-            "",
-            "result + 1",
-            "{a: result}",
-            "result[1]",
-            "null",
-            "true",
-            "1abc",
-            "a..b",
-            "\"text\"",
-            "f(x)",
-        ] {
-            assert_eq!(plain_reference(other), None, "{other:?}");
-        }
-    }
 }

@@ -271,3 +271,47 @@ mod tests {
         assert_eq!(utc(-1).0, "1969-12-31");
     }
 }
+
+/// The variable an expression names when it is nothing but a variable or a path in one
+/// (`result`, `result.text`): what Camunda creates as `null` in each inner instance.
+pub(crate) fn plain_reference(source: &str) -> Option<&str> {
+    let source = source.trim();
+    let root = source.split('.').next()?;
+    let word = |part: &str| {
+        part.chars()
+            .next()
+            .is_some_and(|first| first.is_alphabetic() || first == '_')
+            && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    let keyword = matches!(
+        root,
+        "true" | "false" | "null" | "not" | "if" | "for" | "some" | "every"
+    );
+    (!keyword && source.split('.').all(word)).then_some(root)
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::plain_reference;
+
+    #[test]
+    fn only_a_variable_or_a_path_in_one_is_a_plain_reference() {
+        assert_eq!(plain_reference("result"), Some("result"));
+        assert_eq!(plain_reference(" result.text "), Some("result"));
+        assert_eq!(plain_reference("_x1.y_2"), Some("_x1"));
+        for other in [
+            "",
+            "result + 1",
+            "{a: result}",
+            "result[1]",
+            "null",
+            "true",
+            "1abc",
+            "a..b",
+            "\"text\"",
+            "f(x)",
+        ] {
+            assert_eq!(plain_reference(other), None, "{other:?}");
+        }
+    }
+}

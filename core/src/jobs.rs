@@ -148,13 +148,7 @@ pub(crate) fn complete(
     for (scope, document) in documents {
         run.store_variables(scope, document);
     }
-    let job = run.state.jobs.remove(&key).expect("checked above");
-    if let Some(ready) = run.state.ready_jobs.get_mut(&job.job_type) {
-        ready.remove(&key);
-        if ready.is_empty() {
-            run.state.ready_jobs.remove(&job.job_type);
-        }
-    }
+    run.state.remove_job(key);
     run.state
         .elements
         .get_mut(&element_instance_key)

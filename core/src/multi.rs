@@ -98,7 +98,7 @@ impl Run<'_> {
         let output = multi
             .output_element
             .as_ref()
-            .and_then(|output| crate::adhoc::plain_reference(output.source()))
+            .and_then(|output| crate::feel::plain_reference(output.source()))
             .filter(|name| *name != "loopCounter" && multi.input_element.as_deref() != Some(*name));
         if let Some(name) = output {
             local.insert(name.to_string(), serde_json::Value::Null);

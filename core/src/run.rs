@@ -1342,20 +1342,7 @@ impl<'s> Run<'s> {
     pub(crate) fn remove_element(&mut self, key: Key) {
         let element = self.state.elements.remove(&key).expect("live");
         if let Some(job_key) = element.job {
-            let job = self
-                .state
-                .jobs
-                .remove(&job_key)
-                .expect("the element's job is open");
-            if !self.state.index.ad_hoc_jobs.is_empty() {
-                self.state.index.ad_hoc_jobs.remove(&job_key);
-            }
-            if let Some(ready) = self.state.ready_jobs.get_mut(&job.job_type) {
-                ready.remove(&job_key);
-                if ready.is_empty() {
-                    self.state.ready_jobs.remove(&job.job_type);
-                }
-            }
+            self.state.remove_job(job_key);
         }
         if let Some(incident) = element.incident {
             self.state.incidents.remove(&incident);

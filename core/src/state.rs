@@ -566,6 +566,23 @@ impl State {
         })
     }
 
+    /// Removes an open job from the jobs, its type's ready queue and the index of ad-hoc
+    /// workers' jobs (its element's `job` is the caller's to clear).
+    #[inline]
+    pub(crate) fn remove_job(&mut self, key: Key) -> Job {
+        let job = self.jobs.remove(&key).expect("the job is open");
+        if let Some(ready) = self.ready_jobs.get_mut(&job.job_type) {
+            ready.remove(&key);
+            if ready.is_empty() {
+                self.ready_jobs.remove(&job.job_type);
+            }
+        }
+        if !self.index.ad_hoc_jobs.is_empty() {
+            self.index.ad_hoc_jobs.remove(&key);
+        }
+        job
+    }
+
     /// Puts a job in its type's ready queue, as activatable.
     pub(crate) fn make_ready(&mut self, key: Key) {
         let job = self.jobs.get_mut(&key).expect("the job is open");
