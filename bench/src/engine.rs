@@ -115,6 +115,7 @@ fn compensation_fanout(handlers: u32) -> anyhow::Result<()> {
             worker: "bench".to_string(),
             max_jobs: 1,
             lease_millis: 60_000,
+            fetch_variables: Vec::new(),
         })?
         else {
             bail!("ActivateJobs did not answer with jobs");
@@ -305,6 +306,7 @@ impl Engine {
             worker: "bench".to_string(),
             max_jobs: 1,
             lease_millis: 60_000,
+            fetch_variables: Vec::new(),
         })?
         else {
             bail!("ActivateJobs did not answer with jobs");

@@ -40,6 +40,7 @@
 //! | 21 | EvaluateConditional | BPMN process id (optional text), variables |
 //! | 22 | ActivateAdHocActivities | key, count, then per element its id and variables, cancel remaining instances (flag) |
 //! | 23 | CompleteAdHocJob | key, variables, count, then per element its id and variables, completion condition fulfilled (flag), cancel remaining instances (flag) |
+//! | 24 | ActivateJobs with `fetch_variables` | job type, worker, max jobs u32, lease u64 ms, count, then per name the name (tag 4 when the list is empty) |
 
 use std::sync::Arc;
 
@@ -96,12 +97,20 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             worker,
             max_jobs,
             lease_millis,
+            fetch_variables,
         } => {
-            out.push(4);
+            // Tag 4 keeps the form journals had before fetch lists: the common case.
+            out.push(if fetch_variables.is_empty() { 4 } else { 24 });
             put_bytes(out, job_type.as_bytes());
             put_bytes(out, worker.as_bytes());
             out.extend_from_slice(&max_jobs.to_le_bytes());
             out.extend_from_slice(&lease_millis.to_le_bytes());
+            if !fetch_variables.is_empty() {
+                put_count(out, fetch_variables.len());
+                for name in fetch_variables {
+                    put_bytes(out, name.as_bytes());
+                }
+            }
         }
         Command::CompleteJob { key, variables } => {
             tagged_key(out, 5, *key);
@@ -277,12 +286,31 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
         }
         2 => read_create(reader)?,
         3 => Command::CancelInstance { key: reader.key()? },
-        4 => Command::ActivateJobs {
-            job_type: reader.string()?,
-            worker: reader.string()?,
-            max_jobs: u32::from_le_bytes(reader.array()?),
-            lease_millis: u64::from_le_bytes(reader.array()?),
-        },
+        4 | 24 => {
+            let job_type = reader.string()?;
+            let worker = reader.string()?;
+            let max_jobs = u32::from_le_bytes(reader.array()?);
+            let lease_millis = u64::from_le_bytes(reader.array()?);
+            let mut fetch_variables = Vec::new();
+            if tag == 24 {
+                let count = reader.count()?;
+                if count == 0 {
+                    return Err(invalid(
+                        "ActivateJobs with fetch_variables names none".into(),
+                    ));
+                }
+                for _ in 0..count {
+                    fetch_variables.push(reader.string()?);
+                }
+            }
+            Command::ActivateJobs {
+                job_type,
+                worker,
+                max_jobs,
+                lease_millis,
+                fetch_variables,
+            }
+        }
         5 => Command::CompleteJob {
             key: reader.key()?,
             variables: read_variables(reader)?,
@@ -423,6 +451,14 @@ mod tests {
                 worker: "w1".to_string(),
                 max_jobs: 32,
                 lease_millis: 30_000,
+                fetch_variables: Vec::new(),
+            },
+            Command::ActivateJobs {
+                job_type: "charge".to_string(),
+                worker: "w1".to_string(),
+                max_jobs: 1,
+                lease_millis: 30_000,
+                fetch_variables: vec!["orderId".to_string(), "Größe".to_string()],
             },
             Command::CompleteJob {
                 key,
@@ -646,5 +682,37 @@ mod tests {
             assert!(decode_command(&longer).is_err());
         }
         assert!(decode_command(&[2, 0]).is_err());
+    }
+
+    #[test]
+    fn activate_jobs_keeps_tag_4_without_a_fetch_list() {
+        let ctx = Ctx {
+            now_millis: 5,
+            next_key: Key::new(0, 1),
+        };
+        let activate = |fetch_variables: Vec<String>| Command::ActivateJobs {
+            job_type: "t".to_string(),
+            worker: "w".to_string(),
+            max_jobs: 1,
+            lease_millis: 1_000,
+            fetch_variables,
+        };
+        // format, now, next key, then the tag.
+        let tag_at = 1 + 8 + 8;
+        let mut plain = Vec::new();
+        encode_command(&activate(Vec::new()), &ctx, &mut plain);
+        assert_eq!(
+            plain[tag_at], 4,
+            "journals written before fetch lists read the same"
+        );
+        let mut fetching = Vec::new();
+        encode_command(&activate(vec!["a".to_string()]), &ctx, &mut fetching);
+        assert_eq!(fetching[tag_at], 24);
+        // Tag 24 with an empty list is not what this build writes.
+        let mut empty = plain.clone();
+        empty[tag_at] = 24;
+        empty.extend_from_slice(&0u32.to_le_bytes());
+        let error = decode_command(&empty).expect_err("an empty fetch list under tag 24");
+        assert!(error.to_string().contains("names none"), "{error}");
     }
 }

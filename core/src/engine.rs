@@ -51,6 +51,10 @@ pub enum Command {
         max_jobs: u32,
         /// How long the worker holds each job before it is handed out again.
         lease_millis: u64,
+        /// Zeebe's `fetchVariables`: each job carries only the visible variables named here
+        /// (a name not visible is left out); empty: every visible variable. At most
+        /// `FETCH_VARIABLES_MAX` names of at most `NAME_BYTES_MAX` bytes each.
+        fetch_variables: Vec<String>,
     },
     /// A worker finished a job.
     CompleteJob {
@@ -371,7 +375,8 @@ pub struct ActivatedJob {
     pub deadline_millis: i64,
     /// The task headers from the model.
     pub custom_headers: Vec<(String, String)>,
-    /// The variables visible at the task, innermost scope winning.
+    /// The variables visible at the task, innermost scope winning; only those the
+    /// activation's `fetch_variables` names when it names any.
     pub variables: Variables,
     /// `None`: the element's own work; else the event of the execution listener the job
     /// runs (see `listeners`).
@@ -840,7 +845,16 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
             worker,
             max_jobs,
             lease_millis,
-        } => crate::jobs::activate(state, &job_type, &worker, max_jobs, lease_millis, ctx)?,
+            fetch_variables,
+        } => crate::jobs::activate(
+            state,
+            &job_type,
+            &worker,
+            max_jobs,
+            lease_millis,
+            &fetch_variables,
+            ctx,
+        )?,
         Command::CompleteJob { key, variables } => {
             crate::jobs::complete(state, key, variables, ctx)?
         }

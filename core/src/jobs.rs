@@ -7,7 +7,7 @@ use crate::engine::{
 };
 use crate::instance::{JobState, Listener, ListenerEvent};
 use crate::key::Key;
-use crate::limits::{JOBS_PER_ACTIVATION_MAX, NAME_BYTES_MAX};
+use crate::limits::{FETCH_VARIABLES_MAX, JOBS_PER_ACTIVATION_MAX, NAME_BYTES_MAX};
 use crate::run::Run;
 use crate::state::State;
 use crate::variables::{merged_local, plan_propagation};
@@ -20,8 +20,10 @@ pub(crate) fn activate(
     worker: &str,
     max_jobs: u32,
     lease_millis: u64,
+    fetch_variables: &[String],
     ctx: &Ctx,
 ) -> Result<Outcome, Rejection> {
+    check_fetch_variables(fetch_variables)?;
     if job_type.is_empty() || job_type.len() > NAME_BYTES_MAX || worker.len() > NAME_BYTES_MAX {
         return Err(Rejection::new(
             InvalidArgument,
@@ -84,7 +86,11 @@ pub(crate) fn activate(
             retries: job.retries,
             deadline_millis,
             custom_headers,
-            variables: run.visible_variables(job.element_instance_key),
+            variables: if fetch_variables.is_empty() {
+                run.visible_variables(job.element_instance_key)
+            } else {
+                fetched_variables(&run, job.element_instance_key, fetch_variables)
+            },
             listener: job.listener.map(|listener| listener.event),
         });
         effects.push(Effect::JobLease {
@@ -108,6 +114,45 @@ pub(crate) fn activate(
         effects,
         next_key,
     })
+}
+
+/// Refuses a fetch list over `FETCH_VARIABLES_MAX` names or with a name that is empty or
+/// over `NAME_BYTES_MAX` bytes.
+pub fn check_fetch_variables(names: &[String]) -> Result<(), Rejection> {
+    if names.len() > FETCH_VARIABLES_MAX {
+        return Err(Rejection::new(
+            LimitExceeded,
+            format!(
+                "fetch_variables names {} variables; at most FETCH_VARIABLES_MAX ({FETCH_VARIABLES_MAX})",
+                names.len()
+            ),
+        ));
+    }
+    if let Some(name) = names
+        .iter()
+        .find(|name| name.is_empty() || name.len() > NAME_BYTES_MAX)
+    {
+        return Err(Rejection::new(
+            InvalidArgument,
+            format!(
+                "fetch_variables holds a name of {} bytes; a name is 1 to NAME_BYTES_MAX ({NAME_BYTES_MAX}) bytes",
+                name.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The visible variables `names` names, each from the innermost scope that has it; the
+/// others are not copied.
+fn fetched_variables(run: &Run, scope: Key, names: &[String]) -> Variables {
+    let mut chosen = Variables::new();
+    for name in names {
+        if let Some(value) = run.lookup(scope, name) {
+            chosen.insert(name.clone(), value.clone());
+        }
+    }
+    chosen
 }
 
 pub(crate) fn complete(

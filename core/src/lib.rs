@@ -71,6 +71,7 @@ pub use instance::{
     Job, JobState, Listener, ListenerEvent, MultiBody, ProcessInstance, SignalSubscription,
     Subscription, Timer,
 };
+pub use jobs::check_fetch_variables;
 pub use key::Key;
 pub use remote::{Mail, RemoteSubscription};
 pub use ringflow_bpmn::ProcessDefinition;

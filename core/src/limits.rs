@@ -22,6 +22,10 @@ pub const LIVE_INSTANCES_MAX: usize = 10_000_000;
 /// Most jobs one `ActivateJobs` hands out.
 pub const JOBS_PER_ACTIVATION_MAX: u32 = 1_000;
 
+/// Most variable names one `ActivateJobs` may fetch (`fetch_variables`); each name is at
+/// most `NAME_BYTES_MAX` bytes.
+pub const FETCH_VARIABLES_MAX: usize = 1_000;
+
 /// Most element instances alive at once in one process instance: stops a model that forks
 /// without end from eating the shard's memory.
 pub const ELEMENT_INSTANCES_PER_INSTANCE_MAX: u32 = 100_000;

@@ -1206,6 +1206,7 @@ fn a_job_incident_in_a_child_on_another_shard_comes_and_goes_and_its_error_is_ca
         worker: "w".to_string(),
         max_jobs: 1,
         lease_millis: 60_000,
+        fetch_variables: Vec::new(),
     };
     let job = match sim.submit_durable(0, activate.clone()).response {
         Response::JobsActivated(jobs) => jobs[0].key,

@@ -170,6 +170,7 @@ fn unknown_and_finished_jobs_are_rejected_clearly() {
         worker: "w".to_string(),
         max_jobs: 0,
         lease_millis: 1_000,
+        fetch_variables: Vec::new(),
     });
     assert_eq!(zero.expect_err("max 0").code, RejectionCode::LimitExceeded);
 }
@@ -227,6 +228,93 @@ fn subprocess_scopes_and_variables() {
     assert_eq!(after.variables, vars(r#"{"x": 2, "y": "new"}"#));
     shard.complete(after.key, vars("{}"));
     assert!(shard.state.instance(instance).is_none());
+    shard.check_replay();
+}
+
+/// `fetch_variables` (Zeebe's `fetchVariables`): a job carries only the named variables, each
+/// from the innermost scope that has it; a name not visible is left out; an empty list
+/// fetches everything; the list is journaled and replays.
+#[test]
+fn a_worker_fetches_only_the_variables_it_names() {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}
+           <bpmn:subProcess id="sub"><bpmn:startEvent id="s2"/>{}{}{}<bpmn:endEvent id="e2"/>
+           </bpmn:subProcess>{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "sub"),
+        flow("g1", "s2", "inner"),
+        service_task("inner", "inner"),
+        flow("g2", "inner", "e2"),
+        flow("f2", "sub", "end"),
+    );
+    let mut shard = Shard::new();
+    shard.deploy("s.bpmn", &model("with-sub", &body));
+    let (_, _) = shard.create(
+        "with-sub",
+        vars(r#"{"x": 1, "payload": "big", "orderId": "o-7"}"#),
+    );
+    let (_, _) = shard.create("with-sub", vars(r#"{"x": 1, "payload": "big"}"#));
+    // The first instance's subprocess shadows x with a local x.
+    let mut subs: Vec<Key> = shard
+        .state
+        .element_instances()
+        .filter(|element| {
+            element.scope.is_some()
+                && element.job.is_none()
+                && shard
+                    .state
+                    .element_instances()
+                    .any(|inner| inner.scope == Some(element.key))
+        })
+        .map(|element| element.key)
+        .collect();
+    subs.sort();
+    assert_eq!(subs.len(), 2, "one subprocess per instance");
+    shard
+        .run(Command::SetVariables {
+            scope: subs[0],
+            variables: vars(r#"{"x": 2}"#),
+            local: true,
+        })
+        .expect("local x");
+    let fetch = |names: &[&str]| Command::ActivateJobs {
+        job_type: "inner".into(),
+        worker: "w".into(),
+        max_jobs: 1,
+        lease_millis: 60_000,
+        fetch_variables: names.iter().map(|name| name.to_string()).collect(),
+    };
+    let Response::JobsActivated(first) = shard
+        .run(fetch(&["x", "orderId", "absent"]))
+        .expect("activated")
+        .response
+    else {
+        panic!("not jobs");
+    };
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].variables, vars(r#"{"x": 2, "orderId": "o-7"}"#));
+    // Without a list: everything visible, the inner x winning.
+    let Response::JobsActivated(second) = shard.run(fetch(&[])).expect("activated").response else {
+        panic!("not jobs");
+    };
+    assert_eq!(second[0].variables, vars(r#"{"x": 1, "payload": "big"}"#));
+    // Over the limit, or an empty name: refused, naming the limit.
+    let names: Vec<String> = (0..=ringflow_core::limits::FETCH_VARIABLES_MAX)
+        .map(|i| format!("v{i}"))
+        .collect();
+    let refused = shard
+        .run(Command::ActivateJobs {
+            job_type: "inner".into(),
+            worker: "w".into(),
+            max_jobs: 1,
+            lease_millis: 60_000,
+            fetch_variables: names,
+        })
+        .expect_err("too many names");
+    assert_eq!(refused.code, RejectionCode::LimitExceeded);
+    assert!(refused.message.contains("FETCH_VARIABLES_MAX"), "{refused}");
+    let empty = shard.run(fetch(&[""])).expect_err("an empty name");
+    assert_eq!(empty.code, RejectionCode::InvalidArgument);
+    assert!(empty.message.contains("NAME_BYTES_MAX"), "{empty}");
     shard.check_replay();
 }
 

@@ -693,6 +693,12 @@ fn one_run(seed: u64, seen: &mut Seen) {
                 worker: "w".into(),
                 max_jobs: 1 + rng.below(5) as u32,
                 lease_millis: 10_000,
+                // Sometimes a worker fetches only some variables (one not there at all).
+                fetch_variables: match rng.below(4) {
+                    0 => vec!["r".into()],
+                    1 => vec!["r".into(), "absent".into()],
+                    _ => Vec::new(),
+                },
             },
             3..=5 if !jobs.is_empty() && rng.below(3) == 0 => {
                 // A worker's decision (refused for any other job, and where it does not fit).
@@ -971,6 +977,7 @@ fn drain(shard: &mut Shard) {
                         worker: "w".into(),
                         max_jobs: 1_000,
                         lease_millis: 10_000,
+                        fetch_variables: Vec::new(),
                     })
                     .expect("activate");
             }

@@ -144,6 +144,7 @@ fn workload_on(shard: u16, seed: u64, commands: usize) -> Workload {
                 worker: "w".to_string(),
                 max_jobs: 1 + rng.below(4) as u32,
                 lease_millis: 60_000,
+                fetch_variables: Vec::new(),
             },
             40..=64 => {
                 let Some(key) = pick(&mut rng, activated_jobs(&state)) else {

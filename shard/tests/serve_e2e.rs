@@ -2049,6 +2049,23 @@ fn jobs_carry_only_the_variables_a_worker_fetches() {
     assert_eq!(jobs.len(), 1);
     let fetched: Value = serde_json::from_str(&jobs[0].variables).expect("JSON");
     assert_eq!(fetched, serde_json::json!({"a": 1, "c": "text"}));
+    // A bad fetch list is refused before any wait, naming the limit.
+    let refused = client
+        .activate_jobs(ActivateJobs {
+            job_type: "e2e-work".into(),
+            worker: "fetcher".into(),
+            max_jobs: 10,
+            lease_ms: 60_000,
+            long_poll_ms: 5_000,
+            fetch_variables: vec!["a".into(), String::new()],
+        })
+        .expect_err("an empty name");
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::InvalidArgument),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("NAME_BYTES_MAX"), "{refused}");
     client
         .done(&Request::CompleteJob {
             job_key: jobs[0].key,

@@ -65,6 +65,7 @@ fn activate(max_jobs: u32, lease_millis: u64) -> Command {
         worker: "w".to_string(),
         max_jobs,
         lease_millis,
+        fetch_variables: Vec::new(),
     }
 }
 

@@ -88,6 +88,7 @@ impl Shard {
             worker: "test-worker".to_string(),
             max_jobs,
             lease_millis: 60_000,
+            fetch_variables: Vec::new(),
         };
         match self.run(command) {
             Ok(Outcome {

@@ -826,7 +826,11 @@ impl Conn {
 
     async fn activate(&self, activate: ActivateJobs) -> Result<Response, WireError> {
         let limits = &self.server.config.limits;
-        check_job_type(&activate.job_type, &activate.worker)?;
+        check_jobs_request(
+            &activate.job_type,
+            &activate.worker,
+            &activate.fetch_variables,
+        )?;
         if activate.max_jobs == 0 || activate.max_jobs > JOBS_PER_ACTIVATION_MAX {
             return Err(WireError::new(
                 ErrorCode::LimitExceeded,
@@ -860,16 +864,13 @@ impl Conn {
                         worker: activate.worker.clone(),
                         max_jobs: activate.max_jobs,
                         lease_millis: lease_ms,
+                        fetch_variables: activate.fetch_variables.clone(),
                     })
                     .await?;
                 if let Answer::JobsActivated(jobs) = answer
                     && !jobs.is_empty()
                 {
-                    let fetch = &activate.fetch_variables;
-                    let jobs = jobs
-                        .into_iter()
-                        .map(|job| convert::job(job, fetch))
-                        .collect();
+                    let jobs = jobs.into_iter().map(convert::job).collect();
                     return Ok(Response::Jobs(jobs));
                 }
                 continue;
@@ -889,7 +890,11 @@ impl Conn {
 
     fn subscribe(self: &Rc<Self>, request_id: u64, subscribe: SubscribeJobs) {
         let limits = &self.server.config.limits;
-        let refused = if let Err(error) = check_job_type(&subscribe.job_type, &subscribe.worker) {
+        let refused = if let Err(error) = check_jobs_request(
+            &subscribe.job_type,
+            &subscribe.worker,
+            &subscribe.fetch_variables,
+        ) {
             Some(error)
         } else if self.subscriptions.borrow().contains_key(&request_id) {
             Some(WireError::new(
@@ -958,6 +963,7 @@ impl Conn {
                     worker: subscription.worker.clone(),
                     max_jobs,
                     lease_millis: subscription.lease_ms,
+                    fetch_variables: subscription.fetch_variables.clone(),
                 })
                 .await;
             match answer {
@@ -969,11 +975,7 @@ impl Conn {
                     subscription
                         .credits
                         .set(subscription.credits.get().saturating_sub(pushed));
-                    let fetch = &subscription.fetch_variables;
-                    let jobs = jobs
-                        .into_iter()
-                        .map(|job| convert::job(job, fetch))
-                        .collect();
+                    let jobs = jobs.into_iter().map(convert::job).collect();
                     self.respond(request_id, &Response::Jobs(jobs));
                     self.server.metrics.record_push(started);
                 }
@@ -1000,7 +1002,12 @@ impl Conn {
     }
 }
 
-fn check_job_type(job_type: &str, worker: &str) -> Result<(), WireError> {
+fn check_jobs_request(
+    job_type: &str,
+    worker: &str,
+    fetch_variables: &[String],
+) -> Result<(), WireError> {
+    ringflow_core::check_fetch_variables(fetch_variables).map_err(convert::rejection)?;
     if job_type.is_empty() || job_type.len() > NAME_BYTES_MAX || worker.len() > NAME_BYTES_MAX {
         return Err(WireError::new(
             ErrorCode::InvalidArgument,

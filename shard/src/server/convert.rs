@@ -113,20 +113,9 @@ pub(crate) fn submit_error(error: SubmitError) -> WireError {
     }
 }
 
-/// A job for the wire. With `fetch` (Zeebe's `fetchVariables`), only the variables it
-/// names go, and only they are serialized; empty: all of them.
-pub(crate) fn job(job: ActivatedJob, fetch: &[String]) -> Job {
-    let variables = if fetch.is_empty() {
-        variables_text(&job.variables)
-    } else {
-        let mut chosen = serde_json::Map::new();
-        for name in fetch {
-            if let Some(value) = job.variables.get(name) {
-                chosen.insert(name.clone(), value.clone());
-            }
-        }
-        variables_text(&chosen)
-    };
+/// A job for the wire: the engine already left out what its `fetch_variables` did not name.
+pub(crate) fn job(job: ActivatedJob) -> Job {
+    let variables = variables_text(&job.variables);
     Job {
         key: job.key.0,
         job_type: job.job_type,
@@ -238,9 +227,7 @@ pub(crate) fn answer(answer: Answer) -> Response {
         Answer::InstanceCanceled {
             process_instance_key,
         } => done(process_instance_key),
-        Answer::JobsActivated(jobs) => {
-            Response::Jobs(jobs.into_iter().map(|one| job(one, &[])).collect())
-        }
+        Answer::JobsActivated(jobs) => Response::Jobs(jobs.into_iter().map(job).collect()),
         Answer::JobCompleted { key }
         | Answer::JobUpdated { key }
         | Answer::IncidentResolved { key } => done(key),
