@@ -243,8 +243,7 @@ fn tagged_key(out: &mut Vec<u8>, tag: u8, key: Key) {
 }
 
 pub(crate) fn put_variables(out: &mut Vec<u8>, variables: &Variables) {
-    let json = serde_json::to_vec(variables).expect("a JSON map always serializes");
-    put_bytes(out, &json);
+    crate::snapshot::put_json(out, variables);
 }
 
 /// Reads a command written by [`encode_command`], checking everything.

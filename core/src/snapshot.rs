@@ -273,8 +273,7 @@ impl State {
         put_count(out, self.variables.len());
         for (scope, document) in crate::key::sorted_entries(&self.variables) {
             put_key(out, *scope);
-            let json = serde_json::to_vec(document).expect("JSON maps always serialize");
-            put_bytes(out, &json);
+            put_json(out, document);
         }
         put_count(out, self.joins.len());
         for ((scope, gateway), counts) in &self.joins {
@@ -318,8 +317,7 @@ impl State {
             put_key(out, message.key);
             put_bytes(out, message.name.as_bytes());
             put_bytes(out, message.correlation_key.as_bytes());
-            let json = serde_json::to_vec(&message.variables).expect("a JSON map serializes");
-            put_bytes(out, &json);
+            put_json(out, &message.variables);
             out.extend_from_slice(&message.deadline_millis.to_le_bytes());
             put_optional_text(out, message.message_id.as_deref());
             put_count(out, message.correlated.len());
@@ -1018,6 +1016,15 @@ pub(crate) fn put_optional_text(out: &mut Vec<u8>, text: Option<&str>) {
         }
         None => out.push(0),
     }
+}
+
+/// `variables` as JSON, as a byte string (`put_bytes` of its text), written in place.
+pub(crate) fn put_json(out: &mut Vec<u8>, variables: &crate::Variables) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    crate::variables::write_json(variables, out);
+    let len = u32::try_from(out.len() - at - 4).expect("documents are capped far below 4 GiB");
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {

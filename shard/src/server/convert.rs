@@ -58,7 +58,7 @@ pub(crate) fn ad_hoc_activations(
 }
 
 pub(crate) fn variables_text(variables: &Variables) -> String {
-    serde_json::to_string(variables).unwrap_or_else(|_| "{}".to_string())
+    ringflow_core::to_json_string(variables)
 }
 
 pub(crate) fn resources(resources: Vec<Resource>) -> Vec<ringflow_core::Resource> {
