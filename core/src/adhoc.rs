@@ -714,10 +714,10 @@ pub(crate) fn complete_job(
     if let Some(message) = over_element_limit(state, ad_hoc, targets.len()) {
         return Err(Rejection::new(RejectionCode::LimitExceeded, message));
     }
-    let documents = crate::variables::plan_propagation(state, ad_hoc, variables)?;
+    let updates = crate::variables::plan_propagation(state, ad_hoc, variables)?;
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
-    for (scope, document) in documents {
-        run.store_variables(scope, document);
+    for update in updates {
+        run.merge_variables(update);
     }
     run.state.remove_job(key);
     run.state.elements.get_mut(&ad_hoc).expect("live").job = None;

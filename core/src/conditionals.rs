@@ -108,27 +108,40 @@ impl Run<'_> {
     /// process instance every variable it creates or changes. Without an open conditional
     /// subscription in the instance, nothing is compared.
     pub(crate) fn store_variables(&mut self, scope: Key, document: Variables) {
+        self.note_changes(scope, &document);
+        self.state.store_variables(scope, document);
+    }
+
+    /// Applies a checked update (see `variables::Update`) in place, noting its changes for
+    /// the conditional events like `store_variables`.
+    pub(crate) fn merge_variables(&mut self, update: crate::variables::Update) {
+        self.note_changes(update.scope, &update.entries);
+        self.state.merge_variables(update);
+    }
+
+    /// Notes each variable of `document` that `scope` does not hold yet, or holds with
+    /// another value, when the scope's instance has conditional subscriptions.
+    fn note_changes(&mut self, scope: Key, document: &Variables) {
         if self.state.conditional_subscriptions.is_empty() {
             // The common case: no conditional event waits on this shard.
-            self.state.store_variables(scope, document);
             return;
         }
         let process_instance_key = self.state.elements[&scope].process_instance_key;
-        if self.state.has_conditionals(process_instance_key) {
-            let mut changed = Vec::new();
-            let old = self.state.variables.get(&scope);
-            for (name, value) in &document {
-                match old.and_then(|old| old.get(name)) {
-                    None => changed.push((name.clone(), true)),
-                    Some(before) if before != value => changed.push((name.clone(), false)),
-                    Some(_) => {}
-                }
-            }
-            for (name, created) in changed {
-                self.note_change(process_instance_key, scope, name, created);
+        if !self.state.has_conditionals(process_instance_key) {
+            return;
+        }
+        let mut changed = Vec::new();
+        let old = self.state.variables.get(&scope);
+        for (name, value) in document {
+            match old.and_then(|old| old.get(name)) {
+                None => changed.push((name.clone(), true)),
+                Some(before) if before != value => changed.push((name.clone(), false)),
+                Some(_) => {}
             }
         }
-        self.state.store_variables(scope, document);
+        for (name, created) in changed {
+            self.note_change(process_instance_key, scope, name, created);
+        }
     }
 
     /// Notes that `name` was created or changed in `scope` (call when the instance has

@@ -8,7 +8,7 @@ use crate::engine::{
 use crate::limits::{LIVE_INSTANCES_MAX, NAME_BYTES_MAX};
 use crate::run::Run;
 use crate::state::State;
-use crate::variables::check_document_size;
+use crate::variables::checked_len;
 
 use ringflow_bpmn::{ElementKind, ProcessDefinition, StartTrigger};
 
@@ -58,7 +58,7 @@ pub(crate) fn create(
             format!("the business key is over NAME_BYTES_MAX ({NAME_BYTES_MAX}) bytes"),
         ));
     }
-    check_document_size(&variables)?;
+    let variables_len = checked_len(&variables)?;
     if state.instances.len() >= LIVE_INSTANCES_MAX {
         return Err(Rejection::new(
             RejectionCode::LimitExceeded,
@@ -73,6 +73,8 @@ pub(crate) fn create(
         await_result,
         None,
     );
+    // Measured above: the first change to the instance's variables need not measure them.
+    run.state.remember_len(key, variables_len);
     run.enter_root(&definition, key, None);
     run.run();
     Ok(Outcome {

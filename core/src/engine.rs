@@ -530,14 +530,19 @@ pub enum Event {
         /// The incident key.
         key: Key,
     },
-    /// A scope's variable document changed during the command: its whole document as the
-    /// command left it (emitted once per command and scope, or when the scope ends).
+    /// A scope's variables changed during the command (emitted once per command and scope,
+    /// or when the scope ends): at least every variable the command set there, with its
+    /// value as the command left it. Where the command set variables by name (a job's or a
+    /// message's variables, `SetVariables`, ...) only those come, so a small change to a
+    /// large document does not copy it; where it changed the document otherwise (input
+    /// mappings, ...), and when the scope ends, the whole document comes. History keeps the
+    /// latest value of each (scope, name).
     VariablesUpdated {
         /// The scope: a process instance or an element instance.
         scope_key: Key,
         /// The process instance.
         process_instance_key: Key,
-        /// The document.
+        /// The variables (see above).
         variables: Variables,
     },
     /// A message was published.

@@ -7,7 +7,7 @@ use crate::key::Key;
 use crate::limits::MESSAGE_BYTES_MAX;
 use crate::run::Run;
 use crate::state::State;
-use crate::variables::{check_document_size, plan_propagation};
+use crate::variables::{plan_local, plan_propagation};
 
 use RejectionCode::{
     IncidentNotFound, InstanceNotFound, InvalidArgument, InvalidState, JobNotFound, LimitExceeded,
@@ -196,18 +196,15 @@ pub(crate) fn set_variables(
             format!("no live process or element instance has the key {scope}"),
         ));
     }
-    let documents = if local {
-        let mut document = state.variables.get(&scope).cloned().unwrap_or_default();
-        document.extend(variables);
-        check_document_size(&document)?;
-        vec![(scope, document)]
+    let updates = if local {
+        vec![plan_local(state, scope, variables)?]
     } else {
         plan_propagation(state, scope, variables)?
     };
     // A run, for the conditional events the new values may fire.
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
-    for (owner, document) in documents {
-        run.store_variables(owner, document);
+    for update in updates {
+        run.merge_variables(update);
     }
     run.run();
     Ok(Outcome {

@@ -10,7 +10,7 @@ use crate::key::Key;
 use crate::limits::{FETCH_VARIABLES_MAX, JOBS_PER_ACTIVATION_MAX, NAME_BYTES_MAX};
 use crate::run::Run;
 use crate::state::State;
-use crate::variables::{merged_local, plan_propagation};
+use crate::variables::{Update, plan_local, plan_propagation};
 
 use RejectionCode::{InvalidArgument, JobNotFound, LimitExceeded};
 
@@ -184,14 +184,13 @@ pub(crate) fn complete(
         listener_documents(state, element_instance_key, listener, variables)?
     } else if has_outputs(state, element_instance_key) {
         // Output mappings decide what leaves the task: the job's variables stay local.
-        let local = merged_local(state, element_instance_key, variables)?;
-        vec![(element_instance_key, local)]
+        vec![plan_local(state, element_instance_key, variables)?]
     } else {
         plan_propagation(state, element_instance_key, variables)?
     };
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
-    for (scope, document) in documents {
-        run.store_variables(scope, document);
+    for update in documents {
+        run.merge_variables(update);
     }
     run.state.remove_job(key);
     run.state
@@ -220,15 +219,12 @@ fn listener_documents(
     element_instance_key: Key,
     listener: Listener,
     variables: Variables,
-) -> Result<Vec<(Key, Variables)>, Rejection> {
+) -> Result<Vec<Update>, Rejection> {
     if variables.is_empty() {
         return Ok(Vec::new());
     }
     match listener.event {
-        ListenerEvent::Start => {
-            let local = merged_local(state, element_instance_key, variables)?;
-            Ok(vec![(element_instance_key, local)])
-        }
+        ListenerEvent::Start => Ok(vec![plan_local(state, element_instance_key, variables)?]),
         ListenerEvent::End => {
             let from = state.elements[&element_instance_key]
                 .scope

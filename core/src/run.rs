@@ -635,9 +635,9 @@ impl<'s> Run<'s> {
         retry: IncidentRetry,
     ) -> bool {
         match plan_propagation(self.state, from, variables) {
-            Ok(documents) => {
-                for (scope, document) in documents {
-                    self.store_variables(scope, document);
+            Ok(updates) => {
+                for update in updates {
+                    self.merge_variables(update);
                 }
                 true
             }

@@ -49,6 +49,10 @@ pub struct State {
     pub(crate) children: Children,
     /// One variable document per scope that has variables.
     pub(crate) variables: KeyMap<Variables>,
+    /// The JSON length of documents in `variables` whose length is known: kept by
+    /// `merge_variables`, dropped by every other change, measured when missing (see
+    /// `document_len`). A cache, never encoded; `indexes_consistent` checks it.
+    pub(crate) variable_lens: KeyMap<usize>,
     /// Tokens waiting at parallel joins: (scope, gateway) to a count per incoming flow.
     pub(crate) joins: BTreeMap<(Key, ElementIndex), Vec<u32>>,
     /// Open jobs.
@@ -227,27 +231,59 @@ impl Children {
     }
 }
 
-/// Scopes whose variables the running command changed, in the order of their first change.
+/// Scopes whose variables the running command changed, in the order of their first change,
+/// and for scopes changed only through checked updates, the names they set.
 ///
 /// A short list is searched; past [`DIRTY_SCAN_MAX`] scopes a hash set answers "is it
 /// marked" instead, and a scope dropped meanwhile stays in the list, unmarked (its document
 /// is gone, so it gets no event). Without the set, a command that changed the variables of
 /// thousands of scopes (a multi-instance body's items, a compensation throw's handlers)
-/// searched the list at every change and every removal.
+/// searched the list at every change and every removal. Names are kept for at most
+/// [`DIRTY_SCAN_MAX`] scopes; past that a scope counts as changed as a whole.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct DirtyScopes {
     order: Vec<Key>,
     set: Option<
         std::collections::HashSet<Key, std::hash::BuildHasherDefault<crate::key::KeyHasher>>,
     >,
+    /// The scopes changed only by name, with the names; a marked scope not here changed as
+    /// a whole.
+    names: Vec<(Key, Vec<String>)>,
 }
 
 /// Dirty scopes searched in a list; past this, looked up in a set.
 const DIRTY_SCAN_MAX: usize = 16;
 
 impl DirtyScopes {
-    /// `scope`'s variables changed.
+    fn is_marked(&self, scope: Key) -> bool {
+        match &self.set {
+            None => self.order.contains(&scope),
+            Some(set) => set.contains(&scope),
+        }
+    }
+
+    /// `scope`'s variables changed (as a whole).
     pub(crate) fn mark(&mut self, scope: Key) {
+        if !self.names.is_empty() {
+            self.names.retain(|(key, _)| *key != scope);
+        }
+        self.mark_scope(scope);
+    }
+
+    /// `scope`'s variables `names` were set (nothing else changed).
+    pub(crate) fn mark_names<'n>(&mut self, scope: Key, names: impl Iterator<Item = &'n String>) {
+        if let Some((_, known)) = self.names.iter_mut().find(|(key, _)| *key == scope) {
+            known.extend(names.cloned());
+        } else if !self.is_marked(scope) {
+            if self.names.len() < DIRTY_SCAN_MAX {
+                self.names.push((scope, names.cloned().collect()));
+            }
+            self.mark_scope(scope);
+        }
+        // Marked without names: changed as a whole already.
+    }
+
+    fn mark_scope(&mut self, scope: Key) {
         match &mut self.set {
             None => {
                 if !self.order.contains(&scope) {
@@ -267,6 +303,9 @@ impl DirtyScopes {
 
     /// `scope` ended: whether it was marked.
     pub(crate) fn unmark(&mut self, scope: Key) -> bool {
+        if !self.names.is_empty() {
+            self.names.retain(|(key, _)| *key != scope);
+        }
         match &mut self.set {
             None => match self.order.iter().position(|key| *key == scope) {
                 Some(position) => {
@@ -279,17 +318,26 @@ impl DirtyScopes {
         }
     }
 
-    /// The marked scopes in order (and, past the list's size, scopes dropped since), now
-    /// forgotten.
-    pub(crate) fn take(&mut self) -> Vec<Key> {
+    /// The marked scopes in order (and, past the list's size, scopes dropped since), with
+    /// the names of those changed only by name, now forgotten.
+    pub(crate) fn take(&mut self) -> (Vec<Key>, Vec<(Key, Vec<String>)>) {
         self.set = None;
-        std::mem::take(&mut self.order)
+        (
+            std::mem::take(&mut self.order),
+            std::mem::take(&mut self.names),
+        )
     }
 
     /// Forgets every mark.
+    #[inline]
     pub(crate) fn clear(&mut self) {
+        if self.order.is_empty() {
+            // Between commands it is empty already (`take` emptied it).
+            return;
+        }
         self.set = None;
         self.order.clear();
+        self.names.clear();
     }
 }
 
@@ -368,6 +416,7 @@ impl State {
             throws: BTreeMap::new(),
             index: Indexes::default(),
             variables_dirty: DirtyScopes::default(),
+            variable_lens: KeyMap::default(),
             work_scratch: std::collections::VecDeque::new(),
             conditionals_scratch: crate::conditionals::Pending::default(),
         }
@@ -380,6 +429,7 @@ impl State {
     /// The variable document of `scope` to change (made when missing).
     pub(crate) fn variables_mut(&mut self, scope: Key) -> &mut Variables {
         self.mark_variables(scope);
+        self.forget_len(scope);
         self.variables.entry(scope).or_default()
     }
 
@@ -387,6 +437,7 @@ impl State {
     pub(crate) fn existing_variables_mut(&mut self, scope: Key) -> Option<&mut Variables> {
         if self.variables.contains_key(&scope) {
             self.mark_variables(scope);
+            self.forget_len(scope);
         }
         self.variables.get_mut(&scope)
     }
@@ -394,7 +445,45 @@ impl State {
     /// Replaces the variable document of `scope`.
     pub(crate) fn store_variables(&mut self, scope: Key, document: Variables) {
         self.mark_variables(scope);
+        self.forget_len(scope);
         self.variables.insert(scope, document);
+    }
+
+    /// Sets a checked update's variables in its scope's document, in place, and keeps the
+    /// document's new length.
+    pub(crate) fn merge_variables(&mut self, update: crate::variables::Update) {
+        self.variables_dirty
+            .mark_names(update.scope, update.entries.keys());
+        let document = self.variables.entry(update.scope).or_default();
+        for (name, value) in update.entries {
+            document.insert(name, value);
+        }
+        self.variable_lens.insert(update.scope, update.len);
+    }
+
+    /// The JSON length of `scope`'s document (2, `{}`, without one): kept, or measured.
+    pub(crate) fn document_len(&self, scope: Key) -> usize {
+        match self.variable_lens.get(&scope) {
+            Some(len) => *len,
+            None => self
+                .variables
+                .get(&scope)
+                .map_or(2, crate::variables::json_len),
+        }
+    }
+
+    /// `scope`'s document, just stored, is `len` bytes as JSON (measured by the caller).
+    pub(crate) fn remember_len(&mut self, scope: Key, len: usize) {
+        if let Some(document) = self.variables.get(&scope) {
+            debug_assert_eq!(crate::variables::json_len(document), len);
+            self.variable_lens.insert(scope, len);
+        }
+    }
+
+    fn forget_len(&mut self, scope: Key) {
+        if !self.variable_lens.is_empty() {
+            self.variable_lens.remove(&scope);
+        }
     }
 
     /// Forgets the variables of an ended scope; if the command changed them, they leave as
@@ -406,6 +495,7 @@ impl State {
         events: &mut Vec<Event>,
     ) {
         let document = self.variables.remove(&scope);
+        self.forget_len(scope);
         if self.variables_dirty.unmark(scope)
             && let Some(variables) = document
         {
@@ -420,16 +510,25 @@ impl State {
     /// One `VariablesUpdated` per scope the command changed that is still live.
     pub(crate) fn flush_variable_events(&mut self, events: &mut Vec<Event>) {
         // A scope dropped since its change has no document left: it is skipped.
-        for scope in self.variables_dirty.take() {
-            let (Some(variables), Some(element)) =
+        let (scopes, names) = self.variables_dirty.take();
+        for scope in scopes {
+            let (Some(document), Some(element)) =
                 (self.variables.get(&scope), self.elements.get(&scope))
             else {
                 continue;
             };
+            let variables = match names.iter().find(|(key, _)| *key == scope) {
+                // Only what changed: not a copy of a document that may hold megabytes.
+                Some((_, names)) => names
+                    .iter()
+                    .filter_map(|name| Some((name.clone(), document.get(name)?.clone())))
+                    .collect(),
+                None => document.clone(),
+            };
             events.push(Event::VariablesUpdated {
                 scope_key: scope,
                 process_instance_key: element.process_instance_key,
-                variables: variables.clone(),
+                variables,
             });
         }
     }
@@ -1034,7 +1133,11 @@ impl State {
     pub fn indexes_consistent(&self) -> bool {
         let mut rebuilt = self.clone();
         rebuilt.rebuild_indexes();
-        rebuilt.index == self.index && self.children.agrees_with(&self.elements)
+        rebuilt.index == self.index
+            && self.children.agrees_with(&self.elements)
+            && self.variable_lens.iter().all(|(scope, len)| {
+                self.variables.get(scope).map(crate::variables::json_len) == Some(*len)
+            })
     }
 }
 

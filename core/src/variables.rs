@@ -11,17 +11,27 @@ use crate::state::State;
 
 /// Rejects a document whose JSON form is over `VARIABLE_DOCUMENT_BYTES_MAX`.
 pub(crate) fn check_document_size(variables: &Variables) -> Result<(), Rejection> {
+    checked_len(variables).map(drop)
+}
+
+/// The JSON length of `variables`, or a rejection when it is over
+/// `VARIABLE_DOCUMENT_BYTES_MAX`.
+pub(crate) fn checked_len(variables: &Variables) -> Result<usize, Rejection> {
     let bytes = json_len(variables);
     if bytes > VARIABLE_DOCUMENT_BYTES_MAX {
-        return Err(Rejection::new(
-            RejectionCode::LimitExceeded,
-            format!(
-                "the variables are {bytes} bytes as JSON, over VARIABLE_DOCUMENT_BYTES_MAX \
-                 ({VARIABLE_DOCUMENT_BYTES_MAX})"
-            ),
-        ));
+        return Err(over_limit(bytes));
     }
-    Ok(())
+    Ok(bytes)
+}
+
+fn over_limit(bytes: usize) -> Rejection {
+    Rejection::new(
+        RejectionCode::LimitExceeded,
+        format!(
+            "the variables are {bytes} bytes as JSON, over VARIABLE_DOCUMENT_BYTES_MAX \
+             ({VARIABLE_DOCUMENT_BYTES_MAX})"
+        ),
+    )
 }
 
 /// The length of `variables` as JSON (as `serde_json` writes it), counted without building
@@ -249,26 +259,85 @@ fn escape_extra(byte: u8) -> usize {
     }
 }
 
-/// Where each variable would go, as whole new documents, checked against the size limit
-/// before anything changes. Returns the documents to store, by scope.
-/// The document of `scope` with `variables` added (local variables: nothing propagates),
-/// checked against `VARIABLE_DOCUMENT_BYTES_MAX`.
-pub(crate) fn merged_local(
+/// Variables to set in one scope (added, or replacing those of the same names), and the
+/// JSON length of the scope's document after: what a plan checked against
+/// `VARIABLE_DOCUMENT_BYTES_MAX` before anything changes. Applied in place
+/// (`State::merge_variables`): the document is not copied, and its length is kept, so the
+/// next change is checked without measuring it again.
+#[derive(Debug)]
+pub(crate) struct Update {
+    pub(crate) scope: Key,
+    pub(crate) entries: Variables,
+    pub(crate) len: usize,
+}
+
+/// The JSON length of one scope's document as variables are added to it, from its known
+/// length and the lengths of what is added and replaced, without measuring the rest.
+struct Sizer<'s> {
+    document: Option<&'s Variables>,
+    len: usize,
+    count: usize,
+}
+
+impl<'s> Sizer<'s> {
+    fn new(state: &'s State, scope: Key) -> Self {
+        let document = state.variables.get(&scope);
+        Sizer {
+            document,
+            len: state.document_len(scope),
+            count: document.map_or(0, serde_json::Map::len),
+        }
+    }
+
+    /// `name` set to `value`; each name at most once per plan.
+    fn add(&mut self, name: &str, value: &serde_json::Value) {
+        match self.document.and_then(|document| document.get(name)) {
+            Some(old) => self.len = self.len + value_len(value) - value_len(old),
+            None => {
+                if self.count > 0 {
+                    self.len += 1;
+                }
+                self.len += string_len(name) + 1 + value_len(value);
+                self.count += 1;
+            }
+        }
+    }
+
+    fn checked(&self) -> Result<usize, Rejection> {
+        if self.len > VARIABLE_DOCUMENT_BYTES_MAX {
+            return Err(over_limit(self.len));
+        }
+        Ok(self.len)
+    }
+}
+
+/// `variables` set in `scope` itself (local variables: nothing propagates), checked against
+/// `VARIABLE_DOCUMENT_BYTES_MAX`.
+pub(crate) fn plan_local(
     state: &State,
     scope: Key,
     variables: Variables,
-) -> Result<Variables, Rejection> {
-    let mut local = state.variables.get(&scope).cloned().unwrap_or_default();
-    local.extend(variables);
-    check_document_size(&local)?;
-    Ok(local)
+) -> Result<Update, Rejection> {
+    let mut sizer = Sizer::new(state, scope);
+    for (name, value) in &variables {
+        sizer.add(name, value);
+    }
+    let len = sizer.checked()?;
+    Ok(Update {
+        scope,
+        entries: variables,
+        len,
+    })
 }
 
+/// Where each variable goes, Camunda 8 style (the nearest scope from `from` outwards that
+/// has a variable of its name, else the process instance), checked against the size limit
+/// before anything changes: the updates to apply, by scope.
 pub(crate) fn plan_propagation(
     state: &State,
     from: Key,
     variables: Variables,
-) -> Result<Vec<(Key, Variables)>, Rejection> {
+) -> Result<Vec<Update>, Rejection> {
     check_document_size(&variables)?;
     let mut chain = Vec::new();
     let mut next = Some(from);
@@ -277,7 +346,7 @@ pub(crate) fn plan_propagation(
         next = state.elements[&key].scope;
     }
     let root = *chain.last().expect("the chain holds at least the element");
-    let mut documents: Vec<(Key, Variables)> = Vec::new();
+    let mut updates: Vec<(Update, Sizer<'_>)> = Vec::new();
     for (name, value) in variables {
         let owner = chain
             .iter()
@@ -289,20 +358,29 @@ pub(crate) fn plan_propagation(
                     .is_some_and(|doc| doc.contains_key(&name))
             })
             .unwrap_or(root);
-        let position = match documents.iter().position(|(scope, _)| *scope == owner) {
+        let position = match updates.iter().position(|(update, _)| update.scope == owner) {
             Some(position) => position,
             None => {
-                let current = state.variables.get(&owner).cloned().unwrap_or_default();
-                documents.push((owner, current));
-                documents.len() - 1
+                let update = Update {
+                    scope: owner,
+                    entries: Variables::new(),
+                    len: 0,
+                };
+                updates.push((update, Sizer::new(state, owner)));
+                updates.len() - 1
             }
         };
-        documents[position].1.insert(name, value);
+        let (update, sizer) = &mut updates[position];
+        sizer.add(&name, &value);
+        update.entries.insert(name, value);
     }
-    for (_, document) in &documents {
-        check_document_size(document)?;
-    }
-    Ok(documents)
+    updates
+        .into_iter()
+        .map(|(mut update, sizer)| {
+            update.len = sizer.checked()?;
+            Ok(update)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -416,6 +494,34 @@ mod tests {
             let mut written = Vec::new();
             write_json_value(&number, &mut written);
             assert_eq!(written, serde_json::to_vec(&number).expect("serializes"));
+        }
+    }
+
+    /// An update's length, computed from the kept length and what it adds and replaces,
+    /// is the length of the merged document, measured; and the kept length follows.
+    #[test]
+    fn an_updates_length_is_the_merged_documents_length() {
+        let mut seed = 0x1234_5678_9ABC_DEF1_u64;
+        let mut state = State::new(0);
+        let scope = Key::new(0, 1);
+        for round in 0..2_000 {
+            let mut update = Variables::new();
+            for _ in 0..1 + round % 4 {
+                // Few names, so updates often replace a variable.
+                let name = format!("v{}", random_value(&mut seed, 3).to_string().len() % 6);
+                update.insert(name, random_value(&mut seed, 0));
+            }
+            if round % 7 == 0 {
+                // Sometimes the kept length is gone, and measured instead.
+                state.variable_lens.clear();
+            }
+            let planned = plan_local(&state, scope, update.clone()).expect("small");
+            let mut merged = state.variables.get(&scope).cloned().unwrap_or_default();
+            merged.extend(update);
+            assert_eq!(planned.len, json_len(&merged), "round {round}");
+            state.merge_variables(planned);
+            assert_eq!(state.variables[&scope], merged);
+            assert_eq!(state.document_len(scope), json_len(&merged));
         }
     }
 

@@ -356,9 +356,9 @@ impl Run<'_> {
         } else {
             // Local, for the output mappings: the element's document must stay within
             // VARIABLE_DOCUMENT_BYTES_MAX too.
-            match crate::variables::merged_local(self.state, key, variables.clone()) {
-                Ok(merged) => {
-                    self.store_variables(key, merged);
+            match crate::variables::plan_local(self.state, key, variables.clone()) {
+                Ok(update) => {
+                    self.merge_variables(update);
                     true
                 }
                 Err(rejection) => {

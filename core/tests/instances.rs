@@ -318,6 +318,62 @@ fn a_worker_fetches_only_the_variables_it_names() {
     shard.check_replay();
 }
 
+/// `VariablesUpdated` carries what a command set by name, not a copy of the whole document;
+/// a new document comes whole. History keeps the latest value per (scope, name), so it sees
+/// the same either way.
+#[test]
+fn variable_events_carry_what_changed() {
+    let updates = |events: &[Event]| -> Vec<(Key, ringflow_core::Variables)> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                Event::VariablesUpdated {
+                    scope_key,
+                    variables,
+                    ..
+                } => Some((*scope_key, variables.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut shard = Shard::new();
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}{}{}{}{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "a"),
+        service_task("a", "a"),
+        flow("f2", "a", "b"),
+        service_task("b", "b"),
+        flow("f3", "b", "end"),
+    );
+    shard.deploy("two.bpmn", &model("two", &body));
+    let (instance, created) = shard.create("two", vars(r#"{"payload": "big", "n": 1}"#));
+    assert_eq!(
+        updates(&created.events),
+        [(instance, vars(r#"{"payload": "big", "n": 1}"#))]
+    );
+    let a = shard.activate("a", 1).remove(0);
+    let completed = shard.complete(a.key, vars(r#"{"n": 2, "fresh": true}"#));
+    assert_eq!(
+        updates(&completed.events),
+        [(instance, vars(r#"{"n": 2, "fresh": true}"#))]
+    );
+    assert_eq!(
+        shard.state.variables(instance),
+        Some(&vars(r#"{"payload": "big", "n": 2, "fresh": true}"#))
+    );
+    // The scope ends in the same command as the change: its whole document, last values.
+    let b = shard.activate("b", 1).remove(0);
+    let ended = shard.complete(b.key, vars(r#"{"n": 3}"#));
+    assert_eq!(
+        updates(&ended.events),
+        [(
+            instance,
+            vars(r#"{"payload": "big", "n": 3, "fresh": true}"#)
+        )]
+    );
+    shard.check_replay();
+}
+
 #[test]
 fn terminate_end_event_ends_the_other_branches() {
     let body = format!(

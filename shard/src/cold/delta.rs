@@ -378,7 +378,9 @@ impl Delta {
                 variables,
             } => {
                 for (name, value) in variables {
-                    let json = value.to_string();
+                    let mut json = Vec::new();
+                    ringflow_core::write_json_value(value, &mut json);
+                    let json = String::from_utf8(json).expect("JSON from UTF-8 strings is UTF-8");
                     self.variables.insert(
                         (*scope_key, name.clone()),
                         (*process_instance_key, json, at),
