@@ -534,9 +534,9 @@ pub enum Event {
     /// or when the scope ends): at least every variable the command set there, with its
     /// value as the command left it. Where the command set variables by name (a job's or a
     /// message's variables, `SetVariables`, ...) only those come, so a small change to a
-    /// large document does not copy it; where it changed the document otherwise (input
-    /// mappings, ...), and when the scope ends, the whole document comes. History keeps the
-    /// latest value of each (scope, name).
+    /// large document does not copy it, also when the scope ends in the same command;
+    /// where it changed the document otherwise (input mappings, a new instance, ...), the
+    /// whole document comes. History keeps the latest value of each (scope, name).
     VariablesUpdated {
         /// The scope: a process instance or an element instance.
         scope_key: Key,

@@ -1392,17 +1392,22 @@ impl<'s> Run<'s> {
     #[inline]
     fn finish_instance(&mut self, root: Key) {
         let instance = self.state.instances[&root].clone();
+        // The root's document ends with it: moved to the parent or the answer, not copied
+        // (but for the rare instance with both).
+        let child_variables = match instance.parent {
+            Some(_) => self.state.take_variables(root, root, &mut self.events),
+            None => Variables::new(),
+        };
         if instance.await_result {
-            let variables = self.state.variables.get(&root).cloned().unwrap_or_default();
+            let variables = match instance.parent {
+                Some(_) => child_variables.clone(),
+                None => self.state.take_variables(root, root, &mut self.events),
+            };
             self.effects.push(Effect::InstanceResult {
                 process_instance_key: root,
                 variables,
             });
         }
-        let child_variables = match instance.parent {
-            Some(_) => self.state.variables.get(&root).cloned().unwrap_or_default(),
-            None => Variables::new(),
-        };
         self.remove_element(root);
         self.end_instance(root);
         if let Some(parent) = instance.parent

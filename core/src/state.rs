@@ -301,12 +301,14 @@ impl DirtyScopes {
         }
     }
 
-    /// `scope` ended: whether it was marked.
-    pub(crate) fn unmark(&mut self, scope: Key) -> bool {
-        if !self.names.is_empty() {
-            self.names.retain(|(key, _)| *key != scope);
-        }
-        match &mut self.set {
+    /// `scope` ended: `None` when it was not marked, else `Some` of the names it changed
+    /// (`None` inside: changed as a whole).
+    pub(crate) fn unmark(&mut self, scope: Key) -> Option<Option<Vec<String>>> {
+        let names = match self.names.iter().position(|(key, _)| *key == scope) {
+            Some(position) => Some(self.names.swap_remove(position).1),
+            None => None,
+        };
+        let marked = match &mut self.set {
             None => match self.order.iter().position(|key| *key == scope) {
                 Some(position) => {
                     self.order.remove(position);
@@ -315,7 +317,8 @@ impl DirtyScopes {
                 None => false,
             },
             Some(set) => set.remove(&scope),
-        }
+        };
+        marked.then_some(names)
     }
 
     /// The marked scopes in order (and, past the list's size, scopes dropped since), with
@@ -339,6 +342,14 @@ impl DirtyScopes {
         self.order.clear();
         self.names.clear();
     }
+}
+
+/// The variables of `document` that `names` names (each once).
+fn picked(document: &Variables, names: &[String]) -> Variables {
+    names
+        .iter()
+        .filter_map(|name| Some((name.clone(), document.get(name)?.clone())))
+        .collect()
 }
 
 /// Lookups derived from the state, kept up to date by the `insert_*`/`remove_*` methods and
@@ -494,17 +505,52 @@ impl State {
         process_instance_key: Key,
         events: &mut Vec<Event>,
     ) {
-        let document = self.variables.remove(&scope);
+        let Some(document) = self.variables.remove(&scope) else {
+            self.variables_dirty.unmark(scope);
+            return;
+        };
         self.forget_len(scope);
-        if self.variables_dirty.unmark(scope)
-            && let Some(variables) = document
-        {
+        match self.variables_dirty.unmark(scope) {
+            None => {}
+            Some(None) => events.push(Event::VariablesUpdated {
+                scope_key: scope,
+                process_instance_key,
+                variables: document,
+            }),
+            Some(Some(names)) => events.push(Event::VariablesUpdated {
+                scope_key: scope,
+                process_instance_key,
+                variables: picked(&document, &names),
+            }),
+        }
+    }
+
+    /// Takes the variables of a scope about to end (a finished instance's, for its waiting
+    /// caller), as `drop_variables` would drop them: the event for what the command changed
+    /// goes out first. Copies only what the event carries.
+    pub(crate) fn take_variables(
+        &mut self,
+        scope: Key,
+        process_instance_key: Key,
+        events: &mut Vec<Event>,
+    ) -> Variables {
+        let Some(document) = self.variables.remove(&scope) else {
+            return Variables::new();
+        };
+        self.forget_len(scope);
+        let changed = match self.variables_dirty.unmark(scope) {
+            None => None,
+            Some(None) => Some(document.clone()),
+            Some(Some(names)) => Some(picked(&document, &names)),
+        };
+        if let Some(variables) = changed {
             events.push(Event::VariablesUpdated {
                 scope_key: scope,
                 process_instance_key,
                 variables,
             });
         }
+        document
     }
 
     /// One `VariablesUpdated` per scope the command changed that is still live.
@@ -519,10 +565,7 @@ impl State {
             };
             let variables = match names.iter().find(|(key, _)| *key == scope) {
                 // Only what changed: not a copy of a document that may hold megabytes.
-                Some((_, names)) => names
-                    .iter()
-                    .filter_map(|name| Some((name.clone(), document.get(name)?.clone())))
-                    .collect(),
+                Some((_, names)) => picked(document, names),
                 None => document.clone(),
             };
             events.push(Event::VariablesUpdated {

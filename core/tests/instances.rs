@@ -361,16 +361,34 @@ fn variable_events_carry_what_changed() {
         shard.state.variables(instance),
         Some(&vars(r#"{"payload": "big", "n": 2, "fresh": true}"#))
     );
-    // The scope ends in the same command as the change: its whole document, last values.
+    // The scope ends in the same command as the change: still only what changed.
     let b = shard.activate("b", 1).remove(0);
     let ended = shard.complete(b.key, vars(r#"{"n": 3}"#));
-    assert_eq!(
-        updates(&ended.events),
-        [(
-            instance,
-            vars(r#"{"payload": "big", "n": 3, "fresh": true}"#)
-        )]
+    assert_eq!(updates(&ended.events), [(instance, vars(r#"{"n": 3}"#))]);
+    // Awaited, the whole document goes to the caller (moved out as the instance ends).
+    let command = Command::CreateInstance {
+        process: ringflow_core::ProcessRef::Latest("two".into()),
+        variables: vars(r#"{"payload": "big"}"#),
+        business_key: None,
+        await_result: true,
+    };
+    shard.run(command).expect("created");
+    let a = shard.activate("a", 1).remove(0);
+    shard.complete(a.key, vars(r#"{"n": 1}"#));
+    let b = shard.activate("b", 1).remove(0);
+    let done = shard.complete(b.key, vars(r#"{"n": 2}"#));
+    assert!(
+        done.effects.iter().any(|effect| matches!(
+            effect,
+            Effect::InstanceResult { variables, .. }
+                if *variables == vars(r#"{"payload": "big", "n": 2}"#)
+        )),
+        "{:?}",
+        done.effects
     );
+    let awaited = updates(&done.events);
+    assert_eq!(awaited.len(), 1);
+    assert_eq!(awaited[0].1, vars(r#"{"n": 2}"#));
     shard.check_replay();
 }
 

@@ -1152,17 +1152,18 @@ impl<D: Dir> Shard<D> {
             }
             let mut armed = false;
             let mut mail = false;
-            for pending in &released {
-                if let Ok(outcome) = &pending.answer {
+            for pending in &mut released {
+                if let Ok(outcome) = &mut pending.answer {
                     armed |= arm_timers(&mut inner.timers, &outcome.effects);
-                    for effect in &outcome.effects {
+                    for effect in &mut outcome.effects {
                         match effect {
                             Effect::InstanceResult {
                                 process_instance_key,
                                 variables,
                             } => match inner.result_waiters.get(process_instance_key) {
+                                // Moved: nothing reads an answer's effects after this.
                                 Some(ResultWaiter::Slot(slot)) => {
-                                    slot.fill(Some(variables.clone()))
+                                    slot.fill(Some(std::mem::take(variables)))
                                 }
                                 Some(ResultWaiter::Queue { .. }) => {
                                     let Some(ResultWaiter::Queue {
@@ -1178,7 +1179,7 @@ impl<D: Dir> Shard<D> {
                                         token,
                                         timeout_ms,
                                         created,
-                                        variables: Some(variables.clone()),
+                                        variables: Some(std::mem::take(variables)),
                                     });
                                 }
                                 None => {}
