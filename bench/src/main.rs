@@ -9,6 +9,7 @@ mod alloc_counter;
 mod engine;
 mod export;
 mod journal;
+mod json;
 mod load;
 mod machine;
 mod parse;
@@ -56,6 +57,9 @@ enum Command {
     /// them): per pair and in all, how often the candidate was better, the means and a
     /// sign test. Closed loop compares throughput, open loop (--rate) p99 latency.
     Compare(load::compare::CompareArgs),
+    /// How fast a variable document is written as JSON (journal, wire) and measured (the
+    /// size limit), against serde_json, on one document with a long string.
+    Json(json::Args),
     /// The SQLite cold store's exporters alone (no server): one_task instances/s of one
     /// exporter, of E exporters sharing one file, and of E exporters with a file each.
     Export(export::Args),
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => load::sweep(&args),
         Command::Compare(args) => load::compare::compare(&args),
         Command::Export(args) => export::run(&args),
+        Command::Json(args) => json::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

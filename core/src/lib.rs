@@ -78,4 +78,4 @@ pub use ringflow_bpmn::ProcessDefinition;
 pub use snapshot::SnapshotError;
 pub use state::{ProcessVersion, State};
 pub use support::{Refusal, refusals};
-pub use variables::{to_json_string, write_json, write_json_value};
+pub use variables::{json_len, to_json_string, write_json, write_json_value};
