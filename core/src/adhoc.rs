@@ -40,7 +40,7 @@
 //! inside that ends with nothing else running completes it too (an interrupting one always,
 //! a non-interrupting one when no completion condition is set or it holds).
 //!
-//! `ActivateAdHocActivities` (see [`activate`]) activates elements of a running ad-hoc
+//! `ActivateAdHocActivities` (see `activate`) activates elements of a running ad-hoc
 //! subprocess from outside, each with variables local to its inner instance, optionally
 //! terminating the inner instances still running first.
 //!
