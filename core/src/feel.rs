@@ -195,6 +195,44 @@ mod tests {
         }
     }
 
+    /// Camunda 8.8's `fromAi(value, description, type, ...)` gives its first argument.
+    #[test]
+    fn from_ai_gives_its_first_argument() {
+        let variables = vars(r#"{"toolCall": {"customerId": "c-7", "n": 2}, "x": 5}"#);
+        let value = |source: &str| {
+            evaluate(&feel(source), &variables, 0)
+                .expect("evaluates")
+                .value
+        };
+        assert_eq!(
+            value(r#"fromAi(toolCall.customerId, "The customer's id, as in \"c-1\"", "string")"#),
+            Json::from("c-7")
+        );
+        assert_eq!(value("fromAi(x)"), Json::from(5));
+        assert_eq!(
+            value(r#"fromAi(toolCall.n, "a count (1, 2, ...)", "number", {"minimum": 1}) * 10"#),
+            Json::from(20)
+        );
+        assert_eq!(
+            value(r#"{a: fromAi(x, "first"), b: fromAi (toolCall.n , "second")}"#),
+            serde_json::json!({"a": 5, "b": 2})
+        );
+        assert_eq!(
+            value(r#"fromAi(fromAi(x, "inner"), "outer")"#),
+            Json::from(5)
+        );
+        assert_eq!(value("fromAi(x /* a, b */, \"d\")"), Json::from(5));
+        // Only calls: the text inside strings stays.
+        assert_eq!(value(r#""fromAi(x, 1)""#), Json::from("fromAi(x, 1)"));
+        assert!(
+            !feel("fromAi(x, \"d\")")
+                .names()
+                .contains(&"fromAi".to_string())
+        );
+        // A call that does not close is still an error at parse.
+        assert!(FeelExpression::parse("fromAi(x, \"d\"").is_err());
+    }
+
     #[test]
     fn arithmetic_paths_and_lists_over_json() {
         let variables = vars(r#"{"order": {"total": 120.5, "items": [1, 2, 3]}, "name": "Ann"}"#);
