@@ -505,24 +505,7 @@ impl State {
         process_instance_key: Key,
         events: &mut Vec<Event>,
     ) {
-        let Some(document) = self.variables.remove(&scope) else {
-            self.variables_dirty.unmark(scope);
-            return;
-        };
-        self.forget_len(scope);
-        match self.variables_dirty.unmark(scope) {
-            None => {}
-            Some(None) => events.push(Event::VariablesUpdated {
-                scope_key: scope,
-                process_instance_key,
-                variables: document,
-            }),
-            Some(Some(names)) => events.push(Event::VariablesUpdated {
-                scope_key: scope,
-                process_instance_key,
-                variables: picked(&document, &names),
-            }),
-        }
+        self.end_variables(scope, process_instance_key, events, false);
     }
 
     /// Takes the variables of a scope about to end (a finished instance's, for its waiting
@@ -534,23 +517,35 @@ impl State {
         process_instance_key: Key,
         events: &mut Vec<Event>,
     ) -> Variables {
-        let Some(document) = self.variables.remove(&scope) else {
-            return Variables::new();
-        };
+        self.end_variables(scope, process_instance_key, events, true)
+            .unwrap_or_default()
+    }
+
+    /// Removes `scope`'s document, with the event for what the command changed in it; returns
+    /// the document when `keep`. A document changed as a whole and not kept moves into the
+    /// event; one changed by name gives the event only those variables.
+    fn end_variables(
+        &mut self,
+        scope: Key,
+        process_instance_key: Key,
+        events: &mut Vec<Event>,
+        keep: bool,
+    ) -> Option<Variables> {
+        let changed = self.variables_dirty.unmark(scope);
+        let document = self.variables.remove(&scope)?;
         self.forget_len(scope);
-        let changed = match self.variables_dirty.unmark(scope) {
-            None => None,
-            Some(None) => Some(document.clone()),
-            Some(Some(names)) => Some(picked(&document, &names)),
+        let (variables, kept) = match changed {
+            None => return keep.then_some(document),
+            Some(Some(names)) => (picked(&document, &names), Some(document)),
+            Some(None) if keep => (document.clone(), Some(document)),
+            Some(None) => (document, None),
         };
-        if let Some(variables) = changed {
-            events.push(Event::VariablesUpdated {
-                scope_key: scope,
-                process_instance_key,
-                variables,
-            });
-        }
-        document
+        events.push(Event::VariablesUpdated {
+            scope_key: scope,
+            process_instance_key,
+            variables,
+        });
+        kept.filter(|_| keep)
     }
 
     /// One `VariablesUpdated` per scope the command changed that is still live.

@@ -2036,28 +2036,23 @@ fn jobs_carry_only_the_variables_a_worker_fetches() {
         .create_instance(create("one-task", variables, ""))
         .expect("create");
     // Pulled, with a name that no variable has: the others are left out.
-    let jobs = client
-        .activate_jobs(ActivateJobs {
-            job_type: "e2e-work".into(),
-            worker: "fetcher".into(),
-            max_jobs: 10,
-            lease_ms: 60_000,
-            long_poll_ms: 5_000,
-            fetch_variables: vec!["a".into(), "c".into(), "missing".into()],
-        })
-        .expect("activate");
+    let pull = ActivateJobs {
+        job_type: "e2e-work".into(),
+        worker: "fetcher".into(),
+        max_jobs: 10,
+        lease_ms: 60_000,
+        long_poll_ms: 5_000,
+        fetch_variables: vec!["a".into(), "c".into(), "missing".into()],
+    };
+    let jobs = client.activate_jobs(pull.clone()).expect("activate");
     assert_eq!(jobs.len(), 1);
     let fetched: Value = serde_json::from_str(&jobs[0].variables).expect("JSON");
     assert_eq!(fetched, serde_json::json!({"a": 1, "c": "text"}));
     // A bad fetch list is refused before any wait, naming the limit.
     let refused = client
         .activate_jobs(ActivateJobs {
-            job_type: "e2e-work".into(),
-            worker: "fetcher".into(),
-            max_jobs: 10,
-            lease_ms: 60_000,
-            long_poll_ms: 5_000,
             fetch_variables: vec!["a".into(), String::new()],
+            ..pull
         })
         .expect_err("an empty name");
     assert_eq!(
