@@ -465,6 +465,7 @@ impl<'d> Compiler<'d> {
             io_mapping: IoMapping::default(),
             multi_instance: None,
             properties: Vec::new(),
+            tool_parameters: Vec::new(),
             for_compensation,
             listeners: ExecutionListeners::default(),
             outgoing: Span::default(),

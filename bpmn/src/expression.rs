@@ -167,7 +167,9 @@ impl FeelExpression {
         if trimmed.is_empty() {
             return Err("the expression after `=` is empty".to_string());
         }
-        let (text, scope, names) = prepare(&without_from_ai(trimmed))?;
+        let rewritten = crate::from_ai::without_calls(trimmed)
+            .map_err(|error| format!("`{trimmed}`: {error}"))?;
+        let (text, scope, names) = prepare(&rewritten)?;
         let reads_clock = text.contains(CLOCK_NOW) || text.contains(CLOCK_TODAY);
         // The parser is third-party code fed with user input: a panic inside it must become a
         // validation error, never take the process down.
@@ -345,93 +347,7 @@ fn starts_with_words(text: &str, words: &str) -> bool {
 }
 
 /// The end of the string literal that `text` starts with, or `None` when it is not closed.
-/// `fromAi(value, description, type, schema, options)` (Camunda 8.8: it marks an input of a
-/// tool that an AI agent fills, in the activities of an ad-hoc subprocess) evaluates to its
-/// first argument; the others describe the parameter to the agent. The call is rewritten to
-/// `(value)` before parsing, so the evaluator needs no function of that name. Strings,
-/// comments and backtick names are skipped; a call whose parentheses do not close is left
-/// for the parser to refuse.
-fn without_from_ai(source: &str) -> std::borrow::Cow<'_, str> {
-    const FROM_AI: &str = "fromAi";
-    if !source.contains(FROM_AI) {
-        return std::borrow::Cow::Borrowed(source);
-    }
-    let mut out = String::with_capacity(source.len());
-    let mut rest = source;
-    while let Some(character) = rest.chars().next() {
-        let skip = if character == '"' {
-            string_literal_end(rest)
-        } else if rest.starts_with("//") {
-            Some(rest.find('\n').unwrap_or(rest.len()))
-        } else if let Some(comment) = rest.strip_prefix("/*") {
-            comment.find("*/").map(|close| close + 4)
-        } else if character == '`' {
-            rest[1..].find('`').map(|close| close + 2)
-        } else if is_name_start(character) {
-            let end = rest.find(|c: char| !is_name_part(c)).unwrap_or(rest.len());
-            let after = rest[end..].trim_start();
-            let member = out.trim_end().ends_with('.');
-            if &rest[..end] == FROM_AI
-                && !member
-                && after.starts_with('(')
-                && let Some((first, close)) = first_argument(after)
-            {
-                out.push('(');
-                out.push_str(&without_from_ai(first));
-                out.push(')');
-                rest = &after[close + 1..];
-                continue;
-            }
-            Some(end)
-        } else {
-            Some(character.len_utf8())
-        };
-        // Unclosed strings and comments: copied as they are, for the parser to refuse.
-        let end = skip.unwrap_or(rest.len());
-        out.push_str(&rest[..end]);
-        rest = &rest[end..];
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-/// For `text` starting with `(`: the first argument (before the first comma outside
-/// parentheses, brackets, braces, strings and comments) and the index of the matching `)`.
-fn first_argument(text: &str) -> Option<(&str, usize)> {
-    let bytes = text.as_bytes();
-    let mut depth = 0usize;
-    let mut first_end = None;
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'"' => {
-                index += string_literal_end(&text[index..])?;
-                continue;
-            }
-            b'/' if text[index..].starts_with("/*") => {
-                index += text[index + 2..].find("*/")? + 4;
-                continue;
-            }
-            b'/' if text[index..].starts_with("//") => {
-                index += text[index..].find('\n')?;
-                continue;
-            }
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    let first = &text[1..first_end.unwrap_or(index)];
-                    return Some((first, index));
-                }
-            }
-            b',' if depth == 1 && first_end.is_none() => first_end = Some(index),
-            _ => {}
-        }
-        index += 1;
-    }
-    None
-}
-
-fn string_literal_end(text: &str) -> Option<usize> {
+pub(crate) fn string_literal_end(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut index = 1;
     while index < bytes.len() {
@@ -444,11 +360,11 @@ fn string_literal_end(text: &str) -> Option<usize> {
     None
 }
 
-fn is_name_start(character: char) -> bool {
+pub(crate) fn is_name_start(character: char) -> bool {
     character.is_alphabetic() || character == '_' || character == '$'
 }
 
-fn is_name_part(character: char) -> bool {
+pub(crate) fn is_name_part(character: char) -> bool {
     character.is_alphanumeric() || character == '_' || character == '$'
 }
 

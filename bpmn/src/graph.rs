@@ -4,6 +4,8 @@
 use crate::compile::Compiler;
 use crate::diagnostic::{Diagnostic, DiagnosticKind as K};
 use crate::elements::UNRESOLVED;
+use crate::expression::Expression;
+use crate::from_ai::tool_parameters;
 use crate::model::*;
 
 impl Compiler<'_> {
@@ -71,6 +73,7 @@ pub(crate) fn check(
         }
         check_compensation(compiler, definition, index);
     }
+    fill_tool_parameters(compiler, definition);
     check_conditions(compiler, definition, failed, broken_conditions);
     resolve_links(compiler, definition);
     // Reachability is only meaningful on a graph whose other rules hold.
@@ -250,6 +253,43 @@ fn check_ad_hoc(compiler: &mut Compiler<'_>, definition: &ProcessDefinition, sco
     if !activity {
         let text = "an ad-hoc subprocess needs at least one activity";
         compiler.report_element(K::InvalidFlow, element, text.to_string());
+    }
+}
+
+/// Reads the tool parameters (`fromAi(...)` calls in the input mappings) of every element an
+/// ad-hoc subprocess can activate, as Camunda does when it deploys; one that cannot be read
+/// is a deploy error naming the element and the mapping.
+fn fill_tool_parameters(compiler: &mut Compiler<'_>, definition: &mut ProcessDefinition) {
+    for index in 0..definition.elements.len() {
+        let scope = ElementIndex(index as u32);
+        if !matches!(
+            definition.element(scope).kind,
+            ElementKind::AdHocSubProcess(_)
+        ) {
+            continue;
+        }
+        let activatable: Vec<ElementIndex> = definition.activatable(scope).collect();
+        for child in activatable {
+            let element = definition.element(child);
+            let mut parameters = Vec::new();
+            for mapping in &element.io_mapping.inputs {
+                let Expression::Feel(feel) = &mapping.source else {
+                    continue;
+                };
+                match tool_parameters(feel.source()) {
+                    Ok(found) => parameters.extend(found),
+                    Err(reason) => {
+                        let text = format!(
+                            "the input mapping to `{}` describes a tool parameter that cannot be \
+                             read: {reason}",
+                            mapping.target
+                        );
+                        compiler.report_element(K::InvalidExpression, element, text);
+                    }
+                }
+            }
+            definition.elements[child.0 as usize].tool_parameters = parameters;
+        }
     }
 }
 

@@ -67,6 +67,7 @@ pub mod diagnostic;
 mod dom;
 mod elements;
 pub mod expression;
+pub mod from_ai;
 mod graph;
 pub mod limits;
 pub mod model;
@@ -75,6 +76,7 @@ pub mod timer;
 pub use diagnostic::{Diagnostic, DiagnosticKind, Position};
 pub use dom::{BPMN_NAMESPACE, BPMN_PRERELEASE_NAMESPACE, ZEEBE_NAMESPACE};
 pub use expression::{Expression, FeelExpression};
+pub use from_ai::ToolParameter;
 pub use model::*;
 
 use diagnostic::LineIndex;

@@ -213,6 +213,10 @@ pub struct Element {
     pub multi_instance: Option<MultiInstance>,
     /// `zeebe:properties`, in document order.
     pub properties: Vec<(String, String)>,
+    /// For an element that an ad-hoc subprocess can activate: the inputs an AI agent fills,
+    /// one for each `fromAi(...)` call in its input mappings, in order (see
+    /// [`crate::from_ai`]). Empty for every other element.
+    pub tool_parameters: Vec<crate::ToolParameter>,
     /// `isForCompensation="true"`: a compensation handler, started only by compensation.
     pub for_compensation: bool,
     /// `zeebe:executionListeners`: jobs that run, one after the other, when the element

@@ -1,6 +1,6 @@
 //! Validation rules, one small model each, asserting the exact problems reported.
 
-use ringflow_bpmn::{DiagnosticKind as K, ElementKind, Model, ModelError, parse};
+use ringflow_bpmn::{DiagnosticKind as K, ElementKind, Model, ModelError, ToolParameter, parse};
 
 /// Wraps process content in `definitions`, with the zeebe namespace bound.
 fn model(process: &str, definitions: &str) -> String {
@@ -1066,5 +1066,127 @@ fn ad_hoc_subprocesses_are_checked_as_camunda_checks_them() {
     assert_eq!(
         codes(&misplaced),
         vec![(K::UnsupportedElement, "task".to_string())]
+    );
+}
+
+/// A service task `id` (job type `tool`) with these `zeebe:input` mappings (source, target).
+fn tool(id: &str, inputs: &[(&str, &str)]) -> String {
+    let inputs: String = inputs
+        .iter()
+        .map(|(source, target)| format!(r#"<zeebe:input source="{source}" target="{target}"/>"#))
+        .collect();
+    format!(
+        r#"<bpmn:serviceTask id="{id}"><bpmn:extensionElements><zeebe:taskDefinition type="tool"/>
+           <zeebe:ioMapping>{inputs}</zeebe:ioMapping></bpmn:extensionElements></bpmn:serviceTask>"#
+    )
+}
+
+#[test]
+fn tool_parameters_are_read_from_the_fromai_calls_of_what_an_ad_hoc_subprocess_activates() {
+    let inner = format!(
+        r#"{}{}<bpmn:sequenceFlow id="fa" sourceRef="lookup" targetRef="after"/>"#,
+        tool(
+            "lookup",
+            &[
+                (
+                    "=fromAi(toolCall.customerId, &quot;The customer&apos;s id&quot;, &quot;string&quot;)",
+                    "customerId"
+                ),
+                ("=123", "fixed"),
+                ("static", "text"),
+                (
+                    "={q: fromAi(value: toolCall.query, schema: {maxLength: 100}), n: fromAi(toolCall.limit, &quot;How many&quot;, &quot;integer&quot;, {minimum: 1}, {required: false})}",
+                    "search"
+                ),
+            ]
+        ),
+        tool("after", &[("=fromAi(toolCall.ignored)", "x")]),
+    );
+    let model = ok(&ad_hoc("", "", &inner), "");
+    let definition = &model.processes[0];
+    let lookup = definition.element(definition.find("lookup").unwrap());
+    let context = |json: serde_json::Value| match json {
+        serde_json::Value::Object(map) => Some(map),
+        _ => panic!("a context"),
+    };
+    let text = |text: &str| Some(text.to_string());
+    assert_eq!(
+        lookup.tool_parameters,
+        [
+            ToolParameter {
+                name: "toolCall.customerId".into(),
+                description: text("The customer's id"),
+                type_name: text("string"),
+                schema: None,
+                options: None,
+            },
+            ToolParameter {
+                name: "toolCall.query".into(),
+                description: None,
+                type_name: None,
+                schema: context(serde_json::json!({"maxLength": 100})),
+                options: None,
+            },
+            ToolParameter {
+                name: "toolCall.limit".into(),
+                description: text("How many"),
+                type_name: text("integer"),
+                schema: context(serde_json::json!({"minimum": 1})),
+                options: context(serde_json::json!({"required": false})),
+            },
+        ]
+    );
+    // `after` follows a sequence flow: it is not a tool, nothing is read from it.
+    let after = definition.element(definition.find("after").unwrap());
+    assert!(after.tool_parameters.is_empty());
+
+    // A call that cannot describe a parameter is refused where it describes one...
+    let bad = format!(
+        "{}{}",
+        tool("lookup", &[("=fromAi(&quot;toolCall.x&quot;)", "x")]),
+        tool("other", &[("=fromAi(toolCall.y, 10)", "y")]),
+    );
+    let error = errors(&ad_hoc("", "", &bad), "");
+    assert_eq!(
+        codes(&error),
+        vec![
+            (K::InvalidExpression, "lookup".to_string()),
+            (K::InvalidExpression, "other".to_string())
+        ]
+    );
+    let message = &error.diagnostics[0].message;
+    assert!(
+        message.contains("input mapping to `x`") && message.contains("variable or a path"),
+        "{message}"
+    );
+    assert!(
+        error.diagnostics[1].message.contains("description"),
+        "{}",
+        error.diagnostics[1].message
+    );
+    // ...and evaluates to its value anywhere else.
+    ok(
+        &LINEAR.replace(
+            "TASK",
+            &tool("task", &[("=fromAi(&quot;toolCall.x&quot;, 10)", "x")]),
+        ),
+        "",
+    );
+    // Arguments that are not fromAi's are refused everywhere.
+    let no_value = errors(
+        &LINEAR.replace(
+            "TASK",
+            &tool("task", &[("=fromAi(description: &quot;d&quot;)", "x")]),
+        ),
+        "",
+    );
+    assert_eq!(
+        codes(&no_value),
+        vec![(K::InvalidExpression, "task".to_string())]
+    );
+    assert!(
+        no_value.diagnostics[0].message.contains("needs its value"),
+        "{}",
+        no_value.diagnostics[0].message
     );
 }

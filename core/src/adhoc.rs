@@ -7,7 +7,9 @@
 //!
 //! Entering the subprocess (after its input mappings and the waits of its boundary events)
 //! sets two local variables: `adHocSubProcessElements`, the activatable elements (each with
-//! `elementId`, `elementName`, `documentation` and `properties`, from `zeebe:properties`),
+//! `elementId`, `elementName`, `documentation`, `properties` from `zeebe:properties`, and
+//! `parameters`, the tools' inputs an AI agent fills, from the `fromAi(...)` calls in its
+//! input mappings: see [`ringflow_bpmn::from_ai`]; empty fields left out, as in Camunda),
 //! and the output collection (if any) as an empty list. It then evaluates
 //! `activeElementsCollection` (which may read them): a list of element ids. Anything but a
 //! list of activatable ids is an incident. Then it opens the waits of its event
@@ -59,7 +61,7 @@
 
 use std::sync::Arc;
 
-use ringflow_bpmn::{AdHoc, ElementIndex, ElementKind, ProcessDefinition};
+use ringflow_bpmn::{AdHoc, ElementIndex, ElementKind, ProcessDefinition, ToolParameter};
 
 use crate::engine::{Ctx, Event, Keys, Outcome, Rejection, RejectionCode, Response, Variables};
 use crate::feel;
@@ -110,26 +112,77 @@ fn ad_hoc_of(definition: &ProcessDefinition, element: ElementIndex) -> &AdHoc {
     }
 }
 
-/// The value of `adHocSubProcessElements`.
+/// The value of `adHocSubProcessElements`: for each activatable element, `elementId`,
+/// `elementName`, `documentation`, `properties` (a property with an empty value as null) and
+/// `parameters` (its tool parameters: `name`, `description`, `type`, `schema`, `options`).
+/// As in Camunda, a field that is missing, null or empty is left out.
 fn elements_metadata(definition: &ProcessDefinition, element: ElementIndex) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let text = |value: &Option<String>| {
+        value
+            .as_deref()
+            .filter(|text| !text.is_empty())
+            .map(|text| Value::String(text.to_string()))
+    };
     let elements = definition
         .activatable(element)
         .map(|index| {
             let inner = definition.element(index);
-            let properties: serde_json::Map<String, serde_json::Value> = inner
-                .properties
-                .iter()
-                .map(|(name, value)| (name.clone(), serde_json::Value::String(value.clone())))
-                .collect();
-            serde_json::json!({
-                "elementId": &*inner.id,
-                "elementName": inner.name,
-                "documentation": inner.documentation,
-                "properties": properties,
-            })
+            let mut metadata = Map::new();
+            metadata.insert("elementId".into(), Value::String(inner.id.to_string()));
+            if let Some(name) = text(&inner.name) {
+                metadata.insert("elementName".into(), name);
+            }
+            if let Some(documentation) = text(&inner.documentation) {
+                metadata.insert("documentation".into(), documentation);
+            }
+            if !inner.properties.is_empty() {
+                let properties = inner
+                    .properties
+                    .iter()
+                    .map(|(name, value)| {
+                        let value = match value.is_empty() {
+                            true => Value::Null,
+                            false => Value::String(value.clone()),
+                        };
+                        (name.clone(), value)
+                    })
+                    .collect();
+                metadata.insert("properties".into(), Value::Object(properties));
+            }
+            if !inner.tool_parameters.is_empty() {
+                let parameters = inner.tool_parameters.iter().map(tool_parameter).collect();
+                metadata.insert("parameters".into(), Value::Array(parameters));
+            }
+            Value::Object(metadata)
         })
         .collect();
-    serde_json::Value::Array(elements)
+    Value::Array(elements)
+}
+
+/// One of `parameters` in `adHocSubProcessElements` (empty fields left out, as in Camunda).
+fn tool_parameter(parameter: &ToolParameter) -> serde_json::Value {
+    use serde_json::Value;
+    let mut fields = serde_json::Map::new();
+    fields.insert("name".into(), Value::String(parameter.name.clone()));
+    let texts = [
+        ("description", &parameter.description),
+        ("type", &parameter.type_name),
+    ];
+    for (field, value) in texts {
+        if let Some(text) = value.as_deref().filter(|text| !text.is_empty()) {
+            fields.insert(field.into(), Value::String(text.to_string()));
+        }
+    }
+    for (field, value) in [
+        ("schema", &parameter.schema),
+        ("options", &parameter.options),
+    ] {
+        if let Some(map) = value.as_ref().filter(|map| !map.is_empty()) {
+            fields.insert(field.into(), Value::Object(map.clone()));
+        }
+    }
+    Value::Object(fields)
 }
 
 /// The activatable elements with these ids, in order, or why not.

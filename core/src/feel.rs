@@ -222,6 +222,12 @@ mod tests {
             Json::from(5)
         );
         assert_eq!(value("fromAi(x /* a, b */, \"d\")"), Json::from(5));
+        // Named arguments, in any order.
+        assert_eq!(
+            value(r#"fromAi(description: "d", value: toolCall.customerId, type: "string")"#),
+            Json::from("c-7")
+        );
+        assert_eq!(value("fromAi(value: x) + 1"), Json::from(6));
         // Only calls: the text inside strings stays.
         assert_eq!(value(r#""fromAi(x, 1)""#), Json::from("fromAi(x, 1)"));
         assert!(

@@ -1125,3 +1125,72 @@ fn a_failed_worker_job_holds_the_decision_until_the_incident_is_resolved() {
     assert_eq!(shard.live_element_ids(instance), ["after"]);
     shard.check_replay();
 }
+
+/// Camunda 8.8: each activatable element's `fromAi(...)` calls are its tool parameters in
+/// `adHocSubProcessElements`, and evaluated they give the values an activation passes.
+#[test]
+fn the_elements_variable_describes_each_tool_and_its_parameters_as_camunda_does() {
+    let mut shard = Shard::new();
+    let lookup = r#"<bpmn:serviceTask id="lookup" name="Look up">
+          <bpmn:documentation>Finds a customer</bpmn:documentation>
+          <bpmn:extensionElements><zeebe:taskDefinition type="lookup"/>
+            <zeebe:properties><zeebe:property name="p1" value="v1"/><zeebe:property name="p2" value=""/></zeebe:properties>
+            <zeebe:ioMapping>
+              <zeebe:input source="=fromAi(toolCall.customerId, &quot;The customer's id&quot;, &quot;string&quot;)" target="customerId"/>
+              <zeebe:input source="=123" target="fixed"/>
+              <zeebe:input source="={q: fromAi(value: toolCall.query, schema: {maxLength: 100}), n: fromAi(toolCall.limit, &quot;How many&quot;, &quot;integer&quot;, {minimum: 1}, {required: false})}" target="search"/>
+            </zeebe:ioMapping>
+          </bpmn:extensionElements>
+        </bpmn:serviceTask>"#;
+    let xml = ad_hoc_model(
+        "",
+        "",
+        "",
+        &format!("{lookup}{}", service_task("plain", "plain")),
+    );
+    shard.deploy("tools.bpmn", &xml);
+    let (instance, _) = shard.create("p", vars("{}"));
+    let adhoc = adhoc_key(&shard, instance);
+    let local = shard.state.variables(adhoc).expect("local variables");
+    assert_eq!(
+        local["adHocSubProcessElements"],
+        serde_json::json!([
+            {
+                "elementId": "lookup",
+                "elementName": "Look up",
+                "documentation": "Finds a customer",
+                "properties": {"p1": "v1", "p2": null},
+                "parameters": [
+                    {"name": "toolCall.customerId", "description": "The customer's id", "type": "string"},
+                    {"name": "toolCall.query", "schema": {"maxLength": 100}},
+                    {
+                        "name": "toolCall.limit", "description": "How many", "type": "integer",
+                        "schema": {"minimum": 1}, "options": {"required": false}
+                    }
+                ]
+            },
+            {"elementId": "plain"}
+        ])
+    );
+    // The agent's worker activates the tool with its call's arguments.
+    activate(
+        &mut shard,
+        adhoc,
+        &[(
+            "lookup",
+            r#"{"toolCall": {"customerId": "c-7", "query": "open orders", "limit": 3}}"#,
+        )],
+        false,
+    )
+    .expect("activated");
+    shard.check_replay();
+    let jobs = shard.activate("lookup", 10);
+    assert_eq!(jobs.len(), 1);
+    let variables = &jobs[0].variables;
+    assert_eq!(variables["customerId"], serde_json::json!("c-7"));
+    assert_eq!(variables["fixed"], serde_json::json!(123));
+    assert_eq!(
+        variables["search"],
+        serde_json::json!({"q": "open orders", "n": 3})
+    );
+}
