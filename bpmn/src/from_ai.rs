@@ -5,7 +5,7 @@
 //! that an AI agent fills. Two things follow from it:
 //!
 //! - **Evaluated**, the call gives its `value` (the first argument, or the one named
-//!   `value:`); the others only describe the parameter. [`without_calls`] rewrites each call
+//!   `value:`); the others only describe the parameter. The model compiler rewrites each call
 //!   to `(value)` before the expression is parsed, so the evaluator needs no function of
 //!   that name. A call with no value, more than five arguments or an argument name that is
 //!   not one of the five is refused when the model is deployed.
