@@ -375,12 +375,25 @@ pub struct ActivatedJob {
     pub deadline_millis: i64,
     /// The task headers from the model.
     pub custom_headers: Vec<(String, String)>,
-    /// The variables visible at the task, innermost scope winning; only those the
-    /// activation's `fetch_variables` names when it names any.
-    pub variables: Variables,
+    /// The variables visible at the task, innermost scope winning (only those the
+    /// activation's `fetch_variables` names when it names any), as a JSON object's text: the
+    /// form the wire carries, written straight from the scopes' documents (see
+    /// [`ActivatedJob::variables`] for a map).
+    pub variables_json: String,
     /// `None`: the element's own work; else the event of the execution listener the job
     /// runs (see `listeners`).
     pub listener: Option<crate::instance::ListenerEvent>,
+}
+
+impl ActivatedJob {
+    /// The job's variables as a map, parsed from [`ActivatedJob::variables_json`].
+    ///
+    /// # Panics
+    ///
+    /// Not for a job the engine made: its text is a JSON object the engine wrote.
+    pub fn variables(&self) -> Variables {
+        serde_json::from_str(&self.variables_json).expect("the engine writes a JSON object")
+    }
 }
 
 /// The result of a deployment.

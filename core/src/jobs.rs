@@ -86,10 +86,11 @@ pub(crate) fn activate(
             retries: job.retries,
             deadline_millis,
             custom_headers,
-            variables: if fetch_variables.is_empty() {
-                run.visible_variables(job.element_instance_key)
+            variables_json: if fetch_variables.is_empty() {
+                run.visible_variables_json(job.element_instance_key)
             } else {
-                fetched_variables(&run, job.element_instance_key, fetch_variables)
+                let fetched = fetched_variables(&run, job.element_instance_key, fetch_variables);
+                crate::variables::to_json_string(&fetched)
             },
             listener: job.listener.map(|listener| listener.event),
         });

@@ -1473,6 +1473,23 @@ impl<'s> Run<'s> {
         None
     }
 
+    /// The variables visible at `scope` (innermost scope winning) as JSON text, written
+    /// from the documents where they are: none is copied. The text is sized from the
+    /// documents' kept lengths.
+    pub(crate) fn visible_variables_json(&self, scope: Key) -> String {
+        let mut documents: Vec<&Variables> = Vec::new();
+        let mut capacity = 2;
+        let mut next = Some(scope);
+        while let Some(key) = next {
+            if let Some(document) = self.state.variables.get(&key) {
+                documents.push(document);
+                capacity += self.state.variable_lens.get(&key).copied().unwrap_or(64);
+            }
+            next = self.state.elements[&key].scope;
+        }
+        crate::variables::merged_json(&documents, capacity)
+    }
+
     pub(crate) fn visible_variables(&self, scope: Key) -> Variables {
         let mut chain = Vec::new();
         let mut next = Some(scope);

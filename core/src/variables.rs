@@ -188,7 +188,52 @@ pub fn write_json(variables: &Variables, out: &mut Vec<u8>) {
 pub fn to_json_string(variables: &Variables) -> String {
     let mut out = Vec::with_capacity(64);
     write_json(variables, &mut out);
-    String::from_utf8(out).expect("JSON text from UTF-8 strings is UTF-8")
+    json_text(out)
+}
+
+/// The text that the writers above put in an empty `out`, without checking it again:
+/// checking each job's 10 KiB cost 4% of a `realistic` instance's instructions (callgrind,
+/// bench/RESULTS.md of 2026-12-07).
+fn json_text(out: Vec<u8>) -> String {
+    debug_assert!(std::str::from_utf8(&out).is_ok(), "the writers write UTF-8");
+    // SAFETY: the writers append only ASCII (punctuation, digits, `true`/`false`/`null`,
+    // escapes, numbers from serde_json) and runs of a `&str`'s bytes cut before or after an
+    // ASCII byte (the bytes JSON escapes are all ASCII), so every run is whole characters
+    // and `out` is UTF-8. Debug builds (every test) check it above.
+    unsafe { String::from_utf8_unchecked(out) }
+}
+
+/// The merge of a scope chain's documents (innermost first; an inner variable hides an
+/// outer one of the same name) as JSON text, byte for byte what [`to_json_string`] gives for
+/// the merged map, without building it: no value is copied. `capacity` is the expected
+/// length (the documents' kept lengths add up to at least the merge's).
+pub(crate) fn merged_json(documents: &[&Variables], capacity: usize) -> String {
+    let mut out = Vec::with_capacity(capacity);
+    match documents {
+        [] => out.extend_from_slice(b"{}"),
+        [only] => write_object(only, &mut out),
+        _ => {
+            // serde_json's map is ordered by name (no `preserve_order`), and so is this.
+            let mut merged: std::collections::BTreeMap<&str, &serde_json::Value> =
+                std::collections::BTreeMap::new();
+            for document in documents.iter().rev() {
+                for (name, value) in document.iter() {
+                    merged.insert(name, value);
+                }
+            }
+            out.push(b'{');
+            for (i, (name, value)) in merged.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(name, &mut out);
+                out.push(b':');
+                write_json_value(value, &mut out);
+            }
+            out.push(b'}');
+        }
+    }
+    json_text(out)
 }
 
 /// Appends `value` as JSON to `out` (see [`write_json`]).
@@ -503,6 +548,45 @@ mod tests {
                 String::from_utf8_lossy(&text)
             );
         }
+    }
+
+    /// A scope chain's documents written as one equal the merged map written, the inner
+    /// documents hiding the outer ones' variables of the same name.
+    #[test]
+    fn merged_documents_are_written_as_their_merge() {
+        let mut seed = 0x05EE_D0FC_4A1B_u64;
+        for round in 0..2_000 {
+            let chain: Vec<Variables> = (0..1 + round % 4)
+                .map(|_| {
+                    let mut document = Variables::new();
+                    for _ in 0..random_value(&mut seed, 3).to_string().len() % 5 {
+                        let name = ["a", "b", "c\"", "ä", "e"][(seed % 5) as usize];
+                        document.insert(name.to_string(), random_value(&mut seed, 1));
+                    }
+                    document
+                })
+                .collect();
+            let mut merged = Variables::new();
+            for document in chain.iter().rev() {
+                for (name, value) in document {
+                    merged.insert(name.clone(), value.clone());
+                }
+            }
+            let documents: Vec<&Variables> = chain.iter().collect();
+            assert_eq!(
+                merged_json(&documents, 0),
+                serde_json::to_string(&merged).expect("serializes"),
+                "round {round}"
+            );
+        }
+        assert_eq!(merged_json(&[], 0), "{}");
+        let vars = |text: &str| -> Variables { serde_json::from_str(text).expect("JSON") };
+        let inner = vars(r#"{"x": 2, "y": "inner"}"#);
+        let outer = vars(r#"{"x": 1, "z": [1]}"#);
+        assert_eq!(
+            merged_json(&[&inner, &outer], 8),
+            r#"{"x":2,"y":"inner","z":[1]}"#
+        );
     }
 
     /// The portable scan finds what the SSE2 one finds, on every byte value in every lane.

@@ -25,7 +25,7 @@ fn multi_task(sequential: bool, extra: &str) -> String {
 }
 
 fn item_of(job: &ringflow_core::ActivatedJob) -> i64 {
-    job.variables["item"].as_i64().expect("an item")
+    job.variables()["item"].as_i64().expect("an item")
 }
 
 #[test]
@@ -37,7 +37,7 @@ fn a_parallel_multi_instance_task_collects_outputs_in_item_order() {
     assert_eq!(jobs.len(), 3, "all at once");
     let counters: Vec<i64> = jobs
         .iter()
-        .map(|job| job.variables["loopCounter"].as_i64().expect("counter"))
+        .map(|job| job.variables()["loopCounter"].as_i64().expect("counter"))
         .collect();
     assert_eq!(counters, vec![1, 2, 3]);
     // Complete out of order: the outputs still land at their items' positions.
@@ -59,7 +59,7 @@ fn the_output_element_variable_is_each_inner_instance_s_own() {
     let (instance, _) = shard.create("multi", vars(r#"{"items": [1, 2]}"#));
     let jobs = shard.activate("item", 10);
     for job in &jobs {
-        assert_eq!(job.variables["result"], serde_json::Value::Null);
+        assert_eq!(job.variables()["result"], serde_json::Value::Null);
     }
     shard.complete(jobs[0].key, vars(r#"{"result": "one", "other": 1}"#));
     let root = shard.state.variables(instance).expect("root variables");
@@ -121,7 +121,7 @@ fn the_output_collection_reaches_the_process_and_the_completion_condition_stops_
     assert!(shard.state.job(jobs[3].key).is_none());
     let check = shard.activate("check", 1).remove(0);
     assert_eq!(
-        check.variables["results"],
+        check.variables()["results"],
         serde_json::json!(["a", null, "c", null])
     );
     shard.complete(check.key, vars("{}"));
@@ -254,7 +254,7 @@ fn a_call_activity_runs_the_child_and_takes_its_variables_back() {
     let job = shard.activate("child-work", 1).remove(0);
     assert_eq!(job.process_instance_key, child);
     assert_eq!(
-        job.variables["order"],
+        job.variables()["order"],
         serde_json::json!(1),
         "parent variables copied in"
     );
@@ -268,7 +268,7 @@ fn a_call_activity_runs_the_child_and_takes_its_variables_back() {
     assert!(shard.state.instance(child).is_none());
     let after = shard.activate("after", 1).remove(0);
     assert_eq!(
-        after.variables["shipped"],
+        after.variables()["shipped"],
         serde_json::json!(true),
         "child variables back"
     );
@@ -290,18 +290,18 @@ fn variables_follow_the_propagation_flags_and_mappings() {
     shard.create("parent", vars(r#"{"order": 1, "secret": "x"}"#));
     let job = shard.activate("child-work", 1).remove(0);
     assert_eq!(
-        job.variables,
+        job.variables(),
         vars(r#"{"next": 2}"#),
         "only the input mappings go in"
     );
     shard.complete(job.key, vars(r#"{"shipped": "yes", "noise": 1}"#));
     let after = shard.activate("after", 1).remove(0);
-    assert_eq!(after.variables["wasShipped"], serde_json::json!("yes"));
+    assert_eq!(after.variables()["wasShipped"], serde_json::json!("yes"));
     assert!(
-        after.variables.get("noise").is_none(),
+        after.variables().get("noise").is_none(),
         "output mappings decide"
     );
-    assert!(after.variables.get("shipped").is_none());
+    assert!(after.variables().get("shipped").is_none());
     shard.check_replay();
 }
 

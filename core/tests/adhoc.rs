@@ -106,7 +106,7 @@ fn finish(shard: &mut Shard, job_type: &str, variables: &str) -> Variables {
     assert_eq!(jobs.len(), 1, "one `{job_type}` job");
     shard.complete(jobs[0].key, vars(variables));
     shard.check_replay();
-    jobs[0].variables.clone()
+    jobs[0].variables().clone()
 }
 
 fn open_jobs(shard: &mut Shard, job_type: &str) -> usize {
@@ -205,7 +205,7 @@ fn the_active_elements_run_each_in_an_inner_instance_and_the_subprocess_complete
     // Completed: the output collection reached the process.
     let after = shard.activate("after", 10);
     assert_eq!(after.len(), 1);
-    let root = &after[0].variables;
+    let root = &after[0].variables();
     assert_eq!(root["results"], serde_json::json!(["C", "A"]));
     assert!(root.get("adHocSubProcessElements").is_none());
     assert!(root.get("result").is_none());
@@ -242,8 +242,11 @@ fn output_mappings_inside_update_the_subprocess_variables_they_find() {
     finish(&mut shard, "a", "{}");
     finish(&mut shard, "b", "{}");
     let after = shard.activate("after", 1);
-    assert_eq!(after[0].variables["adHocResult"], serde_json::json!([1, 2]));
-    assert!(after[0].variables.get("result").is_none());
+    assert_eq!(
+        after[0].variables()["adHocResult"],
+        serde_json::json!([1, 2])
+    );
+    assert!(after[0].variables().get("result").is_none());
 }
 
 #[test]
@@ -294,7 +297,7 @@ fn without_active_elements_the_subprocess_waits_for_activate_requests() {
     assert_eq!(shard.live_element_ids(instance), ["after"]);
     assert!(
         shard.activate("after", 1)[0]
-            .variables
+            .variables()
             .get("reviewer")
             .is_none(),
         "the inner instance's variables ended with it"
@@ -333,7 +336,10 @@ fn a_holding_completion_condition_terminates_the_rest_by_default() {
     assert_eq!(terminated, ["c", "adhoc#innerInstance"]);
     assert_eq!(open_jobs(&mut shard, "c"), 0, "c's job went with it");
     let after = shard.activate("after", 1);
-    assert_eq!(after[0].variables["results"], serde_json::json!(["B", "A"]));
+    assert_eq!(
+        after[0].variables()["results"],
+        serde_json::json!(["B", "A"])
+    );
 }
 
 #[test]
@@ -389,7 +395,7 @@ fn a_condition_that_does_not_hold_keeps_the_subprocess_waiting_with_nothing_runn
     finish(&mut shard, "a", r#"{"ok": true}"#);
     let after = shard.activate("after", 1);
     assert_eq!(
-        after[0].variables["results"],
+        after[0].variables()["results"],
         serde_json::json!([false, true])
     );
 }
@@ -602,7 +608,10 @@ fn a_failing_output_element_is_an_incident_on_the_inner_instance() {
     shard.fix_and_resolve(instance, r#"{"missing": 2}"#, key);
     shard.check_replay();
     let after = shard.activate("after", 1);
-    assert_eq!(after[0].variables["results"], serde_json::json!([{"v": 1}]));
+    assert_eq!(
+        after[0].variables()["results"],
+        serde_json::json!([{"v": 1}])
+    );
 }
 
 #[test]
@@ -750,7 +759,7 @@ fn a_multi_instance_ad_hoc_subprocess_runs_one_per_item() {
     finish(&mut shard, "b", "{}");
     let after = shard.activate("after", 1);
     assert_eq!(
-        after[0].variables["all"],
+        after[0].variables()["all"],
         serde_json::json!([[10], [20, 20]])
     );
     shard.complete(after[0].key, Variables::new());
@@ -857,7 +866,8 @@ fn a_worker_decides_what_runs_and_is_asked_again_after_each_activation() {
     assert_eq!(&*jobs[0].element_id, "adhoc");
     assert_eq!(jobs[0].element_instance_key, adhoc);
     assert_eq!(jobs[0].retries, 2);
-    let offered: Vec<&str> = jobs[0].variables["adHocSubProcessElements"]
+    let variables = jobs[0].variables();
+    let offered: Vec<&str> = variables["adHocSubProcessElements"]
         .as_array()
         .unwrap()
         .iter()
@@ -899,9 +909,11 @@ fn a_worker_decides_what_runs_and_is_asked_again_after_each_activation() {
         serde_json::json!(1)
     );
     let tools = shard.activate("a", 10);
-    let queries: Vec<&serde_json::Value> =
-        tools.iter().map(|job| &job.variables["query"]).collect();
-    assert_eq!(queries, [&serde_json::json!("x"), &serde_json::json!("y")]);
+    let queries: Vec<serde_json::Value> = tools
+        .iter()
+        .map(|job| job.variables()["query"].clone())
+        .collect();
+    assert_eq!(queries, [serde_json::json!("x"), serde_json::json!("y")]);
     // One ends: the worker is asked again, with the output so far.
     shard.complete(tools[0].key, vars(r#"{"result": "X"}"#));
     assert_eq!(agent_jobs(&shard), 1);
@@ -917,7 +929,10 @@ fn a_worker_decides_what_runs_and_is_asked_again_after_each_activation() {
     );
     assert_eq!(agent_jobs(&shard), 1);
     let jobs = shard.activate("agent", 10);
-    assert_eq!(jobs[0].variables["results"], serde_json::json!(["X", "Y"]));
+    assert_eq!(
+        jobs[0].variables()["results"],
+        serde_json::json!(["X", "Y"])
+    );
     shard
         .run(Command::CompleteAdHocJob {
             key: jobs[0].key,
@@ -930,7 +945,10 @@ fn a_worker_decides_what_runs_and_is_asked_again_after_each_activation() {
         .expect("done");
     shard.check_replay();
     let after = shard.activate("after", 1);
-    assert_eq!(after[0].variables["results"], serde_json::json!(["X", "Y"]));
+    assert_eq!(
+        after[0].variables()["results"],
+        serde_json::json!(["X", "Y"])
+    );
     shard.complete(after[0].key, Variables::new());
     shard.assert_clean();
 }
@@ -1186,7 +1204,7 @@ fn the_elements_variable_describes_each_tool_and_its_parameters_as_camunda_does(
     shard.check_replay();
     let jobs = shard.activate("lookup", 10);
     assert_eq!(jobs.len(), 1);
-    let variables = &jobs[0].variables;
+    let variables = &jobs[0].variables();
     assert_eq!(variables["customerId"], serde_json::json!("c-7"));
     assert_eq!(variables["fixed"], serde_json::json!(123));
     assert_eq!(

@@ -92,10 +92,11 @@ fn a_throw_runs_the_handlers_of_completed_activities_waits_for_them_and_never_tw
     let undo_book = shard.activate("undo-book", 10);
     assert_eq!(undo_book.len(), 1);
     assert_eq!(
-        undo_book[0].variables["booking"], "o-1-room",
+        undo_book[0].variables()["booking"],
+        "o-1-room",
         "the handler sees the activity's local variables as they were"
     );
-    assert_eq!(undo_book[0].variables["order"], "o-1");
+    assert_eq!(undo_book[0].variables()["order"], "o-1");
     shard.complete(undo_book[0].key, vars("{}"));
     assert!(
         shard.activate("after", 10).is_empty(),
@@ -170,7 +171,8 @@ fn a_completed_subprocess_lifts_its_compensations_with_its_variables() {
         let handler = shard.activate("undo-a", 10);
         assert_eq!(handler.len(), 1, "{activity_ref:?}");
         assert_eq!(
-            handler[0].variables["region"], "north",
+            handler[0].variables()["region"],
+            "north",
             "the subprocess's local variables as it completed"
         );
         assert_eq!(shard.live_element_ids(instance), vec!["throw", "undo-a"]);
@@ -250,7 +252,7 @@ fn a_multi_instance_activity_is_compensated_once_and_its_inner_scopes_each() {
     let handlers = shard.activate("undo-a", 10);
     let mut items: Vec<String> = handlers
         .iter()
-        .map(|job| job.variables["item"].as_str().unwrap().to_string())
+        .map(|job| job.variables()["item"].as_str().unwrap().to_string())
         .collect();
     items.sort();
     assert_eq!(items, vec!["x", "y", "z"]);
@@ -529,9 +531,9 @@ fn a_multi_instance_handler_runs_once_per_item() {
     let (instance, _) = shard.create("rooms", vars(r#"{"rooms": ["r1", "r2", "r3"]}"#));
     one(&mut shard, "a");
     let jobs = shard.activate("undo-a", 10);
-    let mut rooms: Vec<&str> = jobs
+    let mut rooms: Vec<String> = jobs
         .iter()
-        .map(|job| job.variables["room"].as_str().unwrap())
+        .map(|job| job.variables()["room"].as_str().unwrap().to_string())
         .collect();
     rooms.sort();
     assert_eq!(rooms, vec!["r1", "r2", "r3"]);

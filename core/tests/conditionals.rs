@@ -554,7 +554,8 @@ fn evaluate_conditional_starts_an_instance_at_each_start_whose_condition_holds()
     assert_eq!(shard.live_element_ids(instance), ["review"]);
     let job = shard.activate("review", 1).remove(0);
     assert_eq!(
-        job.variables["amount"], 150,
+        job.variables()["amount"],
+        150,
         "the instance got the variables"
     );
     shard.complete(job.key, vars("{}"));

@@ -233,11 +233,11 @@ fn lib_bpmn_engine_input_output_mappings_and_a_failing_output_mapping() {
     deploy_file(&mut shard, "gobpmn__service-task-input-output.bpmn");
     let (instance, _) = shard.create("service-task-input-output", vars("{}"));
     let job = shard.activate("input-task-1", 1).remove(0);
-    assert_eq!(job.variables["city"], serde_json::json!("beijing"));
+    assert_eq!(job.variables()["city"], serde_json::json!("beijing"));
     shard.complete(job.key, vars("{}"));
     let user = shard.activate("io.camunda.zeebe:userTask", 1).remove(0);
-    assert_eq!(user.variables["orderName"], serde_json::json!("order1"));
-    assert_eq!(user.variables["dstcity"], serde_json::json!("beijing"));
+    assert_eq!(user.variables()["orderName"], serde_json::json!("order1"));
+    assert_eq!(user.variables()["dstcity"], serde_json::json!("beijing"));
     shard.complete(user.key, vars("{}"));
     assert!(shard.state.instance(instance).is_none());
 
@@ -282,9 +282,15 @@ fn zeebe_process_test_multi_instance_and_timers() {
     deploy_file(&mut shard, "zeebe-pt__automated-tests.bpmn");
     let (instance, _) = shard.create("automatedTestsProcess", vars("{}"));
     let jobs = shard.activate("runTests", 10);
-    let systems: Vec<&str> = jobs
+    let systems: Vec<String> = jobs
         .iter()
-        .map(|job| job.variables["operatingSystem"].as_str().expect("a text"))
+        .map(|job| {
+            let variables = job.variables();
+            variables["operatingSystem"]
+                .as_str()
+                .expect("a text")
+                .to_string()
+        })
         .collect();
     assert_eq!(systems, vec!["ubuntu", "windows", "macos"]);
     for job in jobs {

@@ -431,7 +431,7 @@ fn a_gateway_branch_whose_input_mapping_fails_keeps_its_message_until_resolved()
     assert_eq!(shard.state.subscriptions().count(), 0);
     let jobs = shard.activate("after", 1);
     assert_eq!(jobs.len(), 1, "the branch went on");
-    assert_eq!(jobs[0].variables["amount"], serde_json::json!(7));
+    assert_eq!(jobs[0].variables()["amount"], serde_json::json!(7));
     shard.complete(jobs[0].key, vars("{}"));
     shard.assert_clean();
     shard.check_replay();

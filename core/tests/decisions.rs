@@ -47,7 +47,7 @@ fn discount_for(shard: &mut Shard, variables: &str) -> serde_json::Value {
     shard.create("pricing", vars(variables));
     let job = shard.activate("io.camunda.zeebe:userTask", 1).remove(0);
     shard.complete(job.key, vars("{}"));
-    job.variables["discount"].clone()
+    job.variables()["discount"].clone()
 }
 
 #[test]

@@ -161,9 +161,9 @@ fn mappings_scripts_and_feel_job_types() {
     );
     let job = shard.activate("ship-eu", 1).remove(0);
     assert_eq!(job.retries, 2);
-    assert_eq!(job.variables["doubled"], serde_json::json!(20));
-    assert_eq!(job.variables["plusOne"], serde_json::json!(21));
-    assert_eq!(job.variables["note"], serde_json::json!("static text"));
+    assert_eq!(job.variables()["doubled"], serde_json::json!(20));
+    assert_eq!(job.variables()["plusOne"], serde_json::json!(21));
+    assert_eq!(job.variables()["note"], serde_json::json!("static text"));
     let root = shard.state.variables(instance).expect("root variables");
     assert!(!root.contains_key("doubled"), "input mappings stay local");
     shard

@@ -245,7 +245,7 @@ fn a_message_that_would_overfill_the_scope_is_kept_until_its_incident_is_resolve
     assert_eq!(shard.state.subscriptions().count(), 0);
     let after = shard.activate("after", 1).remove(0);
     assert_eq!(
-        after.variables["more"].as_str().map(str::len),
+        after.variables()["more"].as_str().map(str::len),
         Some(2 << 20)
     );
     shard.complete(after.key, vars("{}"));
@@ -295,7 +295,7 @@ fn a_child_result_that_would_overfill_the_parent_does_not_start_another_child() 
     );
     let after = shard.activate("after", 1).remove(0);
     assert_eq!(
-        after.variables["more"].as_str().map(str::len),
+        after.variables()["more"].as_str().map(str::len),
         Some(2 << 20)
     );
     shard.complete(after.key, vars("{}"));
@@ -348,7 +348,7 @@ fn a_message_that_would_overfill_the_catch_events_own_document_is_an_incident_an
     shard.fix_and_resolve(instance, r#"{"big": ""}"#, incident.key);
     assert_eq!(shard.state.subscriptions().count(), 0);
     let after = shard.activate("after", 1).remove(0);
-    assert_eq!(after.variables["moreLength"], serde_json::json!(2 << 20));
+    assert_eq!(after.variables()["moreLength"], serde_json::json!(2 << 20));
     shard.complete(after.key, vars("{}"));
     shard.assert_clean();
     shard.check_replay();

@@ -107,7 +107,7 @@ fn one_task_runs_from_start_to_end() {
     assert_eq!(&*job.element_id, "task");
     assert_eq!(job.retries, 5);
     assert_eq!(job.custom_headers, vec![("k".to_string(), "v".to_string())]);
-    assert_eq!(job.variables, vars(r#"{"orderId": "A-1"}"#));
+    assert_eq!(job.variables(), vars(r#"{"orderId": "A-1"}"#));
     assert!(
         shard.activate("work", 10).is_empty(),
         "a leased job is not handed out twice"
@@ -217,7 +217,7 @@ fn subprocess_scopes_and_variables() {
         ["with-sub", "start", "sub", "s2", "inner"]
     );
     let inner = shard.activate("inner", 1).remove(0);
-    assert_eq!(inner.variables, vars(r#"{"x": 1}"#));
+    assert_eq!(inner.variables(), vars(r#"{"x": 1}"#));
     shard.complete(inner.key, vars(r#"{"x": 2, "y": "new"}"#));
     // New and existing variables propagate to the root scope.
     assert_eq!(
@@ -225,7 +225,7 @@ fn subprocess_scopes_and_variables() {
         Some(&vars(r#"{"x": 2, "y": "new"}"#))
     );
     let after = shard.activate("after", 1).remove(0);
-    assert_eq!(after.variables, vars(r#"{"x": 2, "y": "new"}"#));
+    assert_eq!(after.variables(), vars(r#"{"x": 2, "y": "new"}"#));
     shard.complete(after.key, vars("{}"));
     assert!(shard.state.instance(instance).is_none());
     shard.check_replay();
@@ -291,12 +291,12 @@ fn a_worker_fetches_only_the_variables_it_names() {
         panic!("not jobs");
     };
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].variables, vars(r#"{"x": 2, "orderId": "o-7"}"#));
+    assert_eq!(first[0].variables(), vars(r#"{"x": 2, "orderId": "o-7"}"#));
     // Without a list: everything visible, the inner x winning.
     let Response::JobsActivated(second) = shard.run(fetch(&[])).expect("activated").response else {
         panic!("not jobs");
     };
-    assert_eq!(second[0].variables, vars(r#"{"x": 1, "payload": "big"}"#));
+    assert_eq!(second[0].variables(), vars(r#"{"x": 1, "payload": "big"}"#));
     // Over the limit, or an empty name: refused, naming the limit.
     let names: Vec<String> = (0..=ringflow_core::limits::FETCH_VARIABLES_MAX)
         .map(|i| format!("v{i}"))

@@ -133,21 +133,21 @@ fn start_listener_variables_are_local_and_end_listener_variables_propagate() {
     shard.create("vars", vars(r#"{"base": 1}"#));
     // The start listener sees the input mappings' result.
     let before = work(&mut shard, "before", r#"{"fromStart": "s"}"#);
-    assert_eq!(before.variables["mapped"], serde_json::json!(2));
+    assert_eq!(before.variables()["mapped"], serde_json::json!(2));
     // The task sees the start listener's variable, as a local one.
     let job = work(&mut shard, "task", r#"{"result": 7}"#);
-    assert_eq!(job.variables["fromStart"], serde_json::json!("s"));
+    assert_eq!(job.variables()["fromStart"], serde_json::json!("s"));
     // The end listener sees the output mapping's result and the task's locals.
     let after = work(&mut shard, "after", r#"{"fromEnd": "e"}"#);
-    assert_eq!(after.variables["out"], serde_json::json!(7));
-    assert_eq!(after.variables["fromStart"], serde_json::json!("s"));
+    assert_eq!(after.variables()["out"], serde_json::json!(7));
+    assert_eq!(after.variables()["fromStart"], serde_json::json!("s"));
     // After the task: the end listener's variable propagated, the start listener's was
     // local to the task and went with it.
     let next = one_job(&mut shard, "next");
-    assert_eq!(next.variables["fromEnd"], serde_json::json!("e"));
-    assert_eq!(next.variables["out"], serde_json::json!(7));
-    assert!(!next.variables.contains_key("fromStart"), "{next:?}");
-    assert!(!next.variables.contains_key("mapped"), "{next:?}");
+    assert_eq!(next.variables()["fromEnd"], serde_json::json!("e"));
+    assert_eq!(next.variables()["out"], serde_json::json!(7));
+    assert!(!next.variables().contains_key("fromStart"), "{next:?}");
+    assert!(!next.variables().contains_key("mapped"), "{next:?}");
     shard.complete(next.key, vars("{}"));
     shard.check_replay();
     shard.assert_clean();
@@ -216,7 +216,7 @@ fn a_start_listener_sets_the_correlation_key_before_the_subscription_opens() {
     shard.check_replay();
     // The end listener runs once the message came, with its variables.
     let done = work(&mut shard, "done", "{}");
-    assert_eq!(done.variables["amount"], serde_json::json!(3));
+    assert_eq!(done.variables()["amount"], serde_json::json!(3));
     assert!(shard.live_element_ids(instance).is_empty());
     shard.assert_clean();
 }
@@ -238,15 +238,15 @@ fn process_listeners_run_before_the_start_event_and_after_the_end_event() {
     assert!(shard.live_element_ids(instance).is_empty());
     no_job(&mut shard, "task");
     let start = work(&mut shard, "process-start", r#"{"b": 2}"#);
-    assert_eq!(start.variables["a"], serde_json::json!(1));
+    assert_eq!(start.variables()["a"], serde_json::json!(1));
     assert_eq!(&*start.element_id, "process");
     let job = work(&mut shard, "task", r#"{"c": 3}"#);
-    assert_eq!(job.variables["b"], serde_json::json!(2));
+    assert_eq!(job.variables()["b"], serde_json::json!(2));
     // Every element ended; the instance waits for its end listener.
     assert!(shard.live_element_ids(instance).is_empty());
     assert!(shard.state.instance(instance).is_some());
     let end = work(&mut shard, "process-end", "{}");
-    assert_eq!(end.variables["c"], serde_json::json!(3));
+    assert_eq!(end.variables()["c"], serde_json::json!(3));
     assert!(shard.state.instance(instance).is_none());
     shard.assert_clean();
 }
@@ -269,9 +269,9 @@ fn a_message_started_process_holds_the_message_while_its_start_listener_runs() {
     assert_eq!(shard.state.instances().count(), 1);
     // The snapshot keeps the held message (check_replay restores it).
     let start = work(&mut shard, "process-start", "{}");
-    assert!(!start.variables.contains_key("order"), "{start:?}");
+    assert!(!start.variables().contains_key("order"), "{start:?}");
     let job = work(&mut shard, "task", "{}");
-    assert_eq!(job.variables["order"], serde_json::json!(41));
+    assert_eq!(job.variables()["order"], serde_json::json!(41));
     shard.assert_clean();
 }
 
@@ -320,7 +320,7 @@ fn an_event_subprocess_and_a_gateway_branch_hold_their_trigger_during_start_list
     );
     work(&mut shard, "esp-start", "{}");
     let handle = work(&mut shard, "handle", "{}");
-    assert_eq!(handle.variables["poked"], serde_json::json!("yes"));
+    assert_eq!(handle.variables()["poked"], serde_json::json!("yes"));
     // The gateway's message branch: the catch event runs its start listener with the
     // message held, then completes with the message's variables.
     shard.publish("go", "k", r#"{"went": true}"#, 0);
@@ -331,7 +331,7 @@ fn an_event_subprocess_and_a_gateway_branch_hold_their_trigger_during_start_list
         "the other branch closed"
     );
     let start = work(&mut shard, "go-start", "{}");
-    assert!(!start.variables.contains_key("went"), "{start:?}");
+    assert!(!start.variables().contains_key("went"), "{start:?}");
     assert!(shard.state.instance(instance).is_none());
     shard.assert_clean();
 }
@@ -356,10 +356,10 @@ fn listeners_run_around_each_inner_instance_of_a_multi_instance_activity() {
     shard.create("multi", vars("{}"));
     for item in [10, 20, 30] {
         let start = work(&mut shard, "each-start", "{}");
-        assert_eq!(start.variables["item"], serde_json::json!(item));
+        assert_eq!(start.variables()["item"], serde_json::json!(item));
         work(&mut shard, "each", "{}");
         let end = work(&mut shard, "each-end", "{}");
-        assert_eq!(end.variables["item"], serde_json::json!(item));
+        assert_eq!(end.variables()["item"], serde_json::json!(item));
     }
     shard.assert_clean();
 }
@@ -552,7 +552,7 @@ fn a_failing_process_start_listener_keeps_the_message_until_the_incident_is_reso
     work(&mut shard, "audit", "{}");
     // The message started the process at its message start event, with its variables.
     let job = work(&mut shard, "task", "{}");
-    assert_eq!(job.variables["order"], serde_json::json!(5));
+    assert_eq!(job.variables()["order"], serde_json::json!(5));
     shard.assert_clean();
 }
 

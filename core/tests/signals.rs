@@ -72,7 +72,8 @@ fn a_signal_reaches_every_waiting_instance_of_every_process_and_is_not_kept() {
     );
     for job in &jobs {
         assert_eq!(
-            job.variables["reason"], "ready",
+            job.variables()["reason"],
+            "ready",
             "the signal's variables arrive"
         );
     }
@@ -139,7 +140,7 @@ fn an_interrupting_boundary_signal_ends_the_task_and_a_non_interrupting_one_keep
     assert_eq!(shard.live_element_ids(beside), ["note", "task"]);
     let notes = shard.activate("note", 10);
     assert_eq!(notes.len(), 2);
-    assert!(notes.iter().all(|job| job.variables["why"] == "recall"));
+    assert!(notes.iter().all(|job| job.variables()["why"] == "recall"));
     // The non-interrupting boundary event still waits, the interrupting one is closed.
     assert_eq!(shard.state.signal_subscriptions().count(), 1);
     broadcast(&mut shard, "stop", "{}");
@@ -219,7 +220,7 @@ fn a_signal_starts_the_latest_version_of_each_process_with_its_start_event() {
     );
     let jobs = shard.activate("v1", 10);
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].variables["batch"], 7);
+    assert_eq!(jobs[0].variables()["batch"], 7);
 
     // A second version takes over: the signal starts it, not the first.
     shard.deploy("s.bpmn", &started_by("starter", "begin", "v2"));
@@ -269,11 +270,11 @@ fn a_throw_event_broadcasts_its_input_mappings_and_an_end_event_its_own() {
         .iter()
         .find(|job| &*job.bpmn_process_id == "waits-shipped")
         .expect("the shipped waiter moved");
-    assert_eq!(shipped.variables["orderId"], "A-17");
+    assert_eq!(shipped.variables()["orderId"], "A-17");
     assert!(
-        !shipped.variables.contains_key("secret") && !shipped.variables.contains_key("order"),
+        !shipped.variables().contains_key("secret") && !shipped.variables().contains_key("order"),
         "only the throw event's own variables go with the signal: {:?}",
-        shipped.variables
+        shipped.variables()
     );
     shard.check_replay();
 }
@@ -425,7 +426,7 @@ fn a_signal_to_more_subscriptions_than_one_command_delivers_goes_on_in_continue_
         if batch.is_empty() {
             break;
         }
-        assert!(batch.iter().all(|job| job.variables["n"] == 1));
+        assert!(batch.iter().all(|job| job.variables()["n"] == 1));
         jobs += batch.len();
     }
     assert_eq!(

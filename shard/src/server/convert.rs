@@ -115,7 +115,7 @@ pub(crate) fn submit_error(error: SubmitError) -> WireError {
 
 /// A job for the wire: the engine already left out what its `fetch_variables` did not name.
 pub(crate) fn job(job: ActivatedJob) -> Job {
-    let variables = variables_text(&job.variables);
+    let variables = job.variables_json;
     Job {
         key: job.key.0,
         job_type: job.job_type,
