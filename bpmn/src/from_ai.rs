@@ -581,6 +581,35 @@ mod tests {
         }
     }
 
+    /// Any text, however broken, gives an answer: never a panic (the scanner slices
+    /// strings, and a slice off a character boundary would panic).
+    #[test]
+    fn any_text_is_answered_without_a_panic() {
+        let pieces = [
+            "fromAi", "(", ")", ",", "\"", "\\", "`", "/*", "*/", "//", "\n", "ä", "𝄞", "value",
+            ":", "x", ".", "{", "}", "[", "]", " ", "1", "-", "description", "e",
+        ];
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        for _ in 0..20_000 {
+            let mut next = |bound: usize| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % bound as u64) as usize
+            };
+            let text: String = (0..next(24)).map(|_| pieces[next(pieces.len())]).collect();
+            let described = tool_parameters(&text);
+            let found = calls(&text).len();
+            match without_calls(&text) {
+                // A rewrite drops at least each call's name: always shorter.
+                Ok(rewritten) if found > 0 => assert!(rewritten.len() < text.len(), "{text:?}"),
+                Ok(rewritten) => assert_eq!(rewritten, text),
+                // What cannot be evaluated cannot be described either.
+                Err(_) => assert!(described.is_err(), "{text:?}"),
+            }
+        }
+    }
+
     #[test]
     fn calls_are_rewritten_to_their_value() {
         let rewrite = |source: &str| {
