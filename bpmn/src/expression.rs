@@ -265,7 +265,15 @@ fn prepare(source: &str) -> Result<(String, FeelScope, Vec<String>), String> {
             let Some(end) = string_literal_end(rest) else {
                 return Err(format!("`{source}`: a string literal is not closed"));
             };
-            text.push_str(&rest[..end]);
+            // feel-scala takes line breaks inside a string literal (a multi-line prompt
+            // written in Camunda Modeler has them); the parser takes only their escapes,
+            // which it turns back into the same characters.
+            let literal = &rest[..end];
+            if literal.contains(['\n', '\r']) {
+                text.push_str(&literal.replace('\n', "\\n").replace('\r', "\\r"));
+            } else {
+                text.push_str(literal);
+            }
             rest = &rest[end..];
         } else if rest.starts_with("//") {
             let end = rest.find('\n').unwrap_or(rest.len());
@@ -403,6 +411,24 @@ mod tests {
         ] {
             ast(source);
         }
+    }
+
+    /// As in feel-scala: a string literal may span lines, and keeps its line breaks.
+    #[test]
+    fn string_literals_may_span_lines() {
+        for (source, value) in [
+            ("\"a\nb\"", "a\nb"),
+            ("\"a\r\nb\" + x", "a\r\nb"),
+            ("\"first\n\\\"quoted\\\"\n\\n\"", "first\n\"quoted\"\n\n"),
+        ] {
+            let parsed = ast(source);
+            assert!(
+                parsed.contains(&format!("{value:?}")),
+                "{source:?}: {parsed}"
+            );
+        }
+        // A line break outside a string is only white space.
+        assert!(ast("x\n+\r\n1").starts_with("Add("));
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //!   engine lists them as `parameters` in `adHocSubProcessElements`, as Camunda does. There
 //!   the value must be a reference (`toolCall.customerId`: the parameter's name is the whole
 //!   path, as in Camunda), the description and the type string literals, and the schema and
-//!   the options contexts of literals. Anything else is refused at deploy, naming the
-//!   element; outside ad-hoc subprocesses nothing is read from the calls.
+//!   the options contexts of literals (`null` for any of these four: not given). Anything
+//!   else is refused at deploy, naming the element; outside ad-hoc subprocesses nothing is
+//!   read from the calls.
 //!
 //! Strings, comments and backtick names are skipped when calls are looked for, and so is a
 //! member access (`x.fromAi(...)`). The arguments of a call are not searched for more calls
@@ -269,11 +270,18 @@ pub(crate) fn without_calls(source: &str) -> Result<Cow<'_, str>, String> {
 
 /// The tool parameters that the `fromAi(...)` calls in `source` (FEEL, without its `=`)
 /// describe, in order, or why one cannot be described.
-pub fn tool_parameters(source: &str) -> Result<Vec<ToolParameter>, String> {
+pub fn tool_parameters<'s>(source: &'s str) -> Result<Vec<ToolParameter>, String> {
     calls(source)
         .iter()
         .map(|call| {
             let [value, description, type_name, schema, options] = by_name(&call.arguments)?;
+            // `null` for a description, type, schema or options: not given (a template may
+            // pass options after an empty schema: `fromAi(x, "d", "boolean", null, {...})`).
+            let given = |text: Option<&'s str>| -> Option<&'s str> {
+                text.filter(|text| without_comments(text).trim() != "null")
+            };
+            let (description, type_name) = (given(description), given(type_name));
+            let (schema, options) = (given(schema), given(options));
             Ok(ToolParameter {
                 name: reference(value.expect("by_name requires the value"))?,
                 description: description
@@ -469,6 +477,15 @@ mod tests {
                 )"#
             ),
             full.as_array().expect("array").clone()
+        );
+        assert_eq!(
+            parameters(
+                r#"fromAi(toolCall.urgent, "Urgent?", "boolean", null, { required: false })"#
+            ),
+            [json!({
+                "name": "toolCall.urgent", "description": "Urgent?", "type": "boolean",
+                "schema": null, "options": {"required": false},
+            })]
         );
         assert_eq!(
             parameters("fromAi(aSimpleValue)"),

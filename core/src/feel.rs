@@ -222,6 +222,15 @@ mod tests {
             Json::from(5)
         );
         assert_eq!(value("fromAi(x /* a, b */, \"d\")"), Json::from(5));
+        // A description may span lines, as a multi-line prompt does.
+        assert_eq!(
+            value("fromAi(x, \"first line\nsecond line\") + 1"),
+            Json::from(6)
+        );
+        assert_eq!(
+            value("\"You are an assistant.\r\nUse the 'tools'.\""),
+            Json::from("You are an assistant.\r\nUse the 'tools'.")
+        );
         // Named arguments, in any order.
         assert_eq!(
             value(r#"fromAi(description: "d", value: toolCall.customerId, type: "string")"#),
