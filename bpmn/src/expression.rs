@@ -169,7 +169,8 @@ impl FeelExpression {
         }
         let rewritten = crate::from_ai::without_calls(trimmed)
             .map_err(|error| format!("`{trimmed}`: {error}"))?;
-        let (text, scope, names) = prepare(&rewritten)?;
+        let extended = crate::extensions::rewritten(&rewritten);
+        let (text, scope, names) = prepare(&extended)?;
         let reads_clock = text.contains(CLOCK_NOW) || text.contains(CLOCK_TODAY);
         // The parser is third-party code fed with user input: a panic inside it must become a
         // validation error, never take the process down.

@@ -112,7 +112,7 @@ fn calls(source: &str) -> Vec<Call<'_>> {
 
 /// For `text` starting with `(`: the arguments (split at commas outside parentheses,
 /// brackets, braces, strings and comments; none for `()`) and the index of the matching `)`.
-fn arguments(text: &str) -> Option<(Vec<&str>, usize)> {
+pub(crate) fn arguments(text: &str) -> Option<(Vec<&str>, usize)> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut start = 1;

@@ -248,6 +248,37 @@ mod tests {
         assert!(FeelExpression::parse("fromAi(x, \"d\"").is_err());
     }
 
+    /// feel-scala's `trim`, `is blank`, `is empty`, `is defined` and `get or else`, which
+    /// DMN FEEL lacks, give what they give in Camunda 8.
+    #[test]
+    fn camunda_built_ins_beyond_dmn_evaluate() {
+        let variables = vars(
+            r#"{"padded": " \t a b \n", "blank": "  ", "empty": "", "items": [], "some": [1],
+                "none": null, "zero": 0}"#,
+        );
+        let value = |source: &str| {
+            evaluate(&feel(source), &variables, 0)
+                .expect("evaluates")
+                .value
+        };
+        assert_eq!(value("trim(padded)"), Json::from("a b"));
+        assert_eq!(
+            value("lower case(trim(\" CLEAR \")) = \"clear\""),
+            Json::from(true)
+        );
+        assert_eq!(value("is blank(blank)"), Json::from(true));
+        assert_eq!(value("is blank(empty)"), Json::from(true));
+        assert_eq!(value("is blank(padded)"), Json::from(false));
+        assert_eq!(value("is empty(items)"), Json::from(true));
+        assert_eq!(value("is empty(some)"), Json::from(false));
+        assert_eq!(value("is defined(zero)"), Json::from(true));
+        assert_eq!(value("is defined(none)"), Json::from(false));
+        assert_eq!(value("is defined(missing)"), Json::from(false));
+        assert_eq!(value("get or else(none, \"d\")"), Json::from("d"));
+        assert_eq!(value("get or else(missing, 5) + 1"), Json::from(6));
+        assert_eq!(value("get or else(zero, 5)"), Json::from(0));
+    }
+
     #[test]
     fn arithmetic_paths_and_lists_over_json() {
         let variables = vars(r#"{"order": {"total": 120.5, "items": [1, 2, 3]}, "name": "Ann"}"#);

@@ -1,0 +1,136 @@
+//! Built-in functions of Camunda 8's FEEL (feel-scala) that DMN FEEL does not have, for the
+//! ones DMN FEEL can say: each call is rewritten, before the expression is parsed, into DMN
+//! FEEL with the same result.
+//!
+//! | feel-scala | rewritten to |
+//! |---|---|
+//! | `trim(s)` | `replace(s, "^[ \t\n\r]+\|[ \t\n\r]+$", "")` |
+//! | `is blank(s)` | `string length(trim(s)) = 0` |
+//! | `is empty(list)` | `count(list) = 0` |
+//! | `is defined(v)` | `v != null` (feel-scala 1.17 and later: false for null) |
+//! | `get or else(v, default)` | `if v != null then v else default` |
+//!
+//! Before 2026-12-07 these names parsed but evaluated to null: `trim(x) = "a"` was never
+//! true. Strings, comments, backtick names and member access (`x.trim(...)`) are skipped,
+//! and a call with another number of arguments is left for the evaluator (null, as before).
+
+use std::borrow::Cow;
+
+use crate::expression::{is_name_part, is_name_start, string_literal_end};
+
+/// Each function: its name, its arguments, and the DMN FEEL it becomes (`{0}`, `{1}`: the
+/// arguments, parenthesized).
+const REWRITES: &[(&str, usize, &str)] = &[
+    ("trim", 1, r#"replace({0}, "^[ \t\n\r]+|[ \t\n\r]+$", "")"#),
+    (
+        "is blank",
+        1,
+        r#"(string length(replace({0}, "^[ \t\n\r]+|[ \t\n\r]+$", "")) = 0)"#,
+    ),
+    ("is empty", 1, "(count({0}) = 0)"),
+    ("is defined", 1, "({0} != null)"),
+    ("get or else", 2, "(if {0} != null then {0} else {1})"),
+];
+
+/// `source` with every call of a function in [`REWRITES`] rewritten, at any depth.
+pub(crate) fn rewritten(source: &str) -> Cow<'_, str> {
+    if !REWRITES.iter().any(|(name, ..)| source.contains(name)) {
+        return Cow::Borrowed(source);
+    }
+    let mut out = String::with_capacity(source.len() + 32);
+    let mut rest = source;
+    while let Some(character) = rest.chars().next() {
+        let skip = if character == '"' {
+            string_literal_end(rest)
+        } else if rest.starts_with("//") {
+            Some(rest.find('\n').unwrap_or(rest.len()))
+        } else if let Some(comment) = rest.strip_prefix("/*") {
+            comment.find("*/").map(|close| close + 4)
+        } else if character == '`' {
+            rest[1..].find('`').map(|close| close + 2)
+        } else if is_name_start(character) {
+            let member = out.trim_end().ends_with('.');
+            if !member && let Some((text, used)) = call(rest) {
+                out.push_str(&text);
+                rest = &rest[used..];
+                continue;
+            }
+            Some(rest.find(|c: char| !is_name_part(c)).unwrap_or(rest.len()))
+        } else {
+            Some(character.len_utf8())
+        };
+        // Unclosed strings and comments: copied as they are, for the parser to refuse.
+        let end = skip.unwrap_or(rest.len());
+        out.push_str(&rest[..end]);
+        rest = &rest[end..];
+    }
+    Cow::Owned(out)
+}
+
+/// For `text` starting with a name: when it is a call of a function in [`REWRITES`] with
+/// the right number of arguments, its rewriting and the bytes of `text` it replaces.
+fn call(text: &str) -> Option<(String, usize)> {
+    let (name, arity, template) = REWRITES.iter().find(|(name, ..)| {
+        text.starts_with(name) && !text[name.len()..].starts_with(is_name_part)
+    })?;
+    let after = text[name.len()..].trim_start();
+    if !after.starts_with('(') {
+        return None;
+    }
+    let open = text.len() - after.len();
+    let (arguments, close) = crate::from_ai::arguments(after)?;
+    if arguments.len() != *arity {
+        return None;
+    }
+    let arguments: Vec<String> = arguments
+        .iter()
+        .map(|argument| format!("({})", rewritten(argument.trim())))
+        .collect();
+    // In one pass: an argument's own text may hold `{1}`.
+    let mut out = String::with_capacity(template.len() + 2 * text.len());
+    let mut pieces = template.split('{');
+    out.push_str(pieces.next().unwrap_or_default());
+    for piece in pieces {
+        let (index, tail) = piece.split_once('}').expect("templates close each {");
+        let index: usize = index.parse().expect("templates number their arguments");
+        out.push_str(&arguments[index]);
+        out.push_str(tail);
+    }
+    Some((out, open + close + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_rewritten_where_they_are_calls() {
+        assert_eq!(rewritten("x + 1"), "x + 1");
+        assert_eq!(rewritten("is empty(items)"), "(count((items)) = 0)");
+        assert_eq!(
+            rewritten("get or else(a.b, \"none\")"),
+            "(if (a.b) != null then (a.b) else (\"none\"))"
+        );
+        assert_eq!(
+            rewritten("is defined(get or else(x, y))"),
+            "(((if (x) != null then (x) else (y))) != null)"
+        );
+        // Not calls: a string, a comment, a member, a longer name, a variable.
+        for kept in [
+            "\"trim(x)\"",
+            "x // trim(y)",
+            "order.trim(x)",
+            "trimmed(x)",
+            "trim + 1",
+            "is emptyish(x)",
+        ] {
+            assert_eq!(rewritten(kept), kept);
+        }
+        assert_eq!(
+            rewritten("get or else(\"{1}\", y)"),
+            "(if (\"{1}\") != null then (\"{1}\") else (y))"
+        );
+        // Another number of arguments: left for the evaluator.
+        assert_eq!(rewritten("trim(a, b)"), "trim(a, b)");
+    }
+}
