@@ -103,6 +103,52 @@ fn call(text: &str) -> Option<(String, usize)> {
 mod tests {
     use super::*;
 
+    /// Any text, however broken, is rewritten or left alone without a panic, and whatever
+    /// comes out is what the parser then judges.
+    #[test]
+    fn any_text_is_answered_without_a_panic() {
+        let pieces = [
+            "trim",
+            "is blank",
+            "is empty",
+            "is defined",
+            "get or else",
+            "(",
+            ")",
+            ",",
+            "\"",
+            "\\",
+            "`",
+            "/*",
+            "*/",
+            "//",
+            "\n",
+            "ä",
+            "𝄞",
+            "x",
+            ".",
+            "{1}",
+            "{",
+            "}",
+            " ",
+        ];
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        for _ in 0..20_000 {
+            let mut next = |bound: usize| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % bound as u64) as usize
+            };
+            let text: String = (0..next(20)).map(|_| pieces[next(pieces.len())]).collect();
+            let out = rewritten(&text);
+            if !REWRITES.iter().any(|(name, ..)| text.contains(name)) {
+                assert_eq!(out, text);
+            }
+            let _ = crate::FeelExpression::parse(&text);
+        }
+    }
+
     #[test]
     fn calls_are_rewritten_where_they_are_calls() {
         assert_eq!(rewritten("x + 1"), "x + 1");
