@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 
-use crate::expression::{is_name_part, is_name_start, string_literal_end};
+use crate::from_ai::calls_of;
 
 /// Each function: its name, its arguments, and the DMN FEEL it becomes (`{0}`, `{1}`: the
 /// arguments, parenthesized).
@@ -34,60 +34,37 @@ const REWRITES: &[(&str, usize, &str)] = &[
 
 /// `source` with every call of a function in [`REWRITES`] rewritten, at any depth.
 pub(crate) fn rewritten(source: &str) -> Cow<'_, str> {
-    if !REWRITES.iter().any(|(name, ..)| source.contains(name)) {
+    let names: Vec<&str> = REWRITES.iter().map(|(name, ..)| *name).collect();
+    let found = calls_of(source, &names);
+    if found.is_empty() {
         return Cow::Borrowed(source);
     }
     let mut out = String::with_capacity(source.len() + 32);
-    let mut rest = source;
-    while let Some(character) = rest.chars().next() {
-        let skip = if character == '"' {
-            string_literal_end(rest)
-        } else if rest.starts_with("//") {
-            Some(rest.find('\n').unwrap_or(rest.len()))
-        } else if let Some(comment) = rest.strip_prefix("/*") {
-            comment.find("*/").map(|close| close + 4)
-        } else if character == '`' {
-            rest[1..].find('`').map(|close| close + 2)
-        } else if is_name_start(character) {
-            let member = out.trim_end().ends_with('.');
-            if !member && let Some((text, used)) = call(rest) {
-                out.push_str(&text);
-                rest = &rest[used..];
-                continue;
-            }
-            Some(rest.find(|c: char| !is_name_part(c)).unwrap_or(rest.len()))
+    let mut last = 0;
+    for call in found {
+        out.push_str(&source[last..call.start]);
+        let (_, arity, template) = REWRITES[call.name];
+        if call.arguments.len() == arity {
+            expand(template, &call.arguments, &mut out);
         } else {
-            Some(character.len_utf8())
-        };
-        // Unclosed strings and comments: copied as they are, for the parser to refuse.
-        let end = skip.unwrap_or(rest.len());
-        out.push_str(&rest[..end]);
-        rest = &rest[end..];
+            // Another number of arguments: left for the evaluator, the calls inside rewritten.
+            out.push_str(&source[call.start..=call.open]);
+            out.push_str(&rewritten(&source[call.open + 1..call.end - 1]));
+            out.push(')');
+        }
+        last = call.end;
     }
+    out.push_str(&source[last..]);
     Cow::Owned(out)
 }
 
-/// For `text` starting with a name: when it is a call of a function in [`REWRITES`] with
-/// the right number of arguments, its rewriting and the bytes of `text` it replaces.
-fn call(text: &str) -> Option<(String, usize)> {
-    let (name, arity, template) = REWRITES.iter().find(|(name, ..)| {
-        text.starts_with(name) && !text[name.len()..].starts_with(is_name_part)
-    })?;
-    let after = text[name.len()..].trim_start();
-    if !after.starts_with('(') {
-        return None;
-    }
-    let open = text.len() - after.len();
-    let (arguments, close) = crate::from_ai::arguments(after)?;
-    if arguments.len() != *arity {
-        return None;
-    }
+/// Appends `template` with `{i}` replaced by argument `i`, parenthesized and rewritten, in
+/// one pass (an argument's own text may hold `{1}`).
+fn expand(template: &str, arguments: &[&str], out: &mut String) {
     let arguments: Vec<String> = arguments
         .iter()
         .map(|argument| format!("({})", rewritten(argument.trim())))
         .collect();
-    // In one pass: an argument's own text may hold `{1}`.
-    let mut out = String::with_capacity(template.len() + 2 * text.len());
     let mut pieces = template.split('{');
     out.push_str(pieces.next().unwrap_or_default());
     for piece in pieces {
@@ -96,7 +73,6 @@ fn call(text: &str) -> Option<(String, usize)> {
         out.push_str(&arguments[index]);
         out.push_str(tail);
     }
-    Some((out, open + close + 1))
 }
 
 #[cfg(test)]
@@ -132,15 +108,9 @@ mod tests {
             "}",
             " ",
         ];
-        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
-        for _ in 0..20_000 {
-            let mut next = |bound: usize| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed % bound as u64) as usize
-            };
-            let text: String = (0..next(20)).map(|_| pieces[next(pieces.len())]).collect();
+        for text in
+            crate::test_support::random_texts(&pieces, 0x9E37_79B9_7F4A_7C15_u64, 20_000, 20)
+        {
             let out = rewritten(&text);
             if !REWRITES.iter().any(|(name, ..)| text.contains(name)) {
                 assert_eq!(out, text);

@@ -50,19 +50,24 @@ pub struct ToolParameter {
     pub options: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// One call found in FEEL source: where it starts (at `fromAi`), where it ends (after its
-/// `)`), and its arguments' text, split at the commas between them.
-struct Call<'s> {
-    start: usize,
-    end: usize,
-    arguments: Vec<&'s str>,
+/// One call found in FEEL source: which of the names looked for it calls, where it starts
+/// (at the name), where its `(` is, where it ends (after its `)`), and its arguments' text,
+/// split at the commas between them.
+pub(crate) struct Call<'s> {
+    pub(crate) name: usize,
+    pub(crate) start: usize,
+    pub(crate) open: usize,
+    pub(crate) end: usize,
+    pub(crate) arguments: Vec<&'s str>,
 }
 
-/// The outermost `fromAi(...)` calls in `source`, in order. A call whose parentheses do not
-/// close is not one (the parser refuses it later).
-fn calls(source: &str) -> Vec<Call<'_>> {
+/// The outermost calls in `source` of the functions `names` (a name may be several words,
+/// `get or else`), in order. Strings, comments, backtick names and member access
+/// (`x.name(...)`) are skipped; a call whose parentheses do not close is not one (the parser
+/// refuses it later).
+pub(crate) fn calls_of<'s>(source: &'s str, names: &[&str]) -> Vec<Call<'s>> {
     let mut found = Vec::new();
-    if !source.contains(FUNCTION) {
+    if !names.iter().any(|name| source.contains(name)) {
         return found;
     }
     let mut at = 0;
@@ -80,24 +85,28 @@ fn calls(source: &str) -> Vec<Call<'_>> {
         } else if character == '`' {
             rest[1..].find('`').map(|close| close + 2)
         } else if is_name_start(character) {
-            let end = rest.find(|c: char| !is_name_part(c)).unwrap_or(rest.len());
-            let after = rest[end..].trim_start();
             let member = source[..at].trim_end().ends_with('.');
-            if &rest[..end] == FUNCTION
-                && !member
-                && after.starts_with('(')
-                && let Some((arguments, close)) = arguments(after)
-            {
-                let open = at + (rest.len() - after.len());
-                found.push(Call {
-                    start: at,
-                    end: open + close + 1,
-                    arguments,
-                });
-                at = open + close + 1;
-                continue;
+            let called = names.iter().position(|name| {
+                rest.starts_with(name) && !rest[name.len()..].starts_with(is_name_part)
+            });
+            if let Some(name) = called.filter(|_| !member) {
+                let after = rest[names[name].len()..].trim_start();
+                if after.starts_with('(')
+                    && let Some((arguments, close)) = arguments(after)
+                {
+                    let open = at + (rest.len() - after.len());
+                    found.push(Call {
+                        name,
+                        start: at,
+                        open,
+                        end: open + close + 1,
+                        arguments,
+                    });
+                    at = open + close + 1;
+                    continue;
+                }
             }
-            Some(end)
+            Some(rest.find(|c: char| !is_name_part(c)).unwrap_or(rest.len()))
         } else {
             Some(character.len_utf8())
         };
@@ -110,9 +119,14 @@ fn calls(source: &str) -> Vec<Call<'_>> {
     found
 }
 
+/// The outermost `fromAi(...)` calls in `source`, in order.
+fn calls(source: &str) -> Vec<Call<'_>> {
+    calls_of(source, &[FUNCTION])
+}
+
 /// For `text` starting with `(`: the arguments (split at commas outside parentheses,
 /// brackets, braces, strings and comments; none for `()`) and the index of the matching `)`.
-pub(crate) fn arguments(text: &str) -> Option<(Vec<&str>, usize)> {
+fn arguments(text: &str) -> Option<(Vec<&str>, usize)> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut start = 1;
@@ -630,15 +644,9 @@ mod tests {
             "description",
             "e",
         ];
-        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
-        for _ in 0..20_000 {
-            let mut next = |bound: usize| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed % bound as u64) as usize
-            };
-            let text: String = (0..next(24)).map(|_| pieces[next(pieces.len())]).collect();
+        for text in
+            crate::test_support::random_texts(&pieces, 0x2545_F491_4F6C_DD1D_u64, 20_000, 24)
+        {
             let described = tool_parameters(&text);
             let found = calls(&text).len();
             match without_calls(&text) {

@@ -170,3 +170,30 @@ fn single(kind: DiagnosticKind, position: Position, message: String) -> ModelErr
         }],
     }
 }
+
+/// Helpers for this crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// `count` texts of up to `max_pieces - 1` of `pieces` each, drawn by xorshift from
+    /// `seed`: the same texts on every run.
+    pub(crate) fn random_texts(
+        pieces: &[&str],
+        mut seed: u64,
+        count: usize,
+        max_pieces: usize,
+    ) -> impl Iterator<Item = String> {
+        let pieces: Vec<String> = pieces.iter().map(|piece| piece.to_string()).collect();
+        (0..count).map(move |_| {
+            let mut next = |bound: usize| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % bound as u64) as usize
+            };
+            let length = next(max_pieces);
+            (0..length)
+                .map(|_| pieces[next(pieces.len())].as_str())
+                .collect()
+        })
+    }
+}
