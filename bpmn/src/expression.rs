@@ -21,6 +21,7 @@ use dsntk_feel::context::FeelContext;
 use dsntk_feel::{FeelScope, Name};
 use dsntk_feel_parser::AstNode;
 
+use crate::extensions::{NATIVE_FUNCTIONS, NativeFunction};
 use crate::limits::EXPRESSION_BYTES_MAX;
 
 /// A value in a model attribute that is either fixed or computed by FEEL.
@@ -75,6 +76,9 @@ pub struct FeelExpression {
     names: Arc<[Box<str>]>,
     /// Whether it calls `now()` or `today()`.
     reads_clock: bool,
+    /// Which of feel-scala's built-ins that the engine evaluates it calls (bit `i`:
+    /// [`NATIVE_FUNCTIONS`]`[i]`).
+    natives: u32,
     /// What the engine compiles this expression into, built on first use and shared by every
     /// clone. Typed `Any` so that this crate needs no evaluator (the evaluator's dependencies
     /// stay out of the model crate).
@@ -169,7 +173,7 @@ impl FeelExpression {
         }
         let rewritten = crate::from_ai::without_calls(trimmed)
             .map_err(|error| format!("`{trimmed}`: {error}"))?;
-        let extended = crate::extensions::rewritten(&rewritten);
+        let (extended, natives) = crate::extensions::rewritten(&rewritten);
         let (text, scope, names) = prepare(&extended)?;
         let reads_clock = text.contains(CLOCK_NOW) || text.contains(CLOCK_TODAY);
         // The parser is third-party code fed with user input: a panic inside it must become a
@@ -189,6 +193,7 @@ impl FeelExpression {
                 ast: Box::new(ast),
                 names: names.into_iter().map(String::into_boxed_str).collect(),
                 reads_clock,
+                natives,
                 compiled: Arc::new(OnceLock::new()),
             }),
             Ok(Err(_)) => Err(format!("`{trimmed}` is not a valid FEEL expression")),
@@ -224,6 +229,28 @@ impl FeelExpression {
         self.reads_clock
     }
 
+    /// The feel-scala built-ins it calls that the engine evaluates itself (see
+    /// [`NATIVE_FUNCTIONS`]): the engine binds each one's
+    /// [`bound_as`](crate::extensions::NativeFunction::bound_as) name.
+    pub fn native_functions(&self) -> impl Iterator<Item = &'static NativeFunction> + '_ {
+        NATIVE_FUNCTIONS
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| self.natives & (1 << index) != 0)
+            .map(|(_, function)| function)
+    }
+
+    /// Whether it calls any of [`NATIVE_FUNCTIONS`] (a bit test, for the evaluation's hot
+    /// path).
+    pub fn calls_native_functions(&self) -> bool {
+        self.natives != 0
+    }
+
+    /// Whether it calls `uuid()` or `random number()`, which draw random numbers.
+    pub fn draws(&self) -> bool {
+        self.native_functions().any(|function| function.draws)
+    }
+
     /// The parsed syntax tree, for the evaluator.
     pub fn ast(&self) -> &AstNode {
         &self.ast
@@ -256,6 +283,9 @@ fn prepare(source: &str) -> Result<(String, FeelScope, Vec<String>), String> {
     };
     for name in MULTI_WORD_FUNCTIONS {
         context.set_null(Name::from(*name));
+    }
+    for function in NATIVE_FUNCTIONS {
+        context.set_null(Name::from(function.bound_as));
     }
     let mut text = String::with_capacity(source.len());
     let mut rest = source;
@@ -296,9 +326,12 @@ fn prepare(source: &str) -> Result<(String, FeelScope, Vec<String>), String> {
             text.push_str(name);
             rest = &rest[close + 2..];
         } else if is_name_start(character) {
-            if let Some(function) = MULTI_WORD_FUNCTIONS
+            if let Some(function) = NATIVE_FUNCTIONS
                 .iter()
-                .find(|f| starts_with_words(rest, f))
+                .map(|function| function.bound_as)
+                .chain(MULTI_WORD_FUNCTIONS.iter().copied())
+                .filter(|f| starts_with_words(rest, f))
+                .max_by_key(|f| f.len())
             {
                 text.push_str(function);
                 rest = &rest[function.len()..];

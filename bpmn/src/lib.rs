@@ -67,7 +67,7 @@ pub mod diagnostic;
 mod dom;
 mod elements;
 pub mod expression;
-mod extensions;
+pub mod extensions;
 pub mod from_ai;
 mod graph;
 pub mod limits;

@@ -239,7 +239,7 @@ impl Run<'_> {
             None => Vec::new(),
             Some(expression) => {
                 let lookup = |name: &str| self.lookup(key, name);
-                match feel::evaluate_with(expression, lookup, self.now_millis()) {
+                match feel::evaluate_with(expression, lookup, self.feel_inputs()) {
                     Ok(evaluated) => match list_of_strings(evaluated.value) {
                         Ok(ids) => ids,
                         Err(other) => {
@@ -436,7 +436,7 @@ impl Run<'_> {
         let mut appended: Option<(&str, serde_json::Value)> = None;
         if let (Some(collection), Some(output)) = (&spec.output_collection, &spec.output_element) {
             let lookup = |name: &str| self.lookup(key, name);
-            let value = match feel::evaluate_with(output, lookup, self.now_millis()) {
+            let value = match feel::evaluate_with(output, lookup, self.feel_inputs()) {
                 Ok(evaluated) => evaluated.value,
                 Err(error) => {
                     let message = format!("output element: {error}");
@@ -467,7 +467,7 @@ impl Run<'_> {
                     Some((collection, list)) if *collection == name => Some(list),
                     _ => self.lookup(ad_hoc, name),
                 };
-                match feel::condition_with(condition, lookup, self.now_millis()) {
+                match feel::condition_with(condition, lookup, self.feel_inputs()) {
                     Ok(holds) => Some(holds),
                     Err(error) => {
                         let message = format!("completion condition: {error}");
@@ -520,7 +520,7 @@ impl Run<'_> {
             None => None,
             Some(condition) => {
                 let lookup = |name: &str| self.lookup(ad_hoc, name);
-                match feel::condition_with(condition, lookup, self.now_millis()) {
+                match feel::condition_with(condition, lookup, self.feel_inputs()) {
                     Ok(holds) => Some(holds),
                     Err(error) => {
                         let message = format!("completion condition: {error}");

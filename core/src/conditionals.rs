@@ -182,7 +182,7 @@ impl Run<'_> {
         let evaluated = crate::feel::evaluate_with(
             &condition.expression,
             |name| self.lookup(owner, name),
-            self.now_millis(),
+            self.feel_inputs(),
         )?;
         match evaluated.value {
             serde_json::Value::Bool(holds) => Ok(holds),
@@ -423,8 +423,15 @@ pub(crate) fn evaluate_starts(
     for process_definition_key in latest {
         let definition = &state.processes[&process_definition_key].definition;
         for (start, condition) in conditional_starts(definition) {
-            let holds = crate::feel::evaluate(&condition.expression, &variables, ctx.now_millis)
-                .is_ok_and(|evaluated| evaluated.value == serde_json::Value::Bool(true));
+            let holds = crate::feel::evaluate(
+                &condition.expression,
+                &variables,
+                crate::feel::Inputs {
+                    now_millis: ctx.now_millis,
+                    draws: Some(&state.draws),
+                },
+            )
+            .is_ok_and(|evaluated| evaluated.value == serde_json::Value::Bool(true));
             if holds {
                 to_start.push((process_definition_key, start));
             }

@@ -799,6 +799,7 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
         ctx.next_key
     );
     state.variables_dirty.clear();
+    state.draws.start(ctx.next_key);
     let leading = leading_event(&command);
     let mut outcome = match run_command(state, command, ctx) {
         Ok(outcome) => outcome,
@@ -811,6 +812,13 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
         outcome.events.insert(0, event);
     }
     state.flush_variable_events(&mut outcome.events);
+    if state.draws.drawn() && outcome.next_key == ctx.next_key {
+        // The next command's draws start from its first key: make it another one (see
+        // `feel`). At the shard's very last key there is none left to skip to.
+        if let Some(next) = ctx.next_key.next() {
+            outcome.next_key = next;
+        }
+    }
     if outcome.next_key > ctx.next_key {
         state.set_last_key(Key(outcome.next_key.0 - 1));
     }

@@ -17,31 +17,58 @@ use serde_json::Value as Json;
 
 use crate::engine::Variables;
 
+mod natives;
+
+pub(crate) use natives::Draws;
+
+/// What an evaluation takes from outside its variables.
+#[derive(Clone, Copy)]
+pub(crate) struct Inputs<'a> {
+    /// The command's time, for `now()` and `today()`.
+    pub now_millis: i64,
+    /// Where `uuid()` and `random number()` draw from: the running command's. `None` where no
+    /// command runs (a start timer worked out at deploy), where they give null.
+    pub draws: Option<&'a Draws>,
+}
+
+impl Inputs<'static> {
+    /// The time only: no draws.
+    pub(crate) fn at(now_millis: i64) -> Inputs<'static> {
+        Inputs {
+            now_millis,
+            draws: None,
+        }
+    }
+}
+
 /// The result of an evaluation: as in Camunda 8, a missing variable or a failing operation
 /// gives `null`, and `why_null` keeps the reason for the message of an incident it may cause.
+#[derive(Debug)]
 pub(crate) struct Evaluated {
     pub value: Json,
     pub why_null: Option<String>,
 }
 
-/// Evaluates `expression` with `variables` in scope at the instant `now_millis`. An error is a
-/// result that cannot be stored as JSON, or a failure inside the evaluator.
+/// Evaluates `expression` with `variables` in scope, with `inputs` for the clock and the
+/// draws. An error is a result that cannot be stored as JSON, a failed `assert`, or a
+/// failure inside the evaluator.
 pub(crate) fn evaluate(
     expression: &FeelExpression,
     variables: &Variables,
-    now_millis: i64,
+    inputs: Inputs<'_>,
 ) -> Result<Evaluated, String> {
-    evaluate_with(expression, |name| variables.get(name), now_millis)
+    evaluate_with(expression, |name| variables.get(name), inputs)
 }
 
 /// [`evaluate`] with the variables looked up by name (innermost scope first, say), so that
 /// no document is copied. Only the names the expression mentions are looked up and
 /// converted to FEEL values (a variable it does not name cannot change its value), and the
-/// clock is bound only for an expression that calls `now()` or `today()`.
+/// clock is bound only for an expression that calls `now()` or `today()`, and feel-scala's
+/// built-ins that the engine evaluates (see `natives`) only for one that calls them.
 pub(crate) fn evaluate_with<'v>(
     expression: &FeelExpression,
     lookup: impl Fn(&str) -> Option<&'v Json>,
-    now_millis: i64,
+    inputs: Inputs<'_>,
 ) -> Result<Evaluated, String> {
     let mut context = FeelContext::default();
     for name in expression.mentioned() {
@@ -50,12 +77,20 @@ pub(crate) fn evaluate_with<'v>(
         }
     }
     if expression.reads_clock() {
-        let (date, time) = utc(now_millis);
+        let (date, time) = utc(inputs.now_millis);
         context.set_entry(
             &Name::from(CLOCK_NOW),
             Value::String(format!("{date}T{time}Z")),
         );
         context.set_entry(&Name::from(CLOCK_TODAY), Value::String(date));
+    }
+    let session = expression
+        .calls_native_functions()
+        .then(|| natives::Session::new(inputs.draws, expression.draws()));
+    if let Some(session) = &session {
+        for function in expression.native_functions() {
+            context.set_entry(&Name::from(function.bound_as), session.bind(function));
+        }
     }
     let scope = FeelScope::from(context);
     // Third-party code on user data: a panic becomes an error, never a crashed shard.
@@ -73,6 +108,16 @@ pub(crate) fn evaluate_with<'v>(
             expression.source()
         )
     })?;
+    if let Some(cause) = session
+        .as_ref()
+        .and_then(natives::Session::failed_assertion)
+    {
+        // feel-scala fails the whole evaluation, wherever the assertion sits.
+        return Err(format!(
+            "`{}` failed an assertion: {cause}",
+            expression.source()
+        ));
+    }
     match value {
         Value::Null(reason) => Ok(Evaluated {
             value: Json::Null,
@@ -97,9 +142,9 @@ pub(crate) fn evaluate_with<'v>(
 pub(crate) fn condition_with<'v>(
     expression: &FeelExpression,
     lookup: impl Fn(&str) -> Option<&'v Json>,
-    now_millis: i64,
+    inputs: Inputs<'_>,
 ) -> Result<bool, String> {
-    let evaluated = evaluate_with(expression, lookup, now_millis)?;
+    let evaluated = evaluate_with(expression, lookup, inputs)?;
     match evaluated.value {
         Json::Bool(value) => Ok(value),
         other => {
@@ -183,6 +228,7 @@ fn utc(millis: i64) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::Key;
 
     fn feel(source: &str) -> FeelExpression {
         FeelExpression::parse(source).expect("valid FEEL")
@@ -200,7 +246,7 @@ mod tests {
     fn from_ai_gives_its_first_argument() {
         let variables = vars(r#"{"toolCall": {"customerId": "c-7", "n": 2}, "x": 5}"#);
         let value = |source: &str| {
-            evaluate(&feel(source), &variables, 0)
+            evaluate(&feel(source), &variables, Inputs::at(0))
                 .expect("evaluates")
                 .value
         };
@@ -257,7 +303,7 @@ mod tests {
                 "none": null, "zero": 0}"#,
         );
         let value = |source: &str| {
-            evaluate(&feel(source), &variables, 0)
+            evaluate(&feel(source), &variables, Inputs::at(0))
                 .expect("evaluates")
                 .value
         };
@@ -279,11 +325,162 @@ mod tests {
         assert_eq!(value("get or else(zero, 5)"), Json::from(0));
     }
 
+    /// feel-scala's built-ins that DMN FEEL cannot say, which the engine evaluates itself,
+    /// give what Camunda 8's documentation says they give.
+    #[test]
+    fn feel_scala_built_ins_the_engine_evaluates() {
+        let variables = vars(
+            r#"{"order": {"id": 7, "lines": [1, 2]}, "text": "{\"a\": [1, true, null]}",
+                "refs": "references are 1234, 1256, 1378", "x": 4, "c": {"y": {"z": 0}}}"#,
+        );
+        let value = |source: &str| {
+            evaluate(&feel(source), &variables, Inputs::at(0))
+                .expect("evaluates")
+                .value
+        };
+        let json = |text: &str| serde_json::from_str::<Json>(text).expect("JSON");
+        assert_eq!(
+            value("to json(order)"),
+            Json::from(r#"{"id":7,"lines":[1,2]}"#)
+        );
+        assert_eq!(value("to json(true)"), Json::from("true"));
+        assert_eq!(value("to json(\"a\")"), Json::from(r#""a""#));
+        assert_eq!(
+            value("to json(@\"2023-06-14\")"),
+            Json::from(r#""2023-06-14""#)
+        );
+        assert_eq!(value("from json(text)"), json(r#"{"a": [1, true, null]}"#));
+        assert_eq!(value("from json(\"2.5\") * 2"), json("5"));
+        assert_eq!(value("from json(to json(order)) = order"), Json::from(true));
+        assert_eq!(value("from json(\"{nope\")"), Json::Null);
+        assert_eq!(
+            value("extract(refs, \"12[0-9]*\")"),
+            json(r#"["1234", "1256"]"#)
+        );
+        assert_eq!(value("extract(\"abc\", \"x\")"), json("[]"));
+        assert_eq!(value("extract(\"abc\", \"(\")"), Json::Null);
+        assert_eq!(value("to base64(\"FEEL\")"), Json::from("RkVFTA=="));
+        assert_eq!(value("duplicate values([1,2,3,2,1])"), json("[1, 2]"));
+        assert_eq!(value("duplicate values([\"a\", \"b\"])"), json("[]"));
+        assert_eq!(
+            value("partition([1,2,3,4,5], 2)"),
+            json("[[1, 2], [3, 4], [5]]")
+        );
+        assert_eq!(value("partition([], 2)"), json("[]"));
+        assert_eq!(value("partition([1,2], 0)"), Json::Null);
+        assert_eq!(
+            value("partition(list: [1,2,3], size: 2)"),
+            json("[[1, 2], [3]]")
+        );
+        assert_eq!(
+            value("last day of month(date(\"2022-10-01\"))"),
+            Json::from("2022-10-31")
+        );
+        assert_eq!(
+            value("last day of month(date(\"2024-02-10\"))"),
+            Json::from("2024-02-29")
+        );
+        assert_eq!(
+            value("last day of month(date and time(\"2023-02-16T12:00:00\"))"),
+            Json::from("2023-02-28")
+        );
+        assert_eq!(value("assert(x, x > 3)"), json("4"));
+        assert_eq!(value("assert(x, x > 3, \"too small\") + 1"), json("5"));
+        assert_eq!(
+            value("string join([\"a\",\"b\",\"c\"], \", \", \"[\", \"]\")"),
+            Json::from("[a, b, c]")
+        );
+        assert_eq!(
+            value("string join([\"a\",null,\"c\"], \"-\", \"<\", \">\")"),
+            Json::from("<a-c>")
+        );
+        assert_eq!(
+            value("string join([\"a\",\"b\"], \", \")"),
+            Json::from("a, b")
+        );
+        assert_eq!(value("get value(c, [\"y\", \"z\"])"), json("0"));
+        assert_eq!(value("get value(c, [\"y\"])"), json(r#"{"z": 0}"#));
+        assert_eq!(value("get value(c, [\"z\"])"), Json::Null);
+        assert_eq!(value("get value(c, \"y\")"), json(r#"{"z": 0}"#));
+        assert_eq!(value("get value(c, [])"), Json::Null);
+        // Without a command (a start timer worked out at deploy) nothing is drawn.
+        assert_eq!(value("uuid()"), Json::Null);
+    }
+
+    /// A failed assertion fails the evaluation, wherever it sits, with its cause.
+    #[test]
+    fn a_failed_assertion_fails_the_evaluation() {
+        let variables = vars(r#"{"x": 4}"#);
+        let error = |source: &str| {
+            evaluate(&feel(source), &variables, Inputs::at(0)).expect_err("an assertion fails")
+        };
+        assert!(error("assert(x, x > 5)").contains("The condition is not fulfilled"));
+        assert!(
+            error("assert(missing, missing != null, \"'missing' is required\")")
+                .contains("'missing' is required")
+        );
+        let nested = error("list contains(assert([1], x < 0, \"negative only\"), 1) or true");
+        assert!(nested.contains("negative only"), "{nested}");
+    }
+
+    /// `uuid()` and `random number()` are a function of the command's first key and the
+    /// order of the draws: the same on replay, different for every draw.
+    #[test]
+    fn draws_are_fixed_by_the_command_and_never_repeat() {
+        let draw = |first_key: Key, source: &str, evaluations: usize| {
+            let draws = Draws::default();
+            draws.start(first_key);
+            let inputs = Inputs {
+                now_millis: 0,
+                draws: Some(&draws),
+            };
+            let values: Vec<Json> = (0..evaluations)
+                .map(|_| {
+                    evaluate(&feel(source), &Variables::new(), inputs)
+                        .expect("evaluates")
+                        .value
+                })
+                .collect();
+            assert!(draws.drawn());
+            values
+        };
+        let first = draw(Key::new(1, 10), "[uuid(), uuid(), random number()]", 50);
+        assert_eq!(
+            first,
+            draw(Key::new(1, 10), "[uuid(), uuid(), random number()]", 50)
+        );
+        let other = draw(Key::new(1, 11), "[uuid(), uuid(), random number()]", 50);
+        let mut uuids = std::collections::BTreeSet::new();
+        for triple in first.iter().chain(&other) {
+            let items = triple.as_array().expect("a list");
+            for uuid in &items[..2] {
+                let text = uuid.as_str().expect("a string");
+                assert_eq!(text.len(), 36);
+                assert_eq!(&text[14..15], "4", "version 4: {text}");
+                assert!(uuids.insert(text.to_string()), "{text} twice");
+            }
+            let number = items[2].as_f64().expect("a number");
+            assert!((0.0..1.0).contains(&number), "{number}");
+        }
+        let draws = Draws::default();
+        draws.start(Key::new(1, 12));
+        evaluate(
+            &feel("x + 1"),
+            &vars(r#"{"x": 1}"#),
+            Inputs {
+                now_millis: 0,
+                draws: Some(&draws),
+            },
+        )
+        .expect("evaluates");
+        assert!(!draws.drawn(), "an expression without draws draws nothing");
+    }
+
     #[test]
     fn arithmetic_paths_and_lists_over_json() {
         let variables = vars(r#"{"order": {"total": 120.5, "items": [1, 2, 3]}, "name": "Ann"}"#);
         let value = |source| {
-            evaluate(&feel(source), &variables, 0)
+            evaluate(&feel(source), &variables, Inputs::at(0))
                 .expect("evaluates")
                 .value
         };
@@ -303,7 +500,7 @@ mod tests {
         let at = 1_767_225_600_000 + 3_723_004; // 2026-01-01T01:02:03.004Z
         let variables = Variables::new();
         let value = |source| {
-            evaluate(&feel(source), &variables, at)
+            evaluate(&feel(source), &variables, Inputs::at(at))
                 .expect("evaluates")
                 .value
         };
@@ -321,13 +518,18 @@ mod tests {
             asked.borrow_mut().push(name.to_string());
             variables.get(name)
         };
-        let evaluated =
-            evaluate_with(&feel("if list = null then x * 2 else 0"), lookup, 0).expect("ok");
+        let evaluated = evaluate_with(
+            &feel("if list = null then x * 2 else 0"),
+            lookup,
+            Inputs::at(0),
+        )
+        .expect("ok");
         assert_eq!(evaluated.value, serde_json::json!(10));
         let mut asked = asked.into_inner();
         asked.sort();
         assert_eq!(asked, ["list", "x"], "`payload` and `other` are never read");
-        let evaluated = evaluate_with(&feel("x * 2"), |name| variables.get(name), 0).expect("ok");
+        let evaluated =
+            evaluate_with(&feel("x * 2"), |name| variables.get(name), Inputs::at(0)).expect("ok");
         assert_eq!(evaluated.value, serde_json::json!(10));
     }
 
@@ -335,13 +537,14 @@ mod tests {
     fn conditions_must_be_booleans() {
         let variables = vars(r#"{"x": 5}"#);
         assert_eq!(
-            condition_with(&feel("x > 3"), |n| variables.get(n), 0),
+            condition_with(&feel("x > 3"), |n| variables.get(n), Inputs::at(0)),
             Ok(true)
         );
-        let error = condition_with(&feel("x + 1"), |n| variables.get(n), 0).expect_err("a number");
+        let error = condition_with(&feel("x + 1"), |n| variables.get(n), Inputs::at(0))
+            .expect_err("a number");
         assert!(error.contains("not a boolean"), "{error}");
-        let error =
-            condition_with(&feel("y > 1"), |n| variables.get(n), 0).expect_err("y is missing");
+        let error = condition_with(&feel("y > 1"), |n| variables.get(n), Inputs::at(0))
+            .expect_err("y is missing");
         assert!(error.contains("gave null"), "{error}");
     }
 

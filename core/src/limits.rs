@@ -34,6 +34,11 @@ pub const ELEMENT_INSTANCES_PER_INSTANCE_MAX: u32 = 100_000;
 /// elements never waits; past this limit it stops with an incident instead of running on.
 pub const COMMAND_STEPS_MAX: u32 = 100_000;
 
+/// Largest compiled size, in bytes, of the pattern of a FEEL `extract(string, pattern)` call
+/// (the regex crate's default is 10 MiB): the pattern may come from a variable. A pattern over
+/// it makes the call give null, with the reason, as a pattern that is not valid does.
+pub const EXTRACT_PATTERN_BYTES_MAX: usize = 1 << 20;
+
 /// Largest variable document (one scope's variables as JSON), in bytes.
 pub const VARIABLE_DOCUMENT_BYTES_MAX: usize = 4 * 1024 * 1024;
 

@@ -37,7 +37,7 @@ impl Run<'_> {
             .expect("a body belongs to a multi-instance activity");
         let source = multi.input_collection.source();
         let lookup = |name: &str| self.lookup(body, name);
-        let items = match feel::evaluate_with(&multi.input_collection, lookup, self.now_millis()) {
+        let items = match feel::evaluate_with(&multi.input_collection, lookup, self.feel_inputs()) {
             Ok(evaluated) => match evaluated.value {
                 serde_json::Value::Array(items) => items,
                 other => {
@@ -118,15 +118,17 @@ impl Run<'_> {
             .expect("an inner instance belongs to a multi-instance activity");
         if let (Some(collection), Some(output)) = (&multi.output_collection, &multi.output_element)
         {
-            let value =
-                match feel::evaluate_with(output, |name| self.lookup(key, name), self.now_millis())
-                {
-                    Ok(evaluated) => evaluated.value,
-                    Err(error) => {
-                        let message = format!("output element: {error}");
-                        return self.incident_with(key, message, IncidentRetry::Completion);
-                    }
-                };
+            let value = match feel::evaluate_with(
+                output,
+                |name| self.lookup(key, name),
+                self.feel_inputs(),
+            ) {
+                Ok(evaluated) => evaluated.value,
+                Err(error) => {
+                    let message = format!("output element: {error}");
+                    return self.incident_with(key, message, IncidentRetry::Completion);
+                }
+            };
             if !self.store_output(body, collection, counter, value) {
                 let message = format!(
                     "the output collection `{collection}` is no longer a list of the body's size"
@@ -150,7 +152,7 @@ impl Run<'_> {
                     variables.insert(name.to_string(), serde_json::Value::from(value));
                 }
                 let lookup = |name: &str| variables.get(name).or_else(|| self.lookup(key, name));
-                match feel::condition_with(condition, lookup, self.now_millis()) {
+                match feel::condition_with(condition, lookup, self.feel_inputs()) {
                     Ok(holds) => holds,
                     Err(error) => {
                         let message = format!("completion condition: {error}");

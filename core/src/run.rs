@@ -124,6 +124,14 @@ impl<'s> Run<'s> {
         self.now_millis
     }
 
+    /// What an evaluation takes from this command: its time, and its draws.
+    pub(crate) fn feel_inputs(&self) -> crate::feel::Inputs<'_> {
+        crate::feel::Inputs {
+            now_millis: self.now_millis,
+            draws: Some(&self.state.draws),
+        }
+    }
+
     /// The process definition version an element instance runs.
     pub(crate) fn process_definition_of(&self, element_instance: Key) -> Key {
         let element = &self.state.elements[&element_instance];
@@ -576,7 +584,7 @@ impl<'s> Run<'s> {
         match expression {
             Expression::Static(text) => Ok(serde_json::Value::String(text.to_string())),
             Expression::Feel(feel) => {
-                feel::evaluate_with(feel, |name| self.lookup(key, name), self.now_millis)
+                feel::evaluate_with(feel, |name| self.lookup(key, name), self.feel_inputs())
                     .map(|evaluated| evaluated.value)
             }
         }
@@ -773,11 +781,14 @@ impl<'s> Run<'s> {
         expression: &ringflow_bpmn::FeelExpression,
         result_variable: &str,
     ) {
-        let evaluated =
-            match feel::evaluate_with(expression, |name| self.lookup(key, name), self.now_millis) {
-                Ok(evaluated) => evaluated,
-                Err(error) => return self.incident(key, format!("script: {error}")),
-            };
+        let evaluated = match feel::evaluate_with(
+            expression,
+            |name| self.lookup(key, name),
+            self.feel_inputs(),
+        ) {
+            Ok(evaluated) => evaluated,
+            Err(error) => return self.incident(key, format!("script: {error}")),
+        };
         let mut result = Variables::new();
         result.insert(result_variable.to_string(), evaluated.value);
         // With output mappings the result stays local, for them to map.
@@ -844,9 +855,11 @@ impl<'s> Run<'s> {
             }
             let holds = match &definition.flow(*flow).condition {
                 None => Ok(true),
-                Some(condition) => {
-                    feel::condition_with(condition, |name| self.lookup(key, name), self.now_millis)
-                }
+                Some(condition) => feel::condition_with(
+                    condition,
+                    |name| self.lookup(key, name),
+                    self.feel_inputs(),
+                ),
             };
             match holds {
                 Ok(true) => {

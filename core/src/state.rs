@@ -117,6 +117,9 @@ pub struct State {
     /// between commands, never encoded or compared. Kept here rather than in each run, so
     /// that a command that never touches a conditional event pays nothing for it.
     pub(crate) conditionals_scratch: crate::conditionals::Pending,
+    /// Where the running command's `uuid()` and `random number()` draw from (see `feel`);
+    /// set at each command's start, never encoded or compared.
+    pub(crate) draws: crate::feel::Draws,
 }
 
 /// The live children of each scope (a process, subprocess or multi-instance body instance).
@@ -430,6 +433,7 @@ impl State {
             variable_lens: KeyMap::default(),
             work_scratch: std::collections::VecDeque::new(),
             conditionals_scratch: crate::conditionals::Pending::default(),
+            draws: crate::feel::Draws::default(),
         }
     }
 

@@ -43,8 +43,12 @@ pub fn refusals(definition: &ProcessDefinition, now_millis: i64) -> Vec<Refusal>
                 ..
             } => {
                 let evaluate = |feel: &ringflow_bpmn::FeelExpression| {
-                    crate::feel::evaluate(feel, &crate::engine::Variables::new(), now_millis)
-                        .map(|evaluated| evaluated.value)
+                    crate::feel::evaluate(
+                        feel,
+                        &crate::engine::Variables::new(),
+                        crate::feel::Inputs::at(now_millis),
+                    )
+                    .map(|evaluated| evaluated.value)
                 };
                 if let Err(error) = crate::timers::schedule(timer, now_millis, evaluate) {
                     problems.push(Refusal {

@@ -119,7 +119,11 @@ pub(crate) fn static_text(expression: &Expression) -> Option<String> {
     match expression {
         Expression::Static(text) => Some(text.to_string()),
         Expression::Feel(feel) => {
-            match crate::feel::evaluate(feel, &crate::engine::Variables::new(), 0) {
+            match crate::feel::evaluate(
+                feel,
+                &crate::engine::Variables::new(),
+                crate::feel::Inputs::at(0),
+            ) {
                 Ok(evaluated) => evaluated.value.as_str().map(str::to_string),
                 Err(_) => None,
             }
@@ -190,8 +194,12 @@ impl Run<'_> {
         for (start, timer) in timer_starts(&definition) {
             let now = self.now_millis();
             let evaluate = |feel: &ringflow_bpmn::FeelExpression| {
-                crate::feel::evaluate(feel, &crate::engine::Variables::new(), now)
-                    .map(|evaluated| evaluated.value)
+                crate::feel::evaluate(
+                    feel,
+                    &crate::engine::Variables::new(),
+                    crate::feel::Inputs::at(now),
+                )
+                .map(|evaluated| evaluated.value)
             };
             // A start timer whose value cannot be worked out was refused at deploy.
             if let Ok(schedule) = schedule(&timer, now, evaluate) {

@@ -686,3 +686,23 @@ fn an_interrupting_multi_instance_boundary_condition_ends_every_inner_instance()
     finish(&mut shard, "c");
     shard.assert_clean();
 }
+
+/// A command that draws (`uuid()`) but hands out no key still moves the next command's first
+/// key on, so that the next command's draws differ; one that does not draw leaves it.
+#[test]
+fn a_command_that_draws_moves_the_keys_on() {
+    for (condition, draws) in [
+        ("= x &gt; 10", false),
+        ("= x &gt; 10 and string length(uuid()) = 36", true),
+    ] {
+        let mut shard = Shard::new();
+        shard.deploy("wait.bpmn", &waiting(condition, ""));
+        let (instance, _) = shard.create("wait", vars(r#"{"x": 5}"#));
+        let before = shard.next_key;
+        set(&mut shard, instance, r#"{"x": 7}"#, false);
+        assert_eq!(shard.live_element_ids(instance), ["catch"]);
+        assert_eq!(shard.next_key > before, draws, "{condition}");
+        set(&mut shard, instance, r#"{"x": 11}"#, false);
+        assert_eq!(shard.live_element_ids(instance), ["after"], "{condition}");
+    }
+}

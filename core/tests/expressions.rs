@@ -214,3 +214,76 @@ fn outputs_and_script_results_reach_the_root() {
     );
     shard.check_replay();
 }
+
+/// feel-scala's `uuid()`, `to json`, `from json` and `assert`, which the engine evaluates
+/// itself: every instance gets another uuid, replay gives the same ones, and a failed
+/// assertion is an incident with its cause.
+#[test]
+fn feel_scala_built_ins_in_mappings_and_scripts() {
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}
+           <bpmn:serviceTask id="task"><bpmn:extensionElements>
+             <zeebe:taskDefinition type="send"/>
+             <zeebe:ioMapping>
+               <zeebe:input source="=uuid()" target="requestId"/>
+               <zeebe:input source="=[uuid(), uuid()]" target="more"/>
+               <zeebe:input source="=to json(order)" target="body"/>
+               <zeebe:output source="=from json(reply).status" target="status"/>
+             </zeebe:ioMapping>
+           </bpmn:extensionElements></bpmn:serviceTask>{}
+           <bpmn:scriptTask id="check"><bpmn:extensionElements>
+             <zeebe:script expression="=assert(order.total, order.total &gt; 0, &quot;the total must be positive&quot;)" resultVariable="checked"/>
+           </bpmn:extensionElements></bpmn:scriptTask>{}{}{}<bpmn:endEvent id="end"/>"#,
+        flow("f1", "start", "task"),
+        flow("f2", "task", "check"),
+        flow("f3", "check", "hold"),
+        service_task("hold", "hold"),
+        flow("f4", "hold", "end"),
+    );
+    let mut shard = Shard::new();
+    shard.deploy("u.bpmn", &model("uuids", &body));
+    let (good, _) = shard.create("uuids", vars(r#"{"order": {"total": 10}}"#));
+    let (bad, _) = shard.create("uuids", vars(r#"{"order": {"total": -1}}"#));
+    let jobs = shard.activate("send", 2);
+    assert_eq!(jobs.len(), 2);
+    let mut uuids = std::collections::BTreeSet::new();
+    for job in &jobs {
+        let variables = job.variables();
+        for uuid in [
+            &variables["requestId"],
+            &variables["more"][0],
+            &variables["more"][1],
+        ] {
+            let text = uuid.as_str().expect("a uuid string");
+            assert_eq!(text.len(), 36, "{text}");
+            assert!(uuids.insert(text.to_string()), "{text} given twice");
+        }
+    }
+    assert_eq!(uuids.len(), 6);
+    let body_of = |instance| {
+        jobs.iter()
+            .find(|job| job.process_instance_key == instance)
+            .expect("a job per instance")
+            .variables()["body"]
+            .clone()
+    };
+    assert_eq!(body_of(good), serde_json::json!(r#"{"total":10}"#));
+    assert_eq!(body_of(bad), serde_json::json!(r#"{"total":-1}"#));
+    for job in &jobs {
+        shard.complete(job.key, vars(r#"{"reply": "{\"status\": \"sent\"}"}"#));
+    }
+    let root = shard.state.variables(good).expect("root variables");
+    assert_eq!(root["status"], serde_json::json!("sent"));
+    assert_eq!(root["checked"], serde_json::json!(10));
+    let incident = shard
+        .state
+        .incidents()
+        .find(|incident| incident.process_instance_key == bad)
+        .expect("the failed assertion is an incident");
+    assert!(
+        incident.message.contains("the total must be positive"),
+        "{}",
+        incident.message
+    );
+    shard.check_replay();
+}
