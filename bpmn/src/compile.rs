@@ -24,6 +24,8 @@ pub(crate) struct Compiled {
     pub processes: Vec<ProcessDefinition>,
     pub non_executable: Vec<String>,
     pub diagnostics: Vec<Diagnostic>,
+    /// What is allowed but likely wrong (see [`crate::Model::warnings`]).
+    pub warnings: Vec<Diagnostic>,
 }
 
 pub(crate) struct Compiler<'d> {
@@ -31,6 +33,7 @@ pub(crate) struct Compiler<'d> {
     text: &'d str,
     lines: OnceLock<LineIndex<'d>>,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
     /// Every id in the kept tree, to the node that carries it.
     ids: HashMap<&'d str, usize>,
     messages: HashMap<&'d str, usize>,
@@ -228,6 +231,7 @@ impl<'d> Compiler<'d> {
             text,
             lines: OnceLock::new(),
             diagnostics: Vec::new(),
+            warnings: Vec::new(),
             ids: HashMap::new(),
             messages: HashMap::new(),
             errors: HashMap::new(),
@@ -267,6 +271,25 @@ impl<'d> Compiler<'d> {
             element_id,
             message,
         });
+    }
+
+    /// Warns about each function `expression` calls that no built-in has (it evaluates to
+    /// null), at `node`, naming `owner`.
+    fn check_calls(&mut self, node: usize, owner: usize, expression: &FeelExpression, what: &str) {
+        for name in expression.unknown_functions() {
+            let position = self.position(self.doc.node(node).offset as usize);
+            let element_id = self.id(owner).map(str::to_string);
+            self.warnings.push(Diagnostic {
+                kind: K::UnknownFunction,
+                position,
+                element_id,
+                message: format!(
+                    "the {what} `{}` calls `{name}(...)`, which no FEEL built-in function \
+                     takes with these arguments: the call evaluates to null",
+                    expression.source()
+                ),
+            });
+        }
     }
 
     /// Looks up a reference; BPMN references are QNames, so `tns:x` finds `x` as well.
@@ -341,6 +364,9 @@ impl<'d> Compiler<'d> {
     fn finish(self, processes: Vec<ProcessDefinition>, non_executable: Vec<String>) -> Compiled {
         let mut diagnostics = self.diagnostics;
         diagnostics.sort_by_key(|diagnostic| diagnostic.position);
+        let mut warnings = self.warnings;
+        warnings.sort_by_key(|diagnostic| diagnostic.position);
+        warnings.truncate(crate::limits::DIAGNOSTICS_MAX);
         let processes = if diagnostics.is_empty() {
             processes
         } else {
@@ -350,6 +376,7 @@ impl<'d> Compiler<'d> {
             processes,
             non_executable,
             diagnostics,
+            warnings,
         }
     }
 
@@ -657,7 +684,10 @@ impl<'d> Compiler<'d> {
             return None;
         };
         match FeelExpression::parse(source) {
-            Ok(expression) => Some(expression),
+            Ok(expression) => {
+                self.check_calls(node, node, &expression, what);
+                Some(expression)
+            }
             Err(error) => {
                 self.report(K::InvalidExpression, node, format!("the {what}: {error}"));
                 None
@@ -668,7 +698,12 @@ impl<'d> Compiler<'d> {
     /// Parses a value that may be static or FEEL.
     pub(crate) fn expression(&mut self, node: usize, raw: &str, what: &str) -> Option<Expression> {
         match Expression::parse(raw) {
-            Ok(expression) => Some(expression),
+            Ok(expression) => {
+                if let Expression::Feel(feel) = &expression {
+                    self.check_calls(node, node, feel, what);
+                }
+                Some(expression)
+            }
             Err(error) => {
                 self.report(K::InvalidExpression, node, format!("the {what}: {error}"));
                 None
@@ -1038,7 +1073,10 @@ impl<'d> Compiler<'d> {
         }
         if let Some(source) = text.strip_prefix('=') {
             let expression = match FeelExpression::parse(source) {
-                Ok(expression) => expression,
+                Ok(expression) => {
+                    self.check_calls(definition, owner, &expression, "timer");
+                    expression
+                }
                 Err(error) => {
                     self.report_at(
                         K::InvalidExpression,

@@ -57,6 +57,9 @@ pub enum DiagnosticKind {
     InvalidMultiInstance,
     /// An attribute whose value is not of its type (a boolean that is not `true`/`false`, ...).
     InvalidValue,
+    /// A warning, not an error: a FEEL expression calls a function no built-in has, so the
+    /// call evaluates to null.
+    UnknownFunction,
 }
 
 impl DiagnosticKind {
@@ -89,11 +92,12 @@ impl DiagnosticKind {
             InvalidGateway => "invalid_gateway",
             InvalidMultiInstance => "invalid_multi_instance",
             InvalidValue => "invalid_value",
+            UnknownFunction => "unknown_function",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [DiagnosticKind; 25] = {
+    pub const ALL: [DiagnosticKind; 26] = {
         use DiagnosticKind::*;
         [
             Xml,
@@ -121,6 +125,7 @@ impl DiagnosticKind {
             InvalidGateway,
             InvalidMultiInstance,
             InvalidValue,
+            UnknownFunction,
         ]
     };
 

@@ -79,6 +79,8 @@ pub struct FeelExpression {
     /// Which of feel-scala's built-ins that the engine evaluates it calls (bit `i`:
     /// [`NATIVE_FUNCTIONS`]`[i]`).
     natives: u32,
+    /// Names it calls that no built-in function has (see [`FeelExpression::unknown_functions`]).
+    unknown_calls: Box<[Box<str>]>,
     /// What the engine compiles this expression into, built on first use and shared by every
     /// clone. Typed `Any` so that this crate needs no evaluator (the evaluator's dependencies
     /// stay out of the model crate).
@@ -174,7 +176,12 @@ impl FeelExpression {
         let rewritten = crate::from_ai::without_calls(trimmed)
             .map_err(|error| format!("`{trimmed}`: {error}"))?;
         let (extended, natives) = crate::extensions::rewritten(&rewritten);
-        let (text, scope, names) = prepare(&extended)?;
+        let Prepared {
+            text,
+            scope,
+            names,
+            unknown_calls,
+        } = prepare(&extended)?;
         let reads_clock = text.contains(CLOCK_NOW) || text.contains(CLOCK_TODAY);
         // The parser is third-party code fed with user input: a panic inside it must become a
         // validation error, never take the process down.
@@ -194,6 +201,10 @@ impl FeelExpression {
                 names: names.into_iter().map(String::into_boxed_str).collect(),
                 reads_clock,
                 natives,
+                unknown_calls: unknown_calls
+                    .into_iter()
+                    .map(String::into_boxed_str)
+                    .collect(),
                 compiled: Arc::new(OnceLock::new()),
             }),
             Ok(Err(_)) => Err(format!("`{trimmed}` is not a valid FEEL expression")),
@@ -240,6 +251,15 @@ impl FeelExpression {
             .map(|(_, function)| function)
     }
 
+    /// The one-word names it calls as functions that neither DMN FEEL, feel-scala's
+    /// built-ins the engine knows, nor the expression itself defines (nothing is reported for
+    /// an expression that defines a `function`): such a call evaluates to null. A wrong
+    /// number of arguments for a feel-scala built-in (`trim(a, b)`) shows here too. Once each,
+    /// in order of first appearance.
+    pub fn unknown_functions(&self) -> &[Box<str>] {
+        &self.unknown_calls
+    }
+
     /// Whether it calls any of [`NATIVE_FUNCTIONS`] (a bit test, for the evaluation's hot
     /// path).
     pub fn calls_native_functions(&self) -> bool {
@@ -269,12 +289,26 @@ impl FeelExpression {
     }
 }
 
-/// Declares every identifier of `source` as a name, and unquotes backtick names. Also
-/// returns the names declared (keywords, built-in multi-word functions and the clock left
-/// out), in order of first appearance.
-fn prepare(source: &str) -> Result<(String, FeelScope, Vec<String>), String> {
+/// What [`prepare`] gives the parser, and what it found.
+struct Prepared {
+    /// The text to parse.
+    text: String,
+    /// Every name of the text declared.
+    scope: FeelScope,
+    /// The names declared (keywords, built-in multi-word functions and the clock left out),
+    /// in order of first appearance.
+    names: Vec<String>,
+    /// One-word names called as functions that no built-in has (see
+    /// [`FeelExpression::unknown_functions`]).
+    unknown_calls: Vec<String>,
+}
+
+/// Declares every identifier of `source` as a name, and unquotes backtick names.
+fn prepare(source: &str) -> Result<Prepared, String> {
     let mut context = FeelContext::default();
     let mut names: Vec<String> = Vec::new();
+    let mut unknown_calls: Vec<String> = Vec::new();
+    let mut defines_functions = false;
     let mut declare = |context: &mut FeelContext, name: &str| {
         context.set_null(Name::from(name));
         if !names.iter().any(|known| known == name) {
@@ -350,7 +384,18 @@ fn prepare(source: &str) -> Result<(String, FeelScope, Vec<String>), String> {
                 continue;
             }
             if !KEYWORDS.contains(&word) {
+                let called = rest[end..].trim_start().starts_with('(');
+                let member = text.trim_end().ends_with('.');
+                if called
+                    && !member
+                    && word.parse::<dsntk_feel::bif::Bif>().is_err()
+                    && !unknown_calls.iter().any(|known| known == word)
+                {
+                    unknown_calls.push(word.to_string());
+                }
                 declare(&mut context, word);
+            } else if word == "function" {
+                defines_functions = true;
             }
             text.push_str(word);
             rest = &rest[end..];
@@ -359,7 +404,15 @@ fn prepare(source: &str) -> Result<(String, FeelScope, Vec<String>), String> {
             rest = &rest[character.len_utf8()..];
         }
     }
-    Ok((text, FeelScope::from(context), names))
+    if defines_functions {
+        unknown_calls.clear();
+    }
+    Ok(Prepared {
+        text,
+        scope: FeelScope::from(context),
+        names,
+        unknown_calls,
+    })
 }
 
 /// The name the engine binds to the command's time as an ISO 8601 UTC date-time string.
@@ -488,6 +541,30 @@ mod tests {
             FeelExpression::parse("{f: function(a) a + 1}").is_ok(),
             "FEEL functions are fine"
         );
+    }
+
+    #[test]
+    fn calls_no_built_in_has_are_found() {
+        let unknown = |source: &str| -> Vec<String> {
+            FeelExpression::parse(source)
+                .expect("parses")
+                .unknown_functions()
+                .iter()
+                .map(|name| name.to_string())
+                .collect()
+        };
+        assert_eq!(
+            unknown("format(x) + format(y) + mystery (1)"),
+            ["format", "mystery"]
+        );
+        assert!(unknown("count(x) + string length(s) + uuid() + to json(x)").is_empty());
+        assert!(unknown("now() > date(\"2024-01-01\") and not(x)").is_empty());
+        // Members, strings, comments and names that are not called are not calls.
+        assert!(unknown("a.format(1) + \"f(x)\" + format // f(x)").is_empty());
+        // A wrong number of arguments for feel-scala's built-ins.
+        assert_eq!(unknown("trim(a, b)"), ["trim"]);
+        // Functions the expression defines are not second-guessed.
+        assert!(unknown("{f: function(a) a + 1, r: f(2)}.r").is_empty());
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub struct Model {
     pub processes: Vec<ProcessDefinition>,
     /// Ids of the processes that are not executable (`isExecutable` absent or `false`).
     pub non_executable: Vec<String>,
+    /// What deploys but is likely wrong (a FEEL call of a function no built-in has, which
+    /// evaluates to null), sorted by position; at most [`limits::DIAGNOSTICS_MAX`].
+    /// `ringflow validate` prints them.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Why a document was rejected: every problem found, in document order.
@@ -142,6 +146,7 @@ pub fn parse(bytes: &[u8]) -> Result<Model, ModelError> {
         Ok(Model {
             processes: compiled.processes,
             non_executable: compiled.non_executable,
+            warnings: compiled.warnings,
         })
     } else {
         let mut diagnostics = compiled.diagnostics;

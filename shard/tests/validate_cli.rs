@@ -153,3 +153,47 @@ fn what_the_engine_refuses_at_deploy_is_reported_by_validate_too() {
         "{json:?}"
     );
 }
+
+#[test]
+fn a_call_of_a_function_no_built_in_has_is_a_warning() {
+    let model = temp_file(
+        "calls.bpmn",
+        br#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0">
+<bpmn:process id="p" isExecutable="true">
+  <bpmn:startEvent id="s"/>
+  <bpmn:sequenceFlow id="f" sourceRef="s" targetRef="t"/>
+  <bpmn:scriptTask id="t"><bpmn:extensionElements>
+    <zeebe:script expression="=format(total) + to json(total) + string(uuid())" resultVariable="r"/>
+  </bpmn:extensionElements></bpmn:scriptTask>
+</bpmn:process>
+</bpmn:definitions>"#,
+    );
+    let path = model.display().to_string();
+    let output = ringflow(&["validate", &path]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "a warning keeps it valid: {output:?}"
+    );
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!(
+            "{path}:6:3: warning: t: the script expression `format(total)"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("calls `format(...)`"), "{text}");
+    assert_eq!(
+        text.matches("warning:").count(),
+        1,
+        "to json and uuid() are built-ins: {text}"
+    );
+    let output = ringflow(&["validate", "--json", &path]);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["valid"], true);
+    let warnings = report["files"][0]["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["code"], "unknown_function");
+    assert_eq!(warnings[0]["element_id"], "t");
+}

@@ -36,6 +36,10 @@ struct FileReport {
     non_executable: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<ErrorReport>,
+    /// What deploys but is likely wrong (a FEEL call that evaluates to null); the file stays
+    /// valid.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<ErrorReport>,
 }
 
 #[derive(Serialize)]
@@ -93,6 +97,7 @@ fn check(path: &Path) -> FileReport {
                 processes: Vec::new(),
                 non_executable: Vec::new(),
                 errors: vec![error],
+                warnings: Vec::new(),
             };
         }
     };
@@ -123,6 +128,7 @@ fn check(path: &Path) -> FileReport {
                     processes: Vec::new(),
                     non_executable: Vec::new(),
                     errors: refusals,
+                    warnings: model.warnings.iter().map(error_report).collect(),
                 }
             }
         }
@@ -132,6 +138,7 @@ fn check(path: &Path) -> FileReport {
             processes: Vec::new(),
             non_executable: Vec::new(),
             errors: error.diagnostics.iter().map(error_report).collect(),
+            warnings: Vec::new(),
         },
     }
 }
@@ -166,6 +173,7 @@ fn valid_report(file: String, model: Model) -> FileReport {
         processes,
         non_executable: model.non_executable,
         errors: Vec::new(),
+        warnings: model.warnings.iter().map(error_report).collect(),
     }
 }
 
@@ -207,17 +215,22 @@ fn write_text(out: &mut impl Write, report: &Report) -> io::Result<()> {
                 file.file
             )?;
         }
-        for error in &file.errors {
+        for (error, label) in file
+            .errors
+            .iter()
+            .map(|error| (error, ""))
+            .chain(file.warnings.iter().map(|warning| (warning, "warning: ")))
+        {
             match (&error.element_id, error.line) {
-                (_, 0) => writeln!(out, "{}: {}", file.file, error.message)?,
+                (_, 0) => writeln!(out, "{}: {label}{}", file.file, error.message)?,
                 (Some(id), _) => writeln!(
                     out,
-                    "{}:{}:{}: {id}: {}",
+                    "{}:{}:{}: {label}{id}: {}",
                     file.file, error.line, error.column, error.message
                 )?,
                 (None, _) => writeln!(
                     out,
-                    "{}:{}:{}: {}",
+                    "{}:{}:{}: {label}{}",
                     file.file, error.line, error.column, error.message
                 )?,
             }
