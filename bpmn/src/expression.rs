@@ -24,6 +24,14 @@ use dsntk_feel_parser::AstNode;
 use crate::extensions::{NATIVE_FUNCTIONS, NativeFunction};
 use crate::limits::EXPRESSION_BYTES_MAX;
 
+/// The bit of [`crate::instants::INSTANT`] in an expression's native functions.
+static INSTANT_BIT: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    NATIVE_FUNCTIONS
+        .iter()
+        .position(|function| function.bound_as == crate::instants::INSTANT)
+        .expect("the instant wrapper is a native function")
+});
+
 /// A value in a model attribute that is either fixed or computed by FEEL.
 #[derive(Clone, Debug)]
 pub enum Expression {
@@ -195,18 +203,26 @@ impl FeelExpression {
                 "`{trimmed}` defines an external function; ringflow evaluates FEEL only, \
                  with no calls out of the engine"
             )),
-            Ok(Ok(ast)) => Ok(FeelExpression {
-                source: trimmed.into(),
-                ast: Box::new(ast),
-                names: names.into_iter().map(String::into_boxed_str).collect(),
-                reads_clock,
-                natives,
-                unknown_calls: unknown_calls
-                    .into_iter()
-                    .map(String::into_boxed_str)
-                    .collect(),
-                compiled: Arc::new(OnceLock::new()),
-            }),
+            Ok(Ok(mut ast)) => {
+                let mut natives = natives;
+                if crate::instants::can_make_date_times(&text)
+                    && crate::instants::wrap_comparisons(&mut ast)
+                {
+                    natives |= 1 << *INSTANT_BIT;
+                }
+                Ok(FeelExpression {
+                    source: trimmed.into(),
+                    ast: Box::new(ast),
+                    names: names.into_iter().map(String::into_boxed_str).collect(),
+                    reads_clock,
+                    natives,
+                    unknown_calls: unknown_calls
+                        .into_iter()
+                        .map(String::into_boxed_str)
+                        .collect(),
+                    compiled: Arc::new(OnceLock::new()),
+                })
+            }
             Ok(Err(_)) => Err(format!("`{trimmed}` is not a valid FEEL expression")),
             Err(_) => Err(format!(
                 "`{trimmed}` could not be parsed (the FEEL parser failed)"

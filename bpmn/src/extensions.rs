@@ -110,6 +110,23 @@ pub const NATIVE_FUNCTIONS: &[NativeFunction] = &[
         positional_only: true,
         ..native("get value", &["context", "keys"], "ringflow get value")
     },
+    // Not a feel-scala function: what the operands of date-time comparisons are wrapped in
+    // (see `crate::instants`).
+    native(
+        crate::instants::INSTANT,
+        &["value"],
+        crate::instants::INSTANT,
+    ),
+    // DMN's `date and time(date, time)` and feel-scala's `date and time(date and time,
+    // timezone)`: which one, the engine tells by the second argument's type.
+    NativeFunction {
+        positional_only: true,
+        ..native(
+            "date and time",
+            &["date", "timezone"],
+            "ringflow zoned date time",
+        )
+    },
 ];
 
 /// Every name [`rewritten`] looks for, once each.

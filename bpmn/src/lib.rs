@@ -70,6 +70,7 @@ pub mod expression;
 pub mod extensions;
 pub mod from_ai;
 mod graph;
+pub mod instants;
 pub mod limits;
 pub mod model;
 pub mod timer;

@@ -403,8 +403,108 @@ mod tests {
         assert_eq!(value("get value(c, [\"z\"])"), Json::Null);
         assert_eq!(value("get value(c, \"y\")"), json(r#"{"z": 0}"#));
         assert_eq!(value("get value(c, [])"), Json::Null);
+        // feel-scala's date and time(value, timezone); DMN's date and time(date, time) still.
+        assert_eq!(
+            value(r#"date and time(@"2020-07-31T14:27:30@Europe/Berlin", "America/Los_Angeles")"#),
+            Json::from("2020-07-31T05:27:30@America/Los_Angeles")
+        );
+        assert_eq!(
+            value(r#"date and time(@"2020-07-31T14:27:30+02:00", "Z")"#),
+            Json::from("2020-07-31T12:27:30Z")
+        );
+        assert_eq!(
+            value(r#"date and time(@"2020-07-31T23:30:00Z", "+01:30")"#),
+            Json::from("2020-08-01T01:00:00+01:30")
+        );
+        assert_eq!(
+            value(r#"date and time(@"2020-07-31T14:27:30.5", "Z")"#),
+            Json::from("2020-07-31T14:27:30.5Z")
+        );
+        assert_eq!(
+            value(r#"date and time(date("2012-12-24"), time("23:59:00"))"#),
+            Json::from("2012-12-24T23:59:00")
+        );
+        assert_eq!(
+            value(r#"date and time(date and time("2012-12-25T11:00:00"), time("23:59:00Z"))"#),
+            Json::from("2012-12-25T23:59:00Z")
+        );
+        assert_eq!(
+            value(r#"date and time(@"2020-07-31T14:27:30Z", "Mars/Olympus")"#),
+            Json::Null
+        );
+        assert_eq!(
+            value(
+                r#"date and time(@"2020-07-31T14:27:30Z", "America/New_York") < @"2020-07-31T14:27:31Z""#
+            ),
+            Json::from(true)
+        );
         // Without a command (a start timer worked out at deploy) nothing is drawn.
         assert_eq!(value("uuid()"), Json::Null);
+    }
+
+    /// Date-times are ordered by the instant they name, whatever their zones (dsntk alone
+    /// found neither `<` nor `>` between UTC and an offset).
+    #[test]
+    fn date_times_in_other_zones_compare_by_instant() {
+        let variables = vars(r#"{"deadline": "2020-07-31T07:00:00+01:00", "n": 5}"#);
+        let value = |source: &str| {
+            evaluate(&feel(source), &variables, Inputs::at(1_700_000_000_000))
+                .expect("evaluates")
+                .value
+        };
+        for (source, expected) in [
+            (
+                r#"@"2020-08-01T01:00:00+02:00" < @"2020-07-31T23:30:00Z""#,
+                true,
+            ),
+            (
+                r#"@"2020-08-01T01:00:00+02:00" > @"2020-07-31T23:30:00Z""#,
+                false,
+            ),
+            (
+                r#"@"2020-07-31T10:00:00@Europe/Berlin" > @"2020-07-31T07:00:00Z""#,
+                true,
+            ),
+            (
+                r#"@"2020-07-31T10:00:00@Europe/Berlin" <= @"2020-07-31T08:00:00Z""#,
+                true,
+            ),
+            ("now() > date and time(deadline)", true),
+            ("now() < date and time(deadline)", false),
+            (
+                r#"date and time(deadline) >= @"2020-07-31T06:00:00Z""#,
+                true,
+            ),
+            (
+                r#"date and time(deadline) between @"2020-07-31T05:59:00Z" and @"2020-07-31T06:01:00-00:00""#,
+                true,
+            ),
+            (
+                r#"date and time(deadline) in [@"2020-07-31T06:00:00Z"..@"2020-07-31T09:00:00+02:00"]"#,
+                true,
+            ),
+            (
+                r#"date and time(deadline) in (@"2020-07-31T06:00:00Z"..@"2020-07-31T09:00:00+02:00"]"#,
+                false,
+            ),
+            (r#"@"10:00:00+01:00" > @"09:30:00Z""#, false),
+            (r#"@"10:00:00+01:00" < @"09:30:00Z""#, true),
+            (r#"date and time(deadline) = @"2020-07-31T06:00:00Z""#, true),
+            // Values keep their zones; numbers and strings compare as before.
+            ("n > 3 and \"b\" > \"a\"", true),
+        ] {
+            assert_eq!(value(source), Json::from(expected), "{source}");
+        }
+        assert_eq!(
+            value(
+                r#"if @"2020-08-01T01:00:00+02:00" < @"2020-07-31T23:30:00Z" then date and time(deadline) else null"#
+            ),
+            Json::from("2020-07-31T07:00:00+01:00")
+        );
+        assert!(
+            !feel("n > 3").calls_native_functions(),
+            "an expression that makes no date-time is left as parsed"
+        );
     }
 
     /// A failed assertion fails the evaluation, wherever it sits, with its cause.

@@ -2115,3 +2115,46 @@ fn jobs_carry_only_the_variables_a_worker_fetches() {
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+/// A script that compares a date-time without a zone with the same clock time in UTC.
+const ZONELESS: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="e2e-zoneless">
+  <bpmn:process id="zoneless" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="script"/>
+    <bpmn:scriptTask id="script"><bpmn:extensionElements>
+      <zeebe:script expression="=date and time(&quot;2020-07-31T10:00:00&quot;) = @&quot;2020-07-31T10:00:00Z&quot;" resultVariable="same"/>
+    </bpmn:extensionElements></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="script" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// FEEL's zone-less date-times are UTC in the server, whatever zone the machine is set to:
+/// the evaluator would read the machine's zone, and replay elsewhere would differ.
+#[test]
+fn a_date_time_without_a_zone_is_utc_whatever_the_machines_zone() {
+    let data = data_dir("zoneless");
+    let addr = format!("127.0.0.1:{}", free_ports(1));
+    let child = Command::new(BIN)
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(["--listen", &addr, "--shards", "1"])
+        .env("TZ", "Asia/Kathmandu")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ringflow serve");
+    let mut server = Server {
+        child,
+        addr: addr.clone(),
+    };
+    server.wait_ready();
+    let mut client = server.client();
+    deploy(&mut client, "zoneless.bpmn", ZONELESS);
+    let result = client
+        .create_instance_with_result(create("zoneless", "", ""))
+        .expect("an awaited result");
+    let variables: Value = serde_json::from_str(&result.variables).expect("JSON");
+    assert_eq!(variables["same"], true, "{variables}");
+}

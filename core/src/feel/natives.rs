@@ -22,7 +22,7 @@ use dsntk_feel::closure::Closure;
 use dsntk_feel::context::FeelContext;
 use dsntk_feel::values::Value;
 use dsntk_feel::{FeelNumber, FeelScope, FeelType, FunctionBody, Name};
-use dsntk_feel_temporal::FeelDate;
+use dsntk_feel_temporal::{FeelDate, FeelDateTime, FeelTime, FeelZone};
 use ringflow_bpmn::extensions::NativeFunction;
 
 use crate::key::Key;
@@ -162,6 +162,8 @@ impl Session {
                 Box::new(|args| string_join(args.get(0), args.get(1), args.get(2), args.get(3)))
             }
             "ringflow get value" => Box::new(|args| get_value(args.get(0), args.get(1))),
+            "ringflow instant" => Box::new(|args| instant(args.get(0))),
+            "ringflow zoned date time" => Box::new(|args| date_and_time(args.get(0), args.get(1))),
             other => unreachable!("no native function is bound as `{other}`"),
         };
         let names: Vec<Name> = function
@@ -416,6 +418,141 @@ fn get_value(context: &Value, keys: &Value) -> Value {
         }
     }
     at.get_entry(last).cloned().unwrap_or(Value::Null(None))
+}
+
+/// A comparison operand (see `ringflow_bpmn::instants`): a date-time with a zone as the same
+/// instant in UTC, a time with an offset as the same time of day in UTC; anything else (a
+/// date-time or time without a zone too) as it is.
+fn instant(value: &Value) -> Value {
+    match value {
+        Value::DateTime(date_time)
+            if !matches!(date_time.time().zone(), FeelZone::Utc | FeelZone::Local) =>
+        {
+            in_zone(date_time, "Z")
+                .and_then(|text| FeelDateTime::try_from(text.as_str()).ok())
+                .map_or_else(|| value.clone(), Value::DateTime)
+        }
+        Value::Time(time) => match time.zone() {
+            FeelZone::Offset(offset) => {
+                let seconds = (i64::from(time.hour()) * 3600
+                    + i64::from(time.minute()) * 60
+                    + i64::from(time.second())
+                    - i64::from(*offset))
+                .rem_euclid(86_400);
+                FeelTime::zone_opt(
+                    (seconds / 3600) as u8,
+                    (seconds / 60 % 60) as u8,
+                    (seconds % 60) as u8,
+                    time.nanos(),
+                    FeelZone::Utc,
+                )
+                .map_or_else(|| value.clone(), Value::Time)
+            }
+            _ => value.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+/// DMN's `date and time(date, time)` (a date, or the date of a date and time, at a time),
+/// and feel-scala's `date and time(date and time, timezone)`: the same instant on the clock
+/// of `timezone` (`"Z"`, an offset such as `"+01:00"`, or an IANA region such as
+/// `"Europe/Berlin"`). A date and time without a zone is taken as UTC (feel-scala takes the
+/// server's zone; ringflow reads no clock setting of the machine).
+fn date_and_time(date: &Value, second: &Value) -> Value {
+    let timezone = match second {
+        Value::Time(time) => {
+            let date = match date {
+                Value::Date(date) => date.clone(),
+                Value::DateTime(date_time) => date_time.date(),
+                other => {
+                    return null(format!(
+                        "date and time: expected a date or a date and time, got {}",
+                        other.type_of()
+                    ));
+                }
+            };
+            return Value::DateTime(FeelDateTime::new(date, time.clone()));
+        }
+        Value::String(timezone) => timezone,
+        other => {
+            return null(format!(
+                "date and time: expected a time or a timezone, got {}",
+                other.type_of()
+            ));
+        }
+    };
+    let Value::DateTime(date_time) = date else {
+        return null(format!(
+            "date and time: expected a date and time to move to {timezone}, got {}",
+            date.type_of()
+        ));
+    };
+    match in_zone(date_time, timezone) {
+        Some(text) => match FeelDateTime::try_from(text.as_str()) {
+            Ok(moved) => Value::DateTime(moved),
+            Err(_) => null(format!("date and time: {text} is not a date and time")),
+        },
+        None => null(format!(
+            "date and time: cannot move {date_time} to the timezone `{timezone}`"
+        )),
+    }
+}
+
+/// `date_time` on the clock of `timezone`, as FEEL date and time text.
+fn in_zone(date_time: &FeelDateTime, timezone: &str) -> Option<String> {
+    use chrono::{FixedOffset, NaiveDate, TimeZone, Utc};
+    let (year, month, day) = date_time.date().as_tuple();
+    let time = date_time.time();
+    let naive = NaiveDate::from_ymd_opt(year, month, day)?.and_hms_nano_opt(
+        u32::from(time.hour()),
+        u32::from(time.minute()),
+        u32::from(time.second()),
+        u32::try_from(time.nanos()).ok()?,
+    )?;
+    let instant = match time.zone() {
+        FeelZone::Utc | FeelZone::Local => Utc.from_utc_datetime(&naive),
+        FeelZone::Offset(seconds) => FixedOffset::east_opt(*seconds)?
+            .from_local_datetime(&naive)
+            .single()?
+            .with_timezone(&Utc),
+        FeelZone::Zone(name) => name
+            .parse::<chrono_tz::Tz>()
+            .ok()?
+            .from_local_datetime(&naive)
+            .earliest()?
+            .with_timezone(&Utc),
+    };
+    const CLOCK: &str = "%Y-%m-%dT%H:%M:%S%.f";
+    let timezone = timezone.trim();
+    if timezone == "Z" || timezone == "UTC" {
+        return Some(format!("{}Z", instant.format(CLOCK)));
+    }
+    if let Some(offset) = parse_offset(timezone) {
+        let local = instant.with_timezone(&FixedOffset::east_opt(offset)?);
+        return Some(format!("{}{timezone}", local.format(CLOCK)));
+    }
+    let zone = timezone.parse::<chrono_tz::Tz>().ok()?;
+    Some(format!(
+        "{}@{timezone}",
+        instant.with_timezone(&zone).format(CLOCK)
+    ))
+}
+
+/// `+hh:mm` or `-hh:mm`, in seconds east of UTC.
+fn parse_offset(text: &str) -> Option<i32> {
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let (hours, minutes) = rest.split_once(':')?;
+    if hours.len() != 2 || minutes.len() != 2 {
+        return None;
+    }
+    let hours: i32 = hours.parse().ok()?;
+    let minutes: i32 = minutes.parse().ok()?;
+    (hours <= 18 && minutes < 60).then_some(sign * (hours * 3600 + minutes * 60))
 }
 
 #[cfg(test)]
