@@ -377,6 +377,25 @@ fn compare_alternates_the_first_binary_and_sums_up_the_pairs() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(stderr.contains("no-such-binary is not a file"), "{stderr}");
+    // A cold store passed around `--cold-store` would run while the report named another.
+    for args in [
+        ["--server-arg=--cold-store", "--server-arg=none"],
+        ["--server-arg=--cold-store=none", "--quiet"],
+    ] {
+        let refused = Command::new(BENCH)
+            .args(["run", "--scenario", "one_task", "--duration", "1s"])
+            .args(args)
+            .arg("--server-bin")
+            .arg(server_binary())
+            .output()
+            .expect("run ringflow-bench run");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("choose the cold store with --cold-store"),
+            "{stderr}"
+        );
+    }
 }
 
 /// `--send-tick-us`: the open loop sends the creates due in each tick together, and their

@@ -171,6 +171,18 @@ struct Plan<'a> {
 /// Runs one measurement, starting (and stopping) a server unless `--addr` was given.
 fn measure(plan: &Plan) -> anyhow::Result<Report> {
     let common = plan.common;
+    // The report names the cold store from `--cold-store`; one passed to the server another
+    // way would run while the report named another.
+    if let Some(arg) = common
+        .server_args
+        .iter()
+        .find(|arg| *arg == "--cold-store" || arg.starts_with("--cold-store="))
+    {
+        bail!(
+            "`{arg}` given as a server argument: choose the cold store with --cold-store \
+             (none, sqlite or a postgres:// URL), so that the report names the one the server ran"
+        );
+    }
     let usable = server::usable_cpus();
     let server_cpus: Vec<usize> = if !common.server_cpus.is_empty() {
         if common.server_cpus.len() != plan.shards {
