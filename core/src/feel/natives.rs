@@ -559,6 +559,101 @@ fn parse_offset(text: &str) -> Option<i32> {
 mod tests {
     use super::*;
 
+    /// Every native function, on arguments of every type (and odd values of each), gives a
+    /// value that can be stored, without a panic: the wrong type gives null.
+    #[test]
+    fn any_arguments_give_a_storable_value() {
+        let values: Vec<Value> = [
+            "null",
+            "true",
+            "0",
+            "-1",
+            "2.5",
+            "1e30",
+            "\"\"",
+            "\"x\"",
+            "\"(\"",
+            "\"12[0-9]*\"",
+            "\"Europe/Berlin\"",
+            "\"+01:00\"",
+            "\"+99:99\"",
+            "\"Z\"",
+            "\"{\\\"a\\\": [1]}\"",
+            "[]",
+            "[1, 1, \"a\", null, [2]]",
+            "[\"a\", \"b\"]",
+            "{\"a\": {\"b\": 1}}",
+        ]
+        .iter()
+        .map(|json| super::super::to_feel(&serde_json::from_str(json).expect("JSON")))
+        .chain(
+            [
+                "date(\"2024-02-29\")",
+                "date and time(\"2020-07-31T14:27:30@Europe/Berlin\")",
+                "date and time(\"2020-07-31T14:27:30.5+02:00\")",
+                "date and time(\"2020-07-31T14:27:30\")",
+                "time(\"10:00:00+01:00\")",
+                "time(\"23:59:59-11:00\")",
+                "duration(\"P1D\")",
+                "duration(\"P1Y\")",
+            ]
+            .iter()
+            .map(|source| {
+                let expression = ringflow_bpmn::FeelExpression::parse(source).expect("FEEL");
+                let evaluator = dsntk_feel_evaluator::prepare(expression.ast());
+                evaluator(&FeelScope::default())
+            }),
+        )
+        .collect();
+        // The temporal values were made (a null there would test nothing new).
+        assert!(
+            values[values.len() - 8..]
+                .iter()
+                .all(|value| !matches!(value, Value::Null(_))),
+            "{:?}",
+            &values[values.len() - 8..]
+        );
+        let storable = |name: &str, result: Value| {
+            assert!(
+                super::super::to_json(&result).is_ok(),
+                "{name} gave {result:?}, which cannot be stored"
+            );
+        };
+        let failed = OnceLock::new();
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut pick = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            &values[(seed % values.len() as u64) as usize]
+        };
+        for a in &values {
+            storable("to json", to_json(a));
+            storable("from json", from_json(a));
+            storable("to base64", to_base64(a));
+            storable("duplicate values", duplicate_values(a));
+            storable("last day of month", last_day_of_month(a));
+            storable("instant", instant(a));
+            storable("random number", random_number([0xFF; 16]));
+            for b in &values {
+                storable("extract", extract(a, b));
+                storable("partition", partition(a, b));
+                storable("date and time", date_and_time(a, b));
+                storable("get value", get_value(a, b));
+                storable("assert", assert(a, b, Some(a), &failed));
+            }
+        }
+        for _ in 0..20_000 {
+            let (a, b, c, d) = (
+                pick().clone(),
+                pick().clone(),
+                pick().clone(),
+                pick().clone(),
+            );
+            storable("string join", string_join(&a, &b, &c, &d));
+        }
+    }
+
     #[test]
     fn the_permutation_is_one_to_one_on_a_sample() {
         let mut seen = std::collections::BTreeSet::new();
