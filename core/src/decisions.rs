@@ -112,7 +112,52 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<DmnModel, String> {
     if parsed.decisions.is_empty() {
         return Err("the DMN file defines no decision".to_string());
     }
+    refuse_unbound_clock(text, &parsed)?;
     Ok(parsed)
+}
+
+/// `now()` and `today()` are bound to the command's time only in a decision table that
+/// requires nothing (evaluated here directly); elsewhere dsntk's DRG evaluator would read
+/// the machine's clock, and a replay would decide otherwise. Such a model is refused, naming
+/// the element. The check reads the XML: each `decision` and `businessKnowledgeModel`
+/// element's text is searched for a call of either.
+fn refuse_unbound_clock(text: &str, model: &DmnModel) -> Result<(), String> {
+    static ELEMENTS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?s)<(?:[\w.-]+:)?(decision|businessKnowledgeModel)\b([^>]*)>(.*?)</(?:[\w.-]+:)?(?:decision|businessKnowledgeModel)>"#,
+        )
+        .expect("a valid pattern")
+    });
+    static CLOCK: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\b(now|today)\s*\(\s*\)").expect("a valid pattern")
+    });
+    static ID: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"\bid\s*=\s*"([^"]*)""#).expect("a valid pattern")
+    });
+    for element in ELEMENTS.captures_iter(text) {
+        let Some(call) = CLOCK.captures(&element[3]) else {
+            continue;
+        };
+        let id = ID
+            .captures(&element[2])
+            .map(|id| id[1].to_string())
+            .unwrap_or_default();
+        let direct = &element[1] == "decision"
+            && model
+                .decisions
+                .iter()
+                .find(|(decision, _)| *decision == id)
+                .is_some_and(|(_, name)| model.tables.iter().any(|(table, _)| table == name));
+        if !direct {
+            return Err(format!(
+                "{} `{id}` calls {}(), which ringflow binds to the command's time only in a \
+                 decision table that requires nothing; here it would read the machine's clock, \
+                 and a replay would decide otherwise: pass the time in a variable",
+                &element[1], &call[1]
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl DmnModel {
@@ -121,11 +166,13 @@ impl DmnModel {
         &self.decisions
     }
 
-    /// Evaluates the decision named `name` with `variables` as its input data.
+    /// Evaluates the decision named `name` with `variables` as its input data, `now()` and
+    /// `today()` at the command's time `now_millis`.
     pub(crate) fn evaluate(
         &self,
         name: &str,
         variables: &Variables,
+        now_millis: i64,
     ) -> Result<serde_json::Value, String> {
         let mut input = FeelContext::default();
         for (variable, value) in variables {
@@ -134,6 +181,7 @@ impl DmnModel {
                 crate::feel::to_feel(value),
             );
         }
+        crate::feel::bind_clock_functions(&mut input, now_millis);
         let table = self
             .tables
             .iter()

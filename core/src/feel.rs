@@ -209,6 +209,22 @@ pub(crate) fn to_json(value: &Value) -> Result<Json, String> {
     })
 }
 
+/// Binds `now` and `today` in `context` to functions that give the instant `now_millis` (as a
+/// UTC date and time) and its date, unless a variable of that name is there: dsntk's own
+/// read the machine's clock, which a replay would read again at another time.
+pub(crate) fn bind_clock_functions(context: &mut FeelContext, now_millis: i64) {
+    let (date, time) = utc(now_millis);
+    let now = dsntk_feel_temporal::FeelDateTime::try_from(format!("{date}T{time}Z").as_str())
+        .map(Value::DateTime);
+    let today = dsntk_feel_temporal::FeelDate::from_str(&date).map(Value::Date);
+    for (name, value) in [("now", now), ("today", today)] {
+        let name = Name::from(name);
+        if let (false, Ok(value)) = (context.contains_entry(&name), value) {
+            context.set_entry(&name, natives::constant(value));
+        }
+    }
+}
+
 /// The UTC date (`YYYY-MM-DD`) and time (`hh:mm:ss.fff`) of an instant.
 fn utc(millis: i64) -> (String, String) {
     let days = millis.div_euclid(86_400_000);

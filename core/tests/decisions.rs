@@ -146,3 +146,50 @@ fn no_matching_rule_gives_null_as_in_camunda() {
     shard.assert_clean();
     shard.check_replay();
 }
+
+/// A decision table whose input is `today()`, and a literal-expression decision that requires
+/// it and reads `now()`.
+const CLOCKED: &str = r##"<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="clocked" name="Clocked" namespace="http://ringflow.dev/clocked">
+  <decision id="day" name="Day">
+    <decisionTable id="dayTable" hitPolicy="FIRST">
+      <input id="i1"><inputExpression id="ie1" typeRef="string"><text>string(today())</text></inputExpression></input>
+      <output id="o1" name="day" typeRef="string"/>
+      <rule id="r1"><inputEntry id="e11"><text>"1970-01-01"</text></inputEntry><outputEntry id="o11"><text>"epoch"</text></outputEntry></rule>
+      <rule id="r2"><inputEntry id="e21"><text>-</text></inputEntry><outputEntry id="o21"><text>"later"</text></outputEntry></rule>
+    </decisionTable>
+  </decision>
+  <decision id="stamp" name="Stamp">
+    <informationRequirement id="ir1"><requiredDecision href="#day"/></informationRequirement>
+    <literalExpression id="le1"><text>Day + " " + string(now())</text></literalExpression>
+  </decision>
+</definitions>"##;
+
+#[test]
+fn now_and_today_in_a_decision_are_the_commands_time_or_refused() {
+    let table_only = CLOCKED.replace(
+        &CLOCKED[CLOCKED.find("  <decision id=\"stamp\"").expect("stamp")
+            ..CLOCKED.rfind("</definitions>").expect("end")],
+        "",
+    );
+    let mut shard = Shard::new();
+    deploy_both(&mut shard, &table_only, "day");
+    // The shard's clock starts at 1970-01-01T00:00:01Z: not today's date on this machine.
+    assert_eq!(discount_for(&mut shard, "{}"), serde_json::json!("epoch"));
+    shard.check_replay();
+    // In a decision with requirements dsntk would read the machine's clock: refused.
+    let refused = Shard::new()
+        .run(Command::Deploy {
+            resources: vec![Resource {
+                name: "clocked.dmn".into(),
+                content: Arc::from(CLOCKED.as_bytes()),
+            }],
+        })
+        .expect_err("refused");
+    assert_eq!(refused.code, RejectionCode::InvalidModel);
+    assert!(
+        refused.message.contains("decision `stamp` calls now()"),
+        "{}",
+        refused.message
+    );
+}

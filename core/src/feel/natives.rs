@@ -193,6 +193,21 @@ impl Session {
     }
 }
 
+/// A function of no arguments that gives `value`: what a DMN decision's `now()` and
+/// `today()` are bound to (see `decisions`), shadowing dsntk's, which read the machine's
+/// clock.
+pub(crate) fn constant(value: Value) -> Value {
+    let evaluator: dsntk_feel::Evaluator = Box::new(move |_: &FeelScope| value.clone());
+    Value::FunctionDefinition(
+        Vec::new(),
+        FunctionBody::LiteralExpression(Arc::new(evaluator)),
+        false,
+        Closure::default(),
+        FeelContext::default(),
+        FeelType::Any,
+    )
+}
+
 /// A call's arguments, in the order of the function's parameters.
 struct Args {
     values: Vec<Value>,
