@@ -71,12 +71,13 @@ pub struct DecisionVersion {
 }
 
 /// Whether a resource is a DMN model (by its name, as Camunda 8 decides).
-pub(crate) fn is_dmn(resource_name: &str) -> bool {
+pub fn is_dmn(resource_name: &str) -> bool {
     resource_name.to_ascii_lowercase().ends_with(".dmn")
 }
 
-/// Parses a DMN resource; the error says what is wrong with it.
-pub(crate) fn parse(bytes: &[u8]) -> Result<DmnModel, String> {
+/// Parses a DMN resource as a deployment does (`ringflow validate` too); the error says
+/// what is wrong with it.
+pub fn parse(bytes: &[u8]) -> Result<DmnModel, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "the DMN file is not UTF-8".to_string())?;
     // Third-party code on user data: a panic becomes an error, never a crashed shard.
     let parsed = catch_unwind(AssertUnwindSafe(|| {

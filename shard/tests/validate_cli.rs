@@ -197,3 +197,40 @@ fn a_call_of_a_function_no_built_in_has_is_a_warning() {
     assert_eq!(warnings[0]["code"], "unknown_function");
     assert_eq!(warnings[0]["element_id"], "t");
 }
+
+#[test]
+fn dmn_files_are_checked_as_a_deployment_checks_them() {
+    let dmn = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/fixtures/discount.dmn")
+        .display()
+        .to_string();
+    let output = ringflow(&["validate", &dmn]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        stdout(&output),
+        format!("{dmn}: decision discount \"Discount\"\n")
+    );
+    // A decision with requirements that reads the clock is refused, as at deploy.
+    let clocked = temp_file(
+        "clocked.dmn",
+        br##"<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="c" name="C" namespace="http://ringflow.dev/c">
+  <decision id="day" name="Day"><literalExpression id="l1"><text>1</text></literalExpression></decision>
+  <decision id="stamp" name="Stamp">
+    <informationRequirement id="ir1"><requiredDecision href="#day"/></informationRequirement>
+    <literalExpression id="l2"><text>string(today())</text></literalExpression>
+  </decision>
+</definitions>"##,
+    );
+    let path = clocked.display().to_string();
+    let output = ringflow(&["validate", "--json", &path]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let error = &report["files"][0]["errors"][0];
+    assert_eq!(error["code"], "invalid_dmn");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("decision `stamp` calls today()")),
+        "{error}"
+    );
+}

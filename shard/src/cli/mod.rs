@@ -30,11 +30,13 @@ enum Command {
     /// Takes about 25 seconds with the defaults (15 s of load). Exits 0 when every order
     /// that was started completed and the cold store has them all.
     Demo(demo::Args),
-    /// Check BPMN files the way a deployment would, and show what ringflow would run.
+    /// Check BPMN and DMN files the way a deployment would, and show what ringflow would run.
     ///
-    /// For each valid file, prints each executable process with its element counts. For each
-    /// invalid one, prints every problem as FILE:LINE:COLUMN: ELEMENT-ID: message. Exits 0
-    /// only when every file is valid, 1 when any is not (or cannot be read).
+    /// For each valid file, prints each executable process with its element counts (for a
+    /// DMN file, named *.dmn, each decision). For each invalid one, prints every problem as
+    /// FILE:LINE:COLUMN: ELEMENT-ID: message; warnings (a FEEL call that evaluates to null)
+    /// leave a file valid. Exits 0 only when every file is valid, 1 when any is not (or
+    /// cannot be read).
     Validate(validate::Args),
     /// Run a node: one shard per CPU, serving the binary protocol.
     Serve(serve::Args),

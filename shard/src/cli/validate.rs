@@ -12,7 +12,7 @@ use serde::Serialize;
 /// Arguments of `ringflow validate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// BPMN 2.0 files (.bpmn, .bpmn20.xml, ...) to check.
+    /// BPMN 2.0 files (.bpmn, .bpmn20.xml, ...) and DMN files (.dmn) to check.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Print the result as one JSON document on standard output instead of text.
@@ -32,6 +32,9 @@ struct FileReport {
     valid: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     processes: Vec<ProcessReport>,
+    /// The decisions of a DMN file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    decisions: Vec<DecisionReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     non_executable: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -48,6 +51,12 @@ struct ProcessReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     elements: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct DecisionReport {
+    id: String,
+    name: String,
 }
 
 #[derive(Serialize)]
@@ -95,12 +104,16 @@ fn check(path: &Path) -> FileReport {
                 file,
                 valid: false,
                 processes: Vec::new(),
+                decisions: Vec::new(),
                 non_executable: Vec::new(),
                 errors: vec![error],
                 warnings: Vec::new(),
             };
         }
     };
+    if ringflow_core::decisions::is_dmn(&file) {
+        return check_dmn(file, &bytes);
+    }
     match ringflow_bpmn::parse(&bytes) {
         Ok(model) => {
             // A model that parses may still use what the engine refuses at deploy.
@@ -126,6 +139,7 @@ fn check(path: &Path) -> FileReport {
                     file,
                     valid: false,
                     processes: Vec::new(),
+                    decisions: Vec::new(),
                     non_executable: Vec::new(),
                     errors: refusals,
                     warnings: model.warnings.iter().map(error_report).collect(),
@@ -136,8 +150,47 @@ fn check(path: &Path) -> FileReport {
             file,
             valid: false,
             processes: Vec::new(),
+            decisions: Vec::new(),
             non_executable: Vec::new(),
             errors: error.diagnostics.iter().map(error_report).collect(),
+            warnings: Vec::new(),
+        },
+    }
+}
+
+/// A DMN file (named `*.dmn`, as a deployment tells them apart): parsed as a deployment
+/// parses it; its decisions are listed like processes, as `decision ID "NAME"`.
+fn check_dmn(file: String, bytes: &[u8]) -> FileReport {
+    match ringflow_core::decisions::parse(bytes) {
+        Ok(model) => FileReport {
+            file,
+            valid: true,
+            processes: Vec::new(),
+            decisions: model
+                .decisions()
+                .iter()
+                .map(|(id, name)| DecisionReport {
+                    id: id.clone(),
+                    name: name.clone(),
+                })
+                .collect(),
+            non_executable: Vec::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        },
+        Err(message) => FileReport {
+            file,
+            valid: false,
+            processes: Vec::new(),
+            decisions: Vec::new(),
+            non_executable: Vec::new(),
+            errors: vec![ErrorReport {
+                line: 0,
+                column: 0,
+                element_id: None,
+                code: "invalid_dmn",
+                message,
+            }],
             warnings: Vec::new(),
         },
     }
@@ -171,6 +224,7 @@ fn valid_report(file: String, model: Model) -> FileReport {
         file,
         valid: true,
         processes,
+        decisions: Vec::new(),
         non_executable: model.non_executable,
         errors: Vec::new(),
         warnings: model.warnings.iter().map(error_report).collect(),
@@ -206,6 +260,13 @@ fn write_text(out: &mut impl Write, report: &Report) -> io::Result<()> {
                 file.file,
                 process.id,
                 counts.join(", ")
+            )?;
+        }
+        for decision in &file.decisions {
+            writeln!(
+                out,
+                "{}: decision {} \"{}\"",
+                file.file, decision.id, decision.name
             )?;
         }
         for skipped in &file.non_executable {
