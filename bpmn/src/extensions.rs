@@ -10,6 +10,11 @@
 //! | `is empty(list)` | `count(list) = 0` |
 //! | `is defined(v)` | `v != null` (feel-scala 1.17 and later: false for null) |
 //! | `get or else(v, default)` | `if v != null then v else default` |
+//! | `number(from)`, `number(from, grouping separator)` | DMN's `number` with the missing separators `null` |
+//!
+//! Named arguments are put in order by feel-scala's parameter names (`get or else(default:
+//! 0, value: x)`); a call that mixes named and positional ones, or names another parameter,
+//! is left for the evaluator.
 //!
 //! The others ([`NATIVE_FUNCTIONS`]) are evaluated by the engine: a call is renamed to the
 //! function's [`NativeFunction::bound_as`], a name no model can write, and
@@ -26,18 +31,34 @@ use std::sync::LazyLock;
 
 use crate::from_ai::calls_of;
 
-/// Each function: its name, its arguments, and the DMN FEEL it becomes (`{0}`, `{1}`: the
-/// arguments, parenthesized).
-const REWRITES: &[(&str, usize, &str)] = &[
-    ("trim", 1, r#"replace({0}, "^[ \t\n\r]+|[ \t\n\r]+$", "")"#),
+/// Each function: its name, its parameters (feel-scala's names, for calls with named
+/// arguments), and the DMN FEEL it becomes (`{0}`, `{1}`: the arguments, parenthesized).
+const REWRITES: &[(&str, &[&str], &str)] = &[
+    (
+        "trim",
+        &["string"],
+        r#"replace({0}, "^[ \t\n\r]+|[ \t\n\r]+$", "")"#,
+    ),
     (
         "is blank",
-        1,
+        &["string"],
         r#"(string length(replace({0}, "^[ \t\n\r]+|[ \t\n\r]+$", "")) = 0)"#,
     ),
-    ("is empty", 1, "(count({0}) = 0)"),
-    ("is defined", 1, "({0} != null)"),
-    ("get or else", 2, "(if {0} != null then {0} else {1})"),
+    ("is empty", &["list"], "(count({0}) = 0)"),
+    ("is defined", &["value"], "({0} != null)"),
+    (
+        "get or else",
+        &["value", "default"],
+        "(if {0} != null then {0} else {1})",
+    ),
+    // DMN's number() takes three arguments; feel-scala's also one or two (the separators
+    // null: none).
+    ("number", &["from"], "number({0}, null, null)"),
+    (
+        "number",
+        &["from", "grouping separator"],
+        "number({0}, {1}, null)",
+    ),
 ];
 
 /// A feel-scala built-in that the engine evaluates itself (DMN FEEL cannot say it).
@@ -161,11 +182,14 @@ fn rewrite<'s>(source: &'s str, natives: &mut u32) -> Cow<'s, str> {
         let name = NAMES[call.name];
         let arity = call.arguments.len();
         let named = call.arguments.iter().any(|argument| is_named(argument));
-        if let Some((.., template)) = REWRITES
+        let textual = REWRITES
             .iter()
-            .find(|(rewrite, count, _)| *rewrite == name && *count == arity)
-        {
-            expand(template, &call.arguments, natives, &mut out);
+            .find(|(rewrite, parameters, _)| *rewrite == name && parameters.len() == arity)
+            .and_then(|(_, parameters, template)| {
+                in_order(&call.arguments, parameters).map(|arguments| (template, arguments))
+            });
+        if let Some((template, arguments)) = textual {
+            expand(template, &arguments, natives, &mut out);
         } else if let Some((index, function)) =
             NATIVE_FUNCTIONS.iter().enumerate().find(|(_, function)| {
                 function.name == name
@@ -188,6 +212,24 @@ fn rewrite<'s>(source: &'s str, natives: &mut u32) -> Cow<'s, str> {
     }
     out.push_str(&source[last..]);
     Cow::Owned(out)
+}
+
+/// The arguments' texts in the order of `parameters`: positional ones as they are, named ones
+/// (all of them named) by their names. `None` for a mix, or a name that is not a parameter:
+/// such a call is left for the evaluator.
+fn in_order<'s>(arguments: &[&'s str], parameters: &[&str]) -> Option<Vec<&'s str>> {
+    if !arguments.iter().any(|argument| is_named(argument)) {
+        return Some(arguments.to_vec());
+    }
+    parameters
+        .iter()
+        .map(|parameter| {
+            arguments.iter().find_map(|argument| {
+                let (name, value) = argument.split_once(':')?;
+                (is_named(argument) && name.trim() == *parameter).then_some(value)
+            })
+        })
+        .collect()
 }
 
 /// Whether an argument's text is a named argument (`name: value`): a name, perhaps of
@@ -301,6 +343,22 @@ mod tests {
         );
         // Another number of arguments: left for the evaluator.
         assert_eq!(text_of("trim(a, b)"), "trim(a, b)");
+        // Named arguments, in any order; a mix or an unknown name is left alone.
+        assert_eq!(
+            text_of("get or else(default: 0, value: x)"),
+            "(if (x) != null then (x) else (0))"
+        );
+        assert_eq!(text_of("number(from: s)"), "number((s), null, null)");
+        assert_eq!(
+            text_of("get or else(x, default: 0)"),
+            "get or else(x, default: 0)"
+        );
+        assert_eq!(text_of("trim(text: s)"), "trim(text: s)");
+        assert_eq!(text_of("number(s, \",\")"), "number((s), (\",\"), null)");
+        assert_eq!(
+            text_of("number(s, \",\", \".\")"),
+            "number(s, \",\", \".\")"
+        );
     }
 
     #[test]

@@ -339,6 +339,13 @@ mod tests {
         assert_eq!(value("get or else(none, \"d\")"), Json::from("d"));
         assert_eq!(value("get or else(missing, 5) + 1"), Json::from(6));
         assert_eq!(value("get or else(zero, 5)"), Json::from(0));
+        // feel-scala's number() of one or two arguments (DMN's takes three).
+        assert_eq!(value("number(\"1.5\") + 1"), Json::from(2.5));
+        assert_eq!(value("number(\"1,500\", \",\")"), Json::from(1500));
+        assert_eq!(value("number(from: \"-12\")"), Json::from(-12));
+        assert_eq!(value("number(\"abc\")"), Json::Null);
+        assert_eq!(value("trim(string: padded)"), Json::from("a b"));
+        assert_eq!(value("get or else(default: 1, value: none)"), Json::from(1));
     }
 
     /// feel-scala's built-ins that DMN FEEL cannot say, which the engine evaluates itself,
