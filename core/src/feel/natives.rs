@@ -574,6 +574,25 @@ fn parse_offset(text: &str) -> Option<i32> {
 mod tests {
     use super::*;
 
+    /// Every function the model crate lists has a body here (`bind` would panic on one
+    /// without), with the parameters the list names.
+    #[test]
+    fn every_listed_function_is_bound() {
+        let session = Session::new(None, false);
+        for function in ringflow_bpmn::extensions::NATIVE_FUNCTIONS {
+            match session.bind(function) {
+                Value::FunctionDefinition(parameters, ..) => {
+                    let names: Vec<String> = parameters
+                        .iter()
+                        .map(|(name, _)| name.to_string())
+                        .collect();
+                    assert_eq!(names, function.parameters, "{}", function.bound_as);
+                }
+                other => panic!("{} bound as {other:?}", function.bound_as),
+            }
+        }
+    }
+
     /// Every native function, on arguments of every type (and odd values of each), gives a
     /// value that can be stored, without a panic: the wrong type gives null.
     #[test]
