@@ -11,6 +11,11 @@
 //! `resultVariable` the way a script task stores its result. A decision that is not deployed,
 //! or whose evaluation fails (a `null` with a reason from dsntk, or a panic inside it), is an
 //! incident naming the decision and why.
+//!
+//! dsntk's `now()` and `today()` read the machine's clock, which the engine must not (a
+//! replay would decide otherwise): a standalone decision table gets both bound to the
+//! command's time, a standalone literal expression is evaluated by the engine's own FEEL
+//! path (`crate::feel`), and a model that calls them anywhere else is refused.
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -37,6 +42,11 @@ pub struct DmnModel {
     /// them: evaluated directly with every variable in scope (the DRG evaluator would see only
     /// declared input data). By decision name.
     tables: Vec<(String, Arc<dsntk_feel::Evaluator>)>,
+    /// Decisions that are a literal expression and require nothing: evaluated as the FEEL of
+    /// a BPMN model is (feel-scala's built-ins, date-times compared by instant, `now()` at
+    /// the command's time), with every variable in scope. By decision name. (One whose text
+    /// that parser refuses stays with dsntk's evaluator.)
+    literals: Vec<(String, ringflow_bpmn::FeelExpression)>,
 }
 
 impl fmt::Debug for DmnModel {
@@ -90,15 +100,26 @@ pub fn parse(bytes: &[u8]) -> Result<DmnModel, String> {
             .map(|decision| (decision.id().clone(), decision.name().to_string()))
             .collect();
         let mut tables = Vec::new();
+        let mut literals = Vec::new();
         for decision in definitions.decisions() {
             let standalone = decision.information_requirements().is_empty()
                 && decision.knowledge_requirements().is_empty();
-            if let (true, Some(ExpressionInstance::DecisionTable(table))) =
-                (standalone, decision.decision_logic())
-            {
-                let table = build_decision_table_evaluator(&FeelScope::default(), table)
-                    .map_err(|error| format!("decision `{}`: {error}", decision.id()))?;
-                tables.push((decision.name().to_string(), Arc::new(table)));
+            match (standalone, decision.decision_logic()) {
+                (true, Some(ExpressionInstance::DecisionTable(table))) => {
+                    let table = build_decision_table_evaluator(&FeelScope::default(), table)
+                        .map_err(|error| format!("decision `{}`: {error}", decision.id()))?;
+                    tables.push((decision.name().to_string(), Arc::new(table)));
+                }
+                (true, Some(ExpressionInstance::LiteralExpression(literal))) => {
+                    if let Some(Ok(expression)) = literal
+                        .text()
+                        .as_deref()
+                        .map(ringflow_bpmn::FeelExpression::parse)
+                    {
+                        literals.push((decision.name().to_string(), expression));
+                    }
+                }
+                _ => {}
             }
         }
         Ok::<_, String>(DmnModel {
@@ -107,6 +128,7 @@ pub fn parse(bytes: &[u8]) -> Result<DmnModel, String> {
             model_name: definitions.name().to_string(),
             decisions,
             tables,
+            literals,
         })
     }))
     .map_err(|_| "the DMN parser failed on this file".to_string())??;
@@ -117,8 +139,8 @@ pub fn parse(bytes: &[u8]) -> Result<DmnModel, String> {
     Ok(parsed)
 }
 
-/// `now()` and `today()` are bound to the command's time only in a decision table that
-/// requires nothing (evaluated here directly); elsewhere dsntk's DRG evaluator would read
+/// `now()` and `today()` are bound to the command's time only in a decision table or literal
+/// expression that requires nothing (evaluated here directly); elsewhere dsntk's DRG evaluator would read
 /// the machine's clock, and a replay would decide otherwise. Such a model is refused, naming
 /// the element. The check reads the XML: each `decision` and `businessKnowledgeModel`
 /// element's text is searched for a call of either.
@@ -148,11 +170,14 @@ fn refuse_unbound_clock(text: &str, model: &DmnModel) -> Result<(), String> {
                 .decisions
                 .iter()
                 .find(|(decision, _)| *decision == id)
-                .is_some_and(|(_, name)| model.tables.iter().any(|(table, _)| table == name));
+                .is_some_and(|(_, name)| {
+                    model.tables.iter().any(|(table, _)| table == name)
+                        || model.literals.iter().any(|(literal, _)| literal == name)
+                });
         if !direct {
             return Err(format!(
                 "{} `{id}` calls {}(), which ringflow binds to the command's time only in a \
-                 decision table that requires nothing; here it would read the machine's clock, \
+                 decision table or literal expression that requires nothing; here it would read the machine's clock, \
                  and a replay would decide otherwise: pass the time in a variable",
                 &element[1], &call[1]
             ));
@@ -168,13 +193,22 @@ impl DmnModel {
     }
 
     /// Evaluates the decision named `name` with `variables` as its input data, `now()` and
-    /// `today()` at the command's time `now_millis`.
+    /// `today()` at the command's time.
     pub(crate) fn evaluate(
         &self,
         name: &str,
         variables: &Variables,
-        now_millis: i64,
+        inputs: crate::feel::Inputs<'_>,
     ) -> Result<serde_json::Value, String> {
+        if let Some((_, literal)) = self.literals.iter().find(|(literal, _)| literal == name) {
+            let evaluated = crate::feel::evaluate(literal, variables, inputs)?;
+            return match (evaluated.value, evaluated.why_null) {
+                // A null with a reason failed, as one from dsntk's evaluator does.
+                (serde_json::Value::Null, Some(reason)) => Err(reason),
+                (value, _) => Ok(value),
+            };
+        }
+        let now_millis = inputs.now_millis;
         let mut input = FeelContext::default();
         for (variable, value) in variables {
             input.set_entry(

@@ -819,7 +819,7 @@ impl<'s> Run<'s> {
         };
         let (model, name) = (decision.model.clone(), decision.name.clone());
         let variables = self.visible_variables(key);
-        let value = match model.evaluate(&name, &variables, self.now_millis) {
+        let value = match model.evaluate(&name, &variables, self.feel_inputs()) {
             Ok(value) => value,
             Err(error) => {
                 let message = format!("evaluating decision `{decision_id}` failed: {error}");

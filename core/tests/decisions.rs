@@ -177,6 +177,20 @@ fn now_and_today_in_a_decision_are_the_commands_time_or_refused() {
     // The shard's clock starts at 1970-01-01T00:00:01Z: not today's date on this machine.
     assert_eq!(discount_for(&mut shard, "{}"), serde_json::json!("epoch"));
     shard.check_replay();
+    // A literal expression that requires nothing is evaluated as BPMN FEEL is: feel-scala's
+    // built-ins, and the command's time.
+    let literal = r#"<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="l" name="L" namespace="http://ringflow.dev/l">
+  <decision id="greeting" name="Greeting">
+    <literalExpression id="le"><text>trim(name) + " on " + string(today()) + " " + to json(number("2"))</text></literalExpression>
+  </decision>
+</definitions>"#;
+    let mut shard = Shard::new();
+    deploy_both(&mut shard, literal, "greeting");
+    assert_eq!(
+        discount_for(&mut shard, r#"{"name": "  Ann "}"#),
+        serde_json::json!("Ann on 1970-01-01 2")
+    );
+    shard.check_replay();
     // In a decision with requirements dsntk would read the machine's clock: refused.
     let refused = Shard::new()
         .run(Command::Deploy {
