@@ -166,11 +166,18 @@ static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
 /// `NATIVE_FUNCTIONS[i]`).
 pub(crate) fn rewritten(source: &str) -> (Cow<'_, str>, u32) {
     let mut natives = 0;
-    let text = rewrite(source, &mut natives);
+    let text = rewrite(source, &mut natives, true);
     (text, natives)
 }
 
-fn rewrite<'s>(source: &'s str, natives: &mut u32) -> Cow<'s, str> {
+/// `source` with every call of a function the module docs list as rewritten rewritten into
+/// DMN FEEL, and nothing else changed: for FEEL that another evaluator runs (a DMN file's,
+/// which dsntk's DMN engine parses; the engine binds no native function there).
+pub fn rewritten_to_dmn_feel(source: &str) -> Cow<'_, str> {
+    rewrite(source, &mut 0, false)
+}
+
+fn rewrite<'s>(source: &'s str, natives: &mut u32, rename: bool) -> Cow<'s, str> {
     let found = calls_of(source, &NAMES);
     if found.is_empty() {
         return Cow::Borrowed(source);
@@ -189,10 +196,11 @@ fn rewrite<'s>(source: &'s str, natives: &mut u32) -> Cow<'s, str> {
                 in_order(&call.arguments, parameters).map(|arguments| (template, arguments))
             });
         if let Some((template, arguments)) = textual {
-            expand(template, &arguments, natives, &mut out);
+            expand(template, &arguments, natives, rename, &mut out);
         } else if let Some((index, function)) =
             NATIVE_FUNCTIONS.iter().enumerate().find(|(_, function)| {
-                function.name == name
+                rename
+                    && function.name == name
                     && function.parameters.len() == arity
                     && !(named && function.positional_only)
             })
@@ -200,12 +208,20 @@ fn rewrite<'s>(source: &'s str, natives: &mut u32) -> Cow<'s, str> {
             *natives |= 1 << index;
             out.push_str(function.bound_as);
             out.push('(');
-            out.push_str(&rewrite(&source[call.open + 1..call.end - 1], natives));
+            out.push_str(&rewrite(
+                &source[call.open + 1..call.end - 1],
+                natives,
+                rename,
+            ));
             out.push(')');
         } else {
             // Another number of arguments: left for the evaluator, the calls inside rewritten.
             out.push_str(&source[call.start..=call.open]);
-            out.push_str(&rewrite(&source[call.open + 1..call.end - 1], natives));
+            out.push_str(&rewrite(
+                &source[call.open + 1..call.end - 1],
+                natives,
+                rename,
+            ));
             out.push(')');
         }
         last = call.end;
@@ -247,10 +263,10 @@ fn is_named(argument: &str) -> bool {
 
 /// Appends `template` with `{i}` replaced by argument `i`, parenthesized and rewritten, in
 /// one pass (an argument's own text may hold `{1}`).
-fn expand(template: &str, arguments: &[&str], natives: &mut u32, out: &mut String) {
+fn expand(template: &str, arguments: &[&str], natives: &mut u32, rename: bool, out: &mut String) {
     let arguments: Vec<String> = arguments
         .iter()
-        .map(|argument| format!("({})", rewrite(argument.trim(), natives)))
+        .map(|argument| format!("({})", rewrite(argument.trim(), natives, rename)))
         .collect();
     let mut pieces = template.split('{');
     out.push_str(pieces.next().unwrap_or_default());

@@ -89,6 +89,8 @@ pub fn is_dmn(resource_name: &str) -> bool {
 /// what is wrong with it.
 pub fn parse(bytes: &[u8]) -> Result<DmnModel, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "the DMN file is not UTF-8".to_string())?;
+    let rewritten = with_dmn_feel(text);
+    let text: &str = &rewritten;
     // Third-party code on user data: a panic becomes an error, never a crashed shard.
     let parsed = catch_unwind(AssertUnwindSafe(|| {
         let definitions = dsntk_model::parse(text).map_err(|error| error.to_string())?;
@@ -137,6 +139,76 @@ pub fn parse(bytes: &[u8]) -> Result<DmnModel, String> {
     }
     refuse_unbound_clock(text, &parsed)?;
     Ok(parsed)
+}
+
+/// `text` with feel-scala's built-ins that DMN FEEL can say (`trim`, `is defined`,
+/// `number(from)`, ... see `ringflow_bpmn::extensions`) rewritten inside every `text`
+/// element, which dsntk's DMN engine would otherwise evaluate to null. The element's text is
+/// unescaped first (a string literal may be written with `&quot;`), rewritten, and escaped
+/// again; one with a CDATA section or an entity other than XML's five and character
+/// references is left as it is.
+fn with_dmn_feel(text: &str) -> std::borrow::Cow<'_, str> {
+    static TEXTS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?s)(<(?:[\w.-]+:)?text\b[^>]*>)(.*?)(</(?:[\w.-]+:)?text>)")
+            .expect("a valid pattern")
+    });
+    TEXTS.replace_all(text, |found: &regex::Captures<'_>| {
+        let inner = &found[2];
+        let rewritten =
+            unescape(inner).and_then(
+                |feel| match ringflow_bpmn::extensions::rewritten_to_dmn_feel(&feel) {
+                    std::borrow::Cow::Owned(changed) => Some(escape(&changed)),
+                    std::borrow::Cow::Borrowed(_) => None,
+                },
+            );
+        format!(
+            "{}{}{}",
+            &found[1],
+            rewritten.as_deref().unwrap_or(inner),
+            &found[3]
+        )
+    })
+}
+
+/// XML element text unescaped: XML's five entities and character references; `None` for
+/// anything else (a CDATA section, another entity).
+fn unescape(text: &str) -> Option<String> {
+    if text.contains("<![CDATA[") {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let end = rest[at..].find(';')? + at;
+        let entity = &rest[at + 1..end];
+        let character = match entity {
+            "lt" => '<',
+            "gt" => '>',
+            "amp" => '&',
+            "quot" => '"',
+            "apos" => '\'',
+            _ => {
+                let code = if let Some(hex) = entity.strip_prefix("#x") {
+                    u32::from_str_radix(hex, 16).ok()?
+                } else {
+                    entity.strip_prefix('#')?.parse().ok()?
+                };
+                char::from_u32(code)?
+            }
+        };
+        out.push(character);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Text escaped for an XML element (`&`, `<` and `>`).
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `now()` and `today()` are bound to the command's time only in a decision table or literal
@@ -239,5 +311,33 @@ impl DmnModel {
             other => crate::feel::to_json(&other)
                 .map_err(|what| format!("the decision gave {what}, which cannot be stored")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dmn_texts_are_rewritten_only_where_they_call_a_feel_scala_built_in() {
+        let same = r#"<text>x &gt; 1</text><other>trim(x)</other><text><![CDATA[trim(x)]]></text>"#;
+        assert_eq!(with_dmn_feel(same), same);
+        assert_eq!(
+            with_dmn_feel(
+                "<dmn:text a=\"1\">is defined(x) &amp;&amp; &quot;is defined(y)&quot;</dmn:text>"
+            ),
+            "<dmn:text a=\"1\">((x) != null) &amp;&amp; \"is defined(y)\"</dmn:text>"
+        );
+        // An entity it does not know: left as it is.
+        assert_eq!(
+            with_dmn_feel("<text>trim(x) &nbsp;</text>"),
+            "<text>trim(x) &nbsp;</text>"
+        );
+        assert_eq!(
+            unescape("a&#65;&#x42;&lt;&apos;"),
+            Some("aAB<'".to_string())
+        );
+        assert_eq!(unescape("a & b"), None);
+        assert_eq!(escape("a<b>&c"), "a&lt;b&gt;&amp;c");
     }
 }

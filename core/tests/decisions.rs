@@ -207,3 +207,38 @@ fn now_and_today_in_a_decision_are_the_commands_time_or_refused() {
         refused.message
     );
 }
+
+/// feel-scala's built-ins that DMN FEEL can say work in a decision table: its inputs and
+/// outputs are rewritten as a BPMN model's expressions are (they evaluated to null).
+#[test]
+fn feel_scala_built_ins_in_a_decision_table() {
+    let table = r#"<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="t" name="T" namespace="http://ringflow.dev/t">
+  <decision id="tier" name="Tier">
+    <decisionTable id="tt" hitPolicy="FIRST">
+      <input id="i1"><inputExpression id="ie1" typeRef="string"><text>trim(customer)</text></inputExpression></input>
+      <input id="i2"><inputExpression id="ie2" typeRef="number"><text>number(amount)</text></inputExpression></input>
+      <output id="o1" name="tier" typeRef="string"/>
+      <rule id="r1"><inputEntry id="e11"><text>"gold"</text></inputEntry><inputEntry id="e12"><text>&gt;= 100</text></inputEntry><outputEntry id="o11"><text>get or else(label, &quot;trim(unchanged) &amp; more&quot;)</text></outputEntry></rule>
+      <rule id="r2"><inputEntry id="e21"><text>-</text></inputEntry><inputEntry id="e22"><text>-</text></inputEntry><outputEntry id="o21"><text>"other"</text></outputEntry></rule>
+    </decisionTable>
+  </decision>
+</definitions>"#;
+    let mut shard = Shard::new();
+    deploy_both(&mut shard, table, "tier");
+    assert_eq!(
+        discount_for(&mut shard, r#"{"customer": " gold ", "amount": "150"}"#),
+        serde_json::json!("trim(unchanged) & more")
+    );
+    assert_eq!(
+        discount_for(
+            &mut shard,
+            r#"{"customer": "gold", "amount": "150", "label": "G"}"#
+        ),
+        serde_json::json!("G")
+    );
+    assert_eq!(
+        discount_for(&mut shard, r#"{"customer": "gold", "amount": "50"}"#),
+        serde_json::json!("other")
+    );
+    shard.check_replay();
+}
