@@ -56,10 +56,7 @@ impl AwaitDeadlines {
 
     /// The tick a deadline `timeout` from now falls in, rounded up.
     fn tick_after(&self, timeout: Duration) -> u64 {
-        let millis = (self.origin.elapsed() + timeout).as_millis();
-        u64::try_from(millis)
-            .unwrap_or(u64::MAX)
-            .div_ceil(AWAIT_TICK_MS)
+        tick_at_or_after(self.origin.elapsed() + timeout)
     }
 
     /// The last tick that is over now.
@@ -124,6 +121,14 @@ impl AwaitDeadlines {
     }
 }
 
+/// The first tick that begins at or after `since_origin`. Rounded up from the nanosecond:
+/// whole milliseconds first (`as_millis`, which truncates) gave a deadline up to a
+/// millisecond before its time (a CI run saw a 200 ms wait answered TIMEOUT after 199.97 ms).
+fn tick_at_or_after(since_origin: Duration) -> u64 {
+    let tick_nanos = u128::from(AWAIT_TICK_MS) * 1_000_000;
+    u64::try_from(since_origin.as_nanos().div_ceil(tick_nanos)).unwrap_or(u64::MAX)
+}
+
 /// The task that gives up awaited results whose time is over, and all of them when the
 /// server begins to shut down. Runs until then.
 pub(crate) async fn sweep(server: Rc<ShardServer>) {
@@ -164,6 +169,34 @@ pub(crate) async fn sweep(server: Rc<ShardServer>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deadline's tick never begins before the deadline, to the nanosecond.
+    #[test]
+    fn a_deadline_is_never_rounded_down() {
+        for nanos in [
+            0_u64,
+            1,
+            999_999,
+            1_000_000,
+            1_200_900_000,
+            1_209_999_999,
+            1_210_000_000,
+            1_210_000_001,
+        ] {
+            let deadline = Duration::from_nanos(nanos);
+            let tick = tick_at_or_after(deadline);
+            let begins = Duration::from_millis(tick * AWAIT_TICK_MS);
+            assert!(
+                begins >= deadline,
+                "{nanos} ns: tick {tick} begins at {begins:?}"
+            );
+            assert!(
+                begins < deadline + Duration::from_millis(AWAIT_TICK_MS),
+                "{nanos} ns: tick {tick} is a tick late"
+            );
+        }
+        assert_eq!(tick_at_or_after(Duration::MAX), u64::MAX);
+    }
 
     #[test]
     fn deadlines_come_due_by_tick_and_finished_waits_are_dropped() {
