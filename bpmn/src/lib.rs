@@ -180,6 +180,13 @@ fn single(kind: DiagnosticKind, position: Position, message: String) -> ModelErr
 /// Helpers for this crate's unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {
+    /// FEEL's syntax that a scanner of calls must step through: parentheses, strings and
+    /// their escapes, backtick names, comments, members, contexts, and characters of more
+    /// than one byte. Each no-panic test adds the names it looks for.
+    pub(crate) const FEEL_SYNTAX: &[&str] = &[
+        "(", ")", ",", "\"", "\\", "`", "/*", "*/", "//", "\n", "ä", "𝄞", "x", ".", "{", "}", " ",
+    ];
+
     /// `count` texts of up to `max_pieces - 1` of `pieces` each, drawn by xorshift from
     /// `seed`: the same texts on every run.
     pub(crate) fn random_texts(

@@ -61,7 +61,13 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, addr: &str, extra: &[&str]) -> Server {
+        Server::start_with_env(data, addr, extra, &[])
+    }
+
+    /// [`Server::start`] with variables set in the server's environment.
+    fn start_with_env(data: &Path, addr: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(BIN);
+        command.envs(env.iter().copied());
         command.arg("serve").arg("--data").arg(data);
         if !extra.contains(&"--cluster") {
             command.args(["--listen", addr]);
@@ -2136,20 +2142,12 @@ const ZONELESS: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/
 fn a_date_time_without_a_zone_is_utc_whatever_the_machines_zone() {
     let data = data_dir("zoneless");
     let addr = format!("127.0.0.1:{}", free_ports(1));
-    let child = Command::new(BIN)
-        .args(["serve", "--data"])
-        .arg(&data)
-        .args(["--listen", &addr, "--shards", "1"])
-        .env("TZ", "Asia/Kathmandu")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ringflow serve");
-    let mut server = Server {
-        child,
-        addr: addr.clone(),
-    };
-    server.wait_ready();
+    let server = Server::start_with_env(
+        &data,
+        &addr,
+        &["--shards", "1"],
+        &[("TZ", "Asia/Kathmandu")],
+    );
     let mut client = server.client();
     deploy(&mut client, "zoneless.bpmn", ZONELESS);
     let result = client

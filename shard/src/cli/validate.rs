@@ -26,7 +26,7 @@ struct Report {
     files: Vec<FileReport>,
 }
 
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 struct FileReport {
     file: String,
     valid: bool,
@@ -103,11 +103,8 @@ fn check(path: &Path) -> FileReport {
             return FileReport {
                 file,
                 valid: false,
-                processes: Vec::new(),
-                decisions: Vec::new(),
-                non_executable: Vec::new(),
                 errors: vec![error],
-                warnings: Vec::new(),
+                ..Default::default()
             };
         }
     };
@@ -138,22 +135,17 @@ fn check(path: &Path) -> FileReport {
                 FileReport {
                     file,
                     valid: false,
-                    processes: Vec::new(),
-                    decisions: Vec::new(),
-                    non_executable: Vec::new(),
                     errors: refusals,
                     warnings: model.warnings.iter().map(error_report).collect(),
+                    ..Default::default()
                 }
             }
         }
         Err(error) => FileReport {
             file,
             valid: false,
-            processes: Vec::new(),
-            decisions: Vec::new(),
-            non_executable: Vec::new(),
             errors: error.diagnostics.iter().map(error_report).collect(),
-            warnings: Vec::new(),
+            ..Default::default()
         },
     }
 }
@@ -165,7 +157,6 @@ fn check_dmn(file: String, bytes: &[u8]) -> FileReport {
         Ok(model) => FileReport {
             file,
             valid: true,
-            processes: Vec::new(),
             decisions: model
                 .decisions()
                 .iter()
@@ -174,16 +165,11 @@ fn check_dmn(file: String, bytes: &[u8]) -> FileReport {
                     name: name.clone(),
                 })
                 .collect(),
-            non_executable: Vec::new(),
-            errors: Vec::new(),
-            warnings: Vec::new(),
+            ..Default::default()
         },
         Err(message) => FileReport {
             file,
             valid: false,
-            processes: Vec::new(),
-            decisions: Vec::new(),
-            non_executable: Vec::new(),
             errors: vec![ErrorReport {
                 line: 0,
                 column: 0,
@@ -191,7 +177,7 @@ fn check_dmn(file: String, bytes: &[u8]) -> FileReport {
                 code: "invalid_dmn",
                 message,
             }],
-            warnings: Vec::new(),
+            ..Default::default()
         },
     }
 }
@@ -224,10 +210,9 @@ fn valid_report(file: String, model: Model) -> FileReport {
         file,
         valid: true,
         processes,
-        decisions: Vec::new(),
         non_executable: model.non_executable,
-        errors: Vec::new(),
         warnings: model.warnings.iter().map(error_report).collect(),
+        ..Default::default()
     }
 }
 
