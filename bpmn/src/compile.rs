@@ -1125,22 +1125,7 @@ impl<'d> Compiler<'d> {
         }
         let job_type = self.expression(node, job_type, "job type");
         let retries = self.retries(node, definition);
-        let mut headers = Vec::new();
-        if let Some(header_list) = self.zeebe_child(node, "taskHeaders") {
-            for header in self.zeebe_children(header_list, "header") {
-                let key = self
-                    .doc
-                    .attr(header, Ns::None, "key")
-                    .unwrap_or("")
-                    .to_string();
-                let value = self
-                    .doc
-                    .attr(header, Ns::None, "value")
-                    .unwrap_or("")
-                    .to_string();
-                headers.push((key, value));
-            }
-        }
+        let headers = self.task_headers(node);
         match (job_type, retries) {
             (Some(job_type), Some(retries)) => Some(Some(JobDefinition {
                 job_type,
@@ -1149,6 +1134,18 @@ impl<'d> Compiler<'d> {
             })),
             _ => Some(None),
         }
+    }
+
+    /// `zeebe:taskHeaders`: static key-value pairs, in document order.
+    pub(crate) fn task_headers(&self, node: usize) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        if let Some(header_list) = self.zeebe_child(node, "taskHeaders") {
+            for header in self.zeebe_children(header_list, "header") {
+                let attr = |name| self.doc.attr(header, Ns::None, name).unwrap_or("");
+                headers.push((attr("key").to_string(), attr("value").to_string()));
+            }
+        }
+        headers
     }
 
     /// The `retries` attribute of `holder` (default 3): a whole number or FEEL.
@@ -1358,13 +1355,14 @@ impl<'d> Compiler<'d> {
                 | "properties"
                 | "userTask"
                 | "assignmentDefinition"
+                | "taskSchedule"
+                | "priorityDefinition"
+                | "formDefinition"
                 | "versionTag"
                 | "executionListeners" => continue,
-                // These only affect forms, scheduling or priorities shown to people; the
-                // engine carries no behaviour for them.
-                "formDefinition" | "userTaskForm" | "taskSchedule" | "priorityDefinition" => {
-                    continue;
-                }
+                // An embedded form, for a tasklist to read from the model; the engine
+                // carries no behaviour for it.
+                "userTaskForm" => continue,
                 "adHoc" if &*self.doc.node(node).local == "adHocSubProcess" => continue,
                 "adHoc" => "zeebe:adHoc belongs on an adHocSubProcess",
                 "taskListeners" => "task listeners are not supported yet",

@@ -564,7 +564,7 @@ impl<'d> Compiler<'d> {
             _ => JobDefinition {
                 job_type: Expression::Static("io.camunda.zeebe:userTask".into()),
                 retries: Expression::Static("3".into()),
-                headers: Vec::new(),
+                headers: self.task_headers(node),
             },
         };
         let assignment = self.zeebe_child(node, "assignmentDefinition");
@@ -579,13 +579,80 @@ impl<'d> Compiler<'d> {
         let assignee = read("assignee");
         let candidate_groups = read("candidateGroups");
         let candidate_users = read("candidateUsers");
+        let schedule = self.zeebe_child(node, "taskSchedule");
+        let due_date = self.user_task_date(node, schedule, "dueDate");
+        let follow_up_date = self.user_task_date(node, schedule, "followUpDate");
+        let priority = if camunda_user_task {
+            self.user_task_priority(node)
+        } else {
+            None
+        };
+        let form_key = self
+            .zeebe_child(node, "formDefinition")
+            .and_then(|form| self.doc.attr(form, Ns::None, "formKey"))
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(Arc::from);
         ElementKind::UserTask(UserTask {
             job,
             camunda_user_task,
             assignee,
             candidate_groups,
             candidate_users,
+            due_date,
+            follow_up_date,
+            priority,
+            form_key,
         })
+    }
+
+    /// `zeebe:taskSchedule`'s `dueDate` or `followUpDate`: FEEL, or a date-time with a zone
+    /// checked here.
+    fn user_task_date(
+        &mut self,
+        node: usize,
+        schedule: Option<usize>,
+        attribute: &str,
+    ) -> Option<Expression> {
+        let raw = schedule.and_then(|s| self.doc.attr(s, Ns::None, attribute))?;
+        let raw = raw.trim().to_string();
+        if raw.is_empty() {
+            return None;
+        }
+        let expression = self.expression(node, &raw, attribute)?;
+        if let Some(Err(error)) = expression.as_static().map(crate::timer::parse_date_time) {
+            let message = format!("zeebe:taskSchedule {attribute}: {error}");
+            self.report(K::InvalidValue, node, message);
+            return None;
+        }
+        Some(expression)
+    }
+
+    /// `zeebe:priorityDefinition priority`: FEEL, or a whole number from 0 to 100 checked
+    /// here.
+    fn user_task_priority(&mut self, node: usize) -> Option<Expression> {
+        let definition = self.zeebe_child(node, "priorityDefinition")?;
+        let raw = self
+            .doc
+            .attr(definition, Ns::None, "priority")?
+            .trim()
+            .to_string();
+        if raw.is_empty() {
+            return None;
+        }
+        let expression = self.expression(node, &raw, "priority")?;
+        if let Some(text) = expression
+            .as_static()
+            .filter(|text| !matches!(text.trim().parse::<u8>(), Ok(0..=USER_TASK_PRIORITY_MAX)))
+        {
+            let message = format!(
+                "zeebe:priorityDefinition priority `{text}` is not a whole number from 0 to \
+                 {USER_TASK_PRIORITY_MAX}"
+            );
+            self.report(K::InvalidValue, node, message);
+            return None;
+        }
+        Some(expression)
     }
 
     fn script_task(&mut self, node: usize) -> Option<ElementKind> {

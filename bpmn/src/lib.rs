@@ -47,9 +47,11 @@
 //! - **Camunda 8 extensions** (`http://camunda.org/schema/zeebe/1.0`): `taskDefinition`,
 //!   `taskHeaders`, `ioMapping`, `subscription`, `calledElement`, `loopCharacteristics`,
 //!   `script`, `calledDecision`, `properties`, `userTask`, `assignmentDefinition`,
-//!   `versionTag`, `conditionalFilter`, `executionListeners` (see [`ExecutionListeners`]: refused where Camunda 8
-//!   does not run them). Form, schedule and priority extensions are accepted and carry no
-//!   behaviour. Task listeners are rejected, not silently ignored.
+//!   `taskSchedule`, `priorityDefinition` and `formDefinition`'s `formKey` (see
+//!   [`UserTask`]: static dates and priorities are checked here), `versionTag`,
+//!   `conditionalFilter`, `executionListeners` (see [`ExecutionListeners`]: refused where
+//!   Camunda 8 does not run them). `userTaskForm` and linked or external forms are accepted
+//!   and carry no behaviour. Task listeners are rejected, not silently ignored.
 //! - **FEEL** (a leading `=`) is parsed at deploy time; see [`expression`].
 //! - **Timers**: see [`timer`].
 //!

@@ -557,6 +557,11 @@ pub struct ExecutionListeners {
     pub end: Vec<JobDefinition>,
 }
 
+/// The highest priority of a Camunda user task (`zeebe:priorityDefinition`), as in Camunda 8.
+pub const USER_TASK_PRIORITY_MAX: u8 = 100;
+/// The priority of a Camunda user task without `zeebe:priorityDefinition`, as in Camunda 8.
+pub const USER_TASK_PRIORITY_DEFAULT: u8 = 50;
+
 /// A user task: a Camunda user task (`zeebe:userTask`) or, without it, a job of type
 /// `io.camunda.zeebe:userTask` as in Camunda 8.
 #[derive(Clone, Debug)]
@@ -571,6 +576,29 @@ pub struct UserTask {
     pub candidate_groups: Option<Expression>,
     /// `zeebe:assignmentDefinition candidateUsers`.
     pub candidate_users: Option<Expression>,
+    /// `zeebe:taskSchedule dueDate`: an ISO 8601 date-time with a zone (static ones are
+    /// checked when the model is read).
+    pub due_date: Option<Expression>,
+    /// `zeebe:taskSchedule followUpDate`, like `due_date`.
+    pub follow_up_date: Option<Expression>,
+    /// `zeebe:priorityDefinition priority` of a Camunda user task: a whole number from 0
+    /// to 100 (static ones are checked when the model is read); 50 when absent.
+    pub priority: Option<Expression>,
+    /// `zeebe:formDefinition formKey`.
+    pub form_key: Option<Arc<str>>,
+}
+
+impl UserTask {
+    /// Whether the engine evaluates anything of the task's own when it creates its job
+    /// (assignment, schedule, priority): then the job carries the results as headers.
+    pub fn has_properties(&self) -> bool {
+        self.camunda_user_task
+            || self.assignee.is_some()
+            || self.candidate_groups.is_some()
+            || self.candidate_users.is_some()
+            || self.due_date.is_some()
+            || self.follow_up_date.is_some()
+    }
 }
 
 /// A script task: a FEEL expression evaluated by the engine, or a job for a worker.

@@ -223,6 +223,28 @@ pub struct Job {
     /// For an execution listener's job: which listener of the element it is (see
     /// `listeners`); `None` for the element's own job.
     pub listener: Option<Listener>,
+    /// For a user task's job: its assignment, schedule and priority as evaluated when the
+    /// job was created (see `usertasks`); `None` for any other job.
+    pub user_task: Option<Box<UserTaskProperties>>,
+}
+
+/// What the engine evaluated for a user task when it created the task's job: the model's
+/// `zeebe:assignmentDefinition`, `zeebe:taskSchedule` and `zeebe:priorityDefinition`. A
+/// worker reads them as the job's `io.camunda.zeebe:` headers, as from Camunda 8.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserTaskProperties {
+    /// The user the task is assigned to.
+    pub assignee: Option<String>,
+    /// The groups whose users may claim it.
+    pub candidate_groups: Option<Vec<String>>,
+    /// The users who may claim it.
+    pub candidate_users: Option<Vec<String>>,
+    /// When it is due: an ISO 8601 date-time with a zone.
+    pub due_date: Option<String>,
+    /// When to follow it up: an ISO 8601 date-time with a zone.
+    pub follow_up_date: Option<String>,
+    /// From 0 to 100, for a Camunda user task (`zeebe:userTask`).
+    pub priority: Option<u8>,
 }
 
 /// When an execution listener runs.

@@ -71,7 +71,13 @@ pub(crate) fn activate(
         let definition = run.definition_of(job.element_instance_key);
         let model = definition.element(element.element);
         let custom_headers = match &model.kind {
-            ringflow_bpmn::ElementKind::UserTask(task) => task.job.headers.clone(),
+            ringflow_bpmn::ElementKind::UserTask(task) => {
+                let mut headers = task.job.headers.clone();
+                if job.listener.is_none() {
+                    crate::usertasks::add_headers(&mut headers, job.user_task.as_deref(), task);
+                }
+                headers
+            }
             ringflow_bpmn::ElementKind::ServiceTask(job)
             | ringflow_bpmn::ElementKind::SendTask(job) => job.headers.clone(),
             _ => Vec::new(),

@@ -58,6 +58,7 @@ mod snapshot;
 mod state;
 mod support;
 pub mod timers;
+pub mod usertasks;
 mod variables;
 mod waits;
 

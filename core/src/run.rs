@@ -769,7 +769,7 @@ impl<'s> Run<'s> {
             | ElementKind::IntermediateThrowEvent(ThrowResult::Message(job)) => {
                 self.create_job(key, job);
             }
-            ElementKind::UserTask(user_task) => self.create_job(key, &user_task.job),
+            ElementKind::UserTask(user_task) => self.create_user_task(key, user_task),
         }
     }
 
@@ -900,7 +900,7 @@ impl<'s> Run<'s> {
         element_instance_key: Key,
         definition: &JobDefinition,
         listener: Option<Listener>,
-    ) {
+    ) -> Option<Key> {
         let retry = match listener {
             Some(Listener {
                 event: ListenerEvent::End,
@@ -918,11 +918,13 @@ impl<'s> Run<'s> {
                         "the job type `{}` gave {other}, not a non-empty string",
                         definition.job_type
                     );
-                    return self.incident_with(element_instance_key, message, retry);
+                    self.incident_with(element_instance_key, message, retry);
+                    return None;
                 }
                 Err(error) => {
                     let message = format!("job type: {error}");
-                    return self.incident_with(element_instance_key, message, retry);
+                    self.incident_with(element_instance_key, message, retry);
+                    return None;
                 }
             },
         };
@@ -932,7 +934,8 @@ impl<'s> Run<'s> {
                 Ok(value) => value.as_u64().and_then(|n| u32::try_from(n).ok()),
                 Err(error) => {
                     let message = format!("job retries: {error}");
-                    return self.incident_with(element_instance_key, message, retry);
+                    self.incident_with(element_instance_key, message, retry);
+                    return None;
                 }
             },
         };
@@ -941,7 +944,8 @@ impl<'s> Run<'s> {
                 "the job retries `{}` are not a whole number",
                 definition.retries
             );
-            return self.incident_with(element_instance_key, message, retry);
+            self.incident_with(element_instance_key, message, retry);
+            return None;
         };
         let job_type = &job_type;
         let key = self.key();
@@ -956,6 +960,7 @@ impl<'s> Run<'s> {
                 retries,
                 state: JobState::Activatable,
                 listener,
+                user_task: None,
             },
         );
         // The type's set usually exists: look it up by `&str` so that only a new type
@@ -988,6 +993,7 @@ impl<'s> Run<'s> {
         if !self.effects.contains(&available) {
             self.effects.push(available);
         }
+        Some(key)
     }
 
     /// Stops an element at its activation until the incident is resolved.

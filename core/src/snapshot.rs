@@ -6,7 +6,7 @@
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | `RFSNAP` then format version `0x00 0x0A` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, 5, without signal subscriptions and deliveries, 6, without compensations, 7, without execution listeners, 8, without conditional subscriptions, and 9, without ad-hoc subprocesses, are still read) |
+//! | magic | `RFSNAP` then format version `0x00 0x0B` (formats 3, without the cross-shard fields, 4, without remote incidents and pending throws, 5, without signal subscriptions and deliveries, 6, without compensations, 7, without execution listeners, 8, without conditional subscriptions, 9, without ad-hoc subprocesses, and 10, without user tasks' properties, are still read) |
 //! | shard | u16 |
 //! | last key | u64 |
 //! | process versions | u32 count, then per version in key order: key u64, version u32, deployment key u64, process id, resource name, resource (each u32 length + bytes) |
@@ -28,6 +28,7 @@
 //! | execution listeners (format 8) | listener jobs (u32 count, then job key, event u8 (0 start, 1 end), the listener's index u32); held triggers (u32 count, then element instance key, the event element u32, variables (JSON bytes)) |
 //! | conditional subscriptions (format 9) | u32 count, then per subscription in key order: key, process definition key, the event element u32, owner, process instance key |
 //! | ad-hoc subprocesses (format 10) | u32 count, then in key order the element instance keys of ad-hoc subprocesses whose worker said they are done |
+//! | user tasks (format 11) | u32 count, then per user task job with properties, in key order: job key, assignee (optional text), candidate groups and candidate users (each u8 flag, then u32 count + texts), due date and follow-up date (optional texts), priority (u8 flag, then u8) |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -51,7 +52,9 @@ use crate::instance::{
 use crate::key::Key;
 use crate::state::{ProcessVersion, State};
 
-const MAGIC: &[u8; 8] = b"RFSNAP\x00\x0A";
+const MAGIC: &[u8; 8] = b"RFSNAP\x00\x0B";
+/// Format 10: without user tasks' properties.
+const MAGIC_10: &[u8; 8] = b"RFSNAP\x00\x0A";
 /// Format 9: without ad-hoc subprocesses.
 const MAGIC_9: &[u8; 8] = b"RFSNAP\x00\x09";
 /// Format 8: without conditional subscriptions.
@@ -122,7 +125,8 @@ impl State {
             return Err(SnapshotError::BadMagic);
         }
         let format = match &bytes[..MAGIC.len()] {
-            magic if magic == MAGIC => 10,
+            magic if magic == MAGIC => 11,
+            magic if magic == MAGIC_10 => 10,
             magic if magic == MAGIC_9 => 9,
             magic if magic == MAGIC_8 => 8,
             magic if magic == MAGIC_7 => 7,
@@ -389,6 +393,34 @@ impl State {
         for key in &self.ad_hoc_fulfilled {
             put_key(out, *key);
         }
+        let user_tasks: Vec<&Job> = crate::key::sorted_values(&self.jobs)
+            .into_iter()
+            .filter(|job| job.user_task.is_some())
+            .collect();
+        put_count(out, user_tasks.len());
+        for job in user_tasks {
+            let properties = job.user_task.as_deref().expect("filtered");
+            put_key(out, job.key);
+            put_optional_text(out, properties.assignee.as_deref());
+            for list in [&properties.candidate_groups, &properties.candidate_users] {
+                match list {
+                    Some(items) => {
+                        out.push(1);
+                        put_count(out, items.len());
+                        for item in items {
+                            put_bytes(out, item.as_bytes());
+                        }
+                    }
+                    None => out.push(0),
+                }
+            }
+            put_optional_text(out, properties.due_date.as_deref());
+            put_optional_text(out, properties.follow_up_date.as_deref());
+            match properties.priority {
+                Some(priority) => out.extend_from_slice(&[1, priority]),
+                None => out.push(0),
+            }
+        }
     }
 
     fn encode_waits(&self, out: &mut Vec<u8>) {
@@ -567,6 +599,7 @@ fn decode_runtime(
             retries,
             state: job_state,
             listener: None,
+            user_task: None,
         };
         state.jobs.insert(key, job);
     }
@@ -669,7 +702,58 @@ fn decode_runtime(
             }
         }
     }
+    if format >= 11 {
+        decode_user_tasks(reader, state)?;
+    }
     state.rebuild_indexes();
+    Ok(())
+}
+
+fn decode_user_tasks(reader: &mut Reader<'_>, state: &mut State) -> Result<(), SnapshotError> {
+    for _ in 0..reader.count()? {
+        let key = reader.key()?;
+        let assignee = reader.optional_text()?;
+        let mut list = || -> Result<Option<Vec<String>>, SnapshotError> {
+            match reader.array::<1>()?[0] {
+                0 => Ok(None),
+                1 => (0..reader.count()?)
+                    .map(|_| reader.string())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+                other => Err(corrupt(format!(
+                    "user task job {key} has a candidate list flag {other}"
+                ))),
+            }
+        };
+        let (candidate_groups, candidate_users) = (list()?, list()?);
+        let due_date = reader.optional_text()?;
+        let follow_up_date = reader.optional_text()?;
+        let priority = match reader.array::<1>()?[0] {
+            0 => None,
+            1 => Some(reader.array::<1>()?[0]),
+            other => {
+                return Err(corrupt(format!(
+                    "user task job {key} has a priority flag {other}"
+                )));
+            }
+        };
+        let Some(job) = state.jobs.get_mut(&key) else {
+            return Err(corrupt(format!("user task job {key} is not an open job")));
+        };
+        if job.user_task.is_some() || job.listener.is_some() {
+            return Err(corrupt(format!(
+                "user task job {key} repeats, or is a listener's job"
+            )));
+        }
+        job.user_task = Some(Box::new(crate::instance::UserTaskProperties {
+            assignee,
+            candidate_groups,
+            candidate_users,
+            due_date,
+            follow_up_date,
+            priority,
+        }));
+    }
     Ok(())
 }
 
@@ -1139,7 +1223,7 @@ mod tests {
         // state is the shard count (u16) and six empty counts (u32 each), and without the
         // empty counts of signal subscriptions, signal deliveries, compensations, listener
         // jobs and held triggers.
-        let v3 = older(&current, 2 + 6 * 4 + 7 * 4, MAGIC_3);
+        let v3 = older(&current, 2 + 6 * 4 + 8 * 4, MAGIC_3);
         let restored = State::decode(&v3).expect("format 3 is read");
         assert_eq!(restored.encode(), current);
         let mut other = v3.clone();
@@ -1155,7 +1239,7 @@ mod tests {
         let current = state.encode();
         // Format 4 lacks the last two counts of the cross-shard section, the two signal
         // counts, the compensations' count and the two execution listener counts.
-        let v4 = older(&current, 9 * 4, MAGIC_4);
+        let v4 = older(&current, 10 * 4, MAGIC_4);
         let restored = State::decode(&v4).expect("format 4 is read");
         assert_eq!(restored.encode(), current);
         assert_eq!(restored.cluster_shards(), 4);
@@ -1175,7 +1259,7 @@ mod tests {
         // Format 5 lacks the counts of signal subscriptions, signal deliveries,
         // compensations, listener jobs, held triggers and conditional subscriptions at the
         // end.
-        let v5 = older(&current, 7 * 4, MAGIC_5);
+        let v5 = older(&current, 8 * 4, MAGIC_5);
         let restored = State::decode(&v5).expect("format 5 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1191,7 +1275,7 @@ mod tests {
         let current = state.encode();
         // Format 6 lacks the counts of compensations, listener jobs, held triggers and
         // conditional subscriptions.
-        let v6 = older(&current, 5 * 4, MAGIC_6);
+        let v6 = older(&current, 6 * 4, MAGIC_6);
         let restored = State::decode(&v6).expect("format 6 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1207,7 +1291,7 @@ mod tests {
         let current = state.encode();
         // Format 7 lacks the counts of listener jobs, held triggers and conditional
         // subscriptions at the end.
-        let v7 = older(&current, 4 * 4, MAGIC_7);
+        let v7 = older(&current, 5 * 4, MAGIC_7);
         let restored = State::decode(&v7).expect("format 7 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1222,7 +1306,7 @@ mod tests {
         state.set_last_key(Key::new(6, 13));
         let current = state.encode();
         // Format 8 lacks the count of conditional subscriptions at the end.
-        let v8 = older(&current, 2 * 4, MAGIC_8);
+        let v8 = older(&current, 3 * 4, MAGIC_8);
         let restored = State::decode(&v8).expect("format 8 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1237,11 +1321,26 @@ mod tests {
         state.set_last_key(Key::new(7, 14));
         let current = state.encode();
         // Format 9 lacks the count of fulfilled ad-hoc subprocesses at the end.
-        let v9 = older(&current, 4, MAGIC_9);
+        let v9 = older(&current, 2 * 4, MAGIC_9);
         let restored = State::decode(&v9).expect("format 9 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
             State::decode(&as_current(&v9)),
+            Err(SnapshotError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn a_format_10_snapshot_is_read_as_a_state_with_no_user_task_properties() {
+        let mut state = State::new(8);
+        state.set_last_key(Key::new(8, 15));
+        let current = state.encode();
+        // Format 10 lacks the count of user tasks with properties at the end.
+        let v10 = older(&current, 4, MAGIC_10);
+        let restored = State::decode(&v10).expect("format 10 is read");
+        assert_eq!(restored.encode(), current);
+        assert!(matches!(
+            State::decode(&as_current(&v10)),
             Err(SnapshotError::Truncated { .. })
         ));
     }
