@@ -809,7 +809,7 @@ impl<'d> Compiler<'d> {
         })
     }
 
-    fn zeebe_children(&self, node: usize, local: &str) -> Vec<usize> {
+    pub(crate) fn zeebe_children(&self, node: usize, local: &str) -> Vec<usize> {
         self.doc
             .children(node)
             .filter(|c| {
@@ -1149,7 +1149,7 @@ impl<'d> Compiler<'d> {
     }
 
     /// The `retries` attribute of `holder` (default 3): a whole number or FEEL.
-    fn retries(&mut self, node: usize, holder: usize) -> Option<Expression> {
+    pub(crate) fn retries(&mut self, node: usize, holder: usize) -> Option<Expression> {
         let retries = self
             .doc
             .attr(holder, Ns::None, "retries")
@@ -1365,7 +1365,8 @@ impl<'d> Compiler<'d> {
                 "userTaskForm" => continue,
                 "adHoc" if &*self.doc.node(node).local == "adHocSubProcess" => continue,
                 "adHoc" => "zeebe:adHoc belongs on an adHocSubProcess",
-                "taskListeners" => "task listeners are not supported yet",
+                "taskListeners" if &*self.doc.node(node).local == "userTask" => continue,
+                "taskListeners" => "zeebe:taskListeners belong on a user task",
                 _ => "this Camunda 8 extension is not supported",
             };
             self.report(K::UnsupportedElement, node, format!("zeebe:{local}: {why}"));

@@ -87,7 +87,7 @@ impl<'d> Compiler<'d> {
         // meaningful without adding errors of its own.
         element.kind = kind.unwrap_or_else(|| match local {
             // Its inner elements still run when activated: keep them reachable.
-            "adHocSubProcess" => ElementKind::AdHocSubProcess(AdHoc {
+            "adHocSubProcess" => ElementKind::AdHocSubProcess(Box::new(AdHoc {
                 active_elements: None,
                 completion_condition: None,
                 cancel_remaining_instances: true,
@@ -95,7 +95,7 @@ impl<'d> Compiler<'d> {
                 output_element: None,
                 job: None,
                 inner_instance_id: Arc::from(""),
-            }),
+            })),
             _ => ElementKind::UndefinedTask,
         });
         element.io_mapping = io_mapping;
@@ -593,7 +593,7 @@ impl<'d> Compiler<'d> {
             .map(str::trim)
             .filter(|key| !key.is_empty())
             .map(Arc::from);
-        ElementKind::UserTask(UserTask {
+        ElementKind::UserTask(Box::new(UserTask {
             job,
             camunda_user_task,
             assignee,
@@ -603,7 +603,93 @@ impl<'d> Compiler<'d> {
             follow_up_date,
             priority,
             form_key,
-        })
+            listeners: self.task_listeners(node, camunda_user_task),
+        }))
+    }
+
+    /// `zeebe:taskListeners` of a user task.
+    fn task_listeners(&mut self, node: usize, camunda_user_task: bool) -> TaskListeners {
+        let mut listeners = TaskListeners::default();
+        let Some(list) = self.zeebe_child(node, "taskListeners") else {
+            return listeners;
+        };
+        if !camunda_user_task {
+            let message = "zeebe:taskListeners need a Camunda user task: add <zeebe:userTask/> \
+                           to the task's extensionElements"
+                .to_string();
+            self.report(K::UnsupportedElement, node, message);
+            return listeners;
+        }
+        let mut seen: Vec<(&'static str, String)> = Vec::new();
+        for listener in self.zeebe_children(list, "taskListener") {
+            let event = match self
+                .doc
+                .attr(listener, Ns::None, "eventType")
+                .map(str::trim)
+            {
+                Some("creating" | "create") => "creating",
+                Some("completing" | "complete") => "completing",
+                Some(
+                    other @ ("assigning" | "assignment" | "updating" | "update" | "canceling"
+                    | "cancel"),
+                ) => {
+                    let message = format!(
+                        "a zeebe:taskListener with eventType=\"{other}\" is not supported yet \
+                         (ringflow runs creating and completing task listeners)"
+                    );
+                    self.report(K::UnsupportedElement, node, message);
+                    continue;
+                }
+                Some(other) => {
+                    let message = format!(
+                        "a zeebe:taskListener has eventType=\"{other}\"; it must be creating, \
+                         assigning, updating, completing or canceling"
+                    );
+                    self.report(K::InvalidValue, node, message);
+                    continue;
+                }
+                None => {
+                    let message = "a zeebe:taskListener has no eventType (creating or completing)";
+                    self.report(K::MissingAttribute, node, message.to_string());
+                    continue;
+                }
+            };
+            let job_type = self
+                .doc
+                .attr(listener, Ns::None, "type")
+                .map(str::trim)
+                .unwrap_or("")
+                .to_string();
+            if job_type.is_empty() {
+                let message = format!("a {event} zeebe:taskListener has no job type");
+                self.report(K::MissingJobType, node, message);
+                continue;
+            }
+            if seen.iter().any(|(e, t)| *e == event && *t == job_type) {
+                let message = format!(
+                    "two {event} task listeners have the type `{job_type}`; each (eventType, \
+                     type) pair may appear once"
+                );
+                self.report(K::InvalidValue, node, message);
+                continue;
+            }
+            let parsed = self.expression(node, &job_type, "task listener type");
+            seen.push((event, job_type));
+            let retries = self.retries(node, listener);
+            let (Some(job_type), Some(retries)) = (parsed, retries) else {
+                continue;
+            };
+            let definition = JobDefinition {
+                job_type,
+                retries,
+                headers: Vec::new(),
+            };
+            match event {
+                "creating" => listeners.creating.push(definition),
+                _ => listeners.completing.push(definition),
+            }
+        }
+        listeners
     }
 
     /// `zeebe:taskSchedule`'s `dueDate` or `followUpDate`: FEEL, or a date-time with a zone
@@ -943,7 +1029,7 @@ impl<'d> Compiler<'d> {
                 return None;
             }
         }
-        Some(ElementKind::AdHocSubProcess(AdHoc {
+        Some(ElementKind::AdHocSubProcess(Box::new(AdHoc {
             active_elements,
             completion_condition,
             cancel_remaining_instances,
@@ -951,7 +1037,7 @@ impl<'d> Compiler<'d> {
             output_element,
             job,
             inner_instance_id: format!("{}#innerInstance", self.id(node).unwrap_or("")).into(),
-        }))
+        })))
     }
 
     /// `Some(None)` when there is no condition, `None` when it is broken (reported).

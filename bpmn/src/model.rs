@@ -277,7 +277,7 @@ pub enum ElementKind {
     /// A send task: a job for a worker.
     SendTask(JobDefinition),
     /// A user task.
-    UserTask(UserTask),
+    UserTask(Box<UserTask>),
     /// A script task.
     ScriptTask(ScriptTask),
     /// A business rule task.
@@ -306,7 +306,7 @@ pub enum ElementKind {
     SubProcess,
     /// An ad-hoc subprocess: its inner elements run when activated, each in an inner
     /// instance of its own.
-    AdHocSubProcess(AdHoc),
+    AdHocSubProcess(Box<AdHoc>),
     /// An event subprocess.
     EventSubProcess,
     /// A call activity.
@@ -586,6 +586,20 @@ pub struct UserTask {
     pub priority: Option<Expression>,
     /// `zeebe:formDefinition formKey`.
     pub form_key: Option<Arc<str>>,
+    /// `zeebe:taskListeners` (Camunda user tasks only).
+    pub listeners: TaskListeners,
+}
+
+/// The task listeners of a Camunda user task (`zeebe:taskListeners`, Camunda 8.8): jobs that
+/// run, one after the other in document order, when the task is being created and when it
+/// is being completed, and that the transition waits for. `assigning`, `updating` and
+/// `canceling` listeners are refused (not supported yet).
+#[derive(Clone, Debug, Default)]
+pub struct TaskListeners {
+    /// `eventType="creating"` (or the older `create`).
+    pub creating: Vec<JobDefinition>,
+    /// `eventType="completing"` (or the older `complete`).
+    pub completing: Vec<JobDefinition>,
 }
 
 impl UserTask {

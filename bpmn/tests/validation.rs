@@ -539,20 +539,104 @@ fn malformed_execution_listeners_are_named() {
 }
 
 #[test]
-fn task_listeners_are_refused_not_ignored() {
+fn task_listeners_that_ringflow_cannot_run_are_refused_not_ignored() {
+    let task = |listeners: &str, camunda: &str| {
+        LINEAR.replace(
+            "TASK",
+            &format!(
+                r#"<bpmn:userTask id="task"><bpmn:extensionElements>{camunda}
+                     <zeebe:taskListeners>{listeners}</zeebe:taskListeners>
+                   </bpmn:extensionElements></bpmn:userTask>"#
+            ),
+        )
+    };
+    let cases = [
+        (
+            r#"<zeebe:taskListener eventType="assigning" type="notify"/>"#,
+            "<zeebe:userTask/>",
+            K::UnsupportedElement,
+            "eventType=\"assigning\" is not supported yet",
+        ),
+        (
+            r#"<zeebe:taskListener eventType="canceling" type="notify"/>"#,
+            "<zeebe:userTask/>",
+            K::UnsupportedElement,
+            "eventType=\"canceling\" is not supported yet",
+        ),
+        (
+            r#"<zeebe:taskListener eventType="completing" type="audit"/>"#,
+            "",
+            K::UnsupportedElement,
+            "need a Camunda user task",
+        ),
+        (
+            r#"<zeebe:taskListener eventType="finishing" type="audit"/>"#,
+            "<zeebe:userTask/>",
+            K::InvalidValue,
+            "it must be creating, assigning, updating, completing or canceling",
+        ),
+        (
+            r#"<zeebe:taskListener eventType="completing"/>"#,
+            "<zeebe:userTask/>",
+            K::MissingJobType,
+            "a completing zeebe:taskListener has no job type",
+        ),
+        (
+            r#"<zeebe:taskListener eventType="completing" type="a"/>
+               <zeebe:taskListener eventType="complete" type="a"/>"#,
+            "<zeebe:userTask/>",
+            K::InvalidValue,
+            "two completing task listeners have the type `a`",
+        ),
+    ];
+    for (listeners, camunda, kind, message) in cases {
+        let error = errors(&task(listeners, camunda), "");
+        assert_eq!(
+            codes(&error),
+            vec![(kind, "task".to_string())],
+            "{listeners}"
+        );
+        assert!(error.to_string().contains(message), "{listeners}: {error}");
+    }
+    // On anything but a user task the element is refused.
     let error = errors(
         &LINEAR.replace(
             "TASK",
-            r#"<bpmn:userTask id="task"><bpmn:extensionElements><zeebe:userTask/>
-                 <zeebe:taskListeners><zeebe:taskListener eventType="complete" type="audit"/>
-               </zeebe:taskListeners></bpmn:extensionElements></bpmn:userTask>"#,
+            r#"<bpmn:serviceTask id="task"><bpmn:extensionElements>
+                 <zeebe:taskDefinition type="work"/>
+                 <zeebe:taskListeners><zeebe:taskListener eventType="completing" type="a"/>
+                 </zeebe:taskListeners></bpmn:extensionElements></bpmn:serviceTask>"#,
         ),
         "",
     );
-    assert_eq!(
-        codes(&error),
-        vec![(K::UnsupportedElement, "task".to_string())]
+    assert!(
+        error
+            .to_string()
+            .contains("zeebe:taskListeners belong on a user task"),
+        "{error}"
     );
+    // Creating and completing listeners (and their older names) are read.
+    let parsed = ok(
+        &task(
+            r#"<zeebe:taskListener eventType="creating" type="enrich" retries="2"/>
+               <zeebe:taskListener eventType="completing" type="check"/>
+               <zeebe:taskListener eventType="complete" type="=audit"/>"#,
+            "<zeebe:userTask/>",
+        ),
+        "",
+    );
+    let task = parsed.processes[0]
+        .elements()
+        .iter()
+        .find_map(|element| match &element.kind {
+            ringflow_bpmn::ElementKind::UserTask(task) => Some(task),
+            _ => None,
+        })
+        .expect("the user task");
+    assert_eq!(task.listeners.creating.len(), 1);
+    assert_eq!(task.listeners.completing.len(), 2);
+    assert_eq!(task.listeners.creating[0].retries.as_static(), Some("2"));
+    assert!(task.listeners.completing[1].job_type.is_feel());
 }
 
 #[test]

@@ -41,6 +41,7 @@
 //! | 22 | ActivateAdHocActivities | key, count, then per element its id and variables, cancel remaining instances (flag) |
 //! | 23 | CompleteAdHocJob | key, variables, count, then per element its id and variables, completion condition fulfilled (flag), cancel remaining instances (flag) |
 //! | 24 | ActivateJobs with `fetch_variables` | job type, worker, max jobs u32, lease u64 ms, count, then per name the name (tag 4 when the list is empty) |
+//! | 25 | CompleteTaskListenerJob | key, denied (flag), denied reason, corrections: assignee (optional text), candidate groups and candidate users (each u8 flag, then count and texts), due date and follow-up date (optional texts), priority (u8 flag, then u8) |
 
 use std::sync::Arc;
 
@@ -214,6 +215,31 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             out.push(u8::from(result.completion_condition_fulfilled));
             out.push(u8::from(result.cancel_remaining_instances));
         }
+        Command::CompleteTaskListenerJob { key, result } => {
+            tagged_key(out, 25, *key);
+            out.push(u8::from(result.denied));
+            put_bytes(out, result.denied_reason.as_bytes());
+            let corrections = &result.corrections;
+            put_optional_text(out, corrections.assignee.as_deref());
+            for list in [&corrections.candidate_groups, &corrections.candidate_users] {
+                match list {
+                    Some(items) => {
+                        out.push(1);
+                        put_count(out, items.len());
+                        for item in items {
+                            put_bytes(out, item.as_bytes());
+                        }
+                    }
+                    None => out.push(0),
+                }
+            }
+            put_optional_text(out, corrections.due_date.as_deref());
+            put_optional_text(out, corrections.follow_up_date.as_deref());
+            match corrections.priority {
+                Some(priority) => out.extend_from_slice(&[1, priority]),
+                None => out.push(0),
+            }
+        }
     }
 }
 
@@ -379,6 +405,7 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
                 cancel_remaining_instances: reader.flag()?,
             },
         },
+        25 => read_task_listener_result(reader)?,
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
     Ok((
@@ -388,6 +415,45 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
             next_key,
         },
     ))
+}
+
+fn read_task_listener_result(reader: &mut Reader<'_>) -> ReadResult<Command> {
+    let key = reader.key()?;
+    let denied = reader.flag()?;
+    let denied_reason = reader.string()?;
+    let assignee = reader.optional_text()?;
+    let mut list = || -> ReadResult<Option<Vec<String>>> {
+        if !reader.flag()? {
+            return Ok(None);
+        }
+        (0..reader.count()?)
+            .map(|_| reader.string())
+            .collect::<ReadResult<Vec<_>>>()
+            .map(Some)
+    };
+    let (candidate_groups, candidate_users) = (list()?, list()?);
+    let due_date = reader.optional_text()?;
+    let follow_up_date = reader.optional_text()?;
+    let priority = if reader.flag()? {
+        Some(reader.array::<1>()?[0])
+    } else {
+        None
+    };
+    Ok(Command::CompleteTaskListenerJob {
+        key,
+        result: Box::new(crate::usertasks::TaskListenerResult {
+            denied,
+            denied_reason,
+            corrections: crate::usertasks::UserTaskCorrections {
+                assignee,
+                candidate_groups,
+                candidate_users,
+                due_date,
+                follow_up_date,
+                priority,
+            },
+        }),
+    })
 }
 
 fn read_create(reader: &mut Reader<'_>) -> ReadResult<Command> {
@@ -553,6 +619,33 @@ mod tests {
                     completion_condition_fulfilled: true,
                     cancel_remaining_instances: false,
                 },
+            },
+            Command::CompleteTaskListenerJob {
+                key,
+                result: Box::default(),
+            },
+            Command::CompleteTaskListenerJob {
+                key,
+                result: Box::new(crate::usertasks::TaskListenerResult {
+                    denied: true,
+                    denied_reason: "the amount is missing".to_string(),
+                    corrections: crate::usertasks::UserTaskCorrections::default(),
+                }),
+            },
+            Command::CompleteTaskListenerJob {
+                key,
+                result: Box::new(crate::usertasks::TaskListenerResult {
+                    denied: false,
+                    denied_reason: String::new(),
+                    corrections: crate::usertasks::UserTaskCorrections {
+                        assignee: Some("ana".to_string()),
+                        candidate_groups: Some(vec!["a".to_string(), "b".to_string()]),
+                        candidate_users: Some(Vec::new()),
+                        due_date: Some("2026-12-24T12:00:00Z".to_string()),
+                        follow_up_date: None,
+                        priority: Some(70),
+                    },
+                }),
             },
         ]
         .into_iter()

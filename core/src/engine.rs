@@ -149,6 +149,15 @@ pub enum Command {
         /// The worker's decision.
         result: crate::adhoc::AdHocJobResult,
     },
+    /// Completes the job of a user task's task listener with what its worker decided: deny
+    /// the completion (completing listeners), or correct the task's properties (see
+    /// `usertasks`). Camunda's job result for a user task listener.
+    CompleteTaskListenerJob {
+        /// The job key.
+        key: Key,
+        /// The worker's decision (boxed: it is large and rare).
+        result: Box<crate::usertasks::TaskListenerResult>,
+    },
     /// Activates elements of a running ad-hoc subprocess instance, each in an inner
     /// instance of its own (see `adhoc`). Camunda's `ActivateAdHocSubProcessActivities`.
     ActivateAdHocActivities {
@@ -828,9 +837,9 @@ pub fn process(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
 /// The event that a job or incident command adds in front of what it caused.
 fn leading_event(command: &Command) -> Option<Event> {
     match command {
-        Command::CompleteJob { key, .. } | Command::CompleteAdHocJob { key, .. } => {
-            Some(Event::JobCompleted { key: *key })
-        }
+        Command::CompleteJob { key, .. }
+        | Command::CompleteAdHocJob { key, .. }
+        | Command::CompleteTaskListenerJob { key, .. } => Some(Event::JobCompleted { key: *key }),
         Command::FailJob {
             key,
             retries,
@@ -938,6 +947,9 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
             variables,
             result,
         } => crate::adhoc::complete_job(state, key, variables, result, ctx)?,
+        Command::CompleteTaskListenerJob { key, result } => {
+            crate::usertasks::complete_listener_job(state, key, *result, ctx)?
+        }
         Command::ContinueSignal { key } => crate::signals::continue_delivery(state, key, ctx)?,
         Command::ContinueCompensation { key } => {
             crate::compensation::continue_throw(state, key, ctx)?

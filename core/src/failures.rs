@@ -2,7 +2,7 @@
 //! variables set from outside.
 
 use crate::engine::{Ctx, Effect, Keys, Outcome, Rejection, RejectionCode, Response, Variables};
-use crate::instance::{IncidentRetry, JobState};
+use crate::instance::{IncidentRetry, JobState, ListenerEvent};
 use crate::key::Key;
 use crate::limits::MESSAGE_BYTES_MAX;
 use crate::run::Run;
@@ -173,6 +173,10 @@ pub(crate) fn resolve(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
             run.enter(element_key, element);
         }
         IncidentRetry::Completion => run.complete_later(element_key),
+        IncidentRetry::Completing => {
+            let element = run.state.elements[&element_key].element;
+            run.listen(element_key, element, ListenerEvent::Completing, 0);
+        }
     }
     run.run();
     Ok(Outcome {

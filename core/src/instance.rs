@@ -245,15 +245,40 @@ pub struct UserTaskProperties {
     pub follow_up_date: Option<String>,
     /// From 0 to 100, for a Camunda user task (`zeebe:userTask`).
     pub priority: Option<u8>,
+    /// Why a completing task listener denied the task's last completion, if one did (a
+    /// `ringflow:deniedReason` header).
+    pub denied_reason: Option<String>,
 }
 
-/// When an execution listener runs.
+/// A user task whose transition waits for its task listeners (see `usertasks`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserTaskHold {
+    /// The task's properties, as the listeners so far corrected them.
+    pub properties: UserTaskProperties,
+    /// `None` while the task is being created (it has no job yet); the variables its
+    /// completion was asked with while it is being completed.
+    pub completion: Option<crate::engine::Variables>,
+}
+
+/// When an execution listener or a user task's task listener runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ListenerEvent {
     /// Before the element does its work (`eventType="start"`).
     Start,
     /// Once it is done, before it is left (`eventType="end"`).
     End,
+    /// A task listener: before a user task's job is made (`eventType="creating"`).
+    Creating,
+    /// A task listener: before a user task's completion is applied
+    /// (`eventType="completing"`).
+    Completing,
+}
+
+impl ListenerEvent {
+    /// Whether this is a user task's task listener (not an execution listener).
+    pub fn is_task_listener(self) -> bool {
+        matches!(self, ListenerEvent::Creating | ListenerEvent::Completing)
+    }
 }
 
 /// The execution listener a job is for: the `index`th (from 0) of the element's `event`
@@ -290,4 +315,7 @@ pub enum IncidentRetry {
     Completion,
     /// Makes the element's failed job activatable again (its retries must be raised first).
     Job,
+    /// Runs a user task's completing listeners again, from the first (one of them could not
+    /// be made).
+    Completing,
 }

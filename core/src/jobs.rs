@@ -70,7 +70,16 @@ pub(crate) fn activate(
         let element = run.state.elements[&job.element_instance_key].clone();
         let definition = run.definition_of(job.element_instance_key);
         let model = definition.element(element.element);
+        let mut completion = None;
         let custom_headers = match &model.kind {
+            ringflow_bpmn::ElementKind::UserTask(task)
+                if job.listener.is_some_and(|l| l.event.is_task_listener()) =>
+            {
+                let (headers, held) =
+                    crate::usertasks::listener_job_view(run.state, job.element_instance_key, task);
+                completion = held.cloned();
+                headers
+            }
             ringflow_bpmn::ElementKind::UserTask(task) => {
                 let mut headers = task.job.headers.clone();
                 if job.listener.is_none() {
@@ -92,7 +101,10 @@ pub(crate) fn activate(
             retries: job.retries,
             deadline_millis,
             custom_headers,
-            variables_json: if fetch_variables.is_empty() {
+            variables_json: if let Some(completion) = completion {
+                // A completing listener sees what the completion would set.
+                completing_variables(&run, job.element_instance_key, fetch_variables, completion)
+            } else if fetch_variables.is_empty() {
                 run.visible_variables_json(job.element_instance_key)
             } else {
                 let fetched = fetched_variables(&run, job.element_instance_key, fetch_variables);
@@ -162,6 +174,29 @@ fn fetched_variables(run: &Run, scope: Key, names: &[String]) -> Variables {
     chosen
 }
 
+/// The variables of a user task's completing listener's job: those visible at the task
+/// (only the fetched ones, when the activation names any), with the completion's over them.
+#[cold]
+fn completing_variables(
+    run: &Run<'_>,
+    element_instance_key: Key,
+    fetch_variables: &[String],
+    completion: Variables,
+) -> String {
+    let mut variables = if fetch_variables.is_empty() {
+        serde_json::from_str::<Variables>(&run.visible_variables_json(element_instance_key))
+            .expect("the engine writes a JSON object")
+    } else {
+        fetched_variables(run, element_instance_key, fetch_variables)
+    };
+    for (name, value) in completion {
+        if fetch_variables.is_empty() || fetch_variables.contains(&name) {
+            variables.insert(name, value);
+        }
+    }
+    crate::variables::to_json_string(&variables)
+}
+
 pub(crate) fn complete(
     state: &mut State,
     key: Key,
@@ -187,13 +222,26 @@ pub(crate) fn complete(
     }
     let element_instance_key = job.element_instance_key;
     let listener = job.listener;
+    if job.user_task.is_some() || listener.is_some_and(|l| l.event.is_task_listener()) {
+        return crate::usertasks::complete(state, key, variables, ctx);
+    }
+    complete_plain(state, key, element_instance_key, listener, variables, ctx)
+}
+
+/// Completes a job whose element (or execution listener) goes on at once.
+#[inline]
+pub(crate) fn complete_plain(
+    state: &mut State,
+    key: Key,
+    element_instance_key: Key,
+    listener: Option<Listener>,
+    variables: Variables,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
     let documents = if let Some(listener) = listener {
         listener_documents(state, element_instance_key, listener, variables)?
-    } else if has_outputs(state, element_instance_key) {
-        // Output mappings decide what leaves the task: the job's variables stay local.
-        vec![plan_local(state, element_instance_key, variables)?]
     } else {
-        plan_propagation(state, element_instance_key, variables)?
+        completion_documents(state, element_instance_key, variables)?
     };
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     for update in documents {
@@ -232,12 +280,30 @@ fn listener_documents(
     }
     match listener.event {
         ListenerEvent::Start => Ok(vec![plan_local(state, element_instance_key, variables)?]),
+        ListenerEvent::Creating | ListenerEvent::Completing => {
+            unreachable!("a task listener's job is completed by `usertasks`")
+        }
         ListenerEvent::End => {
             let from = state.elements[&element_instance_key]
                 .scope
                 .unwrap_or(element_instance_key);
             plan_propagation(state, from, variables)
         }
+    }
+}
+
+/// Where the variables of an element's completion go: kept local for its output mappings
+/// to read, or propagated.
+pub(crate) fn completion_documents(
+    state: &State,
+    element_instance_key: Key,
+    variables: Variables,
+) -> Result<Vec<Update>, Rejection> {
+    if has_outputs(state, element_instance_key) {
+        // Output mappings decide what leaves the task: the job's variables stay local.
+        Ok(vec![plan_local(state, element_instance_key, variables)?])
+    } else {
+        plan_propagation(state, element_instance_key, variables)
     }
 }
 

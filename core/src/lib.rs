@@ -16,13 +16,15 @@
 //! backoff), `JobLeaseExpired`, `JobRetryDue`, `UpdateJobRetries`, `ThrowError`,
 //! `ResolveIncident`, `SetVariables`, `PublishMessage` (correlation under the Camunda 8
 //! rules, buffering, deduplication), `BroadcastSignal` ([`signals`]), `EvaluateConditional`,
-//! `ActivateAdHocActivities` and `CompleteAdHocJob` ([`adhoc`]), `ExpireMessage` and
+//! `ActivateAdHocActivities` and `CompleteAdHocJob` ([`adhoc`]), `CompleteTaskListenerJob`
+//! ([`usertasks`]), `ExpireMessage` and
 //! `TriggerTimer`; the token machine for every element the README's table
 //! marks "yes": events (none, message, timer, signal, conditional, error, escalation,
 //! compensation, link, terminate),
 //! tasks, gateways (exclusive, parallel, inclusive,
 //! event-based), embedded, event and ad-hoc subprocesses, multi-instance activities and call
-//! activities; execution listeners ([`listeners`]); FEEL conditions and mappings against
+//! activities; execution listeners ([`listeners`]); user tasks' properties and task
+//! listeners ([`usertasks`]); FEEL conditions and mappings against
 //! JSON variables with the clock from [`Ctx`]; and the deterministic snapshot of all of it.
 //! Module docs: `waits` (what element instances wait for), `conditionals`, [`adhoc`],
 //! [`timers`],

@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use ringflow_bpmn::{ElementIndex, ProcessDefinition};
+use ringflow_bpmn::{ElementIndex, ElementKind, JobDefinition, ProcessDefinition};
 
 use crate::instance::{ElementRole, Listener, ListenerEvent};
 use crate::key::Key;
@@ -103,12 +103,7 @@ impl Run<'_> {
         index: u32,
     ) {
         let definition: Arc<ProcessDefinition> = self.definition_of(key);
-        let listeners = &definition.element(element).listeners;
-        let list = match event {
-            ListenerEvent::Start => &listeners.start,
-            ListenerEvent::End => &listeners.end,
-        };
-        let job = &list[index as usize];
+        let job = &listeners_of(&definition, element, event)[index as usize];
         self.create_job_for(key, job, Some(Listener { event, index }));
     }
 
@@ -117,11 +112,7 @@ impl Run<'_> {
     pub(crate) fn listener_done(&mut self, key: Key, listener: Listener) {
         let element = self.state.elements[&key].element;
         let definition = self.definition_of(key);
-        let listeners = &definition.element(element).listeners;
-        let count = match listener.event {
-            ListenerEvent::Start => listeners.start.len(),
-            ListenerEvent::End => listeners.end.len(),
-        };
+        let count = listeners_of(&definition, element, listener.event).len();
         let next = listener.index + 1;
         if (next as usize) < count {
             return self.listen(key, element, listener.event, next);
@@ -129,6 +120,8 @@ impl Run<'_> {
         match listener.event {
             ListenerEvent::Start => self.after_start_listeners(key),
             ListenerEvent::End => self.after_end_listeners(key),
+            ListenerEvent::Creating => self.after_creating_listeners(key),
+            ListenerEvent::Completing => self.after_completing_listeners(key),
         }
     }
 
@@ -170,5 +163,22 @@ impl Run<'_> {
             ElementRole::Body => unreachable!("a multi-instance body runs no listeners"),
             ElementRole::AdHocInner => unreachable!("an ad-hoc inner instance runs no listeners"),
         }
+    }
+}
+
+/// The `event` listeners of `element`, in document order: its execution listeners, or a user
+/// task's task listeners (none on any other element).
+pub(crate) fn listeners_of(
+    definition: &ProcessDefinition,
+    element: ElementIndex,
+    event: ListenerEvent,
+) -> &[JobDefinition] {
+    let model = definition.element(element);
+    match (event, &model.kind) {
+        (ListenerEvent::Start, _) => &model.listeners.start,
+        (ListenerEvent::End, _) => &model.listeners.end,
+        (ListenerEvent::Creating, ElementKind::UserTask(task)) => &task.listeners.creating,
+        (ListenerEvent::Completing, ElementKind::UserTask(task)) => &task.listeners.completing,
+        _ => &[],
     }
 }

@@ -906,6 +906,10 @@ impl<'s> Run<'s> {
                 event: ListenerEvent::End,
                 ..
             }) => IncidentRetry::Completion,
+            Some(Listener {
+                event: ListenerEvent::Completing,
+                ..
+            }) => IncidentRetry::Completing,
             _ => IncidentRetry::Activation,
         };
         // A static type is the model's own name, shared; a FEEL one is made per job.
@@ -1379,6 +1383,9 @@ impl<'s> Run<'s> {
         }
         if !self.state.held_triggers.is_empty() {
             self.state.held_triggers.remove(&key);
+        }
+        if !self.state.user_task_holds.is_empty() {
+            self.state.user_task_holds.remove(&key);
         }
         self.forget_remote_incidents(key, element.process_instance_key);
         if let Some(child) = element.called {

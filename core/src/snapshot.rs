@@ -15,7 +15,7 @@
 //! | variables | u32 count, then scope key and the scope's document as JSON bytes |
 //! | join tokens | u32 count, then scope key, gateway element u32, counts (u32 length + u32s) |
 //! | jobs | u32 count, then key, type, element instance key, instance key, retries u32, state u8 (0 ready, 1 leased + worker + deadline i64, 2 backoff + due i64, 3 failed) |
-//! | incidents | u32 count, then key, instance key, element instance key, message, retry u8 (0 activation, 1 completion, 2 job) |
+//! | incidents | u32 count, then key, instance key, element instance key, message, retry u8 (0 activation, 1 completion, 2 job, 3 (format 11) a user task's completing listeners) |
 //! | messages | u32 count, then key, name, correlation key, variables (JSON bytes), deadline i64, message id (optional text), correlated process ids (u32 count + texts) |
 //! | timers | u32 count, then key, due i64, definition key, element u32, owner (optional key), repetitions (optional u32), interval (u8 tag: 0 none, 1 years u32, months u32, days u32, millis u64, 2 (format 7) a cron expression as text) |
 //! | subscriptions | u32 count, then key, name, correlation key, definition key, element u32, owner key, instance key |
@@ -25,10 +25,10 @@
 //! | signal subscriptions (format 6) | u32 count, then key, name, definition key, element u32, owner key, instance key |
 //! | signal deliveries (format 6) | u32 count, then signal key, name, variables (JSON bytes), the last subscription key delivered to |
 //! | compensations (format 7) | u32 count, then key, instance key, scope key, via element u32, activity element u32, handler element u32, variables (JSON bytes) |
-//! | execution listeners (format 8) | listener jobs (u32 count, then job key, event u8 (0 start, 1 end), the listener's index u32); held triggers (u32 count, then element instance key, the event element u32, variables (JSON bytes)) |
+//! | execution listeners (format 8) | listener jobs (u32 count, then job key, event u8 (0 start, 1 end; from format 11 the task listeners' 2 creating, 3 completing), the listener's index u32); held triggers (u32 count, then element instance key, the event element u32, variables (JSON bytes)) |
 //! | conditional subscriptions (format 9) | u32 count, then per subscription in key order: key, process definition key, the event element u32, owner, process instance key |
 //! | ad-hoc subprocesses (format 10) | u32 count, then in key order the element instance keys of ad-hoc subprocesses whose worker said they are done |
-//! | user tasks (format 11) | u32 count, then per user task job with properties, in key order: job key, assignee (optional text), candidate groups and candidate users (each u8 flag, then u32 count + texts), due date and follow-up date (optional texts), priority (u8 flag, then u8) |
+//! | user tasks (format 11) | u32 count, then per user task job with properties, in key order: job key, assignee (optional text), candidate groups and candidate users (each u8 flag, then u32 count + texts), due date and follow-up date (optional texts), priority (u8 flag, then u8), denied reason (optional text); then user tasks held for their task listeners: u32 count, then per element instance key in order: the key, its properties as above, the completion's variables (u8 flag, then JSON bytes) |
 //! | checksum | CRC32 (crc32fast) of everything before it, u32 |
 //!
 //! Optional values are a u8 flag (0 or 1) and the value. The children index, the ready-job
@@ -372,6 +372,8 @@ impl State {
             out.push(match listener.event {
                 ListenerEvent::Start => 0,
                 ListenerEvent::End => 1,
+                ListenerEvent::Creating => 2,
+                ListenerEvent::Completing => 3,
             });
             out.extend_from_slice(&listener.index.to_le_bytes());
         }
@@ -399,25 +401,18 @@ impl State {
             .collect();
         put_count(out, user_tasks.len());
         for job in user_tasks {
-            let properties = job.user_task.as_deref().expect("filtered");
             put_key(out, job.key);
-            put_optional_text(out, properties.assignee.as_deref());
-            for list in [&properties.candidate_groups, &properties.candidate_users] {
-                match list {
-                    Some(items) => {
-                        out.push(1);
-                        put_count(out, items.len());
-                        for item in items {
-                            put_bytes(out, item.as_bytes());
-                        }
-                    }
-                    None => out.push(0),
+            put_user_task(out, job.user_task.as_deref().expect("filtered"));
+        }
+        put_count(out, self.user_task_holds.len());
+        for (key, hold) in &self.user_task_holds {
+            put_key(out, *key);
+            put_user_task(out, &hold.properties);
+            match &hold.completion {
+                Some(variables) => {
+                    out.push(1);
+                    crate::codec::put_variables(out, variables);
                 }
-            }
-            put_optional_text(out, properties.due_date.as_deref());
-            put_optional_text(out, properties.follow_up_date.as_deref());
-            match properties.priority {
-                Some(priority) => out.extend_from_slice(&[1, priority]),
                 None => out.push(0),
             }
         }
@@ -678,7 +673,7 @@ fn decode_runtime(
         decode_compensations(reader, state)?;
     }
     if format >= 8 {
-        decode_listeners(reader, state)?;
+        decode_listeners(reader, state, format)?;
     }
     if format >= 9 {
         decode_conditionals(reader, state)?;
@@ -709,34 +704,76 @@ fn decode_runtime(
     Ok(())
 }
 
+/// A user task's properties: assignee (optional text), candidate groups and candidate users
+/// (each u8 flag, then u32 count + texts), due date and follow-up date (optional texts),
+/// priority (u8 flag, then u8), denied reason (optional text).
+fn put_user_task(out: &mut Vec<u8>, properties: &crate::instance::UserTaskProperties) {
+    put_optional_text(out, properties.assignee.as_deref());
+    for list in [&properties.candidate_groups, &properties.candidate_users] {
+        match list {
+            Some(items) => {
+                out.push(1);
+                put_count(out, items.len());
+                for item in items {
+                    put_bytes(out, item.as_bytes());
+                }
+            }
+            None => out.push(0),
+        }
+    }
+    put_optional_text(out, properties.due_date.as_deref());
+    put_optional_text(out, properties.follow_up_date.as_deref());
+    match properties.priority {
+        Some(priority) => out.extend_from_slice(&[1, priority]),
+        None => out.push(0),
+    }
+    put_optional_text(out, properties.denied_reason.as_deref());
+}
+
+fn read_user_task(
+    reader: &mut Reader<'_>,
+    key: Key,
+) -> Result<crate::instance::UserTaskProperties, SnapshotError> {
+    let assignee = reader.optional_text()?;
+    let mut list = || -> Result<Option<Vec<String>>, SnapshotError> {
+        match reader.array::<1>()?[0] {
+            0 => Ok(None),
+            1 => (0..reader.count()?)
+                .map(|_| reader.string())
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            other => Err(corrupt(format!(
+                "user task {key} has a candidate list flag {other}"
+            ))),
+        }
+    };
+    let (candidate_groups, candidate_users) = (list()?, list()?);
+    let due_date = reader.optional_text()?;
+    let follow_up_date = reader.optional_text()?;
+    let priority = match reader.array::<1>()?[0] {
+        0 => None,
+        1 => Some(reader.array::<1>()?[0]),
+        other => {
+            return Err(corrupt(format!(
+                "user task {key} has a priority flag {other}"
+            )));
+        }
+    };
+    Ok(crate::instance::UserTaskProperties {
+        assignee,
+        candidate_groups,
+        candidate_users,
+        due_date,
+        follow_up_date,
+        priority,
+        denied_reason: reader.optional_text()?,
+    })
+}
+
 fn decode_user_tasks(reader: &mut Reader<'_>, state: &mut State) -> Result<(), SnapshotError> {
     for _ in 0..reader.count()? {
         let key = reader.key()?;
-        let assignee = reader.optional_text()?;
-        let mut list = || -> Result<Option<Vec<String>>, SnapshotError> {
-            match reader.array::<1>()?[0] {
-                0 => Ok(None),
-                1 => (0..reader.count()?)
-                    .map(|_| reader.string())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Some),
-                other => Err(corrupt(format!(
-                    "user task job {key} has a candidate list flag {other}"
-                ))),
-            }
-        };
-        let (candidate_groups, candidate_users) = (list()?, list()?);
-        let due_date = reader.optional_text()?;
-        let follow_up_date = reader.optional_text()?;
-        let priority = match reader.array::<1>()?[0] {
-            0 => None,
-            1 => Some(reader.array::<1>()?[0]),
-            other => {
-                return Err(corrupt(format!(
-                    "user task job {key} has a priority flag {other}"
-                )));
-            }
-        };
+        let properties = read_user_task(reader, key)?;
         let Some(job) = state.jobs.get_mut(&key) else {
             return Err(corrupt(format!("user task job {key} is not an open job")));
         };
@@ -745,14 +782,42 @@ fn decode_user_tasks(reader: &mut Reader<'_>, state: &mut State) -> Result<(), S
                 "user task job {key} repeats, or is a listener's job"
             )));
         }
-        job.user_task = Some(Box::new(crate::instance::UserTaskProperties {
-            assignee,
-            candidate_groups,
-            candidate_users,
-            due_date,
-            follow_up_date,
-            priority,
-        }));
+        job.user_task = Some(Box::new(properties));
+    }
+    for _ in 0..reader.count()? {
+        let key = reader.key()?;
+        let properties = read_user_task(reader, key)?;
+        let completion = match reader.array::<1>()?[0] {
+            0 => None,
+            1 => Some(crate::codec::read_variables(reader)?),
+            other => {
+                return Err(corrupt(format!(
+                    "user task {key} has a completion flag {other}"
+                )));
+            }
+        };
+        let held_by_listener = state.elements.get(&key).is_some_and(|element| {
+            element
+                .job
+                .and_then(|job| state.jobs.get(&job))
+                .is_some_and(|job| {
+                    job.listener
+                        .is_some_and(|listener| listener.event.is_task_listener())
+                })
+                || element.incident.is_some()
+        });
+        if !held_by_listener {
+            return Err(corrupt(format!(
+                "user task {key} is held, but runs no task listener and has no incident"
+            )));
+        }
+        let hold = crate::instance::UserTaskHold {
+            properties,
+            completion,
+        };
+        if state.user_task_holds.insert(key, hold).is_some() {
+            return Err(corrupt(format!("user task {key} is held twice")));
+        }
     }
     Ok(())
 }
@@ -800,12 +865,18 @@ fn decode_compensations(reader: &mut Reader<'_>, state: &mut State) -> Result<()
     Ok(())
 }
 
-fn decode_listeners(reader: &mut Reader<'_>, state: &mut State) -> Result<(), SnapshotError> {
+fn decode_listeners(
+    reader: &mut Reader<'_>,
+    state: &mut State,
+    format: u8,
+) -> Result<(), SnapshotError> {
     for _ in 0..reader.count()? {
         let key = reader.key()?;
         let event = match reader.array::<1>()?[0] {
             0 => ListenerEvent::Start,
             1 => ListenerEvent::End,
+            2 if format >= 11 => ListenerEvent::Creating,
+            3 if format >= 11 => ListenerEvent::Completing,
             other => return Err(corrupt(format!("job {key} has listener event tag {other}"))),
         };
         let index = u32::from_le_bytes(reader.array()?);
@@ -819,11 +890,7 @@ fn decode_listeners(reader: &mut Reader<'_>, state: &mut State) -> Result<(), Sn
         };
         let instance = &state.instances[&element.process_instance_key];
         let definition = &state.processes[&instance.process_definition_key].definition;
-        let listeners = &definition.element(element.element).listeners;
-        let count = match event {
-            ListenerEvent::Start => listeners.start.len(),
-            ListenerEvent::End => listeners.end.len(),
-        };
+        let count = crate::listeners::listeners_of(definition, element.element, event).len();
         if index as usize >= count || job.listener.is_some() {
             return Err(corrupt(format!(
                 "job {key} names no execution listener of its element"
@@ -1045,7 +1112,7 @@ fn check_waiter(
 }
 
 /// An incident: key, instance key, element instance key, message, retry u8 (0 activation,
-/// 1 completion, 2 job). Also the form of `ChildIncident` mail.
+/// 1 completion, 2 job, 3 a user task's completing listeners). Also the form of `ChildIncident` mail.
 pub(crate) fn put_incident(out: &mut Vec<u8>, incident: &Incident) {
     put_key(out, incident.key);
     put_key(out, incident.process_instance_key);
@@ -1055,6 +1122,7 @@ pub(crate) fn put_incident(out: &mut Vec<u8>, incident: &Incident) {
         IncidentRetry::Activation => 0,
         IncidentRetry::Completion => 1,
         IncidentRetry::Job => 2,
+        IncidentRetry::Completing => 3,
     });
 }
 
@@ -1068,6 +1136,7 @@ pub(crate) fn read_incident(reader: &mut Reader<'_>) -> Result<Incident, Snapsho
             0 => IncidentRetry::Activation,
             1 => IncidentRetry::Completion,
             2 => IncidentRetry::Job,
+            3 => IncidentRetry::Completing,
             other => return Err(corrupt(format!("incident retry tag {other}"))),
         },
     })
@@ -1223,7 +1292,7 @@ mod tests {
         // state is the shard count (u16) and six empty counts (u32 each), and without the
         // empty counts of signal subscriptions, signal deliveries, compensations, listener
         // jobs and held triggers.
-        let v3 = older(&current, 2 + 6 * 4 + 8 * 4, MAGIC_3);
+        let v3 = older(&current, 2 + 6 * 4 + 9 * 4, MAGIC_3);
         let restored = State::decode(&v3).expect("format 3 is read");
         assert_eq!(restored.encode(), current);
         let mut other = v3.clone();
@@ -1239,7 +1308,7 @@ mod tests {
         let current = state.encode();
         // Format 4 lacks the last two counts of the cross-shard section, the two signal
         // counts, the compensations' count and the two execution listener counts.
-        let v4 = older(&current, 10 * 4, MAGIC_4);
+        let v4 = older(&current, 11 * 4, MAGIC_4);
         let restored = State::decode(&v4).expect("format 4 is read");
         assert_eq!(restored.encode(), current);
         assert_eq!(restored.cluster_shards(), 4);
@@ -1259,7 +1328,7 @@ mod tests {
         // Format 5 lacks the counts of signal subscriptions, signal deliveries,
         // compensations, listener jobs, held triggers and conditional subscriptions at the
         // end.
-        let v5 = older(&current, 8 * 4, MAGIC_5);
+        let v5 = older(&current, 9 * 4, MAGIC_5);
         let restored = State::decode(&v5).expect("format 5 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1275,7 +1344,7 @@ mod tests {
         let current = state.encode();
         // Format 6 lacks the counts of compensations, listener jobs, held triggers and
         // conditional subscriptions.
-        let v6 = older(&current, 6 * 4, MAGIC_6);
+        let v6 = older(&current, 7 * 4, MAGIC_6);
         let restored = State::decode(&v6).expect("format 6 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1291,7 +1360,7 @@ mod tests {
         let current = state.encode();
         // Format 7 lacks the counts of listener jobs, held triggers and conditional
         // subscriptions at the end.
-        let v7 = older(&current, 5 * 4, MAGIC_7);
+        let v7 = older(&current, 6 * 4, MAGIC_7);
         let restored = State::decode(&v7).expect("format 7 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1306,7 +1375,7 @@ mod tests {
         state.set_last_key(Key::new(6, 13));
         let current = state.encode();
         // Format 8 lacks the count of conditional subscriptions at the end.
-        let v8 = older(&current, 3 * 4, MAGIC_8);
+        let v8 = older(&current, 4 * 4, MAGIC_8);
         let restored = State::decode(&v8).expect("format 8 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1321,7 +1390,7 @@ mod tests {
         state.set_last_key(Key::new(7, 14));
         let current = state.encode();
         // Format 9 lacks the count of fulfilled ad-hoc subprocesses at the end.
-        let v9 = older(&current, 2 * 4, MAGIC_9);
+        let v9 = older(&current, 3 * 4, MAGIC_9);
         let restored = State::decode(&v9).expect("format 9 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(
@@ -1335,8 +1404,9 @@ mod tests {
         let mut state = State::new(8);
         state.set_last_key(Key::new(8, 15));
         let current = state.encode();
-        // Format 10 lacks the count of user tasks with properties at the end.
-        let v10 = older(&current, 4, MAGIC_10);
+        // Format 10 lacks the counts of user tasks with properties and of held user tasks at
+        // the end.
+        let v10 = older(&current, 2 * 4, MAGIC_10);
         let restored = State::decode(&v10).expect("format 10 is read");
         assert_eq!(restored.encode(), current);
         assert!(matches!(

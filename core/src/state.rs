@@ -87,6 +87,9 @@ pub struct State {
     /// subprocess's start, a process's message or timer start) and its variables. They go
     /// on when the last start listener is done (see `listeners`).
     pub(crate) held_triggers: BTreeMap<Key, (ElementIndex, Variables)>,
+    /// User tasks waiting for their task listeners, by element instance key (see
+    /// `usertasks`).
+    pub(crate) user_task_holds: BTreeMap<Key, crate::instance::UserTaskHold>,
     /// Every decision version, by decision definition key.
     pub(crate) decisions: BTreeMap<Key, crate::decisions::DecisionVersion>,
     /// Decision definition keys of each decision id, by version (index 0 is version 1).
@@ -419,6 +422,7 @@ impl State {
             multi: BTreeMap::new(),
             ad_hoc_fulfilled: BTreeSet::new(),
             held_triggers: BTreeMap::new(),
+            user_task_holds: BTreeMap::new(),
             decisions: BTreeMap::new(),
             decision_versions: BTreeMap::new(),
             cluster_shards: 0,
@@ -768,6 +772,11 @@ impl State {
     /// Open conditional subscriptions, by key.
     pub fn conditional_subscriptions(&self) -> impl Iterator<Item = &ConditionalSubscription> {
         self.conditional_subscriptions.values()
+    }
+
+    /// User tasks waiting for their task listeners: element instance key and what is held.
+    pub fn user_task_holds(&self) -> impl Iterator<Item = (&Key, &crate::instance::UserTaskHold)> {
+        self.user_task_holds.iter()
     }
 
     /// The delivery left of signal `key`, if it has subscriptions left to deliver to.

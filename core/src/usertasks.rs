@@ -23,13 +23,36 @@
 //! that is one. A FEEL value of null leaves the property out. Anything else is an incident
 //! at the task's activation that names the property and what it gave; resolving it
 //! evaluates them again.
+//!
+//! ## Task listeners
+//!
+//! A Camunda user task's `zeebe:taskListeners` are jobs that its transitions wait for, one
+//! after the other (the `listeners` machinery, with `ListenerEvent::Creating` and
+//! `ListenerEvent::Completing`):
+//!
+//! | event | when | what is held (`State::user_task_holds`) |
+//! |---|---|---|
+//! | creating | after the properties are evaluated, before the task's job is made | the properties; the job is made with them once the last listener is done |
+//! | completing | when the task's job is completed: the job goes | the properties and the completion's variables; set (the task completes) once the last listener is done |
+//!
+//! A listener's worker answers with a [`TaskListenerResult`] (`CompleteTaskListenerJob`): it
+//! may correct the properties, and a completing listener may deny the completion, which
+//! gives the task a new job with its properties and the reason. A listener's job takes no
+//! variables. Termination drops what is held with the element.
 
-use ringflow_bpmn::{Expression, USER_TASK_PRIORITY_DEFAULT, USER_TASK_PRIORITY_MAX, UserTask};
+use std::sync::Arc;
+
+use ringflow_bpmn::{
+    ElementIndex, ElementKind, Expression, ProcessDefinition, USER_TASK_PRIORITY_DEFAULT,
+    USER_TASK_PRIORITY_MAX, UserTask,
+};
 use serde_json::Value;
 
-use crate::instance::UserTaskProperties;
+use crate::engine::{Ctx, Keys, Outcome, Rejection, RejectionCode, Response, Variables};
+use crate::instance::{IncidentRetry, ListenerEvent, UserTaskHold, UserTaskProperties};
 use crate::key::Key;
 use crate::run::Run;
+use crate::state::State;
 
 /// The header that carries the assignee.
 pub const ASSIGNEE_HEADER: &str = "io.camunda.zeebe:assignee";
@@ -45,6 +68,113 @@ pub const FOLLOW_UP_DATE_HEADER: &str = "io.camunda.zeebe:followUpDate";
 pub const FORM_KEY_HEADER: &str = "io.camunda.zeebe:formKey";
 /// The header that carries a Camunda user task's priority.
 pub const PRIORITY_HEADER: &str = "io.camunda.zeebe:priority";
+/// The header that carries why a completing listener denied the task's last completion.
+pub const DENIED_REASON_HEADER: &str = "ringflow:deniedReason";
+/// The most candidate groups and users one task listener's corrections may name together.
+pub const CANDIDATES_MAX: usize = 1_000;
+
+/// What a task listener's worker decided (`CompleteTaskListenerJob`; a plain `CompleteJob`
+/// of a listener's job is the default: go on, nothing corrected).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskListenerResult {
+    /// Refuse the transition (completing listeners only): the task stays open.
+    pub denied: bool,
+    /// Why, for the person (kept with the task as `ringflow:deniedReason`).
+    pub denied_reason: String,
+    /// Properties to change (not with a denial).
+    pub corrections: UserTaskCorrections,
+}
+
+/// Changes to a user task's properties from a task listener. `None` leaves a property as it
+/// is; an empty text or list clears it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserTaskCorrections {
+    /// The assignee.
+    pub assignee: Option<String>,
+    /// The candidate groups.
+    pub candidate_groups: Option<Vec<String>>,
+    /// The candidate users.
+    pub candidate_users: Option<Vec<String>>,
+    /// The due date: an ISO 8601 date-time with a zone.
+    pub due_date: Option<String>,
+    /// The follow-up date: an ISO 8601 date-time with a zone.
+    pub follow_up_date: Option<String>,
+    /// The priority, 0 to 100 (Camunda user tasks have one).
+    pub priority: Option<u8>,
+}
+
+impl UserTaskCorrections {
+    /// Whether nothing is corrected.
+    pub fn is_empty(&self) -> bool {
+        *self == UserTaskCorrections::default()
+    }
+
+    /// Checks the values before anything changes.
+    fn check(&self) -> Result<(), String> {
+        for (what, date) in [
+            ("due date", &self.due_date),
+            ("follow-up date", &self.follow_up_date),
+        ] {
+            if let Some(date) = date.as_deref().filter(|date| !date.is_empty()) {
+                ringflow_bpmn::timer::parse_date_time(date)
+                    .map_err(|error| format!("the corrected {what}: {error}"))?;
+            }
+        }
+        if let Some(priority) = self.priority.filter(|p| *p > USER_TASK_PRIORITY_MAX) {
+            return Err(format!(
+                "the corrected priority {priority} is not from 0 to {USER_TASK_PRIORITY_MAX}"
+            ));
+        }
+        let texts = [&self.assignee, &self.due_date, &self.follow_up_date]
+            .into_iter()
+            .flatten();
+        let lists = [&self.candidate_groups, &self.candidate_users]
+            .into_iter()
+            .flatten()
+            .flatten();
+        for text in texts.chain(lists) {
+            if text.len() > crate::limits::NAME_BYTES_MAX {
+                return Err(format!(
+                    "a corrected value is {} bytes, over NAME_BYTES_MAX ({})",
+                    text.len(),
+                    crate::limits::NAME_BYTES_MAX
+                ));
+            }
+        }
+        let items = self.candidate_groups.as_ref().map_or(0, Vec::len)
+            + self.candidate_users.as_ref().map_or(0, Vec::len);
+        if items > CANDIDATES_MAX {
+            return Err(format!(
+                "the corrections name {items} candidates, over CANDIDATES_MAX ({CANDIDATES_MAX})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the corrections to `properties`.
+    fn apply(self, properties: &mut UserTaskProperties) {
+        let text = |value: String| (!value.is_empty()).then_some(value);
+        let list = |value: Vec<String>| (!value.is_empty()).then_some(value);
+        if let Some(assignee) = self.assignee {
+            properties.assignee = text(assignee);
+        }
+        if let Some(groups) = self.candidate_groups {
+            properties.candidate_groups = list(groups);
+        }
+        if let Some(users) = self.candidate_users {
+            properties.candidate_users = list(users);
+        }
+        if let Some(due_date) = self.due_date {
+            properties.due_date = text(due_date);
+        }
+        if let Some(follow_up_date) = self.follow_up_date {
+            properties.follow_up_date = text(follow_up_date);
+        }
+        if let Some(priority) = self.priority {
+            properties.priority = Some(priority);
+        }
+    }
+}
 
 impl Run<'_> {
     /// Activates a user task: evaluates its properties, then creates its job. A property
@@ -58,6 +188,20 @@ impl Run<'_> {
             Ok(properties) => properties,
             Err(message) => return self.incident(key, message),
         };
+        if task.listeners.creating.is_empty() {
+            return self.make_user_task_job(key, task, properties);
+        }
+        let hold = UserTaskHold {
+            properties,
+            completion: None,
+        };
+        self.state.user_task_holds.insert(key, hold);
+        let element = self.state.elements[&key].element;
+        self.listen(key, element, ListenerEvent::Creating, 0);
+    }
+
+    /// Makes the job of the user task `key` with its properties.
+    fn make_user_task_job(&mut self, key: Key, task: &UserTask, properties: UserTaskProperties) {
         if let Some(job) = self.create_job_for(key, &task.job, None) {
             self.state
                 .jobs
@@ -65,6 +209,67 @@ impl Run<'_> {
                 .expect("just created")
                 .user_task = Some(Box::new(properties));
         }
+    }
+
+    /// The model of the user task `key`.
+    fn user_task_model(&self, key: Key) -> (Arc<ProcessDefinition>, ElementIndex) {
+        let element = self.state.elements[&key].element;
+        (self.definition_of(key), element)
+    }
+
+    /// The last creating listener is done: the task's job is made, with the properties as
+    /// the listeners corrected them.
+    pub(crate) fn after_creating_listeners(&mut self, key: Key) {
+        let hold = self
+            .state
+            .user_task_holds
+            .remove(&key)
+            .expect("a user task being created is held");
+        let (definition, element) = self.user_task_model(key);
+        let ElementKind::UserTask(task) = &definition.element(element).kind else {
+            unreachable!("task listeners belong to user tasks");
+        };
+        self.make_user_task_job(key, task, hold.properties);
+    }
+
+    /// The last completing listener is done: the completion's variables are applied and the
+    /// task completes. Variables that no longer fit their scope (it grew meanwhile) are an
+    /// incident; resolving it runs the completing listeners again.
+    pub(crate) fn after_completing_listeners(&mut self, key: Key) {
+        let variables = self.state.user_task_holds[&key]
+            .completion
+            .clone()
+            .expect("a user task being completed holds its variables");
+        match crate::jobs::completion_documents(self.state, key, variables) {
+            Ok(documents) => {
+                self.state.user_task_holds.remove(&key);
+                for update in documents {
+                    self.merge_variables(update);
+                }
+                self.complete_later(key);
+            }
+            Err(rejection) => {
+                let message = format!("the user task's completion: {}", rejection.message);
+                self.incident_with(key, message, IncidentRetry::Completing);
+            }
+        }
+    }
+
+    /// A completing listener denied the completion: the task gets a new job, with its
+    /// properties as they were and the reason (`ringflow:deniedReason`).
+    fn deny_completion(&mut self, key: Key, reason: String) {
+        let hold = self
+            .state
+            .user_task_holds
+            .remove(&key)
+            .expect("a user task being completed is held");
+        let (definition, element) = self.user_task_model(key);
+        let ElementKind::UserTask(task) = &definition.element(element).kind else {
+            unreachable!("task listeners belong to user tasks");
+        };
+        let mut properties = hold.properties;
+        properties.denied_reason = Some(reason);
+        self.make_user_task_job(key, task, properties);
     }
 
     fn user_task_properties(
@@ -166,6 +371,7 @@ impl Run<'_> {
             due_date,
             follow_up_date,
             priority,
+            denied_reason: None,
         })
     }
 }
@@ -217,8 +423,168 @@ pub(crate) fn add_headers(
         if let Some(priority) = properties.priority {
             add(PRIORITY_HEADER, priority.to_string());
         }
+        if let Some(reason) = &properties.denied_reason {
+            add(DENIED_REASON_HEADER, reason.clone());
+        }
     }
     if let Some(form_key) = &task.form_key {
         add(FORM_KEY_HEADER, form_key.to_string());
     }
+}
+
+/// `CompleteJob` of a user task's job or of one of its task listeners' jobs. A user task with
+/// completing listeners holds the completion (the job goes, with its variables kept) and
+/// runs them; it completes when the last is done. A task listener's job takes no variables.
+pub(crate) fn complete(
+    state: &mut State,
+    key: Key,
+    variables: Variables,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let job = &state.jobs[&key];
+    let element_instance_key = job.element_instance_key;
+    if job.listener.is_some() {
+        if !variables.is_empty() {
+            return Err(Rejection::new(
+                RejectionCode::InvalidArgument,
+                format!(
+                    "job {key} is a task listener's job: it takes no variables (correct the \
+                     task's properties instead)"
+                ),
+            ));
+        }
+        return complete_listener_job(state, key, TaskListenerResult::default(), ctx);
+    }
+    let element = &state.elements[&element_instance_key];
+    let instance = &state.instances[&element.process_instance_key];
+    let definition = &state.processes[&instance.process_definition_key].definition;
+    let has_completing = matches!(
+        &definition.element(element.element).kind,
+        ElementKind::UserTask(task) if !task.listeners.completing.is_empty()
+    );
+    if !has_completing {
+        return crate::jobs::complete_plain(state, key, element_instance_key, None, variables, ctx);
+    }
+    // Checked now, so that a completion that cannot be stored is refused to its sender.
+    crate::jobs::completion_documents(state, element_instance_key, variables.clone())?;
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+    let job = run.state.remove_job(key);
+    run.state
+        .elements
+        .get_mut(&element_instance_key)
+        .expect("a job's element is live")
+        .job = None;
+    let hold = UserTaskHold {
+        properties: job
+            .user_task
+            .map(|properties| *properties)
+            .unwrap_or_default(),
+        completion: Some(variables),
+    };
+    run.state.user_task_holds.insert(element_instance_key, hold);
+    let element = run.state.elements[&element_instance_key].element;
+    run.listen(element_instance_key, element, ListenerEvent::Completing, 0);
+    run.run();
+    Ok(Outcome {
+        response: Response::JobCompleted { key },
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
+        next_key: run.keys.next(),
+    })
+}
+
+/// `CompleteTaskListenerJob`: a task listener's worker is done, with what it decided.
+pub(crate) fn complete_listener_job(
+    state: &mut State,
+    key: Key,
+    result: TaskListenerResult,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let invalid = |message: String| Err(Rejection::new(RejectionCode::InvalidArgument, message));
+    let Some(job) = state.jobs.get(&key) else {
+        return Err(Rejection::new(
+            RejectionCode::JobNotFound,
+            format!("job {key} does not exist or was already completed"),
+        ));
+    };
+    let Some(listener) = job
+        .listener
+        .filter(|listener| listener.event.is_task_listener())
+    else {
+        return invalid(format!(
+            "job {key} is not a task listener's job: complete it without a result"
+        ));
+    };
+    if matches!(
+        job.state,
+        crate::instance::JobState::Failed | crate::instance::JobState::Backoff { .. }
+    ) {
+        return Err(Rejection::new(
+            RejectionCode::InvalidState,
+            format!("job {key} failed and waits for a retry; it cannot be completed now"),
+        ));
+    }
+    if result.denied && listener.event != ListenerEvent::Completing {
+        return invalid(format!(
+            "job {key} is a creating listener's job: only a completing listener can deny"
+        ));
+    }
+    if result.denied && !result.corrections.is_empty() {
+        return invalid(format!(
+            "job {key}: a denial takes no corrections (the task keeps its properties)"
+        ));
+    }
+    if !result.denied && !result.denied_reason.is_empty() {
+        return invalid(format!("job {key}: a denied reason without a denial"));
+    }
+    if result.denied_reason.len() > crate::limits::MESSAGE_BYTES_MAX {
+        return invalid(format!(
+            "the denied reason is {} bytes, over MESSAGE_BYTES_MAX ({})",
+            result.denied_reason.len(),
+            crate::limits::MESSAGE_BYTES_MAX
+        ));
+    }
+    if let Err(message) = result.corrections.check() {
+        return invalid(format!("job {key}: {message}"));
+    }
+    let element_instance_key = job.element_instance_key;
+    let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+    run.state.remove_job(key);
+    run.state
+        .elements
+        .get_mut(&element_instance_key)
+        .expect("a job's element is live")
+        .job = None;
+    if result.denied {
+        run.deny_completion(element_instance_key, result.denied_reason);
+    } else {
+        let hold = run
+            .state
+            .user_task_holds
+            .get_mut(&element_instance_key)
+            .expect("a task listener's task is held");
+        result.corrections.apply(&mut hold.properties);
+        run.listener_done(element_instance_key, listener);
+    }
+    run.run();
+    Ok(Outcome {
+        response: Response::JobCompleted { key },
+        events: std::mem::take(&mut run.events),
+        effects: std::mem::take(&mut run.effects),
+        next_key: run.keys.next(),
+    })
+}
+
+/// The headers of a task listener's job of the user task `element_instance_key` (held while
+/// its listeners run): the task's own headers, properties and form key; and, for a
+/// completing listener, the variables the completion would set.
+pub(crate) fn listener_job_view<'s>(
+    state: &'s State,
+    element_instance_key: Key,
+    task: &UserTask,
+) -> (Vec<(String, String)>, Option<&'s Variables>) {
+    let hold = state.user_task_holds.get(&element_instance_key);
+    let mut headers = task.job.headers.clone();
+    add_headers(&mut headers, hold.map(|hold| &hold.properties), task);
+    (headers, hold.and_then(|hold| hold.completion.as_ref()))
 }

@@ -571,8 +571,8 @@ fn a_snapshot_naming_a_listener_the_element_does_not_have_is_refused() {
     ringflow_core::State::decode(&bytes).expect("the real snapshot restores");
     // The end: ... listener job (key u64, event u8, index u32), held triggers count u32,
     // conditional subscriptions count u32, fulfilled ad-hoc subprocesses count u32, user
-    // tasks count u32, checksum u32.
-    let event_at = bytes.len() - 4 - 4 - 4 - 4 - 4 - 4 - 1;
+    // tasks count u32, held user tasks count u32, checksum u32.
+    let event_at = bytes.len() - 4 - 4 - 4 - 4 - 4 - 4 - 4 - 1;
     assert_eq!(bytes[event_at], 0, "a start listener");
     let with = |patch: &dyn Fn(&mut Vec<u8>)| {
         let mut bytes = bytes.clone();

@@ -312,9 +312,9 @@ fn a_snapshot_with_damaged_user_task_properties_is_refused() {
     let bytes = shard.state.encode();
     ringflow_core::State::decode(&bytes).expect("the real snapshot restores");
     // The end: user tasks count u32, then the job key u64, the assignee (flag u8, length
-    // u32, "ana"), four absent properties (a flag u8 each), no priority (flag u8), and the
-    // checksum u32.
-    let priority_at = bytes.len() - 4 - 1;
+    // u32, "ana"), four absent properties (a flag u8 each), no priority (flag u8), no denied
+    // reason (flag u8), held user tasks count u32, and the checksum u32.
+    let priority_at = bytes.len() - 4 - 4 - 1 - 1;
     let key_at = priority_at - 4 - (1 + 4 + 3) - 8;
     assert_eq!(
         &bytes[key_at - 4..key_at],
@@ -335,4 +335,344 @@ fn a_snapshot_with_damaged_user_task_properties_is_refused() {
     assert!(key.contains("is not an open job"), "{key}");
     let flag = with(&|bytes| bytes[priority_at] = 7);
     assert!(flag.contains("priority flag 7"), "{flag}");
+}
+
+// Task listeners (`zeebe:taskListeners`, Camunda user tasks).
+
+use ringflow_core::ListenerEvent;
+use ringflow_core::usertasks::{TaskListenerResult, UserTaskCorrections};
+
+fn listened(listeners: &str, more: &str) -> String {
+    review(&user_task(&format!(
+        r#"<zeebe:userTask/>
+           <zeebe:assignmentDefinition assignee="ana" candidateGroups="sales"/>
+           <zeebe:taskListeners>{listeners}</zeebe:taskListeners>{more}"#
+    )))
+}
+
+fn decide(shard: &mut Shard, key: ringflow_core::Key, result: TaskListenerResult) {
+    shard
+        .run(Command::CompleteTaskListenerJob {
+            key,
+            result: Box::new(result),
+        })
+        .expect("the listener's decision is taken");
+}
+
+#[test]
+fn creating_listeners_correct_the_task_before_its_job_is_made() {
+    let mut shard = Shard::new();
+    shard.deploy(
+        "review.bpmn",
+        &listened(
+            r#"<zeebe:taskListener eventType="creating" type="enrich"/>
+               <zeebe:taskListener eventType="create" type="schedule"/>"#,
+            "",
+        ),
+    );
+    let (instance, _) = shard.create("review", vars(r#"{"amount": 30}"#));
+    assert!(shard.activate(USER_TASK_JOB, 10).is_empty(), "no task yet");
+    let enrich = only_job(&mut shard, "enrich");
+    assert_eq!(enrich.listener, Some(ListenerEvent::Creating));
+    assert_eq!(header(&enrich, "io.camunda.zeebe:assignee"), Some("ana"));
+    assert_eq!(enrich.variables()["amount"], serde_json::json!(30));
+    decide(
+        &mut shard,
+        enrich.key,
+        TaskListenerResult {
+            corrections: UserTaskCorrections {
+                assignee: Some("bo".into()),
+                candidate_groups: Some(Vec::new()),
+                due_date: Some("2026-12-24T12:00:00Z".into()),
+                ..UserTaskCorrections::default()
+            },
+            ..TaskListenerResult::default()
+        },
+    );
+    // The snapshot and replay hold the task between its listeners.
+    shard.check_replay();
+    let schedule = only_job(&mut shard, "schedule");
+    assert_eq!(header(&schedule, "io.camunda.zeebe:assignee"), Some("bo"));
+    assert_eq!(header(&schedule, "io.camunda.zeebe:candidateGroups"), None);
+    // A plain completion of a listener's job goes on with nothing corrected.
+    shard.complete(schedule.key, vars("{}"));
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    assert_eq!(task.listener, None);
+    assert_eq!(header(&task, "io.camunda.zeebe:assignee"), Some("bo"));
+    assert_eq!(
+        header(&task, "io.camunda.zeebe:dueDate"),
+        Some("2026-12-24T12:00:00Z")
+    );
+    assert_eq!(header(&task, "io.camunda.zeebe:candidateGroups"), None);
+    shard.complete(task.key, vars(r#"{"approved": true}"#));
+    assert!(shard.state.instances().next().is_none(), "{instance} done");
+    shard.check_replay();
+    shard.assert_clean();
+}
+
+#[test]
+fn completing_listeners_see_the_completion_and_can_deny_it() {
+    let mut shard = Shard::new();
+    shard.deploy(
+        "review.bpmn",
+        &listened(
+            r#"<zeebe:taskListener eventType="completing" type="check"/>
+               <zeebe:taskListener eventType="completing" type="audit"/>"#,
+            "",
+        ),
+    );
+    let (instance, _) = shard.create("review", vars(r#"{"amount": 30}"#));
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    shard.complete(task.key, vars(r#"{"approved": false}"#));
+    // The task's job is gone while its completion is checked; nothing is set yet.
+    assert!(shard.activate(USER_TASK_JOB, 10).is_empty());
+    assert!(
+        !shard
+            .state
+            .variables(instance)
+            .expect("root")
+            .contains_key("approved")
+    );
+    let check = only_job(&mut shard, "check");
+    assert_eq!(check.listener, Some(ListenerEvent::Completing));
+    assert_eq!(check.variables()["approved"], serde_json::json!(false));
+    assert_eq!(check.variables()["amount"], serde_json::json!(30));
+    assert_eq!(header(&check, "io.camunda.zeebe:assignee"), Some("ana"));
+    shard.check_replay();
+    decide(
+        &mut shard,
+        check.key,
+        TaskListenerResult {
+            denied: true,
+            denied_reason: "say why it is not approved".into(),
+            ..TaskListenerResult::default()
+        },
+    );
+    // Denied: the task is open again, as it was, with the reason.
+    let again = only_job(&mut shard, USER_TASK_JOB);
+    assert_ne!(again.key, task.key);
+    assert_eq!(header(&again, "io.camunda.zeebe:assignee"), Some("ana"));
+    assert_eq!(
+        header(&again, "ringflow:deniedReason"),
+        Some("say why it is not approved")
+    );
+    assert!(
+        !shard
+            .state
+            .variables(instance)
+            .expect("root")
+            .contains_key("approved")
+    );
+    shard.complete(again.key, vars(r#"{"approved": false, "why": "too much"}"#));
+    let check = only_job(&mut shard, "check");
+    shard.complete(check.key, vars("{}"));
+    let audit = only_job(&mut shard, "audit");
+    assert_eq!(audit.variables()["why"], serde_json::json!("too much"));
+    shard.complete(audit.key, vars("{}"));
+    // Approved by both: the completion's variables are set and the task is left.
+    assert!(shard.state.instances().next().is_none());
+    shard.check_replay();
+    shard.assert_clean();
+}
+
+#[test]
+fn a_listener_decision_that_cannot_be_taken_is_refused_and_changes_nothing() {
+    let mut shard = Shard::new();
+    shard.deploy(
+        "review.bpmn",
+        &listened(
+            r#"<zeebe:taskListener eventType="creating" type="enrich"/>
+               <zeebe:taskListener eventType="completing" type="check"/>"#,
+            "",
+        ),
+    );
+    shard.create("review", vars("{}"));
+    let enrich = only_job(&mut shard, "enrich");
+    let refused = |shard: &mut Shard, key, result: TaskListenerResult, expected: &str| {
+        let rejection = shard
+            .run(Command::CompleteTaskListenerJob {
+                key,
+                result: Box::new(result),
+            })
+            .expect_err(expected);
+        assert_eq!(rejection.code, RejectionCode::InvalidArgument);
+        assert!(
+            rejection.message.contains(expected),
+            "{}",
+            rejection.message
+        );
+    };
+    let deny = TaskListenerResult {
+        denied: true,
+        ..TaskListenerResult::default()
+    };
+    refused(
+        &mut shard,
+        enrich.key,
+        deny.clone(),
+        "only a completing listener can deny",
+    );
+    let bad_date = TaskListenerResult {
+        corrections: UserTaskCorrections {
+            due_date: Some("tomorrow".into()),
+            ..UserTaskCorrections::default()
+        },
+        ..TaskListenerResult::default()
+    };
+    refused(
+        &mut shard,
+        enrich.key,
+        bad_date,
+        "the corrected due date: `tomorrow`",
+    );
+    let bad_priority = TaskListenerResult {
+        corrections: UserTaskCorrections {
+            priority: Some(101),
+            ..UserTaskCorrections::default()
+        },
+        ..TaskListenerResult::default()
+    };
+    refused(
+        &mut shard,
+        enrich.key,
+        bad_priority,
+        "the corrected priority 101 is not from 0 to 100",
+    );
+    let rejection = shard
+        .run(Command::CompleteJob {
+            key: enrich.key,
+            variables: vars(r#"{"x": 1}"#),
+        })
+        .expect_err("variables");
+    assert!(
+        rejection.message.contains("it takes no variables"),
+        "{}",
+        rejection.message
+    );
+    shard.complete(enrich.key, vars("{}"));
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    refused(
+        &mut shard,
+        task.key,
+        TaskListenerResult::default(),
+        "is not a task listener's job",
+    );
+    shard.complete(task.key, vars("{}"));
+    let check = only_job(&mut shard, "check");
+    let both = TaskListenerResult {
+        denied: true,
+        corrections: UserTaskCorrections {
+            assignee: Some("bo".into()),
+            ..UserTaskCorrections::default()
+        },
+        ..TaskListenerResult::default()
+    };
+    refused(&mut shard, check.key, both, "a denial takes no corrections");
+    let reason_only = TaskListenerResult {
+        denied_reason: "why".into(),
+        ..TaskListenerResult::default()
+    };
+    refused(
+        &mut shard,
+        check.key,
+        reason_only,
+        "a denied reason without a denial",
+    );
+    decide(&mut shard, check.key, TaskListenerResult::default());
+    shard.check_replay();
+    shard.assert_clean();
+}
+
+#[test]
+fn an_interrupting_event_takes_the_held_task_and_its_listener_job_away() {
+    let mut shard = Shard::new();
+    let body = format!(
+        r#"<bpmn:startEvent id="start"/>{}{}{}<bpmn:endEvent id="end"/>
+           <bpmn:boundaryEvent id="late" attachedToRef="task">
+             <bpmn:timerEventDefinition><bpmn:timeDuration>PT1M</bpmn:timeDuration>
+             </bpmn:timerEventDefinition></bpmn:boundaryEvent>
+           {}<bpmn:endEvent id="expired"/>"#,
+        flow("f1", "start", "task"),
+        user_task(
+            r#"<zeebe:userTask/><zeebe:taskListeners>
+                 <zeebe:taskListener eventType="completing" type="check"/>
+               </zeebe:taskListeners>"#
+        ),
+        flow("f2", "task", "end"),
+        flow("f3", "late", "expired"),
+    );
+    shard.deploy("review.bpmn", &model("review", &body));
+    shard.create("review", vars("{}"));
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    shard.complete(task.key, vars(r#"{"done": true}"#));
+    let check = only_job(&mut shard, "check");
+    assert_eq!(shard.state.user_task_holds().count(), 1);
+    shard.fire_timers_until(shard.now_millis + 61_000);
+    assert!(
+        shard.state.instances().next().is_none(),
+        "ended by the timer"
+    );
+    let rejection = shard
+        .run(Command::CompleteTaskListenerJob {
+            key: check.key,
+            result: Box::default(),
+        })
+        .expect_err("the listener's job went with the task");
+    assert_eq!(rejection.code, RejectionCode::JobNotFound);
+    shard.check_replay();
+    shard.assert_clean();
+}
+
+#[test]
+fn a_completing_listener_that_cannot_be_made_is_an_incident_that_runs_them_again() {
+    let mut shard = Shard::new();
+    shard.deploy(
+        "review.bpmn",
+        &listened(
+            r#"<zeebe:taskListener eventType="completing" type="check"/>
+               <zeebe:taskListener eventType="completing" type="=auditor" retries="1"/>"#,
+            "",
+        ),
+    );
+    let (instance, _) = shard.create("review", vars("{}"));
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    shard.complete(task.key, vars(r#"{"done": true}"#));
+    let check = only_job(&mut shard, "check");
+    shard.complete(check.key, vars("{}"));
+    // `auditor` is not set: the second listener's type fails.
+    let incident = shard.state.incidents().next().expect("an incident").clone();
+    assert!(
+        incident.message.contains("job type"),
+        "{}",
+        incident.message
+    );
+    shard.fix_and_resolve(instance, r#"{"auditor": "audit"}"#, incident.key);
+    // Resolved: the completing listeners run again, from the first.
+    let check = only_job(&mut shard, "check");
+    shard.complete(check.key, vars("{}"));
+    let audit = only_job(&mut shard, "audit");
+    // A listener job that fails with no retries left is an incident too.
+    shard
+        .run(Command::FailJob {
+            key: audit.key,
+            retries: 0,
+            retry_backoff_millis: 0,
+            message: "down".into(),
+        })
+        .expect("failed");
+    let incident = shard.state.incidents().next().expect("an incident").key;
+    shard
+        .run(Command::UpdateJobRetries {
+            key: audit.key,
+            retries: 1,
+        })
+        .expect("retries");
+    shard
+        .run(Command::ResolveIncident { key: incident })
+        .expect("resolved");
+    let audit = only_job(&mut shard, "audit");
+    shard.complete(audit.key, vars("{}"));
+    assert!(shard.state.instances().next().is_none());
+    shard.check_replay();
+    shard.assert_clean();
 }

@@ -40,7 +40,7 @@ use ringflow_core::{Command, RejectionCode};
 use crate::cold::ExportQueue;
 
 /// The command types, as the `command` label says them.
-pub const COMMAND_KINDS: [&str; 23] = [
+pub const COMMAND_KINDS: [&str; 24] = [
     "deploy",
     "create_instance",
     "cancel_instance",
@@ -64,6 +64,7 @@ pub const COMMAND_KINDS: [&str; 23] = [
     "evaluate_conditional",
     "activate_ad_hoc_activities",
     "complete_ad_hoc_job",
+    "complete_task_listener_job",
 ];
 
 /// The index of a command's type in [`COMMAND_KINDS`].
@@ -92,6 +93,7 @@ pub fn command_kind(command: &Command) -> usize {
         Command::EvaluateConditional { .. } => 20,
         Command::ActivateAdHocActivities { .. } => 21,
         Command::CompleteAdHocJob { .. } => 22,
+        Command::CompleteTaskListenerJob { .. } => 23,
     }
 }
 

@@ -2156,3 +2156,133 @@ fn a_date_time_without_a_zone_is_utc_whatever_the_machines_zone() {
     let variables: Value = serde_json::from_str(&result.variables).expect("JSON");
     assert_eq!(variables["same"], true, "{variables}");
 }
+
+/// A Camunda user task with an assignment, a creating listener and a completing listener.
+const REVIEWED: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="reviewed" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="review"/>
+    <bpmn:userTask id="review"><bpmn:extensionElements>
+      <zeebe:userTask/>
+      <zeebe:assignmentDefinition assignee="=owner" candidateGroups="sales, ops"/>
+      <zeebe:formDefinition formKey="camunda-forms:bpmn:review-form"/>
+      <zeebe:taskListeners>
+        <zeebe:taskListener eventType="creating" type="route"/>
+        <zeebe:taskListener eventType="completing" type="check"/>
+      </zeebe:taskListeners>
+    </bpmn:extensionElements></bpmn:userTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="review" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+fn job_header<'j>(job: &'j ringflow_wire::Job, name: &str) -> Option<&'j str> {
+    job.custom_headers
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+#[test]
+fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_crash() {
+    let (server, data, addr) = start_server("user-tasks", 1);
+    let mut client = server.client();
+    deploy(&mut client, "reviewed.bpmn", REVIEWED);
+    let created = client
+        .create_instance(create("reviewed", r#"{"owner": "ana"}"#, ""))
+        .expect("create");
+    let mut routes = activate(&mut client, "route", 5_000);
+    assert_eq!(routes.len(), 1);
+    let route = routes.remove(0);
+    assert_eq!(route.listener, Some(ringflow_wire::JobListener::Creating));
+    assert_eq!(job_header(&route, "io.camunda.zeebe:assignee"), Some("ana"));
+    client
+        .complete_task_listener_job(
+            route.key,
+            ringflow_wire::TaskListenerDecision {
+                assignee: Some("bo".into()),
+                priority: Some(80),
+                ..Default::default()
+            },
+        )
+        .expect("corrected");
+    let mut tasks = activate(&mut client, "io.camunda.zeebe:userTask", 5_000);
+    let task = tasks.remove(0);
+    assert_eq!(task.listener, None);
+    assert_eq!(job_header(&task, "io.camunda.zeebe:assignee"), Some("bo"));
+    assert_eq!(
+        job_header(&task, "io.camunda.zeebe:candidateGroups"),
+        Some(r#"["sales","ops"]"#)
+    );
+    assert_eq!(job_header(&task, "io.camunda.zeebe:priority"), Some("80"));
+    assert_eq!(
+        job_header(&task, "io.camunda.zeebe:formKey"),
+        Some("camunda-forms:bpmn:review-form")
+    );
+    client
+        .done(&Request::CompleteJob {
+            job_key: task.key,
+            variables: r#"{"approved": true}"#.into(),
+        })
+        .expect("completion held for the listener");
+    // Stopped with a snapshot that holds the completion while `check` waits.
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    let mut checks = activate(&mut client, "check", 5_000);
+    let check = checks.remove(0);
+    assert_eq!(check.listener, Some(ringflow_wire::JobListener::Completing));
+    let variables: Value = serde_json::from_str(&check.variables).expect("JSON");
+    assert_eq!(variables["approved"], true, "{variables}");
+    drop(client);
+    // Denied from the CLI.
+    let denied = cli_json(
+        &addr,
+        &[
+            "jobs",
+            "complete",
+            &check.key.to_string(),
+            "--deny",
+            "--deny-reason",
+            "add a comment",
+        ],
+    );
+    assert!(denied.is_object(), "{denied}");
+    let refused = cli(&addr, &["jobs", "complete", "1", "--deny", "--vars", "{}"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--vars"), "{stderr}");
+    // The denial is journaled; a crash leaves it to replay.
+    server.kill9();
+
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    let mut tasks = activate(&mut client, "io.camunda.zeebe:userTask", 5_000);
+    let again = tasks.remove(0);
+    assert_eq!(
+        job_header(&again, "ringflow:deniedReason"),
+        Some("add a comment")
+    );
+    assert_eq!(job_header(&again, "io.camunda.zeebe:assignee"), Some("bo"));
+    client
+        .done(&Request::CompleteJob {
+            job_key: again.key,
+            variables: r#"{"approved": true, "comment": "fine"}"#.into(),
+        })
+        .expect("completion held again");
+    let check = complete_one(&mut client, "check");
+    assert_eq!(check.process_instance_key, created.process_instance_key);
+    let gone = client
+        .done(&Request::CancelInstance {
+            process_instance_key: created.process_instance_key,
+        })
+        .expect_err("ended");
+    assert_eq!(gone.code(), Some(ErrorCode::InstanceNotFound), "{gone}");
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}

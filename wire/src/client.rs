@@ -20,7 +20,7 @@ use crate::frame::{FRAME_BYTES_MAX_DEFAULT, FrameReader};
 use crate::message::{
     ActivateJobs, CreateInstance, Deployed, ErrorCode, FrameEncoder, InstanceCreated,
     InstanceResult, Job, Message, PublishMessage, Request, Resource, Response, SubscribeJobs,
-    WireError,
+    TaskListenerDecision, WireError,
 };
 use crate::routing::shard_of_entity_key;
 use crate::topology::Topology;
@@ -375,6 +375,7 @@ pub fn route(topology: &Topology, request: &Request) -> Route {
         } => key(*process_instance_key),
         Request::CompleteJob { job_key, .. }
         | Request::CompleteAdHocJob { job_key, .. }
+        | Request::CompleteTaskListenerJob { job_key, .. }
         | Request::FailJob { job_key, .. }
         | Request::ThrowError { job_key, .. }
         | Request::UpdateJobRetries { job_key, .. } => key(*job_key),
@@ -630,6 +631,17 @@ impl Client {
             cancel_remaining_instances,
         })
         .map(|_| ())
+    }
+
+    /// Completes the job of a user task's task listener with its decision: deny the task's
+    /// completion (completing listeners), or correct the task's properties.
+    pub fn complete_task_listener_job(
+        &mut self,
+        job_key: u64,
+        decision: TaskListenerDecision,
+    ) -> Result<(), ClientError> {
+        self.done(&Request::CompleteTaskListenerJob { job_key, decision })
+            .map(|_| ())
     }
 
     pub fn activate_ad_hoc_activities(

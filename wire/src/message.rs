@@ -359,6 +359,14 @@ pub enum Request {
         /// Terminate the activations that run.
         cancel_remaining_instances: bool,
     },
+    /// `CompleteJobRequest` with a `task_listener_result`: the decision of a user task's
+    /// task listener's worker, routed by the job key.
+    CompleteTaskListenerJob {
+        /// The job key.
+        job_key: u64,
+        /// What the listener decided.
+        decision: TaskListenerDecision,
+    },
     /// `ActivateAdHocActivitiesRequest`: routed by the key.
     ActivateAdHocActivities {
         /// The ad-hoc subprocess's element instance key.
@@ -402,6 +410,7 @@ impl Request {
             Request::EvaluateConditional { .. } => "EvaluateConditional",
             Request::ActivateAdHocActivities { .. } => "ActivateAdHocActivities",
             Request::CompleteAdHocJob { .. } => "CompleteJob",
+            Request::CompleteTaskListenerJob { .. } => "CompleteJob",
         }
     }
 }
@@ -480,13 +489,39 @@ pub struct StartedInstance {
     pub start_event_id: String,
 }
 
-/// Which execution listener a job is for (the schema's `JobKind` and `ListenerEventType`).
+/// Which listener a job is for (the schema's `JobKind` and `ListenerEventType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobListener {
-    /// A start listener: the element has not begun its work.
+    /// An execution start listener: the element has not begun its work.
     Start,
-    /// An end listener: the element has done its work.
+    /// An execution end listener: the element has done its work.
     End,
+    /// A user task's creating task listener: the task's job is not made yet.
+    Creating,
+    /// A user task's completing task listener: the task's completion waits for it.
+    Completing,
+}
+
+/// What a user task's task listener decided (the schema's `TaskListenerJobResult`). `None`
+/// leaves a property as it is; an empty text or list clears it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskListenerDecision {
+    /// Refuse the completion (completing listeners only).
+    pub denied: bool,
+    /// Why (empty: no reason given).
+    pub denied_reason: String,
+    /// The corrected assignee.
+    pub assignee: Option<String>,
+    /// The corrected candidate groups.
+    pub candidate_groups: Option<Vec<String>>,
+    /// The corrected candidate users.
+    pub candidate_users: Option<Vec<String>>,
+    /// The corrected due date (ISO 8601 with a zone).
+    pub due_date: Option<String>,
+    /// The corrected follow-up date (ISO 8601 with a zone).
+    pub follow_up_date: Option<String>,
+    /// The corrected priority.
+    pub priority: Option<u8>,
 }
 
 /// A job handed to a worker.
@@ -726,6 +761,62 @@ fn opt_str<'a>(builder: &mut Fbb, text: &str) -> Option<WIPOffset<&'a str>> {
     (!text.is_empty()).then(|| builder.create_string(text))
 }
 
+fn encode_task_listener_decision<'a>(
+    b: &mut Fbb,
+    decision: &TaskListenerDecision,
+) -> WIPOffset<fb::TaskListenerJobResult<'a>> {
+    let text =
+        |b: &mut Fbb, value: &Option<String>| value.as_deref().map(|value| b.create_string(value));
+    let list = |b: &mut Fbb, value: &Option<Vec<String>>| {
+        value.as_ref().map(|items| {
+            let items: Vec<_> = items.iter().map(|item| b.create_string(item)).collect();
+            b.create_vector(&items)
+        })
+    };
+    let corrections = fb::UserTaskCorrectionsArgs {
+        assignee: text(b, &decision.assignee),
+        candidate_groups: list(b, &decision.candidate_groups),
+        candidate_users: list(b, &decision.candidate_users),
+        due_date: text(b, &decision.due_date),
+        follow_up_date: text(b, &decision.follow_up_date),
+        priority: decision.priority.map_or(-1, i16::from),
+    };
+    let corrections = fb::UserTaskCorrections::create(b, &corrections);
+    let args = fb::TaskListenerJobResultArgs {
+        denied: decision.denied,
+        denied_reason: opt_str(b, &decision.denied_reason),
+        corrections: Some(corrections),
+    };
+    fb::TaskListenerJobResult::create(b, &args)
+}
+
+fn decode_task_listener_decision(
+    result: fb::TaskListenerJobResult<'_>,
+) -> Result<TaskListenerDecision, String> {
+    let mut decision = TaskListenerDecision {
+        denied: result.denied(),
+        denied_reason: text(result.denied_reason()),
+        ..TaskListenerDecision::default()
+    };
+    if let Some(corrections) = result.corrections() {
+        let list = |items: Option<Vector<'_, ForwardsUOffset<&str>>>| {
+            items.map(|items| items.iter().map(str::to_string).collect())
+        };
+        decision.assignee = corrections.assignee().map(str::to_string);
+        decision.candidate_groups = list(corrections.candidate_groups());
+        decision.candidate_users = list(corrections.candidate_users());
+        decision.due_date = corrections.due_date().map(str::to_string);
+        decision.follow_up_date = corrections.follow_up_date().map(str::to_string);
+        decision.priority = match corrections.priority() {
+            -1 => None,
+            priority => Some(u8::try_from(priority).map_err(|_| {
+                format!("the corrected priority {priority} is not from 0 to 100 (or -1: unchanged)")
+            })?),
+        };
+    }
+    Ok(decision)
+}
+
 fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
     match request {
         Request::Topology => {
@@ -851,6 +942,7 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
                 job_key: *job_key,
                 variables: opt_str(b, variables),
                 ad_hoc_result: None,
+                task_listener_result: None,
             };
             let t = fb::CompleteJobRequest::create(b, &args);
             (fb::Body::CompleteJobRequest, t.as_union_value())
@@ -875,6 +967,18 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
                 job_key: *job_key,
                 variables: opt_str(b, variables),
                 ad_hoc_result: Some(result),
+                task_listener_result: None,
+            };
+            let t = fb::CompleteJobRequest::create(b, &args);
+            (fb::Body::CompleteJobRequest, t.as_union_value())
+        }
+        Request::CompleteTaskListenerJob { job_key, decision } => {
+            let result = encode_task_listener_decision(b, decision);
+            let args = fb::CompleteJobRequestArgs {
+                job_key: *job_key,
+                variables: None,
+                ad_hoc_result: None,
+                task_listener_result: Some(result),
             };
             let t = fb::CompleteJobRequest::create(b, &args);
             (fb::Body::CompleteJobRequest, t.as_union_value())
@@ -1199,12 +1303,15 @@ fn encode_job<'a>(b: &mut Fbb, job: &Job) -> WIPOffset<fb::Job<'a>> {
         variables: Some(b.create_string(&job.variables)),
         kind: match job.listener {
             None => fb::JobKind::BPMN_ELEMENT,
-            Some(_) => fb::JobKind::EXECUTION_LISTENER,
+            Some(JobListener::Start | JobListener::End) => fb::JobKind::EXECUTION_LISTENER,
+            Some(JobListener::Creating | JobListener::Completing) => fb::JobKind::TASK_LISTENER,
         },
         listener_event_type: match job.listener {
             None => fb::ListenerEventType::UNSPECIFIED,
             Some(JobListener::Start) => fb::ListenerEventType::START,
             Some(JobListener::End) => fb::ListenerEventType::END,
+            Some(JobListener::Creating) => fb::ListenerEventType::CREATING,
+            Some(JobListener::Completing) => fb::ListenerEventType::COMPLETING,
         },
     };
     fb::Job::create(b, &args)
@@ -1383,6 +1490,12 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
             let complete = envelope
                 .body_as_complete_job_request()
                 .ok_or_else(missing)?;
+            if let Some(result) = complete.task_listener_result() {
+                return request(Request::CompleteTaskListenerJob {
+                    job_key: complete.job_key(),
+                    decision: decode_task_listener_decision(result)?,
+                });
+            }
             match complete.ad_hoc_result() {
                 None => request(Request::CompleteJob {
                     job_key: complete.job_key(),
@@ -1588,6 +1701,12 @@ fn decode_jobs(jobs: Vector<'_, ForwardsUOffset<fb::Job<'_>>>) -> Vec<Job> {
                 (fb::JobKind::EXECUTION_LISTENER, fb::ListenerEventType::END) => {
                     Some(JobListener::End)
                 }
+                (fb::JobKind::TASK_LISTENER, fb::ListenerEventType::CREATING) => {
+                    Some(JobListener::Creating)
+                }
+                (fb::JobKind::TASK_LISTENER, fb::ListenerEventType::COMPLETING) => {
+                    Some(JobListener::Completing)
+                }
                 _ => None,
             },
         })
@@ -1724,6 +1843,29 @@ mod tests {
                 activate_elements: Vec::new(),
                 completion_condition_fulfilled: true,
                 cancel_remaining_instances: false,
+            },
+            Request::CompleteTaskListenerJob {
+                job_key: 10,
+                decision: TaskListenerDecision::default(),
+            },
+            Request::CompleteTaskListenerJob {
+                job_key: 11,
+                decision: TaskListenerDecision {
+                    denied: true,
+                    denied_reason: "the amount is missing".into(),
+                    ..TaskListenerDecision::default()
+                },
+            },
+            Request::CompleteTaskListenerJob {
+                job_key: 12,
+                decision: TaskListenerDecision {
+                    assignee: Some(String::new()),
+                    candidate_groups: Some(vec!["a".into(), "b".into()]),
+                    candidate_users: Some(Vec::new()),
+                    due_date: Some("2026-12-24T12:00:00Z".into()),
+                    priority: Some(0),
+                    ..TaskListenerDecision::default()
+                },
             },
             Request::ActivateJobs(ActivateJobs {
                 job_type: "pay".into(),

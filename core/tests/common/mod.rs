@@ -233,6 +233,10 @@ impl Shard {
             "element timers left"
         );
         assert!(self.state.incidents().next().is_none(), "incidents left");
+        assert!(
+            self.state.user_task_holds().next().is_none(),
+            "user tasks held"
+        );
         assert!(self.state.indexes_consistent(), "indexes disagree");
     }
 }

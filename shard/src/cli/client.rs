@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use ringflow_wire::client::{Client, ClientConfig, DEFAULT_ADDR, JobOutcome, JobWorker};
-use ringflow_wire::{ActivateJobs, CreateInstance, Job, PublishMessage, Request, Resource};
+use ringflow_wire::{
+    ActivateJobs, CreateInstance, Job, PublishMessage, Request, Resource, TaskListenerDecision,
+};
 use serde_json::{Value, json};
 
 /// Where the server is and how to print.
@@ -569,8 +571,59 @@ pub struct CompleteArgs {
     /// For the job of an ad-hoc subprocess's worker: terminate the activations that run.
     #[arg(long)]
     cancel_remaining: bool,
+    /// For the job of a user task's completing listener: refuse the task's completion (the
+    /// task gets a new job, with the reason as its `ringflow:deniedReason` header).
+    #[arg(long, conflicts_with_all = ["vars", "activate", "done", "cancel_remaining"])]
+    deny: bool,
+    /// Why the completion is denied (with --deny).
+    #[arg(long, requires = "deny", value_name = "TEXT")]
+    deny_reason: Option<String>,
+    /// For the job of a user task's task listener: correct the task's assignee ("" clears it).
+    #[arg(long, value_name = "USER", conflicts_with = "deny")]
+    assignee: Option<String>,
+    /// Task listener: correct the candidate groups (comma-separated; "" clears them).
+    #[arg(long, value_name = "A,B", conflicts_with = "deny")]
+    candidate_groups: Option<String>,
+    /// Task listener: correct the candidate users (comma-separated; "" clears them).
+    #[arg(long, value_name = "A,B", conflicts_with = "deny")]
+    candidate_users: Option<String>,
+    /// Task listener: correct the due date (ISO 8601 with a zone; "" clears it).
+    #[arg(long, value_name = "DATE-TIME", conflicts_with = "deny")]
+    due_date: Option<String>,
+    /// Task listener: correct the follow-up date (ISO 8601 with a zone; "" clears it).
+    #[arg(long, value_name = "DATE-TIME", conflicts_with = "deny")]
+    follow_up_date: Option<String>,
+    /// Task listener: correct the priority (0 to 100).
+    #[arg(long, value_name = "N", conflicts_with = "deny")]
+    priority: Option<u8>,
     #[command(flatten)]
     conn: Conn,
+}
+
+impl CompleteArgs {
+    /// The task listener's decision, when any task listener option is given.
+    fn task_listener_decision(&self) -> Option<TaskListenerDecision> {
+        let list = |text: &Option<String>| {
+            text.as_ref().map(|text| {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+        };
+        let decision = TaskListenerDecision {
+            denied: self.deny,
+            denied_reason: self.deny_reason.clone().unwrap_or_default(),
+            assignee: self.assignee.clone(),
+            candidate_groups: list(&self.candidate_groups),
+            candidate_users: list(&self.candidate_users),
+            due_date: self.due_date.clone(),
+            follow_up_date: self.follow_up_date.clone(),
+            priority: self.priority,
+        };
+        (decision != TaskListenerDecision::default()).then_some(decision)
+    }
 }
 
 /// `ringflow jobs fail`.
@@ -655,7 +708,18 @@ pub fn jobs(command: &JobsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Complete(args) => {
-            let request = if args.activate.is_empty() && !args.done && !args.cancel_remaining {
+            let request = if let Some(decision) = args.task_listener_decision() {
+                if args.vars.is_some() || !args.activate.is_empty() || args.done {
+                    anyhow::bail!(
+                        "task listener options (--deny, --assignee, ...) go without --vars, \
+                         --activate and --done: a task listener's job takes no variables"
+                    );
+                }
+                Request::CompleteTaskListenerJob {
+                    job_key: args.key,
+                    decision,
+                }
+            } else if args.activate.is_empty() && !args.done && !args.cancel_remaining {
                 Request::CompleteJob {
                     job_key: args.key,
                     variables: vars(&args.vars)?,

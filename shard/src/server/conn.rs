@@ -748,6 +748,12 @@ impl Conn {
                     cancel_remaining_instances,
                 },
             },
+            Request::CompleteTaskListenerJob { job_key, decision } => {
+                Command::CompleteTaskListenerJob {
+                    key: self.check_key(job_key, "job")?,
+                    result: convert::task_listener_result(decision),
+                }
+            }
             Request::ActivateAdHocActivities {
                 ad_hoc_key,
                 elements,

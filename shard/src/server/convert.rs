@@ -130,6 +130,8 @@ pub(crate) fn job(job: ActivatedJob) -> Job {
         listener: job.listener.map(|event| match event {
             ringflow_core::ListenerEvent::Start => ringflow_wire::JobListener::Start,
             ringflow_core::ListenerEvent::End => ringflow_wire::JobListener::End,
+            ringflow_core::ListenerEvent::Creating => ringflow_wire::JobListener::Creating,
+            ringflow_core::ListenerEvent::Completing => ringflow_wire::JobListener::Completing,
         }),
     }
 }
@@ -246,6 +248,24 @@ pub(crate) fn answer(answer: Answer) -> Response {
             incident_key: 0,
         },
     }
+}
+
+/// A task listener's decision as the engine takes it (the engine checks the values).
+pub(crate) fn task_listener_result(
+    decision: ringflow_wire::TaskListenerDecision,
+) -> Box<ringflow_core::usertasks::TaskListenerResult> {
+    Box::new(ringflow_core::usertasks::TaskListenerResult {
+        denied: decision.denied,
+        denied_reason: decision.denied_reason,
+        corrections: ringflow_core::usertasks::UserTaskCorrections {
+            assignee: decision.assignee,
+            candidate_groups: decision.candidate_groups,
+            candidate_users: decision.candidate_users,
+            due_date: decision.due_date,
+            follow_up_date: decision.follow_up_date,
+            priority: decision.priority,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -190,12 +190,13 @@ impl flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_JOB_KIND: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_JOB_KIND: u8 = 1;
+pub const ENUM_MAX_JOB_KIND: u8 = 2;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_JOB_KIND: [JobKind; 2] = [
+pub const ENUM_VALUES_JOB_KIND: [JobKind; 3] = [
   JobKind::BPMN_ELEMENT,
   JobKind::EXECUTION_LISTENER,
+  JobKind::TASK_LISTENER,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -205,18 +206,21 @@ pub struct JobKind(pub u8);
 impl JobKind {
   pub const BPMN_ELEMENT: Self = Self(0);
   pub const EXECUTION_LISTENER: Self = Self(1);
+  pub const TASK_LISTENER: Self = Self(2);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 1;
+  pub const ENUM_MAX: u8 = 2;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::BPMN_ELEMENT,
     Self::EXECUTION_LISTENER,
+    Self::TASK_LISTENER,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
     match self {
       Self::BPMN_ELEMENT => Some("BPMN_ELEMENT"),
       Self::EXECUTION_LISTENER => Some("EXECUTION_LISTENER"),
+      Self::TASK_LISTENER => Some("TASK_LISTENER"),
       _ => None,
     }
   }
@@ -275,13 +279,15 @@ impl flatbuffers::SimpleToVerifyInSlice for JobKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_LISTENER_EVENT_TYPE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_LISTENER_EVENT_TYPE: u8 = 2;
+pub const ENUM_MAX_LISTENER_EVENT_TYPE: u8 = 4;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_LISTENER_EVENT_TYPE: [ListenerEventType; 3] = [
+pub const ENUM_VALUES_LISTENER_EVENT_TYPE: [ListenerEventType; 5] = [
   ListenerEventType::UNSPECIFIED,
   ListenerEventType::START,
   ListenerEventType::END,
+  ListenerEventType::CREATING,
+  ListenerEventType::COMPLETING,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -292,13 +298,17 @@ impl ListenerEventType {
   pub const UNSPECIFIED: Self = Self(0);
   pub const START: Self = Self(1);
   pub const END: Self = Self(2);
+  pub const CREATING: Self = Self(3);
+  pub const COMPLETING: Self = Self(4);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 2;
+  pub const ENUM_MAX: u8 = 4;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::UNSPECIFIED,
     Self::START,
     Self::END,
+    Self::CREATING,
+    Self::COMPLETING,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -306,6 +316,8 @@ impl ListenerEventType {
       Self::UNSPECIFIED => Some("UNSPECIFIED"),
       Self::START => Some("START"),
       Self::END => Some("END"),
+      Self::CREATING => Some("CREATING"),
+      Self::COMPLETING => Some("COMPLETING"),
       _ => None,
     }
   }
@@ -2110,6 +2122,319 @@ impl core::fmt::Debug for AdHocJobResult<'_> {
       ds.finish()
   }
 }
+pub enum UserTaskCorrectionsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct UserTaskCorrections<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for UserTaskCorrections<'a> {
+  type Inner = UserTaskCorrections<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> UserTaskCorrections<'a> {
+  pub const VT_ASSIGNEE: flatbuffers::VOffsetT = 4;
+  pub const VT_CANDIDATE_GROUPS: flatbuffers::VOffsetT = 6;
+  pub const VT_CANDIDATE_USERS: flatbuffers::VOffsetT = 8;
+  pub const VT_DUE_DATE: flatbuffers::VOffsetT = 10;
+  pub const VT_FOLLOW_UP_DATE: flatbuffers::VOffsetT = 12;
+  pub const VT_PRIORITY: flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    UserTaskCorrections { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args UserTaskCorrectionsArgs<'args>
+  ) -> flatbuffers::WIPOffset<UserTaskCorrections<'bldr>> {
+    let mut builder = UserTaskCorrectionsBuilder::new(_fbb);
+    if let Some(x) = args.follow_up_date { builder.add_follow_up_date(x); }
+    if let Some(x) = args.due_date { builder.add_due_date(x); }
+    if let Some(x) = args.candidate_users { builder.add_candidate_users(x); }
+    if let Some(x) = args.candidate_groups { builder.add_candidate_groups(x); }
+    if let Some(x) = args.assignee { builder.add_assignee(x); }
+    builder.add_priority(args.priority);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn assignee(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UserTaskCorrections::VT_ASSIGNEE, None)}
+  }
+  #[inline]
+  pub fn candidate_groups(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(UserTaskCorrections::VT_CANDIDATE_GROUPS, None)}
+  }
+  #[inline]
+  pub fn candidate_users(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(UserTaskCorrections::VT_CANDIDATE_USERS, None)}
+  }
+  #[inline]
+  pub fn due_date(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UserTaskCorrections::VT_DUE_DATE, None)}
+  }
+  #[inline]
+  pub fn follow_up_date(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UserTaskCorrections::VT_FOLLOW_UP_DATE, None)}
+  }
+  #[inline]
+  pub fn priority(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(UserTaskCorrections::VT_PRIORITY, Some(-1)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for UserTaskCorrections<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("assignee", Self::VT_ASSIGNEE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("candidate_groups", Self::VT_CANDIDATE_GROUPS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("candidate_users", Self::VT_CANDIDATE_USERS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("due_date", Self::VT_DUE_DATE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("follow_up_date", Self::VT_FOLLOW_UP_DATE, false)?
+     .visit_field::<i16>("priority", Self::VT_PRIORITY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UserTaskCorrectionsArgs<'a> {
+    pub assignee: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub candidate_groups: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub candidate_users: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub due_date: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub follow_up_date: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub priority: i16,
+}
+impl<'a> Default for UserTaskCorrectionsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UserTaskCorrectionsArgs {
+      assignee: None,
+      candidate_groups: None,
+      candidate_users: None,
+      due_date: None,
+      follow_up_date: None,
+      priority: -1,
+    }
+  }
+}
+
+pub struct UserTaskCorrectionsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> UserTaskCorrectionsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_assignee(&mut self, assignee: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UserTaskCorrections::VT_ASSIGNEE, assignee);
+  }
+  #[inline]
+  pub fn add_candidate_groups(&mut self, candidate_groups: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UserTaskCorrections::VT_CANDIDATE_GROUPS, candidate_groups);
+  }
+  #[inline]
+  pub fn add_candidate_users(&mut self, candidate_users: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UserTaskCorrections::VT_CANDIDATE_USERS, candidate_users);
+  }
+  #[inline]
+  pub fn add_due_date(&mut self, due_date: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UserTaskCorrections::VT_DUE_DATE, due_date);
+  }
+  #[inline]
+  pub fn add_follow_up_date(&mut self, follow_up_date: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UserTaskCorrections::VT_FOLLOW_UP_DATE, follow_up_date);
+  }
+  #[inline]
+  pub fn add_priority(&mut self, priority: i16) {
+    self.fbb_.push_slot::<i16>(UserTaskCorrections::VT_PRIORITY, priority, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> UserTaskCorrectionsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    UserTaskCorrectionsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<UserTaskCorrections<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for UserTaskCorrections<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("UserTaskCorrections");
+      ds.field("assignee", &self.assignee());
+      ds.field("candidate_groups", &self.candidate_groups());
+      ds.field("candidate_users", &self.candidate_users());
+      ds.field("due_date", &self.due_date());
+      ds.field("follow_up_date", &self.follow_up_date());
+      ds.field("priority", &self.priority());
+      ds.finish()
+  }
+}
+pub enum TaskListenerJobResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TaskListenerJobResult<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for TaskListenerJobResult<'a> {
+  type Inner = TaskListenerJobResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> TaskListenerJobResult<'a> {
+  pub const VT_DENIED: flatbuffers::VOffsetT = 4;
+  pub const VT_DENIED_REASON: flatbuffers::VOffsetT = 6;
+  pub const VT_CORRECTIONS: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    TaskListenerJobResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args TaskListenerJobResultArgs<'args>
+  ) -> flatbuffers::WIPOffset<TaskListenerJobResult<'bldr>> {
+    let mut builder = TaskListenerJobResultBuilder::new(_fbb);
+    if let Some(x) = args.corrections { builder.add_corrections(x); }
+    if let Some(x) = args.denied_reason { builder.add_denied_reason(x); }
+    builder.add_denied(args.denied);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn denied(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(TaskListenerJobResult::VT_DENIED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn denied_reason(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(TaskListenerJobResult::VT_DENIED_REASON, None)}
+  }
+  #[inline]
+  pub fn corrections(&self) -> Option<UserTaskCorrections<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<UserTaskCorrections>>(TaskListenerJobResult::VT_CORRECTIONS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for TaskListenerJobResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<bool>("denied", Self::VT_DENIED, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("denied_reason", Self::VT_DENIED_REASON, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<UserTaskCorrections>>("corrections", Self::VT_CORRECTIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TaskListenerJobResultArgs<'a> {
+    pub denied: bool,
+    pub denied_reason: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub corrections: Option<flatbuffers::WIPOffset<UserTaskCorrections<'a>>>,
+}
+impl<'a> Default for TaskListenerJobResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TaskListenerJobResultArgs {
+      denied: false,
+      denied_reason: None,
+      corrections: None,
+    }
+  }
+}
+
+pub struct TaskListenerJobResultBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> TaskListenerJobResultBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_denied(&mut self, denied: bool) {
+    self.fbb_.push_slot::<bool>(TaskListenerJobResult::VT_DENIED, denied, false);
+  }
+  #[inline]
+  pub fn add_denied_reason(&mut self, denied_reason: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(TaskListenerJobResult::VT_DENIED_REASON, denied_reason);
+  }
+  #[inline]
+  pub fn add_corrections(&mut self, corrections: flatbuffers::WIPOffset<UserTaskCorrections<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<UserTaskCorrections>>(TaskListenerJobResult::VT_CORRECTIONS, corrections);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> TaskListenerJobResultBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    TaskListenerJobResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<TaskListenerJobResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for TaskListenerJobResult<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("TaskListenerJobResult");
+      ds.field("denied", &self.denied());
+      ds.field("denied_reason", &self.denied_reason());
+      ds.field("corrections", &self.corrections());
+      ds.finish()
+  }
+}
 pub enum CompleteJobRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2129,6 +2454,7 @@ impl<'a> CompleteJobRequest<'a> {
   pub const VT_JOB_KEY: flatbuffers::VOffsetT = 4;
   pub const VT_VARIABLES: flatbuffers::VOffsetT = 6;
   pub const VT_AD_HOC_RESULT: flatbuffers::VOffsetT = 8;
+  pub const VT_TASK_LISTENER_RESULT: flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -2141,6 +2467,7 @@ impl<'a> CompleteJobRequest<'a> {
   ) -> flatbuffers::WIPOffset<CompleteJobRequest<'bldr>> {
     let mut builder = CompleteJobRequestBuilder::new(_fbb);
     builder.add_job_key(args.job_key);
+    if let Some(x) = args.task_listener_result { builder.add_task_listener_result(x); }
     if let Some(x) = args.ad_hoc_result { builder.add_ad_hoc_result(x); }
     if let Some(x) = args.variables { builder.add_variables(x); }
     builder.finish()
@@ -2168,6 +2495,13 @@ impl<'a> CompleteJobRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<AdHocJobResult>>(CompleteJobRequest::VT_AD_HOC_RESULT, None)}
   }
+  #[inline]
+  pub fn task_listener_result(&self) -> Option<TaskListenerJobResult<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<TaskListenerJobResult>>(CompleteJobRequest::VT_TASK_LISTENER_RESULT, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for CompleteJobRequest<'_> {
@@ -2180,6 +2514,7 @@ impl flatbuffers::Verifiable for CompleteJobRequest<'_> {
      .visit_field::<u64>("job_key", Self::VT_JOB_KEY, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("variables", Self::VT_VARIABLES, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<AdHocJobResult>>("ad_hoc_result", Self::VT_AD_HOC_RESULT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<TaskListenerJobResult>>("task_listener_result", Self::VT_TASK_LISTENER_RESULT, false)?
      .finish();
     Ok(())
   }
@@ -2188,6 +2523,7 @@ pub struct CompleteJobRequestArgs<'a> {
     pub job_key: u64,
     pub variables: Option<flatbuffers::WIPOffset<&'a str>>,
     pub ad_hoc_result: Option<flatbuffers::WIPOffset<AdHocJobResult<'a>>>,
+    pub task_listener_result: Option<flatbuffers::WIPOffset<TaskListenerJobResult<'a>>>,
 }
 impl<'a> Default for CompleteJobRequestArgs<'a> {
   #[inline]
@@ -2196,6 +2532,7 @@ impl<'a> Default for CompleteJobRequestArgs<'a> {
       job_key: 0,
       variables: None,
       ad_hoc_result: None,
+      task_listener_result: None,
     }
   }
 }
@@ -2218,6 +2555,10 @@ impl<'a: 'b, 'b> CompleteJobRequestBuilder<'a, 'b> {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<AdHocJobResult>>(CompleteJobRequest::VT_AD_HOC_RESULT, ad_hoc_result);
   }
   #[inline]
+  pub fn add_task_listener_result(&mut self, task_listener_result: flatbuffers::WIPOffset<TaskListenerJobResult<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<TaskListenerJobResult>>(CompleteJobRequest::VT_TASK_LISTENER_RESULT, task_listener_result);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CompleteJobRequestBuilder<'a, 'b> {
     let start = _fbb.start_table();
     CompleteJobRequestBuilder {
@@ -2238,6 +2579,7 @@ impl core::fmt::Debug for CompleteJobRequest<'_> {
       ds.field("job_key", &self.job_key());
       ds.field("variables", &self.variables());
       ds.field("ad_hoc_result", &self.ad_hoc_result());
+      ds.field("task_listener_result", &self.task_listener_result());
       ds.finish()
   }
 }
