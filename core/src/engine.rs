@@ -405,6 +405,23 @@ impl ActivatedJob {
     }
 }
 
+/// A user task as its job was made (`Event::UserTaskCreated`): what a tasklist lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserTaskCreated {
+    /// The task's job (its state is the job's).
+    pub job_key: Key,
+    /// The process instance.
+    pub process_instance_key: Key,
+    /// The user task's element instance.
+    pub element_instance_key: Key,
+    /// The user task's id in the model.
+    pub element_id: Arc<str>,
+    /// Its assignment, schedule and priority, as evaluated and corrected.
+    pub properties: crate::instance::UserTaskProperties,
+    /// `zeebe:formDefinition formKey`.
+    pub form_key: Option<Arc<str>>,
+}
+
 /// The result of a deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deployment {
@@ -502,6 +519,8 @@ pub enum Event {
         /// Its retries.
         retries: u32,
     },
+    /// A user task's job was made: the task with its properties (boxed: rare and large).
+    UserTaskCreated(Box<UserTaskCreated>),
     /// A worker completed a job.
     JobCompleted {
         /// The job key.

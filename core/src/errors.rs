@@ -48,8 +48,13 @@ pub(crate) fn throw(
         return Err(Rejection::new(
             RejectionCode::InvalidState,
             format!(
-                "job {key} is an execution listener's job, and a listener cannot throw a BPMN \
-                 error; fail the job instead"
+                "job {key} is {} listener's job, and a listener cannot throw a BPMN error; \
+                 fail the job instead",
+                if job.listener.is_some_and(|l| l.event.is_task_listener()) {
+                    "a task"
+                } else {
+                    "an execution"
+                }
             ),
         ));
     }

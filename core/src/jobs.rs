@@ -66,30 +66,24 @@ pub(crate) fn activate(
             worker: Arc::clone(&worker),
             deadline_millis,
         };
-        let job = job.clone();
+        // What the answer needs, not the whole job (a user task's holds a box).
+        let job = JobView {
+            job_type: Arc::clone(&job.job_type),
+            element_instance_key: job.element_instance_key,
+            process_instance_key: job.process_instance_key,
+            retries: job.retries,
+            listener: job.listener,
+        };
         let element = run.state.elements[&job.element_instance_key].clone();
         let definition = run.definition_of(job.element_instance_key);
         let model = definition.element(element.element);
-        let mut completion = None;
-        let custom_headers = match &model.kind {
-            ringflow_bpmn::ElementKind::UserTask(task)
-                if job.listener.is_some_and(|l| l.event.is_task_listener()) =>
-            {
-                let (headers, held) =
-                    crate::usertasks::listener_job_view(run.state, job.element_instance_key, task);
-                completion = held.cloned();
-                headers
-            }
-            ringflow_bpmn::ElementKind::UserTask(task) => {
-                let mut headers = task.job.headers.clone();
-                if job.listener.is_none() {
-                    crate::usertasks::add_headers(&mut headers, job.user_task.as_deref(), task);
-                }
-                headers
-            }
+        let (custom_headers, completion) = match &model.kind {
             ringflow_bpmn::ElementKind::ServiceTask(job)
-            | ringflow_bpmn::ElementKind::SendTask(job) => job.headers.clone(),
-            _ => Vec::new(),
+            | ringflow_bpmn::ElementKind::SendTask(job) => (job.headers.clone(), None),
+            ringflow_bpmn::ElementKind::UserTask(task) => {
+                crate::usertasks::job_view(run.state, &run.state.jobs[&key], task)
+            }
+            _ => (Vec::new(), None),
         };
         jobs.push(ActivatedJob {
             key,
@@ -174,6 +168,15 @@ fn fetched_variables(run: &Run, scope: Key, names: &[String]) -> Variables {
     chosen
 }
 
+/// The fields of a job being activated that its answer needs.
+struct JobView {
+    job_type: Arc<str>,
+    element_instance_key: Key,
+    process_instance_key: Key,
+    retries: u32,
+    listener: Option<Listener>,
+}
+
 /// The variables of a user task's completing listener's job: those visible at the task
 /// (only the fetched ones, when the activation names any), with the completion's over them.
 #[cold]
@@ -228,8 +231,9 @@ pub(crate) fn complete(
     complete_plain(state, key, element_instance_key, listener, variables, ctx)
 }
 
-/// Completes a job whose element (or execution listener) goes on at once.
-#[inline]
+/// Completes a job whose element (or execution listener) goes on at once. Inlined into
+/// `complete`, as it was before user tasks could hold a completion: it is on the hot path.
+#[inline(always)]
 pub(crate) fn complete_plain(
     state: &mut State,
     key: Key,
@@ -294,6 +298,7 @@ fn listener_documents(
 
 /// Where the variables of an element's completion go: kept local for its output mappings
 /// to read, or propagated.
+#[inline(always)]
 pub(crate) fn completion_documents(
     state: &State,
     element_instance_key: Key,

@@ -1502,6 +1502,7 @@ impl<'s> Run<'s> {
     /// The variables visible at `scope` (innermost scope winning) as JSON text, written
     /// from the documents where they are: none is copied. The text is sized from the
     /// documents' kept lengths.
+    #[inline]
     pub(crate) fn visible_variables_json(&self, scope: Key) -> String {
         let mut documents: Vec<&Variables> = Vec::new();
         let mut capacity = 2;

@@ -48,7 +48,9 @@ use ringflow_bpmn::{
 };
 use serde_json::Value;
 
-use crate::engine::{Ctx, Keys, Outcome, Rejection, RejectionCode, Response, Variables};
+use crate::engine::{
+    Ctx, Event, Keys, Outcome, Rejection, RejectionCode, Response, UserTaskCreated, Variables,
+};
 use crate::instance::{IncidentRetry, ListenerEvent, UserTaskHold, UserTaskProperties};
 use crate::key::Key;
 use crate::run::Run;
@@ -181,8 +183,7 @@ impl Run<'_> {
     /// that cannot be evaluated is an incident, and no job is made.
     pub(crate) fn create_user_task(&mut self, key: Key, task: &UserTask) {
         if !task.has_properties() {
-            self.create_job_for(key, &task.job, None);
-            return;
+            return self.make_user_task_job(key, task, UserTaskProperties::default());
         }
         let properties = match self.user_task_properties(key, task) {
             Ok(properties) => properties,
@@ -200,9 +201,24 @@ impl Run<'_> {
         self.listen(key, element, ListenerEvent::Creating, 0);
     }
 
-    /// Makes the job of the user task `key` with its properties.
+    /// Makes the job of the user task `key` with its properties (none kept for a task
+    /// without any), and records the task (`Event::UserTaskCreated`).
     fn make_user_task_job(&mut self, key: Key, task: &UserTask, properties: UserTaskProperties) {
-        if let Some(job) = self.create_job_for(key, &task.job, None) {
+        let Some(job) = self.create_job_for(key, &task.job, None) else {
+            return;
+        };
+        let (definition, element) = self.user_task_model(key);
+        let process_instance_key = self.state.elements[&key].process_instance_key;
+        self.events
+            .push(Event::UserTaskCreated(Box::new(UserTaskCreated {
+                job_key: job,
+                process_instance_key,
+                element_instance_key: key,
+                element_id: definition.element(element).id.clone(),
+                properties: properties.clone(),
+                form_key: task.form_key.clone(),
+            })));
+        if task.has_properties() {
             self.state
                 .jobs
                 .get_mut(&job)
@@ -575,16 +591,30 @@ pub(crate) fn complete_listener_job(
     })
 }
 
-/// The headers of a task listener's job of the user task `element_instance_key` (held while
-/// its listeners run): the task's own headers, properties and form key; and, for a
-/// completing listener, the variables the completion would set.
-pub(crate) fn listener_job_view<'s>(
-    state: &'s State,
-    element_instance_key: Key,
+/// The headers of a job of a user task being activated, and for a completing listener's
+/// job the variables the completion would set (out of line: the service task's activation
+/// stays small).
+///
+/// - The task's own job: the model's headers, then its properties and form key.
+/// - A task listener's job: the same, with the properties as the listeners left them.
+/// - An execution listener's job: the model's headers.
+#[cold]
+#[inline(never)]
+pub(crate) fn job_view(
+    state: &State,
+    job: &crate::instance::Job,
     task: &UserTask,
-) -> (Vec<(String, String)>, Option<&'s Variables>) {
-    let hold = state.user_task_holds.get(&element_instance_key);
+) -> (Vec<(String, String)>, Option<Variables>) {
     let mut headers = task.job.headers.clone();
-    add_headers(&mut headers, hold.map(|hold| &hold.properties), task);
-    (headers, hold.and_then(|hold| hold.completion.as_ref()))
+    match job.listener {
+        None => add_headers(&mut headers, job.user_task.as_deref(), task),
+        Some(listener) if listener.event.is_task_listener() => {
+            let hold = state.user_task_holds.get(&job.element_instance_key);
+            add_headers(&mut headers, hold.map(|hold| &hold.properties), task);
+            let completion = hold.and_then(|hold| hold.completion.clone());
+            return (headers, completion);
+        }
+        Some(_) => {}
+    }
+    (headers, None)
 }

@@ -502,6 +502,18 @@ fn a_listener_decision_that_cannot_be_taken_is_refused_and_changes_nothing() {
             rejection.message
         );
     };
+    let thrown = shard
+        .run(Command::ThrowError {
+            key: enrich.key,
+            error_code: "rejected".into(),
+            message: String::new(),
+        })
+        .expect_err("a listener throws no BPMN error");
+    assert!(
+        thrown.message.contains("is a task listener's job"),
+        "{}",
+        thrown.message
+    );
     let deny = TaskListenerResult {
         denied: true,
         ..TaskListenerResult::default()

@@ -496,7 +496,7 @@ fn schema_is_versioned_and_a_newer_store_is_refused() {
     for (target, _dir) in targets("schema") {
         let mut conn = Conn::open(&target).expect("open");
         assert_eq!(schema::version(&mut conn).expect("version"), 0);
-        assert_eq!(schema::migrate(&mut conn).expect("migrate"), [1, 2]);
+        assert_eq!(schema::migrate(&mut conn).expect("migrate"), [1, 2, 3]);
         assert!(schema::migrate(&mut conn).expect("again").is_empty());
         assert_eq!(
             schema::version(&mut conn).expect("version"),
@@ -875,5 +875,172 @@ fn listing_walks_each_shards_keys_and_merges_them_newest_first() {
         assert!(parents.windows(2).all(
             |w| (w[0].start_millis, w[0].key.0 as i64) > (w[1].start_millis, w[1].key.0 as i64)
         ));
+    }
+}
+
+/// Two user tasks in a row: `triage` for the sales group, then `approve` assigned to the
+/// instance's `owner`, with a due date and a form.
+const TASKS_MODEL: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="tasks" isExecutable="true">
+    <bpmn:startEvent id="s"/><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="triage"/>
+    <bpmn:userTask id="triage"><bpmn:extensionElements><zeebe:userTask/>
+      <zeebe:assignmentDefinition candidateGroups="=groups"/></bpmn:extensionElements>
+    </bpmn:userTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="triage" targetRef="approve"/>
+    <bpmn:userTask id="approve"><bpmn:extensionElements>
+      <zeebe:assignmentDefinition assignee="=owner" candidateUsers="kim"/>
+      <zeebe:taskSchedule dueDate="2026-12-24T12:00:00Z"/>
+      <zeebe:formDefinition formKey="camunda-forms:bpmn:approval"/></bpmn:extensionElements>
+    </bpmn:userTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="approve" targetRef="e"/><bpmn:endEvent id="e"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+#[test]
+fn user_tasks_are_recorded_and_listed_like_a_tasklist() {
+    let mut state = State::new(SHARD);
+    let mut records = Vec::new();
+    let mut now = 1_800_000_000_000i64;
+    let mut run = |state: &mut State, command: Command, records: &mut Vec<ExportRecord>| {
+        now += 1_000;
+        let ctx = Ctx {
+            now_millis: now,
+            next_key: state.last_key().next().expect("keys"),
+        };
+        let outcome = process(state, command, &ctx).expect("accepted");
+        records.push(ExportRecord {
+            lsn: records.len() as u64 + 1,
+            now_millis: now,
+            events: outcome.events.clone(),
+        });
+        outcome
+    };
+    run(
+        &mut state,
+        Command::Deploy {
+            resources: vec![Resource {
+                name: "tasks.bpmn".into(),
+                content: Arc::from(TASKS_MODEL.as_bytes()),
+            }],
+        },
+        &mut records,
+    );
+    let vars = |json: &str| -> Variables { serde_json::from_str(json).expect("JSON") };
+    for (owner, groups) in [("ana", r#"["sales", "ops"]"#), ("bo", r#"["Sales"]"#)] {
+        run(
+            &mut state,
+            Command::CreateInstance {
+                process: ProcessRef::Latest("tasks".into()),
+                variables: vars(&format!(r#"{{"owner": "{owner}", "groups": {groups}}}"#)),
+                business_key: None,
+                await_result: false,
+            },
+            &mut records,
+        );
+    }
+    // The first instance's triage is done: its approval is made.
+    let first = state
+        .jobs()
+        .map(|job| job.key)
+        .min()
+        .expect("the first triage");
+    run(
+        &mut state,
+        Command::CompleteJob {
+            key: first,
+            variables: Variables::new(),
+        },
+        &mut records,
+    );
+    for (target, _dir) in targets("user_tasks") {
+        let mut conn = Conn::open(&target).expect("open");
+        schema::migrate(&mut conn).expect("migrate");
+        drop(conn);
+        let mut exporter = Exporter::open(&target, SHARD).expect("exporter");
+        let last = records.last().expect("records").lsn;
+        exporter.export(&records, last).expect("export");
+        drop(exporter);
+        let mut store = query::Store::open_read_only(&target).expect("store");
+        let open = store
+            .user_tasks(query::UserTaskFilter::default(), 100)
+            .expect("open tasks");
+        let ids: Vec<(&str, Option<&str>)> = open
+            .iter()
+            .map(|row| (row.element_id.as_str(), row.assignee.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            [("approve", Some("ana")), ("triage", None)],
+            "{}: newest first, the completed triage left out",
+            target.describe()
+        );
+        let approve = &open[0];
+        assert_eq!(approve.bpmn_process_id, "tasks");
+        assert_eq!(approve.state, "created");
+        assert_eq!(approve.candidate_users, ["kim"]);
+        assert_eq!(approve.due_date.as_deref(), Some("2026-12-24T12:00:00Z"));
+        assert_eq!(
+            approve.form_key.as_deref(),
+            Some("camunda-forms:bpmn:approval")
+        );
+        assert_eq!(approve.priority, None, "a job-worker user task has none");
+        assert_eq!(open[1].priority, Some(50));
+        assert_eq!(open[1].candidate_groups, ["Sales"]);
+        let all = store
+            .user_tasks(
+                query::UserTaskFilter {
+                    all: true,
+                    ..Default::default()
+                },
+                100,
+            )
+            .expect("all");
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2].state, "completed");
+        // Exact group names, though SQLite's LIKE ignores case.
+        let sales = store
+            .user_tasks(
+                query::UserTaskFilter {
+                    group: Some("sales"),
+                    all: true,
+                    ..Default::default()
+                },
+                100,
+            )
+            .expect("sales");
+        assert_eq!(sales.len(), 1);
+        assert_eq!(sales[0].job_key, first);
+        let ana = store
+            .user_tasks(
+                query::UserTaskFilter {
+                    assignee: Some("ana"),
+                    ..Default::default()
+                },
+                100,
+            )
+            .expect("ana");
+        assert_eq!(ana.len(), 1);
+        assert_eq!(
+            store
+                .user_tasks(query::UserTaskFilter::default(), 1)
+                .expect("limit")
+                .len(),
+            1
+        );
+    }
+}
+
+#[test]
+fn user_tasks_on_a_store_from_before_them_say_so() {
+    for (target, _dir) in targets("user_tasks_v2") {
+        let mut conn = Conn::open(&target).expect("open");
+        assert_eq!(schema::migrate_to(&mut conn, 2).expect("to 2"), [1, 2]);
+        drop(conn);
+        let mut store = query::Store::open_read_only(&target).expect("store");
+        let error = store
+            .user_tasks(query::UserTaskFilter::default(), 10)
+            .expect_err("version 2");
+        assert!(error.to_string().contains("predates user tasks"), "{error}");
     }
 }

@@ -2285,4 +2285,33 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
     drop(client);
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
+    // The cold store lists the task's two jobs: the denied one and the one completed.
+    let output = Command::new(BIN)
+        .args(["user-tasks", "--all", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run ringflow user-tasks");
+    assert!(output.status.success(), "{output:?}");
+    let listed: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let rows = listed.as_array().expect("a list");
+    assert_eq!(rows.len(), 2, "{listed}");
+    assert_eq!(rows[0]["jobKey"], again.key, "{listed}");
+    assert_eq!(rows[0]["deniedReason"], "add a comment");
+    assert_eq!(rows[0]["assignee"], "bo");
+    assert_eq!(rows[0]["priority"], 80);
+    assert_eq!(rows[0]["state"], "completed");
+    assert_eq!(rows[1]["jobKey"], task.key);
+    assert_eq!(
+        rows[1]["candidateGroups"],
+        serde_json::json!(["sales", "ops"])
+    );
+    let open = Command::new(BIN)
+        .args(["user-tasks", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run ringflow user-tasks");
+    assert_eq!(
+        String::from_utf8_lossy(&open.stdout).trim(),
+        "no user tasks match"
+    );
 }

@@ -640,8 +640,11 @@ impl Client {
         job_key: u64,
         decision: TaskListenerDecision,
     ) -> Result<(), ClientError> {
-        self.done(&Request::CompleteTaskListenerJob { job_key, decision })
-            .map(|_| ())
+        self.done(&Request::CompleteTaskListenerJob {
+            job_key,
+            decision: Box::new(decision),
+        })
+        .map(|_| ())
     }
 
     pub fn activate_ad_hoc_activities(

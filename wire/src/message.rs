@@ -364,8 +364,9 @@ pub enum Request {
     CompleteTaskListenerJob {
         /// The job key.
         job_key: u64,
-        /// What the listener decided.
-        decision: TaskListenerDecision,
+        /// What the listener decided (boxed: it is large and rare, and every request is as
+        /// large as the largest).
+        decision: Box<TaskListenerDecision>,
     },
     /// `ActivateAdHocActivitiesRequest`: routed by the key.
     ActivateAdHocActivities {
@@ -1493,7 +1494,7 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
             if let Some(result) = complete.task_listener_result() {
                 return request(Request::CompleteTaskListenerJob {
                     job_key: complete.job_key(),
-                    decision: decode_task_listener_decision(result)?,
+                    decision: Box::new(decode_task_listener_decision(result)?),
                 });
             }
             match complete.ad_hoc_result() {
@@ -1846,26 +1847,26 @@ mod tests {
             },
             Request::CompleteTaskListenerJob {
                 job_key: 10,
-                decision: TaskListenerDecision::default(),
+                decision: Box::default(),
             },
             Request::CompleteTaskListenerJob {
                 job_key: 11,
-                decision: TaskListenerDecision {
+                decision: Box::new(TaskListenerDecision {
                     denied: true,
                     denied_reason: "the amount is missing".into(),
                     ..TaskListenerDecision::default()
-                },
+                }),
             },
             Request::CompleteTaskListenerJob {
                 job_key: 12,
-                decision: TaskListenerDecision {
+                decision: Box::new(TaskListenerDecision {
                     assignee: Some(String::new()),
                     candidate_groups: Some(vec!["a".into(), "b".into()]),
                     candidate_users: Some(Vec::new()),
                     due_date: Some("2026-12-24T12:00:00Z".into()),
                     priority: Some(0),
                     ..TaskListenerDecision::default()
-                },
+                }),
             },
             Request::ActivateJobs(ActivateJobs {
                 job_type: "pay".into(),

@@ -717,7 +717,7 @@ pub fn jobs(command: &JobsCommand) -> anyhow::Result<ExitCode> {
                 }
                 Request::CompleteTaskListenerJob {
                     job_key: args.key,
-                    decision,
+                    decision: Box::new(decision),
                 }
             } else if args.activate.is_empty() && !args.done && !args.cancel_remaining {
                 Request::CompleteJob {

@@ -47,6 +47,26 @@ pub struct InstancesArgs {
     limit: u64,
 }
 
+/// `ringflow user-tasks`.
+#[derive(Debug, clap::Args)]
+pub struct UserTasksArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Only tasks assigned to this user.
+    #[arg(long)]
+    assignee: Option<String>,
+    /// Only tasks this group is a candidate group of.
+    #[arg(long)]
+    group: Option<String>,
+    /// Closed tasks too (completed, canceled, error thrown).
+    #[arg(long)]
+    all: bool,
+    /// At most this many, newest first (1 or more).
+    #[arg(long, default_value_t = INSTANCES_LIMIT_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    limit: u64,
+}
+
 /// `ringflow instance KEY`.
 #[derive(Debug, clap::Args)]
 pub struct InstanceArgs {
@@ -79,6 +99,71 @@ fn time(millis: Option<i64>) -> String {
         in_day / 1_000 % 60,
         in_day % 1_000
     )
+}
+
+/// Runs `ringflow user-tasks`.
+pub fn user_tasks(args: &UserTasksArgs) -> anyhow::Result<ExitCode> {
+    let mut store = open(&args.store)?;
+    let filter = query::UserTaskFilter {
+        assignee: args.assignee.as_deref(),
+        group: args.group.as_deref(),
+        all: args.all,
+    };
+    let rows = store.user_tasks(filter, args.limit)?;
+    if args.store.json {
+        let list: Vec<serde_json::Value> = rows.iter().map(user_task_json).collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no user tasks match");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:<20} {:<20} {:<20} {:<9} {:<16} {:<20} {:<26} {:>3}",
+        "JOB", "INSTANCE", "PROCESS", "TASK", "STATE", "ASSIGNEE", "GROUPS", "DUE", "PRI"
+    );
+    for row in &rows {
+        println!(
+            "{:<20} {:<20} {:<20} {:<20} {:<9} {:<16} {:<20} {:<26} {:>3}",
+            row.job_key.0,
+            row.process_instance_key.0,
+            row.bpmn_process_id,
+            row.element_id,
+            row.state,
+            row.assignee.as_deref().unwrap_or("-"),
+            if row.candidate_groups.is_empty() {
+                "-".to_string()
+            } else {
+                row.candidate_groups.join(",")
+            },
+            row.due_date.as_deref().unwrap_or("-"),
+            row.priority.map_or("-".to_string(), |p| p.to_string())
+        );
+    }
+    if rows.len() as u64 == args.limit {
+        println!("(the newest {}; --limit shows more)", args.limit);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn user_task_json(row: &query::UserTaskRow) -> serde_json::Value {
+    serde_json::json!({
+        "jobKey": row.job_key.0,
+        "processInstanceKey": row.process_instance_key.0,
+        "bpmnProcessId": row.bpmn_process_id,
+        "elementId": row.element_id,
+        "state": row.state,
+        "assignee": row.assignee,
+        "candidateGroups": row.candidate_groups,
+        "candidateUsers": row.candidate_users,
+        "dueDate": row.due_date,
+        "followUpDate": row.follow_up_date,
+        "priority": row.priority,
+        "formKey": row.form_key,
+        "deniedReason": row.denied_reason,
+        "created": time(Some(row.created_millis)),
+    })
 }
 
 /// Runs `ringflow instances`.

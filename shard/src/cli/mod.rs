@@ -94,6 +94,12 @@ enum Command {
     /// Show one process instance from the cold store: its history, where it waits, its jobs,
     /// incidents and variables. Exits 1 when the store does not have it.
     Instance(history::InstanceArgs),
+    /// List user tasks from the cold store: open ones (their job created or failed) by
+    /// default, newest first, with assignee, candidates, dates, priority and form key.
+    ///
+    /// A tasklist's query: --assignee and --group narrow it, --all adds closed ones. The job
+    /// key is what `ringflow jobs complete` takes. Reads the store like `instances`.
+    UserTasks(history::UserTasksArgs),
     /// Look at a shard's journal and snapshots.
     Journal(journal::Args),
     /// A load for the kill -9 test (development aid until the wire protocol exists).
@@ -124,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Incidents(client::IncidentsCommand::Resolve(args)) => client::resolve(&args),
         Command::Instances(args) => history::instances(&args),
         Command::Instance(args) => history::instance(&args),
+        Command::UserTasks(args) => history::user_tasks(&args),
         Command::Journal(args) => journal::run(&args),
         Command::CrashLoad(args) => crash_load::run(&args),
     };

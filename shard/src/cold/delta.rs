@@ -228,6 +228,8 @@ pub struct Delta {
     /// Element instances terminated: their open jobs and incidents close with them.
     terminated: Vec<(Key, i64)>,
     variables: BTreeMap<(Key, String), (Key, String, i64)>,
+    /// User tasks made, with the time.
+    user_tasks: Vec<(Box<ringflow_core::UserTaskCreated>, i64)>,
     /// Leave element instances out (history level `instances`).
     skip_elements: bool,
     /// Journal records folded in.
@@ -340,6 +342,7 @@ impl Delta {
                     at,
                 });
             }
+            Event::UserTaskCreated(task) => self.user_tasks.push((task.clone(), at)),
             Event::JobCompleted { key } => self.job(*key, "completed", None, None, at),
             Event::JobCancelled { key } => self.job(*key, "canceled", None, None, at),
             Event::JobFailed {
@@ -580,6 +583,40 @@ impl Delta {
             ]);
         }
         VARIABLES.write(conn, &VARIABLES_SQL, &rows)?;
+        for (task, at) in &self.user_tasks {
+            let properties = &task.properties;
+            let list = |items: &Option<Vec<String>>| {
+                items
+                    .as_ref()
+                    .map(|items| serde_json::to_string(items).expect("strings serialize"))
+            };
+            let (groups, users) = (
+                list(&properties.candidate_groups),
+                list(&properties.candidate_users),
+            );
+            conn.execute(
+                "INSERT INTO user_tasks (job_key, process_instance_key, element_instance_key, \
+                 element_id, assignee, candidate_groups, candidate_users, due_date, \
+                 follow_up_date, priority, form_key, denied_reason, created_millis) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (job_key) DO NOTHING",
+                &[
+                    Param::Int(Some(db_key(task.job_key))),
+                    Param::Int(Some(db_key(task.process_instance_key))),
+                    Param::Int(Some(db_key(task.element_instance_key))),
+                    Param::Text(Some(&task.element_id)),
+                    Param::Text(properties.assignee.as_deref()),
+                    Param::Text(groups.as_deref()),
+                    Param::Text(users.as_deref()),
+                    Param::Text(properties.due_date.as_deref()),
+                    Param::Text(properties.follow_up_date.as_deref()),
+                    Param::Int(properties.priority.map(i64::from)),
+                    Param::Text(task.form_key.as_deref()),
+                    Param::Text(properties.denied_reason.as_deref()),
+                    Param::Int(Some(*at)),
+                ],
+            )?;
+        }
         Ok(())
     }
 }

@@ -299,6 +299,127 @@ pub fn instance(conn: &mut Conn, key: Key) -> Result<Option<InstanceDetail>, Col
     }))
 }
 
+/// One user task as `ringflow user-tasks` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserTaskRow {
+    /// The task's job key (what a worker completes).
+    pub job_key: Key,
+    /// Its process instance.
+    pub process_instance_key: Key,
+    /// The instance's BPMN process id (empty when the store lacks the instance).
+    pub bpmn_process_id: String,
+    /// The user task's id in the model.
+    pub element_id: String,
+    /// Its job's state: `created`, `failed`, `completed`, `canceled` or `error_thrown`.
+    pub state: String,
+    /// The assignee.
+    pub assignee: Option<String>,
+    /// The candidate groups.
+    pub candidate_groups: Vec<String>,
+    /// The candidate users.
+    pub candidate_users: Vec<String>,
+    /// The due date (ISO 8601).
+    pub due_date: Option<String>,
+    /// The follow-up date (ISO 8601).
+    pub follow_up_date: Option<String>,
+    /// The priority (Camunda user tasks).
+    pub priority: Option<i64>,
+    /// The form key.
+    pub form_key: Option<String>,
+    /// Why a completing listener denied the task's last completion.
+    pub denied_reason: Option<String>,
+    /// When its job was made, ms since the epoch.
+    pub created_millis: i64,
+}
+
+/// Which user tasks `ringflow user-tasks` lists.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UserTaskFilter<'a> {
+    /// Only those assigned to this user.
+    pub assignee: Option<&'a str>,
+    /// Only those this group is a candidate group of.
+    pub group: Option<&'a str>,
+    /// Closed ones too (completed, canceled); by default only open ones (created, failed).
+    pub all: bool,
+}
+
+/// `%` and `_` and the escape character taken literally in a `LIKE ... ESCAPE '\'` pattern.
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn user_tasks_of(
+    conn: &mut Conn,
+    filter: UserTaskFilter<'_>,
+    limit: u64,
+) -> Result<Vec<UserTaskRow>, ColdError> {
+    // A group is matched as its JSON string inside the stored array (then checked exactly:
+    // SQLite's LIKE ignores ASCII case).
+    let group = filter.group.map(|group| {
+        let json = serde_json::to_string(group).expect("a string serializes");
+        format!("%{}%", like_literal(&json))
+    });
+    let sql = "SELECT u.job_key, u.process_instance_key, COALESCE(d.bpmn_process_id, ''), \
+               u.element_id, COALESCE(j.state, 'created'), u.assignee, u.candidate_groups, \
+               u.candidate_users, u.due_date, u.follow_up_date, u.priority, u.form_key, \
+               u.denied_reason, u.created_millis \
+               FROM user_tasks u \
+               LEFT JOIN jobs j ON j.key = u.job_key \
+               LEFT JOIN process_instances i ON i.key = u.process_instance_key \
+               LEFT JOIN process_definitions d ON d.key = i.process_definition_key \
+               WHERE ($1 = '' OR u.assignee = $1) \
+               AND ($2 = '' OR u.candidate_groups LIKE $2 ESCAPE '\\') \
+               AND ($3 = 1 OR COALESCE(j.state, 'created') IN ('created', 'failed')) \
+               ORDER BY u.created_millis DESC, u.job_key DESC LIMIT $4";
+    let rows = conn.query(
+        sql,
+        &[
+            Param::Text(Some(filter.assignee.unwrap_or(""))),
+            Param::Text(Some(group.as_deref().unwrap_or(""))),
+            Param::Int(Some(i64::from(filter.all))),
+            Param::Int(Some(i64::try_from(limit).unwrap_or(i64::MAX))),
+        ],
+    )?;
+    let list = |value: &super::sql::Value| -> Vec<String> {
+        value
+            .text()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
+    };
+    let text = |value: &super::sql::Value| value.text().map(str::to_string);
+    Ok(rows
+        .iter()
+        .map(|row| UserTaskRow {
+            job_key: key_of(row[0].int().unwrap_or_default()),
+            process_instance_key: key_of(row[1].int().unwrap_or_default()),
+            bpmn_process_id: text(&row[2]).unwrap_or_default(),
+            element_id: text(&row[3]).unwrap_or_default(),
+            state: text(&row[4]).unwrap_or_default(),
+            assignee: text(&row[5]),
+            candidate_groups: list(&row[6]),
+            candidate_users: list(&row[7]),
+            due_date: text(&row[8]),
+            follow_up_date: text(&row[9]),
+            priority: row[10].int(),
+            form_key: text(&row[11]),
+            denied_reason: text(&row[12]),
+            created_millis: row[13].int().unwrap_or_default(),
+        })
+        .filter(|row| {
+            filter
+                .group
+                .is_none_or(|group| row.candidate_groups.iter().any(|g| g == group))
+        })
+        .collect())
+}
+
 /// What the CLI reads: the store's one database, or each shard's file of a file per shard
 /// ([`Target::SqliteShards`]), opened read-only with their schema checked. Listing merges
 /// the files; one instance is read from its shard's file (the shard is in its key).
@@ -391,6 +512,32 @@ impl Store {
             }
         }
         Ok(counts.into_iter().collect())
+    }
+
+    /// User tasks, newest first, from every database of the store (at most `limit`). A
+    /// store written before user tasks were recorded (schema version 2) is refused with a
+    /// message that says so.
+    pub fn user_tasks(
+        &mut self,
+        filter: UserTaskFilter<'_>,
+        limit: u64,
+    ) -> Result<Vec<UserTaskRow>, ColdError> {
+        let mut rows = Vec::new();
+        for (_, conn) in &mut self.conns {
+            if schema::version_read_only(conn)? < 3 {
+                return Err(ColdError {
+                    target: conn.target().to_string(),
+                    message: "the store's schema predates user tasks (version 3): start a \
+                              server of this ringflow on it to migrate it; tasks made before \
+                              that are not recorded"
+                        .to_string(),
+                });
+            }
+            rows.extend(user_tasks_of(conn, filter, limit)?);
+        }
+        rows.sort_by_key(|row| std::cmp::Reverse((row.created_millis, db_key(row.job_key))));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(rows)
     }
 
     /// How many databases it reads (a file per shard: the shards' files found).

@@ -16,6 +16,7 @@
 //! | `jobs` | job | type, `created` / `failed` / `completed` / `error_thrown` / `canceled`, retries, last error |
 //! | `incidents` | incident | message, `open` / `resolved` / `closed` (its element ended), times |
 //! | `variables` | scope and name | the JSON value as the last command that changed it left it |
+//! | `user_tasks` (version 3) | user task job | element, assignee, candidate groups and users (JSON arrays), due and follow-up dates, priority, form key, denied reason, creation; its state is its job's (`jobs`, same key) |
 //!
 //! In SQLite (from version 2) the tables with one key column keep it as the rowid
 //! (`INTEGER PRIMARY KEY`, a signed 64-bit integer as well), and `variables` is clustered on
@@ -24,7 +25,7 @@
 use super::sql::{ColdError, Conn, Param};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const V1: &str = "
 CREATE TABLE exporter_positions (
@@ -199,6 +200,27 @@ ALTER TABLE variables_v2 RENAME TO variables;
 CREATE INDEX variables_instance ON variables (process_instance_key);
 ";
 
+/// Version 3: user tasks, for tasklist queries (`ringflow user-tasks`).
+const V3: &str = "
+CREATE TABLE user_tasks (
+    job_key {KEY} PRIMARY KEY,
+    process_instance_key BIGINT NOT NULL,
+    element_instance_key BIGINT NOT NULL,
+    element_id TEXT NOT NULL,
+    assignee TEXT,
+    candidate_groups TEXT,
+    candidate_users TEXT,
+    due_date TEXT,
+    follow_up_date TEXT,
+    priority BIGINT,
+    form_key TEXT,
+    denied_reason TEXT,
+    created_millis BIGINT NOT NULL
+);
+CREATE INDEX user_tasks_assignee ON user_tasks (assignee);
+CREATE INDEX user_tasks_instance ON user_tasks (process_instance_key);
+";
+
 /// One migration, in each dialect (empty: nothing to do there). `{BLOB}` is the byte string
 /// type of the dialect.
 struct Migration {
@@ -221,6 +243,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: "",
         what: "rebuilds the SQLite history tables, copying every row once; the node starts \
                when it is done",
+    },
+    Migration {
+        sqlite: V3,
+        postgres: V3,
+        what: "adds the user tasks table",
     },
 ];
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
@@ -317,7 +344,9 @@ fn apply(conn: &mut Conn, postgres: bool, target: i64) -> Result<Vec<i64>, ColdE
                 "migrating the cold store schema: {}",
                 migration.what
             );
-            conn.batch(&sql.replace("{BLOB}", blob))?;
+            // A key column: the rowid in SQLite (see version 2).
+            let key = if postgres { "BIGINT" } else { "INTEGER" };
+            conn.batch(&sql.replace("{BLOB}", blob).replace("{KEY}", key))?;
         }
         conn.execute(
             "UPDATE ringflow_schema SET version = $1",

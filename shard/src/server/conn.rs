@@ -751,7 +751,7 @@ impl Conn {
             Request::CompleteTaskListenerJob { job_key, decision } => {
                 Command::CompleteTaskListenerJob {
                     key: self.check_key(job_key, "job")?,
-                    result: convert::task_listener_result(decision),
+                    result: convert::task_listener_result(*decision),
                 }
             }
             Request::ActivateAdHocActivities {
