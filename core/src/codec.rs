@@ -42,6 +42,7 @@
 //! | 23 | CompleteAdHocJob | key, variables, count, then per element its id and variables, completion condition fulfilled (flag), cancel remaining instances (flag) |
 //! | 24 | ActivateJobs with `fetch_variables` | job type, worker, max jobs u32, lease u64 ms, count, then per name the name (tag 4 when the list is empty) |
 //! | 25 | CompleteTaskListenerJob | key, denied (flag), denied reason, corrections: assignee (optional text), candidate groups and candidate users (each u8 flag, then count and texts), due date and follow-up date (optional texts), priority (u8 flag, then u8) |
+//! | 26 | AssignUserTask | key, assignee (optional text) |
 
 use std::sync::Arc;
 
@@ -214,6 +215,10 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             put_activations(out, &result.activate_elements);
             out.push(u8::from(result.completion_condition_fulfilled));
             out.push(u8::from(result.cancel_remaining_instances));
+        }
+        Command::AssignUserTask { key, assignee } => {
+            tagged_key(out, 26, *key);
+            put_optional_text(out, assignee.as_deref());
         }
         Command::CompleteTaskListenerJob { key, result } => {
             tagged_key(out, 25, *key);
@@ -406,6 +411,10 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
             },
         },
         25 => read_task_listener_result(reader)?,
+        26 => Command::AssignUserTask {
+            key: reader.key()?,
+            assignee: reader.optional_text()?,
+        },
         other => return Err(invalid(format!("unknown command tag {other}"))),
     };
     Ok((
@@ -623,6 +632,14 @@ mod tests {
             Command::CompleteTaskListenerJob {
                 key,
                 result: Box::default(),
+            },
+            Command::AssignUserTask {
+                key,
+                assignee: Some("ana".to_string()),
+            },
+            Command::AssignUserTask {
+                key,
+                assignee: None,
             },
             Command::CompleteTaskListenerJob {
                 key,

@@ -102,6 +102,14 @@ pub enum Command {
         /// The new number of tries left.
         retries: u32,
     },
+    /// Assigns a user task (its job) to a user, or unassigns it (`None`): Camunda's assign
+    /// and unassign (see `usertasks`).
+    AssignUserTask {
+        /// The user task's job key.
+        key: Key,
+        /// The new assignee; `None` unassigns.
+        assignee: Option<String>,
+    },
     /// Retries what an incident stopped.
     ResolveIncident {
         /// The incident key.
@@ -521,6 +529,13 @@ pub enum Event {
     },
     /// A user task's job was made: the task with its properties (boxed: rare and large).
     UserTaskCreated(Box<UserTaskCreated>),
+    /// A user task was assigned (or unassigned: `None`).
+    UserTaskAssigned {
+        /// The user task's job key.
+        key: Key,
+        /// The new assignee.
+        assignee: Option<String>,
+    },
     /// A worker completed a job.
     JobCompleted {
         /// The job key.
@@ -966,6 +981,9 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
             variables,
             result,
         } => crate::adhoc::complete_job(state, key, variables, result, ctx)?,
+        Command::AssignUserTask { key, assignee } => {
+            crate::usertasks::assign(state, key, assignee, ctx)?
+        }
         Command::CompleteTaskListenerJob { key, result } => {
             crate::usertasks::complete_listener_job(state, key, *result, ctx)?
         }

@@ -591,6 +591,52 @@ pub(crate) fn complete_listener_job(
     })
 }
 
+/// `AssignUserTask`: the user task's assignee changes (the job keeps its key and state; a
+/// worker that holds it sees the new assignee when it takes the job again).
+pub(crate) fn assign(
+    state: &mut State,
+    key: Key,
+    assignee: Option<String>,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let invalid = |message: String| Err(Rejection::new(RejectionCode::InvalidArgument, message));
+    let Some(job) = state.jobs.get(&key) else {
+        return Err(Rejection::new(
+            RejectionCode::JobNotFound,
+            format!("job {key} does not exist or was completed: no open user task has it"),
+        ));
+    };
+    let element = &state.elements[&job.element_instance_key];
+    let instance = &state.instances[&element.process_instance_key];
+    let definition = &state.processes[&instance.process_definition_key].definition;
+    let is_user_task = matches!(
+        definition.element(element.element).kind,
+        ElementKind::UserTask(_)
+    );
+    if !is_user_task || job.listener.is_some() {
+        return invalid(format!("job {key} is not a user task's job"));
+    }
+    match assignee.as_deref() {
+        Some("") => return invalid("the assignee is empty (unassign instead)".to_string()),
+        Some(text) if text.len() > crate::limits::NAME_BYTES_MAX => {
+            return invalid(format!(
+                "the assignee is {} bytes, over NAME_BYTES_MAX ({})",
+                text.len(),
+                crate::limits::NAME_BYTES_MAX
+            ));
+        }
+        _ => {}
+    }
+    let job = state.jobs.get_mut(&key).expect("checked above");
+    job.user_task.get_or_insert_default().assignee = assignee.clone();
+    Ok(Outcome {
+        response: Response::JobUpdated { key },
+        events: vec![Event::UserTaskAssigned { key, assignee }],
+        effects: Vec::new(),
+        next_key: ctx.next_key,
+    })
+}
+
 /// The headers of a job of a user task being activated, and for a completing listener's
 /// job the variables the completion would set (out of line: the service task's activation
 /// stays small).

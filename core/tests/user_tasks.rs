@@ -688,3 +688,105 @@ fn a_completing_listener_that_cannot_be_made_is_an_incident_that_runs_them_again
     shard.check_replay();
     shard.assert_clean();
 }
+
+#[test]
+fn a_user_task_is_assigned_and_unassigned_by_its_job_key() {
+    let mut shard = Shard::new();
+    shard.deploy(
+        "review.bpmn",
+        &review(&user_task(
+            r#"<zeebe:userTask/><zeebe:assignmentDefinition assignee="ana"/>"#,
+        )),
+    );
+    shard.create("review", vars("{}"));
+    shard.create("review", vars("{}"));
+    let held = shard.activate(USER_TASK_JOB, 1).remove(0);
+    let assign = |shard: &mut Shard, key, assignee: Option<&str>| {
+        shard.run(Command::AssignUserTask {
+            key,
+            assignee: assignee.map(String::from),
+        })
+    };
+    let outcome = assign(&mut shard, held.key, Some("bo")).expect("assigned");
+    assert!(
+        outcome.events.iter().any(|event| matches!(
+            event,
+            ringflow_core::Event::UserTaskAssigned { key, assignee }
+                if *key == held.key && assignee.as_deref() == Some("bo")
+        )),
+        "{:?}",
+        outcome.events
+    );
+    // The job keeps its key and its lease; it knows its new assignee.
+    let job = shard
+        .state
+        .jobs()
+        .find(|job| job.key == held.key)
+        .expect("still open");
+    assert!(matches!(
+        job.state,
+        ringflow_core::JobState::Activated { .. }
+    ));
+    assert_eq!(
+        job.user_task
+            .as_ref()
+            .and_then(|task| task.assignee.as_deref()),
+        Some("bo")
+    );
+    // The other task, unassigned, is handed out without an assignee.
+    let other = shard.activate(USER_TASK_JOB, 10).remove(0);
+    assign(&mut shard, other.key, None).expect("unassigned");
+    shard
+        .run(Command::FailJob {
+            key: other.key,
+            retries: 2,
+            retry_backoff_millis: 0,
+            message: "handed back".into(),
+        })
+        .expect("handed back");
+    let again = only_job(&mut shard, USER_TASK_JOB);
+    assert_eq!(again.key, other.key);
+    assert_eq!(header(&again, "io.camunda.zeebe:assignee"), None);
+    assert_eq!(header(&again, "io.camunda.zeebe:priority"), Some("50"));
+    shard.check_replay();
+    // What cannot be assigned.
+    let refused = |shard: &mut Shard, key, assignee: Option<&str>, code, text: &str| {
+        let rejection = assign(shard, key, assignee).expect_err(text);
+        assert_eq!(rejection.code, code, "{}", rejection.message);
+        assert!(rejection.message.contains(text), "{}", rejection.message);
+    };
+    refused(
+        &mut shard,
+        held.key,
+        Some(""),
+        RejectionCode::InvalidArgument,
+        "the assignee is empty",
+    );
+    let long = "x".repeat(1025);
+    refused(
+        &mut shard,
+        held.key,
+        Some(&long),
+        RejectionCode::InvalidArgument,
+        "over NAME_BYTES_MAX",
+    );
+    shard.complete(held.key, vars("{}"));
+    refused(
+        &mut shard,
+        held.key,
+        Some("bo"),
+        RejectionCode::JobNotFound,
+        "no open user task has it",
+    );
+    let mut service = Shard::new();
+    service.deploy("one.bpmn", &common::one_task());
+    service.create("one-task", vars("{}"));
+    let work = service.activate("work", 1).remove(0);
+    refused(
+        &mut service,
+        work.key,
+        Some("bo"),
+        RejectionCode::InvalidArgument,
+        "is not a user task's job",
+    );
+}

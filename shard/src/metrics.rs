@@ -40,7 +40,7 @@ use ringflow_core::{Command, RejectionCode};
 use crate::cold::ExportQueue;
 
 /// The command types, as the `command` label says them.
-pub const COMMAND_KINDS: [&str; 24] = [
+pub const COMMAND_KINDS: [&str; 25] = [
     "deploy",
     "create_instance",
     "cancel_instance",
@@ -65,6 +65,7 @@ pub const COMMAND_KINDS: [&str; 24] = [
     "activate_ad_hoc_activities",
     "complete_ad_hoc_job",
     "complete_task_listener_job",
+    "assign_user_task",
 ];
 
 /// The index of a command's type in [`COMMAND_KINDS`].
@@ -94,6 +95,7 @@ pub fn command_kind(command: &Command) -> usize {
         Command::ActivateAdHocActivities { .. } => 21,
         Command::CompleteAdHocJob { .. } => 22,
         Command::CompleteTaskListenerJob { .. } => 23,
+        Command::AssignUserTask { .. } => 24,
     }
 }
 

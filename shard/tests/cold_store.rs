@@ -558,7 +558,7 @@ fn a_version_1_store_migrates_to_version_2_with_its_rows() {
         let before = counts(&mut conn);
         assert!(before.iter().all(|count| *count > 0), "{before:?}");
         let indexes_before = indexes(&mut conn);
-        assert_eq!(schema::migrate(&mut conn).expect("to 2"), [2]);
+        assert_eq!(schema::migrate_to(&mut conn, 2).expect("to 2"), [2]);
         assert_eq!(counts(&mut conn), before, "the migration keeps every row");
         assert_eq!(
             indexes(&mut conn),
@@ -953,6 +953,21 @@ fn user_tasks_are_recorded_and_listed_like_a_tasklist() {
         },
         &mut records,
     );
+    // The second instance's triage is assigned to zed.
+    let second = state
+        .jobs()
+        .map(|job| job.key)
+        .filter(|key| *key > first)
+        .min()
+        .expect("the second triage");
+    run(
+        &mut state,
+        Command::AssignUserTask {
+            key: second,
+            assignee: Some("zed".into()),
+        },
+        &mut records,
+    );
     for (target, _dir) in targets("user_tasks") {
         let mut conn = Conn::open(&target).expect("open");
         schema::migrate(&mut conn).expect("migrate");
@@ -971,7 +986,7 @@ fn user_tasks_are_recorded_and_listed_like_a_tasklist() {
             .collect();
         assert_eq!(
             ids,
-            [("approve", Some("ana")), ("triage", None)],
+            [("approve", Some("ana")), ("triage", Some("zed"))],
             "{}: newest first, the completed triage left out",
             target.describe()
         );

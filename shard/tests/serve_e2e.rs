@@ -2268,6 +2268,11 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
         Some("add a comment")
     );
     assert_eq!(job_header(&again, "io.camunda.zeebe:assignee"), Some("bo"));
+    let assigned = cli_json(
+        &addr,
+        &["jobs", "assign", &again.key.to_string(), "--assignee", "cy"],
+    );
+    assert!(assigned.is_object(), "{assigned}");
     client
         .done(&Request::CompleteJob {
             job_key: again.key,
@@ -2297,7 +2302,7 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
     assert_eq!(rows.len(), 2, "{listed}");
     assert_eq!(rows[0]["jobKey"], again.key, "{listed}");
     assert_eq!(rows[0]["deniedReason"], "add a comment");
-    assert_eq!(rows[0]["assignee"], "bo");
+    assert_eq!(rows[0]["assignee"], "cy", "assigned from the CLI");
     assert_eq!(rows[0]["priority"], 80);
     assert_eq!(rows[0]["state"], "completed");
     assert_eq!(rows[1]["jobKey"], task.key);

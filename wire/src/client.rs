@@ -376,6 +376,7 @@ pub fn route(topology: &Topology, request: &Request) -> Route {
         Request::CompleteJob { job_key, .. }
         | Request::CompleteAdHocJob { job_key, .. }
         | Request::CompleteTaskListenerJob { job_key, .. }
+        | Request::AssignUserTask { job_key, .. }
         | Request::FailJob { job_key, .. }
         | Request::ThrowError { job_key, .. }
         | Request::UpdateJobRetries { job_key, .. } => key(*job_key),
@@ -629,6 +630,15 @@ impl Client {
             activate_elements,
             completion_condition_fulfilled,
             cancel_remaining_instances,
+        })
+        .map(|_| ())
+    }
+
+    /// Assigns the user task whose job is `job_key` to `assignee`, or unassigns it (empty).
+    pub fn assign_user_task(&mut self, job_key: u64, assignee: &str) -> Result<(), ClientError> {
+        self.done(&Request::AssignUserTask {
+            job_key,
+            assignee: assignee.to_string(),
         })
         .map(|_| ())
     }

@@ -368,6 +368,13 @@ pub enum Request {
         /// large as the largest).
         decision: Box<TaskListenerDecision>,
     },
+    /// `AssignUserTaskRequest`: routed by the key.
+    AssignUserTask {
+        /// The user task's job key.
+        job_key: u64,
+        /// The new assignee; empty: unassign.
+        assignee: String,
+    },
     /// `ActivateAdHocActivitiesRequest`: routed by the key.
     ActivateAdHocActivities {
         /// The ad-hoc subprocess's element instance key.
@@ -412,6 +419,7 @@ impl Request {
             Request::ActivateAdHocActivities { .. } => "ActivateAdHocActivities",
             Request::CompleteAdHocJob { .. } => "CompleteJob",
             Request::CompleteTaskListenerJob { .. } => "CompleteJob",
+            Request::AssignUserTask { .. } => "AssignUserTask",
         }
     }
 }
@@ -973,6 +981,14 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
             let t = fb::CompleteJobRequest::create(b, &args);
             (fb::Body::CompleteJobRequest, t.as_union_value())
         }
+        Request::AssignUserTask { job_key, assignee } => {
+            let args = fb::AssignUserTaskRequestArgs {
+                job_key: *job_key,
+                assignee: opt_str(b, assignee),
+            };
+            let t = fb::AssignUserTaskRequest::create(b, &args);
+            (fb::Body::AssignUserTaskRequest, t.as_union_value())
+        }
         Request::CompleteTaskListenerJob { job_key, decision } => {
             let result = encode_task_listener_decision(b, decision);
             let args = fb::CompleteJobRequestArgs {
@@ -1511,6 +1527,15 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
                 }),
             }
         }
+        B::AssignUserTaskRequest => {
+            let assign = envelope
+                .body_as_assign_user_task_request()
+                .ok_or_else(missing)?;
+            request(Request::AssignUserTask {
+                job_key: assign.job_key(),
+                assignee: text(assign.assignee()),
+            })
+        }
         B::FailJobRequest => {
             let fail = envelope.body_as_fail_job_request().ok_or_else(missing)?;
             request(Request::FailJob {
@@ -1848,6 +1873,14 @@ mod tests {
             Request::CompleteTaskListenerJob {
                 job_key: 10,
                 decision: Box::default(),
+            },
+            Request::AssignUserTask {
+                job_key: 13,
+                assignee: "ana".into(),
+            },
+            Request::AssignUserTask {
+                job_key: 14,
+                assignee: String::new(),
             },
             Request::CompleteTaskListenerJob {
                 job_key: 11,

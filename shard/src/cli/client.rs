@@ -526,6 +526,27 @@ pub enum JobsCommand {
     ThrowError(ThrowErrorArgs),
     /// Set a job's retries (before resolving its incident).
     UpdateRetries(RetriesArgs),
+    /// Assign a user task (by its job key) to a user, or unassign it.
+    Assign(AssignArgs),
+}
+
+/// `ringflow jobs assign`.
+#[derive(Debug, clap::Args)]
+pub struct AssignArgs {
+    /// The user task's job key (`ringflow user-tasks` lists them).
+    key: u64,
+    /// The user to assign it to.
+    #[arg(
+        long,
+        required_unless_present = "unassign",
+        conflicts_with = "unassign"
+    )]
+    assignee: Option<String>,
+    /// Take the assignee away.
+    #[arg(long)]
+    unassign: bool,
+    #[command(flatten)]
+    conn: Conn,
 }
 
 /// `ringflow jobs activate`.
@@ -751,6 +772,16 @@ pub fn jobs(command: &JobsCommand) -> anyhow::Result<ExitCode> {
                 message: args.message.clone(),
             };
             done(&args.conn, request, "threw an error from job")
+        }
+        JobsCommand::Assign(args) => {
+            let request = Request::AssignUserTask {
+                job_key: args.key,
+                assignee: args.assignee.clone().unwrap_or_default(),
+            };
+            if args.assignee.as_deref() == Some("") {
+                anyhow::bail!("--assignee is empty: use --unassign to take the assignee away");
+            }
+            done(&args.conn, request, "assigned the user task of job")
         }
         JobsCommand::UpdateRetries(args) => {
             let request = Request::UpdateJobRetries {

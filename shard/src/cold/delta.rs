@@ -230,6 +230,8 @@ pub struct Delta {
     variables: BTreeMap<(Key, String), (Key, String, i64)>,
     /// User tasks made, with the time.
     user_tasks: Vec<(Box<ringflow_core::UserTaskCreated>, i64)>,
+    /// User tasks' last assignee in the batch, by job key.
+    assignments: BTreeMap<Key, Option<String>>,
     /// Leave element instances out (history level `instances`).
     skip_elements: bool,
     /// Journal records folded in.
@@ -343,6 +345,9 @@ impl Delta {
                 });
             }
             Event::UserTaskCreated(task) => self.user_tasks.push((task.clone(), at)),
+            Event::UserTaskAssigned { key, assignee } => {
+                self.assignments.insert(*key, assignee.clone());
+            }
             Event::JobCompleted { key } => self.job(*key, "completed", None, None, at),
             Event::JobCancelled { key } => self.job(*key, "canceled", None, None, at),
             Event::JobFailed {
@@ -614,6 +619,15 @@ impl Delta {
                     Param::Text(task.form_key.as_deref()),
                     Param::Text(properties.denied_reason.as_deref()),
                     Param::Int(Some(*at)),
+                ],
+            )?;
+        }
+        for (key, assignee) in &self.assignments {
+            conn.execute(
+                "UPDATE user_tasks SET assignee = $2 WHERE job_key = $1",
+                &[
+                    Param::Int(Some(db_key(*key))),
+                    Param::Text(assignee.as_deref()),
                 ],
             )?;
         }

@@ -366,7 +366,13 @@ fn user_tasks_of(
         let json = serde_json::to_string(group).expect("a string serializes");
         format!("%{}%", like_literal(&json))
     });
-    let sql = "SELECT u.job_key, u.process_instance_key, COALESCE(d.bpmn_process_id, ''), \
+    let open_only = if filter.all {
+        ""
+    } else {
+        " AND COALESCE(j.state, 'created') IN ('created', 'failed')"
+    };
+    let sql = format!(
+        "SELECT u.job_key, u.process_instance_key, COALESCE(d.bpmn_process_id, ''), \
                u.element_id, COALESCE(j.state, 'created'), u.assignee, u.candidate_groups, \
                u.candidate_users, u.due_date, u.follow_up_date, u.priority, u.form_key, \
                u.denied_reason, u.created_millis \
@@ -375,15 +381,14 @@ fn user_tasks_of(
                LEFT JOIN process_instances i ON i.key = u.process_instance_key \
                LEFT JOIN process_definitions d ON d.key = i.process_definition_key \
                WHERE ($1 = '' OR u.assignee = $1) \
-               AND ($2 = '' OR u.candidate_groups LIKE $2 ESCAPE '\\') \
-               AND ($3 = 1 OR COALESCE(j.state, 'created') IN ('created', 'failed')) \
-               ORDER BY u.created_millis DESC, u.job_key DESC LIMIT $4";
+               AND ($2 = '' OR u.candidate_groups LIKE $2 ESCAPE '\\'){open_only} \
+               ORDER BY u.created_millis DESC, u.job_key DESC LIMIT $3"
+    );
     let rows = conn.query(
-        sql,
+        &sql,
         &[
             Param::Text(Some(filter.assignee.unwrap_or(""))),
             Param::Text(Some(group.as_deref().unwrap_or(""))),
-            Param::Int(Some(i64::from(filter.all))),
             Param::Int(Some(i64::try_from(limit).unwrap_or(i64::MAX))),
         ],
     )?;

@@ -748,6 +748,10 @@ impl Conn {
                     cancel_remaining_instances,
                 },
             },
+            Request::AssignUserTask { job_key, assignee } => Command::AssignUserTask {
+                key: self.check_key(job_key, "job")?,
+                assignee: (!assignee.is_empty()).then_some(assignee),
+            },
             Request::CompleteTaskListenerJob { job_key, decision } => {
                 Command::CompleteTaskListenerJob {
                     key: self.check_key(job_key, "job")?,

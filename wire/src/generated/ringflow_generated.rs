@@ -376,10 +376,10 @@ impl flatbuffers::SimpleToVerifyInSlice for ListenerEventType {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 26;
+pub const ENUM_MAX_BODY: u8 = 27;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 27] = [
+pub const ENUM_VALUES_BODY: [Body; 28] = [
   Body::NONE,
   Body::TopologyRequest,
   Body::DeployRequest,
@@ -407,6 +407,7 @@ pub const ENUM_VALUES_BODY: [Body; 27] = [
   Body::EvaluateConditionalRequest,
   Body::InstancesStarted,
   Body::ActivateAdHocActivitiesRequest,
+  Body::AssignUserTaskRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -441,9 +442,10 @@ impl Body {
   pub const EvaluateConditionalRequest: Self = Self(24);
   pub const InstancesStarted: Self = Self(25);
   pub const ActivateAdHocActivitiesRequest: Self = Self(26);
+  pub const AssignUserTaskRequest: Self = Self(27);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 26;
+  pub const ENUM_MAX: u8 = 27;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::TopologyRequest,
@@ -472,6 +474,7 @@ impl Body {
     Self::EvaluateConditionalRequest,
     Self::InstancesStarted,
     Self::ActivateAdHocActivitiesRequest,
+    Self::AssignUserTaskRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -503,6 +506,7 @@ impl Body {
       Self::EvaluateConditionalRequest => Some("EvaluateConditionalRequest"),
       Self::InstancesStarted => Some("InstancesStarted"),
       Self::ActivateAdHocActivitiesRequest => Some("ActivateAdHocActivitiesRequest"),
+      Self::AssignUserTaskRequest => Some("AssignUserTaskRequest"),
       _ => None,
     }
   }
@@ -2860,6 +2864,120 @@ impl core::fmt::Debug for ThrowErrorRequest<'_> {
       ds.field("job_key", &self.job_key());
       ds.field("error_code", &self.error_code());
       ds.field("message", &self.message());
+      ds.finish()
+  }
+}
+pub enum AssignUserTaskRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AssignUserTaskRequest<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for AssignUserTaskRequest<'a> {
+  type Inner = AssignUserTaskRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> AssignUserTaskRequest<'a> {
+  pub const VT_JOB_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_ASSIGNEE: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    AssignUserTaskRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args AssignUserTaskRequestArgs<'args>
+  ) -> flatbuffers::WIPOffset<AssignUserTaskRequest<'bldr>> {
+    let mut builder = AssignUserTaskRequestBuilder::new(_fbb);
+    builder.add_job_key(args.job_key);
+    if let Some(x) = args.assignee { builder.add_assignee(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn job_key(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(AssignUserTaskRequest::VT_JOB_KEY, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn assignee(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(AssignUserTaskRequest::VT_ASSIGNEE, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for AssignUserTaskRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<u64>("job_key", Self::VT_JOB_KEY, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("assignee", Self::VT_ASSIGNEE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AssignUserTaskRequestArgs<'a> {
+    pub job_key: u64,
+    pub assignee: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AssignUserTaskRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AssignUserTaskRequestArgs {
+      job_key: 0,
+      assignee: None,
+    }
+  }
+}
+
+pub struct AssignUserTaskRequestBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> AssignUserTaskRequestBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_job_key(&mut self, job_key: u64) {
+    self.fbb_.push_slot::<u64>(AssignUserTaskRequest::VT_JOB_KEY, job_key, 0);
+  }
+  #[inline]
+  pub fn add_assignee(&mut self, assignee: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AssignUserTaskRequest::VT_ASSIGNEE, assignee);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> AssignUserTaskRequestBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    AssignUserTaskRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<AssignUserTaskRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for AssignUserTaskRequest<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("AssignUserTaskRequest");
+      ds.field("job_key", &self.job_key());
+      ds.field("assignee", &self.assignee());
       ds.finish()
   }
 }
@@ -6277,6 +6395,21 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_assign_user_task_request(&self) -> Option<AssignUserTaskRequest<'a>> {
+    if self.body_type() == Body::AssignUserTaskRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AssignUserTaskRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Envelope<'_> {
@@ -6315,6 +6448,7 @@ impl flatbuffers::Verifiable for Envelope<'_> {
           Body::EvaluateConditionalRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<EvaluateConditionalRequest>>("Body::EvaluateConditionalRequest", pos),
           Body::InstancesStarted => v.verify_union_variant::<flatbuffers::ForwardsUOffset<InstancesStarted>>("Body::InstancesStarted", pos),
           Body::ActivateAdHocActivitiesRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ActivateAdHocActivitiesRequest>>("Body::ActivateAdHocActivitiesRequest", pos),
+          Body::AssignUserTaskRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<AssignUserTaskRequest>>("Body::AssignUserTaskRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -6553,6 +6687,13 @@ impl core::fmt::Debug for Envelope<'_> {
         },
         Body::ActivateAdHocActivitiesRequest => {
           if let Some(x) = self.body_as_activate_ad_hoc_activities_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::AssignUserTaskRequest => {
+          if let Some(x) = self.body_as_assign_user_task_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
