@@ -629,13 +629,11 @@ impl<'d> Compiler<'d> {
             {
                 Some("creating" | "create") => "creating",
                 Some("completing" | "complete") => "completing",
-                Some(
-                    other @ ("assigning" | "assignment" | "updating" | "update" | "canceling"
-                    | "cancel"),
-                ) => {
+                Some("assigning" | "assignment") => "assigning",
+                Some(other @ ("updating" | "update" | "canceling" | "cancel")) => {
                     let message = format!(
                         "a zeebe:taskListener with eventType=\"{other}\" is not supported yet \
-                         (ringflow runs creating and completing task listeners)"
+                         (ringflow runs creating, assigning and completing task listeners)"
                     );
                     self.report(K::UnsupportedElement, node, message);
                     continue;
@@ -649,7 +647,8 @@ impl<'d> Compiler<'d> {
                     continue;
                 }
                 None => {
-                    let message = "a zeebe:taskListener has no eventType (creating or completing)";
+                    let message =
+                        "a zeebe:taskListener has no eventType (creating, assigning or completing)";
                     self.report(K::MissingAttribute, node, message.to_string());
                     continue;
                 }
@@ -686,6 +685,7 @@ impl<'d> Compiler<'d> {
             };
             match event {
                 "creating" => listeners.creating.push(definition),
+                "assigning" => listeners.assigning.push(definition),
                 _ => listeners.completing.push(definition),
             }
         }

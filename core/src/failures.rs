@@ -177,6 +177,10 @@ pub(crate) fn resolve(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
             let element = run.state.elements[&element_key].element;
             run.listen(element_key, element, ListenerEvent::Completing, 0);
         }
+        IncidentRetry::Assigning => {
+            let element = run.state.elements[&element_key].element;
+            run.listen(element_key, element, ListenerEvent::Assigning, 0);
+        }
     }
     run.run();
     Ok(Outcome {

@@ -255,9 +255,12 @@ pub struct UserTaskProperties {
 pub struct UserTaskHold {
     /// The task's properties, as the listeners so far corrected them.
     pub properties: UserTaskProperties,
-    /// `None` while the task is being created (it has no job yet); the variables its
-    /// completion was asked with while it is being completed.
+    /// `None` while the task is being created (it has no job yet) or assigned; the variables
+    /// its completion was asked with while it is being completed.
     pub completion: Option<crate::engine::Variables>,
+    /// While it is being assigned: its job, taken out of the jobs (its `user_task` the
+    /// properties before the assignment, kept for a denial).
+    pub job: Option<Box<Job>>,
 }
 
 /// When an execution listener or a user task's task listener runs.
@@ -272,12 +275,18 @@ pub enum ListenerEvent {
     /// A task listener: before a user task's completion is applied
     /// (`eventType="completing"`).
     Completing,
+    /// A task listener: before a user task's new assignee is applied
+    /// (`eventType="assigning"`).
+    Assigning,
 }
 
 impl ListenerEvent {
     /// Whether this is a user task's task listener (not an execution listener).
     pub fn is_task_listener(self) -> bool {
-        matches!(self, ListenerEvent::Creating | ListenerEvent::Completing)
+        matches!(
+            self,
+            ListenerEvent::Creating | ListenerEvent::Completing | ListenerEvent::Assigning
+        )
     }
 }
 
@@ -318,4 +327,6 @@ pub enum IncidentRetry {
     /// Runs a user task's completing listeners again, from the first (one of them could not
     /// be made).
     Completing,
+    /// Runs a user task's assigning listeners again, from the first.
+    Assigning,
 }

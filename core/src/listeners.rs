@@ -122,6 +122,7 @@ impl Run<'_> {
             ListenerEvent::End => self.after_end_listeners(key),
             ListenerEvent::Creating => self.after_creating_listeners(key),
             ListenerEvent::Completing => self.after_completing_listeners(key),
+            ListenerEvent::Assigning => self.after_assigning_listeners(key),
         }
     }
 
@@ -179,6 +180,7 @@ pub(crate) fn listeners_of(
         (ListenerEvent::End, _) => &model.listeners.end,
         (ListenerEvent::Creating, ElementKind::UserTask(task)) => &task.listeners.creating,
         (ListenerEvent::Completing, ElementKind::UserTask(task)) => &task.listeners.completing,
+        (ListenerEvent::Assigning, ElementKind::UserTask(task)) => &task.listeners.assigning,
         _ => &[],
     }
 }

@@ -910,6 +910,10 @@ impl<'s> Run<'s> {
                 event: ListenerEvent::Completing,
                 ..
             }) => IncidentRetry::Completing,
+            Some(Listener {
+                event: ListenerEvent::Assigning,
+                ..
+            }) => IncidentRetry::Assigning,
             _ => IncidentRetry::Activation,
         };
         // A static type is the model's own name, shared; a FEEL one is made per job.

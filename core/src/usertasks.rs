@@ -33,11 +33,13 @@
 //! | event | when | what is held (`State::user_task_holds`) |
 //! |---|---|---|
 //! | creating | after the properties are evaluated, before the task's job is made | the properties; the job is made with them once the last listener is done |
+//! | assigning | when the task is assigned (`AssignUserTask`), or made with an assignee (made unassigned, then assigned) | the properties with the new assignee and the task's job (same key); the job comes back, ready, once the last listener is done |
 //! | completing | when the task's job is completed: the job goes | the properties and the completion's variables; set (the task completes) once the last listener is done |
 //!
 //! A listener's worker answers with a [`TaskListenerResult`] (`CompleteTaskListenerJob`): it
-//! may correct the properties, and a completing listener may deny the completion, which
-//! gives the task a new job with its properties and the reason. A listener's job takes no
+//! may correct the properties; a completing listener may deny the completion, which gives
+//! the task a new job with its properties and the reason, and an assigning listener the
+//! assignment, which gives the task its job back as it was. A listener's job takes no
 //! variables. Termination drops what is held with the element.
 
 use std::sync::Arc;
@@ -183,18 +185,19 @@ impl Run<'_> {
     /// that cannot be evaluated is an incident, and no job is made.
     pub(crate) fn create_user_task(&mut self, key: Key, task: &UserTask) {
         if !task.has_properties() {
-            return self.make_user_task_job(key, task, UserTaskProperties::default());
+            return self.make_user_task_job(key, task, UserTaskProperties::default(), true);
         }
         let properties = match self.user_task_properties(key, task) {
             Ok(properties) => properties,
             Err(message) => return self.incident(key, message),
         };
         if task.listeners.creating.is_empty() {
-            return self.make_user_task_job(key, task, properties);
+            return self.make_user_task_job(key, task, properties, true);
         }
         let hold = UserTaskHold {
             properties,
             completion: None,
+            job: None,
         };
         self.state.user_task_holds.insert(key, hold);
         let element = self.state.elements[&key].element;
@@ -203,7 +206,20 @@ impl Run<'_> {
 
     /// Makes the job of the user task `key` with its properties (none kept for a task
     /// without any), and records the task (`Event::UserTaskCreated`).
-    fn make_user_task_job(&mut self, key: Key, task: &UserTask, properties: UserTaskProperties) {
+    /// A `new` task with an assignee and assigning listeners is made unassigned, and then
+    /// assigned through its listeners, as in Camunda 8.
+    fn make_user_task_job(
+        &mut self,
+        key: Key,
+        task: &UserTask,
+        mut properties: UserTaskProperties,
+        new: bool,
+    ) {
+        let assign_later = if !new || task.listeners.assigning.is_empty() {
+            None
+        } else {
+            properties.assignee.take()
+        };
         let Some(job) = self.create_job_for(key, &task.job, None) else {
             return;
         };
@@ -225,6 +241,70 @@ impl Run<'_> {
                 .expect("just created")
                 .user_task = Some(Box::new(properties));
         }
+        if assign_later.is_some() {
+            self.begin_assignment(job, assign_later);
+        }
+    }
+
+    /// Takes the user task's job `job_key` out of the jobs and runs the task's assigning
+    /// listeners for `assignee`; the job comes back when they are done.
+    fn begin_assignment(&mut self, job_key: Key, assignee: Option<String>) {
+        let job = self.state.remove_job(job_key);
+        let key = job.element_instance_key;
+        self.state.elements.get_mut(&key).expect("live").job = None;
+        let mut properties = job.user_task.as_deref().cloned().unwrap_or_default();
+        properties.assignee = assignee;
+        properties.denied_reason = None;
+        let hold = UserTaskHold {
+            properties,
+            completion: None,
+            job: Some(Box::new(job)),
+        };
+        self.state.user_task_holds.insert(key, hold);
+        let element = self.state.elements[&key].element;
+        self.listen(key, element, ListenerEvent::Assigning, 0);
+    }
+
+    /// The last assigning listener is done: the job comes back, ready to be taken, with the
+    /// new assignee (as the listeners left it).
+    pub(crate) fn after_assigning_listeners(&mut self, key: Key) {
+        let hold = self
+            .state
+            .user_task_holds
+            .remove(&key)
+            .expect("a user task being assigned is held");
+        let mut job = *hold.job.expect("a user task being assigned holds its job");
+        let assignee = hold.properties.assignee.clone();
+        job.user_task = Some(Box::new(hold.properties));
+        let job_key = job.key;
+        self.restore_user_task_job(job);
+        self.events.push(Event::UserTaskAssigned {
+            key: job_key,
+            assignee,
+        });
+    }
+
+    /// An assigning listener denied the assignment: the job comes back as it was.
+    fn deny_assignment(&mut self, key: Key) {
+        let hold = self
+            .state
+            .user_task_holds
+            .remove(&key)
+            .expect("a user task being assigned is held");
+        let job = *hold.job.expect("a user task being assigned holds its job");
+        self.restore_user_task_job(job);
+    }
+
+    /// Puts a held user task's job back (same key), ready to be taken.
+    fn restore_user_task_job(&mut self, job: crate::instance::Job) {
+        let (job_key, key, job_type) = (job.key, job.element_instance_key, job.job_type.clone());
+        self.state.jobs.insert(job_key, job);
+        self.state.make_ready(job_key);
+        self.state.elements.get_mut(&key).expect("live").job = Some(job_key);
+        let available = crate::engine::Effect::JobsAvailable { job_type };
+        if !self.effects.contains(&available) {
+            self.effects.push(available);
+        }
     }
 
     /// The model of the user task `key`.
@@ -245,7 +325,7 @@ impl Run<'_> {
         let ElementKind::UserTask(task) = &definition.element(element).kind else {
             unreachable!("task listeners belong to user tasks");
         };
-        self.make_user_task_job(key, task, hold.properties);
+        self.make_user_task_job(key, task, hold.properties, true);
     }
 
     /// The last completing listener is done: the completion's variables are applied and the
@@ -285,7 +365,8 @@ impl Run<'_> {
         };
         let mut properties = hold.properties;
         properties.denied_reason = Some(reason);
-        self.make_user_task_job(key, task, properties);
+        // The task as it was: assigned already, its assigning listeners do not run again.
+        self.make_user_task_job(key, task, properties, false);
     }
 
     fn user_task_properties(
@@ -496,6 +577,7 @@ pub(crate) fn complete(
             .map(|properties| *properties)
             .unwrap_or_default(),
         completion: Some(variables),
+        job: None,
     };
     run.state.user_task_holds.insert(element_instance_key, hold);
     let element = run.state.elements[&element_instance_key].element;
@@ -540,9 +622,10 @@ pub(crate) fn complete_listener_job(
             format!("job {key} failed and waits for a retry; it cannot be completed now"),
         ));
     }
-    if result.denied && listener.event != ListenerEvent::Completing {
+    if result.denied && listener.event == ListenerEvent::Creating {
         return invalid(format!(
-            "job {key} is a creating listener's job: only a completing listener can deny"
+            "job {key} is a creating listener's job: only completing and assigning listeners \
+             can deny"
         ));
     }
     if result.denied && !result.corrections.is_empty() {
@@ -571,7 +654,9 @@ pub(crate) fn complete_listener_job(
         .get_mut(&element_instance_key)
         .expect("a job's element is live")
         .job = None;
-    if result.denied {
+    if result.denied && listener.event == ListenerEvent::Assigning {
+        run.deny_assignment(element_instance_key);
+    } else if result.denied {
         run.deny_completion(element_instance_key, result.denied_reason);
     } else {
         let hold = run
@@ -626,6 +711,21 @@ pub(crate) fn assign(
             ));
         }
         _ => {}
+    }
+    let has_assigning = matches!(
+        &definition.element(element.element).kind,
+        ElementKind::UserTask(task) if !task.listeners.assigning.is_empty()
+    );
+    if has_assigning {
+        let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+        run.begin_assignment(key, assignee);
+        run.run();
+        return Ok(Outcome {
+            response: Response::JobUpdated { key },
+            events: std::mem::take(&mut run.events),
+            effects: std::mem::take(&mut run.effects),
+            next_key: run.keys.next(),
+        });
     }
     let job = state.jobs.get_mut(&key).expect("checked above");
     job.user_task.get_or_insert_default().assignee = assignee.clone();

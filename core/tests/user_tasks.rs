@@ -522,7 +522,7 @@ fn a_listener_decision_that_cannot_be_taken_is_refused_and_changes_nothing() {
         &mut shard,
         enrich.key,
         deny.clone(),
-        "only a completing listener can deny",
+        "only completing and assigning listeners can deny",
     );
     let bad_date = TaskListenerResult {
         corrections: UserTaskCorrections {
@@ -789,4 +789,111 @@ fn a_user_task_is_assigned_and_unassigned_by_its_job_key() {
         RejectionCode::InvalidArgument,
         "is not a user task's job",
     );
+}
+
+#[test]
+fn assigning_listeners_see_the_new_assignee_and_may_correct_or_deny_it() {
+    let mut shard = Shard::new();
+    shard.deploy(
+        "review.bpmn",
+        &listened(
+            r#"<zeebe:taskListener eventType="assigning" type="notify"/>"#,
+            "",
+        ),
+    );
+    // Made with an assignee: made unassigned, then assigned through the listener.
+    let (instance, created) = shard.create("review", vars("{}"));
+    let made = created
+        .events
+        .iter()
+        .find_map(|event| match event {
+            ringflow_core::Event::UserTaskCreated(task) => Some(task.clone()),
+            _ => None,
+        })
+        .expect("the task is recorded");
+    assert_eq!(made.properties.assignee, None, "made unassigned");
+    assert!(shard.activate(USER_TASK_JOB, 10).is_empty(), "held");
+    let notify = only_job(&mut shard, "notify");
+    assert_eq!(notify.listener, Some(ListenerEvent::Assigning));
+    assert_eq!(header(&notify, "io.camunda.zeebe:assignee"), Some("ana"));
+    shard.check_replay();
+    let done = shard.complete(notify.key, vars("{}"));
+    assert!(done.events.iter().any(|event| matches!(
+        event,
+        ringflow_core::Event::UserTaskAssigned { key, assignee }
+            if *key == made.job_key && assignee.as_deref() == Some("ana")
+    )));
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    assert_eq!(task.key, made.job_key, "the job keeps its key");
+    assert_eq!(header(&task, "io.camunda.zeebe:assignee"), Some("ana"));
+    // Reassigned while a worker holds it: the listener corrects the assignee.
+    shard
+        .run(Command::AssignUserTask {
+            key: task.key,
+            assignee: Some("bo".into()),
+        })
+        .expect("assigning");
+    let notify = only_job(&mut shard, "notify");
+    assert_eq!(header(&notify, "io.camunda.zeebe:assignee"), Some("bo"));
+    decide(
+        &mut shard,
+        notify.key,
+        TaskListenerResult {
+            corrections: UserTaskCorrections {
+                assignee: Some("cy".into()),
+                ..UserTaskCorrections::default()
+            },
+            ..TaskListenerResult::default()
+        },
+    );
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    assert_eq!(header(&task, "io.camunda.zeebe:assignee"), Some("cy"));
+    // Denied: the assignee stays.
+    shard
+        .run(Command::AssignUserTask {
+            key: task.key,
+            assignee: None,
+        })
+        .expect("unassigning");
+    let notify = only_job(&mut shard, "notify");
+    assert_eq!(header(&notify, "io.camunda.zeebe:assignee"), None);
+    shard.check_replay();
+    decide(
+        &mut shard,
+        notify.key,
+        TaskListenerResult {
+            denied: true,
+            denied_reason: "the task needs someone".into(),
+            ..TaskListenerResult::default()
+        },
+    );
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    assert_eq!(header(&task, "io.camunda.zeebe:assignee"), Some("cy"));
+    // While the task is being assigned it cannot be assigned or completed again.
+    shard
+        .run(Command::AssignUserTask {
+            key: task.key,
+            assignee: Some("dee".into()),
+        })
+        .expect("assigning");
+    let again = shard
+        .run(Command::AssignUserTask {
+            key: task.key,
+            assignee: Some("eve".into()),
+        })
+        .expect_err("held");
+    assert_eq!(again.code, RejectionCode::JobNotFound);
+    let complete = shard
+        .run(Command::CompleteJob {
+            key: task.key,
+            variables: vars("{}"),
+        })
+        .expect_err("held");
+    assert_eq!(complete.code, RejectionCode::JobNotFound);
+    // Cancelling the instance takes the held job with it.
+    shard
+        .run(Command::CancelInstance { key: instance })
+        .expect("cancelled");
+    shard.check_replay();
+    shard.assert_clean();
 }

@@ -2169,6 +2169,7 @@ const REVIEWED: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/
       <zeebe:formDefinition formKey="camunda-forms:bpmn:review-form"/>
       <zeebe:taskListeners>
         <zeebe:taskListener eventType="creating" type="route"/>
+        <zeebe:taskListener eventType="assigning" type="notify"/>
         <zeebe:taskListener eventType="completing" type="check"/>
       </zeebe:taskListeners>
     </bpmn:extensionElements></bpmn:userTask>
@@ -2207,6 +2208,10 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
             },
         )
         .expect("corrected");
+    // Made with an assignee: made unassigned, then assigned through `notify`.
+    let notify = complete_one(&mut client, "notify");
+    assert_eq!(notify.listener, Some(ringflow_wire::JobListener::Assigning));
+    assert_eq!(job_header(&notify, "io.camunda.zeebe:assignee"), Some("bo"));
     let mut tasks = activate(&mut client, "io.camunda.zeebe:userTask", 5_000);
     let task = tasks.remove(0);
     assert_eq!(task.listener, None);
@@ -2273,6 +2278,8 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
         &["jobs", "assign", &again.key.to_string(), "--assignee", "cy"],
     );
     assert!(assigned.is_object(), "{assigned}");
+    let notify = complete_one(&mut client, "notify");
+    assert_eq!(job_header(&notify, "io.camunda.zeebe:assignee"), Some("cy"));
     client
         .done(&Request::CompleteJob {
             job_key: again.key,

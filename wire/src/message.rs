@@ -509,6 +509,8 @@ pub enum JobListener {
     Creating,
     /// A user task's completing task listener: the task's completion waits for it.
     Completing,
+    /// A user task's assigning task listener: the task's new assignee waits for it.
+    Assigning,
 }
 
 /// What a user task's task listener decided (the schema's `TaskListenerJobResult`). `None`
@@ -1321,7 +1323,9 @@ fn encode_job<'a>(b: &mut Fbb, job: &Job) -> WIPOffset<fb::Job<'a>> {
         kind: match job.listener {
             None => fb::JobKind::BPMN_ELEMENT,
             Some(JobListener::Start | JobListener::End) => fb::JobKind::EXECUTION_LISTENER,
-            Some(JobListener::Creating | JobListener::Completing) => fb::JobKind::TASK_LISTENER,
+            Some(JobListener::Creating | JobListener::Completing | JobListener::Assigning) => {
+                fb::JobKind::TASK_LISTENER
+            }
         },
         listener_event_type: match job.listener {
             None => fb::ListenerEventType::UNSPECIFIED,
@@ -1329,6 +1333,7 @@ fn encode_job<'a>(b: &mut Fbb, job: &Job) -> WIPOffset<fb::Job<'a>> {
             Some(JobListener::End) => fb::ListenerEventType::END,
             Some(JobListener::Creating) => fb::ListenerEventType::CREATING,
             Some(JobListener::Completing) => fb::ListenerEventType::COMPLETING,
+            Some(JobListener::Assigning) => fb::ListenerEventType::ASSIGNING,
         },
     };
     fb::Job::create(b, &args)
@@ -1733,6 +1738,9 @@ fn decode_jobs(jobs: Vector<'_, ForwardsUOffset<fb::Job<'_>>>) -> Vec<Job> {
                 (fb::JobKind::TASK_LISTENER, fb::ListenerEventType::COMPLETING) => {
                     Some(JobListener::Completing)
                 }
+                (fb::JobKind::TASK_LISTENER, fb::ListenerEventType::ASSIGNING) => {
+                    Some(JobListener::Assigning)
+                }
                 _ => None,
             },
         })
@@ -2018,22 +2026,28 @@ mod tests {
                 listener: None,
             }]),
             Response::Jobs(
-                [Some(JobListener::Start), Some(JobListener::End)]
-                    .into_iter()
-                    .map(|listener| Job {
-                        key: 7,
-                        job_type: "audit".into(),
-                        process_instance_key: 2,
-                        bpmn_process_id: "order".into(),
-                        element_id: "task".into(),
-                        element_instance_key: 3,
-                        retries: 1,
-                        deadline_ms: 9,
-                        custom_headers: Vec::new(),
-                        variables: "{}".into(),
-                        listener,
-                    })
-                    .collect(),
+                [
+                    Some(JobListener::Start),
+                    Some(JobListener::End),
+                    Some(JobListener::Creating),
+                    Some(JobListener::Completing),
+                    Some(JobListener::Assigning),
+                ]
+                .into_iter()
+                .map(|listener| Job {
+                    key: 7,
+                    job_type: "audit".into(),
+                    process_instance_key: 2,
+                    bpmn_process_id: "order".into(),
+                    element_id: "task".into(),
+                    element_instance_key: 3,
+                    retries: 1,
+                    deadline_ms: 9,
+                    custom_headers: Vec::new(),
+                    variables: "{}".into(),
+                    listener,
+                })
+                .collect(),
             ),
             Response::Jobs(Vec::new()),
             Response::InstancesStarted(vec![StartedInstance {

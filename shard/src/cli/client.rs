@@ -592,8 +592,9 @@ pub struct CompleteArgs {
     /// For the job of an ad-hoc subprocess's worker: terminate the activations that run.
     #[arg(long)]
     cancel_remaining: bool,
-    /// For the job of a user task's completing listener: refuse the task's completion (the
-    /// task gets a new job, with the reason as its `ringflow:deniedReason` header).
+    /// For the job of a user task's completing or assigning listener: refuse the task's
+    /// completion (the task gets a new job, with the reason as its `ringflow:deniedReason`
+    /// header) or its assignment (the task's job comes back as it was).
     #[arg(long, conflicts_with_all = ["vars", "activate", "done", "cancel_remaining"])]
     deny: bool,
     /// Why the completion is denied (with --deny).

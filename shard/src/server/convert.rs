@@ -132,6 +132,7 @@ pub(crate) fn job(job: ActivatedJob) -> Job {
             ringflow_core::ListenerEvent::End => ringflow_wire::JobListener::End,
             ringflow_core::ListenerEvent::Creating => ringflow_wire::JobListener::Creating,
             ringflow_core::ListenerEvent::Completing => ringflow_wire::JobListener::Completing,
+            ringflow_core::ListenerEvent::Assigning => ringflow_wire::JobListener::Assigning,
         }),
     }
 }

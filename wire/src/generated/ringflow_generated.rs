@@ -279,15 +279,16 @@ impl flatbuffers::SimpleToVerifyInSlice for JobKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_LISTENER_EVENT_TYPE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_LISTENER_EVENT_TYPE: u8 = 4;
+pub const ENUM_MAX_LISTENER_EVENT_TYPE: u8 = 5;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_LISTENER_EVENT_TYPE: [ListenerEventType; 5] = [
+pub const ENUM_VALUES_LISTENER_EVENT_TYPE: [ListenerEventType; 6] = [
   ListenerEventType::UNSPECIFIED,
   ListenerEventType::START,
   ListenerEventType::END,
   ListenerEventType::CREATING,
   ListenerEventType::COMPLETING,
+  ListenerEventType::ASSIGNING,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -300,15 +301,17 @@ impl ListenerEventType {
   pub const END: Self = Self(2);
   pub const CREATING: Self = Self(3);
   pub const COMPLETING: Self = Self(4);
+  pub const ASSIGNING: Self = Self(5);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 4;
+  pub const ENUM_MAX: u8 = 5;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::UNSPECIFIED,
     Self::START,
     Self::END,
     Self::CREATING,
     Self::COMPLETING,
+    Self::ASSIGNING,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -318,6 +321,7 @@ impl ListenerEventType {
       Self::END => Some("END"),
       Self::CREATING => Some("CREATING"),
       Self::COMPLETING => Some("COMPLETING"),
+      Self::ASSIGNING => Some("ASSIGNING"),
       _ => None,
     }
   }
