@@ -630,10 +630,12 @@ impl<'d> Compiler<'d> {
                 Some("creating" | "create") => "creating",
                 Some("completing" | "complete") => "completing",
                 Some("assigning" | "assignment") => "assigning",
-                Some(other @ ("updating" | "update" | "canceling" | "cancel")) => {
+                Some("updating" | "update") => "updating",
+                Some(other @ ("canceling" | "cancel")) => {
                     let message = format!(
                         "a zeebe:taskListener with eventType=\"{other}\" is not supported yet \
-                         (ringflow runs creating, assigning and completing task listeners)"
+                         (ringflow runs creating, assigning, updating and completing task \
+                         listeners; a task's termination does not wait for listeners)"
                     );
                     self.report(K::UnsupportedElement, node, message);
                     continue;
@@ -686,6 +688,7 @@ impl<'d> Compiler<'d> {
             match event {
                 "creating" => listeners.creating.push(definition),
                 "assigning" => listeners.assigning.push(definition),
+                "updating" => listeners.updating.push(definition),
                 _ => listeners.completing.push(definition),
             }
         }

@@ -51,8 +51,8 @@
 //!   [`UserTask`]: static dates and priorities are checked here), `versionTag`,
 //!   `conditionalFilter`, `executionListeners` (see [`ExecutionListeners`]: refused where
 //!   Camunda 8 does not run them), `taskListeners` on Camunda user tasks (see
-//!   [`TaskListeners`]: creating, assigning and completing; the other events are refused, not
-//!   silently ignored). `userTaskForm` and linked or external forms are accepted and carry no
+//!   [`TaskListeners`]: creating, assigning, updating and completing; canceling listeners
+//!   are refused, not silently ignored). `userTaskForm` and linked or external forms are accepted and carry no
 //!   behaviour.
 //! - **FEEL** (a leading `=`) is parsed at deploy time; see [`expression`].
 //! - **Timers**: see [`timer`].

@@ -591,15 +591,17 @@ pub struct UserTask {
 }
 
 /// The task listeners of a Camunda user task (`zeebe:taskListeners`, Camunda 8.8): jobs that
-/// run, one after the other in document order, when the task is being created, assigned
-/// and completed, and that the transition waits for. `updating` and `canceling` listeners
-/// are refused (not supported yet).
+/// run, one after the other in document order, when the task is being created, assigned,
+/// updated and completed, and that the transition waits for. `canceling` listeners are
+/// refused (not supported yet).
 #[derive(Clone, Debug, Default)]
 pub struct TaskListeners {
     /// `eventType="creating"` (or the older `create`).
     pub creating: Vec<JobDefinition>,
     /// `eventType="assigning"` (or the older `assignment`).
     pub assigning: Vec<JobDefinition>,
+    /// `eventType="updating"` (or the older `update`).
+    pub updating: Vec<JobDefinition>,
     /// `eventType="completing"` (or the older `complete`).
     pub completing: Vec<JobDefinition>,
 }

@@ -552,12 +552,6 @@ fn task_listeners_that_ringflow_cannot_run_are_refused_not_ignored() {
     };
     let cases = [
         (
-            r#"<zeebe:taskListener eventType="updating" type="notify"/>"#,
-            "<zeebe:userTask/>",
-            K::UnsupportedElement,
-            "eventType=\"updating\" is not supported yet",
-        ),
-        (
             r#"<zeebe:taskListener eventType="canceling" type="notify"/>"#,
             "<zeebe:userTask/>",
             K::UnsupportedElement,
@@ -621,7 +615,8 @@ fn task_listeners_that_ringflow_cannot_run_are_refused_not_ignored() {
             r#"<zeebe:taskListener eventType="creating" type="enrich" retries="2"/>
                <zeebe:taskListener eventType="completing" type="check"/>
                <zeebe:taskListener eventType="complete" type="=audit"/>
-           <zeebe:taskListener eventType="assignment" type="notify"/>"#,
+           <zeebe:taskListener eventType="assignment" type="notify"/>
+           <zeebe:taskListener eventType="update" type="notify"/>"#,
             "<zeebe:userTask/>",
         ),
         "",
@@ -637,6 +632,7 @@ fn task_listeners_that_ringflow_cannot_run_are_refused_not_ignored() {
     assert_eq!(task.listeners.creating.len(), 1);
     assert_eq!(task.listeners.completing.len(), 2);
     assert_eq!(task.listeners.assigning.len(), 1);
+    assert_eq!(task.listeners.updating.len(), 1);
     assert_eq!(task.listeners.creating[0].retries.as_static(), Some("2"));
     assert!(task.listeners.completing[1].job_type.is_feel());
 }

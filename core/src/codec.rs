@@ -43,6 +43,7 @@
 //! | 24 | ActivateJobs with `fetch_variables` | job type, worker, max jobs u32, lease u64 ms, count, then per name the name (tag 4 when the list is empty) |
 //! | 25 | CompleteTaskListenerJob | key, denied (flag), denied reason, corrections: assignee (optional text), candidate groups and candidate users (each u8 flag, then count and texts), due date and follow-up date (optional texts), priority (u8 flag, then u8) |
 //! | 26 | AssignUserTask | key, assignee (optional text) |
+//! | 27 | UpdateUserTask | key, the changes as CompleteTaskListenerJob's corrections |
 
 use std::sync::Arc;
 
@@ -224,27 +225,34 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
             tagged_key(out, 25, *key);
             out.push(u8::from(result.denied));
             put_bytes(out, result.denied_reason.as_bytes());
-            let corrections = &result.corrections;
-            put_optional_text(out, corrections.assignee.as_deref());
-            for list in [&corrections.candidate_groups, &corrections.candidate_users] {
-                match list {
-                    Some(items) => {
-                        out.push(1);
-                        put_count(out, items.len());
-                        for item in items {
-                            put_bytes(out, item.as_bytes());
-                        }
-                    }
-                    None => out.push(0),
+            put_corrections(out, &result.corrections);
+        }
+        Command::UpdateUserTask { key, changes } => {
+            tagged_key(out, 27, *key);
+            put_corrections(out, changes);
+        }
+    }
+}
+
+fn put_corrections(out: &mut Vec<u8>, corrections: &crate::usertasks::UserTaskCorrections) {
+    put_optional_text(out, corrections.assignee.as_deref());
+    for list in [&corrections.candidate_groups, &corrections.candidate_users] {
+        match list {
+            Some(items) => {
+                out.push(1);
+                put_count(out, items.len());
+                for item in items {
+                    put_bytes(out, item.as_bytes());
                 }
             }
-            put_optional_text(out, corrections.due_date.as_deref());
-            put_optional_text(out, corrections.follow_up_date.as_deref());
-            match corrections.priority {
-                Some(priority) => out.extend_from_slice(&[1, priority]),
-                None => out.push(0),
-            }
+            None => out.push(0),
         }
+    }
+    put_optional_text(out, corrections.due_date.as_deref());
+    put_optional_text(out, corrections.follow_up_date.as_deref());
+    match corrections.priority {
+        Some(priority) => out.extend_from_slice(&[1, priority]),
+        None => out.push(0),
     }
 }
 
@@ -411,6 +419,10 @@ fn read_command(reader: &mut Reader<'_>) -> ReadResult<(Command, Ctx)> {
             },
         },
         25 => read_task_listener_result(reader)?,
+        27 => Command::UpdateUserTask {
+            key: reader.key()?,
+            changes: Box::new(read_corrections(reader)?),
+        },
         26 => Command::AssignUserTask {
             key: reader.key()?,
             assignee: reader.optional_text()?,
@@ -430,6 +442,18 @@ fn read_task_listener_result(reader: &mut Reader<'_>) -> ReadResult<Command> {
     let key = reader.key()?;
     let denied = reader.flag()?;
     let denied_reason = reader.string()?;
+    let corrections = read_corrections(reader)?;
+    Ok(Command::CompleteTaskListenerJob {
+        key,
+        result: Box::new(crate::usertasks::TaskListenerResult {
+            denied,
+            denied_reason,
+            corrections,
+        }),
+    })
+}
+
+fn read_corrections(reader: &mut Reader<'_>) -> ReadResult<crate::usertasks::UserTaskCorrections> {
     let assignee = reader.optional_text()?;
     let mut list = || -> ReadResult<Option<Vec<String>>> {
         if !reader.flag()? {
@@ -448,20 +472,13 @@ fn read_task_listener_result(reader: &mut Reader<'_>) -> ReadResult<Command> {
     } else {
         None
     };
-    Ok(Command::CompleteTaskListenerJob {
-        key,
-        result: Box::new(crate::usertasks::TaskListenerResult {
-            denied,
-            denied_reason,
-            corrections: crate::usertasks::UserTaskCorrections {
-                assignee,
-                candidate_groups,
-                candidate_users,
-                due_date,
-                follow_up_date,
-                priority,
-            },
-        }),
+    Ok(crate::usertasks::UserTaskCorrections {
+        assignee,
+        candidate_groups,
+        candidate_users,
+        due_date,
+        follow_up_date,
+        priority,
     })
 }
 
@@ -640,6 +657,15 @@ mod tests {
             Command::AssignUserTask {
                 key,
                 assignee: None,
+            },
+            Command::UpdateUserTask {
+                key,
+                changes: Box::new(crate::usertasks::UserTaskCorrections {
+                    candidate_users: Some(vec!["kim".to_string()]),
+                    follow_up_date: Some(String::new()),
+                    priority: Some(10),
+                    ..Default::default()
+                }),
             },
             Command::CompleteTaskListenerJob {
                 key,

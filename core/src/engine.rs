@@ -110,6 +110,14 @@ pub enum Command {
         /// The new assignee; `None` unassigns.
         assignee: Option<String>,
     },
+    /// Changes a user task's candidates, dates or priority (not its assignee): Camunda's
+    /// update (see `usertasks`).
+    UpdateUserTask {
+        /// The user task's job key.
+        key: Key,
+        /// What changes (`None` fields stay; empty ones are cleared). Boxed: large, rare.
+        changes: Box<crate::usertasks::UserTaskCorrections>,
+    },
     /// Retries what an incident stopped.
     ResolveIncident {
         /// The incident key.
@@ -535,6 +543,13 @@ pub enum Event {
         key: Key,
         /// The new assignee.
         assignee: Option<String>,
+    },
+    /// A user task's candidates, dates or priority changed: its properties now.
+    UserTaskUpdated {
+        /// The user task's job key.
+        key: Key,
+        /// All its properties after the change.
+        properties: Box<crate::instance::UserTaskProperties>,
     },
     /// A worker completed a job.
     JobCompleted {
@@ -983,6 +998,9 @@ fn run_command(state: &mut State, command: Command, ctx: &Ctx) -> Result<Outcome
         } => crate::adhoc::complete_job(state, key, variables, result, ctx)?,
         Command::AssignUserTask { key, assignee } => {
             crate::usertasks::assign(state, key, assignee, ctx)?
+        }
+        Command::UpdateUserTask { key, changes } => {
+            crate::usertasks::update(state, key, *changes, ctx)?
         }
         Command::CompleteTaskListenerJob { key, result } => {
             crate::usertasks::complete_listener_job(state, key, *result, ctx)?

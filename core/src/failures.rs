@@ -181,6 +181,10 @@ pub(crate) fn resolve(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
             let element = run.state.elements[&element_key].element;
             run.listen(element_key, element, ListenerEvent::Assigning, 0);
         }
+        IncidentRetry::Updating => {
+            let element = run.state.elements[&element_key].element;
+            run.listen(element_key, element, ListenerEvent::Updating, 0);
+        }
     }
     run.run();
     Ok(Outcome {

@@ -258,7 +258,7 @@ pub struct UserTaskHold {
     /// `None` while the task is being created (it has no job yet) or assigned; the variables
     /// its completion was asked with while it is being completed.
     pub completion: Option<crate::engine::Variables>,
-    /// While it is being assigned: its job, taken out of the jobs (its `user_task` the
+    /// While it is being assigned or updated: its job, taken out of the jobs (its `user_task` the
     /// properties before the assignment, kept for a denial).
     pub job: Option<Box<Job>>,
 }
@@ -278,6 +278,8 @@ pub enum ListenerEvent {
     /// A task listener: before a user task's new assignee is applied
     /// (`eventType="assigning"`).
     Assigning,
+    /// A task listener: before a user task's update is applied (`eventType="updating"`).
+    Updating,
 }
 
 impl ListenerEvent {
@@ -285,7 +287,10 @@ impl ListenerEvent {
     pub fn is_task_listener(self) -> bool {
         matches!(
             self,
-            ListenerEvent::Creating | ListenerEvent::Completing | ListenerEvent::Assigning
+            ListenerEvent::Creating
+                | ListenerEvent::Completing
+                | ListenerEvent::Assigning
+                | ListenerEvent::Updating
         )
     }
 }
@@ -329,4 +334,6 @@ pub enum IncidentRetry {
     Completing,
     /// Runs a user task's assigning listeners again, from the first.
     Assigning,
+    /// Runs a user task's updating listeners again, from the first.
+    Updating,
 }

@@ -284,7 +284,10 @@ fn listener_documents(
     }
     match listener.event {
         ListenerEvent::Start => Ok(vec![plan_local(state, element_instance_key, variables)?]),
-        ListenerEvent::Creating | ListenerEvent::Completing | ListenerEvent::Assigning => {
+        ListenerEvent::Creating
+        | ListenerEvent::Completing
+        | ListenerEvent::Assigning
+        | ListenerEvent::Updating => {
             unreachable!("a task listener's job is completed by `usertasks`")
         }
         ListenerEvent::End => {

@@ -72,7 +72,7 @@ pub use engine::{
 pub use instance::{
     Compensation, ConditionalSubscription, ElementInstance, ElementRole, Incident, IncidentRetry,
     Job, JobState, Listener, ListenerEvent, MultiBody, ProcessInstance, SignalSubscription,
-    Subscription, Timer,
+    Subscription, Timer, UserTaskHold, UserTaskProperties,
 };
 pub use jobs::check_fetch_variables;
 pub use key::Key;

@@ -122,7 +122,9 @@ impl Run<'_> {
             ListenerEvent::End => self.after_end_listeners(key),
             ListenerEvent::Creating => self.after_creating_listeners(key),
             ListenerEvent::Completing => self.after_completing_listeners(key),
-            ListenerEvent::Assigning => self.after_assigning_listeners(key),
+            ListenerEvent::Assigning | ListenerEvent::Updating => {
+                self.after_change_listeners(key, listener.event)
+            }
         }
     }
 
@@ -181,6 +183,7 @@ pub(crate) fn listeners_of(
         (ListenerEvent::Creating, ElementKind::UserTask(task)) => &task.listeners.creating,
         (ListenerEvent::Completing, ElementKind::UserTask(task)) => &task.listeners.completing,
         (ListenerEvent::Assigning, ElementKind::UserTask(task)) => &task.listeners.assigning,
+        (ListenerEvent::Updating, ElementKind::UserTask(task)) => &task.listeners.updating,
         _ => &[],
     }
 }

@@ -914,6 +914,10 @@ impl<'s> Run<'s> {
                 event: ListenerEvent::Assigning,
                 ..
             }) => IncidentRetry::Assigning,
+            Some(Listener {
+                event: ListenerEvent::Updating,
+                ..
+            }) => IncidentRetry::Updating,
             _ => IncidentRetry::Activation,
         };
         // A static type is the model's own name, shared; a FEEL one is made per job.

@@ -15,7 +15,7 @@
 //! | variables | u32 count, then scope key and the scope's document as JSON bytes |
 //! | join tokens | u32 count, then scope key, gateway element u32, counts (u32 length + u32s) |
 //! | jobs | u32 count, then key, type, element instance key, instance key, retries u32, state u8 (0 ready, 1 leased + worker + deadline i64, 2 backoff + due i64, 3 failed) |
-//! | incidents | u32 count, then key, instance key, element instance key, message, retry u8 (0 activation, 1 completion, 2 job, 3 (format 11) a user task's completing listeners, 4 (format 11) its assigning listeners) |
+//! | incidents | u32 count, then key, instance key, element instance key, message, retry u8 (0 activation, 1 completion, 2 job, 3 (format 11) a user task's completing listeners, 4 (format 11) its assigning listeners, 5 (format 11) its updating listeners) |
 //! | messages | u32 count, then key, name, correlation key, variables (JSON bytes), deadline i64, message id (optional text), correlated process ids (u32 count + texts) |
 //! | timers | u32 count, then key, due i64, definition key, element u32, owner (optional key), repetitions (optional u32), interval (u8 tag: 0 none, 1 years u32, months u32, days u32, millis u64, 2 (format 7) a cron expression as text) |
 //! | subscriptions | u32 count, then key, name, correlation key, definition key, element u32, owner key, instance key |
@@ -25,7 +25,7 @@
 //! | signal subscriptions (format 6) | u32 count, then key, name, definition key, element u32, owner key, instance key |
 //! | signal deliveries (format 6) | u32 count, then signal key, name, variables (JSON bytes), the last subscription key delivered to |
 //! | compensations (format 7) | u32 count, then key, instance key, scope key, via element u32, activity element u32, handler element u32, variables (JSON bytes) |
-//! | execution listeners (format 8) | listener jobs (u32 count, then job key, event u8 (0 start, 1 end; from format 11 the task listeners' 2 creating, 3 completing, 4 assigning), the listener's index u32); held triggers (u32 count, then element instance key, the event element u32, variables (JSON bytes)) |
+//! | execution listeners (format 8) | listener jobs (u32 count, then job key, event u8 (0 start, 1 end; from format 11 the task listeners' 2 creating, 3 completing, 4 assigning, 5 updating), the listener's index u32); held triggers (u32 count, then element instance key, the event element u32, variables (JSON bytes)) |
 //! | conditional subscriptions (format 9) | u32 count, then per subscription in key order: key, process definition key, the event element u32, owner, process instance key |
 //! | ad-hoc subprocesses (format 10) | u32 count, then in key order the element instance keys of ad-hoc subprocesses whose worker said they are done |
 //! | user tasks (format 11) | u32 count, then per user task job with properties, in key order: job key, assignee (optional text), candidate groups and candidate users (each u8 flag, then u32 count + texts), due date and follow-up date (optional texts), priority (u8 flag, then u8), denied reason (optional text); then user tasks held for their task listeners: u32 count, then per element instance key in order: the key, its properties as above, the completion's variables (u8 flag, then JSON bytes), the job held while it is assigned (u8 flag, then key, type, retries u32, properties (u8 flag, then as above)) |
@@ -375,6 +375,7 @@ impl State {
                 ListenerEvent::Creating => 2,
                 ListenerEvent::Completing => 3,
                 ListenerEvent::Assigning => 4,
+                ListenerEvent::Updating => 5,
             });
             out.extend_from_slice(&listener.index.to_le_bytes());
         }
@@ -937,6 +938,7 @@ fn decode_listeners(
             2 if format >= 11 => ListenerEvent::Creating,
             3 if format >= 11 => ListenerEvent::Completing,
             4 if format >= 11 => ListenerEvent::Assigning,
+            5 if format >= 11 => ListenerEvent::Updating,
             other => return Err(corrupt(format!("job {key} has listener event tag {other}"))),
         };
         let index = u32::from_le_bytes(reader.array()?);
@@ -1184,6 +1186,7 @@ pub(crate) fn put_incident(out: &mut Vec<u8>, incident: &Incident) {
         IncidentRetry::Job => 2,
         IncidentRetry::Completing => 3,
         IncidentRetry::Assigning => 4,
+        IncidentRetry::Updating => 5,
     });
 }
 
@@ -1199,6 +1202,7 @@ pub(crate) fn read_incident(reader: &mut Reader<'_>) -> Result<Incident, Snapsho
             2 => IncidentRetry::Job,
             3 => IncidentRetry::Completing,
             4 => IncidentRetry::Assigning,
+            5 => IncidentRetry::Updating,
             other => return Err(corrupt(format!("incident retry tag {other}"))),
         },
     })

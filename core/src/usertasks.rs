@@ -34,12 +34,13 @@
 //! |---|---|---|
 //! | creating | after the properties are evaluated, before the task's job is made | the properties; the job is made with them once the last listener is done |
 //! | assigning | when the task is assigned (`AssignUserTask`), or made with an assignee (made unassigned, then assigned) | the properties with the new assignee and the task's job (same key); the job comes back, ready, once the last listener is done |
+//! | updating | when the task is updated (`UpdateUserTask`) | the properties as the update leaves them and the task's job (same key); the job comes back, ready, once the last listener is done |
 //! | completing | when the task's job is completed: the job goes | the properties and the completion's variables; set (the task completes) once the last listener is done |
 //!
 //! A listener's worker answers with a [`TaskListenerResult`] (`CompleteTaskListenerJob`): it
 //! may correct the properties; a completing listener may deny the completion, which gives
-//! the task a new job with its properties and the reason, and an assigning listener the
-//! assignment, which gives the task its job back as it was. A listener's job takes no
+//! the task a new job with its properties and the reason, and an assigning or updating
+//! listener the change, which gives the task its job back as it was. A listener's job takes no
 //! variables. Termination drops what is held with the element.
 
 use std::sync::Arc;
@@ -249,11 +250,27 @@ impl Run<'_> {
     /// Takes the user task's job `job_key` out of the jobs and runs the task's assigning
     /// listeners for `assignee`; the job comes back when they are done.
     fn begin_assignment(&mut self, job_key: Key, assignee: Option<String>) {
+        let mut properties = self.state.jobs[&job_key]
+            .user_task
+            .as_deref()
+            .cloned()
+            .unwrap_or_default();
+        properties.assignee = assignee;
+        self.begin_change(job_key, properties, ListenerEvent::Assigning);
+    }
+
+    /// Takes the user task's job `job_key` out of the jobs and runs the task's `event`
+    /// (assigning or updating) listeners for its `properties` after the change; the job
+    /// comes back when they are done.
+    fn begin_change(
+        &mut self,
+        job_key: Key,
+        mut properties: UserTaskProperties,
+        event: ListenerEvent,
+    ) {
         let job = self.state.remove_job(job_key);
         let key = job.element_instance_key;
         self.state.elements.get_mut(&key).expect("live").job = None;
-        let mut properties = job.user_task.as_deref().cloned().unwrap_or_default();
-        properties.assignee = assignee;
         properties.denied_reason = None;
         let hold = UserTaskHold {
             properties,
@@ -262,36 +279,42 @@ impl Run<'_> {
         };
         self.state.user_task_holds.insert(key, hold);
         let element = self.state.elements[&key].element;
-        self.listen(key, element, ListenerEvent::Assigning, 0);
+        self.listen(key, element, event, 0);
     }
 
-    /// The last assigning listener is done: the job comes back, ready to be taken, with the
-    /// new assignee (as the listeners left it).
-    pub(crate) fn after_assigning_listeners(&mut self, key: Key) {
+    /// The last assigning or updating listener is done: the job comes back, ready to be
+    /// taken, with the properties as the listeners left them.
+    pub(crate) fn after_change_listeners(&mut self, key: Key, event: ListenerEvent) {
         let hold = self
             .state
             .user_task_holds
             .remove(&key)
-            .expect("a user task being assigned is held");
-        let mut job = *hold.job.expect("a user task being assigned holds its job");
-        let assignee = hold.properties.assignee.clone();
-        job.user_task = Some(Box::new(hold.properties));
+            .expect("a user task being changed is held");
+        let mut job = *hold.job.expect("a user task being changed holds its job");
         let job_key = job.key;
+        let changed = match event {
+            ListenerEvent::Assigning => Event::UserTaskAssigned {
+                key: job_key,
+                assignee: hold.properties.assignee.clone(),
+            },
+            _ => Event::UserTaskUpdated {
+                key: job_key,
+                properties: Box::new(hold.properties.clone()),
+            },
+        };
+        job.user_task = Some(Box::new(hold.properties));
         self.restore_user_task_job(job);
-        self.events.push(Event::UserTaskAssigned {
-            key: job_key,
-            assignee,
-        });
+        self.events.push(changed);
     }
 
-    /// An assigning listener denied the assignment: the job comes back as it was.
-    fn deny_assignment(&mut self, key: Key) {
+    /// An assigning or updating listener denied the change: the job comes back as it was.
+    fn deny_change(&mut self, key: Key) {
         let hold = self
             .state
             .user_task_holds
             .remove(&key)
-            .expect("a user task being assigned is held");
-        let job = *hold.job.expect("a user task being assigned holds its job");
+            .expect("a user task being changed is held");
+        let job = *hold.job.expect("a user task being changed holds its job");
         self.restore_user_task_job(job);
     }
 
@@ -624,8 +647,8 @@ pub(crate) fn complete_listener_job(
     }
     if result.denied && listener.event == ListenerEvent::Creating {
         return invalid(format!(
-            "job {key} is a creating listener's job: only completing and assigning listeners \
-             can deny"
+            "job {key} is a creating listener's job: only completing, assigning and updating \
+             listeners can deny"
         ));
     }
     if result.denied && !result.corrections.is_empty() {
@@ -654,8 +677,13 @@ pub(crate) fn complete_listener_job(
         .get_mut(&element_instance_key)
         .expect("a job's element is live")
         .job = None;
-    if result.denied && listener.event == ListenerEvent::Assigning {
-        run.deny_assignment(element_instance_key);
+    if result.denied
+        && matches!(
+            listener.event,
+            ListenerEvent::Assigning | ListenerEvent::Updating
+        )
+    {
+        run.deny_change(element_instance_key);
     } else if result.denied {
         run.deny_completion(element_instance_key, result.denied_reason);
     } else {
@@ -676,15 +704,9 @@ pub(crate) fn complete_listener_job(
     })
 }
 
-/// `AssignUserTask`: the user task's assignee changes (the job keeps its key and state; a
-/// worker that holds it sees the new assignee when it takes the job again).
-pub(crate) fn assign(
-    state: &mut State,
-    key: Key,
-    assignee: Option<String>,
-    ctx: &Ctx,
-) -> Result<Outcome, Rejection> {
-    let invalid = |message: String| Err(Rejection::new(RejectionCode::InvalidArgument, message));
+/// The task listeners of the user task whose own job is `key`; refused when there is no
+/// such job.
+fn user_task_of_job(state: &State, key: Key) -> Result<ringflow_bpmn::TaskListeners, Rejection> {
     let Some(job) = state.jobs.get(&key) else {
         return Err(Rejection::new(
             RejectionCode::JobNotFound,
@@ -694,13 +716,74 @@ pub(crate) fn assign(
     let element = &state.elements[&job.element_instance_key];
     let instance = &state.instances[&element.process_instance_key];
     let definition = &state.processes[&instance.process_definition_key].definition;
-    let is_user_task = matches!(
-        definition.element(element.element).kind,
-        ElementKind::UserTask(_)
-    );
-    if !is_user_task || job.listener.is_some() {
-        return invalid(format!("job {key} is not a user task's job"));
+    match &definition.element(element.element).kind {
+        ElementKind::UserTask(task) if job.listener.is_none() => Ok(task.listeners.clone()),
+        _ => Err(Rejection::new(
+            RejectionCode::InvalidArgument,
+            format!("job {key} is not a user task's job"),
+        )),
     }
+}
+
+/// `UpdateUserTask`: the user task's candidates, dates or priority change (its updating
+/// listeners first, when it has any).
+pub(crate) fn update(
+    state: &mut State,
+    key: Key,
+    changes: UserTaskCorrections,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let invalid = |message: String| Err(Rejection::new(RejectionCode::InvalidArgument, message));
+    let listeners = user_task_of_job(state, key)?;
+    if changes.assignee.is_some() {
+        return invalid("an update does not change the assignee: assign the task".to_string());
+    }
+    if changes.is_empty() {
+        return invalid(format!("the update of job {key} changes nothing"));
+    }
+    if let Err(message) = changes.check() {
+        return invalid(format!("job {key}: {message}"));
+    }
+    let mut properties = state.jobs[&key]
+        .user_task
+        .as_deref()
+        .cloned()
+        .unwrap_or_default();
+    changes.apply(&mut properties);
+    if !listeners.updating.is_empty() {
+        let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+        run.begin_change(key, properties, ListenerEvent::Updating);
+        run.run();
+        return Ok(Outcome {
+            response: Response::JobUpdated { key },
+            events: std::mem::take(&mut run.events),
+            effects: std::mem::take(&mut run.effects),
+            next_key: run.keys.next(),
+        });
+    }
+    let event = Event::UserTaskUpdated {
+        key,
+        properties: Box::new(properties.clone()),
+    };
+    state.jobs.get_mut(&key).expect("checked above").user_task = Some(Box::new(properties));
+    Ok(Outcome {
+        response: Response::JobUpdated { key },
+        events: vec![event],
+        effects: Vec::new(),
+        next_key: ctx.next_key,
+    })
+}
+
+/// `AssignUserTask`: the user task's assignee changes (the job keeps its key and state; a
+/// worker that holds it sees the new assignee when it takes the job again).
+pub(crate) fn assign(
+    state: &mut State,
+    key: Key,
+    assignee: Option<String>,
+    ctx: &Ctx,
+) -> Result<Outcome, Rejection> {
+    let invalid = |message: String| Err(Rejection::new(RejectionCode::InvalidArgument, message));
+    let listeners = user_task_of_job(state, key)?;
     match assignee.as_deref() {
         Some("") => return invalid("the assignee is empty (unassign instead)".to_string()),
         Some(text) if text.len() > crate::limits::NAME_BYTES_MAX => {
@@ -712,11 +795,7 @@ pub(crate) fn assign(
         }
         _ => {}
     }
-    let has_assigning = matches!(
-        &definition.element(element.element).kind,
-        ElementKind::UserTask(task) if !task.listeners.assigning.is_empty()
-    );
-    if has_assigning {
+    if !listeners.assigning.is_empty() {
         let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
         run.begin_assignment(key, assignee);
         run.run();

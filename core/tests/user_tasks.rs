@@ -522,7 +522,7 @@ fn a_listener_decision_that_cannot_be_taken_is_refused_and_changes_nothing() {
         &mut shard,
         enrich.key,
         deny.clone(),
-        "only completing and assigning listeners can deny",
+        "only completing, assigning and updating listeners can deny",
     );
     let bad_date = TaskListenerResult {
         corrections: UserTaskCorrections {
@@ -894,6 +894,124 @@ fn assigning_listeners_see_the_new_assignee_and_may_correct_or_deny_it() {
     shard
         .run(Command::CancelInstance { key: instance })
         .expect("cancelled");
+    shard.check_replay();
+    shard.assert_clean();
+}
+
+#[test]
+fn a_user_task_is_updated_through_its_updating_listeners_or_at_once() {
+    // Without updating listeners: at once.
+    let mut shard = Shard::new();
+    shard.deploy(
+        "review.bpmn",
+        &review(&user_task(
+            r#"<zeebe:userTask/><zeebe:assignmentDefinition candidateGroups="sales"/>"#,
+        )),
+    );
+    shard.create("review", vars("{}"));
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    let update = |shard: &mut Shard, key, changes: UserTaskCorrections| {
+        shard.run(Command::UpdateUserTask {
+            key,
+            changes: Box::new(changes),
+        })
+    };
+    let outcome = update(
+        &mut shard,
+        task.key,
+        UserTaskCorrections {
+            candidate_groups: Some(vec!["ops".into()]),
+            due_date: Some("2026-12-24T12:00:00Z".into()),
+            priority: Some(90),
+            ..UserTaskCorrections::default()
+        },
+    )
+    .expect("updated");
+    assert!(outcome.events.iter().any(|event| matches!(
+        event,
+        ringflow_core::Event::UserTaskUpdated { key, properties }
+            if *key == task.key && properties.priority == Some(90)
+    )));
+    let properties = shard
+        .state
+        .jobs()
+        .find(|job| job.key == task.key)
+        .and_then(|job| job.user_task.clone())
+        .expect("properties");
+    assert_eq!(properties.candidate_groups, Some(vec!["ops".to_string()]));
+    assert_eq!(properties.due_date.as_deref(), Some("2026-12-24T12:00:00Z"));
+    for (changes, expected) in [
+        (
+            UserTaskCorrections {
+                assignee: Some("ana".into()),
+                ..UserTaskCorrections::default()
+            },
+            "does not change the assignee",
+        ),
+        (UserTaskCorrections::default(), "changes nothing"),
+        (
+            UserTaskCorrections {
+                follow_up_date: Some("soon".into()),
+                ..UserTaskCorrections::default()
+            },
+            "the corrected follow-up date: `soon`",
+        ),
+    ] {
+        let rejection = update(&mut shard, task.key, changes).expect_err(expected);
+        assert_eq!(rejection.code, RejectionCode::InvalidArgument);
+        assert!(
+            rejection.message.contains(expected),
+            "{}",
+            rejection.message
+        );
+    }
+    shard.check_replay();
+
+    // With an updating listener: the job is held until it approves; a denial keeps the task
+    // as it was.
+    let mut shard = Shard::new();
+    shard.deploy(
+        "review.bpmn",
+        &listened(
+            r#"<zeebe:taskListener eventType="updating" type="vet"/>"#,
+            "",
+        ),
+    );
+    shard.create("review", vars("{}"));
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    let changes = UserTaskCorrections {
+        priority: Some(10),
+        ..UserTaskCorrections::default()
+    };
+    update(&mut shard, task.key, changes.clone()).expect("updating");
+    assert!(shard.activate(USER_TASK_JOB, 10).is_empty(), "held");
+    let vet = only_job(&mut shard, "vet");
+    assert_eq!(vet.listener, Some(ListenerEvent::Updating));
+    assert_eq!(header(&vet, "io.camunda.zeebe:priority"), Some("10"));
+    shard.check_replay();
+    decide(
+        &mut shard,
+        vet.key,
+        TaskListenerResult {
+            denied: true,
+            ..TaskListenerResult::default()
+        },
+    );
+    let back = only_job(&mut shard, USER_TASK_JOB);
+    assert_eq!(back.key, task.key);
+    assert_eq!(header(&back, "io.camunda.zeebe:priority"), Some("50"));
+    update(&mut shard, task.key, changes).expect("updating again");
+    let vet = only_job(&mut shard, "vet");
+    let done = shard.complete(vet.key, vars("{}"));
+    assert!(done.events.iter().any(|event| matches!(
+        event,
+        ringflow_core::Event::UserTaskUpdated { key, properties }
+            if *key == task.key && properties.priority == Some(10)
+    )));
+    let back = only_job(&mut shard, USER_TASK_JOB);
+    assert_eq!(header(&back, "io.camunda.zeebe:priority"), Some("10"));
+    assert_eq!(header(&back, "io.camunda.zeebe:assignee"), Some("ana"));
+    shard.complete(back.key, vars("{}"));
     shard.check_replay();
     shard.assert_clean();
 }

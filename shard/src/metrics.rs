@@ -40,7 +40,7 @@ use ringflow_core::{Command, RejectionCode};
 use crate::cold::ExportQueue;
 
 /// The command types, as the `command` label says them.
-pub const COMMAND_KINDS: [&str; 25] = [
+pub const COMMAND_KINDS: [&str; 26] = [
     "deploy",
     "create_instance",
     "cancel_instance",
@@ -66,6 +66,7 @@ pub const COMMAND_KINDS: [&str; 25] = [
     "complete_ad_hoc_job",
     "complete_task_listener_job",
     "assign_user_task",
+    "update_user_task",
 ];
 
 /// The index of a command's type in [`COMMAND_KINDS`].
@@ -96,6 +97,7 @@ pub fn command_kind(command: &Command) -> usize {
         Command::CompleteAdHocJob { .. } => 22,
         Command::CompleteTaskListenerJob { .. } => 23,
         Command::AssignUserTask { .. } => 24,
+        Command::UpdateUserTask { .. } => 25,
     }
 }
 

@@ -968,6 +968,18 @@ fn user_tasks_are_recorded_and_listed_like_a_tasklist() {
         },
         &mut records,
     );
+    run(
+        &mut state,
+        Command::UpdateUserTask {
+            key: second,
+            changes: Box::new(ringflow_core::usertasks::UserTaskCorrections {
+                candidate_groups: Some(vec!["Sales".into(), "support".into()]),
+                priority: Some(70),
+                ..Default::default()
+            }),
+        },
+        &mut records,
+    );
     for (target, _dir) in targets("user_tasks") {
         let mut conn = Conn::open(&target).expect("open");
         schema::migrate(&mut conn).expect("migrate");
@@ -1000,8 +1012,8 @@ fn user_tasks_are_recorded_and_listed_like_a_tasklist() {
             Some("camunda-forms:bpmn:approval")
         );
         assert_eq!(approve.priority, None, "a job-worker user task has none");
-        assert_eq!(open[1].priority, Some(50));
-        assert_eq!(open[1].candidate_groups, ["Sales"]);
+        assert_eq!(open[1].priority, Some(70), "updated");
+        assert_eq!(open[1].candidate_groups, ["Sales", "support"]);
         let all = store
             .user_tasks(
                 query::UserTaskFilter {

@@ -2280,6 +2280,19 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
     assert!(assigned.is_object(), "{assigned}");
     let notify = complete_one(&mut client, "notify");
     assert_eq!(job_header(&notify, "io.camunda.zeebe:assignee"), Some("cy"));
+    let updated = cli_json(
+        &addr,
+        &[
+            "jobs",
+            "update",
+            &again.key.to_string(),
+            "--candidate-groups",
+            "audit",
+            "--priority",
+            "95",
+        ],
+    );
+    assert!(updated.is_object(), "{updated}");
     client
         .done(&Request::CompleteJob {
             job_key: again.key,
@@ -2310,7 +2323,8 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
     assert_eq!(rows[0]["jobKey"], again.key, "{listed}");
     assert_eq!(rows[0]["deniedReason"], "add a comment");
     assert_eq!(rows[0]["assignee"], "cy", "assigned from the CLI");
-    assert_eq!(rows[0]["priority"], 80);
+    assert_eq!(rows[0]["priority"], 95, "updated from the CLI");
+    assert_eq!(rows[0]["candidateGroups"], serde_json::json!(["audit"]));
     assert_eq!(rows[0]["state"], "completed");
     assert_eq!(rows[1]["jobKey"], task.key);
     assert_eq!(

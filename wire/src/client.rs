@@ -377,6 +377,7 @@ pub fn route(topology: &Topology, request: &Request) -> Route {
         | Request::CompleteAdHocJob { job_key, .. }
         | Request::CompleteTaskListenerJob { job_key, .. }
         | Request::AssignUserTask { job_key, .. }
+        | Request::UpdateUserTask { job_key, .. }
         | Request::FailJob { job_key, .. }
         | Request::ThrowError { job_key, .. }
         | Request::UpdateJobRetries { job_key, .. } => key(*job_key),

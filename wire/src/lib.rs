@@ -28,6 +28,6 @@ pub use message::{
     ActivateJobs, CreateInstance, Deployed, DeployedDecision, DeployedProcess, Envelope, ErrorCode,
     FrameEncoder, FrameError, InstanceCreated, InstanceResult, Job, JobListener, Message,
     PROTOCOL_VERSION, PublishMessage, Request, Resource, Response, StartedInstance, SubscribeJobs,
-    TaskListenerDecision, WireError,
+    TaskListenerDecision, UserTaskChanges, WireError,
 };
 pub use topology::{Node, Topology};

@@ -368,6 +368,13 @@ pub enum Request {
         /// large as the largest).
         decision: Box<TaskListenerDecision>,
     },
+    /// `UpdateUserTaskRequest`: routed by the key.
+    UpdateUserTask {
+        /// The user task's job key.
+        job_key: u64,
+        /// What changes (boxed: large and rare).
+        changes: Box<UserTaskChanges>,
+    },
     /// `AssignUserTaskRequest`: routed by the key.
     AssignUserTask {
         /// The user task's job key.
@@ -420,6 +427,7 @@ impl Request {
             Request::CompleteAdHocJob { .. } => "CompleteJob",
             Request::CompleteTaskListenerJob { .. } => "CompleteJob",
             Request::AssignUserTask { .. } => "AssignUserTask",
+            Request::UpdateUserTask { .. } => "UpdateUserTask",
         }
     }
 }
@@ -511,6 +519,25 @@ pub enum JobListener {
     Completing,
     /// A user task's assigning task listener: the task's new assignee waits for it.
     Assigning,
+    /// A user task's updating task listener: the task's update waits for it.
+    Updating,
+}
+
+/// Changes to a user task's candidates, dates and priority (`UpdateUserTaskRequest`'s
+/// `UserTaskCorrections` without an assignee). `None` leaves a property as it is; an empty
+/// text or list clears it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserTaskChanges {
+    /// The candidate groups.
+    pub candidate_groups: Option<Vec<String>>,
+    /// The candidate users.
+    pub candidate_users: Option<Vec<String>>,
+    /// The due date (ISO 8601 with a zone).
+    pub due_date: Option<String>,
+    /// The follow-up date (ISO 8601 with a zone).
+    pub follow_up_date: Option<String>,
+    /// The priority.
+    pub priority: Option<u8>,
 }
 
 /// What a user task's task listener decided (the schema's `TaskListenerJobResult`). `None`
@@ -772,10 +799,11 @@ fn opt_str<'a>(builder: &mut Fbb, text: &str) -> Option<WIPOffset<&'a str>> {
     (!text.is_empty()).then(|| builder.create_string(text))
 }
 
-fn encode_task_listener_decision<'a>(
+fn encode_corrections<'a>(
     b: &mut Fbb,
-    decision: &TaskListenerDecision,
-) -> WIPOffset<fb::TaskListenerJobResult<'a>> {
+    assignee: &Option<String>,
+    changes: &UserTaskChanges,
+) -> WIPOffset<fb::UserTaskCorrections<'a>> {
     let text =
         |b: &mut Fbb, value: &Option<String>| value.as_deref().map(|value| b.create_string(value));
     let list = |b: &mut Fbb, value: &Option<Vec<String>>| {
@@ -785,14 +813,50 @@ fn encode_task_listener_decision<'a>(
         })
     };
     let corrections = fb::UserTaskCorrectionsArgs {
-        assignee: text(b, &decision.assignee),
-        candidate_groups: list(b, &decision.candidate_groups),
-        candidate_users: list(b, &decision.candidate_users),
-        due_date: text(b, &decision.due_date),
-        follow_up_date: text(b, &decision.follow_up_date),
-        priority: decision.priority.map_or(-1, i16::from),
+        assignee: text(b, assignee),
+        candidate_groups: list(b, &changes.candidate_groups),
+        candidate_users: list(b, &changes.candidate_users),
+        due_date: text(b, &changes.due_date),
+        follow_up_date: text(b, &changes.follow_up_date),
+        priority: changes.priority.map_or(-1, i16::from),
     };
-    let corrections = fb::UserTaskCorrections::create(b, &corrections);
+    fb::UserTaskCorrections::create(b, &corrections)
+}
+
+/// The assignee and the other changes of a `UserTaskCorrections` table.
+fn decode_corrections(
+    corrections: fb::UserTaskCorrections<'_>,
+) -> Result<(Option<String>, UserTaskChanges), String> {
+    let list = |items: Option<Vector<'_, ForwardsUOffset<&str>>>| {
+        items.map(|items| items.iter().map(str::to_string).collect())
+    };
+    let changes = UserTaskChanges {
+        candidate_groups: list(corrections.candidate_groups()),
+        candidate_users: list(corrections.candidate_users()),
+        due_date: corrections.due_date().map(str::to_string),
+        follow_up_date: corrections.follow_up_date().map(str::to_string),
+        priority: match corrections.priority() {
+            -1 => None,
+            priority => Some(u8::try_from(priority).map_err(|_| {
+                format!("the priority {priority} is not from 0 to 100 (or -1: unchanged)")
+            })?),
+        },
+    };
+    Ok((corrections.assignee().map(str::to_string), changes))
+}
+
+fn encode_task_listener_decision<'a>(
+    b: &mut Fbb,
+    decision: &TaskListenerDecision,
+) -> WIPOffset<fb::TaskListenerJobResult<'a>> {
+    let changes = UserTaskChanges {
+        candidate_groups: decision.candidate_groups.clone(),
+        candidate_users: decision.candidate_users.clone(),
+        due_date: decision.due_date.clone(),
+        follow_up_date: decision.follow_up_date.clone(),
+        priority: decision.priority,
+    };
+    let corrections = encode_corrections(b, &decision.assignee, &changes);
     let args = fb::TaskListenerJobResultArgs {
         denied: decision.denied,
         denied_reason: opt_str(b, &decision.denied_reason),
@@ -810,20 +874,13 @@ fn decode_task_listener_decision(
         ..TaskListenerDecision::default()
     };
     if let Some(corrections) = result.corrections() {
-        let list = |items: Option<Vector<'_, ForwardsUOffset<&str>>>| {
-            items.map(|items| items.iter().map(str::to_string).collect())
-        };
-        decision.assignee = corrections.assignee().map(str::to_string);
-        decision.candidate_groups = list(corrections.candidate_groups());
-        decision.candidate_users = list(corrections.candidate_users());
-        decision.due_date = corrections.due_date().map(str::to_string);
-        decision.follow_up_date = corrections.follow_up_date().map(str::to_string);
-        decision.priority = match corrections.priority() {
-            -1 => None,
-            priority => Some(u8::try_from(priority).map_err(|_| {
-                format!("the corrected priority {priority} is not from 0 to 100 (or -1: unchanged)")
-            })?),
-        };
+        let (assignee, changes) = decode_corrections(corrections)?;
+        decision.assignee = assignee;
+        decision.candidate_groups = changes.candidate_groups;
+        decision.candidate_users = changes.candidate_users;
+        decision.due_date = changes.due_date;
+        decision.follow_up_date = changes.follow_up_date;
+        decision.priority = changes.priority;
     }
     Ok(decision)
 }
@@ -982,6 +1039,15 @@ fn encode_request(b: &mut Fbb, request: &Request) -> (fb::Body, Union) {
             };
             let t = fb::CompleteJobRequest::create(b, &args);
             (fb::Body::CompleteJobRequest, t.as_union_value())
+        }
+        Request::UpdateUserTask { job_key, changes } => {
+            let changes = encode_corrections(b, &None, changes);
+            let args = fb::UpdateUserTaskRequestArgs {
+                job_key: *job_key,
+                changes: Some(changes),
+            };
+            let t = fb::UpdateUserTaskRequest::create(b, &args);
+            (fb::Body::UpdateUserTaskRequest, t.as_union_value())
         }
         Request::AssignUserTask { job_key, assignee } => {
             let args = fb::AssignUserTaskRequestArgs {
@@ -1323,9 +1389,12 @@ fn encode_job<'a>(b: &mut Fbb, job: &Job) -> WIPOffset<fb::Job<'a>> {
         kind: match job.listener {
             None => fb::JobKind::BPMN_ELEMENT,
             Some(JobListener::Start | JobListener::End) => fb::JobKind::EXECUTION_LISTENER,
-            Some(JobListener::Creating | JobListener::Completing | JobListener::Assigning) => {
-                fb::JobKind::TASK_LISTENER
-            }
+            Some(
+                JobListener::Creating
+                | JobListener::Completing
+                | JobListener::Assigning
+                | JobListener::Updating,
+            ) => fb::JobKind::TASK_LISTENER,
         },
         listener_event_type: match job.listener {
             None => fb::ListenerEventType::UNSPECIFIED,
@@ -1334,6 +1403,7 @@ fn encode_job<'a>(b: &mut Fbb, job: &Job) -> WIPOffset<fb::Job<'a>> {
             Some(JobListener::Creating) => fb::ListenerEventType::CREATING,
             Some(JobListener::Completing) => fb::ListenerEventType::COMPLETING,
             Some(JobListener::Assigning) => fb::ListenerEventType::ASSIGNING,
+            Some(JobListener::Updating) => fb::ListenerEventType::UPDATING,
         },
     };
     fb::Job::create(b, &args)
@@ -1531,6 +1601,19 @@ fn decode_body(envelope: &fb::Envelope<'_>) -> Result<Message, String> {
                     cancel_remaining_instances: result.cancel_remaining_instances(),
                 }),
             }
+        }
+        B::UpdateUserTaskRequest => {
+            let update = envelope
+                .body_as_update_user_task_request()
+                .ok_or_else(missing)?;
+            let (assignee, changes) = decode_corrections(update.changes())?;
+            if assignee.is_some() {
+                return Err("an update does not change the assignee: assign the task".into());
+            }
+            request(Request::UpdateUserTask {
+                job_key: update.job_key(),
+                changes: Box::new(changes),
+            })
         }
         B::AssignUserTaskRequest => {
             let assign = envelope
@@ -1741,6 +1824,9 @@ fn decode_jobs(jobs: Vector<'_, ForwardsUOffset<fb::Job<'_>>>) -> Vec<Job> {
                 (fb::JobKind::TASK_LISTENER, fb::ListenerEventType::ASSIGNING) => {
                     Some(JobListener::Assigning)
                 }
+                (fb::JobKind::TASK_LISTENER, fb::ListenerEventType::UPDATING) => {
+                    Some(JobListener::Updating)
+                }
                 _ => None,
             },
         })
@@ -1890,6 +1976,15 @@ mod tests {
                 job_key: 14,
                 assignee: String::new(),
             },
+            Request::UpdateUserTask {
+                job_key: 15,
+                changes: Box::new(UserTaskChanges {
+                    candidate_groups: Some(vec!["ops".into()]),
+                    due_date: Some(String::new()),
+                    priority: Some(100),
+                    ..UserTaskChanges::default()
+                }),
+            },
             Request::CompleteTaskListenerJob {
                 job_key: 11,
                 decision: Box::new(TaskListenerDecision {
@@ -2032,6 +2127,7 @@ mod tests {
                     Some(JobListener::Creating),
                     Some(JobListener::Completing),
                     Some(JobListener::Assigning),
+                    Some(JobListener::Updating),
                 ]
                 .into_iter()
                 .map(|listener| Job {

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use ringflow_wire::client::{Client, ClientConfig, DEFAULT_ADDR, JobOutcome, JobWorker};
 use ringflow_wire::{
     ActivateJobs, CreateInstance, Job, PublishMessage, Request, Resource, TaskListenerDecision,
+    UserTaskChanges,
 };
 use serde_json::{Value, json};
 
@@ -528,6 +529,33 @@ pub enum JobsCommand {
     UpdateRetries(RetriesArgs),
     /// Assign a user task (by its job key) to a user, or unassign it.
     Assign(AssignArgs),
+    /// Change a user task's candidates, dates or priority (by its job key).
+    Update(UpdateArgs),
+}
+
+/// `ringflow jobs update`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("changes").required(true).multiple(true)))]
+pub struct UpdateArgs {
+    /// The user task's job key (`ringflow user-tasks` lists them).
+    key: u64,
+    /// The candidate groups (comma-separated; "" clears them).
+    #[arg(long, value_name = "A,B", group = "changes")]
+    candidate_groups: Option<String>,
+    /// The candidate users (comma-separated; "" clears them).
+    #[arg(long, value_name = "A,B", group = "changes")]
+    candidate_users: Option<String>,
+    /// The due date (ISO 8601 with a zone; "" clears it).
+    #[arg(long, value_name = "DATE-TIME", group = "changes")]
+    due_date: Option<String>,
+    /// The follow-up date (ISO 8601 with a zone; "" clears it).
+    #[arg(long, value_name = "DATE-TIME", group = "changes")]
+    follow_up_date: Option<String>,
+    /// The priority (0 to 100).
+    #[arg(long, value_name = "N", group = "changes")]
+    priority: Option<u8>,
+    #[command(flatten)]
+    conn: Conn,
 }
 
 /// `ringflow jobs assign`.
@@ -592,9 +620,9 @@ pub struct CompleteArgs {
     /// For the job of an ad-hoc subprocess's worker: terminate the activations that run.
     #[arg(long)]
     cancel_remaining: bool,
-    /// For the job of a user task's completing or assigning listener: refuse the task's
-    /// completion (the task gets a new job, with the reason as its `ringflow:deniedReason`
-    /// header) or its assignment (the task's job comes back as it was).
+    /// For the job of a user task's completing, assigning or updating listener: refuse the
+    /// task's completion (the task gets a new job, with the reason as its
+    /// `ringflow:deniedReason` header), assignment or update (its job comes back as it was).
     #[arg(long, conflicts_with_all = ["vars", "activate", "done", "cancel_remaining"])]
     deny: bool,
     /// Why the completion is denied (with --deny).
@@ -773,6 +801,28 @@ pub fn jobs(command: &JobsCommand) -> anyhow::Result<ExitCode> {
                 message: args.message.clone(),
             };
             done(&args.conn, request, "threw an error from job")
+        }
+        JobsCommand::Update(args) => {
+            let list = |text: &Option<String>| {
+                text.as_ref().map(|text| {
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+            };
+            let request = Request::UpdateUserTask {
+                job_key: args.key,
+                changes: Box::new(UserTaskChanges {
+                    candidate_groups: list(&args.candidate_groups),
+                    candidate_users: list(&args.candidate_users),
+                    due_date: args.due_date.clone(),
+                    follow_up_date: args.follow_up_date.clone(),
+                    priority: args.priority,
+                }),
+            };
+            done(&args.conn, request, "updated the user task of job")
         }
         JobsCommand::Assign(args) => {
             let request = Request::AssignUserTask {

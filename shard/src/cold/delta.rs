@@ -232,6 +232,8 @@ pub struct Delta {
     user_tasks: Vec<(Box<ringflow_core::UserTaskCreated>, i64)>,
     /// User tasks' last assignee in the batch, by job key.
     assignments: BTreeMap<Key, Option<String>>,
+    /// User tasks' last properties after an update in the batch, by job key.
+    updates: BTreeMap<Key, Box<ringflow_core::UserTaskProperties>>,
     /// Leave element instances out (history level `instances`).
     skip_elements: bool,
     /// Journal records folded in.
@@ -347,6 +349,9 @@ impl Delta {
             Event::UserTaskCreated(task) => self.user_tasks.push((task.clone(), at)),
             Event::UserTaskAssigned { key, assignee } => {
                 self.assignments.insert(*key, assignee.clone());
+            }
+            Event::UserTaskUpdated { key, properties } => {
+                self.updates.insert(*key, properties.clone());
             }
             Event::JobCompleted { key } => self.job(*key, "completed", None, None, at),
             Event::JobCancelled { key } => self.job(*key, "canceled", None, None, at),
@@ -619,6 +624,29 @@ impl Delta {
                     Param::Text(task.form_key.as_deref()),
                     Param::Text(properties.denied_reason.as_deref()),
                     Param::Int(Some(*at)),
+                ],
+            )?;
+        }
+        for (key, properties) in &self.updates {
+            let list = |items: &Option<Vec<String>>| {
+                items
+                    .as_ref()
+                    .map(|items| serde_json::to_string(items).expect("strings serialize"))
+            };
+            let (groups, users) = (
+                list(&properties.candidate_groups),
+                list(&properties.candidate_users),
+            );
+            conn.execute(
+                "UPDATE user_tasks SET candidate_groups = $2, candidate_users = $3, \
+                 due_date = $4, follow_up_date = $5, priority = $6 WHERE job_key = $1",
+                &[
+                    Param::Int(Some(db_key(*key))),
+                    Param::Text(groups.as_deref()),
+                    Param::Text(users.as_deref()),
+                    Param::Text(properties.due_date.as_deref()),
+                    Param::Text(properties.follow_up_date.as_deref()),
+                    Param::Int(properties.priority.map(i64::from)),
                 ],
             )?;
         }

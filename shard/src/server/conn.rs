@@ -748,6 +748,17 @@ impl Conn {
                     cancel_remaining_instances,
                 },
             },
+            Request::UpdateUserTask { job_key, changes } => Command::UpdateUserTask {
+                key: self.check_key(job_key, "job")?,
+                changes: Box::new(ringflow_core::usertasks::UserTaskCorrections {
+                    assignee: None,
+                    candidate_groups: changes.candidate_groups,
+                    candidate_users: changes.candidate_users,
+                    due_date: changes.due_date,
+                    follow_up_date: changes.follow_up_date,
+                    priority: changes.priority,
+                }),
+            },
             Request::AssignUserTask { job_key, assignee } => Command::AssignUserTask {
                 key: self.check_key(job_key, "job")?,
                 assignee: (!assignee.is_empty()).then_some(assignee),

@@ -133,6 +133,7 @@ pub(crate) fn job(job: ActivatedJob) -> Job {
             ringflow_core::ListenerEvent::Creating => ringflow_wire::JobListener::Creating,
             ringflow_core::ListenerEvent::Completing => ringflow_wire::JobListener::Completing,
             ringflow_core::ListenerEvent::Assigning => ringflow_wire::JobListener::Assigning,
+            ringflow_core::ListenerEvent::Updating => ringflow_wire::JobListener::Updating,
         }),
     }
 }

@@ -279,16 +279,17 @@ impl flatbuffers::SimpleToVerifyInSlice for JobKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_LISTENER_EVENT_TYPE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_LISTENER_EVENT_TYPE: u8 = 5;
+pub const ENUM_MAX_LISTENER_EVENT_TYPE: u8 = 6;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_LISTENER_EVENT_TYPE: [ListenerEventType; 6] = [
+pub const ENUM_VALUES_LISTENER_EVENT_TYPE: [ListenerEventType; 7] = [
   ListenerEventType::UNSPECIFIED,
   ListenerEventType::START,
   ListenerEventType::END,
   ListenerEventType::CREATING,
   ListenerEventType::COMPLETING,
   ListenerEventType::ASSIGNING,
+  ListenerEventType::UPDATING,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -302,9 +303,10 @@ impl ListenerEventType {
   pub const CREATING: Self = Self(3);
   pub const COMPLETING: Self = Self(4);
   pub const ASSIGNING: Self = Self(5);
+  pub const UPDATING: Self = Self(6);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 5;
+  pub const ENUM_MAX: u8 = 6;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::UNSPECIFIED,
     Self::START,
@@ -312,6 +314,7 @@ impl ListenerEventType {
     Self::CREATING,
     Self::COMPLETING,
     Self::ASSIGNING,
+    Self::UPDATING,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -322,6 +325,7 @@ impl ListenerEventType {
       Self::CREATING => Some("CREATING"),
       Self::COMPLETING => Some("COMPLETING"),
       Self::ASSIGNING => Some("ASSIGNING"),
+      Self::UPDATING => Some("UPDATING"),
       _ => None,
     }
   }
@@ -380,10 +384,10 @@ impl flatbuffers::SimpleToVerifyInSlice for ListenerEventType {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 27;
+pub const ENUM_MAX_BODY: u8 = 28;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 28] = [
+pub const ENUM_VALUES_BODY: [Body; 29] = [
   Body::NONE,
   Body::TopologyRequest,
   Body::DeployRequest,
@@ -412,6 +416,7 @@ pub const ENUM_VALUES_BODY: [Body; 28] = [
   Body::InstancesStarted,
   Body::ActivateAdHocActivitiesRequest,
   Body::AssignUserTaskRequest,
+  Body::UpdateUserTaskRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -447,9 +452,10 @@ impl Body {
   pub const InstancesStarted: Self = Self(25);
   pub const ActivateAdHocActivitiesRequest: Self = Self(26);
   pub const AssignUserTaskRequest: Self = Self(27);
+  pub const UpdateUserTaskRequest: Self = Self(28);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 27;
+  pub const ENUM_MAX: u8 = 28;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::TopologyRequest,
@@ -479,6 +485,7 @@ impl Body {
     Self::InstancesStarted,
     Self::ActivateAdHocActivitiesRequest,
     Self::AssignUserTaskRequest,
+    Self::UpdateUserTaskRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -511,6 +518,7 @@ impl Body {
       Self::InstancesStarted => Some("InstancesStarted"),
       Self::ActivateAdHocActivitiesRequest => Some("ActivateAdHocActivitiesRequest"),
       Self::AssignUserTaskRequest => Some("AssignUserTaskRequest"),
+      Self::UpdateUserTaskRequest => Some("UpdateUserTaskRequest"),
       _ => None,
     }
   }
@@ -2868,6 +2876,121 @@ impl core::fmt::Debug for ThrowErrorRequest<'_> {
       ds.field("job_key", &self.job_key());
       ds.field("error_code", &self.error_code());
       ds.field("message", &self.message());
+      ds.finish()
+  }
+}
+pub enum UpdateUserTaskRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct UpdateUserTaskRequest<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for UpdateUserTaskRequest<'a> {
+  type Inner = UpdateUserTaskRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> UpdateUserTaskRequest<'a> {
+  pub const VT_JOB_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_CHANGES: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    UpdateUserTaskRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args UpdateUserTaskRequestArgs<'args>
+  ) -> flatbuffers::WIPOffset<UpdateUserTaskRequest<'bldr>> {
+    let mut builder = UpdateUserTaskRequestBuilder::new(_fbb);
+    builder.add_job_key(args.job_key);
+    if let Some(x) = args.changes { builder.add_changes(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn job_key(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(UpdateUserTaskRequest::VT_JOB_KEY, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn changes(&self) -> UserTaskCorrections<'a> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<UserTaskCorrections>>(UpdateUserTaskRequest::VT_CHANGES, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for UpdateUserTaskRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<u64>("job_key", Self::VT_JOB_KEY, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<UserTaskCorrections>>("changes", Self::VT_CHANGES, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UpdateUserTaskRequestArgs<'a> {
+    pub job_key: u64,
+    pub changes: Option<flatbuffers::WIPOffset<UserTaskCorrections<'a>>>,
+}
+impl<'a> Default for UpdateUserTaskRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UpdateUserTaskRequestArgs {
+      job_key: 0,
+      changes: None, // required field
+    }
+  }
+}
+
+pub struct UpdateUserTaskRequestBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> UpdateUserTaskRequestBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_job_key(&mut self, job_key: u64) {
+    self.fbb_.push_slot::<u64>(UpdateUserTaskRequest::VT_JOB_KEY, job_key, 0);
+  }
+  #[inline]
+  pub fn add_changes(&mut self, changes: flatbuffers::WIPOffset<UserTaskCorrections<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<UserTaskCorrections>>(UpdateUserTaskRequest::VT_CHANGES, changes);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> UpdateUserTaskRequestBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    UpdateUserTaskRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<UpdateUserTaskRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, UpdateUserTaskRequest::VT_CHANGES,"changes");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for UpdateUserTaskRequest<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("UpdateUserTaskRequest");
+      ds.field("job_key", &self.job_key());
+      ds.field("changes", &self.changes());
       ds.finish()
   }
 }
@@ -6414,6 +6537,21 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_update_user_task_request(&self) -> Option<UpdateUserTaskRequest<'a>> {
+    if self.body_type() == Body::UpdateUserTaskRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { UpdateUserTaskRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Envelope<'_> {
@@ -6453,6 +6591,7 @@ impl flatbuffers::Verifiable for Envelope<'_> {
           Body::InstancesStarted => v.verify_union_variant::<flatbuffers::ForwardsUOffset<InstancesStarted>>("Body::InstancesStarted", pos),
           Body::ActivateAdHocActivitiesRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ActivateAdHocActivitiesRequest>>("Body::ActivateAdHocActivitiesRequest", pos),
           Body::AssignUserTaskRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<AssignUserTaskRequest>>("Body::AssignUserTaskRequest", pos),
+          Body::UpdateUserTaskRequest => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UpdateUserTaskRequest>>("Body::UpdateUserTaskRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -6698,6 +6837,13 @@ impl core::fmt::Debug for Envelope<'_> {
         },
         Body::AssignUserTaskRequest => {
           if let Some(x) = self.body_as_assign_user_task_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::UpdateUserTaskRequest => {
+          if let Some(x) = self.body_as_update_user_task_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
