@@ -716,6 +716,15 @@ fn user_task_of_job(state: &State, key: Key) -> Result<ringflow_bpmn::TaskListen
     let element = &state.elements[&job.element_instance_key];
     let instance = &state.instances[&element.process_instance_key];
     let definition = &state.processes[&instance.process_definition_key].definition;
+    if job.state == crate::instance::JobState::Failed {
+        return Err(Rejection::new(
+            RejectionCode::InvalidState,
+            format!(
+                "job {key} failed with no retries left: resolve its incident before the user \
+                 task is assigned or updated"
+            ),
+        ));
+    }
     match &definition.element(element.element).kind {
         ElementKind::UserTask(task) if job.listener.is_none() => Ok(task.listeners.clone()),
         _ => Err(Rejection::new(

@@ -770,6 +770,31 @@ fn a_user_task_is_assigned_and_unassigned_by_its_job_key() {
         RejectionCode::InvalidArgument,
         "over NAME_BYTES_MAX",
     );
+    shard
+        .run(Command::FailJob {
+            key: held.key,
+            retries: 0,
+            retry_backoff_millis: 0,
+            message: "down".into(),
+        })
+        .expect("failed");
+    refused(
+        &mut shard,
+        held.key,
+        Some("bo"),
+        RejectionCode::InvalidState,
+        "resolve its incident before the user task is assigned or updated",
+    );
+    shard
+        .run(Command::UpdateJobRetries {
+            key: held.key,
+            retries: 1,
+        })
+        .expect("retries");
+    let incident = shard.state.incidents().next().expect("an incident").key;
+    shard
+        .run(Command::ResolveIncident { key: incident })
+        .expect("resolved");
     shard.complete(held.key, vars("{}"));
     refused(
         &mut shard,
