@@ -1040,3 +1040,58 @@ fn a_user_task_is_updated_through_its_updating_listeners_or_at_once() {
     shard.check_replay();
     shard.assert_clean();
 }
+
+#[test]
+fn a_snapshot_with_a_damaged_held_job_is_refused() {
+    let mut shard = Shard::new();
+    shard.deploy(
+        "review.bpmn",
+        &review(&user_task(
+            r#"<zeebe:userTask/><zeebe:taskListeners>
+                 <zeebe:taskListener eventType="assigning" type="notify"/>
+               </zeebe:taskListeners>"#,
+        )),
+    );
+    shard.create("review", vars("{}"));
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    shard
+        .run(Command::AssignUserTask {
+            key: task.key,
+            assignee: None,
+        })
+        .expect("held for the listener");
+    let bytes = shard.state.encode();
+    ringflow_core::State::decode(&bytes).expect("the real snapshot restores");
+    // The end: the held job's properties (no assignee, four absent properties, priority 50,
+    // no denied reason: 8 bytes) behind their flag, before the checksum; before them its
+    // retries u32, its type (u32 length + 25 bytes), its key u64 and its flag.
+    let properties_flag_at = bytes.len() - 4 - 8 - 1;
+    let job_flag_at = properties_flag_at - 4 - (4 + USER_TASK_JOB.len()) - 8 - 1;
+    assert_eq!(bytes[properties_flag_at], 1);
+    assert_eq!(bytes[job_flag_at], 1);
+    let with = |patch: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = bytes.clone();
+        patch(&mut bytes);
+        let body = bytes.len() - 4;
+        let checksum = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&checksum.to_le_bytes());
+        ringflow_core::State::decode(&bytes)
+            .expect_err("refused")
+            .to_string()
+    };
+    let properties = with(&|bytes| bytes[properties_flag_at] = 9);
+    assert!(properties.contains("properties flag 9"), "{properties}");
+    let job = with(&|bytes| bytes[job_flag_at] = 7);
+    assert!(job.contains("held job flag 7"), "{job}");
+    let open = with(&|bytes| {
+        // The held job's key made the listener job's: it is open already.
+        let listener = shard
+            .state
+            .jobs()
+            .find(|job| job.listener.is_some())
+            .expect("the listener's job")
+            .key;
+        bytes[job_flag_at + 1..job_flag_at + 9].copy_from_slice(&listener.0.to_le_bytes());
+    });
+    assert!(open.contains("is also an open job"), "{open}");
+}
