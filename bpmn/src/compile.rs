@@ -1196,35 +1196,9 @@ impl<'d> Compiler<'d> {
                     continue;
                 }
             };
-            let job_type = self
-                .doc
-                .attr(listener, Ns::None, "type")
-                .map(str::trim)
-                .unwrap_or("")
-                .to_string();
-            if job_type.is_empty() {
-                let message = format!("a {event} zeebe:executionListener has no job type");
-                self.report(K::MissingJobType, node, message);
+            let Some(definition) = self.listener_job(node, listener, event, "execution", &mut seen)
+            else {
                 continue;
-            }
-            if seen.iter().any(|(e, t)| *e == event && *t == job_type) {
-                let message = format!(
-                    "two {event} execution listeners have the type `{job_type}`; each \
-                     (eventType, type) pair may appear once"
-                );
-                self.report(K::InvalidValue, node, message);
-                continue;
-            }
-            let parsed = self.expression(node, &job_type, "execution listener type");
-            seen.push((event, job_type));
-            let retries = self.retries(node, listener);
-            let (Some(job_type), Some(retries)) = (parsed, retries) else {
-                continue;
-            };
-            let definition = JobDefinition {
-                job_type,
-                retries,
-                headers: Vec::new(),
             };
             match event {
                 "start" => listeners.start.push(definition),
@@ -1232,6 +1206,51 @@ impl<'d> Compiler<'d> {
             }
         }
         listeners
+    }
+
+    /// The job of an execution or task listener (`kind`) of `event`: its `type` (static or
+    /// FEEL, required) and `retries`. Reports a missing type and an (event, type) pair seen
+    /// before on the element.
+    pub(crate) fn listener_job(
+        &mut self,
+        node: usize,
+        listener: usize,
+        event: &'static str,
+        kind: &str,
+        seen: &mut Vec<(&'static str, String)>,
+    ) -> Option<JobDefinition> {
+        let job_type = self
+            .doc
+            .attr(listener, Ns::None, "type")
+            .map(str::trim)
+            .unwrap_or("")
+            .to_string();
+        let element = if kind == "task" {
+            "taskListener"
+        } else {
+            "executionListener"
+        };
+        if job_type.is_empty() {
+            let message = format!("a {event} zeebe:{element} has no job type");
+            self.report(K::MissingJobType, node, message);
+            return None;
+        }
+        if seen.iter().any(|(e, t)| *e == event && *t == job_type) {
+            let message = format!(
+                "two {event} {kind} listeners have the type `{job_type}`; each (eventType, \
+                 type) pair may appear once"
+            );
+            self.report(K::InvalidValue, node, message);
+            return None;
+        }
+        let parsed = self.expression(node, &job_type, &format!("{kind} listener type"));
+        seen.push((event, job_type));
+        let retries = self.retries(node, listener);
+        Some(JobDefinition {
+            job_type: parsed?,
+            retries: retries?,
+            headers: Vec::new(),
+        })
     }
 
     /// A job definition that must be there: reports a missing one.

@@ -655,35 +655,9 @@ impl<'d> Compiler<'d> {
                     continue;
                 }
             };
-            let job_type = self
-                .doc
-                .attr(listener, Ns::None, "type")
-                .map(str::trim)
-                .unwrap_or("")
-                .to_string();
-            if job_type.is_empty() {
-                let message = format!("a {event} zeebe:taskListener has no job type");
-                self.report(K::MissingJobType, node, message);
+            let Some(definition) = self.listener_job(node, listener, event, "task", &mut seen)
+            else {
                 continue;
-            }
-            if seen.iter().any(|(e, t)| *e == event && *t == job_type) {
-                let message = format!(
-                    "two {event} task listeners have the type `{job_type}`; each (eventType, \
-                     type) pair may appear once"
-                );
-                self.report(K::InvalidValue, node, message);
-                continue;
-            }
-            let parsed = self.expression(node, &job_type, "task listener type");
-            seen.push((event, job_type));
-            let retries = self.retries(node, listener);
-            let (Some(job_type), Some(retries)) = (parsed, retries) else {
-                continue;
-            };
-            let definition = JobDefinition {
-                job_type,
-                retries,
-                headers: Vec::new(),
             };
             match event {
                 "creating" => listeners.creating.push(definition),

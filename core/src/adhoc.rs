@@ -691,12 +691,7 @@ pub(crate) fn activate(
         run.activate_in_ad_hoc(key, target, activation.variables);
     }
     run.run();
-    Ok(Outcome {
-        response: Response::AdHocActivitiesActivated { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::AdHocActivitiesActivated { key }))
 }
 
 /// `CompleteAdHocJob` (and a plain `CompleteJob` of such a job, with an empty result): the
@@ -795,10 +790,5 @@ pub(crate) fn complete_job(
         }
     }
     run.run();
-    Ok(Outcome {
-        response: Response::JobCompleted { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::JobCompleted { key }))
 }

@@ -34,12 +34,7 @@ pub(crate) fn cancel(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, 
     }
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     run.terminate(key);
-    Ok(Outcome {
-        response: Response::InstanceCanceled {
-            process_instance_key: key,
-        },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::InstanceCanceled {
+        process_instance_key: key,
+    }))
 }

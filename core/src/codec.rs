@@ -49,7 +49,9 @@ use std::sync::Arc;
 
 use crate::engine::{Command, Ctx, ProcessRef, Resource, Variables};
 use crate::key::Key;
-use crate::snapshot::{Reader, put_bytes, put_count, put_key, put_optional_text};
+use crate::snapshot::{
+    Reader, put_bytes, put_count, put_key, put_optional_text, put_optional_texts, put_optional_u8,
+};
 
 /// The command format this build writes and reads.
 pub const COMMAND_FORMAT: u8 = 1;
@@ -236,24 +238,11 @@ pub fn encode_command(command: &Command, ctx: &Ctx, out: &mut Vec<u8>) {
 
 fn put_corrections(out: &mut Vec<u8>, corrections: &crate::usertasks::UserTaskCorrections) {
     put_optional_text(out, corrections.assignee.as_deref());
-    for list in [&corrections.candidate_groups, &corrections.candidate_users] {
-        match list {
-            Some(items) => {
-                out.push(1);
-                put_count(out, items.len());
-                for item in items {
-                    put_bytes(out, item.as_bytes());
-                }
-            }
-            None => out.push(0),
-        }
-    }
+    put_optional_texts(out, &corrections.candidate_groups);
+    put_optional_texts(out, &corrections.candidate_users);
     put_optional_text(out, corrections.due_date.as_deref());
     put_optional_text(out, corrections.follow_up_date.as_deref());
-    match corrections.priority {
-        Some(priority) => out.extend_from_slice(&[1, priority]),
-        None => out.push(0),
-    }
+    put_optional_u8(out, corrections.priority);
 }
 
 fn put_activations(out: &mut Vec<u8>, elements: &[crate::adhoc::AdHocActivation]) {
@@ -455,16 +444,7 @@ fn read_task_listener_result(reader: &mut Reader<'_>) -> ReadResult<Command> {
 
 fn read_corrections(reader: &mut Reader<'_>) -> ReadResult<crate::usertasks::UserTaskCorrections> {
     let assignee = reader.optional_text()?;
-    let mut list = || -> ReadResult<Option<Vec<String>>> {
-        if !reader.flag()? {
-            return Ok(None);
-        }
-        (0..reader.count()?)
-            .map(|_| reader.string())
-            .collect::<ReadResult<Vec<_>>>()
-            .map(Some)
-    };
-    let (candidate_groups, candidate_users) = (list()?, list()?);
+    let (candidate_groups, candidate_users) = (reader.optional_texts()?, reader.optional_texts()?);
     let due_date = reader.optional_text()?;
     let follow_up_date = reader.optional_text()?;
     let priority = if reader.flag()? {

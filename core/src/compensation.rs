@@ -205,12 +205,7 @@ pub(crate) fn continue_throw(state: &mut State, key: Key, ctx: &Ctx) -> Result<O
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     run.start_handlers(key);
     run.run();
-    Ok(Outcome {
-        response: Response::CompensationContinued { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::CompensationContinued { key }))
 }
 
 #[cfg(test)]

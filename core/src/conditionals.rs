@@ -379,7 +379,7 @@ pub(crate) fn evaluate_starts(
     variables: Variables,
     ctx: &crate::engine::Ctx,
 ) -> Result<crate::engine::Outcome, crate::engine::Rejection> {
-    use crate::engine::{Keys, Outcome, Rejection, RejectionCode, Response, StartedInstance};
+    use crate::engine::{Keys, Rejection, RejectionCode, Response, StartedInstance};
     crate::variables::check_document_size(&variables)?;
     let latest: Vec<Key> = match &bpmn_process_id {
         Some(id) => {
@@ -467,10 +467,5 @@ pub(crate) fn evaluate_starts(
         });
     }
     run.run();
-    Ok(Outcome {
-        response: Response::ConditionalEvaluated(started),
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::ConditionalEvaluated(started)))
 }

@@ -77,17 +77,12 @@ pub(crate) fn create(
     run.state.remember_len(key, variables_len);
     run.enter_root(&definition, key, None);
     run.run();
-    Ok(Outcome {
-        response: Response::InstanceCreated {
-            process_instance_key: key,
-            process_definition_key,
-            bpmn_process_id,
-            version: number,
-        },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::InstanceCreated {
+        process_instance_key: key,
+        process_definition_key,
+        bpmn_process_id,
+        version: number,
+    }))
 }
 
 fn has_none_start(definition: &ProcessDefinition) -> bool {

@@ -172,16 +172,11 @@ pub(crate) fn deploy(
     for (previous, latest) in new_latest {
         run.replace_start_timers(previous, latest);
     }
-    Ok(Outcome {
-        response: Response::Deployed(Deployment {
-            key: deployment_key,
-            processes,
-            decisions,
-        }),
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::Deployed(Deployment {
+        key: deployment_key,
+        processes,
+        decisions,
+    })))
 }
 
 type DmnResource<'r> = (&'r Resource, crate::decisions::DmnModel);

@@ -74,12 +74,7 @@ pub(crate) fn throw(
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     run.throw_error(element, &error_code, &message, true);
     run.run();
-    Ok(Outcome {
-        response: Response::JobUpdated { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::JobUpdated { key }))
 }
 
 /// Where an error or escalation is caught.

@@ -77,12 +77,7 @@ pub(crate) fn fail(
     };
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     run.incident_with(element, text, IncidentRetry::Job);
-    Ok(Outcome {
-        response: Response::JobUpdated { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::JobUpdated { key }))
 }
 
 pub(crate) fn lease_expired(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome, Rejection> {
@@ -187,12 +182,7 @@ pub(crate) fn resolve(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
         }
     }
     run.run();
-    Ok(Outcome {
-        response: Response::IncidentResolved { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::IncidentResolved { key }))
 }
 
 pub(crate) fn set_variables(
@@ -219,10 +209,5 @@ pub(crate) fn set_variables(
         run.merge_variables(update);
     }
     run.run();
-    Ok(Outcome {
-        response: Response::VariablesSet { scope },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::VariablesSet { scope }))
 }

@@ -262,12 +262,7 @@ pub(crate) fn complete_plain(
         None => run.complete_later(element_instance_key),
     }
     run.run();
-    Ok(Outcome {
-        response: Response::JobCompleted { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::JobCompleted { key }))
 }
 
 /// Where a listener job's variables go: a start listener's become local variables of the

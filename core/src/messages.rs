@@ -108,12 +108,7 @@ pub(crate) fn publish(
         run.state.insert_message(message);
     }
     run.run();
-    Ok(Outcome {
-        response: Response::MessagePublished { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::MessagePublished { key }))
 }
 
 fn check_publish(

@@ -976,12 +976,7 @@ pub(crate) fn receive(
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     run.receive_mail(from, mail);
     run.run();
-    Ok(Outcome {
-        response: Response::MailTaken { from, seq },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::MailTaken { from, seq }))
 }
 
 /// `Acknowledge`: shard `to` took every mail up to `seq`; they leave the outbox.

@@ -292,6 +292,17 @@ impl<'s> Run<'s> {
 
     /// Runs queued steps until there are none, then delivers the signals the command
     /// broadcast, one at a time, each after the work the one before caused.
+    /// The command's outcome once the run is done: `response` with the events and effects
+    /// it gathered and the next free key.
+    pub(crate) fn outcome(&mut self, response: crate::engine::Response) -> crate::engine::Outcome {
+        crate::engine::Outcome {
+            response,
+            events: std::mem::take(&mut self.events),
+            effects: std::mem::take(&mut self.effects),
+            next_key: self.keys.next(),
+        }
+    }
+
     pub(crate) fn run(&mut self) {
         loop {
             self.settle();

@@ -88,12 +88,7 @@ pub(crate) fn broadcast(
     let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
     let key = run.broadcast(name, variables);
     run.run();
-    Ok(Outcome {
-        response: Response::SignalBroadcast { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::SignalBroadcast { key }))
 }
 
 /// `ContinueSignal`: delivers a signal to the next subscriptions it reaches.
@@ -117,12 +112,7 @@ pub(crate) fn continue_delivery(
         after: pending.after,
     });
     run.run();
-    Ok(Outcome {
-        response: Response::SignalContinued { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::SignalContinued { key }))
 }
 
 fn check_name(name: &str) -> Result<(), String> {

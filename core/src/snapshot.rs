@@ -727,24 +727,11 @@ fn decode_runtime(
 /// priority (u8 flag, then u8), denied reason (optional text).
 fn put_user_task(out: &mut Vec<u8>, properties: &crate::instance::UserTaskProperties) {
     put_optional_text(out, properties.assignee.as_deref());
-    for list in [&properties.candidate_groups, &properties.candidate_users] {
-        match list {
-            Some(items) => {
-                out.push(1);
-                put_count(out, items.len());
-                for item in items {
-                    put_bytes(out, item.as_bytes());
-                }
-            }
-            None => out.push(0),
-        }
-    }
+    put_optional_texts(out, &properties.candidate_groups);
+    put_optional_texts(out, &properties.candidate_users);
     put_optional_text(out, properties.due_date.as_deref());
     put_optional_text(out, properties.follow_up_date.as_deref());
-    match properties.priority {
-        Some(priority) => out.extend_from_slice(&[1, priority]),
-        None => out.push(0),
-    }
+    put_optional_u8(out, properties.priority);
     put_optional_text(out, properties.denied_reason.as_deref());
 }
 
@@ -753,19 +740,7 @@ fn read_user_task(
     key: Key,
 ) -> Result<crate::instance::UserTaskProperties, SnapshotError> {
     let assignee = reader.optional_text()?;
-    let mut list = || -> Result<Option<Vec<String>>, SnapshotError> {
-        match reader.array::<1>()?[0] {
-            0 => Ok(None),
-            1 => (0..reader.count()?)
-                .map(|_| reader.string())
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            other => Err(corrupt(format!(
-                "user task {key} has a candidate list flag {other}"
-            ))),
-        }
-    };
-    let (candidate_groups, candidate_users) = (list()?, list()?);
+    let (candidate_groups, candidate_users) = (reader.optional_texts()?, reader.optional_texts()?);
     let due_date = reader.optional_text()?;
     let follow_up_date = reader.optional_text()?;
     let priority = match reader.array::<1>()?[0] {
@@ -1227,6 +1202,28 @@ pub(crate) fn put_optional_key(out: &mut Vec<u8>, key: Option<Key>) {
     }
 }
 
+/// An optional list of texts: a u8 flag, then a u32 count and the texts.
+pub(crate) fn put_optional_texts(out: &mut Vec<u8>, list: &Option<Vec<String>>) {
+    match list {
+        Some(items) => {
+            out.push(1);
+            put_count(out, items.len());
+            for item in items {
+                put_bytes(out, item.as_bytes());
+            }
+        }
+        None => out.push(0),
+    }
+}
+
+/// An optional byte: a u8 flag, then the byte.
+pub(crate) fn put_optional_u8(out: &mut Vec<u8>, value: Option<u8>) {
+    match value {
+        Some(value) => out.extend_from_slice(&[1, value]),
+        None => out.push(0),
+    }
+}
+
 pub(crate) fn put_optional_text(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
         Some(text) => {
@@ -1298,6 +1295,17 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn key(&mut self) -> Result<Key, SnapshotError> {
         Ok(Key(u64::from_le_bytes(self.array()?)))
+    }
+
+    /// What [`put_optional_texts`] wrote.
+    pub(crate) fn optional_texts(&mut self) -> Result<Option<Vec<String>>, SnapshotError> {
+        if !self.flag()? {
+            return Ok(None);
+        }
+        (0..self.count()?)
+            .map(|_| self.string())
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
     pub(crate) fn flag(&mut self) -> Result<bool, SnapshotError> {

@@ -274,10 +274,5 @@ pub(crate) fn trigger(state: &mut State, key: Key, ctx: &Ctx) -> Result<Outcome,
         }
     }
     run.run();
-    Ok(Outcome {
-        response: Response::TimerTriggered { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::TimerTriggered { key }))
 }

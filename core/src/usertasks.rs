@@ -606,12 +606,7 @@ pub(crate) fn complete(
     let element = run.state.elements[&element_instance_key].element;
     run.listen(element_instance_key, element, ListenerEvent::Completing, 0);
     run.run();
-    Ok(Outcome {
-        response: Response::JobCompleted { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::JobCompleted { key }))
 }
 
 /// `CompleteTaskListenerJob`: a task listener's worker is done, with what it decided.
@@ -696,12 +691,7 @@ pub(crate) fn complete_listener_job(
         run.listener_done(element_instance_key, listener);
     }
     run.run();
-    Ok(Outcome {
-        response: Response::JobCompleted { key },
-        events: std::mem::take(&mut run.events),
-        effects: std::mem::take(&mut run.effects),
-        next_key: run.keys.next(),
-    })
+    Ok(run.outcome(Response::JobCompleted { key }))
 }
 
 /// The task listeners of the user task whose own job is `key`; refused when there is no
@@ -763,12 +753,7 @@ pub(crate) fn update(
         let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
         run.begin_change(key, properties, ListenerEvent::Updating);
         run.run();
-        return Ok(Outcome {
-            response: Response::JobUpdated { key },
-            events: std::mem::take(&mut run.events),
-            effects: std::mem::take(&mut run.effects),
-            next_key: run.keys.next(),
-        });
+        return Ok(run.outcome(Response::JobUpdated { key }));
     }
     let event = Event::UserTaskUpdated {
         key,
@@ -808,12 +793,7 @@ pub(crate) fn assign(
         let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
         run.begin_assignment(key, assignee);
         run.run();
-        return Ok(Outcome {
-            response: Response::JobUpdated { key },
-            events: std::mem::take(&mut run.events),
-            effects: std::mem::take(&mut run.effects),
-            next_key: run.keys.next(),
-        });
+        return Ok(run.outcome(Response::JobUpdated { key }));
     }
     let job = state.jobs.get_mut(&key).expect("checked above");
     job.user_task.get_or_insert_default().assignee = assignee.clone();

@@ -653,27 +653,29 @@ pub struct CompleteArgs {
 impl CompleteArgs {
     /// The task listener's decision, when any task listener option is given.
     fn task_listener_decision(&self) -> Option<TaskListenerDecision> {
-        let list = |text: &Option<String>| {
-            text.as_ref().map(|text| {
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|item| !item.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-        };
         let decision = TaskListenerDecision {
             denied: self.deny,
             denied_reason: self.deny_reason.clone().unwrap_or_default(),
             assignee: self.assignee.clone(),
-            candidate_groups: list(&self.candidate_groups),
-            candidate_users: list(&self.candidate_users),
+            candidate_groups: comma_list(&self.candidate_groups),
+            candidate_users: comma_list(&self.candidate_users),
             due_date: self.due_date.clone(),
             follow_up_date: self.follow_up_date.clone(),
             priority: self.priority,
         };
         (decision != TaskListenerDecision::default()).then_some(decision)
     }
+}
+
+/// A comma-separated list option, its items trimmed; "" is the empty list.
+fn comma_list(text: &Option<String>) -> Option<Vec<String>> {
+    text.as_ref().map(|text| {
+        text.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(String::from)
+            .collect()
+    })
 }
 
 /// `ringflow jobs fail`.
@@ -803,20 +805,11 @@ pub fn jobs(command: &JobsCommand) -> anyhow::Result<ExitCode> {
             done(&args.conn, request, "threw an error from job")
         }
         JobsCommand::Update(args) => {
-            let list = |text: &Option<String>| {
-                text.as_ref().map(|text| {
-                    text.split(',')
-                        .map(str::trim)
-                        .filter(|item| !item.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-            };
             let request = Request::UpdateUserTask {
                 job_key: args.key,
                 changes: Box::new(UserTaskChanges {
-                    candidate_groups: list(&args.candidate_groups),
-                    candidate_users: list(&args.candidate_users),
+                    candidate_groups: comma_list(&args.candidate_groups),
+                    candidate_users: comma_list(&args.candidate_users),
                     due_date: args.due_date.clone(),
                     follow_up_date: args.follow_up_date.clone(),
                     priority: args.priority,

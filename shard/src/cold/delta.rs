@@ -595,14 +595,9 @@ impl Delta {
         VARIABLES.write(conn, &VARIABLES_SQL, &rows)?;
         for (task, at) in &self.user_tasks {
             let properties = &task.properties;
-            let list = |items: &Option<Vec<String>>| {
-                items
-                    .as_ref()
-                    .map(|items| serde_json::to_string(items).expect("strings serialize"))
-            };
             let (groups, users) = (
-                list(&properties.candidate_groups),
-                list(&properties.candidate_users),
+                json_list(&properties.candidate_groups),
+                json_list(&properties.candidate_users),
             );
             conn.execute(
                 "INSERT INTO user_tasks (job_key, process_instance_key, element_instance_key, \
@@ -628,14 +623,9 @@ impl Delta {
             )?;
         }
         for (key, properties) in &self.updates {
-            let list = |items: &Option<Vec<String>>| {
-                items
-                    .as_ref()
-                    .map(|items| serde_json::to_string(items).expect("strings serialize"))
-            };
             let (groups, users) = (
-                list(&properties.candidate_groups),
-                list(&properties.candidate_users),
+                json_list(&properties.candidate_groups),
+                json_list(&properties.candidate_users),
             );
             conn.execute(
                 "UPDATE user_tasks SET candidate_groups = $2, candidate_users = $3, \
@@ -661,6 +651,13 @@ impl Delta {
         }
         Ok(())
     }
+}
+
+/// A candidate list as the `user_tasks` table keeps it: a JSON array's text.
+fn json_list(items: &Option<Vec<String>>) -> Option<String> {
+    items
+        .as_ref()
+        .map(|items| serde_json::to_string(items).expect("strings serialize"))
 }
 
 fn ends(end: &Option<(&'static str, i64)>) -> (Option<&'static str>, Option<i64>) {
