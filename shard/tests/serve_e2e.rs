@@ -34,7 +34,12 @@ fn data_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A base port with `count` free ports from it on 127.0.0.1 (and the same on 127.0.0.2).
+/// Ports handed out by [`free_ports`] in this test process: the tests run in parallel, and
+/// a port free when one test looks may be another's before its server binds it.
+static GIVEN_PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// A base port with `count` free ports from it on 127.0.0.1 (and the same on 127.0.0.2),
+/// none of them handed out before in this process.
 fn free_ports(count: u16) -> u16 {
     for _ in 0..200 {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
@@ -43,11 +48,16 @@ fn free_ports(count: u16) -> u16 {
         if base > 65000 {
             continue;
         }
+        let mut given = GIVEN_PORTS.lock().expect("ports");
+        if (0..count).any(|i| given.contains(&(base + i))) {
+            continue;
+        }
         let all_free = (0..count).all(|i| {
             TcpListener::bind(("127.0.0.1", base + i)).is_ok()
                 && TcpListener::bind(("127.0.0.2", base + i)).is_ok()
         });
         if all_free {
+            given.extend((0..count).map(|i| base + i));
             return base;
         }
     }
