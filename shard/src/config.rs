@@ -258,7 +258,7 @@ serve_options! {
         data "data": PathBuf = PathBuf::from("ringflow-data"), "path",
             "The data directory: journals, snapshots and the SQLite cold store (created if missing)";
         listen "listen": String = "127.0.0.1:26500".to_string(), "HOST:PORT",
-            "The address of shard 0 on a single node; shard i listens on PORT+i";
+            "The address of shard 0 on a single node; shard i listens on PORT+i; PORT 0 picks free ports and prints them";
         segment_mib "segment-mib": u64 = 64, "MiB",
             "Journal segment size";
         spare_segments "spare-segments": usize = crate::journal::writer::SPARE_SEGMENTS_DEFAULT, "segments per shard, 0: delete",
@@ -433,6 +433,14 @@ pub fn read_cluster(path: &Path) -> anyhow::Result<Topology> {
     let mut nodes = Vec::with_capacity(file.node.len());
     let mut first_shard = 0u32;
     for (index, node) in file.node.iter().enumerate() {
+        if node.port == 0 {
+            bail!(
+                "cluster file {}: node {index} has port 0; every node of a cluster needs a \
+                 fixed base port that the others can reach (port 0, free ports, is only for \
+                 --listen on a single node)",
+                path.display()
+            );
+        }
         nodes.push(Node {
             id: u16::try_from(index).context("too many nodes")?,
             host: node.host.clone(),
@@ -922,6 +930,26 @@ mod tests {
             ])
             .contains("await-timeout")
         );
+        // Port 0 picks free ports on a single node; a cluster file names fixed ones.
+        assert_eq!(
+            plan_of(&["--listen", "127.0.0.1:0"]).unwrap().me.base_port,
+            0
+        );
+        let dir = std::env::temp_dir().join(format!("ringflow-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cluster = dir.join("cluster.toml");
+        std::fs::write(
+            &cluster,
+            "[[node]]\nhost = \"127.0.0.1\"\nport = 7000\nshards = 1\n\n\
+             [[node]]\nhost = \"127.0.0.1\"\nport = 0\nshards = 1\n",
+        )
+        .unwrap();
+        let refused = format!("{:#}", read_cluster(&cluster).unwrap_err());
+        assert!(
+            refused.contains("node 1 has port 0") && refused.contains("fixed base port"),
+            "{refused}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
         let plan = plan_of(&["--listen", "0.0.0.0:7000", "--advertise", "db1"]).unwrap();
         assert_eq!(
             (plan.me.host.as_str(), plan.bind_host.as_str()),

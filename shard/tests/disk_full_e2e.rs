@@ -8,10 +8,10 @@
 //! `.ci/test` sets when it runs as root with loop devices), in which case it fails.
 
 mod common;
-use common::activate_all;
+use common::{ServerLog, activate_all};
 
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,20 +86,16 @@ fn path(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
 
-fn free_port() -> u16 {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    probe.local_addr().expect("address").port()
+/// A `ringflow serve` started by the test, its stderr in DATA.log.
+struct Server {
+    child: Child,
+    /// Shard 0's address (the one it reported, for `127.0.0.1:0`).
+    addr: String,
 }
-
-struct Server(Child);
 
 impl Server {
     fn start(data: &Path, addr: &str) -> Server {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data.with_extension("log"))
-            .expect("server log");
+        let (log, file) = ServerLog::open(&data.with_extension("log"));
         let child = Command::new(BIN)
             .arg("serve")
             .arg("--data")
@@ -110,14 +106,20 @@ impl Server {
             .args(["--segment-mib", "41", "--spare-segments", "0"])
             .args(["--prefill-segments", "0", "--snapshot-every-records", "0"])
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(file)
             .spawn()
             .expect("start ringflow serve");
-        let mut server = Server(child);
+        let mut server = Server {
+            child,
+            addr: addr.to_string(),
+        };
+        if addr.ends_with(":0") {
+            server.addr = log.listen_addr(&mut server.child);
+        }
         let started = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            if let Some(status) = server.0.try_wait().expect("try_wait") {
-                panic!("ringflow serve exited with {status}: {}", log_of(data));
+        while TcpStream::connect(&server.addr).is_err() {
+            if let Some(status) = server.child.try_wait().expect("try_wait") {
+                panic!("ringflow serve exited with {status}: {}", log.text());
             }
             assert!(started.elapsed() < Duration::from_secs(60), "no server");
             std::thread::sleep(Duration::from_millis(50));
@@ -128,8 +130,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -165,8 +167,8 @@ fn a_full_disk_stops_the_shard_with_a_message_and_loses_no_acknowledged_instance
         }
     };
     let data = mounted.at.join("data");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let server = Server::start(&data, &addr);
+    let server = Server::start(&data, "127.0.0.1:0");
+    let addr = server.addr.clone();
     let mut client = Client::connect(&addr).expect("connect");
     client
         .deploy(vec![Resource {

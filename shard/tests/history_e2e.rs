@@ -3,9 +3,9 @@
 //! that cannot write makes the shard refuse new work with BUSY, saying why.
 
 mod common;
-use common::{metric, scrape};
+use common::{ServerLog, metric, scrape};
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -29,42 +29,13 @@ fn data_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A free port no other test of this binary got (the tests run in parallel, and a port is
-/// free until its server binds it).
-fn free_port() -> u16 {
-    loop {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        let port = probe.local_addr().expect("address").port();
-        drop(probe);
-        if port < 65000 && free_port_taken(port) {
-            return port;
-        }
-    }
+/// A `ringflow serve` started by a test, its stderr in DATA/server.log.
+struct Server {
+    child: Child,
+    /// Shard 0's address (the one it reported, for `127.0.0.1:0`).
+    addr: String,
+    log: ServerLog,
 }
-
-static GIVEN_PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-
-/// Two consecutive free ports (a node of two shards listens on both).
-fn free_port_pair() -> u16 {
-    loop {
-        let port = free_port();
-        if TcpListener::bind(("127.0.0.1", port + 1)).is_ok() && free_port_taken(port + 1) {
-            return port;
-        }
-    }
-}
-
-/// Marks `port` as given; false if another test of this binary has it.
-fn free_port_taken(port: u16) -> bool {
-    let mut given = GIVEN_PORTS.lock().unwrap_or_else(|e| e.into_inner());
-    if given.contains(&port) {
-        return false;
-    }
-    given.push(port);
-    true
-}
-
-struct Server(Child);
 
 /// The log of the server on `data` (its stderr), for failure messages.
 fn server_log(data: &Path) -> String {
@@ -97,12 +68,10 @@ fn connect(addr: &str, data: &Path) -> Client {
 }
 
 impl Server {
+    /// Starts a server on `data` listening on `addr` (`127.0.0.1:0`: free ports it picks and
+    /// reports) and waits until every shard listens.
     fn start(data: &Path, addr: &str, extra: &[&str]) -> Server {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data.join("server.log"))
-            .expect("server log");
+        let (log, file) = ServerLog::open(&data.join("server.log"));
         let child = Command::new(BIN)
             .arg("serve")
             .arg("--data")
@@ -115,10 +84,17 @@ impl Server {
             })
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(file)
             .spawn()
             .expect("start ringflow serve");
-        let mut server = Server(child);
+        let mut server = Server {
+            child,
+            addr: addr.to_string(),
+            log,
+        };
+        if addr.ends_with(":0") {
+            server.addr = server.log.listen_addr(&mut server.child);
+        }
         let started = Instant::now();
         // Every shard's port (shard i on PORT+i): a shard listens once it has recovered.
         let shards: u16 = extra
@@ -126,23 +102,28 @@ impl Server {
             .position(|arg| *arg == "--shards")
             .and_then(|at| extra.get(at + 1))
             .map_or(1, |count| count.parse().expect("a shard count"));
-        let (host, port) = addr.rsplit_once(':').expect("HOST:PORT");
+        let (host, port) = server.addr.rsplit_once(':').expect("HOST:PORT");
         let port: u16 = port.parse().expect("a port");
         while (0..shards).any(|shard| TcpStream::connect((host, port + shard)).is_err()) {
-            if let Some(status) = server.0.try_wait().expect("try_wait") {
-                panic!("ringflow serve exited with {status}: {}", server_log(data));
+            if let Some(status) = server.child.try_wait().expect("try_wait") {
+                panic!("ringflow serve exited with {status}: {}", server.log.text());
             }
             assert!(started.elapsed() < Duration::from_secs(60), "no server");
             std::thread::sleep(Duration::from_millis(50));
         }
         server
     }
+
+    /// The metrics address the server reported (for `--metrics 127.0.0.1:0`).
+    fn metrics_addr(&mut self) -> String {
+        self.log.metrics_addr(&mut self.child)
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -211,9 +192,8 @@ fn activate(client: &mut Client) -> Vec<ringflow_wire::Job> {
 #[test]
 fn history_is_exported_and_the_cli_reads_it_back_and_metrics_count_the_work() {
     let data = data_dir("history");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let _server = Server::start(&data, &addr, &["--metrics", &metrics_addr]);
+    let mut server = Server::start(&data, "127.0.0.1:0", &["--metrics", "127.0.0.1:0"]);
+    let (addr, metrics_addr) = (server.addr.clone(), server.metrics_addr());
     let mut client = connect(&addr, &data);
     deploy(&mut client);
     let done = create(&mut client, r#"{"order": "A-1"}"#, "biz-1").expect("create");
@@ -486,8 +466,8 @@ fn history_is_exported_and_the_cli_reads_it_back_and_metrics_count_the_work() {
 #[test]
 fn history_level_instances_leaves_out_the_element_instances() {
     let data = data_dir("instances-level");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let _server = Server::start(&data, &addr, &["--history-level", "instances"]);
+    let server = Server::start(&data, "127.0.0.1:0", &["--history-level", "instances"]);
+    let addr = server.addr.clone();
     assert!(
         server_log(&data).contains("history level instances"),
         "{}",
@@ -551,8 +531,8 @@ fn instance_keys_in(store: &Target) -> Vec<u64> {
 #[test]
 fn two_shards_write_a_file_each_and_the_cli_reads_them_together() {
     let data = data_dir("two-shards");
-    let addr = format!("127.0.0.1:{}", free_port_pair());
-    let _server = Server::start(&data, &addr, &["--shards", "2"]);
+    let server = Server::start(&data, "127.0.0.1:0", &["--shards", "2"]);
+    let addr = server.addr.clone();
     let mut client = connect(&addr, &data);
     deploy(&mut client);
     let mut keys = Vec::new();
@@ -618,8 +598,8 @@ fn a_data_directory_with_a_cold_db_from_before_keeps_it() {
     let mut conn = Conn::open(&earlier).expect("make the store");
     ringflow_shard::cold::schema::migrate(&mut conn).expect("migrate");
     drop(conn);
-    let addr = format!("127.0.0.1:{}", free_port());
-    let _server = Server::start(&data, &addr, &[]);
+    let server = Server::start(&data, "127.0.0.1:0", &[]);
+    let addr = server.addr.clone();
     let mut client = connect(&addr, &data);
     deploy(&mut client);
     let key = create(&mut client, "{}", "").expect("create");
@@ -647,12 +627,11 @@ fn a_data_directory_with_a_cold_db_from_before_keeps_it() {
 #[test]
 fn an_unreachable_cold_store_stops_the_start_with_a_message() {
     let data = data_dir("unreachable");
-    let addr = format!("127.0.0.1:{}", free_port());
     let output = Command::new(BIN)
         .arg("serve")
         .arg("--data")
         .arg(&data)
-        .args(["--listen", &addr, "--shards", "1"])
+        .args(["--listen", "127.0.0.1:0", "--shards", "1"])
         .args([
             "--cold-store",
             "postgres://nobody:nothing@127.0.0.1:1/nothing",
@@ -675,20 +654,19 @@ fn an_unreachable_cold_store_stops_the_start_with_a_message() {
 #[test]
 fn a_cold_store_that_cannot_be_written_makes_the_shard_refuse_new_work_with_busy() {
     let data = data_dir("busy");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let _server = Server::start(
+    let mut server = Server::start(
         &data,
-        &addr,
+        "127.0.0.1:0",
         &[
             "--export-lag-warn-records",
             "2",
             "--export-lag-max-records",
             "4",
             "--metrics",
-            &metrics_addr,
+            "127.0.0.1:0",
         ],
     );
+    let (addr, metrics_addr) = (server.addr.clone(), server.metrics_addr());
     let config = ClientConfig {
         busy_retries: 0,
         ..ClientConfig::default()
@@ -766,9 +744,9 @@ fn a_cold_store_that_cannot_be_written_makes_the_shard_refuse_new_work_with_busy
 #[test]
 fn after_kill_9_with_the_exporter_behind_every_snapshot_the_history_is_complete_and_single() {
     let data = data_dir("kill9");
-    let addr = format!("127.0.0.1:{}", free_port());
     let flags = ["--snapshot-every-records", "15"];
-    let mut server = Server::start(&data, &addr, &flags);
+    let mut server = Server::start(&data, "127.0.0.1:0", &flags);
+    let addr = server.addr.clone();
     // The exporter stays stuck while snapshots pass it.
     let store = shard_store(&data, 0);
     let mut blocker = Conn::open(&store).expect("open the store");
@@ -796,21 +774,22 @@ fn after_kill_9_with_the_exporter_behind_every_snapshot_the_history_is_complete_
         .expect("snapshots")
         .count();
     assert!(snapshots >= 2, "snapshots were taken ({snapshots})");
-    server.0.kill().expect("kill -9");
-    let _ = server.0.wait();
+    server.child.kill().expect("kill -9");
+    let _ = server.child.wait();
     blocker.batch("ROLLBACK").expect("release");
     drop(blocker);
 
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
     let restarted: Vec<&str> = flags
         .iter()
         .copied()
-        .chain(["--metrics", &metrics_addr])
+        .chain(["--metrics", "127.0.0.1:0"])
         .collect();
-    let _server = Server::start(&data, &addr, &restarted);
+    // On the same port: the killed server's sockets close a moment after it is gone, and
+    // the new one waits for them.
+    let mut server = Server::start(&data, &addr, &restarted);
+    let metrics_addr = server.metrics_addr();
     // The gauges show the recovered state before any new command: from the first scrape
-    // that has the shard (it registers once recovered; the killed server's port may still
-    // take connections for a moment, so Server::start may return early).
+    // that has the shard (it registers once recovered).
     let shard = "{shard=\"0\"}";
     let started = Instant::now();
     let text = loop {
@@ -925,10 +904,9 @@ impl ringflow_shard::load::Workload for MessageFromAnotherShard {
 #[test]
 fn a_publish_refused_with_busy_is_sent_again_and_every_instance_completes() {
     let data = data_dir("publish-busy");
-    let addr = format!("127.0.0.1:{}", free_port_pair());
-    let _server = Server::start(
+    let server = Server::start(
         &data,
-        &addr,
+        "127.0.0.1:0",
         &[
             "--shards",
             "2",
@@ -938,6 +916,7 @@ fn a_publish_refused_with_busy_is_sent_again_and_every_instance_completes() {
             "20",
         ],
     );
+    let addr = server.addr.clone();
     let mut client = connect(&addr, &data);
     client
         .deploy(vec![Resource {
@@ -1005,10 +984,9 @@ fn a_cold_store_ahead_of_the_journal_is_refused_at_start() {
     let store = format!("sqlite:{}", root.join("shared.db").display());
     let first = root.join("first");
     std::fs::create_dir_all(&first).expect("mkdir");
-    let addr = format!("127.0.0.1:{}", free_port());
     {
-        let _server = Server::start(&first, &addr, &["--cold-store", &store]);
-        let mut client = connect(&addr, &first);
+        let server = Server::start(&first, "127.0.0.1:0", &["--cold-store", &store]);
+        let mut client = connect(&server.addr, &first);
         deploy(&mut client);
         let key = create(&mut client, "{}", "").expect("create");
         history_json(
@@ -1024,12 +1002,11 @@ fn a_cold_store_ahead_of_the_journal_is_refused_at_start() {
     }
     let second = root.join("second");
     std::fs::create_dir_all(&second).expect("mkdir");
-    let addr = format!("127.0.0.1:{}", free_port());
     let (status, stderr) = common::serve_until_it_exits(&[
         "--data".as_ref(),
         second.as_ref(),
         "--listen".as_ref(),
-        addr.as_ref(),
+        "127.0.0.1:0".as_ref(),
         "--shards".as_ref(),
         "1".as_ref(),
         "--cold-store".as_ref(),

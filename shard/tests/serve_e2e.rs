@@ -2,7 +2,7 @@
 //! driven through the wire client and the `ringflow` CLI.
 
 mod common;
-use common::{activate_all, metric, scrape};
+use common::{ServerLog, activate_all, metric, scrape};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -34,48 +34,29 @@ fn data_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Ports handed out by [`free_ports`] in this test process: the tests run in parallel, and
-/// a port free when one test looks may be another's before its server binds it.
-static GIVEN_PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-
-/// A base port with `count` free ports from it on 127.0.0.1 (and the same on 127.0.0.2),
-/// none of them handed out before in this process.
-fn free_ports(count: u16) -> u16 {
-    for _ in 0..200 {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        let base = probe.local_addr().expect("address").port();
-        drop(probe);
-        if base > 65000 {
-            continue;
-        }
-        let mut given = GIVEN_PORTS.lock().expect("ports");
-        if (0..count).any(|i| given.contains(&(base + i))) {
-            continue;
-        }
-        let all_free = (0..count).all(|i| {
-            TcpListener::bind(("127.0.0.1", base + i)).is_ok()
-                && TcpListener::bind(("127.0.0.2", base + i)).is_ok()
-        });
-        if all_free {
-            given.extend((0..count).map(|i| base + i));
-            return base;
-        }
-    }
-    panic!("no {count} free ports in a row");
+/// A port nothing listens on (for a client that must find no server): bound, not listening,
+/// for as long as the returned value lives.
+fn port_without_server() -> ringflow_shard::server::ports::BoundPorts {
+    ringflow_shard::server::ports::bind_ports("127.0.0.1", 0, 1).expect("a port")
 }
 
+/// A `ringflow serve` started by a test; its stderr goes to DATA/server.log.
 struct Server {
     child: Child,
     addr: String,
+    log: ServerLog,
 }
 
 impl Server {
+    /// Starts a server on `data`; `addr` `127.0.0.1:0` lets it pick free ports (then
+    /// [`Server::addr`] is the one it reported).
     fn start(data: &Path, addr: &str, extra: &[&str]) -> Server {
         Server::start_with_env(data, addr, extra, &[])
     }
 
     /// [`Server::start`] with variables set in the server's environment.
     fn start_with_env(data: &Path, addr: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let (log, file) = ServerLog::open(&data.join("server.log"));
         let mut command = Command::new(BIN);
         command.envs(env.iter().copied());
         command.arg("serve").arg("--data").arg(data);
@@ -85,15 +66,24 @@ impl Server {
         let child = command
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(file)
             .spawn()
             .expect("start ringflow serve");
         let mut server = Server {
             child,
             addr: addr.to_string(),
+            log,
         };
+        if addr.ends_with(":0") {
+            server.addr = server.log.listen_addr(&mut server.child);
+        }
         server.wait_ready();
         server
+    }
+
+    /// The metrics address the server reported (for `--metrics 127.0.0.1:0`).
+    fn metrics_addr(&mut self) -> String {
+        self.log.metrics_addr(&mut self.child)
     }
 
     fn wait_ready(&mut self) {
@@ -112,16 +102,13 @@ impl Server {
                 }
             }
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.stderr.take() {
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
-                panic!("ringflow serve exited with {status}: {stderr}");
+                panic!("ringflow serve exited with {status}: {}", self.log.text());
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "ringflow serve did not start listening on {}",
-                self.addr
+                "ringflow serve did not start listening on {}: {}",
+                self.addr,
+                self.log.text()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -138,11 +125,7 @@ impl Server {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
         let status = self.child.wait().expect("wait");
-        let mut stderr = String::new();
-        if let Some(mut pipe) = self.child.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr);
-        }
-        (status, stderr)
+        (status, self.log.text())
     }
 
     fn kill9(mut self) {
@@ -187,9 +170,8 @@ fn cli_json(addr: &str, args: &[&str]) -> Value {
 /// named `name`; returns it with its data directory and address.
 fn start_server(name: &str, shards: u16) -> (Server, PathBuf, String) {
     let data = data_dir(name);
-    let port = free_ports(shards);
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&data, &addr, &["--shards", &shards.to_string()]);
+    let server = Server::start(&data, "127.0.0.1:0", &["--shards", &shards.to_string()]);
+    let addr = server.addr.clone();
     (server, data, addr)
 }
 
@@ -248,12 +230,11 @@ fn create(process: &str, variables: &str, key: &str) -> CreateInstance {
 #[test]
 fn a_bind_host_that_is_no_host_or_does_not_resolve_is_an_error_not_a_panic() {
     let data = data_dir("bad-bind");
-    let port = free_ports(1);
     for (bind, status, says) in [
         ("127.0.0.1:26900", 2, "without a port"),
         (
             "nosuchhost.invalid",
-            1,
+            2,
             "cannot listen on nosuchhost.invalid",
         ),
     ] {
@@ -267,7 +248,7 @@ fn a_bind_host_that_is_no_host_or_does_not_resolve_is_an_error_not_a_panic() {
                 "--bind",
                 bind,
             ])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", "127.0.0.1:0"])
             .arg("--data")
             .arg(&data)
             .output()
@@ -696,13 +677,12 @@ fn closed(stream: &mut TcpStream) -> bool {
 #[test]
 fn bad_frames_get_an_error_or_a_closed_connection_and_the_server_goes_on() {
     let data = data_dir("bad-frames");
-    let port = free_ports(1);
-    let addr = format!("127.0.0.1:{port}");
     let server = Server::start(
         &data,
-        &addr,
+        "127.0.0.1:0",
         &["--shards", "1", "--frame-bytes-max", "65536"],
     );
+    let addr = server.addr.clone();
     let connect = || TcpStream::connect(&addr).expect("connect");
 
     // Garbage of a plausible length.
@@ -782,13 +762,12 @@ fn bad_frames_get_an_error_or_a_closed_connection_and_the_server_goes_on() {
 #[test]
 fn busy_and_wrong_shard_answers() {
     let data = data_dir("busy");
-    let port = free_ports(2);
-    let addr = format!("127.0.0.1:{port}");
     let server = Server::start(
         &data,
-        &addr,
+        "127.0.0.1:0",
         &["--shards", "2", "--inflight-per-connection-max", "2"],
     );
+    let addr = server.addr.clone();
     let mut client = server.client();
     deploy_one_task(&mut client);
 
@@ -947,9 +926,7 @@ fn io_worker_slices_reach_every_shards_workers() {
     let data = data_dir("worker-slice");
     if !ringflow_shard::sched::kernel_takes_slices().unwrap_or(false) {
         // A kernel before 6.12: the server must say the option does nothing.
-        let port = free_ports(2);
-        let addr = format!("127.0.0.1:{port}");
-        let server = Server::start(&data, &addr, &["--io-worker-slice-us", "100"]);
+        let server = Server::start(&data, "127.0.0.1:0", &["--io-worker-slice-us", "100"]);
         let (status, stderr) = server.terminate();
         assert!(status.success(), "{stderr}");
         assert!(
@@ -959,21 +936,19 @@ fn io_worker_slices_reach_every_shards_workers() {
         return;
     }
     for sliced in [false, true] {
-        let port = free_ports(2);
-        let addr = format!("127.0.0.1:{port}");
-        let metrics = format!("127.0.0.1:{}", free_ports(1));
         let mut args = vec![
             "--shards",
             "2",
             "--metrics",
-            &metrics,
+            "127.0.0.1:0",
             "--cold-store",
             "none",
         ];
         if sliced {
             args.extend(["--io-worker-slice-us", "100"]);
         }
-        let server = Server::start(&data, &addr, &args);
+        let mut server = Server::start(&data, "127.0.0.1:0", &args);
+        let metrics = server.metrics_addr();
         let mut client = server.client();
         if !sliced {
             deploy_one_task(&mut client);
@@ -1035,7 +1010,14 @@ fn io_worker_slices_reach_every_shards_workers() {
 
 #[test]
 fn two_nodes_serve_one_cluster_and_the_client_routes_to_both() {
-    let port = free_ports(1);
+    // A cluster file names fixed ports: one free on both hosts when probed (the one place
+    // these tests still probe; a port taken meanwhile fails the start with the port named).
+    let port = loop {
+        let probe = port_without_server();
+        if TcpListener::bind(("127.0.0.2", probe.base_port)).is_ok() {
+            break probe.base_port;
+        }
+    };
     let cluster = data_dir("cluster").join("cluster.toml");
     std::fs::write(
         &cluster,
@@ -1139,7 +1121,8 @@ fn two_nodes_serve_one_cluster_and_the_client_routes_to_both() {
 
 #[test]
 fn the_client_reports_a_server_that_is_not_there() {
-    let port = free_ports(1);
+    let bound = port_without_server();
+    let port = bound.base_port;
     match Client::connect(&format!("127.0.0.1:{port}")) {
         Err(ClientError::Io { addr, .. }) => assert_eq!(addr, format!("127.0.0.1:{port}")),
         Err(other) => panic!("expected an I/O error, got {other}"),
@@ -1398,8 +1381,7 @@ fn a_node_whose_shard_cannot_start_stops_instead_of_serving_without_it() {
     let (server, data, _) = start_server("shard-count", 1);
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
-    let addr = format!("127.0.0.1:{}", free_ports(2));
-    let (status, stderr) = serve_until_it_exits(&data, &addr, 2);
+    let (status, stderr) = serve_until_it_exits(&data, "127.0.0.1:0", 2);
     assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("cannot change its shard count") && stderr.contains("shard 1 not started"),
@@ -1412,8 +1394,7 @@ fn a_node_whose_shard_cannot_start_stops_instead_of_serving_without_it() {
 #[test]
 fn a_second_server_on_the_same_data_directory_is_refused() {
     let (server, data, _) = start_server("locked", 1);
-    let addr = format!("127.0.0.1:{}", free_ports(1));
-    let (status, stderr) = serve_until_it_exits(&data, &addr, 1);
+    let (status, stderr) = serve_until_it_exits(&data, "127.0.0.1:0", 1);
     assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("is in use by another ringflow process")
@@ -1426,19 +1407,86 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
     assert!(status.success(), "{stderr}");
 }
 
-/// A node whose shard cannot listen (its port is taken) stops, instead of serving with that
-/// shard missing.
+/// A second `ringflow serve` on a port that a running server listens on is refused before
+/// it recovers, naming the port, and the first goes on serving alone. (glommio's own bind
+/// sets SO_REUSEPORT, with which both bound the port and the kernel spread new connections
+/// between the two processes.)
 #[test]
-fn a_node_whose_shard_cannot_listen_stops() {
-    let data = data_dir("port-taken");
-    let base = free_ports(2);
-    let _taken = TcpListener::bind(("127.0.0.1", base + 1)).expect("take shard 1's port");
-    let (status, stderr) = serve_until_it_exits(&data, &format!("127.0.0.1:{base}"), 2);
-    assert!(!status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!("shard 1: cannot listen on 127.0.0.1:{}", base + 1)),
-        "{stderr}"
+fn a_second_server_on_a_port_in_use_is_refused_and_the_first_serves_alone() {
+    let (server, _, addr) = start_server("port-owner", 2);
+    let base: u16 = addr
+        .rsplit_once(':')
+        .expect("HOST:PORT")
+        .1
+        .parse()
+        .expect("a port");
+    // Its shard 1's port as another node's shard 0, and its shard 0's as another's shard 1.
+    for (listen, shards, taken) in [(base + 1, 1, base + 1), (base - 1, 2, base)] {
+        let data = data_dir(&format!("port-taken-{shards}"));
+        let (status, stderr) = serve_until_it_exits(&data, &format!("127.0.0.1:{listen}"), shards);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        let named = |port: u16| format!("cannot listen on 127.0.0.1:{port}: the port is in use");
+        // base - 1 may be another process's: then that port is the one named.
+        assert!(
+            stderr.contains(&named(taken)) || (listen < base && stderr.contains(&named(listen))),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("is in use; waiting up to 5000 ms for it"),
+            "it waited for the port first: {stderr}"
+        );
+        assert!(
+            !stderr.contains("recovered"),
+            "refused before recovery: {stderr}"
+        );
+        assert!(!data.join("shard-0").exists(), "no journal was opened");
+    }
+    // Every connection still reaches the first server: both shards, many times.
+    let mut client = server.client();
+    deploy_one_task(&mut client);
+    for _ in 0..20 {
+        let connection = Client::connect(&format!("127.0.0.1:{}", base + 1)).expect("connect");
+        assert_eq!(connection.topology(), client.topology());
+    }
+    for n in 0..10 {
+        client
+            .create_instance(create("one-task", &format!(r#"{{"n": {n}}}"#), ""))
+            .expect("create on the first server");
+    }
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+/// `--listen HOST:0` picks a block of free ports (shard i on base + i) and reports them.
+#[test]
+fn port_zero_picks_consecutive_free_ports_and_reports_them() {
+    let (server, _, addr) = start_server("port-zero", 2);
+    let base: u16 = addr
+        .rsplit_once(':')
+        .expect("HOST:PORT")
+        .1
+        .parse()
+        .expect("a port");
+    assert_ne!(base, 0);
+    let mut client = server.client();
+    assert_eq!(client.topology().address_of(0), Some(("127.0.0.1", base)));
+    assert_eq!(
+        client.topology().address_of(1),
+        Some(("127.0.0.1", base + 1))
     );
+    deploy_one_task(&mut client);
+    let log = server.log.text();
+    for shard in 0..2 {
+        assert!(
+            log.contains(&format!(
+                "ringflow: shard {shard} listening on 127.0.0.1:{}",
+                base + shard
+            )),
+            "{log}"
+        );
+    }
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
 }
 
 /// Waits at a signal catch event for `release`, then a task of type `released`; and a
@@ -2151,10 +2199,9 @@ const ZONELESS: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/
 #[test]
 fn a_date_time_without_a_zone_is_utc_whatever_the_machines_zone() {
     let data = data_dir("zoneless");
-    let addr = format!("127.0.0.1:{}", free_ports(1));
     let server = Server::start_with_env(
         &data,
-        &addr,
+        "127.0.0.1:0",
         &["--shards", "1"],
         &[("TZ", "Asia/Kathmandu")],
     );

@@ -1,19 +1,21 @@
 //! `ringflow serve`: runs the shards of one node and serves the binary protocol.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
 use crate::config::{self, Flags};
 use crate::metrics::Registry;
 use crate::runtime::{self, RuntimeConfig};
-use crate::server::{ServerConfig, serve_shard};
+use crate::server::{ServerConfig, ports, serve_shard};
 
 /// Runs a node: one shard per CPU, each listening on its own port.
 ///
-/// Shard i listens on PORT+i of the listen address. Data goes to DATA/shard-S/ (journal and
+/// Shard i listens on PORT+i of the listen address; PORT 0 (a single node) picks a block of
+/// free ports, printed on stderr. A port taken by another process stops the node before
+/// it recovers, with the port named. Data goes to DATA/shard-S/ (journal and
 /// snapshots), S being the shard's cluster-wide id; a restart recovers from it. SIGTERM or
 /// SIGINT stops it gracefully: no new connections, in-flight commands finish, a snapshot is
 /// taken, exit status 0.
@@ -53,7 +55,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(warning) = crate::preflight::data_filesystem_warning(&config.data) {
         eprintln!("ringflow: warning: {warning} (`ringflow doctor` checks the machine)");
     }
-    let (topology, node, me) = (plan.topology.clone(), plan.node, plan.me.clone());
+    let (mut topology, node, mut me) = (plan.topology.clone(), plan.node, plan.me.clone());
+    // Every shard's port is taken now, before any journal is opened: a taken port stops
+    // the node here, with the port named. Port 0 (a single node) picks free ones.
+    let bound = ports::bind_ports(&plan.bind_host, me.base_port, me.shard_count)
+        .map_err(anyhow::Error::msg)?;
+    if bound.base_port != me.base_port {
+        me.base_port = bound.base_port;
+        let mut nodes = topology.nodes.clone();
+        nodes[usize::from(node)].base_port = bound.base_port;
+        topology = ringflow_wire::Topology::uniform(nodes)
+            .map_err(|error| anyhow::anyhow!("the topology with the ports picked: {error}"))?;
+    }
+    let sockets: Vec<Mutex<Option<socket2::Socket>>> = bound
+        .sockets
+        .into_iter()
+        .map(|socket| Mutex::new(Some(socket)))
+        .collect();
+    let sockets = Arc::new(sockets);
     let cold_store = plan.cold_store.clone();
     let registry = Arc::new(Registry::default());
     if let Some(addr) = config.metrics {
@@ -95,20 +114,27 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .context("cannot install the signal handlers")?;
     }
     eprintln!(
-        "ringflow: node {node} of {} ({} shards in the cluster), shards {}..={} on {}:{}..={}, data in {}",
+        "ringflow: node {node} of {} ({} shards in the cluster), shards {}..={} on {}..={}, data in {}",
         topology.nodes.len(),
         topology.shard_count(),
         me.first_shard,
         me.first_shard + me.shard_count - 1,
-        me.host,
-        me.base_port,
+        ports::shown(&me.host, me.base_port),
         u32::from(me.base_port) + u32::from(me.shard_count) - 1,
         config.data.display()
     );
     let results = runtime::run(runtime_config, move |shard| async move {
-        // A shard that cannot serve (its port taken) stops the node's other shards too,
+        // A shard that cannot serve (listen failed) stops the node's other shards too,
         // rather than leaving the node up with a shard missing.
-        let result = serve_shard(shard, server, Arc::clone(&shutdown)).await;
+        let index = usize::from(shard.id() - server.first_shard);
+        let socket = sockets[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let result = match socket {
+            Some(socket) => serve_shard(shard, server, socket, Arc::clone(&shutdown)).await,
+            None => Err(format!("shard {}: its socket was taken twice", shard.id())),
+        };
         if result.is_err() {
             shutdown.store(true, Ordering::Relaxed);
         }

@@ -24,10 +24,12 @@
 mod awaits;
 mod conn;
 mod convert;
+pub mod ports;
 
 pub use awaits::{AWAIT_COMPACT_MIN, AWAIT_TICK_MS};
 
 use std::cell::Cell;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,32 +198,26 @@ impl ShardServer {
     }
 }
 
-/// Serves one shard until `shutdown` is raised: listens on its port, serves connections,
-/// and on shutdown stops accepting, lets in-flight requests finish (up to the grace time),
-/// takes a snapshot and returns.
+/// Serves one shard until `shutdown` is raised: listens on its port (`socket`, bound by
+/// [`ports::bind_ports`] before recovery), serves connections, and on shutdown stops
+/// accepting, lets in-flight requests finish (up to the grace time), takes a snapshot and
+/// returns.
 pub async fn serve_shard(
     shard: Rc<Shard<DmaDir>>,
     config: Arc<ServerConfig>,
+    socket: socket2::Socket,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let index = shard
         .id()
         .checked_sub(config.first_shard)
         .ok_or_else(|| format!("shard {} is not on this node", shard.id()))?;
-    let port = config.base_port.checked_add(index).ok_or_else(|| {
-        format!(
-            "base port {} + shard {index} is past 65535",
-            config.base_port
-        )
-    })?;
-    let addr = format!("{}:{port}", config.bind_host);
-    // Resolved here: glommio's bind panics on a host it cannot resolve.
-    let socket_addr = std::net::ToSocketAddrs::to_socket_addrs(&(config.bind_host.as_str(), port))
-        .map_err(|error| format!("cannot listen on {addr}: {error}"))?
-        .next()
-        .ok_or_else(|| format!("cannot listen on {addr}: the host has no address"))?;
-    let listener = TcpListener::bind(socket_addr)
-        .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+    let addr = ports::shown(&config.bind_host, config.base_port.saturating_add(index));
+    ports::listen(&socket, &addr)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket that this listener now owns
+    // (into_raw_fd gives up the Socket's ownership); from_raw_fd runs on the shard's
+    // executor, which the listener registers with.
+    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
     eprintln!("ringflow: shard {} listening on {addr}", shard.id());
     let server = Rc::new(ShardServer {
         metrics: shard.metrics(),

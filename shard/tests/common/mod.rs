@@ -98,3 +98,90 @@ pub fn serve_until_it_exits(args: &[&std::ffi::OsStr]) -> (std::process::ExitSta
     }
     (status, stderr)
 }
+
+/// The stderr of a `ringflow serve` that a test started, in a log file (appended to by every
+/// start on the same file): what this start wrote, and the addresses it reported. With
+/// `--listen 127.0.0.1:0` the server picks its own free ports, so parallel tests never race
+/// each other (or the OS) for one.
+pub struct ServerLog {
+    path: std::path::PathBuf,
+    start: u64,
+}
+
+impl ServerLog {
+    /// Opens (appends to) `path` for a server's stderr.
+    pub fn open(path: &std::path::Path) -> (ServerLog, std::fs::File) {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("server log");
+        let start = file.metadata().expect("log metadata").len();
+        let log = ServerLog {
+            path: path.to_path_buf(),
+            start,
+        };
+        (log, file)
+    }
+
+    /// What this start of the server wrote so far.
+    pub fn text(&self) -> String {
+        let bytes = std::fs::read(&self.path).unwrap_or_default();
+        let start = usize::try_from(self.start).expect("a log offset");
+        String::from_utf8_lossy(bytes.get(start..).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits (up to 60 s) for the server to report shard 0's address, as `HOST:PORT`;
+    /// panics with the log if the server exits first.
+    pub fn listen_addr(&self, child: &mut std::process::Child) -> String {
+        self.wait_for(child, listen_addr_in)
+    }
+
+    /// Waits (up to 60 s) for the server to report its metrics address.
+    pub fn metrics_addr(&self, child: &mut std::process::Child) -> String {
+        self.wait_for(child, metrics_addr_in)
+    }
+
+    fn wait_for(
+        &self,
+        child: &mut std::process::Child,
+        find: fn(&str) -> Option<String>,
+    ) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let text = self.text();
+            if let Some(found) = find(&text) {
+                return found;
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("ringflow serve exited with {status}:\n{}", self.text());
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "ringflow serve reported no address:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Shard 0's `HOST:PORT` from `ringflow serve`'s line `ringflow: node N of M (...), shards
+/// A..=B on HOST:BASE..=LAST, data in DIR` (the last such line).
+pub fn listen_addr_in(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("ringflow: node "))?;
+    let ports = line.split(" on ").nth(1)?;
+    Some(ports.split("..=").next()?.to_string())
+}
+
+/// The address of `ringflow: metrics at http://HOST:PORT/metrics` (the last such line).
+pub fn metrics_addr_in(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("ringflow: metrics at http://"))?;
+    let addr = line.strip_prefix("ringflow: metrics at http://")?;
+    Some(addr.strip_suffix("/metrics")?.to_string())
+}
