@@ -315,6 +315,19 @@ pub enum Response {
         /// The job key.
         key: Key,
     },
+    /// A user task's completion, assignment or update (`event`) waits for its task
+    /// listeners; [`Effect::UserTaskTransitionEnded`] tells how it ends. The shard answers
+    /// the caller then (`seq`, 0 from the engine, is the shard's number for the wait).
+    UserTaskTransitionHeld {
+        /// The user task's job key (the request's).
+        key: Key,
+        /// The user task's element instance key.
+        element_instance_key: Key,
+        /// Completing, Assigning or Updating.
+        event: crate::instance::ListenerEvent,
+        /// The shard's number for the wait (0 from the engine).
+        seq: u64,
+    },
     /// An incident was resolved and its element retried.
     IncidentResolved {
         /// The incident key.
@@ -748,6 +761,26 @@ pub enum Effect {
         /// The instance's variables at its end.
         variables: Variables,
     },
+    /// Answer the caller whose completion, assignment or update of a user task waited for
+    /// its task listeners ([`Response::UserTaskTransitionHeld`]): it ended.
+    UserTaskTransitionEnded {
+        /// The user task's element instance key.
+        element_instance_key: Key,
+        /// How it ended.
+        end: TransitionEnd,
+    },
+}
+
+/// How a user task's completion, assignment or update that waited for its task listeners
+/// ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransitionEnd {
+    /// The last listener approved: it was applied.
+    Done,
+    /// A listener denied it, with this reason (maybe empty): nothing changed.
+    Denied(String),
+    /// The user task was terminated (its instance cancelled, an interrupting event) first.
+    Terminated,
 }
 
 /// Why a command was refused. A rejection changes nothing.

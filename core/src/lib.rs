@@ -67,7 +67,7 @@ mod waits;
 pub use engine::{
     ActivatedJob, Command, Ctx, DeployedDecision, DeployedProcess, Deployment, Effect, Event,
     Outcome, ProcessRef, Rejection, RejectionCode, Resource, Response, StartedInstance,
-    UserTaskCreated, Variables, process,
+    TransitionEnd, UserTaskCreated, Variables, process,
 };
 pub use instance::{
     Compensation, ConditionalSubscription, ElementInstance, ElementRole, Incident, IncidentRetry,

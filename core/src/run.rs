@@ -1403,8 +1403,13 @@ impl<'s> Run<'s> {
         if !self.state.held_triggers.is_empty() {
             self.state.held_triggers.remove(&key);
         }
-        if !self.state.user_task_holds.is_empty() {
-            self.state.user_task_holds.remove(&key);
+        if !self.state.user_task_holds.is_empty()
+            && let Some(hold) = self.state.user_task_holds.remove(&key)
+            && (hold.completion.is_some() || hold.job.is_some())
+        {
+            // A completion, assignment or update was waiting for listeners: its caller is
+            // told.
+            self.transition_ended(key, crate::engine::TransitionEnd::Terminated);
         }
         self.forget_remote_incidents(key, element.process_instance_key);
         if let Some(child) = element.called {

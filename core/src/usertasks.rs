@@ -42,6 +42,11 @@
 //! the task a new job with its properties and the reason, and an assigning or updating
 //! listener the change, which gives the task its job back as it was. A listener's job takes no
 //! variables. Termination drops what is held with the element.
+//!
+//! A completion, assignment or update that waits for listeners is answered
+//! [`Response::UserTaskTransitionHeld`]; the command that ends it (the last approval, a
+//! denial, the task's termination) carries [`crate::Effect::UserTaskTransitionEnded`], with
+//! which the shard answers the caller once that command is durable.
 
 use std::sync::Arc;
 
@@ -52,7 +57,8 @@ use ringflow_bpmn::{
 use serde_json::Value;
 
 use crate::engine::{
-    Ctx, Event, Keys, Outcome, Rejection, RejectionCode, Response, UserTaskCreated, Variables,
+    Ctx, Event, Keys, Outcome, Rejection, RejectionCode, Response, TransitionEnd, UserTaskCreated,
+    Variables,
 };
 use crate::instance::{IncidentRetry, ListenerEvent, UserTaskHold, UserTaskProperties};
 use crate::key::Key;
@@ -305,10 +311,11 @@ impl Run<'_> {
         job.user_task = Some(Box::new(hold.properties));
         self.restore_user_task_job(job);
         self.events.push(changed);
+        self.transition_ended(key, TransitionEnd::Done);
     }
 
     /// An assigning or updating listener denied the change: the job comes back as it was.
-    fn deny_change(&mut self, key: Key) {
+    fn deny_change(&mut self, key: Key, reason: String) {
         let hold = self
             .state
             .user_task_holds
@@ -316,6 +323,17 @@ impl Run<'_> {
             .expect("a user task being changed is held");
         let job = *hold.job.expect("a user task being changed holds its job");
         self.restore_user_task_job(job);
+        self.transition_ended(key, TransitionEnd::Denied(reason));
+    }
+
+    /// A held completion, assignment or update of the user task `key` ended: whoever asked
+    /// for it is answered once this command is durable.
+    pub(crate) fn transition_ended(&mut self, key: Key, end: TransitionEnd) {
+        self.effects
+            .push(crate::engine::Effect::UserTaskTransitionEnded {
+                element_instance_key: key,
+                end,
+            });
     }
 
     /// Puts a held user task's job back (same key), ready to be taken.
@@ -366,6 +384,7 @@ impl Run<'_> {
                     self.merge_variables(update);
                 }
                 self.complete_later(key);
+                self.transition_ended(key, TransitionEnd::Done);
             }
             Err(rejection) => {
                 let message = format!("the user task's completion: {}", rejection.message);
@@ -387,9 +406,10 @@ impl Run<'_> {
             unreachable!("task listeners belong to user tasks");
         };
         let mut properties = hold.properties;
-        properties.denied_reason = Some(reason);
+        properties.denied_reason = Some(reason.clone());
         // The task as it was: assigned already, its assigning listeners do not run again.
         self.make_user_task_job(key, task, properties, false);
+        self.transition_ended(key, TransitionEnd::Denied(reason));
     }
 
     fn user_task_properties(
@@ -606,7 +626,12 @@ pub(crate) fn complete(
     let element = run.state.elements[&element_instance_key].element;
     run.listen(element_instance_key, element, ListenerEvent::Completing, 0);
     run.run();
-    Ok(run.outcome(Response::JobCompleted { key }))
+    Ok(run.outcome(Response::UserTaskTransitionHeld {
+        key,
+        element_instance_key,
+        event: ListenerEvent::Completing,
+        seq: 0,
+    }))
 }
 
 /// `CompleteTaskListenerJob`: a task listener's worker is done, with what it decided.
@@ -678,7 +703,7 @@ pub(crate) fn complete_listener_job(
             ListenerEvent::Assigning | ListenerEvent::Updating
         )
     {
-        run.deny_change(element_instance_key);
+        run.deny_change(element_instance_key, result.denied_reason);
     } else if result.denied {
         run.deny_completion(element_instance_key, result.denied_reason);
     } else {
@@ -751,9 +776,15 @@ pub(crate) fn update(
     changes.apply(&mut properties);
     if !listeners.updating.is_empty() {
         let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+        let element_instance_key = state_element(run.state, key);
         run.begin_change(key, properties, ListenerEvent::Updating);
         run.run();
-        return Ok(run.outcome(Response::JobUpdated { key }));
+        return Ok(run.outcome(Response::UserTaskTransitionHeld {
+            key,
+            element_instance_key,
+            event: ListenerEvent::Updating,
+            seq: 0,
+        }));
     }
     let event = Event::UserTaskUpdated {
         key,
@@ -791,9 +822,15 @@ pub(crate) fn assign(
     }
     if !listeners.assigning.is_empty() {
         let mut run = Run::new(state, Keys::new(ctx), ctx.now_millis);
+        let element_instance_key = state_element(run.state, key);
         run.begin_assignment(key, assignee);
         run.run();
-        return Ok(run.outcome(Response::JobUpdated { key }));
+        return Ok(run.outcome(Response::UserTaskTransitionHeld {
+            key,
+            element_instance_key,
+            event: ListenerEvent::Assigning,
+            seq: 0,
+        }));
     }
     let job = state.jobs.get_mut(&key).expect("checked above");
     job.user_task.get_or_insert_default().assignee = assignee.clone();
@@ -831,4 +868,9 @@ pub(crate) fn job_view(
         Some(_) => {}
     }
     (headers, None)
+}
+
+/// The element instance of the job `key` (checked to exist).
+fn state_element(state: &State, key: Key) -> Key {
+    state.jobs[&key].element_instance_key
 }

@@ -1095,3 +1095,169 @@ fn a_snapshot_with_a_damaged_held_job_is_refused() {
     });
     assert!(open.contains("is also an open job"), "{open}");
 }
+
+/// How the held transitions that `outcome` ended, ended.
+fn transitions_ended(
+    outcome: &ringflow_core::Outcome,
+) -> Vec<(ringflow_core::Key, ringflow_core::TransitionEnd)> {
+    outcome
+        .effects
+        .iter()
+        .filter_map(|effect| match effect {
+            ringflow_core::Effect::UserTaskTransitionEnded {
+                element_instance_key,
+                end,
+            } => Some((*element_instance_key, end.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A completion, assignment or update that waits for task listeners is answered
+/// `UserTaskTransitionHeld`, and the command that ends it carries
+/// `Effect::UserTaskTransitionEnded` with how it ended (the shard answers the caller then):
+/// done, denied with the listener's reason, or terminated with the task.
+#[test]
+fn a_held_transition_is_answered_as_held_and_its_end_is_an_effect() {
+    use ringflow_core::{Response, TransitionEnd};
+    let mut shard = Shard::new();
+    shard.deploy(
+        "review.bpmn",
+        &listened(
+            r#"<zeebe:taskListener eventType="completing" type="check"/>
+               <zeebe:taskListener eventType="assigning" type="notify"/>
+               <zeebe:taskListener eventType="updating" type="route"/>"#,
+            "",
+        ),
+    );
+    let (instance, _) = shard.create("review", vars("{}"));
+    // Made with an assignee: made unassigned, then assigned through the listener. Nobody
+    // asked for that transition, but its end is told all the same (the shard ignores it).
+    let notify = only_job(&mut shard, "notify");
+    let element = notify.element_instance_key;
+    let outcome = shard.complete(notify.key, vars("{}"));
+    assert_eq!(
+        transitions_ended(&outcome),
+        [(element, TransitionEnd::Done)]
+    );
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    let held = |event| Response::UserTaskTransitionHeld {
+        key: task.key,
+        element_instance_key: element,
+        event,
+        seq: 0,
+    };
+
+    // An assignment, denied with a reason.
+    let outcome = shard
+        .run(Command::AssignUserTask {
+            key: task.key,
+            assignee: Some("bo".into()),
+        })
+        .expect("assigning");
+    assert_eq!(outcome.response, held(ListenerEvent::Assigning));
+    assert!(transitions_ended(&outcome).is_empty(), "it waits");
+    let notify = only_job(&mut shard, "notify");
+    let denial = TaskListenerResult {
+        denied: true,
+        denied_reason: "bo is away".into(),
+        ..TaskListenerResult::default()
+    };
+    let outcome = shard
+        .run(Command::CompleteTaskListenerJob {
+            key: notify.key,
+            result: Box::new(denial.clone()),
+        })
+        .expect("denied");
+    assert_eq!(
+        transitions_ended(&outcome),
+        [(element, TransitionEnd::Denied("bo is away".into()))]
+    );
+
+    // An update, done.
+    let outcome = shard
+        .run(Command::UpdateUserTask {
+            key: task.key,
+            changes: Box::new(UserTaskCorrections {
+                priority: Some(80),
+                ..UserTaskCorrections::default()
+            }),
+        })
+        .expect("updating");
+    assert_eq!(outcome.response, held(ListenerEvent::Updating));
+    let route = only_job(&mut shard, "route");
+    let outcome = shard.complete(route.key, vars("{}"));
+    assert_eq!(
+        transitions_ended(&outcome),
+        [(element, TransitionEnd::Done)]
+    );
+
+    // A completion, denied without a reason, then done: the instance ends with it.
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    let outcome = shard.complete(task.key, vars(r#"{"ok": true}"#));
+    assert_eq!(outcome.response, held(ListenerEvent::Completing));
+    let check = only_job(&mut shard, "check");
+    let outcome = shard
+        .run(Command::CompleteTaskListenerJob {
+            key: check.key,
+            result: Box::new(TaskListenerResult {
+                denied: true,
+                ..TaskListenerResult::default()
+            }),
+        })
+        .expect("denied");
+    assert_eq!(
+        transitions_ended(&outcome),
+        [(element, TransitionEnd::Denied(String::new()))]
+    );
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    let outcome = shard.complete(task.key, vars(r#"{"ok": true}"#));
+    assert!(matches!(
+        outcome.response,
+        Response::UserTaskTransitionHeld {
+            event: ListenerEvent::Completing,
+            ..
+        }
+    ));
+    let check = only_job(&mut shard, "check");
+    let outcome = shard.complete(check.key, vars("{}"));
+    assert_eq!(
+        transitions_ended(&outcome),
+        [(element, TransitionEnd::Done)]
+    );
+    assert!(shard.state.instances().next().is_none(), "{instance} done");
+
+    // A completion whose instance is cancelled while it waits: terminated.
+    let (instance, _) = shard.create("review", vars("{}"));
+    let notify = only_job(&mut shard, "notify");
+    shard.complete(notify.key, vars("{}"));
+    let task = only_job(&mut shard, USER_TASK_JOB);
+    shard.complete(task.key, vars("{}"));
+    let outcome = shard
+        .run(Command::CancelInstance { key: instance })
+        .expect("cancelled");
+    assert_eq!(
+        transitions_ended(&outcome),
+        [(task.element_instance_key, TransitionEnd::Terminated)]
+    );
+    // Cancelled while its assignment at creation waits: terminated too (nobody asked).
+    let (instance, _) = shard.create("review", vars("{}"));
+    let notify = only_job(&mut shard, "notify");
+    let outcome = shard
+        .run(Command::CancelInstance { key: instance })
+        .expect("cancelled");
+    assert_eq!(
+        transitions_ended(&outcome),
+        [(notify.element_instance_key, TransitionEnd::Terminated)]
+    );
+    // A task with nothing held ends with nothing to tell.
+    let (instance, _) = shard.create("review", vars("{}"));
+    let notify = only_job(&mut shard, "notify");
+    shard.complete(notify.key, vars("{}"));
+    let outcome = shard
+        .run(Command::CancelInstance { key: instance })
+        .expect("cancelled");
+    assert!(transitions_ended(&outcome).is_empty());
+    shard.check_replay();
+    shard.assert_clean();
+}

@@ -287,6 +287,8 @@ serve_options! {
             "How long an awaited result is waited for when the request says 0";
         await_timeout_max_ms "await-timeout-max-ms": u32 = ServerLimits::default().await_timeout_max_ms, "ms",
             "The longest awaited-result wait a request may ask for";
+        task_listener_wait_ms "task-listener-wait-ms": u32 = ServerLimits::default().task_listener_wait_ms, "ms",
+            "How long a user task's completion, assignment or update that waits for its task listeners is waited for before the request is answered TIMEOUT (the transition goes on)";
         long_poll_max_ms "long-poll-max-ms": u32 = ServerLimits::default().long_poll_max_ms, "ms",
             "The longest long poll for jobs";
         lease_default_ms "lease-default-ms": u64 = ServerLimits::default().lease_default_ms, "ms",
@@ -548,6 +550,7 @@ impl ServeConfig {
             busy_retry_after_ms: self.busy_retry_after_ms,
             await_timeout_default_ms: self.await_timeout_default_ms,
             await_timeout_max_ms: self.await_timeout_max_ms,
+            task_listener_wait_ms: self.task_listener_wait_ms,
             long_poll_max_ms: self.long_poll_max_ms,
             lease_default_ms: self.lease_default_ms,
             shutdown_grace_ms: self.shutdown_grace_ms,

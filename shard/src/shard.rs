@@ -37,8 +37,8 @@ use std::time::Duration;
 use ringflow_core::codec::{decode_command, encode_command};
 use ringflow_core::key::KeyMap;
 use ringflow_core::{
-    Command, Ctx, Effect, JobState, Key, Outcome, Rejection, RejectionCode, State, Variables,
-    process,
+    Command, Ctx, Effect, JobState, Key, Outcome, Rejection, RejectionCode, State, TransitionEnd,
+    Variables, process,
 };
 
 use std::sync::Arc;
@@ -258,6 +258,14 @@ struct Inner {
     durable_waiters: VecDeque<(u64, Slot<bool>)>,
     /// Callers waiting for an instance to complete (create with await-result), by instance.
     result_waiters: KeyMap<ResultWaiter>,
+    /// User task transitions that wait for their task listeners, by the shard's number for
+    /// the wait ([`Shard::claim_transition`]).
+    transition_waiters: BTreeMap<u64, TransitionWaiter>,
+    /// The number of the wait of each user task whose transition is held, by its element
+    /// instance key.
+    transition_by_element: KeyMap<u64>,
+    /// The last number given to a wait.
+    transition_seq: u64,
     /// Whether the exporter lag alarm is raised.
     lag_alarm: bool,
     /// Whether the exporter lag was over its hard limit at the last commit (new work
@@ -290,6 +298,18 @@ enum ResultWaiter {
         /// The create's own answer (`Response::InstanceCreated`), handed back with the result.
         created: ringflow_core::Response,
     },
+}
+
+/// How a user task's completion, assignment or update that waited for its task listeners
+/// ended, once the command that ended it is durable ([`Shard::claim_transition`]).
+pub type TransitionSlot = Slot<TransitionEnd>;
+
+/// The caller of a held user task transition, from the command that began it (registered
+/// then, so no later command can end it unseen) until the caller has its end.
+struct TransitionWaiter {
+    end: TransitionSlot,
+    /// The caller holds `end` (the entry goes when it is filled).
+    claimed: bool,
 }
 
 /// The end of an awaited instance, as [`ResultQueue`] hands it over.
@@ -497,6 +517,9 @@ pub async fn recover_exporting<D: Dir>(
         encoded: Vec::new(),
         durable_waiters: VecDeque::new(),
         result_waiters: KeyMap::default(),
+        transition_waiters: BTreeMap::new(),
+        transition_by_element: KeyMap::default(),
+        transition_seq: 0,
         lag_alarm: false,
         lag_refusing: false,
         batch_opened: None,
@@ -817,7 +840,25 @@ impl<D: Dir> Shard<D> {
             }
         );
         match process(&mut inner.state, command, &ctx) {
-            Ok(outcome) => {
+            Ok(mut outcome) => {
+                if let ringflow_core::Response::UserTaskTransitionHeld {
+                    element_instance_key,
+                    seq,
+                    ..
+                } = &mut outcome.response
+                {
+                    // Registered now, before any later command can end it.
+                    inner.transition_seq += 1;
+                    *seq = inner.transition_seq;
+                    inner
+                        .transition_by_element
+                        .insert(*element_instance_key, *seq);
+                    let waiter = TransitionWaiter {
+                        end: Slot::default(),
+                        claimed: false,
+                    };
+                    inner.transition_waiters.insert(*seq, waiter);
+                }
                 if let (
                     ringflow_core::Response::InstanceCreated {
                         process_instance_key,
@@ -911,6 +952,33 @@ impl<D: Dir> Shard<D> {
             }),
             None => {}
         }
+    }
+
+    /// The end of the held user task transition that the shard numbered `seq`
+    /// ([`ringflow_core::Response::UserTaskTransitionHeld`]): filled once the command that
+    /// ends it is durable (maybe already). `None` when there is no such wait (given up).
+    /// The caller that asked for the transition takes it, once.
+    pub fn claim_transition(&self, seq: u64) -> Option<TransitionSlot> {
+        let mut inner = self.inner.borrow_mut();
+        let waiter = inner.transition_waiters.get_mut(&seq)?;
+        let end = waiter.end.clone();
+        if end.is_filled() {
+            inner.transition_waiters.remove(&seq);
+        } else {
+            waiter.claimed = true;
+        }
+        Some(end)
+    }
+
+    /// Stops waiting for the end of the held user task transition `seq` (its caller's time
+    /// is over); the transition goes on.
+    pub fn give_up_transition(&self, seq: u64) {
+        self.inner.borrow_mut().transition_waiters.remove(&seq);
+    }
+
+    /// How many callers wait for a held user task transition to end.
+    pub fn transition_waits(&self) -> usize {
+        self.inner.borrow().transition_waiters.len()
     }
 
     /// Whether a caller still waits for this instance's result.
@@ -1184,6 +1252,21 @@ impl<D: Dir> Shard<D> {
                                 }
                                 None => {}
                             },
+                            Effect::UserTaskTransitionEnded {
+                                element_instance_key,
+                                end,
+                            } => {
+                                let inner = &mut *inner;
+                                if let Some(seq) =
+                                    inner.transition_by_element.remove(element_instance_key)
+                                    && let Some(waiter) = inner.transition_waiters.get(&seq)
+                                {
+                                    waiter.end.fill(end.clone());
+                                    if waiter.claimed {
+                                        inner.transition_waiters.remove(&seq);
+                                    }
+                                }
+                            }
                             Effect::Send {
                                 to,
                                 seq,
@@ -1681,7 +1764,10 @@ fn arm_timers(timers: &mut BTreeSet<(i64, Key, TimerKind)>, effects: &[Effect]) 
             Effect::ContinueCompensation { key, due_millis } => {
                 (*due_millis, *key, TimerKind::Compensation)
             }
-            Effect::JobsAvailable { .. } | Effect::InstanceResult { .. } | Effect::Send { .. } => {
+            Effect::JobsAvailable { .. }
+            | Effect::InstanceResult { .. }
+            | Effect::Send { .. }
+            | Effect::UserTaskTransitionEnded { .. } => {
                 continue;
             }
         };

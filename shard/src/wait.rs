@@ -69,6 +69,11 @@ impl<T> Slot<T> {
         }
     }
 
+    /// Whether a value is there, not yet taken.
+    pub fn is_filled(&self) -> bool {
+        self.inner.borrow().0.is_some()
+    }
+
     /// Puts the value in and wakes the waiter.
     pub fn fill(&self, value: T) {
         let mut inner = self.inner.borrow_mut();

@@ -2282,16 +2282,37 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
         job_header(&task, "io.camunda.zeebe:formKey"),
         Some("camunda-forms:bpmn:review-form")
     );
-    client
-        .done(&Request::CompleteJob {
+    // The completion waits for `check`, and so does its answer.
+    let mut connection = Connection::open(&addr, &ClientConfig::default()).expect("connect");
+    let completing = connection
+        .send(&Request::CompleteJob {
             job_key: task.key,
             variables: r#"{"approved": true}"#.into(),
         })
-        .expect("completion held for the listener");
-    // Stopped with a snapshot that holds the completion while `check` waits.
+        .expect("send the completion");
+    assert!(
+        connection
+            .recv_timeout(Duration::from_millis(300))
+            .expect("nothing yet")
+            .is_none(),
+        "answered before its listener ran"
+    );
+    // Stopped with a snapshot that holds the completion while `check` waits: the waiting
+    // request is told.
     drop(client);
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
+    match connection.wait_for(completing, Duration::from_secs(10)) {
+        Ok(Response::Error(error)) => {
+            assert_eq!(error.code, ErrorCode::Unavailable, "{error:?}");
+            assert!(
+                error.message.contains("waits for its task listeners")
+                    && error.message.contains("shutting down"),
+                "{error:?}"
+            );
+        }
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
 
     let server = Server::start(&data, &addr, &["--shards", "1"]);
     let mut client = server.client();
@@ -2330,13 +2351,46 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
         Some("add a comment")
     );
     assert_eq!(job_header(&again, "io.camunda.zeebe:assignee"), Some("bo"));
-    let assigned = cli_json(
-        &addr,
-        &["jobs", "assign", &again.key.to_string(), "--assignee", "cy"],
+    // An assignment from the CLI waits for `notify`, which denies it: the CLI says why.
+    let assigning = {
+        let (addr, key) = (addr.clone(), again.key.to_string());
+        std::thread::spawn(move || cli(&addr, &["jobs", "assign", &key, "--assignee", "dan"]))
+    };
+    let mut notifies = activate(&mut client, "notify", 5_000);
+    let notify = notifies.remove(0);
+    assert_eq!(
+        job_header(&notify, "io.camunda.zeebe:assignee"),
+        Some("dan")
     );
-    assert!(assigned.is_object(), "{assigned}");
+    client
+        .complete_task_listener_job(
+            notify.key,
+            ringflow_wire::TaskListenerDecision {
+                denied: true,
+                denied_reason: "dan is away".into(),
+                ..Default::default()
+            },
+        )
+        .expect("denied");
+    let refused = assigning.join().expect("the CLI ran");
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        format!(
+            "ringflow: INVALID_STATE: the assignment of the user task of job {} was denied by \
+             a task listener: dan is away",
+            again.key
+        )
+    );
+    // Again, approved: the CLI's answer comes once `notify` is done.
+    let assigning = {
+        let (addr, key) = (addr.clone(), again.key.to_string());
+        std::thread::spawn(move || cli_json(&addr, &["jobs", "assign", &key, "--assignee", "cy"]))
+    };
     let notify = complete_one(&mut client, "notify");
     assert_eq!(job_header(&notify, "io.camunda.zeebe:assignee"), Some("cy"));
+    let assigned = assigning.join().expect("the CLI ran");
+    assert!(assigned.is_object(), "{assigned}");
     let updated = cli_json(
         &addr,
         &[
@@ -2350,14 +2404,19 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
         ],
     );
     assert!(updated.is_object(), "{updated}");
-    client
-        .done(&Request::CompleteJob {
+    let mut connection = Connection::open(&addr, &ClientConfig::default()).expect("connect");
+    let completing = connection
+        .send(&Request::CompleteJob {
             job_key: again.key,
             variables: r#"{"approved": true, "comment": "fine"}"#.into(),
         })
-        .expect("completion held again");
+        .expect("send the completion");
     let check = complete_one(&mut client, "check");
     assert_eq!(check.process_instance_key, created.process_instance_key);
+    match connection.wait_for(completing, Duration::from_secs(10)) {
+        Ok(Response::Done { key, .. }) => assert_eq!(key, again.key),
+        other => panic!("expected the completion done, got {other:?}"),
+    }
     let gone = client
         .done(&Request::CancelInstance {
             process_instance_key: created.process_instance_key,
@@ -2397,4 +2456,65 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
         String::from_utf8_lossy(&open.stdout).trim(),
         "no user tasks match"
     );
+}
+
+/// A completion that waits for its task listeners is answered TIMEOUT after
+/// `--task-listener-wait-ms` and goes on; the answers to the requests after it on the same
+/// connection do not wait for it.
+#[test]
+fn a_held_completion_times_out_without_holding_up_the_answers_after_it() {
+    let data = data_dir("held-timeout");
+    let server = Server::start(
+        &data,
+        "127.0.0.1:0",
+        &["--shards", "1", "--task-listener-wait-ms", "300"],
+    );
+    let mut client = server.client();
+    deploy(&mut client, "reviewed.bpmn", REVIEWED);
+    let created = client
+        .create_instance(create("reviewed", r#"{"owner": "ana"}"#, ""))
+        .expect("create");
+    complete_one(&mut client, "route");
+    complete_one(&mut client, "notify");
+    let task = activate(&mut client, "io.camunda.zeebe:userTask", 5_000).remove(0);
+    let mut connection = Connection::open(&server.addr, &ClientConfig::default()).expect("connect");
+    let ids = connection
+        .send_batch(&[
+            Request::CompleteJob {
+                job_key: task.key,
+                variables: r#"{"approved": true}"#.into(),
+            },
+            Request::CreateInstance(create("reviewed", r#"{"owner": "bo"}"#, "")),
+        ])
+        .expect("send");
+    // The create behind the held completion is answered first.
+    let (first, answer) = connection
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an answer")
+        .expect("one within 10 s");
+    assert_eq!(first, ids[1], "{answer:?}");
+    assert!(matches!(answer, Response::InstanceCreated(_)), "{answer:?}");
+    match connection.wait_for(ids[0], Duration::from_secs(10)) {
+        Ok(Response::Error(error)) => {
+            assert_eq!(error.code, ErrorCode::Timeout, "{error:?}");
+            assert_eq!(
+                error.message,
+                format!(
+                    "the completion of the user task of job {} still waits for its task \
+                     listeners after 300 ms; it goes on when they are done",
+                    task.key
+                )
+            );
+        }
+        other => panic!("expected TIMEOUT, got {other:?}"),
+    }
+    // It goes on: the listener approves and the instance ends.
+    let check = complete_one(&mut client, "check");
+    assert_eq!(check.process_instance_key, created.process_instance_key);
+    let gone = client
+        .done(&Request::CancelInstance {
+            process_instance_key: created.process_instance_key,
+        })
+        .expect_err("ended");
+    assert_eq!(gone.code(), Some(ErrorCode::InstanceNotFound), "{gone}");
 }

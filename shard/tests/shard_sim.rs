@@ -704,3 +704,122 @@ fn slow_commits_are_logged_with_their_stages_and_snapshots_with_their_costs() {
     let log = logged_run(0);
     assert!(!log.contains("slow commit"), "{log}");
 }
+
+/// A user task with an assigning task listener (`notify`).
+const LISTENED: &str = r#"<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="listened" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="task"/>
+    <bpmn:userTask id="task"><bpmn:extensionElements><zeebe:userTask/>
+      <zeebe:taskListeners><zeebe:taskListener eventType="assigning" type="notify"/>
+      </zeebe:taskListeners></bpmn:extensionElements></bpmn:userTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="task" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// The shard registers the wait of a user task transition that waits for listeners when
+/// the command that begins it is applied, and fills it once the command that ends it is
+/// durable, whether the caller took it before or after; a wait given up is gone.
+#[test]
+fn a_held_transitions_end_reaches_its_caller_whenever_the_caller_asks() {
+    use ringflow_core::TransitionEnd;
+    executor().run(async {
+        let journal = SimDir::new(Faults::default(), 11);
+        let snapshots = SimDir::new(Faults::default(), 12);
+        let shard = Rc::new(
+            open(&journal, &snapshots, ShardConfig::new(SHARD))
+                .await
+                .expect("open"),
+        );
+        let committer = glommio::spawn_local(shard.clone().run_committer());
+        shard
+            .submit(Command::Deploy {
+                resources: vec![Resource {
+                    name: "l.bpmn".to_string(),
+                    content: Arc::from(LISTENED.as_bytes()),
+                }],
+            })
+            .await
+            .expect("deploy");
+        shard
+            .submit(Command::CreateInstance {
+                process: ProcessRef::Latest("listened".to_string()),
+                variables: Variables::new(),
+                business_key: None,
+                await_result: false,
+            })
+            .await
+            .expect("create");
+        let take = |job_type: &str| Command::ActivateJobs {
+            job_type: job_type.to_string(),
+            worker: "w".to_string(),
+            max_jobs: 1,
+            lease_millis: 60_000,
+            fetch_variables: Vec::new(),
+        };
+        let job_of = |response: Response| match response {
+            Response::JobsActivated(mut jobs) if jobs.len() == 1 => jobs.remove(0).key,
+            other => panic!("expected one job, got {other:?}"),
+        };
+        let task = job_of(
+            shard
+                .submit(take("io.camunda.zeebe:userTask"))
+                .await
+                .expect("activate")
+                .response,
+        );
+        let assign = |assignee: &str| Command::AssignUserTask {
+            key: task,
+            assignee: Some(assignee.to_string()),
+        };
+        let seq_of = |response: Response| match response {
+            Response::UserTaskTransitionHeld { seq, .. } => seq,
+            other => panic!("expected a held assignment, got {other:?}"),
+        };
+        let listener = |shard: &Rc<Shard<SimDir>>, denied: bool| {
+            let shard = shard.clone();
+            async move {
+                let notify = job_of(shard.submit(take("notify")).await.expect("a").response);
+                let result = ringflow_core::usertasks::TaskListenerResult {
+                    denied,
+                    denied_reason: if denied { "no".into() } else { String::new() },
+                    ..Default::default()
+                };
+                shard
+                    .submit(Command::CompleteTaskListenerJob {
+                        key: notify,
+                        result: Box::new(result),
+                    })
+                    .await
+                    .expect("decided");
+            }
+        };
+
+        // Ended (durable) before the caller asks: the end waits for it.
+        let seq = seq_of(shard.submit(assign("ana")).await.expect("held").response);
+        assert_eq!(shard.transition_waits(), 1);
+        listener(&shard, true).await;
+        let end = shard.claim_transition(seq).expect("the wait");
+        assert_eq!(end.await, TransitionEnd::Denied("no".into()));
+        assert_eq!(shard.transition_waits(), 0, "taken");
+        assert!(shard.claim_transition(seq).is_none(), "once");
+
+        // Asked for first: filled when the end is durable.
+        let seq = seq_of(shard.submit(assign("bo")).await.expect("held").response);
+        let end = shard.claim_transition(seq).expect("the wait");
+        assert_eq!(shard.transition_waits(), 1, "kept until it ends");
+        listener(&shard, false).await;
+        assert_eq!(end.await, TransitionEnd::Done);
+        assert_eq!(shard.transition_waits(), 0);
+
+        // Given up (the caller's time ran out): the transition goes on, nobody is told.
+        let seq = seq_of(shard.submit(assign("cy")).await.expect("held").response);
+        shard.give_up_transition(seq);
+        assert!(shard.claim_transition(seq).is_none());
+        listener(&shard, false).await;
+        assert_eq!(shard.transition_waits(), 0);
+        drop(committer);
+    });
+}

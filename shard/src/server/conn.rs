@@ -171,6 +171,25 @@ impl Conn {
                 continue;
             };
             let answer = ordered.slot.await;
+            if let Ok(outcome) = &answer
+                && let Answer::UserTaskTransitionHeld {
+                    key, event, seq, ..
+                } = outcome.response
+            {
+                // Answered when the task listeners are done, by a task of its own: the
+                // answers after it do not wait.
+                drop(ordered.lease);
+                let conn = self.clone();
+                let (request_id, arrived) = (ordered.request_id, ordered.arrived);
+                glommio::spawn_local(async move {
+                    let response = conn.transition_answer(key, event, seq).await;
+                    conn.server.metrics.record_request(arrived);
+                    conn.respond(request_id, &response);
+                    conn.finished_one();
+                })
+                .detach();
+                continue;
+            }
             let response = match ordered.await_timeout_ms {
                 None => Some(match answer {
                     Ok(outcome) => convert::outcome(outcome),
@@ -634,7 +653,65 @@ impl Conn {
 
     async fn submit_outcome(&self, command: Command) -> Result<Response, WireError> {
         let outcome = self.server.shard.submit(command).await;
-        outcome.map(convert::outcome).map_err(convert::submit_error)
+        let outcome = outcome.map_err(convert::submit_error)?;
+        if let Answer::UserTaskTransitionHeld {
+            key, event, seq, ..
+        } = outcome.response
+        {
+            return Ok(self.transition_answer(key, event, seq).await);
+        }
+        Ok(convert::outcome(outcome))
+    }
+
+    /// The answer to a user task's completion, assignment or update that waits for its
+    /// task listeners (the shard's wait `seq`): once the command that ends it is durable,
+    /// or a TIMEOUT after `task_listener_wait_ms` (the transition goes on), or
+    /// UNAVAILABLE when the server shuts down first.
+    async fn transition_answer(
+        &self,
+        key: Key,
+        event: ringflow_core::ListenerEvent,
+        seq: u64,
+    ) -> Response {
+        let shard = &self.server.shard;
+        let what = convert::transition_name(event);
+        let Some(end) = shard.claim_transition(seq) else {
+            return Response::Error(WireError::new(
+                ErrorCode::Unavailable,
+                format!("the wait for the {what} of the user task of job {key} was lost"),
+            ));
+        };
+        let timeout_ms = self.server.config.limits.task_listener_wait_ms;
+        let ended = futures_lite::future::or(async { Some(end.await) }, async {
+            futures_lite::future::or(
+                glommio::timer::sleep(Duration::from_millis(u64::from(timeout_ms))),
+                self.server.closing(),
+            )
+            .await;
+            None
+        })
+        .await;
+        if let Some(end) = ended {
+            return convert::transition_end(key, event, end);
+        }
+        shard.give_up_transition(seq);
+        let (code, why) = if self.server.is_closing() {
+            (
+                ErrorCode::Unavailable,
+                "waits for its task listeners and the server is shutting down".to_string(),
+            )
+        } else {
+            (
+                ErrorCode::Timeout,
+                format!("still waits for its task listeners after {timeout_ms} ms"),
+            )
+        };
+        Response::Error(WireError::new(
+            code,
+            format!(
+                "the {what} of the user task of job {key} {why}; it goes on when they are done"
+            ),
+        ))
     }
 
     /// The work of a request that waits for more than its command's commit.

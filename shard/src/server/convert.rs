@@ -234,7 +234,8 @@ pub(crate) fn answer(answer: Answer) -> Response {
         Answer::JobsActivated(jobs) => Response::Jobs(jobs.into_iter().map(job).collect()),
         Answer::JobCompleted { key }
         | Answer::JobUpdated { key }
-        | Answer::IncidentResolved { key } => done(key),
+        | Answer::IncidentResolved { key }
+        | Answer::UserTaskTransitionHeld { key, .. } => done(key),
         Answer::VariablesSet { scope } => done(scope),
         Answer::AdHocActivitiesActivated { key } => done(key),
         Answer::ConditionalEvaluated(started) => instances_started(started),
@@ -270,6 +271,49 @@ pub(crate) fn task_listener_result(
     })
 }
 
+/// The answer to a user task's completion, assignment or update (`event`, of the task whose
+/// job is `key`) that waited for its task listeners, as it ended.
+pub(crate) fn transition_end(
+    key: Key,
+    event: ringflow_core::ListenerEvent,
+    end: ringflow_core::TransitionEnd,
+) -> Response {
+    let what = transition_name(event);
+    match end {
+        ringflow_core::TransitionEnd::Done => Response::Done {
+            key: key.0,
+            incident_key: 0,
+        },
+        ringflow_core::TransitionEnd::Denied(reason) => Response::Error(WireError::new(
+            ErrorCode::InvalidState,
+            if reason.is_empty() {
+                format!("the {what} of the user task of job {key} was denied by a task listener")
+            } else {
+                format!(
+                    "the {what} of the user task of job {key} was denied by a task listener: \
+                     {reason}"
+                )
+            },
+        )),
+        ringflow_core::TransitionEnd::Terminated => Response::Error(WireError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "the user task of job {key} was terminated before its task listeners were done \
+                 with its {what}"
+            ),
+        )),
+    }
+}
+
+/// "completion", "assignment" or "update".
+pub(crate) fn transition_name(event: ringflow_core::ListenerEvent) -> &'static str {
+    match event {
+        ringflow_core::ListenerEvent::Completing => "completion",
+        ringflow_core::ListenerEvent::Assigning => "assignment",
+        _ => "update",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +333,50 @@ mod tests {
             error.message.starts_with("variables are not valid JSON"),
             "{}",
             error.message
+        );
+    }
+
+    #[test]
+    fn a_held_transition_is_answered_as_it_ended() {
+        use ringflow_core::{ListenerEvent, TransitionEnd};
+        let key = Key(7);
+        assert_eq!(
+            transition_end(key, ListenerEvent::Completing, TransitionEnd::Done),
+            Response::Done {
+                key: 7,
+                incident_key: 0
+            }
+        );
+        let error = |event, end| match transition_end(key, event, end) {
+            Response::Error(error) => (error.code, error.message),
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert_eq!(
+            error(
+                ListenerEvent::Updating,
+                TransitionEnd::Denied(String::new())
+            ),
+            (
+                ErrorCode::InvalidState,
+                "the update of the user task of job 7 was denied by a task listener".into()
+            )
+        );
+        assert_eq!(
+            error(
+                ListenerEvent::Completing,
+                TransitionEnd::Denied("no".into())
+            )
+            .1,
+            "the completion of the user task of job 7 was denied by a task listener: no"
+        );
+        assert_eq!(
+            error(ListenerEvent::Assigning, TransitionEnd::Terminated),
+            (
+                ErrorCode::InvalidState,
+                "the user task of job 7 was terminated before its task listeners were done \
+                 with its assignment"
+                    .into()
+            )
         );
     }
 

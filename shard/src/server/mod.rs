@@ -67,6 +67,10 @@ pub struct ServerLimits {
     pub await_timeout_default_ms: u32,
     /// The longest awaited-result wait a request may ask for, in milliseconds.
     pub await_timeout_max_ms: u32,
+    /// How long a user task's completion, assignment or update that waits for its task
+    /// listeners is waited for before the request is answered TIMEOUT (the transition goes
+    /// on), in milliseconds. Under the client's request timeout (30 s by default).
+    pub task_listener_wait_ms: u32,
     /// The longest long poll, in milliseconds.
     pub long_poll_max_ms: u32,
     /// A job's lease when the request says 0, in milliseconds.
@@ -89,6 +93,7 @@ impl Default for ServerLimits {
             busy_retry_after_ms: 10,
             await_timeout_default_ms: 30_000,
             await_timeout_max_ms: 600_000,
+            task_listener_wait_ms: 10_000,
             long_poll_max_ms: 60_000,
             lease_default_ms: 300_000,
             shutdown_grace_ms: 5_000,
