@@ -202,7 +202,7 @@ pub struct Finding {
     /// How serious it is.
     pub level: Level,
     /// The check's name (kernel, io_uring, memlock, filesystem, mount, o_direct, disk, cpus,
-    /// steal, clock).
+    /// steal, clock, ports).
     pub check: &'static str,
     /// What was seen.
     pub what: String,
@@ -227,6 +227,36 @@ impl Finding {
             what: problem.what,
             fix: problem.fix,
         }
+    }
+}
+
+/// Whether the node's ports (`count` from `base_port` on `host`; 0 picks free ones) can be
+/// taken: a port another process listens on stops `ringflow serve`. A port in use is tried
+/// for as long as `serve` would ([`crate::server::ports::IN_USE_WAIT_MS`]), so the check
+/// fails exactly where `serve` would (a unit restarted right after a crash runs it while
+/// the old process's sockets are still closing).
+pub fn ports_finding(host: &str, base_port: u16, count: u16) -> Finding {
+    let shown = |port: u16| crate::server::ports::shown(host, port);
+    match crate::server::ports::bind_ports(host, base_port, count) {
+        Ok(bound) => {
+            let last = u32::from(bound.base_port) + u32::from(count) - 1;
+            Finding::ok(
+                "ports",
+                if base_port == 0 {
+                    format!("listen port 0: the node picks {count} free port(s) on {host} at start")
+                } else {
+                    format!("{}..={last} can be listened on", shown(bound.base_port))
+                },
+            )
+        }
+        Err(error) => Finding {
+            level: Level::Fail,
+            check: "ports",
+            what: error,
+            fix: "stop the process that listens there (`ss -ltnp` names it), or give the node \
+                  other ports (--listen HOST:PORT, or the cluster file)"
+                .to_string(),
+        },
     }
 }
 

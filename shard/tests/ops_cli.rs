@@ -33,9 +33,25 @@ fn usable_cpus() -> usize {
 fn doctor_passes_on_a_disk_directory_and_names_every_check() {
     let dir = scratch("doctor-ok");
     let data = dir.join("data");
-    let output = ringflow(&["doctor", "--data", data.to_str().unwrap(), "--shards", "1"]);
+    // Port 0: whatever else listens on this machine, the node could start.
+    let config = std::env::temp_dir().join(format!("ringflow-doctor-{}.toml", std::process::id()));
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n").unwrap();
+    let output = ringflow(&[
+        "doctor",
+        "--data",
+        data.to_str().unwrap(),
+        "--shards",
+        "1",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&config).unwrap();
     let out = text(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("listen port 0: the node picks 1 free port(s)"),
+        "{out}"
+    );
     for check in [
         "kernel",
         "io_uring",
@@ -47,6 +63,7 @@ fn doctor_passes_on_a_disk_directory_and_names_every_check() {
         "cpus",
         "steal",
         "clock",
+        "ports",
     ] {
         assert!(
             out.lines()
@@ -58,6 +75,34 @@ fn doctor_passes_on_a_disk_directory_and_names_every_check() {
     assert!(!data.exists(), "doctor must not create the data directory");
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert!(leftovers.is_empty(), "the O_DIRECT probe was left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn doctor_fails_on_a_port_another_process_listens_on() {
+    let dir = scratch("doctor-port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = dir.join("ringflow.toml");
+    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n")).unwrap();
+    let output = ringflow(&[
+        "doctor",
+        "--data",
+        dir.join("data").to_str().unwrap(),
+        "--shards",
+        "1",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "FAIL  ports      cannot listen on 127.0.0.1:{port}: the port is in use"
+        )) && out.contains("`ss -ltnp` names it"),
+        "{out}"
+    );
+    drop(taken);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -73,7 +73,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             None => String::new(),
         }
     );
-    let findings = preflight::doctor(&input);
+    let mut findings = preflight::doctor(&input);
+    findings.push(preflight::ports_finding(
+        &plan.bind_host,
+        plan.me.base_port,
+        plan.me.shard_count,
+    ));
     for finding in &findings {
         println!(
             "{:<5} {:<10} {}",

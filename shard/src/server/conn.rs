@@ -176,18 +176,7 @@ impl Conn {
                     key, event, seq, ..
                 } = outcome.response
             {
-                // Answered when the task listeners are done, by a task of its own: the
-                // answers after it do not wait.
-                drop(ordered.lease);
-                let conn = self.clone();
-                let (request_id, arrived) = (ordered.request_id, ordered.arrived);
-                glommio::spawn_local(async move {
-                    let response = conn.transition_answer(key, event, seq).await;
-                    conn.server.metrics.record_request(arrived);
-                    conn.respond(request_id, &response);
-                    conn.finished_one();
-                })
-                .detach();
+                self.answer_transition_later(ordered.request_id, ordered.arrived, key, event, seq);
                 continue;
             }
             let response = match ordered.await_timeout_ms {
@@ -199,6 +188,29 @@ impl Conn {
             };
             self.answered(ordered.request_id, ordered.arrived, ordered.lease, response);
         }
+    }
+
+    /// A user task transition that waits for its task listeners is answered when they are
+    /// done, by a task of its own: the answers after it do not wait. (Out of line: the
+    /// answer loop stays small.)
+    #[cold]
+    #[inline(never)]
+    fn answer_transition_later(
+        self: &Rc<Self>,
+        request_id: u64,
+        arrived: Instant,
+        key: Key,
+        event: ringflow_core::ListenerEvent,
+        seq: u64,
+    ) {
+        let conn = self.clone();
+        glommio::spawn_local(async move {
+            let response = conn.transition_answer(key, event, seq).await;
+            conn.server.metrics.record_request(arrived);
+            conn.respond(request_id, &response);
+            conn.finished_one();
+        })
+        .detach();
     }
 
     /// A request's command is durable (or refused): its latency is recorded, its frame's

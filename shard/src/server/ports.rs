@@ -56,8 +56,9 @@ pub struct BoundPorts {
 }
 
 /// Binds `count` consecutive ports from `base_port` on `host`; `base_port` 0 picks a free
-/// block.
+/// block. A named port in use is tried again for [`IN_USE_WAIT_MS`].
 pub fn bind_ports(host: &str, base_port: u16, count: u16) -> Result<BoundPorts, String> {
+    let wait = Duration::from_millis(IN_USE_WAIT_MS);
     if count == 0 {
         return Err("a node needs at least one shard to listen".into());
     }
@@ -67,15 +68,13 @@ pub fn bind_ports(host: &str, base_port: u16, count: u16) -> Result<BoundPorts, 
         loop {
             match bind_block(host, base_port, count) {
                 Ok(bound) => return Ok(bound),
-                Err(failure)
-                    if failure.in_use
-                        && started.elapsed() < Duration::from_millis(IN_USE_WAIT_MS) =>
-                {
+                Err(failure) if failure.in_use && started.elapsed() < wait => {
                     if !said {
                         eprintln!(
-                            "ringflow: {} is in use; waiting up to {IN_USE_WAIT_MS} ms for it \
-                             (a stopped server's sockets close shortly after it exits)",
-                            failure.addr
+                            "ringflow: {} is in use; waiting up to {} ms for it (a stopped \
+                             server's sockets close shortly after it exits)",
+                            failure.addr,
+                            wait.as_millis()
                         );
                         said = true;
                     }
