@@ -301,8 +301,10 @@ enum ResultWaiter {
 }
 
 /// How a user task's completion, assignment or update that waited for its task listeners
-/// ended, once the command that ended it is durable ([`Shard::claim_transition`]).
-pub type TransitionSlot = Slot<TransitionEnd>;
+/// ended, once the command that ended it is durable ([`Shard::claim_transition`]); `None`
+/// when the wait was given up ([`Shard::give_up_transition`]: its time ran out, the server
+/// shuts down).
+pub type TransitionSlot = Slot<Option<TransitionEnd>>;
 
 /// The caller of a held user task transition, from the command that began it (registered
 /// then, so no later command can end it unseen) until the caller has its end.
@@ -971,9 +973,17 @@ impl<D: Dir> Shard<D> {
     }
 
     /// Stops waiting for the end of the held user task transition `seq` (its caller's time
-    /// is over); the transition goes on.
+    /// is over, the server shuts down): its slot gets `None` unless its end came already;
+    /// the transition goes on. Nothing happens when nobody waits for it any more.
     pub fn give_up_transition(&self, seq: u64) {
-        self.inner.borrow_mut().transition_waiters.remove(&seq);
+        if let Some(waiter) = self.inner.borrow_mut().transition_waiters.remove(&seq) {
+            waiter.end.fill_if_empty(None);
+        }
+    }
+
+    /// Whether a caller still waits for the held user task transition `seq`.
+    pub fn awaits_transition(&self, seq: u64) -> bool {
+        self.inner.borrow().transition_waiters.contains_key(&seq)
     }
 
     /// How many callers wait for a held user task transition to end.
@@ -1261,7 +1271,7 @@ impl<D: Dir> Shard<D> {
                                     inner.transition_by_element.remove(element_instance_key)
                                     && let Some(waiter) = inner.transition_waiters.get(&seq)
                                 {
-                                    waiter.end.fill(end.clone());
+                                    waiter.end.fill(Some(end.clone()));
                                     if waiter.claimed {
                                         inner.transition_waiters.remove(&seq);
                                     }

@@ -802,7 +802,7 @@ fn a_held_transitions_end_reaches_its_caller_whenever_the_caller_asks() {
         assert_eq!(shard.transition_waits(), 1);
         listener(&shard, true).await;
         let end = shard.claim_transition(seq).expect("the wait");
-        assert_eq!(end.await, TransitionEnd::Denied("no".into()));
+        assert_eq!(end.await, Some(TransitionEnd::Denied("no".into())));
         assert_eq!(shard.transition_waits(), 0, "taken");
         assert!(shard.claim_transition(seq).is_none(), "once");
 
@@ -811,11 +811,21 @@ fn a_held_transitions_end_reaches_its_caller_whenever_the_caller_asks() {
         let end = shard.claim_transition(seq).expect("the wait");
         assert_eq!(shard.transition_waits(), 1, "kept until it ends");
         listener(&shard, false).await;
-        assert_eq!(end.await, TransitionEnd::Done);
+        assert_eq!(end.await, Some(TransitionEnd::Done));
         assert_eq!(shard.transition_waits(), 0);
 
-        // Given up (the caller's time ran out): the transition goes on, nobody is told.
+        // Given up (the caller's time ran out) after it was asked for: the caller gets
+        // `None`; the transition goes on, and its end reaches nobody.
         let seq = seq_of(shard.submit(assign("cy")).await.expect("held").response);
+        let end = shard.claim_transition(seq).expect("the wait");
+        assert!(shard.awaits_transition(seq));
+        shard.give_up_transition(seq);
+        assert!(!shard.awaits_transition(seq));
+        assert_eq!(end.await, None);
+        listener(&shard, false).await;
+        assert_eq!(shard.transition_waits(), 0);
+        // Given up before it was asked for: there is nothing to ask for.
+        let seq = seq_of(shard.submit(assign("dan")).await.expect("held").response);
         shard.give_up_transition(seq);
         assert!(shard.claim_transition(seq).is_none());
         listener(&shard, false).await;

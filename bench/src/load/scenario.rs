@@ -41,6 +41,11 @@ pub enum Scenario {
     /// instance, each listener a job the task waits for.
     #[value(name = "listeners")]
     Listeners,
+    /// `one_task` as a Camunda user task (`zeebe:userTask`, its job of the bench's type)
+    /// with a completing task listener: two jobs per instance; the task's completion waits
+    /// for the listener's job, and its answer comes when that is done.
+    #[value(name = "task_listeners")]
+    TaskListeners,
     /// `one_task` with a non-interrupting conditional boundary event on the task that
     /// watches `cancelled` (never set), the worker completing each job with a variable: the
     /// cost of a conditional subscription (opened and evaluated with the task, the job's
@@ -71,6 +76,7 @@ impl Scenario {
             Scenario::MsgOneTask => "msg_one_task",
             Scenario::MsgCross => "msg_cross",
             Scenario::Listeners => "listeners",
+            Scenario::TaskListeners => "task_listeners",
             Scenario::Conditional => "conditional",
             Scenario::AdHoc => "ad_hoc",
             Scenario::Timer => "timer",
@@ -97,6 +103,7 @@ impl Scenario {
             Scenario::TenTasks => 10.0,
             // The start listener, the task, the end listener.
             Scenario::Listeners => 3.0,
+            Scenario::TaskListeners => 2.0,
             Scenario::FourParallel => 4.0,
             Scenario::Timer => 0.0,
             // validate, half take review, charge, reserve.
@@ -152,6 +159,16 @@ impl Scenario {
                 let _ = write!(
                     body,
                     r#"<bpmn:serviceTask id="task"><bpmn:extensionElements><zeebe:taskDefinition type="{JOB_TYPE}"/><zeebe:executionListeners><zeebe:executionListener eventType="start" type="{JOB_TYPE}"/><zeebe:executionListener eventType="end" type="{JOB_TYPE}"/></zeebe:executionListeners></bpmn:extensionElements></bpmn:serviceTask>"#
+                );
+                body.push_str(r#"<bpmn:endEvent id="end"/>"#);
+                body.push_str(&flow("f1", "start", "task"));
+                body.push_str(&flow("f2", "task", "end"));
+            }
+            Scenario::TaskListeners => {
+                body.push_str(r#"<bpmn:startEvent id="start"/>"#);
+                let _ = write!(
+                    body,
+                    r#"<bpmn:userTask id="task"><bpmn:extensionElements><zeebe:userTask/><zeebe:taskDefinition type="{JOB_TYPE}"/><zeebe:taskListeners><zeebe:taskListener eventType="completing" type="{JOB_TYPE}"/></zeebe:taskListeners></bpmn:extensionElements></bpmn:userTask>"#
                 );
                 body.push_str(r#"<bpmn:endEvent id="end"/>"#);
                 body.push_str(&flow("f1", "start", "task"));
@@ -278,6 +295,7 @@ impl Workload for Scenario {
             Scenario::MsgOneTask => "bench-msg-one-task",
             Scenario::MsgCross => "bench-msg-cross",
             Scenario::Listeners => "bench-listeners",
+            Scenario::TaskListeners => "bench-task-listeners",
             Scenario::Conditional => "bench-conditional",
             Scenario::AdHoc => "bench-ad-hoc",
             Scenario::Timer => "bench-timer",

@@ -137,8 +137,12 @@ pub fn topology(args: &TopologyArgs) -> anyhow::Result<ExitCode> {
             let last = node.first_shard + node.shard_count - 1;
             let last_port = u32::from(node.base_port) + u32::from(node.shard_count) - 1;
             text.push_str(&format!(
-                "\nnode {}: shards {}..={} on {}:{}..={}",
-                node.id, node.first_shard, last, node.host, node.base_port, last_port
+                "\nnode {}: shards {}..={} on {}..={}",
+                node.id,
+                node.first_shard,
+                last,
+                crate::server::ports::shown(&node.host, node.base_port),
+                last_port
             ));
         }
         text

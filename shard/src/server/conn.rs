@@ -203,10 +203,12 @@ impl Conn {
         event: ringflow_core::ListenerEvent,
         seq: u64,
     ) {
+        // The request's latency is its command's, as for the others: the wait for the
+        // listeners is the workers' time, not the server's.
+        self.server.metrics.record_request(arrived);
         let conn = self.clone();
         glommio::spawn_local(async move {
             let response = conn.transition_answer(key, event, seq).await;
-            conn.server.metrics.record_request(arrived);
             conn.respond(request_id, &response);
             conn.finished_one();
         })
@@ -606,11 +608,28 @@ impl Conn {
         let conn = self.clone();
         let lease = lease.clone();
         glommio::spawn_local(async move {
-            // A long poll waits on purpose.
-            let counted = !matches!(request, Ok(Request::ActivateJobs(_)));
+            // A long poll waits on purpose; a user task transition held for its listeners
+            // is recorded at its commit (the wait for them is the workers' time).
+            let mut counted = !matches!(request, Ok(Request::ActivateJobs(_)));
             let answer = match request {
                 Ok(request) => conn.handle(request).await,
-                Err(command) => conn.submit_outcome(command).await,
+                Err(command) => {
+                    let outcome = conn.server.shard.submit(command).await;
+                    match outcome {
+                        Ok(outcome) => match outcome.response {
+                            Answer::UserTaskTransitionHeld {
+                                key, event, seq, ..
+                            } => {
+                                conn.server.metrics.record_request(arrived);
+                                counted = false;
+                                drop(lease);
+                                Ok(conn.transition_answer(key, event, seq).await)
+                            }
+                            _ => Ok(convert::outcome(outcome)),
+                        },
+                        Err(error) => Err(convert::submit_error(error)),
+                    }
+                }
             };
             let response = match answer {
                 Ok(response) => response,
@@ -620,7 +639,6 @@ impl Conn {
             if counted {
                 conn.server.metrics.record_request(arrived);
             }
-            drop(lease);
             conn.finished_one();
         })
         .detach();
@@ -663,18 +681,6 @@ impl Conn {
             .map_err(convert::submit_error)
     }
 
-    async fn submit_outcome(&self, command: Command) -> Result<Response, WireError> {
-        let outcome = self.server.shard.submit(command).await;
-        let outcome = outcome.map_err(convert::submit_error)?;
-        if let Answer::UserTaskTransitionHeld {
-            key, event, seq, ..
-        } = outcome.response
-        {
-            return Ok(self.transition_answer(key, event, seq).await);
-        }
-        Ok(convert::outcome(outcome))
-    }
-
     /// The answer to a user task's completion, assignment or update that waits for its
     /// task listeners (the shard's wait `seq`): once the command that ends it is durable,
     /// or a TIMEOUT after `task_listener_wait_ms` (the transition goes on), or
@@ -694,19 +700,21 @@ impl Conn {
             ));
         };
         let timeout_ms = self.server.config.limits.task_listener_wait_ms;
-        let ended = futures_lite::future::or(async { Some(end.await) }, async {
-            futures_lite::future::or(
-                glommio::timer::sleep(Duration::from_millis(u64::from(timeout_ms))),
-                self.server.closing(),
-            )
-            .await;
-            None
-        })
-        .await;
-        if let Some(end) = ended {
+        if self.server.is_closing() {
+            shard.give_up_transition(seq);
+        } else {
+            // The transitions' sweeper gives the wait up when its time is over or the
+            // server shuts down (server/awaits.rs): no timer per wait.
+            self.server.transition_awaits.add(
+                Key(seq),
+                Duration::from_millis(u64::from(timeout_ms)),
+                shard.transition_waits(),
+                |key| shard.awaits_transition(key.0),
+            );
+        }
+        if let Some(end) = end.await {
             return convert::transition_end(key, event, end);
         }
-        shard.give_up_transition(seq);
         let (code, why) = if self.server.is_closing() {
             (
                 ErrorCode::Unavailable,

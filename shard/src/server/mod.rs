@@ -152,6 +152,8 @@ pub(crate) struct ShardServer {
     closing_event: WaitList,
     /// The deadlines of awaited creates (see [`awaits`]).
     pub(crate) awaits: awaits::AwaitDeadlines,
+    /// The deadlines of the answers to held user task transitions (see [`awaits`]).
+    pub(crate) transition_awaits: awaits::AwaitDeadlines,
     /// The shard's metrics (request latency).
     pub(crate) metrics: Arc<crate::metrics::ShardMetrics>,
 }
@@ -235,8 +237,11 @@ pub async fn serve_shard(
         closing: Cell::new(false),
         closing_event: WaitList::default(),
         awaits: awaits::AwaitDeadlines::new(),
+        transition_awaits: awaits::AwaitDeadlines::new(),
     });
-    let sweeper = glommio::spawn_local(awaits::sweep(server.clone()));
+    let sweeper = glommio::spawn_local(awaits::sweep(server.clone(), awaits::Waits::Results));
+    let transition_sweeper =
+        glommio::spawn_local(awaits::sweep(server.clone(), awaits::Waits::Transitions));
     let watcher = {
         let server = server.clone();
         glommio::spawn_local(async move {
@@ -268,6 +273,7 @@ pub async fn serve_shard(
     drop(listener);
     watcher.await;
     sweeper.await;
+    transition_sweeper.await;
     // Let requests in flight finish, up to the grace time.
     let grace = Duration::from_millis(server.config.limits.shutdown_grace_ms);
     let started = std::time::Instant::now();
