@@ -820,7 +820,9 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Spawns `command` (whose output goes to `log`) and waits up to `timeout` until the
-    /// node at `addr` and every shard of its topology accept connections.
+    /// node at `addr` and every shard of its topology accept connections. An `addr` with
+    /// port 0 (the server picks free ports) is read from the server's log once it says
+    /// ([`ServerProcess::addr`]).
     pub fn start(
         mut command: std::process::Command,
         addr: &str,
@@ -837,9 +839,42 @@ impl ServerProcess {
         Ok((server, client))
     }
 
+    /// Shard 0's address (the one the server reported, when it was started on port 0).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The metrics address the server reported in its log (`--metrics HOST:0` too).
+    pub fn metrics_addr(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        let line = text
+            .lines()
+            .rev()
+            .find(|line| line.starts_with("ringflow: metrics at http://"))?;
+        let addr = line.strip_prefix("ringflow: metrics at http://")?;
+        Some(addr.strip_suffix("/metrics")?.to_string())
+    }
+
+    /// Shard 0's address from the server's log line `ringflow: node N of M (...), shards
+    /// A..=B on HOST:BASE..=LAST, data in DIR`.
+    fn reported_addr(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        let line = text
+            .lines()
+            .rev()
+            .find(|line| line.starts_with("ringflow: node "))?;
+        let ports = line.split(" on ").nth(1)?;
+        Some(ports.split("..=").next()?.to_string())
+    }
+
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<ringflow_wire::Client> {
         let started = Instant::now();
+        let mut resolved = !self.addr.ends_with(":0");
         loop {
+            if !resolved && let Some(addr) = self.reported_addr() {
+                self.addr = addr;
+                resolved = true;
+            }
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
@@ -849,7 +884,7 @@ impl ServerProcess {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
-            if let Ok(client) = ringflow_wire::Client::connect(&self.addr) {
+            if resolved && let Ok(client) = ringflow_wire::Client::connect(&self.addr) {
                 let topology = client.topology();
                 let all = (0..topology.shard_count() as u16).all(|shard| {
                     topology

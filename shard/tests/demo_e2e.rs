@@ -22,18 +22,21 @@ fn free_port() -> u16 {
     }
 }
 
-/// A successful run of `ringflow demo` (2 s, 32 in flight) in a fresh folder `name`, with
-/// `extra` arguments: its data directory, stdout, stderr and server log. Fails the test,
-/// showing all four, when the demo fails.
-fn run_demo(name: &str, extra: &[&str]) -> (PathBuf, String, String, String) {
+/// A successful run of `ringflow demo` (2 s, 32 in flight) in a fresh folder `name`, on
+/// `port` (`None`: the default, free ports the server picks), with `extra` arguments: its
+/// data directory, stdout, stderr and server log. Fails the test, showing all four, when the
+/// demo fails.
+fn run_demo(name: &str, port: Option<u16>, extra: &[&str]) -> (PathBuf, String, String, String) {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("create the test folder");
     let data = root.join("demo");
-    let port = free_port();
+    let port: Vec<String> = port
+        .map(|port| vec!["--port".to_string(), port.to_string()])
+        .unwrap_or_default();
     let output = Command::new(BIN)
-        .args(["demo", "--seconds", "2", "--inflight", "32", "--port"])
-        .arg(port.to_string())
+        .args(["demo", "--seconds", "2", "--inflight", "32"])
+        .args(&port)
         .arg("--data")
         .arg(&data)
         .args(extra)
@@ -69,7 +72,16 @@ fn completed_counts(stdout: &str) -> (u64, u64) {
 
 #[test]
 fn the_demo_runs_the_order_load_and_leaves_history_the_cli_reads() {
-    let (data, stdout, stderr, _) = run_demo("demo-e2e", &[]);
+    let (data, stdout, stderr, _) = run_demo("demo-e2e", None, &[]);
+    // On its defaults the server picked free ports, and the demo says which.
+    let port: u16 = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("server: "))
+        .and_then(|rest| rest.split(" on 127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no server address in:\n{stdout}"));
+    assert_ne!(port, 0, "{stdout}");
     // The progress line came once a second, with rates and latency.
     assert!(
         stderr.contains("inst/s") && stderr.contains("p99"),
@@ -130,8 +142,10 @@ fn the_demo_runs_the_order_load_and_leaves_history_the_cli_reads() {
 /// how many were pushed back, and it still succeeds with every order in the store.
 #[test]
 fn the_demo_rides_out_busy_and_says_so() {
+    // A port named: shard 0 on it, the metrics 100 below.
     let (_, stdout, _, log) = run_demo(
         "demo-e2e-busy",
+        Some(free_port()),
         &[
             "--server-arg=--export-lag-warn-records",
             "--server-arg=2",

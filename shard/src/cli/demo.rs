@@ -45,8 +45,9 @@ pub struct Args {
     /// Shards [default: one per CPU].
     #[arg(long)]
     shards: Option<usize>,
-    /// The port of shard 0 (shard i uses PORT+i).
-    #[arg(long, default_value_t = 26550)]
+    /// The port of shard 0 (shard i uses PORT+i, the metrics PORT-100); 0 lets the server
+    /// pick free ports (and one for its metrics) and report them.
+    #[arg(long, default_value_t = 0)]
     port: u16,
     /// An extra argument for the server's `ringflow serve` (repeat it:
     /// `--server-arg=--history-level --server-arg=instances`).
@@ -114,8 +115,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.seconds == 0 || args.inflight == 0 {
         bail!("--seconds and --inflight must be at least 1");
     }
-    if args.port < 1024 {
-        bail!("--port must be at least 1024 (the metrics listen on --port minus 100)");
+    if args.port != 0 && args.port < 1024 {
+        bail!(
+            "--port must be 0 (free ports) or at least 1024 (the metrics listen on --port minus 100)"
+        );
     }
     let data = match &args.data {
         Some(path) => path.clone(),
@@ -137,7 +140,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let data = data.canonicalize()?;
     let log = data.join("server.log");
     let addr = format!("127.0.0.1:{}", args.port);
-    let metrics = format!("127.0.0.1:{}", args.port - 100);
+    let metrics = if args.port == 0 {
+        "127.0.0.1:0".to_string()
+    } else {
+        format!("127.0.0.1:{}", args.port - 100)
+    };
     println!("ringflow demo");
     println!("  data directory: {}", data.display());
     let exe = std::env::current_exe().context("cannot find the ringflow binary")?;
@@ -161,6 +168,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
     let (mut server, mut client) = ServerProcess::start(command, &addr, &log, START_TIMEOUT)?;
+    let addr = server.addr().to_string();
+    let metrics = server.metrics_addr().with_context(|| {
+        format!(
+            "the server reported no metrics address in {}",
+            log.display()
+        )
+    })?;
     let topology = client.topology().clone();
     println!(
         "  server: {} shard(s) on {addr} (log: {})",
