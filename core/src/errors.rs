@@ -32,12 +32,10 @@ pub(crate) fn throw(
     message: String,
     ctx: &Ctx,
 ) -> Result<Outcome, Rejection> {
-    let job = state.jobs.get(&key).ok_or_else(|| {
-        Rejection::new(
-            RejectionCode::JobNotFound,
-            format!("job {key} does not exist or was already completed"),
-        )
-    })?;
+    let job = state
+        .jobs
+        .get(&key)
+        .ok_or_else(|| crate::usertasks::missing_job(state, key))?;
     if !matches!(job.state, JobState::Activated { .. }) {
         return Err(Rejection::new(
             RejectionCode::InvalidState,

@@ -10,7 +10,7 @@ use crate::state::State;
 use crate::variables::{plan_local, plan_propagation};
 
 use RejectionCode::{
-    IncidentNotFound, InstanceNotFound, InvalidArgument, InvalidState, JobNotFound, LimitExceeded,
+    IncidentNotFound, InstanceNotFound, InvalidArgument, InvalidState, LimitExceeded,
 };
 
 fn outcome(response: Response, effects: Vec<Effect>, ctx: &Ctx) -> Outcome {
@@ -22,11 +22,8 @@ fn outcome(response: Response, effects: Vec<Effect>, ctx: &Ctx) -> Outcome {
     }
 }
 
-fn job_not_found(key: Key) -> Rejection {
-    Rejection::new(
-        JobNotFound,
-        format!("job {key} does not exist or was already completed"),
-    )
+fn job_not_found(state: &State, key: Key) -> Rejection {
+    crate::usertasks::missing_job(state, key)
 }
 
 pub(crate) fn fail(
@@ -37,7 +34,10 @@ pub(crate) fn fail(
     message: String,
     ctx: &Ctx,
 ) -> Result<Outcome, Rejection> {
-    let job = state.jobs.get(&key).ok_or_else(|| job_not_found(key))?;
+    let job = state
+        .jobs
+        .get(&key)
+        .ok_or_else(|| job_not_found(state, key))?;
     if !matches!(job.state, JobState::Activated { .. }) {
         return Err(Rejection::new(
             InvalidState,
@@ -99,7 +99,10 @@ fn ready_again(
     fired: impl Fn(&JobState) -> bool,
     stale: &str,
 ) -> Result<Outcome, Rejection> {
-    let job = state.jobs.get(&key).ok_or_else(|| job_not_found(key))?;
+    let job = state
+        .jobs
+        .get(&key)
+        .ok_or_else(|| job_not_found(state, key))?;
     if !fired(&job.state) {
         return Err(Rejection::new(
             InvalidState,
@@ -127,7 +130,10 @@ pub(crate) fn update_retries(
             "retries must be at least 1".to_string(),
         ));
     }
-    let job = state.jobs.get_mut(&key).ok_or_else(|| job_not_found(key))?;
+    if !state.jobs.contains_key(&key) {
+        return Err(job_not_found(state, key));
+    }
+    let job = state.jobs.get_mut(&key).expect("checked just before");
     job.retries = retries;
     Ok(outcome(Response::JobUpdated { key }, Vec::new(), ctx))
 }

@@ -12,7 +12,7 @@ use crate::run::Run;
 use crate::state::State;
 use crate::variables::{Update, plan_local, plan_propagation};
 
-use RejectionCode::{InvalidArgument, JobNotFound, LimitExceeded};
+use RejectionCode::{InvalidArgument, LimitExceeded};
 
 pub(crate) fn activate(
     state: &mut State,
@@ -207,10 +207,7 @@ pub(crate) fn complete(
     ctx: &Ctx,
 ) -> Result<Outcome, Rejection> {
     let Some(job) = state.jobs.get(&key) else {
-        return Err(Rejection::new(
-            JobNotFound,
-            format!("job {key} does not exist or was already completed"),
-        ));
+        return Err(crate::usertasks::missing_job(state, key));
     };
     if matches!(job.state, JobState::Failed | JobState::Backoff { .. }) {
         return Err(Rejection::new(

@@ -723,6 +723,9 @@ pub(crate) fn complete_listener_job(
 /// such job.
 fn user_task_of_job(state: &State, key: Key) -> Result<ringflow_bpmn::TaskListeners, Rejection> {
     let Some(job) = state.jobs.get(&key) else {
+        if held_job(state, key) {
+            return Err(held_job_rejection(key));
+        }
         return Err(Rejection::new(
             RejectionCode::JobNotFound,
             format!("job {key} does not exist or was completed: no open user task has it"),
@@ -868,6 +871,38 @@ pub(crate) fn job_view(
         Some(_) => {}
     }
     (headers, None)
+}
+
+/// The refusal of a command about the job `key`, which is not an open job: `INVALID_STATE`
+/// when it is a user task's job held while its assigning or updating task listeners run
+/// (it comes back, same key, when they are done), else `JOB_NOT_FOUND`.
+pub(crate) fn missing_job(state: &State, key: Key) -> Rejection {
+    if held_job(state, key) {
+        return held_job_rejection(key);
+    }
+    Rejection::new(
+        RejectionCode::JobNotFound,
+        format!("job {key} does not exist or was already completed"),
+    )
+}
+
+/// Whether `key` is a user task's job held while its task listeners run.
+fn held_job(state: &State, key: Key) -> bool {
+    !state.user_task_holds.is_empty()
+        && state
+            .user_task_holds
+            .values()
+            .any(|hold| hold.job.as_ref().is_some_and(|job| job.key == key))
+}
+
+fn held_job_rejection(key: Key) -> Rejection {
+    Rejection::new(
+        RejectionCode::InvalidState,
+        format!(
+            "job {key} is held while its user task's task listeners run (an assignment or an \
+             update); it comes back when they are done"
+        ),
+    )
 }
 
 /// The element instance of the job `key` (checked to exist).

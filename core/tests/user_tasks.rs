@@ -907,14 +907,14 @@ fn assigning_listeners_see_the_new_assignee_and_may_correct_or_deny_it() {
             assignee: Some("eve".into()),
         })
         .expect_err("held");
-    assert_eq!(again.code, RejectionCode::JobNotFound);
+    assert_eq!(again.code, RejectionCode::InvalidState, "{again}");
     let complete = shard
         .run(Command::CompleteJob {
             key: task.key,
             variables: vars("{}"),
         })
         .expect_err("held");
-    assert_eq!(complete.code, RejectionCode::JobNotFound);
+    assert_eq!(complete.code, RejectionCode::InvalidState, "{complete}");
     // Cancelling the instance takes the held job with it.
     shard
         .run(Command::CancelInstance { key: instance })
@@ -1157,6 +1157,32 @@ fn a_held_transition_is_answered_as_held_and_its_end_is_an_effect() {
         .expect("assigning");
     assert_eq!(outcome.response, held(ListenerEvent::Assigning));
     assert!(transitions_ended(&outcome).is_empty(), "it waits");
+    // Meanwhile the task's job is held: commands about it say so (not JOB_NOT_FOUND).
+    for command in [
+        Command::CompleteJob {
+            key: task.key,
+            variables: vars("{}"),
+        },
+        Command::AssignUserTask {
+            key: task.key,
+            assignee: Some("cy".into()),
+        },
+        Command::FailJob {
+            key: task.key,
+            retries: 1,
+            retry_backoff_millis: 0,
+            message: String::new(),
+        },
+    ] {
+        let refused = shard.run(command).expect_err("held");
+        assert_eq!(refused.code, RejectionCode::InvalidState, "{refused}");
+        assert!(
+            refused
+                .message
+                .contains("is held while its user task's task listeners run"),
+            "{refused}"
+        );
+    }
     let notify = only_job(&mut shard, "notify");
     let denial = TaskListenerResult {
         denied: true,
