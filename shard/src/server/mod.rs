@@ -7,12 +7,14 @@
 //!     one command (complete a job, publish, create, ...): Shard::submit_now ─▶ answer queue
 //!     anything that waits longer (activation, mail): a task of its own
 //!   answer task: awaits the queued answers in order (durable) ─▶ answer; for an awaited
-//!     create, its deadline starts instead
+//!     create, its deadline starts instead; a user task transition held for its task
+//!     listeners gets a task of its own that answers when they are done
 //!   request task: wire request ─▶ core Command ─▶ Shard::submit ─▶ durable ─▶ answer
 //!   writer task: the ends of awaited instances (the connection's result queue, filled
 //!     when the command that ended each is durable) and the answers, gathered into one
 //!     frame per write
-//!   sweeper task (one per shard): gives up awaited results whose time is over
+//!   sweeper tasks (two per shard): give up awaited results, and the answers of held user
+//!     task transitions, whose time is over
 //! ```
 //!
 //! Limits ([`ServerLimits`], all named and enforced): frames over `frame_bytes_max` end the
