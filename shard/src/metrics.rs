@@ -18,6 +18,7 @@
 //! | `ringflow_open_jobs` | gauge | shard | open jobs |
 //! | `ringflow_timers` | gauge | shard | entries of the shard's timer set (leases, backoffs, message TTLs, timer events; stale ones until compaction) |
 //! | `ringflow_mail_unacknowledged` | gauge | shard | durable mail to other shards not yet acknowledged by them |
+//! | `ringflow_user_task_transition_waits` | gauge | shard | requests (a user task's completion, assignment or update) waiting for the task's listeners |
 //! | `ringflow_io_workers_sliced` | gauge | shard | io_uring worker threads of the shard with the short slice of `--io-worker-slice-us` now (0 when it is off) |
 //! | `ringflow_exporter_position` | gauge | shard | highest LSN in the cold store |
 //! | `ringflow_exporter_lag_records` | gauge | shard | durable records not in the cold store |
@@ -191,6 +192,8 @@ pub struct ShardMetrics {
     timers: AtomicU64,
     /// Durable mail to other shards not yet acknowledged.
     pub mail_unacknowledged: AtomicU64,
+    /// Requests waiting for a user task's task listeners.
+    pub transition_waits: AtomicU64,
     /// 1 while the exporter lag is past the warning limit.
     pub lag_alarm: AtomicU64,
     /// io_uring workers of the shard with the short slice now (`crate::sched`).
@@ -217,6 +220,7 @@ impl ShardMetrics {
             open_jobs: AtomicU64::new(0),
             timers: AtomicU64::new(0),
             mail_unacknowledged: AtomicU64::new(0),
+            transition_waits: AtomicU64::new(0),
             lag_alarm: AtomicU64::new(0),
             io_workers_sliced: AtomicU64::new(0),
         }
@@ -383,7 +387,7 @@ impl Registry {
                 );
             }
         }
-        let gauges: [ShardGauge; 6] = [
+        let gauges: [ShardGauge; 7] = [
             (
                 "ringflow_durable_lsn",
                 "gauge",
@@ -410,6 +414,12 @@ impl Registry {
                 "gauge",
                 "Durable mail to other shards not yet acknowledged by them.",
                 |m| m.mail_unacknowledged.load(Relaxed),
+            ),
+            (
+                "ringflow_user_task_transition_waits",
+                "gauge",
+                "Requests waiting for a user task's task listeners.",
+                |m| m.transition_waits.load(Relaxed),
             ),
             (
                 "ringflow_io_workers_sliced",

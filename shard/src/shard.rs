@@ -860,6 +860,7 @@ impl<D: Dir> Shard<D> {
                         claimed: false,
                     };
                     inner.transition_waiters.insert(*seq, waiter);
+                    self.note_transition_waits(inner);
                 }
                 if let (
                     ringflow_core::Response::InstanceCreated {
@@ -966,18 +967,28 @@ impl<D: Dir> Shard<D> {
         let end = waiter.end.clone();
         if end.is_filled() {
             inner.transition_waiters.remove(&seq);
+            self.note_transition_waits(&inner);
         } else {
             waiter.claimed = true;
         }
         Some(end)
     }
 
+    /// Publishes how many requests wait for a user task's listeners (a gauge).
+    fn note_transition_waits(&self, inner: &Inner) {
+        self.metrics
+            .transition_waits
+            .store(inner.transition_waiters.len() as u64, Relaxed);
+    }
+
     /// Stops waiting for the end of the held user task transition `seq` (its caller's time
     /// is over, the server shuts down): its slot gets `None` unless its end came already;
     /// the transition goes on. Nothing happens when nobody waits for it any more.
     pub fn give_up_transition(&self, seq: u64) {
-        if let Some(waiter) = self.inner.borrow_mut().transition_waiters.remove(&seq) {
+        let mut inner = self.inner.borrow_mut();
+        if let Some(waiter) = inner.transition_waiters.remove(&seq) {
             waiter.end.fill_if_empty(None);
+            self.note_transition_waits(&inner);
         }
     }
 
@@ -1274,6 +1285,7 @@ impl<D: Dir> Shard<D> {
                                     waiter.end.fill(Some(end.clone()));
                                     if waiter.claimed {
                                         inner.transition_waiters.remove(&seq);
+                                        self.note_transition_waits(inner);
                                     }
                                 }
                             }

@@ -2464,11 +2464,26 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
 #[test]
 fn a_held_completion_times_out_without_holding_up_the_answers_after_it() {
     let data = data_dir("held-timeout");
-    let server = Server::start(
+    let mut server = Server::start(
         &data,
         "127.0.0.1:0",
-        &["--shards", "1", "--task-listener-wait-ms", "300"],
+        &[
+            "--shards",
+            "1",
+            "--task-listener-wait-ms",
+            "3000",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
     );
+    let metrics = server.metrics_addr();
+    let waits = || {
+        metric(
+            &scrape(&metrics),
+            "ringflow_user_task_transition_waits{shard=\"0\"}",
+        )
+    };
+    assert_eq!(waits(), 0.0);
     let mut client = server.client();
     deploy(&mut client, "reviewed.bpmn", REVIEWED);
     let created = client
@@ -2494,6 +2509,8 @@ fn a_held_completion_times_out_without_holding_up_the_answers_after_it() {
         .expect("one within 10 s");
     assert_eq!(first, ids[1], "{answer:?}");
     assert!(matches!(answer, Response::InstanceCreated(_)), "{answer:?}");
+    // The held completion is counted while it waits (its 3 s are far from over).
+    assert_eq!(waits(), 1.0, "one request waits for the listener");
     match connection.wait_for(ids[0], Duration::from_secs(10)) {
         Ok(Response::Error(error)) => {
             assert_eq!(error.code, ErrorCode::Timeout, "{error:?}");
@@ -2501,13 +2518,14 @@ fn a_held_completion_times_out_without_holding_up_the_answers_after_it() {
                 error.message,
                 format!(
                     "the completion of the user task of job {} still waits for its task \
-                     listeners after 300 ms; it goes on when they are done",
+                     listeners after 3000 ms; it goes on when they are done",
                     task.key
                 )
             );
         }
         other => panic!("expected TIMEOUT, got {other:?}"),
     }
+    assert_eq!(waits(), 0.0, "given up");
     // It goes on: the listener approves and the instance ends.
     let check = complete_one(&mut client, "check");
     assert_eq!(check.process_instance_key, created.process_instance_key);
