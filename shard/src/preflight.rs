@@ -234,8 +234,10 @@ impl Finding {
 /// taken: a port another process listens on stops `ringflow serve`. A port in use is tried
 /// for as long as `serve` would ([`crate::server::ports::IN_USE_WAIT_MS`]), so the check
 /// fails exactly where `serve` would (a unit restarted right after a crash runs it while
-/// the old process's sockets are still closing).
-pub fn ports_finding(host: &str, base_port: u16, count: u16) -> Finding {
+/// the old process's sockets are still closing). When the node itself runs on the data
+/// directory (`running`, its pid), its ports being in use is a warning, not a failure:
+/// doctor run beside a live node (an upgrade's install script) says so and passes.
+pub fn ports_finding(host: &str, base_port: u16, count: u16, running: Option<u32>) -> Finding {
     let shown = |port: u16| crate::server::ports::shown(host, port);
     match crate::server::ports::bind_ports(host, base_port, count) {
         Ok(bound) => {
@@ -249,13 +251,24 @@ pub fn ports_finding(host: &str, base_port: u16, count: u16) -> Finding {
                 },
             )
         }
-        Err(error) => Finding {
-            level: Level::Fail,
-            check: "ports",
-            what: error,
-            fix: "stop the process that listens there (`ss -ltnp` names it), or give the node \
-                  other ports (--listen HOST:PORT, or the cluster file)"
-                .to_string(),
+        Err(error) => match running {
+            Some(pid) => Finding {
+                level: Level::Warn,
+                check: "ports",
+                what: format!(
+                    "{error} (the ringflow process {pid} runs on this data directory and \
+                     likely holds them)"
+                ),
+                fix: "fine while that node runs; stop it before it is started again".to_string(),
+            },
+            None => Finding {
+                level: Level::Fail,
+                check: "ports",
+                what: error,
+                fix: "stop the process that listens there (`ss -ltnp` names it), or give the \
+                      node other ports (--listen HOST:PORT, or the cluster file)"
+                    .to_string(),
+            },
         },
     }
 }

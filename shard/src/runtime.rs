@@ -200,6 +200,19 @@ pub struct DataLock {
     _file: std::fs::File,
 }
 
+/// The pid of the ringflow process that runs on `data_dir` now, from its `LOCK` file (a
+/// pid that is not a running `ringflow`, or this process, counts as none). It reads; it
+/// takes no lock.
+pub fn running_node(data_dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(data_dir.join(DATA_LOCK_FILE)).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    if pid == std::process::id() {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "ringflow").then_some(pid)
+}
+
 impl DataLock {
     /// Takes the lock of `data_dir` (which exists), or says who holds it.
     pub fn acquire(data_dir: &Path) -> Result<DataLock, String> {

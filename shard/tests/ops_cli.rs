@@ -106,6 +106,66 @@ fn doctor_fails_on_a_port_another_process_listens_on() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Beside a node that runs on the same data directory (an upgrade's install script runs
+/// doctor so), its ports in use are a warning, not a failure.
+#[test]
+fn doctor_beside_the_running_node_warns_about_its_ports_and_passes() {
+    let dir = scratch("doctor-running");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (log, file) = common::ServerLog::open(&dir.join("server.log"));
+    let mut server = Command::new(env!("CARGO_BIN_EXE_ringflow"))
+        .args([
+            "serve",
+            "--shards",
+            "1",
+            "--cold-store",
+            "none",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("start ringflow serve");
+    let addr = log.listen_addr(&mut server);
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let config = dir.join("ringflow.toml");
+    std::fs::write(&config, format!("listen = \"{addr}\"\n")).unwrap();
+    let output = ringflow(&[
+        "doctor",
+        "--data",
+        data.to_str().unwrap(),
+        "--shards",
+        "1",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "warn  ports      cannot listen on {addr}: the port is in use"
+        )) && out.contains(&format!(
+            "(the ringflow process {} runs on this data directory",
+            server.id()
+        )),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn doctor_fails_on_tmpfs_with_the_fix() {
     // /dev/shm is tmpfs on every Linux this runs on; if it is not, say so rather than pass.

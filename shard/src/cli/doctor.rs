@@ -78,6 +78,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         &plan.bind_host,
         plan.me.base_port,
         plan.me.shard_count,
+        runtime::running_node(&config.data),
     ));
     for finding in &findings {
         println!(
