@@ -1253,37 +1253,35 @@ fn a_held_transition_is_answered_as_held_and_its_end_is_an_effect() {
     );
     assert!(shard.state.instances().next().is_none(), "{instance} done");
 
+    // How the held transitions of `instance` end when it is cancelled.
+    let cancelled = |shard: &mut Shard, instance| {
+        let outcome = shard
+            .run(Command::CancelInstance { key: instance })
+            .expect("cancelled");
+        transitions_ended(&outcome)
+    };
     // A completion whose instance is cancelled while it waits: terminated.
     let (instance, _) = shard.create("review", vars("{}"));
     let notify = only_job(&mut shard, "notify");
     shard.complete(notify.key, vars("{}"));
     let task = only_job(&mut shard, USER_TASK_JOB);
     shard.complete(task.key, vars("{}"));
-    let outcome = shard
-        .run(Command::CancelInstance { key: instance })
-        .expect("cancelled");
     assert_eq!(
-        transitions_ended(&outcome),
+        cancelled(&mut shard, instance),
         [(task.element_instance_key, TransitionEnd::Terminated)]
     );
     // Cancelled while its assignment at creation waits: terminated too (nobody asked).
     let (instance, _) = shard.create("review", vars("{}"));
     let notify = only_job(&mut shard, "notify");
-    let outcome = shard
-        .run(Command::CancelInstance { key: instance })
-        .expect("cancelled");
     assert_eq!(
-        transitions_ended(&outcome),
+        cancelled(&mut shard, instance),
         [(notify.element_instance_key, TransitionEnd::Terminated)]
     );
     // A task with nothing held ends with nothing to tell.
     let (instance, _) = shard.create("review", vars("{}"));
     let notify = only_job(&mut shard, "notify");
     shard.complete(notify.key, vars("{}"));
-    let outcome = shard
-        .run(Command::CancelInstance { key: instance })
-        .expect("cancelled");
-    assert!(transitions_ended(&outcome).is_empty());
+    assert!(cancelled(&mut shard, instance).is_empty());
     shard.check_replay();
     shard.assert_clean();
 }

@@ -810,6 +810,29 @@ impl Generator<'_> {
     }
 }
 
+/// Shard 0's `HOST:PORT` from `ringflow serve`'s stderr `log`: its line `ringflow: node N of
+/// M (...), shards A..=B on HOST:BASE..=LAST, data in DIR` (the last such line), which says
+/// which ports it took (`--listen HOST:0` too).
+pub fn listen_addr_in(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("ringflow: node "))?;
+    let ports = line.split(" on ").nth(1)?;
+    Some(ports.split("..=").next()?.to_string())
+}
+
+/// The address of `ringflow: metrics at http://HOST:PORT/metrics` in `ringflow serve`'s
+/// stderr `log` (the last such line).
+pub fn metrics_addr_in(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("ringflow: metrics at http://"))?;
+    let addr = line.strip_prefix("ringflow: metrics at http://")?;
+    Some(addr.strip_suffix("/metrics")?.to_string())
+}
+
 /// A `ringflow serve` started as a child process (by `ringflow demo` and `ringflow-bench`):
 /// waits until every shard answers, and stops it with SIGTERM (SIGKILL after a timeout).
 pub struct ServerProcess {
@@ -846,32 +869,18 @@ impl ServerProcess {
 
     /// The metrics address the server reported in its log (`--metrics HOST:0` too).
     pub fn metrics_addr(&self) -> Option<String> {
-        let text = std::fs::read_to_string(&self.log).ok()?;
-        let line = text
-            .lines()
-            .rev()
-            .find(|line| line.starts_with("ringflow: metrics at http://"))?;
-        let addr = line.strip_prefix("ringflow: metrics at http://")?;
-        Some(addr.strip_suffix("/metrics")?.to_string())
-    }
-
-    /// Shard 0's address from the server's log line `ringflow: node N of M (...), shards
-    /// A..=B on HOST:BASE..=LAST, data in DIR`.
-    fn reported_addr(&self) -> Option<String> {
-        let text = std::fs::read_to_string(&self.log).ok()?;
-        let line = text
-            .lines()
-            .rev()
-            .find(|line| line.starts_with("ringflow: node "))?;
-        let ports = line.split(" on ").nth(1)?;
-        Some(ports.split("..=").next()?.to_string())
+        metrics_addr_in(&std::fs::read_to_string(&self.log).ok()?)
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<ringflow_wire::Client> {
         let started = Instant::now();
         let mut resolved = !self.addr.ends_with(":0");
         loop {
-            if !resolved && let Some(addr) = self.reported_addr() {
+            if !resolved
+                && let Some(addr) = std::fs::read_to_string(&self.log)
+                    .ok()
+                    .and_then(|log| listen_addr_in(&log))
+            {
                 self.addr = addr;
                 resolved = true;
             }

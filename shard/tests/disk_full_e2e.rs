@@ -95,7 +95,7 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, addr: &str) -> Server {
-        let (log, file) = ServerLog::open(&data.with_extension("log"));
+        let (log, file) = ServerLog::open(&log_path(data));
         let child = Command::new(BIN)
             .arg("serve")
             .arg("--data")
@@ -135,8 +135,18 @@ impl Drop for Server {
     }
 }
 
+/// Where the server's stderr goes: beside the mount, not on the filesystem that fills up
+/// (there the server's own line about ENOSPC could not be written).
+fn log_path(data: &Path) -> PathBuf {
+    let mount = data.parent().expect("the data directory is in the mount");
+    mount
+        .parent()
+        .expect("the mount is in the test folder")
+        .join("server.log")
+}
+
 fn log_of(data: &Path) -> String {
-    std::fs::read_to_string(data.with_extension("log")).unwrap_or_default()
+    std::fs::read_to_string(log_path(data)).unwrap_or_default()
 }
 
 fn create(pad: &str) -> Request {

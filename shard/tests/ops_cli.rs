@@ -16,6 +16,28 @@ fn ringflow(args: &[&str]) -> Output {
         .expect("ringflow runs")
 }
 
+/// `ringflow doctor` for one shard on `data`, with a configuration file (written to the
+/// temporary folder and removed after) that sets `listen`.
+fn doctor_listening_on(data: &Path, listen: &str) -> Output {
+    let config = std::env::temp_dir().join(format!(
+        "ringflow-doctor-{}-{}.toml",
+        std::process::id(),
+        listen.replace([':', '.'], "-")
+    ));
+    std::fs::write(&config, format!("listen = \"{listen}\"\n")).unwrap();
+    let output = ringflow(&[
+        "doctor",
+        "--data",
+        data.to_str().unwrap(),
+        "--shards",
+        "1",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&config).unwrap();
+    output
+}
+
 /// A fresh folder on the build's filesystem (not /tmp, which may be tmpfs).
 fn scratch(name: &str) -> PathBuf {
     let dir =
@@ -34,18 +56,7 @@ fn doctor_passes_on_a_disk_directory_and_names_every_check() {
     let dir = scratch("doctor-ok");
     let data = dir.join("data");
     // Port 0: whatever else listens on this machine, the node could start.
-    let config = std::env::temp_dir().join(format!("ringflow-doctor-{}.toml", std::process::id()));
-    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n").unwrap();
-    let output = ringflow(&[
-        "doctor",
-        "--data",
-        data.to_str().unwrap(),
-        "--shards",
-        "1",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    std::fs::remove_file(&config).unwrap();
+    let output = doctor_listening_on(&data, "127.0.0.1:0");
     let out = text(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
     assert!(
@@ -83,17 +94,7 @@ fn doctor_fails_on_a_port_another_process_listens_on() {
     let dir = scratch("doctor-port");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let config = dir.join("ringflow.toml");
-    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n")).unwrap();
-    let output = ringflow(&[
-        "doctor",
-        "--data",
-        dir.join("data").to_str().unwrap(),
-        "--shards",
-        "1",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let output = doctor_listening_on(&dir.join("data"), &format!("127.0.0.1:{port}"));
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(
@@ -139,17 +140,7 @@ fn doctor_beside_the_running_node_warns_about_its_ports_and_passes() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let config = dir.join("ringflow.toml");
-    std::fs::write(&config, format!("listen = \"{addr}\"\n")).unwrap();
-    let output = ringflow(&[
-        "doctor",
-        "--data",
-        data.to_str().unwrap(),
-        "--shards",
-        "1",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let output = doctor_listening_on(&data, &addr);
     let _ = server.kill();
     let _ = server.wait();
     let out = text(&output);

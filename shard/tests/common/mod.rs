@@ -134,12 +134,12 @@ impl ServerLog {
     /// Waits (up to 60 s) for the server to report shard 0's address, as `HOST:PORT`;
     /// panics with the log if the server exits first.
     pub fn listen_addr(&self, child: &mut std::process::Child) -> String {
-        self.wait_for(child, listen_addr_in)
+        self.wait_for(child, ringflow_shard::load::listen_addr_in)
     }
 
     /// Waits (up to 60 s) for the server to report its metrics address.
     pub fn metrics_addr(&self, child: &mut std::process::Child) -> String {
-        self.wait_for(child, metrics_addr_in)
+        self.wait_for(child, ringflow_shard::load::metrics_addr_in)
     }
 
     fn wait_for(
@@ -163,25 +163,4 @@ impl ServerLog {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
-}
-
-/// Shard 0's `HOST:PORT` from `ringflow serve`'s line `ringflow: node N of M (...), shards
-/// A..=B on HOST:BASE..=LAST, data in DIR` (the last such line).
-pub fn listen_addr_in(log: &str) -> Option<String> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|line| line.starts_with("ringflow: node "))?;
-    let ports = line.split(" on ").nth(1)?;
-    Some(ports.split("..=").next()?.to_string())
-}
-
-/// The address of `ringflow: metrics at http://HOST:PORT/metrics` (the last such line).
-pub fn metrics_addr_in(log: &str) -> Option<String> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|line| line.starts_with("ringflow: metrics at http://"))?;
-    let addr = line.strip_prefix("ringflow: metrics at http://")?;
-    Some(addr.strip_suffix("/metrics")?.to_string())
 }
