@@ -13,6 +13,11 @@
 //! server), [`cold`] (the cold store and its exporter),
 //! [`metrics`] (counters and the Prometheus endpoint) and [`cli`].
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+pub mod say;
+
 pub mod cli;
 pub mod cold;
 pub mod config;

@@ -666,7 +666,7 @@ impl Generator<'_> {
                     loop_busy_max_us: std::mem::take(&mut self.second_busy_max),
                 };
                 if self.config.progress {
-                    eprintln!(
+                    say!(
                         "  {:>3}s {phase:<9} {:>8} inst/s {:>9} jobs/s  completed {:>9}  in flight {:>6}  p50 {:>6.1} ms  p99 {:>6.1} ms",
                         second.at_s,
                         second.completed,
@@ -957,7 +957,7 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         if let Err(error) = self.stop(Duration::from_secs(30)) {
-            eprintln!("{error:#}");
+            say!("{error:#}");
         }
     }
 }

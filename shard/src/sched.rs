@@ -384,7 +384,7 @@ mod tests {
                 // must say.
                 assert_eq!(tid, mine);
                 assert_ne!(kept, 100_000);
-                eprintln!("this kernel ignores sched_runtime for SCHED_OTHER: checked the error");
+                say!("this kernel ignores sched_runtime for SCHED_OTHER: checked the error");
             }
             Err(error) => panic!("scan failed: {error}"),
         }
@@ -448,7 +448,7 @@ mod tests {
             .unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         match result {
-            (_, true) => eprintln!("this kernel ignores sched_runtime for SCHED_OTHER"),
+            (_, true) => say!("this kernel ignores sched_runtime for SCHED_OTHER"),
             (sliced, false) => assert!(
                 sliced >= 1,
                 "200 fdatasyncs showed no io_uring worker named after the executor's thread"

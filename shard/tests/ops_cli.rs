@@ -307,6 +307,68 @@ fn print_config_shows_the_file_overridden_by_flags_and_does_not_start() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Runs `ringflow ARGS` with stdout a pipe whose reader is already gone, as in
+/// `ringflow ... | head` after `head` exited.
+fn ringflow_into_a_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_ringflow"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("ringflow runs")
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_and_never_panics() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = scratch("closed-pipe");
+    // A one-shot command ends by SIGPIPE, as `cat` does, with nothing on stderr (it
+    // panicked: "failed printing to stdout: Broken pipe", exit 101).
+    let config = dir.join("ringflow.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n").unwrap();
+    let doctor = ringflow_into_a_closed_pipe(&[
+        "doctor",
+        "--data",
+        dir.join("data").to_str().unwrap(),
+        "--shards",
+        "1",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        doctor.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {}",
+        doctor.status,
+        text(&doctor)
+    );
+    assert!(doctor.stderr.is_empty(), "{}", text(&doctor));
+    // A result that cannot be written (a full disk) is an error that names why, exit 2.
+    let full = Command::new(env!("CARGO_BIN_EXE_ringflow"))
+        .args(["doctor", "--data", dir.join("data").to_str().unwrap()])
+        .args(["--shards", "1", "--config", config.to_str().unwrap()])
+        .stdout(std::fs::File::create("/dev/full").expect("/dev/full"))
+        .output()
+        .expect("ringflow runs");
+    assert_eq!(full.status.code(), Some(2), "{}", text(&full));
+    assert_eq!(
+        String::from_utf8_lossy(&full.stderr),
+        "ringflow: cannot write the output: No space left on device (os error 28)\n"
+    );
+    // `serve` keeps SIGPIPE ignored (a node must not die for a log line) and drops what it
+    // cannot write: --print-config exits 0.
+    let printed = ringflow_into_a_closed_pipe(&["serve", "--shards", "1", "--print-config"]);
+    assert_eq!(printed.status.code(), Some(0), "{}", text(&printed));
+    assert!(printed.stderr.is_empty(), "{}", text(&printed));
+    // A command whose error goes to stderr still reports it.
+    let missing =
+        ringflow_into_a_closed_pipe(&["validate", dir.join("missing.bpmn").to_str().unwrap()]);
+    assert!(!missing.status.success(), "{:?}", missing.status);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -760,6 +760,82 @@ fn bad_frames_get_an_error_or_a_closed_connection_and_the_server_goes_on() {
 }
 
 #[test]
+fn a_server_whose_log_reader_went_away_goes_on_serving_and_stops_cleanly() {
+    // stderr is a pipe that the test closes once the server has said where it listens, as
+    // when `ringflow serve 2>&1 | head` ends or a log shipper restarts. Every line after
+    // that fails with EPIPE: the shards' "listening" lines, a debug line per bad frame
+    // (RINGFLOW_LOG=debug), the shutdown's. eprintln! (and tracing's report of its own
+    // failed write) panicked on the shard's thread there: the node exited 101.
+    let data = data_dir("closed-log");
+    let mut child = Command::new(BIN)
+        .env("RINGFLOW_LOG", "debug")
+        .arg("serve")
+        .arg("--data")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--shards", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ringflow serve");
+    let addr = {
+        let mut reader = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let read = std::io::BufRead::read_line(&mut reader, &mut line).expect("read stderr");
+            assert!(read > 0, "the server exited before it listened:\n{seen}");
+            seen.push_str(&line);
+            if let Some(addr) = ringflow_shard::load::listen_addr_in(&seen) {
+                break addr;
+            }
+        }
+        // The reader (the pipe's only read end) is dropped here.
+    };
+    let mut server = Server {
+        child,
+        addr,
+        log: ServerLog::open(&data.join("unused.log")).0,
+    };
+    server.wait_ready();
+    // A bad frame on each shard: each logs a debug line into the closed pipe.
+    let mut client = server.client();
+    for shard in 0..2u16 {
+        let (host, port) = client.topology().address_of(shard).expect("address");
+        let mut stream = TcpStream::connect((host, port)).expect("connect");
+        let mut garbage = 64u32.to_le_bytes().to_vec();
+        garbage.extend([0xA5u8; 64]);
+        stream.write_all(&garbage).expect("write");
+        let (code, _) = error_of(&read_answer(&mut stream).expect("an answer"));
+        assert_eq!(code, ErrorCode::Malformed);
+    }
+    deploy_one_task(&mut client);
+    for key in ["a", "b", "c", "d"] {
+        client
+            .create_instance(create("one-task", "", key))
+            .expect("create after the log went away");
+    }
+    let mut done = 0;
+    while done < 4 {
+        let jobs = activate(&mut client, "e2e-work", 1_000);
+        for job in jobs {
+            client
+                .done(&Request::CompleteJob {
+                    job_key: job.key,
+                    variables: String::new(),
+                })
+                .expect("complete after the log went away");
+            done += 1;
+        }
+    }
+    assert!(
+        server.child.try_wait().expect("try_wait").is_none(),
+        "the server is still running"
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success(), "stopped with {status}");
+}
+
+#[test]
 fn busy_and_wrong_shard_answers() {
     let data = data_dir("busy");
     let server = Server::start(

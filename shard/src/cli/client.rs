@@ -34,9 +34,9 @@ impl Conn {
 
     fn print(&self, value: Value, human: impl FnOnce() -> String) {
         if self.json {
-            println!("{value}");
+            out!("{value}");
         } else {
-            println!("{}", human());
+            out!("{}", human());
         }
     }
 }
@@ -951,7 +951,7 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let handled = AtomicU64::new(0);
     let stop = worker.stop.clone();
     let json = args.conn.json;
-    eprintln!(
+    say!(
         "ringflow: working on {} jobs on {} shards",
         args.job_type,
         client.topology().shard_count()
@@ -969,14 +969,16 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
             JobOutcome::ThrowError { .. } => "threw an error",
         };
         if json {
-            println!(
+            tell!(
                 "{}",
                 json!({"key": job.key, "outcome": verdict, "job": job_json(job)})
             );
         } else {
-            println!(
+            tell!(
                 "job {} ({} in instance {}): {verdict}",
-                job.key, job.element_id, job.process_instance_key
+                job.key,
+                job.element_id,
+                job.process_instance_key
             );
         }
         let count = handled.fetch_add(1, Ordering::Relaxed) + 1;

@@ -109,7 +109,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for (index, result) in results.iter().enumerate() {
         if let Err(error) = result {
-            eprintln!("ringflow: shard {index}: {error}");
+            say!("ringflow: shard {index}: {error}");
             failed = true;
         }
     }

@@ -145,8 +145,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         format!("127.0.0.1:{}", args.port - 100)
     };
-    println!("ringflow demo");
-    println!("  data directory: {}", data.display());
+    tell!("ringflow demo");
+    tell!("  data directory: {}", data.display());
     let exe = std::env::current_exe().context("cannot find the ringflow binary")?;
     let mut command = Command::new(exe);
     command
@@ -176,7 +176,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         )
     })?;
     let topology = client.topology().clone();
-    println!(
+    tell!(
         "  server: {} shard(s) on {addr} (log: {})",
         topology.shard_count(),
         log.display()
@@ -192,13 +192,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .iter()
         .find(|process| process.bpmn_process_id == ORDER_PROCESS_ID)
         .map_or(0, |process| process.version);
-    println!(
+    tell!(
         "  deployed: order-process version {version} (check stock, in-stock gateway, payment and reservation in parallel, wait for shipment-confirmed with a 1 h timer, notify)"
     );
     drop(client);
-    println!(
+    tell!(
         "  load: {} orders in flight for {} s; workers complete check-stock (1 in 20 out of stock), charge-payment, reserve-items, notify-customer",
-        args.inflight, args.seconds
+        args.inflight,
+        args.seconds
     );
     let config = load::Config {
         topology,
@@ -220,7 +221,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if outcome.is_ok() {
         wait_for_cold_store(&metrics)?;
     }
-    println!("  stopping the server");
+    tell!("  stopping the server");
     let stopped = server.stop(STOP_TIMEOUT);
     let outcome = outcome?;
     stopped?;
@@ -232,16 +233,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             latency.value_at_quantile(q) as f64 / 1000.0
         }
     };
-    println!();
-    println!("summary");
-    println!(
+    tell!();
+    tell!("summary");
+    tell!(
         "  orders completed: {} in {} s ({:.0}/s), {} still running at the end",
         outcome.completed,
         args.seconds,
         outcome.throughput_per_s(),
         outcome.unfinished
     );
-    println!(
+    tell!(
         "  end-to-end latency (create to completion): p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
         quantile(0.5),
         quantile(0.99),
@@ -261,7 +262,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let errors: u64 = failed.iter().map(|(_, count)| **count).sum();
     if !busy.is_empty() {
         let refused: u64 = busy.iter().map(|(_, count)| **count).sum();
-        println!(
+        tell!(
             "  pushed back: {refused} requests refused with BUSY and sent again ({}): the \
              server was over a limit and held new work back, most often the cold store's \
              exporter lag (--export-lag-max-records; the server's log names the cause)",
@@ -272,26 +273,26 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     if errors > 0 {
-        println!("  errors: {failed:?}");
+        tell!("  errors: {failed:?}");
     }
     let store = crate::cold::default_target(&data);
     let counts = count_instances(&store)?;
-    println!("  cold store: {}", store.describe());
+    tell!("  cold store: {}", store.describe());
     for (state, count) in &counts {
-        println!("    {state:<11} {count}");
+        tell!("    {state:<11} {count}");
     }
-    println!("  journal and snapshots: {}/shard-*/", data.display());
-    println!();
-    println!("look around");
-    println!("  ringflow instances --data {} --limit 10", data.display());
+    tell!("  journal and snapshots: {}/shard-*/", data.display());
+    tell!();
+    tell!("look around");
+    tell!("  ringflow instances --data {} --limit 10", data.display());
     if let Some(key) = outcome.sample_instance {
-        println!("  ringflow instance {key} --data {}", data.display());
+        tell!("  ringflow instance {key} --data {}", data.display());
     }
-    println!(
+    tell!(
         "  ringflow journal --data {} (the shard's log)",
         data.display()
     );
-    println!(
+    tell!(
         "  ringflow serve --data {} (restarts from where the demo stopped)",
         data.display()
     );
@@ -300,14 +301,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .find(|(state, _)| state == "completed")
         .map_or(0, |(_, count)| *count);
     if outcome.completed == 0 || errors > 0 || outcome.unfinished > 0 {
-        eprintln!(
+        say!(
             "ringflow demo: the load did not run cleanly (see above and {})",
             log.display()
         );
         return Ok(ExitCode::FAILURE);
     }
     if completed_in_store < outcome.completed_total as i64 {
-        eprintln!(
+        say!(
             "ringflow demo: the cold store has {completed_in_store} completed instances, fewer than the {} that completed",
             outcome.completed_total
         );
@@ -325,18 +326,18 @@ fn wait_for_cold_store(metrics: &str) -> anyhow::Result<()> {
         let lag = exporter_lag(metrics)
             .with_context(|| format!("cannot read the server's metrics at {metrics}"))?;
         if lag == 0 {
-            println!(
+            tell!(
                 "  cold store caught up ({:.1} s after the load)",
                 started.elapsed().as_secs_f64()
             );
             return Ok(());
         }
         if last_print.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-            println!("  waiting for the cold store: {lag} journal records still to export");
+            tell!("  waiting for the cold store: {lag} journal records still to export");
             last_print = Some(Instant::now());
         }
         if started.elapsed() > CATCH_UP_TIMEOUT {
-            println!(
+            tell!(
                 "  the cold store is still {lag} records behind after {CATCH_UP_TIMEOUT:?}; the server exports them when it next starts"
             );
             return Ok(());

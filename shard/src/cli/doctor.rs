@@ -63,7 +63,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         io_memory_bytes: plan.io_memory_bytes,
         segment_bytes: plan.shard.journal.segment_bytes,
     };
-    println!(
+    out!(
         "ringflow doctor: node {} with {} shard(s), data in {}{}",
         plan.node,
         input.shards,
@@ -81,19 +81,19 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         runtime::running_node(&config.data),
     ));
     for finding in &findings {
-        println!(
+        out!(
             "{:<5} {:<10} {}",
             finding.level.label(),
             finding.check,
             finding.what
         );
         if !finding.fix.is_empty() {
-            println!("{:<16} fix: {}", "", finding.fix);
+            out!("{:<16} fix: {}", "", finding.fix);
         }
     }
     let count = |level: Level| findings.iter().filter(|f| f.level == level).count();
     let (warnings, failures) = (count(Level::Warn), count(Level::Fail));
-    println!(
+    out!(
         "{} ok, {warnings} warning(s), {failures} failure(s){}",
         count(Level::Ok),
         if failures > 0 {

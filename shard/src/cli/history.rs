@@ -112,19 +112,27 @@ pub fn user_tasks(args: &UserTasksArgs) -> anyhow::Result<ExitCode> {
     let rows = store.user_tasks(filter, args.limit)?;
     if args.store.json {
         let list: Vec<serde_json::Value> = rows.iter().map(user_task_json).collect();
-        println!("{}", serde_json::Value::Array(list));
+        out!("{}", serde_json::Value::Array(list));
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("no user tasks match");
+        out!("no user tasks match");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "{:<20} {:<20} {:<20} {:<20} {:<9} {:<16} {:<20} {:<26} {:>3}",
-        "JOB", "INSTANCE", "PROCESS", "TASK", "STATE", "ASSIGNEE", "GROUPS", "DUE", "PRI"
+        "JOB",
+        "INSTANCE",
+        "PROCESS",
+        "TASK",
+        "STATE",
+        "ASSIGNEE",
+        "GROUPS",
+        "DUE",
+        "PRI"
     );
     for row in &rows {
-        println!(
+        out!(
             "{:<20} {:<20} {:<20} {:<20} {:<9} {:<16} {:<20} {:<26} {:>3}",
             row.job_key.0,
             row.process_instance_key.0,
@@ -142,7 +150,7 @@ pub fn user_tasks(args: &UserTasksArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if rows.len() as u64 == args.limit {
-        println!("(the newest {}; --limit shows more)", args.limit);
+        out!("(the newest {}; --limit shows more)", args.limit);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -172,19 +180,25 @@ pub fn instances(args: &InstancesArgs) -> anyhow::Result<ExitCode> {
     let rows = store.instances(args.state, args.process.as_deref(), args.limit)?;
     if args.store.json {
         let list: Vec<serde_json::Value> = rows.iter().map(instance_json).collect();
-        println!("{}", serde_json::Value::Array(list));
+        out!("{}", serde_json::Value::Array(list));
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("no instances match");
+        out!("no instances match");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "{:<20} {:<24} {:>3} {:<10} {:>9} {:<24} {:<24}",
-        "KEY", "PROCESS", "V", "STATE", "INCIDENTS", "STARTED", "ENDED"
+        "KEY",
+        "PROCESS",
+        "V",
+        "STATE",
+        "INCIDENTS",
+        "STARTED",
+        "ENDED"
     );
     for row in &rows {
-        println!(
+        out!(
             "{:<20} {:<24} {:>3} {:<10} {:>9} {:<24} {:<24}",
             row.key.0,
             row.bpmn_process_id,
@@ -196,7 +210,7 @@ pub fn instances(args: &InstancesArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if rows.len() as u64 == args.limit {
-        println!("(the newest {}; --limit shows more)", args.limit);
+        out!("(the newest {}; --limit shows more)", args.limit);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -220,7 +234,7 @@ fn instance_json(row: &query::InstanceRow) -> serde_json::Value {
 pub fn instance(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
     let mut store = open(&args.store)?;
     let Some(detail) = store.instance(Key(args.key)).context("reading the store")? else {
-        eprintln!(
+        say!(
             "ringflow: instance {} is not in the cold store (a wrong key, or not exported yet)",
             args.key
         );
@@ -248,21 +262,25 @@ pub fn instance(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or(serde_json::Value::Null),
             })).collect::<Vec<_>>(),
         });
-        println!("{value}");
+        out!("{value}");
         return Ok(ExitCode::SUCCESS);
     }
     let row = &detail.instance;
-    println!(
+    out!(
         "instance {} of {} version {} (shard {}): {}",
-        row.key.0, row.bpmn_process_id, row.version, row.shard, row.state
+        row.key.0,
+        row.bpmn_process_id,
+        row.version,
+        row.shard,
+        row.state
     );
     if let Some(business_key) = &row.business_key {
-        println!("  business key: {business_key}");
+        out!("  business key: {business_key}");
     }
     if let Some(parent) = row.parent {
-        println!("  called by element instance {}", parent.0);
+        out!("  called by element instance {}", parent.0);
     }
-    println!(
+    out!(
         "  started {}, ended {}",
         time(Some(row.start_millis)),
         time(row.end_millis)
@@ -274,18 +292,18 @@ pub fn instance(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
         .map(|e| e.element_id.as_str())
         .collect();
     if !waiting.is_empty() {
-        println!("  waits at: {}", waiting.join(", "));
+        out!("  waits at: {}", waiting.join(", "));
     }
     if detail.elements.is_empty() {
-        println!(
+        out!(
             "history: no element instances in the store (the node runs with --history-level \
              instances)"
         );
     } else {
-        println!("history:");
+        out!("history:");
     }
     for element in &detail.elements {
-        println!(
+        out!(
             "  {:<24} {:<32} {:<10} {} .. {}",
             element.key.0,
             element.element_id,
@@ -295,33 +313,39 @@ pub fn instance(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if !detail.jobs.is_empty() {
-        println!("jobs:");
+        out!("jobs:");
         for job in &detail.jobs {
             let error = job.error_message.as_deref().unwrap_or("");
-            println!(
+            out!(
                 "  {:<24} {:<24} {:<12} retries {} {error}",
-                job.key.0, job.job_type, job.state, job.retries
+                job.key.0,
+                job.job_type,
+                job.state,
+                job.retries
             );
         }
     }
     if !detail.incidents.is_empty() {
-        println!("incidents:");
+        out!("incidents:");
         for incident in &detail.incidents {
-            println!(
+            out!(
                 "  {:<24} {:<8} element instance {}: {}",
-                incident.key.0, incident.state, incident.element_instance_key.0, incident.message
+                incident.key.0,
+                incident.state,
+                incident.element_instance_key.0,
+                incident.message
             );
         }
     }
     if !detail.variables.is_empty() {
-        println!("variables:");
+        out!("variables:");
         for variable in &detail.variables {
             let scope = if variable.scope_key == row.key {
                 String::new()
             } else {
                 format!(" (local to {})", variable.scope_key.0)
             };
-            println!("  {} = {}{scope}", variable.name, variable.value);
+            out!("  {} = {}{scope}", variable.name, variable.value);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -117,7 +117,7 @@ fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     }
     let report = block_on(inspect(&args.dir, shard))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_text(&args.dir, &report);
     }
@@ -230,31 +230,33 @@ async fn inspect(dir: &Path, shard: u16) -> anyhow::Result<Report> {
 }
 
 fn print_text(dir: &Path, report: &Report) {
-    println!("shard {} in {}", report.shard, dir.display());
-    println!("snapshots (newest first):");
+    out!("shard {} in {}", report.shard, dir.display());
+    out!("snapshots (newest first):");
     if report.snapshots.is_empty() {
-        println!("  none");
+        out!("  none");
     }
     for snapshot in &report.snapshots {
         let state = match &snapshot.problem {
             None => "valid".to_string(),
             Some(problem) => format!("DAMAGED: {problem}"),
         };
-        println!(
+        out!(
             "  {}  LSN {}  {} bytes  {state}",
-            snapshot.file, snapshot.lsn, snapshot.size_bytes
+            snapshot.file,
+            snapshot.lsn,
+            snapshot.size_bytes
         );
     }
-    println!("journal segments:");
+    out!("journal segments:");
     if report.segments.is_empty() {
-        println!("  none");
+        out!("  none");
     }
     for segment in &report.segments {
         let range = match segment.last_lsn {
             Some(last) => format!("LSN {}..={last}", segment.first_lsn),
             None => format!("LSN {} (empty)", segment.first_lsn),
         };
-        println!(
+        out!(
             "  {}  {range}  {} records in {} batches ({} written while the one before was \
              unsynced)  {} of {} bytes used  {}",
             segment.file,
@@ -267,16 +269,19 @@ fn print_text(dir: &Path, report: &Report) {
         );
     }
     if !report.spares.is_empty() {
-        println!(
+        out!(
             "spare segments (reused for the next ones): {}",
             report.spares.join(", ")
         );
     }
     match &report.first_bad_record {
-        None => println!("first bad record: none"),
-        Some(bad) => println!(
+        None => out!("first bad record: none"),
+        Some(bad) => out!(
             "first bad record: {} offset {} LSN {}: {}",
-            bad.segment, bad.offset, bad.lsn, bad.reason
+            bad.segment,
+            bad.offset,
+            bad.lsn,
+            bad.reason
         ),
     }
 }

@@ -110,6 +110,12 @@ enum Command {
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Demo(_) | Command::Worker(_) | Command::CrashLoad(_)
+    ) {
+        end_quietly_on_a_closed_pipe();
+    }
     init_logging();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
@@ -137,9 +143,24 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("ringflow: {error:#}");
+            say!("ringflow: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Gives SIGPIPE back its default action, for the one-shot commands: `ringflow journal
+/// inspect DATA | head` then ends when `head` does, quietly, as `cat` would (Rust ignores
+/// SIGPIPE, so a write to a closed pipe would fail with EPIPE, and `println!` panicked). `serve`, `demo`, `worker` and `crash-load` keep it ignored: they print
+/// through `say!` and `tell!`, which drop what they cannot write, and must not die for it
+/// (`demo` owns a server process, which it stops on every way out; a worker's job command
+/// may exit without reading the input written to it). Sockets are not affected: the standard
+/// library's sends use MSG_NOSIGNAL.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: sets a signal's disposition to SIG_DFL at startup, before any thread is
+    // spawned; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -157,7 +178,7 @@ fn init_logging() {
         Ok(text) => match tracing_subscriber::EnvFilter::try_new(&text) {
             Ok(filter) => filter,
             Err(error) => {
-                eprintln!(
+                say!(
                     "ringflow: {LOG_ENV}={text:?} is not a log filter ({error}); using {LOG_DEFAULT:?}"
                 );
                 tracing_subscriber::EnvFilter::new(LOG_DEFAULT)
@@ -169,5 +190,8 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        // A failed write would be reported with `eprintln!`, which panics in turn (on the
+        // shard's thread): a log line that cannot be written is dropped (see `crate::say`).
+        .log_internal_errors(false)
         .try_init();
 }

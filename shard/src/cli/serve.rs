@@ -46,14 +46,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let usable = runtime::usable_cpus();
     let plan = config.plan(&usable)?;
     if args.flags.print_config {
-        print!("{}", config.to_toml(Some(&plan)));
+        crate::say::stdout_text(&config.to_toml(Some(&plan)));
         return Ok(ExitCode::SUCCESS);
     }
     for warning in &plan.warnings {
-        eprintln!("ringflow: warning: {warning}");
+        say!("ringflow: warning: {warning}");
     }
     if let Some(warning) = crate::preflight::data_filesystem_warning(&config.data) {
-        eprintln!("ringflow: warning: {warning} (`ringflow doctor` checks the machine)");
+        say!("ringflow: warning: {warning} (`ringflow doctor` checks the machine)");
     }
     let (mut topology, node, mut me) = (plan.topology.clone(), plan.node, plan.me.clone());
     // Every shard's port is taken now, before any journal is opened: a taken port stops
@@ -78,15 +78,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(addr) = config.metrics {
         let bound = crate::metrics::serve(addr, Arc::clone(&registry))
             .with_context(|| format!("--metrics {addr}: cannot listen"))?;
-        eprintln!("ringflow: metrics at http://{bound}/metrics");
+        say!("ringflow: metrics at http://{bound}/metrics");
     }
     match &cold_store {
-        Some(target) => eprintln!(
+        Some(target) => say!(
             "ringflow: cold store: {} (history level {})",
             target.describe(),
             plan.history.name()
         ),
-        None => eprintln!("ringflow: no cold store (--cold-store none): history is not kept"),
+        None => say!("ringflow: no cold store (--cold-store none): history is not kept"),
     }
     let runtime_config = RuntimeConfig {
         data_dir: config.data.clone(),
@@ -113,7 +113,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(signal, shutdown.clone())
             .context("cannot install the signal handlers")?;
     }
-    eprintln!(
+    say!(
         "ringflow: node {node} of {} ({} shards in the cluster), shards {}..={} on {}..={}, data in {}",
         topology.nodes.len(),
         topology.shard_count(),
@@ -144,7 +144,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for result in &results {
         if let Err(error) = result {
-            eprintln!("ringflow: {error}");
+            say!("ringflow: {error}");
             failed = true;
         }
     }

@@ -227,7 +227,7 @@ pub async fn serve_shard(
     // (into_raw_fd gives up the Socket's ownership); from_raw_fd runs on the shard's
     // executor, which the listener registers with.
     let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
-    eprintln!("ringflow: shard {} listening on {addr}", shard.id());
+    say!("ringflow: shard {} listening on {addr}", shard.id());
     let server = Rc::new(ShardServer {
         metrics: shard.metrics(),
         shard: shard.clone(),
@@ -289,7 +289,7 @@ pub async fn serve_shard(
         .snapshot()
         .await
         .map_err(|error| format!("final snapshot failed: {error}"))?;
-    eprintln!(
+    say!(
         "ringflow: shard {} stopped; snapshot at LSN {lsn}",
         shard.id()
     );

@@ -70,7 +70,7 @@ pub fn bind_ports(host: &str, base_port: u16, count: u16) -> Result<BoundPorts, 
                 Ok(bound) => return Ok(bound),
                 Err(failure) if failure.in_use && started.elapsed() < wait => {
                     if !said {
-                        eprintln!(
+                        say!(
                             "ringflow: {} is in use; waiting up to {} ms for it (a stopped \
                              server's sockets close shortly after it exits)",
                             failure.addr,
