@@ -8,7 +8,6 @@
 mod common;
 use common::stored_instances;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -21,19 +20,6 @@ const WAITER: &str = include_str!("fixtures/cross-waiter.bpmn");
 const CALL: &str = include_str!("fixtures/cross-call.bpmn");
 const WAITERS: usize = 20;
 const PARENTS: usize = 10;
-
-/// A port free on 127.0.0.1 and 127.0.0.2.
-fn free_port() -> u16 {
-    for _ in 0..200 {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        let port = probe.local_addr().expect("address").port();
-        drop(probe);
-        if (1..=2).all(|host| TcpListener::bind((format!("127.0.0.{host}"), port)).is_ok()) {
-            return port;
-        }
-    }
-    panic!("no port free on 127.0.0.1 and 127.0.0.2");
-}
 
 struct Node {
     index: usize,
@@ -159,7 +145,8 @@ fn across(node_count: usize, shards: usize, name: &str) {
         .join(format!("cross-shard-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("test folder");
-    let port = free_port();
+    // Fixed ports (the cluster file names them): PORT.. on every node's address.
+    let port = common::fixed_ports(&["127.0.0.1", "127.0.0.2"], shards as u16);
     let cluster = (0..node_count)
         .map(|node| {
             format!(

@@ -1,22 +1,22 @@
 //! End to end: `ringflow demo`, the README's main command, runs a server on its defaults,
 //! runs the order load, exits 0, and leaves a data directory whose cold store the CLI reads.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringflow");
 
-/// A free port whose neighbours (shard 1 on PORT+1, metrics on PORT-100) are likely free too.
-fn free_port() -> u16 {
+/// A port for `ringflow demo --port`, free with its neighbours: a shard per CPU on PORT and
+/// up, the metrics on PORT-100 (fixed ports below the ephemeral range; see
+/// `common::fixed_ports`).
+fn demo_port() -> u16 {
+    let shards = std::thread::available_parallelism().map_or(1, |cpus| cpus.get() as u16);
     loop {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        let port = probe.local_addr().expect("address").port();
-        drop(probe);
-        if (1100..65000).contains(&port)
-            && TcpListener::bind(("127.0.0.1", port - 100)).is_ok()
-            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
-        {
+        let port = common::fixed_ports(&["127.0.0.1"], shards);
+        if TcpListener::bind(("127.0.0.1", port - 100)).is_ok() {
             return port;
         }
     }
@@ -145,7 +145,7 @@ fn the_demo_rides_out_busy_and_says_so() {
     // A port named: shard 0 on it, the metrics 100 below.
     let (_, stdout, _, log) = run_demo(
         "demo-e2e-busy",
-        Some(free_port()),
+        Some(demo_port()),
         &[
             "--server-arg=--export-lag-warn-records",
             "--server-arg=2",

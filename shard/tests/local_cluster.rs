@@ -5,7 +5,6 @@
 mod common;
 use common::{activate_all, stored_instances, text};
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -18,19 +17,6 @@ const NODES: usize = 3;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local-cluster.sh")
-}
-
-/// A port free on 127.0.0.1 to 127.0.0.3.
-fn free_port() -> u16 {
-    for _ in 0..200 {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        let port = probe.local_addr().expect("address").port();
-        drop(probe);
-        if (1..=3).all(|host| TcpListener::bind((format!("127.0.0.{host}"), port)).is_ok()) {
-            return port;
-        }
-    }
-    panic!("no port free on 127.0.0.1 to 127.0.0.3");
 }
 
 fn run(args: &[&str]) -> Output {
@@ -97,7 +83,13 @@ fn three_nodes_on_loopback_addresses_serve_one_cluster_and_restart() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("local-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (port, metrics_port) = (free_port(), free_port());
+    // Fixed ports (the cluster file names them): one shard per node, and the metrics.
+    let hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+    let (port, metrics_port) = (
+        common::fixed_ports(&hosts, 1),
+        common::fixed_ports(&hosts, 1),
+    );
+    assert_ne!(port, metrics_port, "two draws gave one port; run again");
     let cluster = Cluster { dir: dir.clone() };
     let output = cluster.command(
         "start",

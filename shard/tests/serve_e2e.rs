@@ -5,7 +5,7 @@ mod common;
 use common::{ServerLog, activate_all, metric, scrape};
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -1086,14 +1086,9 @@ fn io_worker_slices_reach_every_shards_workers() {
 
 #[test]
 fn two_nodes_serve_one_cluster_and_the_client_routes_to_both() {
-    // A cluster file names fixed ports: one free on both hosts when probed (the one place
-    // these tests still probe; a port taken meanwhile fails the start with the port named).
-    let port = loop {
-        let probe = port_without_server();
-        if TcpListener::bind(("127.0.0.2", probe.base_port)).is_ok() {
-            break probe.base_port;
-        }
-    };
+    // A cluster file names fixed ports: one free on both hosts, below the ephemeral range
+    // (a port taken meanwhile would fail the start with the port named).
+    let port = common::fixed_ports(&["127.0.0.1", "127.0.0.2"], 1);
     let cluster = data_dir("cluster").join("cluster.toml");
     std::fs::write(
         &cluster,

@@ -8,6 +8,40 @@ use std::process::Output;
 use ringflow_wire::ActivateJobs;
 use ringflow_wire::client::Client;
 
+/// A base port for servers that need ports named in advance (a cluster file, `--port`):
+/// `span` consecutive ports that bind on every host of `hosts`, picked at random below the
+/// kernel's ephemeral range. There no outgoing connection, and no `--listen HOST:0` server
+/// of a test running beside, can take them between this probe and the servers' bind (a
+/// port from bind(0) could be handed to either). Panics after 200 tries.
+pub fn fixed_ports(hosts: &[&str], span: u16) -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (low, high) = (10_000u16, ephemeral_low.max(20_000) - span);
+    let mut state = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |since| since.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 32)
+        | 1;
+    for _ in 0..200 {
+        // xorshift64: enough to spread parallel tests over the range.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let base = low + (state % u64::from(high - low)) as u16;
+        let bound: Result<Vec<_>, _> = hosts
+            .iter()
+            .flat_map(|host| (base..base + span).map(move |port| (*host, port)))
+            .map(std::net::TcpListener::bind)
+            .collect();
+        if bound.is_ok() {
+            return base;
+        }
+    }
+    panic!("no {span} consecutive ports free on {hosts:?}");
+}
+
 /// Activates every ready `e2e-work` job of the cluster (leased for a minute) for `worker`.
 pub fn activate_all(client: &mut Client, worker: &str) -> Vec<ringflow_wire::Job> {
     let mut all = Vec::new();
