@@ -944,7 +944,13 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     worker.credits = args.credits;
     worker.lease_ms = args.lease;
     worker.fetch_variables = args.fetch.clone();
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    // SIGHUP too: a terminal that closes would otherwise end the process with no
+    // shutdown at all (the JVM engines treat it like SIGTERM as well).
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(signal, worker.stop.clone())
             .context("cannot install the signal handlers")?;
     }

@@ -16,8 +16,8 @@ use crate::server::{ServerConfig, ports, serve_shard};
 /// Shard i listens on PORT+i of the listen address; PORT 0 (a single node) picks a block of
 /// free ports, printed on stderr. A port taken by another process stops the node before
 /// it recovers, with the port named. Data goes to DATA/shard-S/ (journal and
-/// snapshots), S being the shard's cluster-wide id; a restart recovers from it. SIGTERM or
-/// SIGINT stops it gracefully: no new connections, in-flight commands finish, a snapshot is
+/// snapshots), S being the shard's cluster-wide id; a restart recovers from it. SIGTERM,
+/// SIGINT or SIGHUP stops it gracefully: no new connections, in-flight commands finish, a snapshot is
 /// taken, exit status 0.
 ///
 /// Every option is also a key of the same name in the TOML file given with --config (flags
@@ -109,7 +109,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         limits: plan.limits.clone(),
     });
     let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    // SIGHUP too: a terminal that closes would otherwise end the process with no
+    // shutdown at all (the JVM engines treat it like SIGTERM as well).
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(signal, shutdown.clone())
             .context("cannot install the signal handlers")?;
     }
