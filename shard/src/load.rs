@@ -846,12 +846,34 @@ impl ServerProcess {
     /// node at `addr` and every shard of its topology accept connections. An `addr` with
     /// port 0 (the server picks free ports) is read from the server's log once it says
     /// ([`ServerProcess::addr`]).
+    ///
+    /// The server is stopped (SIGTERM: a graceful stop) when this process dies, however it
+    /// dies: a `ringflow demo` or `ringflow-bench` killed with SIGKILL left its server
+    /// running, pinned to its CPUs, with nobody to stop it. The kernel sends that signal
+    /// when the thread that spawned the server ends (PR_SET_PDEATHSIG), so call this from a
+    /// thread that outlives the server: the main thread, as `demo` and `ringflow-bench` do.
     pub fn start(
         mut command: std::process::Command,
         addr: &str,
         log: &std::path::Path,
         timeout: Duration,
     ) -> anyhow::Result<(ServerProcess, ringflow_wire::Client)> {
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // prctl, getppid and raise, which are async-signal-safe; it touches no memory the
+        // parent's other threads could have left locked.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died between fork and prctl: nothing would send the signal.
+                if libc::getppid() as u32 != parent {
+                    libc::raise(libc::SIGTERM);
+                }
+                Ok(())
+            });
+        }
         let child = command.spawn().context("cannot start ringflow serve")?;
         let mut server = ServerProcess {
             child: Some(child),

@@ -159,3 +159,58 @@ fn the_demo_rides_out_busy_and_says_so() {
     let (completed, in_store) = completed_counts(&stdout);
     assert!(completed > 0 && in_store >= completed, "{stdout}");
 }
+
+/// A demo killed with SIGKILL (no chance to stop its server) still takes its server with it:
+/// the server gets SIGTERM from the kernel when the demo dies, and stops gracefully. Before,
+/// it went on running, on the demo's ports and CPUs, until someone found it.
+#[test]
+fn a_demo_killed_with_sigkill_does_not_leave_its_server_running() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-e2e-sigkill");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("create the test folder");
+    let data = root.join("demo");
+    let mut demo = Command::new(BIN)
+        .args(["demo", "--seconds", "120", "--inflight", "8"])
+        .arg("--data")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ringflow demo");
+    // The server runs once it holds the data directory's lock, and serves once it says
+    // where it listens.
+    let started = std::time::Instant::now();
+    let server = loop {
+        let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
+        if let Some(pid) = ringflow_shard::runtime::running_node(&data)
+            && ringflow_shard::load::listen_addr_in(&log).is_some()
+        {
+            break pid;
+        }
+        assert!(
+            demo.try_wait().expect("try_wait").is_none(),
+            "the demo ended before its server ran: {log}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no server after a minute: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    demo.kill().expect("SIGKILL the demo");
+    demo.wait().expect("wait");
+    let killed = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{server}")).exists() {
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(30),
+            "the server (pid {server}) still runs 30 s after its demo was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(data.join("server.log")).expect("the server's log");
+    assert!(
+        log.contains("stopped; snapshot at LSN"),
+        "not a graceful stop:\n{log}"
+    );
+}
