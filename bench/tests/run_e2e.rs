@@ -281,8 +281,6 @@ fn compare_alternates_the_first_binary_and_sums_up_the_pairs() {
         .args(["compare", "--scenario", "one_task", "--pairs", "2"])
         .args(["--duration", "1s", "--warmup", "500ms", "--inflight", "32"])
         .args(["--cold-store", "none", "--quiet", "--no-pace"])
-        // Away from the other test's server (26700), which may run at the same time.
-        .args(["--port", "26750"])
         .arg("--baseline")
         .arg(server_binary())
         .arg("--candidate")
@@ -420,9 +418,6 @@ fn an_open_loop_with_a_send_tick_times_creates_from_when_they_were_due() {
             "none",
             "--quiet",
             "--no-pace",
-            // Away from the other tests' servers, which may run at the same time.
-            "--port",
-            "26780",
         ],
     );
     assert_eq!(report["mode"], "open");

@@ -26,8 +26,9 @@ use scenario::Scenario;
 
 /// Where fresh data directories go by default: a real filesystem (`/tmp` may be tmpfs).
 pub const DATA_ROOT_DEFAULT: &str = "/var/tmp/ringflow-bench";
-/// Shard 0's port of a server the generator starts (away from `ringflow serve`'s 26500).
-pub const PORT_DEFAULT: u16 = 26700;
+/// Shard 0's port of a server the generator starts: 0, free ports the server picks and
+/// reports (two runs side by side, or a run beside a test's server, never collide).
+pub const PORT_DEFAULT: u16 = 0;
 
 /// What every measurement takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -73,7 +74,7 @@ pub struct Common {
     /// Where the server's fresh data directory is made (a real filesystem, not tmpfs).
     #[arg(long, default_value = DATA_ROOT_DEFAULT)]
     data_root: PathBuf,
-    /// Shard 0's port of the server it starts.
+    /// Shard 0's port of the server it starts (0: free ports the server picks).
     #[arg(long, default_value_t = PORT_DEFAULT)]
     port: u16,
     /// The server's cold store: `none`, `sqlite` (the default of `ringflow serve`: SQLite in
@@ -256,14 +257,10 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
                 other => other.to_string(),
             };
             let mut extra_args = common.server_args.clone();
-            metrics_addr = match server::metrics_arg(&extra_args) {
-                Some(addr) => Some(addr),
-                None => {
-                    let addr = server::free_local_addr()?;
-                    extra_args.extend(["--metrics".to_string(), addr.clone()]);
-                    Some(addr)
-                }
-            };
+            if server::metrics_arg(&extra_args).is_none() {
+                // A free port the server picks; its address is read back from its log.
+                extra_args.extend(["--metrics".to_string(), "127.0.0.1:0".to_string()]);
+            }
             let spawn = server::Spawn {
                 binary: common
                     .server_bin
@@ -278,6 +275,7 @@ fn measure(plan: &Plan) -> anyhow::Result<Report> {
             };
             server_version = server::version(&spawn.binary);
             let (server, topology) = server::Server::start(&spawn)?;
+            metrics_addr = server.metrics_addr();
             let addr = server.addr.clone();
             (Some(server), topology, addr)
         }

@@ -24,7 +24,7 @@ pub struct Spawn {
     pub cpus: Vec<usize>,
     /// The parent of the fresh data directory (a real filesystem: O_DIRECT, fdatasync).
     pub data_root: PathBuf,
-    /// The port of shard 0.
+    /// The port of shard 0 (0: free ports the server picks).
     pub port: u16,
     /// `--cold-store` (`none`, or empty for the default SQLite file).
     pub cold_store: String,
@@ -78,13 +78,6 @@ pub fn metrics_arg(args: &[String]) -> Option<String> {
         }
     }
     None
-}
-
-/// A free TCP address on 127.0.0.1 (a port the kernel gave and took back).
-pub fn free_local_addr() -> anyhow::Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .context("cannot find a free port for the server's metrics")?;
-    Ok(listener.local_addr()?.to_string())
 }
 
 impl Server {
@@ -145,6 +138,8 @@ impl Server {
             });
         }
         let (process, client) = ServerProcess::start(command, &addr, &log, START_TIMEOUT)?;
+        // With port 0, the address the server reported.
+        let addr = process.addr().to_string();
         let server = Server {
             process,
             data,
@@ -153,6 +148,11 @@ impl Server {
             keep_data: spawn.keep_data,
         };
         Ok((server, client.topology().clone()))
+    }
+
+    /// The server's metrics address, as it reported it in its log.
+    pub fn metrics_addr(&self) -> Option<String> {
+        self.process.metrics_addr()
     }
 
     /// The server's process id.
