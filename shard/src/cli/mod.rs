@@ -14,8 +14,18 @@ pub mod serve;
 pub mod validate;
 
 /// ringflow: a BPMN 2.0 workflow engine that runs at the speed of a persistent log.
+///
+/// One shard per CPU, each with its own io_uring journal (group commit) and its own
+/// instances; clients speak a flatbuffers protocol straight to the shard that owns a key.
+/// Models from Camunda Modeler or bpmn.io (zeebe: extensions, FEEL) deploy unchanged.
 #[derive(Debug, Parser)]
-#[command(name = "ringflow", version = env!("RINGFLOW_VERSION"), about, long_about = None)]
+#[command(
+    name = "ringflow",
+    version = env!("RINGFLOW_VERSION"),
+    after_help = "Start here: `ringflow demo` runs a server, the bundled order process, workers and a load, \
+                  and prints where to look. `ringflow doctor --data DIR` checks a machine; \
+                  `ringflow serve --data DIR` runs a node. `ringflow help COMMAND` explains each."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
