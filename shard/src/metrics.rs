@@ -25,6 +25,7 @@
 //! | `ringflow_exporter_lag_alarm` | gauge | shard | 1 while the lag is past the warning limit |
 //! | `ringflow_exporter_failures_total` | counter | shard | failed cold store writes (retried) |
 //! | `ringflow_exporter_transactions_total` | counter | shard | cold store transactions committed |
+//! | `ringflow_log_lines_dropped_total` | counter | | log lines (and messages on stderr) that could not be written: stderr on a full disk, a pipe whose reader went away (`crate::say`) |
 //!
 //! The endpoint answers `GET /metrics` (HTTP/1.1, one request per connection) on the address
 //! given with `--metrics`.
@@ -525,6 +526,17 @@ impl Registry {
                 }
             }
         }
+        header(
+            &mut out,
+            "ringflow_log_lines_dropped_total",
+            "counter",
+            "Log lines that could not be written (stderr on a full disk, a closed pipe).",
+        );
+        let _ = writeln!(
+            out,
+            "ringflow_log_lines_dropped_total {}",
+            crate::say::dropped()
+        );
         out
     }
 }

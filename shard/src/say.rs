@@ -22,25 +22,70 @@
 
 use std::fmt;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Lines (`say!`, `tell!`, and the log's events) that could not be written, since the
+/// process started: `ringflow_log_lines_dropped_total` in the metrics, so that a node whose
+/// log went nowhere can be told from one that had nothing to say.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Lines dropped so far (see [`DROPPED`]).
+pub fn dropped() -> u64 {
+    DROPPED.load(Relaxed)
+}
+
+fn count<T>(result: std::io::Result<T>) {
+    if result.is_err() {
+        DROPPED.fetch_add(1, Relaxed);
+    }
+}
 
 /// Writes one line to stderr with one `write` (lines from several shards do not interleave
-/// within a line); a failure is ignored.
+/// within a line); a failure is counted, not reported.
 pub fn stderr_line(args: fmt::Arguments<'_>) {
-    let _ = std::io::stderr().lock().write_all(line(args).as_bytes());
+    count(std::io::stderr().lock().write_all(line(args).as_bytes()));
 }
 
-/// Writes one line to stdout and flushes it; a failure is ignored.
+/// Writes one line to stdout and flushes it; a failure is counted, not reported.
 pub fn stdout_line(args: fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(line(args).as_bytes());
-    let _ = out.flush();
+    count(
+        out.write_all(line(args).as_bytes())
+            .and_then(|()| out.flush()),
+    );
 }
 
-/// Writes text to stdout as it is (no newline added) and flushes it; a failure is ignored.
+/// Writes text to stdout as it is (no newline added) and flushes it; a failure is counted.
 pub fn stdout_text(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    count(out.write_all(text.as_bytes()).and_then(|()| out.flush()));
+}
+
+/// stderr for the log (`tracing_subscriber`'s writer): an event that cannot be written is
+/// counted in [`dropped`] (the subscriber itself is told not to report it, which it would
+/// do with `eprintln!`).
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = std::io::stderr().write(buf);
+        if written.is_err() {
+            DROPPED.fetch_add(1, Relaxed);
+        }
+        written
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let written = std::io::stderr().write_all(buf);
+        if written.is_err() {
+            DROPPED.fetch_add(1, Relaxed);
+        }
+        written
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Writes one line of a command's result to stdout. A failed write (a full disk, an I/O

@@ -778,11 +778,12 @@ fn a_server_whose_log_reader_went_away_goes_on_serving_and_stops_cleanly_on_sigh
         .arg("--data")
         .arg(&data)
         .args(["--listen", "127.0.0.1:0", "--shards", "2"])
+        .args(["--metrics", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ringflow serve");
-    let addr = {
+    let (addr, metrics) = {
         let mut reader = std::io::BufReader::new(child.stderr.take().expect("stderr"));
         let mut seen = String::new();
         loop {
@@ -790,8 +791,10 @@ fn a_server_whose_log_reader_went_away_goes_on_serving_and_stops_cleanly_on_sigh
             let read = std::io::BufRead::read_line(&mut reader, &mut line).expect("read stderr");
             assert!(read > 0, "the server exited before it listened:\n{seen}");
             seen.push_str(&line);
+            // The metrics line comes before the node's.
             if let Some(addr) = ringflow_shard::load::listen_addr_in(&seen) {
-                break addr;
+                let metrics = ringflow_shard::load::metrics_addr_in(&seen).expect("metrics");
+                break (addr, metrics);
             }
         }
         // The reader (the pipe's only read end) is dropped here.
@@ -836,6 +839,9 @@ fn a_server_whose_log_reader_went_away_goes_on_serving_and_stops_cleanly_on_sigh
         server.child.try_wait().expect("try_wait").is_none(),
         "the server is still running"
     );
+    // The lines that went nowhere are counted: two bad frames' debug lines at least.
+    let dropped = metric(&scrape(&metrics), "ringflow_log_lines_dropped_total");
+    assert!(dropped >= 2.0, "{dropped} lines dropped");
     // The terminal the server ran in closes, as with `ringflow serve 2>&1 | tee log`: the
     // pipe is gone and SIGHUP comes. A graceful stop (exit 0 only after every shard's final
     // snapshot), not the default action's instant death.
@@ -1052,6 +1058,8 @@ fn io_worker_slices_reach_every_shards_workers() {
                 }
             }
             let text = scrape(&metrics);
+            // Its log goes to a file that takes every line.
+            assert_eq!(metric(&text, "ringflow_log_lines_dropped_total"), 0.0);
             let gauges: Vec<f64> = (0..2)
                 .map(|shard| {
                     metric(

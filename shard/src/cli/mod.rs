@@ -198,7 +198,7 @@ fn init_logging() {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::say::LogWriter)
         .with_ansi(false)
         // A failed write would be reported with `eprintln!`, which panics in turn (on the
         // shard's thread): a log line that cannot be written is dropped (see `crate::say`).
