@@ -124,6 +124,12 @@ where
         return Err(format!("cannot start the shards:\n{}", listed.join("\n")));
     }
     let mut config = config;
+    if config.data_dir.exists() && !config.data_dir.is_dir() {
+        return Err(format!(
+            "data directory {}: it exists and is not a directory (name another with --data)",
+            config.data_dir.display()
+        ));
+    }
     // glommio opens directories relative to no descriptor: give it an absolute path.
     std::fs::create_dir_all(&config.data_dir)
         .and_then(|()| std::fs::canonicalize(&config.data_dir))
@@ -309,9 +315,18 @@ fn start_exporters(config: &RuntimeConfig) -> Result<Exporters, String> {
     };
     let shards = shard_ids(config);
     let positions = crate::cold::prepare(target, &shards).map_err(|error| {
+        let fix = match target {
+            crate::cold::Target::Postgres(_) => {
+                "start PostgreSQL, fix --cold-store, or run with --cold-store none"
+            }
+            crate::cold::Target::Sqlite(_) | crate::cold::Target::SqliteShards(_) => {
+                "move a file that is not a SQLite database (or a damaged one) away, name \
+                 another place with --cold-store, or run with --cold-store none"
+            }
+        };
         format!(
-            "{error}\nthe cold store must be reachable at startup (the shards resume from its \
-             positions): start it, fix --cold-store, or run with --cold-store none"
+            "{error}\nthe cold store must be usable at startup (the shards resume from its \
+             positions): {fix}"
         )
     })?;
     let mut exporters = Vec::new();

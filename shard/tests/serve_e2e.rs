@@ -1476,6 +1476,38 @@ fn a_node_whose_shard_cannot_start_stops_instead_of_serving_without_it() {
     );
 }
 
+/// Data that cannot be used stops the node at once, naming what and how to fix it: a data
+/// path that is a file, and a cold store file that is not a SQLite database.
+#[test]
+fn a_data_path_that_is_a_file_or_a_cold_store_that_is_no_database_is_named() {
+    let dir = data_dir("unusable");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "not a directory").expect("write");
+    let (status, stderr) = serve_until_it_exits(&file, "127.0.0.1:0", 1);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("a-file: it exists and is not a directory (name another with --data)"),
+        "{stderr}"
+    );
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("cold")).expect("cold");
+    std::fs::write(
+        data.join("cold/shard-0.db"),
+        "garbage, not SQLite ".repeat(100),
+    )
+    .expect("write");
+    let (status, stderr) = serve_until_it_exits(&data, "127.0.0.1:0", 1);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("shard-0.db): file is not a database"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("move a file that is not a SQLite database (or a damaged one) away"),
+        "{stderr}"
+    );
+}
+
 /// A second `ringflow serve` on a data directory in use is refused, naming the process that
 /// holds it, and the first goes on serving.
 #[test]
