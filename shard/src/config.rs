@@ -903,6 +903,13 @@ mod tests {
         let plan_of = |args: &[&str]| effective(&flags(args)).unwrap().plan(&[0, 1]);
         let error = |args: &[&str]| format!("{:#}", plan_of(args).unwrap_err());
         assert!(error(&["--shards", "3"]).contains("3 shards but"));
+        assert!(
+            error(&["--frame-bytes-max", "1"])
+                .contains("frame_bytes_max (1) must be at least 65536 (64 KiB)"),
+            "{}",
+            error(&["--frame-bytes-max", "1"])
+        );
+        assert!(plan_of(&["--frame-bytes-max", "65536"]).is_ok());
         assert!(error(&["--shards", "0"]).contains("shards must be 1"));
         assert!(error(&["--cpus", "0,1", "--shards", "1"]).contains("cpus names 2"));
         assert!(error(&["--cpus", "1,1", "--shards", "2"]).contains("CPU 1 twice"));

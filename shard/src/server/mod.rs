@@ -47,6 +47,11 @@ use crate::wait::WaitList;
 /// Default base port: shard `i` listens on `26500 + i`.
 pub const BASE_PORT_DEFAULT: u16 = 26500;
 
+/// The smallest `frame_bytes_max` a node takes: 64 KiB. Below it a job with its headers, or
+/// a small deployment, would not fit, and every such request would be refused
+/// FRAME_TOO_LARGE; a value of 1 was taken before and made a node that refused everything.
+pub const FRAME_BYTES_MAX_MIN: usize = 64 * 1024;
+
 /// The server's limits and defaults. Every one is enforced; the README lists them.
 #[derive(Clone, Debug)]
 pub struct ServerLimits {
@@ -106,6 +111,12 @@ impl Default for ServerLimits {
 impl ServerLimits {
     /// Checks that the limits fit together.
     pub fn check(&self) -> Result<(), String> {
+        if self.frame_bytes_max < FRAME_BYTES_MAX_MIN {
+            return Err(format!(
+                "frame_bytes_max ({}) must be at least {FRAME_BYTES_MAX_MIN} (64 KiB)",
+                self.frame_bytes_max
+            ));
+        }
         if self.frame_budget_bytes
             < self.frame_bytes_max + ringflow_wire::frame::LENGTH_PREFIX_BYTES
         {
