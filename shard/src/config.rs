@@ -910,6 +910,9 @@ mod tests {
             error(&["--frame-bytes-max", "1"])
         );
         assert!(plan_of(&["--frame-bytes-max", "65536"]).is_ok());
+        assert!(
+            error(&["--lease-default-ms", "0"]).contains("lease_default_ms must be at least 1")
+        );
         assert!(error(&["--shards", "0"]).contains("shards must be 1"));
         assert!(error(&["--cpus", "0,1", "--shards", "1"]).contains("cpus names 2"));
         assert!(error(&["--cpus", "1,1", "--shards", "2"]).contains("CPU 1 twice"));

@@ -134,6 +134,10 @@ impl ServerLimits {
         if counts.contains(&0) {
             return Err("in-flight, connection and subscription limits must be at least 1".into());
         }
+        if self.lease_default_ms == 0 {
+            // Every job activated without a lease of its own would expire at once.
+            return Err("lease_default_ms must be at least 1".into());
+        }
         Ok(())
     }
 }
