@@ -913,6 +913,12 @@ mod tests {
         assert!(
             error(&["--lease-default-ms", "0"]).contains("lease_default_ms must be at least 1")
         );
+        assert!(
+            error(&["--segment-mib", "100000"]).contains("over SEGMENT_BYTES_MAX"),
+            "{}",
+            error(&["--segment-mib", "100000"])
+        );
+        assert!(plan_of(&["--segment-mib", "4096"]).is_ok());
         assert!(error(&["--shards", "0"]).contains("shards must be 1"));
         assert!(error(&["--cpus", "0,1", "--shards", "1"]).contains("cpus names 2"));
         assert!(error(&["--cpus", "1,1", "--shards", "2"]).contains("CPU 1 twice"));

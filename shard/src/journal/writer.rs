@@ -95,6 +95,11 @@ pub const SPARE_SEGMENTS_DEFAULT: usize = 6;
 pub const PREFILL_SEGMENTS_DEFAULT: usize = 2;
 /// The most spares a journal may be configured to keep.
 pub const SPARE_SEGMENTS_MAX: usize = 64;
+/// The largest journal segment: 4 GiB. Each segment is allocated whole (fallocate) when it
+/// is made, so a mistyped size took the filesystem's free space before failing with ENOSPC
+/// (`--segment-mib 100000` on a disk with 26 GiB free did); and a segment is retired only
+/// as a whole, so larger ones only keep more journal on disk.
+pub const SEGMENT_BYTES_MAX: u64 = 4 << 30;
 
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT);
 // The spares cover what one snapshot period retires at the default sizes (see above).
@@ -222,6 +227,13 @@ impl JournalConfig {
         if !self.segment_bytes.is_multiple_of(BLOCK_BYTES as u64) {
             return Err(format!(
                 "segment size {} bytes is not a multiple of {BLOCK_BYTES}",
+                self.segment_bytes
+            ));
+        }
+        if self.segment_bytes > SEGMENT_BYTES_MAX {
+            return Err(format!(
+                "segment size {} bytes is over SEGMENT_BYTES_MAX ({SEGMENT_BYTES_MAX} bytes, \
+                 4 GiB)",
                 self.segment_bytes
             ));
         }
