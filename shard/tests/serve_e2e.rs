@@ -709,6 +709,23 @@ fn bad_frames_get_an_error_or_a_closed_connection_and_the_server_goes_on() {
     assert!(message.contains("frame_bytes_max (65536)"), "{message}");
     assert!(closed(&mut stream));
 
+    // The same through the client, sending a whole frame many times the limit: the server
+    // refuses it after its length and closes the connection while the client still writes
+    // (EPIPE or ECONNRESET), and the client reports the server's reason, not "Broken pipe".
+    let mut client = Client::connect(&addr).expect("connect");
+    let error = client
+        .deploy(vec![Resource {
+            name: "huge.bpmn".into(),
+            content: vec![b'x'; 40 << 20],
+        }])
+        .expect_err("over frame_bytes_max");
+    assert_eq!(error.code(), Some(ErrorCode::FrameTooLarge), "{error}");
+    assert!(
+        error.to_string().contains("over frame_bytes_max (65536)"),
+        "{error}"
+    );
+    drop(client);
+
     // A frame cut short, then the connection closed: nothing to answer, nothing breaks.
     let frame = request_frame(&[(1, Request::Topology)]);
     let mut stream = connect();

@@ -28,6 +28,10 @@ use crate::topology::Topology;
 /// The address `ringflow` commands use when none is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:26500";
 
+/// How long a client whose write the server broke off reads for the server's reason (see
+/// `Connection::flush`): the refusal is sent before the close, so it is there at once.
+pub const REFUSAL_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How a client behaves.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -190,10 +194,32 @@ impl Connection {
     fn flush(&mut self) -> Result<(), ClientError> {
         self.out.clear();
         self.encoder.finish_into(&mut self.out);
-        let addr = self.addr.clone();
-        self.stream
-            .write_all(&self.out)
-            .map_err(|error| ClientError::Io { addr, error })
+        let Err(error) = self.stream.write_all(&self.out) else {
+            return Ok(());
+        };
+        if matches!(
+            error.kind(),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+        ) && let Some(refusal) = self.refusal_of_a_broken_write()
+        {
+            return Err(ClientError::Server(refusal));
+        }
+        Err(ClientError::Io {
+            addr: self.addr.clone(),
+            error,
+        })
+    }
+
+    /// The error the server answered before it closed the connection in the middle of a
+    /// write, if it sent one: a frame over its `frame_bytes_max` is refused with
+    /// FRAME_TOO_LARGE as soon as its length is read, and the connection closed, so a client
+    /// still writing the body sees only EPIPE or ECONNRESET. The answer is in the socket's
+    /// receive queue by then; it is read for up to [`REFUSAL_READ_TIMEOUT`].
+    fn refusal_of_a_broken_write(&mut self) -> Option<WireError> {
+        match self.recv_timeout(REFUSAL_READ_TIMEOUT) {
+            Ok(Some((_, Response::Error(error)))) => Some(error),
+            _ => None,
+        }
     }
 
     /// The next answer, whatever its request, waiting up to the request timeout.
