@@ -954,7 +954,9 @@ mod tests {
             plan_of(&["--listen", "127.0.0.1:0"]).unwrap().me.base_port,
             0
         );
-        let dir = std::env::temp_dir().join(format!("ringflow-config-{}", std::process::id()));
+        // A folder of this test's own: the tests of this module run side by side.
+        let dir =
+            std::env::temp_dir().join(format!("ringflow-config-port-0-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let cluster = dir.join("cluster.toml");
         std::fs::write(
