@@ -495,6 +495,64 @@ fn deploy_create_work_and_await_the_result() {
     assert_eq!(worker["job"]["processInstanceKey"], instance);
     assert_eq!(worker["job"]["variables"]["n"], 1);
 
+    // A command that runs past the worker's lease is killed with its process group, and
+    // the job failed saying so, instead of holding the worker for good.
+    let stuck = client
+        .create_instance(create("one-task", r#"{"n": 2}"#, ""))
+        .expect("create")
+        .process_instance_key;
+    let started = Instant::now();
+    let worker = cli_json(
+        &addr,
+        &[
+            "worker",
+            "e2e-work",
+            "--count",
+            "1",
+            "--lease",
+            "1s",
+            "--exec",
+            "sleep 31.25; echo '{}'",
+        ],
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "{worker}");
+    assert_eq!(worker["outcome"], "failed", "{worker}");
+    assert_eq!(worker["job"]["processInstanceKey"], stuck);
+    let message = worker["message"].as_str().expect("a message");
+    assert!(
+        message.contains("was killed: it ran out of the job's lease (900 ms given"),
+        "{message}"
+    );
+    let sleeping = Command::new("pgrep")
+        .args(["-f", "sleep 31.25"])
+        .output()
+        .expect("pgrep");
+    assert!(
+        sleeping.stdout.is_empty(),
+        "the command's group lives on: {}",
+        String::from_utf8_lossy(&sleeping.stdout)
+    );
+    // Ready again with one retry fewer (the exiting worker's subscription may take it for
+    // its 1 s lease first; an expired lease keeps the retries).
+    let retried = loop {
+        let retried = cli_json(&addr, &["jobs", "activate", "e2e-work", "--max", "5"]);
+        if retried["jobs"][0].is_object() || started.elapsed() > Duration::from_secs(20) {
+            break retried;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let job = &retried["jobs"][0];
+    assert_eq!(job["processInstanceKey"], stuck, "{retried}");
+    assert_eq!(job["retries"], 2, "one retry fewer: {retried}");
+    cli_json(
+        &addr,
+        &[
+            "jobs",
+            "complete",
+            &job["key"].as_u64().expect("key").to_string(),
+        ],
+    );
+
     // Create with result on both shards, while a JobWorker completes the jobs.
     let stop = Arc::new(AtomicBool::new(false));
     let topology = client.topology().clone();

@@ -3,9 +3,11 @@
 //! one readable result (or JSON with `--json`), and on an error prints one line and exits 1.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ringflow_wire::client::{Client, ClientConfig, DEFAULT_ADDR, JobOutcome, JobWorker};
@@ -855,8 +857,10 @@ pub struct WorkerArgs {
     job_type: String,
     /// Run this shell command per job: the job's variables arrive as JSON on its stdin; a
     /// JSON object on its stdout becomes the completion's variables; a nonzero exit fails
-    /// the job (one retry fewer) with its stderr as the message. Without --exec, every job
-    /// is completed with no variables.
+    /// the job (one retry fewer) with its stderr as the message. A command still running at
+    /// 90% of --lease, or when the worker is stopped (SIGINT, SIGTERM, SIGHUP), is killed
+    /// with its process group and the job failed. Without --exec, every job is completed
+    /// with no variables.
     #[arg(long)]
     exec: Option<String>,
     /// Jobs pushed ahead per shard.
@@ -875,7 +879,15 @@ pub struct WorkerArgs {
     conn: Conn,
 }
 
-fn run_exec(command: &str, job: &Job) -> JobOutcome {
+/// How often a running job command checks whether the worker was told to stop.
+pub const EXEC_STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// Runs a job's `--exec` command. It runs in a process group of its own, and at most for
+/// `limit` (90% of the worker's lease: after the lease the job is another worker's): then
+/// the group is killed and the job failed, saying so, so that one command that hangs does
+/// not stop the worker. Its input is written from a thread, so a command that never reads a large input
+/// does not block the worker either.
+fn run_exec(command: &str, job: &Job, limit: Duration, stop: &AtomicBool) -> JobOutcome {
     let fail = |message: String| JobOutcome::Fail {
         message,
         retry_backoff_ms: 0,
@@ -894,18 +906,50 @@ fn run_exec(command: &str, job: &Job) -> JobOutcome {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn();
     let mut child = match child {
         Ok(child) => child,
         Err(error) => return fail(format!("cannot run {command:?}: {error}")),
     };
+    let group = child.id() as i32;
     if let Some(mut stdin) = child.stdin.take() {
-        // A command that does not read its input is fine.
-        let _ = stdin.write_all(job.variables.as_bytes());
+        let variables = job.variables.clone();
+        // A command that does not read its input is fine (the write fails or is dropped).
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(variables.as_bytes());
+        });
     }
-    let output = match child.wait_with_output() {
-        Ok(output) => output,
-        Err(error) => return fail(format!("{command:?} failed: {error}")),
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let started = std::time::Instant::now();
+    let output = loop {
+        // Its own group does not get the terminal's Ctrl-C: the worker's stop is checked
+        // every EXEC_STOP_CHECK and ends the command as the signal did before.
+        let stopping = stop.load(Ordering::Relaxed);
+        let why = if stopping {
+            "the worker was stopped while it ran"
+        } else if started.elapsed() >= limit {
+            "it ran out of the job's lease"
+        } else {
+            match finished.recv_timeout(EXEC_STOP_CHECK.min(limit - started.elapsed())) {
+                Ok(Ok(output)) => break output,
+                Ok(Err(error)) => return fail(format!("{command:?} failed: {error}")),
+                Err(_) => continue,
+            }
+        };
+        // SAFETY: kill(2) of the command's own process group, made for it above. (The
+        // waiting thread ends when the group's pipes close.)
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        return fail(format!(
+            "{command:?} was killed: {why} ({} ms given, 90% of the lease; {} ms in)",
+            limit.as_millis(),
+            started.elapsed().as_millis()
+        ));
     };
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -964,27 +1008,36 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     );
     worker.run(client.topology(), &ClientConfig::default(), |job| {
         let outcome = match &args.exec {
-            Some(command) => run_exec(command, job),
+            Some(command) => {
+                // 90% of the lease: the failure must reach the server while the job is
+                // still this worker's.
+                let limit = Duration::from_millis(args.lease - args.lease / 10);
+                run_exec(command, job, limit, &stop)
+            }
             None => JobOutcome::Complete {
                 variables: String::new(),
             },
         };
-        let verdict = match &outcome {
-            JobOutcome::Complete { .. } => "completed",
-            JobOutcome::Fail { .. } => "failed",
-            JobOutcome::ThrowError { .. } => "threw an error",
+        let (verdict, message) = match &outcome {
+            JobOutcome::Complete { .. } => ("completed", None),
+            JobOutcome::Fail { message, .. } => ("failed", Some(message.as_str())),
+            JobOutcome::ThrowError { .. } => ("threw an error", None),
         };
         if json {
-            tell!(
-                "{}",
-                json!({"key": job.key, "outcome": verdict, "job": job_json(job)})
-            );
+            let mut line = json!({"key": job.key, "outcome": verdict, "job": job_json(job)});
+            if let Some(message) = message {
+                line["message"] = json!(message);
+            }
+            tell!("{line}");
         } else {
             tell!(
-                "job {} ({} in instance {}): {verdict}",
+                "job {} ({} in instance {}): {verdict}{}",
                 job.key,
                 job.element_id,
-                job.process_instance_key
+                job.process_instance_key,
+                message
+                    .map(|message| format!(": {message}"))
+                    .unwrap_or_default()
             );
         }
         let count = handled.fetch_add(1, Ordering::Relaxed) + 1;
