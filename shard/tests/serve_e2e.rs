@@ -146,6 +146,26 @@ impl Drop for Server {
     }
 }
 
+/// The pids of the processes whose command line (arguments joined by spaces) starts with
+/// `prefix`, from /proc.
+fn processes_running(prefix: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|bytes| {
+                let line: Vec<String> = bytes
+                    .split(|byte| *byte == 0)
+                    .map(|part| String::from_utf8_lossy(part).into_owned())
+                    .collect();
+                line.join(" ").starts_with(prefix)
+            })
+        })
+        .collect()
+}
+
 fn cli(addr: &str, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
@@ -523,14 +543,10 @@ fn deploy_create_work_and_await_the_result() {
         message.contains("was killed: it ran out of the job's lease (900 ms given"),
         "{message}"
     );
-    let sleeping = Command::new("pgrep")
-        .args(["-f", "sleep 31.25"])
-        .output()
-        .expect("pgrep");
+    let sleeping = processes_running("sleep 31.25");
     assert!(
-        sleeping.stdout.is_empty(),
-        "the command's group lives on: {}",
-        String::from_utf8_lossy(&sleeping.stdout)
+        sleeping.is_empty(),
+        "the command's group lives on: {sleeping:?}"
     );
     // Ready again with one retry fewer (the exiting worker's subscription may take it for
     // its 1 s lease first; an expired lease keeps the retries).
@@ -551,6 +567,44 @@ fn deploy_create_work_and_await_the_result() {
             "complete",
             &job["key"].as_u64().expect("key").to_string(),
         ],
+    );
+
+    // A worker stopped by a signal ends the command it runs (its own process group does
+    // not get the terminal's signals) and fails the job, instead of waiting for it.
+    let stopped = client
+        .create_instance(create("one-task", r#"{"n": 3}"#, ""))
+        .expect("create")
+        .process_instance_key;
+    let worker = Command::new(BIN)
+        .args(["worker", "e2e-work", "--json", "--addr", &addr])
+        .args(["--exec", "sleep 31.75; echo '{}'"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the worker");
+    let running = Instant::now();
+    while processes_running("sleep 31.75").is_empty() {
+        assert!(
+            running.elapsed() < Duration::from_secs(20),
+            "the command never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(worker.id() as i32, libc::SIGTERM);
+    }
+    let output = worker.wait_with_output().expect("the worker ends");
+    assert!(output.status.success(), "{:?}", output.status);
+    assert!(running.elapsed() < Duration::from_secs(20));
+    let line: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(line["outcome"], "failed", "{line}");
+    assert_eq!(line["job"]["processInstanceKey"], stopped);
+    assert!(
+        line["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("the worker was stopped while it ran")),
+        "{line}"
     );
 
     // Create with result on both shards, while a JobWorker completes the jobs.

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -990,13 +991,18 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     worker.fetch_variables = args.fetch.clone();
     // SIGHUP too: a terminal that closes would otherwise end the process with no
     // shutdown at all (the JVM engines treat it like SIGTERM as well).
+    // A signal stops the worker and ends a running job command; reaching --count only
+    // stops the worker (commands running on other shards' threads finish).
+    let signalled = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ] {
-        signal_hook::flag::register(signal, worker.stop.clone())
-            .context("cannot install the signal handlers")?;
+        for flag in [&worker.stop, &signalled] {
+            signal_hook::flag::register(signal, Arc::clone(flag))
+                .context("cannot install the signal handlers")?;
+        }
     }
     let handled = AtomicU64::new(0);
     let stop = worker.stop.clone();
@@ -1012,7 +1018,7 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
                 // 90% of the lease: the failure must reach the server while the job is
                 // still this worker's.
                 let limit = Duration::from_millis(args.lease - args.lease / 10);
-                run_exec(command, job, limit, &stop)
+                run_exec(command, job, limit, &signalled)
             }
             None => JobOutcome::Complete {
                 variables: String::new(),
