@@ -5,7 +5,7 @@ mod common;
 use common::{ServerLog, activate_all, metric, scrape};
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -1344,6 +1344,42 @@ fn the_client_reports_a_server_that_is_not_there() {
         Err(other) => panic!("expected an I/O error, got {other}"),
         Ok(_) => panic!("nothing listens there"),
     }
+
+    // Something that is not a ringflow shard: an HTTP server (what the metrics port is)...
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http_addr = http.local_addr().expect("address").to_string();
+    let answering = std::thread::spawn(move || {
+        let (mut stream, _) = http.accept().expect("accept");
+        let mut request = [0u8; 64];
+        let _ = stream.read(&mut request);
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+    });
+    let error = Client::connect(&http_addr).err().expect("not ringflow");
+    answering.join().expect("the HTTP side");
+    assert!(
+        error
+            .to_string()
+            .contains(r#"its first bytes are the text "HTTP": not a ringflow shard's port?"#),
+        "{error}"
+    );
+    // ... and one that accepts connections and never answers: said within
+    // TOPOLOGY_ANSWER_TIMEOUT, not the 30 s request timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("address").to_string();
+    let asked = Instant::now();
+    let error = Client::connect(&silent_addr).err().expect("no answer");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "{:?}: {error}",
+        asked.elapsed()
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("no answer to a Topology request within 5s: is 127.0.0.1:"),
+        "{error}"
+    );
+    drop(silent);
 }
 
 #[test]

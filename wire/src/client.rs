@@ -250,7 +250,7 @@ impl Connection {
                 .next_frame()
                 .map_err(|error| ClientError::Protocol {
                     addr: self.addr.clone(),
-                    message: error.to_string(),
+                    message: format!("{error}{}", not_ringflow_hint(&error)),
                 })?;
             if let Some(envelopes) = frame {
                 for envelope in envelopes {
@@ -742,8 +742,52 @@ impl Client {
     }
 }
 
+/// Why a frame from a server was refused, when its length prefix reads as text: the
+/// address is another kind of server (`ringflow topology --addr` of the metrics port gave
+/// "frame of 1347703880 bytes": the bytes `HTTP`).
+fn not_ringflow_hint(error: &crate::message::FrameError) -> String {
+    let crate::message::FrameError::TooLarge { length, .. } = error else {
+        return String::new();
+    };
+    let Ok(length) = u32::try_from(*length) else {
+        return String::new();
+    };
+    let bytes = length.to_le_bytes();
+    if bytes
+        .iter()
+        .all(|byte| byte.is_ascii_graphic() || *byte == b' ')
+    {
+        format!(
+            " (its first bytes are the text {:?}: not a ringflow shard's port? an HTTP \
+             server, the metrics port for one, starts with \"HTTP\")",
+            String::from_utf8_lossy(&bytes)
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// How long a Topology request (the first on a connection, answered on the spot by any
+/// shard) is waited for, whatever the request timeout: something that accepts connections
+/// but does not answer is not a ringflow shard, and saying so after 30 s helps nobody.
+pub const TOPOLOGY_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn fetch_topology(connection: &mut Connection) -> Result<Topology, ClientError> {
-    match connection.call(&Request::Topology)? {
+    let id = connection.send(&Request::Topology)?;
+    let timeout = TOPOLOGY_ANSWER_TIMEOUT.min(connection.timeout);
+    let answer = connection
+        .wait_for(id, timeout)
+        .map_err(|error| match error {
+            ClientError::Timeout { addr, .. } => ClientError::Protocol {
+                message: format!(
+                    "no answer to a Topology request within {timeout:?}: is {addr} a ringflow \
+                 shard's port?"
+                ),
+                addr,
+            },
+            other => other,
+        })?;
+    match answer {
         Response::Topology(topology) => Ok(topology),
         Response::Error(error) => Err(ClientError::Server(error)),
         other => Err(ClientError::Protocol {
