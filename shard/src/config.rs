@@ -273,6 +273,8 @@ serve_options! {
             "Longest frame a client may send";
         frame_budget_mib "frame-budget-mib": usize = ServerLimits::default().frame_budget_bytes >> 20, "MiB per shard",
             "Frames a shard holds at once (being read or not yet answered); more wait to be read";
+        frame_read_timeout_ms "frame-read-timeout-ms": u64 = ServerLimits::default().frame_read_timeout_ms, "ms",
+            "How long a frame's body may take to arrive after its length; a slower one is refused (TIMEOUT) and its connection closed, giving its bytes back to the budget";
         inflight_per_shard_max "inflight-per-shard-max": usize = ServerLimits::default().inflight_per_shard_max, "requests",
             "Requests in flight per shard before BUSY";
         inflight_per_connection_max "inflight-per-connection-max": usize = ServerLimits::default().inflight_per_connection_max, "requests",
@@ -543,6 +545,7 @@ impl ServeConfig {
                 .frame_budget_mib
                 .checked_mul(1 << 20)
                 .context("frame-budget-mib is too large")?,
+            frame_read_timeout_ms: self.frame_read_timeout_ms,
             inflight_per_shard_max: self.inflight_per_shard_max,
             inflight_per_connection_max: self.inflight_per_connection_max,
             connections_per_shard_max: self.connections_per_shard_max,

@@ -978,6 +978,67 @@ fn a_server_whose_log_reader_went_away_goes_on_serving_and_stops_cleanly_on_sigh
     assert!(status.success(), "stopped with {status}");
 }
 
+/// Clients that stall in the middle of a frame hold the bytes it announced in the shard's
+/// frame budget; before frame_read_timeout_ms two such connections held a 1 MiB budget
+/// for good, and every other connection's next frame waited behind them (a new client
+/// could not even learn the topology). Now each is refused after the timeout, closed, and
+/// its bytes go back.
+#[test]
+fn clients_stalled_in_the_middle_of_a_frame_do_not_hold_the_frame_budget() {
+    let data = data_dir("stalled-frames");
+    let server = Server::start(
+        &data,
+        "127.0.0.1:0",
+        &[
+            "--shards",
+            "1",
+            "--frame-budget-mib",
+            "1",
+            "--frame-bytes-max",
+            "524288",
+            "--frame-read-timeout-ms",
+            "1000",
+        ],
+    );
+    let addr = server.addr.clone();
+    // Two frames announced whose bytes (with their length prefixes) are the whole 1 MiB
+    // budget, a few bytes of each sent. (Run with --frame-read-timeout-ms 600000, a client's
+    // Topology request then went unanswered.)
+    let stalled: Vec<TcpStream> = [524_288u32, 524_280]
+        .into_iter()
+        .map(|length| {
+            let mut stream = TcpStream::connect(&addr).expect("connect");
+            let mut start = length.to_le_bytes().to_vec();
+            start.extend([0u8; 16]);
+            stream.write_all(&start).expect("write");
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let asked = Instant::now();
+    let mut client = Client::connect(&addr).expect("the budget comes back");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    deploy_one_task(&mut client);
+    for (mut stream, length) in stalled.into_iter().zip([524_288, 524_280]) {
+        let (code, message) = error_of(&read_answer(&mut stream).expect("an answer"));
+        assert_eq!(code, ErrorCode::Timeout, "{message}");
+        assert_eq!(
+            message,
+            format!(
+                "the frame of {length} bytes did not arrive within frame_read_timeout_ms \
+                 (1000); the connection is closed"
+            )
+        );
+        assert!(closed(&mut stream));
+    }
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
 #[test]
 fn busy_and_wrong_shard_answers() {
     let data = data_dir("busy");

@@ -348,6 +348,9 @@ impl Conn {
         let limits = &self.server.config.limits;
         let mut reader = FrameReader::new(limits.frame_bytes_max);
         let mut lease: Option<FrameLease> = None;
+        // When the body of the frame whose bytes `lease` holds must have arrived.
+        let mut frame_deadline: Option<Instant> = None;
+        let frame_read_timeout = Duration::from_millis(limits.frame_read_timeout_ms);
         loop {
             if self.server.is_closing() {
                 break;
@@ -358,9 +361,11 @@ impl Conn {
                 && length <= limits.frame_bytes_max
             {
                 lease = Some(self.server.lease(length + LENGTH_PREFIX_BYTES).await);
+                frame_deadline = None;
             }
             match reader.next_frame() {
                 Ok(Some(envelopes)) => {
+                    frame_deadline = None;
                     let lease = Rc::new(lease.take().expect("a lease for every whole frame"));
                     let arrived = Instant::now();
                     for envelope in envelopes {
@@ -389,21 +394,60 @@ impl Conn {
                     break;
                 }
             }
+            // A frame begun: its body has frame_read_timeout_ms from the first read that
+            // waits for it (a frame that arrives whole in one read never starts the clock).
+            let deadline = match (&lease, frame_deadline) {
+                (Some(_), None) => {
+                    let deadline = Instant::now() + frame_read_timeout;
+                    frame_deadline = Some(deadline);
+                    Some(deadline)
+                }
+                (Some(_), deadline) => deadline,
+                (None, _) => None,
+            };
             let buffer = reader.spare(READ_CHUNK);
             let read = futures_lite::future::or(
                 async { Some(read_some(&self.stream, buffer).await) },
                 async {
-                    self.server.closing().await;
+                    match deadline {
+                        Some(deadline) => {
+                            futures_lite::future::or(self.server.closing(), async {
+                                glommio::timer::sleep(
+                                    deadline.saturating_duration_since(Instant::now()),
+                                )
+                                .await;
+                            })
+                            .await;
+                        }
+                        None => self.server.closing().await,
+                    }
                     None
                 },
             )
             .await;
+
             let count = match &read {
                 Some(Ok(count)) => *count,
                 _ => 0,
             };
             reader.filled(READ_CHUNK, count);
             match read {
+                None if !self.server.is_closing() && lease.is_some() => {
+                    // The frame's time ran out (the other way out of the read is closing).
+                    self.respond(
+                        0,
+                        &Response::Error(WireError::new(
+                            ErrorCode::Timeout,
+                            format!(
+                                "the frame of {} bytes did not arrive within \
+                                 frame_read_timeout_ms ({}); the connection is closed",
+                                reader.announced().unwrap_or(0),
+                                limits.frame_read_timeout_ms
+                            ),
+                        )),
+                    );
+                    break;
+                }
                 Some(Ok(0)) | None => break,
                 Some(Ok(_)) => {}
                 Some(Err(error)) => {

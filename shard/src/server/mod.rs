@@ -60,6 +60,12 @@ pub struct ServerLimits {
     /// Bytes of frames one shard holds at once (being read, or with requests not yet
     /// answered). A frame waits for room before it is read.
     pub frame_budget_bytes: usize,
+    /// How long a frame's body may take to arrive once its length was read and its bytes
+    /// taken from the budget, in milliseconds. Past it the frame is refused (TIMEOUT) and
+    /// the connection closed: a client that stalls in the middle of a frame (a host gone
+    /// dark, a connection never reset) would otherwise hold its share of the budget for
+    /// good, and a few of them every other connection's next frame.
+    pub frame_read_timeout_ms: u64,
     /// Requests in flight on one shard; more are answered BUSY.
     pub inflight_per_shard_max: usize,
     /// Requests in flight on one connection; more are answered BUSY.
@@ -93,6 +99,7 @@ impl Default for ServerLimits {
         ServerLimits {
             frame_bytes_max: ringflow_wire::frame::FRAME_BYTES_MAX_DEFAULT,
             frame_budget_bytes: 256 * 1024 * 1024,
+            frame_read_timeout_ms: 30_000,
             inflight_per_shard_max: 65_536,
             inflight_per_connection_max: 8_192,
             connections_per_shard_max: 1_024,
@@ -133,6 +140,9 @@ impl ServerLimits {
         ];
         if counts.contains(&0) {
             return Err("in-flight, connection and subscription limits must be at least 1".into());
+        }
+        if self.frame_read_timeout_ms == 0 {
+            return Err("frame_read_timeout_ms must be at least 1".into());
         }
         if self.lease_default_ms == 0 {
             // Every job activated without a lease of its own would expire at once.
