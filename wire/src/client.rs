@@ -781,7 +781,7 @@ fn fetch_topology(connection: &mut Connection) -> Result<Topology, ClientError> 
             ClientError::Timeout { addr, .. } => ClientError::Protocol {
                 message: format!(
                     "no answer to a Topology request within {timeout:?}: is {addr} a ringflow \
-                 shard's port?"
+                 shard's port? (a shard answers it at once unless its frame budget is full)"
                 ),
                 addr,
             },
