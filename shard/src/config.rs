@@ -273,6 +273,8 @@ serve_options! {
             "Longest frame a client may send";
         frame_budget_mib "frame-budget-mib": usize = ServerLimits::default().frame_budget_bytes >> 20, "MiB per shard",
             "Frames a shard holds at once (being read or not yet answered); more wait to be read";
+        unsent_mib_per_connection_max "unsent-mib-per-connection-max": usize = ServerLimits::default().unsent_bytes_per_connection_max >> 20, "MiB",
+            "Answers a connection may have waiting for its client to read them; past it the connection's requests are not read until the client reads";
         frame_read_timeout_ms "frame-read-timeout-ms": u64 = ServerLimits::default().frame_read_timeout_ms, "ms",
             "How long a frame's body may take to arrive after its length; a slower one is refused (TIMEOUT) and its connection closed, giving its bytes back to the budget";
         inflight_per_shard_max "inflight-per-shard-max": usize = ServerLimits::default().inflight_per_shard_max, "requests",
@@ -546,6 +548,10 @@ impl ServeConfig {
                 .checked_mul(1 << 20)
                 .context("frame-budget-mib is too large")?,
             frame_read_timeout_ms: self.frame_read_timeout_ms,
+            unsent_bytes_per_connection_max: self
+                .unsent_mib_per_connection_max
+                .checked_mul(1 << 20)
+                .context("unsent-mib-per-connection-max is too large")?,
             inflight_per_shard_max: self.inflight_per_shard_max,
             inflight_per_connection_max: self.inflight_per_connection_max,
             connections_per_shard_max: self.connections_per_shard_max,

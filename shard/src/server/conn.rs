@@ -63,6 +63,10 @@ pub(crate) struct Conn {
     /// When the oldest answer not yet handed to the writer was queued.
     oldest_queued: Cell<Option<Instant>>,
     inflight: Cell<usize>,
+    /// Bytes of the write in progress (handed to the socket, not yet taken by it).
+    sending_bytes: Cell<usize>,
+    /// Woken when a write to the socket returns.
+    drained: WaitList,
     /// No more requests are read: the peer closed, a frame was bad, or shutdown began.
     closed: Cell<bool>,
     closed_event: WaitList,
@@ -106,6 +110,8 @@ pub(crate) fn start(server: Rc<ShardServer>, stream: TcpStream) {
         out_ready,
         oldest_queued: Cell::new(None),
         inflight: Cell::new(0),
+        sending_bytes: Cell::new(0),
+        drained: WaitList::default(),
         closed: Cell::new(false),
         closed_event: WaitList::default(),
         subscriptions: RefCell::new(HashMap::new()),
@@ -304,6 +310,12 @@ impl Conn {
         }
     }
 
+    /// Answer bytes not yet taken by the socket: queued in the encoder, finished for the
+    /// writer, and in the write in progress.
+    fn unsent_bytes(&self) -> usize {
+        self.encoder.borrow().pending_bytes() + self.out.borrow().len() + self.sending_bytes.get()
+    }
+
     /// A request is in flight, on this connection and on the shard, until [`Self::finished_one`].
     fn started_one(&self) {
         self.inflight.set(self.inflight.get() + 1);
@@ -354,6 +366,15 @@ impl Conn {
         loop {
             if self.server.is_closing() {
                 break;
+            }
+            // A client that does not read its answers gets no more requests read until it
+            // does: its answers would otherwise pile up here without bound.
+            if self.unsent_bytes() > limits.unsent_bytes_per_connection_max {
+                let drained = self.drained.wait();
+                if self.unsent_bytes() > limits.unsent_bytes_per_connection_max {
+                    futures_lite::future::or(drained, self.server.closing()).await;
+                    continue;
+                }
             }
             // Before the body of a frame is read, take its bytes from the shard's budget.
             if lease.is_none()
@@ -474,7 +495,11 @@ impl Conn {
             }
             let oldest = self.oldest_queued.take();
             if !sending.is_empty() {
-                if let Err(error) = write_all(&self.stream, &sending).await {
+                self.sending_bytes.set(sending.len());
+                let written = write_all(&self.stream, &sending).await;
+                self.sending_bytes.set(0);
+                self.drained.wake_all();
+                if let Err(error) = written {
                     tracing::debug!(%error, "write failed");
                     self.close();
                     break;
