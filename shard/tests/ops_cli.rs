@@ -369,6 +369,25 @@ fn output_into_a_closed_pipe_ends_quietly_and_never_panics() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn deploy_names_a_file_over_the_deployment_limit_before_reading_or_sending_it() {
+    let dir = scratch("deploy-too-big");
+    let big = dir.join("big.bpmn");
+    // Sparse: 48 MiB long, no blocks written.
+    std::fs::File::create(&big)
+        .and_then(|file| file.set_len(48 << 20))
+        .expect("a sparse file");
+    // Nothing listens on port 1: the file is refused before any connection is tried.
+    let output = ringflow(&["deploy", big.to_str().unwrap(), "--addr", "127.0.0.1:1"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("big.bpmn (50331648 bytes) takes the deployment past DEPLOYMENT_BYTES_MAX (33554432 bytes"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

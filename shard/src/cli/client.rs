@@ -166,7 +166,21 @@ pub struct DeployArgs {
 /// `ringflow deploy FILE...`: deploys to every shard.
 pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let mut resources = Vec::with_capacity(args.files.len());
+    let max = ringflow_core::limits::DEPLOYMENT_BYTES_MAX;
+    let mut total = 0u64;
     for file in &args.files {
+        // Sized before it is read: a file over the limit is named, not loaded and sent.
+        let size = std::fs::metadata(file)
+            .with_context(|| format!("cannot read {}", file.display()))?
+            .len();
+        total = total.saturating_add(size);
+        if total > max as u64 {
+            anyhow::bail!(
+                "{} ({size} bytes) takes the deployment past DEPLOYMENT_BYTES_MAX ({max} \
+                 bytes, 32 MiB, for all its files together)",
+                file.display()
+            );
+        }
         let content =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let name = file.file_name().map_or_else(
