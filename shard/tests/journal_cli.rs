@@ -85,3 +85,25 @@ fn inspect_reports_the_first_bad_record_and_the_shard_refuses_to_start() {
     );
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn inspect_names_a_path_that_is_no_shard_directory() {
+    let nowhere = Path::new(env!("CARGO_TARGET_TMPDIR")).join("journal-cli-nowhere");
+    let _ = std::fs::remove_dir_all(&nowhere);
+    let (code, _, stderr) = ringflow(&["journal", "inspect", nowhere.to_str().unwrap()], &nowhere);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("journal-cli-nowhere` is not a directory (a shard's is DATA/shard-N)"),
+        "{stderr}"
+    );
+    // A directory without a journal, named like a shard's.
+    let empty = nowhere.join("shard-0");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let (code, _, stderr) = ringflow(&["journal", "inspect", empty.to_str().unwrap()], &empty);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("is not a shard directory (no journal/ in it)"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&nowhere).unwrap();
+}

@@ -107,6 +107,12 @@ fn shard_id(dir: &Path, given: Option<u16>) -> anyhow::Result<u16> {
 }
 
 fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    if !args.dir.is_dir() {
+        bail!(
+            "`{}` is not a directory (a shard's is DATA/shard-N)",
+            args.dir.display()
+        );
+    }
     let shard = shard_id(&args.dir, args.shard)?;
     let journal_path = args.dir.join("journal");
     if !journal_path.is_dir() {
