@@ -1116,6 +1116,57 @@ fn a_client_that_does_not_read_its_answers_cannot_fill_the_servers_memory() {
     assert!(status.success(), "{stderr}");
 }
 
+/// `ringflow worker` rides out a server restart: it subscribes again, saying so, and works
+/// the jobs of the restarted server. (It exited with "the server closed the connection".)
+#[test]
+fn a_cli_worker_subscribes_again_after_its_server_restarts() {
+    let (server, data, addr) = start_server("worker-reconnect", 1);
+    let mut client = server.client();
+    deploy_one_task(&mut client);
+    drop(client);
+    let worker_log = data.join("worker.log");
+    let mut worker = Command::new(BIN)
+        .args(["worker", "e2e-work", "--addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&worker_log).expect("worker log"))
+        .spawn()
+        .expect("start the worker");
+    let log = || std::fs::read_to_string(&worker_log).unwrap_or_default();
+    let started = Instant::now();
+    while !log().contains("working on e2e-work jobs") {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    let server = Server::start(&data, &addr, &["--shards", "1"]);
+    let mut client = server.client();
+    let result = client
+        .create_instance_with_result(create("one-task", r#"{"after": "restart"}"#, ""))
+        .expect("the worker completes it");
+    let variables: Value = serde_json::from_str(&result.variables).expect("JSON");
+    assert_eq!(variables["after"], "restart");
+    assert!(
+        worker.try_wait().expect("try_wait").is_none(),
+        "the worker ended: {}",
+        log()
+    );
+    let text = log();
+    assert!(
+        text.contains(&format!("ringflow: lost {addr} (")) && text.contains("connecting again"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ringflow: {addr} back after ")),
+        "{text}"
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(worker.id() as i32, libc::SIGTERM);
+    }
+    assert!(worker.wait().expect("wait").success());
+}
+
 #[test]
 fn busy_and_wrong_shard_answers() {
     let data = data_dir("busy");

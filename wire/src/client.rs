@@ -829,7 +829,31 @@ pub struct WorkerStats {
     pub handled: AtomicU64,
     /// Completions, failures or errors the server refused (say, the lease ran out first).
     pub refused: AtomicU64,
+    /// Subscriptions made again after a lost connection ([`JobWorker::reconnect`]).
+    pub reconnects: AtomicU64,
 }
+
+/// What happened to a worker's connection to one shard (see [`JobWorker::on_connection`]).
+#[derive(Debug)]
+pub enum ConnectionEvent<'a> {
+    /// The connection was lost; the worker tries again, with a growing pause.
+    Lost {
+        /// The shard's address.
+        addr: &'a str,
+        /// Why.
+        error: &'a ClientError,
+    },
+    /// Subscribed again after `tries` attempts.
+    Restored {
+        /// The shard's address.
+        addr: &'a str,
+        /// Connection attempts it took.
+        tries: u32,
+    },
+}
+
+/// A callback for [`ConnectionEvent`]s, called from the shard's worker thread.
+pub type ConnectionCallback = Arc<dyn Fn(ConnectionEvent<'_>) + Send + Sync>;
 
 /// Subscribes to a job type on every shard and runs a handler for each pushed job, one
 /// thread per shard.
@@ -848,6 +872,14 @@ pub struct JobWorker {
     pub stop: Arc<AtomicBool>,
     /// What the worker did.
     pub stats: Arc<WorkerStats>,
+    /// Whether a lost connection (the server stopped, restarted, or the network failed) is
+    /// made again, with pauses from [`Self::RECONNECT_PAUSE_MIN`] doubling to
+    /// [`Self::RECONNECT_PAUSE_MAX`], until the worker is stopped. Off by default: `run`
+    /// then returns the error. Jobs that were in hand are not lost: their leases run out
+    /// and they are handed out again.
+    pub reconnect: bool,
+    /// Told when a connection is lost and when it is made again.
+    pub on_connection: Option<ConnectionCallback>,
 }
 
 impl JobWorker {
@@ -855,6 +887,10 @@ impl JobWorker {
     pub const POLL: Duration = Duration::from_millis(100);
     /// How long a stopping worker waits for the answers to what it sent.
     pub const DRAIN: Duration = Duration::from_secs(5);
+    /// The first pause before a lost connection is made again ([`Self::reconnect`]).
+    pub const RECONNECT_PAUSE_MIN: Duration = Duration::from_millis(100);
+    /// The longest pause between attempts to make a lost connection again.
+    pub const RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(5);
 
     /// A worker for `job_type` with 32 credits per shard and a 30 s lease.
     pub fn new(job_type: &str) -> JobWorker {
@@ -866,6 +902,8 @@ impl JobWorker {
             fetch_variables: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             stats: Arc::new(WorkerStats::default()),
+            reconnect: false,
+            on_connection: None,
         }
     }
 
@@ -911,11 +949,77 @@ impl JobWorker {
         })
     }
 
+    /// Serves one shard's subscription; with [`Self::reconnect`], makes it again after a
+    /// lost connection until stopped.
     fn run_shard<H>(
         &self,
         addr: &str,
         config: &ClientConfig,
         handler: &H,
+    ) -> Result<(), ClientError>
+    where
+        H: Fn(&Job) -> JobOutcome + Sync,
+    {
+        let mut pause = Self::RECONNECT_PAUSE_MIN;
+        // Attempts since the connection was lost; 0 while connected.
+        let tries = std::cell::Cell::new(0u32);
+        loop {
+            let connected = std::cell::Cell::new(false);
+            let subscribed = || {
+                connected.set(true);
+                if tries.get() > 0 {
+                    self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    if let Some(callback) = &self.on_connection {
+                        callback(ConnectionEvent::Restored {
+                            addr,
+                            tries: tries.get(),
+                        });
+                    }
+                    tries.set(0);
+                }
+            };
+            let error = match self.serve_shard(addr, config, handler, &subscribed) {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let lost = matches!(&error, ClientError::Io { .. } | ClientError::Timeout { .. })
+                || matches!(
+                    &error,
+                    ClientError::Server(refusal) if refusal.code == ErrorCode::Unavailable
+                );
+            if !self.reconnect || !lost || self.stop.load(Ordering::Relaxed) {
+                return Err(error);
+            }
+            if connected.get() {
+                // Lost after a subscription: start over with the shortest pause.
+                pause = Self::RECONNECT_PAUSE_MIN;
+            }
+            if tries.get() == 0
+                && let Some(callback) = &self.on_connection
+            {
+                callback(ConnectionEvent::Lost {
+                    addr,
+                    error: &error,
+                });
+            }
+            tries.set(tries.get().saturating_add(1));
+            let until = Instant::now() + pause;
+            while Instant::now() < until {
+                if self.stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                std::thread::sleep(Self::POLL.min(until.saturating_duration_since(Instant::now())));
+            }
+            pause = (pause * 2).min(Self::RECONNECT_PAUSE_MAX);
+        }
+    }
+
+    fn serve_shard<H>(
+        &self,
+        addr: &str,
+        config: &ClientConfig,
+        handler: &H,
+        subscribed: &dyn Fn(),
     ) -> Result<(), ClientError>
     where
         H: Fn(&Job) -> JobOutcome + Sync,
@@ -928,6 +1032,7 @@ impl JobWorker {
             lease_ms: self.lease_ms,
             fetch_variables: self.fetch_variables.clone(),
         }))?;
+        subscribed();
         // Answers still owed for completions, failures and credits sent.
         let mut outstanding = 0usize;
         let mut drain_until = None;

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ringflow_wire::client::{Client, ClientConfig, DEFAULT_ADDR, JobOutcome, JobWorker};
+use ringflow_wire::client::{
+    Client, ClientConfig, ConnectionEvent, DEFAULT_ADDR, JobOutcome, JobWorker,
+};
 use ringflow_wire::{
     ActivateJobs, CreateInstance, Job, PublishMessage, Request, Resource, TaskListenerDecision,
     UserTaskChanges,
@@ -1003,6 +1005,17 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     worker.credits = args.credits;
     worker.lease_ms = args.lease;
     worker.fetch_variables = args.fetch.clone();
+    // A server restarted (an upgrade, a crash) or a network failure does not end the worker:
+    // it subscribes again, saying so.
+    worker.reconnect = true;
+    worker.on_connection = Some(Arc::new(|event| match event {
+        ConnectionEvent::Lost { addr, error } => {
+            say!("ringflow: lost {addr} ({error}); connecting again");
+        }
+        ConnectionEvent::Restored { addr, tries } => {
+            say!("ringflow: {addr} back after {tries} attempt(s); working again");
+        }
+    }));
     // SIGHUP too: a terminal that closes would otherwise end the process with no
     // shutdown at all (the JVM engines treat it like SIGTERM as well).
     // A signal stops the worker and ends a running job command; reaching --count only
