@@ -1116,6 +1116,64 @@ fn a_client_that_does_not_read_its_answers_cannot_fill_the_servers_memory() {
     assert!(status.success(), "{stderr}");
 }
 
+/// A subscriber that grants credits and never reads its pushes is pushed no more jobs once
+/// its unread answers pass unsent_bytes_per_connection_max: the rest stay ready for other
+/// workers. (Its credits alone bounded it before: every ready job went to it, leased, and
+/// piled up in the server's memory.)
+#[test]
+fn a_subscriber_that_does_not_read_its_pushes_leaves_the_rest_to_other_workers() {
+    let data = data_dir("unread-pushes");
+    let server = Server::start(
+        &data,
+        "127.0.0.1:0",
+        &["--shards", "1", "--unsent-mib-per-connection-max", "1"],
+    );
+    let mut client = server.client();
+    deploy_one_task(&mut client);
+    let mut stalled = Connection::open(&server.addr, &ClientConfig::default()).expect("connect");
+    stalled
+        .send(&Request::SubscribeJobs(ringflow_wire::SubscribeJobs {
+            job_type: "e2e-work".into(),
+            worker: "never-reads".into(),
+            credits: 1_000_000,
+            lease_ms: 600_000,
+            fetch_variables: Vec::new(),
+        }))
+        .expect("subscribe");
+    // 3,000 jobs of about 10 KB each: 30 MB of pushes, more than the sockets' buffers hold.
+    let padding = "x".repeat(10_000);
+    let creator = client.connection(0).expect("connect");
+    for _ in 0..30 {
+        let creates: Vec<Request> = (0..100)
+            .map(|_| {
+                Request::CreateInstance(create(
+                    "one-task",
+                    &format!(r#"{{"padding": "{padding}"}}"#),
+                    "",
+                ))
+            })
+            .collect();
+        for id in creator.send_batch(&creates).expect("send") {
+            match creator
+                .wait_for(id, Duration::from_secs(30))
+                .expect("answer")
+            {
+                Response::InstanceCreated(_) => {}
+                other => panic!("expected a creation, got {other:?}"),
+            }
+        }
+    }
+    // Another worker finds jobs the stalled subscriber was not given.
+    let jobs = activate(&mut client, "e2e-work", 2_000);
+    assert!(
+        !jobs.is_empty(),
+        "every job went to the subscriber that does not read"
+    );
+    drop(stalled);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
 /// `ringflow worker` rides out a server restart: it subscribes again, saying so, and works
 /// the jobs of the restarted server. (It exited with "the server closed the connection".)
 #[test]

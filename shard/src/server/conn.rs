@@ -1142,6 +1142,16 @@ impl Conn {
                 futures_lite::future::or(woken, self.until_closed()).await;
                 continue;
             }
+            // A client that does not read its pushes gets no more jobs until it does: they
+            // stay ready for other workers instead of piling up here.
+            let limit = self.server.config.limits.unsent_bytes_per_connection_max;
+            if self.unsent_bytes() > limit {
+                let drained = self.drained.wait();
+                if self.unsent_bytes() > limit {
+                    futures_lite::future::or(drained, self.until_closed()).await;
+                    continue;
+                }
+            }
             let max_jobs = credits.min(u64::from(JOBS_PER_ACTIVATION_MAX)) as u32;
             let started = Instant::now();
             let answer = self

@@ -67,7 +67,8 @@ pub struct ServerLimits {
     /// good, and a few of them every other connection's next frame.
     pub frame_read_timeout_ms: u64,
     /// Answer bytes one connection may have waiting for its client to read them. Past it
-    /// the connection's requests are not read until the client reads: a client that sends
+    /// the connection's requests are not read, and its subscriptions pushed no jobs, until
+    /// the client reads: a client that sends
     /// and never reads made one shard queue 6 GB of answers in 12 s.
     pub unsent_bytes_per_connection_max: usize,
     /// Requests in flight on one shard; more are answered BUSY.
