@@ -367,9 +367,11 @@ impl Conn {
             if self.server.is_closing() {
                 break;
             }
-            // A client that does not read its answers gets no more requests read until it
-            // does: its answers would otherwise pile up here without bound.
-            if self.unsent_bytes() > limits.unsent_bytes_per_connection_max {
+            // A client that does not read its answers gets no more frames read until it
+            // does: its answers would otherwise pile up here without bound. Only between
+            // frames: a frame begun is read to its end (its client may be writing it before
+            // it reads, and the frame's read timeout must not run while this waits).
+            if lease.is_none() && self.unsent_bytes() > limits.unsent_bytes_per_connection_max {
                 let drained = self.drained.wait();
                 if self.unsent_bytes() > limits.unsent_bytes_per_connection_max {
                     futures_lite::future::or(drained, self.server.closing()).await;
