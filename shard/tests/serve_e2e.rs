@@ -751,6 +751,36 @@ fn a_failing_job_becomes_an_incident_which_is_resolved() {
     let output = cli(&addr, &["create", "one-task", "--vars", "[1]"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--vars must be a JSON object"), "{stderr}");
+    // --vars @FILE reads the variables from a file; a file over the variables' limit is
+    // refused by its size, unread.
+    let vars_file = data_dir("vars-file").join("vars.json");
+    std::fs::write(&vars_file, r#"{"from": "a file", "n": 7}"#).expect("write");
+    let from_file = format!("@{}", vars_file.display());
+    let created = cli_json(&addr, &["create", "one-task", "--vars", &from_file]);
+    let instance = created["processInstanceKey"].as_u64().expect("an instance");
+    let jobs = cli_json(&addr, &["jobs", "activate", "e2e-work", "--max", "5"]);
+    let job = &jobs["jobs"][0];
+    assert_eq!(job["processInstanceKey"], instance, "{jobs}");
+    assert_eq!(job["variables"]["from"], "a file", "{jobs}");
+    let big_file = vars_file.with_file_name("big.json");
+    std::fs::File::create(&big_file)
+        .and_then(|file| file.set_len(5 << 20))
+        .expect("a sparse file");
+    let output = cli(
+        &addr,
+        &[
+            "create",
+            "one-task",
+            "--vars",
+            &format!("@{}", big_file.display()),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .contains("big.json: 5242880 bytes, over VARIABLE_DOCUMENT_BYTES_MAX (4194304 bytes)"),
+        "{stderr}"
+    );
     let output = cli("127.0.0.1:1", &["topology"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());

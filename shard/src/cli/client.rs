@@ -46,7 +46,27 @@ impl Conn {
     }
 }
 
+/// `text` if it is a JSON object; `@FILE` reads the object from FILE (sized first: a file
+/// over VARIABLE_DOCUMENT_BYTES_MAX is refused without being read).
 fn check_json_object(text: &str, what: &str) -> anyhow::Result<String> {
+    let read;
+    let text = match text.strip_prefix('@') {
+        Some(path) => {
+            let max = ringflow_core::limits::VARIABLE_DOCUMENT_BYTES_MAX;
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("{what} @{path}: cannot read it"))?
+                .len();
+            if size > max as u64 {
+                bail!(
+                    "{what} @{path}: {size} bytes, over VARIABLE_DOCUMENT_BYTES_MAX ({max} bytes)"
+                );
+            }
+            read = std::fs::read_to_string(path)
+                .with_context(|| format!("{what} @{path}: cannot read it"))?;
+            read.as_str()
+        }
+        None => text,
+    };
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(_)) => Ok(text.to_string()),
         Ok(_) => bail!("{what} must be a JSON object, like '{{\"amount\": 5}}'"),
@@ -251,7 +271,7 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
 pub struct CreateArgs {
     /// The BPMN process id; its latest version starts.
     process_id: String,
-    /// Variables, as a JSON object.
+    /// Variables, as a JSON object, or @FILE to read them from a file.
     #[arg(long)]
     vars: Option<String>,
     /// A business key: the instance goes to this key's shard.
@@ -363,7 +383,7 @@ pub struct PublishArgs {
     /// The correlation key: the message goes to this key's shard.
     #[arg(long)]
     correlation_key: String,
-    /// Variables, as a JSON object.
+    /// Variables, as a JSON object, or @FILE to read them from a file.
     #[arg(long)]
     vars: Option<String>,
     /// How long the message waits for a subscription (e.g. 1m).
@@ -396,7 +416,7 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<ExitCode> {
 pub struct SignalArgs {
     /// The signal name.
     name: String,
-    /// Variables, as a JSON object: they go to every event the signal reaches.
+    /// Variables, as a JSON object (or @FILE): they go to every event the signal reaches.
     #[arg(long)]
     vars: Option<String>,
     #[command(flatten)]
@@ -415,8 +435,8 @@ pub fn signal(args: &SignalArgs) -> anyhow::Result<ExitCode> {
 /// `ringflow evaluate-conditional`.
 #[derive(Debug, clap::Args)]
 pub struct EvaluateConditionalArgs {
-    /// Variables, as a JSON object: the conditions read them, and each instance started
-    /// gets them.
+    /// Variables, as a JSON object (or @FILE): the conditions read them, and each instance
+    /// started gets them.
     #[arg(long)]
     vars: Option<String>,
     /// Only this BPMN process id (else every process with a conditional start event).
@@ -470,7 +490,7 @@ pub fn evaluate_conditional(args: &EvaluateConditionalArgs) -> anyhow::Result<Ex
 pub struct SetVariablesArgs {
     /// The scope: a process instance key or an element instance key.
     key: u64,
-    /// Variables, as a JSON object.
+    /// Variables, as a JSON object, or @FILE to read them from a file.
     #[arg(long)]
     vars: String,
     /// Only in this scope (else they propagate to where they are defined).
@@ -629,7 +649,7 @@ pub struct ActivateArgs {
 pub struct CompleteArgs {
     /// The job key.
     key: u64,
-    /// Variables, as a JSON object.
+    /// Variables, as a JSON object, or @FILE to read them from a file.
     #[arg(long)]
     vars: Option<String>,
     /// For the job of an ad-hoc subprocess's worker: an element to activate, by BPMN id, or
@@ -902,8 +922,8 @@ pub const EXEC_STOP_CHECK: Duration = Duration::from_millis(50);
 /// Runs a job's `--exec` command. It runs in a process group of its own, and at most for
 /// `limit` (90% of the worker's lease: after the lease the job is another worker's): then
 /// the group is killed and the job failed, saying so, so that one command that hangs does
-/// not stop the worker. Its input is written from a thread, so a command that never reads a large input
-/// does not block the worker either.
+/// not stop the worker. Its input is written from a thread, so a command that never reads
+/// a large input does not block the worker either.
 fn run_exec(command: &str, job: &Job, limit: Duration, stop: &AtomicBool) -> JobOutcome {
     let fail = |message: String| JobOutcome::Fail {
         message,
