@@ -34,31 +34,29 @@ pub fn dropped() -> u64 {
     DROPPED.load(Relaxed)
 }
 
-fn count<T>(result: std::io::Result<T>) {
+/// `result`, counted in [`dropped`] when it is an error.
+fn counted<T>(result: std::io::Result<T>) -> std::io::Result<T> {
     if result.is_err() {
         DROPPED.fetch_add(1, Relaxed);
     }
+    result
 }
 
 /// Writes one line to stderr with one `write` (lines from several shards do not interleave
 /// within a line); a failure is counted, not reported.
 pub fn stderr_line(args: fmt::Arguments<'_>) {
-    count(std::io::stderr().lock().write_all(line(args).as_bytes()));
+    let _ = counted(std::io::stderr().lock().write_all(line(args).as_bytes()));
 }
 
 /// Writes one line to stdout and flushes it; a failure is counted, not reported.
 pub fn stdout_line(args: fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    count(
-        out.write_all(line(args).as_bytes())
-            .and_then(|()| out.flush()),
-    );
+    stdout_text(&line(args));
 }
 
 /// Writes text to stdout as it is (no newline added) and flushes it; a failure is counted.
 pub fn stdout_text(text: &str) {
     let mut out = std::io::stdout().lock();
-    count(out.write_all(text.as_bytes()).and_then(|()| out.flush()));
+    let _ = counted(out.write_all(text.as_bytes()).and_then(|()| out.flush()));
 }
 
 /// stderr for the log (`tracing_subscriber`'s writer): an event that cannot be written is
@@ -68,19 +66,11 @@ pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = std::io::stderr().write(buf);
-        if written.is_err() {
-            DROPPED.fetch_add(1, Relaxed);
-        }
-        written
+        counted(std::io::stderr().write(buf))
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let written = std::io::stderr().write_all(buf);
-        if written.is_err() {
-            DROPPED.fetch_add(1, Relaxed);
-        }
-        written
+        counted(std::io::stderr().write_all(buf))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

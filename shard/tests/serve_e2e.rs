@@ -194,8 +194,16 @@ fn cli_json(addr: &str, args: &[&str]) -> Value {
 /// A server of `shards` shards on free ports of 127.0.0.1 with a fresh data directory
 /// named `name`; returns it with its data directory and address.
 fn start_server(name: &str, shards: u16) -> (Server, PathBuf, String) {
+    start_server_with(name, shards, &[])
+}
+
+/// [`start_server`] with more options for `ringflow serve`.
+fn start_server_with(name: &str, shards: u16, extra: &[&str]) -> (Server, PathBuf, String) {
     let data = data_dir(name);
-    let server = Server::start(&data, "127.0.0.1:0", &["--shards", &shards.to_string()]);
+    let shards = shards.to_string();
+    let mut args = vec!["--shards", shards.as_str()];
+    args.extend_from_slice(extra);
+    let server = Server::start(&data, "127.0.0.1:0", &args);
     let addr = server.addr.clone();
     (server, data, addr)
 }
@@ -823,13 +831,7 @@ fn closed(stream: &mut TcpStream) -> bool {
 
 #[test]
 fn bad_frames_get_an_error_or_a_closed_connection_and_the_server_goes_on() {
-    let data = data_dir("bad-frames");
-    let server = Server::start(
-        &data,
-        "127.0.0.1:0",
-        &["--shards", "1", "--frame-bytes-max", "65536"],
-    );
-    let addr = server.addr.clone();
+    let (server, _, addr) = start_server_with("bad-frames", 1, &["--frame-bytes-max", "65536"]);
     let connect = || TcpStream::connect(&addr).expect("connect");
 
     // Garbage of a plausible length.
@@ -1015,13 +1017,10 @@ fn a_server_whose_log_reader_went_away_goes_on_serving_and_stops_cleanly_on_sigh
 /// its bytes go back.
 #[test]
 fn clients_stalled_in_the_middle_of_a_frame_do_not_hold_the_frame_budget() {
-    let data = data_dir("stalled-frames");
-    let server = Server::start(
-        &data,
-        "127.0.0.1:0",
+    let (server, _, addr) = start_server_with(
+        "stalled-frames",
+        1,
         &[
-            "--shards",
-            "1",
             "--frame-budget-mib",
             "1",
             "--frame-bytes-max",
@@ -1030,7 +1029,6 @@ fn clients_stalled_in_the_middle_of_a_frame_do_not_hold_the_frame_budget() {
             "1000",
         ],
     );
-    let addr = server.addr.clone();
     // Two frames announced whose bytes (with their length prefixes) are the whole 1 MiB
     // budget, a few bytes of each sent. (Run with --frame-read-timeout-ms 600000, a client's
     // Topology request then went unanswered.)
@@ -1087,11 +1085,10 @@ fn resident_bytes(pid: u32) -> u64 {
 /// answers, in order, when it reads.
 #[test]
 fn a_client_that_does_not_read_its_answers_cannot_fill_the_servers_memory() {
-    let data = data_dir("unread-answers");
-    let server = Server::start(
-        &data,
-        "127.0.0.1:0",
-        &["--shards", "1", "--unsent-mib-per-connection-max", "1"],
+    let (server, _, _) = start_server_with(
+        "unread-answers",
+        1,
+        &["--unsent-mib-per-connection-max", "1"],
     );
     let before = resident_bytes(server.child.id());
     let requests: Vec<(u64, Request)> = (1..=1000).map(|id| (id, Request::Topology)).collect();
@@ -1152,11 +1149,10 @@ fn a_client_that_does_not_read_its_answers_cannot_fill_the_servers_memory() {
 /// piled up in the server's memory.)
 #[test]
 fn a_subscriber_that_does_not_read_its_pushes_leaves_the_rest_to_other_workers() {
-    let data = data_dir("unread-pushes");
-    let server = Server::start(
-        &data,
-        "127.0.0.1:0",
-        &["--shards", "1", "--unsent-mib-per-connection-max", "1"],
+    let (server, _, _) = start_server_with(
+        "unread-pushes",
+        1,
+        &["--unsent-mib-per-connection-max", "1"],
     );
     let mut client = server.client();
     deploy_one_task(&mut client);
@@ -1257,13 +1253,7 @@ fn a_cli_worker_subscribes_again_after_its_server_restarts() {
 
 #[test]
 fn busy_and_wrong_shard_answers() {
-    let data = data_dir("busy");
-    let server = Server::start(
-        &data,
-        "127.0.0.1:0",
-        &["--shards", "2", "--inflight-per-connection-max", "2"],
-    );
-    let addr = server.addr.clone();
+    let (server, _, addr) = start_server_with("busy", 2, &["--inflight-per-connection-max", "2"]);
     let mut client = server.client();
     deploy_one_task(&mut client);
 
@@ -3024,13 +3014,10 @@ fn user_task_properties_and_task_listeners_over_the_wire_across_a_restart_and_a_
 /// connection do not wait for it.
 #[test]
 fn a_held_completion_times_out_without_holding_up_the_answers_after_it() {
-    let data = data_dir("held-timeout");
-    let mut server = Server::start(
-        &data,
-        "127.0.0.1:0",
+    let (mut server, _, _) = start_server_with(
+        "held-timeout",
+        1,
         &[
-            "--shards",
-            "1",
             "--task-listener-wait-ms",
             "3000",
             "--metrics",

@@ -32,7 +32,7 @@ use ringflow_wire::{
 use super::convert;
 use super::{FrameLease, ShardServer};
 use crate::shard::{QueuedResult, ResultQueue, SubmitError};
-use crate::wait::{Notify, Slot, WaitList};
+use crate::wait::{Notify, Slot, Wait, WaitList};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
@@ -316,6 +316,18 @@ impl Conn {
         self.encoder.borrow().pending_bytes() + self.out.borrow().len() + self.sending_bytes.get()
     }
 
+    /// When the answers not yet taken by the socket are past
+    /// `unsent_bytes_per_connection_max`: the wait for the writer's next write to return
+    /// (registered before the check, so that no wake is missed). `None` under the limit.
+    fn over_unsent_limit(&self) -> Option<Wait<'_>> {
+        let limit = self.server.config.limits.unsent_bytes_per_connection_max;
+        if self.unsent_bytes() <= limit {
+            return None;
+        }
+        let drained = self.drained.wait();
+        (self.unsent_bytes() > limit).then_some(drained)
+    }
+
     /// A request is in flight, on this connection and on the shard, until [`Self::finished_one`].
     fn started_one(&self) {
         self.inflight.set(self.inflight.get() + 1);
@@ -371,12 +383,11 @@ impl Conn {
             // does: its answers would otherwise pile up here without bound. Only between
             // frames: a frame begun is read to its end (its client may be writing it before
             // it reads, and the frame's read timeout must not run while this waits).
-            if lease.is_none() && self.unsent_bytes() > limits.unsent_bytes_per_connection_max {
-                let drained = self.drained.wait();
-                if self.unsent_bytes() > limits.unsent_bytes_per_connection_max {
-                    futures_lite::future::or(drained, self.server.closing()).await;
-                    continue;
-                }
+            if lease.is_none()
+                && let Some(drained) = self.over_unsent_limit()
+            {
+                futures_lite::future::or(drained, self.server.closing()).await;
+                continue;
             }
             // Before the body of a frame is read, take its bytes from the shard's budget.
             if lease.is_none()
@@ -384,7 +395,6 @@ impl Conn {
                 && length <= limits.frame_bytes_max
             {
                 lease = Some(self.server.lease(length + LENGTH_PREFIX_BYTES).await);
-                frame_deadline = None;
             }
             match reader.next_frame() {
                 Ok(Some(envelopes)) => {
@@ -448,7 +458,6 @@ impl Conn {
                 },
             )
             .await;
-
             let count = match &read {
                 Some(Ok(count)) => *count,
                 _ => 0,
@@ -1146,13 +1155,9 @@ impl Conn {
             }
             // A client that does not read its pushes gets no more jobs until it does: they
             // stay ready for other workers instead of piling up here.
-            let limit = self.server.config.limits.unsent_bytes_per_connection_max;
-            if self.unsent_bytes() > limit {
-                let drained = self.drained.wait();
-                if self.unsent_bytes() > limit {
-                    futures_lite::future::or(drained, self.until_closed()).await;
-                    continue;
-                }
+            if let Some(drained) = self.over_unsent_limit() {
+                futures_lite::future::or(drained, self.until_closed()).await;
+                continue;
             }
             let max_jobs = credits.min(u64::from(JOBS_PER_ACTIVATION_MAX)) as u32;
             let started = Instant::now();
