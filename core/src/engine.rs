@@ -424,6 +424,32 @@ pub struct ActivatedJob {
 }
 
 impl ActivatedJob {
+    /// Bytes of answer per text, over its own: a flatbuffers string's length prefix, its
+    /// terminator and padding, and the offset to it, with room to spare.
+    const ANSWER_BYTES_PER_TEXT: usize = 16;
+    /// Bytes of answer per job, over its texts: its table, vtable, keys and numbers, and its
+    /// place in the answer's vector, with room to spare.
+    const ANSWER_BYTES_PER_JOB: usize = 256;
+
+    /// At least the bytes this job takes in an answer on the wire (what
+    /// `ACTIVATION_ANSWER_BYTES_MAX` bounds): its texts and a generous allowance for the
+    /// encoding around them.
+    pub fn answer_bytes(&self) -> usize {
+        let per_text = Self::ANSWER_BYTES_PER_TEXT;
+        let headers: usize = self
+            .custom_headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 3 * per_text)
+            .sum();
+        Self::ANSWER_BYTES_PER_JOB
+            + self.job_type.len()
+            + self.bpmn_process_id.len()
+            + self.element_id.len()
+            + self.variables_json.len()
+            + 4 * per_text
+            + headers
+    }
+
     /// The job's variables as a map, parsed from [`ActivatedJob::variables_json`].
     ///
     /// # Panics

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use crate::engine::{
-    ActivatedJob, Ctx, Effect, Keys, Outcome, Rejection, RejectionCode, Response, Variables,
+    ActivatedJob, Ctx, Effect, Event, Keys, Outcome, Rejection, RejectionCode, Response, Variables,
 };
-use crate::instance::{JobState, Listener, ListenerEvent};
+use crate::instance::{IncidentRetry, JobState, Listener, ListenerEvent};
 use crate::key::Key;
-use crate::limits::{FETCH_VARIABLES_MAX, JOBS_PER_ACTIVATION_MAX, NAME_BYTES_MAX};
+use crate::limits::{
+    ACTIVATION_ANSWER_BYTES_MAX, FETCH_VARIABLES_MAX, JOBS_PER_ACTIVATION_MAX, NAME_BYTES_MAX,
+};
 use crate::run::Run;
 use crate::state::State;
 use crate::variables::{Update, plan_local, plan_propagation};
@@ -55,78 +57,119 @@ pub(crate) fn activate(
         .get(job_type)
         .map(|ready| ready.iter().take(max_jobs as usize).copied().collect())
         .unwrap_or_default();
-    let run = Run::reading(state, Keys::new(ctx), ctx.now_millis);
+    let mut run = Run::reading(state, Keys::new(ctx), ctx.now_millis);
     let mut jobs = Vec::with_capacity(chosen.len());
-    let mut effects = Vec::with_capacity(chosen.len());
+    // Jobs that alone are over ACTIVATION_ANSWER_BYTES_MAX, with their size.
+    let mut too_large = Vec::new();
+    let mut answer_bytes = 0;
     // One name for every job this activation hands out.
     let worker: Arc<str> = worker.into();
     for key in chosen {
-        let job = run.state.jobs.get_mut(&key).expect("ready jobs are open");
-        job.state = JobState::Activated {
+        let activated = activated_job(&run, key, deadline_millis, fetch_variables);
+        let bytes = activated.answer_bytes();
+        if bytes > ACTIVATION_ANSWER_BYTES_MAX {
+            too_large.push((key, bytes));
+            continue;
+        }
+        if answer_bytes + bytes > ACTIVATION_ANSWER_BYTES_MAX {
+            // It and the jobs after it stay ready for the next activation.
+            break;
+        }
+        answer_bytes += bytes;
+        run.state
+            .jobs
+            .get_mut(&key)
+            .expect("ready jobs are open")
+            .state = JobState::Activated {
             worker: Arc::clone(&worker),
             deadline_millis,
         };
-        // What the answer needs, not the whole job (a user task's holds a box).
-        let job = JobView {
-            job_type: Arc::clone(&job.job_type),
-            element_instance_key: job.element_instance_key,
-            process_instance_key: job.process_instance_key,
-            retries: job.retries,
-            listener: job.listener,
-        };
-        let element = run.state.elements[&job.element_instance_key].clone();
-        let definition = run.definition_of(job.element_instance_key);
-        let model = definition.element(element.element);
-        let (custom_headers, completion) = match &model.kind {
-            ringflow_bpmn::ElementKind::ServiceTask(job)
-            | ringflow_bpmn::ElementKind::SendTask(job) => (job.headers.clone(), None),
-            ringflow_bpmn::ElementKind::UserTask(task) => {
-                crate::usertasks::job_view(run.state, &run.state.jobs[&key], task)
-            }
-            _ => (Vec::new(), None),
-        };
-        jobs.push(ActivatedJob {
-            key,
-            job_type: job.job_type.clone(),
-            process_instance_key: job.process_instance_key,
-            bpmn_process_id: definition.bpmn_process_id.clone(),
-            element_id: model.id.clone(),
-            element_instance_key: job.element_instance_key,
-            retries: job.retries,
-            deadline_millis,
-            custom_headers,
-            variables_json: if let Some(completion) = completion {
-                // A completing listener sees what the completion would set.
-                completing_variables(&run, job.element_instance_key, fetch_variables, completion)
-            } else if fetch_variables.is_empty() {
-                run.visible_variables_json(job.element_instance_key)
-            } else {
-                let fetched = fetched_variables(&run, job.element_instance_key, fetch_variables);
-                crate::variables::to_json_string(&fetched)
-            },
-            listener: job.listener.map(|listener| listener.event),
-        });
-        effects.push(Effect::JobLease {
+        run.effects.push(Effect::JobLease {
             key,
             deadline_millis,
         });
+        jobs.push(activated);
     }
-    let next_key = run.keys.next();
-    drop(run);
-    if let Some(ready) = state.ready_jobs.get_mut(job_type) {
+    if let Some(ready) = run.state.ready_jobs.get_mut(job_type) {
         for job in &jobs {
             ready.remove(&job.key);
         }
+        for (key, _) in &too_large {
+            ready.remove(key);
+        }
         if ready.is_empty() {
-            state.ready_jobs.remove(job_type);
+            run.state.ready_jobs.remove(job_type);
         }
     }
-    Ok(Outcome {
-        response: Response::JobsActivated(jobs),
-        events: Vec::new(),
-        effects,
-        next_key,
-    })
+    for (key, bytes) in too_large {
+        too_large_to_activate(&mut run, key, bytes);
+    }
+    Ok(run.outcome(Response::JobsActivated(jobs)))
+}
+
+/// What the answer to an activation carries of the job `key`.
+fn activated_job(
+    run: &Run<'_>,
+    key: Key,
+    deadline_millis: i64,
+    fetch_variables: &[String],
+) -> ActivatedJob {
+    let job = &run.state.jobs[&key];
+    let element = &run.state.elements[&job.element_instance_key];
+    let definition = run.definition_of(job.element_instance_key);
+    let model = definition.element(element.element);
+    let (custom_headers, completion) = match &model.kind {
+        ringflow_bpmn::ElementKind::ServiceTask(job)
+        | ringflow_bpmn::ElementKind::SendTask(job) => (job.headers.clone(), None),
+        ringflow_bpmn::ElementKind::UserTask(task) => {
+            crate::usertasks::job_view(run.state, job, task)
+        }
+        _ => (Vec::new(), None),
+    };
+    ActivatedJob {
+        key,
+        job_type: job.job_type.clone(),
+        process_instance_key: job.process_instance_key,
+        bpmn_process_id: definition.bpmn_process_id.clone(),
+        element_id: model.id.clone(),
+        element_instance_key: job.element_instance_key,
+        retries: job.retries,
+        deadline_millis,
+        custom_headers,
+        variables_json: if let Some(completion) = completion {
+            // A completing listener sees what the completion would set.
+            completing_variables(run, job.element_instance_key, fetch_variables, completion)
+        } else if fetch_variables.is_empty() {
+            run.visible_variables_json(job.element_instance_key)
+        } else {
+            let fetched = fetched_variables(run, job.element_instance_key, fetch_variables);
+            crate::variables::to_json_string(&fetched)
+        },
+        listener: job.listener.map(|listener| listener.event),
+    }
+}
+
+/// The job `key` is `bytes` in an answer, over `ACTIVATION_ANSWER_BYTES_MAX` on its own, so
+/// no worker can be handed it: it fails, its retries kept, with an incident that says why
+/// (Zeebe does the same). Resolving the incident makes it ready again, once its variables
+/// are smaller or its workers fetch fewer.
+#[cold]
+fn too_large_to_activate(run: &mut Run<'_>, key: Key, bytes: usize) {
+    let job = run.state.jobs.get_mut(&key).expect("ready jobs are open");
+    job.state = JobState::Failed;
+    let (retries, element) = (job.retries, job.element_instance_key);
+    let message = format!(
+        "job {key} cannot be activated: with its variables it is {bytes} bytes in an answer, \
+         over ACTIVATION_ANSWER_BYTES_MAX ({ACTIVATION_ANSWER_BYTES_MAX}); have its workers fetch \
+         only the variables they read (fetch_variables) or make the variables smaller \
+         (SetVariables), then resolve this incident"
+    );
+    run.events.push(Event::JobFailed {
+        key,
+        retries,
+        message: message.clone(),
+    });
+    run.incident_with(element, message, IncidentRetry::Job);
 }
 
 /// Refuses a fetch list over `FETCH_VARIABLES_MAX` names or with a name that is empty or
@@ -166,15 +209,6 @@ fn fetched_variables(run: &Run, scope: Key, names: &[String]) -> Variables {
         }
     }
     chosen
-}
-
-/// The fields of a job being activated that its answer needs.
-struct JobView {
-    job_type: Arc<str>,
-    element_instance_key: Key,
-    process_instance_key: Key,
-    retries: u32,
-    listener: Option<Listener>,
 }
 
 /// The variables of a user task's completing listener's job: those visible at the task

@@ -22,6 +22,13 @@ pub const LIVE_INSTANCES_MAX: usize = 10_000_000;
 /// Most jobs one `ActivateJobs` hands out.
 pub const JOBS_PER_ACTIVATION_MAX: u32 = 1_000;
 
+/// Most bytes of jobs in one answer to `ActivateJobs` (or one push to a subscription), as
+/// [`crate::ActivatedJob::answer_bytes`] counts them: half the wire's default frame limit
+/// (`ringflow_wire::FRAME_BYTES_MAX_DEFAULT`, 33 MiB), so that a client on its defaults can
+/// read every answer. The jobs past it stay ready for the next activation; a job that alone
+/// is larger (its variables gathered from many scopes) fails with an incident that says so.
+pub const ACTIVATION_ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Most variable names one `ActivateJobs` may fetch (`fetch_variables`); each name is at
 /// most `NAME_BYTES_MAX` bytes.
 pub const FETCH_VARIABLES_MAX: usize = 1_000;

@@ -353,3 +353,162 @@ fn a_message_that_would_overfill_the_catch_events_own_document_is_an_incident_an
     shard.assert_clean();
     shard.check_replay();
 }
+
+/// A JSON object with one string variable `name` whose document is just under
+/// `VARIABLE_DOCUMENT_BYTES_MAX`.
+fn big_variables(name: &str) -> ringflow_core::Variables {
+    let room = ringflow_core::limits::VARIABLE_DOCUMENT_BYTES_MAX - 1024;
+    let mut variables = ringflow_core::Variables::new();
+    variables.insert(
+        name.to_string(),
+        serde_json::Value::String("x".repeat(room)),
+    );
+    variables
+}
+
+#[test]
+fn an_answer_carries_at_most_activation_answer_bytes_max_of_jobs() {
+    use ringflow_core::limits::ACTIVATION_ANSWER_BYTES_MAX;
+    let mut shard = Shard::new();
+    shard.deploy("one-task.bpmn", &one_task());
+    for _ in 0..6 {
+        shard.create("one-task", big_variables("blob"));
+    }
+    // Six jobs of almost 4 MiB each: four fit in 16 MiB, the other two wait.
+    let first = shard.activate("work", 6);
+    let bytes: usize = first.iter().map(|job| job.answer_bytes()).sum();
+    assert_eq!(first.len(), 4, "{bytes} bytes");
+    assert!(bytes <= ACTIVATION_ANSWER_BYTES_MAX, "{bytes} bytes");
+    assert!(
+        first
+            .iter()
+            .all(|job| job.answer_bytes() > job.variables_json.len())
+    );
+    assert_eq!(shard.state.ready_job_count("work"), 2);
+    let second = shard.activate("work", 6);
+    assert_eq!(second.len(), 2);
+    assert_eq!(shard.state.incidents().count(), 0);
+    for job in first.iter().chain(&second) {
+        shard.complete(job.key, vars("{}"));
+    }
+    assert_eq!(shard.state.instance_count(), 0);
+    shard.check_replay();
+}
+
+#[test]
+fn a_job_too_large_for_any_answer_raises_an_incident_and_comes_back_when_resolved() {
+    use ringflow_core::limits::ACTIVATION_ANSWER_BYTES_MAX;
+    let mut shard = Shard::new();
+    // A task four subprocesses deep: with the task's own scope, five scopes of almost 4 MiB
+    // each are visible to its job, more than any answer carries.
+    let mut body = format!(
+        r#"<bpmn:startEvent id="s4"/>{}{}{}<bpmn:endEvent id="e4"/>"#,
+        flow("f4a", "s4", "task"),
+        service_task("task", "work"),
+        flow("f4b", "task", "e4"),
+    );
+    for depth in (0..4).rev() {
+        body = format!(
+            r#"<bpmn:startEvent id="s{depth}"/>{}<bpmn:subProcess id="sub{depth}">{body}</bpmn:subProcess>{}<bpmn:endEvent id="e{depth}"/>"#,
+            flow(
+                &format!("f{depth}a"),
+                &format!("s{depth}"),
+                &format!("sub{depth}")
+            ),
+            flow(
+                &format!("f{depth}b"),
+                &format!("sub{depth}"),
+                &format!("e{depth}")
+            ),
+        );
+    }
+    shard.deploy("deep.bpmn", &model("deep", &body));
+    let (instance, _) = shard.create("deep", big_variables("root"));
+    // The job's element instance, then each scope above it up to the root.
+    let task = shard
+        .state
+        .jobs()
+        .next()
+        .expect("the task's job")
+        .element_instance_key;
+    let mut scope = Some(task);
+    let mut names = Vec::new();
+    while let Some(key) = scope.filter(|key| *key != instance) {
+        let name = format!("scope{}", names.len());
+        shard
+            .run(Command::SetVariables {
+                scope: key,
+                variables: big_variables(&name),
+                local: true,
+            })
+            .expect("set");
+        names.push(name);
+        scope = shard.state.element_instance(key).expect("live").scope;
+    }
+    assert_eq!(names.len(), 5, "the task and four subprocesses");
+
+    let outcome = shard
+        .run(Command::ActivateJobs {
+            job_type: "work".to_string(),
+            worker: "w".to_string(),
+            max_jobs: 10,
+            lease_millis: 60_000,
+            fetch_variables: Vec::new(),
+        })
+        .expect("an activation");
+    assert!(
+        matches!(&outcome.response, ringflow_core::Response::JobsActivated(jobs) if jobs.is_empty())
+    );
+    let job_key = shard.state.jobs().next().expect("the job").key;
+    let failed = outcome.events.iter().find_map(|event| match event {
+        Event::JobFailed { key, retries, .. } if *key == job_key => Some(*retries),
+        _ => None,
+    });
+    assert_eq!(failed, Some(5), "failed, its retries kept");
+    let (incident, message) = outcome
+        .events
+        .iter()
+        .find_map(|event| match event {
+            Event::IncidentCreated { key, message, .. } => Some((*key, message.clone())),
+            _ => None,
+        })
+        .expect("an incident");
+    assert!(
+        message.contains(&format!(
+            "over ACTIVATION_ANSWER_BYTES_MAX ({ACTIVATION_ANSWER_BYTES_MAX})"
+        )) && message.contains("fetch_variables"),
+        "{message}"
+    );
+    assert!(
+        !shard.state.is_ready(job_key),
+        "not handed out again by itself"
+    );
+    assert!(
+        outcome.effects.is_empty(),
+        "no lease: {:?}",
+        outcome.effects
+    );
+
+    // Resolved, it is ready again; a worker that fetches one variable gets it.
+    shard
+        .run(Command::ResolveIncident { key: incident })
+        .expect("resolved");
+    assert!(shard.state.is_ready(job_key));
+    let outcome = shard
+        .run(Command::ActivateJobs {
+            job_type: "work".to_string(),
+            worker: "w".to_string(),
+            max_jobs: 10,
+            lease_millis: 60_000,
+            fetch_variables: vec!["root".to_string()],
+        })
+        .expect("an activation");
+    let ringflow_core::Response::JobsActivated(jobs) = outcome.response else {
+        panic!("{:?}", outcome.response);
+    };
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].variables().keys().collect::<Vec<_>>(), vec!["root"]);
+    shard.complete(jobs[0].key, vars("{}"));
+    assert!(shard.state.instance(instance).is_none());
+    shard.check_replay();
+}

@@ -1200,6 +1200,43 @@ fn a_subscriber_that_does_not_read_its_pushes_leaves_the_rest_to_other_workers()
     assert!(status.success(), "{stderr}");
 }
 
+/// Jobs whose variables together are more than a client reads in one frame come in
+/// several answers (ACTIVATION_ANSWER_BYTES_MAX each), none lost: before, the answer was
+/// one 50 MB frame, the client refused it (FRAME_TOO_LARGE), and the jobs stayed leased to
+/// nobody until their leases ran out.
+#[test]
+fn jobs_larger_together_than_a_frame_come_in_several_answers() {
+    let (server, _, _) = start_server("large-answers", 1);
+    let mut client = server.client();
+    deploy_one_task(&mut client);
+    let blob = "x".repeat(ringflow_core::limits::VARIABLE_DOCUMENT_BYTES_MAX - 1024);
+    let mut created = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let instance = client
+            .create_instance(create("one-task", &format!(r#"{{"blob":"{blob}"}}"#), ""))
+            .expect("create");
+        created.insert(instance.process_instance_key);
+    }
+    let mut answers = Vec::new();
+    let mut activated = std::collections::BTreeSet::new();
+    while activated.len() < created.len() && answers.len() < 10 {
+        let jobs = activate(&mut client, "e2e-work", 0);
+        assert!(
+            jobs.iter().all(|job| job.variables.len() > blob.len()),
+            "every job with its variables"
+        );
+        answers.push(jobs.len());
+        activated.extend(jobs.iter().map(|job| job.process_instance_key));
+    }
+    assert_eq!(activated, created, "answers of {answers:?} jobs");
+    assert!(
+        answers.iter().all(|jobs| (1..=4).contains(jobs)),
+        "{answers:?}"
+    );
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
 /// `ringflow worker` rides out a server restart: it subscribes again, saying so, and works
 /// the jobs of the restarted server. (It exited with "the server closed the connection".)
 #[test]

@@ -17,8 +17,10 @@ fn example() -> String {
         .to_string()
 }
 
+/// A file in one folder under the build's temporary folder, which each run overwrites (a
+/// folder per process under /tmp was left behind by every run, 17 MB each).
 fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringflow-validate-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("validate-cli");
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(name);
     std::fs::write(&path, contents).expect("temp file");

@@ -39,6 +39,13 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Answers gathered into one frame are sent once they reach this size.
 const FRAME_FLUSH_BYTES: usize = 1024 * 1024;
 
+// A frame holds less than FRAME_FLUSH_BYTES of other answers and at most one more answer:
+// the largest answer of jobs must leave such a frame within a client's default limit.
+const _: () = assert!(
+    ringflow_core::limits::ACTIVATION_ANSWER_BYTES_MAX + FRAME_FLUSH_BYTES + 64 * 1024
+        <= ringflow_wire::frame::FRAME_BYTES_MAX_DEFAULT
+);
+
 struct Subscription {
     job_type: String,
     worker: String,

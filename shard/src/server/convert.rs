@@ -318,6 +318,53 @@ pub(crate) fn transition_name(event: ringflow_core::ListenerEvent) -> &'static s
 mod tests {
     use super::*;
 
+    /// `ActivatedJob::answer_bytes`, which `ACTIVATION_ANSWER_BYTES_MAX` bounds, is at least
+    /// what the job takes in a frame, for jobs small and large, with and without headers.
+    #[test]
+    fn a_jobs_answer_bytes_are_at_least_its_encoded_size() {
+        use std::sync::Arc;
+        let make = |headers: usize, text: usize| ringflow_core::ActivatedJob {
+            key: Key(u64::MAX - 1),
+            job_type: Arc::from("t".repeat(text.min(1024))),
+            process_instance_key: Key(u64::MAX - 2),
+            bpmn_process_id: Arc::from("p".repeat(text.min(1024))),
+            element_id: Arc::from("e".repeat(text.min(1024))),
+            element_instance_key: Key(u64::MAX - 3),
+            retries: u32::MAX,
+            deadline_millis: i64::MAX,
+            custom_headers: (0..headers)
+                .map(|n| (format!("h{n}"), "v".repeat(text % 7)))
+                .collect(),
+            variables_json: format!(r#"{{"v":"{}"}}"#, "x".repeat(text)),
+            listener: Some(ringflow_core::ListenerEvent::Completing),
+        };
+        for (count, headers, text) in [
+            (1, 0, 0),
+            (1, 0, 1),
+            (1, 3, 5),
+            (7, 2, 3),
+            (100, 0, 0),
+            (100, 20, 1),
+            (3, 1, 1 << 20),
+        ] {
+            let jobs: Vec<_> = (0..count).map(|_| make(headers, text)).collect();
+            let estimated: usize = jobs
+                .iter()
+                .map(ringflow_core::ActivatedJob::answer_bytes)
+                .sum();
+            let mut encoder = ringflow_wire::FrameEncoder::default();
+            let response = Response::Jobs(jobs.into_iter().map(job).collect());
+            encoder.push_response(u64::MAX, &response);
+            let mut frame = Vec::new();
+            encoder.finish_into(&mut frame);
+            assert!(
+                frame.len() <= estimated,
+                "{count} jobs, {headers} headers, texts of {text}: {} bytes encoded, {estimated} counted",
+                frame.len()
+            );
+        }
+    }
+
     #[test]
     fn variables_must_be_an_object() {
         assert!(variables("").expect("empty is none").is_empty());
