@@ -59,6 +59,7 @@ pub(crate) fn activate(
         .unwrap_or_default();
     let mut run = Run::reading(state, Keys::new(ctx), ctx.now_millis);
     let mut jobs = Vec::with_capacity(chosen.len());
+    run.effects.reserve_exact(chosen.len());
     // Jobs that alone are over ACTIVATION_ANSWER_BYTES_MAX, with their size.
     let mut too_large = Vec::new();
     let mut answer_bytes = 0;

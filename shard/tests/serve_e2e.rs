@@ -853,9 +853,28 @@ fn bad_frames_get_an_error_or_a_closed_connection_and_the_server_goes_on() {
     assert!(message.contains("frame_bytes_max (65536)"), "{message}");
     assert!(closed(&mut stream));
 
-    // The same through the client, sending a whole frame many times the limit: the server
-    // refuses it after its length and closes the connection while the client still writes
-    // (EPIPE or ECONNRESET), and the client reports the server's reason, not "Broken pipe".
+    // A client that writes its whole frame before it reads, as most clients do: the server
+    // drains what it sends after the refusal (BAD_FRAME_LINGER_BYTES, 64 MiB, within
+    // BAD_FRAME_LINGER_MS), so its write ends, then it reads the refusal and the end of the
+    // stream. Closed at once with the bytes unread, the socket was reset and the write failed
+    // with a broken pipe or a reset.
+    let mut stream = connect();
+    let mut whole = (10u32 * 1024 * 1024).to_le_bytes().to_vec();
+    whole.resize(4 + 10 * 1024 * 1024, b'x');
+    stream
+        .write_all(&whole)
+        .expect("the whole refused frame is written");
+    let (code, message) = error_of(&read_answer(&mut stream).expect("an answer"));
+    assert_eq!(code, ErrorCode::FrameTooLarge, "{message}");
+    let mut rest = Vec::new();
+    stream
+        .read_to_end(&mut rest)
+        .expect("the end of the stream, not a reset");
+    assert!(rest.is_empty(), "{} more bytes", rest.len());
+
+    // The same through the client, sending a whole frame many times the limit: the client
+    // reports the server's reason, not "Broken pipe" (it also reads the refusal after EPIPE
+    // or ECONNRESET, for a frame larger than the server drains).
     let mut client = Client::connect(&addr).expect("connect");
     let error = client
         .deploy(vec![Resource {

@@ -331,6 +331,9 @@ impl Connection {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.recv_timeout(left) {
                 Ok(Some((id, response))) if id == request_id => break Ok(response),
+                // The connection's own error (a refused frame, say): the server sends nothing
+                // after it, so no other answer comes (PROTOCOL.md, request id 0).
+                Ok(Some((0, Response::Error(error)))) => break Err(ClientError::Server(error)),
                 Ok(Some(other)) => others.push(other),
                 Ok(None) => {
                     break Err(ClientError::Timeout {

@@ -38,6 +38,11 @@ use crate::wait::{Notify, Slot, Wait, WaitList};
 const READ_CHUNK: usize = 64 * 1024;
 /// Answers gathered into one frame are sent once they reach this size.
 const FRAME_FLUSH_BYTES: usize = 1024 * 1024;
+/// After a bad frame is refused, what the client still sends is read and dropped for at
+/// most this long (see `Conn::linger`).
+pub const BAD_FRAME_LINGER_MS: u64 = 2_000;
+/// ... and at most this many bytes.
+pub const BAD_FRAME_LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 // A frame holds less than FRAME_FLUSH_BYTES of other answers and at most one more answer:
 // the largest answer of jobs must leave such a frame within a client's default limit.
@@ -77,6 +82,9 @@ pub(crate) struct Conn {
     /// No more requests are read: the peer closed, a frame was bad, or shutdown began.
     closed: Cell<bool>,
     closed_event: WaitList,
+    /// A bad frame was refused: the writer half-closes after the refusal instead of
+    /// closing both ways, while the reader drains what the client still sends.
+    lingering: Cell<bool>,
     subscriptions: RefCell<HashMap<u64, Rc<Subscription>>>,
     /// Submitted commands whose answers come in order (see the module documentation).
     ordered: RefCell<VecDeque<Ordered>>,
@@ -121,6 +129,7 @@ pub(crate) fn start(server: Rc<ShardServer>, stream: TcpStream) {
         drained: WaitList::default(),
         closed: Cell::new(false),
         closed_event: WaitList::default(),
+        lingering: Cell::new(false),
         subscriptions: RefCell::new(HashMap::new()),
         ordered: RefCell::new(VecDeque::new()),
         ordered_ready: Notify::default(),
@@ -431,6 +440,9 @@ impl Conn {
                         0,
                         &Response::Error(WireError::new(error.code(), error.to_string())),
                     );
+                    self.lingering.set(true);
+                    self.close();
+                    self.linger().await;
                     break;
                 }
             }
@@ -498,6 +510,40 @@ impl Conn {
         self.close();
     }
 
+    /// After a bad frame was refused: reads and drops what the client still sends until it
+    /// closes its side, `BAD_FRAME_LINGER_MS` pass or `BAD_FRAME_LINGER_BYTES` arrive. A
+    /// socket closed with bytes unread is reset, and a client still writing the refused
+    /// frame (a deployment over `frame_bytes_max`, say) then fails its write with a broken
+    /// pipe and may never read the refusal; drained, its write ends, it reads the refusal,
+    /// then the end of the stream.
+    #[cold]
+    async fn linger(&self) {
+        let deadline = Instant::now() + Duration::from_millis(BAD_FRAME_LINGER_MS);
+        let mut scratch = vec![0; READ_CHUNK];
+        let mut drained = 0;
+        while drained < BAD_FRAME_LINGER_BYTES && !self.server.is_closing() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let read = futures_lite::future::or(
+                async { Some(read_some(&self.stream, &mut scratch).await) },
+                async {
+                    futures_lite::future::or(self.server.closing(), async {
+                        glommio::timer::sleep(left).await;
+                    })
+                    .await;
+                    None
+                },
+            )
+            .await;
+            match read {
+                Some(Ok(count)) if count > 0 => drained += count,
+                _ => break,
+            }
+        }
+    }
+
     async fn write_loop(self: Rc<Self>) {
         let mut sending = Vec::new();
         let mut results = Vec::new();
@@ -533,12 +579,18 @@ impl Conn {
             }
             self.out_ready.notified().await;
         }
-        // Ends the reader too, if it still waits for bytes. The descriptor closes when the
-        // last task holding the connection ends.
+        // Ends the reader too, if it still waits for bytes (unless it drains after a bad
+        // frame: then the client is told only that no more answers come). The descriptor
+        // closes when the last task holding the connection ends.
+        let how = if self.lingering.get() {
+            libc::SHUT_WR
+        } else {
+            libc::SHUT_RDWR
+        };
         let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.stream.borrow());
         // SAFETY: shutdown(2) on a socket descriptor this connection owns and has not closed.
         unsafe {
-            libc::shutdown(fd, libc::SHUT_RDWR);
+            libc::shutdown(fd, how);
         }
         let server = &self.server;
         server.connections.set(server.connections.get() - 1);
