@@ -1219,6 +1219,53 @@ fn a_subscriber_that_does_not_read_its_pushes_leaves_the_rest_to_other_workers()
     assert!(status.success(), "{stderr}");
 }
 
+/// A connection over `connections_per_shard_max` is answered BUSY (request id 0) and closed,
+/// and the client says so (it waited on for its own request id and reported "the server
+/// closed the connection"); once one closes, a new client connects.
+#[test]
+fn a_connection_over_the_limit_is_told_busy() {
+    let (server, _, addr) =
+        start_server_with("connection-limit", 1, &["--connections-per-shard-max", "2"]);
+    // Two connections, each answered (so the server counts it before the next); tried again
+    // while the server still counts the connections of the test's readiness check.
+    let held: Vec<Connection> = (0..2)
+        .map(|_| {
+            (0..100)
+                .find_map(|_| {
+                    let mut connection =
+                        Connection::open(&addr, &ClientConfig::default()).expect("connect");
+                    match connection.call(&Request::Topology) {
+                        Ok(Response::Topology(_)) => Some(connection),
+                        _ => {
+                            std::thread::sleep(Duration::from_millis(50));
+                            None
+                        }
+                    }
+                })
+                .expect("a connection within the limit")
+        })
+        .collect();
+    let error = Client::connect(&addr).err().expect("a third connection");
+    assert_eq!(error.code(), Some(ErrorCode::Busy), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("shard 0 has connections_per_shard_max (2) connections open"),
+        "{error}"
+    );
+    drop(held);
+    let mut client = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            Client::connect(&addr).ok()
+        })
+        .expect("a connection once the others closed");
+    deploy_one_task(&mut client);
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
 /// Jobs whose variables together are more than a client reads in one frame come in
 /// several answers (ACTIVATION_ANSWER_BYTES_MAX each), none lost: before, the answer was
 /// one 50 MB frame, the client refused it (FRAME_TOO_LARGE), and the jobs stayed leased to

@@ -1051,7 +1051,7 @@ impl JobWorker {
             let Some((id, response)) = connection.recv_timeout(Self::POLL)? else {
                 continue;
             };
-            if id != subscription {
+            if id != subscription && id != 0 {
                 outstanding = outstanding.saturating_sub(1);
             }
             match response {
@@ -1096,7 +1096,9 @@ impl JobWorker {
                     outstanding += answers.len();
                     connection.send_batch(&answers)?;
                 }
-                Response::Error(error) if id == subscription => {
+                // Its subscription's end, or the connection's (request id 0: the server
+                // sends nothing after it).
+                Response::Error(error) if id == subscription || id == 0 => {
                     return Err(ClientError::Server(error));
                 }
                 Response::Error(_) => {
