@@ -305,6 +305,8 @@ serve_options! {
             "Refuse new work (create, publish, deploy) with BUSY when this many durable records of a shard are not in the cold store yet";
         history_level "history-level": String = crate::cold::HistoryLevel::default().name().to_string(), "full or instances",
             "What the cold store keeps: `full` (process instances, every element instance, jobs, incidents, variables) or `instances` (the same without element instances, most of the rows: a faster exporter, no element history)";
+        history_ttl "history-ttl": String = "0".to_string(), "a duration: 30d, 12h, 90m, 30s; 0: keep forever",
+            "Delete process instances from the cold store (with their element instances, jobs, user tasks, incidents and variables) once they ended this long ago; active instances are kept however old";
         io_memory_kib "io-memory-kib": usize = runtime::IO_MEMORY_BYTES_DEFAULT >> 10, "KiB per shard",
             "io_uring I/O memory, registered (locked) with each of a shard's 3 rings";
         ring_depth "ring-depth": usize = runtime::RING_DEPTH_DEFAULT, "entries",
@@ -396,6 +398,8 @@ pub struct Plan {
     pub cold_store: Option<Target>,
     /// What the exporters write to it.
     pub history: crate::cold::HistoryLevel,
+    /// How long the cold store keeps an ended process instance; `None`: for good.
+    pub history_ttl: Option<Duration>,
     /// I/O memory per shard, in bytes.
     pub io_memory_bytes: usize,
     /// The slice of the shards' io_uring workers, if set.
@@ -648,7 +652,18 @@ impl ServeConfig {
                 slices.end()
             ),
         };
+        let history_ttl = match crate::cli::client::parse_millis(&self.history_ttl) {
+            Ok(0) => None,
+            Ok(millis) => Some(Duration::from_millis(millis)),
+            Err(error) => bail!("history-ttl: {error}"),
+        };
         let mut warnings = Vec::new();
+        if history_ttl.is_some() && cold_store.is_none() {
+            warnings.push(
+                "history-ttl has no effect without a cold store (cold-store = \"none\")"
+                    .to_string(),
+            );
+        }
         if io_worker_slice.is_some() {
             match crate::sched::kernel_takes_slices() {
                 Ok(true) => {}
@@ -701,6 +716,7 @@ impl ServeConfig {
             shard,
             cold_store,
             history,
+            history_ttl,
             io_memory_bytes: self
                 .io_memory_kib
                 .checked_mul(1024)
@@ -1010,6 +1026,17 @@ mod tests {
         }
         use crate::cold::HistoryLevel;
         assert_eq!(plan.history, HistoryLevel::Full, "full history by default");
+        assert_eq!(plan.history_ttl, None, "history kept for good by default");
+        let ttl = plan_of(&["--history-ttl", "30d"]).unwrap();
+        assert_eq!(ttl.history_ttl, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(plan_of(&["--history-ttl", "0"]).unwrap().history_ttl, None);
+        let refused = error(&["--history-ttl", "a month"]);
+        assert!(
+            refused.contains("history-ttl") && refused.contains("not a duration"),
+            "{refused}"
+        );
+        let unit = error(&["--history-ttl", "1y"]);
+        assert!(unit.contains("unknown unit"), "{unit}");
         let instances = plan_of(&["--history-level", "instances"]).unwrap();
         assert_eq!(instances.history, HistoryLevel::Instances);
         let refused = error(&["--history-level", "audit"]);

@@ -25,6 +25,7 @@
 //! | `ringflow_exporter_lag_alarm` | gauge | shard | 1 while the lag is past the warning limit |
 //! | `ringflow_exporter_failures_total` | counter | shard | failed cold store writes (retried) |
 //! | `ringflow_exporter_transactions_total` | counter | shard | cold store transactions committed |
+//! | `ringflow_history_cleaned_instances_total` | counter | shard | process instances deleted from the cold store for their age (`--history-ttl`) |
 //! | `ringflow_log_lines_dropped_total` | counter | | log lines (and messages on stderr) that could not be written: stderr on a full disk, a pipe whose reader went away (`crate::say`) |
 //!
 //! The endpoint answers `GET /metrics` (HTTP/1.1, one request per connection) on the address
@@ -485,7 +486,7 @@ impl Registry {
                 read(metrics).render(&mut out, name, &labels, scale);
             }
         }
-        let exporters: [ExporterGauge; 5] = [
+        let exporters: [ExporterGauge; 6] = [
             (
                 "ringflow_exporter_position",
                 "gauge",
@@ -515,6 +516,12 @@ impl Registry {
                 "counter",
                 "Cold store transactions committed.",
                 |_, q| q.transactions(),
+            ),
+            (
+                "ringflow_history_cleaned_instances_total",
+                "counter",
+                "Process instances deleted from the cold store for their age (--history-ttl).",
+                |_, q| q.cleaned(),
             ),
         ];
         for (name, kind, help, read) in exporters {

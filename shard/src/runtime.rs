@@ -63,6 +63,9 @@ pub struct RuntimeConfig {
     pub cold_store: Option<Target>,
     /// What the exporters write to the cold store.
     pub history: crate::cold::HistoryLevel,
+    /// How long the exporters keep ended process instances in the cold store; `None`: for
+    /// good.
+    pub history_ttl: Option<Duration>,
     /// Where each shard registers its metrics, if anywhere.
     pub metrics: Option<Arc<Registry>>,
     /// The cluster, when the node is part of one: where the shards of other nodes are, for
@@ -332,9 +335,13 @@ fn start_exporters(config: &RuntimeConfig) -> Result<Exporters, String> {
     let mut exporters = Vec::new();
     for (shard, position) in shards.into_iter().zip(positions) {
         let queue = ExportQueue::new(shard, position);
-        let thread =
-            crate::cold::exporter::spawn(target.clone(), Arc::clone(&queue), config.history)
-                .map_err(|error| format!("cannot start the exporter of shard {shard}: {error}"))?;
+        let thread = crate::cold::exporter::spawn(
+            target.clone(),
+            Arc::clone(&queue),
+            config.history,
+            config.history_ttl,
+        )
+        .map_err(|error| format!("cannot start the exporter of shard {shard}: {error}"))?;
         exporters.push((queue, thread));
     }
     Ok(exporters)

@@ -463,8 +463,8 @@ fn the_exporter_thread_drains_its_queue_and_resumes_from_its_position() {
         let half = records.len() / 2;
         // First run: half the records, in commit-sized pushes.
         let queue = ExportQueue::new(SHARD, 0);
-        let thread =
-            exporter::spawn(target.clone(), Arc::clone(&queue), HistoryLevel::Full).expect("spawn");
+        let thread = exporter::spawn(target.clone(), Arc::clone(&queue), HistoryLevel::Full, None)
+            .expect("spawn");
         for chunk in records[..half].chunks(7) {
             queue.push(chunk.to_vec(), chunk.last().expect("chunk").lsn);
         }
@@ -477,8 +477,8 @@ fn the_exporter_thread_drains_its_queue_and_resumes_from_its_position() {
         let (position, _) = exporter::position(&mut conn, SHARD).expect("position");
         assert_eq!(position, half_lsn);
         let queue = ExportQueue::new(SHARD, position);
-        let thread =
-            exporter::spawn(target.clone(), Arc::clone(&queue), HistoryLevel::Full).expect("spawn");
+        let thread = exporter::spawn(target.clone(), Arc::clone(&queue), HistoryLevel::Full, None)
+            .expect("spawn");
         queue.push(
             records[half / 2..].to_vec(),
             records.last().expect("last").lsn,
@@ -1069,5 +1069,165 @@ fn user_tasks_on_a_store_from_before_them_say_so() {
             .user_tasks(query::UserTaskFilter::default(), 10)
             .expect_err("version 2");
         assert!(error.to_string().contains("predates user tasks"), "{error}");
+    }
+}
+
+/// `--history-ttl`: a cleanup transaction deletes at most its share of the instances that
+/// ended before the cutoff, oldest end first, with every row of theirs in every table, and
+/// nothing else: active instances and those that ended later keep every row.
+#[test]
+fn history_cleanup_deletes_ended_instances_with_all_their_rows_and_nothing_else() {
+    let workload = workload(9, 900);
+    for (target, _dir) in targets("cleanup") {
+        export_in_batches(&target, &workload.records, HistoryLevel::Full, 60, 7);
+        let mut conn = Conn::open(&target).expect("open");
+        let ends: Vec<(i64, Option<i64>)> = conn
+            .query("SELECT key, end_millis FROM process_instances", &[])
+            .expect("instances")
+            .iter()
+            .map(|row| (row[0].int().expect("key"), row[1].int()))
+            .collect();
+        let mut ended: Vec<i64> = ends.iter().filter_map(|(_, end)| *end).collect();
+        ended.sort_unstable();
+        let cutoff = ended[ended.len() / 2];
+        let expired: BTreeSet<i64> = ends
+            .iter()
+            .filter(|(_, end)| end.is_some_and(|end| end < cutoff))
+            .map(|(key, _)| *key)
+            .collect();
+        assert!(expired.len() > 20, "{} expired", expired.len());
+        assert!(
+            ends.iter().any(|(_, end)| end.is_none()),
+            "active instances stay"
+        );
+        let list = expired
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        // What must be left of each table: its rows of the other instances.
+        let tables = [
+            ("element_instances", "process_instance_key", "key"),
+            ("jobs", "process_instance_key", "key"),
+            ("incidents", "process_instance_key", "key"),
+            ("variables", "process_instance_key", "scope_key, name"),
+            ("user_tasks", "process_instance_key", "job_key"),
+            ("process_instances", "key", "key"),
+        ];
+        let kept = |conn: &mut Conn| {
+            tables.map(|(table, _, order)| {
+                let sql = format!("SELECT * FROM {table} ORDER BY {order}");
+                (table, conn.query(&sql, &[]).expect(&sql))
+            })
+        };
+        let expected = tables.map(|(table, instance, order)| {
+            let sql =
+                format!("SELECT * FROM {table} WHERE {instance} NOT IN ({list}) ORDER BY {order}");
+            (table, conn.query(&sql, &[]).expect(&sql))
+        });
+        let doomed = |conn: &mut Conn, table: &str, instance: &str| {
+            let sql = format!("SELECT COUNT(*) FROM {table} WHERE {instance} IN ({list})");
+            conn.query(&sql, &[]).expect(&sql)[0][0]
+                .int()
+                .expect("count")
+        };
+        for (table, instance, _) in &tables[..3] {
+            assert!(
+                doomed(&mut conn, table, instance) > 0,
+                "{table}: rows to delete"
+            );
+        }
+
+        let mut exporter = Exporter::open(&target, SHARD).expect("exporter");
+        exporter.index_ended_instances().expect("index");
+        exporter
+            .index_ended_instances()
+            .expect("the index again: kept");
+        // A transaction of 7 takes 7 of the oldest ends.
+        assert_eq!(exporter.clean_up(cutoff, 7).expect("clean"), 7);
+        let left: Vec<i64> = conn
+            .query(
+                &format!("SELECT end_millis FROM process_instances WHERE key IN ({list})"),
+                &[],
+            )
+            .expect("left")
+            .iter()
+            .filter_map(|row| row[0].int())
+            .collect();
+        assert_eq!(left.len(), expired.len() - 7);
+        let gone_latest = ended[..expired.len()]
+            .iter()
+            .copied()
+            .filter(|end| !left.contains(end))
+            .max();
+        assert!(
+            left.iter().all(|end| Some(*end) >= gone_latest),
+            "oldest first: {gone_latest:?} gone, {left:?} left"
+        );
+        let mut deleted = 7;
+        loop {
+            let count = exporter.clean_up(cutoff, 7).expect("clean");
+            assert!(count <= 7);
+            if count == 0 {
+                break;
+            }
+            deleted += count;
+        }
+        assert_eq!(deleted, expired.len());
+        assert_eq!(kept(&mut conn), expected);
+        for (table, instance, _) in &tables {
+            assert_eq!(doomed(&mut conn, table, instance), 0, "{table}");
+        }
+        // The position is untouched, and exporting goes on.
+        assert_eq!(
+            exporter::position(&mut conn, SHARD).expect("position").0,
+            workload.records.last().expect("records").lsn
+        );
+    }
+}
+
+/// The exporter thread with `--history-ttl`: once it has caught up it deletes every
+/// instance that ended longer ago than the TTL (this workload's ended in November 2023), a
+/// transaction after another, counting them; active instances stay.
+#[test]
+fn the_exporter_thread_cleans_up_history_past_its_ttl_once_caught_up() {
+    let workload = workload(12, 600);
+    for (target, _dir) in targets("ttl_thread") {
+        let mut conn = Conn::open(&target).expect("open");
+        schema::migrate(&mut conn).expect("migrate");
+        let queue = ExportQueue::new(SHARD, 0);
+        let ttl = Some(Duration::from_secs(86_400));
+        let thread = exporter::spawn(target.clone(), Arc::clone(&queue), HistoryLevel::Full, ttl)
+            .expect("spawn");
+        for chunk in workload.records.chunks(7) {
+            queue.push(chunk.to_vec(), chunk.last().expect("chunk").lsn);
+        }
+        let last = workload.records.last().expect("records").lsn;
+        assert!(queue.wait_exported(last, Duration::from_secs(60)));
+        let count = |conn: &mut Conn, sql: &str| conn.query(sql, &[]).expect(sql)[0][0].int();
+        // Every instance the workload created that is not live at its end has ended.
+        let created = workload
+            .records
+            .iter()
+            .flat_map(|record| &record.events)
+            .filter(|event| matches!(event, Event::InstanceCreated { .. }))
+            .count();
+        let ended = created - workload.state.instances().count();
+        assert!(ended > 0);
+        let waited = std::time::Instant::now();
+        while queue.cleaned() < ended as u64 && waited.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        queue.close();
+        thread.join().expect("the exporter thread ends");
+        assert_eq!(queue.cleaned(), ended as u64);
+        let sql = "SELECT COUNT(*) FROM process_instances WHERE end_millis IS NOT NULL";
+        assert_eq!(count(&mut conn, sql), Some(0));
+        let sql = "SELECT COUNT(*) FROM process_instances";
+        assert_eq!(
+            count(&mut conn, sql),
+            Some(workload.state.instances().count() as i64),
+            "the active instances stay"
+        );
     }
 }

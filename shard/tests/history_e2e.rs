@@ -514,6 +514,73 @@ fn history_level_instances_leaves_out_the_element_instances() {
     assert_eq!(rows[0][0].int(), Some(0));
 }
 
+/// `--history-ttl 1s`: a completed instance leaves the store about its TTL plus
+/// `HISTORY_CLEANUP_INTERVAL_MILLIS` (10 s) after it ended, with its rows, counted by
+/// `ringflow_history_cleaned_instances_total`; an active instance stays.
+#[test]
+fn history_past_its_ttl_is_deleted_and_active_instances_stay() {
+    let data = data_dir("history-ttl");
+    let mut server = Server::start(
+        &data,
+        "127.0.0.1:0",
+        &["--history-ttl", "1s", "--metrics", "127.0.0.1:0"],
+    );
+    let addr = server.addr.clone();
+    let metrics = server.metrics_addr();
+    assert!(
+        server_log(&data).contains("ended instances deleted after 1s"),
+        "{}",
+        server_log(&data)
+    );
+    let mut client = connect(&addr, &data);
+    deploy(&mut client);
+    let done = create(&mut client, r#"{"order": "T-1"}"#, "").expect("create");
+    let jobs = activate(&mut client);
+    assert_eq!(jobs.len(), 1);
+    client
+        .done(&Request::CompleteJob {
+            job_key: jobs[0].key,
+            variables: "{}".into(),
+        })
+        .expect("complete");
+    let waiting = create(&mut client, r#"{"order": "T-2"}"#, "").expect("create");
+    let data_arg = data.to_str().expect("utf-8");
+    history_json(
+        &["instance", &done.to_string(), "--data", data_arg, "--json"],
+        |value| value["instance"]["state"] == "completed",
+    );
+    let started = Instant::now();
+    while instance_keys_in(&shard_store(&data, 0)).contains(&done) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "instance {done} still in the store:\n{}",
+            server_log(&data)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(instance_keys_in(&shard_store(&data, 0)), vec![waiting]);
+    let mut conn = Conn::open(&shard_store(&data, 0)).expect("open the store");
+    for table in ["element_instances", "jobs", "variables"] {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE process_instance_key = {done}");
+        assert_eq!(
+            conn.query(&sql, &[]).expect(&sql)[0][0].int(),
+            Some(0),
+            "{table}"
+        );
+    }
+    let output = history(&["instance", &done.to_string(), "--data", data_arg]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = scrape(&metrics);
+    assert_eq!(
+        metric(
+            &text,
+            "ringflow_history_cleaned_instances_total{shard=\"0\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+}
+
 /// The keys of the instances in a SQLite file of the cold store.
 fn instance_keys_in(store: &Target) -> Vec<u64> {
     let mut conn = Conn::open(store).expect("open the store");

@@ -96,6 +96,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         shard,
         cold_store: None,
         history: Default::default(),
+        history_ttl: None,
         metrics: None,
         topology: None,
         io_worker_slice: None,

@@ -82,9 +82,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     match &cold_store {
         Some(target) => say!(
-            "ringflow: cold store: {} (history level {})",
+            "ringflow: cold store: {} (history level {}, {})",
             target.describe(),
-            plan.history.name()
+            plan.history.name(),
+            match plan.history_ttl {
+                Some(ttl) => format!("ended instances deleted after {}", describe_ttl(ttl)),
+                None => "kept for good".to_string(),
+            }
         ),
         None => say!("ringflow: no cold store (--cold-store none): history is not kept"),
     }
@@ -97,6 +101,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         shard: plan.shard,
         cold_store,
         history: plan.history,
+        history_ttl: plan.history_ttl,
         metrics: Some(registry),
         topology: Some(topology.clone()),
         io_worker_slice: plan.io_worker_slice,
@@ -159,4 +164,35 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A TTL in the largest unit that divides it (`30d`, `12h`, `90m`, `45s`, `1500ms`).
+fn describe_ttl(ttl: std::time::Duration) -> String {
+    let millis = ttl.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if millis.is_multiple_of(size) {
+            return format!("{}{unit}", millis / size);
+        }
+    }
+    format!("{millis}ms")
+}
+
+#[cfg(test)]
+mod ttl_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_ttl_is_described_in_its_largest_whole_unit() {
+        let describe = |millis| super::describe_ttl(Duration::from_millis(millis));
+        assert_eq!(describe(30 * 86_400_000), "30d");
+        assert_eq!(describe(36 * 3_600_000), "36h");
+        assert_eq!(describe(90 * 60_000), "90m");
+        assert_eq!(describe(45_000), "45s");
+        assert_eq!(describe(1_500), "1500ms");
+    }
 }

@@ -13,6 +13,16 @@
 //! unreachable database is retried with backoff (`EXPORT_RETRY_MILLIS_MAX` at most between
 //! tries) while the queue grows; the shard raises the alarm and finally refuses new work
 //! when the lag passes its limits (see [`crate::shard::ExportLimits`]).
+//!
+//! **History time to live.** With a TTL (`--history-ttl`), the exporter also deletes the
+//! shard's process instances that ended longer ago than that, with every row of theirs
+//! (element instances, jobs, user tasks, incidents, variables), at most
+//! `HISTORY_CLEANUP_INSTANCES_PER_TRANSACTION` per transaction, oldest end first. It does
+//! so only when it has caught up (the last batch was not full, or nothing came), so exporting
+//! comes first; after a full cleanup transaction it cleans again at the next such moment,
+//! else after `HISTORY_CLEANUP_INTERVAL_MILLIS`. Active instances are never deleted, however
+//! old. The store keeps an index of ended instances by end time for this
+//! (`process_instances_ended`, made at the first start with a TTL).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +39,19 @@ pub const EXPORT_BATCH_RECORDS: usize = 4_096;
 pub const EXPORT_RETRY_MILLIS_MAX: u64 = 10_000;
 /// The exporter thread's nice value (higher is lower priority).
 pub const EXPORTER_NICE: i32 = 10;
+/// Most process instances (with their rows) one history cleanup transaction deletes.
+pub const HISTORY_CLEANUP_INSTANCES_PER_TRANSACTION: usize = 1_000;
+/// How long an exporter waits to look for expired history again after a look that found
+/// less than a full transaction.
+pub const HISTORY_CLEANUP_INTERVAL_MILLIS: u64 = 10_000;
+/// The tables whose rows belong to a process instance by `process_instance_key`.
+const INSTANCE_TABLES: [&str; 5] = [
+    "element_instances",
+    "jobs",
+    "user_tasks",
+    "incidents",
+    "variables",
+];
 
 struct Queued {
     records: VecDeque<ExportRecord>,
@@ -47,6 +70,17 @@ pub struct ExportQueue {
     failing: AtomicBool,
     failures: AtomicU64,
     transactions: AtomicU64,
+    cleaned: AtomicU64,
+}
+
+/// What [`ExportQueue::take`] found.
+enum Taken {
+    /// Records, the LSN they reach, and whether the queue held more than one batch.
+    Records(Vec<ExportRecord>, u64, bool),
+    /// Nothing came before the deadline.
+    Idle,
+    /// The queue is closed and empty.
+    Closed,
 }
 
 impl ExportQueue {
@@ -65,6 +99,7 @@ impl ExportQueue {
             failing: AtomicBool::new(false),
             failures: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
+            cleaned: AtomicU64::new(0),
         })
     }
 
@@ -100,6 +135,11 @@ impl ExportQueue {
         self.transactions.load(Ordering::Relaxed)
     }
 
+    /// Process instances deleted from the store for their age so far (`--history-ttl`).
+    pub fn cleaned(&self) -> u64 {
+        self.cleaned.load(Ordering::Relaxed)
+    }
+
     /// Hands over the events of newly durable records (those with events; records in
     /// between had none) and the durable LSN.
     pub fn push(&self, records: impl IntoIterator<Item = ExportRecord>, durable: u64) {
@@ -132,8 +172,9 @@ impl ExportQueue {
         true
     }
 
-    /// Takes up to `max` records and the LSN they reach; `None` once closed and empty.
-    fn take(&self, max: usize) -> Option<(Vec<ExportRecord>, u64)> {
+    /// Takes up to `max` records and the LSN they reach, waiting for them until `deadline`
+    /// (for good without one).
+    fn take(&self, max: usize, deadline: Option<std::time::Instant>) -> Taken {
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if queued.watermark > self.exported() || !queued.records.is_empty() {
@@ -143,13 +184,30 @@ impl ExportQueue {
                     Some(next) => next.lsn - 1,
                     None => queued.watermark,
                 };
-                return Some((records, reach));
+                let more = !queued.records.is_empty();
+                return Taken::Records(records, reach, more);
             }
             if queued.closed {
-                return None;
+                return Taken::Closed;
             }
-            queued = self.ready.wait(queued).unwrap_or_else(|e| e.into_inner());
+            queued = match deadline {
+                None => self.ready.wait(queued).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Taken::Idle;
+                    }
+                    self.ready
+                        .wait_timeout(queued, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.queued.lock().is_ok_and(|queued| queued.closed)
     }
 }
 
@@ -192,6 +250,67 @@ impl Exporter {
         self.position
     }
 
+    /// Makes the index that history cleanup looks ended instances up by, unless the store
+    /// has it (on a large store this reads every instance once).
+    pub fn index_ended_instances(&mut self) -> Result<(), ColdError> {
+        self.conn.batch(
+            "CREATE INDEX IF NOT EXISTS process_instances_ended ON process_instances \
+             (shard, end_millis) WHERE end_millis IS NOT NULL",
+        )
+    }
+
+    /// Deletes up to `max` (the exporter thread: `HISTORY_CLEANUP_INSTANCES_PER_TRANSACTION`)
+    /// of this shard's process instances that ended before `cutoff_millis`, oldest end first,
+    /// with every row of theirs, in one transaction; returns how many. On an error nothing
+    /// was deleted.
+    pub fn clean_up(&mut self, cutoff_millis: i64, max: usize) -> Result<usize, ColdError> {
+        self.conn.batch("BEGIN")?;
+        match self.delete_expired(cutoff_millis, max) {
+            Ok(count) => {
+                self.conn.batch("COMMIT")?;
+                Ok(count)
+            }
+            Err(error) => {
+                let _ = self.conn.batch("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+
+    fn delete_expired(&mut self, cutoff_millis: i64, max: usize) -> Result<usize, ColdError> {
+        let rows = self.conn.query(
+            &format!(
+                "SELECT key FROM process_instances WHERE shard = $1 AND end_millis < $2 \
+                 ORDER BY end_millis LIMIT {max}"
+            ),
+            &[
+                Param::Int(Some(i64::from(self.shard))),
+                Param::Int(Some(cutoff_millis)),
+            ],
+        )?;
+        let keys: Vec<String> = rows
+            .iter()
+            .filter_map(|row| row[0].int())
+            .map(|key| key.to_string())
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        // Integers the store gave back, written as literals: one statement per table.
+        let keys = keys.join(",");
+        for table in INSTANCE_TABLES {
+            self.conn.execute(
+                &format!("DELETE FROM {table} WHERE process_instance_key IN ({keys})"),
+                &[],
+            )?;
+        }
+        self.conn.execute(
+            &format!("DELETE FROM process_instances WHERE key IN ({keys})"),
+            &[],
+        )?;
+        Ok(rows.len())
+    }
+
     /// Writes `records` (those after the position) and moves the position to `reach`, in
     /// one transaction. On an error nothing was written.
     pub fn export(&mut self, records: &[ExportRecord], reach: u64) -> Result<(), ColdError> {
@@ -225,10 +344,7 @@ impl Exporter {
             });
         }
         delta.write(&mut self.conn, self.shard)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now = now_millis();
         self.conn.execute(
             "INSERT INTO exporter_positions (shard, lsn, records, updated_millis) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (shard) DO UPDATE SET lsn = excluded.lsn, \
@@ -270,24 +386,38 @@ fn lower_priority() {
     }
 }
 
-/// Starts the exporter thread of a shard, writing what `history` keeps. It runs until the
-/// queue is closed and drained.
+/// Starts the exporter thread of a shard, writing what `history` keeps and, with a
+/// `history_ttl`, deleting instances that ended longer ago. It runs until the queue is closed
+/// and drained.
 pub fn spawn(
     target: Target,
     queue: Arc<ExportQueue>,
     history: HistoryLevel,
+    history_ttl: Option<Duration>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("ringflow-export-{}", queue.shard()))
         .spawn(move || {
             lower_priority();
-            run(&target, &queue, history);
+            run(&target, &queue, history, history_ttl);
         })
 }
 
-fn run(target: &Target, queue: &ExportQueue, history: HistoryLevel) {
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn run(target: &Target, queue: &ExportQueue, history: HistoryLevel, ttl: Option<Duration>) {
     let shard = queue.shard();
-    let open = || Exporter::open(target, shard).map(|exporter| exporter.with_history(history));
+    let open = || {
+        let mut exporter = Exporter::open(target, shard)?.with_history(history);
+        if ttl.is_some() {
+            exporter.index_ended_instances()?;
+        }
+        Ok::<_, ColdError>(exporter)
+    };
     let mut backoff = 100u64;
     let mut exporter = loop {
         match open() {
@@ -300,7 +430,17 @@ fn run(target: &Target, queue: &ExportQueue, history: HistoryLevel) {
             }
         }
     };
-    while let Some((records, reach)) = queue.take(EXPORT_BATCH_RECORDS) {
+    // When to look for expired history next (at once after the start).
+    let mut next_cleanup = ttl.map(|_| std::time::Instant::now());
+    loop {
+        let (records, reach, more) = match queue.take(EXPORT_BATCH_RECORDS, next_cleanup) {
+            Taken::Records(records, reach, more) => (records, reach, more),
+            Taken::Idle => {
+                clean_up(&mut exporter, queue, ttl, &mut next_cleanup);
+                continue;
+            }
+            Taken::Closed => break,
+        };
         loop {
             match exporter.export(&records, reach) {
                 Ok(()) => {
@@ -320,7 +460,42 @@ fn run(target: &Target, queue: &ExportQueue, history: HistoryLevel) {
                 }
             }
         }
+        // Caught up: time for the history's cleanup, if it is due.
+        if !more {
+            clean_up(&mut exporter, queue, ttl, &mut next_cleanup);
+        }
     }
+}
+
+/// One history cleanup transaction, if a TTL is set, it is due and the node is not
+/// stopping; then when the next is due.
+fn clean_up(
+    exporter: &mut Exporter,
+    queue: &ExportQueue,
+    ttl: Option<Duration>,
+    next: &mut Option<std::time::Instant>,
+) {
+    let (Some(ttl), Some(due)) = (ttl, *next) else {
+        return;
+    };
+    let now = std::time::Instant::now();
+    if now < due || queue.is_closed() {
+        return;
+    }
+    let cutoff = now_millis().saturating_sub(ttl.as_millis() as i64);
+    let interval = Duration::from_millis(HISTORY_CLEANUP_INTERVAL_MILLIS);
+    let max = HISTORY_CLEANUP_INSTANCES_PER_TRANSACTION;
+    *next = Some(match exporter.clean_up(cutoff, max) {
+        Ok(count) => {
+            queue.cleaned.fetch_add(count as u64, Ordering::Relaxed);
+            if count == max { now } else { now + interval }
+        }
+        Err(error) => {
+            // The next export reports a store that fails and reconnects; this only waits.
+            tracing::warn!(shard = queue.shard(), %error, "history cleanup failed; trying again later");
+            now + interval
+        }
+    });
 }
 
 fn retry_pause(queue: &ExportQueue, error: &ColdError, backoff: &mut u64) {
