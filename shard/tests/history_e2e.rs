@@ -570,6 +570,11 @@ fn history_past_its_ttl_is_deleted_and_active_instances_stay() {
     }
     let output = history(&["instance", &done.to_string(), "--data", data_arg]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("deleted after it ended by the node's --history-ttl"),
+        "{output:?}"
+    );
     let text = scrape(&metrics);
     assert_eq!(
         metric(

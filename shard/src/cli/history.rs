@@ -235,7 +235,8 @@ pub fn instance(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
     let mut store = open(&args.store)?;
     let Some(detail) = store.instance(Key(args.key)).context("reading the store")? else {
         say!(
-            "ringflow: instance {} is not in the cold store (a wrong key, or not exported yet)",
+            "ringflow: instance {} is not in the cold store (a wrong key, not exported yet, or \
+             deleted after it ended by the node's --history-ttl)",
             args.key
         );
         return Ok(ExitCode::from(1));
