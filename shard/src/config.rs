@@ -652,7 +652,15 @@ impl ServeConfig {
                 slices.end()
             ),
         };
-        let history_ttl = match crate::cli::client::parse_millis(&self.history_ttl) {
+        let ttl_text = self.history_ttl.trim();
+        if ttl_text != "0" && !ttl_text.is_empty() && ttl_text.bytes().all(|b| b.is_ascii_digit()) {
+            // A bare number is milliseconds to parse_millis: `30` meant as days would delete
+            // every ended instance at once.
+            bail!(
+                "history-ttl = {ttl_text}: give a unit (30d, 12h, 90m, 30s), or 0 to keep everything"
+            );
+        }
+        let history_ttl = match crate::cli::client::parse_millis(ttl_text) {
             Ok(0) => None,
             Ok(millis) => Some(Duration::from_millis(millis)),
             Err(error) => bail!("history-ttl: {error}"),
@@ -1035,6 +1043,8 @@ mod tests {
             refused.contains("history-ttl") && refused.contains("not a duration"),
             "{refused}"
         );
+        let bare = error(&["--history-ttl", "30"]);
+        assert!(bare.contains("give a unit"), "{bare}");
         let unit = error(&["--history-ttl", "1y"]);
         assert!(unit.contains("unknown unit"), "{unit}");
         let instances = plan_of(&["--history-level", "instances"]).unwrap();
