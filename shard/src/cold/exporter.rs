@@ -414,7 +414,17 @@ fn run(target: &Target, queue: &ExportQueue, history: HistoryLevel, ttl: Option<
     let open = || {
         let mut exporter = Exporter::open(target, shard)?.with_history(history);
         if ttl.is_some() {
+            let started = std::time::Instant::now();
             exporter.index_ended_instances()?;
+            let took = started.elapsed();
+            if took > Duration::from_secs(1) {
+                // The first start with a TTL on a large store: say why the exporter was late.
+                tracing::info!(
+                    shard,
+                    seconds = took.as_secs_f64(),
+                    "made the index of ended instances that --history-ttl needs"
+                );
+            }
         }
         Ok::<_, ColdError>(exporter)
     };
