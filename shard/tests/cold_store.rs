@@ -1186,11 +1186,11 @@ fn history_cleanup_deletes_ended_instances_with_all_their_rows_and_nothing_else(
     }
 }
 
-/// The exporter thread with `--history-ttl`: once it has caught up it deletes every
+/// The exporter thread with `--history-ttl`: once its lag allows it deletes every
 /// instance that ended longer ago than the TTL (this workload's ended in November 2023), a
 /// transaction after another, counting them; active instances stay.
 #[test]
-fn the_exporter_thread_cleans_up_history_past_its_ttl_once_caught_up() {
+fn the_exporter_thread_cleans_up_history_past_its_ttl_between_exports() {
     let workload = workload(12, 600);
     for (target, _dir) in targets("ttl_thread") {
         let mut conn = Conn::open(&target).expect("open");

@@ -17,10 +17,11 @@
 //! **History time to live.** With a TTL (`--history-ttl`), the exporter also deletes the
 //! shard's process instances that ended longer ago than that, with every row of theirs
 //! (element instances, jobs, user tasks, incidents, variables), at most
-//! `HISTORY_CLEANUP_INSTANCES_PER_TRANSACTION` per transaction, oldest end first. It does
-//! so only when it has caught up (the last batch was not full, or nothing came), so exporting
-//! comes first; after a full cleanup transaction it cleans again at the next such moment,
-//! else after `HISTORY_CLEANUP_INTERVAL_MILLIS`. Active instances are never deleted, however
+//! `HISTORY_CLEANUP_INSTANCES_PER_TRANSACTION` per transaction, oldest end first, between
+//! export transactions while the export lag is under `HISTORY_CLEANUP_LAG_MAX_RECORDS` (so
+//! exporting comes first, and cleaning alone does not push the lag to its warning). After a
+//! full cleanup transaction it cleans again after the next export transaction (or at once
+//! when nothing is queued), else after `HISTORY_CLEANUP_INTERVAL_MILLIS`. Active instances are never deleted, however
 //! old. The store keeps an index of ended instances by end time for this
 //! (`process_instances_ended`, made at the first start with a TTL).
 
@@ -44,6 +45,9 @@ pub const HISTORY_CLEANUP_INSTANCES_PER_TRANSACTION: usize = 1_000;
 /// How long an exporter waits to look for expired history again after a look that found
 /// less than a full transaction.
 pub const HISTORY_CLEANUP_INTERVAL_MILLIS: u64 = 10_000;
+/// History is cleaned only while fewer durable records than this wait for the store
+/// (half the default `export-lag-warn-records`).
+pub const HISTORY_CLEANUP_LAG_MAX_RECORDS: u64 = 50_000;
 /// The tables whose rows belong to a process instance by `process_instance_key`.
 const INSTANCE_TABLES: [&str; 5] = [
     "element_instances",
@@ -75,8 +79,8 @@ pub struct ExportQueue {
 
 /// What [`ExportQueue::take`] found.
 enum Taken {
-    /// Records, the LSN they reach, and whether the queue held more than one batch.
-    Records(Vec<ExportRecord>, u64, bool),
+    /// Records and the LSN they reach.
+    Records(Vec<ExportRecord>, u64),
     /// Nothing came before the deadline.
     Idle,
     /// The queue is closed and empty.
@@ -184,8 +188,7 @@ impl ExportQueue {
                     Some(next) => next.lsn - 1,
                     None => queued.watermark,
                 };
-                let more = !queued.records.is_empty();
-                return Taken::Records(records, reach, more);
+                return Taken::Records(records, reach);
             }
             if queued.closed {
                 return Taken::Closed;
@@ -443,8 +446,8 @@ fn run(target: &Target, queue: &ExportQueue, history: HistoryLevel, ttl: Option<
     // When to look for expired history next (at once after the start).
     let mut next_cleanup = ttl.map(|_| std::time::Instant::now());
     loop {
-        let (records, reach, more) = match queue.take(EXPORT_BATCH_RECORDS, next_cleanup) {
-            Taken::Records(records, reach, more) => (records, reach, more),
+        let (records, reach) = match queue.take(EXPORT_BATCH_RECORDS, next_cleanup) {
+            Taken::Records(records, reach) => (records, reach),
             Taken::Idle => {
                 clean_up(&mut exporter, queue, ttl, &mut next_cleanup);
                 continue;
@@ -470,8 +473,9 @@ fn run(target: &Target, queue: &ExportQueue, history: HistoryLevel, ttl: Option<
                 }
             }
         }
-        // Caught up: time for the history's cleanup, if it is due.
-        if !more {
+        // Between export transactions: the history's cleanup, if it is due and the lag
+        // leaves room for it.
+        if queue.lag() < HISTORY_CLEANUP_LAG_MAX_RECORDS {
             clean_up(&mut exporter, queue, ttl, &mut next_cleanup);
         }
     }
