@@ -412,6 +412,8 @@ fn the_systemd_install_stages_a_unit_whose_commands_this_binary_accepts() {
     let unit = std::fs::read_to_string(&unit_path).expect("the unit is installed");
     assert_eq!(unit_values(&unit, "CPUAffinity"), ["0"]);
     assert_eq!(unit_values(&unit, "LimitMEMLOCK"), ["infinity"]);
+    // A lagging exporter may raise itself to nice 0 (shard::cold::exporter::catching_up).
+    assert_eq!(unit_values(&unit, "LimitNICE"), ["+0"]);
     assert_eq!(unit_values(&unit, "Restart"), ["on-failure"]);
     assert_eq!(unit_values(&unit, "User"), ["ringflow"]);
     assert_eq!(unit_values(&unit, "StateDirectory"), ["ringflow"]);

@@ -40,6 +40,12 @@ pub const EXPORT_BATCH_RECORDS: usize = 4_096;
 pub const EXPORT_RETRY_MILLIS_MAX: u64 = 10_000;
 /// The exporter thread's nice value (higher is lower priority).
 pub const EXPORTER_NICE: i32 = 10;
+/// Past this many durable records not in the store, the exporter runs at nice 0, the
+/// shards' priority, until the lag is under `EXPORTER_CATCH_UP_DONE_RECORDS` (see
+/// [`catching_up`]).
+pub const EXPORTER_CATCH_UP_LAG_RECORDS: u64 = 100_000;
+/// The lag under which a catching-up exporter goes back to `EXPORTER_NICE`.
+pub const EXPORTER_CATCH_UP_DONE_RECORDS: u64 = 25_000;
 /// Most process instances (with their rows) one history cleanup transaction deletes.
 pub const HISTORY_CLEANUP_INSTANCES_PER_TRANSACTION: usize = 1_000;
 /// How long an exporter waits to look for expired history again after a look that found
@@ -381,11 +387,82 @@ pub fn position(conn: &mut Conn, shard: u16) -> Result<(u64, u64), ColdError> {
         .unwrap_or((0, 0)))
 }
 
-fn lower_priority() {
+/// Sets this thread's nice value; the error when the kernel refuses (raising a thread's
+/// priority needs CAP_SYS_NICE or an RLIMIT_NICE that allows it).
+fn set_nice(nice: i32) -> std::io::Result<()> {
     // SAFETY: gettid and setpriority take plain integers and change only this thread.
-    unsafe {
+    let result = unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, EXPORTER_NICE);
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn lower_priority() {
+    if let Err(error) = set_nice(EXPORTER_NICE) {
+        tracing::warn!(%error, "the exporter thread stays at the shards' priority");
+    }
+}
+
+/// Whether the exporter should run at the shards' priority: from a lag past
+/// `EXPORTER_CATCH_UP_LAG_RECORDS` until it is under `EXPORTER_CATCH_UP_DONE_RECORDS`.
+///
+/// At nice 10 on a busy shard's CPU the exporter can get too little of it to keep up (on the
+/// 2-CPU test VM at 8,000 one_task instances/s: 1.6% of the CPU, the lag past 190,000
+/// records, and growing to the limit that refuses new work; at nice 0 it stayed under 30,
+/// bench/RESULTS.md). Refusing work for a lagging store is worse than the shards sharing
+/// their CPU with it for a while.
+pub fn catching_up(lag: u64, now: bool) -> bool {
+    if now {
+        lag >= EXPORTER_CATCH_UP_DONE_RECORDS
+    } else {
+        lag > EXPORTER_CATCH_UP_LAG_RECORDS
+    }
+}
+
+/// The exporter's priority, moved between `EXPORTER_NICE` and 0 by [`catching_up`].
+struct Priority {
+    catching_up: bool,
+    /// The kernel refused nice 0 once: not tried again (said once in the log).
+    refused: bool,
+}
+
+impl Priority {
+    fn follow(&mut self, queue: &ExportQueue) {
+        let lag = queue.lag();
+        let want = catching_up(lag, self.catching_up);
+        if want == self.catching_up || (want && self.refused) {
+            return;
+        }
+        let shard = queue.shard();
+        if want {
+            match set_nice(0) {
+                Ok(()) => tracing::info!(
+                    shard,
+                    lag,
+                    "the exporter is behind: it runs at the shards' priority until it has caught up"
+                ),
+                Err(error) => {
+                    self.refused = true;
+                    tracing::warn!(
+                        shard,
+                        lag,
+                        %error,
+                        "the exporter is behind and may not raise its priority (allow it with \
+                         CAP_SYS_NICE or LimitNICE=+0 in the systemd unit)"
+                    );
+                    return;
+                }
+            }
+        } else {
+            let _ = set_nice(EXPORTER_NICE);
+            tracing::info!(shard, lag, "the exporter has caught up: back at nice 10");
+        }
+        self.catching_up = want;
     }
 }
 
@@ -445,6 +522,10 @@ fn run(target: &Target, queue: &ExportQueue, history: HistoryLevel, ttl: Option<
     };
     // When to look for expired history next (at once after the start).
     let mut next_cleanup = ttl.map(|_| std::time::Instant::now());
+    let mut priority = Priority {
+        catching_up: false,
+        refused: false,
+    };
     loop {
         let (records, reach) = match queue.take(EXPORT_BATCH_RECORDS, next_cleanup) {
             Taken::Records(records, reach) => (records, reach),
@@ -473,6 +554,7 @@ fn run(target: &Target, queue: &ExportQueue, history: HistoryLevel, ttl: Option<
                 }
             }
         }
+        priority.follow(queue);
         // Between export transactions: the history's cleanup, if it is due and the lag
         // leaves room for it.
         if queue.lag() < HISTORY_CLEANUP_LAG_MAX_RECORDS {
@@ -519,4 +601,29 @@ fn retry_pause(queue: &ExportQueue, error: &ColdError, backoff: &mut u64) {
     }
     std::thread::sleep(Duration::from_millis(*backoff));
     *backoff = (*backoff * 2).min(EXPORT_RETRY_MILLIS_MAX);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exporter_catches_up_past_its_lag_limit_until_well_under_it() {
+        let mut now = false;
+        let mut changes = Vec::new();
+        for lag in [
+            0, 50_000, 100_000, 100_001, 60_000, 25_000, 24_999, 90_000, 100_001,
+        ] {
+            let next = catching_up(lag, now);
+            if next != now {
+                changes.push((lag, next));
+            }
+            now = next;
+        }
+        assert_eq!(
+            changes,
+            vec![(100_001, true), (24_999, false), (100_001, true)],
+            "past EXPORTER_CATCH_UP_LAG_RECORDS on, under EXPORTER_CATCH_UP_DONE_RECORDS off"
+        );
+    }
 }
