@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Shard, flow, model, one_task, service_task, vars};
+use common::{Shard, activation, flow, model, one_task, service_task, vars};
 use ringflow_core::{Command, Effect, Event, Key, RejectionCode};
 
 fn fail(shard: &mut Shard, key: Key, retries: u32, backoff: u64) -> ringflow_core::Outcome {
@@ -448,13 +448,7 @@ fn a_job_too_large_for_any_answer_raises_an_incident_and_comes_back_when_resolve
     assert_eq!(names.len(), 5, "the task and four subprocesses");
 
     let outcome = shard
-        .run(Command::ActivateJobs {
-            job_type: "work".to_string(),
-            worker: "w".to_string(),
-            max_jobs: 10,
-            lease_millis: 60_000,
-            fetch_variables: Vec::new(),
-        })
+        .run(activation("work", 10, Vec::new()))
         .expect("an activation");
     assert!(
         matches!(&outcome.response, ringflow_core::Response::JobsActivated(jobs) if jobs.is_empty())
@@ -495,13 +489,7 @@ fn a_job_too_large_for_any_answer_raises_an_incident_and_comes_back_when_resolve
         .expect("resolved");
     assert!(shard.state.is_ready(job_key));
     let outcome = shard
-        .run(Command::ActivateJobs {
-            job_type: "work".to_string(),
-            worker: "w".to_string(),
-            max_jobs: 10,
-            lease_millis: 60_000,
-            fetch_variables: vec!["root".to_string()],
-        })
+        .run(activation("work", 10, vec!["root".to_string()]))
         .expect("an activation");
     let ringflow_core::Response::JobsActivated(jobs) = outcome.response else {
         panic!("{:?}", outcome.response);

@@ -83,14 +83,7 @@ impl Shard {
     }
 
     pub fn activate(&mut self, job_type: &str, max_jobs: u32) -> Vec<ActivatedJob> {
-        let command = Command::ActivateJobs {
-            job_type: job_type.to_string(),
-            worker: "test-worker".to_string(),
-            max_jobs,
-            lease_millis: 60_000,
-            fetch_variables: Vec::new(),
-        };
-        match self.run(command) {
+        match self.run(activation(job_type, max_jobs, Vec::new())) {
             Ok(Outcome {
                 response: Response::JobsActivated(jobs),
                 ..
@@ -238,6 +231,18 @@ impl Shard {
             "user tasks held"
         );
         assert!(self.state.indexes_consistent(), "indexes disagree");
+    }
+}
+
+/// `ActivateJobs` for up to `max_jobs` jobs of `job_type`, leased for a minute to
+/// `test-worker`, fetching `fetch_variables` (all when empty).
+pub fn activation(job_type: &str, max_jobs: u32, fetch_variables: Vec<String>) -> Command {
+    Command::ActivateJobs {
+        job_type: job_type.to_string(),
+        worker: "test-worker".to_string(),
+        max_jobs,
+        lease_millis: 60_000,
+        fetch_variables,
     }
 }
 
